@@ -70,7 +70,6 @@ func repoRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-
 // connString builds a URL for another database on the same server.
 func connString(t testing.TB, db string) string {
 	t.Helper()
