@@ -1,0 +1,180 @@
+// Package access decides who may do what, in which account.
+//
+// Every resolver and store call that touches tenant data passes through
+// [Authorizer.Authorize] (or, to list, [Authorizer.Accounts]), which reads
+// the [Principal] from the context. The rules:
+//
+//   - An account's owners hold every [Permission] in it; members hold none
+//     until teams arrive.
+//   - The owners of a parent (MSP) account act as owners in its child
+//     accounts.
+//   - An API token acts as an owner of the account it is scoped to and of
+//     that account's children.
+//   - A principal with no standing in an account gets [apperr.ErrNotFound]
+//     for everything in it, never FORBIDDEN, so the existence of another
+//     account's objects does not leak. A member lacking a permission in its
+//     own account gets FORBIDDEN.
+package access
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rampartmail/rampart/internal/access/accessdb"
+	"github.com/rampartmail/rampart/internal/apperr"
+)
+
+// Permission is one kind of action in an account.
+type Permission int
+
+// The permissions. Owners hold all of them.
+const (
+	ViewReports Permission = iota + 1
+	ManageSenders
+	ManageDKIM
+	ManagePolicy
+	ManageDomains
+	ManageUsers
+)
+
+var permissionNames = map[Permission]string{
+	ViewReports: "view reports", ManageSenders: "manage senders", ManageDKIM: "manage DKIM",
+	ManagePolicy: "manage policy", ManageDomains: "manage domains", ManageUsers: "manage users",
+}
+
+func (p Permission) String() string {
+	if s, ok := permissionNames[p]; ok {
+		return s
+	}
+	return fmt.Sprintf("permission(%d)", int(p))
+}
+
+// Principal is the authenticated caller of a request.
+type Principal struct {
+	// UserID is the signed-in user; uuid.Nil for an API token.
+	UserID uuid.UUID
+	// APITokenID and TokenAccountID are set when an API token authenticated
+	// the request; the token acts only in TokenAccountID and its children.
+	APITokenID     uuid.UUID
+	TokenAccountID uuid.UUID
+}
+
+// IsAPIToken reports whether the principal is an API token.
+func (p Principal) IsAPIToken() bool { return p.APITokenID != uuid.Nil }
+
+type principalKey struct{}
+
+// NewContext returns a context carrying the principal.
+func NewContext(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// FromContext returns the request's principal, if it is authenticated.
+func FromContext(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// Authorizer answers access questions from the database.
+type Authorizer struct {
+	q *accessdb.Queries
+}
+
+// New returns an Authorizer reading through db (a pool or a transaction).
+func New(db accessdb.DBTX) *Authorizer { return &Authorizer{q: accessdb.New(db)} }
+
+// standing is what a principal is in one account.
+type standing struct {
+	role        string // "owner", "member" or ""
+	parentOwner bool
+	tokenScope  bool
+}
+
+func (s standing) known() bool { return s.role != "" || s.parentOwner || s.tokenScope }
+
+// allows is the one place that maps a standing to permissions.
+func (s standing) allows(Permission) bool {
+	return s.role == "owner" || s.parentOwner || s.tokenScope
+}
+
+func principalArgs(p Principal) (user, token uuid.UUID) {
+	if p.IsAPIToken() {
+		return uuid.Nil, p.TokenAccountID
+	}
+	return p.UserID, uuid.Nil
+}
+
+// Authorize returns nil when the context's principal holds perm in the
+// account; otherwise UNAUTHENTICATED, NOT_FOUND (no standing: the account's
+// objects are invisible) or FORBIDDEN (a member without the permission).
+func (a *Authorizer) Authorize(ctx context.Context, accountID uuid.UUID, perm Permission) error {
+	p, ok := FromContext(ctx)
+	if !ok {
+		return &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	}
+	user, token := principalArgs(p)
+	row, err := a.q.Grant(ctx, accessdb.GrantParams{UserID: user, TokenAccount: token, AccountID: accountID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return apperr.NotFoundf("not found")
+	}
+	if err != nil {
+		return fmt.Errorf("authorize: %w", err)
+	}
+	s := standing{role: row.Role, parentOwner: row.ParentOwner, tokenScope: row.TokenScope}
+	switch {
+	case s.allows(perm):
+		return nil
+	case s.known():
+		return &apperr.Error{Code: apperr.Forbidden, Message: "you do not have permission to " + perm.String() + " in this account"}
+	default:
+		return apperr.NotFoundf("not found")
+	}
+}
+
+// Accounts lists the accounts in which the context's principal holds perm.
+func (a *Authorizer) Accounts(ctx context.Context, perm Permission) ([]uuid.UUID, error) {
+	return a.accounts(ctx, func(s standing) bool { return s.allows(perm) })
+}
+
+// Visible lists the accounts in which the context's principal has any
+// standing (it may see the account itself, if nothing in it).
+func (a *Authorizer) Visible(ctx context.Context) ([]uuid.UUID, error) {
+	return a.accounts(ctx, standing.known)
+}
+
+func (a *Authorizer) accounts(ctx context.Context, keep func(standing) bool) ([]uuid.UUID, error) {
+	p, ok := FromContext(ctx)
+	if !ok {
+		return nil, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	}
+	user, token := principalArgs(p)
+	rows, err := a.q.Grants(ctx, accessdb.GrantsParams{UserID: user, TokenAccount: token})
+	if err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	ids := make([]uuid.UUID, 0, len(rows))
+	for _, r := range rows {
+		if keep(standing{role: r.Role, parentOwner: r.ParentOwner, tokenScope: r.TokenScope}) {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids, nil
+}
+
+// See allows a principal to see an account (any standing), else NOT_FOUND.
+func (a *Authorizer) See(ctx context.Context, accountID uuid.UUID) error {
+	ids, err := a.Visible(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if id == accountID {
+			return nil
+		}
+	}
+	return apperr.NotFoundf("account not found")
+}

@@ -1,0 +1,82 @@
+// Package apperr defines the errors that domain code returns to API callers.
+//
+// Each kind maps to one GraphQL extensions.code in the error presenter. Only
+// these errors' messages reach a caller; any other error is reported as
+// INTERNAL with a request id and logged, so SQL text and internal names never
+// leak.
+package apperr
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Code is the machine-readable kind of an error, shown as extensions.code.
+type Code string
+
+// The codes an API caller can see.
+const (
+	Unauthenticated Code = "UNAUTHENTICATED"
+	Forbidden       Code = "FORBIDDEN"
+	NotFound        Code = "NOT_FOUND"
+	BadUserInput    Code = "BAD_USER_INPUT"
+	Conflict        Code = "CONFLICT"
+	RateLimited     Code = "RATE_LIMITED"
+	Internal        Code = "INTERNAL"
+)
+
+// Error is an error safe to show to the caller.
+type Error struct {
+	Code    Code
+	Message string
+	// Field names the input field at fault, for BAD_USER_INPUT.
+	Field string
+	// RetryAfter is set for RATE_LIMITED.
+	RetryAfter time.Duration
+	// Err is the cause, for logs only.
+	Err error
+}
+
+func (e *Error) Error() string { return e.Message }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, apperr.ErrNotFound) match any error of the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Message == "" && t.Code == e.Code
+}
+
+// Sentinels for errors.Is; they match any *Error of their code.
+var (
+	ErrUnauthenticated = &Error{Code: Unauthenticated}
+	ErrForbidden       = &Error{Code: Forbidden}
+	ErrNotFound        = &Error{Code: NotFound}
+	ErrBadUserInput    = &Error{Code: BadUserInput}
+	ErrConflict        = &Error{Code: Conflict}
+	ErrRateLimited     = &Error{Code: RateLimited}
+)
+
+// NotFoundf reports that an object does not exist or is not the caller's to see.
+func NotFoundf(format string, args ...any) error {
+	return &Error{Code: NotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+// Invalid reports bad input in one field.
+func Invalid(field, format string, args ...any) error {
+	return &Error{Code: BadUserInput, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Conflictf reports that the change clashes with existing data.
+func Conflictf(format string, args ...any) error {
+	return &Error{Code: Conflict, Message: fmt.Sprintf(format, args...)}
+}
+
+// As returns the *Error in err's chain, if any.
+func As(err error) (*Error, bool) {
+	var e *Error
+	if errors.As(err, &e) && e.Message != "" {
+		return e, true
+	}
+	return nil, false
+}

@@ -1,0 +1,506 @@
+// Package domain manages the mail domains an account hosts on Rampart: adding
+// and removing them, their mode (sending or blocked) and their DMARC policy,
+// and the DNS records the customer publishes to delegate to the edge.
+//
+// Every change that affects DNS recompiles the domain's row of the edge
+// contract (table edge_domain) in the same transaction and sends NOTIFY
+// rampart_edge with the new serial, so dnsedge serves it within a second.
+// Every call authorises through [access.Authorizer] first.
+package domain
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/apperr"
+	"github.com/rampartmail/rampart/internal/dmarc"
+	"github.com/rampartmail/rampart/internal/domain/domaindb"
+)
+
+// Mode says whether a domain sends mail.
+type Mode string
+
+// The modes.
+const (
+	// Sending domains publish the owner's DMARC policy.
+	Sending Mode = "sending"
+	// Blocked (non-sending) domains are locked down: p=reject with strict
+	// alignment, whatever policy the owner stored.
+	Blocked Mode = "blocked"
+)
+
+// Policy is the DMARC policy of a domain. Nil pointers are tags left out.
+type Policy struct {
+	P       dmarc.Policy
+	SP      *dmarc.Policy
+	NP      *dmarc.Policy
+	Percent int
+	ADKIM   dmarc.Alignment
+	ASPF    dmarc.Alignment
+	// RUA and RUF are the owner's extra report addresses (mailto: URIs).
+	RUA, RUF       []string
+	FailureOptions *string
+	Testing        *bool
+}
+
+// Domain is a hosted domain.
+type Domain struct {
+	ID        uuid.UUID
+	AccountID uuid.UUID
+	// Name is the ASCII (A-label) form.
+	Name      string
+	Mode      Mode
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// Stored is the policy the owner set; Effective applies the mode.
+	Stored Policy
+}
+
+// Effective is the policy published for the domain: the stored one while
+// sending, and a full lock-down while blocked.
+func (d Domain) Effective() Policy {
+	if d.Mode != Blocked {
+		return d.Stored
+	}
+	p := d.Stored
+	reject := dmarc.Reject
+	p.P, p.SP, p.NP = dmarc.Reject, &reject, &reject
+	p.Percent = 100
+	p.ADKIM, p.ASPF = dmarc.Strict, dmarc.Strict
+	p.Testing = nil
+	return p
+}
+
+// Record composes the DMARC record published at _dmarc.<name>.
+func (d Domain) Record() dmarc.Record { return d.Effective().record() }
+
+func (p Policy) record() dmarc.Record {
+	r := dmarc.Record{Policy: p.P}
+	if p.SP != nil {
+		r.SubdomainPolicy = *p.SP
+	}
+	if p.NP != nil {
+		r.NonExistentPolicy = *p.NP
+	}
+	if p.Percent != 100 {
+		pct := p.Percent
+		r.Percent = &pct
+	}
+	if p.ADKIM == dmarc.Strict {
+		r.ADKIM = dmarc.Strict
+	}
+	if p.ASPF == dmarc.Strict {
+		r.ASPF = dmarc.Strict
+	}
+	r.RUA, r.RUF = uris(p.RUA), uris(p.RUF)
+	if p.FailureOptions != nil {
+		r.FailureOptions = *p.FailureOptions
+	}
+	if p.Testing != nil {
+		r.Testing = map[bool]string{true: "y", false: "n"}[*p.Testing]
+	}
+	return r
+}
+
+// uris parses stored report addresses; they were validated on the way in.
+func uris(list []string) []dmarc.URI {
+	var out []dmarc.URI
+	for _, s := range list {
+		if u, err := dmarc.ParseURI(s); err == nil {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func fromRow(r domaindb.Domain) Domain {
+	d := Domain{
+		ID: r.ID, AccountID: r.AccountID, Name: r.Name, Mode: Mode(r.Mode),
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Stored: Policy{
+			P: dmarc.Policy(r.DmarcP), Percent: int(r.DmarcPct),
+			ADKIM: dmarc.Alignment(r.DmarcAdkim), ASPF: dmarc.Alignment(r.DmarcAspf),
+			RUA: r.DmarcRua, RUF: r.DmarcRuf, FailureOptions: r.DmarcFo, Testing: r.DmarcT,
+		},
+	}
+	if r.DmarcSp != nil {
+		sp := dmarc.Policy(*r.DmarcSp)
+		d.Stored.SP = &sp
+	}
+	if r.DmarcNp != nil {
+		np := dmarc.Policy(*r.DmarcNp)
+		d.Stored.NP = &np
+	}
+	return d
+}
+
+// Config is what the service needs to know about the edge.
+type Config struct {
+	// EdgeZone is the edge's own zone, e.g. edge.rampart.example.
+	EdgeZone string
+	// NameServers are the edge's name server host names.
+	NameServers []string
+}
+
+// Service is the domain store. Its methods authorise the context's principal.
+type Service struct {
+	pool  *pgxpool.Pool
+	authz *access.Authorizer
+	cfg   Config
+	log   *slog.Logger
+}
+
+// NewService returns a Service.
+func NewService(pool *pgxpool.Pool, cfg Config, log *slog.Logger) *Service {
+	return &Service{pool: pool, authz: access.New(pool), cfg: cfg, log: log}
+}
+
+// Config returns the edge configuration the service publishes against.
+func (s *Service) Config() Config { return s.cfg }
+
+func notFound(name string) error { return apperr.NotFoundf("domain %q not found", name) }
+
+// Get returns a domain the principal may view.
+func (s *Service) Get(ctx context.Context, name string) (Domain, error) {
+	n, err := NormalizeName(name)
+	if err != nil {
+		return Domain{}, notFound(name)
+	}
+	row, err := domaindb.New(s.pool).DomainByName(ctx, n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Domain{}, notFound(name)
+	}
+	if err != nil {
+		return Domain{}, fmt.Errorf("load domain: %w", err)
+	}
+	if err := s.authorize(ctx, row.AccountID, access.ViewReports, name); err != nil {
+		return Domain{}, err
+	}
+	return fromRow(row), nil
+}
+
+// authorize hides a domain the principal may not see behind NOT_FOUND.
+func (s *Service) authorize(ctx context.Context, accountID uuid.UUID, perm access.Permission, name string) error {
+	err := s.authz.Authorize(ctx, accountID, perm)
+	if errors.Is(err, apperr.ErrNotFound) {
+		return notFound(name)
+	}
+	return err
+}
+
+// Add hosts a new domain in an account, with the default policy
+// (p=none, subdomains inherit, pct 100, relaxed alignment).
+func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Domain, error) {
+	if err := s.authz.Authorize(ctx, accountID, access.ManageDomains); err != nil {
+		if errors.Is(err, apperr.ErrNotFound) {
+			return Domain{}, apperr.NotFoundf("account not found")
+		}
+		return Domain{}, err
+	}
+	n, err := NormalizeName(name)
+	if err != nil {
+		return Domain{}, err
+	}
+	var d Domain
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		row, err := domaindb.New(tx).InsertDomain(ctx, domaindb.InsertDomainParams{AccountID: accountID, Name: n})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return apperr.Conflictf("domain %q is already hosted on Rampart", n)
+		}
+		if err != nil {
+			return fmt.Errorf("insert domain: %w", err)
+		}
+		d = fromRow(row)
+		return s.publish(ctx, tx, d)
+	})
+	if err != nil {
+		return Domain{}, err
+	}
+	s.log.InfoContext(ctx, "domain added", "domain", d.Name, "account", accountID)
+	return d, nil
+}
+
+// change runs fn on the locked domain row inside one transaction, after
+// authorising perm, then republishes the domain to the edge.
+func (s *Service) change(ctx context.Context, name string, perm access.Permission, fn func(q *domaindb.Queries, d Domain) (domaindb.Domain, error)) (Domain, error) {
+	n, err := NormalizeName(name)
+	if err != nil {
+		return Domain{}, notFound(name)
+	}
+	var d Domain
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := domaindb.New(tx)
+		row, err := q.DomainForUpdate(ctx, n)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound(name)
+		}
+		if err != nil {
+			return fmt.Errorf("lock domain: %w", err)
+		}
+		if err := s.authorize(ctx, row.AccountID, perm, name); err != nil {
+			return err
+		}
+		row, err = fn(q, fromRow(row))
+		if err != nil {
+			return err
+		}
+		d = fromRow(row)
+		return s.publish(ctx, tx, d)
+	})
+	return d, err
+}
+
+// Remove stops hosting a domain. The edge keeps a tombstone so that edges
+// following by serial stop serving it.
+func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
+	n, err := NormalizeName(name)
+	if err != nil {
+		return Domain{}, notFound(name)
+	}
+	var d Domain
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := domaindb.New(tx)
+		row, err := q.DomainForUpdate(ctx, n)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound(name)
+		}
+		if err != nil {
+			return fmt.Errorf("lock domain: %w", err)
+		}
+		if err := s.authorize(ctx, row.AccountID, access.ManageDomains, name); err != nil {
+			return err
+		}
+		d = fromRow(row)
+		if err := q.DeleteDomain(ctx, row.ID); err != nil {
+			return fmt.Errorf("delete domain: %w", err)
+		}
+		serial, err := q.TombstoneEdgeDomain(ctx, n)
+		if err != nil {
+			return fmt.Errorf("tombstone edge row: %w", err)
+		}
+		return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
+	})
+	if err != nil {
+		return Domain{}, err
+	}
+	s.log.InfoContext(ctx, "domain removed", "domain", d.Name, "account", d.AccountID)
+	return d, nil
+}
+
+// SetMode switches a domain between sending and blocked.
+func (s *Service) SetMode(ctx context.Context, name string, mode Mode) (Domain, error) {
+	if mode != Sending && mode != Blocked {
+		return Domain{}, apperr.Invalid("mode", "unknown mode %q", mode)
+	}
+	return s.change(ctx, name, access.ManageDomains, func(q *domaindb.Queries, d Domain) (domaindb.Domain, error) {
+		return q.SetDomainMode(ctx, domaindb.SetDomainModeParams{ID: d.ID, Mode: string(mode)})
+	})
+}
+
+// UpdatePolicy changes a domain's DMARC policy: edit receives the current
+// stored policy and changes it in place; the result is validated as a whole.
+// A blocked domain's policy is fixed; switch it to sending first.
+func (s *Service) UpdatePolicy(ctx context.Context, name string, edit func(*Policy)) (Domain, error) {
+	return s.change(ctx, name, access.ManagePolicy, func(q *domaindb.Queries, d Domain) (domaindb.Domain, error) {
+		if d.Mode == Blocked {
+			return domaindb.Domain{}, apperr.Invalid("mode", "domain %q is blocked: its policy is fixed at p=reject with strict alignment; set its mode to SENDING before changing the policy", d.Name)
+		}
+		p := d.Stored
+		p.RUA = append([]string(nil), p.RUA...)
+		p.RUF = append([]string(nil), p.RUF...)
+		edit(&p)
+		if err := p.normalize(); err != nil {
+			return domaindb.Domain{}, err
+		}
+		return q.UpdateDmarcPolicy(ctx, domaindb.UpdateDmarcPolicyParams{
+			ID: d.ID, P: string(p.P), Sp: (*string)(p.SP), Np: (*string)(p.NP), Pct: int32(p.Percent),
+			Adkim: string(p.ADKIM), Aspf: string(p.ASPF), Rua: p.RUA, Ruf: p.RUF,
+			Fo: p.FailureOptions, T: p.Testing,
+		})
+	})
+}
+
+// maxReportAddresses bounds rua and ruf so the record stays a sane size.
+const maxReportAddresses = 5
+
+// normalize canonicalises owner input and validates the policy as a record.
+func (p *Policy) normalize() error {
+	var err error
+	if p.P, err = dmarc.ParsePolicy(string(p.P)); err != nil {
+		return apperr.Invalid("p", "%v", err)
+	}
+	for field, v := range map[string]**dmarc.Policy{"sp": &p.SP, "np": &p.NP} {
+		if *v == nil {
+			continue
+		}
+		pol, err := dmarc.ParsePolicy(string(**v))
+		if err != nil {
+			return apperr.Invalid(field, "%v", err)
+		}
+		*v = &pol
+	}
+	if p.Percent < 0 || p.Percent > 100 {
+		return apperr.Invalid("pct", "pct must be between 0 and 100, not %d", p.Percent)
+	}
+	for field, a := range map[string]*dmarc.Alignment{"adkim": &p.ADKIM, "aspf": &p.ASPF} {
+		switch strings.ToLower(string(*a)) {
+		case "r", "relaxed":
+			*a = dmarc.Relaxed
+		case "s", "strict":
+			*a = dmarc.Strict
+		default:
+			return apperr.Invalid(field, "%s must be r (relaxed) or s (strict), not %q", field, *a)
+		}
+	}
+	for field, list := range map[string]*[]string{"rua": &p.RUA, "ruf": &p.RUF} {
+		if len(*list) > maxReportAddresses {
+			return apperr.Invalid(field, "at most %d %s addresses", maxReportAddresses, field)
+		}
+		seen := map[string]bool{}
+		out := (*list)[:0]
+		for _, a := range *list {
+			a = strings.TrimSpace(a)
+			if !strings.HasPrefix(strings.ToLower(a), "mailto:") {
+				a = "mailto:" + a
+			}
+			u, err := dmarc.ParseURI(a)
+			if err != nil {
+				return apperr.Invalid(field, "%v", err)
+			}
+			if s := u.String(); !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+		*list = out
+	}
+	if p.FailureOptions != nil && *p.FailureOptions == "" {
+		p.FailureOptions = nil
+	}
+	if err := p.record().Validate(); err != nil {
+		var se *dmarc.SyntaxError
+		if errors.As(err, &se) {
+			return apperr.Invalid(se.Tag, "%v", err)
+		}
+		return apperr.Invalid("policy", "%v", err)
+	}
+	return nil
+}
+
+// publish compiles the domain into its edge row and notifies the edges.
+func (s *Service) publish(ctx context.Context, tx pgx.Tx, d Domain) error {
+	q := domaindb.New(tx)
+	serial, err := q.UpsertEdgeDomain(ctx, domaindb.UpsertEdgeDomainParams{
+		Name: d.Name, Mode: string(d.Mode), Dmarc: d.Record().String(),
+	})
+	if err != nil {
+		return fmt.Errorf("compile edge row: %w", err)
+	}
+	if err := q.NotifyEdge(ctx, strconv.FormatInt(serial, 10)); err != nil {
+		return fmt.Errorf("notify edge: %w", err)
+	}
+	return nil
+}
+
+// Filter narrows a domain listing.
+type Filter struct {
+	// AccountID limits the listing to one account; nil lists every account
+	// in which the principal may view domains.
+	AccountID *uuid.UUID
+	// Prefix matches the start of the ASCII name.
+	Prefix string
+	// Mode, if set, keeps only domains in that mode.
+	Mode Mode
+}
+
+// Page is one page of a domain listing.
+type Page struct {
+	Domains     []Domain
+	HasNext     bool
+	TotalCount  int
+	StartCursor string
+	EndCursor   string
+}
+
+// MaxPage is the largest page a caller may ask for.
+const MaxPage = 100
+
+// Cursor returns the opaque cursor of a domain in listings.
+func Cursor(d Domain) string { return base64.RawURLEncoding.EncodeToString([]byte("d:" + d.Name)) }
+
+func decodeCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || !strings.HasPrefix(string(b), "d:") {
+		return "", apperr.Invalid("after", "invalid cursor")
+	}
+	return string(b[2:]), nil
+}
+
+// List returns one page of the principal's domains, ordered by name.
+func (s *Service) List(ctx context.Context, f Filter, first int, after string) (Page, error) {
+	if first < 0 || first > MaxPage {
+		return Page{}, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
+	}
+	ids, err := s.authz.Accounts(ctx, access.ViewReports)
+	if err != nil {
+		return Page{}, err
+	}
+	if f.AccountID != nil {
+		if err := s.authz.Authorize(ctx, *f.AccountID, access.ViewReports); err != nil {
+			if errors.Is(err, apperr.ErrNotFound) {
+				return Page{}, apperr.NotFoundf("account not found")
+			}
+			return Page{}, err
+		}
+		ids = []uuid.UUID{*f.AccountID}
+	}
+	var cursor string
+	if after != "" {
+		if cursor, err = decodeCursor(after); err != nil {
+			return Page{}, err
+		}
+	}
+	var prefix, mode *string
+	if f.Prefix != "" {
+		p := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(f.Prefix), "."))
+		if a, err := idnaProfile.ToASCII(p); err == nil {
+			p = a
+		}
+		prefix = &p
+	}
+	if f.Mode != "" {
+		m := string(f.Mode)
+		mode = &m
+	}
+	q := domaindb.New(s.pool)
+	rows, err := q.ListDomains(ctx, domaindb.ListDomainsParams{AccountIds: ids, After: cursor, Prefix: prefix, Mode: mode, Lim: int32(first + 1)})
+	if err != nil {
+		return Page{}, fmt.Errorf("list domains: %w", err)
+	}
+	total, err := q.CountDomains(ctx, domaindb.CountDomainsParams{AccountIds: ids, Prefix: prefix, Mode: mode})
+	if err != nil {
+		return Page{}, fmt.Errorf("count domains: %w", err)
+	}
+	p := Page{TotalCount: int(total), HasNext: len(rows) > first}
+	if p.HasNext {
+		rows = rows[:first]
+	}
+	for _, r := range rows {
+		p.Domains = append(p.Domains, fromRow(r))
+	}
+	if len(p.Domains) > 0 {
+		p.StartCursor, p.EndCursor = Cursor(p.Domains[0]), Cursor(p.Domains[len(p.Domains)-1])
+	}
+	return p, nil
+}
