@@ -12,9 +12,9 @@ type Policy string
 
 // The policies defined by RFC 7489 §6.3.
 const (
-	None       Policy = "none"
-	Quarantine Policy = "quarantine"
-	Reject     Policy = "reject"
+	None       Policy = "none"       // monitor only: deliver as usual
+	Quarantine Policy = "quarantine" // treat as suspicious, e.g. file as spam
+	Reject     Policy = "reject"     // refuse the message
 )
 
 // ParsePolicy parses a policy name. Input is case-insensitive; the result is
@@ -32,8 +32,8 @@ type Alignment string
 
 // The alignment modes defined by RFC 7489 §3.1.
 const (
-	Relaxed Alignment = "r"
-	Strict  Alignment = "s"
+	Relaxed Alignment = "r" // organizational domains must match (the default)
+	Strict  Alignment = "s" // domains must match exactly
 )
 
 func parseAlignment(s string) (Alignment, error) {

@@ -368,7 +368,7 @@ func (p *Policy) normalize() error {
 			return apperr.Invalid(field, "at most %d %s addresses", maxReportAddresses, field)
 		}
 		seen := map[string]bool{}
-		out := (*list)[:0]
+		out := make([]string, 0, len(*list))
 		for _, a := range *list {
 			a = strings.TrimSpace(a)
 			if !strings.HasPrefix(strings.ToLower(a), "mailto:") {

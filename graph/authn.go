@@ -1,0 +1,104 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/rampartmail/rampart/graph/model"
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/apperr"
+	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/request"
+)
+
+var errBadToken = &apperr.Error{Code: apperr.Unauthenticated, Message: "invalid or expired token"}
+
+// authenticate turns a bearer credential into the request's principal.
+func (r *Resolver) authenticate(ctx context.Context, bearer string) (access.Principal, error) {
+	id, err := r.AuthSvc.Authenticate(ctx, bearer)
+	if err != nil {
+		return access.Principal{}, authError(err)
+	}
+	p := access.Principal{UserID: id.UserID}
+	if id.IsAPIToken() {
+		p = access.Principal{APITokenID: *id.APITokenID, TokenAccountID: *id.AccountID}
+	}
+	return p, nil
+}
+
+// authError maps the auth package's errors to API errors.
+func authError(err error) error {
+	var rl *auth.RateLimitError
+	switch {
+	case errors.As(err, &rl):
+		return &apperr.Error{Code: apperr.RateLimited, Message: "too many failed logins; try again later", RetryAfter: rl.RetryAfter, Err: err}
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		return &apperr.Error{Code: apperr.Unauthenticated, Message: "invalid e-mail address or password", Err: err}
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return &apperr.Error{Code: apperr.Unauthenticated, Message: errBadToken.Message, Err: err}
+	case errors.Is(err, auth.ErrInvalidTokenName):
+		return apperr.Invalid("name", "%v", err)
+	case errors.Is(err, auth.ErrNotFound):
+		return apperr.NotFoundf("not found")
+	}
+	return err
+}
+
+func (r *Resolver) authPayload(ctx context.Context, t auth.Tokens) (*model.AuthPayload, error) {
+	id, err := r.AuthSvc.Authenticate(ctx, t.AccessToken)
+	if err != nil {
+		return nil, fmt.Errorf("read back new access token: %w", err)
+	}
+	u, err := r.AccountSvc.User(ctx, id.UserID)
+	if err != nil {
+		return nil, err
+	}
+	return &model.AuthPayload{
+		AccessToken: t.AccessToken, AccessTokenExpiresAt: t.AccessExpiresAt,
+		RefreshToken: t.RefreshToken, RefreshTokenExpiresAt: t.RefreshExpiresAt, User: &u,
+	}, nil
+}
+
+func (r *Resolver) login(ctx context.Context, email, password string) (*model.AuthPayload, error) {
+	t, err := r.AuthSvc.Login(ctx, email, password, request.FromContext(ctx).Client)
+	if err != nil {
+		return nil, authError(err)
+	}
+	return r.authPayload(ctx, t)
+}
+
+func (r *Resolver) refresh(ctx context.Context, token string) (*model.AuthPayload, error) {
+	t, err := r.AuthSvc.Refresh(ctx, token)
+	if err != nil {
+		return nil, authError(err)
+	}
+	return r.authPayload(ctx, t)
+}
+
+// manageTokens authorises API-token management in an account.
+func (r *Resolver) manageTokens(ctx context.Context, accountID *string) (uuid.UUID, error) {
+	id, err := r.accountID(ctx, accountID)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if err := access.New(r.Pool).Authorize(ctx, id, access.ManageUsers); err != nil {
+		return uuid.Nil, err
+	}
+	return id, nil
+}
+
+func (r *Resolver) findToken(ctx context.Context, accountID, id uuid.UUID) (*auth.APIToken, error) {
+	list, err := r.AuthSvc.ListAPITokens(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range list {
+		if list[i].ID == id {
+			return &list[i], nil
+		}
+	}
+	return nil, apperr.NotFoundf("API token not found")
+}

@@ -1,0 +1,25 @@
+// Package graph implements Rampart's public GraphQL API with gqlgen: the
+// resolvers (one file per schema file in schema/), the conversions between
+// GraphQL and domain types, and the limits and error presentation wired by
+// [NewHandler]. Resolvers are thin: they parse arguments and call the domain
+// services in internal/, which authorise every call.
+package graph
+
+import (
+	"github.com/jackc/pgx/v5/pgxpool"
+	"log/slog"
+
+	"github.com/rampartmail/rampart/internal/account"
+	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/domain"
+)
+
+// Resolver holds the services the resolvers call.
+type Resolver struct {
+	AccountSvc *account.Service
+	DomainSvc  *domain.Service
+	AuthSvc    *auth.Service
+	Log        *slog.Logger
+	// Pool is for authorisation checks that belong to no single service.
+	Pool *pgxpool.Pool
+}

@@ -1,0 +1,160 @@
+// Package app assembles Rampart's processes from configuration: `rampart
+// serve` (API, workers), `rampart dev` (a private PostgreSQL, a demo account
+// and every part, dnsedge included, in one process) and the operator
+// commands. cmd/rampart only parses the command line and calls in here.
+package app
+
+import (
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/rampartmail/rampart/dnsedge"
+	"github.com/rampartmail/rampart/internal/auth"
+)
+
+// Config is the configuration shared by the subcommands. Every field has a
+// flag and an environment variable; the flag wins.
+type Config struct {
+	DatabaseURL string
+	APIAddr     string
+	Dev         bool
+	Migrate     bool
+	Workers     int
+	LogFormat   string
+	LogLevel    string
+
+	EdgeZone        string
+	EdgeNameServers string
+	EdgeAddr        string
+	EdgeMetricsAddr string
+	EdgeSnapshot    string
+
+	JWTKey     string
+	JWTKeyFile string
+	JWTKeyID   string
+	DataDir    string
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+// Flags registers the configuration's flags, with environment defaults.
+func (c *Config) Flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "PostgreSQL URL (env DATABASE_URL); empty in dev mode starts a private cluster")
+	fs.StringVar(&c.APIAddr, "addr", env("RAMPART_ADDR", "127.0.0.1:8080"), "API listen address (env RAMPART_ADDR)")
+	fs.BoolVar(&c.Migrate, "migrate", env("RAMPART_MIGRATE", "") == "true", "apply migrations before starting (env RAMPART_MIGRATE=true)")
+	fs.IntVar(&c.Workers, "workers", envInt("RAMPART_WORKERS", 10), "concurrent River jobs; 0 runs no workers (env RAMPART_WORKERS)")
+	fs.StringVar(&c.LogFormat, "log-format", env("RAMPART_LOG_FORMAT", ""), "json or text (env RAMPART_LOG_FORMAT; default json, text in dev)")
+	fs.StringVar(&c.LogLevel, "log-level", env("RAMPART_LOG_LEVEL", "info"), "debug, info, warn or error (env RAMPART_LOG_LEVEL)")
+	fs.StringVar(&c.EdgeZone, "edge-zone", env("RAMPART_EDGE_ZONE", "edge.rampart.test"), "the DNS edge's own zone (env RAMPART_EDGE_ZONE)")
+	fs.StringVar(&c.EdgeNameServers, "edge-ns", env("RAMPART_EDGE_NS", ""), "comma-separated edge name servers (env RAMPART_EDGE_NS; default ns1.<zone>,ns2.<zone>)")
+	fs.StringVar(&c.EdgeAddr, "edge-addr", env("DNSEDGE_LISTEN", "127.0.0.1:5353"), "dev: dnsedge UDP+TCP listen address (env DNSEDGE_LISTEN)")
+	fs.StringVar(&c.EdgeMetricsAddr, "edge-metrics", env("DNSEDGE_METRICS", "127.0.0.1:9153"), "dev: dnsedge metrics address (env DNSEDGE_METRICS)")
+	fs.StringVar(&c.DataDir, "data-dir", env("RAMPART_DATA_DIR", ".data"), "dev: folder for the private cluster, snapshot and keys (env RAMPART_DATA_DIR)")
+	fs.StringVar(&c.EdgeSnapshot, "edge-snapshot", env("DNSEDGE_SNAPSHOT", ""), "dev: dnsedge snapshot file (env DNSEDGE_SNAPSHOT; default <data-dir>/dnsedge.snapshot)")
+	fs.StringVar(&c.JWTKey, "jwt-key", env("RAMPART_JWT_KEY", ""), "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
+	fs.StringVar(&c.JWTKeyFile, "jwt-key-file", env("RAMPART_JWT_KEY_FILE", ""), "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
+	fs.StringVar(&c.JWTKeyID, "jwt-kid", env("RAMPART_JWT_KID", "k1"), "key id of the signing key (env RAMPART_JWT_KID)")
+}
+
+// EdgeNS returns the edge name servers (with any addresses), defaulted
+// from the zone.
+func (c *Config) EdgeNS() ([]dnsedge.NameServer, error) {
+	spec := c.EdgeNameServers
+	if spec == "" {
+		spec = "ns1." + c.EdgeZone + ",ns2." + c.EdgeZone
+	}
+	ns, err := dnsedge.ParseNameServers(spec)
+	if err != nil {
+		return nil, fmt.Errorf("edge name servers: %w", err)
+	}
+	return ns, nil
+}
+
+// NameServers returns the edge name servers' host names.
+func (c *Config) NameServers() ([]string, error) {
+	ns, err := c.EdgeNS()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(ns))
+	for i, n := range ns {
+		names[i] = n.Name
+	}
+	return names, nil
+}
+
+// Logger builds the process logger: JSON in production, text in dev.
+func (c *Config) Logger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	format := c.LogFormat
+	if format == "" {
+		format = map[bool]string{true: "text", false: "json"}[c.Dev]
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// KeySet loads the access-token signing key from the configuration: the
+// seed itself, or a key file (created with a fresh seed when missing).
+func (c *Config) KeySet() (*auth.KeySet, error) {
+	encoded := c.JWTKey
+	if encoded == "" {
+		file := c.JWTKeyFile
+		if file == "" && c.Dev {
+			file = filepath.Join(c.DataDir, "jwt.key")
+		}
+		if file == "" {
+			return nil, errors.New("no access-token signing key: set RAMPART_JWT_KEY (a base64 Ed25519 seed, the same on every replica) or RAMPART_JWT_KEY_FILE")
+		}
+		b, err := os.ReadFile(file)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			seed, err := auth.GenerateSeed()
+			if err != nil {
+				return nil, err
+			}
+			encoded = base64.StdEncoding.EncodeToString(seed)
+			if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+				return nil, fmt.Errorf("create key folder: %w", err)
+			}
+			if err := os.WriteFile(file, []byte(encoded+"\n"), 0o600); err != nil {
+				return nil, fmt.Errorf("write key file: %w", err)
+			}
+		case err != nil:
+			return nil, fmt.Errorf("read key file: %w", err)
+		default:
+			encoded = strings.TrimSpace(string(b))
+		}
+	}
+	seed, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		return nil, fmt.Errorf("access-token signing key is not base64: %w", err)
+	}
+	return auth.NewKeySet(c.JWTKeyID, seed)
+}

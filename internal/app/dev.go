@@ -1,0 +1,151 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rampartmail/rampart/dnsedge"
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/account"
+	"github.com/rampartmail/rampart/internal/apperr"
+	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/pgcluster"
+	"github.com/rampartmail/rampart/migrations"
+)
+
+// The demo account seeded by `rampart dev`.
+const (
+	DemoEmail    = "demo@rampart.test"
+	DemoPassword = "rampart-demo-password"
+	DemoAccount  = "Demo Company"
+	DemoDomain   = "example.com"
+)
+
+// Dev is `rampart dev`: a private PostgreSQL cluster (unless DATABASE_URL is
+// set), migrations, the demo account, the API, the workers and dnsedge in one
+// process. Cancelling ctx stops everything, the cluster last.
+func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err error) {
+	cfg.Dev = true
+	if cfg.DatabaseURL == "" {
+		cluster, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: filepath.Join(cfg.DataDir, "pg"), Logger: log})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if serr := cluster.Stop(stopCtx); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}()
+		cfg.DatabaseURL = cluster.URL()
+	}
+	pool, err := OpenPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool, log); err != nil {
+		return err
+	}
+	if err := SeedDemo(ctx, pool, cfg, log); err != nil {
+		return err
+	}
+	cfg.Migrate = false
+	api, err := NewAPI(ctx, pool, cfg, log)
+	if err != nil {
+		return err
+	}
+	ns, err := cfg.EdgeNS()
+	if err != nil {
+		return err
+	}
+	snapshot := cfg.EdgeSnapshot
+	if snapshot == "" {
+		snapshot = filepath.Join(cfg.DataDir, "dnsedge.snapshot")
+	}
+	edge, err := dnsedge.New(dnsedge.Config{
+		Zone: cfg.EdgeZone, NameServers: ns, Listen: cfg.EdgeAddr, MetricsListen: cfg.EdgeMetricsAddr,
+		SnapshotPath: snapshot, DatabaseURL: cfg.DatabaseURL,
+	}, log.With("component", "dnsedge"), prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	if err := edge.Start(ctx); err != nil {
+		return err
+	}
+	printBanner(out, api.HTTP.Addr(), edge.UDPAddr().String(), cfg)
+	apiErr := api.Run(ctx)
+	edgeErr := edge.Wait()
+	return errors.Join(apiErr, edgeErr)
+}
+
+func printBanner(out io.Writer, apiAddr, edgeAddr string, cfg *Config) {
+	host, port := splitHostPort(edgeAddr)
+	fmt.Fprintf(out, `
+Rampart is running (Ctrl-C stops everything).
+
+  GraphQL API   http://%[1]s/graphql
+  GraphiQL      http://%[1]s/
+  Metrics       http://%[1]s/metrics  (dnsedge: http://%[2]s/metrics)
+  dnsedge       %[3]s (UDP and TCP), zone %[4]s
+
+  Demo login    %[5]s / %[6]s
+
+Log in:
+  curl -s http://%[1]s/graphql -H 'Content-Type: application/json' \
+    -d '{"query":"mutation { login(email: \"%[5]s\", password: \"%[6]s\") { accessToken } }"}'
+
+The demo domain's DMARC record, from dnsedge:
+  go run ./cmd/rampart query -server %[3]s _dmarc.%[7]s TXT
+  dig @%[8]s -p %[9]s _dmarc.%[7]s TXT +norec
+
+`, apiAddr, cfg.EdgeMetricsAddr, edgeAddr, cfg.EdgeZone, DemoEmail, DemoPassword, DemoDomain, host, port)
+}
+
+// SeedDemo creates the demo owner, account and domain when they are missing.
+// It goes through the same services as the API, as the demo owner.
+func SeedDemo(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logger) error {
+	svc, err := NewServices(pool, cfg, log)
+	if err != nil {
+		return err
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)", DemoEmail).Scan(&exists); err != nil {
+		return fmt.Errorf("look for demo user: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	hash, err := auth.HashPassword(DemoPassword)
+	if err != nil {
+		return err
+	}
+	acct, user, err := svc.Accounts.CreateOwner(ctx, account.NewOwner{Email: DemoEmail, Name: "Demo Owner", PasswordHash: hash, AccountName: DemoAccount})
+	if err != nil {
+		return fmt.Errorf("seed demo owner: %w", err)
+	}
+	asOwner := access.NewContext(ctx, access.Principal{UserID: user.ID})
+	if _, err := svc.Domains.Add(asOwner, acct.ID, DemoDomain); err != nil && !errors.Is(err, apperr.ErrConflict) {
+		return fmt.Errorf("seed demo domain: %w", err)
+	}
+	log.Info("seeded demo account", "email", DemoEmail, "domain", DemoDomain)
+	return nil
+}
+
+func splitHostPort(addr string) (string, string) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, ""
+	}
+	return h, p
+}

@@ -1,0 +1,79 @@
+// Package jobs runs Rampart's background work on River: each module's
+// workers and the periodic maintenance jobs. Job kinds are namespaced
+// (auth.prune_login_failures); a job caused by a write is enqueued in the same
+// transaction as that write (River InsertTx).
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/rampartmail/rampart/internal/auth"
+)
+
+// PruneLoginFailuresArgs asks for old failed-login rows to be deleted.
+type PruneLoginFailuresArgs struct{}
+
+// Kind names the job.
+func (PruneLoginFailuresArgs) Kind() string { return "auth.prune_login_failures" }
+
+// loginFailureRetention is how long failed logins are kept; the throttle
+// looks back 15 minutes, the rest is for an operator's investigation.
+const loginFailureRetention = 7 * 24 * time.Hour
+
+type pruneLoginFailuresWorker struct {
+	river.WorkerDefaults[PruneLoginFailuresArgs]
+	auth *auth.Service
+	log  *slog.Logger
+}
+
+func (w *pruneLoginFailuresWorker) Work(ctx context.Context, job *river.Job[PruneLoginFailuresArgs]) error {
+	n, err := w.auth.PruneLoginFailures(ctx, loginFailureRetention)
+	if err != nil {
+		return fmt.Errorf("prune login failures: %w", err)
+	}
+	w.log.InfoContext(ctx, "pruned login failures", "rows", n)
+	return nil
+}
+
+// Services are what the workers call.
+type Services struct {
+	Auth *auth.Service
+}
+
+// Config configures the River client.
+type Config struct {
+	// Workers is the number of concurrent jobs in the default queue; 0 makes
+	// an insert-only client (this process enqueues, others work).
+	Workers int
+}
+
+// NewClient returns a River client with every worker and periodic job.
+func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (*river.Client[pgx.Tx], error) {
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &pruneLoginFailuresWorker{auth: svc.Auth, log: log})
+	rc := &river.Config{
+		Logger:  log,
+		Workers: workers,
+		PeriodicJobs: []*river.PeriodicJob{
+			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+				return PruneLoginFailuresArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+		},
+	}
+	if cfg.Workers > 0 {
+		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+	}
+	c, err := river.NewClient(riverpgxv5.New(pool), rc)
+	if err != nil {
+		return nil, fmt.Errorf("river client: %w", err)
+	}
+	return c, nil
+}

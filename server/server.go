@@ -1,0 +1,179 @@
+// Package server wires Rampart's HTTP surface: the GraphQL endpoint, GraphiQL
+// in dev mode, health checks and Prometheus metrics, behind middleware that
+// gives each request an id, records the client address, extracts the bearer
+// credential (checked later by the GraphQL layer, after the query limits),
+// bounds the body size and logs the request.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rampartmail/rampart/internal/request"
+)
+
+// Config configures the HTTP server.
+type Config struct {
+	// Addr is the listen address, e.g. 127.0.0.1:8080.
+	Addr string
+	// Dev serves GraphiQL at / and logs more.
+	Dev bool
+	// MaxBody bounds a request body, in bytes (default 1 MiB).
+	MaxBody int64
+	// TrustForwardedFor takes the client address from X-Forwarded-For (the
+	// last hop), for deployments behind a reverse proxy.
+	TrustForwardedFor bool
+}
+
+// Server is the API's HTTP server.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	http *http.Server
+	ln   net.Listener
+}
+
+// New builds the server around the GraphQL handler.
+func New(cfg Config, graphql http.Handler, pool *pgxpool.Pool, reg *prometheus.Registry, log *slog.Logger) *Server {
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	s := &Server{cfg: cfg, log: log}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rampart_http_requests_total", Help: "HTTP requests by route and status class.",
+	}, []string{"route", "code"})
+	reg.MustRegister(requests)
+
+	mux := http.NewServeMux()
+	mux.Handle("POST /graphql", graphql)
+	mux.Handle("OPTIONS /graphql", graphql)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := pool.Ping(ctx); err != nil {
+			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.Dev {
+		mux.Handle("GET /{$}", playground.Handler("Rampart GraphQL", "/graphql"))
+	}
+	s.http = &http.Server{
+		Handler:           s.middleware(mux, requests),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s
+}
+
+// Listen binds the address; Addr reports it (useful with port 0).
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Run serves until ctx is cancelled, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	s.log.Info("API listening", "addr", s.Addr())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve HTTP: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(shut); err != nil {
+		return fmt.Errorf("shut down HTTP: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) middleware(next http.Handler, requests *prometheus.CounterVec) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := request.Info{ID: request.NewID(), Client: s.clientAddr(r)}
+		if h := r.Header.Get("Authorization"); h != "" {
+			scheme, cred, _ := strings.Cut(h, " ")
+			if strings.EqualFold(scheme, "Bearer") {
+				info.Bearer = strings.TrimSpace(cred)
+			} else {
+				info.Bearer = "\x00invalid" // a credential we cannot read is refused, not ignored
+			}
+		}
+		w.Header().Set("X-Request-Id", info.ID)
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(sw, r.WithContext(request.NewContext(r.Context(), info)))
+		route := r.URL.Path
+		switch route {
+		case "/graphql", "/healthz", "/readyz", "/metrics", "/":
+		default:
+			route = "other"
+		}
+		requests.WithLabelValues(route, fmt.Sprintf("%dxx", sw.code/100)).Inc()
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "http request",
+			slog.String("request_id", info.ID), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", sw.code), slog.Duration("duration", time.Since(start)), slog.String("client", info.Client))
+	})
+}
+
+func (s *Server) clientAddr(r *http.Request) string {
+	if s.cfg.TrustForwardedFor {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			parts := strings.Split(xff, ",")
+			if ip := net.ParseIP(strings.TrimSpace(parts[len(parts)-1])); ip != nil {
+				return ip.String()
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
