@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -181,6 +182,9 @@ func (r *Resolver) markInternal(ctx context.Context, next graphql.Resolver) (any
 		return res, err
 	}
 	fc := graphql.GetFieldContext(ctx)
+	if strings.HasPrefix(fc.Field.Name, "__") { // gqlgen refused introspection
+		return res, &apperr.Error{Code: apperr.Unauthenticated, Message: "introspection is available to authenticated callers only", Err: err}
+	}
 	r.Log.ErrorContext(ctx, "resolver failed", "field", fc.Path().String(), "err", err, "request_id", request.FromContext(ctx).ID)
 	return res, &internalError{err: err}
 }

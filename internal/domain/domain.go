@@ -374,6 +374,7 @@ func (p *Policy) normalize() error {
 			if !strings.HasPrefix(strings.ToLower(a), "mailto:") {
 				a = "mailto:" + a
 			}
+			a = asciiMailDomain(a)
 			u, err := dmarc.ParseURI(a)
 			if err != nil {
 				return apperr.Invalid(field, "%v", err)
@@ -396,6 +397,24 @@ func (p *Policy) normalize() error {
 		return apperr.Invalid("policy", "%v", err)
 	}
 	return nil
+}
+
+// asciiMailDomain converts the domain of a mailto: URI to its A-label form,
+// so owners may type internationalised domains.
+func asciiMailDomain(uri string) string {
+	at := strings.LastIndexByte(uri, '@')
+	if at < 0 {
+		return uri
+	}
+	host, size, _ := strings.Cut(uri[at+1:], "!")
+	ascii, err := idnaProfile.ToASCII(host)
+	if err != nil {
+		return uri
+	}
+	if size != "" {
+		ascii += "!" + size
+	}
+	return uri[:at+1] + strings.ToLower(ascii)
 }
 
 // publish compiles the domain into its edge row and notifies the edges.

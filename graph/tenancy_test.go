@@ -1,0 +1,143 @@
+package graph_test
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/apitest"
+	"github.com/rampartmail/rampart/internal/auth"
+)
+
+// notAccountScoped are root fields that reach no account's objects by
+// argument: they act on the caller or on a credential the caller holds.
+var notAccountScoped = map[string]bool{"viewer": true, "login": true, "refreshToken": true, "logout": true}
+
+// TestTenantIsolation: an owner of account A (signed in, or through an API
+// token of A) gets NOT_FOUND for everything of account B, through every root
+// field of the schema, and B's data is unchanged afterwards.
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	env := apitest.Start(t)
+	a := env.NewOwner(t, "A")
+	b := env.NewOwner(t, "B")
+	env.Do(t, b.Token, `mutation { addDomain(name: "b-secret-example.com") { name } }`, nil).NoErrors(t)
+	r := env.Do(t, b.Token, `mutation { createApiToken(name: "b-token") { token { id } } }`, nil)
+	r.NoErrors(t)
+	var bt struct{ CreateApiToken struct{ Token struct{ ID string } } }
+	r.Decode(t, &bt)
+	r = env.Do(t, a.Token, `mutation { createApiToken(name: "a-token") { secret } }`, nil)
+	r.NoErrors(t)
+	var at struct{ CreateApiToken struct{ Secret string } }
+	r.Decode(t, &at)
+
+	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID}
+	probes := map[string][]string{
+		"account": {`query($b: ID) { account(id: $b) { name } }`, `query($b: ID) { account(id: $b) { members { user { email } } apiTokens { name } domains { nodes { name } } } }`},
+		"domains": {`query($b: ID) { domains(accountId: $b) { nodes { name } } }`},
+		"domain": {`{ domain(name: "b-secret-example.com") { name } }`, `{ domain(name: "B-SECRET-example.com.") { dmarcRecord dnsSetup { dmarc { served { value } } } } }`,
+			`{ domain(name: "does-not-exist-example.com") { name } }`},
+		"createApiToken":    {`mutation($b: ID) { createApiToken(accountId: $b, name: "x") { secret } }`},
+		"revokeApiToken":    {`mutation($b: ID, $tok: ID!) { revokeApiToken(accountId: $b, id: $tok) { name } }`, `mutation($a: ID, $tok: ID!) { revokeApiToken(accountId: $a, id: $tok) { name } }`},
+		"addDomain":         {`mutation($b: ID) { addDomain(accountId: $b, name: "new-in-b-example.com") { name } }`},
+		"removeDomain":      {`mutation { removeDomain(name: "b-secret-example.com") { name } }`},
+		"setDomainMode":     {`mutation { setDomainMode(name: "b-secret-example.com", mode: BLOCKED) { name } }`},
+		"updateDmarcPolicy": {`mutation { updateDmarcPolicy(name: "b-secret-example.com", policy: {p: REJECT}) { name } }`},
+	}
+
+	// Every root field is either probed or known not to take another
+	// account's object: a new field fails this test until it is added.
+	r = env.Do(t, a.Token, `{ __schema { queryType { fields { name } } mutationType { fields { name } } } }`, nil)
+	r.NoErrors(t)
+	var schema struct {
+		Schema struct {
+			QueryType, MutationType struct{ Fields []struct{ Name string } }
+		} `json:"__schema"`
+	}
+	r.Decode(t, &schema)
+	var missing []string
+	for _, f := range append(schema.Schema.QueryType.Fields, schema.Schema.MutationType.Fields...) {
+		if _, ok := probes[f.Name]; !ok && !notAccountScoped[f.Name] {
+			missing = append(missing, f.Name)
+		}
+	}
+	sort.Strings(missing)
+	require.Empty(t, missing, "root fields without an isolation probe")
+
+	for who, token := range map[string]string{"user": a.Token, "api token": at.CreateApiToken.Secret} {
+		for field, queries := range probes {
+			for _, q := range queries {
+				r := env.Do(t, token, q, vars)
+				r.RequireCode(t, "NOT_FOUND")
+				// The answer is the one a name that exists nowhere gets: no data,
+				// and a message that only repeats the caller's own input.
+				require.Equal(t, "null", string(r.Data), "%s %s leaks", who, field)
+				require.Regexp(t, `^(domain "[^"]*"|account|API token|) ?not found$`, r.Errors[0].Message)
+			}
+		}
+		// Listings and the viewer never show B.
+		r := env.Do(t, token, `{ domains { nodes { name } } viewer { accounts { name domains { nodes { name } } } } }`, nil)
+		r.NoErrors(t)
+		require.NotContains(t, r.Raw, "b-secret")
+		require.NotContains(t, r.Raw, `"name":"B"`)
+	}
+
+	// B's domain and token are untouched.
+	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { mode dmarcRecord } account { apiTokens { name revokedAt } } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"domain": {"mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none"}, "account": {"apiTokens": [{"name": "b-token", "revokedAt": null}]}}`, string(r.Data))
+	r = env.Do(t, b.Token, `{ domain(name: "new-in-b-example.com") { name } }`, nil)
+	r.RequireCode(t, "NOT_FOUND")
+}
+
+// TestMSPAndMembers: a parent account's owners act in its customer accounts,
+// customers do not see the parent, and members hold no permission yet.
+func TestMSPAndMembers(t *testing.T) {
+	t.Parallel()
+	env := apitest.Start(t)
+	msp := env.NewOwner(t, "MSP")
+	cust := env.NewOwnerUnder(t, "Customer", &msp.AccountID)
+	other := env.NewOwner(t, "Other")
+	vars := map[string]any{"c": cust.AccountID.String(), "m": msp.AccountID.String()}
+
+	env.Do(t, msp.Token, `mutation($c: ID) { addDomain(accountId: $c, name: "customer-example.com") { name } }`, vars).NoErrors(t)
+	env.Do(t, msp.Token, `mutation { updateDmarcPolicy(name: "customer-example.com", policy: {p: QUARANTINE}) { name } }`, nil).NoErrors(t)
+	r := env.Do(t, cust.Token, `{ domain(name: "customer-example.com") { dmarcRecord account { name parent { name } } } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"domain": {"dmarcRecord": "v=DMARC1; p=quarantine", "account": {"name": "Customer", "parent": null}}}`, string(r.Data))
+	env.Do(t, cust.Token, `query($m: ID) { account(id: $m) { name } }`, vars).RequireCode(t, "NOT_FOUND")
+	env.Do(t, other.Token, `{ domain(name: "customer-example.com") { name } }`, nil).RequireCode(t, "NOT_FOUND")
+
+	r = env.Do(t, msp.Token, `query($c: ID) { viewer { accounts { name } } account(id: $c) { parent { name } members { role user { email } } } }`, vars)
+	r.NoErrors(t)
+	require.Contains(t, r.Raw, `{"name":"Customer"}`)
+	require.Contains(t, r.Raw, `"parent":{"name":"MSP"}`)
+	require.Contains(t, r.Raw, `"role":"OWNER"`)
+	// With two accounts, the MSP owner must say which one.
+	env.Do(t, msp.Token, `mutation { addDomain(name: "ambiguous-example.com") { name } }`, nil).RequireCode(t, "BAD_USER_INPUT")
+
+	// A member of the customer account sees the account but may do nothing.
+	ctx := context.Background()
+	hash, err := auth.HashPassword("member password 123")
+	require.NoError(t, err)
+	var memberID string
+	require.NoError(t, env.Pool.QueryRow(ctx, `INSERT INTO users (email, password_hash) VALUES ('member@owner.test', $1) RETURNING id`, hash).Scan(&memberID))
+	_, err = env.Pool.Exec(ctx, `INSERT INTO account_members (account_id, user_id, role) VALUES ($1, $2, 'member')`, cust.AccountID, memberID)
+	require.NoError(t, err)
+	r = env.Do(t, "", `mutation { login(email: "member@owner.test", password: "member password 123") { accessToken } }`, nil)
+	r.NoErrors(t)
+	var l struct{ Login struct{ AccessToken string } }
+	r.Decode(t, &l)
+	member := l.Login.AccessToken
+	r = env.Do(t, member, `{ viewer { accounts { name } } domains { totalCount } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"viewer": {"accounts": [{"name": "Customer"}]}, "domains": {"totalCount": 0}}`, string(r.Data))
+	env.Do(t, member, `{ domain(name: "customer-example.com") { name } }`, nil).RequireCode(t, "FORBIDDEN")
+	env.Do(t, member, `mutation { addDomain(name: "member-example.com") { name } }`, nil).RequireCode(t, "FORBIDDEN")
+	r = env.Do(t, member, `mutation { setDomainMode(name: "customer-example.com", mode: BLOCKED) { name } }`, nil)
+	r.RequireCode(t, "FORBIDDEN")
+	require.True(t, strings.Contains(r.Errors[0].Message, "manage domains"), r.Raw)
+}
