@@ -69,6 +69,7 @@ CREATE TABLE login_failures (
 );
 CREATE INDEX login_failures_email_idx ON login_failures (email, created_at);
 CREATE INDEX login_failures_client_idx ON login_failures (client, created_at);
+CREATE INDEX login_failures_created_idx ON login_failures (created_at);
 
 CREATE TABLE domains (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -1,0 +1,68 @@
+# Rampart's tasks. `make help` lists them.
+SHELL := bash
+.DEFAULT_GOAL := help
+GO ?= go
+GOTEST_FLAGS ?= -race -count=1 -timeout 12m
+TEST_PG_DIR ?= .data/testpg
+SQLC_VERSION ?= v1.31.1
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## Install what is missing (the PostgreSQL server package when root).
+	@./scripts/setup
+
+.PHONY: build
+build: ## Build bin/rampart and bin/dnsedge.
+	$(GO) build -o bin/rampart ./cmd/rampart
+	$(GO) build -o bin/dnsedge ./cmd/dnsedge
+
+.PHONY: run
+run: setup build ## Start everything with a private PostgreSQL and a demo account (Ctrl-C stops it).
+	./bin/rampart dev
+
+.PHONY: test
+test: setup ## Run every test against a throwaway PostgreSQL (or TEST_DATABASE_URL).
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		$(GO) test $(GOTEST_FLAGS) ./...; \
+	else \
+		$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test $(GOTEST_FLAGS) ./...; \
+	fi
+
+.PHONY: test-short
+test-short: ## Run the tests without the race detector.
+	$(MAKE) test GOTEST_FLAGS="-count=1 -timeout 10m"
+
+.PHONY: bench
+bench: setup ## Run the Go benchmarks.
+	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
+	@for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for f in $$(grep -h '^func Fuzz' $$target/*_test.go | sed 's/func \(Fuzz[A-Za-z0-9_]*\).*/\1/'); do \
+			echo "== $$target $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} $$target || exit 1; \
+		done; \
+	done
+
+.PHONY: generate
+generate: ## Regenerate sqlc and gqlgen code.
+	$(GO) run github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION) generate
+	$(GO) run github.com/99designs/gqlgen generate
+
+.PHONY: lint
+lint: ## gofmt and go vet.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+.PHONY: db-stop
+db-stop: ## Stop the private clusters left running (dev and test).
+	-$(GO) run ./cmd/rampart devdb stop -dir .data/pg
+	-$(GO) run ./cmd/rampart devdb stop -dir $(TEST_PG_DIR)
+
+.PHONY: clean
+clean: db-stop ## Remove built binaries and the private clusters' data.
+	rm -rf bin .data
