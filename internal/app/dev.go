@@ -91,12 +91,16 @@ func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err
 
 func printBanner(out io.Writer, apiAddr, edgeAddr string, cfg *Config) {
 	host, port := splitHostPort(edgeAddr)
+	edgeMetrics := ""
+	if cfg.EdgeMetricsAddr != "" {
+		edgeMetrics = "  (dnsedge: http://" + cfg.EdgeMetricsAddr + "/metrics)"
+	}
 	fmt.Fprintf(out, `
 Rampart is running (Ctrl-C stops everything).
 
   GraphQL API   http://%[1]s/graphql
   GraphiQL      http://%[1]s/
-  Metrics       http://%[1]s/metrics  (dnsedge: http://%[2]s/metrics)
+  Metrics       http://%[1]s/metrics%[2]s
   dnsedge       %[3]s (UDP and TCP), zone %[4]s
 
   Demo login    %[5]s / %[6]s
@@ -109,7 +113,7 @@ The demo domain's DMARC record, from dnsedge:
   go run ./cmd/rampart query -server %[3]s _dmarc.%[7]s TXT
   dig @%[8]s -p %[9]s _dmarc.%[7]s TXT +norec
 
-`, apiAddr, cfg.EdgeMetricsAddr, edgeAddr, cfg.EdgeZone, DemoEmail, DemoPassword, DemoDomain, host, port)
+`, apiAddr, edgeMetrics, edgeAddr, cfg.EdgeZone, DemoEmail, DemoPassword, DemoDomain, host, port)
 }
 
 // SeedDemo creates the demo owner, account and domain when they are missing.
