@@ -65,6 +65,13 @@ func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err
 	if err != nil {
 		return err
 	}
+	if cfg.EdgeNameServers == "" {
+		// In dev the name servers are this machine, so that their A queries
+		// resolve like the rest of the edge zone.
+		if host, _ := splitHostPort(cfg.EdgeAddr); net.ParseIP(host) != nil {
+			cfg.EdgeNameServers = fmt.Sprintf("ns1.%[1]s=%[2]s,ns2.%[1]s=%[2]s", cfg.EdgeZone, host)
+		}
+	}
 	ns, err := cfg.EdgeNS()
 	if err != nil {
 		return err

@@ -1,0 +1,61 @@
+package dnsedge
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseNameServers(t *testing.T) {
+	t.Parallel()
+	got, err := ParseNameServers(" NS1.edge.example.=192.0.2.1, ns1.edge.example=2001:db8::1 ,ns2.other.example,, ")
+	require.NoError(t, err)
+	require.Equal(t, []NameServer{
+		{Name: "ns1.edge.example", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}},
+		{Name: "ns2.other.example"},
+	}, got)
+
+	_, err = ParseNameServers("ns1.example=not-an-ip")
+	require.Error(t, err)
+	_, err = ParseNameServers(" , ")
+	require.Error(t, err)
+}
+
+func TestConfigValidate(t *testing.T) {
+	t.Parallel()
+	c, s, err := Config{Zone: "Edge.Example.", DatabaseURL: "x"}.validate()
+	require.NoError(t, err)
+	require.Equal(t, "edge.example", c.Zone)
+	require.Equal(t, "edge.example.", s.zone)
+	require.Equal(t, []NameServer{{Name: "ns1.edge.example"}, {Name: "ns2.edge.example"}}, c.NameServers)
+	require.Equal(t, "hostmaster.edge.example.", s.hostmaster)
+	require.Equal(t, uint32(300), s.ttl)
+	require.Equal(t, uint32(300), s.negTTL)
+	require.Equal(t, DefaultListen, c.Listen)
+	require.Equal(t, DefaultResyncInterval, c.ResyncInterval)
+
+	_, s, err = Config{Zone: "edge.example", DatabaseURL: "x", Hostmaster: "dns-admin@rampart.example", TTL: time.Hour}.validate()
+	require.NoError(t, err)
+	require.Equal(t, "dns-admin.rampart.example.", s.hostmaster)
+	require.Equal(t, uint32(3600), s.ttl)
+
+	for name, c := range map[string]Config{
+		"no database":              {Zone: "edge.example"},
+		"no zone":                  {DatabaseURL: "x"},
+		"bad zone":                 {Zone: "edge..example", DatabaseURL: "x"},
+		"zone with a space":        {Zone: "edge example", DatabaseURL: "x"},
+		"address outside zone":     {Zone: "edge.example", DatabaseURL: "x", NameServers: []NameServer{{Name: "ns.other.example", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}}},
+		"name server twice":        {Zone: "edge.example", DatabaseURL: "x", NameServers: []NameServer{{Name: "ns.example"}, {Name: "NS.example."}}},
+		"hostmaster with dot":      {Zone: "edge.example", DatabaseURL: "x", Hostmaster: "a.b@example.net"},
+		"TTL under a second":       {Zone: "edge.example", DatabaseURL: "x", TTL: time.Millisecond},
+		"negative negative TTL":    {Zone: "edge.example", DatabaseURL: "x", NegativeTTL: -time.Second},
+		"invalid name server addr": {Zone: "edge.example", DatabaseURL: "x", NameServers: []NameServer{{Name: "ns.edge.example", Addrs: []netip.Addr{{}}}}},
+	} {
+		_, _, err := c.validate()
+		require.Error(t, err, name)
+	}
+	_, err = New(Config{Zone: "edge.example", DatabaseURL: "postgres://%zz"}, nil, nil)
+	require.ErrorContains(t, err, "DatabaseURL")
+}

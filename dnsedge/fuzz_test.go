@@ -1,0 +1,122 @@
+package dnsedge
+
+import (
+	"encoding/binary"
+	"net"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// recorder is a dns.ResponseWriter that keeps the packed reply, as the
+// server would send it.
+type recorder struct {
+	tcp  bool
+	wire []byte
+	err  error
+}
+
+func (r *recorder) LocalAddr() net.Addr { return r.RemoteAddr() }
+func (r *recorder) RemoteAddr() net.Addr {
+	if r.tcp {
+		return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53000}
+	}
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53000}
+}
+func (r *recorder) WriteMsg(m *dns.Msg) error {
+	r.wire, r.err = m.Pack()
+	return r.err
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wire = append([]byte(nil), b...)
+	return len(b), nil
+}
+func (r *recorder) Close() error        { return nil }
+func (r *recorder) TsigStatus() error   { return nil }
+func (r *recorder) TsigTimersOnly(bool) {}
+func (r *recorder) Hijack()             {}
+
+// FuzzHandler feeds raw wire bytes through the path the server takes: the
+// header check, miekg/dns's parser, then ServeDNS. Messages the header check
+// or the parser turn away are answered (or dropped) by miekg/dns itself. No
+// input may panic; an accepted query always gets a reply that parses, has
+// the query's id and fits the transport.
+func FuzzHandler(f *testing.F) {
+	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent"}, nil, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	e.publish(sampleIndex(f))
+
+	seed := func(m *dns.Msg) {
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, false)
+		f.Add(b, true)
+	}
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{
+		{"_dmarc.example.com.", dns.TypeTXT},
+		{"_DMARC.Example.COM.", dns.TypeANY},
+		{"_dmarc.long.example.", dns.TypeTXT},
+		{"long.example._dmarc.edge.rampart.test.", dns.TypeTXT},
+		{"deep.example._dmarc.edge.rampart.test.", dns.TypeTXT},
+		{"edge.rampart.test.", dns.TypeNS},
+		{"ns1.edge.rampart.test.", dns.TypeAAAA},
+		{"x._dmarc.example.com.", dns.TypeSOA},
+		{"example.org.", dns.TypeA},
+		{`a\.b._dmarc.example.com.`, dns.TypeTXT},
+	} {
+		seed(question(q.name, q.qtype, 0))
+		seed(question(q.name, q.qtype, 1232))
+	}
+	notify := question("_dmarc.example.com.", dns.TypeSOA, 0)
+	notify.Opcode = dns.OpcodeNotify
+	seed(notify)
+	badvers := question("_dmarc.example.com.", dns.TypeTXT, 4096)
+	badvers.IsEdns0().SetVersion(1)
+	seed(badvers)
+
+	f.Fuzz(func(t *testing.T, data []byte, tcp bool) {
+		if len(data) < headerLength {
+			return // the server drops these
+		}
+		dh := dns.Header{
+			Id:      binary.BigEndian.Uint16(data[0:]),
+			Bits:    binary.BigEndian.Uint16(data[2:]),
+			Qdcount: binary.BigEndian.Uint16(data[4:]),
+			Ancount: binary.BigEndian.Uint16(data[6:]),
+			Nscount: binary.BigEndian.Uint16(data[8:]),
+			Arcount: binary.BigEndian.Uint16(data[10:]),
+		}
+		if e.acceptHeader(dh) != dns.MsgAccept {
+			return
+		}
+		req := new(dns.Msg)
+		if err := req.Unpack(data); err != nil {
+			return
+		}
+		w := &recorder{tcp: tcp}
+		e.ServeDNS(w, req)
+		if w.err != nil {
+			t.Fatalf("reply does not pack: %v", w.err)
+		}
+		if w.wire == nil {
+			t.Fatal("accepted query got no reply")
+		}
+		var reply dns.Msg
+		if err := reply.Unpack(w.wire); err != nil {
+			t.Fatalf("reply does not parse: %v", err)
+		}
+		if reply.Id != dh.Id || !reply.Response {
+			t.Fatalf("reply id %d (QR %v) to query id %d", reply.Id, reply.Response, dh.Id)
+		}
+		if !tcp && len(w.wire) > udpSize(req) {
+			t.Fatalf("UDP reply of %d bytes exceeds %d", len(w.wire), udpSize(req))
+		}
+	})
+}
