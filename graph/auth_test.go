@@ -70,15 +70,17 @@ func TestJWTRejected(t *testing.T) {
 		"HS256 confusion": sign(jwt.SigningMethodHS256, claims(nil), "k1", []byte(key.Public().(ed25519.PublicKey))),
 		"RS256":           sign(jwt.SigningMethodRS256, claims(nil), "k1", rsaKey),
 		"missing exp":     sign(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { delete(c, "exp") }), "k1", key),
-		"expired":         sign(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["iat"], c["nbf"], c["exp"] = time.Now().Add(-time.Hour).Unix(), time.Now().Add(-time.Hour).Unix(), time.Now().Add(-50*time.Minute).Unix() }), "k1", key),
-		"wrong aud":       sign(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" }), "k1", key),
-		"wrong iss":       sign(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }), "k1", key),
-		"unknown kid":     sign(jwt.SigningMethodEdDSA, claims(nil), "k9", key),
-		"missing kid":     sign(jwt.SigningMethodEdDSA, claims(nil), "", key),
-		"other key":       sign(jwt.SigningMethodEdDSA, claims(nil), "k1", otherKey),
-		"10 KB header":    big,
-		"garbage":         "not-a-token",
-		"empty bearer":    "",
+		"expired": sign(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) {
+			c["iat"], c["nbf"], c["exp"] = time.Now().Add(-time.Hour).Unix(), time.Now().Add(-time.Hour).Unix(), time.Now().Add(-50*time.Minute).Unix()
+		}), "k1", key),
+		"wrong aud":    sign(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" }), "k1", key),
+		"wrong iss":    sign(jwt.SigningMethodEdDSA, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }), "k1", key),
+		"unknown kid":  sign(jwt.SigningMethodEdDSA, claims(nil), "k9", key),
+		"missing kid":  sign(jwt.SigningMethodEdDSA, claims(nil), "", key),
+		"other key":    sign(jwt.SigningMethodEdDSA, claims(nil), "k1", otherKey),
+		"10 KB header": big,
+		"garbage":      "not-a-token",
+		"empty bearer": "",
 	}
 	for name, tok := range cases {
 		var r *apitest.Response
@@ -99,7 +101,9 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	env := apitest.Start(t)
 	o := env.NewOwner(t, "Refresh")
 	const refresh = `mutation($t: String!) { refreshToken(refreshToken: $t) { accessToken refreshToken user { email } } }`
-	type payload struct{ RefreshToken struct{ AccessToken, RefreshToken string } }
+	type payload struct {
+		RefreshToken struct{ AccessToken, RefreshToken string }
+	}
 
 	r := env.Do(t, "", refresh, map[string]any{"t": o.RefreshToken})
 	r.NoErrors(t)
@@ -122,7 +126,9 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	// A new login is a new family and works.
 	r = env.Do(t, "", `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }`, map[string]any{"e": o.Email, "p": o.Password})
 	r.NoErrors(t)
-	var l struct{ Login struct{ AccessToken, RefreshToken string } }
+	var l struct {
+		Login struct{ AccessToken, RefreshToken string }
+	}
 	r.Decode(t, &l)
 	env.Do(t, l.Login.AccessToken, whoami, nil).NoErrors(t)
 	r = env.Do(t, "", `mutation($t: String!) { logout(refreshToken: $t) }`, map[string]any{"t": l.Login.RefreshToken})

@@ -84,7 +84,9 @@ func applyPolicyInput(in model.DmarcPolicyInput) func(*domain.Policy) {
 			p.P = policyOf(*in.P)
 		}
 		for _, f := range []struct {
-			in  interface{ ValueOK() (*model.DmarcDisposition, bool) }
+			in interface {
+				ValueOK() (*model.DmarcDisposition, bool)
+			}
 			out **dmarc.Policy
 		}{{in.Sp, &p.SP}, {in.Np, &p.NP}} {
 			if v, set := f.in.ValueOK(); set {

@@ -27,7 +27,9 @@ func TestTenantIsolation(t *testing.T) {
 	env.Do(t, b.Token, `mutation { addDomain(name: "b-secret-example.com") { name } }`, nil).NoErrors(t)
 	r := env.Do(t, b.Token, `mutation { createApiToken(name: "b-token") { token { id } } }`, nil)
 	r.NoErrors(t)
-	var bt struct{ CreateApiToken struct{ Token struct{ ID string } } }
+	var bt struct {
+		CreateApiToken struct{ Token struct{ ID string } }
+	}
 	r.Decode(t, &bt)
 	r = env.Do(t, a.Token, `mutation { createApiToken(name: "a-token") { secret } }`, nil)
 	r.NoErrors(t)

@@ -148,7 +148,9 @@ func (e *Env) NewOwnerUnder(t testing.TB, accountName string, parent *uuid.UUID)
 	r := e.Do(t, "", `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }`,
 		map[string]any{"e": email, "p": testPassword})
 	r.NoErrors(t)
-	var d struct{ Login struct{ AccessToken, RefreshToken string } }
+	var d struct {
+		Login struct{ AccessToken, RefreshToken string }
+	}
 	r.Decode(t, &d)
 	o.Token, o.RefreshToken = d.Login.AccessToken, d.Login.RefreshToken
 	return o
