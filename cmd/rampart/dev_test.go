@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestDevEndToEnd(t *testing.T) {
 	cmd.Env = append(os.Environ(), "DATABASE_URL=")
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill() }()
@@ -101,4 +102,22 @@ func TestDevEndToEnd(t *testing.T) {
 	require.NoError(t, cmd.Wait(), stderr.String())
 	_, err = os.Stat(filepath.Join(data, "pg", "postmaster.pid"))
 	require.ErrorIs(t, err, os.ErrNotExist, "PostgreSQL still running after Ctrl-C")
+}
+
+// lockedBuffer is written by the child's stderr copier and read by the test.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

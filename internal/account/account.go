@@ -127,6 +127,19 @@ func (s *Service) User(ctx context.Context, id uuid.UUID) (User, error) {
 	return User{ID: r.ID, Email: r.Email, Name: r.Name, CreatedAt: r.CreatedAt}, nil
 }
 
+// UserExists reports whether a user has the e-mail address (an operator
+// check, used by the demo seed).
+func (s *Service) UserExists(ctx context.Context, email string) (bool, error) {
+	_, err := accountdb.New(s.pool).UserIDByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up user: %w", err)
+	}
+	return true, nil
+}
+
 // Members lists an account's users; it needs the manage-users permission.
 func (s *Service) Members(ctx context.Context, accountID uuid.UUID) ([]Member, error) {
 	if err := s.authz.Authorize(ctx, accountID, access.ManageUsers); err != nil {

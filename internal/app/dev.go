@@ -130,9 +130,9 @@ func SeedDemo(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Lo
 	if err != nil {
 		return err
 	}
-	var exists bool
-	if err := pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM users WHERE email = $1)", DemoEmail).Scan(&exists); err != nil {
-		return fmt.Errorf("look for demo user: %w", err)
+	exists, err := svc.Accounts.UserExists(ctx, DemoEmail)
+	if err != nil {
+		return err
 	}
 	if exists {
 		return nil
