@@ -61,7 +61,12 @@ func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
 			if t != 0 {
 				qt = dns.TypeToString[t]
 			}
-			if rc >= 0 {
+			switch {
+			case rc == dns.RcodeBadVers:
+				// 16 is BADSIG in TSIG and BADVERS in EDNS; the edge only
+				// ever means the latter.
+				rcs = "BADVERS"
+			case rc >= 0:
 				rcs = dns.RcodeToString[rc]
 			}
 			row[j] = queries.WithLabelValues(qt, rcs)
