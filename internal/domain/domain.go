@@ -231,15 +231,14 @@ func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Do
 	return d, nil
 }
 
-// change runs fn on the locked domain row inside one transaction, after
-// authorising perm, then republishes the domain to the edge.
-func (s *Service) change(ctx context.Context, name string, perm access.Permission, fn func(q *domaindb.Queries, d Domain) (domaindb.Domain, error)) (Domain, error) {
+// locked runs fn in one transaction on the domain row, locked, after
+// authorising perm; a domain the principal may not see is NOT_FOUND.
+func (s *Service) locked(ctx context.Context, name string, perm access.Permission, fn func(tx pgx.Tx, q *domaindb.Queries, d Domain) error) error {
 	n, err := NormalizeName(name)
 	if err != nil {
-		return Domain{}, notFound(name)
+		return notFound(name)
 	}
-	var d Domain
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := domaindb.New(tx)
 		row, err := q.DomainForUpdate(ctx, n)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -251,7 +250,16 @@ func (s *Service) change(ctx context.Context, name string, perm access.Permissio
 		if err := s.authorize(ctx, row.AccountID, perm, name); err != nil {
 			return err
 		}
-		row, err = fn(q, fromRow(row))
+		return fn(tx, q, fromRow(row))
+	})
+}
+
+// change updates the locked domain row with fn and republishes the domain
+// to the edge, in one transaction.
+func (s *Service) change(ctx context.Context, name string, perm access.Permission, fn func(q *domaindb.Queries, d Domain) (domaindb.Domain, error)) (Domain, error) {
+	var d Domain
+	err := s.locked(ctx, name, perm, func(tx pgx.Tx, q *domaindb.Queries, old Domain) error {
+		row, err := fn(q, old)
 		if err != nil {
 			return err
 		}
@@ -264,28 +272,13 @@ func (s *Service) change(ctx context.Context, name string, perm access.Permissio
 // Remove stops hosting a domain. The edge keeps a tombstone so that edges
 // following by serial stop serving it.
 func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
-	n, err := NormalizeName(name)
-	if err != nil {
-		return Domain{}, notFound(name)
-	}
 	var d Domain
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		q := domaindb.New(tx)
-		row, err := q.DomainForUpdate(ctx, n)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return notFound(name)
-		}
-		if err != nil {
-			return fmt.Errorf("lock domain: %w", err)
-		}
-		if err := s.authorize(ctx, row.AccountID, access.ManageDomains, name); err != nil {
-			return err
-		}
-		d = fromRow(row)
-		if err := q.DeleteDomain(ctx, row.ID); err != nil {
+	err := s.locked(ctx, name, access.ManageDomains, func(_ pgx.Tx, q *domaindb.Queries, old Domain) error {
+		d = old
+		if err := q.DeleteDomain(ctx, d.ID); err != nil {
 			return fmt.Errorf("delete domain: %w", err)
 		}
-		serial, err := q.TombstoneEdgeDomain(ctx, n)
+		serial, err := q.TombstoneEdgeDomain(ctx, d.Name)
 		if err != nil {
 			return fmt.Errorf("tombstone edge row: %w", err)
 		}
