@@ -11,20 +11,22 @@ import (
 )
 
 type Domain struct {
-	ID         uuid.UUID
-	AccountID  uuid.UUID
-	Name       string
-	Mode       string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-	DmarcP     string
-	DmarcSp    *string
-	DmarcNp    *string
-	DmarcPct   int32
-	DmarcAdkim string
-	DmarcAspf  string
-	DmarcRua   []string
-	DmarcRuf   []string
-	DmarcFo    *string
-	DmarcT     *bool
+	ID              uuid.UUID
+	AccountID       uuid.UUID
+	Name            string
+	Mode            string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	DmarcP          string
+	DmarcSp         *string
+	DmarcNp         *string
+	DmarcPct        int32
+	DmarcAdkim      string
+	DmarcAspf       string
+	DmarcRua        []string
+	DmarcRuf        []string
+	DmarcFo         *string
+	DmarcT          *bool
+	BimiLogoUrl     *string
+	BimiEvidenceUrl *string
 }

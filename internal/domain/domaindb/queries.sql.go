@@ -41,7 +41,7 @@ func (q *Queries) DeleteDomain(ctx context.Context, id uuid.UUID) error {
 }
 
 const domainByID = `-- name: DomainByID :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t FROM domains WHERE id = $1
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains WHERE id = $1
 `
 
 func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -64,12 +64,14 @@ func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) 
 		&i.DmarcRuf,
 		&i.DmarcFo,
 		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
 	)
 	return i, err
 }
 
 const domainByName = `-- name: DomainByName :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t FROM domains WHERE name = $1
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains WHERE name = $1
 `
 
 func (q *Queries) DomainByName(ctx context.Context, name string) (Domain, error) {
@@ -92,12 +94,14 @@ func (q *Queries) DomainByName(ctx context.Context, name string) (Domain, error)
 		&i.DmarcRuf,
 		&i.DmarcFo,
 		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
 	)
 	return i, err
 }
 
 const domainForUpdate = `-- name: DomainForUpdate :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t FROM domains WHERE name = $1 FOR UPDATE
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains WHERE name = $1 FOR UPDATE
 `
 
 func (q *Queries) DomainForUpdate(ctx context.Context, name string) (Domain, error) {
@@ -120,6 +124,8 @@ func (q *Queries) DomainForUpdate(ctx context.Context, name string) (Domain, err
 		&i.DmarcRuf,
 		&i.DmarcFo,
 		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
 	)
 	return i, err
 }
@@ -127,7 +133,7 @@ func (q *Queries) DomainForUpdate(ctx context.Context, name string) (Domain, err
 const insertDomain = `-- name: InsertDomain :one
 INSERT INTO domains (account_id, name) VALUES ($1, $2)
 ON CONFLICT (name) DO NOTHING
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
 `
 
 type InsertDomainParams struct {
@@ -155,12 +161,14 @@ func (q *Queries) InsertDomain(ctx context.Context, arg InsertDomainParams) (Dom
 		&i.DmarcRuf,
 		&i.DmarcFo,
 		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
 	)
 	return i, err
 }
 
 const listDomains = `-- name: ListDomains :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t FROM domains
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains
 WHERE account_id = ANY($1::uuid[])
   AND name > $2
   AND ($3::text IS NULL OR starts_with(name, $3::text))
@@ -210,6 +218,8 @@ func (q *Queries) ListDomains(ctx context.Context, arg ListDomainsParams) ([]Dom
 			&i.DmarcRuf,
 			&i.DmarcFo,
 			&i.DmarcT,
+			&i.BimiLogoUrl,
+			&i.BimiEvidenceUrl,
 		); err != nil {
 			return nil, err
 		}
@@ -231,7 +241,7 @@ func (q *Queries) NotifyEdge(ctx context.Context, serial string) error {
 }
 
 const setDomainMode = `-- name: SetDomainMode :one
-UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t
+UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
 `
 
 type SetDomainModeParams struct {
@@ -259,6 +269,8 @@ func (q *Queries) SetDomainMode(ctx context.Context, arg SetDomainModeParams) (D
 		&i.DmarcRuf,
 		&i.DmarcFo,
 		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
 	)
 	return i, err
 }
@@ -282,7 +294,7 @@ UPDATE domains SET
     dmarc_adkim = $5, dmarc_aspf = $6, dmarc_rua = $7, dmarc_ruf = $8,
     dmarc_fo = $9, dmarc_t = $10, updated_at = now()
 WHERE id = $11
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
 `
 
 type UpdateDmarcPolicyParams struct {
@@ -331,6 +343,8 @@ func (q *Queries) UpdateDmarcPolicy(ctx context.Context, arg UpdateDmarcPolicyPa
 		&i.DmarcRuf,
 		&i.DmarcFo,
 		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
 	)
 	return i, err
 }
