@@ -16,7 +16,9 @@ import (
 
 const domainFields = `name unicodeName mode dmarcRecord
 	dmarcPolicy { p sp np pct adkim aspf rua ruf fo testing }
-	dnsSetup { dmarc { nameServers { name type value ttl } cnameAlternative { name type value } served { name type value } } }`
+	dnsSetup { dmarc { nameServers { name type value ttl } cnameAlternative { name type value } served { name type value } }
+		spf { name type value } dkim { nameServers { name value } cnameAlternative { value } served { name type value } }
+		bimi { nameServers { name value } served { name value } } bimiWithheld }`
 
 // queryTXT asks the edge over UDP and returns the rcode and TXT strings.
 func queryTXT(t *testing.T, addr, name string) (int, string) {
@@ -117,7 +119,12 @@ func TestDNSSetupAndDefaults(t *testing.T) {
 				{"name": "_dmarc.setup-example.org.", "type": "NS", "value": "ns1.edge.rampart.test.", "ttl": 3600},
 				{"name": "_dmarc.setup-example.org.", "type": "NS", "value": "ns2.edge.rampart.test.", "ttl": 3600}],
 			"cnameAlternative": {"name": "_dmarc.setup-example.org.", "type": "CNAME", "value": "setup-example.org._dmarc.edge.rampart.test."},
-			"served": {"name": "_dmarc.setup-example.org.", "type": "TXT", "value": "v=DMARC1; p=none"}}}}}`, string(r.Data))
+			"served": [{"name": "_dmarc.setup-example.org.", "type": "TXT", "value": "v=DMARC1; p=none"}]},
+			"spf": {"name": "setup-example.org.", "type": "TXT", "value": "v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.edge.rampart.test include:setup-example.org._nspf.edge.rampart.test ~all"},
+			"dkim": {"nameServers": [{"name": "_domainkey.setup-example.org.", "value": "ns1.edge.rampart.test."}, {"name": "_domainkey.setup-example.org.", "value": "ns2.edge.rampart.test."}],
+				"cnameAlternative": null, "served": []},
+			"bimi": {"nameServers": [{"name": "_bimi.setup-example.org.", "value": "ns1.edge.rampart.test."}, {"name": "_bimi.setup-example.org.", "value": "ns2.edge.rampart.test."}], "served": []},
+			"bimiWithheld": "no BIMI logo is set"}}}`, string(r.Data))
 }
 
 func TestInputErrors(t *testing.T) {

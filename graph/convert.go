@@ -178,3 +178,19 @@ func ptr[T any](v T, err error) (*T, error) {
 	}
 	return &v, nil
 }
+
+// pointers adapts a slice of values to gqlgen's slices of pointers.
+func pointers[T any](v []T) []*T {
+	out := make([]*T, len(v))
+	for i := range v {
+		out[i] = &v[i]
+	}
+	return out
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -13,6 +13,9 @@ import (
 	"github.com/rampartmail/rampart/graph/model"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
+	"github.com/rampartmail/rampart/internal/sender"
+	"github.com/rampartmail/rampart/internal/sender/senderdb"
 )
 
 // UnicodeName is the resolver for the unicodeName field.
@@ -42,8 +45,53 @@ func (r *domainResolver) DmarcRecord(ctx context.Context, obj *domain.Domain) (s
 
 // DNSSetup is the resolver for the dnsSetup field.
 func (r *domainResolver) DNSSetup(ctx context.Context, obj *domain.Domain) (*domain.DNSSetup, error) {
-	setup := r.DomainSvc.DNSSetup(*obj)
-	return &setup, nil
+	return ptr(r.DomainSvc.DNSSetup(ctx, *obj))
+}
+
+// Netblocks is the resolver for the netblocks field.
+func (r *domainResolver) Netblocks(ctx context.Context, obj *domain.Domain) ([]*sender.Netblock, error) {
+	nets, err := r.SenderSvc.Netblocks(ctx, *obj)
+	if err != nil {
+		return nil, err
+	}
+	return pointers(nets), nil
+}
+
+// Senders is the resolver for the senders field.
+func (r *domainResolver) Senders(ctx context.Context, obj *domain.Domain) ([]*senderdb.SenderService, error) {
+	svcs, err := r.SenderSvc.Enabled(ctx, *obj)
+	if err != nil {
+		return nil, err
+	}
+	return pointers(svcs), nil
+}
+
+// SpfPins is the resolver for the spfPins field.
+func (r *domainResolver) SpfPins(ctx context.Context, obj *domain.Domain) ([]*sender.Pin, error) {
+	pins, err := r.SenderSvc.Pins(ctx, *obj)
+	if err != nil {
+		return nil, err
+	}
+	return pointers(pins), nil
+}
+
+// SpfLookups is the resolver for the spfLookups field.
+func (r *domainResolver) SpfLookups(ctx context.Context, obj *domain.Domain) (int, error) {
+	return r.SenderSvc.LookupsOf(ctx, *obj)
+}
+
+// DkimKeys is the resolver for the dkimKeys field.
+func (r *domainResolver) DkimKeys(ctx context.Context, obj *domain.Domain) ([]*domainkeydb.DkimKey, error) {
+	keys, err := r.KeySvc.Keys(ctx, *obj)
+	if err != nil {
+		return nil, err
+	}
+	return pointers(keys), nil
+}
+
+// Bimi is the resolver for the bimi field.
+func (r *domainResolver) Bimi(ctx context.Context, obj *domain.Domain) (*domain.BIMI, error) {
+	return obj.BIMI, nil
 }
 
 // Domain returns generated.DomainResolver implementation.

@@ -12,6 +12,8 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainkey"
+	"github.com/rampartmail/rampart/internal/sender"
 )
 
 // Resolver holds the services the resolvers call.
@@ -19,6 +21,8 @@ type Resolver struct {
 	AccountSvc *account.Service
 	DomainSvc  *domain.Service
 	AuthSvc    *auth.Service
+	SenderSvc  *sender.Manager
+	KeySvc     *domainkey.Manager
 	Log        *slog.Logger
 	// Pool is for authorisation checks that belong to no single service.
 	Pool *pgxpool.Pool

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -14,7 +15,7 @@ import (
 
 // notAccountScoped are root fields that reach no account's objects by
 // argument: they act on the caller or on a credential the caller holds.
-var notAccountScoped = map[string]bool{"viewer": true, "login": true, "refreshToken": true, "logout": true}
+var notAccountScoped = map[string]bool{"viewer": true, "login": true, "refreshToken": true, "logout": true, "senderServices": true}
 
 // TestTenantIsolation: an owner of account A (signed in, or through an API
 // token of A) gets NOT_FOUND for everything of account B, through every root
@@ -25,6 +26,10 @@ func TestTenantIsolation(t *testing.T) {
 	a := env.NewOwner(t, "A")
 	b := env.NewOwner(t, "B")
 	env.Do(t, b.Token, `mutation { addDomain(name: "b-secret-example.com") { name } }`, nil).NoErrors(t)
+	env.Do(t, b.Token, `mutation { addNetblock(domain: "b-secret-example.com", cidr: "198.51.100.0/24", label: "b-office") { name } }`, nil).NoErrors(t)
+	expires := time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	env.Do(t, b.Token, `mutation($x: Time!) { pinSpfInclude(domain: "b-secret-example.com", include: "pinned.example.net", expiresAt: $x) { name } }`, map[string]any{"x": expires}).NoErrors(t)
+	env.Do(t, b.Token, `mutation { addDkimKey(domain: "b-secret-example.com", selector: "b1", cnameTarget: "b1.dkim.example.net") { warnings } }`, nil).NoErrors(t)
 	r := env.Do(t, b.Token, `mutation { createApiToken(name: "b-token") { token { id } } }`, nil)
 	r.NoErrors(t)
 	var bt struct {
@@ -36,7 +41,7 @@ func TestTenantIsolation(t *testing.T) {
 	var at struct{ CreateApiToken struct{ Secret string } }
 	r.Decode(t, &at)
 
-	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID}
+	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires}
 	probes := map[string][]string{
 		"account": {`query($b: ID) { account(id: $b) { name } }`, `query($b: ID) { account(id: $b) { members { user { email } } apiTokens { name } domains { nodes { name } } } }`},
 		"domains": {`query($b: ID) { domains(accountId: $b) { nodes { name } } }`},
@@ -48,6 +53,17 @@ func TestTenantIsolation(t *testing.T) {
 		"removeDomain":      {`mutation { removeDomain(name: "b-secret-example.com") { name } }`},
 		"setDomainMode":     {`mutation { setDomainMode(name: "b-secret-example.com", mode: BLOCKED) { name } }`},
 		"updateDmarcPolicy": {`mutation { updateDmarcPolicy(name: "b-secret-example.com", policy: {p: REJECT}) { name } }`},
+		"addNetblock":       {`mutation { addNetblock(domain: "b-secret-example.com", cidr: "192.0.2.0/24") { name } }`},
+		"removeNetblock":    {`mutation { removeNetblock(domain: "b-secret-example.com", cidr: "198.51.100.0/24") { name } }`},
+		"enableSender":      {`mutation { enableSender(domain: "b-secret-example.com", service: "google-workspace") { name } }`},
+		"disableSender":     {`mutation { disableSender(domain: "b-secret-example.com", service: "sendgrid") { name } }`},
+		"pinSpfInclude":     {`mutation($x: Time!) { pinSpfInclude(domain: "b-secret-example.com", include: "x.example.net", expiresAt: $x) { name } }`},
+		"unpinSpfInclude":   {`mutation { unpinSpfInclude(domain: "b-secret-example.com", include: "pinned.example.net") { name } }`},
+		"explainSpf":        {`{ explainSpf(domain: "b-secret-example.com", ip: "198.51.100.7", helo: "mx.example.net") { record } }`},
+		"addDkimKey":        {`mutation { addDkimKey(domain: "b-secret-example.com", selector: "evil", cnameTarget: "evil.example.net") { warnings } }`},
+		"revokeDkimKey":     {`mutation { revokeDkimKey(domain: "b-secret-example.com", selector: "b1") { selector } }`},
+		"removeDkimKey":     {`mutation { removeDkimKey(domain: "b-secret-example.com", selector: "b1") { name } }`},
+		"setBimi":           {`mutation { setBimi(domain: "b-secret-example.com", logoUrl: "https://evil.example/logo.svg") { name } }`},
 	}
 
 	// Every root field is either probed or known not to take another
@@ -88,9 +104,11 @@ func TestTenantIsolation(t *testing.T) {
 	}
 
 	// B's domain and token are untouched.
-	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { mode dmarcRecord } account { apiTokens { name revokedAt } } }`, nil)
+	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { mode dmarcRecord netblocks { cidr } dkimKeys { selector revokedAt } bimi { logoUrl } } account { apiTokens { name revokedAt } } }`, nil)
 	r.NoErrors(t)
-	require.JSONEq(t, `{"domain": {"mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none"}, "account": {"apiTokens": [{"name": "b-token", "revokedAt": null}]}}`, string(r.Data))
+	require.JSONEq(t, `{"domain": {"mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none", "netblocks": [{"cidr": "198.51.100.0/24"}],
+		"dkimKeys": [{"selector": "b1", "revokedAt": null}], "bimi": null},
+		"account": {"apiTokens": [{"name": "b-token", "revokedAt": null}]}}`, string(r.Data))
 	r = env.Do(t, b.Token, `{ domain(name: "new-in-b-example.com") { name } }`, nil)
 	r.RequireCode(t, "NOT_FOUND")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/sender"
 )
 
 // PruneLoginFailuresArgs asks for old failed-login rows to be deleted.
@@ -43,9 +44,26 @@ func (w *pruneLoginFailuresWorker) Work(ctx context.Context, job *river.Job[Prun
 	return nil
 }
 
+// ExpirePinsArgs asks for expired pinned SPF includes to be removed.
+type ExpirePinsArgs struct{}
+
+// Kind names the job.
+func (ExpirePinsArgs) Kind() string { return "sender.expire_pins" }
+
+type expirePinsWorker struct {
+	river.WorkerDefaults[ExpirePinsArgs]
+	senders *sender.Manager
+}
+
+func (w *expirePinsWorker) Work(ctx context.Context, job *river.Job[ExpirePinsArgs]) error {
+	_, err := w.senders.ExpirePins(ctx)
+	return err
+}
+
 // Services are what the workers call.
 type Services struct {
-	Auth *auth.Service
+	Auth    *auth.Service
+	Senders *sender.Manager
 }
 
 // Config configures the River client.
@@ -59,12 +77,17 @@ type Config struct {
 func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &pruneLoginFailuresWorker{auth: svc.Auth, log: log})
+	river.AddWorker(workers, &expirePinsWorker{senders: svc.Senders})
 	rc := &river.Config{
 		Logger:  log,
 		Workers: workers,
 		PeriodicJobs: []*river.PeriodicJob{
 			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 				return PruneLoginFailuresArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+			// Pins expire within a minute of their time.
+			river.NewPeriodicJob(river.PeriodicInterval(time.Minute), func() (river.JobArgs, *river.InsertOpts) {
+				return ExpirePinsArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Minute}}
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
 		},
 	}

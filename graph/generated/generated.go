@@ -19,6 +19,9 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
+	"github.com/rampartmail/rampart/internal/sender"
+	"github.com/rampartmail/rampart/internal/sender/senderdb"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -35,10 +38,14 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Account() AccountResolver
 	ApiToken() ApiTokenResolver
+	DkimKey() DkimKeyResolver
 	Domain() DomainResolver
 	Member() MemberResolver
 	Mutation() MutationResolver
+	Netblock() NetblockResolver
 	Query() QueryResolver
+	SenderService() SenderServiceResolver
+	SpfExplanation() SpfExplanationResolver
 }
 
 type DirectiveRoot struct {
@@ -53,6 +60,12 @@ type ComplexityRoot struct {
 		Members   func(childComplexity int) int
 		Name      func(childComplexity int) int
 		Parent    func(childComplexity int) int
+	}
+
+	AddDkimKeyPayload struct {
+		Domain   func(childComplexity int) int
+		Key      func(childComplexity int) int
+		Warnings func(childComplexity int) int
 	}
 
 	ApiToken struct {
@@ -73,6 +86,11 @@ type ComplexityRoot struct {
 		User                  func(childComplexity int) int
 	}
 
+	Bimi struct {
+		EvidenceURL func(childComplexity int) int
+		LogoURL     func(childComplexity int) int
+	}
+
 	CreateApiTokenPayload struct {
 		Secret func(childComplexity int) int
 		Token  func(childComplexity int) int
@@ -82,6 +100,17 @@ type ComplexityRoot struct {
 		CNAMEAlternative func(childComplexity int) int
 		NameServers      func(childComplexity int) int
 		Served           func(childComplexity int) int
+	}
+
+	DkimKey struct {
+		Bits        func(childComplexity int) int
+		CnameTarget func(childComplexity int) int
+		CreatedAt   func(childComplexity int) int
+		KeyType     func(childComplexity int) int
+		Kind        func(childComplexity int) int
+		RevokedAt   func(childComplexity int) int
+		Selector    func(childComplexity int) int
+		Service     func(childComplexity int) int
 	}
 
 	DmarcPolicy struct {
@@ -105,18 +134,28 @@ type ComplexityRoot struct {
 	}
 
 	DnsSetup struct {
-		DMARC func(childComplexity int) int
+		BIMI         func(childComplexity int) int
+		BIMIWithheld func(childComplexity int) int
+		DKIM         func(childComplexity int) int
+		DMARC        func(childComplexity int) int
+		SPF          func(childComplexity int) int
 	}
 
 	Domain struct {
 		Account     func(childComplexity int) int
+		Bimi        func(childComplexity int) int
 		CreatedAt   func(childComplexity int) int
 		DNSSetup    func(childComplexity int) int
+		DkimKeys    func(childComplexity int) int
 		DmarcPolicy func(childComplexity int) int
 		DmarcRecord func(childComplexity int) int
 		ID          func(childComplexity int) int
 		Mode        func(childComplexity int) int
 		Name        func(childComplexity int) int
+		Netblocks   func(childComplexity int) int
+		Senders     func(childComplexity int) int
+		SpfLookups  func(childComplexity int) int
+		SpfPins     func(childComplexity int) int
 		UnicodeName func(childComplexity int) int
 		UpdatedAt   func(childComplexity int) int
 	}
@@ -139,15 +178,31 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		AddDkimKey        func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
 		AddDomain         func(childComplexity int, accountID *string, name string) int
+		AddNetblock       func(childComplexity int, domain string, cidr string, label *string) int
 		CreateAPIToken    func(childComplexity int, accountID *string, name string) int
+		DisableSender     func(childComplexity int, domain string, service string) int
+		EnableSender      func(childComplexity int, domain string, service string) int
 		Login             func(childComplexity int, email string, password string) int
 		Logout            func(childComplexity int, refreshToken string) int
+		PinSpfInclude     func(childComplexity int, domain string, include string, expiresAt time.Time) int
 		RefreshToken      func(childComplexity int, refreshToken string) int
+		RemoveDkimKey     func(childComplexity int, domain string, selector string) int
 		RemoveDomain      func(childComplexity int, name string) int
+		RemoveNetblock    func(childComplexity int, domain string, cidr string) int
 		RevokeAPIToken    func(childComplexity int, accountID *string, id string) int
+		RevokeDkimKey     func(childComplexity int, domain string, selector string) int
+		SetBimi           func(childComplexity int, domain string, logoURL string, evidenceURL *string) int
 		SetDomainMode     func(childComplexity int, name string, mode model.DomainMode) int
+		UnpinSpfInclude   func(childComplexity int, domain string, include string) int
 		UpdateDmarcPolicy func(childComplexity int, name string, policy model.DmarcPolicyInput) int
+	}
+
+	Netblock struct {
+		Cidr      func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		Label     func(childComplexity int) int
 	}
 
 	PageInfo struct {
@@ -158,15 +213,47 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Account func(childComplexity int, id *string) int
-		Domain  func(childComplexity int, name string) int
-		Domains func(childComplexity int, accountID *string, first *int, after *string, filter *model.DomainFilter) int
-		Viewer  func(childComplexity int) int
+		Account        func(childComplexity int, id *string) int
+		Domain         func(childComplexity int, name string) int
+		Domains        func(childComplexity int, accountID *string, first *int, after *string, filter *model.DomainFilter) int
+		ExplainSpf     func(childComplexity int, domain string, ip string, helo *string) int
+		SenderServices func(childComplexity int) int
+		Viewer         func(childComplexity int) int
 	}
 
 	RemovedDomain struct {
 		ID   func(childComplexity int) int
 		Name func(childComplexity int) int
+	}
+
+	SenderService struct {
+		Category         func(childComplexity int) int
+		HeloSuffixes     func(childComplexity int) int
+		Name             func(childComplexity int) int
+		Ranges           func(childComplexity int) int
+		RangesResolvedAt func(childComplexity int) int
+		ResolveError     func(childComplexity int) int
+		SetupUrl         func(childComplexity int) int
+		Slug             func(childComplexity int) int
+		SourceUrl        func(childComplexity int) int
+		SpfInclude       func(childComplexity int) int
+		SpfLookups       func(childComplexity int) int
+	}
+
+	SpfExplanation struct {
+		Kind      func(childComplexity int) int
+		Netblock  func(childComplexity int) int
+		Query     func(childComplexity int) int
+		Reason    func(childComplexity int) int
+		Record    func(childComplexity int) int
+		Service   func(childComplexity int) int
+		Truncated func(childComplexity int) int
+	}
+
+	SpfPin struct {
+		ExpiresAt func(childComplexity int) int
+		Include   func(childComplexity int) int
+		Lookups   func(childComplexity int) int
 	}
 
 	User struct {
@@ -197,6 +284,13 @@ type AccountResolver interface {
 type ApiTokenResolver interface {
 	Account(ctx context.Context, obj *auth.APIToken) (*account.Account, error)
 }
+type DkimKeyResolver interface {
+	Kind(ctx context.Context, obj *domainkeydb.DkimKey) (model.DkimKeyKind, error)
+
+	Bits(ctx context.Context, obj *domainkeydb.DkimKey) (*int, error)
+
+	Service(ctx context.Context, obj *domainkeydb.DkimKey) (*senderdb.SenderService, error)
+}
 type DomainResolver interface {
 	UnicodeName(ctx context.Context, obj *domain.Domain) (string, error)
 	Mode(ctx context.Context, obj *domain.Domain) (model.DomainMode, error)
@@ -205,6 +299,12 @@ type DomainResolver interface {
 	DmarcPolicy(ctx context.Context, obj *domain.Domain) (*model.DmarcPolicy, error)
 	DmarcRecord(ctx context.Context, obj *domain.Domain) (string, error)
 	DNSSetup(ctx context.Context, obj *domain.Domain) (*domain.DNSSetup, error)
+	Netblocks(ctx context.Context, obj *domain.Domain) ([]*sender.Netblock, error)
+	Senders(ctx context.Context, obj *domain.Domain) ([]*senderdb.SenderService, error)
+	SpfPins(ctx context.Context, obj *domain.Domain) ([]*sender.Pin, error)
+	SpfLookups(ctx context.Context, obj *domain.Domain) (int, error)
+	DkimKeys(ctx context.Context, obj *domain.Domain) ([]*domainkeydb.DkimKey, error)
+	Bimi(ctx context.Context, obj *domain.Domain) (*domain.BIMI, error)
 }
 type MemberResolver interface {
 	Role(ctx context.Context, obj *account.Member) (model.Role, error)
@@ -219,12 +319,38 @@ type MutationResolver interface {
 	RemoveDomain(ctx context.Context, name string) (*model.RemovedDomain, error)
 	SetDomainMode(ctx context.Context, name string, mode model.DomainMode) (*domain.Domain, error)
 	UpdateDmarcPolicy(ctx context.Context, name string, policy model.DmarcPolicyInput) (*domain.Domain, error)
+	AddDkimKey(ctx context.Context, domain string, selector string, publicKey *string, cnameTarget *string, service *string) (*model.AddDkimKeyPayload, error)
+	RevokeDkimKey(ctx context.Context, domain string, selector string) (*domainkeydb.DkimKey, error)
+	RemoveDkimKey(ctx context.Context, domain string, selector string) (*domain.Domain, error)
+	SetBimi(ctx context.Context, domain string, logoURL string, evidenceURL *string) (*domain.Domain, error)
+	AddNetblock(ctx context.Context, domain string, cidr string, label *string) (*domain.Domain, error)
+	RemoveNetblock(ctx context.Context, domain string, cidr string) (*domain.Domain, error)
+	EnableSender(ctx context.Context, domain string, service string) (*domain.Domain, error)
+	DisableSender(ctx context.Context, domain string, service string) (*domain.Domain, error)
+	PinSpfInclude(ctx context.Context, domain string, include string, expiresAt time.Time) (*domain.Domain, error)
+	UnpinSpfInclude(ctx context.Context, domain string, include string) (*domain.Domain, error)
+}
+type NetblockResolver interface {
+	Cidr(ctx context.Context, obj *sender.Netblock) (string, error)
 }
 type QueryResolver interface {
 	Viewer(ctx context.Context) (*model.Viewer, error)
 	Account(ctx context.Context, id *string) (*account.Account, error)
 	Domains(ctx context.Context, accountID *string, first *int, after *string, filter *model.DomainFilter) (*model.DomainConnection, error)
 	Domain(ctx context.Context, name string) (*domain.Domain, error)
+	SenderServices(ctx context.Context) ([]*senderdb.SenderService, error)
+	ExplainSpf(ctx context.Context, domain string, ip string, helo *string) (*sender.Explanation, error)
+}
+type SenderServiceResolver interface {
+	Slug(ctx context.Context, obj *senderdb.SenderService) (string, error)
+
+	Ranges(ctx context.Context, obj *senderdb.SenderService) ([]string, error)
+	RangesResolvedAt(ctx context.Context, obj *senderdb.SenderService) (*time.Time, error)
+	ResolveError(ctx context.Context, obj *senderdb.SenderService) (*string, error)
+	SpfLookups(ctx context.Context, obj *senderdb.SenderService) (int, error)
+}
+type SpfExplanationResolver interface {
+	Kind(ctx context.Context, obj *sender.Explanation) (model.SpfAnswerKind, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -292,6 +418,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Parent(childComplexity), true
+
+	case "AddDkimKeyPayload.domain":
+		if e.ComplexityRoot.AddDkimKeyPayload.Domain == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AddDkimKeyPayload.Domain(childComplexity), true
+	case "AddDkimKeyPayload.key":
+		if e.ComplexityRoot.AddDkimKeyPayload.Key == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AddDkimKeyPayload.Key(childComplexity), true
+	case "AddDkimKeyPayload.warnings":
+		if e.ComplexityRoot.AddDkimKeyPayload.Warnings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AddDkimKeyPayload.Warnings(childComplexity), true
 
 	case "ApiToken.account":
 		if e.ComplexityRoot.ApiToken.Account == nil {
@@ -367,6 +512,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AuthPayload.User(childComplexity), true
 
+	case "Bimi.evidenceUrl":
+		if e.ComplexityRoot.Bimi.EvidenceURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bimi.EvidenceURL(childComplexity), true
+	case "Bimi.logoUrl":
+		if e.ComplexityRoot.Bimi.LogoURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Bimi.LogoURL(childComplexity), true
+
 	case "CreateApiTokenPayload.secret":
 		if e.ComplexityRoot.CreateApiTokenPayload.Secret == nil {
 			break
@@ -398,6 +556,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Delegation.Served(childComplexity), true
+
+	case "DkimKey.bits":
+		if e.ComplexityRoot.DkimKey.Bits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimKey.Bits(childComplexity), true
+	case "DkimKey.cnameTarget":
+		if e.ComplexityRoot.DkimKey.CnameTarget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimKey.CnameTarget(childComplexity), true
+	case "DkimKey.createdAt":
+		if e.ComplexityRoot.DkimKey.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimKey.CreatedAt(childComplexity), true
+	case "DkimKey.keyType":
+		if e.ComplexityRoot.DkimKey.KeyType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimKey.KeyType(childComplexity), true
+	case "DkimKey.kind":
+		if e.ComplexityRoot.DkimKey.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimKey.Kind(childComplexity), true
+	case "DkimKey.revokedAt":
+		if e.ComplexityRoot.DkimKey.RevokedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimKey.RevokedAt(childComplexity), true
+	case "DkimKey.selector":
+		if e.ComplexityRoot.DkimKey.Selector == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimKey.Selector(childComplexity), true
+	case "DkimKey.service":
+		if e.ComplexityRoot.DkimKey.Service == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimKey.Service(childComplexity), true
 
 	case "DmarcPolicy.adkim":
 		if e.ComplexityRoot.DmarcPolicy.Adkim == nil {
@@ -485,12 +692,36 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DnsRecord.Value(childComplexity), true
 
+	case "DnsSetup.bimi":
+		if e.ComplexityRoot.DnsSetup.BIMI == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DnsSetup.BIMI(childComplexity), true
+	case "DnsSetup.bimiWithheld":
+		if e.ComplexityRoot.DnsSetup.BIMIWithheld == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DnsSetup.BIMIWithheld(childComplexity), true
+	case "DnsSetup.dkim":
+		if e.ComplexityRoot.DnsSetup.DKIM == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DnsSetup.DKIM(childComplexity), true
 	case "DnsSetup.dmarc":
 		if e.ComplexityRoot.DnsSetup.DMARC == nil {
 			break
 		}
 
 		return e.ComplexityRoot.DnsSetup.DMARC(childComplexity), true
+	case "DnsSetup.spf":
+		if e.ComplexityRoot.DnsSetup.SPF == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DnsSetup.SPF(childComplexity), true
 
 	case "Domain.account":
 		if e.ComplexityRoot.Domain.Account == nil {
@@ -498,6 +729,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.Account(childComplexity), true
+	case "Domain.bimi":
+		if e.ComplexityRoot.Domain.Bimi == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.Bimi(childComplexity), true
 	case "Domain.createdAt":
 		if e.ComplexityRoot.Domain.CreatedAt == nil {
 			break
@@ -510,6 +747,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.DNSSetup(childComplexity), true
+	case "Domain.dkimKeys":
+		if e.ComplexityRoot.Domain.DkimKeys == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.DkimKeys(childComplexity), true
 	case "Domain.dmarcPolicy":
 		if e.ComplexityRoot.Domain.DmarcPolicy == nil {
 			break
@@ -540,6 +783,30 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.Name(childComplexity), true
+	case "Domain.netblocks":
+		if e.ComplexityRoot.Domain.Netblocks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.Netblocks(childComplexity), true
+	case "Domain.senders":
+		if e.ComplexityRoot.Domain.Senders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.Senders(childComplexity), true
+	case "Domain.spfLookups":
+		if e.ComplexityRoot.Domain.SpfLookups == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.SpfLookups(childComplexity), true
+	case "Domain.spfPins":
+		if e.ComplexityRoot.Domain.SpfPins == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.SpfPins(childComplexity), true
 	case "Domain.unicodeName":
 		if e.ComplexityRoot.Domain.UnicodeName == nil {
 			break
@@ -604,6 +871,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Member.User(childComplexity), true
 
+	case "Mutation.addDkimKey":
+		if e.ComplexityRoot.Mutation.AddDkimKey == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addDkimKey_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddDkimKey(childComplexity, args["domain"].(string), args["selector"].(string), args["publicKey"].(*string), args["cnameTarget"].(*string), args["service"].(*string)), true
 	case "Mutation.addDomain":
 		if e.ComplexityRoot.Mutation.AddDomain == nil {
 			break
@@ -615,6 +893,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddDomain(childComplexity, args["accountId"].(*string), args["name"].(string)), true
+	case "Mutation.addNetblock":
+		if e.ComplexityRoot.Mutation.AddNetblock == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addNetblock_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddNetblock(childComplexity, args["domain"].(string), args["cidr"].(string), args["label"].(*string)), true
 	case "Mutation.createApiToken":
 		if e.ComplexityRoot.Mutation.CreateAPIToken == nil {
 			break
@@ -626,6 +915,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAPIToken(childComplexity, args["accountId"].(*string), args["name"].(string)), true
+	case "Mutation.disableSender":
+		if e.ComplexityRoot.Mutation.DisableSender == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_disableSender_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DisableSender(childComplexity, args["domain"].(string), args["service"].(string)), true
+	case "Mutation.enableSender":
+		if e.ComplexityRoot.Mutation.EnableSender == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_enableSender_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.EnableSender(childComplexity, args["domain"].(string), args["service"].(string)), true
 	case "Mutation.login":
 		if e.ComplexityRoot.Mutation.Login == nil {
 			break
@@ -648,6 +959,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Logout(childComplexity, args["refreshToken"].(string)), true
+	case "Mutation.pinSpfInclude":
+		if e.ComplexityRoot.Mutation.PinSpfInclude == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_pinSpfInclude_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PinSpfInclude(childComplexity, args["domain"].(string), args["include"].(string), args["expiresAt"].(time.Time)), true
 	case "Mutation.refreshToken":
 		if e.ComplexityRoot.Mutation.RefreshToken == nil {
 			break
@@ -659,6 +981,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RefreshToken(childComplexity, args["refreshToken"].(string)), true
+	case "Mutation.removeDkimKey":
+		if e.ComplexityRoot.Mutation.RemoveDkimKey == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeDkimKey_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveDkimKey(childComplexity, args["domain"].(string), args["selector"].(string)), true
 	case "Mutation.removeDomain":
 		if e.ComplexityRoot.Mutation.RemoveDomain == nil {
 			break
@@ -670,6 +1003,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RemoveDomain(childComplexity, args["name"].(string)), true
+	case "Mutation.removeNetblock":
+		if e.ComplexityRoot.Mutation.RemoveNetblock == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeNetblock_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveNetblock(childComplexity, args["domain"].(string), args["cidr"].(string)), true
 	case "Mutation.revokeApiToken":
 		if e.ComplexityRoot.Mutation.RevokeAPIToken == nil {
 			break
@@ -681,6 +1025,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeAPIToken(childComplexity, args["accountId"].(*string), args["id"].(string)), true
+	case "Mutation.revokeDkimKey":
+		if e.ComplexityRoot.Mutation.RevokeDkimKey == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokeDkimKey_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeDkimKey(childComplexity, args["domain"].(string), args["selector"].(string)), true
+	case "Mutation.setBimi":
+		if e.ComplexityRoot.Mutation.SetBimi == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setBimi_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetBimi(childComplexity, args["domain"].(string), args["logoUrl"].(string), args["evidenceUrl"].(*string)), true
 	case "Mutation.setDomainMode":
 		if e.ComplexityRoot.Mutation.SetDomainMode == nil {
 			break
@@ -692,6 +1058,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetDomainMode(childComplexity, args["name"].(string), args["mode"].(model.DomainMode)), true
+	case "Mutation.unpinSpfInclude":
+		if e.ComplexityRoot.Mutation.UnpinSpfInclude == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_unpinSpfInclude_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UnpinSpfInclude(childComplexity, args["domain"].(string), args["include"].(string)), true
 	case "Mutation.updateDmarcPolicy":
 		if e.ComplexityRoot.Mutation.UpdateDmarcPolicy == nil {
 			break
@@ -703,6 +1080,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateDmarcPolicy(childComplexity, args["name"].(string), args["policy"].(model.DmarcPolicyInput)), true
+
+	case "Netblock.cidr":
+		if e.ComplexityRoot.Netblock.Cidr == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Netblock.Cidr(childComplexity), true
+	case "Netblock.createdAt":
+		if e.ComplexityRoot.Netblock.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Netblock.CreatedAt(childComplexity), true
+	case "Netblock.label":
+		if e.ComplexityRoot.Netblock.Label == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Netblock.Label(childComplexity), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -762,7 +1158,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Domains(childComplexity, args["accountId"].(*string), args["first"].(*int), args["after"].(*string), args["filter"].(*model.DomainFilter)), true
+	case "Query.explainSpf":
+		if e.ComplexityRoot.Query.ExplainSpf == nil {
+			break
+		}
 
+		args, err := ec.field_Query_explainSpf_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ExplainSpf(childComplexity, args["domain"].(string), args["ip"].(string), args["helo"].(*string)), true
+
+	case "Query.senderServices":
+		if e.ComplexityRoot.Query.SenderServices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.SenderServices(childComplexity), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
@@ -782,6 +1195,135 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RemovedDomain.Name(childComplexity), true
+
+	case "SenderService.category":
+		if e.ComplexityRoot.SenderService.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.Category(childComplexity), true
+	case "SenderService.heloSuffixes":
+		if e.ComplexityRoot.SenderService.HeloSuffixes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.HeloSuffixes(childComplexity), true
+	case "SenderService.name":
+		if e.ComplexityRoot.SenderService.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.Name(childComplexity), true
+	case "SenderService.ranges":
+		if e.ComplexityRoot.SenderService.Ranges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.Ranges(childComplexity), true
+	case "SenderService.rangesResolvedAt":
+		if e.ComplexityRoot.SenderService.RangesResolvedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.RangesResolvedAt(childComplexity), true
+	case "SenderService.resolveError":
+		if e.ComplexityRoot.SenderService.ResolveError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.ResolveError(childComplexity), true
+	case "SenderService.setupUrl":
+		if e.ComplexityRoot.SenderService.SetupUrl == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.SetupUrl(childComplexity), true
+	case "SenderService.slug":
+		if e.ComplexityRoot.SenderService.Slug == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.Slug(childComplexity), true
+	case "SenderService.sourceUrl":
+		if e.ComplexityRoot.SenderService.SourceUrl == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.SourceUrl(childComplexity), true
+	case "SenderService.spfInclude":
+		if e.ComplexityRoot.SenderService.SpfInclude == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.SpfInclude(childComplexity), true
+	case "SenderService.spfLookups":
+		if e.ComplexityRoot.SenderService.SpfLookups == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.SpfLookups(childComplexity), true
+
+	case "SpfExplanation.kind":
+		if e.ComplexityRoot.SpfExplanation.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Kind(childComplexity), true
+	case "SpfExplanation.netblock":
+		if e.ComplexityRoot.SpfExplanation.Netblock == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Netblock(childComplexity), true
+	case "SpfExplanation.query":
+		if e.ComplexityRoot.SpfExplanation.Query == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Query(childComplexity), true
+	case "SpfExplanation.reason":
+		if e.ComplexityRoot.SpfExplanation.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Reason(childComplexity), true
+	case "SpfExplanation.record":
+		if e.ComplexityRoot.SpfExplanation.Record == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Record(childComplexity), true
+	case "SpfExplanation.service":
+		if e.ComplexityRoot.SpfExplanation.Service == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Service(childComplexity), true
+	case "SpfExplanation.truncated":
+		if e.ComplexityRoot.SpfExplanation.Truncated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Truncated(childComplexity), true
+
+	case "SpfPin.expiresAt":
+		if e.ComplexityRoot.SpfPin.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfPin.ExpiresAt(childComplexity), true
+	case "SpfPin.include":
+		if e.ComplexityRoot.SpfPin.Include == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfPin.Include(childComplexity), true
+	case "SpfPin.lookups":
+		if e.ComplexityRoot.SpfPin.Lookups == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfPin.Lookups(childComplexity), true
 
 	case "User.createdAt":
 		if e.ComplexityRoot.User.CreatedAt == nil {
@@ -943,6 +1485,50 @@ enum Role {
   MEMBER
 }
 `, BuiltIn: false},
+	{Name: "../../schema/dkim.graphqls", Input: `"A DKIM key of a domain, served under its _domainkey zone."
+type DkimKey {
+  selector: String!
+  "HOSTED: the edge serves the public key; CNAME: the edge points to the vendor's record."
+  kind: DkimKeyKind!
+  "rsa or ed25519, for hosted keys."
+  keyType: String
+  "The RSA modulus size in bits, for hosted RSA keys."
+  bits: Int
+  "The vendor's record, for CNAME keys."
+  cnameTarget: String
+  "The catalog service that signs with the key, if named."
+  service: SenderService
+  "When the key was revoked; revoked keys are served as ` + "`" + `v=DKIM1; p=` + "`" + `."
+  revokedAt: Time
+  createdAt: Time!
+}
+
+"How a DKIM key is published."
+enum DkimKeyKind {
+  HOSTED
+  CNAME
+}
+
+"A new DKIM key and what the owner should know about it."
+type AddDkimKeyPayload {
+  key: DkimKey!
+  "For example: an RSA key shorter than 2048 bits."
+  warnings: [String!]!
+  domain: Domain!
+}
+
+
+extend type Mutation {
+  "Add a DKIM key: a public key (base64, a whole DKIM record or PEM; RSA of 1024 bits or more, or ed25519) or a vendor's CNAME target."
+  addDkimKey(domain: String!, selector: String!, publicKey: String, cnameTarget: String, service: ID): AddDkimKeyPayload!
+  "Revoke a key: its selector answers ` + "`" + `v=DKIM1; p=` + "`" + `."
+  revokeDkimKey(domain: String!, selector: String!): DkimKey!
+  "Remove a key: its selector stops existing."
+  removeDkimKey(domain: String!, selector: String!): Domain!
+  "Set (or clear, with an empty logoUrl) the domain's BIMI assertion. It is served only while the DMARC policy is at enforcement (quarantine or reject, pct 100)."
+  setBimi(domain: String!, logoUrl: String!, evidenceUrl: String): Domain!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/dmarc.graphqls", Input: `"A DMARC policy (RFC 7489, with the np and t tags of DMARCbis)."
 type DmarcPolicy {
   "p: what receivers do with mail that fails DMARC."
@@ -1004,16 +1590,24 @@ input DmarcPolicyInput {
 type Delegation {
   "NS records: the preferred set-up, making the edge authoritative for the name."
   nameServers: [DnsRecord!]!
-  "One CNAME, for DNS hosts that cannot delegate a subdomain."
-  cnameAlternative: DnsRecord!
+  "One CNAME, for DNS hosts that cannot delegate a subdomain; null where none can stand in."
+  cnameAlternative: DnsRecord
   "What the edge answers once the delegation is in place."
-  served: DnsRecord!
+  served: [DnsRecord!]!
 }
 
 "What the customer publishes in their zone."
 type DnsSetup {
   "_dmarc.<domain>: delegate it to the edge (NS), or CNAME it."
   dmarc: Delegation!
+  "The SPF record at the domain's apex. A BLOCKED domain publishes ` + "`" + `v=spf1 -all` + "`" + `."
+  spf: DnsRecord!
+  "_domainkey.<domain>: delegate it to the edge for the hosted DKIM keys."
+  dkim: Delegation!
+  "_bimi.<domain>: delegate it to the edge for the BIMI record."
+  bimi: Delegation!
+  "Why the edge does not serve the BIMI record now; null when it does."
+  bimiWithheld: String
 }
 
 "A DNS resource record in presentation form."
@@ -1043,6 +1637,26 @@ type Domain {
   dmarcRecord: String!
   "The records the customer publishes in their own zone to hand the domain to Rampart's edge."
   dnsSetup: DnsSetup!
+  "Address ranges the domain itself sends from."
+  netblocks: [Netblock!]!
+  "Catalog services allowed to send as the domain, in the order the edge tries their HELO names."
+  senders: [SenderService!]!
+  "Includes kept literally in the domain's _nspf record until they expire."
+  spfPins: [SpfPin!]!
+  "The DNS-querying terms the published SPF record costs at worst (RFC 7208 allows 10)."
+  spfLookups: Int!
+  "The domain's DKIM keys."
+  dkimKeys: [DkimKey!]!
+  "The domain's BIMI assertion; null when none is set."
+  bimi: Bimi
+}
+
+"A domain's BIMI assertion."
+type Bimi {
+  "HTTPS URL of the SVG Tiny PS logo."
+  logoUrl: String!
+  "HTTPS URL of the VMC or CMC evidence document; empty when none."
+  evidenceUrl: String!
 }
 
 "Whether a domain sends mail."
@@ -1143,6 +1757,96 @@ type Mutation {
   updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!): Domain!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/sender.graphqls", Input: `"An address range a domain itself sends from (its own mail servers)."
+type Netblock {
+  "The range in CIDR form; a single address is a /32 or /128."
+  cidr: String!
+  label: String!
+  createdAt: Time!
+}
+
+"A known sending service from the sender catalog."
+type SenderService {
+  "The catalog's identifier, e.g. google-workspace."
+  slug: ID!
+  name: String!
+  category: String!
+  "The include the service's own SPF record is published at."
+  spfInclude: String!
+  "Suffixes of the host names the service's servers greet with (HELO/EHLO)."
+  heloSuffixes: [String!]!
+  "The service's current ranges: static ones and those its SPF include resolved to."
+  ranges: [String!]!
+  "When the include was last resolved; null if never."
+  rangesResolvedAt: Time
+  "Why the last resolution failed; null when it succeeded."
+  resolveError: String
+  "DNS-querying terms the service's include costs."
+  spfLookups: Int!
+  setupUrl: String!
+  "Where the catalog's facts about the service come from."
+  sourceUrl: String!
+}
+
+"An include kept literally in a domain's _nspf record until it expires."
+type SpfPin {
+  include: String!
+  "DNS-querying terms it is counted at."
+  lookups: Int!
+  expiresAt: Time!
+}
+
+"What the edge answers a receiver checking one address and HELO name against a domain's SPF record."
+type SpfExplanation {
+  "The name the receiver asks (the macro include, expanded)."
+  query: String!
+  "Labels were cut from the left of the name to fit 253 octets (RFC 7208 §7.3)."
+  truncated: Boolean!
+  "The TXT record the edge answers."
+  record: String!
+  kind: SpfAnswerKind!
+  "Why, in words."
+  reason: String!
+  "The netblock that matched, if one did."
+  netblock: Netblock
+  "The sender that matched, by range or HELO name, if one did."
+  service: SenderService
+}
+
+"The kinds of per-query SPF answer."
+enum SpfAnswerKind {
+  "The address is allowed: ip4:/ip6: of it, a pass."
+  IP
+  "Only the HELO names an enabled sender: that sender's include decides."
+  INCLUDE
+  "Nothing matched: ~all."
+  NO_MATCH
+  "The domain is blocked: -all."
+  BLOCKED
+}
+
+extend type Query {
+  "The sender catalog."
+  senderServices: [SenderService!]!
+  "What the edge answers when a receiver checks mail from ` + "`" + `ip` + "`" + `, greeting as ` + "`" + `helo` + "`" + `, against the domain's SPF record."
+  explainSpf(domain: String!, ip: String!, helo: String): SpfExplanation!
+}
+
+extend type Mutation {
+  "Let an address range send as the domain (or change its label)."
+  addNetblock(domain: String!, cidr: String!, label: String): Domain!
+  "Stop an address range sending as the domain."
+  removeNetblock(domain: String!, cidr: String!): Domain!
+  "Let a catalog service send as the domain. Refused if the SPF record would cost more than 10 lookups."
+  enableSender(domain: String!, service: ID!): Domain!
+  "Stop a catalog service sending as the domain."
+  disableSender(domain: String!, service: ID!): Domain!
+  "Keep a literal include in the domain's _nspf record until ` + "`" + `expiresAt` + "`" + ` (at most a year), for vendors whose set-up checker looks for it. Refused if the SPF record would cost more than 10 lookups."
+  pinSpfInclude(domain: String!, include: String!, expiresAt: Time!): Domain!
+  "Remove a pinned include before it expires."
+  unpinSpfInclude(domain: String!, include: String!): Domain!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/viewer.graphqls", Input: `"The caller of a request."
 type Viewer {
   "The signed-in user; null for an API token."
@@ -1221,6 +1925,18 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 	return nil, fmt.Errorf("no field named %q was found under type Account", field.Name)
 }
 
+func (ec *executionContext) childFields_AddDkimKeyPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "key":
+		return ec.fieldContext_AddDkimKeyPayload_key(ctx, field)
+	case "warnings":
+		return ec.fieldContext_AddDkimKeyPayload_warnings(ctx, field)
+	case "domain":
+		return ec.fieldContext_AddDkimKeyPayload_domain(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AddDkimKeyPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_ApiToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1257,6 +1973,16 @@ func (ec *executionContext) childFields_AuthPayload(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type AuthPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_Bimi(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "logoUrl":
+		return ec.fieldContext_Bimi_logoUrl(ctx, field)
+	case "evidenceUrl":
+		return ec.fieldContext_Bimi_evidenceUrl(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Bimi", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateApiTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "token":
@@ -1277,6 +2003,28 @@ func (ec *executionContext) childFields_Delegation(ctx context.Context, field gr
 		return ec.fieldContext_Delegation_served(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Delegation", field.Name)
+}
+
+func (ec *executionContext) childFields_DkimKey(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "selector":
+		return ec.fieldContext_DkimKey_selector(ctx, field)
+	case "kind":
+		return ec.fieldContext_DkimKey_kind(ctx, field)
+	case "keyType":
+		return ec.fieldContext_DkimKey_keyType(ctx, field)
+	case "bits":
+		return ec.fieldContext_DkimKey_bits(ctx, field)
+	case "cnameTarget":
+		return ec.fieldContext_DkimKey_cnameTarget(ctx, field)
+	case "service":
+		return ec.fieldContext_DkimKey_service(ctx, field)
+	case "revokedAt":
+		return ec.fieldContext_DkimKey_revokedAt(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_DkimKey_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DkimKey", field.Name)
 }
 
 func (ec *executionContext) childFields_DmarcPolicy(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1323,6 +2071,14 @@ func (ec *executionContext) childFields_DnsSetup(ctx context.Context, field grap
 	switch field.Name {
 	case "dmarc":
 		return ec.fieldContext_DnsSetup_dmarc(ctx, field)
+	case "spf":
+		return ec.fieldContext_DnsSetup_spf(ctx, field)
+	case "dkim":
+		return ec.fieldContext_DnsSetup_dkim(ctx, field)
+	case "bimi":
+		return ec.fieldContext_DnsSetup_bimi(ctx, field)
+	case "bimiWithheld":
+		return ec.fieldContext_DnsSetup_bimiWithheld(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DnsSetup", field.Name)
 }
@@ -1349,6 +2105,18 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_dmarcRecord(ctx, field)
 	case "dnsSetup":
 		return ec.fieldContext_Domain_dnsSetup(ctx, field)
+	case "netblocks":
+		return ec.fieldContext_Domain_netblocks(ctx, field)
+	case "senders":
+		return ec.fieldContext_Domain_senders(ctx, field)
+	case "spfPins":
+		return ec.fieldContext_Domain_spfPins(ctx, field)
+	case "spfLookups":
+		return ec.fieldContext_Domain_spfLookups(ctx, field)
+	case "dkimKeys":
+		return ec.fieldContext_Domain_dkimKeys(ctx, field)
+	case "bimi":
+		return ec.fieldContext_Domain_bimi(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Domain", field.Name)
 }
@@ -1387,6 +2155,18 @@ func (ec *executionContext) childFields_Member(ctx context.Context, field graphq
 	return nil, fmt.Errorf("no field named %q was found under type Member", field.Name)
 }
 
+func (ec *executionContext) childFields_Netblock(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cidr":
+		return ec.fieldContext_Netblock_cidr(ctx, field)
+	case "label":
+		return ec.fieldContext_Netblock_label(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Netblock_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Netblock", field.Name)
+}
+
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "hasNextPage":
@@ -1409,6 +2189,66 @@ func (ec *executionContext) childFields_RemovedDomain(ctx context.Context, field
 		return ec.fieldContext_RemovedDomain_name(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RemovedDomain", field.Name)
+}
+
+func (ec *executionContext) childFields_SenderService(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "slug":
+		return ec.fieldContext_SenderService_slug(ctx, field)
+	case "name":
+		return ec.fieldContext_SenderService_name(ctx, field)
+	case "category":
+		return ec.fieldContext_SenderService_category(ctx, field)
+	case "spfInclude":
+		return ec.fieldContext_SenderService_spfInclude(ctx, field)
+	case "heloSuffixes":
+		return ec.fieldContext_SenderService_heloSuffixes(ctx, field)
+	case "ranges":
+		return ec.fieldContext_SenderService_ranges(ctx, field)
+	case "rangesResolvedAt":
+		return ec.fieldContext_SenderService_rangesResolvedAt(ctx, field)
+	case "resolveError":
+		return ec.fieldContext_SenderService_resolveError(ctx, field)
+	case "spfLookups":
+		return ec.fieldContext_SenderService_spfLookups(ctx, field)
+	case "setupUrl":
+		return ec.fieldContext_SenderService_setupUrl(ctx, field)
+	case "sourceUrl":
+		return ec.fieldContext_SenderService_sourceUrl(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SenderService", field.Name)
+}
+
+func (ec *executionContext) childFields_SpfExplanation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "query":
+		return ec.fieldContext_SpfExplanation_query(ctx, field)
+	case "truncated":
+		return ec.fieldContext_SpfExplanation_truncated(ctx, field)
+	case "record":
+		return ec.fieldContext_SpfExplanation_record(ctx, field)
+	case "kind":
+		return ec.fieldContext_SpfExplanation_kind(ctx, field)
+	case "reason":
+		return ec.fieldContext_SpfExplanation_reason(ctx, field)
+	case "netblock":
+		return ec.fieldContext_SpfExplanation_netblock(ctx, field)
+	case "service":
+		return ec.fieldContext_SpfExplanation_service(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SpfExplanation", field.Name)
+}
+
+func (ec *executionContext) childFields_SpfPin(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "include":
+		return ec.fieldContext_SpfPin_include(ctx, field)
+	case "lookups":
+		return ec.fieldContext_SpfPin_lookups(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_SpfPin_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SpfPin", field.Name)
 }
 
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1583,6 +2423,52 @@ func (ec *executionContext) field_Account_domains_args(ctx context.Context, rawA
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_addDkimKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "selector",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["selector"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "publicKey",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["publicKey"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "cnameTarget",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["cnameTarget"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "service",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["service"] = arg4
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_addDomain_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1605,6 +2491,36 @@ func (ec *executionContext) field_Mutation_addDomain_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_addNetblock_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "cidr",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["cidr"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "label",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["label"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1624,6 +2540,50 @@ func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Conte
 		return nil, err
 	}
 	args["name"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_disableSender_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "service",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["service"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_enableSender_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "service",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["service"] = arg1
 	return args, nil
 }
 
@@ -1663,6 +2623,36 @@ func (ec *executionContext) field_Mutation_logout_args(ctx context.Context, rawA
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_pinSpfInclude_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "include",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["include"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "expiresAt",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["expiresAt"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_refreshToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1677,6 +2667,28 @@ func (ec *executionContext) field_Mutation_refreshToken_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_removeDkimKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "selector",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["selector"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_removeDomain_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1688,6 +2700,28 @@ func (ec *executionContext) field_Mutation_removeDomain_args(ctx context.Context
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_removeNetblock_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "cidr",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["cidr"] = arg1
 	return args, nil
 }
 
@@ -1713,6 +2747,58 @@ func (ec *executionContext) field_Mutation_revokeApiToken_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_revokeDkimKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "selector",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["selector"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setBimi_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "logoUrl",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["logoUrl"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "evidenceUrl",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["evidenceUrl"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setDomainMode_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1732,6 +2818,28 @@ func (ec *executionContext) field_Mutation_setDomainMode_args(ctx context.Contex
 		return nil, err
 	}
 	args["mode"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_unpinSpfInclude_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "include",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["include"] = arg1
 	return args, nil
 }
 
@@ -1834,6 +2942,36 @@ func (ec *executionContext) field_Query_domains_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["filter"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_explainSpf_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "ip",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ip"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "helo",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["helo"] = arg2
 	return args, nil
 }
 
@@ -2116,6 +3254,93 @@ func (ec *executionContext) fieldContext_Account_domains(ctx context.Context, fi
 	if fc.Args, err = ec.field_Account_domains_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AddDkimKeyPayload_key(ctx context.Context, field graphql.CollectedField, obj *model.AddDkimKeyPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AddDkimKeyPayload_key(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Key, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domainkeydb.DkimKey) graphql.Marshaler {
+			return ec.marshalNDkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AddDkimKeyPayload_key(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AddDkimKeyPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DkimKey(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AddDkimKeyPayload_warnings(ctx context.Context, field graphql.CollectedField, obj *model.AddDkimKeyPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AddDkimKeyPayload_warnings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Warnings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AddDkimKeyPayload_warnings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AddDkimKeyPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _AddDkimKeyPayload_domain(ctx context.Context, field graphql.CollectedField, obj *model.AddDkimKeyPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AddDkimKeyPayload_domain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Domain, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AddDkimKeyPayload_domain(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AddDkimKeyPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -2414,6 +3639,52 @@ func (ec *executionContext) fieldContext_AuthPayload_user(_ context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Bimi_logoUrl(ctx context.Context, field graphql.CollectedField, obj *domain.BIMI) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bimi_logoUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LogoURL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bimi_logoUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bimi", field, false, false, "String")
+}
+
+func (ec *executionContext) _Bimi_evidenceUrl(ctx context.Context, field graphql.CollectedField, obj *domain.BIMI) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Bimi_evidenceUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EvidenceURL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Bimi_evidenceUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Bimi", field, false, false, "String")
+}
+
 func (ec *executionContext) _CreateApiTokenPayload_token(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPITokenPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2513,11 +3784,11 @@ func (ec *executionContext) _Delegation_cnameAlternative(ctx context.Context, fi
 			return obj.CNAMEAlternative, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v domain.DNSRecord) graphql.Marshaler {
-			return ec.marshalNDnsRecord2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.DNSRecord) graphql.Marshaler {
+			return ec.marshalODnsRecord2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Delegation_cnameAlternative(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -2545,8 +3816,8 @@ func (ec *executionContext) _Delegation_served(ctx context.Context, field graphq
 			return obj.Served, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v domain.DNSRecord) graphql.Marshaler {
-			return ec.marshalNDnsRecord2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []domain.DNSRecord) graphql.Marshaler {
+			return ec.marshalNDnsRecord2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecordᚄ(ctx, selections, v)
 		},
 		true,
 		true,
@@ -2563,6 +3834,199 @@ func (ec *executionContext) fieldContext_Delegation_served(_ context.Context, fi
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _DkimKey_selector(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimKey_selector(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Selector, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DkimKey_selector(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimKey", field, false, false, "String")
+}
+
+func (ec *executionContext) _DkimKey_kind(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimKey_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DkimKey().Kind(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DkimKeyKind) graphql.Marshaler {
+			return ec.marshalNDkimKeyKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DkimKey_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimKey", field, true, true, "DkimKeyKind")
+}
+
+func (ec *executionContext) _DkimKey_keyType(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimKey_keyType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.KeyType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DkimKey_keyType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimKey", field, false, false, "String")
+}
+
+func (ec *executionContext) _DkimKey_bits(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimKey_bits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DkimKey().Bits(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DkimKey_bits(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimKey", field, true, true, "Int")
+}
+
+func (ec *executionContext) _DkimKey_cnameTarget(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimKey_cnameTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CnameTarget, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DkimKey_cnameTarget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimKey", field, false, false, "String")
+}
+
+func (ec *executionContext) _DkimKey_service(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimKey_service(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DkimKey().Service(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DkimKey_service(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DkimKey",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DkimKey_revokedAt(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimKey_revokedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RevokedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DkimKey_revokedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimKey", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DkimKey_createdAt(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimKey_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DkimKey_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimKey", field, false, false, "Time")
 }
 
 func (ec *executionContext) _DmarcPolicy_p(ctx context.Context, field graphql.CollectedField, obj *model.DmarcPolicy) (ret graphql.Marshaler) {
@@ -2919,6 +4383,125 @@ func (ec *executionContext) fieldContext_DnsSetup_dmarc(_ context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _DnsSetup_spf(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DnsSetup_spf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SPF, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.DNSRecord) graphql.Marshaler {
+			return ec.marshalNDnsRecord2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DnsSetup_spf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DnsSetup",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DnsRecord(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DnsSetup_dkim(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DnsSetup_dkim(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DKIM, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Delegation) graphql.Marshaler {
+			return ec.marshalNDelegation2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDelegation(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DnsSetup_dkim(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DnsSetup",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Delegation(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DnsSetup_bimi(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DnsSetup_bimi(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BIMI, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Delegation) graphql.Marshaler {
+			return ec.marshalNDelegation2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDelegation(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DnsSetup_bimi(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DnsSetup",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Delegation(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DnsSetup_bimiWithheld(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DnsSetup_bimiWithheld(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BIMIWithheld, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DnsSetup_bimiWithheld(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DnsSetup", field, false, false, "String")
+}
+
 func (ec *executionContext) _Domain_id(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3171,6 +4754,189 @@ func (ec *executionContext) fieldContext_Domain_dnsSetup(_ context.Context, fiel
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_DnsSetup(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Domain_netblocks(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_netblocks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().Netblocks(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*sender.Netblock) graphql.Marshaler {
+			return ec.marshalNNetblock2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblockᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_netblocks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Netblock(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Domain_senders(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_senders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().Senders(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalNSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_senders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Domain_spfPins(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_spfPins(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().SpfPins(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*sender.Pin) graphql.Marshaler {
+			return ec.marshalNSpfPin2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐPinᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_spfPins(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SpfPin(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Domain_spfLookups(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_spfLookups(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().SpfLookups(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_spfLookups(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Domain", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Domain_dkimKeys(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_dkimKeys(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().DkimKeys(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domainkeydb.DkimKey) graphql.Marshaler {
+			return ec.marshalNDkimKey2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKeyᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_dkimKeys(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DkimKey(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Domain_bimi(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_bimi(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().Bimi(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.BIMI) graphql.Marshaler {
+			return ec.marshalOBimi2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐBIMI(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_bimi(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Bimi(ctx, field)
 		},
 	}
 	return fc, nil
@@ -3801,6 +5567,515 @@ func (ec *executionContext) fieldContext_Mutation_updateDmarcPolicy(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_addDkimKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_addDkimKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AddDkimKey(ctx, fc.Args["domain"].(string), fc.Args["selector"].(string), fc.Args["publicKey"].(*string), fc.Args["cnameTarget"].(*string), fc.Args["service"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
+			return ec.marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_addDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AddDkimKeyPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_addDkimKey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_revokeDkimKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_revokeDkimKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RevokeDkimKey(ctx, fc.Args["domain"].(string), fc.Args["selector"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domainkeydb.DkimKey) graphql.Marshaler {
+			return ec.marshalNDkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_revokeDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DkimKey(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_revokeDkimKey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeDkimKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeDkimKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveDkimKey(ctx, fc.Args["domain"].(string), fc.Args["selector"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeDkimKey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setBimi(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setBimi(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetBimi(ctx, fc.Args["domain"].(string), fc.Args["logoUrl"].(string), fc.Args["evidenceUrl"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setBimi(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setBimi_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_addNetblock(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_addNetblock(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AddNetblock(ctx, fc.Args["domain"].(string), fc.Args["cidr"].(string), fc.Args["label"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_addNetblock(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_addNetblock_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeNetblock(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeNetblock(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveNetblock(ctx, fc.Args["domain"].(string), fc.Args["cidr"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeNetblock(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeNetblock_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_enableSender(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_enableSender(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().EnableSender(ctx, fc.Args["domain"].(string), fc.Args["service"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_enableSender(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_enableSender_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_disableSender(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_disableSender(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DisableSender(ctx, fc.Args["domain"].(string), fc.Args["service"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_disableSender(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_disableSender_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_pinSpfInclude(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_pinSpfInclude(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().PinSpfInclude(ctx, fc.Args["domain"].(string), fc.Args["include"].(string), fc.Args["expiresAt"].(time.Time))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_pinSpfInclude(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_pinSpfInclude_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_unpinSpfInclude(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_unpinSpfInclude(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UnpinSpfInclude(ctx, fc.Args["domain"].(string), fc.Args["include"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_unpinSpfInclude(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_unpinSpfInclude_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Netblock_cidr(ctx context.Context, field graphql.CollectedField, obj *sender.Netblock) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Netblock_cidr(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Netblock().Cidr(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Netblock_cidr(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Netblock", field, true, true, "String")
+}
+
+func (ec *executionContext) _Netblock_label(ctx context.Context, field graphql.CollectedField, obj *sender.Netblock) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Netblock_label(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Label, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Netblock_label(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Netblock", field, false, false, "String")
+}
+
+func (ec *executionContext) _Netblock_createdAt(ctx context.Context, field graphql.CollectedField, obj *sender.Netblock) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Netblock_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Netblock_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Netblock", field, false, false, "Time")
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4057,6 +6332,82 @@ func (ec *executionContext) fieldContext_Query_domain(ctx context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_senderServices(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_senderServices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().SenderServices(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalNSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_senderServices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_explainSpf(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_explainSpf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ExplainSpf(ctx, fc.Args["domain"].(string), fc.Args["ip"].(string), fc.Args["helo"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *sender.Explanation) graphql.Marshaler {
+			return ec.marshalNSpfExplanation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐExplanation(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_explainSpf(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SpfExplanation(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_explainSpf_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4177,6 +6528,507 @@ func (ec *executionContext) _RemovedDomain_name(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_RemovedDomain_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RemovedDomain", field, false, false, "String")
+}
+
+func (ec *executionContext) _SenderService_slug(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_slug(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SenderService().Slug(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_slug(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, true, true, "ID")
+}
+
+func (ec *executionContext) _SenderService_name(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
+func (ec *executionContext) _SenderService_category(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Category, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
+func (ec *executionContext) _SenderService_spfInclude(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_spfInclude(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SpfInclude, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_spfInclude(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
+func (ec *executionContext) _SenderService_heloSuffixes(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_heloSuffixes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HeloSuffixes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_heloSuffixes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
+func (ec *executionContext) _SenderService_ranges(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_ranges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SenderService().Ranges(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_ranges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, true, true, "String")
+}
+
+func (ec *executionContext) _SenderService_rangesResolvedAt(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_rangesResolvedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SenderService().RangesResolvedAt(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_rangesResolvedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, true, true, "Time")
+}
+
+func (ec *executionContext) _SenderService_resolveError(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_resolveError(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SenderService().ResolveError(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_resolveError(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, true, true, "String")
+}
+
+func (ec *executionContext) _SenderService_spfLookups(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_spfLookups(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SenderService().SpfLookups(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_spfLookups(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, true, true, "Int")
+}
+
+func (ec *executionContext) _SenderService_setupUrl(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_setupUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SetupUrl, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_setupUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
+func (ec *executionContext) _SenderService_sourceUrl(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_sourceUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SourceUrl, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_sourceUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
+func (ec *executionContext) _SpfExplanation_query(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_query(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Query, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_query(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfExplanation", field, false, false, "String")
+}
+
+func (ec *executionContext) _SpfExplanation_truncated(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_truncated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Truncated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_truncated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfExplanation", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SpfExplanation_record(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_record(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Record, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_record(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfExplanation", field, false, false, "String")
+}
+
+func (ec *executionContext) _SpfExplanation_kind(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SpfExplanation().Kind(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SpfAnswerKind) graphql.Marshaler {
+			return ec.marshalNSpfAnswerKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfAnswerKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfExplanation", field, true, true, "SpfAnswerKind")
+}
+
+func (ec *executionContext) _SpfExplanation_reason(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfExplanation", field, false, false, "String")
+}
+
+func (ec *executionContext) _SpfExplanation_netblock(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_netblock(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Netblock, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *sender.Netblock) graphql.Marshaler {
+			return ec.marshalONetblock2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblock(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_netblock(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SpfExplanation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Netblock(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SpfExplanation_service(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_service(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Service, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_service(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SpfExplanation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SpfPin_include(ctx context.Context, field graphql.CollectedField, obj *sender.Pin) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfPin_include(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Include, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfPin_include(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfPin", field, false, false, "String")
+}
+
+func (ec *executionContext) _SpfPin_lookups(ctx context.Context, field graphql.CollectedField, obj *sender.Pin) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfPin_lookups(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Lookups, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfPin_lookups(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfPin", field, false, false, "Int")
+}
+
+func (ec *executionContext) _SpfPin_expiresAt(ctx context.Context, field graphql.CollectedField, obj *sender.Pin) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfPin_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfPin_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfPin", field, false, false, "Time")
 }
 
 func (ec *executionContext) _User_id(ctx context.Context, field graphql.CollectedField, obj *account.User) (ret graphql.Marshaler) {
@@ -5669,6 +8521,49 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var addDkimKeyPayloadImplementors = []string{"AddDkimKeyPayload"}
+
+func (ec *executionContext) _AddDkimKeyPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AddDkimKeyPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, addDkimKeyPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AddDkimKeyPayload")
+		case "key":
+			out.Values[i] = ec._AddDkimKeyPayload_key(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "warnings":
+			out.Values[i] = ec._AddDkimKeyPayload_warnings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "domain":
+			out.Values[i] = ec._AddDkimKeyPayload_domain(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var apiTokenImplementors = []string{"ApiToken"}
 
 func (ec *executionContext) _ApiToken(ctx context.Context, sel ast.SelectionSet, obj *auth.APIToken) graphql.Marshaler {
@@ -5786,6 +8681,44 @@ func (ec *executionContext) _AuthPayload(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var bimiImplementors = []string{"Bimi"}
+
+func (ec *executionContext) _Bimi(ctx context.Context, sel ast.SelectionSet, obj *domain.BIMI) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, bimiImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Bimi")
+		case "logoUrl":
+			out.Values[i] = ec._Bimi_logoUrl(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "evidenceUrl":
+			out.Values[i] = ec._Bimi_evidenceUrl(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createApiTokenPayloadImplementors = []string{"CreateApiTokenPayload"}
 
 func (ec *executionContext) _CreateApiTokenPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAPITokenPayload) graphql.Marshaler {
@@ -5842,13 +8775,84 @@ func (ec *executionContext) _Delegation(ctx context.Context, sel ast.SelectionSe
 			}
 		case "cnameAlternative":
 			out.Values[i] = ec._Delegation_cnameAlternative(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "served":
 			out.Values[i] = ec._Delegation_served(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dkimKeyImplementors = []string{"DkimKey"}
+
+func (ec *executionContext) _DkimKey(ctx context.Context, sel ast.SelectionSet, obj *domainkeydb.DkimKey) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dkimKeyImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DkimKey")
+		case "selector":
+			out.Values[i] = ec._DkimKey_selector(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DkimKey_kind(ctx, field, obj)
+				})
+		case "keyType":
+			out.Values[i] = ec._DkimKey_keyType(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "bits":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DkimKey_bits(ctx, field, obj)
+				})
+		case "cnameTarget":
+			out.Values[i] = ec._DkimKey_cnameTarget(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "service":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DkimKey_service(ctx, field, obj)
+				})
+		case "revokedAt":
+			out.Values[i] = ec._DkimKey_revokedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._DkimKey_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -6009,6 +9013,26 @@ func (ec *executionContext) _DnsSetup(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "spf":
+			out.Values[i] = ec._DnsSetup_spf(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dkim":
+			out.Values[i] = ec._DnsSetup_dkim(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bimi":
+			out.Values[i] = ec._DnsSetup_bimi(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "bimiWithheld":
+			out.Values[i] = ec._DnsSetup_bimiWithheld(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6092,6 +9116,42 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_dnsSetup(ctx, field, obj)
+				})
+		case "netblocks":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_netblocks(ctx, field, obj)
+				})
+		case "senders":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_senders(ctx, field, obj)
+				})
+		case "spfPins":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_spfPins(ctx, field, obj)
+				})
+		case "spfLookups":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_spfLookups(ctx, field, obj)
+				})
+		case "dkimKeys":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_dkimKeys(ctx, field, obj)
+				})
+		case "bimi":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_bimi(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -6317,6 +9377,120 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "addDkimKey":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_addDkimKey(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokeDkimKey":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_revokeDkimKey(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeDkimKey":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeDkimKey(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setBimi":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setBimi(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "addNetblock":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_addNetblock(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeNetblock":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeNetblock(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "enableSender":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_enableSender(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "disableSender":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_disableSender(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pinSpfInclude":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_pinSpfInclude(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unpinSpfInclude":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_unpinSpfInclude(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var netblockImplementors = []string{"Netblock"}
+
+func (ec *executionContext) _Netblock(ctx context.Context, sel ast.SelectionSet, obj *sender.Netblock) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, netblockImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Netblock")
+		case "cidr":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Netblock_cidr(ctx, field, obj)
+				})
+		case "label":
+			out.Values[i] = ec._Netblock_label(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._Netblock_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6425,6 +9599,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_domain(ctx, field)
 				})
+		case "senderServices":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_senderServices(ctx, field)
+				})
+		case "explainSpf":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_explainSpf(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -6474,6 +9660,201 @@ func (ec *executionContext) _RemovedDomain(ctx context.Context, sel ast.Selectio
 			}
 		case "name":
 			out.Values[i] = ec._RemovedDomain_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var senderServiceImplementors = []string{"SenderService"}
+
+func (ec *executionContext) _SenderService(ctx context.Context, sel ast.SelectionSet, obj *senderdb.SenderService) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, senderServiceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SenderService")
+		case "slug":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SenderService_slug(ctx, field, obj)
+				})
+		case "name":
+			out.Values[i] = ec._SenderService_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "category":
+			out.Values[i] = ec._SenderService_category(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "spfInclude":
+			out.Values[i] = ec._SenderService_spfInclude(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "heloSuffixes":
+			out.Values[i] = ec._SenderService_heloSuffixes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ranges":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SenderService_ranges(ctx, field, obj)
+				})
+		case "rangesResolvedAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SenderService_rangesResolvedAt(ctx, field, obj)
+				})
+		case "resolveError":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SenderService_resolveError(ctx, field, obj)
+				})
+		case "spfLookups":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SenderService_spfLookups(ctx, field, obj)
+				})
+		case "setupUrl":
+			out.Values[i] = ec._SenderService_setupUrl(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sourceUrl":
+			out.Values[i] = ec._SenderService_sourceUrl(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var spfExplanationImplementors = []string{"SpfExplanation"}
+
+func (ec *executionContext) _SpfExplanation(ctx context.Context, sel ast.SelectionSet, obj *sender.Explanation) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, spfExplanationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SpfExplanation")
+		case "query":
+			out.Values[i] = ec._SpfExplanation_query(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "truncated":
+			out.Values[i] = ec._SpfExplanation_truncated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "record":
+			out.Values[i] = ec._SpfExplanation_record(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SpfExplanation_kind(ctx, field, obj)
+				})
+		case "reason":
+			out.Values[i] = ec._SpfExplanation_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "netblock":
+			out.Values[i] = ec._SpfExplanation_netblock(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "service":
+			out.Values[i] = ec._SpfExplanation_service(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var spfPinImplementors = []string{"SpfPin"}
+
+func (ec *executionContext) _SpfPin(ctx context.Context, sel ast.SelectionSet, obj *sender.Pin) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, spfPinImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SpfPin")
+		case "include":
+			out.Values[i] = ec._SpfPin_include(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "lookups":
+			out.Values[i] = ec._SpfPin_lookups(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._SpfPin_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -6971,6 +10352,14 @@ func (ec *executionContext) marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋramp
 	return ec._Account(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx context.Context, sel ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AddDkimKeyPayload!")
+		return graphql.Null
+	}
+	return ec._AddDkimKeyPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNAlignment2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAlignment(ctx context.Context, v any) (model.Alignment, error) {
 	var res model.Alignment
 	err := res.UnmarshalGQL(v)
@@ -7037,6 +10426,40 @@ func (ec *executionContext) marshalNCreateApiTokenPayload2ᚖgithubᚗcomᚋramp
 
 func (ec *executionContext) marshalNDelegation2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDelegation(ctx context.Context, sel ast.SelectionSet, v domain.Delegation) graphql.Marshaler {
 	return ec._Delegation(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNDkimKey2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKeyᚄ(ctx context.Context, sel ast.SelectionSet, v []*domainkeydb.DkimKey) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx context.Context, sel ast.SelectionSet, v *domainkeydb.DkimKey) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DkimKey!")
+		return graphql.Null
+	}
+	return ec._DkimKey(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDkimKeyKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyKind(ctx context.Context, v any) (model.DkimKeyKind, error) {
+	var res model.DkimKeyKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDkimKeyKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyKind(ctx context.Context, sel ast.SelectionSet, v model.DkimKeyKind) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNDmarcDisposition2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcDisposition(ctx context.Context, v any) (model.DmarcDisposition, error) {
@@ -7222,6 +10645,30 @@ func (ec *executionContext) marshalNMember2ᚖgithubᚗcomᚋrampartmailᚋrampa
 	return ec._Member(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNNetblock2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblockᚄ(ctx context.Context, sel ast.SelectionSet, v []*sender.Netblock) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNNetblock2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblock(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNNetblock2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblock(ctx context.Context, sel ast.SelectionSet, v *sender.Netblock) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Netblock!")
+		return graphql.Null
+	}
+	return ec._Netblock(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "PageInfo!")
@@ -7246,6 +10693,72 @@ func (ec *executionContext) unmarshalNRole2githubᚗcomᚋrampartmailᚋrampart�
 
 func (ec *executionContext) marshalNRole2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx context.Context, sel ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx context.Context, sel ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SenderService!")
+		return graphql.Null
+	}
+	return ec._SenderService(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSpfAnswerKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfAnswerKind(ctx context.Context, v any) (model.SpfAnswerKind, error) {
+	var res model.SpfAnswerKind
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSpfAnswerKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfAnswerKind(ctx context.Context, sel ast.SelectionSet, v model.SpfAnswerKind) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNSpfExplanation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐExplanation(ctx context.Context, sel ast.SelectionSet, v *sender.Explanation) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SpfExplanation!")
+		return graphql.Null
+	}
+	return ec._SpfExplanation(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSpfPin2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐPinᚄ(ctx context.Context, sel ast.SelectionSet, v []*sender.Pin) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSpfPin2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐPin(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSpfPin2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐPin(ctx context.Context, sel ast.SelectionSet, v *sender.Pin) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SpfPin!")
+		return graphql.Null
+	}
+	return ec._SpfPin(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
@@ -7497,6 +11010,13 @@ func (ec *executionContext) marshalOApiToken2ᚖgithubᚗcomᚋrampartmailᚋram
 	return ec._ApiToken(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalOBimi2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐBIMI(ctx context.Context, sel ast.SelectionSet, v *domain.BIMI) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Bimi(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -7541,6 +11061,13 @@ func (ec *executionContext) marshalODmarcDisposition2ᚖgithubᚗcomᚋrampartma
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalODnsRecord2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx context.Context, sel ast.SelectionSet, v *domain.DNSRecord) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DnsRecord(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalODomainFilter2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainFilter(ctx context.Context, v any) (*model.DomainFilter, error) {
@@ -7600,6 +11127,32 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = sel
 	_ = ctx
 	res := graphql.MarshalInt(*v)
+	return res
+}
+
+func (ec *executionContext) marshalONetblock2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblock(ctx context.Context, sel ast.SelectionSet, v *sender.Netblock) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Netblock(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx context.Context, sel ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SenderService(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOString2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOString2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(v)
 	return res
 }
 

@@ -13,7 +13,16 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
 )
+
+// A new DKIM key and what the owner should know about it.
+type AddDkimKeyPayload struct {
+	Key *domainkeydb.DkimKey `json:"key"`
+	// For example: an RSA key shorter than 2048 bits.
+	Warnings []string       `json:"warnings"`
+	Domain   *domain.Domain `json:"domain"`
+}
 
 // Tokens returned by login and refresh.
 type AuthPayload struct {
@@ -178,6 +187,62 @@ func (e *Alignment) UnmarshalJSON(b []byte) error {
 }
 
 func (e Alignment) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How a DKIM key is published.
+type DkimKeyKind string
+
+const (
+	DkimKeyKindHosted DkimKeyKind = "HOSTED"
+	DkimKeyKindCname  DkimKeyKind = "CNAME"
+)
+
+var AllDkimKeyKind = []DkimKeyKind{
+	DkimKeyKindHosted,
+	DkimKeyKindCname,
+}
+
+func (e DkimKeyKind) IsValid() bool {
+	switch e {
+	case DkimKeyKindHosted, DkimKeyKindCname:
+		return true
+	}
+	return false
+}
+
+func (e DkimKeyKind) String() string {
+	return string(e)
+}
+
+func (e *DkimKeyKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DkimKeyKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DkimKeyKind", str)
+	}
+	return nil
+}
+
+func (e DkimKeyKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DkimKeyKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DkimKeyKind) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
@@ -352,6 +417,70 @@ func (e *Role) UnmarshalJSON(b []byte) error {
 }
 
 func (e Role) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// The kinds of per-query SPF answer.
+type SpfAnswerKind string
+
+const (
+	// The address is allowed: ip4:/ip6: of it, a pass.
+	SpfAnswerKindIP SpfAnswerKind = "IP"
+	// Only the HELO names an enabled sender: that sender's include decides.
+	SpfAnswerKindInclude SpfAnswerKind = "INCLUDE"
+	// Nothing matched: ~all.
+	SpfAnswerKindNoMatch SpfAnswerKind = "NO_MATCH"
+	// The domain is blocked: -all.
+	SpfAnswerKindBlocked SpfAnswerKind = "BLOCKED"
+)
+
+var AllSpfAnswerKind = []SpfAnswerKind{
+	SpfAnswerKindIP,
+	SpfAnswerKindInclude,
+	SpfAnswerKindNoMatch,
+	SpfAnswerKindBlocked,
+}
+
+func (e SpfAnswerKind) IsValid() bool {
+	switch e {
+	case SpfAnswerKindIP, SpfAnswerKindInclude, SpfAnswerKindNoMatch, SpfAnswerKindBlocked:
+		return true
+	}
+	return false
+}
+
+func (e SpfAnswerKind) String() string {
+	return string(e)
+}
+
+func (e *SpfAnswerKind) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SpfAnswerKind(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SpfAnswerKind", str)
+	}
+	return nil
+}
+
+func (e SpfAnswerKind) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SpfAnswerKind) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SpfAnswerKind) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

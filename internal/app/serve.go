@@ -15,6 +15,8 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainkey"
+	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/jobs"
 	"github.com/rampartmail/rampart/migrations"
 	"github.com/rampartmail/rampart/server"
@@ -25,6 +27,8 @@ type Services struct {
 	Auth     *auth.Service
 	Accounts *account.Service
 	Domains  *domain.Service
+	Senders  *sender.Manager
+	Keys     *domainkey.Manager
 }
 
 // NewServices builds the domain services over a pool.
@@ -41,10 +45,13 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 	if err != nil {
 		return nil, err
 	}
+	domains := domain.NewService(pool, domain.Config{EdgeZone: cfg.EdgeZone, NameServers: ns}, log)
 	return &Services{
 		Auth:     a,
 		Accounts: account.NewService(pool),
-		Domains:  domain.NewService(pool, domain.Config{EdgeZone: cfg.EdgeZone, NameServers: ns}, log),
+		Domains:  domains,
+		Senders:  sender.NewManager(pool, domains, log),
+		Keys:     domainkey.NewManager(pool, domains, log),
 	}, nil
 }
 
@@ -86,12 +93,15 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gql := graph.NewHandler(&graph.Resolver{AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth, Log: log, Pool: pool}, graph.DefaultLimits)
+	gql := graph.NewHandler(&graph.Resolver{
+		AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth,
+		SenderSvc: svc.Senders, KeySvc: svc.Keys, Log: log, Pool: pool,
+	}, graph.DefaultLimits)
 	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, gql, pool, reg, log)
 	if err := httpSrv.Listen(); err != nil {
 		return nil, err
 	}
-	river, err := jobs.NewClient(pool, jobs.Config{Workers: cfg.Workers}, jobs.Services{Auth: svc.Auth}, log)
+	river, err := jobs.NewClient(pool, jobs.Config{Workers: cfg.Workers}, jobs.Services{Auth: svc.Auth, Senders: svc.Senders}, log)
 	if err != nil {
 		return nil, err
 	}

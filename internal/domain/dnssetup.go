@@ -1,6 +1,12 @@
 package domain
 
-import "strings"
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
 
 // DNSRecord is one resource record, in presentation form.
 type DNSRecord struct {
@@ -10,39 +16,91 @@ type DNSRecord struct {
 	TTL   int
 }
 
-// Delegation says how the customer hands one name to the edge: either NS
-// records (preferred: the edge is authoritative for the whole zone) or one
-// CNAME (for DNS hosts that cannot delegate a subdomain).
+// Delegation says how the customer hands one name to the edge: NS records
+// (preferred: the edge is authoritative for the whole zone) or, where the
+// DNS host cannot delegate a subdomain, a CNAME.
 type Delegation struct {
 	// NameServers are the NS records to publish, one per edge name server.
 	NameServers []DNSRecord
-	// CNAMEAlternative replaces NameServers where delegation is impossible.
-	CNAMEAlternative DNSRecord
+	// CNAMEAlternative replaces NameServers where delegation is impossible;
+	// nil where no CNAME can stand in (a zone of many names).
+	CNAMEAlternative *DNSRecord
 	// Served is what the edge answers once the delegation is in place.
-	Served DNSRecord
+	Served []DNSRecord
 }
 
 // DNSSetup is the set of records the customer publishes for a domain.
 type DNSSetup struct {
 	DMARC Delegation
+	// SPF is the apex TXT record.
+	SPF  DNSRecord
+	DKIM Delegation
+	BIMI Delegation
+	// BIMIWithheld says why the edge does not serve BIMI now ("" when it does).
+	BIMIWithheld string
 }
 
 // setupTTL is the TTL suggested for delegation records: they rarely change.
 const setupTTL = 3600
 
+// servedTTL is the TTL the edge serves records with.
+const servedTTL = 300
+
+// SPFRecord is the apex SPF record a sending domain publishes: the per-query
+// macro include answered by the edge, then the _nspf record with its
+// netblocks and pinned includes, then a soft fail.
+func SPFRecord(name, edgeZone string) string {
+	zone := strings.TrimSuffix(edgeZone, ".")
+	return "v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf." + zone + " include:" + name + "._nspf." + zone + " ~all"
+}
+
 // DNSSetup returns the records the customer must publish in their own zone
-// for the edge to serve the domain.
-func (s *Service) DNSSetup(d Domain) DNSSetup {
-	name := "_dmarc." + d.Name + "."
+// for the edge to serve the domain, and what the edge serves there.
+func (s *Service) DNSSetup(ctx context.Context, d Domain) (DNSSetup, error) {
+	var p Published
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		p, err = s.Compile(ctx, tx, d)
+		return err
+	})
+	if err != nil {
+		return DNSSetup{}, fmt.Errorf("compile DNS set-up: %w", err)
+	}
+	apex := d.Name + "."
+	setup := DNSSetup{
+		DMARC: s.delegation("_dmarc." + apex),
+		DKIM:  s.delegation("_domainkey." + apex),
+		BIMI:  s.delegation("_bimi." + apex),
+		SPF:   DNSRecord{Name: apex, Type: "TXT", Value: SPFRecord(d.Name, s.cfg.EdgeZone), TTL: setupTTL},
+	}
+	if d.Mode == Blocked {
+		// A domain that sends no mail needs no include: fail everything.
+		setup.SPF.Value = "v=spf1 -all"
+	}
+	setup.DMARC.CNAMEAlternative = &DNSRecord{Name: "_dmarc." + apex, Type: "CNAME", Value: d.Name + "._dmarc." + fqdn(s.cfg.EdgeZone), TTL: setupTTL}
+	setup.DMARC.Served = []DNSRecord{{Name: "_dmarc." + apex, Type: "TXT", Value: p.DMARC, TTL: servedTTL}}
+	setup.DKIM.Served = []DNSRecord{}
+	for _, k := range p.DKIM {
+		r := DNSRecord{Name: k.Selector + "._domainkey." + apex, Type: "TXT", Value: k.TXT, TTL: servedTTL}
+		if k.CNAME != "" {
+			r.Type, r.Value = "CNAME", fqdn(k.CNAME)
+		}
+		setup.DKIM.Served = append(setup.DKIM.Served, r)
+	}
+	setup.BIMI.Served = []DNSRecord{}
+	if p.BIMI != "" {
+		setup.BIMI.Served = append(setup.BIMI.Served, DNSRecord{Name: "default._bimi." + apex, Type: "TXT", Value: p.BIMI, TTL: servedTTL})
+	}
+	setup.BIMIWithheld = p.BIMIWithheld
+	return setup, nil
+}
+
+func (s *Service) delegation(name string) Delegation {
 	var ns []DNSRecord
 	for _, n := range s.cfg.NameServers {
 		ns = append(ns, DNSRecord{Name: name, Type: "NS", Value: fqdn(n), TTL: setupTTL})
 	}
-	return DNSSetup{DMARC: Delegation{
-		NameServers:      ns,
-		CNAMEAlternative: DNSRecord{Name: name, Type: "CNAME", Value: d.Name + "._dmarc." + fqdn(s.cfg.EdgeZone), TTL: setupTTL},
-		Served:           DNSRecord{Name: name, Type: "TXT", Value: d.Record().String(), TTL: 300},
-	}}
+	return Delegation{NameServers: ns}
 }
 
 func fqdn(s string) string {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,15 @@ type Domain struct {
 	UpdatedAt time.Time
 	// Stored is the policy the owner set; Effective applies the mode.
 	Stored Policy
+	// BIMI is the owner's BIMI assertion; nil when none is set.
+	BIMI *BIMI
+}
+
+// BIMI is a domain's BIMI assertion: where its logo (SVG Tiny PS) and the
+// evidence document (a VMC or CMC) are.
+type BIMI struct {
+	LogoURL     string
+	EvidenceURL string
 }
 
 // Effective is the policy published for the domain: the stored one while
@@ -133,6 +143,12 @@ func fromRow(r domaindb.Domain) Domain {
 			ADKIM: dmarc.Alignment(r.DmarcAdkim), ASPF: dmarc.Alignment(r.DmarcAspf),
 			RUA: r.DmarcRua, RUF: r.DmarcRuf, FailureOptions: r.DmarcFo, Testing: r.DmarcT,
 		},
+	}
+	if r.BimiLogoUrl != nil {
+		d.BIMI = &BIMI{LogoURL: *r.BimiLogoUrl}
+		if r.BimiEvidenceUrl != nil {
+			d.BIMI.EvidenceURL = *r.BimiEvidenceUrl
+		}
 	}
 	if r.DmarcSp != nil {
 		sp := dmarc.Policy(*r.DmarcSp)
@@ -291,6 +307,26 @@ func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
 	return d, nil
 }
 
+// Change runs fn in one transaction on the locked domain row, after
+// authorising perm, then recompiles the domain's edge row and notifies the
+// edges. Packages that own a domain's other records (senders, DKIM keys)
+// make their writes through it so that every change reaches DNS.
+func (s *Service) Change(ctx context.Context, name string, perm access.Permission, fn func(tx pgx.Tx, d Domain) error) (Domain, error) {
+	var d Domain
+	err := s.locked(ctx, name, perm, func(tx pgx.Tx, q *domaindb.Queries, old Domain) error {
+		if err := fn(tx, old); err != nil {
+			return err
+		}
+		row, err := q.DomainByID(ctx, old.ID)
+		if err != nil {
+			return fmt.Errorf("reload domain: %w", err)
+		}
+		d = fromRow(row)
+		return s.publish(ctx, tx, d)
+	})
+	return d, err
+}
+
 // SetMode switches a domain between sending and blocked.
 func (s *Service) SetMode(ctx context.Context, name string, mode Mode) (Domain, error) {
 	if mode != Sending && mode != Blocked {
@@ -410,21 +446,6 @@ func asciiMailDomain(uri string) string {
 	return uri[:at+1] + strings.ToLower(ascii)
 }
 
-// publish compiles the domain into its edge row and notifies the edges.
-func (s *Service) publish(ctx context.Context, tx pgx.Tx, d Domain) error {
-	q := domaindb.New(tx)
-	serial, err := q.UpsertEdgeDomain(ctx, domaindb.UpsertEdgeDomainParams{
-		Name: d.Name, Mode: string(d.Mode), Dmarc: d.Record().String(),
-	})
-	if err != nil {
-		return fmt.Errorf("compile edge row: %w", err)
-	}
-	if err := q.NotifyEdge(ctx, strconv.FormatInt(serial, 10)); err != nil {
-		return fmt.Errorf("notify edge: %w", err)
-	}
-	return nil
-}
-
 // Filter narrows a domain listing.
 type Filter struct {
 	// AccountID limits the listing to one account; nil lists every account
@@ -515,4 +536,55 @@ func (s *Service) List(ctx context.Context, f Filter, first int, after string) (
 		p.StartCursor, p.EndCursor = Cursor(p.Domains[0]), Cursor(p.Domains[len(p.Domains)-1])
 	}
 	return p, nil
+}
+
+// SetBIMI sets (or, with an empty logo URL, clears) a domain's BIMI
+// assertion. Both locations must be HTTPS URLs (the BIMI specification
+// allows no other scheme); the record is served only while the domain's
+// DMARC policy is at enforcement.
+func (s *Service) SetBIMI(ctx context.Context, name, logoURL, evidenceURL string) (Domain, error) {
+	logo, err := bimiURL("logoUrl", logoURL, ".svg")
+	if err != nil {
+		return Domain{}, err
+	}
+	evidence, err := bimiURL("evidenceUrl", evidenceURL, ".pem")
+	if err != nil {
+		return Domain{}, err
+	}
+	if logo == nil && evidence != nil {
+		return Domain{}, apperr.Invalid("logoUrl", "an evidence document needs a logo")
+	}
+	return s.change(ctx, name, access.ManagePolicy, func(q *domaindb.Queries, d Domain) (domaindb.Domain, error) {
+		return q.SetBIMI(ctx, domaindb.SetBIMIParams{ID: d.ID, LogoUrl: logo, EvidenceUrl: evidence})
+	})
+}
+
+// bimiURL validates one BIMI location; "" means none.
+func bimiURL(field, raw, ext string) (*string, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+		return nil, apperr.Invalid(field, "%q must be an https:// URL", raw)
+	}
+	if !strings.HasSuffix(strings.ToLower(u.Path), ext) {
+		return nil, apperr.Invalid(field, "%q should end in %s", raw, ext)
+	}
+	if len(raw) > 1024 || strings.ContainsAny(raw, ";, \t\"") {
+		return nil, apperr.Invalid(field, "%q cannot be published in a BIMI record (too long, or contains ';', ',' or spaces)", raw)
+	}
+	s := u.String()
+	return &s, nil
+}
+
+// Republish recompiles a domain's edge row without a principal, for
+// system work (jobs) after it changed the domain's rows in tx.
+func (s *Service) Republish(ctx context.Context, tx pgx.Tx, domainID uuid.UUID) error {
+	row, err := domaindb.New(tx).DomainByID(ctx, domainID)
+	if err != nil {
+		return fmt.Errorf("load domain: %w", err)
+	}
+	return s.publish(ctx, tx, fromRow(row))
 }

@@ -45,17 +45,40 @@ WHERE account_id = ANY(@account_ids::uuid[])
 -- name: UpsertEdgeDomain :one
 -- Compile a domain into the edge contract row; the serial orders changes for
 -- edges that follow incrementally.
-INSERT INTO edge_domain (name, serial, mode, dmarc, deleted, updated_at)
-VALUES (@name, nextval('edge_serial_seq'), @mode, @dmarc, false, now())
+INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, dkim, bimi, deleted, updated_at)
+VALUES (@name, nextval('edge_serial_seq'), @mode, @dmarc, @netblocks, @services, @nspf, @dkim, @bimi, false, now())
 ON CONFLICT (name) DO UPDATE SET
     serial = EXCLUDED.serial, mode = EXCLUDED.mode, dmarc = EXCLUDED.dmarc,
-    deleted = false, updated_at = now()
+    netblocks = EXCLUDED.netblocks, services = EXCLUDED.services, nspf = EXCLUDED.nspf,
+    dkim = EXCLUDED.dkim, bimi = EXCLUDED.bimi, deleted = false, updated_at = now()
 RETURNING serial;
 
 -- name: TombstoneEdgeDomain :one
-UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, dmarc = '', updated_at = now()
+UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, dmarc = '',
+    netblocks = '{}', services = '{}', nspf = '', dkim = '[]', bimi = '', updated_at = now()
 WHERE name = @name
 RETURNING serial;
 
 -- name: NotifyEdge :exec
 SELECT pg_notify('rampart_edge', sqlc.arg(serial)::text);
+
+-- name: DomainNetblocks :many
+SELECT * FROM domain_netblocks WHERE domain_id = @domain_id ORDER BY cidr;
+
+-- name: DomainSenders :many
+-- Enabled senders in the order they were enabled, which is the order the
+-- edge tries their HELO suffixes in.
+SELECT s.slug, s.name, s.spf_include, s.spf_lookups, ds.created_at
+FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
+WHERE ds.domain_id = @domain_id
+ORDER BY ds.created_at, s.slug;
+
+-- name: DomainPins :many
+SELECT * FROM spf_pins WHERE domain_id = @domain_id AND expires_at > now() ORDER BY created_at, include;
+
+-- name: DomainDKIMKeys :many
+SELECT * FROM dkim_keys WHERE domain_id = @domain_id ORDER BY selector;
+
+-- name: SetBIMI :one
+UPDATE domains SET bimi_logo_url = sqlc.narg(logo_url), bimi_evidence_url = sqlc.narg(evidence_url), updated_at = now()
+WHERE id = @id RETURNING *;

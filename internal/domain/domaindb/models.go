@@ -5,10 +5,24 @@
 package domaindb
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/google/uuid"
 )
+
+type DkimKey struct {
+	ID          uuid.UUID
+	DomainID    uuid.UUID
+	Selector    string
+	KeyType     *string
+	KeyBits     *int32
+	PublicKey   *string
+	CnameTarget *string
+	Service     *string
+	RevokedAt   *time.Time
+	CreatedAt   time.Time
+}
 
 type Domain struct {
 	ID              uuid.UUID
@@ -29,4 +43,20 @@ type Domain struct {
 	DmarcT          *bool
 	BimiLogoUrl     *string
 	BimiEvidenceUrl *string
+}
+
+type DomainNetblock struct {
+	ID        uuid.UUID
+	DomainID  uuid.UUID
+	Cidr      netip.Prefix
+	Label     string
+	CreatedAt time.Time
+}
+
+type SpfPin struct {
+	DomainID  uuid.UUID
+	Include   string
+	Lookups   int32
+	ExpiresAt time.Time
+	CreatedAt time.Time
 }

@@ -7,6 +7,8 @@ package domaindb
 
 import (
 	"context"
+	"net/netip"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -100,6 +102,41 @@ func (q *Queries) DomainByName(ctx context.Context, name string) (Domain, error)
 	return i, err
 }
 
+const domainDKIMKeys = `-- name: DomainDKIMKeys :many
+SELECT id, domain_id, selector, key_type, key_bits, public_key, cname_target, service, revoked_at, created_at FROM dkim_keys WHERE domain_id = $1 ORDER BY selector
+`
+
+func (q *Queries) DomainDKIMKeys(ctx context.Context, domainID uuid.UUID) ([]DkimKey, error) {
+	rows, err := q.db.Query(ctx, domainDKIMKeys, domainID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DkimKey
+	for rows.Next() {
+		var i DkimKey
+		if err := rows.Scan(
+			&i.ID,
+			&i.DomainID,
+			&i.Selector,
+			&i.KeyType,
+			&i.KeyBits,
+			&i.PublicKey,
+			&i.CnameTarget,
+			&i.Service,
+			&i.RevokedAt,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const domainForUpdate = `-- name: DomainForUpdate :one
 SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains WHERE name = $1 FOR UPDATE
 `
@@ -128,6 +165,109 @@ func (q *Queries) DomainForUpdate(ctx context.Context, name string) (Domain, err
 		&i.BimiEvidenceUrl,
 	)
 	return i, err
+}
+
+const domainNetblocks = `-- name: DomainNetblocks :many
+SELECT id, domain_id, cidr, label, created_at FROM domain_netblocks WHERE domain_id = $1 ORDER BY cidr
+`
+
+func (q *Queries) DomainNetblocks(ctx context.Context, domainID uuid.UUID) ([]DomainNetblock, error) {
+	rows, err := q.db.Query(ctx, domainNetblocks, domainID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DomainNetblock
+	for rows.Next() {
+		var i DomainNetblock
+		if err := rows.Scan(
+			&i.ID,
+			&i.DomainID,
+			&i.Cidr,
+			&i.Label,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const domainPins = `-- name: DomainPins :many
+SELECT domain_id, include, lookups, expires_at, created_at FROM spf_pins WHERE domain_id = $1 AND expires_at > now() ORDER BY created_at, include
+`
+
+func (q *Queries) DomainPins(ctx context.Context, domainID uuid.UUID) ([]SpfPin, error) {
+	rows, err := q.db.Query(ctx, domainPins, domainID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SpfPin
+	for rows.Next() {
+		var i SpfPin
+		if err := rows.Scan(
+			&i.DomainID,
+			&i.Include,
+			&i.Lookups,
+			&i.ExpiresAt,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const domainSenders = `-- name: DomainSenders :many
+SELECT s.slug, s.name, s.spf_include, s.spf_lookups, ds.created_at
+FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
+WHERE ds.domain_id = $1
+ORDER BY ds.created_at, s.slug
+`
+
+type DomainSendersRow struct {
+	Slug       string
+	Name       string
+	SpfInclude string
+	SpfLookups int32
+	CreatedAt  time.Time
+}
+
+// Enabled senders in the order they were enabled, which is the order the
+// edge tries their HELO suffixes in.
+func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]DomainSendersRow, error) {
+	rows, err := q.db.Query(ctx, domainSenders, domainID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DomainSendersRow
+	for rows.Next() {
+		var i DomainSendersRow
+		if err := rows.Scan(
+			&i.Slug,
+			&i.Name,
+			&i.SpfInclude,
+			&i.SpfLookups,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const insertDomain = `-- name: InsertDomain :one
@@ -240,6 +380,43 @@ func (q *Queries) NotifyEdge(ctx context.Context, serial string) error {
 	return err
 }
 
+const setBIMI = `-- name: SetBIMI :one
+UPDATE domains SET bimi_logo_url = $1, bimi_evidence_url = $2, updated_at = now()
+WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
+`
+
+type SetBIMIParams struct {
+	LogoUrl     *string
+	EvidenceUrl *string
+	ID          uuid.UUID
+}
+
+func (q *Queries) SetBIMI(ctx context.Context, arg SetBIMIParams) (Domain, error) {
+	row := q.db.QueryRow(ctx, setBIMI, arg.LogoUrl, arg.EvidenceUrl, arg.ID)
+	var i Domain
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Name,
+		&i.Mode,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DmarcP,
+		&i.DmarcSp,
+		&i.DmarcNp,
+		&i.DmarcPct,
+		&i.DmarcAdkim,
+		&i.DmarcAspf,
+		&i.DmarcRua,
+		&i.DmarcRuf,
+		&i.DmarcFo,
+		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
+	)
+	return i, err
+}
+
 const setDomainMode = `-- name: SetDomainMode :one
 UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
 `
@@ -276,7 +453,8 @@ func (q *Queries) SetDomainMode(ctx context.Context, arg SetDomainModeParams) (D
 }
 
 const tombstoneEdgeDomain = `-- name: TombstoneEdgeDomain :one
-UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, dmarc = '', updated_at = now()
+UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, dmarc = '',
+    netblocks = '{}', services = '{}', nspf = '', dkim = '[]', bimi = '', updated_at = now()
 WHERE name = $1
 RETURNING serial
 `
@@ -350,24 +528,39 @@ func (q *Queries) UpdateDmarcPolicy(ctx context.Context, arg UpdateDmarcPolicyPa
 }
 
 const upsertEdgeDomain = `-- name: UpsertEdgeDomain :one
-INSERT INTO edge_domain (name, serial, mode, dmarc, deleted, updated_at)
-VALUES ($1, nextval('edge_serial_seq'), $2, $3, false, now())
+INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, dkim, bimi, deleted, updated_at)
+VALUES ($1, nextval('edge_serial_seq'), $2, $3, $4, $5, $6, $7, $8, false, now())
 ON CONFLICT (name) DO UPDATE SET
     serial = EXCLUDED.serial, mode = EXCLUDED.mode, dmarc = EXCLUDED.dmarc,
-    deleted = false, updated_at = now()
+    netblocks = EXCLUDED.netblocks, services = EXCLUDED.services, nspf = EXCLUDED.nspf,
+    dkim = EXCLUDED.dkim, bimi = EXCLUDED.bimi, deleted = false, updated_at = now()
 RETURNING serial
 `
 
 type UpsertEdgeDomainParams struct {
-	Name  string
-	Mode  string
-	Dmarc string
+	Name      string
+	Mode      string
+	Dmarc     string
+	Netblocks []netip.Prefix
+	Services  []string
+	Nspf      string
+	Dkim      []byte
+	Bimi      string
 }
 
 // Compile a domain into the edge contract row; the serial orders changes for
 // edges that follow incrementally.
 func (q *Queries) UpsertEdgeDomain(ctx context.Context, arg UpsertEdgeDomainParams) (int64, error) {
-	row := q.db.QueryRow(ctx, upsertEdgeDomain, arg.Name, arg.Mode, arg.Dmarc)
+	row := q.db.QueryRow(ctx, upsertEdgeDomain,
+		arg.Name,
+		arg.Mode,
+		arg.Dmarc,
+		arg.Netblocks,
+		arg.Services,
+		arg.Nspf,
+		arg.Dkim,
+		arg.Bimi,
+	)
 	var serial int64
 	err := row.Scan(&serial)
 	return serial, err

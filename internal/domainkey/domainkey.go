@@ -1,0 +1,150 @@
+// Package domainkey manages the DKIM keys Rampart hosts for a domain under
+// its delegated _domainkey zone: hosted public keys (served as TXT) and
+// vendor-rotated keys (served as a CNAME to the vendor), their revocation
+// and removal. Keys are validated by internal/dkim; every change goes
+// through the domain service, so it is authorised (manage DKIM) and reaches
+// the edge in the same transaction.
+package domainkey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/apperr"
+	"github.com/rampartmail/rampart/internal/dkim"
+	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
+)
+
+// Key is a DKIM key of a domain.
+type Key = domainkeydb.DkimKey
+
+// Manager changes a domain's DKIM keys.
+type Manager struct {
+	pool    *pgxpool.Pool
+	domains *domain.Service
+	log     *slog.Logger
+}
+
+// NewManager returns a Manager.
+func NewManager(pool *pgxpool.Pool, domains *domain.Service, log *slog.Logger) *Manager {
+	return &Manager{pool: pool, domains: domains, log: log}
+}
+
+// NewKey is what an owner gives to add a key: a public key (a bare base64
+// key, a whole DKIM record or a PEM block) or a vendor's CNAME target.
+type NewKey struct {
+	Selector    string
+	PublicKey   string
+	CNAMETarget string
+	// Service optionally names the catalog service that signs with the key.
+	Service string
+}
+
+// Add validates and adds a key; the warnings (a short RSA key) are for the
+// owner to see.
+func (m *Manager) Add(ctx context.Context, name string, k NewKey) (Key, []string, error) {
+	sel, err := dkim.ParseSelector(k.Selector)
+	if err != nil {
+		return Key{}, nil, apperr.Invalid("selector", "%v", err)
+	}
+	p := domainkeydb.InsertKeyParams{Selector: sel}
+	var warnings []string
+	switch {
+	case strings.TrimSpace(k.PublicKey) != "" && strings.TrimSpace(k.CNAMETarget) != "":
+		return Key{}, nil, apperr.Invalid("publicKey", "give either a public key or a CNAME target, not both")
+	case strings.TrimSpace(k.PublicKey) != "":
+		key, warns, err := dkim.ParsePublicKey(k.PublicKey)
+		if err != nil {
+			return Key{}, nil, apperr.Invalid("publicKey", "%v", err)
+		}
+		for _, w := range warns {
+			warnings = append(warnings, w.String())
+		}
+		bits := int32(key.Bits)
+		p.KeyType, p.KeyBits, p.PublicKey = &key.Type, &bits, &key.PublicKey
+	case strings.TrimSpace(k.CNAMETarget) != "":
+		target, err := dkim.ParseCNAMETarget(k.CNAMETarget)
+		if err != nil {
+			return Key{}, nil, apperr.Invalid("cnameTarget", "%v", err)
+		}
+		p.CnameTarget = &target
+	default:
+		return Key{}, nil, apperr.Invalid("publicKey", "a public key or a CNAME target is required")
+	}
+	if s := strings.ToLower(strings.TrimSpace(k.Service)); s != "" {
+		p.Service = &s
+	}
+	var key Key
+	_, err = m.domains.Change(ctx, name, access.ManageDKIM, func(tx pgx.Tx, d domain.Domain) error {
+		q := domainkeydb.New(tx)
+		if p.Service != nil {
+			ok, err := q.ServiceExists(ctx, *p.Service)
+			if err != nil {
+				return fmt.Errorf("look up service: %w", err)
+			}
+			if !ok {
+				return apperr.Invalid("service", "%q is not a service in the sender catalog", *p.Service)
+			}
+		}
+		p.DomainID = d.ID
+		key, err = q.InsertKey(ctx, p)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return apperr.Conflictf("selector %q already has a key on %s; remove it first", sel, d.Name)
+		}
+		if err != nil {
+			return fmt.Errorf("insert DKIM key: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return Key{}, nil, err
+	}
+	return key, warnings, nil
+}
+
+// Revoke publishes the selector as revoked ("v=DKIM1; p="), so signatures
+// made with it stop verifying, while keeping the row for the record.
+func (m *Manager) Revoke(ctx context.Context, name, selector string) (Key, error) {
+	var key Key
+	_, err := m.domains.Change(ctx, name, access.ManageDKIM, func(tx pgx.Tx, d domain.Domain) error {
+		var err error
+		key, err = domainkeydb.New(tx).RevokeKey(ctx, domainkeydb.RevokeKeyParams{DomainID: d.ID, Selector: strings.ToLower(strings.TrimSpace(selector))})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return apperr.NotFoundf("no DKIM key with selector %q on %s", selector, d.Name)
+		}
+		return err
+	})
+	return key, err
+}
+
+// Remove deletes a key: the selector stops existing in DNS (NXDOMAIN).
+func (m *Manager) Remove(ctx context.Context, name, selector string) error {
+	_, err := m.domains.Change(ctx, name, access.ManageDKIM, func(tx pgx.Tx, d domain.Domain) error {
+		n, err := domainkeydb.New(tx).DeleteKey(ctx, domainkeydb.DeleteKeyParams{DomainID: d.ID, Selector: strings.ToLower(strings.TrimSpace(selector))})
+		if err != nil {
+			return fmt.Errorf("delete DKIM key: %w", err)
+		}
+		if n == 0 {
+			return apperr.NotFoundf("no DKIM key with selector %q on %s", selector, d.Name)
+		}
+		return nil
+	})
+	return err
+}
+
+// Keys lists a domain's keys; the caller has authorised viewing d.
+func (m *Manager) Keys(ctx context.Context, d domain.Domain) ([]Key, error) {
+	keys, err := domainkeydb.New(m.pool).Keys(ctx, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list DKIM keys: %w", err)
+	}
+	return keys, nil
+}

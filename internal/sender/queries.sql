@@ -1,0 +1,94 @@
+-- name: InsertNetblock :one
+INSERT INTO domain_netblocks (domain_id, cidr, label) VALUES (@domain_id, @cidr, @label)
+ON CONFLICT (domain_id, cidr) DO UPDATE SET label = EXCLUDED.label
+RETURNING *;
+
+-- name: DeleteNetblock :execrows
+DELETE FROM domain_netblocks WHERE domain_id = @domain_id AND cidr = @cidr;
+
+-- name: Netblocks :many
+SELECT * FROM domain_netblocks WHERE domain_id = @domain_id ORDER BY cidr;
+
+-- name: ServiceBySlug :one
+SELECT * FROM sender_services WHERE slug = @slug;
+
+-- name: ServiceByInclude :one
+SELECT * FROM sender_services WHERE spf_include = @include LIMIT 1;
+
+-- name: Services :many
+SELECT * FROM sender_services ORDER BY name, slug;
+
+-- name: EnableSender :exec
+INSERT INTO domain_senders (domain_id, service) VALUES (@domain_id, @service)
+ON CONFLICT DO NOTHING;
+
+-- name: DisableSender :execrows
+DELETE FROM domain_senders WHERE domain_id = @domain_id AND service = @service;
+
+-- name: EnabledServices :many
+SELECT s.* FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
+WHERE ds.domain_id = @domain_id ORDER BY ds.created_at, s.slug;
+
+-- name: UpsertPin :exec
+INSERT INTO spf_pins (domain_id, include, lookups, expires_at) VALUES (@domain_id, @include, @lookups, @expires_at)
+ON CONFLICT (domain_id, include) DO UPDATE SET lookups = EXCLUDED.lookups, expires_at = EXCLUDED.expires_at;
+
+-- name: DeletePin :execrows
+DELETE FROM spf_pins WHERE domain_id = @domain_id AND include = @include;
+
+-- name: Pins :many
+SELECT * FROM spf_pins WHERE domain_id = @domain_id AND expires_at > now() ORDER BY created_at, include;
+
+-- name: LookupCost :one
+-- The DNS-querying terms the worst evaluation of the domain's published SPF
+-- record costs beyond its two includes: the costliest enabled sender's
+-- include (the per-query answer names at most one) and every pinned include.
+SELECT
+    coalesce((SELECT max(s.spf_lookups) FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
+              WHERE ds.domain_id = @domain_id), 0)::int AS sender_lookups,
+    coalesce((SELECT sum(p.lookups) FROM spf_pins p WHERE p.domain_id = @domain_id AND p.expires_at > now()), 0)::int AS pin_lookups;
+
+-- name: DomainsWithExpiredPins :many
+SELECT DISTINCT d.id, d.name FROM spf_pins p JOIN domains d ON d.id = p.domain_id WHERE p.expires_at <= now();
+
+-- name: DeleteExpiredPins :execrows
+DELETE FROM spf_pins WHERE domain_id = @domain_id AND expires_at <= now();
+
+-- name: UpsertService :exec
+-- Catalog sync: the shipped facts; resolved ranges are left alone.
+INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, setup_url, source_url, updated_at)
+VALUES (@slug, @name, @category, @spf_include, @helo_suffixes, @dkim_domains, @static_ranges, @setup_url, @source_url, now())
+ON CONFLICT (slug) DO UPDATE SET
+    name = EXCLUDED.name, category = EXCLUDED.category, spf_include = EXCLUDED.spf_include,
+    helo_suffixes = EXCLUDED.helo_suffixes, dkim_domains = EXCLUDED.dkim_domains,
+    static_ranges = EXCLUDED.static_ranges, setup_url = EXCLUDED.setup_url, source_url = EXCLUDED.source_url,
+    updated_at = now()
+WHERE (sender_services.name, sender_services.category, sender_services.spf_include, sender_services.helo_suffixes,
+       sender_services.dkim_domains, sender_services.static_ranges, sender_services.setup_url, sender_services.source_url)
+   IS DISTINCT FROM
+      (EXCLUDED.name, EXCLUDED.category, EXCLUDED.spf_include, EXCLUDED.helo_suffixes,
+       EXCLUDED.dkim_domains, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url);
+
+-- name: SetResolved :exec
+UPDATE sender_services SET resolved_ranges = @ranges, spf_lookups = @lookups, resolved_at = now(), resolve_error = ''
+WHERE slug = @slug;
+
+-- name: SetResolveError :exec
+UPDATE sender_services SET resolve_error = @error WHERE slug = @slug;
+
+-- name: PublishService :one
+-- Compile a service into its edge row when it changed, with a new serial.
+INSERT INTO edge_service (name, serial, ranges, helo_suffixes, include, deleted, updated_at)
+SELECT s.slug, nextval('edge_serial_seq'),
+       ARRAY(SELECT DISTINCT unnest(s.static_ranges || s.resolved_ranges) ORDER BY 1),
+       s.helo_suffixes, s.spf_include, false, now()
+FROM sender_services s WHERE s.slug = @slug
+ON CONFLICT (name) DO UPDATE SET
+    serial = EXCLUDED.serial, ranges = EXCLUDED.ranges, helo_suffixes = EXCLUDED.helo_suffixes,
+    include = EXCLUDED.include, deleted = false, updated_at = now()
+WHERE (edge_service.ranges, edge_service.helo_suffixes, edge_service.include, edge_service.deleted)
+   IS DISTINCT FROM (EXCLUDED.ranges, EXCLUDED.helo_suffixes, EXCLUDED.include, false)
+RETURNING serial;
+
+-- name: NotifyEdge :exec
+SELECT pg_notify('rampart_edge', sqlc.arg(serial)::text);

@@ -1,0 +1,355 @@
+// Package sender manages who may send mail as a hosted domain, as SPF sees
+// it: the domain's own netblocks, the catalog services it enables, and
+// literal includes pinned into its _nspf record. It also keeps the sender
+// catalog in the database and on the edge (edge_service rows).
+//
+// The customer publishes one SPF record at the domain's apex:
+//
+//	v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.<edge zone> include:<domain>._nspf.<edge zone> ~all
+//
+// The first include is answered per query by dnsedge (ip4:/ip6: of the
+// querying address when it is a netblock or an enabled service's range, the
+// service's own include when only the HELO names it, ~all otherwise). The
+// second carries the netblocks and pinned includes literally. The record's
+// worst evaluation therefore costs 2 DNS-querying terms, plus the costliest
+// enabled service's include chain, plus every pinned include's chain; a
+// change that would take it past RFC 7208's limit of 10 is refused.
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/apperr"
+	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/sender/senderdb"
+)
+
+// MaxLookups is RFC 7208's limit on DNS-querying terms (§4.6.4).
+const MaxLookups = 10
+
+// apexLookups are the two includes of the customer's apex record.
+const apexLookups = 2
+
+// Netblock is an address range the domain itself sends from.
+type Netblock struct {
+	Prefix    netip.Prefix
+	Label     string
+	CreatedAt time.Time
+}
+
+// Service is a sending service from the catalog.
+type Service = senderdb.SenderService
+
+// Ranges are the service's current ranges: static ones and those its SPF
+// include resolved to last.
+func Ranges(s Service) []netip.Prefix {
+	out := append([]netip.Prefix(nil), s.StaticRanges...)
+	return append(out, s.ResolvedRanges...)
+}
+
+// Pin is a literal include kept in the _nspf record until it expires.
+type Pin struct {
+	Include   string
+	Lookups   int
+	ExpiresAt time.Time
+}
+
+// Manager changes a domain's senders through the domain service, so that
+// every change is authorised and reaches the edge in the same transaction.
+type Manager struct {
+	pool    *pgxpool.Pool
+	domains *domain.Service
+	authz   *access.Authorizer
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// NewManager returns a Manager.
+func NewManager(pool *pgxpool.Pool, domains *domain.Service, log *slog.Logger) *Manager {
+	return &Manager{pool: pool, domains: domains, authz: access.New(pool), log: log, now: time.Now}
+}
+
+// ParseCIDR reads a netblock: a CIDR prefix or a single address, IPv4 or
+// IPv6. Host bits must be zero, so that what is stored is what was meant.
+func ParseCIDR(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, apperr.Invalid("cidr", "%q is not an IP address or CIDR prefix", s)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, apperr.Invalid("cidr", "%q is not a CIDR prefix: %v", s, err)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, apperr.Invalid("cidr", "%q has host bits set; did you mean %s?", s, p.Masked())
+	}
+	if p.Bits() == 0 {
+		return netip.Prefix{}, apperr.Invalid("cidr", "%q covers every address; that would let anyone send as the domain", s)
+	}
+	return p, nil
+}
+
+// AddNetblock lets a netblock send as the domain (or relabels it).
+func (m *Manager) AddNetblock(ctx context.Context, name, cidr, label string) (domain.Domain, error) {
+	p, err := ParseCIDR(cidr)
+	if err != nil {
+		return domain.Domain{}, err
+	}
+	label = strings.TrimSpace(label)
+	if len(label) > 200 {
+		return domain.Domain{}, apperr.Invalid("label", "a label has at most 200 characters")
+	}
+	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
+		if _, err := senderdb.New(tx).InsertNetblock(ctx, senderdb.InsertNetblockParams{DomainID: d.ID, Cidr: p, Label: label}); err != nil {
+			return fmt.Errorf("insert netblock: %w", err)
+		}
+		return nil
+	})
+}
+
+// RemoveNetblock stops a netblock sending as the domain.
+func (m *Manager) RemoveNetblock(ctx context.Context, name, cidr string) (domain.Domain, error) {
+	p, err := ParseCIDR(cidr)
+	if err != nil {
+		return domain.Domain{}, err
+	}
+	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
+		n, err := senderdb.New(tx).DeleteNetblock(ctx, senderdb.DeleteNetblockParams{DomainID: d.ID, Cidr: p})
+		if err != nil {
+			return fmt.Errorf("delete netblock: %w", err)
+		}
+		if n == 0 {
+			return apperr.NotFoundf("netblock %s is not set on %s", p, d.Name)
+		}
+		return nil
+	})
+}
+
+// EnableSender lets a catalog service send as the domain.
+func (m *Manager) EnableSender(ctx context.Context, name, slug string) (domain.Domain, error) {
+	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
+		q := senderdb.New(tx)
+		svc, err := q.ServiceBySlug(ctx, strings.ToLower(strings.TrimSpace(slug)))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return apperr.Invalid("service", "%q is not a service in the sender catalog", slug)
+		}
+		if err != nil {
+			return fmt.Errorf("load service: %w", err)
+		}
+		if err := q.EnableSender(ctx, senderdb.EnableSenderParams{DomainID: d.ID, Service: svc.Slug}); err != nil {
+			return fmt.Errorf("enable sender: %w", err)
+		}
+		return checkLookups(ctx, q, d)
+	})
+}
+
+// DisableSender stops a catalog service sending as the domain.
+func (m *Manager) DisableSender(ctx context.Context, name, slug string) (domain.Domain, error) {
+	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
+		n, err := senderdb.New(tx).DisableSender(ctx, senderdb.DisableSenderParams{DomainID: d.ID, Service: strings.ToLower(strings.TrimSpace(slug))})
+		if err != nil {
+			return fmt.Errorf("disable sender: %w", err)
+		}
+		if n == 0 {
+			return apperr.NotFoundf("%q is not enabled on %s", slug, d.Name)
+		}
+		return nil
+	})
+}
+
+// MaxPin is how long a pinned include may be kept.
+const MaxPin = 366 * 24 * time.Hour
+
+// PinInclude keeps a literal include in the domain's _nspf record until
+// expiresAt, for a vendor whose set-up checker looks for its include in the
+// text of the domain's SPF record.
+func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresAt time.Time) (domain.Domain, error) {
+	inc, err := ParseInclude(include)
+	if err != nil {
+		return domain.Domain{}, err
+	}
+	now := m.now()
+	if !expiresAt.After(now) {
+		return domain.Domain{}, apperr.Invalid("expiresAt", "the expiry must be in the future")
+	}
+	if expiresAt.Sub(now) > MaxPin {
+		return domain.Domain{}, apperr.Invalid("expiresAt", "an include may be pinned for at most a year")
+	}
+	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
+		q := senderdb.New(tx)
+		// A catalog service's include costs what its chain was measured to;
+		// an unknown include counts as one term.
+		lookups := int32(1)
+		if svc, err := q.ServiceByInclude(ctx, inc); err == nil {
+			lookups = max(svc.SpfLookups, 1)
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("look up include: %w", err)
+		}
+		if err := q.UpsertPin(ctx, senderdb.UpsertPinParams{DomainID: d.ID, Include: inc, Lookups: lookups, ExpiresAt: expiresAt}); err != nil {
+			return fmt.Errorf("pin include: %w", err)
+		}
+		return checkLookups(ctx, q, d)
+	})
+}
+
+// UnpinInclude removes a pinned include before its expiry.
+func (m *Manager) UnpinInclude(ctx context.Context, name, include string) (domain.Domain, error) {
+	inc, err := ParseInclude(include)
+	if err != nil {
+		return domain.Domain{}, err
+	}
+	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
+		n, err := senderdb.New(tx).DeletePin(ctx, senderdb.DeletePinParams{DomainID: d.ID, Include: inc})
+		if err != nil {
+			return fmt.Errorf("unpin include: %w", err)
+		}
+		if n == 0 {
+			return apperr.NotFoundf("%q is not pinned on %s", inc, d.Name)
+		}
+		return nil
+	})
+}
+
+// ParseInclude reads an SPF include target: a host name, lower case.
+func ParseInclude(s string) (string, error) {
+	s = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), "include:"))), ".")
+	if s == "" || len(s) > 253 || !strings.Contains(s, ".") {
+		return "", apperr.Invalid("include", "%q is not a host name", s)
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return "", apperr.Invalid("include", "%q is not a host name", s)
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return "", apperr.Invalid("include", "%q is not a host name (macros are not allowed in a pinned include)", s)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Lookups returns the DNS-querying terms the domain's published SPF record
+// costs at worst.
+func Lookups(ctx context.Context, q *senderdb.Queries, domainID uuid.UUID) (int, error) {
+	c, err := q.LookupCost(ctx, domainID)
+	if err != nil {
+		return 0, fmt.Errorf("count SPF lookups: %w", err)
+	}
+	return apexLookups + int(c.SenderLookups) + int(c.PinLookups), nil
+}
+
+func checkLookups(ctx context.Context, q *senderdb.Queries, d domain.Domain) error {
+	n, err := Lookups(ctx, q, d.ID)
+	if err != nil {
+		return err
+	}
+	if n > MaxLookups {
+		return apperr.Invalid("spf", "this change would make %s's SPF record cost %d DNS lookups at worst; receivers give up after %d (RFC 7208 §4.6.4): disable a sender or remove a pinned include first", d.Name, n, MaxLookups)
+	}
+	return nil
+}
+
+// Netblocks lists a domain's netblocks; the caller has authorised viewing d.
+func (m *Manager) Netblocks(ctx context.Context, d domain.Domain) ([]Netblock, error) {
+	rows, err := senderdb.New(m.pool).Netblocks(ctx, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list netblocks: %w", err)
+	}
+	out := make([]Netblock, len(rows))
+	for i, r := range rows {
+		out[i] = Netblock{Prefix: r.Cidr, Label: r.Label, CreatedAt: r.CreatedAt}
+	}
+	return out, nil
+}
+
+// Enabled lists a domain's enabled services.
+func (m *Manager) Enabled(ctx context.Context, d domain.Domain) ([]Service, error) {
+	rows, err := senderdb.New(m.pool).EnabledServices(ctx, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list senders: %w", err)
+	}
+	return rows, nil
+}
+
+// Pins lists a domain's unexpired pinned includes.
+func (m *Manager) Pins(ctx context.Context, d domain.Domain) ([]Pin, error) {
+	rows, err := senderdb.New(m.pool).Pins(ctx, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list pins: %w", err)
+	}
+	out := make([]Pin, len(rows))
+	for i, r := range rows {
+		out[i] = Pin{Include: r.Include, Lookups: int(r.Lookups), ExpiresAt: r.ExpiresAt}
+	}
+	return out, nil
+}
+
+// LookupsOf returns the worst-case DNS lookups of d's published record.
+func (m *Manager) LookupsOf(ctx context.Context, d domain.Domain) (int, error) {
+	return Lookups(ctx, senderdb.New(m.pool), d.ID)
+}
+
+// Catalog lists every service in the sender catalog.
+func (m *Manager) Catalog(ctx context.Context) ([]Service, error) {
+	if _, ok := access.FromContext(ctx); !ok {
+		return nil, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	}
+	return senderdb.New(m.pool).Services(ctx)
+}
+
+// ExpirePins removes expired pinned includes and republishes the domains
+// that had them. It is a periodic job's work.
+func (m *Manager) ExpirePins(ctx context.Context) (int, error) {
+	doms, err := senderdb.New(m.pool).DomainsWithExpiredPins(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("find expired pins: %w", err)
+	}
+	for _, d := range doms {
+		err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+			if _, err := senderdb.New(tx).DeleteExpiredPins(ctx, d.ID); err != nil {
+				return err
+			}
+			return m.domains.Republish(ctx, tx, d.ID)
+		})
+		if err != nil {
+			return 0, fmt.Errorf("expire pins of %s: %w", d.Name, err)
+		}
+		m.log.InfoContext(ctx, "expired pinned SPF includes", "domain", d.Name)
+	}
+	return len(doms), nil
+}
+
+// notify sends the edge's NOTIFY for a serial.
+func notify(ctx context.Context, q *senderdb.Queries, serial int64) error {
+	return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
+}
+
+// Service returns one catalog service by slug.
+func (m *Manager) Service(ctx context.Context, slug string) (Service, error) {
+	s, err := senderdb.New(m.pool).ServiceBySlug(ctx, slug)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Service{}, apperr.NotFoundf("service %q not found", slug)
+	}
+	if err != nil {
+		return Service{}, fmt.Errorf("load service: %w", err)
+	}
+	return s, nil
+}
