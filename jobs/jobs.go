@@ -17,6 +17,7 @@ import (
 
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/sender"
+	"github.com/rampartmail/rampart/internal/spf"
 )
 
 // PruneLoginFailuresArgs asks for old failed-login rows to be deleted.
@@ -60,10 +61,36 @@ func (w *expirePinsWorker) Work(ctx context.Context, job *river.Job[ExpirePinsAr
 	return err
 }
 
+// ResolveRangesArgs asks for every catalog service's SPF include to be
+// resolved into its current ranges.
+type ResolveRangesArgs struct{}
+
+// Kind names the job.
+func (ResolveRangesArgs) Kind() string { return "sender.resolve_ranges" }
+
+type resolveRangesWorker struct {
+	river.WorkerDefaults[ResolveRangesArgs]
+	senders  *sender.Manager
+	resolver string
+	log      *slog.Logger
+}
+
+func (w *resolveRangesWorker) Work(ctx context.Context, job *river.Job[ResolveRangesArgs]) error {
+	failed, err := w.senders.ResolveRanges(ctx, spf.NewDNSResolver(w.resolver))
+	if err != nil {
+		return err
+	}
+	w.log.InfoContext(ctx, "resolved senders' SPF includes", "failed", failed)
+	return nil
+}
+
 // Services are what the workers call.
 type Services struct {
 	Auth    *auth.Service
 	Senders *sender.Manager
+	// Resolver is the DNS server for resolving senders' includes; "" turns
+	// the job off.
+	Resolver string
 }
 
 // Config configures the River client.
@@ -78,10 +105,17 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &pruneLoginFailuresWorker{auth: svc.Auth, log: log})
 	river.AddWorker(workers, &expirePinsWorker{senders: svc.Senders})
+	river.AddWorker(workers, &resolveRangesWorker{senders: svc.Senders, resolver: svc.Resolver, log: log})
+	periodic := []*river.PeriodicJob{}
+	if svc.Resolver != "" {
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(6*time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+			return ResolveRangesArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+		}, &river.PeriodicJobOpts{RunOnStart: true}))
+	}
 	rc := &river.Config{
 		Logger:  log,
 		Workers: workers,
-		PeriodicJobs: []*river.PeriodicJob{
+		PeriodicJobs: append(periodic,
 			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 				return PruneLoginFailuresArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
@@ -89,7 +123,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 			river.NewPeriodicJob(river.PeriodicInterval(time.Minute), func() (river.JobArgs, *river.InsertOpts) {
 				return ExpirePinsArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Minute}}
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
-		},
+		),
 	}
 	if cfg.Workers > 0 {
 		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}

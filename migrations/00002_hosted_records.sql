@@ -62,13 +62,16 @@ CREATE TABLE dkim_keys (
     key_type     text CHECK (key_type IN ('rsa', 'ed25519')),
     key_bits     integer,
     public_key   text,
+    -- The whole TXT record served for a hosted key, with any h=, s=, t=
+    -- and n= tags the owner gave.
+    record       text,
     cname_target text,
     service      text REFERENCES sender_services (slug) ON DELETE SET NULL,
     revoked_at   timestamptz,
     created_at   timestamptz NOT NULL DEFAULT now(),
     UNIQUE (domain_id, selector),
-    CHECK ((public_key IS NOT NULL AND key_type IS NOT NULL AND cname_target IS NULL)
-        OR (public_key IS NULL AND key_type IS NULL AND cname_target IS NOT NULL))
+    CHECK ((public_key IS NOT NULL AND key_type IS NOT NULL AND record IS NOT NULL AND cname_target IS NULL)
+        OR (public_key IS NULL AND key_type IS NULL AND record IS NULL AND cname_target IS NOT NULL))
 );
 
 ALTER TABLE domains

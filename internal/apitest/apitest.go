@@ -225,3 +225,12 @@ func (r *Response) Decode(t testing.TB, v any) {
 	t.Helper()
 	require.NoError(t, json.Unmarshal(r.Data, v), "data: %s", r.Data)
 }
+
+// Services returns domain services over the env's database, for system work
+// a test drives directly (such as the catalog resolution job).
+func (e *Env) Services(t testing.TB) *app.Services {
+	t.Helper()
+	svc, err := app.NewServices(e.Pool, e.Config, Logger(t))
+	require.NoError(t, err)
+	return svc
+}

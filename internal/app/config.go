@@ -11,10 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/miekg/dns"
 
 	"github.com/rampartmail/rampart/dnsedge"
 	"github.com/rampartmail/rampart/internal/auth"
@@ -36,6 +39,8 @@ type Config struct {
 	EdgeAddr        string
 	EdgeMetricsAddr string
 	EdgeSnapshot    string
+
+	DNSResolver string
 
 	JWTKey     string
 	JWTKeyFile string
@@ -71,6 +76,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EdgeMetricsAddr, "edge-metrics", env("DNSEDGE_METRICS", "127.0.0.1:9153"), "dev: dnsedge metrics address (env DNSEDGE_METRICS)")
 	fs.StringVar(&c.DataDir, "data-dir", env("RAMPART_DATA_DIR", ".data"), "dev: folder for the private cluster, snapshot and keys (env RAMPART_DATA_DIR)")
 	fs.StringVar(&c.EdgeSnapshot, "edge-snapshot", env("DNSEDGE_SNAPSHOT", ""), "dev: dnsedge snapshot file (env DNSEDGE_SNAPSHOT; default <data-dir>/dnsedge.snapshot)")
+	fs.StringVar(&c.DNSResolver, "dns-resolver", env("RAMPART_DNS_RESOLVER", ""), "DNS server (host:port) for resolving senders' SPF includes (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables)")
 	fs.StringVar(&c.JWTKey, "jwt-key", env("RAMPART_JWT_KEY", ""), "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
 	fs.StringVar(&c.JWTKeyFile, "jwt-key-file", env("RAMPART_JWT_KEY_FILE", ""), "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
 	fs.StringVar(&c.JWTKeyID, "jwt-kid", env("RAMPART_JWT_KID", "k1"), "key id of the signing key (env RAMPART_JWT_KID)")
@@ -157,4 +163,20 @@ func (c *Config) KeySet() (*auth.KeySet, error) {
 		return nil, fmt.Errorf("access-token signing key is not base64: %w", err)
 	}
 	return auth.NewKeySet(c.JWTKeyID, seed)
+}
+
+// Resolver returns the DNS server for resolving senders' SPF includes, or
+// "" when resolution is off or no server is known.
+func (c *Config) Resolver() string {
+	switch c.DNSResolver {
+	case "off":
+		return ""
+	case "":
+		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+		if err != nil || len(cc.Servers) == 0 {
+			return ""
+		}
+		return net.JoinHostPort(cc.Servers[0], cc.Port)
+	}
+	return c.DNSResolver
 }

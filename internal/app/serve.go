@@ -14,6 +14,7 @@ import (
 	"github.com/rampartmail/rampart/graph"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/catalog"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/sender"
@@ -91,6 +92,13 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
+	services, err := catalog.Load()
+	if err != nil {
+		return nil, err
+	}
+	if err := svc.Senders.SyncCatalog(ctx, services); err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	gql := graph.NewHandler(&graph.Resolver{
@@ -101,7 +109,7 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	if err := httpSrv.Listen(); err != nil {
 		return nil, err
 	}
-	river, err := jobs.NewClient(pool, jobs.Config{Workers: cfg.Workers}, jobs.Services{Auth: svc.Auth, Senders: svc.Senders}, log)
+	river, err := jobs.NewClient(pool, jobs.Config{Workers: cfg.Workers}, jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Resolver: cfg.Resolver()}, log)
 	if err != nil {
 		return nil, err
 	}

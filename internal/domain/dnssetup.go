@@ -36,8 +36,8 @@ type DNSSetup struct {
 	SPF  DNSRecord
 	DKIM Delegation
 	BIMI Delegation
-	// BIMIWithheld says why the edge does not serve BIMI now ("" when it does).
-	BIMIWithheld string
+	// BIMIWithheld says why the edge does not serve BIMI now (nil when it does).
+	BIMIWithheld *string
 }
 
 // setupTTL is the TTL suggested for delegation records: they rarely change.
@@ -91,7 +91,9 @@ func (s *Service) DNSSetup(ctx context.Context, d Domain) (DNSSetup, error) {
 	if p.BIMI != "" {
 		setup.BIMI.Served = append(setup.BIMI.Served, DNSRecord{Name: "default._bimi." + apex, Type: "TXT", Value: p.BIMI, TTL: servedTTL})
 	}
-	setup.BIMIWithheld = p.BIMIWithheld
+	if p.BIMIWithheld != "" {
+		setup.BIMIWithheld = &p.BIMIWithheld
+	}
 	return setup, nil
 }
 

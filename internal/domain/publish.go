@@ -85,7 +85,7 @@ func (s *Service) Compile(ctx context.Context, tx pgx.Tx, d Domain) (Published, 
 		case k.CnameTarget != nil:
 			r.CNAME = *k.CnameTarget
 		default:
-			r.TXT = "v=DKIM1; k=" + *k.KeyType + "; p=" + *k.PublicKey
+			r.TXT = *k.Record
 		}
 		p.DKIM = append(p.DKIM, r)
 	}

@@ -69,7 +69,8 @@ func (m *Manager) Add(ctx context.Context, name string, k NewKey) (Key, []string
 			warnings = append(warnings, w.String())
 		}
 		bits := int32(key.Bits)
-		p.KeyType, p.KeyBits, p.PublicKey = &key.Type, &bits, &key.PublicKey
+		record := key.Record()
+		p.KeyType, p.KeyBits, p.PublicKey, p.Record = &key.Type, &bits, &key.PublicKey, &record
 	case strings.TrimSpace(k.CNAMETarget) != "":
 		target, err := dkim.ParseCNAMETarget(k.CNAMETarget)
 		if err != nil {
@@ -94,7 +95,11 @@ func (m *Manager) Add(ctx context.Context, name string, k NewKey) (Key, []string
 				return apperr.Invalid("service", "%q is not a service in the sender catalog", *p.Service)
 			}
 		}
+		if _, err := dkim.RecordName(sel, d.Name); err != nil {
+			return apperr.Invalid("selector", "%v", err)
+		}
 		p.DomainID = d.ID
+		var err error
 		key, err = q.InsertKey(ctx, p)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return apperr.Conflictf("selector %q already has a key on %s; remove it first", sel, d.Name)

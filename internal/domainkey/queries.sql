@@ -1,6 +1,6 @@
 -- name: InsertKey :one
-INSERT INTO dkim_keys (domain_id, selector, key_type, key_bits, public_key, cname_target, service)
-VALUES (@domain_id, @selector, sqlc.narg(key_type), sqlc.narg(key_bits), sqlc.narg(public_key), sqlc.narg(cname_target), sqlc.narg(service))
+INSERT INTO dkim_keys (domain_id, selector, key_type, key_bits, public_key, record, cname_target, service)
+VALUES (@domain_id, @selector, sqlc.narg(key_type), sqlc.narg(key_bits), sqlc.narg(public_key), sqlc.narg(record), sqlc.narg(cname_target), sqlc.narg(service))
 ON CONFLICT (domain_id, selector) DO NOTHING
 RETURNING *;
 

@@ -103,7 +103,7 @@ func (q *Queries) DomainByName(ctx context.Context, name string) (Domain, error)
 }
 
 const domainDKIMKeys = `-- name: DomainDKIMKeys :many
-SELECT id, domain_id, selector, key_type, key_bits, public_key, cname_target, service, revoked_at, created_at FROM dkim_keys WHERE domain_id = $1 ORDER BY selector
+SELECT id, domain_id, selector, key_type, key_bits, public_key, record, cname_target, service, revoked_at, created_at FROM dkim_keys WHERE domain_id = $1 ORDER BY selector
 `
 
 func (q *Queries) DomainDKIMKeys(ctx context.Context, domainID uuid.UUID) ([]DkimKey, error) {
@@ -122,6 +122,7 @@ func (q *Queries) DomainDKIMKeys(ctx context.Context, domainID uuid.UUID) ([]Dki
 			&i.KeyType,
 			&i.KeyBits,
 			&i.PublicKey,
+			&i.Record,
 			&i.CnameTarget,
 			&i.Service,
 			&i.RevokedAt,

@@ -17,6 +17,7 @@ type DkimKey struct {
 	KeyType     *string
 	KeyBits     *int32
 	PublicKey   *string
+	Record      *string
 	CnameTarget *string
 	Service     *string
 	RevokedAt   *time.Time

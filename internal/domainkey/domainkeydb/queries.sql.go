@@ -29,10 +29,10 @@ func (q *Queries) DeleteKey(ctx context.Context, arg DeleteKeyParams) (int64, er
 }
 
 const insertKey = `-- name: InsertKey :one
-INSERT INTO dkim_keys (domain_id, selector, key_type, key_bits, public_key, cname_target, service)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO dkim_keys (domain_id, selector, key_type, key_bits, public_key, record, cname_target, service)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (domain_id, selector) DO NOTHING
-RETURNING id, domain_id, selector, key_type, key_bits, public_key, cname_target, service, revoked_at, created_at
+RETURNING id, domain_id, selector, key_type, key_bits, public_key, record, cname_target, service, revoked_at, created_at
 `
 
 type InsertKeyParams struct {
@@ -41,6 +41,7 @@ type InsertKeyParams struct {
 	KeyType     *string
 	KeyBits     *int32
 	PublicKey   *string
+	Record      *string
 	CnameTarget *string
 	Service     *string
 }
@@ -52,6 +53,7 @@ func (q *Queries) InsertKey(ctx context.Context, arg InsertKeyParams) (DkimKey, 
 		arg.KeyType,
 		arg.KeyBits,
 		arg.PublicKey,
+		arg.Record,
 		arg.CnameTarget,
 		arg.Service,
 	)
@@ -63,6 +65,7 @@ func (q *Queries) InsertKey(ctx context.Context, arg InsertKeyParams) (DkimKey, 
 		&i.KeyType,
 		&i.KeyBits,
 		&i.PublicKey,
+		&i.Record,
 		&i.CnameTarget,
 		&i.Service,
 		&i.RevokedAt,
@@ -72,7 +75,7 @@ func (q *Queries) InsertKey(ctx context.Context, arg InsertKeyParams) (DkimKey, 
 }
 
 const keys = `-- name: Keys :many
-SELECT id, domain_id, selector, key_type, key_bits, public_key, cname_target, service, revoked_at, created_at FROM dkim_keys WHERE domain_id = $1 ORDER BY selector
+SELECT id, domain_id, selector, key_type, key_bits, public_key, record, cname_target, service, revoked_at, created_at FROM dkim_keys WHERE domain_id = $1 ORDER BY selector
 `
 
 func (q *Queries) Keys(ctx context.Context, domainID uuid.UUID) ([]DkimKey, error) {
@@ -91,6 +94,7 @@ func (q *Queries) Keys(ctx context.Context, domainID uuid.UUID) ([]DkimKey, erro
 			&i.KeyType,
 			&i.KeyBits,
 			&i.PublicKey,
+			&i.Record,
 			&i.CnameTarget,
 			&i.Service,
 			&i.RevokedAt,
@@ -109,7 +113,7 @@ func (q *Queries) Keys(ctx context.Context, domainID uuid.UUID) ([]DkimKey, erro
 const revokeKey = `-- name: RevokeKey :one
 UPDATE dkim_keys SET revoked_at = coalesce(revoked_at, now())
 WHERE domain_id = $1 AND selector = $2
-RETURNING id, domain_id, selector, key_type, key_bits, public_key, cname_target, service, revoked_at, created_at
+RETURNING id, domain_id, selector, key_type, key_bits, public_key, record, cname_target, service, revoked_at, created_at
 `
 
 type RevokeKeyParams struct {
@@ -127,6 +131,7 @@ func (q *Queries) RevokeKey(ctx context.Context, arg RevokeKeyParams) (DkimKey, 
 		&i.KeyType,
 		&i.KeyBits,
 		&i.PublicKey,
+		&i.Record,
 		&i.CnameTarget,
 		&i.Service,
 		&i.RevokedAt,

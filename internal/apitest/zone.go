@@ -1,0 +1,75 @@
+package apitest
+
+import (
+	"net"
+
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+	"github.com/stretchr/testify/require"
+)
+
+// Zone is a tiny authoritative DNS server on loopback serving fixed TXT
+// records: the outside world (vendors' SPF records, customers' apex
+// records) that tests cannot reach. Names not in it are NXDOMAIN.
+type Zone struct {
+	mu   sync.Mutex
+	txt  map[string][]string
+	Addr string
+}
+
+// ServeZone starts a Zone on 127.0.0.1 (UDP) until the test ends.
+func ServeZone(t testing.TB, txt map[string][]string) *Zone {
+	t.Helper()
+	z := &Zone{txt: map[string][]string{}}
+	for name, v := range txt {
+		z.Set(name, v...)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &dns.Server{PacketConn: pc, Handler: z}
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	go func() { _ = srv.ActivateAndServe() }()
+	<-started
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	z.Addr = pc.LocalAddr().String()
+	return z
+}
+
+// Set replaces the TXT records of a name.
+func (z *Zone) Set(name string, txt ...string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.txt[dns.CanonicalName(name)] = txt
+}
+
+// ServeDNS answers TXT from the map.
+func (z *Zone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	if len(r.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		_ = w.WriteMsg(m)
+		return
+	}
+	q := r.Question[0]
+	z.mu.Lock()
+	txt, ok := z.txt[dns.CanonicalName(q.Name)]
+	z.mu.Unlock()
+	switch {
+	case !ok:
+		m.Rcode = dns.RcodeNameError
+	case q.Qtype == dns.TypeTXT:
+		for _, v := range txt {
+			var parts []string
+			for len(v) > 255 {
+				parts, v = append(parts, v[:255]), v[255:]
+			}
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: append(parts, v)})
+		}
+	}
+	_ = w.WriteMsg(m)
+}

@@ -1,0 +1,234 @@
+package catalog_test
+
+import (
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/catalog"
+)
+
+// firstDozen are the services of the first release, with the facts the
+// issue names; the test pins them so that a change to them is deliberate.
+var firstDozen = []struct {
+	slug, include string
+	suffixes      []string
+}{
+	{"google-workspace", "_spf.google.com", []string{".google.com"}},
+	{"microsoft-365", "spf.protection.outlook.com", []string{".outbound.protection.outlook.com"}},
+	{"amazon-ses", "amazonses.com", []string{".amazonses.com"}},
+	{"sendgrid", "sendgrid.net", []string{".sendgrid.net"}},
+	{"mailchimp", "servers.mcsv.net", []string{".mcsv.net", ".rsgsv.net", ".mcdlv.net"}},
+	{"mandrill", "spf.mandrillapp.com", []string{".mandrillapp.com"}},
+	{"mailgun", "mailgun.org", []string{".mailgun.net", ".mailgun.info", ".mailgun.us"}},
+	{"postmark", "spf.mtasv.net", []string{".mtasv.net"}},
+	{"sparkpost", "sparkpostmail.com", []string{".sparkpostmail.com"}},
+	{"salesforce", "_spf.salesforce.com", []string{".salesforce.com"}},
+	{"zendesk", "mail.zendesk.com", []string{".zdsys.com"}},
+	{"mailjet", "spf.mailjet.com", []string{".mailjet.com"}},
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	services, err := catalog.Load()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(services), 12)
+
+	slugs := make(map[string]bool)
+	for _, s := range services {
+		require.NoError(t, s.Validate())
+		require.False(t, slugs[s.Slug], "duplicate %s", s.Slug)
+		slugs[s.Slug] = true
+		require.NotEmpty(t, s.Notes, s.Slug)
+	}
+	for _, want := range firstDozen {
+		s, ok := catalog.Lookup(want.slug)
+		require.True(t, ok, want.slug)
+		require.Equal(t, want.include, s.SPFInclude, want.slug)
+		require.Equal(t, want.suffixes, s.HELOSuffixes, want.slug)
+	}
+}
+
+// TestSources checks that every entry says where its facts come from.
+func TestSources(t *testing.T) {
+	t.Parallel()
+	services, err := catalog.Load()
+	require.NoError(t, err)
+	for _, s := range services {
+		require.NotEmpty(t, s.SourceURL, s.Slug)
+		u, err := url.Parse(s.SourceURL)
+		require.NoError(t, err, s.Slug)
+		require.Equal(t, "https", u.Scheme, s.Slug)
+		require.NotEmpty(t, u.Host, s.Slug)
+		if s.SetupURL != "" {
+			u, err := url.Parse(s.SetupURL)
+			require.NoError(t, err, s.Slug)
+			require.Equal(t, "https", u.Scheme, s.Slug)
+		}
+	}
+}
+
+func TestLookup(t *testing.T) {
+	t.Parallel()
+	s, ok := catalog.Lookup("microsoft-365")
+	require.True(t, ok)
+	require.Equal(t, "Microsoft 365 / Exchange Online", s.Name)
+	require.Equal(t, []string{"onmicrosoft.com"}, s.DKIMDomains)
+
+	_, ok = catalog.Lookup("no-such-service")
+	require.False(t, ok)
+	_, ok = catalog.Lookup("")
+	require.False(t, ok)
+}
+
+// TestLoadReturnsCopies checks that callers cannot change the shipped data.
+func TestLoadReturnsCopies(t *testing.T) {
+	t.Parallel()
+	first, err := catalog.Load()
+	require.NoError(t, err)
+	first[0].Slug = "changed"
+	first[0].HELOSuffixes[0] = ".changed.example"
+	s, ok := catalog.Lookup("google-workspace")
+	require.True(t, ok)
+	s.HELOSuffixes[0] = ".changed.example"
+
+	again, err := catalog.Load()
+	require.NoError(t, err)
+	require.Equal(t, "google-workspace", again[0].Slug)
+	require.Equal(t, []string{".google.com"}, again[0].HELOSuffixes)
+}
+
+func TestMatchesHELO(t *testing.T) {
+	t.Parallel()
+	google, ok := catalog.Lookup("google-workspace")
+	require.True(t, ok)
+	microsoft, ok := catalog.Lookup("microsoft-365")
+	require.True(t, ok)
+	mailchimp, ok := catalog.Lookup("mailchimp")
+	require.True(t, ok)
+
+	cases := []struct {
+		service catalog.Service
+		helo    string
+		want    bool
+	}{
+		{google, "mail-yw1-f170.google.com", true},
+		{google, "MAIL-YW1-F170.Google.COM", true},
+		{google, "mail-yw1-f170.google.com.", true},
+		{google, " mail-yw1-f170.google.com ", true},
+		{google, "a.b.c.google.com", true},
+		{google, "google.com", false},
+		{google, ".google.com", false},
+		{google, "x..google.com", false},
+		{google, "evilgoogle.com", false},
+		{google, "mail.google.com.evil.example", false},
+		{google, "google.com.evil.example", false},
+		{google, "mail.googlemail.com", false},
+		{google, "", false},
+		{google, ".", false},
+		{google, "[192.0.2.1]", false},
+		{microsoft, "mail-db8eur05on2071.outbound.protection.outlook.com", true},
+		{microsoft, "EUR05-VI1-obe.outbound.protection.outlook.com", true},
+		{microsoft, "am6pr01mb1234.eurprd01.prod.outlook.com", false},
+		{microsoft, "outbound.protection.outlook.com", false},
+		{mailchimp, "mail135.atl221.rsgsv.net", true},
+		{mailchimp, "mail12.suw21.mcdlv.net", true},
+		{mailchimp, "mail1.mcsv.net", true},
+		{mailchimp, "mcsv.net.example", false},
+		{catalog.Service{}, "mail.example.com", false},
+	}
+	for _, tc := range cases {
+		require.Equal(t, tc.want, tc.service.MatchesHELO(tc.helo), "%s %q", tc.service.Slug, tc.helo)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	valid := catalog.Service{
+		Slug:         "example",
+		Name:         "Example Mail",
+		Category:     "transactional",
+		SPFInclude:   "_spf.example.com",
+		HELOSuffixes: []string{".mta.example.com"},
+		DKIMDomains:  []string{"example.net"},
+		StaticRanges: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
+		SetupURL:     "https://example.com/docs/spf",
+		SourceURL:    "https://example.com/docs",
+	}
+	require.NoError(t, valid.Validate())
+
+	cases := []struct {
+		name     string
+		change   func(*catalog.Service)
+		contains string
+	}{
+		{"empty slug", func(s *catalog.Service) { s.Slug = "" }, "slug"},
+		{"upper-case slug", func(s *catalog.Service) { s.Slug = "Example" }, "slug"},
+		{"slug with underscore", func(s *catalog.Service) { s.Slug = "ex_ample" }, "slug"},
+		{"slug starting with hyphen", func(s *catalog.Service) { s.Slug = "-example" }, "slug"},
+		{"long slug", func(s *catalog.Service) { s.Slug = strings.Repeat("a", 64) }, "slug"},
+		{"no name", func(s *catalog.Service) { s.Name = " " }, "name is empty"},
+		{"bad category", func(s *catalog.Service) { s.Category = "Mail Tools" }, "category"},
+		{"include with trailing dot", func(s *catalog.Service) { s.SPFInclude = "_spf.example.com." }, "spf_include"},
+		{"include upper case", func(s *catalog.Service) { s.SPFInclude = "_SPF.example.com" }, "spf_include"},
+		{"include single label", func(s *catalog.Service) { s.SPFInclude = "localhost" }, "two labels"},
+		{"include with mechanism", func(s *catalog.Service) { s.SPFInclude = "include:_spf.example.com" }, "spf_include"},
+		{"include is an address", func(s *catalog.Service) { s.SPFInclude = "192.0.2.1" }, "number"},
+		{"suffix without dot", func(s *catalog.Service) { s.HELOSuffixes = []string{"mta.example.com"} }, "must start with '.'"},
+		{"suffix is a TLD", func(s *catalog.Service) { s.HELOSuffixes = []string{".com"} }, "two labels"},
+		{"suffix with wildcard", func(s *catalog.Service) { s.HELOSuffixes = []string{"*.example.com"} }, "must start with '.'"},
+		{"suffix twice", func(s *catalog.Service) { s.HELOSuffixes = []string{".a.example", ".a.example"} }, "twice"},
+		{"bad DKIM domain", func(s *catalog.Service) { s.DKIMDomains = []string{"Example.NET"} }, "dkim domain"},
+		{"DKIM domain twice", func(s *catalog.Service) { s.DKIMDomains = []string{"example.net", "example.net"} }, "twice"},
+		{"range with host bits", func(s *catalog.Service) { s.StaticRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")} }, "write 192.0.2.0/24"},
+		{"zero range", func(s *catalog.Service) { s.StaticRanges = []netip.Prefix{{}} }, "not a valid prefix"},
+		{"range twice", func(s *catalog.Service) {
+			s.StaticRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("192.0.2.0/24")}
+		}, "twice"},
+		{"nothing to recognise", func(s *catalog.Service) { s.SPFInclude, s.HELOSuffixes, s.StaticRanges = "", nil, nil }, "no spf_include"},
+		{"no source", func(s *catalog.Service) { s.SourceURL = "" }, "source_url is empty"},
+		{"relative source", func(s *catalog.Service) { s.SourceURL = "example.com/docs" }, "absolute"},
+		{"search-index source", func(s *catalog.Service) { s.SourceURL = "find_string:17675399732" }, "source_url"},
+		{"bad setup URL", func(s *catalog.Service) { s.SetupURL = "ftp://example.com/" }, "setup_url"},
+	}
+	for _, tc := range cases {
+		s := valid
+		s.HELOSuffixes = append([]string(nil), valid.HELOSuffixes...)
+		tc.change(&s)
+		err := s.Validate()
+		require.Error(t, err, tc.name)
+		require.Contains(t, err.Error(), tc.contains, tc.name)
+		require.True(t, strings.HasPrefix(err.Error(), "catalog: service "), tc.name)
+	}
+}
+
+func TestParse(t *testing.T) {
+	t.Parallel()
+	entry := `{"slug": "example", "name": "Example", "category": "transactional", "spf_include": "_spf.example.com",
+		"helo_suffixes": [".example.com"], "dkim_domains": [], "static_ranges": ["192.0.2.0/24"],
+		"setup_url": "", "source_url": "https://example.com/", "notes": ""}`
+
+	services, err := catalog.Parse([]byte("[" + entry + "]"))
+	require.NoError(t, err)
+	require.Len(t, services, 1)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, services[0].StaticRanges)
+
+	cases := []struct {
+		name, data, contains string
+	}{
+		{"duplicate slug", "[" + entry + "," + entry + "]", `"example" is listed twice`},
+		{"unknown field", `[{"slug": "example", "spf_includes": "x.example"}]`, "unknown field"},
+		{"bad range", `[{"slug": "example", "static_ranges": ["192.0.2.0/33"]}]`, "decode"},
+		{"not an array", `{"slug": "example"}`, "decode"},
+		{"trailing data", "[" + entry + "] []", "after the array"},
+		{"invalid entry", `[{"slug": "Example"}]`, "slug"},
+	}
+	for _, tc := range cases {
+		_, err := catalog.Parse([]byte(tc.data))
+		require.Error(t, err, tc.name)
+		require.Contains(t, err.Error(), tc.contains, tc.name)
+	}
+}
