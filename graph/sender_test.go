@@ -125,7 +125,7 @@ func TestSendersAndExplain(t *testing.T) {
 			map[string]any{"i": include, "x": expires})
 	}
 	pin("spf.vendor-one.example").NoErrors(t) // 2 + 4 (google, via HELO) + 1 = 7
-	r = pin("_spf.google.com")                   // a catalog include counts its measured cost: 7 + 4 = 11
+	r = pin("_spf.google.com")                // a catalog include counts its measured cost: 7 + 4 = 11
 	r.RequireCode(t, "BAD_USER_INPUT")
 	require.Contains(t, r.Errors[0].Message, "11 DNS lookups")
 	pin("sendgrid.net").NoErrors(t)           // 8
