@@ -23,18 +23,69 @@ const (
 	refused
 )
 
-// dmarcLabel is the first label of the delegated zone _dmarc.<domain> and of
-// the edge zone's subtree <domain>._dmarc.<edge zone>.
-const dmarcLabel = "_dmarc"
+// The first labels of the zones and subtrees the edge serves.
+const (
+	// dmarcLabel starts the delegated zone _dmarc.<domain> and the edge
+	// zone's subtree <domain>._dmarc.<edge zone> (the CNAME targets).
+	dmarcLabel = "_dmarc"
+	// domainkeyLabel and bimiLabel start the delegated zones
+	// _domainkey.<domain> and _bimi.<domain>.
+	domainkeyLabel = "_domainkey"
+	bimiLabel      = "_bimi"
+	// nspfLabel starts the edge zone's subtree <domain>._nspf.<edge zone>.
+	nspfLabel = "_nspf"
+	// reportLabel starts the report authorisation zone
+	// _report._dmarc.<reports domain>.
+	reportLabel = "_report"
+	// bimiSelector is the one BIMI selector served.
+	bimiSelector = "default"
+)
+
+// Fixed records.
+var (
+	// dkimRevoked is the key at every selector of a blocked domain: an
+	// empty p= revokes it (RFC 6376 §3.6.1).
+	dkimRevoked = []string{"v=DKIM1; p="}
+	// reportAuthorised authorises external reports (RFC 7489 §7.1).
+	reportAuthorised = []string{"v=DMARC1"}
+)
+
+// zoneKind tells the delegated zones of a hosted domain apart.
+type zoneKind uint8
+
+const (
+	noZone zoneKind = iota
+	dmarcZone
+	domainkeyZone
+	bimiZone
+)
+
+func delegatedZone(label string) zoneKind {
+	switch label {
+	case dmarcLabel:
+		return dmarcZone
+	case domainkeyLabel:
+		return domainkeyZone
+	case bimiLabel:
+		return bimiZone
+	}
+	return noZone
+}
 
 // authority answers questions from an index for the zones the edge serves:
-// the edge zone and, for every hosted domain D, the delegated zone _dmarc.D.
+// the edge zone, the report authorisation zone when configured and, for every
+// hosted domain D, the delegated zones _dmarc.D, _domainkey.D and _bimi.D.
 // Its own fields come from the configuration and never change.
 type authority struct {
 	set settings
-	// dmarcApex is "_dmarc.<edge zone>." and dmarcSuffix "._dmarc.<edge zone>.",
-	// so that <domain>._dmarc.<edge zone>. is found by one suffix test.
+	// xApex is "<label>.<edge zone>." and xSuffix "." + xApex for the edge
+	// zone's subtrees, so that <domain>.<label>.<edge zone>. is found by
+	// one suffix test.
 	dmarcApex, dmarcSuffix string
+	spfApex, spfSuffix     string
+	nspfApex, nspfSuffix   string
+	// reportsSuffix is "." + set.reportsApex, or "" when not served.
+	reportsSuffix string
 	// inZoneSuffix is ".<edge zone>.": a name ending with it is below the
 	// edge zone's apex.
 	inZoneSuffix string
@@ -49,10 +100,17 @@ func newAuthority(s settings) *authority {
 	a := &authority{
 		set:          s,
 		dmarcApex:    dmarcLabel + "." + s.zone,
-		dmarcSuffix:  "." + dmarcLabel + "." + s.zone,
+		spfApex:      spfLabel + "." + s.zone,
+		nspfApex:     nspfLabel + "." + s.zone,
 		inZoneSuffix: "." + s.zone,
 		hosts:        map[string][]netip.Addr{},
 		hostParents:  map[string]bool{},
+	}
+	a.dmarcSuffix = "." + a.dmarcApex
+	a.spfSuffix = "." + a.spfApex
+	a.nspfSuffix = "." + a.nspfApex
+	if s.reportsApex != "" {
+		a.reportsSuffix = "." + s.reportsApex
 	}
 	for _, ns := range s.nameServers {
 		if len(ns.addrs) == 0 {
@@ -85,6 +143,8 @@ type answer struct {
 type node struct {
 	apex  bool         // zone apex: SOA and NS
 	txt   []string     // TXT character-strings, nil for none
+	ttl   uint32       // TTL of the TXT record; 0 for the configured TTL
+	cname string       // CNAME target; when set, the node has nothing else
 	addrs []netip.Addr // A and AAAA
 }
 
@@ -96,11 +156,18 @@ func (a *authority) lookup(ix *index, name, owner string, qtype uint16) answer {
 	// the first suffix that is a zone apex.
 	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
 		suffix := name[off:]
-		// A hosted domain inside the edge zone cannot take names out of
-		// it: the edge zone's own names win.
-		if rest, ok := strings.CutPrefix(suffix, dmarcLabel+"."); ok && rest != "" && !strings.HasSuffix(suffix, a.inZoneSuffix) {
-			if d, ok := ix.domains.get(rest[:len(rest)-1]); ok {
-				return a.inDMARCZone(d, suffix, name, owner, qtype)
+		if suffix == a.set.reportsApex {
+			return a.inReportsZone(ix, name, owner, qtype)
+		}
+		// <label>.<domain>. for a hosted domain. A hosted domain inside the
+		// edge zone cannot take names out of it: the edge zone's own names
+		// win. (A keyword label has no backslash, so the dot after it is a
+		// real label boundary.)
+		if i := strings.IndexByte(suffix, '.'); i > 0 && i < len(suffix)-1 && !strings.HasSuffix(suffix, a.inZoneSuffix) {
+			if kind := delegatedZone(suffix[:i]); kind != noZone {
+				if d, ok := ix.domains.get(suffix[i+1 : len(suffix)-1]); ok {
+					return a.inDomainZone(kind, d, suffix, name, owner, qtype)
+				}
 			}
 		}
 		if suffix == a.set.zone {
@@ -110,29 +177,107 @@ func (a *authority) lookup(ix *index, name, owner string, qtype uint16) answer {
 	return answer{result: refused}
 }
 
-// inDMARCZone answers in _dmarc.<d.name>, whose only name is its apex.
-func (a *authority) inDMARCZone(d *domain, apex, name, owner string, qtype uint16) answer {
+// inDomainZone answers in one of the delegated zones of d, whose apex is
+// apex and whose SOA serial is that of d's row:
+//
+//	_dmarc.D       apex, TXT: the DMARC record
+//	_domainkey.D   apex; <selector>._domainkey.D TXT or CNAME; for a blocked
+//	               domain, a revoked key at every name below the apex
+//	_bimi.D        apex; default._bimi.D TXT, when not withheld
+func (a *authority) inDomainZone(kind zoneKind, d *domain, apex, name, owner string, qtype uint16) answer {
 	ans := answer{zone: apex, serial: uint32(d.serial)}
-	if name != apex {
-		ans.result = nameError
-		return ans
+	if name == apex {
+		n := node{apex: true}
+		if kind == dmarcZone {
+			n.txt = d.dmarcTXT
+		}
+		return a.fromNode(ans, n, owner, qtype)
 	}
-	return a.fromNode(ans, node{apex: true, txt: d.dmarcTXT}, owner, qtype)
+	host := name[:len(name)-len(apex)-1]
+	switch kind {
+	case domainkeyZone:
+		if d.blocked {
+			return a.fromNode(ans, node{txt: dkimRevoked}, owner, qtype)
+		}
+		if k, ok := d.selectors[host]; ok {
+			return a.fromNode(ans, node{txt: k.txt, cname: k.cname}, owner, qtype)
+		}
+		if d.selectorParents[host] {
+			ans.result = noData
+			return ans
+		}
+	case bimiZone:
+		if host == bimiSelector {
+			// A withheld record (nil) is NODATA: the name is the one
+			// selector served, its record held back until the API
+			// publishes it.
+			return a.fromNode(ans, node{txt: d.bimiTXT}, owner, qtype)
+		}
+	}
+	ans.result = nameError
+	return ans
 }
 
-// inEdgeZone answers in the edge zone: its apex, the name servers' addresses
-// and <domain>._dmarc.<edge zone> for every hosted domain.
+// inReportsZone answers in _report._dmarc.<reports domain>: its apex and
+// <domain>._report._dmarc.<reports domain> for every hosted domain.
+func (a *authority) inReportsZone(ix *index, name, owner string, qtype uint16) answer {
+	ans := answer{zone: a.set.reportsApex, serial: uint32(ix.serial)}
+	if name == a.set.reportsApex {
+		return a.fromNode(ans, node{apex: true}, owner, qtype)
+	}
+	host := name[:len(name)-len(a.reportsSuffix)]
+	if _, ok := ix.domains.get(host); ok {
+		return a.fromNode(ans, node{txt: reportAuthorised}, owner, qtype)
+	}
+	if p, _ := ix.parents.get(host); p.all > 0 {
+		ans.result = noData
+		return ans
+	}
+	ans.result = nameError
+	return ans
+}
+
+// inEdgeZone answers in the edge zone: its apex, the name servers'
+// addresses and, for every hosted domain, <domain>._dmarc.<edge zone>,
+// <domain>._nspf.<edge zone> and the per-query SPF names under
+// _spf.<edge zone>.
 func (a *authority) inEdgeZone(ix *index, name, owner string, qtype uint16) answer {
 	ans := answer{zone: a.set.zone, serial: uint32(ix.serial)}
 	switch {
 	case name == a.set.zone:
 		return a.fromNode(ans, node{apex: true}, owner, qtype)
+	case strings.HasSuffix(name, a.spfSuffix):
+		// Every name below _spf exists and has exactly one TXT record: an
+		// empty answer or NXDOMAIN would make the customer's SPF record a
+		// permerror.
+		return a.fromNode(ans, node{txt: spfAnswer(ix, name[:len(name)-len(a.spfSuffix)]), ttl: a.set.spfTTL}, owner, qtype)
+	case name == a.spfApex:
+		ans.result = noData
+		return ans
+	case strings.HasSuffix(name, a.nspfSuffix):
+		host := name[:len(name)-len(a.nspfSuffix)]
+		if d, ok := ix.domains.get(host); ok && d.hasNSPF() {
+			txt := d.nspfTXT
+			if d.blocked {
+				txt = spfFail
+			}
+			return a.fromNode(ans, node{txt: txt}, owner, qtype)
+		}
+		if p, _ := ix.parents.get(host); p.nspf > 0 {
+			ans.result = noData
+			return ans
+		}
+	case name == a.nspfApex:
+		if ix.nspfNames > 0 {
+			ans.result = noData
+			return ans
+		}
 	case strings.HasSuffix(name, a.dmarcSuffix):
 		host := name[:len(name)-len(a.dmarcSuffix)]
 		if d, ok := ix.domains.get(host); ok {
 			return a.fromNode(ans, node{txt: d.dmarcTXT}, owner, qtype)
 		}
-		if n, _ := ix.parents.get(host); n > 0 {
+		if p, _ := ix.parents.get(host); p.all > 0 {
 			ans.result = noData
 			return ans
 		}
@@ -153,12 +298,23 @@ func (a *authority) inEdgeZone(ix *index, name, owner string, qtype uint16) answ
 
 // fromNode answers qtype from the records of an existing node.
 func (a *authority) fromNode(ans answer, n node, owner string, qtype uint16) answer {
+	if n.cname != "" {
+		// RFC 1034 §3.6.2: a CNAME answers every type. Its target is
+		// outside our zones, so the resolver follows it.
+		ans.rrs = append(ans.rrs, &dns.CNAME{Hdr: a.hdr(owner, dns.TypeCNAME, a.set.ttl), Target: n.cname})
+		ans.result = success
+		return ans
+	}
+	ttl := n.ttl
+	if ttl == 0 {
+		ttl = a.set.ttl
+	}
 	switch qtype {
 	case dns.TypeANY:
 		// RFC 8482: answer one RRset rather than everything the node has.
 		switch {
 		case n.txt != nil:
-			ans.rrs = append(ans.rrs, a.txt(owner, n.txt))
+			ans.rrs = append(ans.rrs, a.txt(owner, n.txt, ttl))
 		case n.addrs != nil:
 			ans.rrs = a.addrRRs(ans.rrs, owner, n.addrs, 0)
 		case n.apex:
@@ -166,7 +322,7 @@ func (a *authority) fromNode(ans answer, n node, owner string, qtype uint16) ans
 		}
 	case dns.TypeTXT:
 		if n.txt != nil {
-			ans.rrs = append(ans.rrs, a.txt(owner, n.txt))
+			ans.rrs = append(ans.rrs, a.txt(owner, n.txt, ttl))
 		}
 	case dns.TypeSOA:
 		if n.apex {
@@ -220,8 +376,8 @@ func (a *authority) negativeSOA(apex string, serial uint32) *dns.SOA {
 
 // txt builds the TXT record; the character-strings are shared with the index,
 // which is fine because packing only reads them.
-func (a *authority) txt(owner string, txt []string) *dns.TXT {
-	return &dns.TXT{Hdr: a.hdr(owner, dns.TypeTXT, a.set.ttl), Txt: txt}
+func (a *authority) txt(owner string, txt []string, ttl uint32) *dns.TXT {
+	return &dns.TXT{Hdr: a.hdr(owner, dns.TypeTXT, ttl), Txt: txt}
 }
 
 // addrRRs appends the A (qtype A), AAAA (qtype AAAA) or both (qtype 0)

@@ -30,8 +30,15 @@ type Config struct {
 	// SOA timers. Defaults: refresh 1h, retry 10m, expire 14d.
 	Refresh, Retry, Expire time.Duration
 
-	// TTL is the TTL of every record served. Default 5m.
+	// TTL is the TTL of every record served except the per-query SPF
+	// answers. Default 5m.
 	TTL time.Duration
+
+	// SPFTTL is the TTL of the per-query SPF answers under _spf.<Zone>.
+	// Receivers cache them per connecting IP, so a short TTL costs little
+	// and makes enabled senders, moved vendor ranges and netblocks take
+	// effect quickly. Default 1m.
+	SPFTTL time.Duration
 
 	// NegativeTTL is the SOA MINIMUM, how long resolvers cache NXDOMAIN and
 	// NODATA answers (RFC 2308). Default 5m.
@@ -59,6 +66,42 @@ type Config struct {
 	// DatabaseURL is the PostgreSQL connection string (URL or key=value form)
 	// of a database holding the edge tables. Required.
 	DatabaseURL string
+
+	// ReportsDomain is the domain receiving DMARC aggregate reports, for
+	// example "reports.rampart.test". When set, the edge is authoritative
+	// for _report._dmarc.<ReportsDomain> and answers the external report
+	// authorisation records of RFC 7489 §7.1,
+	// <domain>._report._dmarc.<ReportsDomain> TXT "v=DMARC1", for every
+	// hosted domain. Empty means the zone is not served.
+	ReportsDomain string
+
+	// TCPMaxConns caps the TCP connections open at once; a connection over
+	// the cap is closed as soon as it is accepted. Default 1024.
+	TCPMaxConns int
+
+	// TCPMaxConnsPerSource caps the TCP connections open at once from one
+	// source: one IPv4 address, or one IPv6 /64 (what a single host
+	// usually holds). Default 64.
+	TCPMaxConnsPerSource int
+
+	// TCPReadTimeout bounds the wait for the first query on a new TCP
+	// connection and every write to it. Default 5s.
+	TCPReadTimeout time.Duration
+
+	// TCPIdleTimeout is how long a TCP connection may stay idle after a
+	// query before the edge closes it (RFC 7766 §6.2.3). Default 10s.
+	TCPIdleTimeout time.Duration
+
+	// RRLRate turns on response rate limiting over UDP: responses per
+	// second allowed to each client network (IPv4 /24, IPv6 /56), with a
+	// burst of as many. 0, the default, means no limit.
+	RRLRate int
+
+	// RRLSlip is how limited responses are handled: every RRLSlip-th one is
+	// sent truncated (TC set, no records), telling a real resolver to retry
+	// over TCP, and the others are dropped. 1 slips every one; a negative
+	// value drops every one. Default 2.
+	RRLSlip int
 }
 
 // NameServer is one of the edge's name servers. Addrs are served as A and
@@ -70,13 +113,19 @@ type NameServer struct {
 
 // Defaults applied by [New] to zero fields of [Config].
 const (
-	DefaultListen         = "127.0.0.1:5353"
-	DefaultTTL            = 5 * time.Minute
-	DefaultNegativeTTL    = 5 * time.Minute
-	DefaultResyncInterval = 5 * time.Minute
-	defaultRefresh        = time.Hour
-	defaultRetry          = 10 * time.Minute
-	defaultExpire         = 14 * 24 * time.Hour
+	DefaultListen               = "127.0.0.1:5353"
+	DefaultTTL                  = 5 * time.Minute
+	DefaultNegativeTTL          = 5 * time.Minute
+	DefaultResyncInterval       = 5 * time.Minute
+	DefaultSPFTTL               = time.Minute
+	DefaultTCPMaxConns          = 1024
+	DefaultTCPMaxConnsPerSource = 64
+	DefaultTCPReadTimeout       = 5 * time.Second
+	DefaultTCPIdleTimeout       = 10 * time.Second
+	DefaultRRLSlip              = 2
+	defaultRefresh              = time.Hour
+	defaultRetry                = 10 * time.Minute
+	defaultExpire               = 14 * 24 * time.Hour
 )
 
 // ParseNameServers parses a comma-separated list of name servers, each
@@ -125,7 +174,11 @@ type settings struct {
 	retry       uint32
 	expire      uint32
 	ttl         uint32
+	spfTTL      uint32
 	negTTL      uint32
+	// reportsApex is "_report._dmarc.<reports domain>.", or "" when the
+	// report authorisation zone is not served.
+	reportsApex string
 }
 
 type nameServer struct {
@@ -190,6 +243,58 @@ func (c Config) validate() (Config, settings, error) {
 	if c.ResyncInterval <= 0 {
 		c.ResyncInterval = DefaultResyncInterval
 	}
+	if c.ReportsDomain != "" {
+		rd, err := canonicalName(c.ReportsDomain)
+		if err != nil {
+			return c, s, fmt.Errorf("reports domain: %w", err)
+		}
+		c.ReportsDomain = strings.TrimSuffix(rd, ".")
+		s.reportsApex = reportLabel + "." + dmarcLabel + "." + rd
+		if len(s.reportsApex) > 254 {
+			return c, s, fmt.Errorf("reports domain %q: %s.<domain> too long", c.ReportsDomain, reportLabel+"."+dmarcLabel)
+		}
+		// Every name under _spf.<zone> is an SPF answer; a zone in there
+		// would take some of them.
+		if dns.IsSubDomain(spfLabel+"."+s.zone, s.reportsApex) {
+			return c, s, fmt.Errorf("reports domain %q is inside %s.%s", c.ReportsDomain, spfLabel, c.Zone)
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"TCPMaxConns", &c.TCPMaxConns, DefaultTCPMaxConns},
+		{"TCPMaxConnsPerSource", &c.TCPMaxConnsPerSource, DefaultTCPMaxConnsPerSource},
+	} {
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+		if *n.v < 0 {
+			return c, s, fmt.Errorf("%s %d is negative", n.name, *n.v)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"TCPReadTimeout", &c.TCPReadTimeout, DefaultTCPReadTimeout},
+		{"TCPIdleTimeout", &c.TCPIdleTimeout, DefaultTCPIdleTimeout},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return c, s, fmt.Errorf("%s %v is negative", d.name, *d.v)
+		}
+	}
+	if c.RRLRate < 0 {
+		return c, s, fmt.Errorf("RRLRate %d is negative", c.RRLRate)
+	}
+	if c.RRLSlip == 0 {
+		c.RRLSlip = DefaultRRLSlip
+	}
 	for _, d := range []struct {
 		name string
 		v    *time.Duration
@@ -197,6 +302,7 @@ func (c Config) validate() (Config, settings, error) {
 		out  *uint32
 	}{
 		{"TTL", &c.TTL, DefaultTTL, &s.ttl},
+		{"SPFTTL", &c.SPFTTL, DefaultSPFTTL, &s.spfTTL},
 		{"NegativeTTL", &c.NegativeTTL, DefaultNegativeTTL, &s.negTTL},
 		{"Refresh", &c.Refresh, defaultRefresh, &s.refresh},
 		{"Retry", &c.Retry, defaultRetry, &s.retry},

@@ -35,6 +35,21 @@ func TestConfigValidate(t *testing.T) {
 	require.Equal(t, uint32(300), s.negTTL)
 	require.Equal(t, DefaultListen, c.Listen)
 	require.Equal(t, DefaultResyncInterval, c.ResyncInterval)
+	require.Equal(t, uint32(60), s.spfTTL)
+	require.Empty(t, s.reportsApex)
+	require.Equal(t, DefaultTCPMaxConns, c.TCPMaxConns)
+	require.Equal(t, DefaultTCPMaxConnsPerSource, c.TCPMaxConnsPerSource)
+	require.Equal(t, DefaultTCPReadTimeout, c.TCPReadTimeout)
+	require.Equal(t, DefaultTCPIdleTimeout, c.TCPIdleTimeout)
+	require.Zero(t, c.RRLRate)
+	require.Equal(t, DefaultRRLSlip, c.RRLSlip)
+
+	c, s, err = Config{Zone: "edge.example", DatabaseURL: "x", ReportsDomain: "Reports.Rampart.Example.", SPFTTL: 10 * time.Second, RRLSlip: -1}.validate()
+	require.NoError(t, err)
+	require.Equal(t, "reports.rampart.example", c.ReportsDomain)
+	require.Equal(t, "_report._dmarc.reports.rampart.example.", s.reportsApex)
+	require.Equal(t, uint32(10), s.spfTTL)
+	require.Equal(t, -1, c.RRLSlip)
 
 	_, s, err = Config{Zone: "edge.example", DatabaseURL: "x", Hostmaster: "dns-admin@rampart.example", TTL: time.Hour}.validate()
 	require.NoError(t, err)
@@ -52,6 +67,13 @@ func TestConfigValidate(t *testing.T) {
 		"TTL under a second":       {Zone: "edge.example", DatabaseURL: "x", TTL: time.Millisecond},
 		"negative negative TTL":    {Zone: "edge.example", DatabaseURL: "x", NegativeTTL: -time.Second},
 		"invalid name server addr": {Zone: "edge.example", DatabaseURL: "x", NameServers: []NameServer{{Name: "ns.edge.example", Addrs: []netip.Addr{{}}}}},
+		"bad reports domain":       {Zone: "edge.example", DatabaseURL: "x", ReportsDomain: "reports..example"},
+		"reports domain in _spf":   {Zone: "edge.example", DatabaseURL: "x", ReportsDomain: "x._spf.edge.example"},
+		"SPF TTL under a second":   {Zone: "edge.example", DatabaseURL: "x", SPFTTL: time.Millisecond},
+		"negative TCP cap":         {Zone: "edge.example", DatabaseURL: "x", TCPMaxConns: -1},
+		"negative per-source cap":  {Zone: "edge.example", DatabaseURL: "x", TCPMaxConnsPerSource: -5},
+		"negative idle timeout":    {Zone: "edge.example", DatabaseURL: "x", TCPIdleTimeout: -time.Second},
+		"negative RRL rate":        {Zone: "edge.example", DatabaseURL: "x", RRLRate: -1},
 	} {
 		_, _, err := c.validate()
 		require.Error(t, err, name)

@@ -27,6 +27,7 @@ type Edge struct {
 	dbcfg   *pgx.ConnConfig
 	auth    *authority
 	metrics *metrics
+	rrl     *rateLimiter // nil when response rate limiting is off
 	created time.Time
 
 	// index is the snapshot being served; nil until the first one is
@@ -90,6 +91,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry) (*Edge, error) 
 		stopped:          make(chan struct{}),
 		shutdownDeadline: 5 * time.Second,
 		heartbeatEvery:   defaultHeartbeat,
+		rrl:              newRateLimiter(cfg.RRLRate, cfg.RRLSlip),
 	}
 	if e.metrics, err = newMetrics(reg, e); err != nil {
 		return nil, err
@@ -135,7 +137,15 @@ func (e *Edge) Start(ctx context.Context) error {
 	e.udpSrv = e.dnsServer()
 	e.udpSrv.PacketConn = e.udpConn
 	e.tcpSrv = e.dnsServer()
-	e.tcpSrv.Listener = e.tcpListener
+	e.tcpSrv.Listener = newLimitListener(e.tcpListener, e.cfg.TCPMaxConns, e.cfg.TCPMaxConnsPerSource, e.cfg.TCPReadTimeout,
+		func(reason string) { e.metrics.tcpRefused.WithLabelValues(reason).Inc() },
+		func(delta int) { e.metrics.tcpOpen.Add(float64(delta)) })
+	e.tcpSrv.ReadTimeout = e.cfg.TCPReadTimeout
+	e.tcpSrv.IdleTimeout = func() time.Duration { return e.cfg.TCPIdleTimeout }
+	// Any number of queries per connection: the idle timeout and the caps
+	// bound what a client holds (RFC 7766 §6.2.1 asks servers to allow
+	// many).
+	e.tcpSrv.MaxTCPQueries = -1
 	for _, srv := range []*dns.Server{e.udpSrv, e.tcpSrv} {
 		// Wait until the server runs: miekg/dns cannot shut down a server
 		// that has not started yet.
@@ -227,7 +237,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	return err
 }
 
-// Serial returns the highest edge_domain serial of the snapshot being served
+// Serial returns the highest edge table serial of the snapshot being served
 // (0 when none is loaded yet).
 func (e *Edge) Serial() int64 {
 	if ix := e.index.Load(); ix != nil {

@@ -207,6 +207,8 @@ func TestCorruptSnapshot(t *testing.T) {
 		{"truncated", func(b []byte) []byte { return b[:len(b)-10] }, "truncated"},
 		{"truncated header", func(b []byte) []byte { return b[:20] }, "truncated"},
 		{"wrong version", func(b []byte) []byte { b[len(snapshotMagic)+3] = 99; return b }, "unsupported format version 99"},
+		// A file written before services and hosted records existed.
+		{"version 1", func(b []byte) []byte { b[len(snapshotMagic)+3] = 1; return b }, "unsupported format version 1 (want 2)"},
 		{"not a snapshot", func(b []byte) []byte { return []byte(strings.Repeat("garbage ", 20)) }, "bad magic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,6 +246,7 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t)
 	db.put(t, "example.com", "sending", "v=DMARC1; p=none")
+	db.putService(t, "mailer", []string{"192.0.2.0/24"}, nil, "", false)
 	s := db.put(t, "example.org", "sending", "v=DMARC1; p=none")
 	e := startEdge(t, Config{DatabaseURL: db.url, MetricsListen: "127.0.0.1:0"})
 	waitFor(t, 5*time.Second, "initial load", func() bool { return e.Serial() == s })
@@ -273,6 +276,12 @@ func TestMetrics(t *testing.T) {
 		`dnsedge_queries_total{qtype="OTHER",rcode="NOTIMP"} 1`,
 		fmt.Sprintf("dnsedge_snapshot_serial %d", s),
 		"dnsedge_snapshot_domains 2",
+		"dnsedge_snapshot_services 1",
+		"dnsedge_rrl_dropped_total 0",
+		"dnsedge_rrl_slipped_total 0",
+		`dnsedge_tcp_connections_refused_total{reason="total"} 0`,
+		`dnsedge_tcp_connections_refused_total{reason="source"} 0`,
+		"dnsedge_tcp_connections 0",
 		"dnsedge_db_connected 1",
 		"dnsedge_snapshot_age_seconds ",
 	} {
@@ -335,4 +344,141 @@ func TestHeartbeatAndResync(t *testing.T) {
 			return txt == "v=DMARC1; p=reject; resynced"
 		})
 	})
+}
+
+// TestFollowServices changes sender services and the domains enabling them
+// and checks that every affected SPF answer follows within a second.
+func TestFollowServices(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	db.putService(t, "mailer", []string{"192.0.2.0/24"}, []string{"mailer.example"}, "_spf.mailer.example", false)
+	db.putHosted(t, hosted{name: "a.example", services: []string{"mailer"}})
+	db.putHosted(t, hosted{name: "b.example", services: []string{"later", "mailer"}})
+	s := db.putHosted(t, hosted{name: "c.example"})
+	e := startEdge(t, Config{DatabaseURL: db.url, SnapshotPath: filepath.Join(t.TempDir(), "edge.snapshot")})
+	waitFor(t, 5*time.Second, "initial load", func() bool { return e.Serial() == s })
+
+	answered := func(what, ip, helo string, want map[string]string) {
+		t.Helper()
+		took := waitFor(t, changeDeadline, what, func() bool {
+			for domain, txt := range want {
+				if _, got := lookupTXT(t, e.UDPAddr(), spfName(ip, helo, domain)); got != txt {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("%s: answered after %v", what, took.Round(time.Millisecond))
+	}
+	const (
+		neutral = "v=spf1 ~all"
+		hit     = "v=spf1 ip4:203.0.113.9 -all"
+	)
+	answered("before", "203.0.113.9", "mx.example.net", map[string]string{"a.example": neutral, "b.example": neutral, "c.example": neutral})
+
+	// The service's ranges move: every domain enabling it follows, the
+	// others do not.
+	db.putService(t, "mailer", []string{"192.0.2.0/24", "203.0.113.0/24"}, []string{"mailer.example"}, "_spf.mailer.example", false)
+	answered("ranges changed", "203.0.113.9", "mx.example.net", map[string]string{"a.example": hit, "b.example": hit, "c.example": neutral})
+	require.Equal(t, 1, e.index.Load().numServices())
+
+	// A service a domain enabled before it existed starts to count.
+	db.putService(t, "later", []string{"198.51.100.0/24"}, []string{"later.example"}, "_spf.later.example", false)
+	answered("service created", "198.51.100.1", "mx.later.example", map[string]string{
+		"a.example": neutral, "b.example": "v=spf1 ip4:198.51.100.1 -all",
+	})
+	answered("HELO order", "100.64.0.1", "mx.later.example", map[string]string{
+		"a.example": neutral, "b.example": "v=spf1 include:_spf.later.example -all",
+	})
+
+	// A domain enables a service.
+	db.putHosted(t, hosted{name: "c.example", services: []string{"mailer"}})
+	answered("domain enables", "203.0.113.9", "mx.example.net", map[string]string{"c.example": hit})
+
+	// A tombstoned service stops counting for everyone.
+	s = db.putService(t, "mailer", nil, nil, "", true)
+	answered("service removed", "203.0.113.9", "mta.mailer.example", map[string]string{"a.example": neutral, "b.example": neutral, "c.example": neutral})
+	require.Equal(t, s, e.Serial())
+	require.Equal(t, 1, e.index.Load().numServices())
+
+	// An invalid service row is logged and left out, as a full load would.
+	db.putService(t, "later", []string{"198.51.100.0/24"}, []string{"bad helo"}, "_spf.later.example", false)
+	answered("invalid service", "198.51.100.1", "mx.later.example", map[string]string{"b.example": neutral})
+	require.Contains(t, e.logs.String(), `service \"later\": HELO suffix`)
+}
+
+// TestRestartWithHostedRecords restarts an edge from a snapshot file holding
+// services and every hosted record type, with PostgreSQL unreachable, and
+// checks that it answers as before.
+func TestRestartWithHostedRecords(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	f := writeHostedFixture(t, db)
+	path := filepath.Join(t.TempDir(), "edge.snapshot")
+	cfg := Config{DatabaseURL: db.url, SnapshotPath: path, ReportsDomain: "reports.rampart.test"}
+	first := startEdge(t, cfg)
+	waitFor(t, 5*time.Second, "initial load", func() bool { return first.Serial() == f.sLast })
+	questions := []*dns.Msg{
+		question(spfName("10.1.2.3", "mx", "example.com"), dns.TypeTXT, 1232),
+		question(spfName("2001:db8:100::1", "mx", "example.com"), dns.TypeTXT, 1232),
+		question(spfName("198.51.100.7", "mx", "withheld.example"), dns.TypeTXT, 1232),
+		question(spfName("203.0.113.9", "mta.mailer.example", "example.com"), dns.TypeTXT, 1232),
+		question(spfName("10.1.2.3", "mx", "blocked.example"), dns.TypeTXT, 1232),
+		question("example.com._nspf.edge.rampart.test.", dns.TypeTXT, 1232),
+		question("s1._domainkey.example.com.", dns.TypeTXT, 1232),
+		question("s2._domainkey.example.com.", dns.TypeTXT, 1232),
+		question("b._domainkey.example.com.", dns.TypeTXT, 1232),
+		question("any._domainkey.blocked.example.", dns.TypeTXT, 1232),
+		question("default._bimi.example.com.", dns.TypeTXT, 1232),
+		question("default._bimi.withheld.example.", dns.TypeTXT, 1232),
+		question("example.com._report._dmarc.reports.rampart.test.", dns.TypeTXT, 1232),
+		question("_domainkey.example.com.", dns.TypeSOA, 1232),
+	}
+	var before []*dns.Msg
+	for _, q := range questions {
+		r, _ := exchangeUDP(t, first.UDPAddr(), q)
+		require.NotEmpty(t, append(r.Answer, r.Ns...), q.Question[0].String())
+		before = append(before, r)
+	}
+	first.stop()
+
+	cfg.DatabaseURL = deadDatabaseURL(t)
+	second := startEdge(t, cfg)
+	require.Equal(t, f.sLast, second.Serial(), "serving the file as soon as Start returns")
+	require.Equal(t, 3, second.index.Load().numServices())
+	for i, q := range questions {
+		r, _ := exchangeUDP(t, second.UDPAddr(), q)
+		require.Equal(t, before[i].Rcode, r.Rcode, q.Question[0].String())
+		require.Equal(t, rrStrings(before[i].Answer), rrStrings(r.Answer), q.Question[0].String())
+		require.Equal(t, rrStrings(before[i].Ns), rrStrings(r.Ns), q.Question[0].String())
+	}
+}
+
+// TestDKIMTruncation checks that a 4096-bit key, over 512 bytes, is
+// truncated over UDP without EDNS0 and whole over TCP, in character-strings
+// of at most 255 bytes.
+func TestDKIMTruncation(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	s := db.putHosted(t, hosted{name: "example.com", dkim: fmt.Sprintf(`[{"selector": "s1", "txt": %q}]`, rsa4096Key)})
+	e := startEdge(t, Config{DatabaseURL: db.url})
+	waitFor(t, 5*time.Second, "initial load", func() bool { return e.Serial() == s })
+
+	q := question("s1._domainkey.example.com.", dns.TypeTXT, 0)
+	r, size := exchangeUDP(t, e.UDPAddr(), q)
+	require.LessOrEqual(t, size, 512)
+	require.True(t, r.Truncated)
+	require.True(t, r.Authoritative)
+	require.Empty(t, r.Answer)
+
+	full := exchangeTCP(t, e.TCPAddr(), q)
+	require.False(t, full.Truncated)
+	require.Len(t, full.Answer, 1)
+	txt := full.Answer[0].(*dns.TXT).Txt
+	require.Len(t, txt, 3)
+	for _, s := range txt {
+		require.LessOrEqual(t, len(s), 255)
+	}
+	require.Equal(t, rsa4096Key, strings.Join(txt, ""))
+	require.Greater(t, len(rsa4096Key), 512-12-len(q.Question[0].Name))
 }

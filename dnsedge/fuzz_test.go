@@ -3,6 +3,7 @@ package dnsedge
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -42,7 +43,9 @@ func (r *recorder) Hijack()             {}
 // input may panic; an accepted query always gets a reply that parses, has
 // the query's id and fits the transport.
 func FuzzHandler(f *testing.F) {
-	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent"}, nil, nil)
+	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent",
+		// Slip 1: a limited reply is sent truncated, never dropped.
+		ReportsDomain: "reports.rampart.test", RRLRate: 1000, RRLSlip: 1}, nil, nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -70,6 +73,23 @@ func FuzzHandler(f *testing.F) {
 		{"x._dmarc.example.com.", dns.TypeSOA},
 		{"example.org.", dns.TypeA},
 		{`a\.b._dmarc.example.com.`, dns.TypeTXT},
+		// The per-query SPF names, _nspf, DKIM, BIMI and report
+		// authorisation.
+		{"10.1.2.3._ip.mx._ehlo.example.com._spf.edge.rampart.test.", dns.TypeTXT},
+		{nibbles(netip.MustParseAddr("2001:db8:1::1")) + "._ip.mx._ehlo.example.com._spf.edge.rampart.test.", dns.TypeTXT},
+		{`203.0.113.9._ip.a\.b\032._ip._ehlo.mta.mailer.example._ehlo.example.com._spf.edge.rampart.test.`, dns.TypeANY},
+		{"0.2.10._ip.out.vendor.example._ehlo.blocked.example._spf.edge.rampart.test.", dns.TypeA},
+		{"example.com._nspf.edge.rampart.test.", dns.TypeTXT},
+		{"deep.example._nspf.edge.rampart.test.", dns.TypeTXT},
+		{"s1._domainkey.example.com.", dns.TypeTXT},
+		{"s2._domainkey.example.com.", dns.TypeA},
+		{"b._domainkey.example.com.", dns.TypeTXT},
+		{"any._domainkey.blocked.example.", dns.TypeTXT},
+		{"_domainkey.example.com.", dns.TypeNS},
+		{"default._bimi.example.com.", dns.TypeTXT},
+		{"example.com._report._dmarc.reports.rampart.test.", dns.TypeTXT},
+		{"_report._dmarc.reports.rampart.test.", dns.TypeSOA},
+		{"_dmarc.example.com.", 666},
 	} {
 		seed(question(q.name, q.qtype, 0))
 		seed(question(q.name, q.qtype, 1232))

@@ -3,8 +3,10 @@ package dnsedge
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -288,4 +290,133 @@ func deadDatabaseURL(t *testing.T) string {
 	port := ln.Addr().(*net.TCPAddr).Port
 	require.NoError(t, ln.Close())
 	return "host=127.0.0.1 port=" + strconv.Itoa(port) + " user=nobody dbname=nothing sslmode=disable connect_timeout=1"
+}
+
+// hosted is an edge_domain row as a test writes it; zero fields take the
+// column defaults.
+type hosted struct {
+	name, mode, dmarc string
+	netblocks         []string
+	services          []string
+	nspf, dkim, bimi  string
+}
+
+// putHosted writes a domain with all its columns the way the API does and
+// returns the serial.
+func (db *testDB) putHosted(t *testing.T, h hosted) int64 {
+	t.Helper()
+	if h.mode == "" {
+		h.mode = "sending"
+	}
+	if h.dkim == "" {
+		h.dkim = "[]"
+	}
+	if h.netblocks == nil {
+		h.netblocks = []string{}
+	}
+	if h.services == nil {
+		h.services = []string{}
+	}
+	ctx := context.Background()
+	var serial int64
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `
+			INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, dkim, bimi)
+			VALUES ($1, nextval('edge_serial_seq'), $2, $3, $4::text[]::cidr[], $5, $6, $7::jsonb, $8)
+			ON CONFLICT (name) DO UPDATE
+			SET serial = excluded.serial, mode = excluded.mode, dmarc = excluded.dmarc,
+			    netblocks = excluded.netblocks, services = excluded.services, nspf = excluded.nspf,
+			    dkim = excluded.dkim, bimi = excluded.bimi, deleted = false, updated_at = now()
+			RETURNING serial`,
+			h.name, h.mode, h.dmarc, h.netblocks, h.services, h.nspf, h.dkim, h.bimi).Scan(&serial); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT pg_notify('rampart_edge', $1::bigint::text)", serial)
+		return err
+	})
+	require.NoError(t, err)
+	return serial
+}
+
+// putService writes an edge_service row the way the API does and returns
+// the serial. deleted makes it a tombstone.
+func (db *testDB) putService(t *testing.T, name string, ranges, helo []string, include string, deleted bool) int64 {
+	t.Helper()
+	if ranges == nil {
+		ranges = []string{}
+	}
+	if helo == nil {
+		helo = []string{}
+	}
+	ctx := context.Background()
+	var serial int64
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `
+			INSERT INTO edge_service (name, serial, ranges, helo_suffixes, include, deleted)
+			VALUES ($1, nextval('edge_serial_seq'), $2::text[]::cidr[], $3, $4, $5)
+			ON CONFLICT (name) DO UPDATE
+			SET serial = excluded.serial, ranges = excluded.ranges, helo_suffixes = excluded.helo_suffixes,
+			    include = excluded.include, deleted = excluded.deleted, updated_at = now()
+			RETURNING serial`, name, ranges, helo, include, deleted).Scan(&serial); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT pg_notify('rampart_edge', $1::bigint::text)", serial)
+		return err
+	})
+	require.NoError(t, err)
+	return serial
+}
+
+// spfName is the name a receiver asks for when it expands the customer's
+// "include:%{i}._ip.%{h}._ehlo.%{d}._spf.<edge zone>" (RFC 7208 §7.3),
+// including the truncation to 253 octets that drops labels from the left.
+func spfName(ip, helo, domain string) string {
+	a := netip.MustParseAddr(ip)
+	i := a.String()
+	if a.Is6() {
+		i = nibbles(a)
+	}
+	name := i + "." + ipLabel + "." + helo + "." + ehloLabel + "." + domain + "." + spfLabel + "." + testZone
+	for len(name) > 253 {
+		_, name, _ = strings.Cut(name, ".")
+	}
+	return name + "."
+}
+
+// nibbles is SPF's %{i} of an IPv6 address: 32 dot-separated nibbles.
+func nibbles(a netip.Addr) string {
+	b := a.As16()
+	out := make([]string, 0, 32)
+	for _, c := range b {
+		out = append(out, strconv.FormatUint(uint64(c>>4), 16), strconv.FormatUint(uint64(c&0xf), 16))
+	}
+	return strings.Join(out, ".")
+}
+
+// scrapeMetrics reads the edge's /metrics page.
+func scrapeMetrics(t *testing.T, e *testEdge) string {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + e.MetricsAddr().String() + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(body)
+}
+
+// requireMetric checks the value of the sample whose line starts with
+// series (a name with its labels, as /metrics writes it).
+func requireMetric(t *testing.T, e *testEdge, series string, ok func(float64) bool) {
+	t.Helper()
+	text := scrapeMetrics(t, e)
+	for line := range strings.SplitSeq(text, "\n") {
+		if rest, found := strings.CutPrefix(line, strings.TrimSpace(series)+" "); found {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			require.NoError(t, err, line)
+			require.True(t, ok(v), "%s", line)
+			return
+		}
+	}
+	t.Fatalf("no sample %q in:\n%s", series, text)
 }

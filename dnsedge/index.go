@@ -1,136 +1,66 @@
 package dnsedge
 
 import (
-	"fmt"
 	"strings"
 )
-
-// maxDMARCLen bounds the TXT value of one domain. The API composes far
-// shorter records; the bound keeps an answer well inside a TCP message.
-const maxDMARCLen = 8192
-
-// row is one edge_domain row as read from PostgreSQL or the snapshot file.
-type row struct {
-	name    string
-	serial  int64
-	mode    string
-	dmarc   string
-	deleted bool
-}
-
-// domain is one hosted domain as the index serves it. It is built once, when
-// its row enters an index, and never changed: later indexes share it.
-type domain struct {
-	name   string // "example.com": lower case, no trailing dot
-	serial int64  // edge_domain.serial, the SOA serial of _dmarc.<name>
-	mode   string // "sending" or "blocked"; kept for later record types
-	dmarc  string // the TXT value at _dmarc.<name>, as stored
-	// dmarcTXT is dmarc cut into 255-byte character-strings, escaped for
-	// miekg/dns (which reads backslash escapes when packing); nil when dmarc
-	// is empty, in which case no TXT record exists.
-	dmarcTXT []string
-}
-
-// newDomain validates r and builds the domain it describes.
-func newDomain(r row) (*domain, error) {
-	if err := checkHostName(r.name); err != nil {
-		return nil, fmt.Errorf("name %q: %w", r.name, err)
-	}
-	// _dmarc.<name>. must fit the 255-octet wire limit: 7 + len + 2.
-	if len(r.name) > 253-len("_dmarc.") {
-		return nil, fmt.Errorf("name %q too long for _dmarc.<name>", r.name)
-	}
-	if r.serial <= 0 {
-		return nil, fmt.Errorf("domain %q: serial %d not positive", r.name, r.serial)
-	}
-	if r.mode == "" || len(r.mode) > 32 || strings.ContainsFunc(r.mode, func(c rune) bool { return c < 'a' || c > 'z' }) {
-		return nil, fmt.Errorf("domain %q: invalid mode %q", r.name, r.mode)
-	}
-	if len(r.dmarc) > maxDMARCLen {
-		return nil, fmt.Errorf("domain %q: dmarc value of %d bytes exceeds %d", r.name, len(r.dmarc), maxDMARCLen)
-	}
-	return &domain{name: r.name, serial: r.serial, mode: r.mode, dmarc: r.dmarc, dmarcTXT: txtStrings(r.dmarc)}, nil
-}
-
-// txtStrings cuts s into the character-strings of one TXT record (at most
-// 255 bytes each, RFC 1035 §3.3.14) in the escaped form miekg/dns packs.
-func txtStrings(s string) []string {
-	if s == "" {
-		return nil
-	}
-	out := make([]string, 0, (len(s)+254)/255)
-	for len(s) > 0 {
-		n := min(len(s), 255)
-		out = append(out, escapeTXT(s[:n]))
-		s = s[n:]
-	}
-	return out
-}
-
-// escapeTXT escapes the bytes miekg/dns would otherwise interpret when packing
-// a TXT character-string: backslash, and bytes outside printable ASCII.
-func escapeTXT(s string) string {
-	clean := true
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '\\' || c < ' ' || c > '~' {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
-			b.WriteString(`\\`)
-		case c < ' ' || c > '~':
-			fmt.Fprintf(&b, `\%03d`, c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
 
 // index is one immutable snapshot of the edge tables: what the edge serves.
 // It is built with no lock held and published with one atomic pointer store;
 // once published it is never written, so a query reads one consistent index
 // without locking. A changed index shares every shard it does not touch with
 // the one it was derived from (see shardMap).
-//
-// Later record types (SPF ranges, DKIM keys, BIMI) become more fields of
-// domain and, for the sender services, more shardMaps here.
 type index struct {
-	// serial is the highest edge_domain serial the index reflects, tombstones
-	// included; it is the edge zone's SOA serial and where following resumes.
+	// serial is the highest serial of both edge tables the index reflects,
+	// tombstones included; it is the SOA serial of the edge zone and of the
+	// report authorisation zone, and where following resumes.
 	serial  int64
 	domains *shardMap[*domain] // by name, "example.com"
+	// services are the sender services by edge_service name. A domain names
+	// the services it enables and a query looks them up here, so a changed
+	// service row changes the answers of every domain enabling it without
+	// touching those domains.
+	services *shardMap[*service]
 	// parents counts, for every proper suffix of a hosted domain name
 	// ("com" for "example.com"), the hosted domains below it. These are the
-	// empty non-terminals of the edge zone's _dmarc subtree, which must
-	// answer NODATA rather than NXDOMAIN (RFC 8020; QNAME minimisation walks
-	// through them).
-	parents *shardMap[int32]
+	// empty non-terminals of the subtrees that hold a name per domain
+	// (_dmarc and _nspf in the edge zone, the report authorisation zone),
+	// which must answer NODATA rather than NXDOMAIN (RFC 8020; QNAME
+	// minimisation walks through them).
+	parents *shardMap[parentCount]
+	// nspfNames counts the domains with a name in the _nspf subtree.
+	nspfNames int
 }
 
-// emptyIndex has no domains.
+// parentCount is the number of hosted domains below a name, in all and in
+// the _nspf subtree, which holds only the domains with an _nspf record.
+type parentCount struct {
+	all, nspf int32
+}
+
+// emptyIndex has no domains and no services.
 func emptyIndex() *index {
-	return &index{domains: &shardMap[*domain]{}, parents: &shardMap[int32]{}}
+	return &index{domains: &shardMap[*domain]{}, services: &shardMap[*service]{}, parents: &shardMap[parentCount]{}}
 }
 
 // numDomains is the number of domains served.
 func (ix *index) numDomains() int { return ix.domains.len() }
+
+// numServices is the number of sender services known.
+func (ix *index) numServices() int { return ix.services.len() }
 
 // rowErrors reports rows left out of an index, one error per row.
 type rowErrors []error
 
 // buildIndex builds a full index at serial from the live (non-deleted) rows of
 // a full load. Invalid rows are left out and reported.
-func buildIndex(serial int64, rows []row) (*index, rowErrors) {
+func buildIndex(serial int64, rows []row, services []serviceRow) (*index, rowErrors) {
 	b := emptyIndex().edit()
 	var errs rowErrors
+	for _, r := range services {
+		if err := b.putService(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, r := range rows {
 		if err := b.put(r); err != nil {
 			errs = append(errs, err)
@@ -141,10 +71,16 @@ func buildIndex(serial int64, rows []row) (*index, rowErrors) {
 }
 
 // apply returns a new index: ix with the changed rows applied in order. A
-// deleted row, or an invalid one, removes its domain. ix is not modified.
-func (ix *index) apply(rows []row) (*index, rowErrors) {
+// deleted row, or an invalid one, removes its domain or service. ix is not
+// modified.
+func (ix *index) apply(rows []row, services []serviceRow) (*index, rowErrors) {
 	b := ix.edit()
 	var errs rowErrors
+	for _, r := range services {
+		if err := b.putService(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, r := range rows {
 		if err := b.put(r); err != nil {
 			errs = append(errs, err)
@@ -156,17 +92,25 @@ func (ix *index) apply(rows []row) (*index, rowErrors) {
 // indexBuilder derives a new index from an old one, copying shards on
 // first write. It is private to one goroutine until finish.
 type indexBuilder struct {
-	serial  int64
-	domains *shardEdit[*domain]
-	parents *shardEdit[int32]
+	serial    int64
+	domains   *shardEdit[*domain]
+	services  *shardEdit[*service]
+	parents   *shardEdit[parentCount]
+	nspfNames int
 }
 
 func (ix *index) edit() *indexBuilder {
-	return &indexBuilder{serial: ix.serial, domains: ix.domains.edit(), parents: ix.parents.edit()}
+	return &indexBuilder{
+		serial:    ix.serial,
+		domains:   ix.domains.edit(),
+		services:  ix.services.edit(),
+		parents:   ix.parents.edit(),
+		nspfNames: ix.nspfNames,
+	}
 }
 
-// put applies one row: an upsert, or a removal when the row is a tombstone
-// or invalid.
+// put applies one edge_domain row: an upsert, or a removal when the row is a
+// tombstone or invalid.
 func (b *indexBuilder) put(r row) error {
 	b.serial = max(b.serial, r.serial)
 	if r.deleted {
@@ -178,27 +122,54 @@ func (b *indexBuilder) put(r row) error {
 		b.remove(r.name)
 		return err
 	}
-	if _, ok := b.domains.get(d.name); !ok {
-		b.forEachParent(d.name, 1)
+	delta := parentCount{all: 1, nspf: b2i(d.hasNSPF())}
+	if old, ok := b.domains.get(d.name); ok {
+		delta = parentCount{nspf: delta.nspf - b2i(old.hasNSPF())}
 	}
 	b.domains.set(d.name, d)
+	b.count(d.name, delta)
 	return nil
 }
 
 func (b *indexBuilder) remove(name string) {
-	if _, ok := b.domains.get(name); !ok {
+	old, ok := b.domains.get(name)
+	if !ok {
 		return
 	}
 	b.domains.delete(name)
-	b.forEachParent(name, -1)
+	b.count(name, parentCount{all: -1, nspf: -b2i(old.hasNSPF())})
 }
 
-// forEachParent adds delta to the count of every proper suffix of name.
-func (b *indexBuilder) forEachParent(name string, delta int32) {
+// putService applies one edge_service row: an upsert, or a removal when the
+// row is a tombstone or invalid.
+func (b *indexBuilder) putService(r serviceRow) error {
+	b.serial = max(b.serial, r.serial)
+	if r.deleted {
+		b.services.delete(r.name)
+		return nil
+	}
+	s, err := newService(r)
+	if err != nil {
+		b.services.delete(r.name)
+		return err
+	}
+	b.services.set(s.name, s)
+	return nil
+}
+
+// count adds delta to the count of every proper suffix of name, and delta.nspf
+// to the number of names in the _nspf subtree.
+func (b *indexBuilder) count(name string, delta parentCount) {
+	b.nspfNames += int(delta.nspf)
+	if delta == (parentCount{}) {
+		return
+	}
 	for i := strings.IndexByte(name, '.'); i >= 0; {
 		p := name[i+1:]
 		n, _ := b.parents.get(p)
-		if n += delta; n > 0 {
+		n.all += delta.all
+		n.nspf += delta.nspf
+		if n.all > 0 {
 			b.parents.set(p, n)
 		} else {
 			b.parents.delete(p)
@@ -211,8 +182,21 @@ func (b *indexBuilder) forEachParent(name string, delta int32) {
 	}
 }
 
+func b2i(v bool) int32 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
 func (b *indexBuilder) finish() *index {
-	return &index{serial: b.serial, domains: b.domains.finish(), parents: b.parents.finish()}
+	return &index{
+		serial:    b.serial,
+		domains:   b.domains.finish(),
+		services:  b.services.finish(),
+		parents:   b.parents.finish(),
+		nspfNames: b.nspfNames,
+	}
 }
 
 // shardCount is the number of shards of a shardMap. A change copies only the

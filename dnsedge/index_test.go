@@ -17,9 +17,9 @@ func TestApplyCopyOnWrite(t *testing.T) {
 	for i := range 500 {
 		rows = append(rows, row{name: fmt.Sprintf("d%03d.example", i), serial: int64(i + 1), mode: "sending", dmarc: "v=DMARC1; p=none"})
 	}
-	old, errs := buildIndex(500, rows)
+	old, errs := buildIndex(500, rows, nil)
 	require.Empty(t, errs)
-	oldCopy, _ := buildIndex(500, rows)
+	oldCopy, _ := buildIndex(500, rows, nil)
 
 	next, errs := old.apply([]row{
 		{name: "d000.example", serial: 501, mode: "blocked", dmarc: "v=DMARC1; p=reject"},
@@ -27,7 +27,7 @@ func TestApplyCopyOnWrite(t *testing.T) {
 		{name: "new.example", serial: 503, mode: "sending", dmarc: "v=DMARC1; p=none"},
 		{name: "BAD.example", serial: 504, mode: "sending"},
 		{name: "d002.example", serial: 505, mode: "sending", dmarc: strings.Repeat("x", maxDMARCLen+1)},
-	})
+	}, nil)
 	require.Len(t, errs, 2)
 	requireSameIndex(t, oldCopy, old) // untouched
 
@@ -55,24 +55,29 @@ func TestApplyCopyOnWrite(t *testing.T) {
 func TestParents(t *testing.T) {
 	t.Parallel()
 	ix, _ := buildIndex(3, []row{
-		{name: "a.b.example", serial: 1, mode: "sending"},
+		{name: "a.b.example", serial: 1, mode: "sending", nspf: "v=spf1 ip4:192.0.2.0/24 -all"},
 		{name: "c.b.example", serial: 2, mode: "sending"},
 		{name: "example", serial: 3, mode: "sending"},
-	})
-	count := func(ix *index, name string) int32 { n, _ := ix.parents.get(name); return n }
-	require.Equal(t, int32(2), count(ix, "b.example"))
-	require.Equal(t, int32(2), count(ix, "example"))
-	require.Equal(t, int32(0), count(ix, "a.b.example"))
+	}, nil)
+	count := func(ix *index, name string) parentCount { n, _ := ix.parents.get(name); return n }
+	require.Equal(t, parentCount{all: 2, nspf: 1}, count(ix, "b.example"))
+	require.Equal(t, parentCount{all: 2, nspf: 1}, count(ix, "example"))
+	require.Equal(t, parentCount{}, count(ix, "a.b.example"))
+	require.Equal(t, 1, ix.nspfNames)
 
 	ix2, _ := ix.apply([]row{
 		{name: "a.b.example", serial: 4, deleted: true},
-		{name: "c.b.example", serial: 5, mode: "blocked"}, // update: counts unchanged
-	})
-	require.Equal(t, int32(1), count(ix2, "b.example"))
-	ix3, _ := ix2.apply([]row{{name: "c.b.example", serial: 6, deleted: true}})
-	require.Equal(t, int32(0), count(ix3, "b.example"))
+		// update: the domain count is unchanged, and a blocked domain has
+		// an _nspf name ("v=spf1 -all")
+		{name: "c.b.example", serial: 5, mode: "blocked"},
+	}, nil)
+	require.Equal(t, parentCount{all: 1, nspf: 1}, count(ix2, "b.example"))
+	require.Equal(t, 1, ix2.nspfNames)
+	ix3, _ := ix2.apply([]row{{name: "c.b.example", serial: 6, deleted: true}}, nil)
+	require.Equal(t, parentCount{}, count(ix3, "b.example"))
 	require.Equal(t, 0, ix3.parents.len(), "no counts left once the children are gone")
-	require.Equal(t, int32(2), count(ix, "b.example"), "old index unchanged")
+	require.Equal(t, 0, ix3.nspfNames)
+	require.Equal(t, parentCount{all: 2, nspf: 1}, count(ix, "b.example"), "old index unchanged")
 }
 
 // TestTXTStrings checks the split into 255-byte strings and the escaping,

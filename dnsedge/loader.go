@@ -167,33 +167,74 @@ func (e *Edge) catchUp(ctx context.Context, conn *pgx.Conn, payloads []string) e
 	return e.fetchSince(ctx, conn, cur, late)
 }
 
-// fetchSince applies the rows with a serial above after or in late.
+// fetchSince applies the rows of both edge tables with a serial above after
+// or in late.
 func (e *Edge) fetchSince(ctx context.Context, conn *pgx.Conn, after int64, late []int64) error {
 	start := time.Now()
 	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
-	changed, err := edgedb.New(conn).ChangedSince(qctx, edgedb.ChangedSinceParams{After: after, Late: late})
+	var (
+		domains  []edgedb.ChangedSinceRow
+		services []edgedb.ServicesChangedSinceRow
+	)
+	// Both tables at one point, so that the index never holds a service
+	// change without a domain change committed before it.
+	err := pgx.BeginTxFunc(qctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		q := edgedb.New(tx)
+		var err error
+		if domains, err = q.ChangedSince(qctx, edgedb.ChangedSinceParams{After: after, Late: late}); err != nil {
+			return err
+		}
+		services, err = q.ServicesChangedSince(qctx, edgedb.ServicesChangedSinceParams{After: after, Late: late})
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("fetch changes since serial %d: %w", after, err)
 	}
 	cur := e.index.Load()
 	var rows []row
-	for _, c := range changed {
-		if d, ok := cur.domains.get(c.Name); ok && d.serial == c.Serial && !c.Deleted ||
-			!ok && c.Deleted && c.Serial <= cur.serial {
+	for _, c := range domains {
+		r := domainRow(c.EdgeDomain)
+		if d, ok := cur.domains.get(r.name); ok && d.serial == r.serial && !r.deleted ||
+			!ok && r.deleted && r.serial <= cur.serial {
 			continue // already applied
 		}
-		rows = append(rows, row{name: c.Name, serial: c.Serial, mode: c.Mode, dmarc: c.Dmarc, deleted: c.Deleted})
+		rows = append(rows, r)
 	}
-	if len(rows) > 0 {
-		next, errs := cur.apply(rows)
+	var srows []serviceRow
+	for _, c := range services {
+		r := serviceRowOf(c.EdgeService)
+		if s, ok := cur.services.get(r.name); ok && s.serial == r.serial && !r.deleted ||
+			!ok && r.deleted && r.serial <= cur.serial {
+			continue // already applied
+		}
+		srows = append(srows, r)
+	}
+	if len(rows) > 0 || len(srows) > 0 {
+		next, errs := cur.apply(rows, srows)
 		e.logRowErrors(errs)
-		e.log.Debug("dnsedge: applied changes", "after", after, "late", len(late), "rows", len(rows), "serial", next.serial, "duration", time.Since(start))
+		e.log.Debug("dnsedge: applied changes", "after", after, "late", len(late), "rows", len(rows), "services", len(srows), "serial", next.serial, "duration", time.Since(start))
 		e.publish(next)
 		e.requestSave(false)
 	}
 	e.confirm(start)
 	return nil
+}
+
+// domainRow converts an edge_domain row as sqlc reads it.
+func domainRow(d edgedb.EdgeDomain) row {
+	return row{
+		name: d.Name, serial: d.Serial, mode: d.Mode, dmarc: d.Dmarc, deleted: d.Deleted,
+		netblocks: d.Netblocks, services: d.Services, nspf: d.Nspf, dkim: string(d.Dkim), bimi: d.Bimi,
+	}
+}
+
+// serviceRowOf converts an edge_service row as sqlc reads it.
+func serviceRowOf(s edgedb.EdgeService) serviceRow {
+	return serviceRow{
+		name: s.Name, serial: s.Serial, ranges: s.Ranges, heloSuffixes: s.HeloSuffixes,
+		include: s.Include, deleted: s.Deleted,
+	}
 }
 
 // heartbeat checks that the index is current: it fetches what a lost
@@ -218,22 +259,26 @@ func (e *Edge) heartbeat(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// fullLoad reads the whole edge table at one consistent point and publishes
-// the index built from it.
+// fullLoad reads both edge tables at one consistent point and publishes the
+// index built from them.
 func (e *Edge) fullLoad(ctx context.Context, conn *pgx.Conn, logInfo bool) error {
 	start := time.Now()
 	lctx, cancel := context.WithTimeout(ctx, fullLoadTimeout)
 	defer cancel()
 	var (
-		serial int64
-		live   []edgedb.LiveDomainsRow
+		serial   int64
+		live     []edgedb.LiveDomainsRow
+		services []edgedb.LiveServicesRow
 	)
-	// One REPEATABLE READ transaction: the serial and the rows come from the
-	// same snapshot of the database.
+	// One REPEATABLE READ transaction: the serial and the rows of both
+	// tables come from the same snapshot of the database.
 	err := pgx.BeginTxFunc(lctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		q := edgedb.New(tx)
 		var err error
 		if serial, err = q.MaxSerial(lctx); err != nil {
+			return err
+		}
+		if services, err = q.LiveServices(lctx); err != nil {
 			return err
 		}
 		live, err = q.LiveDomains(lctx)
@@ -244,9 +289,13 @@ func (e *Edge) fullLoad(ctx context.Context, conn *pgx.Conn, logInfo bool) error
 	}
 	rows := make([]row, len(live))
 	for i, l := range live {
-		rows[i] = row{name: l.Name, serial: l.Serial, mode: l.Mode, dmarc: l.Dmarc}
+		rows[i] = domainRow(l.EdgeDomain)
 	}
-	ix, errs := buildIndex(serial, rows)
+	srows := make([]serviceRow, len(services))
+	for i, s := range services {
+		srows[i] = serviceRowOf(s.EdgeService)
+	}
+	ix, errs := buildIndex(serial, rows, srows)
 	e.logRowErrors(errs)
 	e.publish(ix)
 	e.confirm(start)
@@ -255,7 +304,7 @@ func (e *Edge) fullLoad(ctx context.Context, conn *pgx.Conn, logInfo bool) error
 	if logInfo {
 		level = e.log.Info
 	}
-	level("dnsedge: loaded edge tables", "serial", ix.serial, "domains", ix.numDomains(), "duration", time.Since(start).Round(time.Millisecond))
+	level("dnsedge: loaded edge tables", "serial", ix.serial, "domains", ix.numDomains(), "services", ix.numServices(), "duration", time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -264,9 +313,9 @@ func (e *Edge) logRowErrors(errs rowErrors) {
 	const show = 10
 	for i, err := range errs {
 		if i == show {
-			e.log.Error("dnsedge: more invalid edge_domain rows skipped", "count", len(errs)-show)
+			e.log.Error("dnsedge: more invalid edge table rows skipped", "count", len(errs)-show)
 			return
 		}
-		e.log.Error("dnsedge: skipping invalid edge_domain row", "err", err)
+		e.log.Error("dnsedge: skipping invalid edge table row", "err", err)
 	}
 }

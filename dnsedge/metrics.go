@@ -31,6 +31,10 @@ type metrics struct {
 	rcodeSlot   map[int]int
 	dropped     prometheus.Counter
 	dbConnected prometheus.Gauge
+	rrlDropped  prometheus.Counter
+	rrlSlipped  prometheus.Counter
+	tcpRefused  *prometheus.CounterVec
+	tcpOpen     prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
@@ -49,7 +53,26 @@ func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
 			Name: "dnsedge_db_connected",
 			Help: "1 while the edge holds a PostgreSQL connection listening for changes, else 0.",
 		}),
+		rrlDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dnsedge_rrl_dropped_total",
+			Help: "UDP responses dropped by response rate limiting.",
+		}),
+		rrlSlipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dnsedge_rrl_slipped_total",
+			Help: "UDP responses sent truncated (TC set, no records) by response rate limiting.",
+		}),
+		tcpRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dnsedge_tcp_connections_refused_total",
+			Help: "TCP connections closed on accept, by the cap reached: total (all connections) or source (one IPv4 address or IPv6 /64).",
+		}, []string{"reason"}),
+		tcpOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dnsedge_tcp_connections",
+			Help: "TCP connections open.",
+		}),
 	}
+	// Both reasons exist from the start, so that a rate query sees a zero.
+	m.tcpRefused.WithLabelValues(refusedTotal)
+	m.tcpRefused.WithLabelValues(refusedSource)
 	qtypes := append(queryQtypes[:len(queryQtypes):len(queryQtypes)], 0)
 	rcodes := append(queryRcodes[:len(queryRcodes):len(queryRcodes)], -1)
 	for i, t := range qtypes {
@@ -78,10 +101,10 @@ func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
 	delete(m.rcodeSlot, -1)
 
 	collectors := []prometheus.Collector{
-		queries, m.dropped, m.dbConnected,
+		queries, m.dropped, m.dbConnected, m.rrlDropped, m.rrlSlipped, m.tcpRefused, m.tcpOpen,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "dnsedge_snapshot_serial",
-			Help: "Highest edge_domain serial in the snapshot being served (0 before the first load).",
+			Help: "Highest edge table serial in the snapshot being served (0 before the first load).",
 		}, func() float64 { return float64(e.Serial()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "dnsedge_snapshot_domains",
@@ -89,6 +112,15 @@ func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
 		}, func() float64 {
 			if ix := e.index.Load(); ix != nil {
 				return float64(ix.numDomains())
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "dnsedge_snapshot_services",
+			Help: "Sender services in the snapshot being served.",
+		}, func() float64 {
+			if ix := e.index.Load(); ix != nil {
+				return float64(ix.numServices())
 			}
 			return 0
 		}),

@@ -1,15 +1,31 @@
 -- name: MaxSerial :one
--- The highest serial in edge_domain, tombstones included.
-SELECT coalesce(max(serial), 0)::bigint AS serial FROM edge_domain;
+-- The highest serial of the edge tables, tombstones included. Both tables
+-- take their serials from edge_serial_seq.
+SELECT greatest(
+    (SELECT coalesce(max(serial), 0) FROM edge_domain),
+    (SELECT coalesce(max(serial), 0) FROM edge_service)
+)::bigint AS serial;
 
 -- name: LiveDomains :many
 -- Every domain that is served, for a full load.
-SELECT name, serial, mode, dmarc FROM edge_domain WHERE NOT deleted;
+SELECT sqlc.embed(edge_domain) FROM edge_domain WHERE NOT deleted;
+
+-- name: LiveServices :many
+-- Every sender service that is served, for a full load.
+SELECT sqlc.embed(edge_service) FROM edge_service WHERE NOT deleted;
 
 -- name: ChangedSince :many
--- Rows changed after a serial, plus the rows still at the given earlier
+-- Domains changed after a serial, plus the rows still at the given earlier
 -- serials (committed out of serial order), tombstones included, oldest first.
-SELECT name, serial, mode, dmarc, deleted
+SELECT sqlc.embed(edge_domain)
 FROM edge_domain
+WHERE serial > @after::bigint OR serial = ANY(@late::bigint[])
+ORDER BY serial;
+
+-- name: ServicesChangedSince :many
+-- Sender services changed after a serial or still at one of the given
+-- earlier serials, as ChangedSince for domains.
+SELECT sqlc.embed(edge_service)
+FROM edge_service
 WHERE serial > @after::bigint OR serial = ANY(@late::bigint[])
 ORDER BY serial;

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -41,6 +42,18 @@ func (e *Edge) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	size := maxTCPSize
 	if !tcp {
 		size = udpSize(r)
+		// Over TCP the source is proven by the handshake, so only UDP
+		// responses are limited.
+		if udp, ok := w.RemoteAddr().(*net.UDPAddr); ok && e.rrl != nil {
+			switch e.rrl.check(udp.AddrPort().Addr(), time.Now()) {
+			case rrlDrop:
+				e.metrics.rrlDropped.Inc()
+				return
+			case rrlSlip:
+				e.metrics.rrlSlipped.Inc()
+				truncate(m)
+			}
+		}
 	}
 	fit(m, size)
 	var qtype uint16
@@ -173,8 +186,20 @@ func fit(m *dns.Msg, size int) {
 	if m.Len() <= size {
 		return
 	}
+	truncate(m)
+}
+
+// truncate leaves m with its question and OPT record alone, and TC set.
+func truncate(m *dns.Msg) {
 	m.Truncated = true
 	m.Answer, m.Ns = nil, nil
+	extra := m.Extra[:0:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			extra = append(extra, rr)
+		}
+	}
+	m.Extra = extra
 }
 
 // acceptHeader is the server's first look at a message, from its header

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -23,19 +24,26 @@ import (
 //	checksum 32 bytes SHA-256 of the payload
 //	payload
 //
-// Payload, version 1 (uvarint-prefixed strings, varint integers):
+// Payload, version 2 (uvarint-prefixed strings, varint integers, lists as
+// a uvarint count followed by the strings):
 //
 //	confirmed  int64 Unix nanoseconds: when the data was last confirmed current
 //	serial     varint: the index serial
+//	count      uvarint: number of sender services
+//	count times: name string, serial varint, ranges list (prefixes as text),
+//	             HELO suffixes list, include string
 //	count      uvarint: number of domains
-//	count times: name string, serial varint, mode string, dmarc string
+//	count times: name string, serial varint, mode string, dmarc string,
+//	             netblocks list (prefixes as text), services list, nspf string,
+//	             dkim string (the column's JSON), bimi string
 //
 // The file is a cache written by the same program that reads it, so a new
 // payload layout gets a new version and an edge refuses versions it does not
-// know: it then loads from PostgreSQL as if there were no file.
+// know: it then loads from PostgreSQL as if there were no file. (Version 1
+// had no services and only the name, serial, mode and dmarc of a domain.)
 const (
 	snapshotMagic   = "RMPEDGE\n"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	snapshotHeader  = len(snapshotMagic) + 4 + 8 + sha256.Size
 )
 
@@ -47,19 +55,45 @@ type snapshot struct {
 
 // encodeSnapshot serialises ix with its confirmation time.
 func encodeSnapshot(ix *index, confirmed time.Time) []byte {
-	p := make([]byte, 0, 64+ix.numDomains()*96)
+	p := make([]byte, 0, 64+ix.numDomains()*128+ix.numServices()*256)
 	p = binary.BigEndian.AppendUint64(p, uint64(confirmed.UnixNano()))
 	p = binary.AppendVarint(p, ix.serial)
-	p = binary.AppendUvarint(p, uint64(ix.numDomains()))
 	appendString := func(s string) {
 		p = binary.AppendUvarint(p, uint64(len(s)))
 		p = append(p, s...)
 	}
+	appendList := func(ss []string) {
+		p = binary.AppendUvarint(p, uint64(len(ss)))
+		for _, s := range ss {
+			appendString(s)
+		}
+	}
+	appendPrefixes := func(ps []netip.Prefix) {
+		p = binary.AppendUvarint(p, uint64(len(ps)))
+		for _, pfx := range ps {
+			appendString(pfx.String())
+		}
+	}
+	p = binary.AppendUvarint(p, uint64(ix.numServices()))
+	ix.services.all(func(_ string, s *service) bool {
+		appendString(s.name)
+		p = binary.AppendVarint(p, s.serial)
+		appendPrefixes(s.ranges)
+		appendList(s.heloSuffixes)
+		appendString(s.include)
+		return true
+	})
+	p = binary.AppendUvarint(p, uint64(ix.numDomains()))
 	ix.domains.all(func(_ string, d *domain) bool {
 		appendString(d.name)
 		p = binary.AppendVarint(p, d.serial)
 		appendString(d.mode)
 		appendString(d.dmarc)
+		appendPrefixes(d.netblocks)
+		appendList(d.services)
+		appendString(d.nspf)
+		appendString(d.dkim)
+		appendString(d.bimi)
 		return true
 	})
 	sum := sha256.Sum256(p)
@@ -70,6 +104,13 @@ func encodeSnapshot(ix *index, confirmed time.Time) []byte {
 	out = append(out, sum[:]...)
 	return append(out, p...)
 }
+
+// Smallest encodings, to reject counts larger than the payload can hold.
+const (
+	minServiceBytes = 6  // name (2), serial, two empty lists, empty include
+	minDomainBytes  = 11 // name (2), serial, mode (2), dmarc, two lists, three strings
+	maxPrefixText   = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128")
+)
 
 // decodeSnapshot parses and verifies a snapshot file. The bytes are not
 // trusted: any inconsistency is an error, and a returned index holds only
@@ -97,17 +138,47 @@ func decodeSnapshot(b []byte) (snapshot, error) {
 	d := decoder{b: payload}
 	confirmed := int64(d.uint64())
 	serial := d.varint()
-	count := d.uvarint()
-	// Each domain takes at least 4 bytes; a larger count is a lie.
-	if d.err == nil && count > uint64(len(d.b))/4 {
-		return snapshot{}, fmt.Errorf("domain count %d exceeds the payload", count)
-	}
-	if serial < 0 {
+	if d.err == nil && serial < 0 {
 		return snapshot{}, fmt.Errorf("negative serial %d", serial)
 	}
 	b2 := emptyIndex().edit()
+
+	count := d.count(minServiceBytes, "service")
 	for i := uint64(0); i < count && d.err == nil; i++ {
-		r := row{name: d.string(253), serial: d.varint(), mode: d.string(32), dmarc: d.string(maxDMARCLen)}
+		r := serviceRow{
+			name:         d.string(maxServiceName),
+			serial:       d.varint(),
+			ranges:       d.prefixes(maxServiceRanges),
+			heloSuffixes: d.strings(maxHELOSuffixes, 253),
+			include:      d.string(maxIncludeLen),
+		}
+		if d.err != nil {
+			break
+		}
+		if _, dup := b2.services.get(r.name); dup {
+			return snapshot{}, fmt.Errorf("service %q listed twice", r.name)
+		}
+		if r.serial > serial {
+			return snapshot{}, fmt.Errorf("service %q has serial %d above the snapshot's %d", r.name, r.serial, serial)
+		}
+		if err := b2.putService(r); err != nil {
+			return snapshot{}, err
+		}
+	}
+
+	count = d.count(minDomainBytes, "domain")
+	for i := uint64(0); i < count && d.err == nil; i++ {
+		r := row{
+			name:      d.string(253),
+			serial:    d.varint(),
+			mode:      d.string(32),
+			dmarc:     d.string(maxDMARCLen),
+			netblocks: d.prefixes(maxNetblocks),
+			services:  d.strings(maxDomainServices, maxServiceName),
+			nspf:      d.string(maxTXTLen),
+			dkim:      d.string(maxDKIMJSON),
+			bimi:      d.string(maxTXTLen),
+		}
 		if d.err != nil {
 			break
 		}
@@ -185,6 +256,53 @@ func (d *decoder) varint() int64 {
 	}
 	d.b = d.b[n:]
 	return v
+}
+
+// count reads the number of elements that follow, each taking at least
+// minBytes: a count the rest of the payload cannot hold is a lie.
+func (d *decoder) count(minBytes int, what string) uint64 {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b))/uint64(minBytes) {
+		d.err = fmt.Errorf("%s count %d exceeds the payload", what, n)
+		return 0
+	}
+	return n
+}
+
+// strings reads a list of at most maxCount strings of at most maxLen bytes;
+// nil when empty.
+func (d *decoder) strings(maxCount, maxLen int) []string {
+	n := d.count(1, "list")
+	if d.err == nil && n > uint64(maxCount) {
+		d.err = fmt.Errorf("list of %d exceeds %d", n, maxCount)
+	}
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = d.string(maxLen)
+	}
+	return out
+}
+
+// prefixes reads a list of at most maxCount prefixes in text form; nil when
+// empty.
+func (d *decoder) prefixes(maxCount int) []netip.Prefix {
+	ss := d.strings(maxCount, maxPrefixText)
+	if d.err != nil || ss == nil {
+		return nil
+	}
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			d.err = err
+			return nil
+		}
+		out[i] = p
+	}
+	return out
 }
 
 func (d *decoder) string(maxLen int) string {

@@ -4,14 +4,23 @@
 //
 // Every flag defaults to an environment variable:
 //
-//	-listen      DNSEDGE_LISTEN      UDP and TCP address (127.0.0.1:5353)
-//	-zone        DNSEDGE_ZONE        the edge's own zone (edge.rampart.test)
-//	-ns          DNSEDGE_NS          name servers, "name[=address],..." (ns1.<zone>,ns2.<zone>)
-//	-snapshot    DNSEDGE_SNAPSHOT    snapshot file (.data/dnsedge.snapshot)
-//	-metrics     DNSEDGE_METRICS     /metrics address, empty for none (127.0.0.1:9153)
-//	-resync      DNSEDGE_RESYNC      full reload interval (5m)
-//	-log-format  DNSEDGE_LOG_FORMAT  text or json (text)
-//	-log-level   DNSEDGE_LOG_LEVEL   debug, info, warn or error (info)
+//	-listen                    DNSEDGE_LISTEN                    UDP and TCP address (127.0.0.1:5353)
+//	-zone                      DNSEDGE_ZONE                      the edge's own zone (edge.rampart.test)
+//	-ns                        DNSEDGE_NS                        name servers, "name[=address],..." (ns1.<zone>,ns2.<zone>)
+//	-reports-domain            DNSEDGE_REPORTS_DOMAIN            domain receiving DMARC reports; serves
+//	                                                             _report._dmarc.<it> (empty: not served)
+//	-snapshot                  DNSEDGE_SNAPSHOT                  snapshot file (.data/dnsedge.snapshot)
+//	-metrics                   DNSEDGE_METRICS                   /metrics address, empty for none (127.0.0.1:9153)
+//	-resync                    DNSEDGE_RESYNC                    full reload interval (5m)
+//	-spf-ttl                   DNSEDGE_SPF_TTL                   TTL of the per-query SPF answers (1m)
+//	-tcp-max-conns             DNSEDGE_TCP_MAX_CONNS             TCP connections open at once (1024)
+//	-tcp-max-conns-per-source  DNSEDGE_TCP_MAX_CONNS_PER_SOURCE  per IPv4 address or IPv6 /64 (64)
+//	-tcp-read-timeout          DNSEDGE_TCP_READ_TIMEOUT          wait for a connection's first query (5s)
+//	-tcp-idle-timeout          DNSEDGE_TCP_IDLE_TIMEOUT          idle time before a connection is closed (10s)
+//	-rrl-rate                  DNSEDGE_RRL_RATE                  UDP responses per second per /24 or /56, 0 for no limit (0)
+//	-rrl-slip                  DNSEDGE_RRL_SLIP                  send every Nth limited response truncated, -1 for none (2)
+//	-log-format                DNSEDGE_LOG_FORMAT                text or json (text)
+//	-log-level                 DNSEDGE_LOG_LEVEL                 debug, info, warn or error (info)
 //
 // The database is DATABASE_URL, read from the environment only so that its
 // password does not show in the process list.
@@ -25,6 +34,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -42,52 +52,19 @@ func main() {
 }
 
 func run(args []string) error {
-	resyncDefault := dnsedge.DefaultResyncInterval
-	if v := os.Getenv("DNSEDGE_RESYNC"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("DNSEDGE_RESYNC: %w", err)
-		}
-		resyncDefault = d
+	cfg, logOpts, err := parseArgs(args, os.LookupEnv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
 	}
-	fs := flag.NewFlagSet("dnsedge", flag.ContinueOnError)
-	listen := fs.String("listen", env("DNSEDGE_LISTEN", dnsedge.DefaultListen), "UDP and TCP `address` to answer DNS on")
-	zone := fs.String("zone", env("DNSEDGE_ZONE", "edge.rampart.test"), "the edge's own `zone`")
-	ns := fs.String("ns", os.Getenv("DNSEDGE_NS"), "name servers, `name[=address],...` (default ns1.<zone>,ns2.<zone>)")
-	snapshot := fs.String("snapshot", env("DNSEDGE_SNAPSHOT", ".data/dnsedge.snapshot"), "snapshot `file`")
-	metrics := fs.String("metrics", env("DNSEDGE_METRICS", "127.0.0.1:9153"), "`address` serving /metrics, empty for none")
-	resync := fs.Duration("resync", resyncDefault, "full reload `interval`")
-	logFormat := fs.String("log-format", env("DNSEDGE_LOG_FORMAT", "text"), "log `format`: text or json")
-	logLevel := fs.String("log-level", env("DNSEDGE_LOG_LEVEL", "info"), "log `level`: debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-
-	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {
 		return err
 	}
-	cfg := dnsedge.Config{
-		Zone:           *zone,
-		Listen:         *listen,
-		MetricsListen:  *metrics,
-		SnapshotPath:   *snapshot,
-		ResyncInterval: *resync,
-		DatabaseURL:    os.Getenv("DATABASE_URL"),
+	log, err := newLogger(logOpts.format, logOpts.level)
+	if err != nil {
+		return err
 	}
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set")
-	}
-	if *ns != "" {
-		if cfg.NameServers, err = dnsedge.ParseNameServers(*ns); err != nil {
-			return fmt.Errorf("-ns: %w", err)
-		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -99,6 +76,81 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	return edge.Run(ctx)
+}
+
+type logOptions struct{ format, level string }
+
+// parseArgs reads the flags, each defaulting to its environment variable as
+// getenv finds it, into the edge's configuration.
+func parseArgs(args []string, getenv func(string) (string, bool)) (dnsedge.Config, logOptions, error) {
+	var (
+		cfg     dnsedge.Config
+		logOpts logOptions
+		envErr  error
+	)
+	str := func(key, def string) string {
+		if v, ok := getenv(key); ok {
+			return v
+		}
+		return def
+	}
+	dur := func(key string, def time.Duration) time.Duration {
+		v, ok := getenv(key)
+		if !ok || v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			envErr = errors.Join(envErr, fmt.Errorf("%s: %w", key, err))
+		}
+		return d
+	}
+	num := func(key string, def int) int {
+		v, ok := getenv(key)
+		if !ok || v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			envErr = errors.Join(envErr, fmt.Errorf("%s: %w", key, err))
+		}
+		return n
+	}
+
+	fs := flag.NewFlagSet("dnsedge", flag.ContinueOnError)
+	fs.StringVar(&cfg.Listen, "listen", str("DNSEDGE_LISTEN", dnsedge.DefaultListen), "UDP and TCP `address` to answer DNS on")
+	fs.StringVar(&cfg.Zone, "zone", str("DNSEDGE_ZONE", "edge.rampart.test"), "the edge's own `zone`")
+	ns := fs.String("ns", str("DNSEDGE_NS", ""), "name servers, `name[=address],...` (default ns1.<zone>,ns2.<zone>)")
+	fs.StringVar(&cfg.ReportsDomain, "reports-domain", str("DNSEDGE_REPORTS_DOMAIN", ""), "`domain` receiving DMARC reports: serve _report._dmarc.<domain> (empty: not served)")
+	fs.StringVar(&cfg.SnapshotPath, "snapshot", str("DNSEDGE_SNAPSHOT", ".data/dnsedge.snapshot"), "snapshot `file`")
+	fs.StringVar(&cfg.MetricsListen, "metrics", str("DNSEDGE_METRICS", "127.0.0.1:9153"), "`address` serving /metrics, empty for none")
+	fs.DurationVar(&cfg.ResyncInterval, "resync", dur("DNSEDGE_RESYNC", dnsedge.DefaultResyncInterval), "full reload `interval`")
+	fs.DurationVar(&cfg.SPFTTL, "spf-ttl", dur("DNSEDGE_SPF_TTL", dnsedge.DefaultSPFTTL), "`TTL` of the per-query SPF answers")
+	fs.IntVar(&cfg.TCPMaxConns, "tcp-max-conns", num("DNSEDGE_TCP_MAX_CONNS", dnsedge.DefaultTCPMaxConns), "TCP connections open at once")
+	fs.IntVar(&cfg.TCPMaxConnsPerSource, "tcp-max-conns-per-source", num("DNSEDGE_TCP_MAX_CONNS_PER_SOURCE", dnsedge.DefaultTCPMaxConnsPerSource), "TCP connections open at once per IPv4 address or IPv6 /64")
+	fs.DurationVar(&cfg.TCPReadTimeout, "tcp-read-timeout", dur("DNSEDGE_TCP_READ_TIMEOUT", dnsedge.DefaultTCPReadTimeout), "wait for a TCP connection's first query, and bound on each write")
+	fs.DurationVar(&cfg.TCPIdleTimeout, "tcp-idle-timeout", dur("DNSEDGE_TCP_IDLE_TIMEOUT", dnsedge.DefaultTCPIdleTimeout), "idle time before a TCP connection is closed")
+	fs.IntVar(&cfg.RRLRate, "rrl-rate", num("DNSEDGE_RRL_RATE", 0), "UDP responses per second per client /24 or /56; 0 for no limit")
+	fs.IntVar(&cfg.RRLSlip, "rrl-slip", num("DNSEDGE_RRL_SLIP", dnsedge.DefaultRRLSlip), "send every `N`th rate-limited response truncated; -1 to drop them all")
+	fs.StringVar(&logOpts.format, "log-format", str("DNSEDGE_LOG_FORMAT", "text"), "log `format`: text or json")
+	fs.StringVar(&logOpts.level, "log-level", str("DNSEDGE_LOG_LEVEL", "info"), "log `level`: debug, info, warn or error")
+	if envErr != nil {
+		return cfg, logOpts, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, logOpts, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, logOpts, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *ns != "" {
+		var err error
+		if cfg.NameServers, err = dnsedge.ParseNameServers(*ns); err != nil {
+			return cfg, logOpts, fmt.Errorf("-ns: %w", err)
+		}
+	}
+	cfg.DatabaseURL, _ = getenv("DATABASE_URL")
+	return cfg, logOpts, nil
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
@@ -114,11 +166,4 @@ func newLogger(format, level string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", format)
-}
-
-func env(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok {
-		return v
-	}
-	return def
 }

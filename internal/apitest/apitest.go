@@ -31,6 +31,9 @@ import (
 // EdgeZone is the edge zone the test API and edges use.
 const EdgeZone = "edge.rampart.test"
 
+// ReportsDomain is the domain of the test API's report addresses.
+const ReportsDomain = "reports.rampart.test"
+
 // Env is one running API on its own database.
 type Env struct {
 	T           testing.TB
@@ -78,7 +81,7 @@ func Start(t testing.TB) *Env {
 	e.Pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	require.NoError(t, err)
 	e.Config = &app.Config{
-		APIAddr: "127.0.0.1:0", EdgeZone: EdgeZone, JWTKeyID: "k1",
+		APIAddr: "127.0.0.1:0", EdgeZone: EdgeZone, ReportsDomain: ReportsDomain, JWTKeyID: "k1",
 		JWTKey: base64.StdEncoding.EncodeToString(seed), LogLevel: "warn",
 	}
 	api, err := app.NewAPI(ctx, e.Pool, e.Config, Logger(t))
@@ -103,7 +106,7 @@ func Start(t testing.TB) *Env {
 func (e *Env) StartEdge(t testing.TB, snapshot string) *dnsedge.Edge {
 	t.Helper()
 	edge, err := dnsedge.New(dnsedge.Config{
-		Zone: EdgeZone, Listen: "127.0.0.1:0", DatabaseURL: e.DatabaseURL, SnapshotPath: snapshot,
+		Zone: EdgeZone, Listen: "127.0.0.1:0", DatabaseURL: e.DatabaseURL, SnapshotPath: snapshot, ReportsDomain: ReportsDomain,
 	}, Logger(t), prometheus.NewRegistry())
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

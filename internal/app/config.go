@@ -35,6 +35,7 @@ type Config struct {
 	LogLevel    string
 
 	EdgeZone        string
+	ReportsDomain   string
 	EdgeNameServers string
 	EdgeAddr        string
 	EdgeMetricsAddr string
@@ -71,6 +72,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", env("RAMPART_LOG_FORMAT", ""), "json or text (env RAMPART_LOG_FORMAT; default json, text in dev)")
 	fs.StringVar(&c.LogLevel, "log-level", env("RAMPART_LOG_LEVEL", "info"), "debug, info, warn or error (env RAMPART_LOG_LEVEL)")
 	fs.StringVar(&c.EdgeZone, "edge-zone", env("RAMPART_EDGE_ZONE", "edge.rampart.test"), "the DNS edge's own zone (env RAMPART_EDGE_ZONE)")
+	fs.StringVar(&c.ReportsDomain, "reports-domain", env("RAMPART_REPORTS_DOMAIN", "reports.rampart.test"), "the domain of Rampart's report addresses (env RAMPART_REPORTS_DOMAIN)")
 	fs.StringVar(&c.EdgeNameServers, "edge-ns", env("RAMPART_EDGE_NS", ""), "comma-separated edge name servers (env RAMPART_EDGE_NS; default ns1.<zone>,ns2.<zone>)")
 	fs.StringVar(&c.EdgeAddr, "edge-addr", env("DNSEDGE_LISTEN", "127.0.0.1:5353"), "dev: dnsedge UDP+TCP listen address (env DNSEDGE_LISTEN)")
 	fs.StringVar(&c.EdgeMetricsAddr, "edge-metrics", env("DNSEDGE_METRICS", "127.0.0.1:9153"), "dev: dnsedge metrics address (env DNSEDGE_METRICS)")

@@ -82,7 +82,7 @@ func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err
 	}
 	edge, err := dnsedge.New(dnsedge.Config{
 		Zone: cfg.EdgeZone, NameServers: ns, Listen: cfg.EdgeAddr, MetricsListen: cfg.EdgeMetricsAddr,
-		SnapshotPath: snapshot, DatabaseURL: cfg.DatabaseURL,
+		SnapshotPath: snapshot, DatabaseURL: cfg.DatabaseURL, ReportsDomain: cfg.ReportsDomain,
 	}, log.With("component", "dnsedge"), prometheus.NewRegistry())
 	if err != nil {
 		return err

@@ -3,3 +3,32 @@
 //   sqlc v1.31.1
 
 package edgedb
+
+import (
+	"net/netip"
+	"time"
+)
+
+type EdgeDomain struct {
+	Name      string
+	Serial    int64
+	Mode      string
+	Dmarc     string
+	Deleted   bool
+	UpdatedAt time.Time
+	Netblocks []netip.Prefix
+	Services  []string
+	Nspf      string
+	Dkim      []byte
+	Bimi      string
+}
+
+type EdgeService struct {
+	Name         string
+	Serial       int64
+	Ranges       []netip.Prefix
+	HeloSuffixes []string
+	Include      string
+	Deleted      bool
+	UpdatedAt    time.Time
+}

@@ -10,7 +10,7 @@ import (
 )
 
 const changedSince = `-- name: ChangedSince :many
-SELECT name, serial, mode, dmarc, deleted
+SELECT edge_domain.name, edge_domain.serial, edge_domain.mode, edge_domain.dmarc, edge_domain.deleted, edge_domain.updated_at, edge_domain.netblocks, edge_domain.services, edge_domain.nspf, edge_domain.dkim, edge_domain.bimi
 FROM edge_domain
 WHERE serial > $1::bigint OR serial = ANY($2::bigint[])
 ORDER BY serial
@@ -22,14 +22,10 @@ type ChangedSinceParams struct {
 }
 
 type ChangedSinceRow struct {
-	Name    string
-	Serial  int64
-	Mode    string
-	Dmarc   string
-	Deleted bool
+	EdgeDomain EdgeDomain
 }
 
-// Rows changed after a serial, plus the rows still at the given earlier
+// Domains changed after a serial, plus the rows still at the given earlier
 // serials (committed out of serial order), tombstones included, oldest first.
 func (q *Queries) ChangedSince(ctx context.Context, arg ChangedSinceParams) ([]ChangedSinceRow, error) {
 	rows, err := q.db.Query(ctx, changedSince, arg.After, arg.Late)
@@ -41,11 +37,17 @@ func (q *Queries) ChangedSince(ctx context.Context, arg ChangedSinceParams) ([]C
 	for rows.Next() {
 		var i ChangedSinceRow
 		if err := rows.Scan(
-			&i.Name,
-			&i.Serial,
-			&i.Mode,
-			&i.Dmarc,
-			&i.Deleted,
+			&i.EdgeDomain.Name,
+			&i.EdgeDomain.Serial,
+			&i.EdgeDomain.Mode,
+			&i.EdgeDomain.Dmarc,
+			&i.EdgeDomain.Deleted,
+			&i.EdgeDomain.UpdatedAt,
+			&i.EdgeDomain.Netblocks,
+			&i.EdgeDomain.Services,
+			&i.EdgeDomain.Nspf,
+			&i.EdgeDomain.Dkim,
+			&i.EdgeDomain.Bimi,
 		); err != nil {
 			return nil, err
 		}
@@ -58,14 +60,11 @@ func (q *Queries) ChangedSince(ctx context.Context, arg ChangedSinceParams) ([]C
 }
 
 const liveDomains = `-- name: LiveDomains :many
-SELECT name, serial, mode, dmarc FROM edge_domain WHERE NOT deleted
+SELECT edge_domain.name, edge_domain.serial, edge_domain.mode, edge_domain.dmarc, edge_domain.deleted, edge_domain.updated_at, edge_domain.netblocks, edge_domain.services, edge_domain.nspf, edge_domain.dkim, edge_domain.bimi FROM edge_domain WHERE NOT deleted
 `
 
 type LiveDomainsRow struct {
-	Name   string
-	Serial int64
-	Mode   string
-	Dmarc  string
+	EdgeDomain EdgeDomain
 }
 
 // Every domain that is served, for a full load.
@@ -79,10 +78,54 @@ func (q *Queries) LiveDomains(ctx context.Context) ([]LiveDomainsRow, error) {
 	for rows.Next() {
 		var i LiveDomainsRow
 		if err := rows.Scan(
-			&i.Name,
-			&i.Serial,
-			&i.Mode,
-			&i.Dmarc,
+			&i.EdgeDomain.Name,
+			&i.EdgeDomain.Serial,
+			&i.EdgeDomain.Mode,
+			&i.EdgeDomain.Dmarc,
+			&i.EdgeDomain.Deleted,
+			&i.EdgeDomain.UpdatedAt,
+			&i.EdgeDomain.Netblocks,
+			&i.EdgeDomain.Services,
+			&i.EdgeDomain.Nspf,
+			&i.EdgeDomain.Dkim,
+			&i.EdgeDomain.Bimi,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const liveServices = `-- name: LiveServices :many
+SELECT edge_service.name, edge_service.serial, edge_service.ranges, edge_service.helo_suffixes, edge_service.include, edge_service.deleted, edge_service.updated_at FROM edge_service WHERE NOT deleted
+`
+
+type LiveServicesRow struct {
+	EdgeService EdgeService
+}
+
+// Every sender service that is served, for a full load.
+func (q *Queries) LiveServices(ctx context.Context) ([]LiveServicesRow, error) {
+	rows, err := q.db.Query(ctx, liveServices)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LiveServicesRow
+	for rows.Next() {
+		var i LiveServicesRow
+		if err := rows.Scan(
+			&i.EdgeService.Name,
+			&i.EdgeService.Serial,
+			&i.EdgeService.Ranges,
+			&i.EdgeService.HeloSuffixes,
+			&i.EdgeService.Include,
+			&i.EdgeService.Deleted,
+			&i.EdgeService.UpdatedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -95,13 +138,63 @@ func (q *Queries) LiveDomains(ctx context.Context) ([]LiveDomainsRow, error) {
 }
 
 const maxSerial = `-- name: MaxSerial :one
-SELECT coalesce(max(serial), 0)::bigint AS serial FROM edge_domain
+SELECT greatest(
+    (SELECT coalesce(max(serial), 0) FROM edge_domain),
+    (SELECT coalesce(max(serial), 0) FROM edge_service)
+)::bigint AS serial
 `
 
-// The highest serial in edge_domain, tombstones included.
+// The highest serial of the edge tables, tombstones included. Both tables
+// take their serials from edge_serial_seq.
 func (q *Queries) MaxSerial(ctx context.Context) (int64, error) {
 	row := q.db.QueryRow(ctx, maxSerial)
 	var serial int64
 	err := row.Scan(&serial)
 	return serial, err
+}
+
+const servicesChangedSince = `-- name: ServicesChangedSince :many
+SELECT edge_service.name, edge_service.serial, edge_service.ranges, edge_service.helo_suffixes, edge_service.include, edge_service.deleted, edge_service.updated_at
+FROM edge_service
+WHERE serial > $1::bigint OR serial = ANY($2::bigint[])
+ORDER BY serial
+`
+
+type ServicesChangedSinceParams struct {
+	After int64
+	Late  []int64
+}
+
+type ServicesChangedSinceRow struct {
+	EdgeService EdgeService
+}
+
+// Sender services changed after a serial or still at one of the given
+// earlier serials, as ChangedSince for domains.
+func (q *Queries) ServicesChangedSince(ctx context.Context, arg ServicesChangedSinceParams) ([]ServicesChangedSinceRow, error) {
+	rows, err := q.db.Query(ctx, servicesChangedSince, arg.After, arg.Late)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ServicesChangedSinceRow
+	for rows.Next() {
+		var i ServicesChangedSinceRow
+		if err := rows.Scan(
+			&i.EdgeService.Name,
+			&i.EdgeService.Serial,
+			&i.EdgeService.Ranges,
+			&i.EdgeService.HeloSuffixes,
+			&i.EdgeService.Include,
+			&i.EdgeService.Deleted,
+			&i.EdgeService.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -1,0 +1,134 @@
+package dnsedge
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/gaissmai/bart"
+)
+
+// Bounds on one edge_service row, as for domains.
+const (
+	maxServiceRanges = 1 << 16
+	maxHELOSuffixes  = 256
+	maxIncludeLen    = 253
+)
+
+// serviceRow is one edge_service row as read from PostgreSQL or the snapshot
+// file: a sender service that domains enable by name.
+type serviceRow struct {
+	name   string
+	serial int64
+	// ranges are the addresses the service sends from, as last resolved.
+	ranges []netip.Prefix
+	// heloSuffixes are the names its servers greet with (HELO/EHLO), as
+	// label-boundary suffixes: "mailer.example" matches mta1.mailer.example.
+	heloSuffixes []string
+	// include is the service's own SPF include (a domain-spec), answered
+	// when the HELO matches but the address does not; "" for none.
+	include string
+	deleted bool
+}
+
+// service is one sender service as the index serves it. Like a domain it is
+// built once and shared by every later index until its row changes; every
+// domain enabling it reads the same prefix table.
+type service struct {
+	// serviceRow is the validated row (ranges masked, suffixes lower case).
+	serviceRow
+	nets *bart.Lite
+	// includeTXT is the SPF answer "v=spf1 include:<include> -all" as
+	// character-strings; nil when the service has no include.
+	includeTXT []string
+}
+
+// newService validates r and builds the service it describes.
+func newService(r serviceRow) (*service, error) {
+	if err := checkServiceName(r.name); err != nil {
+		return nil, err
+	}
+	if r.serial <= 0 {
+		return nil, fmt.Errorf("service %q: serial %d not positive", r.name, r.serial)
+	}
+	if len(r.ranges) > maxServiceRanges {
+		return nil, fmt.Errorf("service %q: %d ranges exceed %d", r.name, len(r.ranges), maxServiceRanges)
+	}
+	s := &service{nets: new(bart.Lite)}
+	// Empty lists become nil: one form for "none", whatever the source.
+	var ranges []netip.Prefix
+	if len(r.ranges) > 0 {
+		ranges = make([]netip.Prefix, len(r.ranges))
+	}
+	for i, p := range r.ranges {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return nil, fmt.Errorf("service %q: invalid range %v", r.name, p)
+		}
+		ranges[i] = p.Masked()
+		s.nets.Insert(ranges[i])
+	}
+	r.ranges = ranges
+
+	if len(r.heloSuffixes) > maxHELOSuffixes {
+		return nil, fmt.Errorf("service %q: %d HELO suffixes exceed %d", r.name, len(r.heloSuffixes), maxHELOSuffixes)
+	}
+	var helo []string
+	if len(r.heloSuffixes) > 0 {
+		helo = make([]string, len(r.heloSuffixes))
+	}
+	for i, h := range r.heloSuffixes {
+		h = strings.Trim(strings.ToLower(h), ".")
+		if err := checkHostName(h); err != nil {
+			return nil, fmt.Errorf("service %q: HELO suffix %q: %w", r.name, r.heloSuffixes[i], err)
+		}
+		helo[i] = h
+	}
+	r.heloSuffixes = helo
+
+	if len(r.include) > maxIncludeLen {
+		return nil, fmt.Errorf("service %q: include of %d bytes exceeds %d", r.name, len(r.include), maxIncludeLen)
+	}
+	for i := 0; i < len(r.include); i++ {
+		// An SPF domain-spec: printable ASCII without spaces (macros such
+		// as %{i} included).
+		if c := r.include[i]; c <= ' ' || c > '~' {
+			return nil, fmt.Errorf("service %q: include %q: byte %#x not allowed", r.name, r.include, c)
+		}
+	}
+	if r.include != "" {
+		s.includeTXT = txtStrings("v=spf1 include:" + r.include + " -all")
+	}
+	s.serviceRow = r
+	return s, nil
+}
+
+// matchHELO reports whether helo, a lower-case name in presentation form
+// without a trailing dot, is one of the service's HELO suffixes or below one.
+// The comparison is by whole labels: an escaped dot ("evil\.mailer.example")
+// is no label boundary.
+func (s *service) matchHELO(helo string) bool {
+	for _, suf := range s.heloSuffixes {
+		switch {
+		case len(helo) == len(suf):
+			if helo == suf {
+				return true
+			}
+		case len(helo) > len(suf):
+			dot := len(helo) - len(suf) - 1
+			if helo[dot] == '.' && strings.HasSuffix(helo, suf) && !escapedAt(helo, dot) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// escapedAt reports whether the byte at i of a presentation-form name is
+// escaped: preceded by an odd number of backslashes.
+func escapedAt(s string, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && s[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
