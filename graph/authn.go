@@ -22,11 +22,7 @@ func (r *Resolver) authenticate(ctx context.Context, bearer string) (access.Prin
 	if err != nil {
 		return access.Principal{}, authError(err)
 	}
-	p := access.Principal{UserID: id.UserID}
-	if id.IsAPIToken() {
-		p = access.Principal{APITokenID: *id.APITokenID, TokenAccountID: *id.AccountID}
-	}
-	return p, nil
+	return id.Principal(), nil
 }
 
 // authError maps the auth package's errors to API errors.

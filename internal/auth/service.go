@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/auth/authdb"
 )
 
@@ -221,4 +222,12 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Identity, er
 		return Identity{}, unauthenticatedf("user disabled")
 	}
 	return Identity{UserID: at.UserID, SessionID: at.SessionID}, nil
+}
+
+// Principal is the identity as the authorisation layer sees it.
+func (id Identity) Principal() access.Principal {
+	if id.IsAPIToken() {
+		return access.Principal{APITokenID: *id.APITokenID, TokenAccountID: *id.AccountID}
+	}
+	return access.Principal{UserID: id.UserID}
 }
