@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/request"
 )
 
@@ -44,8 +47,15 @@ type Server struct {
 	ln   net.Listener
 }
 
-// New builds the server around the GraphQL handler.
-func New(cfg Config, graphql http.Handler, pool *pgxpool.Pool, reg *prometheus.Registry, log *slog.Logger) *Server {
+// Route is an extra HTTP route, such as the report upload endpoint.
+type Route struct {
+	// Pattern is a net/http ServeMux pattern, e.g. "POST /upload".
+	Pattern string
+	Handler http.Handler
+}
+
+// New builds the server around the GraphQL handler and extra routes.
+func New(cfg Config, graphql http.Handler, pool *pgxpool.Pool, reg *prometheus.Registry, log *slog.Logger, routes ...Route) *Server {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 1 << 20
 	}
@@ -71,6 +81,9 @@ func New(cfg Config, graphql http.Handler, pool *pgxpool.Pool, reg *prometheus.R
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if cfg.Dev {
 		mux.Handle("GET /{$}", playground.Handler("Rampart GraphQL", "/graphql"))
+	}
+	for _, r := range routes {
+		mux.Handle(r.Pattern, r.Handler)
 	}
 	s.http = &http.Server{
 		Handler:           s.middleware(mux, requests),
@@ -176,4 +189,41 @@ func (s *Server) clientAddr(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// Authenticator turns a bearer credential into a principal; it returns an
+// apperr.Error with code UNAUTHENTICATED for a credential that proves nothing.
+type Authenticator func(ctx context.Context, bearer string) (access.Principal, error)
+
+// RequireAuth wraps a plain HTTP route (not GraphQL) so that it runs only
+// with an authenticated principal in its context; otherwise it answers 401
+// with a JSON error in the shape of the GraphQL ones.
+func RequireAuth(authenticate Authenticator, log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		info := request.FromContext(r.Context())
+		if info.Bearer == "" {
+			WriteError(w, http.StatusUnauthorized, apperr.Unauthenticated, "authentication required", info.ID)
+			return
+		}
+		p, err := authenticate(r.Context(), info.Bearer)
+		if err != nil {
+			if ae, ok := apperr.As(err); ok && ae.Code == apperr.Unauthenticated {
+				WriteError(w, http.StatusUnauthorized, apperr.Unauthenticated, ae.Message, info.ID)
+				return
+			}
+			log.ErrorContext(r.Context(), "authenticate", "err", err, "request_id", info.ID)
+			WriteError(w, http.StatusInternalServerError, apperr.Internal, "internal error (request "+info.ID+")", info.ID)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(access.NewContext(r.Context(), p)))
+	})
+}
+
+// WriteError writes a JSON error body: {"error": {"code", "message", "requestId"}}.
+func WriteError(w http.ResponseWriter, status int, code apperr.Code, message, requestID string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{
+		"code": string(code), "message": message, "requestId": requestID,
+	}})
 }
