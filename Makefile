@@ -39,6 +39,10 @@ test-short: ## Run the tests without the race detector.
 bench: setup ## Run the Go benchmarks.
 	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: bench-ingest
+bench-ingest: setup ## Measure report ingestion: one 100k-record report, then 1,000 small ones.
+	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
 	@for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \

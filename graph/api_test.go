@@ -61,21 +61,24 @@ func TestMutationToDNSAnswer(t *testing.T) {
 	addr := edge.UDPAddr().String()
 	o := env.NewOwner(t, "Acme")
 
-	r := env.Do(t, o.Token, `mutation { addDomain(name: "Bücher-Acme.COM.") { `+domainFields+` } }`, nil)
+	r := env.Do(t, o.Token, `mutation { addDomain(name: "Bücher-Acme.COM.") { reportAddress `+domainFields+` } }`, nil)
 	r.NoErrors(t)
 	var add struct{ AddDomain map[string]any }
 	r.Decode(t, &add)
 	require.Equal(t, "xn--bcher-acme-9db.com", add.AddDomain["name"])
 	require.Equal(t, "bücher-acme.com", add.AddDomain["unicodeName"])
-	require.Equal(t, "v=DMARC1; p=none", add.AddDomain["dmarcRecord"])
-	took := waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=none")
+	// Rampart's own report address comes first in rua.
+	own := "mailto:" + add.AddDomain["reportAddress"].(string)
+	require.Regexp(t, `^mailto:[0-9a-f]{16}@`+apitest.ReportsDomain+`$`, own)
+	require.Equal(t, "v=DMARC1; p=none; rua="+own, add.AddDomain["dmarcRecord"])
+	took := waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=none; rua="+own)
 	t.Logf("addDomain visible on the edge after %v", took)
 
 	r = env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "bücher-acme.com", policy: {
 		p: REJECT, sp: QUARANTINE, np: REJECT, pct: 50, adkim: STRICT, rua: ["dmarc@bücher-acme.com", "mailto:agg@example.net!10m"], fo: "1:d", testing: true
 	}) { dmarcRecord dmarcPolicy { p sp pct adkim aspf rua } } }`, nil)
 	r.NoErrors(t)
-	want := "v=DMARC1; p=reject; sp=quarantine; np=reject; pct=50; adkim=s; rua=mailto:dmarc@xn--bcher-acme-9db.com,mailto:agg@example.net!10m; fo=1:d; t=y"
+	want := "v=DMARC1; p=reject; sp=quarantine; np=reject; pct=50; adkim=s; rua=" + own + ",mailto:dmarc@xn--bcher-acme-9db.com,mailto:agg@example.net!10m; fo=1:d; t=y"
 	require.Contains(t, r.Raw, `"dmarcRecord":"`+want+`"`)
 	took = waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, want)
 	t.Logf("updateDmarcPolicy visible on the edge after %v", took)
@@ -85,19 +88,19 @@ func TestMutationToDNSAnswer(t *testing.T) {
 	// Clearing optional tags with null.
 	r = env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "xn--bcher-acme-9db.com", policy: {sp: null, np: null, fo: null, testing: null, pct: 100, adkim: RELAXED, rua: []}) { dmarcRecord } }`, nil)
 	r.NoErrors(t)
-	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=reject")
+	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=reject; rua="+own)
 
 	// Blocking locks the domain down; the stored policy returns on unblock.
 	r = env.Do(t, o.Token, `mutation { setDomainMode(name: "xn--bcher-acme-9db.com", mode: BLOCKED) { mode dmarcPolicy { p sp np adkim aspf } } }`, nil)
 	r.NoErrors(t)
 	require.Contains(t, r.Raw, `"mode":"BLOCKED","dmarcPolicy":{"p":"REJECT","sp":"REJECT","np":"REJECT","adkim":"STRICT","aspf":"STRICT"}`)
-	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=reject; sp=reject; np=reject; adkim=s; aspf=s")
+	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=reject; sp=reject; np=reject; adkim=s; aspf=s; rua="+own)
 	r = env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "xn--bcher-acme-9db.com", policy: {p: NONE}) { name } }`, nil)
 	r.RequireCode(t, "BAD_USER_INPUT")
 	require.Contains(t, r.Errors[0].Message, "blocked")
 	r = env.Do(t, o.Token, `mutation { setDomainMode(name: "xn--bcher-acme-9db.com", mode: SENDING) { dmarcRecord } }`, nil)
 	r.NoErrors(t)
-	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=reject")
+	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=reject; rua="+own)
 
 	// Removing the domain takes it off the edge: its zone is gone, so REFUSED.
 	r = env.Do(t, o.Token, `mutation { removeDomain(name: "xn--bcher-acme-9db.com") { name } }`, nil)
@@ -111,15 +114,16 @@ func TestDNSSetupAndDefaults(t *testing.T) {
 	o := env.NewOwner(t, "Setup")
 	r := env.Do(t, o.Token, `mutation { addDomain(name: "setup-example.org") { `+domainFields+` } }`, nil)
 	r.NoErrors(t)
+	rec := "v=DMARC1; p=none; rua=mailto:" + reportAddress(t, env, o.Token, "setup-example.org")
 	require.JSONEq(t, `{"addDomain": {
-		"name": "setup-example.org", "unicodeName": "setup-example.org", "mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none",
+		"name": "setup-example.org", "unicodeName": "setup-example.org", "mode": "SENDING", "dmarcRecord": "`+rec+`",
 		"dmarcPolicy": {"p": "NONE", "sp": null, "np": null, "pct": 100, "adkim": "RELAXED", "aspf": "RELAXED", "rua": [], "ruf": [], "fo": null, "testing": null},
 		"dnsSetup": {"dmarc": {
 			"nameServers": [
 				{"name": "_dmarc.setup-example.org.", "type": "NS", "value": "ns1.edge.rampart.test.", "ttl": 3600},
 				{"name": "_dmarc.setup-example.org.", "type": "NS", "value": "ns2.edge.rampart.test.", "ttl": 3600}],
 			"cnameAlternative": {"name": "_dmarc.setup-example.org.", "type": "CNAME", "value": "setup-example.org._dmarc.edge.rampart.test."},
-			"served": [{"name": "_dmarc.setup-example.org.", "type": "TXT", "value": "v=DMARC1; p=none"}]},
+			"served": [{"name": "_dmarc.setup-example.org.", "type": "TXT", "value": "`+rec+`"}]},
 			"spf": {"name": "setup-example.org.", "type": "TXT", "value": "v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.edge.rampart.test include:setup-example.org._nspf.edge.rampart.test ~all"},
 			"dkim": {"nameServers": [{"name": "_domainkey.setup-example.org.", "value": "ns1.edge.rampart.test."}, {"name": "_domainkey.setup-example.org.", "value": "ns2.edge.rampart.test."}],
 				"cnameAlternative": null, "served": []},
@@ -261,4 +265,15 @@ func TestGraphiQLOnlyInDev(t *testing.T) {
 	code, err := getStatus(ctx, strings.TrimSuffix(env.URL, "/graphql")+"/")
 	require.NoError(t, err)
 	require.Equal(t, 404, code)
+}
+
+// reportAddress returns a domain's own report address.
+func reportAddress(t *testing.T, env *apitest.Env, token, name string) string {
+	t.Helper()
+	r := env.Do(t, token, `query($n: String!) { domain(name: $n) { reportAddress } }`, map[string]any{"n": name})
+	r.NoErrors(t)
+	var d struct{ Domain struct{ ReportAddress string } }
+	r.Decode(t, &d)
+	require.NotEmpty(t, d.Domain.ReportAddress)
+	return d.Domain.ReportAddress
 }

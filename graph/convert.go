@@ -194,3 +194,10 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+func deref0(n *int) int {
+	if n == nil {
+		return 0
+	}
+	return *n
+}

@@ -40,7 +40,12 @@ func (r *domainResolver) DmarcPolicy(ctx context.Context, obj *domain.Domain) (*
 
 // DmarcRecord is the resolver for the dmarcRecord field.
 func (r *domainResolver) DmarcRecord(ctx context.Context, obj *domain.Domain) (string, error) {
-	return obj.Record().String(), nil
+	return obj.Record(r.DomainSvc.Config().ReportsDomain).String(), nil
+}
+
+// ReportAddress is the resolver for the reportAddress field.
+func (r *domainResolver) ReportAddress(ctx context.Context, obj *domain.Domain) (string, error) {
+	return obj.ReportAddress(r.DomainSvc.Config().ReportsDomain), nil
 }
 
 // DNSSetup is the resolver for the dnsSetup field.

@@ -34,10 +34,12 @@ type Limits struct {
 	Aliases int
 	// Tokens bounds the parser's work on one query document.
 	Tokens int
+	// UploadBytes bounds a multipart request (uploadReports).
+	UploadBytes int64
 }
 
 // DefaultLimits suit the schema's legitimate queries with room to spare.
-var DefaultLimits = Limits{Complexity: 5000, Depth: 12, Aliases: 30, Tokens: 15000}
+var DefaultLimits = Limits{Complexity: 5000, Depth: 12, Aliases: 30, Tokens: 15000, UploadBytes: 100 << 20}
 
 // NewHandler returns the GraphQL HTTP handler. Requests reach it with
 // request.Info in their context (see package server).
@@ -59,6 +61,7 @@ func NewHandler(r *Resolver, limits Limits) *handler.Server {
 	srv := handler.New(generated.NewExecutableSchema(cfg))
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.POST{})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: limits.UploadBytes, MaxMemory: 32 << 20})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(limits.Tokens)
 	srv.Use(shapeLimit{depth: limits.Depth, aliases: limits.Aliases})

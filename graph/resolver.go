@@ -13,6 +13,8 @@ import (
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
+	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/sender"
 )
 
@@ -23,6 +25,9 @@ type Resolver struct {
 	AuthSvc    *auth.Service
 	SenderSvc  *sender.Manager
 	KeySvc     *domainkey.Manager
+	Reporting  *reporting.Reader
+	// Store takes uploaded report inputs in.
+	Store *ingest.Store
 	Log        *slog.Logger
 	// Pool is for authorisation checks that belong to no single service.
 	Pool *pgxpool.Pool

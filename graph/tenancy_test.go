@@ -64,6 +64,7 @@ func TestTenantIsolation(t *testing.T) {
 		"revokeDkimKey":     {`mutation { revokeDkimKey(domain: "b-secret-example.com", selector: "b1") { selector } }`},
 		"removeDkimKey":     {`mutation { removeDkimKey(domain: "b-secret-example.com", selector: "b1") { name } }`},
 		"setBimi":           {`mutation { setBimi(domain: "b-secret-example.com", logoUrl: "https://evil.example/logo.svg") { name } }`},
+		"uploadReports":     {`mutation($b: ID) { uploadReports(accountId: $b, files: []) { filename } }`},
 	}
 
 	// Every root field is either probed or known not to take another
@@ -106,7 +107,7 @@ func TestTenantIsolation(t *testing.T) {
 	// B's domain and token are untouched.
 	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { mode dmarcRecord netblocks { cidr } dkimKeys { selector revokedAt } bimi { logoUrl } } account { apiTokens { name revokedAt } } }`, nil)
 	r.NoErrors(t)
-	require.JSONEq(t, `{"domain": {"mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none", "netblocks": [{"cidr": "198.51.100.0/24"}],
+	require.JSONEq(t, `{"domain": {"mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none; rua=mailto:`+reportAddress(t, env, b.Token, "b-secret-example.com")+`", "netblocks": [{"cidr": "198.51.100.0/24"}],
 		"dkimKeys": [{"selector": "b1", "revokedAt": null}], "bimi": null},
 		"account": {"apiTokens": [{"name": "b-token", "revokedAt": null}]}}`, string(r.Data))
 	r = env.Do(t, b.Token, `{ domain(name: "new-in-b-example.com") { name } }`, nil)
@@ -127,7 +128,7 @@ func TestMSPAndMembers(t *testing.T) {
 	env.Do(t, msp.Token, `mutation { updateDmarcPolicy(name: "customer-example.com", policy: {p: QUARANTINE}) { name } }`, nil).NoErrors(t)
 	r := env.Do(t, cust.Token, `{ domain(name: "customer-example.com") { dmarcRecord account { name parent { name } } } }`, nil)
 	r.NoErrors(t)
-	require.JSONEq(t, `{"domain": {"dmarcRecord": "v=DMARC1; p=quarantine", "account": {"name": "Customer", "parent": null}}}`, string(r.Data))
+	require.JSONEq(t, `{"domain": {"dmarcRecord": "v=DMARC1; p=quarantine; rua=mailto:`+reportAddress(t, env, cust.Token, "customer-example.com")+`", "account": {"name": "Customer", "parent": null}}}`, string(r.Data))
 	env.Do(t, cust.Token, `query($m: ID) { account(id: $m) { name } }`, vars).RequireCode(t, "NOT_FOUND")
 	env.Do(t, other.Token, `{ domain(name: "customer-example.com") { name } }`, nil).RequireCode(t, "NOT_FOUND")
 

@@ -1,6 +1,6 @@
 // Package jobs runs Rampart's background work on River: each module's
 // workers and the periodic maintenance jobs. Job kinds are namespaced
-// (auth.prune_login_failures); a job caused by a write is enqueued in the same
+// (auth.prune_login_failures, sender.resolve_ranges, report.ingest); a job caused by a write is enqueued in the same
 // transaction as that write (River InsertTx).
 package jobs
 
@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/spf"
 )
@@ -106,7 +107,8 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	river.AddWorker(workers, &pruneLoginFailuresWorker{auth: svc.Auth, log: log})
 	river.AddWorker(workers, &expirePinsWorker{senders: svc.Senders})
 	river.AddWorker(workers, &resolveRangesWorker{senders: svc.Senders, resolver: svc.Resolver, log: log})
-	periodic := []*river.PeriodicJob{}
+	ingest.AddWorkers(workers, pool, ingest.Options{}, log)
+	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	if svc.Resolver != "" {
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(6*time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 			return ResolveRangesArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
@@ -126,7 +128,10 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 		),
 	}
 	if cfg.Workers > 0 {
-		rc.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: cfg.Workers}}
+		rc.Queues = map[string]river.QueueConfig{
+			river.QueueDefault: {MaxWorkers: cfg.Workers},
+			ingest.Queue:       ingest.QueueConfig(cfg.Workers),
+		}
 	}
 	c, err := river.NewClient(riverpgxv5.New(pool), rc)
 	if err != nil {

@@ -141,6 +141,10 @@ type statusWriter struct {
 	code int
 }
 
+// Unwrap lets http.ResponseController reach the connection (to extend
+// deadlines for long uploads).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *statusWriter) WriteHeader(code int) {
 	w.code = code
 	w.ResponseWriter.WriteHeader(code)
@@ -159,12 +163,15 @@ func (s *Server) middleware(next http.Handler, requests *prometheus.CounterVec) 
 			}
 		}
 		w.Header().Set("X-Request-Id", info.ID)
-		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+		// Uploads (the /upload route and multipart GraphQL) bound their own bodies.
+		if r.URL.Path != "/upload" && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
+			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+		}
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r.WithContext(request.NewContext(r.Context(), info)))
 		route := r.URL.Path
 		switch route {
-		case "/graphql", "/healthz", "/readyz", "/metrics", "/":
+		case "/graphql", "/upload", "/healthz", "/readyz", "/metrics", "/":
 		default:
 			route = "other"
 		}

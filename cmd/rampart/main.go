@@ -27,6 +27,8 @@ commands:
   migrate [up|down-to N|version]
                         apply or roll back database migrations
   admin create-owner    create an account and its owner (-email, -name, -account; password on stdin)
+  import [-account ID] PATH...
+                        queue report files, folders and mbox files for ingestion
   query                 send one DNS query (-server ADDR NAME [TYPE]), like dig
   devdb run|stop        a throwaway PostgreSQL for tests (-dir D [-fresh] -- CMD...)
 
@@ -91,6 +93,16 @@ func run(args []string) error {
 			return fmt.Errorf("read password: %w", err)
 		}
 		return app.CreateOwner(ctx, &cfg, o, strings.TrimRight(line, "\r\n"), os.Stdout)
+	case "import":
+		acct := fs.String("account", "", "account id to scope the reports to (default: any hosted domain)")
+		quiet := fs.Bool("quiet", false, "no progress display")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			return fmt.Errorf("usage: rampart import [-account ID] [-quiet] PATH...")
+		}
+		return app.Import(ctx, &cfg, *acct, *quiet, fs.Args(), os.Stdout, os.Stderr)
 	case "query":
 		server := fs.String("server", "127.0.0.1:5353", "DNS server address")
 		tcp := fs.Bool("tcp", false, "query over TCP")

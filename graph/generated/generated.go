@@ -20,6 +20,8 @@ import (
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
+	"github.com/rampartmail/rampart/internal/reporting"
+	"github.com/rampartmail/rampart/internal/reporting/reportingdb"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/sender/senderdb"
 	gqlparser "github.com/vektah/gqlparser/v2"
@@ -37,9 +39,11 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	Account() AccountResolver
+	AggregateReport() AggregateReportResolver
 	ApiToken() ApiTokenResolver
 	DkimKey() DkimKeyResolver
 	Domain() DomainResolver
+	IngestProblem() IngestProblemResolver
 	Member() MemberResolver
 	Mutation() MutationResolver
 	Netblock() NetblockResolver
@@ -53,19 +57,46 @@ type DirectiveRoot struct {
 
 type ComplexityRoot struct {
 	Account struct {
-		APITokens func(childComplexity int) int
-		CreatedAt func(childComplexity int) int
-		Domains   func(childComplexity int, first *int, after *string, filter *model.DomainFilter) int
-		ID        func(childComplexity int) int
-		Members   func(childComplexity int) int
-		Name      func(childComplexity int) int
-		Parent    func(childComplexity int) int
+		APITokens      func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		Domains        func(childComplexity int, first *int, after *string, filter *model.DomainFilter) int
+		ID             func(childComplexity int) int
+		IngestProblems func(childComplexity int, limit *int) int
+		Members        func(childComplexity int) int
+		Name           func(childComplexity int) int
+		Parent         func(childComplexity int) int
 	}
 
 	AddDkimKeyPayload struct {
 		Domain   func(childComplexity int) int
 		Key      func(childComplexity int) int
 		Warnings func(childComplexity int) int
+	}
+
+	AggregateReport struct {
+		Duplicates    func(childComplexity int) int
+		ID            func(childComplexity int) int
+		Messages      func(childComplexity int) int
+		PeriodBegin   func(childComplexity int) int
+		PeriodEnd     func(childComplexity int) int
+		PolicyDomain  func(childComplexity int) int
+		ReceivedAt    func(childComplexity int) int
+		Records       func(childComplexity int) int
+		ReportID      func(childComplexity int) int
+		Reporter      func(childComplexity int) int
+		ReporterEmail func(childComplexity int) int
+	}
+
+	AggregateReportConnection struct {
+		Edges      func(childComplexity int) int
+		Nodes      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	AggregateReportEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	ApiToken struct {
@@ -142,22 +173,25 @@ type ComplexityRoot struct {
 	}
 
 	Domain struct {
-		Account     func(childComplexity int) int
-		Bimi        func(childComplexity int) int
-		CreatedAt   func(childComplexity int) int
-		DNSSetup    func(childComplexity int) int
-		DkimKeys    func(childComplexity int) int
-		DmarcPolicy func(childComplexity int) int
-		DmarcRecord func(childComplexity int) int
-		ID          func(childComplexity int) int
-		Mode        func(childComplexity int) int
-		Name        func(childComplexity int) int
-		Netblocks   func(childComplexity int) int
-		Senders     func(childComplexity int) int
-		SpfLookups  func(childComplexity int) int
-		SpfPins     func(childComplexity int) int
-		UnicodeName func(childComplexity int) int
-		UpdatedAt   func(childComplexity int) int
+		Account        func(childComplexity int) int
+		Bimi           func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		DNSSetup       func(childComplexity int) int
+		DkimKeys       func(childComplexity int) int
+		DmarcPolicy    func(childComplexity int) int
+		DmarcRecord    func(childComplexity int) int
+		ID             func(childComplexity int) int
+		IngestProblems func(childComplexity int, limit *int) int
+		Mode           func(childComplexity int) int
+		Name           func(childComplexity int) int
+		Netblocks      func(childComplexity int) int
+		ReportAddress  func(childComplexity int) int
+		Reports        func(childComplexity int, first *int, after *string) int
+		Senders        func(childComplexity int) int
+		SpfLookups     func(childComplexity int) int
+		SpfPins        func(childComplexity int) int
+		UnicodeName    func(childComplexity int) int
+		UpdatedAt      func(childComplexity int) int
 	}
 
 	DomainConnection struct {
@@ -170,6 +204,25 @@ type ComplexityRoot struct {
 	DomainEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	IngestProblem struct {
+		BlobID     func(childComplexity int) int
+		Detail     func(childComplexity int) int
+		Filename   func(childComplexity int) int
+		Reason     func(childComplexity int) int
+		ReceivedAt func(childComplexity int) int
+		Remote     func(childComplexity int) int
+		Source     func(childComplexity int) int
+		Status     func(childComplexity int) int
+		Warnings   func(childComplexity int) int
+	}
+
+	IngestWarning struct {
+		Code    func(childComplexity int) int
+		Count   func(childComplexity int) int
+		Detail  func(childComplexity int) int
+		Element func(childComplexity int) int
 	}
 
 	Member struct {
@@ -197,6 +250,7 @@ type ComplexityRoot struct {
 		SetDomainMode     func(childComplexity int, name string, mode model.DomainMode) int
 		UnpinSpfInclude   func(childComplexity int, domain string, include string) int
 		UpdateDmarcPolicy func(childComplexity int, name string, policy model.DmarcPolicyInput) int
+		UploadReports     func(childComplexity int, accountID *string, files []*graphql.Upload) int
 	}
 
 	Netblock struct {
@@ -256,6 +310,13 @@ type ComplexityRoot struct {
 		Lookups   func(childComplexity int) int
 	}
 
+	UploadResult struct {
+		BlobID    func(childComplexity int) int
+		Duplicate func(childComplexity int) int
+		Error     func(childComplexity int) int
+		Filename  func(childComplexity int) int
+	}
+
 	User struct {
 		CreatedAt func(childComplexity int) int
 		Email     func(childComplexity int) int
@@ -280,6 +341,18 @@ type AccountResolver interface {
 	Members(ctx context.Context, obj *account.Account) ([]*account.Member, error)
 	APITokens(ctx context.Context, obj *account.Account) ([]*auth.APIToken, error)
 	Domains(ctx context.Context, obj *account.Account, first *int, after *string, filter *model.DomainFilter) (*model.DomainConnection, error)
+	IngestProblems(ctx context.Context, obj *account.Account, limit *int) ([]*reporting.Problem, error)
+}
+type AggregateReportResolver interface {
+	Reporter(ctx context.Context, obj *reportingdb.DomainReportsRow) (string, error)
+	ReporterEmail(ctx context.Context, obj *reportingdb.DomainReportsRow) (string, error)
+
+	PeriodBegin(ctx context.Context, obj *reportingdb.DomainReportsRow) (*time.Time, error)
+	PeriodEnd(ctx context.Context, obj *reportingdb.DomainReportsRow) (*time.Time, error)
+	Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
+	Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
+
+	Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
 }
 type ApiTokenResolver interface {
 	Account(ctx context.Context, obj *auth.APIToken) (*account.Account, error)
@@ -298,6 +371,7 @@ type DomainResolver interface {
 
 	DmarcPolicy(ctx context.Context, obj *domain.Domain) (*model.DmarcPolicy, error)
 	DmarcRecord(ctx context.Context, obj *domain.Domain) (string, error)
+	ReportAddress(ctx context.Context, obj *domain.Domain) (string, error)
 	DNSSetup(ctx context.Context, obj *domain.Domain) (*domain.DNSSetup, error)
 	Netblocks(ctx context.Context, obj *domain.Domain) ([]*sender.Netblock, error)
 	Senders(ctx context.Context, obj *domain.Domain) ([]*senderdb.SenderService, error)
@@ -305,6 +379,12 @@ type DomainResolver interface {
 	SpfLookups(ctx context.Context, obj *domain.Domain) (int, error)
 	DkimKeys(ctx context.Context, obj *domain.Domain) ([]*domainkeydb.DkimKey, error)
 	Bimi(ctx context.Context, obj *domain.Domain) (*domain.BIMI, error)
+	Reports(ctx context.Context, obj *domain.Domain, first *int, after *string) (*model.AggregateReportConnection, error)
+	IngestProblems(ctx context.Context, obj *domain.Domain, limit *int) ([]*reporting.Problem, error)
+}
+type IngestProblemResolver interface {
+	Reason(ctx context.Context, obj *reporting.Problem) (*string, error)
+	Detail(ctx context.Context, obj *reporting.Problem) (*string, error)
 }
 type MemberResolver interface {
 	Role(ctx context.Context, obj *account.Member) (model.Role, error)
@@ -323,6 +403,7 @@ type MutationResolver interface {
 	RevokeDkimKey(ctx context.Context, domain string, selector string) (*domainkeydb.DkimKey, error)
 	RemoveDkimKey(ctx context.Context, domain string, selector string) (*domain.Domain, error)
 	SetBimi(ctx context.Context, domain string, logoURL string, evidenceURL *string) (*domain.Domain, error)
+	UploadReports(ctx context.Context, accountID *string, files []*graphql.Upload) ([]*model.UploadResult, error)
 	AddNetblock(ctx context.Context, domain string, cidr string, label *string) (*domain.Domain, error)
 	RemoveNetblock(ctx context.Context, domain string, cidr string) (*domain.Domain, error)
 	EnableSender(ctx context.Context, domain string, service string) (*domain.Domain, error)
@@ -400,6 +481,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.ID(childComplexity), true
+	case "Account.ingestProblems":
+		if e.ComplexityRoot.Account.IngestProblems == nil {
+			break
+		}
+
+		args, err := ec.field_Account_ingestProblems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.IngestProblems(childComplexity, args["limit"].(*int)), true
 	case "Account.members":
 		if e.ComplexityRoot.Account.Members == nil {
 			break
@@ -437,6 +529,111 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AddDkimKeyPayload.Warnings(childComplexity), true
+
+	case "AggregateReport.duplicates":
+		if e.ComplexityRoot.AggregateReport.Duplicates == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.Duplicates(childComplexity), true
+	case "AggregateReport.id":
+		if e.ComplexityRoot.AggregateReport.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.ID(childComplexity), true
+	case "AggregateReport.messages":
+		if e.ComplexityRoot.AggregateReport.Messages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.Messages(childComplexity), true
+	case "AggregateReport.periodBegin":
+		if e.ComplexityRoot.AggregateReport.PeriodBegin == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.PeriodBegin(childComplexity), true
+	case "AggregateReport.periodEnd":
+		if e.ComplexityRoot.AggregateReport.PeriodEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.PeriodEnd(childComplexity), true
+	case "AggregateReport.policyDomain":
+		if e.ComplexityRoot.AggregateReport.PolicyDomain == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.PolicyDomain(childComplexity), true
+	case "AggregateReport.receivedAt":
+		if e.ComplexityRoot.AggregateReport.ReceivedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.ReceivedAt(childComplexity), true
+	case "AggregateReport.records":
+		if e.ComplexityRoot.AggregateReport.Records == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.Records(childComplexity), true
+	case "AggregateReport.reportId":
+		if e.ComplexityRoot.AggregateReport.ReportID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.ReportID(childComplexity), true
+	case "AggregateReport.reporter":
+		if e.ComplexityRoot.AggregateReport.Reporter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.Reporter(childComplexity), true
+	case "AggregateReport.reporterEmail":
+		if e.ComplexityRoot.AggregateReport.ReporterEmail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.ReporterEmail(childComplexity), true
+
+	case "AggregateReportConnection.edges":
+		if e.ComplexityRoot.AggregateReportConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReportConnection.Edges(childComplexity), true
+	case "AggregateReportConnection.nodes":
+		if e.ComplexityRoot.AggregateReportConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReportConnection.Nodes(childComplexity), true
+	case "AggregateReportConnection.pageInfo":
+		if e.ComplexityRoot.AggregateReportConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReportConnection.PageInfo(childComplexity), true
+	case "AggregateReportConnection.totalCount":
+		if e.ComplexityRoot.AggregateReportConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReportConnection.TotalCount(childComplexity), true
+
+	case "AggregateReportEdge.cursor":
+		if e.ComplexityRoot.AggregateReportEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReportEdge.Cursor(childComplexity), true
+	case "AggregateReportEdge.node":
+		if e.ComplexityRoot.AggregateReportEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReportEdge.Node(childComplexity), true
 
 	case "ApiToken.account":
 		if e.ComplexityRoot.ApiToken.Account == nil {
@@ -771,6 +968,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.ID(childComplexity), true
+	case "Domain.ingestProblems":
+		if e.ComplexityRoot.Domain.IngestProblems == nil {
+			break
+		}
+
+		args, err := ec.field_Domain_ingestProblems_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Domain.IngestProblems(childComplexity, args["limit"].(*int)), true
 	case "Domain.mode":
 		if e.ComplexityRoot.Domain.Mode == nil {
 			break
@@ -789,6 +997,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.Netblocks(childComplexity), true
+	case "Domain.reportAddress":
+		if e.ComplexityRoot.Domain.ReportAddress == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.ReportAddress(childComplexity), true
+	case "Domain.reports":
+		if e.ComplexityRoot.Domain.Reports == nil {
+			break
+		}
+
+		args, err := ec.field_Domain_reports_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Domain.Reports(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Domain.senders":
 		if e.ComplexityRoot.Domain.Senders == nil {
 			break
@@ -857,6 +1082,86 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DomainEdge.Node(childComplexity), true
+
+	case "IngestProblem.blobId":
+		if e.ComplexityRoot.IngestProblem.BlobID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.BlobID(childComplexity), true
+	case "IngestProblem.detail":
+		if e.ComplexityRoot.IngestProblem.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Detail(childComplexity), true
+	case "IngestProblem.filename":
+		if e.ComplexityRoot.IngestProblem.Filename == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Filename(childComplexity), true
+	case "IngestProblem.reason":
+		if e.ComplexityRoot.IngestProblem.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Reason(childComplexity), true
+	case "IngestProblem.receivedAt":
+		if e.ComplexityRoot.IngestProblem.ReceivedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.ReceivedAt(childComplexity), true
+	case "IngestProblem.remote":
+		if e.ComplexityRoot.IngestProblem.Remote == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Remote(childComplexity), true
+	case "IngestProblem.source":
+		if e.ComplexityRoot.IngestProblem.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Source(childComplexity), true
+	case "IngestProblem.status":
+		if e.ComplexityRoot.IngestProblem.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Status(childComplexity), true
+	case "IngestProblem.warnings":
+		if e.ComplexityRoot.IngestProblem.Warnings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Warnings(childComplexity), true
+
+	case "IngestWarning.code":
+		if e.ComplexityRoot.IngestWarning.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestWarning.Code(childComplexity), true
+	case "IngestWarning.count":
+		if e.ComplexityRoot.IngestWarning.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestWarning.Count(childComplexity), true
+	case "IngestWarning.detail":
+		if e.ComplexityRoot.IngestWarning.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestWarning.Detail(childComplexity), true
+	case "IngestWarning.element":
+		if e.ComplexityRoot.IngestWarning.Element == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestWarning.Element(childComplexity), true
 
 	case "Member.role":
 		if e.ComplexityRoot.Member.Role == nil {
@@ -1080,6 +1385,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateDmarcPolicy(childComplexity, args["name"].(string), args["policy"].(model.DmarcPolicyInput)), true
+	case "Mutation.uploadReports":
+		if e.ComplexityRoot.Mutation.UploadReports == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_uploadReports_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UploadReports(childComplexity, args["accountId"].(*string), args["files"].([]*graphql.Upload)), true
 
 	case "Netblock.cidr":
 		if e.ComplexityRoot.Netblock.Cidr == nil {
@@ -1324,6 +1640,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SpfPin.Lookups(childComplexity), true
+
+	case "UploadResult.blobId":
+		if e.ComplexityRoot.UploadResult.BlobID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadResult.BlobID(childComplexity), true
+	case "UploadResult.duplicate":
+		if e.ComplexityRoot.UploadResult.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadResult.Duplicate(childComplexity), true
+	case "UploadResult.error":
+		if e.ComplexityRoot.UploadResult.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadResult.Error(childComplexity), true
+	case "UploadResult.filename":
+		if e.ComplexityRoot.UploadResult.Filename == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadResult.Filename(childComplexity), true
 
 	case "User.createdAt":
 		if e.ComplexityRoot.User.CreatedAt == nil {
@@ -1633,8 +1974,10 @@ type Domain {
   updatedAt: Time!
   "The DMARC policy published for the domain (for a BLOCKED domain, the lock-down policy)."
   dmarcPolicy: DmarcPolicy!
-  "The DMARC TXT record served at _dmarc.<name>."
+  "The DMARC TXT record served at _dmarc.<name>. Its rua names the domain's Rampart report address first."
   dmarcRecord: String!
+  "The address aggregate reports for the domain are sent to: <token>@<reports domain>."
+  reportAddress: String!
   "The records the customer publishes in their own zone to hand the domain to Rampart's edge."
   dnsSetup: DnsSetup!
   "Address ranges the domain itself sends from."
@@ -1701,6 +2044,98 @@ type PageInfo {
 type RemovedDomain {
   id: ID!
   name: String!
+}
+`, BuiltIn: false},
+	{Name: "../../schema/report.graphqls", Input: `"A DMARC aggregate report a receiver sent about a domain."
+type AggregateReport {
+  id: ID!
+  "The reporting organisation, e.g. google.com."
+  reporter: String!
+  reporterEmail: String!
+  "The reporter's id for the report."
+  reportId: String!
+  "The domain the report's policy was published for (the domain or a subdomain)."
+  policyDomain: String!
+  periodBegin: Time!
+  periodEnd: Time!
+  "Messages the report covers (the sum of its record counts)."
+  messages: Int!
+  records: Int!
+  receivedAt: Time!
+  "How many more times the same report arrived (counted once)."
+  duplicates: Int!
+}
+
+"A page of reports (Relay connection)."
+type AggregateReportConnection {
+  edges: [AggregateReportEdge!]!
+  nodes: [AggregateReport!]!
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+"A report in a page."
+type AggregateReportEdge {
+  cursor: String!
+  node: AggregateReport!
+}
+
+"An input that was refused or failed, or was stored with warnings."
+type IngestProblem {
+  "The stored input."
+  blobId: ID!
+  "smtp, upload, imap or import."
+  source: String!
+  filename: String!
+  "The client address it came from."
+  remote: String!
+  receivedAt: Time!
+  "pending, stored, duplicate, refused or failed."
+  status: String!
+  "A stable code for why it was refused (e.g. InflatedTooLarge, Malformed); null when it was stored with warnings."
+  reason: String
+  "Why, in words."
+  detail: String
+  warnings: [IngestWarning!]!
+}
+
+"A quirk accepted while decoding a report."
+type IngestWarning {
+  code: String!
+  element: String!
+  detail: String!
+  count: Int!
+}
+
+"What became of one uploaded file."
+type UploadResult {
+  filename: String!
+  "The stored input; null when the file was refused outright."
+  blobId: ID
+  "The same bytes were already stored; nothing new is queued."
+  duplicate: Boolean!
+  "Why the file was refused, if it was."
+  error: String
+}
+
+"A file in a multipart GraphQL request."
+scalar Upload
+
+extend type Domain {
+  "Aggregate reports about the domain, newest period first."
+  reports(first: Int = 50, after: String): AggregateReportConnection!
+  "Report inputs for the domain that were refused, or stored with warnings, with the reasons."
+  ingestProblems(limit: Int = 50): [IngestProblem!]!
+}
+
+extend type Account {
+  "Uploaded or pulled report inputs of the account that were refused, or stored with warnings."
+  ingestProblems(limit: Int = 50): [IngestProblem!]!
+}
+
+extend type Mutation {
+  "Upload aggregate report files (XML, gzip, zip or whole e-mails) to an account (default: the caller's default account). Each file is stored and queued for decoding; decoding problems show in ` + "`" + `ingestProblems` + "`" + `."
+  uploadReports(accountId: ID, files: [Upload!]!): [UploadResult!]!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `"""
@@ -1921,6 +2356,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_apiTokens(ctx, field)
 	case "domains":
 		return ec.fieldContext_Account_domains(ctx, field)
+	case "ingestProblems":
+		return ec.fieldContext_Account_ingestProblems(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Account", field.Name)
 }
@@ -1935,6 +2372,58 @@ func (ec *executionContext) childFields_AddDkimKeyPayload(ctx context.Context, f
 		return ec.fieldContext_AddDkimKeyPayload_domain(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AddDkimKeyPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_AggregateReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_AggregateReport_id(ctx, field)
+	case "reporter":
+		return ec.fieldContext_AggregateReport_reporter(ctx, field)
+	case "reporterEmail":
+		return ec.fieldContext_AggregateReport_reporterEmail(ctx, field)
+	case "reportId":
+		return ec.fieldContext_AggregateReport_reportId(ctx, field)
+	case "policyDomain":
+		return ec.fieldContext_AggregateReport_policyDomain(ctx, field)
+	case "periodBegin":
+		return ec.fieldContext_AggregateReport_periodBegin(ctx, field)
+	case "periodEnd":
+		return ec.fieldContext_AggregateReport_periodEnd(ctx, field)
+	case "messages":
+		return ec.fieldContext_AggregateReport_messages(ctx, field)
+	case "records":
+		return ec.fieldContext_AggregateReport_records(ctx, field)
+	case "receivedAt":
+		return ec.fieldContext_AggregateReport_receivedAt(ctx, field)
+	case "duplicates":
+		return ec.fieldContext_AggregateReport_duplicates(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AggregateReport", field.Name)
+}
+
+func (ec *executionContext) childFields_AggregateReportConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_AggregateReportConnection_edges(ctx, field)
+	case "nodes":
+		return ec.fieldContext_AggregateReportConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_AggregateReportConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_AggregateReportConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AggregateReportConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_AggregateReportEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_AggregateReportEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_AggregateReportEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AggregateReportEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_ApiToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2103,6 +2592,8 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_dmarcPolicy(ctx, field)
 	case "dmarcRecord":
 		return ec.fieldContext_Domain_dmarcRecord(ctx, field)
+	case "reportAddress":
+		return ec.fieldContext_Domain_reportAddress(ctx, field)
 	case "dnsSetup":
 		return ec.fieldContext_Domain_dnsSetup(ctx, field)
 	case "netblocks":
@@ -2117,6 +2608,10 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_dkimKeys(ctx, field)
 	case "bimi":
 		return ec.fieldContext_Domain_bimi(ctx, field)
+	case "reports":
+		return ec.fieldContext_Domain_reports(ctx, field)
+	case "ingestProblems":
+		return ec.fieldContext_Domain_ingestProblems(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Domain", field.Name)
 }
@@ -2143,6 +2638,44 @@ func (ec *executionContext) childFields_DomainEdge(ctx context.Context, field gr
 		return ec.fieldContext_DomainEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DomainEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_IngestProblem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "blobId":
+		return ec.fieldContext_IngestProblem_blobId(ctx, field)
+	case "source":
+		return ec.fieldContext_IngestProblem_source(ctx, field)
+	case "filename":
+		return ec.fieldContext_IngestProblem_filename(ctx, field)
+	case "remote":
+		return ec.fieldContext_IngestProblem_remote(ctx, field)
+	case "receivedAt":
+		return ec.fieldContext_IngestProblem_receivedAt(ctx, field)
+	case "status":
+		return ec.fieldContext_IngestProblem_status(ctx, field)
+	case "reason":
+		return ec.fieldContext_IngestProblem_reason(ctx, field)
+	case "detail":
+		return ec.fieldContext_IngestProblem_detail(ctx, field)
+	case "warnings":
+		return ec.fieldContext_IngestProblem_warnings(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IngestProblem", field.Name)
+}
+
+func (ec *executionContext) childFields_IngestWarning(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_IngestWarning_code(ctx, field)
+	case "element":
+		return ec.fieldContext_IngestWarning_element(ctx, field)
+	case "detail":
+		return ec.fieldContext_IngestWarning_detail(ctx, field)
+	case "count":
+		return ec.fieldContext_IngestWarning_count(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type IngestWarning", field.Name)
 }
 
 func (ec *executionContext) childFields_Member(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2249,6 +2782,20 @@ func (ec *executionContext) childFields_SpfPin(ctx context.Context, field graphq
 		return ec.fieldContext_SpfPin_expiresAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SpfPin", field.Name)
+}
+
+func (ec *executionContext) childFields_UploadResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "filename":
+		return ec.fieldContext_UploadResult_filename(ctx, field)
+	case "blobId":
+		return ec.fieldContext_UploadResult_blobId(ctx, field)
+	case "duplicate":
+		return ec.fieldContext_UploadResult_duplicate(ctx, field)
+	case "error":
+		return ec.fieldContext_UploadResult_error(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UploadResult", field.Name)
 }
 
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2420,6 +2967,56 @@ func (ec *executionContext) field_Account_domains_args(ctx context.Context, rawA
 		return nil, err
 	}
 	args["filter"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Account_ingestProblems_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "limit",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["limit"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Domain_ingestProblems_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "limit",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["limit"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Domain_reports_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
 	return args, nil
 }
 
@@ -2865,6 +3462,28 @@ func (ec *executionContext) field_Mutation_updateDmarcPolicy_args(ctx context.Co
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_uploadReports_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "files",
+		func(ctx context.Context, v any) ([]*graphql.Upload, error) {
+			return ec.unmarshalNUpload2ᚕᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUploadᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["files"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3258,6 +3877,50 @@ func (ec *executionContext) fieldContext_Account_domains(ctx context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Account_ingestProblems(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_ingestProblems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().IngestProblems(ctx, obj, fc.Args["limit"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*reporting.Problem) graphql.Marshaler {
+			return ec.marshalNIngestProblem2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐProblemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_ingestProblems(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestProblem(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_ingestProblems_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _AddDkimKeyPayload_key(ctx context.Context, field graphql.CollectedField, obj *model.AddDkimKeyPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3340,6 +4003,433 @@ func (ec *executionContext) fieldContext_AddDkimKeyPayload_domain(_ context.Cont
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AggregateReport_id(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v uuid.UUID) graphql.Marshaler {
+			return ec.marshalNID2githubᚗcomᚋgoogleᚋuuidᚐUUID(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, false, false, "ID")
+}
+
+func (ec *executionContext) _AggregateReport_reporter(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_reporter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AggregateReport().Reporter(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_reporter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "String")
+}
+
+func (ec *executionContext) _AggregateReport_reporterEmail(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_reporterEmail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AggregateReport().ReporterEmail(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_reporterEmail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "String")
+}
+
+func (ec *executionContext) _AggregateReport_reportId(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_reportId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReportID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_reportId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, false, false, "String")
+}
+
+func (ec *executionContext) _AggregateReport_policyDomain(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_policyDomain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PolicyDomain, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_policyDomain(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, false, false, "String")
+}
+
+func (ec *executionContext) _AggregateReport_periodBegin(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_periodBegin(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AggregateReport().PeriodBegin(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_periodBegin(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Time")
+}
+
+func (ec *executionContext) _AggregateReport_periodEnd(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_periodEnd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AggregateReport().PeriodEnd(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_periodEnd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Time")
+}
+
+func (ec *executionContext) _AggregateReport_messages(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_messages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AggregateReport().Messages(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AggregateReport_records(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_records(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AggregateReport().Records(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AggregateReport_receivedAt(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_receivedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReceivedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_receivedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AggregateReport_duplicates(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_duplicates(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AggregateReport().Duplicates(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_duplicates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AggregateReportConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReportConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.AggregateReportEdge) graphql.Marshaler {
+			return ec.marshalNAggregateReportEdge2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAggregateReportEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReportConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AggregateReportConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AggregateReportEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AggregateReportConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReportConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*reportingdb.DomainReportsRow) graphql.Marshaler {
+			return ec.marshalNAggregateReport2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚋreportingdbᚐDomainReportsRowᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReportConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AggregateReportConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AggregateReport(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AggregateReportConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReportConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReportConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AggregateReportConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AggregateReportConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReportConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReportConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReportConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AggregateReportEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReportEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReportEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReportEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _AggregateReportEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReportEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *reportingdb.DomainReportsRow) graphql.Marshaler {
+			return ec.marshalNAggregateReport2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚋreportingdbᚐDomainReportsRow(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReportEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AggregateReportEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AggregateReport(ctx, field)
 		},
 	}
 	return fc, nil
@@ -4727,6 +5817,29 @@ func (ec *executionContext) fieldContext_Domain_dmarcRecord(_ context.Context, f
 	return graphql.NewScalarFieldContext("Domain", field, true, true, "String")
 }
 
+func (ec *executionContext) _Domain_reportAddress(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_reportAddress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().ReportAddress(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_reportAddress(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Domain", field, true, true, "String")
+}
+
 func (ec *executionContext) _Domain_dnsSetup(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4942,6 +6055,94 @@ func (ec *executionContext) fieldContext_Domain_bimi(_ context.Context, field gr
 	return fc, nil
 }
 
+func (ec *executionContext) _Domain_reports(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_reports(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Domain().Reports(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AggregateReportConnection) graphql.Marshaler {
+			return ec.marshalNAggregateReportConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAggregateReportConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_reports(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AggregateReportConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Domain_reports_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Domain_ingestProblems(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_ingestProblems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Domain().IngestProblems(ctx, obj, fc.Args["limit"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*reporting.Problem) graphql.Marshaler {
+			return ec.marshalNIngestProblem2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐProblemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_ingestProblems(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestProblem(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Domain_ingestProblems_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _DomainConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.DomainConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5114,6 +6315,314 @@ func (ec *executionContext) fieldContext_DomainEdge_node(_ context.Context, fiel
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _IngestProblem_blobId(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_blobId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BlobID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v uuid.UUID) graphql.Marshaler {
+			return ec.marshalNID2githubᚗcomᚋgoogleᚋuuidᚐUUID(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_blobId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "ID")
+}
+
+func (ec *executionContext) _IngestProblem_source(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestProblem_filename(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_filename(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Filename, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_filename(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestProblem_remote(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_remote(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Remote, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_remote(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestProblem_receivedAt(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_receivedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReceivedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_receivedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "Time")
+}
+
+func (ec *executionContext) _IngestProblem_status(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestProblem_reason(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IngestProblem().Reason(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, true, true, "String")
+}
+
+func (ec *executionContext) _IngestProblem_detail(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.IngestProblem().Detail(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, true, true, "String")
+}
+
+func (ec *executionContext) _IngestProblem_warnings(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_warnings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Warnings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []reporting.Warning) graphql.Marshaler {
+			return ec.marshalNIngestWarning2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐWarningᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_warnings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IngestProblem",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestWarning(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _IngestWarning_code(ctx context.Context, field graphql.CollectedField, obj *reporting.Warning) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestWarning_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestWarning_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestWarning", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestWarning_element(ctx context.Context, field graphql.CollectedField, obj *reporting.Warning) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestWarning_element(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Element, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestWarning_element(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestWarning", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestWarning_detail(ctx context.Context, field graphql.CollectedField, obj *reporting.Warning) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestWarning_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detail, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestWarning_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestWarning", field, false, false, "String")
+}
+
+func (ec *executionContext) _IngestWarning_count(ctx context.Context, field graphql.CollectedField, obj *reporting.Warning) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestWarning_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestWarning_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestWarning", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Member_user(ctx context.Context, field graphql.CollectedField, obj *account.Member) (ret graphql.Marshaler) {
@@ -5737,6 +7246,50 @@ func (ec *executionContext) fieldContext_Mutation_setBimi(ctx context.Context, f
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_setBimi_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_uploadReports(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_uploadReports(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UploadReports(ctx, fc.Args["accountId"].(*string), fc.Args["files"].([]*graphql.Upload))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.UploadResult) graphql.Marshaler {
+			return ec.marshalNUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_uploadReports(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UploadResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_uploadReports_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -7029,6 +8582,98 @@ func (ec *executionContext) _SpfPin_expiresAt(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_SpfPin_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SpfPin", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UploadResult_filename(ctx context.Context, field graphql.CollectedField, obj *model.UploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadResult_filename(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Filename, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UploadResult_filename(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UploadResult", field, false, false, "String")
+}
+
+func (ec *executionContext) _UploadResult_blobId(ctx context.Context, field graphql.CollectedField, obj *model.UploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadResult_blobId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BlobID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOID2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UploadResult_blobId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UploadResult", field, false, false, "ID")
+}
+
+func (ec *executionContext) _UploadResult_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.UploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadResult_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UploadResult_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UploadResult", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _UploadResult_error(ctx context.Context, field graphql.CollectedField, obj *model.UploadResult) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadResult_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Error, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UploadResult_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UploadResult", field, false, false, "String")
 }
 
 func (ec *executionContext) _User_id(ctx context.Context, field graphql.CollectedField, obj *account.User) (ret graphql.Marshaler) {
@@ -8504,6 +10149,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_domains(ctx, field, obj)
 				})
+		case "ingestProblems":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_ingestProblems(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -8544,6 +10195,182 @@ func (ec *executionContext) _AddDkimKeyPayload(ctx context.Context, sel ast.Sele
 			}
 		case "domain":
 			out.Values[i] = ec._AddDkimKeyPayload_domain(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var aggregateReportImplementors = []string{"AggregateReport"}
+
+func (ec *executionContext) _AggregateReport(ctx context.Context, sel ast.SelectionSet, obj *reportingdb.DomainReportsRow) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, aggregateReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AggregateReport")
+		case "id":
+			out.Values[i] = ec._AggregateReport_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reporter":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AggregateReport_reporter(ctx, field, obj)
+				})
+		case "reporterEmail":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AggregateReport_reporterEmail(ctx, field, obj)
+				})
+		case "reportId":
+			out.Values[i] = ec._AggregateReport_reportId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "policyDomain":
+			out.Values[i] = ec._AggregateReport_policyDomain(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "periodBegin":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AggregateReport_periodBegin(ctx, field, obj)
+				})
+		case "periodEnd":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AggregateReport_periodEnd(ctx, field, obj)
+				})
+		case "messages":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AggregateReport_messages(ctx, field, obj)
+				})
+		case "records":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AggregateReport_records(ctx, field, obj)
+				})
+		case "receivedAt":
+			out.Values[i] = ec._AggregateReport_receivedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "duplicates":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AggregateReport_duplicates(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var aggregateReportConnectionImplementors = []string{"AggregateReportConnection"}
+
+func (ec *executionContext) _AggregateReportConnection(ctx context.Context, sel ast.SelectionSet, obj *model.AggregateReportConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, aggregateReportConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AggregateReportConnection")
+		case "edges":
+			out.Values[i] = ec._AggregateReportConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodes":
+			out.Values[i] = ec._AggregateReportConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._AggregateReportConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._AggregateReportConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var aggregateReportEdgeImplementors = []string{"AggregateReportEdge"}
+
+func (ec *executionContext) _AggregateReportEdge(ctx context.Context, sel ast.SelectionSet, obj *model.AggregateReportEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, aggregateReportEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AggregateReportEdge")
+		case "cursor":
+			out.Values[i] = ec._AggregateReportEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._AggregateReportEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -9111,6 +10938,12 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_dmarcRecord(ctx, field, obj)
 				})
+		case "reportAddress":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_reportAddress(ctx, field, obj)
+				})
 		case "dnsSetup":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -9152,6 +10985,18 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_bimi(ctx, field, obj)
+				})
+		case "reports":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_reports(ctx, field, obj)
+				})
+		case "ingestProblems":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_ingestProblems(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -9236,6 +11081,129 @@ func (ec *executionContext) _DomainEdge(ctx context.Context, sel ast.SelectionSe
 			}
 		case "node":
 			out.Values[i] = ec._DomainEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var ingestProblemImplementors = []string{"IngestProblem"}
+
+func (ec *executionContext) _IngestProblem(ctx context.Context, sel ast.SelectionSet, obj *reporting.Problem) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ingestProblemImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IngestProblem")
+		case "blobId":
+			out.Values[i] = ec._IngestProblem_blobId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "source":
+			out.Values[i] = ec._IngestProblem_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "filename":
+			out.Values[i] = ec._IngestProblem_filename(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "remote":
+			out.Values[i] = ec._IngestProblem_remote(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "receivedAt":
+			out.Values[i] = ec._IngestProblem_receivedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._IngestProblem_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "reason":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IngestProblem_reason(ctx, field, obj)
+				})
+		case "detail":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._IngestProblem_detail(ctx, field, obj)
+				})
+		case "warnings":
+			out.Values[i] = ec._IngestProblem_warnings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var ingestWarningImplementors = []string{"IngestWarning"}
+
+func (ec *executionContext) _IngestWarning(ctx context.Context, sel ast.SelectionSet, obj *reporting.Warning) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ingestWarningImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("IngestWarning")
+		case "code":
+			out.Values[i] = ec._IngestWarning_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "element":
+			out.Values[i] = ec._IngestWarning_element(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "detail":
+			out.Values[i] = ec._IngestWarning_detail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "count":
+			out.Values[i] = ec._IngestWarning_count(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -9401,6 +11369,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "setBimi":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setBimi(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "uploadReports":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_uploadReports(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -9856,6 +11831,54 @@ func (ec *executionContext) _SpfPin(ctx context.Context, sel ast.SelectionSet, o
 		case "expiresAt":
 			out.Values[i] = ec._SpfPin_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var uploadResultImplementors = []string{"UploadResult"}
+
+func (ec *executionContext) _UploadResult(ctx context.Context, sel ast.SelectionSet, obj *model.UploadResult) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, uploadResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UploadResult")
+		case "filename":
+			out.Values[i] = ec._UploadResult_filename(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "blobId":
+			out.Values[i] = ec._UploadResult_blobId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "duplicate":
+			out.Values[i] = ec._UploadResult_duplicate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "error":
+			out.Values[i] = ec._UploadResult_error(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -10360,6 +12383,62 @@ func (ec *executionContext) marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartm
 	return ec._AddDkimKeyPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNAggregateReport2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚋreportingdbᚐDomainReportsRowᚄ(ctx context.Context, sel ast.SelectionSet, v []*reportingdb.DomainReportsRow) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAggregateReport2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚋreportingdbᚐDomainReportsRow(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAggregateReport2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚋreportingdbᚐDomainReportsRow(ctx context.Context, sel ast.SelectionSet, v *reportingdb.DomainReportsRow) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AggregateReport!")
+		return graphql.Null
+	}
+	return ec._AggregateReport(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAggregateReportConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAggregateReportConnection(ctx context.Context, sel ast.SelectionSet, v *model.AggregateReportConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AggregateReportConnection!")
+		return graphql.Null
+	}
+	return ec._AggregateReportConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAggregateReportEdge2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAggregateReportEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.AggregateReportEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAggregateReportEdge2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAggregateReportEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAggregateReportEdge2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAggregateReportEdge(ctx context.Context, sel ast.SelectionSet, v *model.AggregateReportEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AggregateReportEdge!")
+		return graphql.Null
+	}
+	return ec._AggregateReportEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNAlignment2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAlignment(ctx context.Context, v any) (model.Alignment, error) {
 	var res model.Alignment
 	err := res.UnmarshalGQL(v)
@@ -10607,6 +12686,50 @@ func (ec *executionContext) marshalNID2string(ctx context.Context, sel ast.Selec
 	return res
 }
 
+func (ec *executionContext) marshalNIngestProblem2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐProblemᚄ(ctx context.Context, sel ast.SelectionSet, v []*reporting.Problem) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIngestProblem2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐProblem(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNIngestProblem2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐProblem(ctx context.Context, sel ast.SelectionSet, v *reporting.Problem) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "IngestProblem!")
+		return graphql.Null
+	}
+	return ec._IngestProblem(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNIngestWarning2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐWarning(ctx context.Context, sel ast.SelectionSet, v reporting.Warning) graphql.Marshaler {
+	return ec._IngestWarning(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNIngestWarning2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐWarningᚄ(ctx context.Context, sel ast.SelectionSet, v []reporting.Warning) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNIngestWarning2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐWarning(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNInt2int(ctx context.Context, v any) (int, error) {
 	res, err := graphql.UnmarshalInt(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -10816,6 +12939,95 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	res, err := graphql.UnmarshalTime(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTime2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Time!")
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalTime(*v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNUpload2ᚕᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUploadᚄ(ctx context.Context, v any) ([]*graphql.Upload, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*graphql.Upload, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNUpload2ᚕᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUploadᚄ(ctx context.Context, sel ast.SelectionSet, v []*graphql.Upload) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, v any) (*graphql.Upload, error) {
+	res, err := graphql.UnmarshalUpload(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, sel ast.SelectionSet, v *graphql.Upload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Upload!")
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalUpload(*v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Upload!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UploadResult) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUploadResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResult(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUploadResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResult(ctx context.Context, sel ast.SelectionSet, v *model.UploadResult) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UploadResult!")
+		return graphql.Null
+	}
+	return ec._UploadResult(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNUser2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐUser(ctx context.Context, sel ast.SelectionSet, v account.User) graphql.Marshaler {

@@ -14,6 +14,7 @@ import (
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
+	"github.com/rampartmail/rampart/internal/reporting/reportingdb"
 )
 
 // A new DKIM key and what the owner should know about it.
@@ -22,6 +23,20 @@ type AddDkimKeyPayload struct {
 	// For example: an RSA key shorter than 2048 bits.
 	Warnings []string       `json:"warnings"`
 	Domain   *domain.Domain `json:"domain"`
+}
+
+// A page of reports (Relay connection).
+type AggregateReportConnection struct {
+	Edges      []*AggregateReportEdge          `json:"edges"`
+	Nodes      []*reportingdb.DomainReportsRow `json:"nodes"`
+	PageInfo   *PageInfo                       `json:"pageInfo"`
+	TotalCount int                             `json:"totalCount"`
+}
+
+// A report in a page.
+type AggregateReportEdge struct {
+	Cursor string                        `json:"cursor"`
+	Node   *reportingdb.DomainReportsRow `json:"node"`
 }
 
 // Tokens returned by login and refresh.
@@ -124,6 +139,17 @@ type Query struct {
 type RemovedDomain struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+}
+
+// What became of one uploaded file.
+type UploadResult struct {
+	Filename string `json:"filename"`
+	// The stored input; null when the file was refused outright.
+	BlobID *string `json:"blobId,omitempty"`
+	// The same bytes were already stored; nothing new is queued.
+	Duplicate bool `json:"duplicate"`
+	// Why the file was refused, if it was.
+	Error *string `json:"error,omitempty"`
 }
 
 // The caller of a request.

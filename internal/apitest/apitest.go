@@ -45,6 +45,8 @@ type Env struct {
 	Seed []byte
 	// Queries counts SQL statements run through the API's pool.
 	Queries atomic.Int64
+	// SMTPAddr is the rua mail server's address, when the config turns it on.
+	SMTPAddr string
 }
 
 type counter struct{ n *atomic.Int64 }
@@ -68,7 +70,11 @@ func (w tWriter) Write(p []byte) (int, error) {
 }
 
 // Start runs an API on a fresh database and stops it when the test ends.
-func Start(t testing.TB) *Env {
+func Start(t testing.TB) *Env { t.Helper(); return StartWith(t, nil) }
+
+// StartWith is Start with a chance to change the configuration first (to
+// run workers, or the SMTP intake).
+func StartWith(t testing.TB, configure func(*app.Config)) *Env {
 	t.Helper()
 	e := &Env{T: t, DatabaseURL: dbtest.NewDB(t)}
 	seed, err := auth.GenerateSeed()
@@ -82,7 +88,10 @@ func Start(t testing.TB) *Env {
 	require.NoError(t, err)
 	e.Config = &app.Config{
 		APIAddr: "127.0.0.1:0", EdgeZone: EdgeZone, ReportsDomain: ReportsDomain, JWTKeyID: "k1",
-		JWTKey: base64.StdEncoding.EncodeToString(seed), LogLevel: "warn",
+		JWTKey: base64.StdEncoding.EncodeToString(seed), LogLevel: "warn", DNSResolver: "off",
+	}
+	if configure != nil {
+		configure(e.Config)
 	}
 	api, err := app.NewAPI(ctx, e.Pool, e.Config, Logger(t))
 	require.NoError(t, err)
@@ -99,6 +108,9 @@ func Start(t testing.TB) *Env {
 		e.Pool.Close()
 	})
 	e.URL = "http://" + api.HTTP.Addr() + "/graphql"
+	if api.SMTP != nil {
+		e.SMTPAddr = api.SMTP.Addr()
+	}
 	return e
 }
 

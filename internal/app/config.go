@@ -16,11 +16,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/rampartmail/rampart/dnsedge"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/intake/imappull"
+	"github.com/rampartmail/rampart/internal/intake/smtpd"
+	"github.com/rampartmail/rampart/internal/intake/upload"
 )
 
 // Config is the configuration shared by the subcommands. Every field has a
@@ -43,6 +47,23 @@ type Config struct {
 
 	DNSResolver string
 
+	SMTPAddr              string
+	SMTPHostname          string
+	SMTPTLSCert           string
+	SMTPTLSKey            string
+	SMTPMaxSize           int
+	SMTPMaxConnPerIP      int
+	SMTPSessionsPerMinute int
+	SMTPMessagesPerMinute int
+	UploadMaxBody         int
+	IMAPAddr              string
+	IMAPTLS               string
+	IMAPUser              string
+	IMAPPasswordFile      string
+	IMAPMailbox           string
+	IMAPAccount           string
+	IMAPInterval          time.Duration
+
 	JWTKey     string
 	JWTKeyFile string
 	JWTKeyID   string
@@ -58,6 +79,13 @@ func env(name, def string) string {
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
 		return v
 	}
 	return def
@@ -79,6 +107,22 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data-dir", env("RAMPART_DATA_DIR", ".data"), "dev: folder for the private cluster, snapshot and keys (env RAMPART_DATA_DIR)")
 	fs.StringVar(&c.EdgeSnapshot, "edge-snapshot", env("DNSEDGE_SNAPSHOT", ""), "dev: dnsedge snapshot file (env DNSEDGE_SNAPSHOT; default <data-dir>/dnsedge.snapshot)")
 	fs.StringVar(&c.DNSResolver, "dns-resolver", env("RAMPART_DNS_RESOLVER", ""), "DNS server (host:port) for resolving senders' SPF includes (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", env("RAMPART_SMTP_ADDR", ""), "SMTP listen address for rua mail, e.g. :25 (env RAMPART_SMTP_ADDR; empty: off; dev: 127.0.0.1:2525)")
+	fs.StringVar(&c.SMTPHostname, "smtp-hostname", env("RAMPART_SMTP_HOSTNAME", ""), "name in the SMTP greeting (env RAMPART_SMTP_HOSTNAME; default the reports domain)")
+	fs.StringVar(&c.SMTPTLSCert, "smtp-tls-cert", env("RAMPART_SMTP_TLS_CERT", ""), "PEM certificate chain; enables STARTTLS (env RAMPART_SMTP_TLS_CERT)")
+	fs.StringVar(&c.SMTPTLSKey, "smtp-tls-key", env("RAMPART_SMTP_TLS_KEY", ""), "PEM private key (env RAMPART_SMTP_TLS_KEY)")
+	fs.IntVar(&c.SMTPMaxSize, "smtp-max-size", envInt("RAMPART_SMTP_MAX_SIZE", smtpd.DefaultMaxSize), "largest rua message in bytes (env RAMPART_SMTP_MAX_SIZE)")
+	fs.IntVar(&c.SMTPMaxConnPerIP, "smtp-max-conn-per-ip", envInt("RAMPART_SMTP_MAX_CONN_PER_IP", smtpd.DefaultMaxSessionsPerClient), "concurrent SMTP sessions per client (env RAMPART_SMTP_MAX_CONN_PER_IP)")
+	fs.IntVar(&c.SMTPSessionsPerMinute, "smtp-sessions-per-minute", envInt("RAMPART_SMTP_SESSIONS_PER_MINUTE", smtpd.DefaultSessionsPerMinute), "SMTP sessions per client per minute (env RAMPART_SMTP_SESSIONS_PER_MINUTE)")
+	fs.IntVar(&c.SMTPMessagesPerMinute, "smtp-messages-per-minute", envInt("RAMPART_SMTP_MESSAGES_PER_MINUTE", smtpd.DefaultMessagesPerMinute), "SMTP messages per client per minute (env RAMPART_SMTP_MESSAGES_PER_MINUTE)")
+	fs.IntVar(&c.UploadMaxBody, "upload-max-body", envInt("RAMPART_UPLOAD_MAX_BODY", upload.DefaultMaxBody), "largest /upload request in bytes (env RAMPART_UPLOAD_MAX_BODY)")
+	fs.StringVar(&c.IMAPAddr, "imap-addr", env("RAMPART_IMAP_ADDR", ""), "IMAP server host:port to pull reports from (env RAMPART_IMAP_ADDR; empty: off)")
+	fs.StringVar(&c.IMAPTLS, "imap-tls", env("RAMPART_IMAP_TLS", "tls"), "tls, starttls or none (env RAMPART_IMAP_TLS)")
+	fs.StringVar(&c.IMAPUser, "imap-user", env("RAMPART_IMAP_USER", ""), "IMAP login (env RAMPART_IMAP_USER)")
+	fs.StringVar(&c.IMAPPasswordFile, "imap-password-file", env("RAMPART_IMAP_PASSWORD_FILE", ""), "file holding the IMAP password (or env RAMPART_IMAP_PASSWORD)")
+	fs.StringVar(&c.IMAPMailbox, "imap-mailbox", env("RAMPART_IMAP_MAILBOX", "INBOX"), "mailbox to pull (env RAMPART_IMAP_MAILBOX)")
+	fs.StringVar(&c.IMAPAccount, "imap-account", env("RAMPART_IMAP_ACCOUNT", ""), "account id the pulled reports belong to (env RAMPART_IMAP_ACCOUNT)")
+	fs.DurationVar(&c.IMAPInterval, "imap-interval", envDuration("RAMPART_IMAP_INTERVAL", imappull.DefaultInterval), "how often to pull (env RAMPART_IMAP_INTERVAL)")
 	fs.StringVar(&c.JWTKey, "jwt-key", env("RAMPART_JWT_KEY", ""), "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
 	fs.StringVar(&c.JWTKeyFile, "jwt-key-file", env("RAMPART_JWT_KEY_FILE", ""), "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
 	fs.StringVar(&c.JWTKeyID, "jwt-kid", env("RAMPART_JWT_KID", "k1"), "key id of the signing key (env RAMPART_JWT_KID)")

@@ -61,6 +61,9 @@ func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err
 		return err
 	}
 	cfg.Migrate = false
+	if cfg.SMTPAddr == "" {
+		cfg.SMTPAddr = "127.0.0.1:2525"
+	}
 	api, err := NewAPI(ctx, pool, cfg, log)
 	if err != nil {
 		return err
@@ -90,13 +93,17 @@ func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err
 	if err := edge.Start(ctx); err != nil {
 		return err
 	}
-	printBanner(out, api.HTTP.Addr(), edge.UDPAddr().String(), cfg)
+	smtpAddr := ""
+	if api.SMTP != nil {
+		smtpAddr = api.SMTP.Addr()
+	}
+	printBanner(out, api.HTTP.Addr(), edge.UDPAddr().String(), smtpAddr, cfg)
 	apiErr := api.Run(ctx)
 	edgeErr := edge.Wait()
 	return errors.Join(apiErr, edgeErr)
 }
 
-func printBanner(out io.Writer, apiAddr, edgeAddr string, cfg *Config) {
+func printBanner(out io.Writer, apiAddr, edgeAddr, smtpAddr string, cfg *Config) {
 	host, port := splitHostPort(edgeAddr)
 	edgeMetrics := ""
 	if cfg.EdgeMetricsAddr != "" {
@@ -109,6 +116,8 @@ Rampart is running (Ctrl-C stops everything).
   GraphiQL      http://%[1]s/
   Metrics       http://%[1]s/metrics%[2]s
   dnsedge       %[3]s (UDP and TCP), zone %[4]s
+  Report mail   smtp://%[10]s for <token>@%[11]s (each domain's reportAddress)
+  Report upload POST http://%[1]s/upload (Bearer token)
 
   Demo login    %[5]s / %[6]s
 
@@ -120,7 +129,7 @@ The demo domain's DMARC record, from dnsedge:
   go run ./cmd/rampart query -server %[3]s _dmarc.%[7]s TXT
   dig @%[8]s -p %[9]s _dmarc.%[7]s TXT +norec
 
-`, apiAddr, edgeMetrics, edgeAddr, cfg.EdgeZone, DemoEmail, DemoPassword, DemoDomain, host, port)
+`, apiAddr, edgeMetrics, edgeAddr, cfg.EdgeZone, DemoEmail, DemoPassword, DemoDomain, host, port, smtpAddr, cfg.ReportsDomain)
 }
 
 // SeedDemo creates the demo owner, account and domain when they are missing.

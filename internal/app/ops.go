@@ -11,9 +11,15 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/miekg/dns"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/rampartmail/rampart/internal/account"
+	"github.com/rampartmail/rampart/internal/account/accountdb"
+	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/intake/importer"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/pgcluster"
 	"github.com/rampartmail/rampart/migrations"
@@ -135,3 +141,35 @@ func DevDB(ctx context.Context, log *slog.Logger, dir string, fresh bool, comman
 
 // StopDevDB stops the cluster running in dir, if any.
 func StopDevDB(ctx context.Context, dir string) error { return pgcluster.StopDir(ctx, dir) }
+
+// Import is `rampart import [-account ID] [-quiet] PATH...`: files, folders
+// and mbox files of reports, queued for the workers of `rampart serve`.
+func Import(ctx context.Context, cfg *Config, accountID string, quiet bool, paths []string, out, progress io.Writer) error {
+	pool, err := OpenPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	opts := importer.Options{Progress: progress}
+	if quiet {
+		opts.Progress = nil
+	}
+	if accountID != "" {
+		id, err := uuid.Parse(accountID)
+		if err != nil {
+			return fmt.Errorf("-account: %w", err)
+		}
+		if _, err := accountdb.New(pool).AccountByID(ctx, id); err != nil {
+			return fmt.Errorf("-account %s: no such account", id)
+		}
+		opts.AccountID = &id
+	}
+	// An insert-only client: the workers of `rampart serve` decode.
+	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{})
+	if err != nil {
+		return fmt.Errorf("river client: %w", err)
+	}
+	sum, err := importer.New(ingest.NewStore(pool, client, cfg.Logger(progress)), opts).Import(ctx, paths)
+	sum.Print(out)
+	return err
+}

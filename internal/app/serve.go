@@ -2,21 +2,33 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rampartmail/rampart/graph"
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
+	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/catalog"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
+	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/intake/imappull"
+	"github.com/rampartmail/rampart/internal/intake/smtpd"
+	"github.com/rampartmail/rampart/internal/intake/upload"
+	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/jobs"
 	"github.com/rampartmail/rampart/migrations"
@@ -46,7 +58,7 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 	if err != nil {
 		return nil, err
 	}
-	domains := domain.NewService(pool, domain.Config{EdgeZone: cfg.EdgeZone, NameServers: ns}, log)
+	domains := domain.NewService(pool, domain.Config{EdgeZone: cfg.EdgeZone, NameServers: ns, ReportsDomain: cfg.ReportsDomain}, log)
 	return &Services{
 		Auth:     a,
 		Accounts: account.NewService(pool),
@@ -61,7 +73,16 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, errors.New("no database: set DATABASE_URL (or use `rampart dev`, which starts a private cluster)")
 	}
-	pool, err := pgxpool.New(ctx, url)
+	pcfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database URL: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// Each report worker holds a connection while it ingests; the
+		// default (the number of CPUs) would starve the API.
+		pcfg.MaxConns = 40
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("database URL: %w", err)
 	}
@@ -74,9 +95,12 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// API is a running `rampart serve`: the HTTP API and the River workers.
+// API is a running `rampart serve`: the HTTP API, report intake and the
+// River workers.
 type API struct {
 	HTTP *server.Server
+	// SMTP is the rua mail server; nil when it is off.
+	SMTP *smtpd.Server
 	log  *slog.Logger
 	run  func(ctx context.Context) error
 }
@@ -101,25 +125,46 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gql := graph.NewHandler(&graph.Resolver{
-		AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth,
-		SenderSvc: svc.Senders, KeySvc: svc.Keys, Log: log, Pool: pool,
-	}, graph.DefaultLimits)
-	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, gql, pool, reg, log)
-	if err := httpSrv.Listen(); err != nil {
-		return nil, err
-	}
 	river, err := jobs.NewClient(pool, jobs.Config{Workers: cfg.Workers}, jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Resolver: cfg.Resolver()}, log)
 	if err != nil {
 		return nil, err
 	}
-	a := &API{HTTP: httpSrv, log: log}
+	store := ingest.NewStore(pool, river, log)
+	gql := graph.NewHandler(&graph.Resolver{
+		AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth,
+		SenderSvc: svc.Senders, KeySvc: svc.Keys, Reporting: reporting.NewReader(pool), Store: store,
+		Log: log, Pool: pool,
+	}, graph.DefaultLimits)
+	uploads := upload.New(pool, store, upload.Config{MaxBody: int64(cfg.UploadMaxBody)}, log)
+	authenticate := func(ctx context.Context, bearer string) (access.Principal, error) {
+		id, err := svc.Auth.Authenticate(ctx, bearer)
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			return access.Principal{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "invalid or expired token", Err: err}
+		}
+		if err != nil {
+			return access.Principal{}, err
+		}
+		return id.Principal(), nil
+	}
+	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, gql, pool, reg, log,
+		server.Route{Pattern: "POST /upload", Handler: server.RequireAuth(authenticate, log, uploads)})
+	if err := httpSrv.Listen(); err != nil {
+		return nil, err
+	}
+	intake, err := newIntake(cfg, pool, store, log)
+	if err != nil {
+		return nil, err
+	}
+	a := &API{HTTP: httpSrv, SMTP: intake.smtp, log: log}
 	a.run = func(ctx context.Context) error {
 		if cfg.Workers > 0 {
 			if err := river.Start(ctx); err != nil {
 				return fmt.Errorf("start workers: %w", err)
 			}
 		}
+		intakeCtx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopIntake()
+		intakeDone := intake.run(intakeCtx)
 		httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopHTTP()
 		httpDone := make(chan error, 1)
@@ -129,9 +174,12 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 			return err
 		case <-ctx.Done():
 		}
-		// Shutdown order: workers drain their jobs, then the HTTP server
-		// finishes its requests; the caller closes the pool last.
+		// Shutdown order: intake stops taking mail, workers drain their
+		// jobs, then the HTTP server finishes its requests; the caller
+		// closes the pool last.
 		log.Info("shutting down")
+		stopIntake()
+		intakeDone.Wait()
 		if cfg.Workers > 0 {
 			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			if err := river.Stop(stopCtx); err != nil {
@@ -160,4 +208,78 @@ func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	return api.Run(ctx)
+}
+
+// intake holds the report intake paths that run beside the API.
+type intake struct {
+	smtp   *smtpd.Server
+	puller *imappull.Puller
+	log    *slog.Logger
+}
+
+func newIntake(cfg *Config, pool *pgxpool.Pool, store *ingest.Store, log *slog.Logger) (*intake, error) {
+	in := &intake{log: log}
+	if cfg.SMTPAddr != "" {
+		var tlsCfg *tls.Config
+		if cfg.SMTPTLSCert != "" {
+			var err error
+			if tlsCfg, err = smtpd.TLSFromFiles(cfg.SMTPTLSCert, cfg.SMTPTLSKey); err != nil {
+				return nil, err
+			}
+		}
+		srv, err := smtpd.New(smtpd.Config{
+			Addr: cfg.SMTPAddr, Domain: cfg.ReportsDomain, Hostname: cfg.SMTPHostname, TLS: tlsCfg,
+			MaxSize: int64(cfg.SMTPMaxSize), MaxSessionsPerClient: cfg.SMTPMaxConnPerIP,
+			SessionsPerMinute: cfg.SMTPSessionsPerMinute, MessagesPerMinute: cfg.SMTPMessagesPerMinute,
+		}, store, log.With("component", "smtp"))
+		if err != nil {
+			return nil, err
+		}
+		if err := srv.Listen(); err != nil {
+			return nil, err
+		}
+		in.smtp = srv
+	}
+	if cfg.IMAPAddr != "" {
+		acct, err := uuid.Parse(cfg.IMAPAccount)
+		if err != nil {
+			return nil, fmt.Errorf("RAMPART_IMAP_ACCOUNT: %w", err)
+		}
+		pw := os.Getenv("RAMPART_IMAP_PASSWORD")
+		if cfg.IMAPPasswordFile != "" {
+			b, err := os.ReadFile(cfg.IMAPPasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("IMAP password file: %w", err)
+			}
+			pw = strings.TrimSpace(string(b))
+		}
+		in.puller, err = imappull.New(imappull.Config{
+			Addr: cfg.IMAPAddr, TLS: imappull.TLSMode(cfg.IMAPTLS), Username: cfg.IMAPUser,
+			Password: pw, Mailbox: cfg.IMAPMailbox, AccountID: acct, Interval: cfg.IMAPInterval,
+		}, pool, store, log.With("component", "imap"))
+		if err != nil {
+			return nil, err
+		}
+	}
+	return in, nil
+}
+
+// run starts the intake paths; the WaitGroup ends when they have stopped.
+func (in *intake) run(ctx context.Context) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	if in.smtp != nil {
+		wg.Go(func() {
+			if err := in.smtp.Run(ctx); err != nil {
+				in.log.Error("SMTP server stopped", "err", err)
+			}
+		})
+	}
+	if in.puller != nil {
+		wg.Go(func() {
+			if err := in.puller.Run(ctx); err != nil && ctx.Err() == nil {
+				in.log.Error("IMAP pull stopped", "err", err)
+			}
+		})
+	}
+	return &wg
 }

@@ -68,6 +68,9 @@ type Domain struct {
 	Stored Policy
 	// BIMI is the owner's BIMI assertion; nil when none is set.
 	BIMI *BIMI
+	// ReportToken is the local part of the domain's own report address,
+	// <token>@<reports domain>.
+	ReportToken string
 }
 
 // BIMI is a domain's BIMI assertion: where its logo (SVG Tiny PS) and the
@@ -92,8 +95,26 @@ func (d Domain) Effective() Policy {
 	return p
 }
 
-// Record composes the DMARC record published at _dmarc.<name>.
-func (d Domain) Record() dmarc.Record { return d.Effective().record() }
+// Record composes the DMARC record published at _dmarc.<name>: the
+// effective policy, with Rampart's own report address (reportsDomain, when
+// set) first in rua, then the owner's extra addresses.
+func (d Domain) Record(reportsDomain string) dmarc.Record {
+	r := d.Effective().record()
+	if reportsDomain != "" && d.ReportToken != "" {
+		own := dmarc.URI{Address: "mailto:" + d.ReportToken + "@" + reportsDomain}
+		r.RUA = append([]dmarc.URI{own}, r.RUA...)
+	}
+	return r
+}
+
+// ReportAddress is the domain's own report address, "" without a reports
+// domain.
+func (d Domain) ReportAddress(reportsDomain string) string {
+	if reportsDomain == "" || d.ReportToken == "" {
+		return ""
+	}
+	return d.ReportToken + "@" + reportsDomain
+}
 
 func (p Policy) record() dmarc.Record {
 	r := dmarc.Record{Policy: p.P}
@@ -137,7 +158,7 @@ func uris(list []string) []dmarc.URI {
 func fromRow(r domaindb.Domain) Domain {
 	d := Domain{
 		ID: r.ID, AccountID: r.AccountID, Name: r.Name, Mode: Mode(r.Mode),
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ReportToken: r.ReportToken,
 		Stored: Policy{
 			P: dmarc.Policy(r.DmarcP), Percent: int(r.DmarcPct),
 			ADKIM: dmarc.Alignment(r.DmarcAdkim), ASPF: dmarc.Alignment(r.DmarcAspf),
@@ -167,6 +188,10 @@ type Config struct {
 	EdgeZone string
 	// NameServers are the edge's name server host names.
 	NameServers []string
+	// ReportsDomain is the domain of Rampart's report addresses; each
+	// domain's DMARC record names <token>@<ReportsDomain> first in rua.
+	// Empty leaves only the owner's addresses.
+	ReportsDomain string
 }
 
 // Service is the domain store. Its methods authorise the context's principal.

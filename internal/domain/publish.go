@@ -46,7 +46,7 @@ type DKIMRecord struct {
 // serves.
 func (s *Service) Compile(ctx context.Context, tx pgx.Tx, d Domain) (Published, error) {
 	q := domaindb.New(tx)
-	p := Published{DMARC: d.Record().String()}
+	p := Published{DMARC: d.Record(s.cfg.ReportsDomain).String()}
 	nets, err := q.DomainNetblocks(ctx, d.ID)
 	if err != nil {
 		return p, fmt.Errorf("load netblocks: %w", err)

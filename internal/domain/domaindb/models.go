@@ -44,6 +44,7 @@ type Domain struct {
 	DmarcT          *bool
 	BimiLogoUrl     *string
 	BimiEvidenceUrl *string
+	ReportToken     string
 }
 
 type DomainNetblock struct {

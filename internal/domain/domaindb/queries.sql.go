@@ -43,7 +43,7 @@ func (q *Queries) DeleteDomain(ctx context.Context, id uuid.UUID) error {
 }
 
 const domainByID = `-- name: DomainByID :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains WHERE id = $1
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token FROM domains WHERE id = $1
 `
 
 func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -68,12 +68,13 @@ func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) 
 		&i.DmarcT,
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
+		&i.ReportToken,
 	)
 	return i, err
 }
 
 const domainByName = `-- name: DomainByName :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains WHERE name = $1
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token FROM domains WHERE name = $1
 `
 
 func (q *Queries) DomainByName(ctx context.Context, name string) (Domain, error) {
@@ -98,6 +99,7 @@ func (q *Queries) DomainByName(ctx context.Context, name string) (Domain, error)
 		&i.DmarcT,
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
+		&i.ReportToken,
 	)
 	return i, err
 }
@@ -139,7 +141,7 @@ func (q *Queries) DomainDKIMKeys(ctx context.Context, domainID uuid.UUID) ([]Dki
 }
 
 const domainForUpdate = `-- name: DomainForUpdate :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains WHERE name = $1 FOR UPDATE
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token FROM domains WHERE name = $1 FOR UPDATE
 `
 
 func (q *Queries) DomainForUpdate(ctx context.Context, name string) (Domain, error) {
@@ -164,6 +166,7 @@ func (q *Queries) DomainForUpdate(ctx context.Context, name string) (Domain, err
 		&i.DmarcT,
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
+		&i.ReportToken,
 	)
 	return i, err
 }
@@ -274,7 +277,7 @@ func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]Doma
 const insertDomain = `-- name: InsertDomain :one
 INSERT INTO domains (account_id, name) VALUES ($1, $2)
 ON CONFLICT (name) DO NOTHING
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token
 `
 
 type InsertDomainParams struct {
@@ -304,12 +307,13 @@ func (q *Queries) InsertDomain(ctx context.Context, arg InsertDomainParams) (Dom
 		&i.DmarcT,
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
+		&i.ReportToken,
 	)
 	return i, err
 }
 
 const listDomains = `-- name: ListDomains :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url FROM domains
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token FROM domains
 WHERE account_id = ANY($1::uuid[])
   AND name > $2
   AND ($3::text IS NULL OR starts_with(name, $3::text))
@@ -361,6 +365,7 @@ func (q *Queries) ListDomains(ctx context.Context, arg ListDomainsParams) ([]Dom
 			&i.DmarcT,
 			&i.BimiLogoUrl,
 			&i.BimiEvidenceUrl,
+			&i.ReportToken,
 		); err != nil {
 			return nil, err
 		}
@@ -383,7 +388,7 @@ func (q *Queries) NotifyEdge(ctx context.Context, serial string) error {
 
 const setBIMI = `-- name: SetBIMI :one
 UPDATE domains SET bimi_logo_url = $1, bimi_evidence_url = $2, updated_at = now()
-WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
+WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token
 `
 
 type SetBIMIParams struct {
@@ -414,12 +419,13 @@ func (q *Queries) SetBIMI(ctx context.Context, arg SetBIMIParams) (Domain, error
 		&i.DmarcT,
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
+		&i.ReportToken,
 	)
 	return i, err
 }
 
 const setDomainMode = `-- name: SetDomainMode :one
-UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
+UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token
 `
 
 type SetDomainModeParams struct {
@@ -449,6 +455,7 @@ func (q *Queries) SetDomainMode(ctx context.Context, arg SetDomainModeParams) (D
 		&i.DmarcT,
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
+		&i.ReportToken,
 	)
 	return i, err
 }
@@ -473,7 +480,7 @@ UPDATE domains SET
     dmarc_adkim = $5, dmarc_aspf = $6, dmarc_rua = $7, dmarc_ruf = $8,
     dmarc_fo = $9, dmarc_t = $10, updated_at = now()
 WHERE id = $11
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token
 `
 
 type UpdateDmarcPolicyParams struct {
@@ -524,6 +531,7 @@ func (q *Queries) UpdateDmarcPolicy(ctx context.Context, arg UpdateDmarcPolicyPa
 		&i.DmarcT,
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
+		&i.ReportToken,
 	)
 	return i, err
 }

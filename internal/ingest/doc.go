@@ -1,0 +1,76 @@
+// Package ingest stores DMARC aggregate reports: it takes raw inputs (rua
+// mail, uploads, mailbox pulls, imports) and turns them, as River jobs, into
+// report rows, records and daily rollups.
+//
+// # Intake
+//
+// [Store.Accept] stores the raw bytes in report_blobs and enqueues a
+// report.ingest job for them in the same transaction (River InsertTx), so
+// that a blob is never stored without its job nor a job enqueued for a blob
+// that was not stored. The same bytes arriving again in the same scope (the
+// recipient domain for mail, the account for uploads) are one blob and one
+// job; [Accepted.Duplicate] says so. If that blob was refused (say, it was
+// uploaded before its domain was added) or failed, it is put back in line
+// instead ([Accepted.Retried]). [Store.RecipientDomain] maps the local part
+// of a rua address, the domain's report token, to the domain.
+//
+// # The ingest job
+//
+// The report.ingest worker (see [AddWorkers]) loads the blob and unwraps it
+// with [report.Extract]. Each attachment is read twice: once up to its first
+// record, to learn its metadata, and once in full. Between the two, the
+// policy domain is mapped to a hosted domain (the domain itself or its
+// nearest hosted parent, within the blob's scope) and the monthly partition
+// of report_records that will hold the records is created if missing, in a
+// short transaction of its own so that its lock on the parent table is not
+// held while the report is written.
+//
+// Then, in one transaction per blob:
+//
+//  1. the reports row is inserted with ON CONFLICT on the dedupe key
+//     (reporter org, report id, policy domain, date range). A transaction
+//     that holds the same key makes the insert wait until it ends; if it
+//     committed, the report is a duplicate: a report_duplicates row records
+//     it, nothing is counted, and its records are not even read;
+//  2. the records stream from the decoder to PostgreSQL through COPY into
+//     the month's partition, never all in memory: a goroutine decodes into
+//     small batches that the COPY source drains, so decoding overlaps with
+//     PostgreSQL's work;
+//  3. in one round trip, the report's counts and the blob's status are set
+//     (only if the blob is still pending: a rerun of a finished job, or a
+//     second worker on the same blob, changes nothing) and the records are
+//     added to report_rollups with one INSERT ... SELECT ... ON CONFLICT DO
+//     UPDATE, aggregated by PostgreSQL from the rows just copied and upserted
+//     in key order, so that concurrent reports lock shared rows in the same
+//     order and cannot deadlock;
+//  4. the transaction commits.
+//
+// A report is therefore stored whole or not at all: a worker killed at any
+// point leaves nothing, and the rerun stores it once.
+//
+// # Queue and capacity
+//
+// The jobs run in their own River queue, [Queue], configured with
+// [QueueConfig]. A worker holds one database connection while it works,
+// and memory for the raw blob and a few MB more (a 100,000-record report
+// raised the benchmark's peak RSS by less than 20 MB). docs/benchmarks.md has the throughput measured.
+//
+// # Failures
+//
+// Input that cannot be a report, or a report for a domain outside the
+// blob's scope, is refused: the reason ([report.Reason], or one of this
+// package's reasons such as [NotHosted]) and a sentence for the owner are
+// stored on the blob, and the job is cancelled with [river.JobCancel], never
+// retried. When a blob holds several attachments, a refused one is recorded
+// as a warning as long as another is stored. Database faults are returned
+// to River, which retries; after the last attempt the blob is marked
+// failed.
+//
+// # Retention
+//
+// The report.retention periodic job ([RetentionPeriodicJob]) drops the
+// report_records partitions that lie wholly before the retention period
+// (default 13 months) and deletes the raw blobs received before it. Reports
+// rows (small, and the memory of which reports were seen) and rollups are
+// kept.
+package ingest

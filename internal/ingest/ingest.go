@@ -1,0 +1,453 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rampartmail/rampart/internal/ingest/ingestdb"
+	"github.com/rampartmail/rampart/internal/report"
+)
+
+// Refusal reasons of this package, stored like [report.Reason] values.
+const (
+	// NotHosted: the report's policy domain is not a hosted domain (or
+	// under one) within the blob's scope.
+	NotHosted report.Reason = "not_hosted"
+	// StoreFailed: the blob could not be stored (status failed).
+	StoreFailed report.Reason = "store_failed"
+)
+
+// Blob statuses, as in report_blobs.status.
+const (
+	statusPending   = "pending"
+	statusStored    = "stored"
+	statusDuplicate = "duplicate"
+	statusRefused   = "refused"
+	statusFailed    = "failed"
+)
+
+// Bounds on values that end up in index keys (a btree entry must stay
+// under about 2.7 kB) or that no real report comes near.
+const (
+	maxKeyField   = 1000 // org_name and report_id, in the dedupe key
+	maxDomainLen  = 253
+	maxIdentifier = 255 // header_from, envelope_from, envelope_to
+	maxEnumLen    = 32  // disposition, dkim, spf (policy_evaluated)
+	maxTextField  = 1000
+	// maxMessages bounds a report's total message count, far above any
+	// real report, so that sums cannot overflow bigint.
+	maxMessages = 1_000_000_000_000_000
+	// futureSlack is how far into the future a date range may begin,
+	// for reporters whose clocks run ahead.
+	futureSlack = 48 * time.Hour
+)
+
+type ingester struct {
+	pool   *pgxpool.Pool
+	limits report.Limits
+	months int
+	log    *slog.Logger
+
+	// parts holds the names of report_records partitions known to exist.
+	parts sync.Map
+
+	beforeCommit func(ctx context.Context, blobID uuid.UUID) error
+	now          func() time.Time
+}
+
+func newIngester(pool *pgxpool.Pool, opts Options, log *slog.Logger) *ingester {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	in := &ingester{pool: pool, limits: opts.Limits, months: opts.RetentionMonths, log: log,
+		beforeCommit: opts.beforeCommit, now: opts.now}
+	if in.months <= 0 {
+		in.months = DefaultRetentionMonths
+	}
+	if in.now == nil {
+		in.now = time.Now
+	}
+	return in
+}
+
+// outcome sums up one blob's ingest, for the log.
+type outcome struct {
+	status                       string
+	reports, duplicates, records int
+}
+
+// candidate is one attachment of a blob that may be a report.
+type candidate struct {
+	att     report.Attachment
+	meta    *report.Metadata
+	domain  uuid.UUID
+	day     time.Time // UTC midnight of the report's begin
+	refusal *report.Refusal
+}
+
+// ingest stores the reports of one blob, or records why it cannot. A
+// *report.Refusal means the blob was refused (and marked so); any other
+// error is transient and leaves the blob pending.
+func (in *ingester) ingest(ctx context.Context, blobID uuid.UUID) (outcome, error) {
+	b, err := ingestdb.New(in.pool).BlobForIngest(ctx, blobID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// Deleted (its domain or account was removed) before it was worked.
+		return outcome{status: "gone"}, nil
+	}
+	if err != nil {
+		return outcome{}, fmt.Errorf("load blob: %w", err)
+	}
+	if b.Status != statusPending {
+		return outcome{status: b.Status}, nil
+	}
+	var warns warningList
+	cands, err := in.prepare(ctx, &b, &warns)
+	if err != nil {
+		return outcome{}, in.refuseIf(ctx, b.ID, err, &warns)
+	}
+	out, err := in.store(ctx, &b, cands, &warns)
+	if err != nil {
+		return outcome{}, in.refuseIf(ctx, b.ID, err, &warns)
+	}
+	return out, nil
+}
+
+// prepare unwraps the blob, reads each attachment's metadata, maps it to a
+// hosted domain and makes sure its month's partition exists. Attachments
+// refused here carry their refusal; if all are, the first refusal is
+// returned.
+func (in *ingester) prepare(ctx context.Context, b *ingestdb.BlobForIngestRow, warns *warningList) ([]*candidate, error) {
+	sc, err := scopeOf(b)
+	if err != nil {
+		return nil, err
+	}
+	atts, err := report.Extract(b.Raw, in.limits)
+	if err != nil {
+		return nil, err
+	}
+	now := in.now()
+	var cands []*candidate
+	var first *report.Refusal
+	for _, att := range atts {
+		c := &candidate{att: att}
+		cands = append(cands, c)
+		c.meta, err = in.peek(att)
+		if err == nil {
+			err = checkMetadata(c.meta, now)
+		}
+		if err == nil {
+			c.domain, err = in.hostedDomain(ctx, sc, c.meta.Policy.Domain)
+		}
+		if err != nil {
+			if !errors.As(err, &c.refusal) {
+				return nil, err
+			}
+			if first == nil {
+				first = c.refusal
+			}
+			continue
+		}
+		c.day = dayOf(c.meta.Begin)
+		if err := in.ensurePartition(ctx, c.day); err != nil {
+			return nil, err
+		}
+	}
+	if len(cands) > 1 {
+		for _, c := range cands {
+			if c.refusal != nil {
+				warns.refused(c.att.Name, c.refusal)
+			}
+		}
+	}
+	for _, c := range cands {
+		if c.refusal == nil {
+			return cands, nil
+		}
+	}
+	return nil, first
+}
+
+// errPeeked stops the metadata pre-pass at the first record.
+var errPeeked = errors.New("metadata read")
+
+// peek reads an attachment up to its first record and returns its metadata.
+func (in *ingester) peek(att report.Attachment) (*report.Metadata, error) {
+	r, err := att.Open()
+	if err != nil {
+		return nil, err
+	}
+	var meta *report.Metadata
+	_, err = report.DecodeStream(r, in.limits, func(m *report.Metadata) error {
+		c := *m
+		meta = &c
+		return errPeeked
+	}, nil)
+	if errors.Is(err, errPeeked) {
+		return meta, nil
+	}
+	if err == nil {
+		return nil, &report.Refusal{Reason: report.NoReport, Detail: "no report metadata"}
+	}
+	return nil, err
+}
+
+// checkMetadata refuses what the decoder accepts but the database cannot
+// index, or that cannot be a real report.
+func checkMetadata(m *report.Metadata, now time.Time) error {
+	switch {
+	case len(m.OrgName) > maxKeyField:
+		return &report.Refusal{Reason: report.Invalid, Element: "feedback/report_metadata/org_name", Detail: fmt.Sprintf("longer than %d bytes", maxKeyField)}
+	case len(m.ReportID) > maxKeyField:
+		return &report.Refusal{Reason: report.Invalid, Element: "feedback/report_metadata/report_id", Detail: fmt.Sprintf("longer than %d bytes", maxKeyField)}
+	case len(m.Policy.Domain) > maxDomainLen:
+		return &report.Refusal{Reason: report.Invalid, Element: "feedback/policy_published/domain", Detail: fmt.Sprintf("longer than %d bytes", maxDomainLen)}
+	case m.Begin.After(now.Add(futureSlack)):
+		return &report.Refusal{Reason: report.Invalid, Element: "feedback/report_metadata/date_range/begin",
+			Detail: fmt.Sprintf("the date range begins in the future (%s)", m.Begin.UTC().Format(time.RFC3339))}
+	}
+	return nil
+}
+
+func dayOf(t time.Time) time.Time {
+	t = t.UTC()
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// result is what storing one report came to.
+type result struct {
+	id        uuid.UUID
+	domain    uuid.UUID
+	day       time.Time
+	duplicate bool
+	records   int
+	messages  int64
+	warnings  []report.Warning
+}
+
+// store writes the blob's reports in one transaction.
+func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, cands []*candidate, warns *warningList) (outcome, error) {
+	tx, err := in.pool.Begin(ctx)
+	if err != nil {
+		return outcome{}, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	var todo []*candidate
+	for _, c := range cands {
+		if c.refusal == nil {
+			todo = append(todo, c)
+		}
+	}
+	// With several reports in one blob, each is written under a savepoint
+	// so that a refused one leaves the others.
+	multi := len(todo) > 1
+	var out outcome
+	var storedID, dupID *uuid.UUID
+	var stored []result
+	var firstRefusal *report.Refusal
+	for _, c := range todo {
+		var w pgx.Tx = tx
+		if multi {
+			if w, err = tx.Begin(ctx); err != nil {
+				return outcome{}, fmt.Errorf("savepoint: %w", err)
+			}
+		}
+		res, err := in.storeReport(ctx, w, b, c)
+		var ref *report.Refusal
+		if errors.As(err, &ref) && multi {
+			if err := w.Rollback(ctx); err != nil {
+				return outcome{}, fmt.Errorf("roll back to savepoint: %w", err)
+			}
+			warns.refused(c.att.Name, ref)
+			if firstRefusal == nil {
+				firstRefusal = ref
+			}
+			continue
+		}
+		if err != nil {
+			return outcome{}, err
+		}
+		if multi {
+			if err := w.Commit(ctx); err != nil {
+				return outcome{}, fmt.Errorf("release savepoint: %w", err)
+			}
+		}
+		name := ""
+		if multi {
+			name = c.att.Name
+		}
+		warns.add(name, res.warnings)
+		id := res.id
+		if res.duplicate {
+			out.duplicates++
+			if dupID == nil {
+				dupID = &id
+			}
+		} else {
+			out.reports++
+			out.records += res.records
+			stored = append(stored, res)
+			if storedID == nil {
+				storedID = &id
+			}
+		}
+	}
+	if out.reports+out.duplicates == 0 {
+		if firstRefusal == nil {
+			return outcome{}, errors.New("no report stored and none refused")
+		}
+		return outcome{}, firstRefusal
+	}
+	out.status = statusStored
+	reportID := storedID
+	if out.reports == 0 {
+		out.status, reportID = statusDuplicate, dupID
+	}
+
+	// The closing statements go in one round trip. The rollups come last:
+	// their rows are shared with every other report for the same domain
+	// and day, and their locks are held until commit.
+	var bt batch
+	qb := ingestdb.New(&bt)
+	for _, r := range stored {
+		_ = qb.SetReportCounts(ctx, ingestdb.SetReportCountsParams{ID: r.id, RecordCount: int32(r.records), MessageCount: r.messages})
+		bt.label("set report counts")
+	}
+	finished := bt.b.Len()
+	_ = qb.FinishBlob(ctx, ingestdb.FinishBlobParams{ID: b.ID, Status: out.status, ReportID: reportID, Warnings: warns.json()})
+	bt.label("mark blob " + out.status)
+	for _, r := range stored {
+		_ = qb.AddRollups(ctx, ingestdb.AddRollupsParams{ReportID: r.id, DomainID: r.domain, Day: pgtype.Date{Time: r.day, Valid: true}})
+		bt.label("add rollups")
+	}
+	tags, err := bt.send(ctx, tx)
+	if err != nil {
+		return outcome{}, err
+	}
+	if tags[finished].RowsAffected() == 0 {
+		// Another worker finished the blob (or retention deleted it) while
+		// this one worked: what this one wrote is rolled back. Two workers
+		// on one blob cannot both store its reports: the second waits on
+		// the first's dedupe keys and finds them taken.
+		return outcome{status: "finished elsewhere"}, nil
+	}
+	if in.beforeCommit != nil {
+		if err := in.beforeCommit(ctx, b.ID); err != nil {
+			return outcome{}, err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return outcome{}, fmt.Errorf("commit: %w", err)
+	}
+	return out, nil
+}
+
+// storeReport writes one report, or records it as a duplicate.
+func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.BlobForIngestRow, c *candidate) (result, error) {
+	q := ingestdb.New(tx)
+	m := c.meta
+	p := m.Policy
+	var pct *int32
+	if p.Pct != nil {
+		v := int32(*p.Pct)
+		pct = &v
+	}
+	errs := make([]string, len(m.Errors))
+	for i, e := range m.Errors {
+		errs[i] = clip(e, maxTextField)
+	}
+	day := pgtype.Date{Time: c.day, Valid: true}
+	id, err := q.InsertReport(ctx, ingestdb.InsertReportParams{
+		DomainID: c.domain, BlobID: &b.ID,
+		OrgName: m.OrgName, Email: clip(m.Email, maxTextField), ExtraContactInfo: clip(m.ExtraContactInfo, maxTextField),
+		ReportID: m.ReportID, PolicyDomain: m.Policy.Domain, BeginAt: m.Begin, EndAt: m.End, Day: day,
+		Version: clip(m.Version, maxEnumLen), Namespace: clip(m.Namespace, maxTextField), Generator: clip(m.Generator, maxTextField),
+		Errors:      errs,
+		PolicyAdkim: clip(string(p.ADKIM), maxEnumLen), PolicyAspf: clip(string(p.ASPF), maxEnumLen),
+		PolicyP: clip(string(p.P), maxEnumLen), PolicySp: clip(string(p.SP), maxEnumLen), PolicyNp: clip(string(p.NP), maxEnumLen),
+		PolicyPct: pct, PolicyFo: clip(p.FO, maxEnumLen), PolicyTesting: clip(p.Testing, maxEnumLen),
+		PolicyDiscovery: clip(p.DiscoveryMethod, maxEnumLen), ReceivedAt: b.ReceivedAt,
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		existing, err := q.ReportByKey(ctx, ingestdb.ReportByKeyParams{
+			OrgName: m.OrgName, ReportID: m.ReportID, PolicyDomain: m.Policy.Domain, BeginAt: m.Begin, EndAt: m.End,
+		})
+		if err != nil {
+			return result{}, fmt.Errorf("find stored report: %w", err)
+		}
+		if err := q.InsertDuplicate(ctx, ingestdb.InsertDuplicateParams{BlobID: b.ID, ReportID: existing, ReceivedAt: b.ReceivedAt}); err != nil {
+			return result{}, fmt.Errorf("record duplicate: %w", err)
+		}
+		return result{id: existing, duplicate: true}, nil
+	}
+	if err != nil {
+		return result{}, fmt.Errorf("insert report: %w", err)
+	}
+	st, warnings, err := in.copyRecords(ctx, tx, id, c)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+			// The partition was dropped (retention) since it was seen.
+			in.parts.Delete(partitionName(c.day))
+		}
+		return result{}, err
+	}
+	return result{id: id, domain: c.domain, day: c.day, records: st.records, messages: st.messages, warnings: warnings}, nil
+}
+
+// refuseIf records a refusal on the blob and returns it; other errors are
+// returned as they are. If the refusal cannot be recorded, that error is
+// returned instead, so that the job is retried rather than cancelled.
+func (in *ingester) refuseIf(ctx context.Context, blobID uuid.UUID, err error, warns *warningList) error {
+	var ref *report.Refusal
+	if !errors.As(err, &ref) {
+		return err
+	}
+	detail := ref.Detail
+	if ref.Element != "" {
+		detail = ref.Element + ": " + detail
+	}
+	reason := string(ref.Reason)
+	detail = clip(detail, maxTextField)
+	if _, dbErr := ingestdb.New(in.pool).RefuseBlob(ctx, ingestdb.RefuseBlobParams{
+		ID: blobID, Status: statusRefused, RefusalReason: &reason, RefusalDetail: &detail, Warnings: warns.json(),
+	}); dbErr != nil {
+		return fmt.Errorf("record refusal (%v): %w", err, dbErr)
+	}
+	return err
+}
+
+// fail marks a blob failed after its last attempt or a permanent fault.
+func (in *ingester) fail(ctx context.Context, blobID uuid.UUID, detail string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	reason := string(StoreFailed)
+	if _, err := ingestdb.New(in.pool).RefuseBlob(ctx, ingestdb.RefuseBlobParams{
+		ID: blobID, Status: statusFailed, RefusalReason: &reason, RefusalDetail: &detail, Warnings: []byte("[]"),
+	}); err != nil {
+		in.log.ErrorContext(ctx, "mark report blob failed", "blob", blobID, "error", err)
+	}
+}
+
+// permanent tells database errors that a retry would meet again: data
+// exceptions and exceeded limits.
+func permanent(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", "54":
+		return true
+	}
+	return false
+}

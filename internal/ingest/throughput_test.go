@@ -1,0 +1,352 @@
+//go:build ingestbench
+
+package ingest_test
+
+// The report ingestion benchmark behind make bench-ingest. Its build tag
+// keeps it out of go test ./...:
+//
+//	go test -tags ingestbench -run '^TestIngestThroughput$' -count=1 -v ./internal/ingest/
+//
+// INGEST_BENCH=large or INGEST_BENCH=small runs one part only.
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/dbtest"
+	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/report/reportgen"
+)
+
+const (
+	largeRecords = 100_000
+	smallReports = 1_000
+	smallRecords = 5
+	// Accepting goroutines for the small reports, as concurrent SMTP
+	// sessions or uploads would be.
+	smallSenders = 8
+)
+
+// The River and pool settings, as a serve process on this machine would
+// have them: the report queue as QueueConfig gives it, and a pool with a
+// connection for each worker and some for River and the intake.
+const (
+	benchWorkers   = 16
+	benchPoolConns = 24
+)
+
+// TestIngestThroughput measures ingestion end to end, from the call to
+// Accept to the committed rows and rollups (and on to River's completion
+// event):
+//
+//   - one gzipped 100,000-record report: records/s, and the process's peak
+//     RSS while it was accepted and ingested;
+//   - 1,000 reports of 5 records each, accepted from 8 goroutines while the
+//     workers run: reports/s.
+//
+// It also prints the CPU time this process and PostgreSQL spent, which
+// varies less than the elapsed time on a machine shared with other work.
+func TestIngestThroughput(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(dbtest.NewDB(t))
+	require.NoError(t, err)
+	cfg.MaxConns = benchPoolConns
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	e := setupPool(t, pool)
+	// Retention is left out: the synthetic reports are dated June 2024,
+	// which it may find too old.
+	client := e.startRiverWith(t, map[string]river.QueueConfig{ingest.Queue: ingest.QueueConfig(benchWorkers)})
+	events, stop := client.Subscribe(riverEvents...)
+	defer stop()
+	store := ingest.NewStore(e.pool, client, nil)
+
+	var pgVersion string
+	require.NoError(t, pool.QueryRow(ctx, `SHOW server_version`).Scan(&pgVersion))
+	fmt.Printf("bench-ingest: %s, GOMAXPROCS %d, PostgreSQL %s, %d workers (FetchCooldown %s), pool of %d, load average %s\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), pgVersion, benchWorkers, ingest.QueueConfig(benchWorkers).FetchCooldown,
+		benchPoolConns, loadAverage())
+
+	// A serving process is warm: its connections have their statements
+	// prepared and the month's partition exists. One small report gets the
+	// benchmark there.
+	warm, err := store.Accept(ctx, ingest.Incoming{Source: ingest.SourceUpload, AccountID: &e.account, Raw: reportgen.GenerateReport(3)})
+	require.NoError(t, err)
+	waitJob(t, events, warm.JobID)
+
+	part := os.Getenv("INGEST_BENCH")
+	if part != "small" {
+		e.benchLarge(t, store, events)
+	}
+	if part != "large" {
+		e.benchSmall(t, store, events)
+	}
+}
+
+func (e *env) benchLarge(t *testing.T, store *ingest.Store, events <-chan *riverEvent) {
+	ctx := context.Background()
+	// Generated straight into gzip, so that the 76 MB of XML never sit in
+	// memory.
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	xml := &countingWriter{w: zw}
+	require.NoError(t, reportgen.WriteReport(xml, largeRecords))
+	require.NoError(t, zw.Close())
+	raw := gz.Bytes()
+	runtime.GC()
+	resetPeakRSS(t)
+	before := rss(t, "VmRSS")
+	cpu := e.cpuClock(t)
+
+	waits := e.sampleWaits(t)
+	start := time.Now()
+	acc, err := store.Accept(ctx, ingest.Incoming{Source: ingest.SourceUpload, AccountID: &e.account, Raw: raw})
+	require.NoError(t, err)
+	accepted := time.Since(start)
+	ev := waitJob(t, events, acc.JobID)
+	completed := time.Since(start)
+	waited := waits()
+	peak := rss(t, "VmHWM")
+	goCPU, pgCPU := cpu()
+
+	require.Equal(t, "stored", e.blob(t, acc.BlobID).Status)
+	_, records, messages, _ := e.stored(t)
+	require.Equal(t, int64(largeRecords+3), records)
+	require.Equal(t, messages-e.count(t, `SELECT message_count FROM reports WHERE report_id = 'synthetic-3'`),
+		e.count(t, `SELECT message_count FROM reports WHERE report_id = 'synthetic-100000'`))
+	// The rows and rollups are committed when the job's work returns.
+	committed := accepted + ev.JobStats.QueueWaitDuration + ev.JobStats.RunDuration
+	fmt.Printf("bench-ingest: large report: %d records, %.1f MB gzip (%.0f MB of XML)\n",
+		largeRecords, float64(len(raw))/(1<<20), float64(xml.n)/(1<<20))
+	fmt.Printf("bench-ingest:   rows and rollups committed %s after Accept was called: %.0f records/s end to end\n",
+		committed.Round(time.Millisecond), largeRecords/committed.Seconds())
+	fmt.Printf("bench-ingest:   (Accept %s, queue wait %s, job %s at %.0f records/s; River's completion event after %s: %.0f records/s)\n",
+		accepted.Round(time.Millisecond), ev.JobStats.QueueWaitDuration.Round(time.Millisecond),
+		ev.JobStats.RunDuration.Round(time.Millisecond), largeRecords/ev.JobStats.RunDuration.Seconds(),
+		completed.Round(time.Millisecond), largeRecords/completed.Seconds())
+	fmt.Printf("bench-ingest:   peak RSS %.1f MB (%.1f MB before the report); CPU: Go %s, PostgreSQL %s (%.1f µs per record)\n",
+		float64(peak)/(1<<20), float64(before)/(1<<20), goCPU.Round(time.Millisecond), pgCPU.Round(time.Millisecond),
+		float64((goCPU+pgCPU).Microseconds())/largeRecords)
+	fmt.Printf("bench-ingest:   what the database's busy sessions were doing, sampled every 20 ms: %s\n", waited)
+}
+
+// sampleWaits samples, until the returned function is called, what the
+// active sessions of the test's database wait on ("CPU" when they wait on
+// nothing), and returns the counts, most frequent first.
+func (e *env) sampleWaits(t *testing.T) func() string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	counts := map[string]int{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			rows, err := e.pool.Query(ctx, `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
+				WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`)
+			if err != nil {
+				continue
+			}
+			for rows.Next() {
+				var w string
+				if rows.Scan(&w) == nil {
+					counts[w]++
+				}
+			}
+			rows.Close()
+		}
+	}()
+	return func() string {
+		cancel()
+		<-done
+		type kv struct {
+			k string
+			v int
+		}
+		var all []kv
+		for k, v := range counts {
+			all = append(all, kv{k, v})
+		}
+		slices.SortFunc(all, func(a, b kv) int { return b.v - a.v })
+		var parts []string
+		for _, x := range all[:min(len(all), 5)] {
+			parts = append(parts, fmt.Sprintf("%s %d", x.k, x.v))
+		}
+		return strings.Join(parts, ", ")
+	}
+}
+
+func (e *env) benchSmall(t *testing.T, store *ingest.Store, events <-chan *riverEvent) {
+	ctx := context.Background()
+	// Each report gets its own report id, or all but one would be
+	// duplicates. Their records are the same, so all of them add up in the
+	// same five rollup rows: the most contended case.
+	small := reportgen.GenerateReport(smallRecords)
+	id := []byte("<report_id>synthetic-" + strconv.Itoa(smallRecords) + "</report_id>")
+	require.True(t, bytes.Contains(small, id))
+	inputs := make([][]byte, smallReports)
+	for i := range inputs {
+		inputs[i] = bytes.Replace(small, id, fmt.Appendf(nil, "<report_id>small-%d</report_id>", i), 1)
+	}
+	jobs := make(chan int64, smallReports)
+	cpu := e.cpuClock(t)
+
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range smallSenders {
+		wg.Go(func() {
+			for i := w; i < smallReports; i += smallSenders {
+				acc, err := store.Accept(ctx, ingest.Incoming{Source: ingest.SourceUpload, AccountID: &e.account, Raw: inputs[i]})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				jobs <- acc.JobID
+			}
+		})
+	}
+	wg.Wait()
+	close(jobs)
+	acceptedAll := time.Since(start)
+	var ids []int64
+	for id := range jobs {
+		ids = append(ids, id)
+	}
+	for _, kind := range waitJobs(t, events, ids...) {
+		require.Equal(t, "job_completed", kind)
+	}
+	elapsed := time.Since(start)
+	goCPU, pgCPU := cpu()
+
+	require.Equal(t, int64(smallReports), e.count(t, `SELECT count(*) FROM reports WHERE report_id LIKE 'small-%'`))
+	fmt.Printf("bench-ingest: small reports: %d reports of %d records, accepted from %d goroutines, all completed after %s: %.0f reports/s end to end\n",
+		smallReports, smallRecords, smallSenders, elapsed.Round(time.Millisecond), smallReports/elapsed.Seconds())
+	fmt.Printf("bench-ingest:   (all accepted after %s; CPU: Go %s, PostgreSQL %s, %.2f ms per report)\n",
+		acceptedAll.Round(time.Millisecond), goCPU.Round(time.Millisecond), pgCPU.Round(time.Millisecond),
+		float64((goCPU+pgCPU).Microseconds())/1000/smallReports)
+}
+
+type countingWriter struct {
+	w interface{ Write([]byte) (int, error) }
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func waitJob(t *testing.T, events <-chan *riverEvent, id int64) *riverEvent {
+	t.Helper()
+	timeout := time.After(2 * time.Minute)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Job != nil && ev.Job.ID == id {
+				require.Equal(t, "job_completed", string(ev.Kind), "%v", ev.Job.Errors)
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("timed out waiting for job %d", id)
+		}
+	}
+}
+
+// resetPeakRSS resets the kernel's record of the process's peak resident
+// set (VmHWM), so that it measures from now on.
+func resetPeakRSS(t *testing.T) {
+	t.Helper()
+	require.NoError(t, os.WriteFile("/proc/self/clear_refs", []byte("5"), 0))
+}
+
+// rss reads a size from /proc/self/status, in bytes.
+func rss(t *testing.T, field string) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			require.NoError(t, err)
+			return kb << 10
+		}
+	}
+	t.Fatalf("no %s in /proc/self/status", field)
+	return 0
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// cpuClock starts measuring the CPU time spent by this process and by the
+// PostgreSQL backends serving the test's database; the function it returns
+// reads both. Backends that exit in between are not counted; the pool keeps
+// its connections for the whole run.
+func (e *env) cpuClock(t *testing.T) func() (goCPU, pgCPU time.Duration) {
+	t.Helper()
+	db := e.pool.Config().ConnConfig.Database
+	self := func() time.Duration {
+		var ru syscall.Rusage
+		require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	backends := func() map[string]time.Duration {
+		out := map[string]time.Duration{}
+		dirs, _ := filepath.Glob("/proc/[0-9]*")
+		for _, dir := range dirs {
+			cmd, err := os.ReadFile(filepath.Join(dir, "cmdline"))
+			if err != nil || !bytes.HasPrefix(cmd, []byte("postgres: ")) || !bytes.Contains(cmd, []byte(" "+db+" ")) {
+				continue
+			}
+			stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+			if err != nil {
+				continue
+			}
+			// The fields after the command's closing parenthesis; utime
+			// and stime are the 14th and 15th of the line, in clock ticks
+			// (100 a second on Linux).
+			f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			out[dir] = time.Duration(ut+st) * 10 * time.Millisecond
+		}
+		return out
+	}
+	go0, pg0 := self(), backends()
+	return func() (time.Duration, time.Duration) {
+		var pg time.Duration
+		for dir, d := range backends() {
+			pg += d - pg0[dir]
+		}
+		return self() - go0, pg
+	}
+}

@@ -1,0 +1,139 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+
+	"github.com/rampartmail/rampart/internal/report"
+)
+
+// IngestArgs asks for one stored blob to be unwrapped, decoded and stored.
+type IngestArgs struct {
+	BlobID uuid.UUID `json:"blob_id"`
+}
+
+// Kind names the job.
+func (IngestArgs) Kind() string { return "report.ingest" }
+
+// InsertOpts puts the job in [Queue] and makes it unique per blob, however
+// it is enqueued.
+func (IngestArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: Queue, UniqueOpts: river.UniqueOpts{ByArgs: true}}
+}
+
+// Queue is the River queue of report.ingest jobs, apart from the default
+// queue so that a burst of reports neither waits behind nor holds up other
+// jobs. A client that works the jobs must configure it ([QueueConfig]).
+const Queue = "report"
+
+// QueueConfig configures [Queue] for a client that works up to workers
+// reports at once; each holds one database connection while it works, and
+// in memory the raw report (25 MB at most) and a few MB more. The
+// fetch cooldown is short because report jobs are many and mostly small:
+// River refills free worker slots at most once per cooldown, and its default
+// of 100 ms held 16 workers to 160 reports per second. Fetches are made only
+// when slots are free and jobs wait, so a short cooldown costs nothing at
+// rest.
+func QueueConfig(workers int) river.QueueConfig {
+	return river.QueueConfig{MaxWorkers: max(workers, 1), FetchCooldown: 2 * time.Millisecond}
+}
+
+// RetentionArgs asks for records and raw blobs older than the retention
+// period to be removed.
+type RetentionArgs struct{}
+
+// Kind names the job.
+func (RetentionArgs) Kind() string { return "report.retention" }
+
+// DefaultRetentionMonths is how long records and raw blobs are kept.
+const DefaultRetentionMonths = 13
+
+// ingestTimeout bounds one ingest job; the largest report the default limits
+// allow (5 million records) takes well under a minute.
+const ingestTimeout = 10 * time.Minute
+
+// Options configure the workers. The zero value holds the defaults.
+type Options struct {
+	// Limits bound unwrapping and decoding; zero fields take report's
+	// defaults.
+	Limits report.Limits
+	// RetentionMonths is how many months of records and raw blobs
+	// retention keeps; default DefaultRetentionMonths.
+	RetentionMonths int
+
+	// beforeCommit, set by tests, runs just before the ingest transaction
+	// commits; an error rolls it back.
+	beforeCommit func(ctx context.Context, blobID uuid.UUID) error
+	// now, set by tests, is the clock.
+	now func() time.Time
+}
+
+// AddWorkers registers the report.ingest and report.retention workers. Add
+// [RetentionPeriodicJob] to the client's periodic jobs to run retention.
+func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, opts Options, log *slog.Logger) {
+	in := newIngester(pool, opts, log)
+	river.AddWorker(workers, &ingestWorker{in: in})
+	river.AddWorker(workers, &retentionWorker{in: in})
+}
+
+// RetentionPeriodicJob runs report.retention every six hours, and once when
+// the client starts.
+func RetentionPeriodicJob() *river.PeriodicJob {
+	return river.NewPeriodicJob(river.PeriodicInterval(6*time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+		return RetentionArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+	}, &river.PeriodicJobOpts{RunOnStart: true})
+}
+
+type ingestWorker struct {
+	river.WorkerDefaults[IngestArgs]
+	in *ingester
+}
+
+func (w *ingestWorker) Timeout(*river.Job[IngestArgs]) time.Duration { return ingestTimeout }
+
+func (w *ingestWorker) Work(ctx context.Context, job *river.Job[IngestArgs]) error {
+	start := time.Now()
+	out, err := w.in.ingest(ctx, job.Args.BlobID)
+	log := w.in.log.With("blob", job.Args.BlobID, "job", job.ID, "attempt", job.Attempt)
+	var ref *report.Refusal
+	switch {
+	case err == nil:
+		log.InfoContext(ctx, "report blob ingested", "status", out.status, "reports", out.reports,
+			"duplicates", out.duplicates, "records", out.records, "duration", time.Since(start))
+		return nil
+	case errors.As(err, &ref):
+		log.InfoContext(ctx, "report blob refused", "reason", ref.Reason, "detail", ref.Error())
+		return river.JobCancel(err)
+	case permanent(err):
+		// The database refused a value: retrying would fail the same way.
+		log.ErrorContext(ctx, "report blob cannot be stored", "error", err)
+		w.in.fail(ctx, job.Args.BlobID, "the report could not be stored: the database rejected one of its values")
+		return river.JobCancel(err)
+	}
+	if job.Attempt >= job.MaxAttempts {
+		log.ErrorContext(ctx, "report blob failed on its last attempt", "error", err)
+		w.in.fail(ctx, job.Args.BlobID, fmt.Sprintf("the report could not be stored after %d attempts", job.Attempt))
+	}
+	return fmt.Errorf("ingest report blob %s: %w", job.Args.BlobID, err)
+}
+
+type retentionWorker struct {
+	river.WorkerDefaults[RetentionArgs]
+	in *ingester
+}
+
+func (w *retentionWorker) Work(ctx context.Context, job *river.Job[RetentionArgs]) error {
+	res, err := w.in.retain(ctx)
+	if err != nil {
+		return fmt.Errorf("report retention: %w", err)
+	}
+	w.in.log.InfoContext(ctx, "report retention", "cutoff", res.Cutoff, "partitions_dropped", res.Partitions, "blobs_deleted", res.Blobs)
+	return nil
+}

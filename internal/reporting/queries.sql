@@ -1,0 +1,34 @@
+-- name: DomainReports :many
+-- One page of a domain's stored reports, newest period first.
+SELECT r.id, r.org_name, r.email, r.report_id, r.policy_domain, r.begin_at, r.end_at,
+       r.record_count, r.message_count, r.received_at,
+       (SELECT count(*) FROM report_duplicates d WHERE d.report_id = r.id)::int AS duplicates
+FROM reports r
+WHERE r.domain_id = @domain_id
+  AND (sqlc.narg(after_begin)::timestamptz IS NULL
+       OR (r.begin_at, r.id) < (sqlc.narg(after_begin)::timestamptz, sqlc.narg(after_id)::uuid))
+ORDER BY r.begin_at DESC, r.id DESC
+LIMIT @lim;
+
+-- name: CountDomainReports :one
+SELECT count(*) FROM reports WHERE domain_id = @domain_id;
+
+-- name: DomainProblems :many
+-- Inputs for a domain that were refused or failed, or stored with warnings:
+-- mail to the domain's report address, and reports filed under it.
+SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings
+FROM report_blobs b
+WHERE (b.domain_id = @domain_id OR b.report_id IN (SELECT id FROM reports WHERE domain_id = @domain_id))
+  AND (b.status IN ('refused', 'failed') OR jsonb_array_length(b.warnings) > 0)
+ORDER BY b.received_at DESC, b.id DESC
+LIMIT @lim;
+
+-- name: AccountProblems :many
+-- Uploaded or pulled inputs of an account that were refused or failed, or
+-- stored with warnings.
+SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings
+FROM report_blobs b
+WHERE b.account_id = @account_id
+  AND (b.status IN ('refused', 'failed') OR jsonb_array_length(b.warnings) > 0)
+ORDER BY b.received_at DESC, b.id DESC
+LIMIT @lim;

@@ -1,0 +1,164 @@
+// Package reporting reads what report ingestion stored, for the API: a
+// domain's aggregate reports, and the inputs that were refused or stored
+// with warnings, with their reasons. Callers pass domains and accounts
+// they have already authorised.
+package reporting
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/rampartmail/rampart/internal/apperr"
+	"github.com/rampartmail/rampart/internal/reporting/reportingdb"
+)
+
+// Report is one stored aggregate report.
+type Report = reportingdb.DomainReportsRow
+
+// Problem is an input that was refused or failed, or was stored with
+// warnings.
+type Problem struct {
+	BlobID     uuid.UUID
+	Source     string
+	Filename   string
+	Remote     string
+	ReceivedAt time.Time
+	// Status is pending, stored, duplicate, refused or failed.
+	Status string
+	// Reason is a stable code (report.Reason or ingest's); Detail a
+	// sentence for the owner. Both empty for a stored input with warnings.
+	Reason, Detail string
+	Warnings       []Warning
+}
+
+// Warning is a quirk accepted while decoding.
+type Warning struct {
+	Code    string `json:"code"`
+	Element string `json:"element"`
+	Detail  string `json:"detail"`
+	Count   int    `json:"count"`
+}
+
+// Reader reads stored reports.
+type Reader struct{ pool *pgxpool.Pool }
+
+// NewReader returns a Reader.
+func NewReader(pool *pgxpool.Pool) *Reader { return &Reader{pool: pool} }
+
+// Page is one page of reports.
+type Page struct {
+	Reports    []Report
+	HasNext    bool
+	TotalCount int
+}
+
+// MaxPage is the largest page.
+const MaxPage = 100
+
+// Cursor is the opaque cursor of a report.
+func Cursor(r Report) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("r:" + r.BeginAt.UTC().Format(time.RFC3339Nano) + "|" + r.ID.String()))
+}
+
+func decodeCursor(c string) (time.Time, uuid.UUID, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	s := string(b)
+	if err != nil || !strings.HasPrefix(s, "r:") {
+		return time.Time{}, uuid.Nil, apperr.Invalid("after", "invalid cursor")
+	}
+	ts, id, ok := strings.Cut(s[2:], "|")
+	t, terr := time.Parse(time.RFC3339Nano, ts)
+	u, uerr := uuid.Parse(id)
+	if !ok || terr != nil || uerr != nil {
+		return time.Time{}, uuid.Nil, apperr.Invalid("after", "invalid cursor")
+	}
+	return t, u, nil
+}
+
+// Reports lists a domain's reports, newest reporting period first.
+func (r *Reader) Reports(ctx context.Context, domainID uuid.UUID, first int, after string) (Page, error) {
+	if first < 0 || first > MaxPage {
+		return Page{}, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
+	}
+	p := reportingdb.DomainReportsParams{DomainID: domainID, Lim: int32(first + 1)}
+	if after != "" {
+		t, id, err := decodeCursor(after)
+		if err != nil {
+			return Page{}, err
+		}
+		p.AfterBegin, p.AfterID = &t, &id
+	}
+	q := reportingdb.New(r.pool)
+	rows, err := q.DomainReports(ctx, p)
+	if err != nil {
+		return Page{}, fmt.Errorf("list reports: %w", err)
+	}
+	total, err := q.CountDomainReports(ctx, domainID)
+	if err != nil {
+		return Page{}, fmt.Errorf("count reports: %w", err)
+	}
+	page := Page{TotalCount: int(total), HasNext: len(rows) > first}
+	if page.HasNext {
+		rows = rows[:first]
+	}
+	page.Reports = rows
+	return page, nil
+}
+
+// MaxProblems bounds a problem listing.
+const MaxProblems = 200
+
+// DomainProblems lists a domain's problem inputs, newest first.
+func (r *Reader) DomainProblems(ctx context.Context, domainID uuid.UUID, limit int) ([]Problem, error) {
+	rows, err := reportingdb.New(r.pool).DomainProblems(ctx, reportingdb.DomainProblemsParams{DomainID: &domainID, Lim: clampLimit(limit)})
+	if err != nil {
+		return nil, fmt.Errorf("list problems: %w", err)
+	}
+	out := make([]Problem, len(rows))
+	for i, p := range rows {
+		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
+	}
+	return out, nil
+}
+
+// AccountProblems lists an account's uploaded or pulled problem inputs.
+func (r *Reader) AccountProblems(ctx context.Context, accountID uuid.UUID, limit int) ([]Problem, error) {
+	rows, err := reportingdb.New(r.pool).AccountProblems(ctx, reportingdb.AccountProblemsParams{AccountID: &accountID, Lim: clampLimit(limit)})
+	if err != nil {
+		return nil, fmt.Errorf("list problems: %w", err)
+	}
+	out := make([]Problem, len(rows))
+	for i, p := range rows {
+		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
+	}
+	return out, nil
+}
+
+func clampLimit(n int) int32 {
+	if n <= 0 || n > MaxProblems {
+		return MaxProblems
+	}
+	return int32(n)
+}
+
+func problem(id uuid.UUID, source, filename, remote string, at time.Time, status string, reason, detail *string, warnings []byte) Problem {
+	p := Problem{BlobID: id, Source: source, Filename: filename, Remote: remote, ReceivedAt: at, Status: status}
+	if reason != nil {
+		p.Reason = *reason
+	}
+	if detail != nil {
+		p.Detail = *detail
+	}
+	_ = json.Unmarshal(warnings, &p.Warnings) // written by ingest as this shape
+	if p.Warnings == nil {
+		p.Warnings = []Warning{}
+	}
+	return p
+}
