@@ -272,7 +272,9 @@ func reportAddress(t *testing.T, env *apitest.Env, token, name string) string {
 	t.Helper()
 	r := env.Do(t, token, `query($n: String!) { domain(name: $n) { reportAddress } }`, map[string]any{"n": name})
 	r.NoErrors(t)
-	var d struct{ Domain struct{ ReportAddress string } }
+	var d struct {
+		Domain struct{ ReportAddress string }
+	}
 	r.Decode(t, &d)
 	require.NotEmpty(t, d.Domain.ReportAddress)
 	return d.Domain.ReportAddress

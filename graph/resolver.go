@@ -28,7 +28,7 @@ type Resolver struct {
 	Reporting  *reporting.Reader
 	// Store takes uploaded report inputs in.
 	Store *ingest.Store
-	Log        *slog.Logger
+	Log   *slog.Logger
 	// Pool is for authorisation checks that belong to no single service.
 	Pool *pgxpool.Pool
 }

@@ -18,9 +18,9 @@ import (
 
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/account/accountdb"
+	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/intake/importer"
-	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/pgcluster"
 	"github.com/rampartmail/rampart/migrations"
 )
