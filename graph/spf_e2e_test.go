@@ -103,7 +103,8 @@ func TestPublishedSPFAgainstEdge(t *testing.T) {
 		name, _ := senderQuery(ip, helo, d)
 		waitTXT(t, edge.UDPAddr().String(), name, dns.RcodeSuccess, want)
 	}
-	waitFor("192.0.2.10", "mta1.mailer.example", "v=spf1 ip4:192.0.2.10 -all")
+	// The last change made (enabling sendgrid) is visible: so are the others.
+	waitFor("149.72.1.1", "o1.ptr.sendgrid.net", "v=spf1 ip4:149.72.1.1 -all")
 	run()
 
 	// The edge answers what explainSpf says, for every case.
