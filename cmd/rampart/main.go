@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -37,9 +36,9 @@ Run "rampart COMMAND -h" for a command's flags.
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
-		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			os.Exit(exit.ExitCode())
+		var exit *app.ChildExitError
+		if errors.As(err, &exit) { // devdb's command failed: pass its status on
+			os.Exit(exit.Code)
 		}
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "rampart:", err)

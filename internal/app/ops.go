@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -136,8 +137,21 @@ func DevDB(ctx context.Context, log *slog.Logger, dir string, fresh bool, comman
 	cmd.WaitDelay = 30 * time.Second
 	abs, _ := filepath.Abs(dir)
 	log.Info("running with test cluster", "dir", abs, "command", command)
-	return cmd.Run()
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return &ChildExitError{Code: exit.ExitCode()}
+		}
+		return fmt.Errorf("run %s: %w", command[0], err)
+	}
+	return nil
 }
+
+// ChildExitError is DevDB's command failing with an exit status, which
+// `rampart devdb run` passes on as its own.
+type ChildExitError struct{ Code int }
+
+func (e *ChildExitError) Error() string { return fmt.Sprintf("command exited with status %d", e.Code) }
 
 // StopDevDB stops the cluster running in dir, if any.
 func StopDevDB(ctx context.Context, dir string) error { return pgcluster.StopDir(ctx, dir) }

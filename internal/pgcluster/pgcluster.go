@@ -96,8 +96,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		if opts.Fast {
 			o += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
 		}
-		if err := c.run(ctx, "pg_ctl", "-D", dir, "-l", filepath.Join(dir, "server.log"), "-o", o, "-w", "-t", "60", "start"); err != nil {
-			return nil, fmt.Errorf("start PostgreSQL (see %s): %w", filepath.Join(dir, "server.log"), err)
+		logFile := filepath.Join(dir, "server.log")
+		if err := c.run(ctx, "pg_ctl", "-D", dir, "-l", logFile, "-o", o, "-w", "-t", "60", "start"); err != nil {
+			return nil, fmt.Errorf("start PostgreSQL: %w; server log: %s", err, tail(logFile, 2048))
 		}
 		c.started = true
 		opts.Logger.Info("PostgreSQL started", "dir", dir, "socket", c.socketDir)
@@ -271,4 +272,16 @@ func (c *Cluster) ensureDatabase(ctx context.Context) error {
 		return fmt.Errorf("create database %s: %w", c.opts.Database, err)
 	}
 	return nil
+}
+
+// tail returns the end of a file, for error messages.
+func tail(path string, n int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(unreadable: " + err.Error() + ")"
+	}
+	if int64(len(b)) > n {
+		b = b[int64(len(b))-n:]
+	}
+	return strings.TrimSpace(string(b))
 }
