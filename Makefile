@@ -8,7 +8,7 @@ SQLC_VERSION ?= v1.31.1
 
 .PHONY: help
 help: ## List the targets.
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 .PHONY: setup
 setup: ## Install what is missing (the PostgreSQL server package when root).
@@ -42,6 +42,13 @@ bench: setup ## Run the Go benchmarks.
 .PHONY: bench-ingest
 bench-ingest: setup ## Measure report ingestion: one 100k-record report, then 1,000 small ones.
 	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
+
+.PHONY: bench-dns-scale
+bench-dns-scale: setup build ## Measure the DNS edge at scale (100k domains, 2 edges, 20k TCP connections).
+	DNSEDGE_SCALE=1 DNSEDGE_BIN=$(CURDIR)/bin/dnsedge $(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- \
+		$(GO) test -count=1 -timeout 20m -v -run '^(TestScaleTargets|TestIdleTCPConnectionsAtScale)$$' \
+		-bench '^(BenchmarkBuildIndex|BenchmarkSnapshotWrite|BenchmarkSnapshotRead|BenchmarkFullLoad)$$' \
+		-benchtime 3x -benchmem ./dnsedge/
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).

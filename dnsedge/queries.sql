@@ -6,9 +6,17 @@ SELECT greatest(
     (SELECT coalesce(max(serial), 0) FROM edge_service)
 )::bigint AS serial;
 
--- name: LiveDomains :many
--- Every domain that is served, for a full load.
-SELECT sqlc.embed(edge_domain) FROM edge_domain WHERE NOT deleted;
+-- name: LiveDomainsPage :many
+-- The domains that are served, a page at a time: up to page_size of them in
+-- name order after the name given (empty for the first page). A full load
+-- reads the pages in one transaction, a resync each by itself; both apply
+-- the rows as they come, so that neither holds more than a page of rows
+-- beside the index.
+SELECT sqlc.embed(edge_domain)
+FROM edge_domain
+WHERE NOT deleted AND name > @after::text
+ORDER BY name
+LIMIT @page_size::integer;
 
 -- name: LiveServices :many
 -- Every sender service that is served, for a full load.

@@ -1,12 +1,14 @@
 package dnsedge
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -53,11 +55,81 @@ type snapshot struct {
 	confirmed time.Time
 }
 
-// encodeSnapshot serialises ix with its confirmation time.
+// The file is written and read as a stream: a payload the size of a large
+// index (about 1.6 KB a domain with three 2048-bit DKIM keys, so 160 MB for
+// 100,000 domains) is never held in memory whole, beside the index it
+// describes.
+const (
+	// snapshotChunk is how much encoded payload the writer collects before
+	// it hashes and writes it.
+	snapshotChunk = 64 << 10
+	// snapshotReadBuffer is the size of the reader's buffer, which grows
+	// for a longer string.
+	snapshotReadBuffer = 256 << 10
+)
+
+// encodeSnapshot serialises ix with its confirmation time. The edge streams
+// the file with writeSnapshot instead; this is for tests.
 func encodeSnapshot(ix *index, confirmed time.Time) []byte {
-	p := make([]byte, 0, 64+ix.numDomains()*128+ix.numServices()*256)
-	p = binary.BigEndian.AppendUint64(p, uint64(confirmed.UnixNano()))
-	p = binary.AppendVarint(p, ix.serial)
+	var buf bytes.Buffer
+	buf.Write(make([]byte, snapshotHeader))
+	n, sum, _ := writePayload(&buf, ix, confirmed) // a bytes.Buffer does not fail
+	b := buf.Bytes()
+	putSnapshotHeader(b, n, sum)
+	return b
+}
+
+// writeSnapshot replaces the snapshot file at path with ix and its
+// confirmation time: the header with a zero length and checksum, the
+// payload streamed behind it, then the header again with both filled in,
+// all before the file takes the place of the old one.
+func writeSnapshot(path string, ix *index, confirmed time.Time) error {
+	return writeFileAtomic(path, func(f *os.File) error {
+		if _, err := f.Write(make([]byte, snapshotHeader)); err != nil {
+			return err
+		}
+		w := bufio.NewWriterSize(f, snapshotChunk)
+		n, sum, err := writePayload(w, ix, confirmed)
+		if err != nil {
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		header := make([]byte, snapshotHeader)
+		putSnapshotHeader(header, n, sum)
+		_, err = f.WriteAt(header, 0)
+		return err
+	})
+}
+
+// putSnapshotHeader writes the header of a payload of n bytes with checksum
+// sum into b.
+func putSnapshotHeader(b []byte, n int64, sum [sha256.Size]byte) {
+	copy(b, snapshotMagic)
+	h := b[len(snapshotMagic):]
+	binary.BigEndian.PutUint32(h, snapshotVersion)
+	binary.BigEndian.PutUint64(h[4:], uint64(n))
+	copy(h[12:], sum[:])
+}
+
+// writePayload writes the payload of ix to w and returns its length and
+// checksum.
+func writePayload(w io.Writer, ix *index, confirmed time.Time) (int64, [sha256.Size]byte, error) {
+	var (
+		h   = sha256.New()
+		n   int64
+		err error
+		p   = make([]byte, 0, snapshotChunk+4096)
+	)
+	flush := func() {
+		if err == nil {
+			h.Write(p)
+			_, err = w.Write(p)
+			n += int64(len(p))
+		}
+		p = p[:0]
+	}
 	appendString := func(s string) {
 		p = binary.AppendUvarint(p, uint64(len(s)))
 		p = append(p, s...)
@@ -71,9 +143,16 @@ func encodeSnapshot(ix *index, confirmed time.Time) []byte {
 	appendPrefixes := func(ps []netip.Prefix) {
 		p = binary.AppendUvarint(p, uint64(len(ps)))
 		for _, pfx := range ps {
-			appendString(pfx.String())
+			// The text of a prefix is at most maxPrefixText (49) bytes,
+			// so its length is one uvarint byte, written once the text
+			// is in place.
+			at := len(p)
+			p = pfx.AppendTo(append(p, 0))
+			p[at] = byte(len(p) - at - 1)
 		}
 	}
+	p = binary.BigEndian.AppendUint64(p, uint64(confirmed.UnixNano()))
+	p = binary.AppendVarint(p, ix.serial)
 	p = binary.AppendUvarint(p, uint64(ix.numServices()))
 	ix.services.all(func(_ string, s *service) bool {
 		appendString(s.name)
@@ -81,7 +160,10 @@ func encodeSnapshot(ix *index, confirmed time.Time) []byte {
 		appendPrefixes(s.ranges)
 		appendList(s.heloSuffixes)
 		appendString(s.include)
-		return true
+		if len(p) >= snapshotChunk {
+			flush()
+		}
+		return err == nil
 	})
 	p = binary.AppendUvarint(p, uint64(ix.numDomains()))
 	ix.domains.all(func(_ string, d *domain) bool {
@@ -94,15 +176,15 @@ func encodeSnapshot(ix *index, confirmed time.Time) []byte {
 		appendString(d.nspf)
 		appendString(d.dkim)
 		appendString(d.bimi)
-		return true
+		if len(p) >= snapshotChunk {
+			flush()
+		}
+		return err == nil
 	})
-	sum := sha256.Sum256(p)
-	out := make([]byte, 0, snapshotHeader+len(p))
-	out = append(out, snapshotMagic...)
-	out = binary.BigEndian.AppendUint32(out, snapshotVersion)
-	out = binary.BigEndian.AppendUint64(out, uint64(len(p)))
-	out = append(out, sum[:]...)
-	return append(out, p...)
+	flush()
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return n, sum, err
 }
 
 // Smallest encodings, to reject counts larger than the payload can hold.
@@ -112,36 +194,69 @@ const (
 	maxPrefixText   = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128")
 )
 
-// decodeSnapshot parses and verifies a snapshot file. The bytes are not
-// trusted: any inconsistency is an error, and a returned index holds only
-// rows that pass the same checks as rows read from PostgreSQL.
+// decodeSnapshot parses and verifies a snapshot file held in memory; see
+// readSnapshot.
 func decodeSnapshot(b []byte) (snapshot, error) {
-	if len(b) < snapshotHeader {
-		return snapshot{}, fmt.Errorf("truncated: %d bytes, shorter than the %d-byte header", len(b), snapshotHeader)
+	return readSnapshot(bytes.NewReader(b), int64(len(b)))
+}
+
+// readSnapshot parses and verifies a snapshot file of size bytes read from
+// r. The bytes are not trusted: any inconsistency is an error, and a
+// returned index holds only rows that pass the same checks as rows read
+// from PostgreSQL.
+//
+// The index is built as the payload is read and hashed, and the checksum
+// compared at the end: a file whose checksum does not match is refused as
+// such, whatever else is wrong with it, and its index dropped.
+func readSnapshot(r io.Reader, size int64) (snapshot, error) {
+	if size < int64(snapshotHeader) {
+		return snapshot{}, fmt.Errorf("truncated: %d bytes, shorter than the %d-byte header", size, snapshotHeader)
 	}
-	if string(b[:len(snapshotMagic)]) != snapshotMagic {
+	header := make([]byte, snapshotHeader)
+	if _, err := io.ReadFull(r, header); err != nil {
+		return snapshot{}, fmt.Errorf("read header: %w", err)
+	}
+	if string(header[:len(snapshotMagic)]) != snapshotMagic {
 		return snapshot{}, errors.New("not a dnsedge snapshot (bad magic)")
 	}
-	h := b[len(snapshotMagic):]
+	h := header[len(snapshotMagic):]
 	if v := binary.BigEndian.Uint32(h); v != snapshotVersion {
 		return snapshot{}, fmt.Errorf("unsupported format version %d (want %d)", v, snapshotVersion)
 	}
 	n := binary.BigEndian.Uint64(h[4:])
-	payload := b[snapshotHeader:]
-	if n != uint64(len(payload)) {
-		return snapshot{}, fmt.Errorf("truncated or padded: header says %d payload bytes, file has %d", n, len(payload))
-	}
-	if sum := sha256.Sum256(payload); !bytes.Equal(sum[:], h[12:12+sha256.Size]) {
-		return snapshot{}, errors.New("checksum mismatch")
+	if have := uint64(size) - uint64(snapshotHeader); n != have {
+		return snapshot{}, fmt.Errorf("truncated or padded: header says %d payload bytes, file has %d", n, have)
 	}
 
-	d := decoder{b: payload}
+	hash := sha256.New()
+	payload := io.TeeReader(io.LimitReader(r, int64(n)), hash)
+	d := decoder{r: payload, buf: make([]byte, snapshotReadBuffer), left: int64(n)}
+	snap, err := d.payload()
+	// Hash what the parser left unread, so that the checksum decides
+	// first.
+	if _, rerr := io.Copy(io.Discard, payload); rerr != nil {
+		return snapshot{}, fmt.Errorf("read payload: %w", rerr)
+	}
+	if d.read != nil {
+		return snapshot{}, fmt.Errorf("read payload: %w", d.read)
+	}
+	if !bytes.Equal(hash.Sum(nil), h[12:12+sha256.Size]) {
+		return snapshot{}, errors.New("checksum mismatch")
+	}
+	if err != nil {
+		return snapshot{}, err
+	}
+	return snap, nil
+}
+
+// payload parses the payload into a new index.
+func (d *decoder) payload() (snapshot, error) {
 	confirmed := int64(d.uint64())
 	serial := d.varint()
 	if d.err == nil && serial < 0 {
 		return snapshot{}, fmt.Errorf("negative serial %d", serial)
 	}
-	b2 := emptyIndex().edit()
+	b := emptyIndex().edit()
 
 	count := d.count(minServiceBytes, "service")
 	for i := uint64(0); i < count && d.err == nil; i++ {
@@ -155,13 +270,13 @@ func decodeSnapshot(b []byte) (snapshot, error) {
 		if d.err != nil {
 			break
 		}
-		if _, dup := b2.services.get(r.name); dup {
+		if _, dup := b.services.get(r.name); dup {
 			return snapshot{}, fmt.Errorf("service %q listed twice", r.name)
 		}
 		if r.serial > serial {
 			return snapshot{}, fmt.Errorf("service %q has serial %d above the snapshot's %d", r.name, r.serial, serial)
 		}
-		if err := b2.putService(r); err != nil {
+		if err := b.putService(r); err != nil {
 			return snapshot{}, err
 		}
 	}
@@ -182,50 +297,93 @@ func decodeSnapshot(b []byte) (snapshot, error) {
 		if d.err != nil {
 			break
 		}
-		if _, dup := b2.domains.get(r.name); dup {
+		if _, dup := b.domains.get(r.name); dup {
 			return snapshot{}, fmt.Errorf("domain %q listed twice", r.name)
 		}
 		if r.serial > serial {
 			return snapshot{}, fmt.Errorf("domain %q has serial %d above the snapshot's %d", r.name, r.serial, serial)
 		}
-		if err := b2.put(r); err != nil {
+		if err := b.put(r); err != nil {
 			return snapshot{}, err
 		}
 	}
 	if d.err != nil {
 		return snapshot{}, fmt.Errorf("payload: %w", d.err)
 	}
-	if len(d.b) != 0 {
-		return snapshot{}, fmt.Errorf("payload: %d bytes after the last domain", len(d.b))
+	if d.left != 0 {
+		return snapshot{}, fmt.Errorf("payload: %d bytes after the last domain", d.left)
 	}
-	b2.serial = serial
-	return snapshot{index: b2.finish(), confirmed: time.Unix(0, confirmed)}, nil
+	b.serial = serial
+	return snapshot{index: b.finish(), confirmed: time.Unix(0, confirmed)}, nil
 }
 
-// decoder reads a payload; the first error sticks and later reads return
-// zero values.
+// decoder reads a payload of left more bytes from r, through a window b of
+// buf that it refills as it goes; the first error sticks and later reads
+// return zero values. err is a flaw in the payload; read an error reading
+// it, which the caller reports as such.
 type decoder struct {
-	b   []byte
-	err error
+	r    io.Reader
+	buf  []byte
+	b    []byte // read and not parsed yet
+	left int64  // not parsed yet, b included
+	err  error
+	read error
 }
 
 var errShort = errors.New("unexpected end of payload")
 
-func (d *decoder) uint64() uint64 {
+// fill makes at least n bytes available in d.b, n no more than d.left.
+func (d *decoder) fill(n int) bool {
 	if d.err != nil {
-		return 0
+		return false
 	}
-	if len(d.b) < 8 {
+	if len(d.b) >= n {
+		return true
+	}
+	if n > len(d.buf) { // a string longer than the buffer: at most maxDKIMJSON
+		d.buf = make([]byte, n)
+	}
+	k := copy(d.buf, d.b)
+	// Read what the buffer holds, but not past the payload.
+	end := int(min(int64(len(d.buf)), d.left))
+	m, err := io.ReadAtLeast(d.r, d.buf[k:end], n-k)
+	d.b = d.buf[:k+m]
+	if err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			d.err = errShort // the file is shorter than its header says
+		} else {
+			d.read, d.err = err, err
+		}
+		return false
+	}
+	return true
+}
+
+// skip drops n bytes of d.b.
+func (d *decoder) skip(n int) {
+	d.b = d.b[n:]
+	d.left -= int64(n)
+}
+
+func (d *decoder) uint64() uint64 {
+	if d.err == nil && d.left < 8 {
 		d.err = errShort
+	}
+	if !d.fill(8) {
 		return 0
 	}
 	v := binary.BigEndian.Uint64(d.b)
-	d.b = d.b[8:]
+	d.skip(8)
 	return v
 }
 
+// varintBytes makes the bytes a varint may take available.
+func (d *decoder) varintBytes() bool {
+	return d.fill(int(min(d.left, binary.MaxVarintLen64)))
+}
+
 func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
+	if !d.varintBytes() {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
@@ -237,12 +395,12 @@ func (d *decoder) uvarint() uint64 {
 		d.err = errors.New("unsigned varint overflows 64 bits")
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
 func (d *decoder) varint() int64 {
-	if d.err != nil {
+	if !d.varintBytes() {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
@@ -254,7 +412,7 @@ func (d *decoder) varint() int64 {
 		d.err = errors.New("varint overflows 64 bits")
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
@@ -262,7 +420,7 @@ func (d *decoder) varint() int64 {
 // minBytes: a count the rest of the payload cannot hold is a lie.
 func (d *decoder) count(minBytes int, what string) uint64 {
 	n := d.uvarint()
-	if d.err == nil && n > uint64(len(d.b))/uint64(minBytes) {
+	if d.err == nil && n > uint64(d.left)/uint64(minBytes) {
 		d.err = fmt.Errorf("%s count %d exceeds the payload", what, n)
 		return 0
 	}
@@ -289,13 +447,20 @@ func (d *decoder) strings(maxCount, maxLen int) []string {
 // prefixes reads a list of at most maxCount prefixes in text form; nil when
 // empty.
 func (d *decoder) prefixes(maxCount int) []netip.Prefix {
-	ss := d.strings(maxCount, maxPrefixText)
-	if d.err != nil || ss == nil {
+	n := d.count(1, "list")
+	if d.err == nil && n > uint64(maxCount) {
+		d.err = fmt.Errorf("list of %d exceeds %d", n, maxCount)
+	}
+	if d.err != nil || n == 0 {
 		return nil
 	}
-	out := make([]netip.Prefix, len(ss))
-	for i, s := range ss {
-		p, err := netip.ParsePrefix(s)
+	out := make([]netip.Prefix, n)
+	for i := range out {
+		b := d.bytes(maxPrefixText)
+		if d.err != nil {
+			return nil
+		}
+		p, err := netip.ParsePrefix(string(b))
 		if err != nil {
 			d.err = err
 			return nil
@@ -305,28 +470,37 @@ func (d *decoder) prefixes(maxCount int) []netip.Prefix {
 	return out
 }
 
-func (d *decoder) string(maxLen int) string {
+// bytes reads a string of at most maxLen bytes without copying it: the
+// bytes are valid until the next read.
+func (d *decoder) bytes(maxLen int) []byte {
 	n := d.uvarint()
 	if d.err != nil {
-		return ""
+		return nil
 	}
 	if n > uint64(maxLen) {
 		d.err = fmt.Errorf("string of %d bytes exceeds %d", n, maxLen)
-		return ""
+		return nil
 	}
-	if n > uint64(len(d.b)) {
+	if n > uint64(d.left) {
 		d.err = errShort
-		return ""
+		return nil
 	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
+	if !d.fill(int(n)) {
+		return nil
+	}
+	b := d.b[:n]
+	d.skip(int(n))
+	return b
 }
 
-// writeFileAtomic replaces path with data: a temporary file in the same
-// folder, fsync, rename, fsync of the folder. A reader sees the old file or
-// the new one, never a mix, even across a crash.
-func writeFileAtomic(path string, data []byte) (err error) {
+func (d *decoder) string(maxLen int) string {
+	return string(d.bytes(maxLen))
+}
+
+// writeFileAtomic replaces path with what write writes to a new file: a
+// temporary file in the same folder, fsync, rename, fsync of the folder. A
+// reader sees the old file or the new one, never a mix, even across a crash.
+func writeFileAtomic(path string, write func(*os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -345,7 +519,7 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if err = f.Chmod(0o644); err != nil {
 		return err
 	}
-	if _, err = f.Write(data); err != nil {
+	if err = write(f); err != nil {
 		return err
 	}
 	if err = f.Sync(); err != nil {
@@ -381,16 +555,18 @@ func (e *Edge) requestSave(now bool) {
 }
 
 // saveLoop writes the snapshot file when asked, and once more when ctx is
-// cancelled if the file is behind the index being served.
+// cancelled if the file is behind the index being served. A write asked for
+// at once (after a full load or a resync) is made even when the index is the
+// one last written: the file records when its data was last confirmed.
 func (e *Edge) saveLoop(ctx context.Context) {
 	saved := e.index.Load() // read from the file at start, or nil
-	save := func() {
+	save := func(always bool) {
 		ix := e.index.Load()
-		if ix == nil || ix == saved {
+		if ix == nil || ix == saved && !always {
 			return
 		}
 		start := time.Now()
-		if err := writeFileAtomic(e.cfg.SnapshotPath, encodeSnapshot(ix, e.confirmedAt())); err != nil {
+		if err := writeSnapshot(e.cfg.SnapshotPath, ix, e.confirmedAt()); err != nil {
 			e.log.Error("dnsedge: write snapshot file", "path", e.cfg.SnapshotPath, "err", err)
 			return
 		}
@@ -401,18 +577,18 @@ func (e *Edge) saveLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			save()
+			save(false)
 			return
 		case <-e.saveNow:
 			timer = nil
-			save()
+			save(true)
 		case <-e.saveSoon:
 			if timer == nil {
 				timer = time.After(saveDelay)
 			}
 		case <-timer:
 			timer = nil
-			save()
+			save(false)
 		}
 	}
 }
@@ -425,7 +601,7 @@ func (e *Edge) loadSnapshotFile() {
 	if path == "" {
 		return
 	}
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		e.log.Info("dnsedge: no snapshot file yet; waiting for PostgreSQL", "path", path)
 		return
@@ -434,7 +610,13 @@ func (e *Edge) loadSnapshotFile() {
 		e.log.Error("dnsedge: cannot read snapshot file; loading from PostgreSQL instead", "path", path, "err", err)
 		return
 	}
-	snap, err := decodeSnapshot(b)
+	defer f.Close()
+	start := time.Now()
+	var snap snapshot
+	fi, err := f.Stat()
+	if err == nil {
+		snap, err = readSnapshot(f, fi.Size())
+	}
 	if err != nil {
 		e.log.Error("dnsedge: refusing snapshot file; loading from PostgreSQL instead", "path", path, "err", err)
 		return
@@ -442,5 +624,5 @@ func (e *Edge) loadSnapshotFile() {
 	e.publish(snap.index)
 	e.confirm(snap.confirmed)
 	e.log.Info("dnsedge: serving snapshot file", "path", path, "serial", snap.index.serial,
-		"domains", snap.index.numDomains(), "age", time.Since(snap.confirmed).Round(time.Second))
+		"domains", snap.index.numDomains(), "age", time.Since(snap.confirmed).Round(time.Second), "duration", time.Since(start).Round(time.Millisecond))
 }

@@ -106,8 +106,8 @@ func TestSnapshotFile(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "a", "b", "edge.snapshot")
 	ix := sampleIndex(t)
-	require.NoError(t, writeFileAtomic(path, encodeSnapshot(ix, time.Now())))
-	require.NoError(t, writeFileAtomic(path, encodeSnapshot(ix, time.Now()))) // replaces
+	require.NoError(t, writeSnapshot(path, ix, time.Now()))
+	require.NoError(t, writeSnapshot(path, ix, time.Now())) // replaces
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	snap, err := decodeSnapshot(b)

@@ -59,24 +59,36 @@ func (q *Queries) ChangedSince(ctx context.Context, arg ChangedSinceParams) ([]C
 	return items, nil
 }
 
-const liveDomains = `-- name: LiveDomains :many
-SELECT edge_domain.name, edge_domain.serial, edge_domain.mode, edge_domain.dmarc, edge_domain.deleted, edge_domain.updated_at, edge_domain.netblocks, edge_domain.services, edge_domain.nspf, edge_domain.dkim, edge_domain.bimi FROM edge_domain WHERE NOT deleted
+const liveDomainsPage = `-- name: LiveDomainsPage :many
+SELECT edge_domain.name, edge_domain.serial, edge_domain.mode, edge_domain.dmarc, edge_domain.deleted, edge_domain.updated_at, edge_domain.netblocks, edge_domain.services, edge_domain.nspf, edge_domain.dkim, edge_domain.bimi
+FROM edge_domain
+WHERE NOT deleted AND name > $1::text
+ORDER BY name
+LIMIT $2::integer
 `
 
-type LiveDomainsRow struct {
+type LiveDomainsPageParams struct {
+	After    string
+	PageSize int32
+}
+
+type LiveDomainsPageRow struct {
 	EdgeDomain EdgeDomain
 }
 
-// Every domain that is served, for a full load.
-func (q *Queries) LiveDomains(ctx context.Context) ([]LiveDomainsRow, error) {
-	rows, err := q.db.Query(ctx, liveDomains)
+// The domains that are served, for a full load, a page at a time: up to
+// page_size of them in name order after the name given (empty for the first
+// page). A load reads the pages in one transaction and builds the index as
+// they come, so that it never holds more than a page of rows beside it.
+func (q *Queries) LiveDomainsPage(ctx context.Context, arg LiveDomainsPageParams) ([]LiveDomainsPageRow, error) {
+	rows, err := q.db.Query(ctx, liveDomainsPage, arg.After, arg.PageSize)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []LiveDomainsRow
+	var items []LiveDomainsPageRow
 	for rows.Next() {
-		var i LiveDomainsRow
+		var i LiveDomainsPageRow
 		if err := rows.Scan(
 			&i.EdgeDomain.Name,
 			&i.EdgeDomain.Serial,
