@@ -43,6 +43,10 @@ bench: setup ## Run the Go benchmarks.
 bench-ingest: setup ## Measure report ingestion: one 100k-record report, then 1,000 small ones.
 	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
 
+.PHONY: bench-dns
+bench-dns: setup ## Measure dnsedge against NSD with dnsperf on loopback, one core each (installs dnsperf and nsd).
+	./scripts/bench-dns
+
 .PHONY: bench-dns-scale
 bench-dns-scale: setup build ## Measure the DNS edge at scale (100k domains, 2 edges, 20k TCP connections).
 	DNSEDGE_SCALE=1 DNSEDGE_BIN=$(CURDIR)/bin/dnsedge $(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- \

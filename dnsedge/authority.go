@@ -94,6 +94,15 @@ type authority struct {
 	// non-terminals between them and the apex.
 	hosts       map[string][]netip.Addr
 	hostParents map[string]bool
+	// edgeShortcut is set when a hosted domain cannot make the edge zone's
+	// apex its own (the apex's first label is no _dmarc, _domainkey or
+	// _bimi), so that find may answer names in the edge zone without the
+	// walk; reportsInZone when the report zone is the edge zone or lies
+	// inside it.
+	edgeShortcut, reportsInZone bool
+	// mnameWire and rnameWire are the SOA's MNAME (the first name server)
+	// and RNAME (the hostmaster) in wire form, for the UDP fast path.
+	mnameWire, rnameWire []byte
 }
 
 func newAuthority(s settings) *authority {
@@ -105,13 +114,18 @@ func newAuthority(s settings) *authority {
 		inZoneSuffix: "." + s.zone,
 		hosts:        map[string][]netip.Addr{},
 		hostParents:  map[string]bool{},
+		mnameWire:    appendWireName(nil, s.nameServers[0].name),
+		rnameWire:    appendWireName(nil, s.hostmaster),
 	}
 	a.dmarcSuffix = "." + a.dmarcApex
 	a.spfSuffix = "." + a.spfApex
 	a.nspfSuffix = "." + a.nspfApex
 	if s.reportsApex != "" {
 		a.reportsSuffix = "." + s.reportsApex
+		a.reportsInZone = s.reportsApex == s.zone || strings.HasSuffix(s.reportsApex, a.inZoneSuffix)
 	}
+	first, _, _ := strings.Cut(s.zone, ".")
+	a.edgeShortcut = delegatedZone(first) == noZone
 	for _, ns := range s.nameServers {
 		if len(ns.addrs) == 0 {
 			continue
@@ -132,32 +146,70 @@ func newAuthority(s settings) *authority {
 type answer struct {
 	result result
 	// zone is the apex of the zone holding the name and serial its SOA
-	// serial; both are unset when result is refused.
+	// serial; both are unset when result is refused. zone is a suffix of
+	// the name looked up (it may share its memory).
 	zone   string
 	serial uint32
-	rrs    []dns.RR // answer section
-	extra  []dns.RR // additional section
+	// node holds the records that answer when result is success.
+	node node
+	// rrs and extra are the answer and additional sections, built by
+	// lookup (find leaves them empty).
+	rrs   []dns.RR
+	extra []dns.RR
 }
 
 // node is a name that exists in one of the zones, with its records.
 type node struct {
-	apex  bool         // zone apex: SOA and NS
-	txt   []string     // TXT character-strings, nil for none
+	apex bool     // zone apex: SOA and NS
+	txt  []string // TXT character-strings, nil for none
+	// spf, when valid, is the address of a per-query SPF answer
+	// "v=spf1 ip4:<spf> -all" (ip6: for IPv6), the node's TXT record in
+	// place of txt: it is written straight into the reply.
+	spf   netip.Addr
 	ttl   uint32       // TTL of the TXT record; 0 for the configured TTL
 	cname string       // CNAME target; when set, the node has nothing else
 	addrs []netip.Addr // A and AAAA
 }
 
-// lookup answers qtype at name. name must be lower case and fully
-// qualified; owner is the name as the client sent it (0x20 case kept), used
-// as the owner of the answer records.
+// hasTXT reports whether the node has a TXT record.
+func (n *node) hasTXT() bool { return n.txt != nil || n.spf.IsValid() }
+
+// lookup answers qtype at name with the records built: find, then records.
+// name must be lower case and fully qualified; owner is the name as the
+// client sent it (0x20 case kept), used as the owner of the answer records.
 func (a *authority) lookup(ix *index, name, owner string, qtype uint16) answer {
-	// Longest match: walk from the full name towards the root and stop at
-	// the first suffix that is a zone apex.
+	ans := a.find(ix, name, qtype)
+	if ans.result == success {
+		ans.rrs, ans.extra = a.records(ans, owner, qtype)
+	}
+	return ans
+}
+
+// find answers qtype at name, as lookup does, without building records: the
+// answer's node says what they are. It allocates nothing, so that the UDP
+// fast path can write the records straight into the reply. name must be
+// lower case and fully qualified.
+func (a *authority) find(ix *index, name string, qtype uint16) answer {
+	if a.edgeShortcut && (name == a.set.zone || strings.HasSuffix(name, a.inZoneSuffix)) {
+		// A name in the edge zone, the SPF names with their 40 labels
+		// among them: no hosted domain can take it, so only the report
+		// zone, when it lies inside the edge zone, is a longer match.
+		// This is what walk finds, without the walk.
+		if a.reportsInZone && (name == a.set.reportsApex || strings.HasSuffix(name, a.reportsSuffix)) {
+			return a.inReportsZone(ix, name, qtype)
+		}
+		return a.inEdgeZone(ix, name, qtype)
+	}
+	return a.walk(ix, name, qtype)
+}
+
+// walk is find for any name: the longest match, from the full name towards
+// the root, stopping at the first suffix that is a zone apex.
+func (a *authority) walk(ix *index, name string, qtype uint16) answer {
 	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
 		suffix := name[off:]
 		if suffix == a.set.reportsApex {
-			return a.inReportsZone(ix, name, owner, qtype)
+			return a.inReportsZone(ix, name, qtype)
 		}
 		// <label>.<domain>. for a hosted domain. A hosted domain inside the
 		// edge zone cannot take names out of it: the edge zone's own names
@@ -166,12 +218,12 @@ func (a *authority) lookup(ix *index, name, owner string, qtype uint16) answer {
 		if i := strings.IndexByte(suffix, '.'); i > 0 && i < len(suffix)-1 && !strings.HasSuffix(suffix, a.inZoneSuffix) {
 			if kind := delegatedZone(suffix[:i]); kind != noZone {
 				if d, ok := ix.domains.get(suffix[i+1 : len(suffix)-1]); ok {
-					return a.inDomainZone(kind, d, suffix, name, owner, qtype)
+					return a.inDomainZone(kind, d, suffix, name, qtype)
 				}
 			}
 		}
 		if suffix == a.set.zone {
-			return a.inEdgeZone(ix, name, owner, qtype)
+			return a.inEdgeZone(ix, name, qtype)
 		}
 	}
 	return answer{result: refused}
@@ -184,23 +236,23 @@ func (a *authority) lookup(ix *index, name, owner string, qtype uint16) answer {
 //	_domainkey.D   apex; <selector>._domainkey.D TXT or CNAME; for a blocked
 //	               domain, a revoked key at every name below the apex
 //	_bimi.D        apex; default._bimi.D TXT, when not withheld
-func (a *authority) inDomainZone(kind zoneKind, d *domain, apex, name, owner string, qtype uint16) answer {
+func (a *authority) inDomainZone(kind zoneKind, d *domain, apex, name string, qtype uint16) answer {
 	ans := answer{zone: apex, serial: uint32(d.serial)}
 	if name == apex {
 		n := node{apex: true}
 		if kind == dmarcZone {
 			n.txt = d.dmarcTXT
 		}
-		return a.fromNode(ans, n, owner, qtype)
+		return a.fromNode(ans, n, qtype)
 	}
 	host := name[:len(name)-len(apex)-1]
 	switch kind {
 	case domainkeyZone:
 		if d.blocked {
-			return a.fromNode(ans, node{txt: dkimRevoked}, owner, qtype)
+			return a.fromNode(ans, node{txt: dkimRevoked}, qtype)
 		}
 		if k, ok := d.selectors[host]; ok {
-			return a.fromNode(ans, node{txt: k.txt, cname: k.cname}, owner, qtype)
+			return a.fromNode(ans, node{txt: k.txt, cname: k.cname}, qtype)
 		}
 		if d.selectorParents[host] {
 			ans.result = noData
@@ -211,7 +263,7 @@ func (a *authority) inDomainZone(kind zoneKind, d *domain, apex, name, owner str
 			// A withheld record (nil) is NODATA: the name is the one
 			// selector served, its record held back until the API
 			// publishes it.
-			return a.fromNode(ans, node{txt: d.bimiTXT}, owner, qtype)
+			return a.fromNode(ans, node{txt: d.bimiTXT}, qtype)
 		}
 	}
 	ans.result = nameError
@@ -220,14 +272,14 @@ func (a *authority) inDomainZone(kind zoneKind, d *domain, apex, name, owner str
 
 // inReportsZone answers in _report._dmarc.<reports domain>: its apex and
 // <domain>._report._dmarc.<reports domain> for every hosted domain.
-func (a *authority) inReportsZone(ix *index, name, owner string, qtype uint16) answer {
+func (a *authority) inReportsZone(ix *index, name string, qtype uint16) answer {
 	ans := answer{zone: a.set.reportsApex, serial: uint32(ix.serial)}
 	if name == a.set.reportsApex {
-		return a.fromNode(ans, node{apex: true}, owner, qtype)
+		return a.fromNode(ans, node{apex: true}, qtype)
 	}
 	host := name[:len(name)-len(a.reportsSuffix)]
 	if _, ok := ix.domains.get(host); ok {
-		return a.fromNode(ans, node{txt: reportAuthorised}, owner, qtype)
+		return a.fromNode(ans, node{txt: reportAuthorised}, qtype)
 	}
 	if p, _ := ix.parents.get(host); p.all > 0 {
 		ans.result = noData
@@ -241,16 +293,17 @@ func (a *authority) inReportsZone(ix *index, name, owner string, qtype uint16) a
 // addresses and, for every hosted domain, <domain>._dmarc.<edge zone>,
 // <domain>._nspf.<edge zone> and the per-query SPF names under
 // _spf.<edge zone>.
-func (a *authority) inEdgeZone(ix *index, name, owner string, qtype uint16) answer {
+func (a *authority) inEdgeZone(ix *index, name string, qtype uint16) answer {
 	ans := answer{zone: a.set.zone, serial: uint32(ix.serial)}
 	switch {
 	case name == a.set.zone:
-		return a.fromNode(ans, node{apex: true}, owner, qtype)
+		return a.fromNode(ans, node{apex: true}, qtype)
 	case strings.HasSuffix(name, a.spfSuffix):
 		// Every name below _spf exists and has exactly one TXT record: an
 		// empty answer or NXDOMAIN would make the customer's SPF record a
 		// permerror.
-		return a.fromNode(ans, node{txt: spfAnswer(ix, name[:len(name)-len(a.spfSuffix)]), ttl: a.set.spfTTL}, owner, qtype)
+		txt, ip := spfLookup(ix, name[:len(name)-len(a.spfSuffix)])
+		return a.fromNode(ans, node{txt: txt, spf: ip, ttl: a.set.spfTTL}, qtype)
 	case name == a.spfApex:
 		ans.result = noData
 		return ans
@@ -261,7 +314,7 @@ func (a *authority) inEdgeZone(ix *index, name, owner string, qtype uint16) answ
 			if d.blocked {
 				txt = spfFail
 			}
-			return a.fromNode(ans, node{txt: txt}, owner, qtype)
+			return a.fromNode(ans, node{txt: txt}, qtype)
 		}
 		if p, _ := ix.parents.get(host); p.nspf > 0 {
 			ans.result = noData
@@ -275,7 +328,7 @@ func (a *authority) inEdgeZone(ix *index, name, owner string, qtype uint16) answ
 	case strings.HasSuffix(name, a.dmarcSuffix):
 		host := name[:len(name)-len(a.dmarcSuffix)]
 		if d, ok := ix.domains.get(host); ok {
-			return a.fromNode(ans, node{txt: d.dmarcTXT}, owner, qtype)
+			return a.fromNode(ans, node{txt: d.dmarcTXT}, qtype)
 		}
 		if p, _ := ix.parents.get(host); p.all > 0 {
 			ans.result = noData
@@ -287,7 +340,7 @@ func (a *authority) inEdgeZone(ix *index, name, owner string, qtype uint16) answ
 			return ans
 		}
 	case a.hosts[name] != nil:
-		return a.fromNode(ans, node{addrs: a.hosts[name]}, owner, qtype)
+		return a.fromNode(ans, node{addrs: a.hosts[name]}, qtype)
 	case a.hostParents[name]:
 		ans.result = noData
 		return ans
@@ -296,58 +349,84 @@ func (a *authority) inEdgeZone(ix *index, name, owner string, qtype uint16) answ
 	return ans
 }
 
-// fromNode answers qtype from the records of an existing node.
-func (a *authority) fromNode(ans answer, n node, owner string, qtype uint16) answer {
+// fromNode answers qtype from the records of an existing node: success
+// when it has records of that type (or a CNAME), else NODATA.
+func (a *authority) fromNode(ans answer, n node, qtype uint16) answer {
+	ans.node = n
+	ans.result = noData
+	if n.has(qtype) {
+		ans.result = success
+	}
+	return ans
+}
+
+// has reports whether the node answers qtype with at least one record.
+func (n *node) has(qtype uint16) bool {
+	if n.cname != "" {
+		return true
+	}
+	switch qtype {
+	case dns.TypeANY:
+		return n.hasTXT() || len(n.addrs) > 0 || n.apex
+	case dns.TypeTXT:
+		return n.hasTXT()
+	case dns.TypeSOA, dns.TypeNS:
+		return n.apex
+	case dns.TypeA, dns.TypeAAAA:
+		for _, ip := range n.addrs {
+			if ip.Is4() == (qtype == dns.TypeA) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// txtTTL is the TTL of the node's TXT record.
+func (a *authority) txtTTL(n *node) uint32 {
+	if n.ttl != 0 {
+		return n.ttl
+	}
+	return a.set.ttl
+}
+
+// records builds the answer and additional sections of a successful
+// answer, with owner as the owner of the answer records.
+func (a *authority) records(ans answer, owner string, qtype uint16) (rrs, extra []dns.RR) {
+	n := &ans.node
 	if n.cname != "" {
 		// RFC 1034 §3.6.2: a CNAME answers every type. Its target is
 		// outside our zones, so the resolver follows it.
-		ans.rrs = append(ans.rrs, &dns.CNAME{Hdr: a.hdr(owner, dns.TypeCNAME, a.set.ttl), Target: n.cname})
-		ans.result = success
-		return ans
-	}
-	ttl := n.ttl
-	if ttl == 0 {
-		ttl = a.set.ttl
+		return []dns.RR{&dns.CNAME{Hdr: a.hdr(owner, dns.TypeCNAME, a.set.ttl), Target: n.cname}}, nil
 	}
 	switch qtype {
 	case dns.TypeANY:
 		// RFC 8482: answer one RRset rather than everything the node has.
 		switch {
-		case n.txt != nil:
-			ans.rrs = append(ans.rrs, a.txt(owner, n.txt, ttl))
+		case n.hasTXT():
+			rrs = append(rrs, a.txt(owner, n, a.txtTTL(n)))
 		case n.addrs != nil:
-			ans.rrs = a.addrRRs(ans.rrs, owner, n.addrs, 0)
+			rrs = a.addrRRs(rrs, owner, n.addrs, 0)
 		case n.apex:
-			ans.rrs = append(ans.rrs, a.soa(owner, ans.serial, a.set.ttl))
+			rrs = append(rrs, a.soa(owner, ans.serial, a.set.ttl))
 		}
 	case dns.TypeTXT:
-		if n.txt != nil {
-			ans.rrs = append(ans.rrs, a.txt(owner, n.txt, ttl))
-		}
+		rrs = append(rrs, a.txt(owner, n, a.txtTTL(n)))
 	case dns.TypeSOA:
-		if n.apex {
-			ans.rrs = append(ans.rrs, a.soa(owner, ans.serial, a.set.ttl))
-		}
+		rrs = append(rrs, a.soa(owner, ans.serial, a.set.ttl))
 	case dns.TypeNS:
-		if n.apex {
-			for _, ns := range a.set.nameServers {
-				ans.rrs = append(ans.rrs, &dns.NS{Hdr: a.hdr(owner, dns.TypeNS, a.set.ttl), Ns: ns.name})
-			}
-			// Addresses of the name servers we serve, as resolvers expect
-			// next to an NS RRset; dropped first when space runs short.
-			for _, ns := range a.set.nameServers {
-				ans.extra = a.addrRRs(ans.extra, ns.name, a.hosts[ns.name], 0)
-			}
+		for _, ns := range a.set.nameServers {
+			rrs = append(rrs, &dns.NS{Hdr: a.hdr(owner, dns.TypeNS, a.set.ttl), Ns: ns.name})
+		}
+		// Addresses of the name servers we serve, as resolvers expect
+		// next to an NS RRset; dropped first when space runs short.
+		for _, ns := range a.set.nameServers {
+			extra = a.addrRRs(extra, ns.name, a.hosts[ns.name], 0)
 		}
 	case dns.TypeA, dns.TypeAAAA:
-		ans.rrs = a.addrRRs(ans.rrs, owner, n.addrs, qtype)
+		rrs = a.addrRRs(rrs, owner, n.addrs, qtype)
 	}
-	if len(ans.rrs) == 0 {
-		ans.result = noData
-	} else {
-		ans.result = success
-	}
-	return ans
+	return rrs, extra
 }
 
 func (a *authority) hdr(name string, rrtype uint16, ttl uint32) dns.RR_Header {
@@ -374,9 +453,13 @@ func (a *authority) negativeSOA(apex string, serial uint32) *dns.SOA {
 	return a.soa(apex, serial, min(a.set.ttl, a.set.negTTL))
 }
 
-// txt builds the TXT record; the character-strings are shared with the index,
-// which is fine because packing only reads them.
-func (a *authority) txt(owner string, txt []string, ttl uint32) *dns.TXT {
+// txt builds the node's TXT record; the character-strings are shared with
+// the index, which is fine because packing only reads them.
+func (a *authority) txt(owner string, n *node, ttl uint32) *dns.TXT {
+	txt := n.txt
+	if n.spf.IsValid() {
+		txt = []string{string(appendSPFHit(nil, n.spf))}
+	}
 	return &dns.TXT{Hdr: a.hdr(owner, dns.TypeTXT, ttl), Txt: txt}
 }
 

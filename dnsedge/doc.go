@@ -45,9 +45,21 @@
 // 8020). The SOA serial of the zones of D is the serial of D's row; that of
 // the edge zone and of the report zone is the snapshot's highest serial.
 //
-// Lookups return a result (success, noData, nameError, refused) that one
-// function, Edge.respond, maps to the rcode, the AA bit and the authority
-// section, in the manner of CoreDNS.
+// Lookups return a result (success, noData, nameError, refused) that
+// Edge.respond maps to the rcode, the AA bit and the authority section, in
+// the manner of CoreDNS. The UDP fast path (wire.go) mirrors that mapping
+// for the common query and writes the reply straight into the socket's
+// buffer; a differential test and FuzzHandler require its replies to be
+// byte-identical to Edge.respond's, and anything unusual (several questions,
+// other classes or opcodes, escaped names, replies that need truncation,
+// NS with glue, SERVFAIL before the first snapshot) goes to Edge.respond.
+//
+// # Sockets
+//
+// On Linux the edge opens one UDP socket per processor with SO_REUSEPORT;
+// one goroutine per socket reads up to 32 packets with recvmmsg and sends
+// the replies with one sendmmsg, without allocating. Other systems, and
+// TCP, use the miekg/dns server.
 //
 // # SPF
 //
@@ -158,15 +170,20 @@
 //  1. runs LISTEN rampart_edge, before anything else, so that no change
 //     committed during the next step goes unnoticed;
 //  2. loads both tables in one REPEATABLE READ READ ONLY transaction, with
-//     the highest serial of both read in the same transaction;
+//     the highest serial of both read in the same transaction, reading
+//     edge_domain in pages of 2,000 rows and keeping the built form of every
+//     domain whose row has not changed since the index being served;
 //  3. on notifications (collected for 20 ms so a burst costs one query)
 //     fetches, again in one transaction, the rows of both tables whose serial
 //     is above the index's, plus the rows at any notified serial below it
 //     (transactions commit out of serial order when they run concurrently),
 //     and publishes the index with those rows applied;
 //  4. checks the highest serial every 15 s when idle, which both proves the
-//     connection alive and confirms the index current, and reloads in full
-//     every Config.ResyncInterval.
+//     connection alive and confirms the index current, and every
+//     Config.ResyncInterval compares the whole tables with the index, page
+//     by page, handling notifications between pages so that a change never
+//     waits for a resync; what the resync corrects (rows changed without a
+//     new serial, lost notifications) is logged.
 //
 // A row that fails validation (a malformed name, netblock, DKIM entry, HELO
 // suffix...) is logged and left out, as if deleted: the domain or service it
@@ -177,9 +194,9 @@
 // starts again at step 1. The dnsedge_snapshot_age_seconds metric tells how
 // long ago the index was last confirmed current.
 //
-// The index is also written to Config.SnapshotPath (checksummed, replaced
-// atomically) after every full load, a second after incremental changes,
-// and when the edge stops. On start a valid file is served at once, before
+// The index is also written to Config.SnapshotPath (checksummed, streamed,
+// replaced atomically) after every full load and resync, a second after
+// incremental changes, and when the edge stops. On start a valid file is served at once, before
 // PostgreSQL is reached; a file that fails its checks, or was written in
 // another format version (version 2 added services and the SPF, DKIM and
 // BIMI columns), is refused with an error in the log and the edge loads from

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,14 +43,15 @@ type Edge struct {
 	saveNow, saveSoon chan struct{}
 
 	started          atomic.Bool
-	udpConn          net.PacketConn
+	udpConns         []*net.UDPConn
 	tcpListener      net.Listener
 	metricsListener  net.Listener
 	wg               sync.WaitGroup
 	cancel           context.CancelFunc
 	errMu            sync.Mutex
 	err              error
-	udpSrv, tcpSrv   *dns.Server
+	udpSrvs          []*dns.Server // one per UDP socket
+	tcpSrv           *dns.Server
 	metricsSrv       *http.Server
 	stopped          chan struct{}
 	shutdownDeadline time.Duration
@@ -117,25 +119,43 @@ func (e *Edge) Start(ctx context.Context) error {
 	}
 	e.loadSnapshotFile()
 
-	var err error
-	e.udpConn, e.tcpListener, err = listen(e.cfg.Listen)
+	l, err := listen(e.cfg.Listen, udpSocketCount())
 	if err != nil {
 		close(e.stopped)
 		return fmt.Errorf("dnsedge: listen for DNS: %w", err)
 	}
+	e.udpConns, e.tcpListener = l.conns, l.tcp
+	closeListeners := func() {
+		for _, c := range e.udpConns {
+			c.Close()
+		}
+		e.tcpListener.Close()
+	}
+	for _, c := range e.udpConns {
+		srv := e.dnsServer()
+		srv.PacketConn = c
+		if udpFastPath {
+			s, err := newUDPSocket(c, e)
+			if err != nil {
+				closeListeners()
+				close(e.stopped)
+				return fmt.Errorf("dnsedge: UDP socket: %w", err)
+			}
+			srv.PacketConn = s
+			srv.DecorateReader = func(r dns.Reader) dns.Reader { return udpReader{Reader: r, s: s} }
+		}
+		e.udpSrvs = append(e.udpSrvs, srv)
+	}
 	if e.cfg.MetricsListen != "" {
 		e.metricsListener, err = net.Listen("tcp", e.cfg.MetricsListen)
 		if err != nil {
-			e.udpConn.Close()
-			e.tcpListener.Close()
+			closeListeners()
 			close(e.stopped)
 			return fmt.Errorf("dnsedge: listen for metrics: %w", err)
 		}
 	}
 	ctx, e.cancel = context.WithCancel(ctx)
 
-	e.udpSrv = e.dnsServer()
-	e.udpSrv.PacketConn = e.udpConn
 	e.tcpSrv = e.dnsServer()
 	e.tcpSrv.Listener = newLimitListener(e.tcpListener, e.cfg.TCPMaxConns, e.cfg.TCPMaxConnsPerSource, e.cfg.TCPReadTimeout,
 		func(reason string) { e.metrics.tcpRefused.WithLabelValues(reason).Inc() },
@@ -146,7 +166,7 @@ func (e *Edge) Start(ctx context.Context) error {
 	// bound what a client holds (RFC 7766 §6.2.1 asks servers to allow
 	// many).
 	e.tcpSrv.MaxTCPQueries = -1
-	for _, srv := range []*dns.Server{e.udpSrv, e.tcpSrv} {
+	for _, srv := range e.dnsServers() {
 		// Wait until the server runs: miekg/dns cannot shut down a server
 		// that has not started yet.
 		ready := make(chan struct{})
@@ -185,7 +205,7 @@ func (e *Edge) Start(ctx context.Context) error {
 		e.wg.Wait()
 		close(e.stopped)
 	}()
-	e.log.Info("dnsedge serving", "zone", e.cfg.Zone, "udp", e.udpConn.LocalAddr().String(), "tcp", e.tcpListener.Addr().String(), "metrics", e.cfg.MetricsListen)
+	e.log.Info("dnsedge serving", "zone", e.cfg.Zone, "udp", e.UDPAddr().String(), "udp_sockets", len(e.udpConns), "tcp", e.tcpListener.Addr().String(), "metrics", e.cfg.MetricsListen)
 	return nil
 }
 
@@ -194,7 +214,7 @@ func (e *Edge) Start(ctx context.Context) error {
 func (e *Edge) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), e.shutdownDeadline)
 	defer cancel()
-	for _, srv := range []*dns.Server{e.udpSrv, e.tcpSrv} {
+	for _, srv := range e.dnsServers() {
 		if err := srv.ShutdownContext(ctx); err != nil {
 			e.log.Warn("dnsedge: stop DNS server", "err", err)
 		}
@@ -248,11 +268,23 @@ func (e *Edge) Serial() int64 {
 
 // UDPAddr returns the bound UDP address, nil before Start.
 func (e *Edge) UDPAddr() net.Addr {
-	if e.udpConn == nil {
+	if len(e.udpConns) == 0 {
 		return nil
 	}
-	return e.udpConn.LocalAddr()
+	return e.udpConns[0].LocalAddr()
 }
+
+// udpSocketCount is how many UDP sockets the edge binds: one per processor
+// the Go scheduler runs on, each read by its own goroutine.
+func udpSocketCount() int {
+	if !udpFastPath {
+		return 1
+	}
+	return min(runtime.GOMAXPROCS(0), maxUDPSockets)
+}
+
+// maxUDPSockets bounds the UDP sockets on machines with many processors.
+const maxUDPSockets = 64
 
 // TCPAddr returns the bound TCP address, nil before Start.
 func (e *Edge) TCPAddr() net.Addr {
@@ -268,6 +300,11 @@ func (e *Edge) MetricsAddr() net.Addr {
 		return nil
 	}
 	return e.metricsListener.Addr()
+}
+
+// dnsServers are the UDP servers, one per socket, and the TCP server.
+func (e *Edge) dnsServers() []*dns.Server {
+	return append(e.udpSrvs[:len(e.udpSrvs):len(e.udpSrvs)], e.tcpSrv)
 }
 
 func (e *Edge) dnsServer() *dns.Server {

@@ -262,12 +262,21 @@ func TestMetrics(t *testing.T) {
 	exchangeUDP(t, e.UDPAddr(), q)
 
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
-	resp, err := client.Get("http://" + e.MetricsAddr().String() + "/metrics")
-	require.NoError(t, err)
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	require.NoError(t, err)
-	text := string(body)
+	scrape := func() string {
+		resp, err := client.Get("http://" + e.MetricsAddr().String() + "/metrics")
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		return string(body)
+	}
+	// The server releases the TCP connection a moment after the exchange
+	// returns: wait (bounded) for the gauge to come back to zero.
+	text := scrape()
+	for start := time.Now(); !strings.Contains(text, "dnsedge_tcp_connections 0") && time.Since(start) < 5*time.Second; {
+		time.Sleep(10 * time.Millisecond)
+		text = scrape()
+	}
 	for _, want := range []string{
 		`dnsedge_queries_total{qtype="TXT",rcode="NOERROR"} 3`,
 		`dnsedge_queries_total{qtype="TXT",rcode="NXDOMAIN"} 1`,

@@ -1,6 +1,7 @@
 package dnsedge
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -37,11 +38,13 @@ func (r *recorder) TsigStatus() error   { return nil }
 func (r *recorder) TsigTimersOnly(bool) {}
 func (r *recorder) Hijack()             {}
 
-// FuzzHandler feeds raw wire bytes through the path the server takes: the
-// header check, miekg/dns's parser, then ServeDNS. Messages the header check
-// or the parser turn away are answered (or dropped) by miekg/dns itself. No
-// input may panic; an accepted query always gets a reply that parses, has
-// the query's id and fits the transport.
+// FuzzHandler feeds raw wire bytes through the paths the server takes: over
+// UDP the fast path first (answerFast), then the header check, miekg/dns's
+// parser and ServeDNS. Messages the header check or the parser turn away
+// are answered (or dropped) by miekg/dns itself. No input may panic; an
+// accepted query always gets a reply that parses, has the query's id and
+// fits the transport; and what the fast path answers, it answers byte for
+// byte as the general path does.
 func FuzzHandler(f *testing.F) {
 	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent",
 		// Slip 1: a limited reply is sent truncated, never dropped.
@@ -100,8 +103,49 @@ func FuzzHandler(f *testing.F) {
 	badvers := question("_dmarc.example.com.", dns.TypeTXT, 4096)
 	badvers.IsEdns0().SetVersion(1)
 	seed(badvers)
+	// EDNS options: the fast path takes cookies, padding and valid client
+	// subnets, and leaves the others to the general path.
+	for _, o := range []dns.EDNS0{
+		&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"},
+		&dns.EDNS0_PADDING{Padding: make([]byte, 12)},
+		&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 56, Address: net.ParseIP("2001:db8::")},
+		&dns.EDNS0_NSID{Code: dns.EDNS0NSID},
+	} {
+		m := question("s1._domainkey.Example.com.", dns.TypeTXT, 4096)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, o)
+		seed(m)
+	}
+
+	// plain has no rate limiting, so that its fast path and general path
+	// can answer the same query in turn.
+	plain, plainFast := fastEdge(f, Config{})
+	limitedFast := &fastPath{counts: e.metrics.queries.newShard()}
+	out := make([]byte, 0, advertisedUDPSize)
+	client := netip.MustParseAddr("192.0.2.1")
 
 	f.Fuzz(func(t *testing.T, data []byte, tcp bool) {
+		if !tcp {
+			// The UDP fast path sees every packet first; what it answers,
+			// it answers as the general path does, byte for byte.
+			if got, act := plain.answerFast(plainFast, data, out, client); act != fastSlow {
+				want := slowReply(t, plain, data)
+				if act != fastReply || !bytes.Equal(got, want) {
+					t.Fatalf("fast path (%d) replied %x, general path %x", act, got, want)
+				}
+			}
+			if got, act := e.answerFast(limitedFast, data, out, client); act == fastReply {
+				var reply, req dns.Msg
+				if err := reply.Unpack(got); err != nil {
+					t.Fatalf("fast reply does not parse: %v", err)
+				}
+				if err := req.Unpack(data); err != nil {
+					t.Fatalf("fast path answered a query that does not parse: %v", err)
+				}
+				if reply.Id != req.Id || !reply.Response || len(got) > udpSize(&req) {
+					t.Fatalf("fast reply id %d (QR %v, %d bytes) to query id %d", reply.Id, reply.Response, len(got), req.Id)
+				}
+			}
+		}
 		if len(data) < headerLength {
 			return // the server drops these
 		}

@@ -2,6 +2,8 @@ package dnsedge
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -24,11 +26,10 @@ var queryRcodes = []int{
 
 // metrics are the edge's Prometheus metrics.
 type metrics struct {
-	// queries holds one counter per (qtype, rcode) label pair, resolved
-	// once so that counting a query is an index and an atomic add.
-	queries     [][]prometheus.Counter // [qtype slot][rcode slot]
-	qtypeSlot   map[uint16]int
-	rcodeSlot   map[int]int
+	// queries counts the answered queries by (qtype, rcode) slot: shared
+	// for the general path, one set per UDP socket for the fast path,
+	// summed when scraped.
+	queries     *queryCollector
 	dropped     prometheus.Counter
 	dbConnected prometheus.Gauge
 	rrlDropped  prometheus.Counter
@@ -38,13 +39,8 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
-	queries := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "dnsedge_queries_total",
-		Help: "DNS queries answered, by query type and response code.",
-	}, []string{"qtype", "rcode"})
 	m := &metrics{
-		qtypeSlot: map[uint16]int{},
-		rcodeSlot: map[int]int{},
+		queries: newQueryCollector(),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dnsedge_queries_dropped_total",
 			Help: "Messages received and not answered: responses (QR set) and packets shorter than a DNS header.",
@@ -73,35 +69,8 @@ func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
 	// Both reasons exist from the start, so that a rate query sees a zero.
 	m.tcpRefused.WithLabelValues(refusedTotal)
 	m.tcpRefused.WithLabelValues(refusedSource)
-	qtypes := append(queryQtypes[:len(queryQtypes):len(queryQtypes)], 0)
-	rcodes := append(queryRcodes[:len(queryRcodes):len(queryRcodes)], -1)
-	for i, t := range qtypes {
-		m.qtypeSlot[t] = i
-		row := make([]prometheus.Counter, len(rcodes))
-		for j, rc := range rcodes {
-			m.rcodeSlot[rc] = j
-			qt, rcs := "OTHER", "OTHER"
-			if t != 0 {
-				qt = dns.TypeToString[t]
-			}
-			switch {
-			case rc == dns.RcodeBadVers:
-				// 16 is BADSIG in TSIG and BADVERS in EDNS; the edge only
-				// ever means the latter.
-				rcs = "BADVERS"
-			case rc >= 0:
-				rcs = dns.RcodeToString[rc]
-			}
-			row[j] = queries.WithLabelValues(qt, rcs)
-		}
-		m.queries = append(m.queries, row)
-	}
-	// The other slots: qtype and rcode values not listed.
-	delete(m.qtypeSlot, 0)
-	delete(m.rcodeSlot, -1)
-
 	collectors := []prometheus.Collector{
-		queries, m.dropped, m.dbConnected, m.rrlDropped, m.rrlSlipped, m.tcpRefused, m.tcpOpen,
+		m.queries, m.dropped, m.dbConnected, m.rrlDropped, m.rrlSlipped, m.tcpRefused, m.tcpOpen,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "dnsedge_snapshot_serial",
 			Help: "Highest edge table serial in the snapshot being served (0 before the first load).",
@@ -139,16 +108,128 @@ func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
 	return m, nil
 }
 
-// query counts one answered query.
-func (m *metrics) query(qtype uint16, rcode int) {
-	i, ok := m.qtypeSlot[qtype]
-	if !ok {
-		i = len(m.queries) - 1
+// query counts one query answered by the general path.
+func (m *metrics) query(qtype uint16, rcode int) { m.queries.shared.add(qtype, rcode) }
+
+// The slots of the query counters: one per qtype in queryQtypes and one for
+// the others, one per rcode in queryRcodes and one for the others.
+const (
+	qtypeSlots = 16 // len(queryQtypes) + 1
+	rcodeSlots = 8  // len(queryRcodes) + 1
+)
+
+// qtypeSlot and rcodeSlot map a qtype below 512 and an rcode below 32 to
+// their slot; anything else is in the last slot.
+var (
+	qtypeSlot [512]uint8
+	rcodeSlot [32]uint8
+)
+
+func init() {
+	if len(queryQtypes)+1 != qtypeSlots || len(queryRcodes)+1 != rcodeSlots {
+		panic("dnsedge: qtypeSlots or rcodeSlots out of date")
 	}
-	row := m.queries[i]
-	j, ok := m.rcodeSlot[rcode]
-	if !ok {
-		j = len(row) - 1
+	for i := range qtypeSlot {
+		qtypeSlot[i] = qtypeSlots - 1
 	}
-	row[j].Inc()
+	for i, t := range queryQtypes {
+		qtypeSlot[t] = uint8(i)
+	}
+	for i := range rcodeSlot {
+		rcodeSlot[i] = rcodeSlots - 1
+	}
+	for i, rc := range queryRcodes {
+		rcodeSlot[rc] = uint8(i)
+	}
+}
+
+// queryCounts counts queries by (qtype, rcode) slot. Each UDP socket has
+// its own, written by its read loop alone, so that counting costs an
+// uncontended atomic add on a cache line no other core writes.
+type queryCounts struct {
+	n [qtypeSlots][rcodeSlots]atomic.Uint64
+	_ [64]byte // keeps the next one off the last cache line
+}
+
+func (c *queryCounts) add(qtype uint16, rcode int) {
+	ts, rs := uint8(qtypeSlots-1), uint8(rcodeSlots-1)
+	if int(qtype) < len(qtypeSlot) {
+		ts = qtypeSlot[qtype]
+	}
+	if rcode >= 0 && rcode < len(rcodeSlot) {
+		rs = rcodeSlot[rcode]
+	}
+	c.n[ts][rs].Add(1)
+}
+
+// queryCollector is dnsedge_queries_total: the sum of every queryCounts.
+type queryCollector struct {
+	desc   *prometheus.Desc
+	labels [qtypeSlots][rcodeSlots][2]string
+	shared *queryCounts
+
+	mu     sync.Mutex
+	shards []*queryCounts
+}
+
+func newQueryCollector() *queryCollector {
+	c := &queryCollector{
+		desc: prometheus.NewDesc("dnsedge_queries_total",
+			"DNS queries answered, by query type and response code.", []string{"qtype", "rcode"}, nil),
+		shared: new(queryCounts),
+	}
+	c.shards = []*queryCounts{c.shared}
+	for i := range qtypeSlots {
+		qt := "OTHER"
+		if i < len(queryQtypes) {
+			qt = dns.TypeToString[queryQtypes[i]]
+		}
+		for j := range rcodeSlots {
+			rcs := "OTHER"
+			switch {
+			case j == len(queryRcodes):
+			case queryRcodes[j] == dns.RcodeBadVers:
+				// 16 is BADSIG in TSIG and BADVERS in EDNS; the edge only
+				// ever means the latter.
+				rcs = "BADVERS"
+			default:
+				rcs = dns.RcodeToString[queryRcodes[j]]
+			}
+			c.labels[i][j] = [2]string{qt, rcs}
+		}
+	}
+	return c
+}
+
+// newShard returns counters of their own for a socket, counted in the sum.
+func (c *queryCollector) newShard() *queryCounts {
+	q := new(queryCounts)
+	c.mu.Lock()
+	c.shards = append(c.shards, q)
+	c.mu.Unlock()
+	return q
+}
+
+// Describe implements [prometheus.Collector].
+func (c *queryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements [prometheus.Collector]: every (qtype, rcode) pair,
+// zeros included, so that a rate query sees a series from the start.
+func (c *queryCollector) Collect(ch chan<- prometheus.Metric) {
+	var sum [qtypeSlots][rcodeSlots]uint64
+	c.mu.Lock()
+	for _, s := range c.shards {
+		for i := range qtypeSlots {
+			for j := range rcodeSlots {
+				sum[i][j] += s.n[i][j].Load()
+			}
+		}
+	}
+	c.mu.Unlock()
+	for i := range qtypeSlots {
+		for j := range rcodeSlots {
+			l := c.labels[i][j]
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(sum[i][j]), l[0], l[1])
+		}
+	}
 }

@@ -1,10 +1,7 @@
 package dnsedge
 
 import (
-	"errors"
-	"fmt"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -44,8 +41,8 @@ func (e *Edge) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		size = udpSize(r)
 		// Over TCP the source is proven by the handshake, so only UDP
 		// responses are limited.
-		if udp, ok := w.RemoteAddr().(*net.UDPAddr); ok && e.rrl != nil {
-			switch e.rrl.check(udp.AddrPort().Addr(), time.Now()) {
+		if client, ok := clientAddr(w.RemoteAddr()); ok && e.rrl != nil {
+			switch e.rrl.check(client, time.Now()) {
 			case rrlDrop:
 				e.metrics.rrlDropped.Inc()
 				return
@@ -231,40 +228,4 @@ func (e *Edge) invalidMsg(m []byte, _ error) {
 		return
 	}
 	e.metrics.query(0, dns.RcodeFormatError)
-}
-
-// listen binds UDP and TCP at addr. With port 0 it looks for one port free
-// for both, so that the edge answers on a single address.
-func listen(addr string) (net.PacketConn, net.Listener, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("listen address %q: %w", addr, err)
-	}
-	if port != "0" {
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return nil, nil, err
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			pc.Close()
-			return nil, nil, err
-		}
-		return pc, ln, nil
-	}
-	var lastErr error
-	for range 20 {
-		pc, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return nil, nil, err
-		}
-		p := pc.LocalAddr().(*net.UDPAddr).Port
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
-		if err == nil {
-			return pc, ln, nil
-		}
-		pc.Close()
-		lastErr = err
-	}
-	return nil, nil, errors.Join(errors.New("no port free for both UDP and TCP"), lastErr)
 }

@@ -166,13 +166,25 @@ func parseIPv6Nibbles(s string) netip.Addr {
 // spfAnswer is the TXT answer, as character-strings, at a name under
 // _spf.<edge zone> whose labels before "._spf" are rest.
 func spfAnswer(ix *index, rest string) []string {
+	txt, ip := spfLookup(ix, rest)
+	if ip.IsValid() {
+		return []string{string(appendSPFHit(nil, ip))}
+	}
+	return txt
+}
+
+// spfLookup decides the TXT answer at a name under _spf.<edge zone> whose
+// labels before "._spf" are rest, allocating nothing: either a fixed answer
+// as character-strings, or, when the address is one the domain authorises,
+// that address (see appendSPFHit) and nil.
+func spfLookup(ix *index, rest string) ([]string, netip.Addr) {
 	q := parseSPFName(rest)
 	d, ok := ix.domains.get(q.domain)
 	switch {
 	case !ok:
-		return spfNeutral
+		return spfNeutral, netip.Addr{}
 	case d.blocked:
-		return spfFail
+		return spfFail, netip.Addr{}
 	}
 	if q.ip.IsValid() {
 		hit := d.nets != nil && d.nets.Contains(q.ip)
@@ -182,12 +194,7 @@ func spfAnswer(ix *index, rest string) []string {
 			}
 		}
 		if hit {
-			mech := "ip6:"
-			if q.ip.Is4() {
-				mech = "ip4:"
-			}
-			// netip writes IPv6 in the RFC 5952 form.
-			return []string{"v=spf1 " + mech + q.ip.String() + " -all"}
+			return nil, q.ip
 		}
 	}
 	if q.helo != "" {
@@ -196,9 +203,21 @@ func spfAnswer(ix *index, rest string) []string {
 		// since we last resolved them, so let its live record decide.
 		for _, name := range d.services {
 			if s, ok := ix.services.get(name); ok && s.includeTXT != nil && s.matchHELO(q.helo) {
-				return s.includeTXT
+				return s.includeTXT, netip.Addr{}
 			}
 		}
 	}
-	return spfNeutral
+	return spfNeutral, netip.Addr{}
+}
+
+// appendSPFHit appends the SPF answer authorising ip alone,
+// "v=spf1 ip4:<ip> -all" (ip6: and the RFC 5952 form for IPv6), to b.
+func appendSPFHit(b []byte, ip netip.Addr) []byte {
+	if ip.Is4() {
+		b = append(b, "v=spf1 ip4:"...)
+	} else {
+		b = append(b, "v=spf1 ip6:"...)
+	}
+	b = ip.AppendTo(b)
+	return append(b, " -all"...)
 }

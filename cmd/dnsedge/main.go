@@ -21,6 +21,7 @@
 //	-rrl-slip                  DNSEDGE_RRL_SLIP                  send every Nth limited response truncated, -1 for none (2)
 //	-log-format                DNSEDGE_LOG_FORMAT                text or json (text)
 //	-log-level                 DNSEDGE_LOG_LEVEL                 debug, info, warn or error (info)
+//	-pprof                     DNSEDGE_PPROF                     address serving /debug/pprof/, empty for none (none)
 //
 // The database is DATABASE_URL, read from the environment only so that its
 // password does not show in the process list.
@@ -32,6 +33,9 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -52,19 +56,24 @@ func main() {
 }
 
 func run(args []string) error {
-	cfg, logOpts, err := parseArgs(args, os.LookupEnv)
+	cfg, opts, err := parseArgs(args, os.LookupEnv)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(logOpts.format, logOpts.level)
+	log, err := newLogger(opts.format, opts.level)
 	if err != nil {
 		return err
 	}
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set")
+	}
+	if opts.pprof != "" {
+		if err := servePprof(opts.pprof, log); err != nil {
+			return err
+		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -78,15 +87,17 @@ func run(args []string) error {
 	return edge.Run(ctx)
 }
 
-type logOptions struct{ format, level string }
+// options are the process's settings outside the edge's configuration: the
+// log's format and level, and the pprof listener's address.
+type options struct{ format, level, pprof string }
 
 // parseArgs reads the flags, each defaulting to its environment variable as
 // getenv finds it, into the edge's configuration.
-func parseArgs(args []string, getenv func(string) (string, bool)) (dnsedge.Config, logOptions, error) {
+func parseArgs(args []string, getenv func(string) (string, bool)) (dnsedge.Config, options, error) {
 	var (
-		cfg     dnsedge.Config
-		logOpts logOptions
-		envErr  error
+		cfg    dnsedge.Config
+		opts   options
+		envErr error
 	)
 	str := func(key, def string) string {
 		if v, ok := getenv(key); ok {
@@ -132,25 +143,49 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (dnsedge.Confi
 	fs.DurationVar(&cfg.TCPIdleTimeout, "tcp-idle-timeout", dur("DNSEDGE_TCP_IDLE_TIMEOUT", dnsedge.DefaultTCPIdleTimeout), "idle time before a TCP connection is closed")
 	fs.IntVar(&cfg.RRLRate, "rrl-rate", num("DNSEDGE_RRL_RATE", 0), "UDP responses per second per client /24 or /56; 0 for no limit")
 	fs.IntVar(&cfg.RRLSlip, "rrl-slip", num("DNSEDGE_RRL_SLIP", dnsedge.DefaultRRLSlip), "send every `N`th rate-limited response truncated; -1 to drop them all")
-	fs.StringVar(&logOpts.format, "log-format", str("DNSEDGE_LOG_FORMAT", "text"), "log `format`: text or json")
-	fs.StringVar(&logOpts.level, "log-level", str("DNSEDGE_LOG_LEVEL", "info"), "log `level`: debug, info, warn or error")
+	fs.StringVar(&opts.format, "log-format", str("DNSEDGE_LOG_FORMAT", "text"), "log `format`: text or json")
+	fs.StringVar(&opts.level, "log-level", str("DNSEDGE_LOG_LEVEL", "info"), "log `level`: debug, info, warn or error")
+	fs.StringVar(&opts.pprof, "pprof", str("DNSEDGE_PPROF", ""), "`address` serving /debug/pprof/ for profiling, empty for none")
 	if envErr != nil {
-		return cfg, logOpts, envErr
+		return cfg, opts, envErr
 	}
 	if err := fs.Parse(args); err != nil {
-		return cfg, logOpts, err
+		return cfg, opts, err
 	}
 	if fs.NArg() > 0 {
-		return cfg, logOpts, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return cfg, opts, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if *ns != "" {
 		var err error
 		if cfg.NameServers, err = dnsedge.ParseNameServers(*ns); err != nil {
-			return cfg, logOpts, fmt.Errorf("-ns: %w", err)
+			return cfg, opts, fmt.Errorf("-ns: %w", err)
 		}
 	}
 	cfg.DatabaseURL, _ = getenv("DATABASE_URL")
-	return cfg, logOpts, nil
+	return cfg, opts, nil
+}
+
+// servePprof serves the runtime profiles at addr, for measuring where the
+// edge spends its time under load. It runs until the process exits.
+func servePprof(addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil {
+			log.Error("dnsedge: serve pprof", "err", err)
+		}
+	}()
+	log.Info("dnsedge: serving pprof", "addr", ln.Addr().String())
+	return nil
 }
 
 func newLogger(format, level string) (*slog.Logger, error) {
