@@ -178,3 +178,19 @@ func (a *Authorizer) See(ctx context.Context, accountID uuid.UUID) error {
 	}
 	return apperr.NotFoundf("account not found")
 }
+
+// Operator reports whether the context's principal may see instance-wide
+// operations (the job dashboard): it owns a top-level account, or is an API
+// token of one.
+func (a *Authorizer) Operator(ctx context.Context) (bool, error) {
+	p, ok := FromContext(ctx)
+	if !ok {
+		return false, nil
+	}
+	user, token := principalArgs(p)
+	owns, err := a.q.OwnsRootAccount(ctx, accessdb.OwnsRootAccountParams{UserID: user, TokenAccount: token})
+	if err != nil {
+		return false, fmt.Errorf("check operator: %w", err)
+	}
+	return owns, nil
+}

@@ -26,3 +26,14 @@ WHERE m.user_id IS NOT NULL
    OR a.id = sqlc.arg(token_account)::uuid
    OR a.parent_id = sqlc.arg(token_account)::uuid
 ORDER BY a.name, a.id;
+
+-- name: OwnsRootAccount :one
+-- Whether the principal owns a top-level account (one with no parent): the
+-- operator of a self-hosted instance.
+SELECT EXISTS (
+    SELECT 1 FROM accounts a
+    WHERE a.parent_id IS NULL
+      AND (a.id = sqlc.arg(token_account)::uuid
+           OR EXISTS (SELECT 1 FROM account_members m
+                      WHERE m.account_id = a.id AND m.user_id = sqlc.arg(user_id)::uuid AND m.role = 'owner'))
+)::bool AS owns;

@@ -46,6 +46,7 @@ type Config struct {
 	EdgeSnapshot    string
 
 	DNSResolver string
+	RiverUI     bool
 
 	SMTPAddr              string
 	SMTPHostname          string
@@ -123,6 +124,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.IMAPMailbox, "imap-mailbox", env("RAMPART_IMAP_MAILBOX", "INBOX"), "mailbox to pull (env RAMPART_IMAP_MAILBOX)")
 	fs.StringVar(&c.IMAPAccount, "imap-account", env("RAMPART_IMAP_ACCOUNT", ""), "account id the pulled reports belong to (env RAMPART_IMAP_ACCOUNT)")
 	fs.DurationVar(&c.IMAPInterval, "imap-interval", envDuration("RAMPART_IMAP_INTERVAL", imappull.DefaultInterval), "how often to pull (env RAMPART_IMAP_INTERVAL)")
+	fs.BoolVar(&c.RiverUI, "river-ui", env("RAMPART_RIVER_UI", "") == "true", "serve the River job dashboard at /riverui/ to owners of top-level accounts (env RAMPART_RIVER_UI=true; on in dev)")
 	fs.StringVar(&c.JWTKey, "jwt-key", env("RAMPART_JWT_KEY", ""), "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
 	fs.StringVar(&c.JWTKeyFile, "jwt-key-file", env("RAMPART_JWT_KEY_FILE", ""), "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
 	fs.StringVar(&c.JWTKeyID, "jwt-kid", env("RAMPART_JWT_KID", "k1"), "key id of the signing key (env RAMPART_JWT_KID)")

@@ -64,6 +64,7 @@ func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err
 	if cfg.SMTPAddr == "" {
 		cfg.SMTPAddr = "127.0.0.1:2525"
 	}
+	cfg.RiverUI = true
 	api, err := NewAPI(ctx, pool, cfg, log)
 	if err != nil {
 		return err
@@ -118,6 +119,7 @@ Rampart is running (Ctrl-C stops everything).
   dnsedge       %[3]s (UDP and TCP), zone %[4]s
   Report mail   smtp://%[10]s for <token>@%[11]s (each domain's reportAddress)
   Report upload POST http://%[1]s/upload (Bearer token)
+  Job dashboard http://%[1]s/riverui/ (after POST /riverui/session with a Bearer token)
 
   Demo login    %[5]s / %[6]s
 

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"riverqueue.com/riverui"
 
 	"github.com/rampartmail/rampart/graph"
 	"github.com/rampartmail/rampart/internal/access"
@@ -146,8 +147,20 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 		}
 		return id.Principal(), nil
 	}
-	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, gql, pool, reg, log,
-		server.Route{Pattern: "POST /upload", Handler: server.RequireAuth(authenticate, log, uploads)})
+	routes := []server.Route{{Pattern: "POST /upload", Handler: server.RequireAuth(authenticate, log, uploads)}}
+	var dashboard *riverui.Handler
+	if cfg.RiverUI {
+		dashboard, err = riverui.NewHandler(&riverui.HandlerOpts{
+			Endpoints: riverui.NewEndpoints(river, nil), Logger: log.With("component", "riverui"), Prefix: "/riverui",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("job dashboard: %w", err)
+		}
+		routes = append(routes,
+			server.Route{Pattern: "POST /riverui/session", Handler: server.RequireAuth(authenticate, log, server.DashboardSession("/riverui"))},
+			server.Route{Pattern: "/riverui/", Handler: server.OperatorOnly(authenticate, access.New(pool), log, dashboard)})
+	}
+	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, gql, pool, reg, log, routes...)
 	if err := httpSrv.Listen(); err != nil {
 		return nil, err
 	}
@@ -160,6 +173,11 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 		if cfg.Workers > 0 {
 			if err := river.Start(ctx); err != nil {
 				return fmt.Errorf("start workers: %w", err)
+			}
+		}
+		if dashboard != nil {
+			if err := dashboard.Start(ctx); err != nil {
+				return fmt.Errorf("start job dashboard: %w", err)
 			}
 		}
 		intakeCtx, stopIntake := context.WithCancel(context.WithoutCancel(ctx))

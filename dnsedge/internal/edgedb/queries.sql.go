@@ -76,10 +76,11 @@ type LiveDomainsPageRow struct {
 	EdgeDomain EdgeDomain
 }
 
-// The domains that are served, for a full load, a page at a time: up to
-// page_size of them in name order after the name given (empty for the first
-// page). A load reads the pages in one transaction and builds the index as
-// they come, so that it never holds more than a page of rows beside it.
+// The domains that are served, a page at a time: up to page_size of them in
+// name order after the name given (empty for the first page). A full load
+// reads the pages in one transaction, a resync each by itself; both apply
+// the rows as they come, so that neither holds more than a page of rows
+// beside the index.
 func (q *Queries) LiveDomainsPage(ctx context.Context, arg LiveDomainsPageParams) ([]LiveDomainsPageRow, error) {
 	rows, err := q.db.Query(ctx, liveDomainsPage, arg.After, arg.PageSize)
 	if err != nil {

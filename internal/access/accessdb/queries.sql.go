@@ -103,3 +103,27 @@ func (q *Queries) Grants(ctx context.Context, arg GrantsParams) ([]GrantsRow, er
 	}
 	return items, nil
 }
+
+const ownsRootAccount = `-- name: OwnsRootAccount :one
+SELECT EXISTS (
+    SELECT 1 FROM accounts a
+    WHERE a.parent_id IS NULL
+      AND (a.id = $1::uuid
+           OR EXISTS (SELECT 1 FROM account_members m
+                      WHERE m.account_id = a.id AND m.user_id = $2::uuid AND m.role = 'owner'))
+)::bool AS owns
+`
+
+type OwnsRootAccountParams struct {
+	TokenAccount uuid.UUID
+	UserID       uuid.UUID
+}
+
+// Whether the principal owns a top-level account (one with no parent): the
+// operator of a self-hosted instance.
+func (q *Queries) OwnsRootAccount(ctx context.Context, arg OwnsRootAccountParams) (bool, error) {
+	row := q.db.QueryRow(ctx, ownsRootAccount, arg.TokenAccount, arg.UserID)
+	var owns bool
+	err := row.Scan(&owns)
+	return owns, err
+}
