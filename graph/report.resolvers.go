@@ -66,6 +66,14 @@ func (r *aggregateReportResolver) Duplicates(ctx context.Context, obj *reporting
 	return int(obj.Duplicates), nil
 }
 
+// Status is the resolver for the status field.
+func (r *aggregateReportResolver) Status(ctx context.Context, obj *reportingdb.DomainReportsRow) (model.ReportStatus, error) {
+	if obj.Warnings > 0 {
+		return model.ReportStatusStoredWithWarnings, nil
+	}
+	return model.ReportStatusStored, nil
+}
+
 // Reports is the resolver for the reports field.
 func (r *domainResolver) Reports(ctx context.Context, obj *domain.Domain, first *int, after *string) (*model.AggregateReportConnection, error) {
 	n := 50

@@ -65,15 +65,15 @@ func TestReportsEndToEnd(t *testing.T) {
 	err := smtp.SendMail(env.SMTPAddr, nil, "x@receiver.example", []string{"nobody@" + apitest.ReportsDomain}, []byte(msg))
 	require.ErrorContains(t, err, "550")
 
-	const q = `{ domain(name: "` + d + `") { reports { totalCount nodes { reporter reportId policyDomain messages records duplicates } }
+	const q = `{ domain(name: "` + d + `") { reports { totalCount nodes { reporter reportId policyDomain messages records duplicates status } }
 		ingestProblems { source status reason detail warnings { code } } } }`
 	var got struct {
 		Domain struct {
 			Reports struct {
 				TotalCount int
 				Nodes      []struct {
-					Reporter, ReportId, PolicyDomain string
-					Messages, Records, Duplicates    int
+					Reporter, ReportId, PolicyDomain, Status string
+					Messages, Records, Duplicates            int
 				}
 			}
 			IngestProblems []struct {
@@ -100,6 +100,7 @@ func TestReportsEndToEnd(t *testing.T) {
 	require.Equal(t, "e2e-1", n.ReportId)
 	require.Equal(t, 10, n.Messages)
 	require.Equal(t, 2, n.Records)
+	require.Equal(t, "STORED", n.Status)
 
 	// The same report, gzipped, through the upload endpoint: a duplicate.
 	var gz bytes.Buffer

@@ -85,6 +85,7 @@ type ComplexityRoot struct {
 		ReportID      func(childComplexity int) int
 		Reporter      func(childComplexity int) int
 		ReporterEmail func(childComplexity int) int
+		Status        func(childComplexity int) int
 	}
 
 	AggregateReportConnection struct {
@@ -353,6 +354,7 @@ type AggregateReportResolver interface {
 	Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
 
 	Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
+	Status(ctx context.Context, obj *reportingdb.DomainReportsRow) (model.ReportStatus, error)
 }
 type ApiTokenResolver interface {
 	Account(ctx context.Context, obj *auth.APIToken) (*account.Account, error)
@@ -596,6 +598,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AggregateReport.ReporterEmail(childComplexity), true
+	case "AggregateReport.status":
+		if e.ComplexityRoot.AggregateReport.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AggregateReport.Status(childComplexity), true
 
 	case "AggregateReportConnection.edges":
 		if e.ComplexityRoot.AggregateReportConnection.Edges == nil {
@@ -2064,6 +2072,14 @@ type AggregateReport {
   receivedAt: Time!
   "How many more times the same report arrived (counted once)."
   duplicates: Int!
+  "STORED, or STORED_WITH_WARNINGS when decoding accepted real-world quirks (listed in ingestProblems)."
+  status: ReportStatus!
+}
+
+"What became of a stored report."
+enum ReportStatus {
+  STORED
+  STORED_WITH_WARNINGS
 }
 
 "A page of reports (Relay connection)."
@@ -2398,6 +2414,8 @@ func (ec *executionContext) childFields_AggregateReport(ctx context.Context, fie
 		return ec.fieldContext_AggregateReport_receivedAt(ctx, field)
 	case "duplicates":
 		return ec.fieldContext_AggregateReport_duplicates(ctx, field)
+	case "status":
+		return ec.fieldContext_AggregateReport_status(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AggregateReport", field.Name)
 }
@@ -4259,6 +4277,29 @@ func (ec *executionContext) _AggregateReport_duplicates(ctx context.Context, fie
 }
 func (ec *executionContext) fieldContext_AggregateReport_duplicates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AggregateReport_status(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AggregateReport_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AggregateReport().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ReportStatus) graphql.Marshaler {
+			return ec.marshalNReportStatus2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AggregateReport_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "ReportStatus")
 }
 
 func (ec *executionContext) _AggregateReportConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportConnection) (ret graphql.Marshaler) {
@@ -10288,6 +10329,12 @@ func (ec *executionContext) _AggregateReport(ctx context.Context, sel ast.Select
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._AggregateReport_duplicates(ctx, field, obj)
 				})
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AggregateReport_status(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -12806,6 +12853,16 @@ func (ec *executionContext) marshalNRemovedDomain2ᚖgithubᚗcomᚋrampartmail�
 		return graphql.Null
 	}
 	return ec._RemovedDomain(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNReportStatus2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportStatus(ctx context.Context, v any) (model.ReportStatus, error) {
+	var res model.ReportStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNReportStatus2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportStatus(ctx context.Context, sel ast.SelectionSet, v model.ReportStatus) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNRole2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRole(ctx context.Context, v any) (model.Role, error) {

@@ -390,6 +390,62 @@ func (e DomainMode) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// What became of a stored report.
+type ReportStatus string
+
+const (
+	ReportStatusStored             ReportStatus = "STORED"
+	ReportStatusStoredWithWarnings ReportStatus = "STORED_WITH_WARNINGS"
+)
+
+var AllReportStatus = []ReportStatus{
+	ReportStatusStored,
+	ReportStatusStoredWithWarnings,
+}
+
+func (e ReportStatus) IsValid() bool {
+	switch e {
+	case ReportStatusStored, ReportStatusStoredWithWarnings:
+		return true
+	}
+	return false
+}
+
+func (e ReportStatus) String() string {
+	return string(e)
+}
+
+func (e *ReportStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ReportStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ReportStatus", str)
+	}
+	return nil
+}
+
+func (e ReportStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ReportStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ReportStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 // What a member may do in an account.
 type Role string
 

@@ -2,7 +2,8 @@
 -- One page of a domain's stored reports, newest period first.
 SELECT r.id, r.org_name, r.email, r.report_id, r.policy_domain, r.begin_at, r.end_at,
        r.record_count, r.message_count, r.received_at,
-       (SELECT count(*) FROM report_duplicates d WHERE d.report_id = r.id)::int AS duplicates
+       (SELECT count(*) FROM report_duplicates d WHERE d.report_id = r.id)::int AS duplicates,
+       coalesce((SELECT jsonb_array_length(b.warnings) FROM report_blobs b WHERE b.id = r.blob_id), 0)::int AS warnings
 FROM reports r
 WHERE r.domain_id = @domain_id
   AND (sqlc.narg(after_begin)::timestamptz IS NULL

@@ -142,7 +142,8 @@ func (q *Queries) DomainProblems(ctx context.Context, arg DomainProblemsParams) 
 const domainReports = `-- name: DomainReports :many
 SELECT r.id, r.org_name, r.email, r.report_id, r.policy_domain, r.begin_at, r.end_at,
        r.record_count, r.message_count, r.received_at,
-       (SELECT count(*) FROM report_duplicates d WHERE d.report_id = r.id)::int AS duplicates
+       (SELECT count(*) FROM report_duplicates d WHERE d.report_id = r.id)::int AS duplicates,
+       coalesce((SELECT jsonb_array_length(b.warnings) FROM report_blobs b WHERE b.id = r.blob_id), 0)::int AS warnings
 FROM reports r
 WHERE r.domain_id = $1
   AND ($2::timestamptz IS NULL
@@ -170,6 +171,7 @@ type DomainReportsRow struct {
 	MessageCount int64
 	ReceivedAt   time.Time
 	Duplicates   int32
+	Warnings     int32
 }
 
 // One page of a domain's stored reports, newest period first.
@@ -199,6 +201,7 @@ func (q *Queries) DomainReports(ctx context.Context, arg DomainReportsParams) ([
 			&i.MessageCount,
 			&i.ReceivedAt,
 			&i.Duplicates,
+			&i.Warnings,
 		); err != nil {
 			return nil, err
 		}
