@@ -16,8 +16,10 @@ import (
 
 var errBadToken = &apperr.Error{Code: apperr.Unauthenticated, Message: "invalid or expired token"}
 
-// authenticate turns a bearer credential into the request's principal.
-func (r *Resolver) authenticate(ctx context.Context, bearer string) (access.Principal, error) {
+// Authenticate turns a bearer credential into the request's principal; a
+// credential that proves nothing is an UNAUTHENTICATED apperr.Error. The
+// HTTP routes outside GraphQL (upload, job dashboard) use it too.
+func (r *Resolver) Authenticate(ctx context.Context, bearer string) (access.Principal, error) {
 	id, err := r.AuthSvc.Authenticate(ctx, bearer)
 	if err != nil {
 		return access.Principal{}, authError(err)

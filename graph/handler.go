@@ -153,7 +153,7 @@ func (a authenticator) InterceptOperation(ctx context.Context, next graphql.Oper
 	if bearer == "" {
 		return next(ctx)
 	}
-	p, err := a.r.authenticate(ctx, bearer)
+	p, err := a.r.Authenticate(ctx, bearer)
 	if err != nil {
 		var ae *apperr.Error
 		if !errors.As(err, &ae) {

@@ -108,27 +108,35 @@ func principalArgs(p Principal) (user, token uuid.UUID) {
 	return p.UserID, uuid.Nil
 }
 
-// Authorize returns nil when the context's principal holds perm in the
-// account; otherwise UNAUTHENTICATED, NOT_FOUND (no standing: the account's
-// objects are invisible) or FORBIDDEN (a member without the permission).
-func (a *Authorizer) Authorize(ctx context.Context, accountID uuid.UUID, perm Permission) error {
-	p, ok := FromContext(ctx)
-	if !ok {
-		return &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+// standingIn reads the context's principal's standing in one account; ok is
+// false when the account does not exist.
+func (a *Authorizer) standingIn(ctx context.Context, accountID uuid.UUID) (s standing, ok bool, err error) {
+	p, authenticated := FromContext(ctx)
+	if !authenticated {
+		return standing{}, false, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
 	}
 	user, token := principalArgs(p)
 	row, err := a.q.Grant(ctx, accessdb.GrantParams{UserID: user, TokenAccount: token, AccountID: accountID})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return apperr.NotFoundf("not found")
+		return standing{}, false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("authorize: %w", err)
+		return standing{}, false, fmt.Errorf("authorize: %w", err)
 	}
-	s := standing{role: row.Role, parentOwner: row.ParentOwner, tokenScope: row.TokenScope}
+	return standing{role: row.Role, parentOwner: row.ParentOwner, tokenScope: row.TokenScope}, true, nil
+}
+
+// Authorize returns nil when the context's principal holds perm in the
+// account; otherwise UNAUTHENTICATED, NOT_FOUND (no standing: the account's
+// objects are invisible) or FORBIDDEN (a member without the permission).
+func (a *Authorizer) Authorize(ctx context.Context, accountID uuid.UUID, perm Permission) error {
+	s, ok, err := a.standingIn(ctx, accountID)
 	switch {
-	case s.allows(perm):
+	case err != nil:
+		return err
+	case ok && s.allows(perm):
 		return nil
-	case s.known():
+	case ok && s.known():
 		return &apperr.Error{Code: apperr.Forbidden, Message: "you do not have permission to " + perm.String() + " in this account"}
 	default:
 		return apperr.NotFoundf("not found")
@@ -167,16 +175,14 @@ func (a *Authorizer) accounts(ctx context.Context, keep func(standing) bool) ([]
 
 // See allows a principal to see an account (any standing), else NOT_FOUND.
 func (a *Authorizer) See(ctx context.Context, accountID uuid.UUID) error {
-	ids, err := a.Visible(ctx)
+	s, ok, err := a.standingIn(ctx, accountID)
 	if err != nil {
 		return err
 	}
-	for _, id := range ids {
-		if id == accountID {
-			return nil
-		}
+	if !ok || !s.known() {
+		return apperr.NotFoundf("account not found")
 	}
-	return apperr.NotFoundf("account not found")
+	return nil
 }
 
 // Operator reports whether the context's principal may see instance-wide

@@ -20,7 +20,6 @@ import (
 	"github.com/rampartmail/rampart/graph"
 	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
-	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/catalog"
 	"github.com/rampartmail/rampart/internal/domain"
@@ -131,22 +130,14 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 		return nil, err
 	}
 	store := ingest.NewStore(pool, river, log)
-	gql := graph.NewHandler(&graph.Resolver{
+	resolver := &graph.Resolver{
 		AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth,
 		SenderSvc: svc.Senders, KeySvc: svc.Keys, Reporting: reporting.NewReader(pool), Store: store,
 		Log: log, Pool: pool,
-	}, graph.DefaultLimits)
-	uploads := upload.New(pool, store, upload.Config{MaxBody: int64(cfg.UploadMaxBody)}, log)
-	authenticate := func(ctx context.Context, bearer string) (access.Principal, error) {
-		id, err := svc.Auth.Authenticate(ctx, bearer)
-		if errors.Is(err, auth.ErrUnauthenticated) {
-			return access.Principal{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "invalid or expired token", Err: err}
-		}
-		if err != nil {
-			return access.Principal{}, err
-		}
-		return id.Principal(), nil
 	}
+	gql := graph.NewHandler(resolver, graph.DefaultLimits)
+	uploads := upload.New(pool, store, upload.Config{MaxBody: int64(cfg.UploadMaxBody)}, log)
+	authenticate := resolver.Authenticate
 	routes := []server.Route{{Pattern: "POST /upload", Handler: server.RequireAuth(authenticate, log, uploads)}}
 	var dashboard *riverui.Handler
 	if cfg.RiverUI {

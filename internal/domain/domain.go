@@ -394,7 +394,12 @@ func (p *Policy) normalize() error {
 	if p.P, err = dmarc.ParsePolicy(string(p.P)); err != nil {
 		return apperr.Invalid("p", "%v", err)
 	}
-	for field, v := range map[string]**dmarc.Policy{"sp": &p.SP, "np": &p.NP} {
+	// Fields are checked in record order, so the first bad one is reported.
+	for _, f := range []struct {
+		name string
+		v    **dmarc.Policy
+	}{{"sp", &p.SP}, {"np", &p.NP}} {
+		field, v := f.name, f.v
 		if *v == nil {
 			continue
 		}
@@ -407,7 +412,11 @@ func (p *Policy) normalize() error {
 	if p.Percent < 0 || p.Percent > 100 {
 		return apperr.Invalid("pct", "pct must be between 0 and 100, not %d", p.Percent)
 	}
-	for field, a := range map[string]*dmarc.Alignment{"adkim": &p.ADKIM, "aspf": &p.ASPF} {
+	for _, f := range []struct {
+		name string
+		a    *dmarc.Alignment
+	}{{"adkim", &p.ADKIM}, {"aspf", &p.ASPF}} {
+		field, a := f.name, f.a
 		switch strings.ToLower(string(*a)) {
 		case "r", "relaxed":
 			*a = dmarc.Relaxed
@@ -417,7 +426,11 @@ func (p *Policy) normalize() error {
 			return apperr.Invalid(field, "%s must be r (relaxed) or s (strict), not %q", field, *a)
 		}
 	}
-	for field, list := range map[string]*[]string{"rua": &p.RUA, "ruf": &p.RUF} {
+	for _, f := range []struct {
+		name string
+		list *[]string
+	}{{"rua", &p.RUA}, {"ruf", &p.RUF}} {
+		field, list := f.name, f.list
 		if len(*list) > maxReportAddresses {
 			return apperr.Invalid(field, "at most %d %s addresses", maxReportAddresses, field)
 		}
