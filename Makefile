@@ -35,6 +35,11 @@ test: setup ## Run every test against a throwaway PostgreSQL (or TEST_DATABASE_U
 test-short: ## Run the tests without the race detector.
 	$(MAKE) test GOTEST_FLAGS="-count=1 -timeout 10m"
 
+.PHONY: test-attacks
+test-attacks: setup ## Run the attack tests with memory, CPU or socket bounds against the built binaries, without the race detector.
+	$(GO) run ./cmd/rampart devdb run -dir .data/testpg-attacks -fresh -- \
+		$(GO) test -tags attack -count=1 -timeout 20m -run '^TestBounded' ./...
+
 .PHONY: bench
 bench: setup ## Run the Go benchmarks.
 	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -run '^$$' -bench . -benchmem ./...

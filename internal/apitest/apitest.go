@@ -249,3 +249,16 @@ func (e *Env) Services(t testing.TB) *app.Services {
 	require.NoError(t, err)
 	return svc
 }
+
+// Attach is an Env for an API already running elsewhere (a built binary
+// started by a test): Do and NewOwner work against url and the database.
+func Attach(t testing.TB, url, databaseURL string, pool *pgxpool.Pool, seed []byte) *Env {
+	t.Helper()
+	return &Env{
+		T: t, URL: url, DatabaseURL: databaseURL, Pool: pool, Seed: seed,
+		Config: &app.Config{
+			EdgeZone: EdgeZone, ReportsDomain: ReportsDomain, JWTKeyID: "k1",
+			JWTKey: base64.StdEncoding.EncodeToString(seed), LogLevel: "warn", DNSResolver: "off",
+		},
+	}
+}
