@@ -59,21 +59,7 @@ var DefaultLimits = Limits{
 // NewHandler returns the GraphQL HTTP handler. Requests reach it with
 // request.Info in their context (see package server).
 func NewHandler(r *Resolver, limits Limits) http.Handler {
-	cfg := generated.Config{Resolvers: r}
-	pageCost := func(child int, first *int) int {
-		n := 50
-		if first != nil && *first > 0 {
-			n = *first
-		}
-		return 1 + n*child
-	}
-	cfg.Complexity.Query.Domains = func(child int, _ *string, first *int, _ *string, _ *model.DomainFilter) int {
-		return pageCost(child, first)
-	}
-	cfg.Complexity.Account.Domains = func(child int, first *int, _ *string, _ *model.DomainFilter) int {
-		return pageCost(child, first)
-	}
-	es := generated.NewExecutableSchema(cfg)
+	es := executableSchema(r)
 	srv := handler.New(es)
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.POST{})
@@ -96,6 +82,26 @@ func NewHandler(r *Resolver, limits Limits) http.Handler {
 		return &internalError{err: fmt.Errorf("panic: %v", v)}
 	})
 	return rejectInvalidUTF8(srv)
+}
+
+// executableSchema is the schema with its complexity functions: a list
+// costs its page size times its children.
+func executableSchema(r *Resolver) graphql.ExecutableSchema {
+	cfg := generated.Config{Resolvers: r}
+	pageCost := func(child int, first *int) int {
+		n := 50
+		if first != nil && *first > 0 {
+			n = *first
+		}
+		return 1 + n*child
+	}
+	cfg.Complexity.Query.Domains = func(child int, _ *string, first *int, _ *string, _ *model.DomainFilter) int {
+		return pageCost(child, first)
+	}
+	cfg.Complexity.Account.Domains = func(child int, first *int, _ *string, _ *model.DomainFilter) int {
+		return pageCost(child, first)
+	}
+	return generated.NewExecutableSchema(cfg)
 }
 
 func init() {
