@@ -99,7 +99,9 @@ func apiToken(t *testing.T, s *attacktest.Serve, o apitest.Owner) string {
 	t.Helper()
 	r := s.API.Do(t, o.Token, `mutation { createApiToken(name: "ci") { secret } }`, nil)
 	r.NoErrors(t)
-	var d struct{ CreateAPIToken struct{ Secret string } `json:"createApiToken"` }
+	var d struct {
+		CreateAPIToken struct{ Secret string } `json:"createApiToken"`
+	}
 	r.Decode(t, &d)
 	require.True(t, strings.HasPrefix(d.CreateAPIToken.Secret, "rmp_"))
 	return d.CreateAPIToken.Secret
@@ -368,4 +370,16 @@ func TestAttackDashboardIngestJobs(t *testing.T) {
 	require.Equal(t, blobs[1], again)
 	require.NotEqual(t, jobs[1], job)
 	require.Equal(t, blobState{Status: "pending"}, blobOf(t, s, blobs[1]))
+}
+
+// TestSecureCookiesSettingRefusesBadValue: a mistyped RAMPART_SECURE_COOKIES
+// stops the server instead of silently leaving cookies without Secure.
+func TestSecureCookiesSettingRefusesBadValue(t *testing.T) {
+	t.Parallel()
+	bin, _ := attacktest.Binaries(t)
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "RAMPART_SECURE_COOKIES=yes", "DATABASE_URL=postgres://127.0.0.1:1/none"}
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), `RAMPART_SECURE_COOKIES="yes": want true or false`)
 }
