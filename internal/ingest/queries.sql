@@ -13,10 +13,11 @@ WHERE sha256 = @sha256
   AND coalesce(domain_id, '00000000-0000-0000-0000-000000000000') = coalesce(sqlc.narg(domain_id)::uuid, '00000000-0000-0000-0000-000000000000');
 
 -- name: RetryBlob :execrows
--- Put a refused or failed blob back in line, when its bytes arrive again.
+-- Put a blob that was not stored (refused, failed, or its job cancelled or
+-- discarded) back in line, when its bytes arrive again.
 UPDATE report_blobs
 SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL
-WHERE id = @id AND status IN ('refused', 'failed');
+WHERE id = @id AND status IN ('refused', 'failed', 'cancelled', 'discarded');
 
 -- name: DomainByReportToken :one
 SELECT id, name FROM domains WHERE report_token = @report_token;

@@ -142,7 +142,7 @@ func (s *Store) Accept(ctx context.Context, in Incoming) (Accepted, error) {
 				}
 				id = old.ID
 				acc = Accepted{BlobID: id, Duplicate: true}
-				if old.Status != statusRefused && old.Status != statusFailed {
+				if !notStored(old.Status) {
 					return nil
 				}
 				n, err := q.RetryBlob(ctx, id)

@@ -22,15 +22,16 @@ import (
 // Report is one stored aggregate report.
 type Report = reportingdb.DomainReportsRow
 
-// Problem is an input that was refused or failed, or was stored with
-// warnings.
+// Problem is an input that was not stored (refused, failed, its job
+// cancelled or discarded) or was stored with warnings.
 type Problem struct {
 	BlobID     uuid.UUID
 	Source     string
 	Filename   string
 	Remote     string
 	ReceivedAt time.Time
-	// Status is pending, stored, duplicate, refused or failed.
+	// Status is pending, stored, duplicate, refused, failed, cancelled or
+	// discarded.
 	Status string
 	// Reason is a stable code (report.Reason or ingest's); Detail a
 	// sentence for the owner. Both empty for a stored input with warnings.

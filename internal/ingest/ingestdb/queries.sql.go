@@ -445,10 +445,11 @@ func (q *Queries) ReportByKey(ctx context.Context, arg ReportByKeyParams) (uuid.
 const retryBlob = `-- name: RetryBlob :execrows
 UPDATE report_blobs
 SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL
-WHERE id = $1 AND status IN ('refused', 'failed')
+WHERE id = $1 AND status IN ('refused', 'failed', 'cancelled', 'discarded')
 `
 
-// Put a refused or failed blob back in line, when its bytes arrive again.
+// Put a blob that was not stored (refused, failed, or its job cancelled or
+// discarded) back in line, when its bytes arrive again.
 func (q *Queries) RetryBlob(ctx context.Context, id uuid.UUID) (int64, error) {
 	result, err := q.db.Exec(ctx, retryBlob, id)
 	if err != nil {

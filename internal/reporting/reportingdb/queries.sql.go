@@ -16,7 +16,7 @@ const accountProblems = `-- name: AccountProblems :many
 SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings
 FROM report_blobs b
 WHERE b.account_id = $1
-  AND (b.status IN ('refused', 'failed') OR jsonb_array_length(b.warnings) > 0)
+  AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
 ORDER BY b.received_at DESC, b.id DESC
 LIMIT $2
 `
@@ -38,8 +38,8 @@ type AccountProblemsRow struct {
 	Warnings      []byte
 }
 
-// Uploaded or pulled inputs of an account that were refused or failed, or
-// stored with warnings.
+// Uploaded or pulled inputs of an account that were not stored (refused,
+// failed, their job cancelled or discarded) or stored with warnings.
 func (q *Queries) AccountProblems(ctx context.Context, arg AccountProblemsParams) ([]AccountProblemsRow, error) {
 	rows, err := q.db.Query(ctx, accountProblems, arg.AccountID, arg.Lim)
 	if err != nil {
@@ -85,7 +85,7 @@ const domainProblems = `-- name: DomainProblems :many
 SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings
 FROM report_blobs b
 WHERE (b.domain_id = $1 OR b.report_id IN (SELECT id FROM reports WHERE domain_id = $1))
-  AND (b.status IN ('refused', 'failed') OR jsonb_array_length(b.warnings) > 0)
+  AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
 ORDER BY b.received_at DESC, b.id DESC
 LIMIT $2
 `
@@ -107,7 +107,8 @@ type DomainProblemsRow struct {
 	Warnings      []byte
 }
 
-// Inputs for a domain that were refused or failed, or stored with warnings:
+// Inputs for a domain that were not stored (refused, failed, their job
+// cancelled or discarded) or stored with warnings:
 // mail to the domain's report address, and reports filed under it.
 func (q *Queries) DomainProblems(ctx context.Context, arg DomainProblemsParams) ([]DomainProblemsRow, error) {
 	rows, err := q.db.Query(ctx, domainProblems, arg.DomainID, arg.Lim)
