@@ -19,6 +19,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/pgcluster"
 )
 
 // TestDevEndToEnd runs `rampart dev` as a user would (make run): it must
@@ -34,6 +36,8 @@ func TestDevEndToEnd(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 
 	data := filepath.Join(dir, "data")
+	// As root the cluster may live outside dir (pgcluster's Files).
+	t.Cleanup(func() { _ = pgcluster.Remove(filepath.Join(data, "pg")) })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "dev", "-data-dir", data, "-addr", "127.0.0.1:0",
