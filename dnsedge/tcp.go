@@ -90,7 +90,7 @@ func reset(c net.Conn) {
 	if tc, ok := c.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
-	c.Close()
+	_ = c.Close()
 }
 
 // admit counts c in, or returns why it is refused. When the total cap is

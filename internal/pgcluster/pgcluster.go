@@ -334,8 +334,14 @@ func (c *Cluster) prepareDataDir(dir string) (string, error) {
 	}
 	parentMode := os.FileMode(0o700)
 	if c.cred != nil {
-		// New parents of the data folder must let postgres through.
-		parentMode = 0o755
+		parentMode = 0o755 // so that new parents let postgres through
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), parentMode); err != nil {
+		return "", fmt.Errorf("create data folder: %w", err)
+	}
+	if c.cred != nil {
+		// Checked once the parents exist, since the umask may have
+		// closed the new ones too.
 		blocked, err := c.blockedParent(filepath.Dir(dir))
 		if err != nil {
 			return "", err
@@ -343,9 +349,6 @@ func (c *Cluster) prepareDataDir(dir string) (string, error) {
 		if blocked != "" {
 			return c.relocate(dir, blocked)
 		}
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), parentMode); err != nil {
-		return "", fmt.Errorf("create data folder: %w", err)
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("create data folder: %w", err)
@@ -386,7 +389,8 @@ func (c *Cluster) relocate(dir, blocked string) (string, error) {
 	return moved, nil
 }
 
-// rootOnlyDir creates dir and its missing parents (mode 0755) and checks
+// rootOnlyDir creates dir and its missing parents (mode 0755, whatever the
+// umask) and checks
 // that every folder on the way is a real folder owned by root that no one
 // else can write (or sticky, as /tmp, where no one else can replace it)
 // and that postgres can search.
@@ -394,7 +398,14 @@ func rootOnlyDir(dir string) error {
 	p := string(filepath.Separator)
 	for _, part := range strings.Split(strings.TrimPrefix(filepath.Clean(dir), p), p) {
 		p = filepath.Join(p, part)
-		if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		switch err := os.Mkdir(p, 0o755); {
+		case err == nil:
+			// New, in a folder no one else can write: set the mode the
+			// umask may have narrowed.
+			if err := os.Chmod(p, 0o755); err != nil {
+				return err
+			}
+		case !errors.Is(err, fs.ErrExist):
 			return fmt.Errorf("create %s: %w", p, err)
 		}
 		fi, err := os.Lstat(p)
@@ -417,15 +428,8 @@ func rootOnlyDir(dir string) error {
 }
 
 // blockedParent returns the first folder at or above dir that postgres
-// cannot search, or "" when it can reach dir. Folders not yet there are
-// created with mode 0755, so they do not block.
+// cannot search, or "" when it can reach dir.
 func (c *Cluster) blockedParent(dir string) (string, error) {
-	for {
-		if _, err := os.Lstat(dir); err == nil {
-			break
-		}
-		dir = filepath.Dir(dir)
-	}
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return "", err
@@ -476,7 +480,7 @@ func (c *Cluster) claimDir(dir string) error {
 		}
 		return fmt.Errorf("open %s: %w", dir, err)
 	}
-	defer unix.Close(fd)
+	defer func() { _ = unix.Close(fd) }()
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat %s: %w", dir, err)

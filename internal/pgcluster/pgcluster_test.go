@@ -237,6 +237,7 @@ func TestStartRefusesLinkedDataDir(t *testing.T) {
 		}
 		dataDir := filepath.Join(openTempDir(t), "pg")
 		require.NoError(t, os.Mkdir(dataDir, 0o755))
+		require.NoError(t, os.Chmod(dataDir, 0o755)) // whatever the umask
 		require.NoError(t, os.Chown(dataDir, 65534, 65534))
 		_, err := Start(ctx, Options{DataDir: dataDir})
 		require.ErrorContains(t, err, "owned by uid 65534")
