@@ -12,7 +12,7 @@ import (
 // BenchmarkServeDNS measures the handler alone (no sockets) on an index of
 // 100,000 domains.
 func BenchmarkServeDNS(b *testing.B) {
-	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent"}, nil, nil)
+	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent", RRLRate: RRLOff}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func BenchmarkApply(b *testing.B) {
 // BenchmarkSPF measures per-query SPF answers on an index of 100,000
 // domains, each with 2 netblocks and 3 of 50 services enabled.
 func BenchmarkSPF(b *testing.B) {
-	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent"}, nil, nil)
+	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent", RRLRate: RRLOff}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -92,9 +92,11 @@ type Config struct {
 	// query before the edge closes it (RFC 7766 §6.2.3). Default 10s.
 	TCPIdleTimeout time.Duration
 
-	// RRLRate turns on response rate limiting over UDP: responses per
-	// second allowed to each client network (IPv4 /24, IPv6 /56), with a
-	// burst of as many. 0, the default, means no limit.
+	// RRLRate is the response rate limit over UDP: responses per second
+	// allowed to each client network (IPv4 /24, IPv6 /56), with a burst of
+	// as many. Default DefaultRRLRate (200, NSD's rrl-ratelimit); RRLOff (or
+	// any negative value) turns the limit off, which only a benchmark
+	// measuring throughput from one network should want.
 	RRLRate int
 
 	// RRLSlip is how limited responses are handled: every RRLSlip-th one is
@@ -122,11 +124,15 @@ const (
 	DefaultTCPMaxConnsPerSource = 64
 	DefaultTCPReadTimeout       = 5 * time.Second
 	DefaultTCPIdleTimeout       = 10 * time.Second
+	DefaultRRLRate              = 200
 	DefaultRRLSlip              = 2
 	defaultRefresh              = time.Hour
 	defaultRetry                = 10 * time.Minute
 	defaultExpire               = 14 * 24 * time.Hour
 )
+
+// RRLOff as Config.RRLRate turns response rate limiting off.
+const RRLOff = -1
 
 // ParseNameServers parses a comma-separated list of name servers, each
 // "name" or "name=address". A name may repeat to give it several addresses:
@@ -289,8 +295,11 @@ func (c Config) validate() (Config, settings, error) {
 			return c, s, fmt.Errorf("%s %v is negative", d.name, *d.v)
 		}
 	}
-	if c.RRLRate < 0 {
-		return c, s, fmt.Errorf("RRLRate %d is negative", c.RRLRate)
+	switch {
+	case c.RRLRate == 0:
+		c.RRLRate = DefaultRRLRate
+	case c.RRLRate < 0:
+		c.RRLRate = RRLOff
 	}
 	if c.RRLSlip == 0 {
 		c.RRLSlip = DefaultRRLSlip

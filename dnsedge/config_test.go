@@ -41,7 +41,7 @@ func TestConfigValidate(t *testing.T) {
 	require.Equal(t, DefaultTCPMaxConnsPerSource, c.TCPMaxConnsPerSource)
 	require.Equal(t, DefaultTCPReadTimeout, c.TCPReadTimeout)
 	require.Equal(t, DefaultTCPIdleTimeout, c.TCPIdleTimeout)
-	require.Zero(t, c.RRLRate)
+	require.Equal(t, DefaultRRLRate, c.RRLRate, "rate limiting on by default")
 	require.Equal(t, DefaultRRLSlip, c.RRLSlip)
 
 	c, s, err = Config{Zone: "edge.example", DatabaseURL: "x", ReportsDomain: "Reports.Rampart.Example.", SPFTTL: 10 * time.Second, RRLSlip: -1}.validate()
@@ -50,6 +50,19 @@ func TestConfigValidate(t *testing.T) {
 	require.Equal(t, "_report._dmarc.reports.rampart.example.", s.reportsApex)
 	require.Equal(t, uint32(10), s.spfTTL)
 	require.Equal(t, -1, c.RRLSlip)
+
+	// Rate limiting is off only when asked, with any negative rate.
+	for _, rate := range []int{RRLOff, -7} {
+		c, _, err = Config{Zone: "edge.example", DatabaseURL: "postgres://edge@db/rampart", RRLRate: rate}.validate()
+		require.NoError(t, err)
+		require.Equal(t, RRLOff, c.RRLRate)
+		e, err := New(c, nil, nil)
+		require.NoError(t, err)
+		require.Nil(t, e.rrl)
+	}
+	e, err := New(Config{Zone: "edge.example", DatabaseURL: "postgres://edge@db/rampart"}, nil, nil)
+	require.NoError(t, err)
+	require.NotNil(t, e.rrl, "on by default")
 
 	_, s, err = Config{Zone: "edge.example", DatabaseURL: "x", Hostmaster: "dns-admin@rampart.example", TTL: time.Hour}.validate()
 	require.NoError(t, err)
@@ -73,7 +86,6 @@ func TestConfigValidate(t *testing.T) {
 		"negative TCP cap":         {Zone: "edge.example", DatabaseURL: "x", TCPMaxConns: -1},
 		"negative per-source cap":  {Zone: "edge.example", DatabaseURL: "x", TCPMaxConnsPerSource: -5},
 		"negative idle timeout":    {Zone: "edge.example", DatabaseURL: "x", TCPIdleTimeout: -time.Second},
-		"negative RRL rate":        {Zone: "edge.example", DatabaseURL: "x", RRLRate: -1},
 	} {
 		_, _, err := c.validate()
 		require.Error(t, err, name)

@@ -159,6 +159,7 @@ func (e *Edge) Start(ctx context.Context) error {
 	e.tcpSrv = e.dnsServer()
 	e.tcpSrv.Listener = newLimitListener(e.tcpListener, e.cfg.TCPMaxConns, e.cfg.TCPMaxConnsPerSource, e.cfg.TCPReadTimeout,
 		func(reason string) { e.metrics.tcpRefused.WithLabelValues(reason).Inc() },
+		e.metrics.tcpEvicted.Inc,
 		func(delta int) { e.metrics.tcpOpen.Add(float64(delta)) })
 	e.tcpSrv.ReadTimeout = e.cfg.TCPReadTimeout
 	e.tcpSrv.IdleTimeout = func() time.Duration { return e.cfg.TCPIdleTimeout }

@@ -290,6 +290,7 @@ func TestMetrics(t *testing.T) {
 		"dnsedge_rrl_slipped_total 0",
 		`dnsedge_tcp_connections_refused_total{reason="total"} 0`,
 		`dnsedge_tcp_connections_refused_total{reason="source"} 0`,
+		"dnsedge_tcp_connections_evicted_total 0",
 		"dnsedge_tcp_connections 0",
 		"dnsedge_db_connected 1",
 		"dnsedge_snapshot_age_seconds ",

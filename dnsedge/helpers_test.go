@@ -129,6 +129,7 @@ func startEdge(t *testing.T, cfg Config, tweaks ...func(*Edge)) *testEdge {
 		cfg.NameServers = testNameServers()
 	}
 	cfg.Listen = "127.0.0.1:0"
+	cfg.RRLRate = testRRLRate(cfg.RRLRate)
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e, err := New(cfg, log, prometheus.NewRegistry())
@@ -153,6 +154,17 @@ func startEdge(t *testing.T, cfg Config, tweaks ...func(*Edge)) *testEdge {
 		}
 	})
 	return te
+}
+
+// testRRLRate is the rate limit of a test edge: off unless the test sets
+// one. Test edges are queried from 127.0.0.1, one /24, far faster than
+// any resolver would; the rate limiting tests set their own rates, and
+// TestConfigValidate and the attack tests check the default.
+func testRRLRate(rate int) int {
+	if rate == 0 {
+		return RRLOff
+	}
+	return rate
 }
 
 // question builds a query. edns 0 means no OPT record.

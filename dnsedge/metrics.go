@@ -35,6 +35,7 @@ type metrics struct {
 	rrlDropped  prometheus.Counter
 	rrlSlipped  prometheus.Counter
 	tcpRefused  *prometheus.CounterVec
+	tcpEvicted  prometheus.Counter
 	tcpOpen     prometheus.Gauge
 }
 
@@ -61,6 +62,10 @@ func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
 			Name: "dnsedge_tcp_connections_refused_total",
 			Help: "TCP connections closed on accept, by the cap reached: total (all connections) or source (one IPv4 address or IPv6 /64).",
 		}, []string{"reason"}),
+		tcpEvicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dnsedge_tcp_connections_evicted_total",
+			Help: "TCP connections reset to let in a connection from a source holding fewer, while the total cap was reached.",
+		}),
 		tcpOpen: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dnsedge_tcp_connections",
 			Help: "TCP connections open.",
@@ -70,7 +75,7 @@ func newMetrics(reg prometheus.Registerer, e *Edge) (*metrics, error) {
 	m.tcpRefused.WithLabelValues(refusedTotal)
 	m.tcpRefused.WithLabelValues(refusedSource)
 	collectors := []prometheus.Collector{
-		m.queries, m.dropped, m.dbConnected, m.rrlDropped, m.rrlSlipped, m.tcpRefused, m.tcpOpen,
+		m.queries, m.dropped, m.dbConnected, m.rrlDropped, m.rrlSlipped, m.tcpRefused, m.tcpEvicted, m.tcpOpen,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "dnsedge_snapshot_serial",
 			Help: "Highest edge table serial in the snapshot being served (0 before the first load).",

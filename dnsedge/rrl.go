@@ -57,7 +57,7 @@ type rrlBucket struct {
 }
 
 // newRateLimiter limits to rate responses per second per network, with a
-// burst of as many; nil when rate is 0.
+// burst of as many; nil when rate is not positive (RRLOff).
 func newRateLimiter(rate, slip int) *rateLimiter {
 	if rate <= 0 {
 		return nil

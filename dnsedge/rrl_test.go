@@ -21,7 +21,7 @@ func TestRateLimiter(t *testing.T) {
 		return out
 	}
 
-	require.Nil(t, newRateLimiter(0, 2), "off by default")
+	require.Nil(t, newRateLimiter(RRLOff, 2), "off")
 
 	r := newRateLimiter(5, 2)
 	require.Equal(t, map[rrlAction]int{rrlAnswer: 5, rrlSlip: 7, rrlDrop: 8}, tally(r, "192.0.2.1", 20, t0))

@@ -206,3 +206,42 @@ func TestTCPConnectionCaps(t *testing.T) {
 		requireMetric(t, e, `dnsedge_tcp_connections `, func(v float64) bool { return v == 3 })
 	})
 }
+
+// TestTCPFairShare fills the total cap from one source: other sources
+// still get in, each in place of that source's least recently active
+// connection, until the sources hold equal shares.
+func TestTCPFairShare(t *testing.T) {
+	t.Parallel()
+	db := newTestDB(t)
+	e := startEdge(t, Config{DatabaseURL: db.url, TCPMaxConns: 6, TCPMaxConnsPerSource: 6, MetricsListen: "127.0.0.1:0"})
+	waitFor(t, 5*time.Second, "initial load", func() bool { return e.index.Load() != nil })
+	srcA, srcB, srcC := net.IPv4(127, 0, 0, 11), net.IPv4(127, 0, 0, 12), net.IPv4(127, 0, 0, 13)
+
+	var a []net.Conn
+	for range 6 {
+		c := tcpConn(t, e.TCPAddr(), srcA)
+		requireAnswered(t, c)
+		a = append(a, c)
+	}
+	requireRefused(t, e.TCPAddr(), srcA)
+
+	// B's first three connections each evict A's least recently active.
+	for i := range 3 {
+		b := tcpConn(t, e.TCPAddr(), srcB)
+		requireAnswered(t, b)
+		requireClosed(t, a[i], 2*time.Second)
+		for _, c := range a[i+1:] {
+			requireAnswered(t, c) // in order: a[i+1] is now the least recently active
+		}
+	}
+	// 3 and 3: neither may take the other's.
+	requireRefused(t, e.TCPAddr(), srcB)
+	requireRefused(t, e.TCPAddr(), srcA)
+	// A new source gets in.
+	requireAnswered(t, tcpConn(t, e.TCPAddr(), srcC))
+
+	requireMetric(t, e, "dnsedge_tcp_connections_evicted_total", func(v float64) bool { return v == 4 })
+	requireMetric(t, e, `dnsedge_tcp_connections_refused_total{reason="source"}`, func(v float64) bool { return v == 1 })
+	requireMetric(t, e, `dnsedge_tcp_connections_refused_total{reason="total"}`, func(v float64) bool { return v == 2 })
+	requireMetric(t, e, "dnsedge_tcp_connections ", func(v float64) bool { return v == 6 })
+}

@@ -14,7 +14,7 @@ import (
 // keys each.
 func benchEdge(b *testing.B) *Edge {
 	b.Helper()
-	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent"}, nil, nil)
+	e, err := New(Config{Zone: testZone, NameServers: testNameServers(), DatabaseURL: "host=/nonexistent", RRLRate: RRLOff}, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,6 +20,7 @@ func fastEdge(t testing.TB, cfg Config) (*Edge, *fastPath) {
 	cfg.NameServers = testNameServers()
 	cfg.DatabaseURL = "host=/nonexistent"
 	cfg.ReportsDomain = "reports.rampart.test"
+	cfg.RRLRate = testRRLRate(cfg.RRLRate)
 	e, err := New(cfg, nil, nil)
 	require.NoError(t, err)
 	e.publish(sampleIndex(t))

@@ -17,7 +17,7 @@
 //	-tcp-max-conns-per-source  DNSEDGE_TCP_MAX_CONNS_PER_SOURCE  per IPv4 address or IPv6 /64 (64)
 //	-tcp-read-timeout          DNSEDGE_TCP_READ_TIMEOUT          wait for a connection's first query (5s)
 //	-tcp-idle-timeout          DNSEDGE_TCP_IDLE_TIMEOUT          idle time before a connection is closed (10s)
-//	-rrl-rate                  DNSEDGE_RRL_RATE                  UDP responses per second per /24 or /56, 0 for no limit (0)
+//	-rrl-rate                  DNSEDGE_RRL_RATE                  UDP responses per second per /24 or /56, 0 for no limit (200)
 //	-rrl-slip                  DNSEDGE_RRL_SLIP                  send every Nth limited response truncated, -1 for none (2)
 //	-log-format                DNSEDGE_LOG_FORMAT                text or json (text)
 //	-log-level                 DNSEDGE_LOG_LEVEL                 debug, info, warn or error (info)
@@ -141,7 +141,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (dnsedge.Confi
 	fs.IntVar(&cfg.TCPMaxConnsPerSource, "tcp-max-conns-per-source", num("DNSEDGE_TCP_MAX_CONNS_PER_SOURCE", dnsedge.DefaultTCPMaxConnsPerSource), "TCP connections open at once per IPv4 address or IPv6 /64")
 	fs.DurationVar(&cfg.TCPReadTimeout, "tcp-read-timeout", dur("DNSEDGE_TCP_READ_TIMEOUT", dnsedge.DefaultTCPReadTimeout), "wait for a TCP connection's first query, and bound on each write")
 	fs.DurationVar(&cfg.TCPIdleTimeout, "tcp-idle-timeout", dur("DNSEDGE_TCP_IDLE_TIMEOUT", dnsedge.DefaultTCPIdleTimeout), "idle time before a TCP connection is closed")
-	fs.IntVar(&cfg.RRLRate, "rrl-rate", num("DNSEDGE_RRL_RATE", 0), "UDP responses per second per client /24 or /56; 0 for no limit")
+	fs.IntVar(&cfg.RRLRate, "rrl-rate", num("DNSEDGE_RRL_RATE", dnsedge.DefaultRRLRate), "UDP responses per second per client /24 or /56; 0 for no limit (only for benchmarks from one network)")
 	fs.IntVar(&cfg.RRLSlip, "rrl-slip", num("DNSEDGE_RRL_SLIP", dnsedge.DefaultRRLSlip), "send every `N`th rate-limited response truncated; -1 to drop them all")
 	fs.StringVar(&opts.format, "log-format", str("DNSEDGE_LOG_FORMAT", "text"), "log `format`: text or json")
 	fs.StringVar(&opts.level, "log-level", str("DNSEDGE_LOG_LEVEL", "info"), "log `level`: debug, info, warn or error")
@@ -160,6 +160,11 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (dnsedge.Confi
 		if cfg.NameServers, err = dnsedge.ParseNameServers(*ns); err != nil {
 			return cfg, opts, fmt.Errorf("-ns: %w", err)
 		}
+	}
+	if cfg.RRLRate <= 0 {
+		// 0 is "no limit" on the command line, as NSD's rrl-ratelimit: 0;
+		// in Config it would mean the default.
+		cfg.RRLRate = dnsedge.RRLOff
 	}
 	cfg.DatabaseURL, _ = getenv("DATABASE_URL")
 	return cfg, opts, nil

@@ -47,7 +47,15 @@ func TestParseArgs(t *testing.T) {
 	require.Equal(t, dnsedge.DefaultRRLSlip, cfg.RRLSlip)
 	require.Equal(t, dnsedge.DefaultSPFTTL, cfg.SPFTTL)
 	require.Empty(t, cfg.ReportsDomain)
-	require.Zero(t, cfg.RRLRate)
+	require.Equal(t, dnsedge.DefaultRRLRate, cfg.RRLRate, "rate limiting on by default")
+
+	// 0 turns it off, from the flag or the environment.
+	cfg, _, err = parseArgs([]string{"-rrl-rate", "0"}, func(string) (string, bool) { return "", false })
+	require.NoError(t, err)
+	require.Equal(t, dnsedge.RRLOff, cfg.RRLRate)
+	cfg, _, err = parseArgs(nil, func(k string) (string, bool) { return "0", k == "DNSEDGE_RRL_RATE" })
+	require.NoError(t, err)
+	require.Equal(t, dnsedge.RRLOff, cfg.RRLRate)
 
 	for k, v := range map[string]string{"DNSEDGE_SPF_TTL": "soon", "DNSEDGE_RRL_RATE": "many", "DNSEDGE_RESYNC": "5"} {
 		_, _, err = parseArgs(nil, func(key string) (string, bool) { return v, key == k })

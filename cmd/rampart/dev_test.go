@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/pgcluster"
 )
 
 // TestDevEndToEnd runs `rampart dev` as a user would (make run): it must
@@ -34,6 +37,8 @@ func TestDevEndToEnd(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 
 	data := filepath.Join(dir, "data")
+	// As root the cluster may live outside dir (pgcluster's Files).
+	t.Cleanup(func() { _ = pgcluster.Remove(filepath.Join(data, "pg")) })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "dev", "-data-dir", data, "-addr", "127.0.0.1:0",
@@ -88,6 +93,13 @@ func TestDevEndToEnd(t *testing.T) {
 	require.Len(t, answer, 1)
 	require.Regexp(t, `^v=DMARC1; p=none; rua=mailto:[0-9a-f]{16}@reports\.rampart\.test$`, answer[0])
 
+	// Response rate limiting is on: a burst from one address past the
+	// default 200 responses gets truncated replies (slipped) and no more
+	// than the bucket's worth in full.
+	full, slipped := burstUDP(t, query[1], m, 600)
+	require.Positive(t, slipped, "no rate limiting in rampart dev")
+	require.Less(t, full, 500)
+
 	// The printed login works.
 	body := `{"query":"mutation { login(email: \"demo@rampart.test\", password: \"rampart-demo-password\") { user { email } } }"}`
 	resp, err := http.Post(api[1], "application/json", strings.NewReader(body))
@@ -103,6 +115,47 @@ func TestDevEndToEnd(t *testing.T) {
 	require.NoError(t, cmd.Wait(), stderr.String())
 	_, err = os.Stat(filepath.Join(data, "pg", "postmaster.pid"))
 	require.ErrorIs(t, err, os.ErrNotExist, "PostgreSQL still running after Ctrl-C")
+}
+
+// burstUDP sends n copies of m at once from one socket and counts the full
+// and the truncated replies that arrive until none has for half a second.
+func burstUDP(t *testing.T, addr string, m *dns.Msg, n int) (full, slipped int) {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	wire, err := m.Pack()
+	require.NoError(t, err)
+	// Read while sending, so that the socket's buffer does not overflow.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65536)
+		for range n {
+			if c.SetReadDeadline(time.Now().Add(500*time.Millisecond)) != nil {
+				return
+			}
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			var r dns.Msg
+			if r.Unpack(buf[:k]) != nil {
+				continue
+			}
+			if r.Truncated {
+				slipped++
+			} else {
+				full++
+			}
+		}
+	}()
+	for range n {
+		_, err := c.Write(wire)
+		require.NoError(t, err)
+	}
+	<-done
+	return full, slipped
 }
 
 // lockedBuffer is written by the child's stderr copier and read by the test.

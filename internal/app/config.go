@@ -44,6 +44,8 @@ type Config struct {
 	EdgeAddr        string
 	EdgeMetricsAddr string
 	EdgeSnapshot    string
+	EdgeRRLRate     int
+	EdgeRRLSlip     int
 
 	DNSResolver string
 	RiverUI     bool
@@ -131,6 +133,8 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EdgeMetricsAddr, "edge-metrics", env("DNSEDGE_METRICS", "127.0.0.1:9153"), "dev: dnsedge metrics address (env DNSEDGE_METRICS)")
 	fs.StringVar(&c.DataDir, "data-dir", env("RAMPART_DATA_DIR", ".data"), "dev: folder for the private cluster, snapshot and keys (env RAMPART_DATA_DIR)")
 	fs.StringVar(&c.EdgeSnapshot, "edge-snapshot", env("DNSEDGE_SNAPSHOT", ""), "dev: dnsedge snapshot file (env DNSEDGE_SNAPSHOT; default <data-dir>/dnsedge.snapshot)")
+	fs.IntVar(&c.EdgeRRLRate, "edge-rrl-rate", envInt("DNSEDGE_RRL_RATE", dnsedge.DefaultRRLRate), "dev: dnsedge UDP responses per second per client /24 or /56; 0 for no limit (env DNSEDGE_RRL_RATE)")
+	fs.IntVar(&c.EdgeRRLSlip, "edge-rrl-slip", envInt("DNSEDGE_RRL_SLIP", dnsedge.DefaultRRLSlip), "dev: dnsedge sends every Nth rate-limited response truncated; -1 drops them all (env DNSEDGE_RRL_SLIP)")
 	fs.StringVar(&c.DNSResolver, "dns-resolver", env("RAMPART_DNS_RESOLVER", ""), "DNS server (host:port) for resolving senders' SPF includes (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", env("RAMPART_SMTP_ADDR", ""), "SMTP listen address for rua mail, e.g. :25 (env RAMPART_SMTP_ADDR; empty: off; dev: 127.0.0.1:2525)")
 	fs.StringVar(&c.SMTPHostname, "smtp-hostname", env("RAMPART_SMTP_HOSTNAME", ""), "name in the SMTP greeting (env RAMPART_SMTP_HOSTNAME; default the reports domain)")
@@ -167,6 +171,15 @@ func (c *Config) EdgeNS() ([]dnsedge.NameServer, error) {
 		return nil, fmt.Errorf("edge name servers: %w", err)
 	}
 	return ns, nil
+}
+
+// EdgeRRL is the in-process edge's dnsedge.Config.RRLRate: 0 on the command
+// line means no limit, as for cmd/dnsedge.
+func (c *Config) EdgeRRL() int {
+	if c.EdgeRRLRate <= 0 {
+		return dnsedge.RRLOff
+	}
+	return c.EdgeRRLRate
 }
 
 // NameServers returns the edge name servers' host names.

@@ -87,6 +87,7 @@ func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err
 	edge, err := dnsedge.New(dnsedge.Config{
 		Zone: cfg.EdgeZone, NameServers: ns, Listen: cfg.EdgeAddr, MetricsListen: cfg.EdgeMetricsAddr,
 		SnapshotPath: snapshot, DatabaseURL: cfg.DatabaseURL, ReportsDomain: cfg.ReportsDomain,
+		RRLRate: cfg.EdgeRRL(), RRLSlip: cfg.EdgeRRLSlip,
 	}, log.With("component", "dnsedge"), prometheus.NewRegistry())
 	if err != nil {
 		return err

@@ -145,7 +145,7 @@ func DevDB(ctx context.Context, log *slog.Logger, dir string, fresh bool, comman
 		if err := pgcluster.StopDir(ctx, dir); err != nil {
 			log.Warn("stop previous cluster", "err", err)
 		}
-		if err := os.RemoveAll(dir); err != nil {
+		if err := pgcluster.Remove(dir); err != nil {
 			return fmt.Errorf("empty %s: %w", dir, err)
 		}
 	}
