@@ -28,7 +28,7 @@ import (
 
 // reportFor is a one-record aggregate report for domain, dated yesterday.
 func reportFor(id, domain string) []byte {
-	begin := time.Now().UTC().Truncate(24*time.Hour).Add(-24 * time.Hour)
+	begin := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
 	return fmt.Appendf(nil, `<?xml version="1.0"?>
 <feedback><version>1.0</version>
 <report_metadata><org_name>receiver.test</org_name><email>dmarc@receiver.test</email><report_id>%s</report_id>
@@ -93,17 +93,18 @@ type part struct {
 	body            []byte
 }
 
-// multipartBody encodes parts, quoting nothing so that any byte of a name
-// reaches the server as sent.
+// multipartBody encodes parts. Names go as RFC 2231 extended parameters
+// (filename*=UTF-8”a%00b), so that any byte reaches the server: a raw NUL
+// would make the part's header line malformed.
 func multipartBody(t *testing.T, parts ...part) (*bytes.Buffer, string) {
 	t.Helper()
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	for _, p := range parts {
 		h := textproto.MIMEHeader{}
-		cd := `form-data; name="` + p.field + `"`
+		cd := `form-data; name*=UTF-8''` + urlEscape(p.field)
 		if p.filename != "" {
-			cd += `; filename="` + p.filename + `"`
+			cd += `; filename*=UTF-8''` + urlEscape(p.filename)
 		}
 		h.Set("Content-Disposition", cd)
 		w, err := mw.CreatePart(h)
@@ -215,7 +216,7 @@ func TestUploadWithinWhatTheUploaderMayManage(t *testing.T) {
 	upload := func(id, domain string, viaGraphQL bool) string {
 		t.Helper()
 		if viaGraphQL {
-			rep := send(t, graphqlUpload(t, s.URL, nil, part{filename: id + ".xml", body: reportFor(id, domain)}), msp.Token)
+			rep := send(t, graphqlUpload(t, s.URL, &msp.AccountID, part{filename: id + ".xml", body: reportFor(id, domain)}), msp.Token)
 			require.Empty(t, rep.Errors, rep.Body)
 			var d struct {
 				Data struct {
@@ -226,7 +227,8 @@ func TestUploadWithinWhatTheUploaderMayManage(t *testing.T) {
 			require.NotNil(t, d.Data.UploadReports[0].BlobID, rep.Body)
 			return *d.Data.UploadReports[0].BlobID
 		}
-		rep := send(t, uploadRequest(t, s.Base+"/upload?filename="+id+".xml", bytes.NewReader(reportFor(id, domain)), "application/xml"), msp.Token)
+		rep := send(t, uploadRequest(t, s.Base+"/upload?filename="+id+".xml&accountId="+msp.AccountID.String(),
+			bytes.NewReader(reportFor(id, domain)), "application/xml"), msp.Token)
 		require.Equal(t, http.StatusOK, rep.Status, rep.Body)
 		require.NotNil(t, rep.Upload.Files[0].BlobID, rep.Body)
 		return *rep.Upload.Files[0].BlobID
@@ -293,6 +295,15 @@ func TestUploadNamesAndLimits(t *testing.T) {
 			rep = send(t, uploadRequest(t, s.Base+"/upload", body, ct), o.Token)
 			require.Equal(t, http.StatusBadRequest, rep.Status, rep.Body)
 			require.Equal(t, "name", rep.Upload.Files[0].Error.Field, rep.Body)
+
+			// Sent raw in the part's header, a NUL makes the MIME framing
+			// itself malformed: still BAD_USER_INPUT, for the body.
+			if strings.Contains(name, "\x00") {
+				raw := "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"" + name + "\"\r\n\r\nx\r\n--b--\r\n"
+				rep = send(t, uploadRequest(t, s.Base+"/upload", strings.NewReader(raw), "multipart/form-data; boundary=b"), o.Token)
+				require.Equal(t, http.StatusBadRequest, rep.Status, rep.Body)
+				require.Equal(t, "BAD_USER_INPUT", rep.Errors[0].Extensions["code"], rep.Body)
+			}
 
 			// GraphQL: the whole call is refused before anything is stored.
 			rep = send(t, graphqlUpload(t, s.URL, nil, part{filename: "ok.xml", body: xml}, part{filename: name, body: xml}), o.Token)
