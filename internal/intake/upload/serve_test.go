@@ -257,6 +257,30 @@ func TestUploadWithinWhatTheUploaderMayManage(t *testing.T) {
 		st, detail := blobOutcome(t, s, *rep.Upload.Files[0].BlobID)
 		require.Equal(t, "stored", st, detail)
 	}
+
+	// Once authorised, an upload may be larger than the server's 1 MiB
+	// pre-authentication limit, on both paths, with or without a length.
+	large := func(i int) []byte {
+		return append(bytes.Repeat([]byte{' '}, 3<<20), reportFor(fmt.Sprint("large", i), childDomain)...)
+	}
+	for i, chunked := range []bool{false, true} {
+		var body io.Reader = bytes.NewReader(large(i))
+		if chunked {
+			body = io.MultiReader(body)
+		}
+		rep := send(t, uploadRequest(t, s.Base+"/upload?filename=large.xml&accountId="+child.AccountID.String(), body, "application/xml"), child.Token)
+		require.Equal(t, http.StatusOK, rep.Status, rep.Body)
+		require.NotNil(t, rep.Upload.Files[0].BlobID, rep.Body)
+
+		req := graphqlUpload(t, s.URL, &child.AccountID, part{filename: "large.xml", body: large(i + 2)})
+		if chunked {
+			req.Body = io.NopCloser(io.MultiReader(req.Body))
+			req.ContentLength = -1
+		}
+		rep = send(t, req, child.Token)
+		require.Empty(t, rep.Errors, rep.Body)
+		require.Contains(t, rep.Body, `"blobId":"`, rep.Body)
+	}
 }
 
 // TestUploadNamesAndLimits: file names (and form field names) that are not
