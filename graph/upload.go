@@ -18,10 +18,22 @@ import (
 // MaxUploadFiles bounds the files of one uploadReports call.
 const MaxUploadFiles = 100
 
-// upload stores each file as an uploaded report input of the account.
+// upload stores each file as an uploaded report input of the account. The
+// store authorises the upload (and decides for which accounts' domains its
+// reports may be stored); a file name that is not text refuses the whole
+// call before anything is stored.
 func (r *Resolver) upload(ctx context.Context, acct uuid.UUID, files []*graphql.Upload) ([]*model.UploadResult, error) {
 	if len(files) > MaxUploadFiles {
 		return nil, apperr.Invalid("files", "at most %d files per upload", MaxUploadFiles)
+	}
+	up, err := r.Store.BeginUpload(ctx, acct)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range files {
+		if err := ingest.CheckFilename(fmt.Sprintf("files[%d].filename", i), f.Filename); err != nil {
+			return nil, err
+		}
 	}
 	out := make([]*model.UploadResult, 0, len(files))
 	for _, f := range files {
@@ -31,10 +43,7 @@ func (r *Resolver) upload(ctx context.Context, acct uuid.UUID, files []*graphql.
 		if err != nil {
 			return nil, fmt.Errorf("read upload %q: %w", f.Filename, err)
 		}
-		acc, err := r.Store.Accept(ctx, ingest.Incoming{
-			Source: ingest.SourceUpload, Raw: raw, AccountID: &acct,
-			Remote: request.FromContext(ctx).Client, Filename: f.Filename,
-		})
+		acc, err := up.Add(ctx, ingest.UploadedFile{Filename: f.Filename, Raw: raw, Remote: request.FromContext(ctx).Client})
 		var ae *apperr.Error
 		switch {
 		case errors.As(err, &ae):

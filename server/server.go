@@ -3,6 +3,13 @@
 // gives each request an id, records the client address, extracts the bearer
 // credential (checked later by the GraphQL layer, after the query limits),
 // bounds the body size and logs the request.
+//
+// The body limit (MaxBody, 1 MiB) holds for every request until its caller
+// is authenticated: uploads, the only requests that may be larger, first
+// authenticate from the Authorization header and authorise the caller, and
+// only then raise their own limit ([request.RaiseBodyLimit]). So an
+// anonymous client can make the server read no more than MaxBody of any
+// body.
 package server
 
 import (
@@ -32,7 +39,8 @@ type Config struct {
 	Addr string
 	// Dev serves GraphiQL at / and logs more.
 	Dev bool
-	// MaxBody bounds a request body, in bytes (default 1 MiB).
+	// MaxBody bounds a request body, in bytes (default 1 MiB), until an
+	// upload route has authenticated its caller and raised its own limit.
 	MaxBody int64
 	// TrustForwardedFor takes the client address from X-Forwarded-For (the
 	// last hop), for deployments behind a reverse proxy.
@@ -163,10 +171,7 @@ func (s *Server) middleware(next http.Handler, requests *prometheus.CounterVec) 
 			}
 		}
 		w.Header().Set("X-Request-Id", info.ID)
-		// Uploads (the /upload route and multipart GraphQL) bound their own bodies.
-		if r.URL.Path != "/upload" && !strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
-			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
-		}
+		r = request.WithBodyLimit(w, r, s.cfg.MaxBody)
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(sw, r.WithContext(request.NewContext(r.Context(), info)))
 		route := r.URL.Path

@@ -166,8 +166,10 @@ type NewOwner struct {
 	ParentID *uuid.UUID
 }
 
-// CreateOwner creates an account and its first owner, or adds an existing
-// user as owner of the new account. It is an operator action: no principal.
+// CreateOwner creates an account and its first owner, a new user. An e-mail
+// address that already has a user is a CONFLICT and nothing is created:
+// the password given with it would otherwise be silently ignored. It is an
+// operator action: no principal.
 func (s *Service) CreateOwner(ctx context.Context, o NewOwner) (Account, User, error) {
 	email := strings.ToLower(strings.TrimSpace(o.Email))
 	if !strings.Contains(email, "@") {
@@ -188,11 +190,10 @@ func (s *Service) CreateOwner(ctx context.Context, o NewOwner) (Account, User, e
 		u, err := q.CreateUser(ctx, accountdb.CreateUserParams{Email: email, Name: o.Name, PasswordHash: o.PasswordHash})
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			id, err := q.UserIDByEmail(ctx, email)
-			if err != nil {
-				return fmt.Errorf("find user: %w", err)
-			}
-			user = User{ID: id, Email: email}
+			// Taking the existing user would silently drop the password
+			// given for it; the account is not created either.
+			return &apperr.Error{Code: apperr.Conflict, Field: "email",
+				Message: fmt.Sprintf("a user with the e-mail address %s already exists (nothing was created and the password was not changed)", email)}
 		case err != nil:
 			return fmt.Errorf("create user: %w", err)
 		default:

@@ -144,7 +144,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.SMTPMaxConnPerIP, "smtp-max-conn-per-ip", envInt("RAMPART_SMTP_MAX_CONN_PER_IP", smtpd.DefaultMaxSessionsPerClient), "concurrent SMTP sessions per client (env RAMPART_SMTP_MAX_CONN_PER_IP)")
 	fs.IntVar(&c.SMTPSessionsPerMinute, "smtp-sessions-per-minute", envInt("RAMPART_SMTP_SESSIONS_PER_MINUTE", smtpd.DefaultSessionsPerMinute), "SMTP sessions per client per minute (env RAMPART_SMTP_SESSIONS_PER_MINUTE)")
 	fs.IntVar(&c.SMTPMessagesPerMinute, "smtp-messages-per-minute", envInt("RAMPART_SMTP_MESSAGES_PER_MINUTE", smtpd.DefaultMessagesPerMinute), "SMTP messages per client per minute (env RAMPART_SMTP_MESSAGES_PER_MINUTE)")
-	fs.IntVar(&c.UploadMaxBody, "upload-max-body", envInt("RAMPART_UPLOAD_MAX_BODY", upload.DefaultMaxBody), "largest /upload request in bytes (env RAMPART_UPLOAD_MAX_BODY)")
+	fs.IntVar(&c.UploadMaxBody, "upload-max-body", envInt("RAMPART_UPLOAD_MAX_BODY", upload.DefaultMaxBody), "largest upload request (POST /upload, the uploadReports mutation) in bytes (env RAMPART_UPLOAD_MAX_BODY)")
 	fs.StringVar(&c.IMAPAddr, "imap-addr", env("RAMPART_IMAP_ADDR", ""), "IMAP server host:port to pull reports from (env RAMPART_IMAP_ADDR; empty: off)")
 	fs.StringVar(&c.IMAPTLS, "imap-tls", env("RAMPART_IMAP_TLS", "tls"), "tls, starttls or none (env RAMPART_IMAP_TLS)")
 	fs.StringVar(&c.IMAPUser, "imap-user", env("RAMPART_IMAP_USER", ""), "IMAP login (env RAMPART_IMAP_USER)")

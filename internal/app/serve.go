@@ -138,7 +138,11 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 		SenderSvc: svc.Senders, KeySvc: svc.Keys, Reporting: reporting.NewReader(pool), Store: store,
 		Log: log, Pool: pool,
 	}
-	gql := graph.NewHandler(resolver, graph.DefaultLimits)
+	limits := graph.DefaultLimits
+	if cfg.UploadMaxBody > 0 {
+		limits.UploadBytes = int64(cfg.UploadMaxBody) // one limit for both upload paths
+	}
+	gql := graph.NewHandler(resolver, limits)
 	uploads := upload.New(pool, store, upload.Config{MaxBody: int64(cfg.UploadMaxBody)}, log)
 	authenticate := resolver.Authenticate
 	routes := []server.Route{{Pattern: "POST /upload", Handler: server.RequireAuth(authenticate, log, uploads)}}
@@ -162,7 +166,8 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 			server.Route{Pattern: "DELETE /riverui/session", Handler: session},
 			server.Route{Pattern: "/riverui/", Handler: server.OperatorOnly(gate, dashboard)})
 	}
-	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, gql, pool, reg, log, routes...)
+	api := server.GraphQLUploads(authenticate, limits.UploadBytes, log, gql)
+	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, api, pool, reg, log, routes...)
 	if err := httpSrv.Listen(); err != nil {
 		return nil, err
 	}

@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
 )
 
-// The password policy, in bytes of the UTF-8 encoding. The upper bound only
-// keeps absurd inputs out; long passphrases are welcome.
+// The password policy. The lower bound counts characters (Unicode code
+// points), so that a password in any script needs as many keystrokes; the
+// upper bound counts bytes of the UTF-8 encoding, as login does before
+// hashing, and only keeps absurd inputs out: long passphrases are welcome.
 const (
 	MinPasswordLen = 12
 	MaxPasswordLen = 1024
@@ -78,15 +81,18 @@ func (p Params) validate() error {
 	return nil
 }
 
-// ValidatePassword checks a new password against the policy: 12 to 1024
-// bytes. The error wraps [ErrWeakPassword] and says what is wrong in words
-// fit for the user.
+// ValidatePassword checks a new password against the policy: at least 12
+// characters, at most 1024 bytes, and not one of the most common passwords
+// ([IsCommonPassword]). The error wraps [ErrWeakPassword] and says what is
+// wrong in words fit for the user.
 func ValidatePassword(pw string) error {
 	switch {
-	case len(pw) < MinPasswordLen:
+	case utf8.RuneCountInString(pw) < MinPasswordLen:
 		return fmt.Errorf("%w: it must be at least %d characters long", ErrWeakPassword, MinPasswordLen)
 	case len(pw) > MaxPasswordLen:
 		return fmt.Errorf("%w: it must be at most %d bytes long", ErrWeakPassword, MaxPasswordLen)
+	case IsCommonPassword(pw):
+		return fmt.Errorf("%w: it is one of the most common passwords, which are guessed first", ErrWeakPassword)
 	}
 	return nil
 }

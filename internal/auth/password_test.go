@@ -47,7 +47,13 @@ func TestPasswordPolicy(t *testing.T) {
 		{"", false},
 		{strings.Repeat("a", MinPasswordLen-1), false},
 		{strings.Repeat("a", MinPasswordLen), true},
-		{strings.Repeat("é", 6), true}, // 12 bytes
+		// Length counts characters, not bytes.
+		{strings.Repeat("é", 6), false},                // 12 bytes, 6 characters
+		{strings.Repeat("é", MinPasswordLen-1), false}, // 22 bytes, 11 characters
+		{strings.Repeat("é", MinPasswordLen), true},    // 24 bytes
+		{"密码是长城上的一块砖头吧", true},                         // 12 characters of 3 bytes
+		{"密码是长城上的一块砖头", false},                         // 11 characters, 33 bytes
+		{"🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑🔑", true},                         // 12 characters of 4 bytes
 		{strings.Repeat("a", MaxPasswordLen), true},
 		{strings.Repeat("a", MaxPasswordLen+1), false},
 	} {
@@ -62,6 +68,46 @@ func TestPasswordPolicy(t *testing.T) {
 		}
 	}
 	require.EqualError(t, ValidatePassword("short"), "password does not meet the policy: it must be at least 12 characters long")
+}
+
+func TestCommonPasswordsRefused(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		pw     string
+		common bool
+	}{
+		// In the list, long enough for the length rule.
+		{"qwertyqwerty", true},
+		{"1qaz2wsx3edc", true},
+		{"123456qwerty", true},
+		{"leavemealone", true},
+		{"LeaveMeAlone", true}, // compared in lower case
+		// A common password padded to the length with digits, punctuation
+		// or spaces.
+		{"password1234", true},
+		{"Password2024!", true},
+		{"!!qwertyuiop!!", true},
+		{"  iloveyou 123", true},
+		// Not common.
+		{testPassword, false},
+		{"member password 123", false},
+		{"rampart-demo-password", false},
+		{"passwordpassword-x", false},
+		{"123456789012", false}, // all padding: nothing left to look up
+	} {
+		require.Equal(t, tc.common, IsCommonPassword(tc.pw), tc.pw)
+		err := ValidatePassword(tc.pw)
+		if tc.common {
+			require.ErrorIs(t, err, ErrWeakPassword, tc.pw)
+			require.ErrorContains(t, err, "one of the most common passwords")
+		} else {
+			require.NoError(t, err, tc.pw)
+		}
+	}
+	// The embedded list is all there: its first and last entries.
+	require.True(t, IsCommonPassword("123456"))
+	require.True(t, IsCommonPassword("brady"))
+	require.Len(t, commonSet(), 9913, "entries of the list, folded to lower case")
 }
 
 func TestHashRejectsBadParams(t *testing.T) {

@@ -11,7 +11,11 @@
 // recipient domain for mail, the account for uploads) are one blob and one
 // job; [Accepted.Duplicate] says so. If that blob was refused (say, it was
 // uploaded before its domain was added) or failed, it is put back in line
-// instead ([Accepted.Retried]). [Store.RecipientDomain] maps the local part
+// instead ([Accepted.Retried]). Uploads for a principal go through
+// [Store.BeginUpload], which authorises the principal in the account and
+// records on each blob the accounts whose domains its reports may be
+// stored for: those below the account in which the principal may manage
+// domains. [Store.RecipientDomain] maps the local part
 // of a rua address, the domain's report token, to the domain.
 //
 // # The ingest job

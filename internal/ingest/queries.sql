@@ -1,8 +1,9 @@
 -- name: InsertBlob :one
 -- Store a raw input, unless the same bytes are already stored in the same
 -- scope (see report_blobs_sha256_key).
-INSERT INTO report_blobs (sha256, raw, size, source, account_id, domain_id, remote, filename, received_at)
-VALUES (@sha256, @raw, @size, @source, sqlc.narg(account_id), sqlc.narg(domain_id), @remote, @filename, @received_at)
+INSERT INTO report_blobs (sha256, raw, size, source, account_id, domain_id, scope_accounts, remote, filename, received_at)
+VALUES (@sha256, @raw, @size, @source, sqlc.narg(account_id), sqlc.narg(domain_id), sqlc.narg(scope_accounts)::uuid[],
+    @remote, @filename, @received_at)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -14,9 +15,11 @@ WHERE sha256 = @sha256
 
 -- name: RetryBlob :execrows
 -- Put a blob that was not stored (refused, failed, or its job cancelled or
--- discarded) back in line, when its bytes arrive again.
+-- discarded) back in line, when its bytes arrive again, with the scope of
+-- the new arrival (another uploader may manage more).
 UPDATE report_blobs
-SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL
+SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL,
+    scope_accounts = sqlc.narg(scope_accounts)::uuid[]
 WHERE id = @id AND status IN ('refused', 'failed', 'cancelled', 'discarded');
 
 -- name: DomainByReportToken :one
@@ -24,14 +27,15 @@ SELECT id, name FROM domains WHERE report_token = @report_token;
 
 -- name: BlobForIngest :one
 -- A blob with its recipient domain, if it came by mail.
-SELECT b.id, b.raw, b.source, b.account_id, b.domain_id, b.received_at, b.status,
+SELECT b.id, b.raw, b.source, b.account_id, b.domain_id, b.scope_accounts, b.received_at, b.status,
     r.name AS recipient_name, r.account_id AS recipient_account
 FROM report_blobs b LEFT JOIN domains r ON r.id = b.domain_id
 WHERE b.id = @id;
 
 -- name: HostedDomains :many
 -- Hosted domains among the names (a policy domain and its parents), in the
--- account and the accounts below it when account_id is given.
+-- account and the accounts below it when account_id is given, and among
+-- those in scope_accounts when it is given.
 WITH RECURSIVE tree (id) AS (
     SELECT a.id FROM accounts a WHERE a.id = sqlc.narg(account_id)::uuid
     UNION
@@ -39,7 +43,17 @@ WITH RECURSIVE tree (id) AS (
 )
 SELECT d.id, d.name, d.account_id FROM domains d
 WHERE d.name = ANY(@names::text[])
-  AND (sqlc.narg(account_id)::uuid IS NULL OR d.account_id IN (SELECT tree.id FROM tree));
+  AND (sqlc.narg(account_id)::uuid IS NULL OR d.account_id IN (SELECT tree.id FROM tree))
+  AND (sqlc.narg(scope_accounts)::uuid[] IS NULL OR d.account_id = ANY(sqlc.narg(scope_accounts)::uuid[]));
+
+-- name: AccountTree :many
+-- An account and every account below it.
+WITH RECURSIVE tree (id) AS (
+    SELECT a.id FROM accounts a WHERE a.id = @account_id
+    UNION
+    SELECT c.id FROM accounts c JOIN tree t ON c.parent_id = t.id
+)
+SELECT tree.id FROM tree;
 
 -- name: InsertReport :one
 -- Claim the dedupe key. A concurrent transaction holding the same key makes

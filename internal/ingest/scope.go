@@ -19,8 +19,10 @@ type scope struct {
 	recipient        string
 	recipientAccount uuid.UUID
 	// account is set for uploads: reports must be for domains of the
-	// uploader's account or of the accounts below it.
-	account *uuid.UUID
+	// uploader's account or of the accounts below it and, when accounts is
+	// set, of one of those accounts (the ones the uploader may manage).
+	account  *uuid.UUID
+	accounts []uuid.UUID
 	// Neither is set for imports, which may be for any hosted domain.
 }
 
@@ -32,7 +34,7 @@ func scopeOf(b *ingestdb.BlobForIngestRow) (*scope, error) {
 		}
 		return &scope{recipient: *b.RecipientName, recipientAccount: *b.RecipientAccount}, nil
 	case b.AccountID != nil:
-		return &scope{account: b.AccountID}, nil
+		return &scope{account: b.AccountID, accounts: b.ScopeAccounts}, nil
 	case Source(b.Source) == SourceImport:
 		return &scope{}, nil
 	}
@@ -54,7 +56,7 @@ func (in *ingester) hostedDomain(ctx context.Context, sc *scope, policyDomain st
 		// domain may hold the report.
 		names = names[:len(names)-strings.Count(r, ".")]
 	}
-	rows, err := ingestdb.New(in.pool).HostedDomains(ctx, ingestdb.HostedDomainsParams{Names: names, AccountID: sc.account})
+	rows, err := ingestdb.New(in.pool).HostedDomains(ctx, ingestdb.HostedDomainsParams{Names: names, AccountID: sc.account, ScopeAccounts: sc.accounts})
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("find hosted domain: %w", err)
 	}

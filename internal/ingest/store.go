@@ -110,9 +110,18 @@ func (s *Store) SetMaxSize(n int64) {
 
 // Accept stores a raw input and enqueues its report.ingest job, in one
 // transaction. It does not authorise: the intake that calls it has checked
-// the recipient (smtp) or the caller's standing in the account (upload).
-// The job checks that each report's domain lies within the scope.
+// the recipient (smtp) or is configured by the operator (imap, import).
+// The job checks that each report's domain lies within the scope; for an
+// account, that is the account and every account below it. Uploads for a
+// principal go through [Store.BeginUpload] instead, whose scope is what the
+// principal may manage.
 func (s *Store) Accept(ctx context.Context, in Incoming) (Accepted, error) {
+	return s.accept(ctx, in, nil)
+}
+
+// accept is Accept with the accounts the reports may be stored for (nil:
+// the account's tree).
+func (s *Store) accept(ctx context.Context, in Incoming, scope []uuid.UUID) (Accepted, error) {
 	if err := s.validate(in); err != nil {
 		return Accepted{}, err
 	}
@@ -129,7 +138,7 @@ func (s *Store) Accept(ctx context.Context, in Incoming) (Accepted, error) {
 			q := ingestdb.New(tx)
 			id, err := q.InsertBlob(ctx, ingestdb.InsertBlobParams{
 				Sha256: sum[:], Raw: in.Raw, Size: int32(len(in.Raw)), Source: string(in.Source),
-				AccountID: in.AccountID, DomainID: in.DomainID,
+				AccountID: in.AccountID, DomainID: in.DomainID, ScopeAccounts: scope,
 				Remote: clip(in.Remote, 200), Filename: clip(in.Filename, 255), ReceivedAt: in.ReceivedAt,
 			})
 			if errors.Is(err, pgx.ErrNoRows) {
@@ -145,7 +154,7 @@ func (s *Store) Accept(ctx context.Context, in Incoming) (Accepted, error) {
 				if !notStored(old.Status) {
 					return nil
 				}
-				n, err := q.RetryBlob(ctx, id)
+				n, err := q.RetryBlob(ctx, ingestdb.RetryBlobParams{ID: id, ScopeAccounts: scope})
 				if err != nil {
 					return fmt.Errorf("retry blob: %w", err)
 				}
@@ -193,6 +202,9 @@ func (s *Store) validate(in Incoming) error {
 	case SourceImport:
 	default:
 		return fmt.Errorf("accept report: unknown source %q", in.Source)
+	}
+	if err := CheckFilename("filename", in.Filename); err != nil {
+		return err
 	}
 	if len(in.Raw) == 0 {
 		return &apperr.Error{Code: apperr.BadUserInput, Field: "file", Message: "the report is empty", Err: ErrEmpty}

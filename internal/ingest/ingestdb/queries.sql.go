@@ -13,6 +13,36 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const accountTree = `-- name: AccountTree :many
+WITH RECURSIVE tree (id) AS (
+    SELECT a.id FROM accounts a WHERE a.id = $1
+    UNION
+    SELECT c.id FROM accounts c JOIN tree t ON c.parent_id = t.id
+)
+SELECT tree.id FROM tree
+`
+
+// An account and every account below it.
+func (q *Queries) AccountTree(ctx context.Context, accountID uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, accountTree, accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const addRollups = `-- name: AddRollups :exec
 INSERT INTO report_rollups AS r (domain_id, day, source_ip, header_from, disposition, spf_aligned, dkim_aligned, messages, reports)
 SELECT rr.domain_id, rr.day, rr.source_ip, rr.header_from, rr.disposition, rr.spf = 'pass', rr.dkim = 'pass', sum(rr.count), 1
@@ -40,7 +70,7 @@ func (q *Queries) AddRollups(ctx context.Context, arg AddRollupsParams) error {
 }
 
 const blobForIngest = `-- name: BlobForIngest :one
-SELECT b.id, b.raw, b.source, b.account_id, b.domain_id, b.received_at, b.status,
+SELECT b.id, b.raw, b.source, b.account_id, b.domain_id, b.scope_accounts, b.received_at, b.status,
     r.name AS recipient_name, r.account_id AS recipient_account
 FROM report_blobs b LEFT JOIN domains r ON r.id = b.domain_id
 WHERE b.id = $1
@@ -52,6 +82,7 @@ type BlobForIngestRow struct {
 	Source           string
 	AccountID        *uuid.UUID
 	DomainID         *uuid.UUID
+	ScopeAccounts    []uuid.UUID
 	ReceivedAt       time.Time
 	Status           string
 	RecipientName    *string
@@ -68,6 +99,7 @@ func (q *Queries) BlobForIngest(ctx context.Context, id uuid.UUID) (BlobForInges
 		&i.Source,
 		&i.AccountID,
 		&i.DomainID,
+		&i.ScopeAccounts,
 		&i.ReceivedAt,
 		&i.Status,
 		&i.RecipientName,
@@ -170,11 +202,13 @@ WITH RECURSIVE tree (id) AS (
 SELECT d.id, d.name, d.account_id FROM domains d
 WHERE d.name = ANY($1::text[])
   AND ($2::uuid IS NULL OR d.account_id IN (SELECT tree.id FROM tree))
+  AND ($3::uuid[] IS NULL OR d.account_id = ANY($3::uuid[]))
 `
 
 type HostedDomainsParams struct {
-	Names     []string
-	AccountID *uuid.UUID
+	Names         []string
+	AccountID     *uuid.UUID
+	ScopeAccounts []uuid.UUID
 }
 
 type HostedDomainsRow struct {
@@ -184,9 +218,10 @@ type HostedDomainsRow struct {
 }
 
 // Hosted domains among the names (a policy domain and its parents), in the
-// account and the accounts below it when account_id is given.
+// account and the accounts below it when account_id is given, and among
+// those in scope_accounts when it is given.
 func (q *Queries) HostedDomains(ctx context.Context, arg HostedDomainsParams) ([]HostedDomainsRow, error) {
-	rows, err := q.db.Query(ctx, hostedDomains, arg.Names, arg.AccountID)
+	rows, err := q.db.Query(ctx, hostedDomains, arg.Names, arg.AccountID, arg.ScopeAccounts)
 	if err != nil {
 		return nil, err
 	}
@@ -206,22 +241,24 @@ func (q *Queries) HostedDomains(ctx context.Context, arg HostedDomainsParams) ([
 }
 
 const insertBlob = `-- name: InsertBlob :one
-INSERT INTO report_blobs (sha256, raw, size, source, account_id, domain_id, remote, filename, received_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+INSERT INTO report_blobs (sha256, raw, size, source, account_id, domain_id, scope_accounts, remote, filename, received_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7::uuid[],
+    $8, $9, $10)
 ON CONFLICT DO NOTHING
 RETURNING id
 `
 
 type InsertBlobParams struct {
-	Sha256     []byte
-	Raw        []byte
-	Size       int32
-	Source     string
-	AccountID  *uuid.UUID
-	DomainID   *uuid.UUID
-	Remote     string
-	Filename   string
-	ReceivedAt time.Time
+	Sha256        []byte
+	Raw           []byte
+	Size          int32
+	Source        string
+	AccountID     *uuid.UUID
+	DomainID      *uuid.UUID
+	ScopeAccounts []uuid.UUID
+	Remote        string
+	Filename      string
+	ReceivedAt    time.Time
 }
 
 // Store a raw input, unless the same bytes are already stored in the same
@@ -234,6 +271,7 @@ func (q *Queries) InsertBlob(ctx context.Context, arg InsertBlobParams) (uuid.UU
 		arg.Source,
 		arg.AccountID,
 		arg.DomainID,
+		arg.ScopeAccounts,
 		arg.Remote,
 		arg.Filename,
 		arg.ReceivedAt,
@@ -444,14 +482,21 @@ func (q *Queries) ReportByKey(ctx context.Context, arg ReportByKeyParams) (uuid.
 
 const retryBlob = `-- name: RetryBlob :execrows
 UPDATE report_blobs
-SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL
-WHERE id = $1 AND status IN ('refused', 'failed', 'cancelled', 'discarded')
+SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL,
+    scope_accounts = $1::uuid[]
+WHERE id = $2 AND status IN ('refused', 'failed', 'cancelled', 'discarded')
 `
 
+type RetryBlobParams struct {
+	ScopeAccounts []uuid.UUID
+	ID            uuid.UUID
+}
+
 // Put a blob that was not stored (refused, failed, or its job cancelled or
-// discarded) back in line, when its bytes arrive again.
-func (q *Queries) RetryBlob(ctx context.Context, id uuid.UUID) (int64, error) {
-	result, err := q.db.Exec(ctx, retryBlob, id)
+// discarded) back in line, when its bytes arrive again, with the scope of
+// the new arrival (another uploader may manage more).
+func (q *Queries) RetryBlob(ctx context.Context, arg RetryBlobParams) (int64, error) {
+	result, err := q.db.Exec(ctx, retryBlob, arg.ScopeAccounts, arg.ID)
 	if err != nil {
 		return 0, err
 	}

@@ -9,24 +9,30 @@
 //
 // The account is the accountId query parameter or, without one, the
 // caller's default account (an API token's own account; a user's only
-// account; a user with several must name one). Uploading needs the
-// [access.ManageDomains] permission in that account: an upload adds reports
-// and changes the figures every viewer of the account's domains sees, so it
-// is a change to the domains' data rather than a read, and the same
-// permission already governs what the account's domains are.
+// account; a user with several must name one). [ingest.Store.BeginUpload]
+// authorises the upload with the decision every operation on the account
+// goes through (the [access.ManageDomains] permission) before any of the
+// body is read; the server reads at most its small general body limit
+// before that, and the upload's own limit, MaxBody, only after it. The
+// reports of an upload are stored only for domains of accounts in which the
+// caller may manage domains (for an MSP's owner: its own account and its
+// customers', not its customers' customers').
 //
 // The body is either one file, sent raw with any content type (its name
 // may be given as the filename query parameter or a Content-Disposition
 // header), or multipart/form-data where every part with a file name is one
 // file and other fields are ignored. Files are read one at a time and
-// each is stored whole with [ingest.Store.Accept] (Source upload, scoped
-// to the account), so memory holds one file, never the whole request.
+// each is stored whole with [ingest.Upload.Add], so memory holds one file,
+// never the whole request. A file name or form field name that is not
+// valid UTF-8 or holds a NUL byte is refused (BAD_USER_INPUT, naming the
+// field): a raw file's before its body is read, a part's as that file's
+// error.
 //
 // # Response
 //
 // JSON {"accountId": ..., "files": [{"filename", "size", "blobId",
 // "duplicate", "error"}]} in request order. A file's error is
-// {"code", "message"} with the codes of the GraphQL API (BAD_USER_INPUT
+// {"code", "message", "field"} with the codes of the GraphQL API (BAD_USER_INPUT
 // for a file too large or empty, INTERNAL with a request id otherwise) and
 // no blobId. The status is 200 when every file was accepted, 400 when a
 // file was refused for its content and 500 when one could not be stored;
@@ -37,7 +43,8 @@
 // Errors about the request itself are GraphQL-shaped, {"errors": [{"message",
 // "extensions": {"code", "requestId"}}]}: 401 UNAUTHENTICATED, 404
 // NOT_FOUND (no such account, or not the caller's), 403 FORBIDDEN, 400
-// BAD_USER_INPUT, 413 BAD_USER_INPUT when the body exceeds MaxBody.
+// BAD_USER_INPUT, 413 BAD_USER_INPUT when the body exceeds MaxBody, with
+// or without a Content-Length.
 package upload
 
 import (
@@ -92,12 +99,11 @@ type Handler struct {
 	cfg      Config
 	store    *ingest.Store
 	accounts *account.Service
-	authz    *access.Authorizer
 	log      *slog.Logger
 }
 
-// New returns the handler. pool is read to resolve and authorise the
-// account; store stores the files.
+// New returns the handler. pool is read to resolve the caller's default
+// account; store authorises the upload and stores the files.
 func New(pool *pgxpool.Pool, store *ingest.Store, cfg Config, log *slog.Logger) *Handler {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
@@ -114,7 +120,7 @@ func New(pool *pgxpool.Pool, store *ingest.Store, cfg Config, log *slog.Logger) 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, store: store, accounts: account.NewService(pool), authz: access.New(pool), log: log}
+	return &Handler{cfg: cfg, store: store, accounts: account.NewService(pool), log: log}
 }
 
 // Response is the answer to an upload.
@@ -138,6 +144,9 @@ type File struct {
 type Error struct {
 	Code    apperr.Code `json:"code"`
 	Message string      `json:"message"`
+	// Field names what was wrong when it was not the content, such as
+	// "filename".
+	Field string `json:"field,omitempty"`
 }
 
 // ServeHTTP handles one upload.
@@ -154,7 +163,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, info, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"})
 		return
 	}
-	accountID, err := h.account(r)
+	up, err := h.begin(r)
 	if err != nil {
 		h.fail(w, info, err)
 		return
@@ -163,6 +172,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, info, h.bodyTooLarge())
 		return
 	}
+	multipart := false
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		multipart = true
+	} else if err := ingest.CheckFilename("filename", rawName(r)); err != nil {
+		h.fail(w, info, err)
+		return
+	}
+	// Only now, with the caller authorised, may the body grow past the
+	// server's small pre-authentication limit.
+	request.RaiseBodyLimit(r, h.cfg.MaxBody)
 	// Best effort: a ResponseWriter wrapper without Unwrap hides the
 	// connection, and the server's own deadlines then apply.
 	rc := http.NewResponseController(w)
@@ -171,8 +190,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = rc.SetWriteDeadline(deadline.Add(time.Minute))
 	r.Body = http.MaxBytesReader(w, r.Body, h.cfg.MaxBody)
 
-	u := &upload{h: h, r: r, info: info, account: accountID}
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+	u := &upload{h: h, r: r, info: info, up: up}
+	if multipart {
 		err = u.multipart()
 	} else {
 		err = u.raw()
@@ -191,29 +210,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusBadRequest
 		}
 	}
-	writeJSON(w, status, Response{AccountID: accountID, Files: u.files})
+	writeJSON(w, status, Response{AccountID: up.Account, Files: u.files})
 }
 
-// account resolves and authorises the account the upload is for.
-func (h *Handler) account(r *http.Request) (uuid.UUID, error) {
+// begin resolves the account the upload is for and authorises the upload.
+func (h *Handler) begin(r *http.Request) (*ingest.Upload, error) {
 	ctx := r.Context()
 	var id uuid.UUID
 	if s := r.URL.Query().Get("accountId"); s != "" {
 		var err error
 		if id, err = uuid.Parse(s); err != nil {
-			return uuid.Nil, apperr.Invalid("accountId", "accountId is not an account id")
+			return nil, apperr.Invalid("accountId", "accountId is not an account id")
 		}
 	} else {
 		acct, err := h.accounts.Default(ctx)
 		if err != nil {
-			return uuid.Nil, err
+			return nil, err
 		}
 		id = acct.ID
 	}
-	if err := h.authz.Authorize(ctx, id, access.ManageDomains); err != nil {
-		return uuid.Nil, err
-	}
-	return id, nil
+	return h.store.BeginUpload(ctx, id)
 }
 
 var errBodyTooLarge = errors.New("request body too large")
@@ -225,21 +241,27 @@ func (h *Handler) bodyTooLarge() error {
 
 // upload is one request being read.
 type upload struct {
-	h       *Handler
-	r       *http.Request
-	info    request.Info
-	account uuid.UUID
-	files   []File
+	h     *Handler
+	r     *http.Request
+	info  request.Info
+	up    *ingest.Upload
+	files []File
 }
 
-func (u *upload) raw() error {
-	name := u.r.URL.Query().Get("filename")
+// rawName is the name of a raw body's file: the filename query parameter
+// or the Content-Disposition header's.
+func rawName(r *http.Request) string {
+	name := r.URL.Query().Get("filename")
 	if name == "" {
-		if _, params, err := mime.ParseMediaType(u.r.Header.Get("Content-Disposition")); err == nil {
+		if _, params, err := mime.ParseMediaType(r.Header.Get("Content-Disposition")); err == nil {
 			name = params["filename"]
 		}
 	}
-	return u.file(cleanName(name), u.r.Body)
+	return name
+}
+
+func (u *upload) raw() error {
+	return u.file(cleanName(rawName(u.r)), u.r.Body)
 }
 
 func (u *upload) multipart() error {
@@ -255,10 +277,15 @@ func (u *upload) multipart() error {
 		if err != nil {
 			return u.readError(err)
 		}
-		if part.FileName() == "" {
+		switch name := part.FileName(); {
+		case ingest.CheckFilename("filename", name) != nil:
+			err = u.refuse(part, ingest.CheckFilename("filename", name))
+		case ingest.CheckFilename("", part.FormName()) != nil:
+			err = u.refuse(part, apperr.Invalid("name", "a form field's name is not valid UTF-8 or contains a NUL byte"))
+		case name == "":
 			err = drain(part)
-		} else {
-			err = u.file(cleanName(part.FileName()), part)
+		default:
+			err = u.file(cleanName(name), part)
 		}
 		part.Close()
 		if err != nil {
@@ -291,22 +318,31 @@ func (u *upload) file(name string, body io.Reader) error {
 		u.files = append(u.files, f)
 		return drain(body)
 	}
-	acc, err := h.store.Accept(u.r.Context(), ingest.Incoming{
-		Source: ingest.SourceUpload, Raw: raw, AccountID: &u.account, Remote: u.info.Client, Filename: name,
-	})
+	acc, err := u.up.Add(u.r.Context(), ingest.UploadedFile{Filename: name, Raw: raw, Remote: u.info.Client})
 	switch e, ok := apperr.As(err); {
 	case err == nil:
 		f.BlobID, f.Duplicate = &acc.BlobID, acc.Duplicate
-		h.log.Info("report uploaded", "request_id", u.info.ID, "account", u.account, "filename", name,
+		h.log.Info("report uploaded", "request_id", u.info.ID, "account", u.up.Account, "filename", name,
 			"size", f.Size, "blob", acc.BlobID, "duplicate", acc.Duplicate)
 	case ok:
 		f.Error = &Error{Code: e.Code, Message: e.Message}
+		if e.Field == "filename" {
+			f.Error.Field = e.Field
+		}
 	default:
-		h.log.Error("upload not stored", "request_id", u.info.ID, "account", u.account, "filename", name, "err", err)
+		h.log.Error("upload not stored", "request_id", u.info.ID, "account", u.up.Account, "filename", name, "err", err)
 		f.Error = &Error{Code: apperr.Internal, Message: "internal error (request id " + u.info.ID + ")"}
 	}
 	u.files = append(u.files, f)
 	return nil
+}
+
+// refuse records a part refused for its names, which are not shown (they
+// are not text), and skips its content.
+func (u *upload) refuse(part io.Reader, err error) error {
+	e, _ := apperr.As(err)
+	u.files = append(u.files, File{Error: &Error{Code: e.Code, Message: e.Message, Field: e.Field}})
+	return drain(part)
 }
 
 func (u *upload) readError(err error) error {
