@@ -25,6 +25,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
+	"github.com/rampartmail/rampart/internal/request"
 )
 
 // Config is the configuration shared by the subcommands. Every field has a
@@ -47,6 +48,12 @@ type Config struct {
 
 	DNSResolver string
 	RiverUI     bool
+
+	// TrustedProxies is a comma-separated list of CIDR prefixes; read it
+	// with [Config.Proxies].
+	TrustedProxies  string
+	LoginBackoff    time.Duration
+	LoginBackoffMax time.Duration
 
 	SMTPAddr              string
 	SMTPHostname          string
@@ -124,6 +131,9 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.IMAPMailbox, "imap-mailbox", env("RAMPART_IMAP_MAILBOX", "INBOX"), "mailbox to pull (env RAMPART_IMAP_MAILBOX)")
 	fs.StringVar(&c.IMAPAccount, "imap-account", env("RAMPART_IMAP_ACCOUNT", ""), "account id the pulled reports belong to (env RAMPART_IMAP_ACCOUNT)")
 	fs.DurationVar(&c.IMAPInterval, "imap-interval", envDuration("RAMPART_IMAP_INTERVAL", imappull.DefaultInterval), "how often to pull (env RAMPART_IMAP_INTERVAL)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", env("RAMPART_TRUSTED_PROXIES", ""), "comma-separated CIDR prefixes of reverse proxies trusted to name the client: X-Forwarded-For on the API and /upload, the PROXY protocol (v1 or v2, required from them) on SMTP (env RAMPART_TRUSTED_PROXIES; default none)")
+	fs.DurationVar(&c.LoginBackoff, "login-backoff", envDuration("RAMPART_LOGIN_BACKOFF", auth.DefaultLoginBackoff), "first wait imposed once a client's free failed logins are spent; doubles per failure (env RAMPART_LOGIN_BACKOFF)")
+	fs.DurationVar(&c.LoginBackoffMax, "login-backoff-max", envDuration("RAMPART_LOGIN_BACKOFF_MAX", auth.DefaultLoginBackoffMax), "ceiling of the wait between failed logins (env RAMPART_LOGIN_BACKOFF_MAX)")
 	fs.BoolVar(&c.RiverUI, "river-ui", env("RAMPART_RIVER_UI", "") == "true", "serve the River job dashboard at /riverui/ to owners of top-level accounts (env RAMPART_RIVER_UI=true; on in dev)")
 	fs.StringVar(&c.JWTKey, "jwt-key", env("RAMPART_JWT_KEY", ""), "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
 	fs.StringVar(&c.JWTKeyFile, "jwt-key-file", env("RAMPART_JWT_KEY_FILE", ""), "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
@@ -142,6 +152,16 @@ func (c *Config) EdgeNS() ([]dnsedge.NameServer, error) {
 		return nil, fmt.Errorf("edge name servers: %w", err)
 	}
 	return ns, nil
+}
+
+// Proxies returns the trusted proxies. A malformed list is an error, from
+// the flag and the environment alike.
+func (c *Config) Proxies() (request.Proxies, error) {
+	p, err := request.ParseProxies(c.TrustedProxies)
+	if err != nil {
+		return request.Proxies{}, fmt.Errorf("-trusted-proxies (RAMPART_TRUSTED_PROXIES): %w", err)
+	}
+	return p, nil
 }
 
 // NameServers returns the edge name servers' host names.

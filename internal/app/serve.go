@@ -29,6 +29,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
 	"github.com/rampartmail/rampart/internal/reporting"
+	"github.com/rampartmail/rampart/internal/request"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/jobs"
 	"github.com/rampartmail/rampart/migrations"
@@ -50,7 +51,7 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 	if err != nil {
 		return nil, err
 	}
-	a, err := auth.NewService(pool, keys, auth.Config{}, log)
+	a, err := auth.NewService(pool, keys, auth.Config{LoginBackoff: cfg.LoginBackoff, LoginBackoffMax: cfg.LoginBackoffMax}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +108,10 @@ type API struct {
 
 // NewAPI assembles the API and workers on an open pool. Run starts them.
 func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*API, error) {
+	proxies, err := cfg.Proxies()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Migrate {
 		if err := migrations.Up(ctx, pool, log); err != nil {
 			return nil, err
@@ -151,11 +156,11 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 			server.Route{Pattern: "POST /riverui/session", Handler: server.RequireAuth(authenticate, log, server.DashboardSession("/riverui"))},
 			server.Route{Pattern: "/riverui/", Handler: server.OperatorOnly(authenticate, access.New(pool), log, dashboard)})
 	}
-	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, gql, pool, reg, log, routes...)
+	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev, TrustedProxies: proxies}, gql, pool, reg, log, routes...)
 	if err := httpSrv.Listen(); err != nil {
 		return nil, err
 	}
-	intake, err := newIntake(cfg, pool, store, log)
+	intake, err := newIntake(cfg, proxies, pool, store, log)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +231,7 @@ type intake struct {
 	log    *slog.Logger
 }
 
-func newIntake(cfg *Config, pool *pgxpool.Pool, store *ingest.Store, log *slog.Logger) (*intake, error) {
+func newIntake(cfg *Config, proxies request.Proxies, pool *pgxpool.Pool, store *ingest.Store, log *slog.Logger) (*intake, error) {
 	in := &intake{log: log}
 	if cfg.SMTPAddr != "" {
 		var tlsCfg *tls.Config
@@ -240,6 +245,7 @@ func newIntake(cfg *Config, pool *pgxpool.Pool, store *ingest.Store, log *slog.L
 			Addr: cfg.SMTPAddr, Domain: cfg.ReportsDomain, Hostname: cfg.SMTPHostname, TLS: tlsCfg,
 			MaxSize: int64(cfg.SMTPMaxSize), MaxSessionsPerClient: cfg.SMTPMaxConnPerIP,
 			SessionsPerMinute: cfg.SMTPSessionsPerMinute, MessagesPerMinute: cfg.SMTPMessagesPerMinute,
+			TrustedProxies: proxies,
 		}, store, log.With("component", "smtp"))
 		if err != nil {
 			return nil, err
