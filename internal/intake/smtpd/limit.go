@@ -189,9 +189,10 @@ func (c *conn) Read(b []byte) (int, error) {
 		c.sniff = false
 		if bytes.HasPrefix(b[:n], proxyproto.SIGV1) || bytes.HasPrefix(b[:n], proxyproto.SIGV2) {
 			c.srv.log.Info("SMTP PROXY header from an untrusted peer refused", "session", c.id, "remote", c.RemoteAddr().String())
+			c.release() // before the reply, so that the peer's next session finds its place free
 			_ = c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			_, _ = fmt.Fprintf(c.Conn, "421 4.7.0 %s PROXY header not accepted from %s\r\n", c.srv.cfg.Hostname, addrIP(c.RemoteAddr()))
-			_ = c.Close()
+			_ = c.Conn.Close()
 			return 0, io.EOF
 		}
 	}
@@ -225,9 +226,15 @@ func (c *conn) cap(t time.Time) time.Time {
 }
 
 func (c *conn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// release gives up the connection's place in the limiter and the server's
+// list, once.
+func (c *conn) release() {
 	c.closeOnce.Do(func() {
 		c.srv.limits.close(c.key)
 		c.srv.untrack(c)
 	})
-	return c.Conn.Close()
 }
