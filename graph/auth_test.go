@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/apitest"
+	"github.com/rampartmail/rampart/internal/app"
 )
 
 const whoami = `{ viewer { user { email } } }`
@@ -138,9 +139,19 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 
 func TestLoginErrorsAndThrottle(t *testing.T) {
 	t.Parallel()
-	env := apitest.Start(t)
+	// A minute's backoff, so that the throttle cannot lapse between two
+	// requests of a slow test run.
+	env := apitest.StartWith(t, func(c *app.Config) { c.LoginBackoff = time.Minute })
 	o := env.NewOwner(t, "Throttle")
 	const login = `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }`
+	const knownLogin = `mutation($e: String!, $p: String!, $k: String) { login(email: $e, password: $p, knownClient: $k) { accessToken knownClientToken knownClientTokenExpiresAt } }`
+	r0 := env.Do(t, "", knownLogin, map[string]any{"e": o.Email, "p": o.Password})
+	r0.NoErrors(t)
+	var known struct {
+		Login struct{ KnownClientToken string }
+	}
+	r0.Decode(t, &known)
+	require.NotEmpty(t, known.Login.KnownClientToken)
 	r := env.Do(t, "", login, map[string]any{"e": "nobody@owner.test", "p": "whatever-password"})
 	r.RequireCode(t, "UNAUTHENTICATED")
 	unknown := r.Errors[0].Message
@@ -159,6 +170,9 @@ func TestLoginErrorsAndThrottle(t *testing.T) {
 	require.Positive(t, limited.Errors[0].Extensions["retryAfterSeconds"])
 	// Even the right password is refused while throttled.
 	env.Do(t, "", login, map[string]any{"e": o.Email, "p": o.Password}).RequireCode(t, "RATE_LIMITED")
+	// But not for a client that logged in before and says so.
+	env.Do(t, "", knownLogin, map[string]any{"e": o.Email, "p": o.Password, "k": known.Login.KnownClientToken}).NoErrors(t)
+	env.Do(t, "", knownLogin, map[string]any{"e": o.Email, "p": o.Password, "k": "not-a-token"}).RequireCode(t, "RATE_LIMITED")
 }
 
 func TestAPITokens(t *testing.T) {

@@ -81,14 +81,22 @@ func (r *Resolver) authPayload(ctx context.Context, t auth.Tokens) (*model.AuthP
 	if err != nil {
 		return nil, err
 	}
-	return &model.AuthPayload{
+	p := &model.AuthPayload{
 		AccessToken: t.AccessToken, AccessTokenExpiresAt: t.AccessExpiresAt,
 		RefreshToken: t.RefreshToken, RefreshTokenExpiresAt: t.RefreshExpiresAt, User: &u,
-	}, nil
+	}
+	if t.KnownClient != "" {
+		p.KnownClientToken, p.KnownClientTokenExpiresAt = &t.KnownClient, &t.KnownClientExpiresAt
+	}
+	return p, nil
 }
 
-func (r *Resolver) login(ctx context.Context, email, password string) (*model.AuthPayload, error) {
-	t, err := r.AuthSvc.Login(ctx, email, password, request.FromContext(ctx).Client)
+func (r *Resolver) login(ctx context.Context, email, password string, knownClient *string) (*model.AuthPayload, error) {
+	from := auth.LoginClient{Addr: request.FromContext(ctx).Client}
+	if knownClient != nil {
+		from.KnownClient = *knownClient
+	}
+	t, err := r.AuthSvc.Login(ctx, email, password, from)
 	if err != nil {
 		return nil, authError(err)
 	}

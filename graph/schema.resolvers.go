@@ -19,8 +19,8 @@ import (
 )
 
 // Login is the resolver for the login field.
-func (r *mutationResolver) Login(ctx context.Context, email string, password string) (*model.AuthPayload, error) {
-	return r.login(ctx, email, password)
+func (r *mutationResolver) Login(ctx context.Context, email string, password string, knownClient *string) (*model.AuthPayload, error) {
+	return r.login(ctx, email, password, knownClient)
 }
 
 // RefreshToken is the resolver for the refreshToken field.

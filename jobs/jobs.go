@@ -28,7 +28,7 @@ type PruneLoginFailuresArgs struct{}
 func (PruneLoginFailuresArgs) Kind() string { return "auth.prune_login_failures" }
 
 // loginFailureRetention is how long failed logins are kept; the throttle
-// looks back 15 minutes, the rest is for an operator's investigation.
+// looks back a day, the rest is for an operator's investigation.
 const loginFailureRetention = 7 * 24 * time.Hour
 
 type pruneLoginFailuresWorker struct {

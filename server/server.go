@@ -1,6 +1,7 @@
 // Package server wires Rampart's HTTP surface: the GraphQL endpoint, GraphiQL
 // in dev mode, health checks and Prometheus metrics, behind middleware that
-// gives each request an id, records the client address, extracts the bearer
+// gives each request an id, records the client address (from X-Forwarded-For
+// only when the peer is a trusted proxy), extracts the bearer
 // credential (checked later by the GraphQL layer, after the query limits),
 // bounds the body size and logs the request.
 //
@@ -20,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -42,9 +44,10 @@ type Config struct {
 	// MaxBody bounds a request body, in bytes (default 1 MiB), until an
 	// upload route has authenticated its caller and raised its own limit.
 	MaxBody int64
-	// TrustForwardedFor takes the client address from X-Forwarded-For (the
-	// last hop), for deployments behind a reverse proxy.
-	TrustForwardedFor bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For header
+	// names the client (see [request.Proxies.ClientAddr]); from any other
+	// peer the header is ignored. The zero value trusts no one.
+	TrustedProxies request.Proxies
 }
 
 // Server is the API's HTTP server.
@@ -187,20 +190,14 @@ func (s *Server) middleware(next http.Handler, requests *prometheus.CounterVec) 
 	})
 }
 
+// clientAddr is the request's client address: the peer, or the address a
+// trusted proxy forwarded for.
 func (s *Server) clientAddr(r *http.Request) string {
-	if s.cfg.TrustForwardedFor {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			parts := strings.Split(xff, ",")
-			if ip := net.ParseIP(strings.TrimSpace(parts[len(parts)-1])); ip != nil {
-				return ip.String()
-			}
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		return r.RemoteAddr // not TCP (a test's httptest.NewRequest): as it is
 	}
-	return host
+	return s.cfg.TrustedProxies.ClientAddr(ap.Addr(), r.Header.Values("X-Forwarded-For")).String()
 }
 
 // Authenticator turns a bearer credential into a principal; it returns an

@@ -111,11 +111,13 @@ type ComplexityRoot struct {
 	}
 
 	AuthPayload struct {
-		AccessToken           func(childComplexity int) int
-		AccessTokenExpiresAt  func(childComplexity int) int
-		RefreshToken          func(childComplexity int) int
-		RefreshTokenExpiresAt func(childComplexity int) int
-		User                  func(childComplexity int) int
+		AccessToken               func(childComplexity int) int
+		AccessTokenExpiresAt      func(childComplexity int) int
+		KnownClientToken          func(childComplexity int) int
+		KnownClientTokenExpiresAt func(childComplexity int) int
+		RefreshToken              func(childComplexity int) int
+		RefreshTokenExpiresAt     func(childComplexity int) int
+		User                      func(childComplexity int) int
 	}
 
 	Bimi struct {
@@ -238,7 +240,7 @@ type ComplexityRoot struct {
 		CreateAPIToken    func(childComplexity int, accountID *string, name string) int
 		DisableSender     func(childComplexity int, domain string, service string) int
 		EnableSender      func(childComplexity int, domain string, service string) int
-		Login             func(childComplexity int, email string, password string) int
+		Login             func(childComplexity int, email string, password string, knownClient *string) int
 		Logout            func(childComplexity int, refreshToken string) int
 		PinSpfInclude     func(childComplexity int, domain string, include string, expiresAt time.Time) int
 		RefreshToken      func(childComplexity int, refreshToken string) int
@@ -392,7 +394,7 @@ type MemberResolver interface {
 	Role(ctx context.Context, obj *account.Member) (model.Role, error)
 }
 type MutationResolver interface {
-	Login(ctx context.Context, email string, password string) (*model.AuthPayload, error)
+	Login(ctx context.Context, email string, password string, knownClient *string) (*model.AuthPayload, error)
 	RefreshToken(ctx context.Context, refreshToken string) (*model.AuthPayload, error)
 	Logout(ctx context.Context, refreshToken string) (bool, error)
 	CreateAPIToken(ctx context.Context, accountID *string, name string) (*model.CreateAPITokenPayload, error)
@@ -698,6 +700,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuthPayload.AccessTokenExpiresAt(childComplexity), true
+	case "AuthPayload.knownClientToken":
+		if e.ComplexityRoot.AuthPayload.KnownClientToken == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthPayload.KnownClientToken(childComplexity), true
+	case "AuthPayload.knownClientTokenExpiresAt":
+		if e.ComplexityRoot.AuthPayload.KnownClientTokenExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthPayload.KnownClientTokenExpiresAt(childComplexity), true
 	case "AuthPayload.refreshToken":
 		if e.ComplexityRoot.AuthPayload.RefreshToken == nil {
 			break
@@ -1260,7 +1274,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.Login(childComplexity, args["email"].(string), args["password"].(string)), true
+		return e.ComplexityRoot.Mutation.Login(childComplexity, args["email"].(string), args["password"].(string), args["knownClient"].(*string)), true
 	case "Mutation.logout":
 		if e.ComplexityRoot.Mutation.Logout == nil {
 			break
@@ -2186,8 +2200,15 @@ type Query {
 }
 
 type Mutation {
-  "Sign in with e-mail and password. Throttled per account and per client address."
-  login(email: String!, password: String!): AuthPayload!
+  """
+  Sign in with e-mail and password. Failed logins slow further attempts
+  (RATE_LIMITED with ` + "`" + `retryAfterSeconds` + "`" + `, never more than 15 minutes by
+  default) per account and client, per account and per client address.
+  ` + "`" + `knownClient` + "`" + ` is the ` + "`" + `knownClientToken` + "`" + ` of an earlier login from this
+  client: with it, only this client's own failures slow it, so an attack
+  from elsewhere does not keep the owner out.
+  """
+  login(email: String!, password: String!, knownClient: String): AuthPayload!
   "Trade a refresh token for new tokens. Each refresh token works once; reusing one revokes its whole session."
   refreshToken(refreshToken: String!): AuthPayload!
   "End a session: its refresh tokens stop working."
@@ -2324,6 +2345,14 @@ type AuthPayload {
   "An opaque token to get new tokens with ` + "`" + `refreshToken` + "`" + `; it works once."
   refreshToken: String!
   refreshTokenExpiresAt: Time!
+  """
+  From login only: keep it and pass it as ` + "`" + `login(knownClient:)` + "`" + ` next time,
+  so that failed logins from elsewhere do not throttle this client. It
+  proves only that this client logged in to this user before; it is not a
+  credential.
+  """
+  knownClientToken: String
+  knownClientTokenExpiresAt: Time
   user: User!
 }
 
@@ -2474,6 +2503,10 @@ func (ec *executionContext) childFields_AuthPayload(ctx context.Context, field g
 		return ec.fieldContext_AuthPayload_refreshToken(ctx, field)
 	case "refreshTokenExpiresAt":
 		return ec.fieldContext_AuthPayload_refreshTokenExpiresAt(ctx, field)
+	case "knownClientToken":
+		return ec.fieldContext_AuthPayload_knownClientToken(ctx, field)
+	case "knownClientTokenExpiresAt":
+		return ec.fieldContext_AuthPayload_knownClientTokenExpiresAt(ctx, field)
 	case "user":
 		return ec.fieldContext_AuthPayload_user(ctx, field)
 	}
@@ -3221,6 +3254,14 @@ func (ec *executionContext) field_Mutation_login_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["password"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "knownClient",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["knownClient"] = arg2
 	return args, nil
 }
 
@@ -4735,6 +4776,52 @@ func (ec *executionContext) _AuthPayload_refreshTokenExpiresAt(ctx context.Conte
 	)
 }
 func (ec *executionContext) fieldContext_AuthPayload_refreshTokenExpiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthPayload", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AuthPayload_knownClientToken(ctx context.Context, field graphql.CollectedField, obj *model.AuthPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthPayload_knownClientToken(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.KnownClientToken, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AuthPayload_knownClientToken(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuthPayload_knownClientTokenExpiresAt(ctx context.Context, field graphql.CollectedField, obj *model.AuthPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthPayload_knownClientTokenExpiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.KnownClientTokenExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AuthPayload_knownClientTokenExpiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AuthPayload", field, false, false, "Time")
 }
 
@@ -6731,7 +6818,7 @@ func (ec *executionContext) _Mutation_login(ctx context.Context, field graphql.C
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().Login(ctx, fc.Args["email"].(string), fc.Args["password"].(string))
+			return ec.Resolvers.Mutation().Login(ctx, fc.Args["email"].(string), fc.Args["password"].(string), fc.Args["knownClient"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
@@ -10531,6 +10618,16 @@ func (ec *executionContext) _AuthPayload(ctx context.Context, sel ast.SelectionS
 		case "refreshTokenExpiresAt":
 			out.Values[i] = ec._AuthPayload_refreshTokenExpiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "knownClientToken":
+			out.Values[i] = ec._AuthPayload_knownClientToken(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "knownClientTokenExpiresAt":
+			out.Values[i] = ec._AuthPayload_knownClientTokenExpiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "user":

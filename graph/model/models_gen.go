@@ -45,9 +45,15 @@ type AuthPayload struct {
 	AccessToken          string    `json:"accessToken"`
 	AccessTokenExpiresAt time.Time `json:"accessTokenExpiresAt"`
 	// An opaque token to get new tokens with `refreshToken`; it works once.
-	RefreshToken          string        `json:"refreshToken"`
-	RefreshTokenExpiresAt time.Time     `json:"refreshTokenExpiresAt"`
-	User                  *account.User `json:"user"`
+	RefreshToken          string    `json:"refreshToken"`
+	RefreshTokenExpiresAt time.Time `json:"refreshTokenExpiresAt"`
+	// From login only: keep it and pass it as `login(knownClient:)` next time,
+	// so that failed logins from elsewhere do not throttle this client. It
+	// proves only that this client logged in to this user before; it is not a
+	// credential.
+	KnownClientToken          *string       `json:"knownClientToken,omitempty"`
+	KnownClientTokenExpiresAt *time.Time    `json:"knownClientTokenExpiresAt,omitempty"`
+	User                      *account.User `json:"user"`
 }
 
 // A new API token and its secret.

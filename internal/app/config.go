@@ -25,6 +25,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
+	"github.com/rampartmail/rampart/internal/request"
 )
 
 // Config is the configuration shared by the subcommands. Every field has a
@@ -51,6 +52,12 @@ type Config struct {
 	RiverUI     bool
 	// SecureCookies marks cookies Secure behind a TLS-terminating proxy.
 	SecureCookies bool
+
+	// TrustedProxies is a comma-separated list of CIDR prefixes; read it
+	// with [Config.Proxies].
+	TrustedProxies  string
+	LoginBackoff    time.Duration
+	LoginBackoffMax time.Duration
 
 	SMTPAddr              string
 	SMTPHostname          string
@@ -152,6 +159,9 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.IMAPMailbox, "imap-mailbox", env("RAMPART_IMAP_MAILBOX", "INBOX"), "mailbox to pull (env RAMPART_IMAP_MAILBOX)")
 	fs.StringVar(&c.IMAPAccount, "imap-account", env("RAMPART_IMAP_ACCOUNT", ""), "account id the pulled reports belong to (env RAMPART_IMAP_ACCOUNT)")
 	fs.DurationVar(&c.IMAPInterval, "imap-interval", envDuration("RAMPART_IMAP_INTERVAL", imappull.DefaultInterval), "how often to pull (env RAMPART_IMAP_INTERVAL)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", env("RAMPART_TRUSTED_PROXIES", ""), "comma-separated CIDR prefixes of reverse proxies trusted to name the client: X-Forwarded-For on the API and /upload, the PROXY protocol (v1 or v2, required from them) on SMTP (env RAMPART_TRUSTED_PROXIES; default none)")
+	fs.DurationVar(&c.LoginBackoff, "login-backoff", envDuration("RAMPART_LOGIN_BACKOFF", auth.DefaultLoginBackoff), "first wait imposed once a client's free failed logins are spent; doubles per failure (env RAMPART_LOGIN_BACKOFF)")
+	fs.DurationVar(&c.LoginBackoffMax, "login-backoff-max", envDuration("RAMPART_LOGIN_BACKOFF_MAX", auth.DefaultLoginBackoffMax), "ceiling of the wait between failed logins (env RAMPART_LOGIN_BACKOFF_MAX)")
 	fs.BoolVar(&c.RiverUI, "river-ui", env("RAMPART_RIVER_UI", "") == "true", "serve the River job dashboard at /riverui/ to instance operators (`rampart admin grant-operator`) (env RAMPART_RIVER_UI=true; on in dev)")
 	fs.BoolVar(&c.SecureCookies, "secure-cookies", c.envBool("RAMPART_SECURE_COOKIES", false), "the API is served over https by a TLS-terminating proxy: mark the dashboard cookie Secure and expect https origins (env RAMPART_SECURE_COOKIES=true; automatic when the server itself terminates TLS)")
 	fs.StringVar(&c.JWTKey, "jwt-key", env("RAMPART_JWT_KEY", ""), "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
@@ -180,6 +190,16 @@ func (c *Config) EdgeRRL() int {
 		return dnsedge.RRLOff
 	}
 	return c.EdgeRRLRate
+}
+
+// Proxies returns the trusted proxies. A malformed list is an error, from
+// the flag and the environment alike.
+func (c *Config) Proxies() (request.Proxies, error) {
+	p, err := request.ParseProxies(c.TrustedProxies)
+	if err != nil {
+		return request.Proxies{}, fmt.Errorf("-trusted-proxies (RAMPART_TRUSTED_PROXIES): %w", err)
+	}
+	return p, nil
 }
 
 // NameServers returns the edge name servers' host names.

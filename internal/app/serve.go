@@ -29,6 +29,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
 	"github.com/rampartmail/rampart/internal/reporting"
+	"github.com/rampartmail/rampart/internal/request"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/jobs"
 	"github.com/rampartmail/rampart/migrations"
@@ -50,7 +51,7 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 	if err != nil {
 		return nil, err
 	}
-	a, err := auth.NewService(pool, keys, auth.Config{}, log)
+	a, err := auth.NewService(pool, keys, auth.Config{LoginBackoff: cfg.LoginBackoff, LoginBackoffMax: cfg.LoginBackoffMax}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +111,10 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
+	proxies, err := cfg.Proxies()
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Migrate {
 		if err := migrations.Up(ctx, pool, log); err != nil {
 			return nil, err
@@ -167,11 +172,11 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 			server.Route{Pattern: "/riverui/", Handler: server.OperatorOnly(gate, dashboard)})
 	}
 	api := server.GraphQLUploads(authenticate, limits.UploadBytes, log, gql)
-	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, api, pool, reg, log, routes...)
+	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev, TrustedProxies: proxies}, api, pool, reg, log, routes...)
 	if err := httpSrv.Listen(); err != nil {
 		return nil, err
 	}
-	intake, err := newIntake(cfg, pool, store, log)
+	intake, err := newIntake(cfg, proxies, pool, store, log)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +250,7 @@ type intake struct {
 	log    *slog.Logger
 }
 
-func newIntake(cfg *Config, pool *pgxpool.Pool, store *ingest.Store, log *slog.Logger) (*intake, error) {
+func newIntake(cfg *Config, proxies request.Proxies, pool *pgxpool.Pool, store *ingest.Store, log *slog.Logger) (*intake, error) {
 	in := &intake{log: log}
 	if cfg.SMTPAddr != "" {
 		var tlsCfg *tls.Config
@@ -259,6 +264,7 @@ func newIntake(cfg *Config, pool *pgxpool.Pool, store *ingest.Store, log *slog.L
 			Addr: cfg.SMTPAddr, Domain: cfg.ReportsDomain, Hostname: cfg.SMTPHostname, TLS: tlsCfg,
 			MaxSize: int64(cfg.SMTPMaxSize), MaxSessionsPerClient: cfg.SMTPMaxConnPerIP,
 			SessionsPerMinute: cfg.SMTPSessionsPerMinute, MessagesPerMinute: cfg.SMTPMessagesPerMinute,
+			TrustedProxies: proxies,
 		}, store, log.With("component", "smtp"))
 		if err != nil {
 			return nil, err

@@ -34,13 +34,19 @@
 // logins cannot exhaust memory.
 //
 // Online guessing is throttled in PostgreSQL (table login_failures), so the
-// limit holds across every API replica: by default 10 failures per e-mail
-// address (guessing one user's password) and 50 per client address (one
-// host spraying many users; the /64 for IPv6) within 15 minutes. Attempts are
-// recorded before the password is checked, so parallel requests cannot slip
-// past the count. The per-address limit lets an attacker lock a user out for
-// the window; that is the price of stopping guessing, and an owner can still
-// be reached through other means.
+// limit holds across every API replica. Failures are counted in buckets;
+// past a bucket's free failures each attempt waits a backoff that doubles
+// up to a ceiling (1 s to 15 minutes by default), so an attacker is slowed
+// to one guess per ceiling and bucket but no one is locked out for good.
+// Unknown clients are counted per e-mail address and client (5 free), per
+// e-mail address (10: guessing from many addresses) and per client address
+// (50: spraying many accounts; the /64 for IPv6). A client that logged in
+// before proves it with the known-client token it was given ([Tokens],
+// [LoginClient]) and is slowed only by its own failures, so an attack on
+// the account does not keep the owner out of their devices. See
+// [Service.Login] for the design, and for where a second factor fits.
+// Attempts are recorded before the password is checked, so parallel
+// requests cannot slip past the count.
 //
 // Account enumeration: a wrong password, an unknown address and a disabled
 // user get the same error after the same hashing work (an unknown address is

@@ -19,7 +19,7 @@ import (
 func FuzzAuthenticate(f *testing.F) {
 	fx := setup(f)
 	userID, accountID := fx.newUser(f, "alice@example.com", testPassword)
-	tok, err := fx.svc.Login(fx.ctx, "alice@example.com", testPassword, "192.0.2.1")
+	tok, err := fx.svc.Login(fx.ctx, "alice@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rampartmail/rampart/internal/auth/authdb"
@@ -28,59 +29,126 @@ type Tokens struct {
 	// cookie) and never log it.
 	RefreshToken     string
 	RefreshExpiresAt time.Time
+	// KnownClient is set by [Service.Login] only: a token that marks this
+	// client as known to the user's account. The client keeps it and
+	// presents it with its next logins ([LoginClient].KnownClient), so
+	// that failures elsewhere do not throttle it.
+	KnownClient          string
+	KnownClientExpiresAt time.Time
+}
+
+// LoginClient is who attempts a login.
+type LoginClient struct {
+	// Addr is the client's address (an IP address, or IP:port), as the
+	// HTTP layer determined it from the peer and trusted proxies.
+	Addr string
+	// KnownClient is the known-client token the client was given at an
+	// earlier successful login ([Tokens].KnownClient), or "".
+	KnownClient string
 }
 
 // Login checks an e-mail address and password and starts a session.
 //
-// client is the address of the client (an IP address, or IP:port); failures
-// are counted per e-mail address and per client address (the /64 for IPv6,
-// as one host usually holds a whole /64). If more than Config.MaxEmailFailures
-// or Config.MaxClientFailures logins failed within Config.LoginWindow, Login
-// returns a [*RateLimitError] without looking at the password. A wrong
-// password, an unknown address and a disabled user all return
+// A wrong password, an unknown address and a disabled user all return
 // [ErrInvalidCredentials] after the same amount of hashing, so neither the
-// answer nor its timing tells which addresses have accounts.
+// answer nor its timing tells which addresses have accounts. A successful
+// login returns, besides the session's tokens, a known-client token for the
+// client to keep (a fresh one, with the same client id, when it presented a
+// valid one).
 //
-// Each attempt is recorded as a failure before the password is checked, and
-// the record is removed if the attempt is throttled or succeeds (with all
-// other failures for the address). Counting the attempt first means that a
-// burst of parallel attempts cannot all pass the check before any failure is
-// recorded; attempts in flight count against each other, so a burst beyond
-// the limit may be refused entirely. An attempt abandoned halfway (a
-// cancelled context) counts as a failure.
-func (s *Service) Login(ctx context.Context, email, password, client string) (Tokens, error) {
+// # Throttling
+//
+// Failed logins are recorded in PostgreSQL, so every replica sees them,
+// and counted in buckets. Each bucket lets some failures pass freely
+// (within [Config].LoginWindow); after that an attempt must wait
+// [Config].LoginBackoff after the bucket's newest failure, doubled with
+// each further failure up to [Config].LoginBackoffMax. Until then Login
+// returns a [*RateLimitError] without looking at the password. Nothing is
+// ever locked for longer than the ceiling: an attacker keeps one guess per
+// ceiling and bucket, no more, and no one is shut out for good.
+//
+// Which buckets an attempt must pass depends on who makes it:
+//
+//   - A known client (it presents a valid known-client token issued to the
+//     user, by this or any replica) passes only its own bucket: its own
+//     failures at this account, MaxPairFailures free. Failures of any
+//     other client, however many, do not slow it: an attacker cannot lock
+//     the owner out of a device the owner has logged in from.
+//   - Any other client passes three: its failures at this e-mail address
+//     (MaxPairFailures free), the e-mail address's failures from all
+//     unknown clients (MaxEmailFailures: guessing one password from many
+//     addresses), and its failures at any address (MaxClientFailures: one
+//     host spraying many accounts). A client is an IPv4 address or an IPv6
+//     /64.
+//
+// The owner on a new device is thus slowed while an attack on the account
+// goes on, by at most the ceiling per attempt; their known devices are not.
+// A client address is not taken as proof of having logged in before:
+// addresses are shared (NAT, carrier-grade NAT, proxies) and change
+// (mobile networks), and anyone behind the owner's address would share the
+// exemption. The token names one client, survives address changes, cannot
+// be forged without the signing key, and is bound to the user, so a token
+// of the attacker's own account does not help against another.
+//
+// Second factor: once MFA exists, an attempt with a valid second factor
+// should be admitted on its own path (see [path]) that keeps the pair and
+// client buckets but skips the e-mail bucket, so that an owner with the
+// factor gets in during an attack even from a new device; a wrong factor is
+// a failure in the pair bucket.
+//
+// Each attempt is recorded as a failure before the buckets are read, and
+// the record is removed if the attempt is throttled, or, with the other
+// failures of its own bucket (pair or known client), if it succeeds.
+// Counting the attempt first means that a burst of parallel attempts
+// cannot all pass the check before any failure is recorded; attempts in
+// flight count against each other, so a burst beyond the free failures may
+// be refused entirely. An attempt abandoned halfway (a cancelled context)
+// counts as a failure.
+func (s *Service) Login(ctx context.Context, email, password string, from LoginClient) (Tokens, error) {
 	email, valid := normalizeEmail(email)
-	client = clientKey(client)
+	client := clientKey(from.Addr)
 	now := s.now()
-
-	attempt, err := s.q.InsertLoginFailure(ctx, authdb.InsertLoginFailureParams{Email: email, Client: client, CreatedAt: now})
-	if err != nil {
-		return Tokens{}, fmt.Errorf("login: record attempt: %w", err)
-	}
-	retry, err := s.throttle(ctx, email, client, now)
-	if err != nil {
-		return Tokens{}, fmt.Errorf("login: %w", err)
-	}
-	if retry > 0 {
-		// Refused, not failed: it must not extend the lockout.
-		if err := s.q.DeleteLoginFailure(ctx, attempt); err != nil {
-			return Tokens{}, fmt.Errorf("login: forget throttled attempt: %w", err)
-		}
-		s.log.InfoContext(ctx, "login throttled", "client", client, "retry_after", retry)
-		return Tokens{}, &RateLimitError{RetryAfter: retry}
-	}
 
 	var user authdb.GetUserForLoginRow
 	found := false
 	if valid {
-		user, err = s.q.GetUserForLogin(ctx, email)
+		u, err := s.q.GetUserForLogin(ctx, email)
 		switch {
 		case err == nil:
-			found = true
+			user, found = u, true
 		case !errors.Is(err, pgx.ErrNoRows):
 			return Tokens{}, fmt.Errorf("login: load user: %w", err)
 		}
 	}
+	a := attempt{email: email, client: client, path: pathUnknown}
+	if found && from.KnownClient != "" {
+		id, err := s.known.verify(from.KnownClient, user.ID)
+		if err == nil {
+			a.path, a.knownClient = pathKnown, id
+		} else {
+			s.log.DebugContext(ctx, "login: known-client token not accepted", "client", client, "err", err)
+		}
+	}
+
+	var err error
+	if a.id, err = s.q.InsertLoginFailure(ctx, authdb.InsertLoginFailureParams{
+		Email: email, Client: client, KnownClient: a.knownClientPtr(), CreatedAt: now,
+	}); err != nil {
+		return Tokens{}, fmt.Errorf("login: record attempt: %w", err)
+	}
+	retry, err := s.throttle(ctx, a, now)
+	if err != nil {
+		return Tokens{}, fmt.Errorf("login: %w", err)
+	}
+	if retry > 0 {
+		// Refused, not failed: it must not extend the backoff.
+		if err := s.q.DeleteLoginFailure(ctx, a.id); err != nil {
+			return Tokens{}, fmt.Errorf("login: forget throttled attempt: %w", err)
+		}
+		s.log.InfoContext(ctx, "login throttled", "client", client, "known_client", a.path == pathKnown, "retry_after", retry)
+		return Tokens{}, &RateLimitError{RetryAfter: retry}
+	}
+
 	ok := false
 	if len(password) <= MaxPasswordLen { // no stored hash is of a longer one
 		hash := s.dummyHash
@@ -102,40 +170,154 @@ func (s *Service) Login(ctx context.Context, email, password, client string) (To
 	if err != nil {
 		return Tokens{}, fmt.Errorf("login: %w", err)
 	}
-	if err := s.q.DeleteLoginFailuresForEmail(ctx, email); err != nil {
+	if err := s.forget(ctx, a); err != nil {
 		// The session exists; leftover failures only make throttling stricter.
 		s.log.WarnContext(ctx, "login: clear failures", "user_id", user.ID, "err", err)
+	}
+	if a.path != pathKnown {
+		a.knownClient = uuid.New()
+	}
+	if tokens.KnownClient, tokens.KnownClientExpiresAt, err = s.known.sign(user.ID, a.knownClient); err != nil {
+		return Tokens{}, fmt.Errorf("login: %w", err)
 	}
 	return tokens, nil
 }
 
+// path is the way an attempt is admitted: which buckets it must pass.
+type path int
+
+const (
+	// pathUnknown: a client without a valid known-client token. Buckets:
+	// pair, e-mail, client.
+	pathUnknown path = iota
+	// pathKnown: a client with a valid known-client token. Bucket: its own.
+	pathKnown
+	// A valid second factor, once MFA exists, would add a path with the
+	// pair and client buckets only; see [Service.Login].
+)
+
+// bucket is a set of failures counted together.
+type bucket int
+
+const (
+	bucketPair        bucket = iota // one unknown client at one e-mail address
+	bucketEmail                     // one e-mail address, all unknown clients
+	bucketClient                    // one unknown client, all e-mail addresses
+	bucketKnownClient               // one known client at its user's address
+)
+
+// buckets are the buckets an attempt on path must pass.
+func (p path) buckets() []bucket {
+	if p == pathKnown {
+		return []bucket{bucketKnownClient}
+	}
+	return []bucket{bucketPair, bucketEmail, bucketClient}
+}
+
+// attempt is one login attempt being decided.
+type attempt struct {
+	id          int64 // its login_failures row
+	email       string
+	client      string // clientKey of the address
+	path        path
+	knownClient uuid.UUID // set on pathKnown
+}
+
+func (a attempt) knownClientPtr() *uuid.UUID {
+	if a.path != pathKnown {
+		return nil
+	}
+	return &a.knownClient
+}
+
+// free is how many failures a bucket allows before backoff.
+func (s *Service) free(b bucket) int {
+	switch b {
+	case bucketEmail:
+		return s.cfg.MaxEmailFailures
+	case bucketClient:
+		return s.cfg.MaxClientFailures
+	default:
+		return s.cfg.MaxPairFailures
+	}
+}
+
+// backoff is how long after its newest failure a bucket holding failures
+// (free of them allowed) admits the next attempt: 0 while failures < free,
+// then LoginBackoff doubled for each failure beyond, up to LoginBackoffMax.
+func (s *Service) backoff(failures, free int) time.Duration {
+	if failures < free {
+		return 0
+	}
+	d := s.cfg.LoginBackoff
+	for i := free; i < failures && d < s.cfg.LoginBackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.LoginBackoffMax)
+}
+
 // throttle returns how long the client must wait, or 0 if the attempt may
-// proceed. The attempt itself is already recorded, so the limit is exceeded
-// when a failure exists at 0-based position limit among the newest; the
-// attempt may proceed once that one leaves the window.
-func (s *Service) throttle(ctx context.Context, email, client string, now time.Time) (time.Duration, error) {
+// proceed: the longest wait any of its buckets imposes. The attempt itself
+// is already recorded and not counted; other attempts in flight are.
+func (s *Service) throttle(ctx context.Context, a attempt, now time.Time) (time.Duration, error) {
 	since := now.Add(-s.cfg.LoginWindow)
 	var until time.Time
-	t, err := s.q.NthRecentEmailFailure(ctx, authdb.NthRecentEmailFailureParams{Email: email, Since: since, Skip: int32(s.cfg.MaxEmailFailures)})
-	switch {
-	case err == nil:
-		until = t.Add(s.cfg.LoginWindow)
-	case !errors.Is(err, pgx.ErrNoRows):
-		return 0, fmt.Errorf("count failures for e-mail address: %w", err)
+	for _, b := range a.path.buckets() {
+		failures, newest, err := s.failures(ctx, b, a, since)
+		if err != nil {
+			return 0, err
+		}
+		if wait := s.backoff(int(failures), s.free(b)); wait > 0 {
+			until = later(until, newest.Add(wait))
+		}
 	}
-	t, err = s.q.NthRecentClientFailure(ctx, authdb.NthRecentClientFailureParams{Client: client, Since: since, Skip: int32(s.cfg.MaxClientFailures)})
-	switch {
-	case err == nil:
-		until = later(until, t.Add(s.cfg.LoginWindow))
-	case !errors.Is(err, pgx.ErrNoRows):
-		return 0, fmt.Errorf("count failures for client: %w", err)
-	}
-	if until.IsZero() {
+	if !until.After(now) {
 		return 0, nil
 	}
 	// Whole seconds, at least one: it becomes an HTTP Retry-After.
 	wait := until.Sub(now)
 	return max(time.Second, (wait+time.Second-1)/time.Second*time.Second), nil
+}
+
+// failures counts a bucket's failures in the window, other than the
+// attempt's own, and returns the newest.
+func (s *Service) failures(ctx context.Context, b bucket, a attempt, since time.Time) (int32, time.Time, error) {
+	var (
+		r   authdb.PairFailuresRow
+		err error
+	)
+	switch b {
+	case bucketPair:
+		r, err = s.q.PairFailures(ctx, authdb.PairFailuresParams{Email: a.email, Client: a.client, Since: since, Attempt: a.id})
+	case bucketEmail:
+		var e authdb.AccountFailuresRow
+		e, err = s.q.AccountFailures(ctx, authdb.AccountFailuresParams{Email: a.email, Since: since, Attempt: a.id})
+		r = authdb.PairFailuresRow(e)
+	case bucketClient:
+		var c authdb.ClientFailuresRow
+		c, err = s.q.ClientFailures(ctx, authdb.ClientFailuresParams{Client: a.client, Since: since, Attempt: a.id})
+		r = authdb.PairFailuresRow(c)
+	case bucketKnownClient:
+		var k authdb.KnownClientFailuresRow
+		k, err = s.q.KnownClientFailures(ctx, authdb.KnownClientFailuresParams{Email: a.email, KnownClient: a.knownClientPtr(), Since: since, Attempt: a.id})
+		r = authdb.PairFailuresRow(k)
+	}
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("count failures (bucket %d): %w", b, err)
+	}
+	return r.Failures, r.Newest, nil
+}
+
+// forget clears the failures of the successful attempt's own bucket, its
+// own row included. The e-mail and client buckets keep theirs except the
+// pair's: an owner's success must not hand an attacker elsewhere a fresh
+// allowance, and a sprayer must not clear its record by logging in to an
+// account of its own.
+func (s *Service) forget(ctx context.Context, a attempt) error {
+	if a.path == pathKnown {
+		return s.q.DeleteKnownClientLoginFailures(ctx, authdb.DeleteKnownClientLoginFailuresParams{Email: a.email, KnownClient: a.knownClientPtr()})
+	}
+	return s.q.DeleteClientLoginFailures(ctx, authdb.DeleteClientLoginFailuresParams{Email: a.email, Client: a.client})
 }
 
 func later(a, b time.Time) time.Time {

@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto/sha256"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,10 @@ func TestNewServiceConfig(t *testing.T) {
 	require.Equal(t, DefaultRefreshTTL, svc.cfg.RefreshTTL)
 	require.Equal(t, DefaultLoginWindow, svc.cfg.LoginWindow)
 	require.Equal(t, DefaultMaxEmailFailures, svc.cfg.MaxEmailFailures)
+	require.Equal(t, DefaultMaxPairFailures, svc.cfg.MaxPairFailures)
+	require.Equal(t, DefaultLoginBackoff, svc.cfg.LoginBackoff)
+	require.Equal(t, DefaultLoginBackoffMax, svc.cfg.LoginBackoffMax)
+	require.Equal(t, DefaultKnownClientTTL, svc.cfg.KnownClientTTL)
 	require.Equal(t, DefaultMaxClientFailures, svc.cfg.MaxClientFailures)
 	// The dummy hash costs what a real one does.
 	p, _, _, err := decodeHash(svc.dummyHash)
@@ -40,6 +45,10 @@ func TestNewServiceConfig(t *testing.T) {
 		"bad argon2 params":         {Params: Params{Memory: 1, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}},
 		"negative throttle window":  {Params: testParams, LoginWindow: -time.Minute},
 		"negative client threshold": {Params: testParams, MaxClientFailures: -5},
+		"negative pair threshold":   {Params: testParams, MaxPairFailures: -1},
+		"negative backoff":          {Params: testParams, LoginBackoff: -time.Second},
+		"ceiling below backoff":     {Params: testParams, LoginBackoff: time.Minute, LoginBackoffMax: time.Second},
+		"ceiling beyond window":     {Params: testParams, LoginWindow: time.Minute, LoginBackoffMax: time.Hour},
 	} {
 		_, err := NewService(pool, keys, cfg, nil)
 		require.Error(t, err, name)
@@ -56,7 +65,7 @@ func TestLogin(t *testing.T) {
 	userID, _ := f.newUser(t, "alice@example.com", testPassword)
 	now := f.clock.Now()
 
-	tok, err := f.svc.Login(f.ctx, "  Alice@Example.COM ", testPassword, "192.0.2.1")
+	tok, err := f.svc.Login(f.ctx, "  Alice@Example.COM ", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.NoError(t, err)
 	require.Equal(t, now.Add(DefaultAccessTTL), tok.AccessExpiresAt)
 	require.Equal(t, now.Add(DefaultRefreshTTL), tok.RefreshExpiresAt)
@@ -82,9 +91,9 @@ func TestLoginWrongPasswordAndUnknownEmail(t *testing.T) {
 	f := setup(t)
 	f.newUser(t, "alice@example.com", testPassword)
 
-	_, wrong := f.svc.Login(f.ctx, "alice@example.com", "not the password", "192.0.2.1")
+	_, wrong := f.svc.Login(f.ctx, "alice@example.com", "not the password", LoginClient{Addr: "192.0.2.1"})
 	require.ErrorIs(t, wrong, ErrInvalidCredentials)
-	_, unknown := f.svc.Login(f.ctx, "Mallory@Example.com", testPassword, "192.0.2.1")
+	_, unknown := f.svc.Login(f.ctx, "Mallory@Example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.ErrorIs(t, unknown, ErrInvalidCredentials)
 	require.Equal(t, wrong.Error(), unknown.Error())
 
@@ -101,7 +110,7 @@ func TestLoginWrongPasswordAndUnknownEmail(t *testing.T) {
 		{strings.Repeat("a", maxEmailLen+1) + "@example.com", testPassword},
 		{"", testPassword},
 	} {
-		_, err := f.svc.Login(f.ctx, tc.email, tc.pw, "192.0.2.1")
+		_, err := f.svc.Login(f.ctx, tc.email, tc.pw, LoginClient{Addr: "192.0.2.1"})
 		require.ErrorIs(t, err, ErrInvalidCredentials, "%q", tc.email)
 	}
 }
@@ -112,83 +121,201 @@ func TestLoginThrottlePerEmail(t *testing.T) {
 	aliceID, _ := f.newUser(t, "alice@example.com", testPassword)
 	f.newUser(t, "bob@example.com", testPassword)
 
-	// A success clears earlier failures.
+	// A success clears the client's earlier failures.
 	for range 2 {
-		_, err := f.svc.Login(f.ctx, "alice@example.com", "wrong password!", "192.0.2.1")
+		_, err := f.svc.Login(f.ctx, "alice@example.com", "wrong password!", LoginClient{Addr: "192.0.2.1"})
 		require.ErrorIs(t, err, ErrInvalidCredentials)
 	}
-	_, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, "192.0.2.1")
+	_, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.NoError(t, err)
 	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM login_failures WHERE email = 'alice@example.com'`))
 
-	// Three failures from different clients are allowed; the fourth
-	// attempt is refused even with the right password.
+	// Three failures from different clients are free; the fourth attempt
+	// from any unknown client must wait, even with the right password.
 	for i := range 3 {
-		_, err := f.svc.Login(f.ctx, "alice@example.com", "wrong password!", "192.0.2."+string(rune('1'+i)))
+		_, err := f.svc.Login(f.ctx, "alice@example.com", "wrong password!", LoginClient{Addr: "192.0.2." + string(rune('1'+i))})
 		require.ErrorIs(t, err, ErrInvalidCredentials)
 	}
-	_, err = f.svc.Login(f.ctx, "ALICE@example.com", testPassword, "198.51.100.7")
+	_, err = f.svc.Login(f.ctx, "ALICE@example.com", testPassword, LoginClient{Addr: "198.51.100.7"})
 	require.ErrorIs(t, err, ErrRateLimited)
 	var rl *RateLimitError
 	require.ErrorAs(t, err, &rl)
-	require.Equal(t, DefaultLoginWindow, rl.RetryAfter)
+	require.Equal(t, DefaultLoginBackoff, rl.RetryAfter)
 
 	// The password is not even looked at: a broken hash would be an error.
 	_, err = f.pool.Exec(f.ctx, `UPDATE users SET password_hash = 'broken' WHERE id = $1`, aliceID)
 	require.NoError(t, err)
-	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, "198.51.100.7")
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.7"})
 	require.ErrorIs(t, err, ErrRateLimited)
 	hash, err := testParams.Hash(testPassword)
 	require.NoError(t, err)
 	_, err = f.pool.Exec(f.ctx, `UPDATE users SET password_hash = $2 WHERE id = $1`, aliceID, hash)
 	require.NoError(t, err)
 
-	// Refused attempts do not extend the lockout.
+	// Refused attempts do not extend the backoff.
 	require.Equal(t, 3, f.count(t, `SELECT count(*) FROM login_failures WHERE email = 'alice@example.com'`))
 
 	// Other addresses from the same clients are unaffected.
-	_, err = f.svc.Login(f.ctx, "bob@example.com", testPassword, "192.0.2.1")
+	_, err = f.svc.Login(f.ctx, "bob@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.NoError(t, err)
 
-	// RetryAfter counts down, and the lockout ends with the window.
-	f.clock.Advance(10*time.Minute + 500*time.Millisecond)
-	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, "198.51.100.7")
-	require.ErrorAs(t, err, &rl)
-	require.Equal(t, 5*time.Minute, rl.RetryAfter) // 4m59.5s rounded up
-	f.clock.Advance(5 * time.Minute)
-	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, "198.51.100.7")
+	// Once the backoff has passed, a login succeeds. It clears only its
+	// own client's failures: the address's others stay, so the next
+	// failure doubles the wait.
+	f.clock.Advance(DefaultLoginBackoff)
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.7"})
 	require.NoError(t, err)
-	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM login_failures WHERE email = 'alice@example.com'`))
+	require.Equal(t, 3, f.count(t, `SELECT count(*) FROM login_failures WHERE email = 'alice@example.com'`))
+	_, err = f.svc.Login(f.ctx, "alice@example.com", "wrong password!", LoginClient{Addr: "192.0.2.9"})
+	require.ErrorIs(t, err, ErrInvalidCredentials)
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.7"})
+	require.ErrorAs(t, err, &rl)
+	require.Equal(t, 2*DefaultLoginBackoff, rl.RetryAfter)
+
+	// Failures leave the window eventually.
+	f.clock.Advance(DefaultLoginWindow)
+	_, err = f.svc.Login(f.ctx, "alice@example.com", "wrong password!", LoginClient{Addr: "192.0.2.9"})
+	require.ErrorIs(t, err, ErrInvalidCredentials)
 }
 
 func TestLoginThrottlePerClient(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *Config) { c.MaxClientFailures = 5 })
+	f := setup(t, func(c *Config) { c.MaxClientFailures = 5; c.LoginBackoff = time.Minute })
 	f.newUser(t, "alice@example.com", testPassword)
 
 	// Five failures for different addresses from hosts of one IPv6 /64.
 	for i := range 5 {
-		_, err := f.svc.Login(f.ctx, "user"+string(rune('a'+i))+"@example.com", testPassword, "2001:db8:1:2::"+string(rune('1'+i)))
+		_, err := f.svc.Login(f.ctx, "user"+string(rune('a'+i))+"@example.com", testPassword, LoginClient{Addr: "2001:db8:1:2::" + string(rune('1'+i))})
 		require.ErrorIs(t, err, ErrInvalidCredentials)
 	}
 	require.Equal(t, 5, f.count(t, `SELECT count(*) FROM login_failures WHERE client = '2001:db8:1:2::/64'`))
 
-	// Any host of that /64 is now refused, even with the right password.
+	// Any host of that /64 must now wait, even with the right password.
 	for _, client := range []string{"2001:db8:1:2::ffff", "[2001:db8:1:2:aaaa::1]:443"} {
-		_, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, client)
+		_, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: client})
 		var rl *RateLimitError
 		require.ErrorAs(t, err, &rl, client)
-		require.Equal(t, DefaultLoginWindow, rl.RetryAfter)
+		require.Equal(t, time.Minute, rl.RetryAfter)
 	}
 	// The neighbouring /64 and IPv4 clients are not.
-	_, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, "2001:db8:1:3::1")
+	_, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "2001:db8:1:3::1"})
 	require.NoError(t, err)
-	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, "192.0.2.1")
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.NoError(t, err)
 
-	f.clock.Advance(DefaultLoginWindow)
-	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, "2001:db8:1:2::ffff")
+	f.clock.Advance(time.Minute)
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "2001:db8:1:2::ffff"})
 	require.NoError(t, err)
+}
+
+// One client guessing one address: its waits double from the first
+// backoff up to the ceiling and stay there; never longer, never for good.
+func TestLoginBackoffUpToCeiling(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *Config) {
+		c.MaxPairFailures, c.LoginBackoff, c.LoginBackoffMax = 2, time.Second, 8*time.Second
+	})
+	f.newUser(t, "alice@example.com", testPassword)
+	var waits []time.Duration
+	for len(waits) < 6 {
+		_, err := f.svc.Login(f.ctx, "alice@example.com", "wrong password!", LoginClient{Addr: "192.0.2.1"})
+		var rl *RateLimitError
+		if errors.As(err, &rl) {
+			waits = append(waits, rl.RetryAfter)
+			f.clock.Advance(rl.RetryAfter)
+			continue
+		}
+		require.ErrorIs(t, err, ErrInvalidCredentials)
+	}
+	require.Equal(t, []time.Duration{1 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second, 8 * time.Second}, waits)
+	// Another unknown client at the same address is still within the
+	// address's free failures (10), and so gets in.
+	_, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.7"})
+	require.NoError(t, err)
+}
+
+// An attack on an account from many addresses slows every unknown client,
+// but not one that has logged in before and shows its known-client token;
+// that one is slowed only by its own failures.
+func TestLoginKnownClientNotThrottledByOthers(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	aliceID, _ := f.newUser(t, "alice@example.com", testPassword)
+	f.newUser(t, "bob@example.com", testPassword)
+	first, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
+	require.NoError(t, err)
+	require.NotEmpty(t, first.KnownClient)
+	require.Equal(t, f.clock.Now().Add(DefaultKnownClientTTL), first.KnownClientExpiresAt)
+	bob, err := f.svc.Login(f.ctx, "bob@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
+	require.NoError(t, err)
+
+	// The attack: each address guesses a few times, freely; together they
+	// exhaust the account's free failures and are slowed.
+	limited := 0
+	for i := range 40 {
+		_, err := f.svc.Login(f.ctx, "alice@example.com", "guess", LoginClient{Addr: "203.0.113." + strconv.Itoa(i/3)})
+		if errors.Is(err, ErrRateLimited) {
+			limited++
+			continue
+		}
+		require.ErrorIs(t, err, ErrInvalidCredentials)
+	}
+	require.Equal(t, 40-DefaultMaxEmailFailures, limited)
+
+	// Unknown clients, the owner on a new device included, must wait.
+	for _, kc := range []string{
+		"",                // none
+		bob.KnownClient,   // another user's
+		first.AccessToken, // not a known-client token
+		forgedKnownClient(t, aliceID),
+		first.KnownClient[:len(first.KnownClient)-2] + "AA", // bad signature
+	} {
+		_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.7", KnownClient: kc})
+		require.ErrorIs(t, err, ErrRateLimited)
+	}
+
+	// The known client gets in from anywhere, and its token is renewed
+	// for the same client.
+	again, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.8", KnownClient: first.KnownClient})
+	require.NoError(t, err)
+	id1, err := f.svc.known.verify(first.KnownClient, aliceID)
+	require.NoError(t, err)
+	id2, err := f.svc.known.verify(again.KnownClient, aliceID)
+	require.NoError(t, err)
+	require.Equal(t, id1, id2)
+
+	// Its own failures slow it, and no one else.
+	for range DefaultMaxPairFailures {
+		_, err := f.svc.Login(f.ctx, "alice@example.com", "typo", LoginClient{Addr: "198.51.100.8", KnownClient: again.KnownClient})
+		require.ErrorIs(t, err, ErrInvalidCredentials)
+	}
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.8", KnownClient: again.KnownClient})
+	require.ErrorIs(t, err, ErrRateLimited)
+	require.Equal(t, DefaultMaxPairFailures, f.count(t, `SELECT count(*) FROM login_failures WHERE known_client = $1`, id1))
+	other, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "192.0.2.1", KnownClient: first.KnownClient})
+	require.ErrorIs(t, err, ErrRateLimited, "the same client id, so the same bucket")
+	require.Empty(t, other.KnownClient)
+
+	// The attackers' wait has a ceiling: they are slowed, not shut out.
+	f.clock.Advance(DefaultLoginBackoffMax)
+	_, err = f.svc.Login(f.ctx, "alice@example.com", "guess", LoginClient{Addr: "203.0.113.99"})
+	require.ErrorIs(t, err, ErrInvalidCredentials)
+	// And the known client's success clears only its own failures.
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.8", KnownClient: again.KnownClient})
+	require.NoError(t, err)
+	require.Equal(t, 0, f.count(t, `SELECT count(*) FROM login_failures WHERE known_client IS NOT NULL`))
+	require.Equal(t, DefaultMaxEmailFailures+1, f.count(t, `SELECT count(*) FROM login_failures WHERE email = 'alice@example.com'`))
+}
+
+// forgedKnownClient is a well-formed known-client token for the user signed
+// with a key the service does not know under its kid.
+func forgedKnownClient(t *testing.T, userID uuid.UUID) string {
+	t.Helper()
+	other := testKeySet(t, "k1")
+	k := newKnownClients(other, DefaultIssuer, time.Hour, time.Now, nil)
+	s, _, err := k.sign(userID, uuid.New())
+	require.NoError(t, err)
+	return s
 }
 
 // A burst of parallel attempts gets no more password checks than the limit:
@@ -203,7 +330,7 @@ func TestLoginThrottleConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			_, errs[i] = f.svc.Login(f.ctx, "alice@example.com", "wrong password!", "192.0.2.1")
+			_, errs[i] = f.svc.Login(f.ctx, "alice@example.com", "wrong password!", LoginClient{Addr: "192.0.2.1"})
 		})
 	}
 	wg.Wait()
@@ -247,12 +374,12 @@ func TestLoginDisabledUser(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	userID, _ := f.newUser(t, "alice@example.com", testPassword)
-	before, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, "192.0.2.1")
+	before, err := f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.NoError(t, err)
 
 	f.disableUser(t, userID)
 
-	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, "192.0.2.1")
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.ErrorIs(t, err, ErrInvalidCredentials)
 	require.Equal(t, 1, f.count(t, `SELECT count(*) FROM login_failures`))
 
@@ -266,11 +393,11 @@ func TestLoginDisabledUser(t *testing.T) {
 
 func TestPruneLoginFailures(t *testing.T) {
 	t.Parallel()
-	f := setup(t)
-	_, err := f.svc.Login(f.ctx, "old@example.com", testPassword, "192.0.2.1")
+	f := setup(t, func(c *Config) { c.LoginWindow = 15 * time.Minute; c.LoginBackoffMax = 15 * time.Minute })
+	_, err := f.svc.Login(f.ctx, "old@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.ErrorIs(t, err, ErrInvalidCredentials)
 	f.clock.Advance(time.Hour)
-	_, err = f.svc.Login(f.ctx, "new@example.com", testPassword, "192.0.2.1")
+	_, err = f.svc.Login(f.ctx, "new@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.ErrorIs(t, err, ErrInvalidCredentials)
 
 	// Never below the window: the recent failure stays.

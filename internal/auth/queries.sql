@@ -4,31 +4,48 @@ FROM users
 WHERE email = @email;
 
 -- name: InsertLoginFailure :one
-INSERT INTO login_failures (email, client, created_at)
-VALUES (@email, @client, @created_at)
+-- known_client is the device id of a valid known-client token, or NULL.
+INSERT INTO login_failures (email, client, known_client, created_at)
+VALUES (@email, @client, @known_client, @created_at)
 RETURNING id;
 
 -- name: DeleteLoginFailure :exec
 DELETE FROM login_failures WHERE id = @id;
 
--- name: DeleteLoginFailuresForEmail :exec
-DELETE FROM login_failures WHERE email = @email;
+-- name: DeleteClientLoginFailures :exec
+-- Forgets the failures of one unknown client for one address.
+DELETE FROM login_failures
+WHERE email = @email AND client = @client AND known_client IS NULL;
 
--- name: NthRecentEmailFailure :one
--- The failure at 0-based position skip among the newest failures for an
--- e-mail address inside the window; no row means fewer than skip+1.
-SELECT created_at
-FROM login_failures
-WHERE email = @email AND created_at > @since
-ORDER BY created_at DESC
-OFFSET @skip::integer LIMIT 1;
+-- name: DeleteKnownClientLoginFailures :exec
+DELETE FROM login_failures WHERE email = @email AND known_client = @known_client;
 
--- name: NthRecentClientFailure :one
-SELECT created_at
+-- name: PairFailures :one
+-- The four throttling buckets (see login.go) each count the failures in the
+-- window other than the attempt being decided, and give the newest (the
+-- epoch when there is none).
+SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE client = @client AND created_at > @since
-ORDER BY created_at DESC
-OFFSET @skip::integer LIMIT 1;
+WHERE email = @email AND client = @client AND known_client IS NULL
+  AND created_at > @since AND id <> @attempt;
+
+-- name: AccountFailures :one
+SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
+FROM login_failures
+WHERE email = @email AND known_client IS NULL
+  AND created_at > @since AND id <> @attempt;
+
+-- name: ClientFailures :one
+SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
+FROM login_failures
+WHERE client = @client AND known_client IS NULL
+  AND created_at > @since AND id <> @attempt;
+
+-- name: KnownClientFailures :one
+SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
+FROM login_failures
+WHERE email = @email AND known_client = @known_client
+  AND created_at > @since AND id <> @attempt;
 
 -- name: PruneLoginFailures :execrows
 DELETE FROM login_failures WHERE created_at < @before;

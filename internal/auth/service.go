@@ -23,7 +23,10 @@ const (
 	DefaultIssuer            = "rampart"
 	DefaultAudience          = "rampart-api"
 	DefaultRefreshTTL        = 30 * 24 * time.Hour
-	DefaultLoginWindow       = 15 * time.Minute
+	DefaultLoginWindow       = 24 * time.Hour
+	DefaultLoginBackoff      = time.Second
+	DefaultLoginBackoffMax   = 15 * time.Minute
+	DefaultMaxPairFailures   = 5
 	DefaultMaxEmailFailures  = 10
 	DefaultMaxClientFailures = 50
 )
@@ -50,13 +53,25 @@ type Config struct {
 	// cheaper ones.
 	Params Params
 
-	// LoginWindow is how far back failed logins count; MaxEmailFailures and
-	// MaxClientFailures are how many failures within it, per e-mail address
-	// and per client address, are allowed before logins are refused.
-	// Defaults 15 minutes, 10 and 50.
+	// Login throttling (see [Service.Login]). LoginWindow is how long a
+	// failed login counts (default a day). Each throttling bucket allows
+	// some failures freely; after that, the next attempt must wait
+	// LoginBackoff (default 1 s) after the bucket's newest failure, twice
+	// as long for each further failure, up to LoginBackoffMax (default 15
+	// minutes; at most LoginWindow). The free failures: MaxPairFailures
+	// per e-mail address and client (and per known client; default 5),
+	// MaxEmailFailures per e-mail address from all unknown clients
+	// (default 10) and MaxClientFailures per client address over all
+	// e-mail addresses (default 50).
 	LoginWindow       time.Duration
+	LoginBackoff      time.Duration
+	LoginBackoffMax   time.Duration
+	MaxPairFailures   int
 	MaxEmailFailures  int
 	MaxClientFailures int
+	// KnownClientTTL is the lifetime of a known-client token (default 180
+	// days); each login with it issues a new one.
+	KnownClientTTL time.Duration
 
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -81,6 +96,18 @@ func (c *Config) setDefaults() error {
 	if c.LoginWindow == 0 {
 		c.LoginWindow = DefaultLoginWindow
 	}
+	if c.LoginBackoff == 0 {
+		c.LoginBackoff = DefaultLoginBackoff
+	}
+	if c.LoginBackoffMax == 0 {
+		c.LoginBackoffMax = max(DefaultLoginBackoffMax, c.LoginBackoff)
+	}
+	if c.MaxPairFailures == 0 {
+		c.MaxPairFailures = DefaultMaxPairFailures
+	}
+	if c.KnownClientTTL == 0 {
+		c.KnownClientTTL = DefaultKnownClientTTL
+	}
 	if c.MaxEmailFailures == 0 {
 		c.MaxEmailFailures = DefaultMaxEmailFailures
 	}
@@ -95,8 +122,14 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("access token lifetime %v outside (0, %v]", c.AccessTTL, MaxAccessTTL)
 	case c.RefreshTTL <= c.AccessTTL:
 		return fmt.Errorf("refresh token lifetime %v must exceed the access token lifetime %v", c.RefreshTTL, c.AccessTTL)
-	case c.LoginWindow < 0 || c.MaxEmailFailures < 0 || c.MaxClientFailures < 0:
+	case c.LoginWindow < 0 || c.LoginBackoff < 0 || c.MaxPairFailures < 0 || c.MaxEmailFailures < 0 || c.MaxClientFailures < 0 || c.KnownClientTTL < 0:
 		return errors.New("login throttling settings must not be negative")
+	case c.LoginBackoffMax < c.LoginBackoff:
+		return fmt.Errorf("login backoff ceiling %v is below the first backoff %v", c.LoginBackoffMax, c.LoginBackoff)
+	case c.LoginBackoffMax > c.LoginWindow:
+		// A failure older than the window no longer counts, so a longer
+		// ceiling could never be reached.
+		return fmt.Errorf("login backoff ceiling %v exceeds the window failures count in, %v", c.LoginBackoffMax, c.LoginWindow)
 	}
 	if err := c.Params.validate(); err != nil {
 		return err
@@ -110,6 +143,7 @@ type Service struct {
 	pool   *pgxpool.Pool
 	q      *authdb.Queries
 	access *accessTokens
+	known  *knownClients
 	cfg    Config
 	log    *slog.Logger
 
@@ -140,10 +174,12 @@ func NewService(pool *pgxpool.Pool, keys *KeySet, cfg Config, log *slog.Logger) 
 	if err != nil {
 		return nil, fmt.Errorf("new auth service: dummy hash: %w", err)
 	}
+	access := newAccessTokens(keys, cfg.Issuer, cfg.Audience, cfg.AccessTTL, cfg.Now)
 	return &Service{
 		pool:      pool,
 		q:         authdb.New(pool),
-		access:    newAccessTokens(keys, cfg.Issuer, cfg.Audience, cfg.AccessTTL, cfg.Now),
+		access:    access,
+		known:     newKnownClients(keys, cfg.Issuer, cfg.KnownClientTTL, cfg.Now, access.key),
 		cfg:       cfg,
 		log:       log,
 		dummyHash: dummy,

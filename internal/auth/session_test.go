@@ -12,7 +12,7 @@ import (
 
 func (f *fixture) login(t testing.TB, email string) Tokens {
 	t.Helper()
-	tok, err := f.svc.Login(f.ctx, email, testPassword, "192.0.2.1")
+	tok, err := f.svc.Login(f.ctx, email, testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.NoError(t, err)
 	return tok
 }
@@ -239,7 +239,7 @@ func TestAuthenticateDatabaseDown(t *testing.T) {
 	_, err = f.svc.Refresh(f.ctx, tok.RefreshToken)
 	require.Error(t, err)
 	require.False(t, errors.Is(err, ErrUnauthenticated), err)
-	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, "192.0.2.1")
+	_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "192.0.2.1"})
 	require.Error(t, err)
 	require.False(t, errors.Is(err, ErrInvalidCredentials), err)
 }

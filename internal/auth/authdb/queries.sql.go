@@ -12,6 +12,72 @@ import (
 	"github.com/google/uuid"
 )
 
+const accountFailures = `-- name: AccountFailures :one
+SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
+FROM login_failures
+WHERE email = $1 AND known_client IS NULL
+  AND created_at > $2 AND id <> $3
+`
+
+type AccountFailuresParams struct {
+	Email   string
+	Since   time.Time
+	Attempt int64
+}
+
+type AccountFailuresRow struct {
+	Failures int32
+	Newest   time.Time
+}
+
+func (q *Queries) AccountFailures(ctx context.Context, arg AccountFailuresParams) (AccountFailuresRow, error) {
+	row := q.db.QueryRow(ctx, accountFailures, arg.Email, arg.Since, arg.Attempt)
+	var i AccountFailuresRow
+	err := row.Scan(&i.Failures, &i.Newest)
+	return i, err
+}
+
+const clientFailures = `-- name: ClientFailures :one
+SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
+FROM login_failures
+WHERE client = $1 AND known_client IS NULL
+  AND created_at > $2 AND id <> $3
+`
+
+type ClientFailuresParams struct {
+	Client  string
+	Since   time.Time
+	Attempt int64
+}
+
+type ClientFailuresRow struct {
+	Failures int32
+	Newest   time.Time
+}
+
+func (q *Queries) ClientFailures(ctx context.Context, arg ClientFailuresParams) (ClientFailuresRow, error) {
+	row := q.db.QueryRow(ctx, clientFailures, arg.Client, arg.Since, arg.Attempt)
+	var i ClientFailuresRow
+	err := row.Scan(&i.Failures, &i.Newest)
+	return i, err
+}
+
+const deleteClientLoginFailures = `-- name: DeleteClientLoginFailures :exec
+DELETE FROM login_failures
+WHERE email = $1 AND client = $2 AND known_client IS NULL
+`
+
+type DeleteClientLoginFailuresParams struct {
+	Email  string
+	Client string
+}
+
+// Forgets the failures of one unknown client for one address.
+func (q *Queries) DeleteClientLoginFailures(ctx context.Context, arg DeleteClientLoginFailuresParams) error {
+	_, err := q.db.Exec(ctx, deleteClientLoginFailures, arg.Email, arg.Client)
+	return err
+}
+
 const deleteDashboardSession = `-- name: DeleteDashboardSession :exec
 DELETE FROM dashboard_sessions WHERE id_hash = $1
 `
@@ -33,21 +99,26 @@ func (q *Queries) DeleteExpiredDashboardSessions(ctx context.Context, now time.T
 	return result.RowsAffected(), nil
 }
 
+const deleteKnownClientLoginFailures = `-- name: DeleteKnownClientLoginFailures :exec
+DELETE FROM login_failures WHERE email = $1 AND known_client = $2
+`
+
+type DeleteKnownClientLoginFailuresParams struct {
+	Email       string
+	KnownClient *uuid.UUID
+}
+
+func (q *Queries) DeleteKnownClientLoginFailures(ctx context.Context, arg DeleteKnownClientLoginFailuresParams) error {
+	_, err := q.db.Exec(ctx, deleteKnownClientLoginFailures, arg.Email, arg.KnownClient)
+	return err
+}
+
 const deleteLoginFailure = `-- name: DeleteLoginFailure :exec
 DELETE FROM login_failures WHERE id = $1
 `
 
 func (q *Queries) DeleteLoginFailure(ctx context.Context, id int64) error {
 	_, err := q.db.Exec(ctx, deleteLoginFailure, id)
-	return err
-}
-
-const deleteLoginFailuresForEmail = `-- name: DeleteLoginFailuresForEmail :exec
-DELETE FROM login_failures WHERE email = $1
-`
-
-func (q *Queries) DeleteLoginFailuresForEmail(ctx context.Context, email string) error {
-	_, err := q.db.Exec(ctx, deleteLoginFailuresForEmail, email)
 	return err
 }
 
@@ -262,19 +333,26 @@ func (q *Queries) InsertDashboardSession(ctx context.Context, arg InsertDashboar
 }
 
 const insertLoginFailure = `-- name: InsertLoginFailure :one
-INSERT INTO login_failures (email, client, created_at)
-VALUES ($1, $2, $3)
+INSERT INTO login_failures (email, client, known_client, created_at)
+VALUES ($1, $2, $3, $4)
 RETURNING id
 `
 
 type InsertLoginFailureParams struct {
-	Email     string
-	Client    string
-	CreatedAt time.Time
+	Email       string
+	Client      string
+	KnownClient *uuid.UUID
+	CreatedAt   time.Time
 }
 
+// known_client is the device id of a valid known-client token, or NULL.
 func (q *Queries) InsertLoginFailure(ctx context.Context, arg InsertLoginFailureParams) (int64, error) {
-	row := q.db.QueryRow(ctx, insertLoginFailure, arg.Email, arg.Client, arg.CreatedAt)
+	row := q.db.QueryRow(ctx, insertLoginFailure,
+		arg.Email,
+		arg.Client,
+		arg.KnownClient,
+		arg.CreatedAt,
+	)
 	var id int64
 	err := row.Scan(&id)
 	return id, err
@@ -304,6 +382,37 @@ func (q *Queries) InsertRefreshToken(ctx context.Context, arg InsertRefreshToken
 		arg.ExpiresAt,
 	)
 	return err
+}
+
+const knownClientFailures = `-- name: KnownClientFailures :one
+SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
+FROM login_failures
+WHERE email = $1 AND known_client = $2
+  AND created_at > $3 AND id <> $4
+`
+
+type KnownClientFailuresParams struct {
+	Email       string
+	KnownClient *uuid.UUID
+	Since       time.Time
+	Attempt     int64
+}
+
+type KnownClientFailuresRow struct {
+	Failures int32
+	Newest   time.Time
+}
+
+func (q *Queries) KnownClientFailures(ctx context.Context, arg KnownClientFailuresParams) (KnownClientFailuresRow, error) {
+	row := q.db.QueryRow(ctx, knownClientFailures,
+		arg.Email,
+		arg.KnownClient,
+		arg.Since,
+		arg.Attempt,
+	)
+	var i KnownClientFailuresRow
+	err := row.Scan(&i.Failures, &i.Newest)
+	return i, err
 }
 
 const listAPITokens = `-- name: ListAPITokens :many
@@ -378,48 +487,38 @@ func (q *Queries) MarkRefreshTokenUsed(ctx context.Context, arg MarkRefreshToken
 	return err
 }
 
-const nthRecentClientFailure = `-- name: NthRecentClientFailure :one
-SELECT created_at
+const pairFailures = `-- name: PairFailures :one
+SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE client = $1 AND created_at > $2
-ORDER BY created_at DESC
-OFFSET $3::integer LIMIT 1
+WHERE email = $1 AND client = $2 AND known_client IS NULL
+  AND created_at > $3 AND id <> $4
 `
 
-type NthRecentClientFailureParams struct {
-	Client string
-	Since  time.Time
-	Skip   int32
+type PairFailuresParams struct {
+	Email   string
+	Client  string
+	Since   time.Time
+	Attempt int64
 }
 
-func (q *Queries) NthRecentClientFailure(ctx context.Context, arg NthRecentClientFailureParams) (time.Time, error) {
-	row := q.db.QueryRow(ctx, nthRecentClientFailure, arg.Client, arg.Since, arg.Skip)
-	var created_at time.Time
-	err := row.Scan(&created_at)
-	return created_at, err
+type PairFailuresRow struct {
+	Failures int32
+	Newest   time.Time
 }
 
-const nthRecentEmailFailure = `-- name: NthRecentEmailFailure :one
-SELECT created_at
-FROM login_failures
-WHERE email = $1 AND created_at > $2
-ORDER BY created_at DESC
-OFFSET $3::integer LIMIT 1
-`
-
-type NthRecentEmailFailureParams struct {
-	Email string
-	Since time.Time
-	Skip  int32
-}
-
-// The failure at 0-based position skip among the newest failures for an
-// e-mail address inside the window; no row means fewer than skip+1.
-func (q *Queries) NthRecentEmailFailure(ctx context.Context, arg NthRecentEmailFailureParams) (time.Time, error) {
-	row := q.db.QueryRow(ctx, nthRecentEmailFailure, arg.Email, arg.Since, arg.Skip)
-	var created_at time.Time
-	err := row.Scan(&created_at)
-	return created_at, err
+// The four throttling buckets (see login.go) each count the failures in the
+// window other than the attempt being decided, and give the newest (the
+// epoch when there is none).
+func (q *Queries) PairFailures(ctx context.Context, arg PairFailuresParams) (PairFailuresRow, error) {
+	row := q.db.QueryRow(ctx, pairFailures,
+		arg.Email,
+		arg.Client,
+		arg.Since,
+		arg.Attempt,
+	)
+	var i PairFailuresRow
+	err := row.Scan(&i.Failures, &i.Newest)
+	return i, err
 }
 
 const pruneLoginFailures = `-- name: PruneLoginFailures :execrows

@@ -1,11 +1,16 @@
 package smtpd
 
 import (
+	"bytes"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pires/go-proxyproto"
 )
 
 // limiter holds the per-client limits. A client is one IPv4 address or one
@@ -123,8 +128,8 @@ func (l *limiter) prune(now time.Time) {
 	}
 }
 
-// clientKey is the limits' key for a remote address.
-func clientKey(addr net.Addr) netip.Prefix {
+// addrIP is the IP address of a remote address (invalid if it has none).
+func addrIP(addr net.Addr) netip.Addr {
 	var ip netip.Addr
 	switch a := addr.(type) {
 	case *net.TCPAddr:
@@ -134,7 +139,12 @@ func clientKey(addr net.Addr) netip.Prefix {
 			ip = ap.Addr()
 		}
 	}
-	ip = ip.Unmap()
+	return ip.Unmap().WithZone("")
+}
+
+// clientKey is the limits' key for a remote address.
+func clientKey(addr net.Addr) netip.Prefix {
+	ip := addrIP(addr)
 	if !ip.IsValid() {
 		return netip.Prefix{}
 	}
@@ -164,6 +174,29 @@ type conn struct {
 	// replies promise that the server closes the channel.
 	closeAfterSend atomic.Bool
 	closeOnce      sync.Once
+	// sniff is set until the first read of a connection from a peer that
+	// is not a trusted proxy, which must not begin with a PROXY header.
+	// Only the session's goroutine reads.
+	sniff bool
+}
+
+// Read refuses a PROXY protocol header from a peer that is not a trusted
+// proxy: a client that sends one is trying to choose its address (or is a
+// proxy the operator has not listed), and SMTP clients never speak first.
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.sniff && n > 0 {
+		c.sniff = false
+		if bytes.HasPrefix(b[:n], proxyproto.SIGV1) || bytes.HasPrefix(b[:n], proxyproto.SIGV2) {
+			c.srv.log.Info("SMTP PROXY header from an untrusted peer refused", "session", c.id, "remote", c.RemoteAddr().String())
+			c.release() // before the reply, so that the peer's next session finds its place free
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			_, _ = fmt.Fprintf(c.Conn, "421 4.7.0 %s PROXY header not accepted from %s\r\n", c.srv.cfg.Hostname, addrIP(c.RemoteAddr()))
+			_ = c.Conn.Close()
+			return 0, io.EOF
+		}
+	}
+	return n, err
 }
 
 func (c *conn) Write(b []byte) (int, error) {
@@ -193,9 +226,15 @@ func (c *conn) cap(t time.Time) time.Time {
 }
 
 func (c *conn) Close() error {
+	c.release()
+	return c.Conn.Close()
+}
+
+// release gives up the connection's place in the limiter and the server's
+// list, once.
+func (c *conn) release() {
 	c.closeOnce.Do(func() {
 		c.srv.limits.close(c.key)
 		c.srv.untrack(c)
 	})
-	return c.Conn.Close()
 }

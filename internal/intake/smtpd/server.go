@@ -39,6 +39,21 @@
 // required, because mail receivers fall back to plain text for rua mail
 // anyway and the reports carry no secrets.
 //
+// # Proxies
+//
+// Behind a TCP proxy (HAProxy, nginx stream) every session would come from
+// the proxy's address and share one client's limits. A connection from a
+// peer in [Config.TrustedProxies] must therefore begin with a PROXY
+// protocol header (v1 or v2), and the client it names is the session's
+// client for the limits, the logs and the stored blob; a trusted peer
+// without a valid header within ProxyHeaderTimeout is disconnected (the
+// protocol forbids guessing whether a header is there). The header is read
+// before the connection is admitted, so a trusted proxy that stalls delays
+// the next admission by up to that timeout; untrusted peers never cause a
+// wait. A PROXY header from any other peer is refused: when a session's
+// first bytes are one, it gets 421 4.7.0 and is closed, and the peer's own
+// address stays its client address.
+//
 // # Shutdown
 //
 // When Run's context ends the listener closes, idle sessions are closed at
@@ -58,6 +73,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/pires/go-proxyproto"
 
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/request"
@@ -78,6 +94,7 @@ const (
 	DefaultSessionTimeout       = 30 * time.Minute
 	DefaultStoreTimeout         = time.Minute
 	DefaultShutdownGrace        = 30 * time.Second
+	DefaultProxyHeaderTimeout   = 5 * time.Second
 )
 
 // Config configures the server. Zero fields take the defaults above; for
@@ -124,6 +141,14 @@ type Config struct {
 	// ShutdownGrace is how long sessions storing a message may take to
 	// finish once Run's context ends.
 	ShutdownGrace time.Duration
+
+	// TrustedProxies are the peers that must open each connection with a
+	// PROXY protocol header (v1 or v2) naming the client; see the package
+	// comment. The zero value trusts no one.
+	TrustedProxies request.Proxies
+	// ProxyHeaderTimeout bounds the wait for a trusted proxy's header
+	// (default 5 s).
+	ProxyHeaderTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -158,6 +183,7 @@ func (c Config) withDefaults() Config {
 	defDur(&c.SessionTimeout, DefaultSessionTimeout)
 	defDur(&c.StoreTimeout, DefaultStoreTimeout)
 	defDur(&c.ShutdownGrace, DefaultShutdownGrace)
+	defDur(&c.ProxyHeaderTimeout, DefaultProxyHeaderTimeout)
 	return c
 }
 
@@ -314,8 +340,20 @@ func (l *listener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		key := clientKey(nc.RemoteAddr())
 		id := request.NewID()
+		peer := addrIP(nc.RemoteAddr())
+		trusted := s.cfg.TrustedProxies.Trusts(peer)
+		if trusted {
+			pc := proxyproto.NewConn(nc, proxyproto.WithPolicy(proxyproto.REQUIRE),
+				proxyproto.SetReadHeaderTimeout(s.cfg.ProxyHeaderTimeout))
+			if pc.ProxyHeader() == nil {
+				s.log.Info("SMTP connection from a trusted proxy without a valid PROXY header closed", "session", id, "proxy", peer.String())
+				_ = nc.Close()
+				continue
+			}
+			nc = pc
+		}
+		key := clientKey(nc.RemoteAddr())
 		if reason := s.limits.open(key, s.now()); reason != "" {
 			s.log.Info("SMTP connection refused", "session", id, "remote", nc.RemoteAddr().String(), "reason", reason)
 			s.refusing.Add(1)
@@ -327,7 +365,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			}()
 			continue
 		}
-		c := &conn{Conn: nc, srv: s, key: key, id: id, deadline: time.Now().Add(s.cfg.SessionTimeout)}
+		c := &conn{Conn: nc, srv: s, key: key, id: id, deadline: time.Now().Add(s.cfg.SessionTimeout), sniff: !trusted}
 		_ = c.SetReadDeadline(c.deadline)
 		s.track(c)
 		return c, nil
