@@ -355,9 +355,9 @@ func TestDuplicateBlob(t *testing.T) {
 	third := e.accept(t, ingest.Incoming{Source: ingest.SourceUpload, Raw: raw, AccountID: &other})
 	require.False(t, third.Duplicate)
 	require.NotEqual(t, first.BlobID, third.BlobID)
-	smtp := e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, DomainID: ptr(e.domains["example.com"])})
+	smtp := e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, Recipients: []uuid.UUID{e.domains["example.com"]}})
 	require.False(t, smtp.Duplicate)
-	require.True(t, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, DomainID: ptr(e.domains["example.com"])}).Duplicate)
+	require.True(t, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, Recipients: []uuid.UUID{e.domains["example.com"]}}).Duplicate)
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -526,7 +526,7 @@ func TestSameReportStampede(t *testing.T) {
 	for _, raw := range inputs {
 		blobs = append(blobs, e.upload(t, raw).BlobID)
 	}
-	blobs = append(blobs, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: xml, DomainID: ptr(e.domains["test.net"])}).BlobID)
+	blobs = append(blobs, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: xml, Recipients: []uuid.UUID{e.domains["test.net"]}}).BlobID)
 	blobs = append(blobs, e.accept(t, ingest.Incoming{Source: ingest.SourceImport, Raw: xml}).BlobID)
 	var wg sync.WaitGroup
 	for _, id := range blobs {
@@ -807,7 +807,7 @@ func TestScope(t *testing.T) {
 		return ingest.Incoming{Source: ingest.SourceUpload, AccountID: &account}
 	}
 	smtp := func(domain string) ingest.Incoming {
-		return ingest.Incoming{Source: ingest.SourceSMTP, DomainID: ptr(e.domains[domain])}
+		return ingest.Incoming{Source: ingest.SourceSMTP, Recipients: []uuid.UUID{e.domains[domain]}}
 	}
 	for _, c := range []struct {
 		in           ingest.Incoming
