@@ -116,7 +116,7 @@ func (w *ingestWorker) Work(ctx context.Context, job *river.Job[IngestArgs]) err
 	var ref *report.Refusal
 	switch {
 	case err == nil:
-		log.InfoContext(ctx, "report blob ingested", "status", out.status, "reports", out.reports,
+		log.InfoContext(ctx, "report blob ingested", "status", out.status, "reports", out.reports, "kept", out.kept,
 			"duplicates", out.duplicates, "records", out.records, "duration", time.Since(start))
 		return nil
 	case errors.As(err, &ref):
