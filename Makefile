@@ -4,7 +4,9 @@ SHELL := bash
 GO ?= go
 GOTEST_FLAGS ?= -race -count=1 -timeout 12m
 TEST_PG_DIR ?= .data/testpg
-SQLC_VERSION ?= v1.31.1
+# Developer tools pinned in tools/go.mod, apart from the project's own
+# dependencies: the first use builds them from the module cache.
+TOOL := $(GO) tool -modfile=tools/go.mod
 
 .PHONY: help
 help: ## List the targets.
@@ -69,9 +71,15 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
 	done
 
 .PHONY: generate
-generate: ## Regenerate sqlc and gqlgen code.
-	$(GO) run github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION) generate
+generate: ## Regenerate sqlc and gqlgen code with the pinned tools.
+	$(TOOL) sqlc generate
 	$(GO) run github.com/99designs/gqlgen generate
+
+.PHONY: check-generated
+check-generated: generate ## Fail when generated code differs from what `make generate` produces.
+	@git diff --exit-code --stat -- . ':!tools' || (echo "generated code is stale: run make generate and commit"; exit 1)
+	@test -z "$$(git ls-files --others --exclude-standard -- graph internal dnsedge)" || \
+		(git ls-files --others --exclude-standard -- graph internal dnsedge; echo "make generate made new files: commit them"; exit 1)
 
 .PHONY: lint
 lint: ## gofmt and go vet.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -27,6 +28,30 @@ func (r *Resolver) Authenticate(ctx context.Context, bearer string) (access.Prin
 	return id.Principal(), nil
 }
 
+// AuthenticateDashboard turns a job dashboard session id (the cookie) into
+// the request's principal; anything else, a bearer token included, is
+// UNAUTHENTICATED.
+func (r *Resolver) AuthenticateDashboard(ctx context.Context, id string) (access.Principal, error) {
+	ident, err := r.AuthSvc.AuthenticateDashboard(ctx, id)
+	if err != nil {
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			return access.Principal{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "invalid or expired dashboard session", Err: err}
+		}
+		return access.Principal{}, err
+	}
+	return ident.Principal(), nil
+}
+
+// StartDashboardSession starts a job dashboard session for the context's
+// principal (an instance operator; FORBIDDEN otherwise).
+func (r *Resolver) StartDashboardSession(ctx context.Context) (string, time.Time, error) {
+	s, err := r.AuthSvc.StartDashboardSession(ctx)
+	if err != nil {
+		return "", time.Time{}, authError(err)
+	}
+	return s.ID, s.ExpiresAt, nil
+}
+
 // authError maps the auth package's errors to API errors.
 func authError(err error) error {
 	var rl *auth.RateLimitError
@@ -39,6 +64,8 @@ func authError(err error) error {
 		return &apperr.Error{Code: apperr.Unauthenticated, Message: errBadToken.Message, Err: err}
 	case errors.Is(err, auth.ErrInvalidTokenName):
 		return apperr.Invalid("name", "%v", err)
+	case errors.Is(err, auth.ErrNotOperator):
+		return &apperr.Error{Code: apperr.Forbidden, Message: "the job dashboard is for instance operators", Err: err}
 	case errors.Is(err, auth.ErrNotFound):
 		return apperr.NotFoundf("not found")
 	}

@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
@@ -8,12 +9,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/apitest"
 	"github.com/rampartmail/rampart/internal/app"
 )
 
-// TestJobDashboard: the River UI is served to owners of top-level accounts
-// only, by Bearer header or by the cookie a session request sets.
+// TestJobDashboard: the River UI is served to instance operators only, by
+// Bearer header or by the session cookie a session request sets; owning a
+// top-level account does not make an operator.
 func TestJobDashboard(t *testing.T) {
 	t.Parallel()
 	env := apitest.StartWith(t, func(c *app.Config) { c.RiverUI = true })
@@ -35,6 +38,10 @@ func TestJobDashboard(t *testing.T) {
 	}
 	require.Equal(t, http.StatusUnauthorized, get(http.DefaultClient, "/riverui/", ""))
 	require.Equal(t, http.StatusForbidden, get(http.DefaultClient, "/riverui/", customer.Token))
+	require.Equal(t, http.StatusForbidden, get(http.DefaultClient, "/riverui/", owner.Token), "owning a top-level account is not enough")
+	_, err := access.GrantOperator(context.Background(), env.Pool, owner.Email)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusForbidden, get(http.DefaultClient, "/riverui/", customer.Token))
 	require.Equal(t, http.StatusOK, get(http.DefaultClient, "/riverui/", owner.Token))
 	require.Equal(t, http.StatusOK, get(http.DefaultClient, "/riverui/api/jobs?state=completed", owner.Token))
 
@@ -50,5 +57,9 @@ func TestJobDashboard(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	cookies := resp.Cookies()
+	require.Len(t, cookies, 1)
+	require.True(t, strings.HasPrefix(cookies[0].Value, "rds_"), "the cookie holds a session id, not the bearer token")
+	require.NotContains(t, cookies[0].Value, owner.Token)
 	require.Equal(t, http.StatusOK, get(browser, "/riverui/", ""))
 }

@@ -4,15 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/validator/core"
+	"github.com/vektah/gqlparser/v2/validator/rules"
 
 	"github.com/rampartmail/rampart/graph/generated"
 	"github.com/rampartmail/rampart/graph/model"
@@ -21,9 +25,10 @@ import (
 	"github.com/rampartmail/rampart/internal/request"
 )
 
-// Limits bound what one operation may ask for. They are checked after
-// parsing and validation and before authentication or any resolver, so an
-// abusive query costs no SQL.
+// Limits bound what one operation may ask for. They are checked by the
+// guard on the parsed document before gqlgen validates it and before
+// authentication or any resolver, so an abusive query costs no SQL and
+// little CPU. Counts expand fragment spreads where they are spread.
 type Limits struct {
 	// Complexity is the largest total cost; a list field costs its page size
 	// times its children.
@@ -32,6 +37,13 @@ type Limits struct {
 	Depth int
 	// Aliases is the most aliased fields in one operation.
 	Aliases int
+	// Fields is the most field selections an operation or a fragment may
+	// expand to (introspection included); it bounds validation's work.
+	Fields int
+	// ValidationWork bounds the number of definitions (operations and
+	// fragments) times the number of selections in a document: gqlgen
+	// validates each definition with the fragments it reaches.
+	ValidationWork int
 	// Tokens bounds the parser's work on one query document.
 	Tokens int
 	// UploadBytes bounds a multipart request (uploadReports).
@@ -39,11 +51,42 @@ type Limits struct {
 }
 
 // DefaultLimits suit the schema's legitimate queries with room to spare.
-var DefaultLimits = Limits{Complexity: 5000, Depth: 12, Aliases: 30, Tokens: 15000, UploadBytes: 100 << 20}
+var DefaultLimits = Limits{
+	Complexity: 5000, Depth: 12, Aliases: 30, Fields: 500, ValidationWork: 50_000,
+	Tokens: 15000, UploadBytes: 100 << 20,
+}
 
 // NewHandler returns the GraphQL HTTP handler. Requests reach it with
 // request.Info in their context (see package server).
-func NewHandler(r *Resolver, limits Limits) *handler.Server {
+func NewHandler(r *Resolver, limits Limits) http.Handler {
+	es := executableSchema(r)
+	srv := handler.New(es)
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.POST{})
+	srv.AddTransport(transport.MultipartForm{MaxUploadSize: limits.UploadBytes, MaxMemory: 32 << 20})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(limits.Tokens)
+	// Validation runs before anyone is signed in: it suggests nothing
+	// ("Did you mean ...") about the schema to anyone.
+	srv.SetDisableSuggestion(true)
+	srv.SetValidationRulesFn(rulesWithoutSuggestions)
+	srv.Use(guard{es: es, limits: limits})
+	// A second complexity check on the coerced variables; the guard has
+	// bounded its work.
+	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
+	srv.Use(authenticator{r: r})
+	srv.AroundFields(r.markInternal)
+	srv.SetErrorPresenter(r.presentError)
+	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
+		r.Log.ErrorContext(ctx, "panic in resolver", "panic", v, "request_id", request.FromContext(ctx).ID)
+		return &internalError{err: fmt.Errorf("panic: %v", v)}
+	})
+	return rejectInvalidUTF8(srv)
+}
+
+// executableSchema is the schema with its complexity functions: a list
+// costs its page size times its children.
+func executableSchema(r *Resolver) graphql.ExecutableSchema {
 	cfg := generated.Config{Resolvers: r}
 	pageCost := func(child int, first *int) int {
 		n := 50
@@ -58,79 +101,32 @@ func NewHandler(r *Resolver, limits Limits) *handler.Server {
 	cfg.Complexity.Account.Domains = func(child int, first *int, _ *string, _ *model.DomainFilter) int {
 		return pageCost(child, first)
 	}
-	srv := handler.New(generated.NewExecutableSchema(cfg))
-	srv.AddTransport(transport.Options{})
-	srv.AddTransport(transport.POST{})
-	srv.AddTransport(transport.MultipartForm{MaxUploadSize: limits.UploadBytes, MaxMemory: 32 << 20})
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.SetParserTokenLimit(limits.Tokens)
-	srv.Use(shapeLimit{depth: limits.Depth, aliases: limits.Aliases})
-	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
-	srv.Use(authenticator{r: r})
-	srv.AroundFields(r.markInternal)
-	srv.SetErrorPresenter(r.presentError)
-	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
-		r.Log.ErrorContext(ctx, "panic in resolver", "panic", v, "request_id", request.FromContext(ctx).ID)
-		return &internalError{err: fmt.Errorf("panic: %v", v)}
-	})
-	return srv
+	return generated.NewExecutableSchema(cfg)
 }
 
-// shapeLimit rejects operations nested too deep or with too many aliases.
-type shapeLimit struct{ depth, aliases int }
-
-var _ interface {
-	graphql.HandlerExtension
-	graphql.OperationContextMutator
-} = shapeLimit{}
-
-func (shapeLimit) ExtensionName() string                          { return "ShapeLimit" }
-func (shapeLimit) Validate(schema graphql.ExecutableSchema) error { return nil }
-
-func (l shapeLimit) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
-	if oc.Operation == nil {
-		return nil
-	}
-	aliases := 0
-	var walk func(set ast.SelectionSet, depth int, seen map[string]bool) int
-	walk = func(set ast.SelectionSet, depth int, seen map[string]bool) int {
-		deepest := depth
-		for _, sel := range set {
-			var d int
-			switch s := sel.(type) {
-			case *ast.Field:
-				if s.Alias != "" && s.Alias != s.Name {
-					aliases++
-				}
-				d = walk(s.SelectionSet, depth+1, seen)
-			case *ast.InlineFragment:
-				d = walk(s.SelectionSet, depth, seen)
-			case *ast.FragmentSpread:
-				if seen[s.Name] { // validation forbids cycles; be safe anyway
-					continue
-				}
-				if f := oc.Doc.Fragments.ForName(s.Name); f != nil {
-					seen[s.Name] = true
-					d = walk(f.SelectionSet, depth, seen)
-					delete(seen, s.Name)
-				}
-			}
-			deepest = max(deepest, d)
-		}
-		return deepest
-	}
-	depth := walk(oc.Operation.SelectionSet, 0, map[string]bool{})
-	if depth > l.depth {
-		return limitError(fmt.Sprintf("operation is nested %d levels deep; the limit is %d", depth, l.depth))
-	}
-	if aliases > l.aliases {
-		return limitError(fmt.Sprintf("operation uses %d aliases; the limit is %d", aliases, l.aliases))
-	}
-	return nil
+func init() {
+	// Refusals before execution (limits, bad strings) answer 422, or 400
+	// for clients that accept application/graphql-response+json, like
+	// gqlgen's parse and validation errors; errors from resolvers stay in a
+	// 200 response.
+	errcode.RegisterErrorType(string(apperr.BadUserInput), errcode.KindProtocol)
 }
 
-func limitError(msg string) *gqlerror.Error {
-	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": string(apperr.BadUserInput)}}
+// rulesWithoutSuggestions is gqlparser's default rule set with every rule
+// that can suggest names replaced by its variant that does not.
+func rulesWithoutSuggestions() *rules.Rules {
+	rs := rules.NewDefaultRules()
+	for _, r := range []core.Rule{
+		rules.FieldsOnCorrectTypeRuleWithoutSuggestions,
+		rules.ScalarLeafsRuleWithoutSuggestions,
+		rules.ValuesOfCorrectTypeRuleWithoutSuggestions,
+		rules.KnownArgumentNamesRuleWithoutSuggestions,
+		rules.KnownTypeNamesRuleWithoutSuggestions,
+	} {
+		rs.RemoveRule(strings.TrimSuffix(r.Name, "WithoutSuggestions"))
+		rs.AddRule(r.Name, r.RuleFunc)
+	}
+	return rs
 }
 
 // authenticator checks the bearer credential once the operation has passed
@@ -174,10 +170,18 @@ func (e *internalError) Error() string { return "internal error" }
 func (e *internalError) Unwrap() error { return e.err }
 
 // markInternal logs a resolver's unexpected errors and hides them.
+// It also stops resolving once the request's context has ended, as it does
+// when the client disconnects: no field starts after that.
 func (r *Resolver) markInternal(ctx context.Context, next graphql.Resolver) (any, error) {
+	if ctx.Err() != nil {
+		return nil, &internalError{err: fmt.Errorf("request ended: %w", context.Cause(ctx))}
+	}
 	res, err := next(ctx)
 	if err == nil {
 		return res, nil
+	}
+	if ctx.Err() != nil { // nobody reads the answer; this is no failure of ours
+		return res, &internalError{err: err}
 	}
 	var ae *apperr.Error
 	var ie *internalError

@@ -22,11 +22,11 @@ CREATE INDEX report_blob_recipients_domain_idx ON report_blob_recipients (domain
 
 -- Mail blobs with the same bytes become one: the keeper is the blob whose
 -- state carries furthest (pending first, so that its queued job works it
--- with every recipient; then stored, duplicate, failed, refused), and the
--- others' recipients, reports and duplicates move to it.
+-- with every recipient; then stored, duplicate, and those not stored), and
+-- the others' recipients, reports and duplicates move to it.
 CREATE TEMP TABLE blob_merge ON COMMIT DROP AS
 SELECT id, first_value(id) OVER (PARTITION BY sha256 ORDER BY
-        CASE status WHEN 'pending' THEN 0 WHEN 'stored' THEN 1 WHEN 'duplicate' THEN 2 WHEN 'failed' THEN 3 ELSE 4 END,
+        CASE status WHEN 'pending' THEN 0 WHEN 'stored' THEN 1 WHEN 'duplicate' THEN 2 ELSE 3 END,
         received_at, id) AS keep
 FROM report_blobs
 WHERE source = 'smtp' AND domain_id IS NOT NULL;
@@ -55,18 +55,19 @@ CREATE UNIQUE INDEX report_blobs_sha256_key ON report_blobs (sha256,
 
 ALTER TABLE report_blobs
     -- Bumped whenever the blob is put back in line (its bytes came again
-    -- after it was refused or failed, or for a recipient it did not have).
-    -- Each round has its own report.ingest job, and a job finishes the
-    -- blob only in the round it read.
+    -- after it was not stored, or for a recipient it did not have). Each
+    -- round has its own report.ingest job (args.round), and a job finishes
+    -- the blob only in the round it read.
     ADD COLUMN round integer NOT NULL DEFAULT 0,
-    -- When the bytes of a refused or failed blob were deleted; the row,
+    -- When the bytes of a blob that was not stored were deleted; the row,
     -- with its size, hash, reason and dates, stays.
     ADD COLUMN purged_at timestamptz,
     ALTER COLUMN raw DROP NOT NULL,
     ADD CONSTRAINT report_blobs_purged_check CHECK ((raw IS NULL) = (purged_at IS NOT NULL)),
-    ADD CONSTRAINT report_blobs_purged_status_check CHECK (purged_at IS NULL OR status IN ('refused', 'failed'));
+    ADD CONSTRAINT report_blobs_purged_status_check
+        CHECK (purged_at IS NULL OR status IN ('refused', 'failed', 'cancelled', 'discarded'));
 CREATE INDEX report_blobs_purge_idx ON report_blobs (processed_at)
-    WHERE raw IS NOT NULL AND status IN ('refused', 'failed');
+    WHERE raw IS NOT NULL AND status IN ('refused', 'failed', 'cancelled', 'discarded');
 
 -- A mail blob goes with its last recipient, as it went with its one
 -- recipient domain before.
@@ -85,7 +86,109 @@ CREATE TRIGGER report_blob_recipients_deleted AFTER DELETE ON report_blob_recipi
     REFERENCING OLD TABLE AS old_recipients
     FOR EACH STATEMENT EXECUTE FUNCTION report_blob_recipients_deleted();
 
+-- The blob follows its job (00005), now only the job of its current round:
+-- a job of an earlier round that is cancelled, discarded or deleted leaves
+-- the blob to the newer round's job.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION report_blob_follow_job() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    job    river_job;
+    blob   uuid;
+    job_round  integer;
+    new_status text;
+    reason     text;
+    detail     text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        job := OLD;
+    ELSE
+        job := NEW;
+    END IF;
+    IF job.kind <> 'report.ingest'
+       OR coalesce(job.args ->> 'blob_id', '') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+       OR coalesce(job.args ->> 'round', '0') !~ '^[0-9]{1,9}$' THEN
+        RETURN NULL;
+    END IF;
+    blob := (job.args ->> 'blob_id')::uuid;
+    job_round := coalesce(job.args ->> 'round', '0')::integer;
+    IF TG_OP = 'UPDATE' AND NEW.state IN ('available', 'scheduled') THEN
+        -- Retried from the dashboard: the blob is in line again. Its bytes
+        -- are back only if they come again, so a purged blob stays as it is.
+        UPDATE report_blobs
+        SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL
+        WHERE report_blobs.id = blob AND report_blobs.round = job_round AND report_blobs.purged_at IS NULL
+          AND report_blobs.status IN ('refused', 'failed', 'cancelled', 'discarded');
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        new_status := 'cancelled';
+        reason := 'job_deleted';
+        detail := 'the report was not stored: its ingest job was deleted before it ran';
+    ELSIF NEW.state = 'cancelled' THEN
+        new_status := 'cancelled';
+        reason := 'job_cancelled';
+        detail := 'the report was not stored: its ingest job was cancelled';
+    ELSE
+        new_status := 'discarded';
+        reason := 'job_discarded';
+        detail := format('the report was not stored: its ingest job was given up after %s attempts', NEW.attempt);
+    END IF;
+    UPDATE report_blobs
+    SET status = new_status, refusal_reason = reason, refusal_detail = detail, processed_at = now()
+    WHERE report_blobs.id = blob AND report_blobs.status = 'pending' AND report_blobs.round = job_round;
+    RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
+
 -- +goose Down
+-- 00005's function, without rounds.
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION report_blob_follow_job() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    job    river_job;
+    blob   uuid;
+    new_status text;
+    reason     text;
+    detail     text;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        job := OLD;
+    ELSE
+        job := NEW;
+    END IF;
+    IF job.kind <> 'report.ingest'
+       OR coalesce(job.args ->> 'blob_id', '') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RETURN NULL;
+    END IF;
+    blob := (job.args ->> 'blob_id')::uuid;
+    IF TG_OP = 'UPDATE' AND NEW.state IN ('available', 'scheduled') THEN
+        -- Retried from the dashboard: the blob is in line again.
+        UPDATE report_blobs
+        SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL
+        WHERE report_blobs.id = blob AND report_blobs.status IN ('refused', 'failed', 'cancelled', 'discarded');
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        new_status := 'cancelled';
+        reason := 'job_deleted';
+        detail := 'the report was not stored: its ingest job was deleted before it ran';
+    ELSIF NEW.state = 'cancelled' THEN
+        new_status := 'cancelled';
+        reason := 'job_cancelled';
+        detail := 'the report was not stored: its ingest job was cancelled';
+    ELSE
+        new_status := 'discarded';
+        reason := 'job_discarded';
+        detail := format('the report was not stored: its ingest job was given up after %s attempts', NEW.attempt);
+    END IF;
+    UPDATE report_blobs
+    SET status = new_status, refusal_reason = reason, refusal_detail = detail, processed_at = now()
+    WHERE report_blobs.id = blob AND report_blobs.status = 'pending';
+    RETURN NULL;
+END;
+$$;
+-- +goose StatementEnd
 DROP TRIGGER report_blob_recipients_deleted ON report_blob_recipients;
 DROP FUNCTION report_blob_recipients_deleted();
 DROP INDEX report_blobs_purge_idx;

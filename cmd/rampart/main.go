@@ -26,6 +26,8 @@ commands:
   migrate [up|down-to N|version]
                         apply or roll back database migrations
   admin create-owner    create an account and its owner (-email, -name, -account; password on stdin)
+  admin grant-operator  make a user an instance operator, who may open the job dashboard (-email)
+  admin revoke-operator take the instance operator role from a user (-email)
   import [-account ID] PATH...
                         queue report files, folders and mbox files for ingestion
   query                 send one DNS query (-server ADDR NAME [TYPE]), like dig
@@ -76,8 +78,27 @@ func run(args []string) error {
 		}
 		return app.Migrate(ctx, &cfg, cfg.Logger(os.Stderr), os.Stdout, fs.Args())
 	case "admin":
-		if len(args) == 0 || args[0] != "create-owner" {
-			return fmt.Errorf("usage: rampart admin create-owner -email E -name N -account A < password")
+		const adminUsage = "usage: rampart admin create-owner -email E -name N -account A < password\n" +
+			"       rampart admin grant-operator -email E\n" +
+			"       rampart admin revoke-operator -email E"
+		if len(args) == 0 {
+			return errors.New(adminUsage)
+		}
+		switch args[0] {
+		case "create-owner":
+		case "grant-operator", "revoke-operator":
+			fs, cfg = flag.NewFlagSet("rampart admin "+args[0], flag.ContinueOnError), app.Config{}
+			cfg.Flags(fs)
+			email := fs.String("email", "", "the user's e-mail address")
+			if err := fs.Parse(args[1:]); err != nil {
+				return err
+			}
+			if fs.NArg() > 0 {
+				return fmt.Errorf("unexpected arguments %q\n%s", fs.Args(), adminUsage)
+			}
+			return app.SetOperator(ctx, &cfg, *email, args[0] == "grant-operator", os.Stdout)
+		default:
+			return fmt.Errorf("unknown admin command %q\n%s", args[0], adminUsage)
 		}
 		var o account.NewOwner
 		fs.StringVar(&o.Email, "email", "", "the owner's e-mail address")

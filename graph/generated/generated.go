@@ -2110,7 +2110,7 @@ type AggregateReportEdge {
   node: AggregateReport!
 }
 
-"An input that was refused or failed, or was stored with warnings."
+"An input that was not stored (refused, failed, its job cancelled or discarded), or was stored with warnings."
 type IngestProblem {
   "The stored input."
   blobId: ID!
@@ -2120,16 +2120,16 @@ type IngestProblem {
   "The client address it came from."
   remote: String!
   receivedAt: Time!
-  "pending, stored, duplicate, refused or failed."
+  "pending, stored, duplicate, refused, failed, cancelled (its ingest job was cancelled or deleted) or discarded (River gave the job up)."
   status: String!
-  "A stable code for why it was refused (e.g. InflatedTooLarge, Malformed); null when it was stored with warnings."
+  "A stable code for why it was not stored (e.g. InflatedTooLarge, Malformed, job_cancelled, job_deleted, job_discarded); null when it was stored with warnings."
   reason: String
   "Why, in words."
   detail: String
   warnings: [IngestWarning!]!
   "The input's size in bytes."
   size: Int!
-  "When the bytes of this refused or failed input were deleted, 30 days after it was refused; what is shown here is kept. Null while the bytes are kept."
+  "When the bytes of this input, which was not stored, were deleted: 30 days after it was refused, cancelled or discarded; what is shown here is kept. Null while the bytes are kept."
   purgedAt: Time
 }
 
@@ -2158,12 +2158,12 @@ scalar Upload
 extend type Domain {
   "Aggregate reports about the domain, newest period first."
   reports(first: Int = 50, after: String): AggregateReportConnection!
-  "Report inputs for the domain that were refused, or stored with warnings, with the reasons."
+  "Report inputs for the domain that were not stored (refused, failed, their job cancelled or discarded), or stored with warnings, with the reasons."
   ingestProblems(limit: Int = 50): [IngestProblem!]!
 }
 
 extend type Account {
-  "Uploaded or pulled report inputs of the account that were refused, or stored with warnings."
+  "Uploaded or pulled report inputs of the account that were not stored (refused, failed, their job cancelled or discarded), or stored with warnings."
   ingestProblems(limit: Int = 50): [IngestProblem!]!
 }
 

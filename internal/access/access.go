@@ -14,6 +14,12 @@
 //     for everything in it, never FORBIDDEN, so the existence of another
 //     account's objects does not leak. A member lacking a permission in its
 //     own account gets FORBIDDEN.
+//
+// Apart from the accounts stands the instance operator ([Authorizer.Operator]),
+// who sees every tenant's jobs on the job dashboard. It is a role of its
+// own, granted and revoked only with `rampart admin grant-operator` and
+// `revoke-operator` ([GrantOperator], [RevokeOperator]); owning an account
+// never implies it, and API tokens never hold it.
 package access
 
 import (
@@ -57,6 +63,9 @@ func (p Permission) String() string {
 type Principal struct {
 	// UserID is the signed-in user; uuid.Nil for an API token.
 	UserID uuid.UUID
+	// SessionID is the user's login session (refresh-token family);
+	// uuid.Nil for an API token.
+	SessionID uuid.UUID
 	// APITokenID and TokenAccountID are set when an API token authenticated
 	// the request; the token acts only in TokenAccountID and its children.
 	APITokenID     uuid.UUID
@@ -185,18 +194,70 @@ func (a *Authorizer) See(ctx context.Context, accountID uuid.UUID) error {
 	return nil
 }
 
-// Operator reports whether the context's principal may see instance-wide
-// operations (the job dashboard): it owns a top-level account, or is an API
-// token of one.
+// Operator reports whether the context's principal is an instance
+// operator: a signed-in user granted the role by `rampart admin
+// grant-operator`. Operators see and steer every tenant's jobs (the job
+// dashboard), so the role is never implied by owning an account, however
+// high, and an API token (which acts as an account) never holds it.
 func (a *Authorizer) Operator(ctx context.Context) (bool, error) {
 	p, ok := FromContext(ctx)
-	if !ok {
+	if !ok || p.IsAPIToken() || p.UserID == uuid.Nil {
 		return false, nil
 	}
-	user, token := principalArgs(p)
-	owns, err := a.q.OwnsRootAccount(ctx, accessdb.OwnsRootAccountParams{UserID: user, TokenAccount: token})
+	op, err := a.q.IsOperator(ctx, p.UserID)
 	if err != nil {
 		return false, fmt.Errorf("check operator: %w", err)
 	}
-	return owns, nil
+	return op, nil
+}
+
+// ErrNoSuchUser is returned by [GrantOperator] and [RevokeOperator] for an
+// e-mail address no user has.
+var ErrNoSuchUser = errors.New("no user has this e-mail address")
+
+// GrantOperator makes the user with the e-mail address an instance
+// operator (granting twice is not an error) and returns the user's id. It
+// is for `rampart admin`, which holds the database credentials; no API
+// call grants the role.
+func GrantOperator(ctx context.Context, db accessdb.DBTX, email string) (uuid.UUID, error) {
+	q := accessdb.New(db)
+	u, err := userByEmail(ctx, q, email)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if err := q.GrantOperator(ctx, u); err != nil {
+		return uuid.Nil, fmt.Errorf("grant operator: %w", err)
+	}
+	return u, nil
+}
+
+// RevokeOperator takes the instance operator role from the user with the
+// e-mail address; held reports whether the user held it. The user's
+// dashboard sessions stop working at their next request, which checks the
+// role again.
+func RevokeOperator(ctx context.Context, db accessdb.DBTX, email string) (id uuid.UUID, held bool, err error) {
+	q := accessdb.New(db)
+	u, err := userByEmail(ctx, q, email)
+	if err != nil {
+		return uuid.Nil, false, err
+	}
+	n, err := q.RevokeOperator(ctx, u)
+	if err != nil {
+		return uuid.Nil, false, fmt.Errorf("revoke operator: %w", err)
+	}
+	return u, n > 0, nil
+}
+
+func userByEmail(ctx context.Context, q *accessdb.Queries, email string) (uuid.UUID, error) {
+	if email == "" {
+		return uuid.Nil, errors.New("an e-mail address is required (-email)")
+	}
+	u, err := q.UserByEmail(ctx, email)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return uuid.Nil, fmt.Errorf("%w: %q", ErrNoSuchUser, email)
+	}
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("find user %q: %w", email, err)
+	}
+	return u.ID, nil
 }

@@ -27,13 +27,15 @@ WHERE m.user_id IS NOT NULL
    OR a.parent_id = sqlc.arg(token_account)::uuid
 ORDER BY a.name, a.id;
 
--- name: OwnsRootAccount :one
--- Whether the principal owns a top-level account (one with no parent): the
--- operator of a self-hosted instance.
-SELECT EXISTS (
-    SELECT 1 FROM accounts a
-    WHERE a.parent_id IS NULL
-      AND (a.id = sqlc.arg(token_account)::uuid
-           OR EXISTS (SELECT 1 FROM account_members m
-                      WHERE m.account_id = a.id AND m.user_id = sqlc.arg(user_id)::uuid AND m.role = 'owner'))
-)::bool AS owns;
+-- name: IsOperator :one
+-- Whether the user holds the instance operator role.
+SELECT EXISTS (SELECT 1 FROM instance_operators WHERE user_id = @user_id)::bool AS operator;
+
+-- name: UserByEmail :one
+SELECT id, email FROM users WHERE email = lower(@email::text);
+
+-- name: GrantOperator :exec
+INSERT INTO instance_operators (user_id) VALUES (@user_id) ON CONFLICT DO NOTHING;
+
+-- name: RevokeOperator :execrows
+DELETE FROM instance_operators WHERE user_id = @user_id;

@@ -47,6 +47,8 @@ type Config struct {
 
 	DNSResolver string
 	RiverUI     bool
+	// SecureCookies marks cookies Secure behind a TLS-terminating proxy.
+	SecureCookies bool
 
 	SMTPAddr              string
 	SMTPHostname          string
@@ -69,6 +71,10 @@ type Config struct {
 	JWTKeyFile string
 	JWTKeyID   string
 	DataDir    string
+
+	// envErrs are environment values that could not be parsed; [Config.Check]
+	// reports them, as the flag parser would report the same value as a flag.
+	envErrs []error
 }
 
 func env(name, def string) string {
@@ -84,6 +90,24 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
+
+// envBool reads a boolean from the environment (true/false, 1/0, as
+// strconv.ParseBool); an unparsable value is recorded, not ignored.
+func (c *Config) envBool(name string, def bool) bool {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: want true or false", name, v))
+		return def
+	}
+	return b
+}
+
+// Check reports environment values that could not be parsed.
+func (c *Config) Check() error { return errors.Join(c.envErrs...) }
 
 func envDuration(name string, def time.Duration) time.Duration {
 	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
@@ -124,7 +148,8 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.IMAPMailbox, "imap-mailbox", env("RAMPART_IMAP_MAILBOX", "INBOX"), "mailbox to pull (env RAMPART_IMAP_MAILBOX)")
 	fs.StringVar(&c.IMAPAccount, "imap-account", env("RAMPART_IMAP_ACCOUNT", ""), "account id the pulled reports belong to (env RAMPART_IMAP_ACCOUNT)")
 	fs.DurationVar(&c.IMAPInterval, "imap-interval", envDuration("RAMPART_IMAP_INTERVAL", imappull.DefaultInterval), "how often to pull (env RAMPART_IMAP_INTERVAL)")
-	fs.BoolVar(&c.RiverUI, "river-ui", env("RAMPART_RIVER_UI", "") == "true", "serve the River job dashboard at /riverui/ to owners of top-level accounts (env RAMPART_RIVER_UI=true; on in dev)")
+	fs.BoolVar(&c.RiverUI, "river-ui", env("RAMPART_RIVER_UI", "") == "true", "serve the River job dashboard at /riverui/ to instance operators (`rampart admin grant-operator`) (env RAMPART_RIVER_UI=true; on in dev)")
+	fs.BoolVar(&c.SecureCookies, "secure-cookies", c.envBool("RAMPART_SECURE_COOKIES", false), "the API is served over https by a TLS-terminating proxy: mark the dashboard cookie Secure and expect https origins (env RAMPART_SECURE_COOKIES=true; automatic when the server itself terminates TLS)")
 	fs.StringVar(&c.JWTKey, "jwt-key", env("RAMPART_JWT_KEY", ""), "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
 	fs.StringVar(&c.JWTKeyFile, "jwt-key-file", env("RAMPART_JWT_KEY_FILE", ""), "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
 	fs.StringVar(&c.JWTKeyID, "jwt-kid", env("RAMPART_JWT_KID", "k1"), "key id of the signing key (env RAMPART_JWT_KID)")

@@ -119,7 +119,7 @@ Rampart is running (Ctrl-C stops everything).
   dnsedge       %[3]s (UDP and TCP), zone %[4]s
   Report mail   smtp://%[10]s for <token>@%[11]s (each domain's reportAddress)
   Report upload POST http://%[1]s/upload (Bearer token)
-  Job dashboard http://%[1]s/riverui/ (after POST /riverui/session with a Bearer token)
+  Job dashboard http://%[1]s/riverui/ (the demo owner is an operator; POST /riverui/session with its Bearer token sets the cookie)
 
   Demo login    %[5]s / %[6]s
 
@@ -155,6 +155,10 @@ func SeedDemo(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Lo
 	acct, user, err := svc.Accounts.CreateOwner(ctx, account.NewOwner{Email: DemoEmail, Name: "Demo Owner", PasswordHash: hash, AccountName: DemoAccount})
 	if err != nil {
 		return fmt.Errorf("seed demo owner: %w", err)
+	}
+	// The demo owner runs this instance, so it may open the job dashboard.
+	if _, err := access.GrantOperator(ctx, pool, DemoEmail); err != nil {
+		return fmt.Errorf("seed demo operator: %w", err)
 	}
 	asOwner := access.NewContext(ctx, access.Principal{UserID: user.ID})
 	if _, err := svc.Domains.Add(asOwner, acct.ID, DemoDomain); err != nil && !errors.Is(err, apperr.ErrConflict) {

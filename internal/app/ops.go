@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/account/accountdb"
 	"github.com/rampartmail/rampart/internal/auth"
@@ -77,6 +78,38 @@ func CreateOwner(ctx context.Context, cfg *Config, o account.NewOwner, password 
 		return err
 	}
 	fmt.Fprintf(out, "account %s (%s)\nowner   %s (%s)\n", acct.Name, acct.ID, user.Email, user.ID)
+	return nil
+}
+
+// SetOperator is `rampart admin grant-operator` (grant true) and
+// `revoke-operator` (grant false): the instance operator role, which opens
+// the job dashboard, for the user with the e-mail address.
+func SetOperator(ctx context.Context, cfg *Config, email string, grant bool, out io.Writer) error {
+	if email == "" {
+		return errors.New("an e-mail address is required (-email)")
+	}
+	pool, err := OpenPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if grant {
+		id, err := access.GrantOperator(ctx, pool, email)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "operator granted: %s (%s)\n", email, id)
+		return nil
+	}
+	id, held, err := access.RevokeOperator(ctx, pool, email)
+	if err != nil {
+		return err
+	}
+	if !held {
+		fmt.Fprintf(out, "not an operator: %s (%s)\n", email, id)
+		return nil
+	}
+	fmt.Fprintf(out, "operator revoked: %s (%s)\n", email, id)
 	return nil
 }
 

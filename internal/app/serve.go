@@ -107,6 +107,9 @@ type API struct {
 
 // NewAPI assembles the API and workers on an open pool. Run starts them.
 func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*API, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
 	if cfg.Migrate {
 		if err := migrations.Up(ctx, pool, log); err != nil {
 			return nil, err
@@ -147,9 +150,17 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 		if err != nil {
 			return nil, fmt.Errorf("job dashboard: %w", err)
 		}
+		gate := &server.Dashboard{
+			Prefix: "/riverui", SecureCookies: cfg.SecureCookies,
+			Authenticate: authenticate, AuthenticateSession: resolver.AuthenticateDashboard,
+			StartSession: resolver.StartDashboardSession, EndSession: svc.Auth.EndDashboardSession,
+			Operator: access.New(pool).Operator, Log: log,
+		}
+		session := server.DashboardSession(gate)
 		routes = append(routes,
-			server.Route{Pattern: "POST /riverui/session", Handler: server.RequireAuth(authenticate, log, server.DashboardSession("/riverui"))},
-			server.Route{Pattern: "/riverui/", Handler: server.OperatorOnly(authenticate, access.New(pool), log, dashboard)})
+			server.Route{Pattern: "POST /riverui/session", Handler: session},
+			server.Route{Pattern: "DELETE /riverui/session", Handler: session},
+			server.Route{Pattern: "/riverui/", Handler: server.OperatorOnly(gate, dashboard)})
 	}
 	httpSrv := server.New(server.Config{Addr: cfg.APIAddr, Dev: cfg.Dev}, gql, pool, reg, log, routes...)
 	if err := httpSrv.Listen(); err != nil {
@@ -207,6 +218,9 @@ func (a *API) Run(ctx context.Context) error { return a.run(ctx) }
 
 // Serve is `rampart serve`.
 func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
 	pool, err := OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err

@@ -11,7 +11,9 @@
 // GraphQL mutations call [Service.Login], [Service.Refresh],
 // [Service.Logout], [Service.CreateAPIToken], [Service.RevokeAPIToken] and
 // [Service.ListAPITokens]. "rampart admin create-owner" calls
-// [HashPassword]. A periodic job calls [Service.PruneLoginFailures].
+// [HashPassword]. The job dashboard calls [Service.StartDashboardSession]
+// (for instance operators only, which the authorisation package decides)
+// and [Service.AuthenticateDashboard] for its session cookie. A periodic job calls [Service.PruneLoginFailures].
 //
 // Errors meant for clients are few and typed: [ErrUnauthenticated],
 // [ErrInvalidCredentials], [ErrRateLimited] (a [*RateLimitError] with

@@ -91,3 +91,23 @@ SELECT id, account_id, created_by, name, hint, created_at, last_used_at, revoked
 FROM api_tokens
 WHERE account_id = @account_id
 ORDER BY created_at DESC, id;
+
+-- name: DeleteExpiredDashboardSessions :execrows
+DELETE FROM dashboard_sessions WHERE expires_at <= @now;
+
+-- name: InsertDashboardSession :exec
+INSERT INTO dashboard_sessions (id_hash, user_id, family_id, created_at, expires_at)
+VALUES (@id_hash, @user_id, @family_id, @created_at, @expires_at);
+
+-- name: GetDashboardSession :one
+-- A dashboard session with what ends it early: its user disabled, or the
+-- login session it was started from revoked (logout, refresh token reuse).
+SELECT ds.user_id, ds.family_id, ds.expires_at, u.disabled_at AS user_disabled_at,
+    EXISTS (SELECT 1 FROM refresh_tokens rt
+            WHERE rt.family_id = ds.family_id AND rt.revoked_at IS NOT NULL)::bool AS family_revoked
+FROM dashboard_sessions ds
+JOIN users u ON u.id = ds.user_id
+WHERE ds.id_hash = @id_hash;
+
+-- name: DeleteDashboardSession :exec
+DELETE FROM dashboard_sessions WHERE id_hash = @id_hash;

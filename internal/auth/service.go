@@ -229,5 +229,5 @@ func (id Identity) Principal() access.Principal {
 	if id.IsAPIToken() {
 		return access.Principal{APITokenID: *id.APITokenID, TokenAccountID: *id.AccountID}
 	}
-	return access.Principal{UserID: id.UserID}
+	return access.Principal{UserID: id.UserID, SessionID: id.SessionID}
 }

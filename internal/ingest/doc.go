@@ -86,8 +86,8 @@
 // report_records partitions that lie wholly before the retention period
 // (default 13 months) and deletes the raw blobs received before it. Reports
 // rows (small, and the memory of which reports were seen) and rollups are
-// kept. It also deletes the bytes of blobs refused or failed more than
-// [RefusedBytesRetention] (30 days) ago, keeping their rows (size, hash,
+// kept. It also deletes the bytes of blobs not stored (refused, failed,
+// cancelled or discarded) more than [RefusedBytesRetention] (30 days) ago, keeping their rows (size, hash,
 // reason, dates; purged_at says when); if the same bytes arrive again they
 // are put back.
 package ingest

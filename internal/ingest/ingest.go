@@ -35,7 +35,22 @@ const (
 	statusDuplicate = "duplicate"
 	statusRefused   = "refused"
 	statusFailed    = "failed"
+	// cancelled and discarded are set by a trigger on River's job table
+	// (migration 00005) when a blob's job ends without the worker deciding:
+	// cancelled or deleted (from the job dashboard), or given up by River.
+	statusCancelled = "cancelled"
+	statusDiscarded = "discarded"
 )
+
+// notStored reports whether a blob's status says its report was not stored,
+// so that the same bytes arriving again put it back in line.
+func notStored(status string) bool {
+	switch status {
+	case statusRefused, statusFailed, statusCancelled, statusDiscarded:
+		return true
+	}
+	return false
+}
 
 // Bounds on values that end up in index keys (a btree entry must stay
 // under about 2.7 kB) or that no real report comes near.

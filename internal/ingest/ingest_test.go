@@ -878,6 +878,12 @@ func TestScopeGrows(t *testing.T) {
 	require.NoError(t, e.pool.QueryRow(ctx, `SELECT args FROM river_job WHERE id = $1`, again.JobID).Scan(&args))
 	require.JSONEq(t, `{"blob_id": "`+first.BlobID.String()+`", "round": 1}`, string(args))
 	require.Equal(t, "pending", e.blob(t, first.BlobID).Status)
+	// The first round's job ending now without a worker's decision (here
+	// cancelled, as from the job dashboard) leaves the blob to the second
+	// round's job.
+	_, err := e.pool.Exec(ctx, `UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE id = $1`, first.JobID)
+	require.NoError(t, err)
+	require.Equal(t, "pending", e.blob(t, first.BlobID).Status)
 
 	require.NoError(t, e.worker.Ingest(ctx, first.BlobID))
 	b = e.blob(t, first.BlobID)
@@ -895,7 +901,7 @@ func TestScopeGrows(t *testing.T) {
 
 	// A recipient's domain removed takes only its link; the last one
 	// takes the blob.
-	_, err := e.pool.Exec(ctx, `DELETE FROM domains WHERE id = $1`, e.domains["test.net"])
+	_, err = e.pool.Exec(ctx, `DELETE FROM domains WHERE id = $1`, e.domains["test.net"])
 	require.NoError(t, err)
 	require.Equal(t, int64(1), e.count(t, `SELECT count(*) FROM report_blobs`))
 	_, err = e.pool.Exec(ctx, `DELETE FROM domains WHERE id = $1`, e.domains["example.com"])

@@ -104,7 +104,7 @@ type retention struct {
 	Cutoff     time.Time
 	Partitions []string
 	Blobs      int64
-	// Purged counts the refused or failed blobs whose bytes were deleted.
+	// Purged counts the blobs not stored whose bytes were deleted.
 	Purged int64
 }
 

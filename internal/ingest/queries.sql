@@ -30,13 +30,14 @@ UPDATE report_blobs SET raw = @raw, purged_at = NULL
 WHERE id = @id AND purged_at IS NOT NULL;
 
 -- name: RetryBlob :one
--- Put a blob back in line in a new round: a refused or failed one whose
--- bytes arrived again, or any one whose scope grew. A job still working
--- the previous round then finishes nothing.
+-- Put a blob back in line in a new round: one that was not stored
+-- (refused, failed, or its job cancelled or discarded) whose bytes arrived
+-- again, or any one whose scope grew. A job still working the previous
+-- round then finishes nothing.
 UPDATE report_blobs
 SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL,
     round = round + 1
-WHERE id = @id AND (status IN ('refused', 'failed') OR @scope_grew::boolean)
+WHERE id = @id AND (status IN ('refused', 'failed', 'cancelled', 'discarded') OR @scope_grew::boolean)
 RETURNING round;
 
 -- name: DomainByReportToken :one
@@ -141,15 +142,17 @@ DELETE FROM report_blobs
 WHERE id IN (SELECT b.id FROM report_blobs b WHERE b.received_at < @cutoff ORDER BY b.received_at LIMIT @lim);
 
 -- name: PurgeRefusedBlobs :execrows
--- Delete the bytes of up to lim blobs refused or failed before cutoff,
--- keeping their rows; called until none is left. The status is checked
--- again on the row itself, in case the blob was put back in line meanwhile.
+-- Delete the bytes of up to lim blobs not stored (refused, failed, their
+-- job cancelled or discarded) before cutoff, keeping their rows; called
+-- until none is left. The status is checked again on the row itself, in
+-- case the blob was put back in line meanwhile.
 UPDATE report_blobs
 SET raw = NULL, purged_at = @now::timestamptz
 WHERE id IN (SELECT b.id FROM report_blobs b
-             WHERE b.raw IS NOT NULL AND b.status IN ('refused', 'failed') AND b.processed_at < @cutoff::timestamptz
+             WHERE b.raw IS NOT NULL AND b.status IN ('refused', 'failed', 'cancelled', 'discarded')
+               AND b.processed_at < @cutoff::timestamptz
              ORDER BY b.processed_at LIMIT @lim)
-  AND raw IS NOT NULL AND status IN ('refused', 'failed');
+  AND raw IS NOT NULL AND status IN ('refused', 'failed', 'cancelled', 'discarded');
 
 -- name: PartitionExists :one
 SELECT (to_regclass(@name::text) IS NOT NULL)::boolean AS exists;

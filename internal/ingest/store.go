@@ -78,10 +78,11 @@ type Accepted struct {
 	// same scope and are stored, or waiting to be: BlobID is then the
 	// earlier blob and no job is enqueued.
 	Duplicate bool
-	// Retried is true when the same bytes were stored before and refused
-	// (say, for a domain not yet hosted then) or failed, or when mail
-	// with the same bytes arrives for a recipient domain the blob did not
-	// have: the earlier blob is pending again, with a new job.
+	// Retried is true when the same bytes came before and were not stored
+	// (refused, say for a domain not yet hosted then, or failed, or their
+	// job cancelled or discarded), or when mail with the same bytes
+	// arrives for a recipient domain the blob did not have: the earlier
+	// blob is pending again, with a new job.
 	Retried bool
 }
 
@@ -172,7 +173,7 @@ func (s *Store) Accept(ctx context.Context, in Incoming) (Accepted, error) {
 }
 
 // again handles bytes already stored in the scope: a duplicate, unless the
-// blob was refused or failed, or the mail names recipients it did not
+// blob was not stored, or the mail names recipients it did not
 // have; then the blob is put back in line in a new round (Retried).
 func (s *Store) again(ctx context.Context, q *ingestdb.Queries, sum []byte, in Incoming) (Accepted, int32, error) {
 	old, err := q.BlobInScope(ctx, ingestdb.BlobInScopeParams{Sha256: sum, AccountID: in.AccountID, Mail: in.Source == SourceSMTP})
@@ -188,7 +189,7 @@ func (s *Store) again(ctx context.Context, q *ingestdb.Queries, sum []byte, in I
 			return Accepted{}, 0, err
 		}
 	}
-	if !grew && old.Status != statusRefused && old.Status != statusFailed {
+	if !grew && !notStored(old.Status) {
 		return Accepted{BlobID: old.ID, Duplicate: true}, 0, nil
 	}
 	if old.Purged {

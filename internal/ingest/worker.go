@@ -60,10 +60,11 @@ func (RetentionArgs) Kind() string { return "report.retention" }
 // DefaultRetentionMonths is how long records and raw blobs are kept.
 const DefaultRetentionMonths = 13
 
-// RefusedBytesRetention is how long the bytes of a refused or failed blob
-// are kept after it was refused, for its owner to look into; then only its
-// row stays (size, hash, reason, dates), so that anyone able to send mail
-// cannot fill the disk with refused input for 13 months.
+// RefusedBytesRetention is how long the bytes of a blob not stored
+// (refused, failed, cancelled or discarded) are kept after that was
+// decided, for its owner to look into; then only its row stays (size, hash,
+// reason, dates), so that anyone able to send mail cannot fill the disk
+// with refused input for 13 months.
 const RefusedBytesRetention = 30 * 24 * time.Hour
 
 // ingestTimeout bounds one ingest job; the largest report the default limits

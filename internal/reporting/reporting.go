@@ -22,15 +22,16 @@ import (
 // Report is one stored aggregate report.
 type Report = reportingdb.DomainReportsRow
 
-// Problem is an input that was refused or failed, or was stored with
-// warnings.
+// Problem is an input that was not stored (refused, failed, its job
+// cancelled or discarded) or was stored with warnings.
 type Problem struct {
 	BlobID     uuid.UUID
 	Source     string
 	Filename   string
 	Remote     string
 	ReceivedAt time.Time
-	// Status is pending, stored, duplicate, refused or failed.
+	// Status is pending, stored, duplicate, refused, failed, cancelled or
+	// discarded.
 	Status string
 	// Reason is a stable code (report.Reason or ingest's); Detail a
 	// sentence for the owner. Both empty for a stored input with warnings.
@@ -38,8 +39,8 @@ type Problem struct {
 	Warnings       []Warning
 	// Size is the input's size in bytes.
 	Size int
-	// PurgedAt is when the bytes of a refused or failed input were deleted
-	// (30 days after it was refused, ingest.RefusedBytesRetention); the rest is
+	// PurgedAt is when the bytes of an input that was not stored were
+	// deleted (30 days after, ingest.RefusedBytesRetention); the rest is
 	// kept. Nil while the bytes are kept.
 	PurgedAt *time.Time
 }

@@ -50,6 +50,15 @@ func (q *Queries) Grant(ctx context.Context, arg GrantParams) (GrantRow, error) 
 	return i, err
 }
 
+const grantOperator = `-- name: GrantOperator :exec
+INSERT INTO instance_operators (user_id) VALUES ($1) ON CONFLICT DO NOTHING
+`
+
+func (q *Queries) GrantOperator(ctx context.Context, userID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, grantOperator, userID)
+	return err
+}
+
 const grants = `-- name: Grants :many
 SELECT
     a.id,
@@ -104,26 +113,42 @@ func (q *Queries) Grants(ctx context.Context, arg GrantsParams) ([]GrantsRow, er
 	return items, nil
 }
 
-const ownsRootAccount = `-- name: OwnsRootAccount :one
-SELECT EXISTS (
-    SELECT 1 FROM accounts a
-    WHERE a.parent_id IS NULL
-      AND (a.id = $1::uuid
-           OR EXISTS (SELECT 1 FROM account_members m
-                      WHERE m.account_id = a.id AND m.user_id = $2::uuid AND m.role = 'owner'))
-)::bool AS owns
+const isOperator = `-- name: IsOperator :one
+SELECT EXISTS (SELECT 1 FROM instance_operators WHERE user_id = $1)::bool AS operator
 `
 
-type OwnsRootAccountParams struct {
-	TokenAccount uuid.UUID
-	UserID       uuid.UUID
+// Whether the user holds the instance operator role.
+func (q *Queries) IsOperator(ctx context.Context, userID uuid.UUID) (bool, error) {
+	row := q.db.QueryRow(ctx, isOperator, userID)
+	var operator bool
+	err := row.Scan(&operator)
+	return operator, err
 }
 
-// Whether the principal owns a top-level account (one with no parent): the
-// operator of a self-hosted instance.
-func (q *Queries) OwnsRootAccount(ctx context.Context, arg OwnsRootAccountParams) (bool, error) {
-	row := q.db.QueryRow(ctx, ownsRootAccount, arg.TokenAccount, arg.UserID)
-	var owns bool
-	err := row.Scan(&owns)
-	return owns, err
+const revokeOperator = `-- name: RevokeOperator :execrows
+DELETE FROM instance_operators WHERE user_id = $1
+`
+
+func (q *Queries) RevokeOperator(ctx context.Context, userID uuid.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, revokeOperator, userID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const userByEmail = `-- name: UserByEmail :one
+SELECT id, email FROM users WHERE email = lower($1::text)
+`
+
+type UserByEmailRow struct {
+	ID    uuid.UUID
+	Email string
+}
+
+func (q *Queries) UserByEmail(ctx context.Context, email string) (UserByEmailRow, error) {
+	row := q.db.QueryRow(ctx, userByEmail, email)
+	var i UserByEmailRow
+	err := row.Scan(&i.ID, &i.Email)
+	return i, err
 }

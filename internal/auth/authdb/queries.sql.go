@@ -12,6 +12,27 @@ import (
 	"github.com/google/uuid"
 )
 
+const deleteDashboardSession = `-- name: DeleteDashboardSession :exec
+DELETE FROM dashboard_sessions WHERE id_hash = $1
+`
+
+func (q *Queries) DeleteDashboardSession(ctx context.Context, idHash []byte) error {
+	_, err := q.db.Exec(ctx, deleteDashboardSession, idHash)
+	return err
+}
+
+const deleteExpiredDashboardSessions = `-- name: DeleteExpiredDashboardSessions :execrows
+DELETE FROM dashboard_sessions WHERE expires_at <= $1
+`
+
+func (q *Queries) DeleteExpiredDashboardSessions(ctx context.Context, now time.Time) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteExpiredDashboardSessions, now)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const deleteLoginFailure = `-- name: DeleteLoginFailure :exec
 DELETE FROM login_failures WHERE id = $1
 `
@@ -51,6 +72,38 @@ func (q *Queries) GetAPITokenByHash(ctx context.Context, tokenHash []byte) (GetA
 		&i.AccountID,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+	)
+	return i, err
+}
+
+const getDashboardSession = `-- name: GetDashboardSession :one
+SELECT ds.user_id, ds.family_id, ds.expires_at, u.disabled_at AS user_disabled_at,
+    EXISTS (SELECT 1 FROM refresh_tokens rt
+            WHERE rt.family_id = ds.family_id AND rt.revoked_at IS NOT NULL)::bool AS family_revoked
+FROM dashboard_sessions ds
+JOIN users u ON u.id = ds.user_id
+WHERE ds.id_hash = $1
+`
+
+type GetDashboardSessionRow struct {
+	UserID         uuid.UUID
+	FamilyID       uuid.UUID
+	ExpiresAt      time.Time
+	UserDisabledAt *time.Time
+	FamilyRevoked  bool
+}
+
+// A dashboard session with what ends it early: its user disabled, or the
+// login session it was started from revoked (logout, refresh token reuse).
+func (q *Queries) GetDashboardSession(ctx context.Context, idHash []byte) (GetDashboardSessionRow, error) {
+	row := q.db.QueryRow(ctx, getDashboardSession, idHash)
+	var i GetDashboardSessionRow
+	err := row.Scan(
+		&i.UserID,
+		&i.FamilyID,
+		&i.ExpiresAt,
+		&i.UserDisabledAt,
+		&i.FamilyRevoked,
 	)
 	return i, err
 }
@@ -182,6 +235,30 @@ func (q *Queries) InsertAPIToken(ctx context.Context, arg InsertAPITokenParams) 
 		&i.RevokedAt,
 	)
 	return i, err
+}
+
+const insertDashboardSession = `-- name: InsertDashboardSession :exec
+INSERT INTO dashboard_sessions (id_hash, user_id, family_id, created_at, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+`
+
+type InsertDashboardSessionParams struct {
+	IDHash    []byte
+	UserID    uuid.UUID
+	FamilyID  uuid.UUID
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+func (q *Queries) InsertDashboardSession(ctx context.Context, arg InsertDashboardSessionParams) error {
+	_, err := q.db.Exec(ctx, insertDashboardSession,
+		arg.IDHash,
+		arg.UserID,
+		arg.FamilyID,
+		arg.CreatedAt,
+		arg.ExpiresAt,
+	)
+	return err
 }
 
 const insertLoginFailure = `-- name: InsertLoginFailure :one

@@ -424,9 +424,10 @@ const purgeRefusedBlobs = `-- name: PurgeRefusedBlobs :execrows
 UPDATE report_blobs
 SET raw = NULL, purged_at = $1::timestamptz
 WHERE id IN (SELECT b.id FROM report_blobs b
-             WHERE b.raw IS NOT NULL AND b.status IN ('refused', 'failed') AND b.processed_at < $2::timestamptz
+             WHERE b.raw IS NOT NULL AND b.status IN ('refused', 'failed', 'cancelled', 'discarded')
+               AND b.processed_at < $2::timestamptz
              ORDER BY b.processed_at LIMIT $3)
-  AND raw IS NOT NULL AND status IN ('refused', 'failed')
+  AND raw IS NOT NULL AND status IN ('refused', 'failed', 'cancelled', 'discarded')
 `
 
 type PurgeRefusedBlobsParams struct {
@@ -435,9 +436,10 @@ type PurgeRefusedBlobsParams struct {
 	Lim    int32
 }
 
-// Delete the bytes of up to lim blobs refused or failed before cutoff,
-// keeping their rows; called until none is left. The status is checked
-// again on the row itself, in case the blob was put back in line meanwhile.
+// Delete the bytes of up to lim blobs not stored (refused, failed, their
+// job cancelled or discarded) before cutoff, keeping their rows; called
+// until none is left. The status is checked again on the row itself, in
+// case the blob was put back in line meanwhile.
 func (q *Queries) PurgeRefusedBlobs(ctx context.Context, arg PurgeRefusedBlobsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, purgeRefusedBlobs, arg.Now, arg.Cutoff, arg.Lim)
 	if err != nil {
@@ -558,7 +560,7 @@ const retryBlob = `-- name: RetryBlob :one
 UPDATE report_blobs
 SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL,
     round = round + 1
-WHERE id = $1 AND (status IN ('refused', 'failed') OR $2::boolean)
+WHERE id = $1 AND (status IN ('refused', 'failed', 'cancelled', 'discarded') OR $2::boolean)
 RETURNING round
 `
 
@@ -567,9 +569,10 @@ type RetryBlobParams struct {
 	ScopeGrew bool
 }
 
-// Put a blob back in line in a new round: a refused or failed one whose
-// bytes arrived again, or any one whose scope grew. A job still working
-// the previous round then finishes nothing.
+// Put a blob back in line in a new round: one that was not stored
+// (refused, failed, or its job cancelled or discarded) whose bytes arrived
+// again, or any one whose scope grew. A job still working the previous
+// round then finishes nothing.
 func (q *Queries) RetryBlob(ctx context.Context, arg RetryBlobParams) (int32, error) {
 	row := q.db.QueryRow(ctx, retryBlob, arg.ID, arg.ScopeGrew)
 	var round int32

@@ -17,7 +17,7 @@ SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_
        b.size, b.purged_at
 FROM report_blobs b
 WHERE b.account_id = $1
-  AND (b.status IN ('refused', 'failed') OR jsonb_array_length(b.warnings) > 0)
+  AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
 ORDER BY b.received_at DESC, b.id DESC
 LIMIT $2
 `
@@ -41,8 +41,8 @@ type AccountProblemsRow struct {
 	PurgedAt      *time.Time
 }
 
-// Uploaded or pulled inputs of an account that were refused or failed, or
-// stored with warnings.
+// Uploaded or pulled inputs of an account that were not stored (refused,
+// failed, their job cancelled or discarded) or stored with warnings.
 func (q *Queries) AccountProblems(ctx context.Context, arg AccountProblemsParams) ([]AccountProblemsRow, error) {
 	rows, err := q.db.Query(ctx, accountProblems, arg.AccountID, arg.Lim)
 	if err != nil {
@@ -93,7 +93,7 @@ SELECT b.id, b.source, b.filename, coalesce(r.remote, b.remote)::text AS remote,
 FROM report_blobs b
 LEFT JOIN report_blob_recipients r ON r.blob_id = b.id AND r.domain_id = $1
 WHERE (r.domain_id IS NOT NULL OR b.report_id IN (SELECT id FROM reports WHERE domain_id = $1))
-  AND (b.status IN ('refused', 'failed') OR jsonb_array_length(b.warnings) > 0)
+  AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
 ORDER BY coalesce(r.received_at, b.received_at) DESC, b.id DESC
 LIMIT $2
 `
@@ -117,9 +117,10 @@ type DomainProblemsRow struct {
 	PurgedAt      *time.Time
 }
 
-// Inputs for a domain that were refused or failed, or stored with warnings:
-// mail to the domain's report address (dated and placed as it reached that
-// address), and reports filed under it.
+// Inputs for a domain that were not stored (refused, failed, their job
+// cancelled or discarded) or stored with warnings: mail to the domain's
+// report address (dated and placed as it reached that address), and reports
+// filed under it.
 func (q *Queries) DomainProblems(ctx context.Context, arg DomainProblemsParams) ([]DomainProblemsRow, error) {
 	rows, err := q.db.Query(ctx, domainProblems, arg.DomainID, arg.Lim)
 	if err != nil {
