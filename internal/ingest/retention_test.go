@@ -108,8 +108,8 @@ func TestMigrationTokens(t *testing.T) {
 	require.Equal(t, 4, valid)
 }
 
-// TestPurgeRefusedBytes: retention deletes the bytes of blobs refused more
-// than 30 days ago and keeps their rows, which the API shows as purged;
+// TestPurgeRefusedBytes: retention deletes the bytes of blobs refused (or
+// cancelled) more than 30 days ago and keeps their rows, which the API shows as purged;
 // recent refusals and stored blobs keep their bytes. The same bytes
 // arriving again bring the blob back.
 func TestPurgeRefusedBytes(t *testing.T) {
@@ -122,14 +122,18 @@ func TestPurgeRefusedBytes(t *testing.T) {
 	recent, err := e.ingest(t, simple("refused-recent", "example.org", day0))
 	require.True(t, cancelled(err))
 	stored := e.mustStore(t, simple("kept", "example.com", day0))
-	_, err = e.pool.Exec(ctx, `UPDATE report_blobs SET processed_at = now() - interval '31 days' WHERE id = ANY($1)`, []uuid.UUID{old, stored})
-	require.NoError(t, err)
+	// An import whose job was cancelled before it ran.
+	never := e.accept(t, ingest.Incoming{Source: ingest.SourceImport, Raw: []byte("never worked")})
 	_, err = e.pool.Exec(ctx, `UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE kind = 'report.ingest'`)
+	require.NoError(t, err)
+	require.Equal(t, "cancelled", e.blob(t, never.BlobID).Status)
+	_, err = e.pool.Exec(ctx, `UPDATE report_blobs SET processed_at = now() - interval '31 days' WHERE id = ANY($1)`,
+		[]uuid.UUID{old, stored, never.BlobID})
 	require.NoError(t, err)
 
 	res, err := e.worker.RetainAll(ctx)
 	require.NoError(t, err)
-	require.Equal(t, int64(1), res.Purged)
+	require.Equal(t, int64(2), res.Purged)
 	require.Zero(t, res.Blobs)
 	type row struct {
 		raw      []byte
@@ -156,6 +160,8 @@ func TestPurgeRefusedBytes(t *testing.T) {
 	require.NotNil(t, get(recent).raw)
 	require.Nil(t, get(recent).purgedAt)
 	require.NotNil(t, get(stored).raw, "stored blobs keep their bytes until the retention period")
+	require.Nil(t, get(never.BlobID).raw, "cancelled blobs lose theirs too")
+	require.NotNil(t, get(never.BlobID).purgedAt)
 
 	problems, err := reporting.NewReader(e.pool).AccountProblems(ctx, e.account, 10)
 	require.NoError(t, err)
