@@ -360,8 +360,6 @@ func TestDuplicateBlob(t *testing.T) {
 	require.True(t, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, Recipients: []uuid.UUID{e.domains["example.com"]}}).Duplicate)
 }
 
-func ptr[T any](v T) *T { return &v }
-
 // TestRetryRefusedBlob: a refused blob whose bytes arrive again is worked
 // again, here once its domain is hosted.
 func TestRetryRefusedBlob(t *testing.T) {

@@ -40,7 +40,7 @@ func TestBoundedStalledSessions(t *testing.T) {
 		INSERT INTO domains (account_id, name) SELECT id, 'stall.example' FROM a RETURNING report_token`).Scan(&token))
 	rcpt := token + "@" + reportsDomain
 
-	base := s.Proc.Usage(t).PeakRSS
+	base := s.Usage(t).PeakRSS
 	deadline := time.Now().Add(2 * time.Minute)
 	conns := make([]*stalled, 0, sessions)
 	t.Cleanup(func() {
@@ -65,7 +65,7 @@ func TestBoundedStalledSessions(t *testing.T) {
 	var peak, rss int64
 	for range 10 {
 		time.Sleep(100 * time.Millisecond)
-		u := s.Proc.Usage(t)
+		u := s.Usage(t)
 		peak, rss = u.PeakRSS, max(rss, u.RSS)
 	}
 	growth := peak - base
