@@ -3,6 +3,7 @@ package graph_test
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"mime/multipart"
 	"net/http"
@@ -148,6 +149,31 @@ func TestReportsEndToEnd(t *testing.T) {
 	require.NotEmpty(t, problems.Account.IngestProblems)
 	require.Equal(t, "refused", problems.Account.IngestProblems[0].Status, fmt.Sprint(problems))
 	require.NotNil(t, problems.Account.IngestProblems[0].Reason)
+
+	// Once retention has deleted its bytes (done here directly; the
+	// ingest tests run retention itself), the problem says so and keeps
+	// its size and reason.
+	_, err = env.Pool.Exec(context.Background(), `UPDATE report_blobs SET raw = NULL, purged_at = now() WHERE status = 'refused'`)
+	require.NoError(t, err)
+	var purged struct {
+		Account struct {
+			IngestProblems []struct {
+				Status   string
+				Reason   *string
+				Size     int
+				PurgedAt *time.Time
+			}
+		}
+	}
+	r := env.Do(t, o.Token, `{ account { ingestProblems { status reason size purgedAt } } }`, nil)
+	r.NoErrors(t)
+	r.Decode(t, &purged)
+	require.NotEmpty(t, purged.Account.IngestProblems)
+	p := purged.Account.IngestProblems[0]
+	require.Equal(t, "refused", p.Status)
+	require.NotNil(t, p.Reason)
+	require.Equal(t, len("<feedback><report_metadata>"), p.Size)
+	require.NotNil(t, p.PurgedAt)
 
 	// Uploads through GraphQL multipart work too, and unauthenticated ones
 	// are refused.

@@ -213,9 +213,11 @@ type ComplexityRoot struct {
 		BlobID     func(childComplexity int) int
 		Detail     func(childComplexity int) int
 		Filename   func(childComplexity int) int
+		PurgedAt   func(childComplexity int) int
 		Reason     func(childComplexity int) int
 		ReceivedAt func(childComplexity int) int
 		Remote     func(childComplexity int) int
+		Size       func(childComplexity int) int
 		Source     func(childComplexity int) int
 		Status     func(childComplexity int) int
 		Warnings   func(childComplexity int) int
@@ -1123,6 +1125,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.IngestProblem.Filename(childComplexity), true
+	case "IngestProblem.purgedAt":
+		if e.ComplexityRoot.IngestProblem.PurgedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.PurgedAt(childComplexity), true
 	case "IngestProblem.reason":
 		if e.ComplexityRoot.IngestProblem.Reason == nil {
 			break
@@ -1141,6 +1149,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.IngestProblem.Remote(childComplexity), true
+	case "IngestProblem.size":
+		if e.ComplexityRoot.IngestProblem.Size == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Size(childComplexity), true
 	case "IngestProblem.source":
 		if e.ComplexityRoot.IngestProblem.Source == nil {
 			break
@@ -2127,6 +2141,10 @@ type IngestProblem {
   "Why, in words."
   detail: String
   warnings: [IngestWarning!]!
+  "The input's size in bytes."
+  size: Int!
+  "When the bytes of this input, which was not stored, were deleted: 30 days after it was refused, cancelled or discarded; what is shown here is kept. Null while the bytes are kept."
+  purgedAt: Time
 }
 
 "A quirk accepted while decoding a report."
@@ -2711,6 +2729,10 @@ func (ec *executionContext) childFields_IngestProblem(ctx context.Context, field
 		return ec.fieldContext_IngestProblem_detail(ctx, field)
 	case "warnings":
 		return ec.fieldContext_IngestProblem_warnings(ctx, field)
+	case "size":
+		return ec.fieldContext_IngestProblem_size(ctx, field)
+	case "purgedAt":
+		return ec.fieldContext_IngestProblem_purgedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type IngestProblem", field.Name)
 }
@@ -6659,6 +6681,52 @@ func (ec *executionContext) fieldContext_IngestProblem_warnings(_ context.Contex
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _IngestProblem_size(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_size(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Size, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_size(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "Int")
+}
+
+func (ec *executionContext) _IngestProblem_purgedAt(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_purgedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PurgedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_purgedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "Time")
 }
 
 func (ec *executionContext) _IngestWarning_code(ctx context.Context, field graphql.CollectedField, obj *reporting.Warning) (ret graphql.Marshaler) {
@@ -11301,6 +11369,16 @@ func (ec *executionContext) _IngestProblem(ctx context.Context, sel ast.Selectio
 		case "warnings":
 			out.Values[i] = ec._IngestProblem_warnings(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "size":
+			out.Values[i] = ec._IngestProblem_size(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "purgedAt":
+			out.Values[i] = ec._IngestProblem_purgedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:

@@ -8,15 +8,28 @@
 // report.ingest job for them in the same transaction (River InsertTx), so
 // that a blob is never stored without its job nor a job enqueued for a blob
 // that was not stored. The same bytes arriving again in the same scope (the
-// recipient domain for mail, the account for uploads) are one blob and one
-// job; [Accepted.Duplicate] says so. If that blob was refused (say, it was
-// uploaded before its domain was added) or failed, it is put back in line
-// instead ([Accepted.Retried]). Uploads for a principal go through
-// [Store.BeginUpload], which authorises the principal in the account and
-// records on each blob the accounts whose domains its reports may be
-// stored for: those below the account in which the principal may manage
-// domains. [Store.RecipientDomain] maps the local part
-// of a rua address, the domain's report token, to the domain.
+// account for uploads and pulls; mail, whatever its recipients; imports)
+// are one blob and one job; [Accepted.Duplicate] says so. If that blob was
+// refused (say, it was uploaded before its domain was added) or failed, it
+// is put back in line instead ([Accepted.Retried]). Uploads for a principal
+// go through [Store.BeginUpload], which authorises the principal in the
+// account and records on each blob the accounts whose domains its reports
+// may be stored for: those below the account in which the principal may
+// manage domains. [Store.RecipientDomain] maps the local part of a rua
+// address, the domain's report token, to the domain.
+//
+// A mail is one blob however many rua addresses it names, of however many
+// accounts: its recipient domains are report_blob_recipients rows (with
+// when and from where each received it), and its reports may be filed
+// under any of them or their subdomains, in that recipient's account. The
+// same bytes mailed later to a further address add that recipient and put
+// the blob back in line, so that the reports refused for the first
+// recipients are stored for the new one. Each time a blob is put back in
+// line its round goes up, with a job of its own ([IngestArgs.Round]); a job
+// finishes a blob only in the round it read, so one still working an
+// earlier round writes nothing, and reports the blob stored in an earlier
+// round are kept as they are. A mail blob is deleted with its last
+// recipient domain.
 //
 // # The ingest job
 //
@@ -76,5 +89,8 @@
 // report_records partitions that lie wholly before the retention period
 // (default 13 months) and deletes the raw blobs received before it. Reports
 // rows (small, and the memory of which reports were seen) and rollups are
-// kept.
+// kept. It also deletes the bytes of blobs not stored (refused, failed,
+// cancelled or discarded) more than [RefusedBytesRetention] (30 days) ago, keeping their rows (size, hash,
+// reason, dates; purged_at says when); if the same bytes arrive again they
+// are put back.
 package ingest

@@ -53,5 +53,13 @@ func (w *Worker) Retain(ctx context.Context) ([]string, int64, error) {
 	return res.Partitions, res.Blobs, err
 }
 
+// Retention is what one retention run removed.
+type Retention = retention
+
+// RetainAll runs retention and returns all it did.
+func (w *Worker) RetainAll(ctx context.Context) (Retention, error) {
+	return w.in.retain(ctx)
+}
+
 // AppendJSONString is appendJSONString.
 var AppendJSONString = appendJSONString

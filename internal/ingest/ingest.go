@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -99,6 +100,10 @@ func newIngester(pool *pgxpool.Pool, opts Options, log *slog.Logger) *ingester {
 type outcome struct {
 	status                       string
 	reports, duplicates, records int
+	// kept counts reports this blob stored in an earlier round.
+	kept int
+	// round is the blob's round, once it was read.
+	round *int32
 }
 
 // candidate is one attachment of a blob that may be a report.
@@ -122,17 +127,19 @@ func (in *ingester) ingest(ctx context.Context, blobID uuid.UUID) (outcome, erro
 	if err != nil {
 		return outcome{}, fmt.Errorf("load blob: %w", err)
 	}
+	round := &b.Round
 	if b.Status != statusPending {
-		return outcome{status: b.Status}, nil
+		return outcome{status: b.Status, round: round}, nil
 	}
 	var warns warningList
 	cands, err := in.prepare(ctx, &b, &warns)
 	if err != nil {
-		return outcome{}, in.refuseIf(ctx, b.ID, err, &warns)
+		return outcome{round: round}, in.refuseIf(ctx, &b, err, &warns)
 	}
 	out, err := in.store(ctx, &b, cands, &warns)
+	out.round = round
 	if err != nil {
-		return outcome{}, in.refuseIf(ctx, b.ID, err, &warns)
+		return out, in.refuseIf(ctx, &b, err, &warns)
 	}
 	return out, nil
 }
@@ -142,7 +149,7 @@ func (in *ingester) ingest(ctx context.Context, blobID uuid.UUID) (outcome, erro
 // refused here carry their refusal; if all are, the first refusal is
 // returned.
 func (in *ingester) prepare(ctx context.Context, b *ingestdb.BlobForIngestRow, warns *warningList) ([]*candidate, error) {
-	sc, err := scopeOf(b)
+	sc, err := in.scopeOf(ctx, b)
 	if err != nil {
 		return nil, err
 	}
@@ -244,9 +251,12 @@ type result struct {
 	domain    uuid.UUID
 	day       time.Time
 	duplicate bool
-	records   int
-	messages  int64
-	warnings  []report.Warning
+	// kept is set when the report was stored from this very blob in an
+	// earlier round: nothing is written again.
+	kept     bool
+	records  int
+	messages int64
+	warnings []report.Warning
 }
 
 // store writes the blob's reports in one transaction.
@@ -276,7 +286,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 				return outcome{}, fmt.Errorf("savepoint: %w", err)
 			}
 		}
-		res, err := in.storeReport(ctx, w, b, c)
+		res, err := in.storeReport(ctx, w, b, c, stored)
 		var ref *report.Refusal
 		if errors.As(err, &ref) && multi {
 			if err := w.Rollback(ctx); err != nil {
@@ -302,6 +312,13 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 		}
 		warns.add(name, res.warnings)
 		id := res.id
+		if res.kept {
+			out.kept++
+			if storedID == nil {
+				storedID = &id
+			}
+			continue
+		}
 		if res.duplicate {
 			out.duplicates++
 			if dupID == nil {
@@ -316,7 +333,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 			}
 		}
 	}
-	if out.reports+out.duplicates == 0 {
+	if out.reports+out.kept+out.duplicates == 0 {
 		if firstRefusal == nil {
 			return outcome{}, errors.New("no report stored and none refused")
 		}
@@ -324,7 +341,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	}
 	out.status = statusStored
 	reportID := storedID
-	if out.reports == 0 {
+	if out.reports+out.kept == 0 {
 		out.status, reportID = statusDuplicate, dupID
 	}
 
@@ -338,7 +355,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 		bt.label("set report counts")
 	}
 	finished := bt.b.Len()
-	_ = qb.FinishBlob(ctx, ingestdb.FinishBlobParams{ID: b.ID, Status: out.status, ReportID: reportID, Warnings: warns.json()})
+	_ = qb.FinishBlob(ctx, ingestdb.FinishBlobParams{ID: b.ID, Round: b.Round, Status: out.status, ReportID: reportID, Warnings: warns.json()})
 	bt.label("mark blob " + out.status)
 	for _, r := range stored {
 		_ = qb.AddRollups(ctx, ingestdb.AddRollupsParams{ReportID: r.id, DomainID: r.domain, Day: pgtype.Date{Time: r.day, Valid: true}})
@@ -349,10 +366,11 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 		return outcome{}, err
 	}
 	if tags[finished].RowsAffected() == 0 {
-		// Another worker finished the blob (or retention deleted it) while
-		// this one worked: what this one wrote is rolled back. Two workers
-		// on one blob cannot both store its reports: the second waits on
-		// the first's dedupe keys and finds them taken.
+		// Another worker finished the blob (or retention deleted it, or
+		// it was put back in line in a new round with more recipients)
+		// while this one worked: what this one wrote is rolled back. Two
+		// workers on one blob cannot both store its reports: the second
+		// waits on the first's dedupe keys and finds them taken.
 		return outcome{status: "finished elsewhere"}, nil
 	}
 	if in.beforeCommit != nil {
@@ -366,8 +384,10 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	return out, nil
 }
 
-// storeReport writes one report, or records it as a duplicate.
-func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.BlobForIngestRow, c *candidate) (result, error) {
+// storeReport writes one report, or records it as a duplicate. stored are
+// the reports this run wrote so far: a report stored from the same blob but
+// not among them was stored in an earlier round, and is kept as it is.
+func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.BlobForIngestRow, c *candidate, stored []result) (result, error) {
 	q := ingestdb.New(tx)
 	m := c.meta
 	p := m.Policy
@@ -399,10 +419,14 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 		if err != nil {
 			return result{}, fmt.Errorf("find stored report: %w", err)
 		}
-		if err := q.InsertDuplicate(ctx, ingestdb.InsertDuplicateParams{BlobID: b.ID, ReportID: existing, ReceivedAt: b.ReceivedAt}); err != nil {
+		if existing.BlobID != nil && *existing.BlobID == b.ID &&
+			!slices.ContainsFunc(stored, func(r result) bool { return r.id == existing.ID }) {
+			return result{id: existing.ID, kept: true}, nil
+		}
+		if err := q.InsertDuplicate(ctx, ingestdb.InsertDuplicateParams{BlobID: b.ID, ReportID: existing.ID, ReceivedAt: b.ReceivedAt}); err != nil {
 			return result{}, fmt.Errorf("record duplicate: %w", err)
 		}
-		return result{id: existing, duplicate: true}, nil
+		return result{id: existing.ID, duplicate: true}, nil
 	}
 	if err != nil {
 		return result{}, fmt.Errorf("insert report: %w", err)
@@ -422,7 +446,7 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 // refuseIf records a refusal on the blob and returns it; other errors are
 // returned as they are. If the refusal cannot be recorded, that error is
 // returned instead, so that the job is retried rather than cancelled.
-func (in *ingester) refuseIf(ctx context.Context, blobID uuid.UUID, err error, warns *warningList) error {
+func (in *ingester) refuseIf(ctx context.Context, b *ingestdb.BlobForIngestRow, err error, warns *warningList) error {
 	var ref *report.Refusal
 	if !errors.As(err, &ref) {
 		return err
@@ -434,20 +458,21 @@ func (in *ingester) refuseIf(ctx context.Context, blobID uuid.UUID, err error, w
 	reason := string(ref.Reason)
 	detail = clip(detail, maxTextField)
 	if _, dbErr := ingestdb.New(in.pool).RefuseBlob(ctx, ingestdb.RefuseBlobParams{
-		ID: blobID, Status: statusRefused, RefusalReason: &reason, RefusalDetail: &detail, Warnings: warns.json(),
+		ID: b.ID, Round: &b.Round, Status: statusRefused, RefusalReason: &reason, RefusalDetail: &detail, Warnings: warns.json(),
 	}); dbErr != nil {
 		return fmt.Errorf("record refusal (%v): %w", err, dbErr)
 	}
 	return err
 }
 
-// fail marks a blob failed after its last attempt or a permanent fault.
-func (in *ingester) fail(ctx context.Context, blobID uuid.UUID, detail string) {
+// fail marks a blob failed after its last attempt or a permanent fault,
+// unless it was put back in line after round (nil: not known).
+func (in *ingester) fail(ctx context.Context, blobID uuid.UUID, round *int32, detail string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	reason := string(StoreFailed)
 	if _, err := ingestdb.New(in.pool).RefuseBlob(ctx, ingestdb.RefuseBlobParams{
-		ID: blobID, Status: statusFailed, RefusalReason: &reason, RefusalDetail: &detail, Warnings: []byte("[]"),
+		ID: blobID, Round: round, Status: statusFailed, RefusalReason: &reason, RefusalDetail: &detail, Warnings: []byte("[]"),
 	}); err != nil {
 		in.log.ErrorContext(ctx, "mark report blob failed", "blob", blobID, "error", err)
 	}

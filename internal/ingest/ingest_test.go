@@ -355,12 +355,10 @@ func TestDuplicateBlob(t *testing.T) {
 	third := e.accept(t, ingest.Incoming{Source: ingest.SourceUpload, Raw: raw, AccountID: &other})
 	require.False(t, third.Duplicate)
 	require.NotEqual(t, first.BlobID, third.BlobID)
-	smtp := e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, DomainID: ptr(e.domains["example.com"])})
+	smtp := e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, Recipients: []uuid.UUID{e.domains["example.com"]}})
 	require.False(t, smtp.Duplicate)
-	require.True(t, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, DomainID: ptr(e.domains["example.com"])}).Duplicate)
+	require.True(t, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, Recipients: []uuid.UUID{e.domains["example.com"]}}).Duplicate)
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // TestRetryRefusedBlob: a refused blob whose bytes arrive again is worked
 // again, here once its domain is hosted.
@@ -526,7 +524,7 @@ func TestSameReportStampede(t *testing.T) {
 	for _, raw := range inputs {
 		blobs = append(blobs, e.upload(t, raw).BlobID)
 	}
-	blobs = append(blobs, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: xml, DomainID: ptr(e.domains["test.net"])}).BlobID)
+	blobs = append(blobs, e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: xml, Recipients: []uuid.UUID{e.domains["test.net"]}}).BlobID)
 	blobs = append(blobs, e.accept(t, ingest.Incoming{Source: ingest.SourceImport, Raw: xml}).BlobID)
 	var wg sync.WaitGroup
 	for _, id := range blobs {
@@ -806,8 +804,12 @@ func TestScope(t *testing.T) {
 	upload := func(account uuid.UUID) ingest.Incoming {
 		return ingest.Incoming{Source: ingest.SourceUpload, AccountID: &account}
 	}
-	smtp := func(domain string) ingest.Incoming {
-		return ingest.Incoming{Source: ingest.SourceSMTP, DomainID: ptr(e.domains[domain])}
+	smtp := func(domains ...string) ingest.Incoming {
+		in := ingest.Incoming{Source: ingest.SourceSMTP}
+		for _, d := range domains {
+			in.Recipients = append(in.Recipients, e.domains[d])
+		}
+		return in
 	}
 	for _, c := range []struct {
 		in           ingest.Incoming
@@ -828,6 +830,14 @@ func TestScope(t *testing.T) {
 		{smtp("customer.example"), "a.other.customer.example", "customer.example", false},
 		{smtp("sub.customer.example"), "customer.example", "report for customer.example, which is neither sub.customer.example nor a subdomain of it", true},
 		{smtp("customer.example"), "example.org", "report for example.org, which is neither customer.example nor a subdomain of it", true},
+		// Mail to several addresses: each report within one recipient, in
+		// that recipient's account.
+		{smtp("sub.customer.example", "example.org"), "example.org", "example.org", false},
+		{smtp("sub.customer.example", "example.org"), "x.sub.customer.example", "sub.customer.example", false},
+		{smtp("customer.example", "other.customer.example"), "a.other.customer.example", "other.customer.example", false},
+		{smtp("customer.example", "other.customer.example"), "b.customer.example", "customer.example", false},
+		{smtp("sub.customer.example", "example.org"), "customer.example",
+			"report for customer.example, which is neither a domain it was sent to nor a subdomain of one", true},
 		{ingest.Incoming{Source: ingest.SourceImport}, "a.other.customer.example", "other.customer.example", false},
 		{ingest.Incoming{Source: ingest.SourceImport}, "nowhere.example", "report for nowhere.example, which is not hosted here", true},
 	} {
@@ -839,6 +849,62 @@ func TestScope(t *testing.T) {
 		}
 		require.Equal(t, c.want, got, "%s via %s", c.policyDomain, c.in.Source)
 	}
+}
+
+// TestScopeGrows: mail bytes that arrive again for a further recipient are
+// the same blob, worked again in a new round with its own job: a report
+// refused for the first recipient is stored for the second, and the one
+// already stored is kept as it is, not counted as a duplicate.
+func TestScopeGrows(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	raw := zipped(t, map[string][]byte{"a.xml": simple("grow-a", "example.com", day0), "b.xml": simple("grow-b", "test.net", day0)})
+	mail := func(domain string) ingest.Accepted {
+		return e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Raw: raw, Recipients: []uuid.UUID{e.domains[domain]}})
+	}
+	first := mail("example.com")
+	require.NoError(t, e.worker.Ingest(ctx, first.BlobID))
+	b := e.blob(t, first.BlobID)
+	require.Equal(t, "stored", b.Status)
+	require.Len(t, b.Warnings, 1, "the test.net report is not for example.com")
+	require.Equal(t, int64(1), e.count(t, `SELECT count(*) FROM reports`))
+
+	again := mail("test.net")
+	require.Equal(t, ingest.Accepted{BlobID: first.BlobID, JobID: again.JobID, Retried: true}, again)
+	var args []byte
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT args FROM river_job WHERE id = $1`, again.JobID).Scan(&args))
+	require.JSONEq(t, `{"blob_id": "`+first.BlobID.String()+`", "round": 1}`, string(args))
+	require.Equal(t, "pending", e.blob(t, first.BlobID).Status)
+	// The first round's job ending now without a worker's decision (here
+	// cancelled, as from the job dashboard) leaves the blob to the second
+	// round's job.
+	_, err := e.pool.Exec(ctx, `UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE id = $1`, first.JobID)
+	require.NoError(t, err)
+	require.Equal(t, "pending", e.blob(t, first.BlobID).Status)
+
+	require.NoError(t, e.worker.Ingest(ctx, first.BlobID))
+	b = e.blob(t, first.BlobID)
+	require.Equal(t, "stored", b.Status)
+	require.Empty(t, b.Warnings)
+	reports, records, messages, dups := e.stored(t)
+	require.Equal(t, [4]int64{2, 2, 6, 0}, [4]int64{reports, records, messages, dups})
+	require.Equal(t, int64(1), e.count(t, `SELECT count(*) FROM reports WHERE domain_id = $1 AND blob_id = $2`, e.domains["test.net"], first.BlobID))
+	require.Equal(t, int64(1), e.count(t, `SELECT count(*) FROM report_blobs`))
+
+	// Once more for either recipient: a duplicate, no new job.
+	require.Equal(t, ingest.Accepted{BlobID: first.BlobID, Duplicate: true}, mail("test.net"))
+	require.Equal(t, ingest.Accepted{BlobID: first.BlobID, Duplicate: true}, mail("example.com"))
+	require.Equal(t, int64(2), e.count(t, `SELECT count(*) FROM river_job WHERE kind = 'report.ingest'`))
+
+	// A recipient's domain removed takes only its link; the last one
+	// takes the blob.
+	_, err = e.pool.Exec(ctx, `DELETE FROM domains WHERE id = $1`, e.domains["test.net"])
+	require.NoError(t, err)
+	require.Equal(t, int64(1), e.count(t, `SELECT count(*) FROM report_blobs`))
+	_, err = e.pool.Exec(ctx, `DELETE FROM domains WHERE id = $1`, e.domains["example.com"])
+	require.NoError(t, err)
+	require.Zero(t, e.count(t, `SELECT count(*) FROM report_blobs`))
 }
 
 // TestRealRiver runs the workers on a River client: a good blob completes,

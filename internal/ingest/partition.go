@@ -104,11 +104,14 @@ type retention struct {
 	Cutoff     time.Time
 	Partitions []string
 	Blobs      int64
+	// Purged counts the blobs not stored whose bytes were deleted.
+	Purged int64
 }
 
 // retain drops the partitions wholly before the retention period and
 // deletes the raw blobs received before it; rollups and reports rows stay.
-// It also creates the coming partitions.
+// It deletes the bytes of blobs refused before RefusedBytesRetention, and
+// creates the coming partitions.
 func (in *ingester) retain(ctx context.Context) (retention, error) {
 	now := in.now().UTC()
 	res := retention{Cutoff: now.AddDate(0, -in.months, 0)}
@@ -141,6 +144,17 @@ func (in *ingester) retain(ctx context.Context) (retention, error) {
 			return res, fmt.Errorf("delete old blobs: %w", err)
 		}
 		res.Blobs += n
+		if n == 0 {
+			break
+		}
+	}
+	refusedCutoff := now.Add(-RefusedBytesRetention)
+	for {
+		n, err := q.PurgeRefusedBlobs(ctx, ingestdb.PurgeRefusedBlobsParams{Now: now, Cutoff: refusedCutoff, Lim: 500})
+		if err != nil {
+			return res, fmt.Errorf("purge refused blobs: %w", err)
+		}
+		res.Purged += n
 		if n == 0 {
 			return res, nil
 		}

@@ -1,36 +1,61 @@
 -- name: InsertBlob :one
 -- Store a raw input, unless the same bytes are already stored in the same
 -- scope (see report_blobs_sha256_key).
-INSERT INTO report_blobs (sha256, raw, size, source, account_id, domain_id, scope_accounts, remote, filename, received_at)
-VALUES (@sha256, @raw, @size, @source, sqlc.narg(account_id), sqlc.narg(domain_id), sqlc.narg(scope_accounts)::uuid[],
+INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at)
+VALUES (@sha256, @raw, @size, @source, sqlc.narg(account_id), sqlc.narg(scope_accounts)::uuid[],
     @remote, @filename, @received_at)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
 -- name: BlobInScope :one
-SELECT id, status FROM report_blobs
+-- The blob holding these bytes in the scope, locked so that concurrent
+-- arrivals of the same bytes add their recipients and retry it in turn.
+SELECT id, status, (purged_at IS NOT NULL)::boolean AS purged FROM report_blobs
 WHERE sha256 = @sha256
   AND coalesce(account_id, '00000000-0000-0000-0000-000000000000') = coalesce(sqlc.narg(account_id)::uuid, '00000000-0000-0000-0000-000000000000')
-  AND coalesce(domain_id, '00000000-0000-0000-0000-000000000000') = coalesce(sqlc.narg(domain_id)::uuid, '00000000-0000-0000-0000-000000000000');
+  AND (source = 'smtp') = @mail::boolean
+FOR UPDATE;
 
--- name: RetryBlob :execrows
--- Put a blob that was not stored (refused, failed, or its job cancelled or
--- discarded) back in line, when its bytes arrive again, with the scope of
--- the new arrival (another uploader may manage more).
+-- name: AddRecipients :execrows
+-- Add the hosted domains a mail blob was sent to; it counts those it did
+-- not have. A domain removed since its RCPT TO is left out.
+INSERT INTO report_blob_recipients (blob_id, domain_id, remote, received_at)
+SELECT @blob_id, d.id, @remote, @received_at
+FROM domains d WHERE d.id = ANY(@domain_ids::uuid[])
+ORDER BY d.id
+ON CONFLICT DO NOTHING;
+
+-- name: RestoreRaw :exec
+-- Put back the bytes of a purged blob that arrived again.
+UPDATE report_blobs SET raw = @raw, purged_at = NULL
+WHERE id = @id AND purged_at IS NOT NULL;
+
+-- name: RetryBlob :one
+-- Put a blob back in line in a new round: one that was not stored
+-- (refused, failed, or its job cancelled or discarded) whose bytes arrived
+-- again, or any one whose scope grew. An upload's new arrival brings its
+-- own scope (another uploader may manage more). A job still working the
+-- previous round then finishes nothing.
 UPDATE report_blobs
 SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL,
-    scope_accounts = sqlc.narg(scope_accounts)::uuid[]
-WHERE id = @id AND status IN ('refused', 'failed', 'cancelled', 'discarded');
+    scope_accounts = sqlc.narg(scope_accounts)::uuid[], round = round + 1
+WHERE id = @id AND (status IN ('refused', 'failed', 'cancelled', 'discarded') OR @scope_grew::boolean)
+RETURNING round;
 
 -- name: DomainByReportToken :one
 SELECT id, name FROM domains WHERE report_token = @report_token;
 
 -- name: BlobForIngest :one
--- A blob with its recipient domain, if it came by mail.
-SELECT b.id, b.raw, b.source, b.account_id, b.domain_id, b.scope_accounts, b.received_at, b.status,
-    r.name AS recipient_name, r.account_id AS recipient_account
-FROM report_blobs b LEFT JOIN domains r ON r.id = b.domain_id
-WHERE b.id = @id;
+SELECT id, raw, source, account_id, scope_accounts, received_at, status, round
+FROM report_blobs
+WHERE id = @id;
+
+-- name: BlobRecipients :many
+-- The hosted domains a mail blob was sent to.
+SELECT d.id, d.name, d.account_id
+FROM report_blob_recipients r JOIN domains d ON d.id = r.domain_id
+WHERE r.blob_id = @blob_id
+ORDER BY d.name;
 
 -- name: HostedDomains :many
 -- Hosted domains among the names (a policy domain and its parents), in the
@@ -73,7 +98,7 @@ ON CONFLICT (org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
 RETURNING id;
 
 -- name: ReportByKey :one
-SELECT id FROM reports
+SELECT id, blob_id FROM reports
 WHERE org_name = @org_name AND report_id = @report_id AND policy_domain = @policy_domain
   AND begin_at = @begin_at AND end_at = @end_at;
 
@@ -104,14 +129,15 @@ DO UPDATE SET messages = r.messages + EXCLUDED.messages, reports = r.reports + E
 -- finished the blob first, which the caller checks.
 UPDATE report_blobs
 SET status = @status, report_id = sqlc.narg(report_id), warnings = @warnings, processed_at = now()
-WHERE id = @id AND status = 'pending';
+WHERE id = @id AND status = 'pending' AND round = @round;
 
 -- name: RefuseBlob :execrows
--- Record why a blob was not stored; a blob already stored keeps its status.
+-- Record why a blob was not stored; a blob already stored, or put back in
+-- line in a round after the given one (if given), keeps its status.
 UPDATE report_blobs
 SET status = @status, refusal_reason = @refusal_reason, refusal_detail = @refusal_detail,
     warnings = @warnings, processed_at = now()
-WHERE id = @id AND status = 'pending';
+WHERE id = @id AND status = 'pending' AND round = coalesce(sqlc.narg(round)::integer, round);
 
 -- name: LockPartitions :exec
 -- Serialises creating and dropping report_records partitions.
@@ -127,6 +153,19 @@ ORDER BY 1;
 -- Delete up to lim blobs received before cutoff; called until none is left.
 DELETE FROM report_blobs
 WHERE id IN (SELECT b.id FROM report_blobs b WHERE b.received_at < @cutoff ORDER BY b.received_at LIMIT @lim);
+
+-- name: PurgeRefusedBlobs :execrows
+-- Delete the bytes of up to lim blobs not stored (refused, failed, their
+-- job cancelled or discarded) before cutoff, keeping their rows; called
+-- until none is left. The status is checked again on the row itself, in
+-- case the blob was put back in line meanwhile.
+UPDATE report_blobs
+SET raw = NULL, purged_at = @now::timestamptz
+WHERE id IN (SELECT b.id FROM report_blobs b
+             WHERE b.raw IS NOT NULL AND b.status IN ('refused', 'failed', 'cancelled', 'discarded')
+               AND b.processed_at < @cutoff::timestamptz
+             ORDER BY b.processed_at LIMIT @lim)
+  AND raw IS NOT NULL AND status IN ('refused', 'failed', 'cancelled', 'discarded');
 
 -- name: PartitionExists :one
 SELECT (to_regclass(@name::text) IS NOT NULL)::boolean AS exists;

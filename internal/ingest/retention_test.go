@@ -2,14 +2,18 @@ package ingest_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/dbtest"
 	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/migrations"
 )
 
@@ -102,4 +106,163 @@ func TestMigrationTokens(t *testing.T) {
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(DISTINCT report_token), count(*) FILTER (WHERE report_token ~ '^[0-9a-f]{16}$') FROM domains`).Scan(&distinct, &valid))
 	require.Equal(t, 4, distinct)
 	require.Equal(t, 4, valid)
+}
+
+// TestPurgeRefusedBytes: retention deletes the bytes of blobs refused (or
+// cancelled) more than 30 days ago and keeps their rows, which the API shows as purged;
+// recent refusals and stored blobs keep their bytes. The same bytes
+// arriving again bring the blob back.
+func TestPurgeRefusedBytes(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	oldRaw := simple("refused-old", "example.org", day0)
+	old, err := e.ingest(t, oldRaw)
+	require.True(t, cancelled(err))
+	recent, err := e.ingest(t, simple("refused-recent", "example.org", day0))
+	require.True(t, cancelled(err))
+	stored := e.mustStore(t, simple("kept", "example.com", day0))
+	// An import whose job was cancelled before it ran.
+	never := e.accept(t, ingest.Incoming{Source: ingest.SourceImport, Raw: []byte("never worked")})
+	_, err = e.pool.Exec(ctx, `UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE kind = 'report.ingest'`)
+	require.NoError(t, err)
+	require.Equal(t, "cancelled", e.blob(t, never.BlobID).Status)
+	_, err = e.pool.Exec(ctx, `UPDATE report_blobs SET processed_at = now() - interval '31 days' WHERE id = ANY($1)`,
+		[]uuid.UUID{old, stored, never.BlobID})
+	require.NoError(t, err)
+
+	res, err := e.worker.RetainAll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(2), res.Purged)
+	require.Zero(t, res.Blobs)
+	type row struct {
+		raw      []byte
+		size     int
+		sha      []byte
+		status   string
+		reason   *string
+		purgedAt *time.Time
+	}
+	get := func(id uuid.UUID) row {
+		var r row
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT raw, size, sha256, status, refusal_reason, purged_at FROM report_blobs WHERE id = $1`, id).
+			Scan(&r.raw, &r.size, &r.sha, &r.status, &r.reason, &r.purgedAt))
+		return r
+	}
+	o := get(old)
+	require.Nil(t, o.raw, "bytes gone")
+	require.NotNil(t, o.purgedAt)
+	require.Equal(t, len(oldRaw), o.size)
+	sum := sha256.Sum256(oldRaw)
+	require.Equal(t, sum[:], o.sha)
+	require.Equal(t, "refused", o.status)
+	require.Equal(t, "not_hosted", *o.reason)
+	require.NotNil(t, get(recent).raw)
+	require.Nil(t, get(recent).purgedAt)
+	require.NotNil(t, get(stored).raw, "stored blobs keep their bytes until the retention period")
+	require.Nil(t, get(never.BlobID).raw, "cancelled blobs lose theirs too")
+	require.NotNil(t, get(never.BlobID).purgedAt)
+
+	problems, err := reporting.NewReader(e.pool).AccountProblems(ctx, e.account, 10)
+	require.NoError(t, err)
+	require.Len(t, problems, 2)
+	for _, p := range problems {
+		if p.BlobID == old {
+			require.NotNil(t, p.PurgedAt)
+			require.Equal(t, len(oldRaw), p.Size)
+			require.Equal(t, "not_hosted", p.Reason)
+		} else {
+			require.Nil(t, p.PurgedAt)
+		}
+	}
+
+	again, err := e.worker.RetainAll(ctx)
+	require.NoError(t, err)
+	require.Zero(t, again.Purged)
+
+	// The bytes arrive again, now for a hosted domain: the blob has them
+	// back and is stored.
+	e.addDomain(t, e.account, "example.org")
+	acc := e.upload(t, oldRaw)
+	require.Equal(t, old, acc.BlobID)
+	require.True(t, acc.Retried)
+	o = get(old)
+	require.Equal(t, oldRaw, o.raw)
+	require.Nil(t, o.purgedAt)
+	require.NoError(t, e.worker.Ingest(ctx, old))
+	require.Equal(t, "stored", e.blob(t, old).Status)
+}
+
+// TestMigrationMergesMailBlobs: mail blobs stored once per recipient before
+// migration 00006 become one blob per message with every recipient; the
+// reports and duplicates of the copies move to it.
+func TestMigrationMergesMailBlobs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	require.NoError(t, migrations.DownTo(ctx, pool, 5))
+	var account, a, b uuid.UUID
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO accounts (name) VALUES ('a') RETURNING id`).Scan(&account))
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO domains (account_id, name) VALUES ($1, 'a.example') RETURNING id`, account).Scan(&a))
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO domains (account_id, name) VALUES ($1, 'b.example') RETURNING id`, account).Scan(&b))
+	blob := func(raw string, domain uuid.UUID, status string, at time.Time) uuid.UUID {
+		t.Helper()
+		var reason *string
+		if status == "refused" {
+			r := "not_hosted"
+			reason = &r
+		}
+		sum := sha256.Sum256([]byte(raw))
+		var id uuid.UUID
+		require.NoError(t, pool.QueryRow(ctx, `INSERT INTO report_blobs (sha256, raw, size, source, domain_id, remote, received_at, status, refusal_reason)
+			VALUES ($1, $2, $3, 'smtp', $4, $5, $6, $7, $8) RETURNING id`,
+			sum[:], []byte(raw), len(raw), domain, "192.0.2."+status[:1], at, status, reason).Scan(&id))
+		return id
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	refusedA := blob("message one", a, "refused", t0)
+	storedB := blob("message one", b, "stored", t0.Add(time.Minute))
+	single := blob("message two", a, "pending", t0)
+	var report uuid.UUID
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO reports (domain_id, blob_id, org_name, report_id, policy_domain, begin_at, end_at, day, received_at)
+		VALUES ($1, $2, 'r', '1', 'b.example', $3, $3, $4, $3) RETURNING id`, b, storedB, t0, t0.Format(time.DateOnly)).Scan(&report))
+	_, err := pool.Exec(ctx, `INSERT INTO report_duplicates (blob_id, report_id, received_at) VALUES ($1, $2, $3)`, refusedA, report, t0)
+	require.NoError(t, err)
+
+	require.NoError(t, migrations.Up(ctx, pool, nil))
+	type link struct {
+		Blob, Domain uuid.UUID
+		Remote       string
+		At           time.Time
+	}
+	rows, err := pool.Query(ctx, `SELECT blob_id, domain_id, remote, received_at FROM report_blob_recipients ORDER BY blob_id, remote`)
+	require.NoError(t, err)
+	links, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (link, error) {
+		var l link
+		err := r.Scan(&l.Blob, &l.Domain, &l.Remote, &l.At)
+		l.At = l.At.UTC()
+		return l, err
+	})
+	require.NoError(t, err)
+	require.ElementsMatch(t, []link{
+		{storedB, a, "192.0.2.r", t0}, // the stored copy is kept
+		{storedB, b, "192.0.2.s", t0.Add(time.Minute)},
+		{single, a, "192.0.2.p", t0},
+	}, links)
+	var n int
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM report_blobs`).Scan(&n))
+	require.Equal(t, 2, n)
+	var blobID uuid.UUID
+	require.NoError(t, pool.QueryRow(ctx, `SELECT blob_id FROM reports WHERE id = $1`, report).Scan(&blobID))
+	require.Equal(t, storedB, blobID)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT blob_id FROM report_duplicates WHERE report_id = $1`, report).Scan(&blobID))
+	require.Equal(t, storedB, blobID)
+	var status string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT status FROM report_blobs WHERE id = $1`, storedB).Scan(&status))
+	require.Equal(t, "stored", status)
+
+	// And back: one blob per recipient again.
+	require.NoError(t, migrations.DownTo(ctx, pool, 5))
+	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM report_blobs WHERE source = 'smtp' AND domain_id IS NOT NULL`).Scan(&n))
+	require.Equal(t, 3, n)
 }

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -14,10 +15,10 @@ import (
 
 // scope is the set of hosted domains a blob's reports may be stored for.
 type scope struct {
-	// recipient and recipientAccount are set for mail: reports must be for
-	// the recipient domain or below it, and for domains of its account.
-	recipient        string
-	recipientAccount uuid.UUID
+	// recipients is set for mail: a report must be for one of the
+	// recipient domains or below it, and for a domain of that recipient's
+	// account.
+	recipients []ingestdb.BlobRecipientsRow
 	// account is set for uploads: reports must be for domains of the
 	// uploader's account or of the accounts below it and, when accounts is
 	// set, of one of those accounts (the ones the uploader may manage).
@@ -26,13 +27,17 @@ type scope struct {
 	// Neither is set for imports, which may be for any hosted domain.
 }
 
-func scopeOf(b *ingestdb.BlobForIngestRow) (*scope, error) {
+func (in *ingester) scopeOf(ctx context.Context, b *ingestdb.BlobForIngestRow) (*scope, error) {
 	switch {
-	case b.DomainID != nil:
-		if b.RecipientName == nil || b.RecipientAccount == nil {
+	case Source(b.Source) == SourceSMTP:
+		rcpts, err := ingestdb.New(in.pool).BlobRecipients(ctx, b.ID)
+		if err != nil {
+			return nil, fmt.Errorf("load blob recipients: %w", err)
+		}
+		if len(rcpts) == 0 {
 			return nil, &report.Refusal{Reason: NotHosted, Detail: "the domain this report was sent to is no longer hosted"}
 		}
-		return &scope{recipient: *b.RecipientName, recipientAccount: *b.RecipientAccount}, nil
+		return &scope{recipients: rcpts}, nil
 	case b.AccountID != nil:
 		return &scope{account: b.AccountID, accounts: b.ScopeAccounts}, nil
 	case Source(b.Source) == SourceImport:
@@ -41,20 +46,40 @@ func scopeOf(b *ingestdb.BlobForIngestRow) (*scope, error) {
 	return nil, &report.Refusal{Reason: NotHosted, Detail: "the report has neither a recipient domain nor an account"}
 }
 
+// under reports whether name is domain or a subdomain of it.
+func under(name, domain string) bool {
+	return name == domain || strings.HasSuffix(name, "."+domain)
+}
+
 // hostedDomain maps a policy domain to the hosted domain it belongs to:
 // itself or its nearest hosted parent, within the scope.
 func (in *ingester) hostedDomain(ctx context.Context, sc *scope, policyDomain string) (uuid.UUID, error) {
 	name := normalizeDomain(policyDomain)
 	names := parents(name)
-	if sc.recipient != "" {
-		r := sc.recipient
-		if name != r && !strings.HasSuffix(name, "."+r) {
-			return uuid.Nil, &report.Refusal{Reason: NotHosted,
-				Detail: fmt.Sprintf("report for %s, which is neither %s nor a subdomain of it", policyDomain, r)}
+	var within []ingestdb.BlobRecipientsRow
+	if sc.recipients != nil {
+		top := ""
+		for _, r := range sc.recipients {
+			if under(name, r.Name) {
+				within = append(within, r)
+				if top == "" || len(r.Name) < len(top) {
+					top = r.Name
+				}
+			}
 		}
-		// Only the recipient and the names between it and the policy
+		if top == "" {
+			// The detail is shown to every recipient's owner, who may be
+			// different tenants: it names no recipient but their own.
+			what := "a domain it was sent to nor a subdomain of one"
+			if len(sc.recipients) == 1 {
+				what = sc.recipients[0].Name + " nor a subdomain of it"
+			}
+			return uuid.Nil, &report.Refusal{Reason: NotHosted,
+				Detail: fmt.Sprintf("report for %s, which is neither %s", policyDomain, what)}
+		}
+		// Only the recipients and the names between them and the policy
 		// domain may hold the report.
-		names = names[:len(names)-strings.Count(r, ".")]
+		names = names[:len(names)-strings.Count(top, ".")]
 	}
 	rows, err := ingestdb.New(in.pool).HostedDomains(ctx, ingestdb.HostedDomainsParams{Names: names, AccountID: sc.account, ScopeAccounts: sc.accounts})
 	if err != nil {
@@ -62,7 +87,9 @@ func (in *ingester) hostedDomain(ctx context.Context, sc *scope, policyDomain st
 	}
 	best, bestLen := uuid.Nil, -1
 	for _, d := range rows {
-		if sc.recipient != "" && d.AccountID != sc.recipientAccount {
+		if sc.recipients != nil && !slices.ContainsFunc(within, func(r ingestdb.BlobRecipientsRow) bool {
+			return under(d.Name, r.Name) && d.AccountID == r.AccountID
+		}) {
 			continue
 		}
 		if len(d.Name) > bestLen {

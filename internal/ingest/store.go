@@ -24,8 +24,8 @@ type Source string
 
 // The sources.
 const (
-	// SourceSMTP is a mail to a domain's rua address; Incoming.DomainID is
-	// the recipient domain.
+	// SourceSMTP is a mail to one or more domains' rua addresses;
+	// Incoming.Recipients are the recipient domains.
 	SourceSMTP Source = "smtp"
 	// SourceUpload is a file uploaded through the API; Incoming.AccountID
 	// is the account it was uploaded to.
@@ -57,8 +57,10 @@ type Incoming struct {
 	Raw    []byte
 	// AccountID is the uploader's account (upload, imap).
 	AccountID *uuid.UUID
-	// DomainID is the domain whose rua address received the mail (smtp).
-	DomainID *uuid.UUID
+	// Recipients are the domains whose rua addresses the mail named
+	// (smtp). The message is one blob however many they are; they bound
+	// which domains its reports may be filed under.
+	Recipients []uuid.UUID
 	// ReceivedAt defaults to now.
 	ReceivedAt time.Time
 	// Remote is the client's address (SMTP peer, HTTP client); Filename
@@ -76,9 +78,11 @@ type Accepted struct {
 	// same scope and are stored, or waiting to be: BlobID is then the
 	// earlier blob and no job is enqueued.
 	Duplicate bool
-	// Retried is true when the same bytes were stored before and refused
-	// (say, for a domain not yet hosted then) or failed: the earlier blob
-	// is pending again, with a new job.
+	// Retried is true when the same bytes came before and were not stored
+	// (refused, say for a domain not yet hosted then, or failed, or their
+	// job cancelled or discarded), or when mail with the same bytes
+	// arrives for a recipient domain the blob did not have: the earlier
+	// blob is pending again, with a new job.
 	Retried bool
 }
 
@@ -129,6 +133,7 @@ func (s *Store) accept(ctx context.Context, in Incoming, scope []uuid.UUID) (Acc
 		in.ReceivedAt = time.Now()
 	}
 	sum := sha256.Sum256(in.Raw)
+	mail := in.Source == SourceSMTP
 	var acc Accepted
 	// A blob found by hash may vanish (retention) before it is read back;
 	// then the insert is tried again.
@@ -138,36 +143,26 @@ func (s *Store) accept(ctx context.Context, in Incoming, scope []uuid.UUID) (Acc
 			q := ingestdb.New(tx)
 			id, err := q.InsertBlob(ctx, ingestdb.InsertBlobParams{
 				Sha256: sum[:], Raw: in.Raw, Size: int32(len(in.Raw)), Source: string(in.Source),
-				AccountID: in.AccountID, DomainID: in.DomainID, ScopeAccounts: scope,
+				AccountID: in.AccountID, ScopeAccounts: scope,
 				Remote: clip(in.Remote, 200), Filename: clip(in.Filename, 255), ReceivedAt: in.ReceivedAt,
 			})
-			if errors.Is(err, pgx.ErrNoRows) {
-				old, err := q.BlobInScope(ctx, ingestdb.BlobInScopeParams{Sha256: sum[:], AccountID: in.AccountID, DomainID: in.DomainID})
-				if errors.Is(err, pgx.ErrNoRows) {
-					return errVanished
+			var round int32
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				if acc, round, err = s.again(ctx, q, sum[:], in, scope); err != nil || !acc.Retried {
+					return err
 				}
-				if err != nil {
-					return fmt.Errorf("find stored blob: %w", err)
-				}
-				id = old.ID
-				acc = Accepted{BlobID: id, Duplicate: true}
-				if !notStored(old.Status) {
-					return nil
-				}
-				n, err := q.RetryBlob(ctx, ingestdb.RetryBlobParams{ID: id, ScopeAccounts: scope})
-				if err != nil {
-					return fmt.Errorf("retry blob: %w", err)
-				}
-				if n == 0 {
-					return nil // retried by a concurrent Accept
-				}
-				acc = Accepted{BlobID: id, Retried: true}
-			} else if err != nil {
+				id = acc.BlobID
+			case err != nil:
 				return fmt.Errorf("store blob: %w", err)
+			case mail:
+				if _, err := s.addRecipients(ctx, q, id, in); err != nil {
+					return err
+				}
 			}
-			// The blob's earlier job, if any, was cancelled or discarded,
-			// states that do not count for uniqueness.
-			res, err := s.client.InsertTx(ctx, tx, IngestArgs{BlobID: id}, nil)
+			// The blob's earlier jobs, if any, were of earlier rounds, or
+			// cancelled or discarded, which do not count for uniqueness.
+			res, err := s.client.InsertTx(ctx, tx, IngestArgs{BlobID: id, Round: int(round)}, nil)
 			if err != nil {
 				return fmt.Errorf("enqueue ingest job: %w", err)
 			}
@@ -181,10 +176,54 @@ func (s *Store) accept(ctx context.Context, in Incoming, scope []uuid.UUID) (Acc
 			return Accepted{}, fmt.Errorf("accept report: %w", err)
 		}
 		s.log.DebugContext(ctx, "report accepted", "blob", acc.BlobID, "source", in.Source, "size", len(in.Raw),
-			"duplicate", acc.Duplicate, "retried", acc.Retried)
+			"recipients", len(in.Recipients), "duplicate", acc.Duplicate, "retried", acc.Retried)
 		return acc, nil
 	}
 	return Accepted{}, fmt.Errorf("accept report: %w", errVanished)
+}
+
+// again handles bytes already stored in the scope: a duplicate, unless the
+// blob was not stored, or the mail names recipients it did not
+// have; then the blob is put back in line in a new round (Retried).
+func (s *Store) again(ctx context.Context, q *ingestdb.Queries, sum []byte, in Incoming, scope []uuid.UUID) (Accepted, int32, error) {
+	old, err := q.BlobInScope(ctx, ingestdb.BlobInScopeParams{Sha256: sum, AccountID: in.AccountID, Mail: in.Source == SourceSMTP})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Accepted{}, 0, errVanished
+	}
+	if err != nil {
+		return Accepted{}, 0, fmt.Errorf("find stored blob: %w", err)
+	}
+	grew := false
+	if in.Source == SourceSMTP {
+		if grew, err = s.addRecipients(ctx, q, old.ID, in); err != nil {
+			return Accepted{}, 0, err
+		}
+	}
+	if !grew && !notStored(old.Status) {
+		return Accepted{BlobID: old.ID, Duplicate: true}, 0, nil
+	}
+	if old.Purged {
+		if err := q.RestoreRaw(ctx, ingestdb.RestoreRawParams{ID: old.ID, Raw: in.Raw}); err != nil {
+			return Accepted{}, 0, fmt.Errorf("restore purged blob: %w", err)
+		}
+	}
+	round, err := q.RetryBlob(ctx, ingestdb.RetryBlobParams{ID: old.ID, ScopeAccounts: scope, ScopeGrew: grew})
+	if err != nil {
+		return Accepted{}, 0, fmt.Errorf("retry blob: %w", err)
+	}
+	return Accepted{BlobID: old.ID, Retried: true}, round, nil
+}
+
+// addRecipients links a mail blob to its recipient domains and says
+// whether any was new to it.
+func (s *Store) addRecipients(ctx context.Context, q *ingestdb.Queries, blobID uuid.UUID, in Incoming) (bool, error) {
+	n, err := q.AddRecipients(ctx, ingestdb.AddRecipientsParams{
+		BlobID: blobID, DomainIds: in.Recipients, Remote: clip(in.Remote, 200), ReceivedAt: in.ReceivedAt,
+	})
+	if err != nil {
+		return false, fmt.Errorf("add blob recipients: %w", err)
+	}
+	return n > 0, nil
 }
 
 var errVanished = errors.New("stored blob vanished while being read back")
@@ -192,7 +231,7 @@ var errVanished = errors.New("stored blob vanished while being read back")
 func (s *Store) validate(in Incoming) error {
 	switch in.Source {
 	case SourceSMTP:
-		if in.DomainID == nil {
+		if len(in.Recipients) == 0 {
 			return errors.New("accept report: smtp input without a recipient domain")
 		}
 	case SourceUpload, SourceIMAP:

@@ -17,13 +17,17 @@ import (
 // IngestArgs asks for one stored blob to be unwrapped, decoded and stored.
 type IngestArgs struct {
 	BlobID uuid.UUID `json:"blob_id"`
+	// Round is the blob's round when the job was enqueued: each time a
+	// blob is put back in line it gets a new round and a new job. The job
+	// works the blob's current round, whatever this says.
+	Round int `json:"round,omitempty"`
 }
 
 // Kind names the job.
 func (IngestArgs) Kind() string { return "report.ingest" }
 
-// InsertOpts puts the job in [Queue] and makes it unique per blob, however
-// it is enqueued.
+// InsertOpts puts the job in [Queue] and makes it unique per blob and
+// round, however it is enqueued.
 func (IngestArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: Queue, UniqueOpts: river.UniqueOpts{ByArgs: true}}
 }
@@ -46,7 +50,8 @@ func QueueConfig(workers int) river.QueueConfig {
 }
 
 // RetentionArgs asks for records and raw blobs older than the retention
-// period to be removed.
+// period to be removed, and for the bytes of blobs refused more than
+// [RefusedBytesRetention] ago to be deleted.
 type RetentionArgs struct{}
 
 // Kind names the job.
@@ -54,6 +59,13 @@ func (RetentionArgs) Kind() string { return "report.retention" }
 
 // DefaultRetentionMonths is how long records and raw blobs are kept.
 const DefaultRetentionMonths = 13
+
+// RefusedBytesRetention is how long the bytes of a blob not stored
+// (refused, failed, cancelled or discarded) are kept after that was
+// decided, for its owner to look into; then only its row stays (size, hash,
+// reason, dates), so that anyone able to send mail cannot fill the disk
+// with refused input for 13 months.
+const RefusedBytesRetention = 30 * 24 * time.Hour
 
 // ingestTimeout bounds one ingest job; the largest report the default limits
 // allow (5 million records) takes well under a minute.
@@ -105,7 +117,7 @@ func (w *ingestWorker) Work(ctx context.Context, job *river.Job[IngestArgs]) err
 	var ref *report.Refusal
 	switch {
 	case err == nil:
-		log.InfoContext(ctx, "report blob ingested", "status", out.status, "reports", out.reports,
+		log.InfoContext(ctx, "report blob ingested", "status", out.status, "reports", out.reports, "kept", out.kept,
 			"duplicates", out.duplicates, "records", out.records, "duration", time.Since(start))
 		return nil
 	case errors.As(err, &ref):
@@ -114,12 +126,12 @@ func (w *ingestWorker) Work(ctx context.Context, job *river.Job[IngestArgs]) err
 	case permanent(err):
 		// The database refused a value: retrying would fail the same way.
 		log.ErrorContext(ctx, "report blob cannot be stored", "error", err)
-		w.in.fail(ctx, job.Args.BlobID, "the report could not be stored: the database rejected one of its values")
+		w.in.fail(ctx, job.Args.BlobID, out.round, "the report could not be stored: the database rejected one of its values")
 		return river.JobCancel(err)
 	}
 	if job.Attempt >= job.MaxAttempts {
 		log.ErrorContext(ctx, "report blob failed on its last attempt", "error", err)
-		w.in.fail(ctx, job.Args.BlobID, fmt.Sprintf("the report could not be stored after %d attempts", job.Attempt))
+		w.in.fail(ctx, job.Args.BlobID, out.round, fmt.Sprintf("the report could not be stored after %d attempts", job.Attempt))
 	}
 	return fmt.Errorf("ingest report blob %s: %w", job.Args.BlobID, err)
 }
@@ -134,6 +146,7 @@ func (w *retentionWorker) Work(ctx context.Context, job *river.Job[RetentionArgs
 	if err != nil {
 		return fmt.Errorf("report retention: %w", err)
 	}
-	w.in.log.InfoContext(ctx, "report retention", "cutoff", res.Cutoff, "partitions_dropped", res.Partitions, "blobs_deleted", res.Blobs)
+	w.in.log.InfoContext(ctx, "report retention", "cutoff", res.Cutoff, "partitions_dropped", res.Partitions,
+		"blobs_deleted", res.Blobs, "refused_bytes_purged", res.Purged)
 	return nil
 }

@@ -16,19 +16,24 @@ SELECT count(*) FROM reports WHERE domain_id = @domain_id;
 
 -- name: DomainProblems :many
 -- Inputs for a domain that were not stored (refused, failed, their job
--- cancelled or discarded) or stored with warnings:
--- mail to the domain's report address, and reports filed under it.
-SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings
+-- cancelled or discarded) or stored with warnings: mail to the domain's
+-- report address (dated and placed as it reached that address), and reports
+-- filed under it.
+SELECT b.id, b.source, b.filename, coalesce(r.remote, b.remote)::text AS remote,
+       coalesce(r.received_at, b.received_at)::timestamptz AS received_at,
+       b.status, b.refusal_reason, b.refusal_detail, b.warnings, b.size, b.purged_at
 FROM report_blobs b
-WHERE (b.domain_id = @domain_id OR b.report_id IN (SELECT id FROM reports WHERE domain_id = @domain_id))
+LEFT JOIN report_blob_recipients r ON r.blob_id = b.id AND r.domain_id = @domain_id
+WHERE (r.domain_id IS NOT NULL OR b.report_id IN (SELECT id FROM reports WHERE domain_id = @domain_id))
   AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
-ORDER BY b.received_at DESC, b.id DESC
+ORDER BY coalesce(r.received_at, b.received_at) DESC, b.id DESC
 LIMIT @lim;
 
 -- name: AccountProblems :many
 -- Uploaded or pulled inputs of an account that were not stored (refused,
 -- failed, their job cancelled or discarded) or stored with warnings.
-SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings
+SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings,
+       b.size, b.purged_at
 FROM report_blobs b
 WHERE b.account_id = @account_id
   AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)

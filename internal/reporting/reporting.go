@@ -37,6 +37,12 @@ type Problem struct {
 	// sentence for the owner. Both empty for a stored input with warnings.
 	Reason, Detail string
 	Warnings       []Warning
+	// Size is the input's size in bytes.
+	Size int
+	// PurgedAt is when the bytes of an input that was not stored were
+	// deleted (30 days after, ingest.RefusedBytesRetention); the rest is
+	// kept. Nil while the bytes are kept.
+	PurgedAt *time.Time
 }
 
 // Warning is a quirk accepted while decoding.
@@ -118,13 +124,14 @@ const MaxProblems = 200
 
 // DomainProblems lists a domain's problem inputs, newest first.
 func (r *Reader) DomainProblems(ctx context.Context, domainID uuid.UUID, limit int) ([]Problem, error) {
-	rows, err := reportingdb.New(r.pool).DomainProblems(ctx, reportingdb.DomainProblemsParams{DomainID: &domainID, Lim: clampLimit(limit)})
+	rows, err := reportingdb.New(r.pool).DomainProblems(ctx, reportingdb.DomainProblemsParams{DomainID: domainID, Lim: clampLimit(limit)})
 	if err != nil {
 		return nil, fmt.Errorf("list problems: %w", err)
 	}
 	out := make([]Problem, len(rows))
 	for i, p := range rows {
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
+		out[i].Size, out[i].PurgedAt = int(p.Size), p.PurgedAt
 	}
 	return out, nil
 }
@@ -138,6 +145,7 @@ func (r *Reader) AccountProblems(ctx context.Context, accountID uuid.UUID, limit
 	out := make([]Problem, len(rows))
 	for i, p := range rows {
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
+		out[i].Size, out[i].PurgedAt = int(p.Size), p.PurgedAt
 	}
 	return out, nil
 }

@@ -43,6 +43,36 @@ func (q *Queries) AccountTree(ctx context.Context, accountID uuid.UUID) ([]uuid.
 	return items, nil
 }
 
+const addRecipients = `-- name: AddRecipients :execrows
+INSERT INTO report_blob_recipients (blob_id, domain_id, remote, received_at)
+SELECT $1, d.id, $2, $3
+FROM domains d WHERE d.id = ANY($4::uuid[])
+ORDER BY d.id
+ON CONFLICT DO NOTHING
+`
+
+type AddRecipientsParams struct {
+	BlobID     uuid.UUID
+	Remote     string
+	ReceivedAt time.Time
+	DomainIds  []uuid.UUID
+}
+
+// Add the hosted domains a mail blob was sent to; it counts those it did
+// not have. A domain removed since its RCPT TO is left out.
+func (q *Queries) AddRecipients(ctx context.Context, arg AddRecipientsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, addRecipients,
+		arg.BlobID,
+		arg.Remote,
+		arg.ReceivedAt,
+		arg.DomainIds,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const addRollups = `-- name: AddRollups :exec
 INSERT INTO report_rollups AS r (domain_id, day, source_ip, header_from, disposition, spf_aligned, dkim_aligned, messages, reports)
 SELECT rr.domain_id, rr.day, rr.source_ip, rr.header_from, rr.disposition, rr.spf = 'pass', rr.dkim = 'pass', sum(rr.count), 1
@@ -70,26 +100,22 @@ func (q *Queries) AddRollups(ctx context.Context, arg AddRollupsParams) error {
 }
 
 const blobForIngest = `-- name: BlobForIngest :one
-SELECT b.id, b.raw, b.source, b.account_id, b.domain_id, b.scope_accounts, b.received_at, b.status,
-    r.name AS recipient_name, r.account_id AS recipient_account
-FROM report_blobs b LEFT JOIN domains r ON r.id = b.domain_id
-WHERE b.id = $1
+SELECT id, raw, source, account_id, scope_accounts, received_at, status, round
+FROM report_blobs
+WHERE id = $1
 `
 
 type BlobForIngestRow struct {
-	ID               uuid.UUID
-	Raw              []byte
-	Source           string
-	AccountID        *uuid.UUID
-	DomainID         *uuid.UUID
-	ScopeAccounts    []uuid.UUID
-	ReceivedAt       time.Time
-	Status           string
-	RecipientName    *string
-	RecipientAccount *uuid.UUID
+	ID            uuid.UUID
+	Raw           []byte
+	Source        string
+	AccountID     *uuid.UUID
+	ScopeAccounts []uuid.UUID
+	ReceivedAt    time.Time
+	Status        string
+	Round         int32
 }
 
-// A blob with its recipient domain, if it came by mail.
 func (q *Queries) BlobForIngest(ctx context.Context, id uuid.UUID) (BlobForIngestRow, error) {
 	row := q.db.QueryRow(ctx, blobForIngest, id)
 	var i BlobForIngestRow
@@ -98,39 +124,75 @@ func (q *Queries) BlobForIngest(ctx context.Context, id uuid.UUID) (BlobForInges
 		&i.Raw,
 		&i.Source,
 		&i.AccountID,
-		&i.DomainID,
 		&i.ScopeAccounts,
 		&i.ReceivedAt,
 		&i.Status,
-		&i.RecipientName,
-		&i.RecipientAccount,
+		&i.Round,
 	)
 	return i, err
 }
 
 const blobInScope = `-- name: BlobInScope :one
-SELECT id, status FROM report_blobs
+SELECT id, status, (purged_at IS NOT NULL)::boolean AS purged FROM report_blobs
 WHERE sha256 = $1
   AND coalesce(account_id, '00000000-0000-0000-0000-000000000000') = coalesce($2::uuid, '00000000-0000-0000-0000-000000000000')
-  AND coalesce(domain_id, '00000000-0000-0000-0000-000000000000') = coalesce($3::uuid, '00000000-0000-0000-0000-000000000000')
+  AND (source = 'smtp') = $3::boolean
+FOR UPDATE
 `
 
 type BlobInScopeParams struct {
 	Sha256    []byte
 	AccountID *uuid.UUID
-	DomainID  *uuid.UUID
+	Mail      bool
 }
 
 type BlobInScopeRow struct {
 	ID     uuid.UUID
 	Status string
+	Purged bool
 }
 
+// The blob holding these bytes in the scope, locked so that concurrent
+// arrivals of the same bytes add their recipients and retry it in turn.
 func (q *Queries) BlobInScope(ctx context.Context, arg BlobInScopeParams) (BlobInScopeRow, error) {
-	row := q.db.QueryRow(ctx, blobInScope, arg.Sha256, arg.AccountID, arg.DomainID)
+	row := q.db.QueryRow(ctx, blobInScope, arg.Sha256, arg.AccountID, arg.Mail)
 	var i BlobInScopeRow
-	err := row.Scan(&i.ID, &i.Status)
+	err := row.Scan(&i.ID, &i.Status, &i.Purged)
 	return i, err
+}
+
+const blobRecipients = `-- name: BlobRecipients :many
+SELECT d.id, d.name, d.account_id
+FROM report_blob_recipients r JOIN domains d ON d.id = r.domain_id
+WHERE r.blob_id = $1
+ORDER BY d.name
+`
+
+type BlobRecipientsRow struct {
+	ID        uuid.UUID
+	Name      string
+	AccountID uuid.UUID
+}
+
+// The hosted domains a mail blob was sent to.
+func (q *Queries) BlobRecipients(ctx context.Context, blobID uuid.UUID) ([]BlobRecipientsRow, error) {
+	rows, err := q.db.Query(ctx, blobRecipients, blobID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []BlobRecipientsRow
+	for rows.Next() {
+		var i BlobRecipientsRow
+		if err := rows.Scan(&i.ID, &i.Name, &i.AccountID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const deleteBlobsBefore = `-- name: DeleteBlobsBefore :execrows
@@ -171,7 +233,7 @@ func (q *Queries) DomainByReportToken(ctx context.Context, reportToken string) (
 const finishBlob = `-- name: FinishBlob :exec
 UPDATE report_blobs
 SET status = $1, report_id = $2, warnings = $3, processed_at = now()
-WHERE id = $4 AND status = 'pending'
+WHERE id = $4 AND status = 'pending' AND round = $5
 `
 
 type FinishBlobParams struct {
@@ -179,6 +241,7 @@ type FinishBlobParams struct {
 	ReportID *uuid.UUID
 	Warnings []byte
 	ID       uuid.UUID
+	Round    int32
 }
 
 // Record what became of a blob. It matches no row when another worker
@@ -189,6 +252,7 @@ func (q *Queries) FinishBlob(ctx context.Context, arg FinishBlobParams) error {
 		arg.ReportID,
 		arg.Warnings,
 		arg.ID,
+		arg.Round,
 	)
 	return err
 }
@@ -241,9 +305,9 @@ func (q *Queries) HostedDomains(ctx context.Context, arg HostedDomainsParams) ([
 }
 
 const insertBlob = `-- name: InsertBlob :one
-INSERT INTO report_blobs (sha256, raw, size, source, account_id, domain_id, scope_accounts, remote, filename, received_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7::uuid[],
-    $8, $9, $10)
+INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at)
+VALUES ($1, $2, $3, $4, $5, $6::uuid[],
+    $7, $8, $9)
 ON CONFLICT DO NOTHING
 RETURNING id
 `
@@ -254,7 +318,6 @@ type InsertBlobParams struct {
 	Size          int32
 	Source        string
 	AccountID     *uuid.UUID
-	DomainID      *uuid.UUID
 	ScopeAccounts []uuid.UUID
 	Remote        string
 	Filename      string
@@ -270,7 +333,6 @@ func (q *Queries) InsertBlob(ctx context.Context, arg InsertBlobParams) (uuid.UU
 		arg.Size,
 		arg.Source,
 		arg.AccountID,
-		arg.DomainID,
 		arg.ScopeAccounts,
 		arg.Remote,
 		arg.Filename,
@@ -396,6 +458,34 @@ func (q *Queries) PartitionExists(ctx context.Context, name string) (bool, error
 	return exists, err
 }
 
+const purgeRefusedBlobs = `-- name: PurgeRefusedBlobs :execrows
+UPDATE report_blobs
+SET raw = NULL, purged_at = $1::timestamptz
+WHERE id IN (SELECT b.id FROM report_blobs b
+             WHERE b.raw IS NOT NULL AND b.status IN ('refused', 'failed', 'cancelled', 'discarded')
+               AND b.processed_at < $2::timestamptz
+             ORDER BY b.processed_at LIMIT $3)
+  AND raw IS NOT NULL AND status IN ('refused', 'failed', 'cancelled', 'discarded')
+`
+
+type PurgeRefusedBlobsParams struct {
+	Now    time.Time
+	Cutoff time.Time
+	Lim    int32
+}
+
+// Delete the bytes of up to lim blobs not stored (refused, failed, their
+// job cancelled or discarded) before cutoff, keeping their rows; called
+// until none is left. The status is checked again on the row itself, in
+// case the blob was put back in line meanwhile.
+func (q *Queries) PurgeRefusedBlobs(ctx context.Context, arg PurgeRefusedBlobsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, purgeRefusedBlobs, arg.Now, arg.Cutoff, arg.Lim)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const recordPartitions = `-- name: RecordPartitions :many
 SELECT c.relname::text AS name
 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
@@ -427,7 +517,7 @@ const refuseBlob = `-- name: RefuseBlob :execrows
 UPDATE report_blobs
 SET status = $1, refusal_reason = $2, refusal_detail = $3,
     warnings = $4, processed_at = now()
-WHERE id = $5 AND status = 'pending'
+WHERE id = $5 AND status = 'pending' AND round = coalesce($6::integer, round)
 `
 
 type RefuseBlobParams struct {
@@ -436,9 +526,11 @@ type RefuseBlobParams struct {
 	RefusalDetail *string
 	Warnings      []byte
 	ID            uuid.UUID
+	Round         *int32
 }
 
-// Record why a blob was not stored; a blob already stored keeps its status.
+// Record why a blob was not stored; a blob already stored, or put back in
+// line in a round after the given one (if given), keeps its status.
 func (q *Queries) RefuseBlob(ctx context.Context, arg RefuseBlobParams) (int64, error) {
 	result, err := q.db.Exec(ctx, refuseBlob,
 		arg.Status,
@@ -446,6 +538,7 @@ func (q *Queries) RefuseBlob(ctx context.Context, arg RefuseBlobParams) (int64, 
 		arg.RefusalDetail,
 		arg.Warnings,
 		arg.ID,
+		arg.Round,
 	)
 	if err != nil {
 		return 0, err
@@ -454,7 +547,7 @@ func (q *Queries) RefuseBlob(ctx context.Context, arg RefuseBlobParams) (int64, 
 }
 
 const reportByKey = `-- name: ReportByKey :one
-SELECT id FROM reports
+SELECT id, blob_id FROM reports
 WHERE org_name = $1 AND report_id = $2 AND policy_domain = $3
   AND begin_at = $4 AND end_at = $5
 `
@@ -467,7 +560,12 @@ type ReportByKeyParams struct {
 	EndAt        time.Time
 }
 
-func (q *Queries) ReportByKey(ctx context.Context, arg ReportByKeyParams) (uuid.UUID, error) {
+type ReportByKeyRow struct {
+	ID     uuid.UUID
+	BlobID *uuid.UUID
+}
+
+func (q *Queries) ReportByKey(ctx context.Context, arg ReportByKeyParams) (ReportByKeyRow, error) {
 	row := q.db.QueryRow(ctx, reportByKey,
 		arg.OrgName,
 		arg.ReportID,
@@ -475,32 +573,51 @@ func (q *Queries) ReportByKey(ctx context.Context, arg ReportByKeyParams) (uuid.
 		arg.BeginAt,
 		arg.EndAt,
 	)
-	var id uuid.UUID
-	err := row.Scan(&id)
-	return id, err
+	var i ReportByKeyRow
+	err := row.Scan(&i.ID, &i.BlobID)
+	return i, err
 }
 
-const retryBlob = `-- name: RetryBlob :execrows
+const restoreRaw = `-- name: RestoreRaw :exec
+UPDATE report_blobs SET raw = $1, purged_at = NULL
+WHERE id = $2 AND purged_at IS NOT NULL
+`
+
+type RestoreRawParams struct {
+	Raw []byte
+	ID  uuid.UUID
+}
+
+// Put back the bytes of a purged blob that arrived again.
+func (q *Queries) RestoreRaw(ctx context.Context, arg RestoreRawParams) error {
+	_, err := q.db.Exec(ctx, restoreRaw, arg.Raw, arg.ID)
+	return err
+}
+
+const retryBlob = `-- name: RetryBlob :one
 UPDATE report_blobs
 SET status = 'pending', refusal_reason = NULL, refusal_detail = NULL, warnings = '[]', processed_at = NULL,
-    scope_accounts = $1::uuid[]
-WHERE id = $2 AND status IN ('refused', 'failed', 'cancelled', 'discarded')
+    scope_accounts = $1::uuid[], round = round + 1
+WHERE id = $2 AND (status IN ('refused', 'failed', 'cancelled', 'discarded') OR $3::boolean)
+RETURNING round
 `
 
 type RetryBlobParams struct {
 	ScopeAccounts []uuid.UUID
 	ID            uuid.UUID
+	ScopeGrew     bool
 }
 
-// Put a blob that was not stored (refused, failed, or its job cancelled or
-// discarded) back in line, when its bytes arrive again, with the scope of
-// the new arrival (another uploader may manage more).
-func (q *Queries) RetryBlob(ctx context.Context, arg RetryBlobParams) (int64, error) {
-	result, err := q.db.Exec(ctx, retryBlob, arg.ScopeAccounts, arg.ID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
+// Put a blob back in line in a new round: one that was not stored
+// (refused, failed, or its job cancelled or discarded) whose bytes arrived
+// again, or any one whose scope grew. An upload's new arrival brings its
+// own scope (another uploader may manage more). A job still working the
+// previous round then finishes nothing.
+func (q *Queries) RetryBlob(ctx context.Context, arg RetryBlobParams) (int32, error) {
+	row := q.db.QueryRow(ctx, retryBlob, arg.ScopeAccounts, arg.ID, arg.ScopeGrew)
+	var round int32
+	err := row.Scan(&round)
+	return round, err
 }
 
 const setReportCounts = `-- name: SetReportCounts :exec

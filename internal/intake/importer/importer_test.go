@@ -116,7 +116,7 @@ func TestImportFolder(t *testing.T) {
 	for _, b := range blobs {
 		require.Equal(t, "import", b.Source)
 		require.Nil(t, b.AccountID)
-		require.Nil(t, b.DomainID)
+		require.Empty(t, b.Recipients)
 		names[b.Filename] = true
 	}
 	require.Equal(t, map[string]bool{"a.xml": true, "b.xml.gz": true, "c.zip": true,

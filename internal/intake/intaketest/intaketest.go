@@ -86,21 +86,25 @@ type Blob struct {
 	Source    string
 	Raw       []byte
 	AccountID *uuid.UUID
-	DomainID  *uuid.UUID
-	Remote    string
-	Filename  string
-	Status    string
+	// Recipients are the domains a mail blob was sent to, in id order.
+	Recipients []uuid.UUID
+	Remote     string
+	Filename   string
+	Status     string
 }
 
 // Blobs returns every stored blob, oldest first.
 func (e *Env) Blobs(t testing.TB) []Blob {
 	t.Helper()
 	rows, err := e.Pool.Query(context.Background(),
-		`SELECT id, source, raw, account_id, domain_id, remote, filename, status FROM report_blobs ORDER BY received_at, id`)
+		`SELECT b.id, b.source, b.raw, b.account_id,
+			coalesce((SELECT array_agg(r.domain_id ORDER BY r.domain_id) FROM report_blob_recipients r WHERE r.blob_id = b.id), '{}'),
+			b.remote, b.filename, b.status
+		FROM report_blobs b ORDER BY b.received_at, b.id`)
 	require.NoError(t, err)
 	blobs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Blob, error) {
 		var b Blob
-		err := r.Scan(&b.ID, &b.Source, &b.Raw, &b.AccountID, &b.DomainID, &b.Remote, &b.Filename, &b.Status)
+		err := r.Scan(&b.ID, &b.Source, &b.Raw, &b.AccountID, &b.Recipients, &b.Remote, &b.Filename, &b.Status)
 		return b, err
 	})
 	require.NoError(t, err)

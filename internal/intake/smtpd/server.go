@@ -8,22 +8,26 @@
 // RCPT TO is accepted only for an address in the reports domain (any case)
 // whose local part is a hosted domain's report token ("+tag" suffixes are
 // ignored); anything else gets 550 5.1.1 at RCPT, so that a message for no
-// one is never read. A message may name several rua addresses: it is read
-// once and stored once per recipient domain, because the recipient domain
-// is the blob's scope (its reports may only be filed under that domain or
-// its subdomains). The stored bytes are the message exactly as received,
-// with no trace header added, so that a retried delivery is recognised as
+// one is never read. A message may name several rua addresses, of one
+// account or several: it is read once and stored once, as one blob whose
+// recipients are the named domains (its reports may only be filed under
+// one of them or their subdomains). The stored bytes are the message
+// exactly as received, with no trace header added, so that a retried
+// delivery, or the same message sent to another address, is recognised as
 // the same blob.
+//
+// A session holds what it has received of a message, never more than
+// about twice that: the size a client declares with SIZE= is checked
+// against the limit and otherwise not trusted.
 //
 // # Replies
 //
-//   - 250 once every recipient domain's copy is stored and its job enqueued;
+//   - 250 once the message is stored and its job enqueued;
 //   - 552 5.3.4 when the message exceeds the SIZE limit (advertised in EHLO,
 //     checked at MAIL FROM SIZE= and while DATA is read; nothing is stored);
 //   - 554 5.6.0 for a message the store refuses outright (empty);
 //   - 451 4.3.0 when storing failed for a reason that may pass (database
-//     unavailable): the sender retries later, and copies already stored are
-//     then recognised as duplicates;
+//     unavailable): the sender retries later;
 //   - 421 4.7.0, and the connection is closed, when a client is over its
 //     limits: concurrent sessions, sessions per minute, messages per
 //     minute, or too many unknown recipients in one session.

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,9 +18,13 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/intake/intaketest"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 )
@@ -129,17 +134,22 @@ func TestAcceptsMailForAHostedDomain(t *testing.T) {
 	b := blobs[0]
 	require.Equal(t, "smtp", b.Source)
 	require.Equal(t, body, string(b.Raw), "stored exactly as received")
-	require.NotNil(t, b.DomainID)
-	require.Equal(t, e.domain, *b.DomainID)
+	require.Equal(t, []uuid.UUID{e.domain}, b.Recipients)
 	require.Nil(t, b.AccountID)
 	require.Equal(t, "127.0.0.1", b.Remote)
 	require.Equal(t, 1, e.IngestJobs(t))
 }
 
-func TestStoresOncePerRecipientDomain(t *testing.T) {
+// TestStoresOnceForEveryRecipient: a message naming several report
+// addresses is stored once, as one blob whose recipients are the named
+// domains, with one job. The same message again is a duplicate; the same
+// message for a further domain, even of another account, is the same blob
+// with that recipient added and a new job to work it for it.
+func TestStoresOnceForEveryRecipient(t *testing.T) {
 	t.Parallel()
 	e := setup(t, nil)
 	other, otherToken := e.AddDomain(t, e.Account, "example.net")
+	elsewhere, elsewhereToken := e.AddDomain(t, e.AddAccount(t, "elsewhere"), "example.org")
 	c := e.dial(t)
 	require.NoError(t, c.Mail("noreply-dmarc@receiver.test", nil))
 	require.NoError(t, c.Rcpt(e.rua(), nil))
@@ -147,18 +157,129 @@ func TestStoresOncePerRecipientDomain(t *testing.T) {
 	require.NoError(t, c.Rcpt(otherToken+"@"+reportsDomain, nil))
 	require.NoError(t, send(c, message("r2")))
 
-	got := map[uuid.UUID]int{}
-	for _, b := range e.Blobs(t) {
-		got[*b.DomainID]++
-	}
-	require.Equal(t, map[uuid.UUID]int{e.domain: 1, other: 1}, got)
-	require.Equal(t, 2, e.IngestJobs(t))
+	blobs := e.Blobs(t)
+	require.Len(t, blobs, 1)
+	require.ElementsMatch(t, []uuid.UUID{e.domain, other}, blobs[0].Recipients)
+	require.Equal(t, 1, e.IngestJobs(t))
 
 	// The same message again (a retry) is recognised, not stored twice.
 	require.NoError(t, c.Mail("noreply-dmarc@receiver.test", nil))
 	require.NoError(t, c.Rcpt(e.rua(), nil))
 	require.NoError(t, send(c, message("r2")))
-	require.Equal(t, 2, e.BlobCount(t))
+	require.Equal(t, 1, e.BlobCount(t))
+	require.Equal(t, 1, e.IngestJobs(t))
+
+	// Sent on to another tenant's address: still one blob.
+	require.NoError(t, c.Mail("noreply-dmarc@receiver.test", nil))
+	require.NoError(t, c.Rcpt(elsewhereToken+"@"+reportsDomain, nil))
+	require.NoError(t, send(c, message("r2")))
+	blobs = e.Blobs(t)
+	require.Len(t, blobs, 1)
+	require.ElementsMatch(t, []uuid.UUID{e.domain, other, elsewhere}, blobs[0].Recipients)
+	require.Equal(t, 2, e.IngestJobs(t))
+}
+
+// TestIngestedForEveryRecipient: one message carrying a report for each of
+// two domains of different accounts, sent to both their addresses, is one
+// blob, and the ingest job files each report under its own domain.
+func TestIngestedForEveryRecipient(t *testing.T) {
+	t.Parallel()
+	e := setup(t, nil)
+	other, otherToken := e.AddDomain(t, e.AddAccount(t, "elsewhere"), "example.net")
+	events := e.runIngest(t)
+
+	c := e.dial(t)
+	require.NoError(t, c.Mail("noreply-dmarc@receiver.test", nil))
+	require.NoError(t, c.Rcpt(e.rua(), nil))
+	require.NoError(t, c.Rcpt(otherToken+"@"+reportsDomain, nil))
+	require.NoError(t, send(c, reportMail("example.com", "example.net")))
+	require.Equal(t, 1, e.BlobCount(t))
+
+	var jobID int64
+	require.NoError(t, e.Pool.QueryRow(context.Background(), `SELECT id FROM river_job WHERE kind = 'report.ingest'`).Scan(&jobID))
+	waitJob(t, events, jobID, river.EventKindJobCompleted)
+	var status, warnings string
+	require.NoError(t, e.Pool.QueryRow(context.Background(),
+		`SELECT status, warnings::text FROM report_blobs`).Scan(&status, &warnings))
+	require.Equal(t, "stored", status)
+	require.Equal(t, "[]", warnings, "neither report was refused")
+	rows, err := e.Pool.Query(context.Background(), `SELECT policy_domain, domain_id FROM reports`)
+	require.NoError(t, err)
+	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var d string
+		var id uuid.UUID
+		err := r.Scan(&d, &id)
+		return [2]string{d, id.String()}, err
+	})
+	require.NoError(t, err)
+	require.ElementsMatch(t, [][2]string{{"example.com", e.domain.String()}, {"example.net", other.String()}}, got)
+}
+
+// runIngest works the report.ingest jobs on a River client until the test
+// ends and returns its job events.
+func (e *env) runIngest(t *testing.T) <-chan *river.Event {
+	t.Helper()
+	workers := river.NewWorkers()
+	ingest.AddWorkers(workers, e.Pool, ingest.Options{}, nil)
+	client, err := river.NewClient(riverpgxv5.New(e.Pool), &river.Config{
+		Workers: workers,
+		Queues:  map[string]river.QueueConfig{ingest.Queue: {MaxWorkers: 2, FetchCooldown: 5 * time.Millisecond, FetchPollInterval: 20 * time.Millisecond}},
+		Logger:  slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	events, stop := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobCancelled, river.EventKindJobFailed)
+	require.NoError(t, client.Start(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		require.NoError(t, client.Stop(ctx))
+		stop()
+	})
+	return events
+}
+
+// waitJob waits for a job to end and requires how.
+func waitJob(t *testing.T, events <-chan *river.Event, id int64, want river.EventKind) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Job != nil && ev.Job.ID == id {
+				require.Equal(t, want, ev.Kind, "job %d: %v", id, ev.Job.Errors)
+				return
+			}
+		case <-timeout:
+			t.Fatalf("job %d did not end in time", id)
+		}
+	}
+}
+
+// reportMail is a rua mail with one aggregate report attached per domain.
+func reportMail(domains ...string) string {
+	var b strings.Builder
+	b.WriteString("From: noreply-dmarc@receiver.test\r\nTo: dmarc@example.com\r\nSubject: Reports\r\n" +
+		"Message-ID: <multi@receiver.test>\r\nMIME-Version: 1.0\r\n" +
+		"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n")
+	begin := time.Date(2024, 6, 13, 0, 0, 0, 0, time.UTC)
+	for _, d := range domains {
+		fmt.Fprintf(&b, "--b\r\nContent-Type: text/xml\r\nContent-Disposition: attachment; filename=\"%s.xml\"\r\n\r\n", d)
+		fmt.Fprintf(&b, `<?xml version="1.0"?>
+<feedback>
+  <version>1.0</version>
+  <report_metadata><org_name>receiver.test</org_name><email>dmarc@receiver.test</email><report_id>%s-1</report_id>
+    <date_range><begin>%d</begin><end>%d</end></date_range></report_metadata>
+  <policy_published><domain>%s</domain><adkim>r</adkim><aspf>r</aspf><p>none</p><pct>100</pct></policy_published>
+  <record><row><source_ip>192.0.2.1</source_ip><count>3</count>
+    <policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>pass</spf></policy_evaluated></row>
+    <identifiers><header_from>%s</header_from></identifiers>
+    <auth_results><spf><domain>%s</domain><result>pass</result></spf></auth_results></record>
+</feedback>
+`, d, begin.Unix(), begin.Add(24*time.Hour-time.Second).Unix(), d, d, d)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("--b--\r\n")
+	return strings.ReplaceAll(strings.ReplaceAll(b.String(), "\r\n", "\n"), "\n", "\r\n")
 }
 
 func TestRefusesUnknownRecipientsAtRcpt(t *testing.T) {

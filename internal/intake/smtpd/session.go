@@ -64,29 +64,27 @@ type session struct {
 	remote string
 	log    *slog.Logger
 
-	from     string
-	sizeHint int64
-	to       []recipient
-	unknown  int
+	from    string
+	to      []recipient
+	unknown int
 }
 
 func (s *session) Reset() {
-	s.from, s.sizeHint, s.to = "", 0, nil
+	s.from, s.to = "", nil
 }
 
 func (s *session) Logout() error { return nil }
 
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	if !s.s.limits.message(s.c.key, s.s.now()) {
 		s.log.Info("SMTP message refused", "reason", "message rate exceeded")
 		s.c.closeAfterSend.Store(true)
 		return errMessageRate
 	}
+	// SIZE= is checked against the limit by go-smtp and otherwise
+	// ignored: it is the client's word, not bytes received.
 	s.Reset()
 	s.from = from
-	if opts != nil {
-		s.sizeHint = opts.Size
-	}
 	return nil
 }
 
@@ -132,10 +130,11 @@ func (s *session) Data(r io.Reader) error {
 	s.c.busy.Store(true)
 	defer s.c.idleAfterSend.Store(true)
 	limit := s.s.cfg.MaxSize
+	// The buffer grows with the bytes that arrive, never ahead of them
+	// from the size the client declared: 200 sessions declaring 25 MB and
+	// then stalling once held 5 GB. It holds at most about twice what was
+	// received.
 	var buf bytes.Buffer
-	if s.sizeHint > 0 {
-		buf.Grow(int(min(s.sizeHint, limit)))
-	}
 	if _, err := buf.ReadFrom(r); err != nil {
 		if errors.Is(err, smtp.ErrDataTooLarge) {
 			s.log.Info("SMTP message refused", "from", s.from, "reason", "too large", "limit", limit)
@@ -151,27 +150,31 @@ func (s *session) Data(r io.Reader) error {
 		s.log.Info("SMTP message refused", "from", s.from, "reason", "empty")
 		return errEmpty
 	}
-	now := s.s.now()
-	for _, rcpt := range s.to {
-		ctx, cancel := context.WithTimeout(s.s.base, s.s.cfg.StoreTimeout)
-		acc, err := s.s.store.Accept(ctx, ingest.Incoming{
-			Source: ingest.SourceSMTP, Raw: raw, DomainID: &rcpt.id, ReceivedAt: now, Remote: s.remote,
-		})
-		cancel()
-		if err != nil {
-			return s.refusal(rcpt, len(raw), err)
-		}
-		s.log.Info("SMTP report mail accepted", "from", s.from, "domain", rcpt.name, "size", len(raw),
-			"blob", acc.BlobID, "duplicate", acc.Duplicate)
+	// One blob for the message, however many report addresses it names:
+	// its recipients are the domains its reports may be filed under.
+	ids := make([]uuid.UUID, len(s.to))
+	names := make([]string, len(s.to))
+	for i, r := range s.to {
+		ids[i], names[i] = r.id, r.name
 	}
+	ctx, cancel := context.WithTimeout(s.s.base, s.s.cfg.StoreTimeout)
+	defer cancel()
+	acc, err := s.s.store.Accept(ctx, ingest.Incoming{
+		Source: ingest.SourceSMTP, Raw: raw, Recipients: ids, ReceivedAt: s.s.now(), Remote: s.remote,
+	})
+	if err != nil {
+		return s.refusal(names, len(raw), err)
+	}
+	s.log.Info("SMTP report mail accepted", "from", s.from, "domains", names, "size", len(raw),
+		"blob", acc.BlobID, "duplicate", acc.Duplicate, "retried", acc.Retried)
 	return nil
 }
 
 // refusal maps an Accept error to a reply: permanent for what the store
 // refuses outright, temporary for anything else.
-func (s *session) refusal(rcpt recipient, size int, err error) error {
+func (s *session) refusal(domains []string, size int, err error) error {
 	if e, ok := apperr.As(err); ok && e.Code == apperr.BadUserInput {
-		s.log.Info("SMTP message refused", "from", s.from, "domain", rcpt.name, "size", size, "reason", e.Message)
+		s.log.Info("SMTP message refused", "from", s.from, "domains", domains, "size", size, "reason", e.Message)
 		if errors.Is(err, ingest.ErrTooLarge) {
 			// The store's limit is below the server's: its message says
 			// what it is.
@@ -179,6 +182,6 @@ func (s *session) refusal(rcpt recipient, size int, err error) error {
 		}
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: e.Message}
 	}
-	s.log.Error("SMTP message not stored", "from", s.from, "domain", rcpt.name, "size", size, "err", err)
+	s.log.Error("SMTP message not stored", "from", s.from, "domains", domains, "size", size, "err", err)
 	return errTemporary
 }

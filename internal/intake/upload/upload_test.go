@@ -138,7 +138,7 @@ func TestRawUpload(t *testing.T) {
 	require.Equal(t, "upload", b.Source)
 	require.Equal(t, report, string(b.Raw))
 	require.Equal(t, e.Account, *b.AccountID)
-	require.Nil(t, b.DomainID)
+	require.Empty(t, b.Recipients)
 	require.Equal(t, "google.xml", b.Filename)
 	require.Equal(t, "127.0.0.1", b.Remote)
 	require.Equal(t, 1, e.IngestJobs(t))

@@ -13,7 +13,8 @@ import (
 )
 
 const accountProblems = `-- name: AccountProblems :many
-SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings
+SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings,
+       b.size, b.purged_at
 FROM report_blobs b
 WHERE b.account_id = $1
   AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
@@ -36,6 +37,8 @@ type AccountProblemsRow struct {
 	RefusalReason *string
 	RefusalDetail *string
 	Warnings      []byte
+	Size          int32
+	PurgedAt      *time.Time
 }
 
 // Uploaded or pulled inputs of an account that were not stored (refused,
@@ -59,6 +62,8 @@ func (q *Queries) AccountProblems(ctx context.Context, arg AccountProblemsParams
 			&i.RefusalReason,
 			&i.RefusalDetail,
 			&i.Warnings,
+			&i.Size,
+			&i.PurgedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -82,16 +87,19 @@ func (q *Queries) CountDomainReports(ctx context.Context, domainID uuid.UUID) (i
 }
 
 const domainProblems = `-- name: DomainProblems :many
-SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings
+SELECT b.id, b.source, b.filename, coalesce(r.remote, b.remote)::text AS remote,
+       coalesce(r.received_at, b.received_at)::timestamptz AS received_at,
+       b.status, b.refusal_reason, b.refusal_detail, b.warnings, b.size, b.purged_at
 FROM report_blobs b
-WHERE (b.domain_id = $1 OR b.report_id IN (SELECT id FROM reports WHERE domain_id = $1))
+LEFT JOIN report_blob_recipients r ON r.blob_id = b.id AND r.domain_id = $1
+WHERE (r.domain_id IS NOT NULL OR b.report_id IN (SELECT id FROM reports WHERE domain_id = $1))
   AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
-ORDER BY b.received_at DESC, b.id DESC
+ORDER BY coalesce(r.received_at, b.received_at) DESC, b.id DESC
 LIMIT $2
 `
 
 type DomainProblemsParams struct {
-	DomainID *uuid.UUID
+	DomainID uuid.UUID
 	Lim      int32
 }
 
@@ -105,11 +113,14 @@ type DomainProblemsRow struct {
 	RefusalReason *string
 	RefusalDetail *string
 	Warnings      []byte
+	Size          int32
+	PurgedAt      *time.Time
 }
 
 // Inputs for a domain that were not stored (refused, failed, their job
-// cancelled or discarded) or stored with warnings:
-// mail to the domain's report address, and reports filed under it.
+// cancelled or discarded) or stored with warnings: mail to the domain's
+// report address (dated and placed as it reached that address), and reports
+// filed under it.
 func (q *Queries) DomainProblems(ctx context.Context, arg DomainProblemsParams) ([]DomainProblemsRow, error) {
 	rows, err := q.db.Query(ctx, domainProblems, arg.DomainID, arg.Lim)
 	if err != nil {
@@ -129,6 +140,8 @@ func (q *Queries) DomainProblems(ctx context.Context, arg DomainProblemsParams) 
 			&i.RefusalReason,
 			&i.RefusalDetail,
 			&i.Warnings,
+			&i.Size,
+			&i.PurgedAt,
 		); err != nil {
 			return nil, err
 		}
