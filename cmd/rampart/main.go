@@ -26,6 +26,8 @@ commands:
   migrate [up|down-to N|version]
                         apply or roll back database migrations
   admin create-owner    create an account and its owner (-email, -name, -account; password on stdin)
+  admin verify-domain [-account ID] NAME
+                        verify an account's claim on a domain without its DNS proof (the operator's override)
   import [-account ID] PATH...
                         queue report files, folders and mbox files for ingestion
   query                 send one DNS query (-server ADDR NAME [TYPE]), like dig
@@ -76,8 +78,18 @@ func run(args []string) error {
 		}
 		return app.Migrate(ctx, &cfg, cfg.Logger(os.Stderr), os.Stdout, fs.Args())
 	case "admin":
+		if len(args) > 0 && args[0] == "verify-domain" {
+			acct := fs.String("account", "", "the id of the account whose claim to verify (needed when several accounts claim the name)")
+			if err := fs.Parse(args[1:]); err != nil {
+				return err
+			}
+			if fs.NArg() != 1 {
+				return fmt.Errorf("usage: rampart admin verify-domain [-account ID] NAME")
+			}
+			return app.VerifyDomain(ctx, &cfg, cfg.Logger(os.Stderr), *acct, fs.Arg(0), os.Stdout)
+		}
 		if len(args) == 0 || args[0] != "create-owner" {
-			return fmt.Errorf("usage: rampart admin create-owner -email E -name N -account A < password")
+			return fmt.Errorf("usage: rampart admin create-owner -email E -name N -account A < password\n       rampart admin verify-domain [-account ID] NAME")
 		}
 		var o account.NewOwner
 		fs.StringVar(&o.Email, "email", "", "the owner's e-mail address")

@@ -42,7 +42,7 @@ func (q *Queries) AddRollups(ctx context.Context, arg AddRollupsParams) error {
 const blobForIngest = `-- name: BlobForIngest :one
 SELECT b.id, b.raw, b.source, b.account_id, b.domain_id, b.received_at, b.status,
     r.name AS recipient_name, r.account_id AS recipient_account
-FROM report_blobs b LEFT JOIN domains r ON r.id = b.domain_id
+FROM report_blobs b LEFT JOIN domains r ON r.id = b.domain_id AND r.verified_at IS NOT NULL
 WHERE b.id = $1
 `
 
@@ -58,7 +58,8 @@ type BlobForIngestRow struct {
 	RecipientAccount *uuid.UUID
 }
 
-// A blob with its recipient domain, if it came by mail.
+// A blob with its recipient domain, if it came by mail and the domain is
+// (still) verified.
 func (q *Queries) BlobForIngest(ctx context.Context, id uuid.UUID) (BlobForIngestRow, error) {
 	row := q.db.QueryRow(ctx, blobForIngest, id)
 	var i BlobForIngestRow
@@ -121,7 +122,7 @@ func (q *Queries) DeleteBlobsBefore(ctx context.Context, arg DeleteBlobsBeforePa
 }
 
 const domainByReportToken = `-- name: DomainByReportToken :one
-SELECT id, name FROM domains WHERE report_token = $1
+SELECT id, name FROM domains WHERE report_token = $1 AND verified_at IS NOT NULL
 `
 
 type DomainByReportTokenRow struct {
@@ -129,6 +130,8 @@ type DomainByReportTokenRow struct {
 	Name string
 }
 
+// Only a verified domain receives reports: mail for an unverified claim's
+// address is refused at RCPT.
 func (q *Queries) DomainByReportToken(ctx context.Context, reportToken string) (DomainByReportTokenRow, error) {
 	row := q.db.QueryRow(ctx, domainByReportToken, reportToken)
 	var i DomainByReportTokenRow
@@ -168,7 +171,7 @@ WITH RECURSIVE tree (id) AS (
     SELECT c.id FROM accounts c JOIN tree t ON c.parent_id = t.id
 )
 SELECT d.id, d.name, d.account_id FROM domains d
-WHERE d.name = ANY($1::text[])
+WHERE d.name = ANY($1::text[]) AND d.verified_at IS NOT NULL
   AND ($2::uuid IS NULL OR d.account_id IN (SELECT tree.id FROM tree))
 `
 
@@ -183,8 +186,9 @@ type HostedDomainsRow struct {
 	AccountID uuid.UUID
 }
 
-// Hosted domains among the names (a policy domain and its parents), in the
-// account and the accounts below it when account_id is given.
+// Verified hosted domains among the names (a policy domain and its
+// parents), in the account and the accounts below it when account_id is
+// given. An unverified claim never receives reports.
 func (q *Queries) HostedDomains(ctx context.Context, arg HostedDomainsParams) ([]HostedDomainsRow, error) {
 	rows, err := q.db.Query(ctx, hostedDomains, arg.Names, arg.AccountID)
 	if err != nil {
@@ -272,7 +276,7 @@ INSERT INTO reports (
     $15, $16, $17, $18, $19, $20, $21,
     $22, $23, $24
 )
-ON CONFLICT (org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
+ON CONFLICT (domain_id, org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
 RETURNING id
 `
 
@@ -303,8 +307,10 @@ type InsertReportParams struct {
 	ReceivedAt       time.Time
 }
 
-// Claim the dedupe key. A concurrent transaction holding the same key makes
-// this wait until it ends; if it committed, nothing is inserted.
+// Claim the dedupe key: the domain and the report's identity, so that a
+// report stored for one domain never makes another's a duplicate. A
+// concurrent transaction holding the same key makes this wait until it
+// ends; if it committed, nothing is inserted.
 func (q *Queries) InsertReport(ctx context.Context, arg InsertReportParams) (uuid.UUID, error) {
 	row := q.db.QueryRow(ctx, insertReport,
 		arg.DomainID,
@@ -417,11 +423,12 @@ func (q *Queries) RefuseBlob(ctx context.Context, arg RefuseBlobParams) (int64, 
 
 const reportByKey = `-- name: ReportByKey :one
 SELECT id FROM reports
-WHERE org_name = $1 AND report_id = $2 AND policy_domain = $3
-  AND begin_at = $4 AND end_at = $5
+WHERE domain_id = $1 AND org_name = $2 AND report_id = $3 AND policy_domain = $4
+  AND begin_at = $5 AND end_at = $6
 `
 
 type ReportByKeyParams struct {
+	DomainID     uuid.UUID
 	OrgName      string
 	ReportID     string
 	PolicyDomain string
@@ -431,6 +438,7 @@ type ReportByKeyParams struct {
 
 func (q *Queries) ReportByKey(ctx context.Context, arg ReportByKeyParams) (uuid.UUID, error) {
 	row := q.db.QueryRow(ctx, reportByKey,
+		arg.DomainID,
 		arg.OrgName,
 		arg.ReportID,
 		arg.PolicyDomain,
