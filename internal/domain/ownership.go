@@ -255,13 +255,15 @@ func (s *Service) verify(ctx context.Context, tx pgx.Tx, row domaindb.Domain, ho
 			return row, fmt.Errorf("load verified claim: %w", err)
 		}
 	}
-	demoted, err := q.DemoteVerified(ctx, domaindb.DemoteVerifiedParams{Name: row.Name, Keep: row.ID, ClaimTtlSeconds: int64(ClaimTTL / time.Second)})
-	if err != nil {
-		return row, fmt.Errorf("displace verified claim: %w", err)
-	}
+	// Unverified claims go first, so that the claim demoted next (which
+	// keeps its history until it expires) is not among them.
 	deleted, err := q.DeleteOtherUnverified(ctx, domaindb.DeleteOtherUnverifiedParams{Name: row.Name, Keep: row.ID})
 	if err != nil {
 		return row, fmt.Errorf("delete other claims: %w", err)
+	}
+	demoted, err := q.DemoteVerified(ctx, domaindb.DemoteVerifiedParams{Name: row.Name, Keep: row.ID, ClaimTtlSeconds: int64(ClaimTTL / time.Second)})
+	if err != nil {
+		return row, fmt.Errorf("displace verified claim: %w", err)
 	}
 	params := domaindb.MarkVerifiedParams{ID: row.ID, How: (*string)(&how), CheckResult: c.result}
 	if c.ran {
