@@ -16,6 +16,7 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/domain"
 )
 
 // Parent is the resolver for the parent field.
@@ -63,6 +64,11 @@ func (r *accountResolver) APITokens(ctx context.Context, obj *account.Account) (
 // Domains is the resolver for the domains field.
 func (r *accountResolver) Domains(ctx context.Context, obj *account.Account, first *int, after *string, filter *model.DomainFilter) (*model.DomainConnection, error) {
 	return r.listDomains(ctx, &obj.ID, first, after, filter)
+}
+
+// DomainProof is the resolver for the domainProof field.
+func (r *accountResolver) DomainProof(ctx context.Context, obj *account.Account, name string) (*domain.DNSRecord, error) {
+	return ptr(r.DomainSvc.ProofFor(ctx, obj.ID, name))
 }
 
 // Role is the resolver for the role field.

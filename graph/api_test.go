@@ -61,12 +61,16 @@ func TestMutationToDNSAnswer(t *testing.T) {
 	addr := edge.UDPAddr().String()
 	o := env.NewOwner(t, "Acme")
 
-	r := env.Do(t, o.Token, `mutation { addDomain(name: "Bücher-Acme.COM.") { reportAddress `+domainFields+` } }`, nil)
+	// The owner publishes the account's proof first, so the claim is
+	// verified as it is added.
+	env.Prove(t, o.Token, "", "Bücher-Acme.COM.")
+	r := env.Do(t, o.Token, `mutation { addDomain(name: "Bücher-Acme.COM.") { verified reportAddress `+domainFields+` } }`, nil)
 	r.NoErrors(t)
 	var add struct{ AddDomain map[string]any }
 	r.Decode(t, &add)
 	require.Equal(t, "xn--bcher-acme-9db.com", add.AddDomain["name"])
 	require.Equal(t, "bücher-acme.com", add.AddDomain["unicodeName"])
+	require.Equal(t, true, add.AddDomain["verified"])
 	// Rampart's own report address comes first in rua.
 	own := "mailto:" + add.AddDomain["reportAddress"].(string)
 	require.Regexp(t, `^mailto:[0-9a-f]{16}@`+apitest.ReportsDomain+`$`, own)
@@ -129,6 +133,54 @@ func TestDNSSetupAndDefaults(t *testing.T) {
 				"cnameAlternative": null, "served": []},
 			"bimi": {"nameServers": [{"name": "_bimi.setup-example.org.", "value": "ns1.edge.rampart.test."}, {"name": "_bimi.setup-example.org.", "value": "ns2.edge.rampart.test."}], "served": []},
 			"bimiWithheld": "no BIMI logo is set"}}}`, string(r.Data))
+
+	// No proof is published: the claim is unverified, the set-up shows the
+	// proof to publish (the account's, as domainProof gives it), and the
+	// check made when adding says what it found.
+	r = env.Do(t, o.Token, `{ domain(name: "setup-example.org") { verified dnsSetup { verification { name type value ttl } }
+		ownership { verified verifiedAt method proof { value } expiresAt displacedAt lastCheckedAt lastCheckResult } }
+		account { domainProof(name: "SETUP-example.org") { name type value ttl } } }`, nil)
+	r.NoErrors(t)
+	var got struct {
+		Domain struct {
+			Verified bool
+			DNSSetup struct {
+				Verification struct {
+					Name, Type, Value string
+					TTL               int
+				}
+			}
+			Ownership struct {
+				Verified                 bool
+				VerifiedAt, Method       *string
+				Proof                    struct{ Value string }
+				ExpiresAt, LastCheckedAt time.Time
+				DisplacedAt              *string
+				LastCheckResult          string
+			}
+		}
+		Account struct {
+			DomainProof struct {
+				Name, Type, Value string
+				TTL               int
+			}
+		}
+	}
+	r.Decode(t, &got)
+	require.False(t, got.Domain.Verified)
+	require.Equal(t, "_rampart.setup-example.org.", got.Domain.DNSSetup.Verification.Name)
+	require.Equal(t, "TXT", got.Domain.DNSSetup.Verification.Type)
+	require.Regexp(t, `^rampart-verify=[0-9a-z]{16,64}$`, got.Domain.DNSSetup.Verification.Value)
+	require.Equal(t, got.Account.DomainProof, got.Domain.DNSSetup.Verification)
+	require.Equal(t, got.Domain.DNSSetup.Verification.Value, got.Domain.Ownership.Proof.Value)
+	own := got.Domain.Ownership
+	require.False(t, own.Verified)
+	require.Nil(t, own.VerifiedAt)
+	require.Nil(t, own.Method)
+	require.Nil(t, own.DisplacedAt)
+	require.WithinDuration(t, time.Now().Add(7*24*time.Hour), own.ExpiresAt, time.Minute)
+	require.WithinDuration(t, time.Now(), own.LastCheckedAt, time.Minute)
+	require.Equal(t, "no TXT record at _rampart.setup-example.org (the name does not exist)", own.LastCheckResult)
 }
 
 func TestInputErrors(t *testing.T) {
@@ -137,19 +189,27 @@ func TestInputErrors(t *testing.T) {
 	a := env.NewOwner(t, "A")
 	b := env.NewOwner(t, "B")
 	env.Do(t, a.Token, `mutation { addDomain(name: "taken-example.com") { name } }`, nil).NoErrors(t)
+	// A name the account claims already is a CONFLICT.
+	r := env.Do(t, a.Token, `mutation { addDomain(name: "TAKEN-example.com") { name } }`, nil)
+	r.RequireCode(t, "CONFLICT")
+	require.Contains(t, r.Errors[0].Message, "already in this account")
 
 	for _, tc := range []struct{ query, code, msg string }{
 		{`mutation { addDomain(name: "co.uk") { name } }`, "BAD_USER_INPUT", "public suffix"},
 		{`mutation { addDomain(name: "localhost") { name } }`, "BAD_USER_INPUT", "single label"},
 		{`mutation { addDomain(name: "bad_name.com") { name } }`, "BAD_USER_INPUT", "not a valid domain name"},
 		{`mutation { addDomain(name: "x.unknown-tld-zz") { name } }`, "BAD_USER_INPUT", "top-level"},
-		// A name hosted in any account is a CONFLICT, even from another account.
-		{`mutation { addDomain(name: "TAKEN-example.com") { name } }`, "CONFLICT", "already hosted"},
 	} {
 		r := env.Do(t, b.Token, tc.query, nil)
 		r.RequireCode(t, tc.code)
 		require.Contains(t, r.Errors[0].Message, tc.msg)
 	}
+	// Another account's claim does not lock the name: B's claim is made,
+	// unverified, and A's stays.
+	r = env.Do(t, b.Token, `mutation { addDomain(name: "TAKEN-example.com") { name verified } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"addDomain": {"name": "taken-example.com", "verified": false}}`, string(r.Data))
+	env.Do(t, a.Token, `{ domain(name: "taken-example.com") { name } }`, nil).NoErrors(t)
 	env.Do(t, b.Token, `mutation { addDomain(name: "b-example.com") { name } }`, nil).NoErrors(t)
 	for _, tc := range []struct{ input, field, msg string }{
 		{`{pct: 101}`, "pct", "between 0 and 100"},
@@ -165,7 +225,7 @@ func TestInputErrors(t *testing.T) {
 		require.Contains(t, r.Errors[0].Message, tc.msg)
 	}
 	// An unknown enum value is a validation error, not INTERNAL.
-	r := env.Do(t, b.Token, `mutation { updateDmarcPolicy(name: "b-example.com", policy: {p: DISCARD}) { dmarcRecord } }`, nil)
+	r = env.Do(t, b.Token, `mutation { updateDmarcPolicy(name: "b-example.com", policy: {p: DISCARD}) { dmarcRecord } }`, nil)
 	require.NotEmpty(t, r.Errors)
 	require.NotEqual(t, "INTERNAL", r.Code())
 	// Nothing in the answers mentions SQL.

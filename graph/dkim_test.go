@@ -40,7 +40,7 @@ func TestDKIMKeys(t *testing.T) {
 	env := apitest.Start(t)
 	o := env.NewOwner(t, "DKIM")
 	const d = "dkim-example.com"
-	env.Do(t, o.Token, `mutation { addDomain(name: "`+d+`") { name } }`, nil).NoErrors(t)
+	env.AddVerifiedDomain(t, o, d)
 	add := func(vars map[string]any) *apitest.Response {
 		vars["d"] = d
 		return env.Do(t, o.Token, `mutation($d: String!, $s: String!, $k: String, $c: String, $svc: ID) {
@@ -109,7 +109,7 @@ func TestBIMI(t *testing.T) {
 	env := apitest.Start(t)
 	o := env.NewOwner(t, "BIMI")
 	const d = "bimi-example.com"
-	env.Do(t, o.Token, `mutation { addDomain(name: "`+d+`") { name } }`, nil).NoErrors(t)
+	env.AddVerifiedDomain(t, o, d)
 	setup := func() string {
 		r := env.Do(t, o.Token, `{ domain(name: "`+d+`") { bimi { logoUrl evidenceUrl } dnsSetup { bimi { served { name value } } bimiWithheld } } }`, nil)
 		r.NoErrors(t)

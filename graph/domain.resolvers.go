@@ -8,6 +8,7 @@ package graph
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/rampartmail/rampart/graph/generated"
 	"github.com/rampartmail/rampart/graph/model"
@@ -99,7 +100,72 @@ func (r *domainResolver) Bimi(ctx context.Context, obj *domain.Domain) (*domain.
 	return obj.BIMI, nil
 }
 
+// Verified is the resolver for the verified field.
+func (r *domainResolver) Verified(ctx context.Context, obj *domain.Domain) (bool, error) {
+	return obj.Verified(), nil
+}
+
+// Ownership is the resolver for the ownership field.
+func (r *domainResolver) Ownership(ctx context.Context, obj *domain.Domain) (*domain.Domain, error) {
+	return obj, nil
+}
+
+// Verified is the resolver for the verified field.
+func (r *domainOwnershipResolver) Verified(ctx context.Context, obj *domain.Domain) (bool, error) {
+	return obj.Verified(), nil
+}
+
+// VerifiedAt is the resolver for the verifiedAt field.
+func (r *domainOwnershipResolver) VerifiedAt(ctx context.Context, obj *domain.Domain) (*time.Time, error) {
+	return obj.Ownership.VerifiedAt, nil
+}
+
+// Method is the resolver for the method field.
+func (r *domainOwnershipResolver) Method(ctx context.Context, obj *domain.Domain) (*model.VerificationMethod, error) {
+	if obj.Ownership.Method == "" {
+		return nil, nil
+	}
+	m := model.VerificationMethod(strings.ToUpper(string(obj.Ownership.Method)))
+	return &m, nil
+}
+
+// Proof is the resolver for the proof field.
+func (r *domainOwnershipResolver) Proof(ctx context.Context, obj *domain.Domain) (*domain.DNSRecord, error) {
+	return ptr(r.DomainSvc.Proof(ctx, *obj))
+}
+
+// ExpiresAt is the resolver for the expiresAt field.
+func (r *domainOwnershipResolver) ExpiresAt(ctx context.Context, obj *domain.Domain) (*time.Time, error) {
+	return obj.Ownership.ExpiresAt, nil
+}
+
+// DisplacedAt is the resolver for the displacedAt field.
+func (r *domainOwnershipResolver) DisplacedAt(ctx context.Context, obj *domain.Domain) (*time.Time, error) {
+	return obj.Ownership.DisplacedAt, nil
+}
+
+// LastCheckedAt is the resolver for the lastCheckedAt field.
+func (r *domainOwnershipResolver) LastCheckedAt(ctx context.Context, obj *domain.Domain) (*time.Time, error) {
+	return obj.Ownership.CheckedAt, nil
+}
+
+// LastCheckResult is the resolver for the lastCheckResult field.
+func (r *domainOwnershipResolver) LastCheckResult(ctx context.Context, obj *domain.Domain) (*string, error) {
+	if obj.Ownership.CheckResult == "" {
+		return nil, nil
+	}
+	return &obj.Ownership.CheckResult, nil
+}
+
 // Domain returns generated.DomainResolver implementation.
 func (r *Resolver) Domain() generated.DomainResolver { return &domainResolver{r} }
 
-type domainResolver struct{ *Resolver }
+// DomainOwnership returns generated.DomainOwnershipResolver implementation.
+func (r *Resolver) DomainOwnership() generated.DomainOwnershipResolver {
+	return &domainOwnershipResolver{r}
+}
+
+type (
+	domainResolver          struct{ *Resolver }
+	domainOwnershipResolver struct{ *Resolver }
+)

@@ -56,7 +56,7 @@ func TestReportsEndToEnd(t *testing.T) {
 	})
 	o := env.NewOwner(t, "Reports")
 	const d = "reports-example.com"
-	env.Do(t, o.Token, `mutation { addDomain(name: "`+d+`") { name } }`, nil).NoErrors(t)
+	env.AddVerifiedDomain(t, o, d)
 	rua := reportAddress(t, env, o.Token, d)
 
 	xml := aggregateXML(d, "e2e-1")

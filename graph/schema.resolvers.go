@@ -75,6 +75,11 @@ func (r *mutationResolver) AddDomain(ctx context.Context, accountID *string, nam
 	return ptr(r.DomainSvc.Add(ctx, id, name))
 }
 
+// VerifyDomain is the resolver for the verifyDomain field.
+func (r *mutationResolver) VerifyDomain(ctx context.Context, name string) (*domain.Domain, error) {
+	return ptr(r.DomainSvc.Verify(ctx, name))
+}
+
 // RemoveDomain is the resolver for the removeDomain field.
 func (r *mutationResolver) RemoveDomain(ctx context.Context, name string) (*model.RemovedDomain, error) {
 	d, err := r.DomainSvc.Remove(ctx, name)

@@ -29,7 +29,7 @@ func TestSendersAndExplain(t *testing.T) {
 	t.Parallel()
 	env := apitest.Start(t)
 	o := env.NewOwner(t, "Senders")
-	env.Do(t, o.Token, `mutation { addDomain(name: "senders-example.com") { name } }`, nil).NoErrors(t)
+	env.AddVerifiedDomain(t, o, "senders-example.com")
 
 	// The catalog is synced at start.
 	r := env.Do(t, o.Token, `{ senderServices { slug spfInclude heloSuffixes sourceUrl } }`, nil)
@@ -160,7 +160,7 @@ func TestPinsExpire(t *testing.T) {
 	t.Parallel()
 	env := apitest.Start(t)
 	o := env.NewOwner(t, "Pins")
-	env.Do(t, o.Token, `mutation { addDomain(name: "pins-example.com") { name } }`, nil).NoErrors(t)
+	env.AddVerifiedDomain(t, o, "pins-example.com")
 	r := env.Do(t, o.Token, `mutation($x: Time!) { pinSpfInclude(domain: "pins-example.com", include: "spf.checker.example", expiresAt: $x) { spfPins { include } } }`,
 		map[string]any{"x": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
 	r.NoErrors(t)

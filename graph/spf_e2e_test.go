@@ -51,7 +51,7 @@ func TestPublishedSPFAgainstEdge(t *testing.T) {
 	world := vendorZone(t)
 	o := env.NewOwner(t, "SPF e2e")
 	const d = "spf-e2e-example.com"
-	env.Do(t, o.Token, `mutation { addDomain(name: "`+d+`") { name } }`, nil).NoErrors(t)
+	env.AddVerifiedDomain(t, o, d)
 	_, err := env.Services(t).Senders.ResolveRanges(context.Background(), spf.NewDNSResolver(world.Addr))
 	require.NoError(t, err)
 	for _, m := range []string{

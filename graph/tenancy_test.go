@@ -25,7 +25,7 @@ func TestTenantIsolation(t *testing.T) {
 	env := apitest.Start(t)
 	a := env.NewOwner(t, "A")
 	b := env.NewOwner(t, "B")
-	env.Do(t, b.Token, `mutation { addDomain(name: "b-secret-example.com") { name } }`, nil).NoErrors(t)
+	env.AddVerifiedDomain(t, b, "b-secret-example.com")
 	env.Do(t, b.Token, `mutation { addNetblock(domain: "b-secret-example.com", cidr: "198.51.100.0/24", label: "b-office") { name } }`, nil).NoErrors(t)
 	expires := time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
 	env.Do(t, b.Token, `mutation($x: Time!) { pinSpfInclude(domain: "b-secret-example.com", include: "pinned.example.net", expiresAt: $x) { name } }`, map[string]any{"x": expires}).NoErrors(t)
@@ -43,7 +43,8 @@ func TestTenantIsolation(t *testing.T) {
 
 	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires}
 	probes := map[string][]string{
-		"account": {`query($b: ID) { account(id: $b) { name } }`, `query($b: ID) { account(id: $b) { members { user { email } } apiTokens { name } domains { nodes { name } } } }`},
+		"account": {`query($b: ID) { account(id: $b) { name } }`, `query($b: ID) { account(id: $b) { members { user { email } } apiTokens { name } domains { nodes { name } } } }`,
+			`query($b: ID) { account(id: $b) { domainProof(name: "b-secret-example.com") { value } } }`},
 		"domains": {`query($b: ID) { domains(accountId: $b) { nodes { name } } }`},
 		"domain": {`{ domain(name: "b-secret-example.com") { name } }`, `{ domain(name: "B-SECRET-example.com.") { dmarcRecord dnsSetup { dmarc { served { value } } } } }`,
 			`{ domain(name: "does-not-exist-example.com") { name } }`},
@@ -51,6 +52,7 @@ func TestTenantIsolation(t *testing.T) {
 		"revokeApiToken":    {`mutation($b: ID, $tok: ID!) { revokeApiToken(accountId: $b, id: $tok) { name } }`, `mutation($a: ID, $tok: ID!) { revokeApiToken(accountId: $a, id: $tok) { name } }`},
 		"addDomain":         {`mutation($b: ID) { addDomain(accountId: $b, name: "new-in-b-example.com") { name } }`},
 		"removeDomain":      {`mutation { removeDomain(name: "b-secret-example.com") { name } }`},
+		"verifyDomain":      {`mutation { verifyDomain(name: "b-secret-example.com") { name } }`},
 		"setDomainMode":     {`mutation { setDomainMode(name: "b-secret-example.com", mode: BLOCKED) { name } }`},
 		"updateDmarcPolicy": {`mutation { updateDmarcPolicy(name: "b-secret-example.com", policy: {p: REJECT}) { name } }`},
 		"addNetblock":       {`mutation { addNetblock(domain: "b-secret-example.com", cidr: "192.0.2.0/24") { name } }`},
@@ -105,9 +107,9 @@ func TestTenantIsolation(t *testing.T) {
 	}
 
 	// B's domain and token are untouched.
-	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { mode dmarcRecord netblocks { cidr } dkimKeys { selector revokedAt } bimi { logoUrl } } account { apiTokens { name revokedAt } } }`, nil)
+	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { verified mode dmarcRecord netblocks { cidr } dkimKeys { selector revokedAt } bimi { logoUrl } } account { apiTokens { name revokedAt } } }`, nil)
 	r.NoErrors(t)
-	require.JSONEq(t, `{"domain": {"mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none; rua=mailto:`+reportAddress(t, env, b.Token, "b-secret-example.com")+`", "netblocks": [{"cidr": "198.51.100.0/24"}],
+	require.JSONEq(t, `{"domain": {"verified": true, "mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none; rua=mailto:`+reportAddress(t, env, b.Token, "b-secret-example.com")+`", "netblocks": [{"cidr": "198.51.100.0/24"}],
 		"dkimKeys": [{"selector": "b1", "revokedAt": null}], "bimi": null},
 		"account": {"apiTokens": [{"name": "b-token", "revokedAt": null}]}}`, string(r.Data))
 	r = env.Do(t, b.Token, `{ domain(name: "new-in-b-example.com") { name } }`, nil)

@@ -1,6 +1,7 @@
 // Package jobs runs Rampart's background work on River: each module's
 // workers and the periodic maintenance jobs. Job kinds are namespaced
-// (auth.prune_login_failures, sender.resolve_ranges, report.ingest); a job caused by a write is enqueued in the same
+// (auth.prune_login_failures, sender.resolve_ranges, domain.check_claims,
+// report.ingest); a job caused by a write is enqueued in the same
 // transaction as that write (River InsertTx).
 package jobs
 
@@ -16,6 +17,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/spf"
@@ -85,10 +87,32 @@ func (w *resolveRangesWorker) Work(ctx context.Context, job *river.Job[ResolveRa
 	return nil
 }
 
+// CheckClaimsArgs asks for the proofs of unverified domain claims to be
+// checked (each on its own backoff) and for expired claims to be deleted.
+type CheckClaimsArgs struct{}
+
+// Kind names the job.
+func (CheckClaimsArgs) Kind() string { return "domain.check_claims" }
+
+type checkClaimsWorker struct {
+	river.WorkerDefaults[CheckClaimsArgs]
+	domains *domain.Service
+	log     *slog.Logger
+}
+
+func (w *checkClaimsWorker) Work(ctx context.Context, job *river.Job[CheckClaimsArgs]) error {
+	run, err := w.domains.CheckClaims(ctx)
+	if run.Checked+run.Expired > 0 {
+		w.log.InfoContext(ctx, "checked domain claims", "checked", run.Checked, "verified", run.Verified, "expired", run.Expired)
+	}
+	return err
+}
+
 // Services are what the workers call.
 type Services struct {
 	Auth    *auth.Service
 	Senders *sender.Manager
+	Domains *domain.Service
 	// Resolver is the DNS server for resolving senders' includes; "" turns
 	// the job off.
 	Resolver string
@@ -107,6 +131,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	river.AddWorker(workers, &pruneLoginFailuresWorker{auth: svc.Auth, log: log})
 	river.AddWorker(workers, &expirePinsWorker{senders: svc.Senders})
 	river.AddWorker(workers, &resolveRangesWorker{senders: svc.Senders, resolver: svc.Resolver, log: log})
+	river.AddWorker(workers, &checkClaimsWorker{domains: svc.Domains, log: log})
 	ingest.AddWorkers(workers, pool, ingest.Options{}, log)
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	if svc.Resolver != "" {
@@ -120,6 +145,11 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 		PeriodicJobs: append(periodic,
 			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 				return PruneLoginFailuresArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+			// A claim's proof is looked for within a minute of its next
+			// check (the backoff lives on each claim), and expired claims go.
+			river.NewPeriodicJob(river.PeriodicInterval(time.Minute), func() (river.JobArgs, *river.InsertOpts) {
+				return CheckClaimsArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Minute}}
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
 			// Pins expire within a minute of their time.
 			river.NewPeriodicJob(river.PeriodicInterval(time.Minute), func() (river.JobArgs, *river.InsertOpts) {

@@ -28,6 +28,8 @@ commands:
   admin create-owner    create an account and its owner (-email, -name, -account; password on stdin)
   admin grant-operator  make a user an instance operator, who may open the job dashboard (-email)
   admin revoke-operator take the instance operator role from a user (-email)
+  admin verify-domain [-account ID] NAME
+                        verify an account's claim on a domain without its DNS proof (the operator's override)
   import [-account ID] PATH...
                         queue report files, folders and mbox files for ingestion
   query                 send one DNS query (-server ADDR NAME [TYPE]), like dig
@@ -80,7 +82,8 @@ func run(args []string) error {
 	case "admin":
 		const adminUsage = "usage: rampart admin create-owner -email E -name N -account A < password\n" +
 			"       rampart admin grant-operator -email E\n" +
-			"       rampart admin revoke-operator -email E"
+			"       rampart admin revoke-operator -email E\n" +
+			"       rampart admin verify-domain [-account ID] NAME"
 		if len(args) == 0 {
 			return errors.New(adminUsage)
 		}
@@ -97,6 +100,17 @@ func run(args []string) error {
 				return fmt.Errorf("unexpected arguments %q\n%s", fs.Args(), adminUsage)
 			}
 			return app.SetOperator(ctx, &cfg, *email, args[0] == "grant-operator", os.Stdout)
+		case "verify-domain":
+			fs, cfg = flag.NewFlagSet("rampart admin "+args[0], flag.ContinueOnError), app.Config{}
+			cfg.Flags(fs)
+			acct := fs.String("account", "", "the id of the account whose claim to verify (needed when several accounts claim the name)")
+			if err := fs.Parse(args[1:]); err != nil {
+				return err
+			}
+			if fs.NArg() != 1 {
+				return errors.New("usage: rampart admin verify-domain [-account ID] NAME")
+			}
+			return app.VerifyDomain(ctx, &cfg, cfg.Logger(os.Stderr), *acct, fs.Arg(0), os.Stdout)
 		default:
 			return fmt.Errorf("unknown admin command %q\n%s", args[0], adminUsage)
 		}

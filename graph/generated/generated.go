@@ -43,6 +43,7 @@ type ResolverRoot interface {
 	ApiToken() ApiTokenResolver
 	DkimKey() DkimKeyResolver
 	Domain() DomainResolver
+	DomainOwnership() DomainOwnershipResolver
 	IngestProblem() IngestProblemResolver
 	Member() MemberResolver
 	Mutation() MutationResolver
@@ -59,6 +60,7 @@ type ComplexityRoot struct {
 	Account struct {
 		APITokens      func(childComplexity int) int
 		CreatedAt      func(childComplexity int) int
+		DomainProof    func(childComplexity int, name string) int
 		Domains        func(childComplexity int, first *int, after *string, filter *model.DomainFilter) int
 		ID             func(childComplexity int) int
 		IngestProblems func(childComplexity int, limit *int) int
@@ -173,6 +175,7 @@ type ComplexityRoot struct {
 		DKIM         func(childComplexity int) int
 		DMARC        func(childComplexity int) int
 		SPF          func(childComplexity int) int
+		Verification func(childComplexity int) int
 	}
 
 	Domain struct {
@@ -188,6 +191,7 @@ type ComplexityRoot struct {
 		Mode           func(childComplexity int) int
 		Name           func(childComplexity int) int
 		Netblocks      func(childComplexity int) int
+		Ownership      func(childComplexity int) int
 		ReportAddress  func(childComplexity int) int
 		Reports        func(childComplexity int, first *int, after *string) int
 		Senders        func(childComplexity int) int
@@ -195,6 +199,7 @@ type ComplexityRoot struct {
 		SpfPins        func(childComplexity int) int
 		UnicodeName    func(childComplexity int) int
 		UpdatedAt      func(childComplexity int) int
+		Verified       func(childComplexity int) int
 	}
 
 	DomainConnection struct {
@@ -207,6 +212,17 @@ type ComplexityRoot struct {
 	DomainEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	DomainOwnership struct {
+		DisplacedAt     func(childComplexity int) int
+		ExpiresAt       func(childComplexity int) int
+		LastCheckResult func(childComplexity int) int
+		LastCheckedAt   func(childComplexity int) int
+		Method          func(childComplexity int) int
+		Proof           func(childComplexity int) int
+		Verified        func(childComplexity int) int
+		VerifiedAt      func(childComplexity int) int
 	}
 
 	IngestProblem struct {
@@ -256,6 +272,7 @@ type ComplexityRoot struct {
 		UnpinSpfInclude   func(childComplexity int, domain string, include string) int
 		UpdateDmarcPolicy func(childComplexity int, name string, policy model.DmarcPolicyInput) int
 		UploadReports     func(childComplexity int, accountID *string, files []*graphql.Upload) int
+		VerifyDomain      func(childComplexity int, name string) int
 	}
 
 	Netblock struct {
@@ -346,6 +363,7 @@ type AccountResolver interface {
 	Members(ctx context.Context, obj *account.Account) ([]*account.Member, error)
 	APITokens(ctx context.Context, obj *account.Account) ([]*auth.APIToken, error)
 	Domains(ctx context.Context, obj *account.Account, first *int, after *string, filter *model.DomainFilter) (*model.DomainConnection, error)
+	DomainProof(ctx context.Context, obj *account.Account, name string) (*domain.DNSRecord, error)
 	IngestProblems(ctx context.Context, obj *account.Account, limit *int) ([]*reporting.Problem, error)
 }
 type AggregateReportResolver interface {
@@ -385,8 +403,20 @@ type DomainResolver interface {
 	SpfLookups(ctx context.Context, obj *domain.Domain) (int, error)
 	DkimKeys(ctx context.Context, obj *domain.Domain) ([]*domainkeydb.DkimKey, error)
 	Bimi(ctx context.Context, obj *domain.Domain) (*domain.BIMI, error)
+	Verified(ctx context.Context, obj *domain.Domain) (bool, error)
+	Ownership(ctx context.Context, obj *domain.Domain) (*domain.Domain, error)
 	Reports(ctx context.Context, obj *domain.Domain, first *int, after *string) (*model.AggregateReportConnection, error)
 	IngestProblems(ctx context.Context, obj *domain.Domain, limit *int) ([]*reporting.Problem, error)
+}
+type DomainOwnershipResolver interface {
+	Verified(ctx context.Context, obj *domain.Domain) (bool, error)
+	VerifiedAt(ctx context.Context, obj *domain.Domain) (*time.Time, error)
+	Method(ctx context.Context, obj *domain.Domain) (*model.VerificationMethod, error)
+	Proof(ctx context.Context, obj *domain.Domain) (*domain.DNSRecord, error)
+	ExpiresAt(ctx context.Context, obj *domain.Domain) (*time.Time, error)
+	DisplacedAt(ctx context.Context, obj *domain.Domain) (*time.Time, error)
+	LastCheckedAt(ctx context.Context, obj *domain.Domain) (*time.Time, error)
+	LastCheckResult(ctx context.Context, obj *domain.Domain) (*string, error)
 }
 type IngestProblemResolver interface {
 	Reason(ctx context.Context, obj *reporting.Problem) (*string, error)
@@ -402,6 +432,7 @@ type MutationResolver interface {
 	CreateAPIToken(ctx context.Context, accountID *string, name string) (*model.CreateAPITokenPayload, error)
 	RevokeAPIToken(ctx context.Context, accountID *string, id string) (*auth.APIToken, error)
 	AddDomain(ctx context.Context, accountID *string, name string) (*domain.Domain, error)
+	VerifyDomain(ctx context.Context, name string) (*domain.Domain, error)
 	RemoveDomain(ctx context.Context, name string) (*model.RemovedDomain, error)
 	SetDomainMode(ctx context.Context, name string, mode model.DomainMode) (*domain.Domain, error)
 	UpdateDmarcPolicy(ctx context.Context, name string, policy model.DmarcPolicyInput) (*domain.Domain, error)
@@ -470,6 +501,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.CreatedAt(childComplexity), true
+	case "Account.domainProof":
+		if e.ComplexityRoot.Account.DomainProof == nil {
+			break
+		}
+
+		args, err := ec.field_Account_domainProof_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.DomainProof(childComplexity, args["name"].(string)), true
 	case "Account.domains":
 		if e.ComplexityRoot.Account.Domains == nil {
 			break
@@ -943,6 +985,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DnsSetup.SPF(childComplexity), true
+	case "DnsSetup.verification":
+		if e.ComplexityRoot.DnsSetup.Verification == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DnsSetup.Verification(childComplexity), true
 
 	case "Domain.account":
 		if e.ComplexityRoot.Domain.Account == nil {
@@ -1021,6 +1069,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.Netblocks(childComplexity), true
+	case "Domain.ownership":
+		if e.ComplexityRoot.Domain.Ownership == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.Ownership(childComplexity), true
 	case "Domain.reportAddress":
 		if e.ComplexityRoot.Domain.ReportAddress == nil {
 			break
@@ -1068,6 +1122,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.UpdatedAt(childComplexity), true
+	case "Domain.verified":
+		if e.ComplexityRoot.Domain.Verified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.Verified(childComplexity), true
 
 	case "DomainConnection.edges":
 		if e.ComplexityRoot.DomainConnection.Edges == nil {
@@ -1106,6 +1166,55 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DomainEdge.Node(childComplexity), true
+
+	case "DomainOwnership.displacedAt":
+		if e.ComplexityRoot.DomainOwnership.DisplacedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainOwnership.DisplacedAt(childComplexity), true
+	case "DomainOwnership.expiresAt":
+		if e.ComplexityRoot.DomainOwnership.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainOwnership.ExpiresAt(childComplexity), true
+	case "DomainOwnership.lastCheckResult":
+		if e.ComplexityRoot.DomainOwnership.LastCheckResult == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainOwnership.LastCheckResult(childComplexity), true
+	case "DomainOwnership.lastCheckedAt":
+		if e.ComplexityRoot.DomainOwnership.LastCheckedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainOwnership.LastCheckedAt(childComplexity), true
+	case "DomainOwnership.method":
+		if e.ComplexityRoot.DomainOwnership.Method == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainOwnership.Method(childComplexity), true
+	case "DomainOwnership.proof":
+		if e.ComplexityRoot.DomainOwnership.Proof == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainOwnership.Proof(childComplexity), true
+	case "DomainOwnership.verified":
+		if e.ComplexityRoot.DomainOwnership.Verified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainOwnership.Verified(childComplexity), true
+	case "DomainOwnership.verifiedAt":
+		if e.ComplexityRoot.DomainOwnership.VerifiedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainOwnership.VerifiedAt(childComplexity), true
 
 	case "IngestProblem.blobId":
 		if e.ComplexityRoot.IngestProblem.BlobID == nil {
@@ -1432,6 +1541,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UploadReports(childComplexity, args["accountId"].(*string), args["files"].([]*graphql.Upload)), true
+	case "Mutation.verifyDomain":
+		if e.ComplexityRoot.Mutation.VerifyDomain == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_verifyDomain_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.VerifyDomain(childComplexity, args["name"].(string)), true
 
 	case "Netblock.cidr":
 		if e.ComplexityRoot.Netblock.Cidr == nil {
@@ -1846,6 +1966,8 @@ type Account {
   apiTokens: [ApiToken!]!
   "The account's domains."
   domains(first: Int = 50, after: String, filter: DomainFilter): DomainConnection!
+  "The record that proves the account controls a domain (a TXT record at _rampart.<name>), to publish before ` + "`" + `addDomain` + "`" + ` so that the claim is verified at once."
+  domainProof(name: String!): DnsRecord!
 }
 
 "A user's membership of an account."
@@ -1975,6 +2097,8 @@ type Delegation {
 
 "What the customer publishes in their zone."
 type DnsSetup {
+  "The ownership proof: a TXT record at _rampart.<domain>. Until it is found (` + "`" + `verifyDomain` + "`" + `) the edge serves nothing for the domain."
+  verification: DnsRecord!
   "_dmarc.<domain>: delegate it to the edge (NS), or CNAME it."
   dmarc: Delegation!
   "The SPF record at the domain's apex. A BLOCKED domain publishes ` + "`" + `v=spf1 -all` + "`" + `."
@@ -2028,6 +2152,45 @@ type Domain {
   dkimKeys: [DkimKey!]!
   "The domain's BIMI assertion; null when none is set."
   bimi: Bimi
+  "Whether the account has proven it controls the domain. Until it has, the edge serves nothing for the domain and no reports are stored for it."
+  verified: Boolean!
+  "Where the account's claim on the domain stands: how it was verified, or what the last proof check found and when the claim expires."
+  ownership: DomainOwnership!
+}
+
+"""
+An account's claim on a domain. Several accounts may claim a name; the edge
+serves a claim only once it is verified: the account published its proof
+(` + "`" + `dnsSetup.verification` + "`" + `, a TXT record at ` + "`" + `_rampart.<domain>` + "`" + `) and a check
+found it (` + "`" + `verifyDomain` + "`" + `, or the periodic check of unverified claims), or the
+operator ran ` + "`" + `rampart admin verify-domain` + "`" + `. Verifying displaces every other
+account's claim on the name. An unverified claim is removed when it expires.
+"""
+type DomainOwnership {
+  verified: Boolean!
+  verifiedAt: Time
+  "How the claim was verified; null while unverified."
+  method: VerificationMethod
+  "The record that proves the account controls the domain."
+  proof: DnsRecord!
+  "When the unverified claim is removed unless verified first; null once verified."
+  expiresAt: Time
+  "When another account's verified claim took the domain from this one."
+  displacedAt: Time
+  "When the proof was last looked for."
+  lastCheckedAt: Time
+  "What the last look found, e.g. 'no TXT record at _rampart.example.com (the name does not exist)'; null before the first."
+  lastCheckResult: String
+}
+
+"How a claim on a domain was verified."
+enum VerificationMethod {
+  "The proof record was found in DNS."
+  DNS
+  "The operator verified it (` + "`" + `rampart admin verify-domain` + "`" + `)."
+  OPERATOR
+  "The domain was hosted before ownership proofs existed."
+  MIGRATION
 }
 
 "A domain's BIMI assertion."
@@ -2237,9 +2400,11 @@ type Mutation {
   "Revoke an API token of an account (default: the caller's default account); it stops working at once."
   revokeApiToken(accountId: ID, id: ID!): ApiToken!
 
-  "Host a new domain. The name is converted to ASCII (IDNA) and lower case; it must be a registrable domain name or below one, and not hosted anywhere on Rampart yet (CONFLICT)."
+  "Claim a domain for an account. The name is converted to ASCII (IDNA) and lower case; it must be a registrable domain name or below one (CONFLICT when the account claims it already). Another account's claim does not stop it. The claim is unverified, and the edge serves nothing for it, until the account's proof is found (see ` + "`" + `verifyDomain` + "`" + `); a proof already published is looked for at once."
   addDomain(accountId: ID, name: String!): Domain!
-  "Stop hosting a domain. The edge stops answering for it within a second."
+  "Look for the domain's ownership proof (` + "`" + `dnsSetup.verification` + "`" + `) now, through the server's DNS resolver. When it is found the claim is verified, any other account's claim on the name is displaced, and the edge serves the domain within a second; otherwise ` + "`" + `ownership.lastCheckResult` + "`" + ` says what was found. CONFLICT when the server does not check DNS (its operator verifies domains with ` + "`" + `rampart admin verify-domain` + "`" + `)."
+  verifyDomain(name: String!): Domain!
+  "Stop hosting a domain: remove the account's claim. For a verified domain the edge stops answering within a second."
   removeDomain(name: String!): RemovedDomain!
   "Switch a domain between SENDING and BLOCKED (non-sending: locked down to p=reject)."
   setDomainMode(name: String!, mode: DomainMode!): Domain!
@@ -2419,6 +2584,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_apiTokens(ctx, field)
 	case "domains":
 		return ec.fieldContext_Account_domains(ctx, field)
+	case "domainProof":
+		return ec.fieldContext_Account_domainProof(ctx, field)
 	case "ingestProblems":
 		return ec.fieldContext_Account_ingestProblems(ctx, field)
 	}
@@ -2627,6 +2794,8 @@ func (ec *executionContext) childFields_DnsRecord(ctx context.Context, field gra
 
 func (ec *executionContext) childFields_DnsSetup(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
+	case "verification":
+		return ec.fieldContext_DnsSetup_verification(ctx, field)
 	case "dmarc":
 		return ec.fieldContext_DnsSetup_dmarc(ctx, field)
 	case "spf":
@@ -2677,6 +2846,10 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_dkimKeys(ctx, field)
 	case "bimi":
 		return ec.fieldContext_Domain_bimi(ctx, field)
+	case "verified":
+		return ec.fieldContext_Domain_verified(ctx, field)
+	case "ownership":
+		return ec.fieldContext_Domain_ownership(ctx, field)
 	case "reports":
 		return ec.fieldContext_Domain_reports(ctx, field)
 	case "ingestProblems":
@@ -2707,6 +2880,28 @@ func (ec *executionContext) childFields_DomainEdge(ctx context.Context, field gr
 		return ec.fieldContext_DomainEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DomainEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_DomainOwnership(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "verified":
+		return ec.fieldContext_DomainOwnership_verified(ctx, field)
+	case "verifiedAt":
+		return ec.fieldContext_DomainOwnership_verifiedAt(ctx, field)
+	case "method":
+		return ec.fieldContext_DomainOwnership_method(ctx, field)
+	case "proof":
+		return ec.fieldContext_DomainOwnership_proof(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_DomainOwnership_expiresAt(ctx, field)
+	case "displacedAt":
+		return ec.fieldContext_DomainOwnership_displacedAt(ctx, field)
+	case "lastCheckedAt":
+		return ec.fieldContext_DomainOwnership_lastCheckedAt(ctx, field)
+	case "lastCheckResult":
+		return ec.fieldContext_DomainOwnership_lastCheckResult(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DomainOwnership", field.Name)
 }
 
 func (ec *executionContext) childFields_IngestProblem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3012,6 +3207,20 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 // endregion ************************** internal!.gotpl ***************************
 
 // region    ***************************** args.gotpl *****************************
+
+func (ec *executionContext) field_Account_domainProof_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	return args, nil
+}
 
 func (ec *executionContext) field_Account_domains_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
@@ -3565,6 +3774,20 @@ func (ec *executionContext) field_Mutation_uploadReports_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_verifyDomain_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3952,6 +4175,50 @@ func (ec *executionContext) fieldContext_Account_domains(ctx context.Context, fi
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Account_domains_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_domainProof(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_domainProof(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().DomainProof(ctx, obj, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.DNSRecord) graphql.Marshaler {
+			return ec.marshalNDnsRecord2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_domainProof(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DnsRecord(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_domainProof_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -5591,6 +5858,38 @@ func (ec *executionContext) fieldContext_DnsRecord_ttl(_ context.Context, field 
 	return graphql.NewScalarFieldContext("DnsRecord", field, false, false, "Int")
 }
 
+func (ec *executionContext) _DnsSetup_verification(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DnsSetup_verification(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Verification, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.DNSRecord) graphql.Marshaler {
+			return ec.marshalNDnsRecord2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DnsSetup_verification(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DnsSetup",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DnsRecord(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _DnsSetup_dmarc(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6205,6 +6504,61 @@ func (ec *executionContext) fieldContext_Domain_bimi(_ context.Context, field gr
 	return fc, nil
 }
 
+func (ec *executionContext) _Domain_verified(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_verified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().Verified(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_verified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Domain", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _Domain_ownership(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_ownership(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().Ownership(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomainOwnership2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_ownership(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainOwnership(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Domain_reports(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6465,6 +6819,199 @@ func (ec *executionContext) fieldContext_DomainEdge_node(_ context.Context, fiel
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _DomainOwnership_verified(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainOwnership_verified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DomainOwnership().Verified(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainOwnership_verified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _DomainOwnership_verifiedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainOwnership_verifiedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DomainOwnership().VerifiedAt(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainOwnership_verifiedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "Time")
+}
+
+func (ec *executionContext) _DomainOwnership_method(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainOwnership_method(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DomainOwnership().Method(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.VerificationMethod) graphql.Marshaler {
+			return ec.marshalOVerificationMethod2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐVerificationMethod(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainOwnership_method(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "VerificationMethod")
+}
+
+func (ec *executionContext) _DomainOwnership_proof(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainOwnership_proof(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DomainOwnership().Proof(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.DNSRecord) graphql.Marshaler {
+			return ec.marshalNDnsRecord2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainOwnership_proof(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DomainOwnership",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DnsRecord(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DomainOwnership_expiresAt(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainOwnership_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DomainOwnership().ExpiresAt(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainOwnership_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "Time")
+}
+
+func (ec *executionContext) _DomainOwnership_displacedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainOwnership_displacedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DomainOwnership().DisplacedAt(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainOwnership_displacedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "Time")
+}
+
+func (ec *executionContext) _DomainOwnership_lastCheckedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainOwnership_lastCheckedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DomainOwnership().LastCheckedAt(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainOwnership_lastCheckedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "Time")
+}
+
+func (ec *executionContext) _DomainOwnership_lastCheckResult(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainOwnership_lastCheckResult(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DomainOwnership().LastCheckResult(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainOwnership_lastCheckResult(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "String")
 }
 
 func (ec *executionContext) _IngestProblem_blobId(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
@@ -7134,6 +7681,50 @@ func (ec *executionContext) fieldContext_Mutation_addDomain(ctx context.Context,
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_addDomain_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_verifyDomain(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_verifyDomain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().VerifyDomain(ctx, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_verifyDomain(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_verifyDomain_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -10345,6 +10936,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_domains(ctx, field, obj)
 				})
+		case "domainProof":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_domainProof(ctx, field, obj)
+				})
 		case "ingestProblems":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -11047,6 +11644,11 @@ func (ec *executionContext) _DnsSetup(ctx context.Context, sel ast.SelectionSet,
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("DnsSetup")
+		case "verification":
+			out.Values[i] = ec._DnsSetup_verification(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "dmarc":
 			out.Values[i] = ec._DnsSetup_dmarc(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -11198,6 +11800,18 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_bimi(ctx, field, obj)
 				})
+		case "verified":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_verified(ctx, field, obj)
+				})
+		case "ownership":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_ownership(ctx, field, obj)
+				})
 		case "reports":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -11296,6 +11910,82 @@ func (ec *executionContext) _DomainEdge(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var domainOwnershipImplementors = []string{"DomainOwnership"}
+
+func (ec *executionContext) _DomainOwnership(ctx context.Context, sel ast.SelectionSet, obj *domain.Domain) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, domainOwnershipImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DomainOwnership")
+		case "verified":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DomainOwnership_verified(ctx, field, obj)
+				})
+		case "verifiedAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DomainOwnership_verifiedAt(ctx, field, obj)
+				})
+		case "method":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DomainOwnership_method(ctx, field, obj)
+				})
+		case "proof":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DomainOwnership_proof(ctx, field, obj)
+				})
+		case "expiresAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DomainOwnership_expiresAt(ctx, field, obj)
+				})
+		case "displacedAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DomainOwnership_displacedAt(ctx, field, obj)
+				})
+		case "lastCheckedAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DomainOwnership_lastCheckedAt(ctx, field, obj)
+				})
+		case "lastCheckResult":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DomainOwnership_lastCheckResult(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -11542,6 +12232,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "addDomain":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addDomain(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "verifyDomain":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_verifyDomain(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -12806,6 +13503,14 @@ func (ec *executionContext) marshalNDnsRecord2ᚕgithubᚗcomᚋrampartmailᚋra
 	return ret
 }
 
+func (ec *executionContext) marshalNDnsRecord2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx context.Context, sel ast.SelectionSet, v *domain.DNSRecord) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DnsRecord!")
+		return graphql.Null
+	}
+	return ec._DnsRecord(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNDnsSetup2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSSetup(ctx context.Context, sel ast.SelectionSet, v *domain.DNSSetup) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "DnsSetup!")
@@ -12878,6 +13583,14 @@ func (ec *executionContext) unmarshalNDomainMode2githubᚗcomᚋrampartmailᚋra
 
 func (ec *executionContext) marshalNDomainMode2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainMode(ctx context.Context, sel ast.SelectionSet, v model.DomainMode) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNDomainOwnership2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx context.Context, sel ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DomainOwnership!")
+		return graphql.Null
+	}
+	return ec._DomainOwnership(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNID2githubᚗcomᚋgoogleᚋuuidᚐUUID(ctx context.Context, v any) (uuid.UUID, error) {
@@ -13664,6 +14377,22 @@ func (ec *executionContext) marshalOUser2ᚖgithubᚗcomᚋrampartmailᚋrampart
 		return graphql.Null
 	}
 	return ec._User(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOVerificationMethod2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐVerificationMethod(ctx context.Context, v any) (*model.VerificationMethod, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.VerificationMethod)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOVerificationMethod2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐVerificationMethod(ctx context.Context, sel ast.SelectionSet, v *model.VerificationMethod) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
 }
 
 func (ec *executionContext) marshalO__EnumValue2ᚕgithubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐEnumValueᚄ(ctx context.Context, sel ast.SelectionSet, v []introspection.EnumValue) graphql.Marshaler {

@@ -573,3 +573,64 @@ func (e SpfAnswerKind) MarshalJSON() ([]byte, error) {
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
 }
+
+// How a claim on a domain was verified.
+type VerificationMethod string
+
+const (
+	// The proof record was found in DNS.
+	VerificationMethodDNS VerificationMethod = "DNS"
+	// The operator verified it (`rampart admin verify-domain`).
+	VerificationMethodOperator VerificationMethod = "OPERATOR"
+	// The domain was hosted before ownership proofs existed.
+	VerificationMethodMigration VerificationMethod = "MIGRATION"
+)
+
+var AllVerificationMethod = []VerificationMethod{
+	VerificationMethodDNS,
+	VerificationMethodOperator,
+	VerificationMethodMigration,
+}
+
+func (e VerificationMethod) IsValid() bool {
+	switch e {
+	case VerificationMethodDNS, VerificationMethodOperator, VerificationMethodMigration:
+		return true
+	}
+	return false
+}
+
+func (e VerificationMethod) String() string {
+	return string(e)
+}
+
+func (e *VerificationMethod) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = VerificationMethod(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid VerificationMethod", str)
+	}
+	return nil
+}
+
+func (e VerificationMethod) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *VerificationMethod) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e VerificationMethod) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}

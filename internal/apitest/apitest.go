@@ -47,6 +47,10 @@ type Env struct {
 	Queries atomic.Int64
 	// SMTPAddr is the rua mail server's address, when the config turns it on.
 	SMTPAddr string
+	// DNS is the world as the API's DNS resolver sees it: customers' own
+	// zones, where they publish ownership proofs ([Env.Prove]). Nil when
+	// the API runs elsewhere (Attach) unless the test sets it.
+	DNS *Zone
 }
 
 type counter struct{ n *atomic.Int64 }
@@ -86,9 +90,10 @@ func StartWith(t testing.TB, configure func(*app.Config)) *Env {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.Pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	require.NoError(t, err)
+	e.DNS = ServeZone(t, nil)
 	e.Config = &app.Config{
 		APIAddr: "127.0.0.1:0", EdgeZone: EdgeZone, ReportsDomain: ReportsDomain, JWTKeyID: "k1",
-		JWTKey: base64.StdEncoding.EncodeToString(seed), LogLevel: "warn", DNSResolver: "off",
+		JWTKey: base64.StdEncoding.EncodeToString(seed), LogLevel: "warn", DNSResolver: e.DNS.Addr,
 	}
 	if configure != nil {
 		configure(e.Config)
@@ -169,6 +174,41 @@ func (e *Env) NewOwnerUnder(t testing.TB, accountName string, parent *uuid.UUID)
 	r.Decode(t, &d)
 	o.Token, o.RefreshToken = d.Login.AccessToken, d.Login.RefreshToken
 	return o
+}
+
+// Prove publishes in e.DNS, as the owner of an account would in their own
+// zone, the record proving that the account controls name: the account's
+// domainProof, read with the caller's token (accountID "" is the token's
+// default account). A later addDomain of the name in that account is
+// verified at once, and verifyDomain verifies an existing claim.
+func (e *Env) Prove(t testing.TB, token, accountID, name string) {
+	t.Helper()
+	require.NotNil(t, e.DNS, "the env has no DNS zone for proofs")
+	vars := map[string]any{"n": name}
+	if accountID != "" {
+		vars["a"] = accountID
+	}
+	r := e.Do(t, token, `query($a: ID, $n: String!) { account(id: $a) { domainProof(name: $n) { name type value } } }`, vars)
+	r.NoErrors(t)
+	var d struct {
+		Account struct {
+			DomainProof struct{ Name, Type, Value string }
+		}
+	}
+	r.Decode(t, &d)
+	require.Equal(t, "TXT", d.Account.DomainProof.Type)
+	e.DNS.Add(d.Account.DomainProof.Name, d.Account.DomainProof.Value)
+}
+
+// AddVerifiedDomain adds a domain to the owner's account after publishing
+// the account's proof for it, so that the edge serves it at once.
+func (e *Env) AddVerifiedDomain(t testing.TB, o Owner, name string) {
+	t.Helper()
+	e.Prove(t, o.Token, o.AccountID.String(), name)
+	r := e.Do(t, o.Token, `mutation($a: ID, $n: String!) { addDomain(accountId: $a, name: $n) { verified } }`,
+		map[string]any{"a": o.AccountID.String(), "n": name})
+	r.NoErrors(t)
+	require.JSONEq(t, `{"addDomain": {"verified": true}}`, string(r.Data))
 }
 
 // Response is a GraphQL response.

@@ -45,6 +45,21 @@ func (z *Zone) Set(name string, txt ...string) {
 	z.txt[dns.CanonicalName(name)] = txt
 }
 
+// Add adds TXT records to a name.
+func (z *Zone) Add(name string, txt ...string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	n := dns.CanonicalName(name)
+	z.txt[n] = append(append([]string(nil), z.txt[n]...), txt...)
+}
+
+// Delete removes a name and its records.
+func (z *Zone) Delete(name string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	delete(z.txt, dns.CanonicalName(name))
+}
+
 // ServeDNS answers TXT from the map.
 func (z *Zone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	m := new(dns.Msg)

@@ -142,7 +142,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.EdgeSnapshot, "edge-snapshot", env("DNSEDGE_SNAPSHOT", ""), "dev: dnsedge snapshot file (env DNSEDGE_SNAPSHOT; default <data-dir>/dnsedge.snapshot)")
 	fs.IntVar(&c.EdgeRRLRate, "edge-rrl-rate", envInt("DNSEDGE_RRL_RATE", dnsedge.DefaultRRLRate), "dev: dnsedge UDP responses per second per client /24 or /56; 0 for no limit (env DNSEDGE_RRL_RATE)")
 	fs.IntVar(&c.EdgeRRLSlip, "edge-rrl-slip", envInt("DNSEDGE_RRL_SLIP", dnsedge.DefaultRRLSlip), "dev: dnsedge sends every Nth rate-limited response truncated; -1 drops them all (env DNSEDGE_RRL_SLIP)")
-	fs.StringVar(&c.DNSResolver, "dns-resolver", env("RAMPART_DNS_RESOLVER", ""), "DNS server (host:port) for resolving senders' SPF includes (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables)")
+	fs.StringVar(&c.DNSResolver, "dns-resolver", env("RAMPART_DNS_RESOLVER", ""), "DNS server (host:port) for resolving senders' SPF includes and checking domain ownership proofs (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables: only the operator verifies domains then)")
 	fs.StringVar(&c.SMTPAddr, "smtp-addr", env("RAMPART_SMTP_ADDR", ""), "SMTP listen address for rua mail, e.g. :25 (env RAMPART_SMTP_ADDR; empty: off; dev: 127.0.0.1:2525)")
 	fs.StringVar(&c.SMTPHostname, "smtp-hostname", env("RAMPART_SMTP_HOSTNAME", ""), "name in the SMTP greeting (env RAMPART_SMTP_HOSTNAME; default the reports domain)")
 	fs.StringVar(&c.SMTPTLSCert, "smtp-tls-cert", env("RAMPART_SMTP_TLS_CERT", ""), "PEM certificate chain; enables STARTTLS (env RAMPART_SMTP_TLS_CERT)")
@@ -271,8 +271,9 @@ func (c *Config) KeySet() (*auth.KeySet, error) {
 	return auth.NewKeySet(c.JWTKeyID, seed)
 }
 
-// Resolver returns the DNS server for resolving senders' SPF includes, or
-// "" when resolution is off or no server is known.
+// Resolver returns the DNS server for resolving senders' SPF includes and
+// checking domain ownership proofs, or "" when DNS checks are off or no
+// server is known.
 func (c *Config) Resolver() string {
 	switch c.DNSResolver {
 	case "off":

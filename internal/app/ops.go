@@ -21,6 +21,7 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/account/accountdb"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/intake/importer"
 	"github.com/rampartmail/rampart/internal/pgcluster"
@@ -110,6 +111,36 @@ func SetOperator(ctx context.Context, cfg *Config, email string, grant bool, out
 		return nil
 	}
 	fmt.Fprintf(out, "operator revoked: %s (%s)\n", email, id)
+	return nil
+}
+
+// VerifyDomain is `rampart admin verify-domain [-account ID] NAME`: the
+// operator's override of the ownership proof. It verifies an account's
+// claim on the name (the only claim, when -account is not given),
+// displacing any other account's claim, and the edge serves the domain.
+func VerifyDomain(ctx context.Context, cfg *Config, log *slog.Logger, accountID, name string, out io.Writer) error {
+	var acct *uuid.UUID
+	if accountID != "" {
+		id, err := uuid.Parse(accountID)
+		if err != nil {
+			return fmt.Errorf("-account: %w", err)
+		}
+		acct = &id
+	}
+	pool, err := OpenPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	dcfg, err := cfg.domainConfig()
+	if err != nil {
+		return err
+	}
+	d, err := domain.NewService(pool, dcfg, log).VerifyAsOperator(ctx, name, acct)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "verified %s for account %s; the edge serves it\n", d.Name, d.AccountID)
 	return nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/catalog"
+	"github.com/rampartmail/rampart/internal/dnscheck"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/ingest"
@@ -55,11 +56,11 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 	if err != nil {
 		return nil, err
 	}
-	ns, err := cfg.NameServers()
+	dcfg, err := cfg.domainConfig()
 	if err != nil {
 		return nil, err
 	}
-	domains := domain.NewService(pool, domain.Config{EdgeZone: cfg.EdgeZone, NameServers: ns, ReportsDomain: cfg.ReportsDomain}, log)
+	domains := domain.NewService(pool, dcfg, log)
 	return &Services{
 		Auth:     a,
 		Accounts: account.NewService(pool),
@@ -67,6 +68,19 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 		Senders:  sender.NewManager(pool, domains, log),
 		Keys:     domainkey.NewManager(pool, domains, log),
 	}, nil
+}
+
+// domainConfig is what the domain service needs to know.
+func (c *Config) domainConfig() (domain.Config, error) {
+	ns, err := c.NameServers()
+	if err != nil {
+		return domain.Config{}, err
+	}
+	dcfg := domain.Config{EdgeZone: c.EdgeZone, NameServers: ns, ReportsDomain: c.ReportsDomain}
+	if r := c.Resolver(); r != "" {
+		dcfg.Checker = dnscheck.New(r)
+	}
+	return dcfg, nil
 }
 
 // OpenPool connects to PostgreSQL and checks the connection.
@@ -133,7 +147,7 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	river, err := jobs.NewClient(pool, jobs.Config{Workers: cfg.Workers}, jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Resolver: cfg.Resolver()}, log)
+	river, err := jobs.NewClient(pool, jobs.Config{Workers: cfg.Workers}, jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Domains: svc.Domains, Resolver: cfg.Resolver()}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -31,7 +31,11 @@ type Delegation struct {
 
 // DNSSetup is the set of records the customer publishes for a domain.
 type DNSSetup struct {
-	DMARC Delegation
+	// Verification is the ownership proof: until the account has published
+	// it (or the operator verified the domain), the edge serves nothing
+	// for the domain.
+	Verification DNSRecord
+	DMARC        Delegation
 	// SPF is the apex TXT record.
 	SPF  DNSRecord
 	DKIM Delegation
@@ -57,8 +61,12 @@ func SPFRecord(name, edgeZone string) string {
 // DNSSetup returns the records the customer must publish in their own zone
 // for the edge to serve the domain, and what the edge serves there.
 func (s *Service) DNSSetup(ctx context.Context, d Domain) (DNSSetup, error) {
+	proof, err := s.Proof(ctx, d)
+	if err != nil {
+		return DNSSetup{}, err
+	}
 	var p Published
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
 		p, err = s.Compile(ctx, tx, d)
 		return err
@@ -68,10 +76,11 @@ func (s *Service) DNSSetup(ctx context.Context, d Domain) (DNSSetup, error) {
 	}
 	apex := d.Name + "."
 	setup := DNSSetup{
-		DMARC: s.delegation("_dmarc." + apex),
-		DKIM:  s.delegation("_domainkey." + apex),
-		BIMI:  s.delegation("_bimi." + apex),
-		SPF:   DNSRecord{Name: apex, Type: "TXT", Value: SPFRecord(d.Name, s.cfg.EdgeZone), TTL: setupTTL},
+		Verification: proof,
+		DMARC:        s.delegation("_dmarc." + apex),
+		DKIM:         s.delegation("_domainkey." + apex),
+		BIMI:         s.delegation("_bimi." + apex),
+		SPF:          DNSRecord{Name: apex, Type: "TXT", Value: SPFRecord(d.Name, s.cfg.EdgeZone), TTL: setupTTL},
 	}
 	if d.Mode == Blocked {
 		// A domain that sends no mail needs no include: fail everything.

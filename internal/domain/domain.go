@@ -1,6 +1,17 @@
 // Package domain manages the mail domains an account hosts on Rampart: adding
-// and removing them, their mode (sending or blocked) and their DMARC policy,
-// and the DNS records the customer publishes to delegate to the edge.
+// and removing them, proving ownership, their mode (sending or blocked) and
+// their DMARC policy, and the DNS records the customer publishes to delegate
+// to the edge.
+//
+// A domain row is an account's claim on a name. The edge serves a claim, and
+// reports are stored for it, only once it is verified: the account has
+// published the TXT record [ProofValue] of its token at [ProofName] (checked
+// through the configured resolver with internal/dnscheck, on request and by
+// a periodic job), or the operator ran `rampart admin verify-domain`.
+// Several accounts may claim a name, so that a claim cannot lock the real
+// owner out; at most one claim on a name is verified, and verifying
+// displaces the others. Unverified claims expire after [ClaimTTL]. See
+// ownership.go.
 //
 // Every change that affects DNS recompiles the domain's row of the edge
 // contract (table edge_domain) in the same transaction and sends NOTIFY
@@ -26,6 +37,7 @@ import (
 	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/dmarc"
+	"github.com/rampartmail/rampart/internal/dnscheck"
 	"github.com/rampartmail/rampart/internal/domain/domaindb"
 )
 
@@ -71,7 +83,13 @@ type Domain struct {
 	// ReportToken is the local part of the domain's own report address,
 	// <token>@<reports domain>.
 	ReportToken string
+	// Ownership is where the account's claim on the name stands.
+	Ownership Ownership
 }
+
+// Verified reports whether the account has proven it controls the domain:
+// only then does the edge serve it and are reports stored for it.
+func (d Domain) Verified() bool { return d.Ownership.VerifiedAt != nil }
 
 // BIMI is a domain's BIMI assertion: where its logo (SVG Tiny PS) and the
 // evidence document (a VMC or CMC) are.
@@ -164,6 +182,13 @@ func fromRow(r domaindb.Domain) Domain {
 			ADKIM: dmarc.Alignment(r.DmarcAdkim), ASPF: dmarc.Alignment(r.DmarcAspf),
 			RUA: r.DmarcRua, RUF: r.DmarcRuf, FailureOptions: r.DmarcFo, Testing: r.DmarcT,
 		},
+		Ownership: Ownership{
+			VerifiedAt: r.VerifiedAt, ExpiresAt: r.ClaimExpiresAt, DisplacedAt: r.DisplacedAt,
+			CheckedAt: r.CheckedAt, CheckResult: r.CheckResult,
+		},
+	}
+	if r.VerifiedHow != nil {
+		d.Ownership.Method = VerificationMethod(*r.VerifiedHow)
 	}
 	if r.BimiLogoUrl != nil {
 		d.BIMI = &BIMI{LogoURL: *r.BimiLogoUrl}
@@ -192,6 +217,9 @@ type Config struct {
 	// domain's DMARC record names <token>@<ReportsDomain> first in rua.
 	// Empty leaves only the owner's addresses.
 	ReportsDomain string
+	// Checker looks up ownership proofs through the configured resolver;
+	// nil when DNS checks are off (only the operator can verify then).
+	Checker *dnscheck.Checker
 }
 
 // Service is the domain store. Its methods authorise the context's principal.
@@ -212,20 +240,15 @@ func (s *Service) Config() Config { return s.cfg }
 
 func notFound(name string) error { return apperr.NotFoundf("domain %q not found", name) }
 
-// Get returns a domain the principal may view.
+// Get returns a domain the principal may view: the principal's claim on
+// the name (see [Service.claim]).
 func (s *Service) Get(ctx context.Context, name string) (Domain, error) {
 	n, err := NormalizeName(name)
 	if err != nil {
 		return Domain{}, notFound(name)
 	}
-	row, err := domaindb.New(s.pool).DomainByName(ctx, n)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Domain{}, notFound(name)
-	}
+	row, err := s.claim(ctx, domaindb.New(s.pool), n, access.ViewReports, name)
 	if err != nil {
-		return Domain{}, fmt.Errorf("load domain: %w", err)
-	}
-	if err := s.authorize(ctx, row.AccountID, access.ViewReports, name); err != nil {
 		return Domain{}, err
 	}
 	return fromRow(row), nil
@@ -240,8 +263,11 @@ func (s *Service) authorize(ctx context.Context, accountID uuid.UUID, perm acces
 	return err
 }
 
-// Add hosts a new domain in an account, with the default policy
-// (p=none, subdomains inherit, pct 100, relaxed alignment).
+// Add claims a domain for an account, with the default policy (p=none,
+// subdomains inherit, pct 100, relaxed alignment). The claim is unverified
+// unless the account's proof is already published (it is checked at once
+// when DNS checks are on): the edge serves nothing for it until then.
+// Another account's claim on the name does not stop it.
 func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Domain, error) {
 	if err := s.authz.Authorize(ctx, accountID, access.ManageDomains); err != nil {
 		if errors.Is(err, apperr.ErrNotFound) {
@@ -253,43 +279,55 @@ func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Do
 	if err != nil {
 		return Domain{}, err
 	}
+	if err := s.ownName(n); err != nil {
+		return Domain{}, err
+	}
+	token, err := s.proofToken(ctx, accountID)
+	if err != nil {
+		return Domain{}, err
+	}
+	check := s.checkProof(ctx, n, token)
 	var d Domain
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		row, err := domaindb.New(tx).InsertDomain(ctx, domaindb.InsertDomainParams{AccountID: accountID, Name: n})
+		q := domaindb.New(tx)
+		row, err := q.InsertDomain(ctx, domaindb.InsertDomainParams{AccountID: accountID, Name: n})
 		if errors.Is(err, pgx.ErrNoRows) {
-			return apperr.Conflictf("domain %q is already hosted on Rampart", n)
+			return apperr.Conflictf("domain %q is already in this account", n)
 		}
 		if err != nil {
 			return fmt.Errorf("insert domain: %w", err)
 		}
+		row, err = s.settle(ctx, tx, row, check, true)
 		d = fromRow(row)
-		return s.publish(ctx, tx, d)
+		return err
 	})
 	if err != nil {
 		return Domain{}, err
 	}
-	s.log.InfoContext(ctx, "domain added", "domain", d.Name, "account", accountID)
+	s.log.InfoContext(ctx, "domain added", "domain", d.Name, "account", accountID, "verified", d.Verified())
 	return d, nil
 }
 
-// locked runs fn in one transaction on the domain row, locked, after
-// authorising perm; a domain the principal may not see is NOT_FOUND.
+// locked runs fn in one transaction on the principal's claim on the name,
+// locked, after authorising perm; a domain the principal may not see is
+// NOT_FOUND.
 func (s *Service) locked(ctx context.Context, name string, perm access.Permission, fn func(tx pgx.Tx, q *domaindb.Queries, d Domain) error) error {
 	n, err := NormalizeName(name)
 	if err != nil {
 		return notFound(name)
 	}
+	claim, err := s.claim(ctx, domaindb.New(s.pool), n, perm, name)
+	if err != nil {
+		return err
+	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := domaindb.New(tx)
-		row, err := q.DomainForUpdate(ctx, n)
+		row, err := q.DomainByIDForUpdate(ctx, claim.ID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return notFound(name)
 		}
 		if err != nil {
 			return fmt.Errorf("lock domain: %w", err)
-		}
-		if err := s.authorize(ctx, row.AccountID, perm, name); err != nil {
-			return err
 		}
 		return fn(tx, q, fromRow(row))
 	})
@@ -310,8 +348,10 @@ func (s *Service) change(ctx context.Context, name string, perm access.Permissio
 	return d, err
 }
 
-// Remove stops hosting a domain. The edge keeps a tombstone so that edges
-// following by serial stop serving it.
+// Remove stops hosting a domain: it deletes the principal's claim. When
+// the claim was verified, the edge keeps a tombstone so that edges following
+// by serial stop serving the name; an unverified claim was never served,
+// and removing it leaves the edge (and any other account's claim) alone.
 func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
 	var d Domain
 	err := s.locked(ctx, name, access.ManageDomains, func(_ pgx.Tx, q *domaindb.Queries, old Domain) error {
@@ -319,17 +359,28 @@ func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
 		if err := q.DeleteDomain(ctx, d.ID); err != nil {
 			return fmt.Errorf("delete domain: %w", err)
 		}
-		serial, err := q.TombstoneEdgeDomain(ctx, d.Name)
-		if err != nil {
-			return fmt.Errorf("tombstone edge row: %w", err)
+		if !d.Verified() {
+			return nil
 		}
-		return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
+		return tombstone(ctx, q, d.Name)
 	})
 	if err != nil {
 		return Domain{}, err
 	}
-	s.log.InfoContext(ctx, "domain removed", "domain", d.Name, "account", d.AccountID)
+	s.log.InfoContext(ctx, "domain removed", "domain", d.Name, "account", d.AccountID, "verified", d.Verified())
 	return d, nil
+}
+
+// tombstone stops the edges serving a name.
+func tombstone(ctx context.Context, q *domaindb.Queries, name string) error {
+	serial, err := q.TombstoneEdgeDomain(ctx, name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // never compiled
+	}
+	if err != nil {
+		return fmt.Errorf("tombstone edge row: %w", err)
+	}
+	return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
 }
 
 // Change runs fn in one transaction on the locked domain row, after

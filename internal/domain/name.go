@@ -21,8 +21,10 @@ var idnaProfile = idna.New(
 	idna.Transitional(false),
 )
 
-// maxNameLen keeps "_dmarc." plus the name within the 253-octet limit.
-const maxNameLen = 253 - len("_dmarc.")
+// maxNameLen keeps the ownership proof's name, "_rampart." plus the name
+// (longer than "_dmarc." plus the name), within the 253-octet limit: a name
+// whose proof cannot be looked up could never be verified.
+const maxNameLen = 253 - len(proofLabel+".")
 
 // NormalizeName turns owner input into the stored form of a domain name:
 // IDNA to ASCII, lower case, no trailing dot. The name must be a registrable
@@ -40,7 +42,7 @@ func NormalizeName(input string) (string, error) {
 	}
 	ascii = strings.ToLower(ascii)
 	if len(ascii) > maxNameLen {
-		return "", apperr.Invalid("name", "%q is too long: at most %d octets, so that _dmarc.<name> fits in DNS", input, maxNameLen)
+		return "", apperr.Invalid("name", "%q is too long: at most %d octets, so that _rampart.<name> and _dmarc.<name> fit in DNS", input, maxNameLen)
 	}
 	if !strings.Contains(ascii, ".") {
 		return "", apperr.Invalid("name", "%q is not a registrable domain name: it has a single label", input)

@@ -146,8 +146,14 @@ func bimiRecord(d Domain) (record, withheld string) {
 	return r, ""
 }
 
-// publish compiles the domain into its edge row and notifies the edges.
+// publish compiles the domain into its edge row and notifies the edges. An
+// unverified claim is never compiled: the edge row of its name belongs to
+// the verified claim on it, if any, and the edge serves nothing for a
+// name nobody has proven to control.
 func (s *Service) publish(ctx context.Context, tx pgx.Tx, d Domain) error {
+	if !d.Verified() {
+		return nil
+	}
 	p, err := s.Compile(ctx, tx, d)
 	if err != nil {
 		return err

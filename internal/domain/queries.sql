@@ -1,16 +1,18 @@
 -- name: InsertDomain :one
+-- A new, unverified claim; nothing when the account already claims the name.
 INSERT INTO domains (account_id, name) VALUES (@account_id, @name)
-ON CONFLICT (name) DO NOTHING
+ON CONFLICT (account_id, name) DO NOTHING
 RETURNING *;
 
--- name: DomainByName :one
-SELECT * FROM domains WHERE name = @name;
+-- name: ClaimsByName :many
+-- Every account's claim on a name: the verified one first, then the oldest.
+SELECT * FROM domains WHERE name = @name ORDER BY (verified_at IS NULL), created_at, id;
 
 -- name: DomainByID :one
 SELECT * FROM domains WHERE id = @id;
 
--- name: DomainForUpdate :one
-SELECT * FROM domains WHERE name = @name FOR UPDATE;
+-- name: DomainByIDForUpdate :one
+SELECT * FROM domains WHERE id = @id FOR UPDATE;
 
 -- name: DeleteDomain :exec
 DELETE FROM domains WHERE id = @id;
@@ -82,3 +84,67 @@ SELECT * FROM dkim_keys WHERE domain_id = @domain_id ORDER BY selector;
 -- name: SetBIMI :one
 UPDATE domains SET bimi_logo_url = sqlc.narg(logo_url), bimi_evidence_url = sqlc.narg(evidence_url), updated_at = now()
 WHERE id = @id RETURNING *;
+
+-- name: ProofToken :one
+-- The account's proof token, made on first use (no write when it exists;
+-- no row in the rare case of a concurrent first use, which the caller
+-- retries).
+WITH made AS (
+    INSERT INTO domain_proof_tokens (account_id) VALUES (@account_id)
+    ON CONFLICT (account_id) DO NOTHING
+    RETURNING token
+)
+SELECT token FROM made
+UNION ALL
+SELECT t.token FROM domain_proof_tokens t WHERE t.account_id = @account_id
+LIMIT 1;
+
+-- name: LockName :exec
+-- Serialises the changes that decide which claim on a name is verified.
+SELECT pg_advisory_xact_lock(hashtextextended('domain-name:' || @name::text, 0));
+
+-- name: VerifiedClaim :one
+SELECT * FROM domains WHERE name = @name AND verified_at IS NOT NULL;
+
+-- name: DeleteOtherUnverified :many
+-- Verifying a claim deletes the other accounts' unverified claims.
+DELETE FROM domains WHERE name = @name AND id <> @keep AND verified_at IS NULL
+RETURNING id, account_id;
+
+-- name: DemoteVerified :many
+-- Verifying a claim takes the name from another account's verified claim,
+-- which becomes unverified and expires like any unverified claim.
+UPDATE domains SET verified_at = NULL, verified_how = NULL, displaced_at = now(),
+    claim_expires_at = now() + make_interval(secs => @claim_ttl_seconds::bigint), check_next_at = now(),
+    check_attempts = 0, check_result = '', updated_at = now()
+WHERE name = @name AND id <> @keep AND verified_at IS NOT NULL
+RETURNING id, account_id;
+
+-- name: MarkVerified :one
+UPDATE domains SET verified_at = now(), verified_how = @how, claim_expires_at = NULL,
+    displaced_at = NULL, check_next_at = NULL, checked_at = coalesce(sqlc.narg(checked_at), checked_at),
+    check_result = @check_result, updated_at = now()
+WHERE id = @id
+RETURNING *;
+
+-- name: RecordCheck :one
+-- A failed proof check: when the job checks again (sqlc.narg(next_at) NULL:
+-- not before another claim on the name is verified away) and why it failed.
+UPDATE domains SET checked_at = now(), check_result = @check_result,
+    check_attempts = check_attempts + 1, check_next_at = sqlc.narg(next_at)
+WHERE id = @id AND verified_at IS NULL
+RETURNING *;
+
+-- name: DueClaims :many
+-- Unverified claims whose next proof check is due, on names no account has
+-- verified (a verified claim is displaced only on request, so that a stale
+-- proof left in DNS cannot take a domain back by itself).
+SELECT d.* FROM domains d
+WHERE d.verified_at IS NULL AND d.check_next_at <= now() AND d.claim_expires_at > now()
+  AND NOT EXISTS (SELECT 1 FROM domains v WHERE v.name = d.name AND v.verified_at IS NOT NULL)
+ORDER BY d.check_next_at
+LIMIT @lim;
+
+-- name: DeleteExpiredClaims :many
+DELETE FROM domains WHERE verified_at IS NULL AND claim_expires_at <= now()
+RETURNING id, account_id, name;

@@ -37,7 +37,9 @@
 // with [report.Extract]. Each attachment is read twice: once up to its first
 // record, to learn its metadata, and once in full. Between the two, the
 // policy domain is mapped to a hosted domain (the domain itself or its
-// nearest hosted parent, within the blob's scope) and the monthly partition
+// nearest hosted parent, within the blob's scope; only domains whose
+// account has proven it controls them count, see internal/domain) and the
+// monthly partition
 // of report_records that will hold the records is created if missing, in a
 // short transaction of its own so that its lock on the parent table is not
 // held while the report is written.
@@ -45,7 +47,9 @@
 // Then, in one transaction per blob:
 //
 //  1. the reports row is inserted with ON CONFLICT on the dedupe key
-//     (reporter org, report id, policy domain, date range). A transaction
+//     (hosted domain, reporter org, report id, policy domain, date range;
+//     the domain keeps a report stored for one account's domain from making
+//     another domain's copy a duplicate). A transaction
 //     that holds the same key makes the insert wait until it ends; if it
 //     committed, the report is a duplicate: a report_duplicates row records
 //     it, nothing is counted, and its records are not even read;

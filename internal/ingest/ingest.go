@@ -414,7 +414,7 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, err := q.ReportByKey(ctx, ingestdb.ReportByKeyParams{
-			OrgName: m.OrgName, ReportID: m.ReportID, PolicyDomain: m.Policy.Domain, BeginAt: m.Begin, EndAt: m.End,
+			DomainID: c.domain, OrgName: m.OrgName, ReportID: m.ReportID, PolicyDomain: m.Policy.Domain, BeginAt: m.Begin, EndAt: m.End,
 		})
 		if err != nil {
 			return result{}, fmt.Errorf("find stored report: %w", err)

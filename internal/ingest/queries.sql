@@ -43,7 +43,9 @@ WHERE id = @id AND (status IN ('refused', 'failed', 'cancelled', 'discarded') OR
 RETURNING round;
 
 -- name: DomainByReportToken :one
-SELECT id, name FROM domains WHERE report_token = @report_token;
+-- Only a verified domain receives reports: mail for an unverified claim's
+-- address is refused at RCPT.
+SELECT id, name FROM domains WHERE report_token = @report_token AND verified_at IS NOT NULL;
 
 -- name: BlobForIngest :one
 SELECT id, raw, source, account_id, scope_accounts, received_at, status, round
@@ -51,23 +53,24 @@ FROM report_blobs
 WHERE id = @id;
 
 -- name: BlobRecipients :many
--- The hosted domains a mail blob was sent to.
+-- The hosted domains a mail blob was sent to that are (still) verified.
 SELECT d.id, d.name, d.account_id
 FROM report_blob_recipients r JOIN domains d ON d.id = r.domain_id
-WHERE r.blob_id = @blob_id
+WHERE r.blob_id = @blob_id AND d.verified_at IS NOT NULL
 ORDER BY d.name;
 
 -- name: HostedDomains :many
--- Hosted domains among the names (a policy domain and its parents), in the
--- account and the accounts below it when account_id is given, and among
--- those in scope_accounts when it is given.
+-- Verified hosted domains among the names (a policy domain and its
+-- parents), in the account and the accounts below it when account_id is
+-- given, and among those in scope_accounts when it is given. An unverified
+-- claim never receives reports.
 WITH RECURSIVE tree (id) AS (
     SELECT a.id FROM accounts a WHERE a.id = sqlc.narg(account_id)::uuid
     UNION
     SELECT c.id FROM accounts c JOIN tree t ON c.parent_id = t.id
 )
 SELECT d.id, d.name, d.account_id FROM domains d
-WHERE d.name = ANY(@names::text[])
+WHERE d.name = ANY(@names::text[]) AND d.verified_at IS NOT NULL
   AND (sqlc.narg(account_id)::uuid IS NULL OR d.account_id IN (SELECT tree.id FROM tree))
   AND (sqlc.narg(scope_accounts)::uuid[] IS NULL OR d.account_id = ANY(sqlc.narg(scope_accounts)::uuid[]));
 
@@ -81,8 +84,10 @@ WITH RECURSIVE tree (id) AS (
 SELECT tree.id FROM tree;
 
 -- name: InsertReport :one
--- Claim the dedupe key. A concurrent transaction holding the same key makes
--- this wait until it ends; if it committed, nothing is inserted.
+-- Claim the dedupe key: the domain and the report's identity, so that a
+-- report stored for one domain never makes another's a duplicate. A
+-- concurrent transaction holding the same key makes this wait until it
+-- ends; if it committed, nothing is inserted.
 INSERT INTO reports (
     domain_id, blob_id, org_name, email, extra_contact_info, report_id, policy_domain,
     begin_at, end_at, day, version, namespace, generator, errors,
@@ -94,12 +99,12 @@ INSERT INTO reports (
     @policy_adkim, @policy_aspf, @policy_p, @policy_sp, @policy_np, sqlc.narg(policy_pct), @policy_fo,
     @policy_testing, @policy_discovery, @received_at
 )
-ON CONFLICT (org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
+ON CONFLICT (domain_id, org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
 RETURNING id;
 
 -- name: ReportByKey :one
 SELECT id, blob_id FROM reports
-WHERE org_name = @org_name AND report_id = @report_id AND policy_domain = @policy_domain
+WHERE domain_id = @domain_id AND org_name = @org_name AND report_id = @report_id AND policy_domain = @policy_domain
   AND begin_at = @begin_at AND end_at = @end_at;
 
 -- name: InsertDuplicate :exec

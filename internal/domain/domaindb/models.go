@@ -45,6 +45,14 @@ type Domain struct {
 	BimiLogoUrl     *string
 	BimiEvidenceUrl *string
 	ReportToken     string
+	VerifiedAt      *time.Time
+	VerifiedHow     *string
+	ClaimExpiresAt  *time.Time
+	DisplacedAt     *time.Time
+	CheckNextAt     *time.Time
+	CheckAttempts   int32
+	CheckedAt       *time.Time
+	CheckResult     string
 }
 
 type DomainNetblock struct {

@@ -13,6 +13,59 @@ import (
 	"github.com/google/uuid"
 )
 
+const claimsByName = `-- name: ClaimsByName :many
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains WHERE name = $1 ORDER BY (verified_at IS NULL), created_at, id
+`
+
+// Every account's claim on a name: the verified one first, then the oldest.
+func (q *Queries) ClaimsByName(ctx context.Context, name string) ([]Domain, error) {
+	rows, err := q.db.Query(ctx, claimsByName, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Domain
+	for rows.Next() {
+		var i Domain
+		if err := rows.Scan(
+			&i.ID,
+			&i.AccountID,
+			&i.Name,
+			&i.Mode,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.DmarcP,
+			&i.DmarcSp,
+			&i.DmarcNp,
+			&i.DmarcPct,
+			&i.DmarcAdkim,
+			&i.DmarcAspf,
+			&i.DmarcRua,
+			&i.DmarcRuf,
+			&i.DmarcFo,
+			&i.DmarcT,
+			&i.BimiLogoUrl,
+			&i.BimiEvidenceUrl,
+			&i.ReportToken,
+			&i.VerifiedAt,
+			&i.VerifiedHow,
+			&i.ClaimExpiresAt,
+			&i.DisplacedAt,
+			&i.CheckNextAt,
+			&i.CheckAttempts,
+			&i.CheckedAt,
+			&i.CheckResult,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const countDomains = `-- name: CountDomains :one
 SELECT count(*) FROM domains
 WHERE account_id = ANY($1::uuid[])
@@ -42,8 +95,116 @@ func (q *Queries) DeleteDomain(ctx context.Context, id uuid.UUID) error {
 	return err
 }
 
+const deleteExpiredClaims = `-- name: DeleteExpiredClaims :many
+DELETE FROM domains WHERE verified_at IS NULL AND claim_expires_at <= now()
+RETURNING id, account_id, name
+`
+
+type DeleteExpiredClaimsRow struct {
+	ID        uuid.UUID
+	AccountID uuid.UUID
+	Name      string
+}
+
+func (q *Queries) DeleteExpiredClaims(ctx context.Context) ([]DeleteExpiredClaimsRow, error) {
+	rows, err := q.db.Query(ctx, deleteExpiredClaims)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DeleteExpiredClaimsRow
+	for rows.Next() {
+		var i DeleteExpiredClaimsRow
+		if err := rows.Scan(&i.ID, &i.AccountID, &i.Name); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const deleteOtherUnverified = `-- name: DeleteOtherUnverified :many
+DELETE FROM domains WHERE name = $1 AND id <> $2 AND verified_at IS NULL
+RETURNING id, account_id
+`
+
+type DeleteOtherUnverifiedParams struct {
+	Name string
+	Keep uuid.UUID
+}
+
+type DeleteOtherUnverifiedRow struct {
+	ID        uuid.UUID
+	AccountID uuid.UUID
+}
+
+// Verifying a claim deletes the other accounts' unverified claims.
+func (q *Queries) DeleteOtherUnverified(ctx context.Context, arg DeleteOtherUnverifiedParams) ([]DeleteOtherUnverifiedRow, error) {
+	rows, err := q.db.Query(ctx, deleteOtherUnverified, arg.Name, arg.Keep)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DeleteOtherUnverifiedRow
+	for rows.Next() {
+		var i DeleteOtherUnverifiedRow
+		if err := rows.Scan(&i.ID, &i.AccountID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const demoteVerified = `-- name: DemoteVerified :many
+UPDATE domains SET verified_at = NULL, verified_how = NULL, displaced_at = now(),
+    claim_expires_at = now() + make_interval(secs => $1::bigint), check_next_at = now(),
+    check_attempts = 0, check_result = '', updated_at = now()
+WHERE name = $2 AND id <> $3 AND verified_at IS NOT NULL
+RETURNING id, account_id
+`
+
+type DemoteVerifiedParams struct {
+	ClaimTtlSeconds int64
+	Name            string
+	Keep            uuid.UUID
+}
+
+type DemoteVerifiedRow struct {
+	ID        uuid.UUID
+	AccountID uuid.UUID
+}
+
+// Verifying a claim takes the name from another account's verified claim,
+// which becomes unverified and expires like any unverified claim.
+func (q *Queries) DemoteVerified(ctx context.Context, arg DemoteVerifiedParams) ([]DemoteVerifiedRow, error) {
+	rows, err := q.db.Query(ctx, demoteVerified, arg.ClaimTtlSeconds, arg.Name, arg.Keep)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DemoteVerifiedRow
+	for rows.Next() {
+		var i DemoteVerifiedRow
+		if err := rows.Scan(&i.ID, &i.AccountID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const domainByID = `-- name: DomainByID :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token FROM domains WHERE id = $1
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains WHERE id = $1
 `
 
 func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -69,16 +230,24 @@ func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) 
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
 		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
 	)
 	return i, err
 }
 
-const domainByName = `-- name: DomainByName :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token FROM domains WHERE name = $1
+const domainByIDForUpdate = `-- name: DomainByIDForUpdate :one
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains WHERE id = $1 FOR UPDATE
 `
 
-func (q *Queries) DomainByName(ctx context.Context, name string) (Domain, error) {
-	row := q.db.QueryRow(ctx, domainByName, name)
+func (q *Queries) DomainByIDForUpdate(ctx context.Context, id uuid.UUID) (Domain, error) {
+	row := q.db.QueryRow(ctx, domainByIDForUpdate, id)
 	var i Domain
 	err := row.Scan(
 		&i.ID,
@@ -100,6 +269,14 @@ func (q *Queries) DomainByName(ctx context.Context, name string) (Domain, error)
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
 		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
 	)
 	return i, err
 }
@@ -138,37 +315,6 @@ func (q *Queries) DomainDKIMKeys(ctx context.Context, domainID uuid.UUID) ([]Dki
 		return nil, err
 	}
 	return items, nil
-}
-
-const domainForUpdate = `-- name: DomainForUpdate :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token FROM domains WHERE name = $1 FOR UPDATE
-`
-
-func (q *Queries) DomainForUpdate(ctx context.Context, name string) (Domain, error) {
-	row := q.db.QueryRow(ctx, domainForUpdate, name)
-	var i Domain
-	err := row.Scan(
-		&i.ID,
-		&i.AccountID,
-		&i.Name,
-		&i.Mode,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.DmarcP,
-		&i.DmarcSp,
-		&i.DmarcNp,
-		&i.DmarcPct,
-		&i.DmarcAdkim,
-		&i.DmarcAspf,
-		&i.DmarcRua,
-		&i.DmarcRuf,
-		&i.DmarcFo,
-		&i.DmarcT,
-		&i.BimiLogoUrl,
-		&i.BimiEvidenceUrl,
-		&i.ReportToken,
-	)
-	return i, err
 }
 
 const domainNetblocks = `-- name: DomainNetblocks :many
@@ -274,10 +420,69 @@ func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]Doma
 	return items, nil
 }
 
+const dueClaims = `-- name: DueClaims :many
+SELECT d.id, d.account_id, d.name, d.mode, d.created_at, d.updated_at, d.dmarc_p, d.dmarc_sp, d.dmarc_np, d.dmarc_pct, d.dmarc_adkim, d.dmarc_aspf, d.dmarc_rua, d.dmarc_ruf, d.dmarc_fo, d.dmarc_t, d.bimi_logo_url, d.bimi_evidence_url, d.report_token, d.verified_at, d.verified_how, d.claim_expires_at, d.displaced_at, d.check_next_at, d.check_attempts, d.checked_at, d.check_result FROM domains d
+WHERE d.verified_at IS NULL AND d.check_next_at <= now() AND d.claim_expires_at > now()
+  AND NOT EXISTS (SELECT 1 FROM domains v WHERE v.name = d.name AND v.verified_at IS NOT NULL)
+ORDER BY d.check_next_at
+LIMIT $1
+`
+
+// Unverified claims whose next proof check is due, on names no account has
+// verified (a verified claim is displaced only on request, so that a stale
+// proof left in DNS cannot take a domain back by itself).
+func (q *Queries) DueClaims(ctx context.Context, lim int32) ([]Domain, error) {
+	rows, err := q.db.Query(ctx, dueClaims, lim)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Domain
+	for rows.Next() {
+		var i Domain
+		if err := rows.Scan(
+			&i.ID,
+			&i.AccountID,
+			&i.Name,
+			&i.Mode,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.DmarcP,
+			&i.DmarcSp,
+			&i.DmarcNp,
+			&i.DmarcPct,
+			&i.DmarcAdkim,
+			&i.DmarcAspf,
+			&i.DmarcRua,
+			&i.DmarcRuf,
+			&i.DmarcFo,
+			&i.DmarcT,
+			&i.BimiLogoUrl,
+			&i.BimiEvidenceUrl,
+			&i.ReportToken,
+			&i.VerifiedAt,
+			&i.VerifiedHow,
+			&i.ClaimExpiresAt,
+			&i.DisplacedAt,
+			&i.CheckNextAt,
+			&i.CheckAttempts,
+			&i.CheckedAt,
+			&i.CheckResult,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const insertDomain = `-- name: InsertDomain :one
 INSERT INTO domains (account_id, name) VALUES ($1, $2)
-ON CONFLICT (name) DO NOTHING
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token
+ON CONFLICT (account_id, name) DO NOTHING
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
 `
 
 type InsertDomainParams struct {
@@ -285,6 +490,7 @@ type InsertDomainParams struct {
 	Name      string
 }
 
+// A new, unverified claim; nothing when the account already claims the name.
 func (q *Queries) InsertDomain(ctx context.Context, arg InsertDomainParams) (Domain, error) {
 	row := q.db.QueryRow(ctx, insertDomain, arg.AccountID, arg.Name)
 	var i Domain
@@ -308,12 +514,20 @@ func (q *Queries) InsertDomain(ctx context.Context, arg InsertDomainParams) (Dom
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
 		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
 	)
 	return i, err
 }
 
 const listDomains = `-- name: ListDomains :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token FROM domains
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains
 WHERE account_id = ANY($1::uuid[])
   AND name > $2
   AND ($3::text IS NULL OR starts_with(name, $3::text))
@@ -366,6 +580,14 @@ func (q *Queries) ListDomains(ctx context.Context, arg ListDomainsParams) ([]Dom
 			&i.BimiLogoUrl,
 			&i.BimiEvidenceUrl,
 			&i.ReportToken,
+			&i.VerifiedAt,
+			&i.VerifiedHow,
+			&i.ClaimExpiresAt,
+			&i.DisplacedAt,
+			&i.CheckNextAt,
+			&i.CheckAttempts,
+			&i.CheckedAt,
+			&i.CheckResult,
 		); err != nil {
 			return nil, err
 		}
@@ -377,6 +599,71 @@ func (q *Queries) ListDomains(ctx context.Context, arg ListDomainsParams) ([]Dom
 	return items, nil
 }
 
+const lockName = `-- name: LockName :exec
+SELECT pg_advisory_xact_lock(hashtextextended('domain-name:' || $1::text, 0))
+`
+
+// Serialises the changes that decide which claim on a name is verified.
+func (q *Queries) LockName(ctx context.Context, name string) error {
+	_, err := q.db.Exec(ctx, lockName, name)
+	return err
+}
+
+const markVerified = `-- name: MarkVerified :one
+UPDATE domains SET verified_at = now(), verified_how = $1, claim_expires_at = NULL,
+    displaced_at = NULL, check_next_at = NULL, checked_at = coalesce($2, checked_at),
+    check_result = $3, updated_at = now()
+WHERE id = $4
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
+`
+
+type MarkVerifiedParams struct {
+	How         *string
+	CheckedAt   *time.Time
+	CheckResult string
+	ID          uuid.UUID
+}
+
+func (q *Queries) MarkVerified(ctx context.Context, arg MarkVerifiedParams) (Domain, error) {
+	row := q.db.QueryRow(ctx, markVerified,
+		arg.How,
+		arg.CheckedAt,
+		arg.CheckResult,
+		arg.ID,
+	)
+	var i Domain
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Name,
+		&i.Mode,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DmarcP,
+		&i.DmarcSp,
+		&i.DmarcNp,
+		&i.DmarcPct,
+		&i.DmarcAdkim,
+		&i.DmarcAspf,
+		&i.DmarcRua,
+		&i.DmarcRuf,
+		&i.DmarcFo,
+		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
+		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
+	)
+	return i, err
+}
+
 const notifyEdge = `-- name: NotifyEdge :exec
 SELECT pg_notify('rampart_edge', $1::text)
 `
@@ -386,9 +673,81 @@ func (q *Queries) NotifyEdge(ctx context.Context, serial string) error {
 	return err
 }
 
+const proofToken = `-- name: ProofToken :one
+WITH made AS (
+    INSERT INTO domain_proof_tokens (account_id) VALUES ($1)
+    ON CONFLICT (account_id) DO NOTHING
+    RETURNING token
+)
+SELECT token FROM made
+UNION ALL
+SELECT t.token FROM domain_proof_tokens t WHERE t.account_id = $1
+LIMIT 1
+`
+
+// The account's proof token, made on first use (no write when it exists;
+// no row in the rare case of a concurrent first use, which the caller
+// retries).
+func (q *Queries) ProofToken(ctx context.Context, accountID uuid.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, proofToken, accountID)
+	var token string
+	err := row.Scan(&token)
+	return token, err
+}
+
+const recordCheck = `-- name: RecordCheck :one
+UPDATE domains SET checked_at = now(), check_result = $1,
+    check_attempts = check_attempts + 1, check_next_at = $2
+WHERE id = $3 AND verified_at IS NULL
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
+`
+
+type RecordCheckParams struct {
+	CheckResult string
+	NextAt      *time.Time
+	ID          uuid.UUID
+}
+
+// A failed proof check: when the job checks again (sqlc.narg(next_at) NULL:
+// not before another claim on the name is verified away) and why it failed.
+func (q *Queries) RecordCheck(ctx context.Context, arg RecordCheckParams) (Domain, error) {
+	row := q.db.QueryRow(ctx, recordCheck, arg.CheckResult, arg.NextAt, arg.ID)
+	var i Domain
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Name,
+		&i.Mode,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DmarcP,
+		&i.DmarcSp,
+		&i.DmarcNp,
+		&i.DmarcPct,
+		&i.DmarcAdkim,
+		&i.DmarcAspf,
+		&i.DmarcRua,
+		&i.DmarcRuf,
+		&i.DmarcFo,
+		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
+		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
+	)
+	return i, err
+}
+
 const setBIMI = `-- name: SetBIMI :one
 UPDATE domains SET bimi_logo_url = $1, bimi_evidence_url = $2, updated_at = now()
-WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token
+WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
 `
 
 type SetBIMIParams struct {
@@ -420,12 +779,20 @@ func (q *Queries) SetBIMI(ctx context.Context, arg SetBIMIParams) (Domain, error
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
 		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
 	)
 	return i, err
 }
 
 const setDomainMode = `-- name: SetDomainMode :one
-UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token
+UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
 `
 
 type SetDomainModeParams struct {
@@ -456,6 +823,14 @@ func (q *Queries) SetDomainMode(ctx context.Context, arg SetDomainModeParams) (D
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
 		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
 	)
 	return i, err
 }
@@ -480,7 +855,7 @@ UPDATE domains SET
     dmarc_adkim = $5, dmarc_aspf = $6, dmarc_rua = $7, dmarc_ruf = $8,
     dmarc_fo = $9, dmarc_t = $10, updated_at = now()
 WHERE id = $11
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
 `
 
 type UpdateDmarcPolicyParams struct {
@@ -532,6 +907,14 @@ func (q *Queries) UpdateDmarcPolicy(ctx context.Context, arg UpdateDmarcPolicyPa
 		&i.BimiLogoUrl,
 		&i.BimiEvidenceUrl,
 		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
 	)
 	return i, err
 }
@@ -573,4 +956,43 @@ func (q *Queries) UpsertEdgeDomain(ctx context.Context, arg UpsertEdgeDomainPara
 	var serial int64
 	err := row.Scan(&serial)
 	return serial, err
+}
+
+const verifiedClaim = `-- name: VerifiedClaim :one
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains WHERE name = $1 AND verified_at IS NOT NULL
+`
+
+func (q *Queries) VerifiedClaim(ctx context.Context, name string) (Domain, error) {
+	row := q.db.QueryRow(ctx, verifiedClaim, name)
+	var i Domain
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Name,
+		&i.Mode,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DmarcP,
+		&i.DmarcSp,
+		&i.DmarcNp,
+		&i.DmarcPct,
+		&i.DmarcAdkim,
+		&i.DmarcAspf,
+		&i.DmarcRua,
+		&i.DmarcRuf,
+		&i.DmarcFo,
+		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
+		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
+	)
+	return i, err
 }

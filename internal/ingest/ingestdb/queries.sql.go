@@ -164,7 +164,7 @@ func (q *Queries) BlobInScope(ctx context.Context, arg BlobInScopeParams) (BlobI
 const blobRecipients = `-- name: BlobRecipients :many
 SELECT d.id, d.name, d.account_id
 FROM report_blob_recipients r JOIN domains d ON d.id = r.domain_id
-WHERE r.blob_id = $1
+WHERE r.blob_id = $1 AND d.verified_at IS NOT NULL
 ORDER BY d.name
 `
 
@@ -174,7 +174,7 @@ type BlobRecipientsRow struct {
 	AccountID uuid.UUID
 }
 
-// The hosted domains a mail blob was sent to.
+// The hosted domains a mail blob was sent to that are (still) verified.
 func (q *Queries) BlobRecipients(ctx context.Context, blobID uuid.UUID) ([]BlobRecipientsRow, error) {
 	rows, err := q.db.Query(ctx, blobRecipients, blobID)
 	if err != nil {
@@ -215,7 +215,7 @@ func (q *Queries) DeleteBlobsBefore(ctx context.Context, arg DeleteBlobsBeforePa
 }
 
 const domainByReportToken = `-- name: DomainByReportToken :one
-SELECT id, name FROM domains WHERE report_token = $1
+SELECT id, name FROM domains WHERE report_token = $1 AND verified_at IS NOT NULL
 `
 
 type DomainByReportTokenRow struct {
@@ -223,6 +223,8 @@ type DomainByReportTokenRow struct {
 	Name string
 }
 
+// Only a verified domain receives reports: mail for an unverified claim's
+// address is refused at RCPT.
 func (q *Queries) DomainByReportToken(ctx context.Context, reportToken string) (DomainByReportTokenRow, error) {
 	row := q.db.QueryRow(ctx, domainByReportToken, reportToken)
 	var i DomainByReportTokenRow
@@ -264,7 +266,7 @@ WITH RECURSIVE tree (id) AS (
     SELECT c.id FROM accounts c JOIN tree t ON c.parent_id = t.id
 )
 SELECT d.id, d.name, d.account_id FROM domains d
-WHERE d.name = ANY($1::text[])
+WHERE d.name = ANY($1::text[]) AND d.verified_at IS NOT NULL
   AND ($2::uuid IS NULL OR d.account_id IN (SELECT tree.id FROM tree))
   AND ($3::uuid[] IS NULL OR d.account_id = ANY($3::uuid[]))
 `
@@ -281,9 +283,10 @@ type HostedDomainsRow struct {
 	AccountID uuid.UUID
 }
 
-// Hosted domains among the names (a policy domain and its parents), in the
-// account and the accounts below it when account_id is given, and among
-// those in scope_accounts when it is given.
+// Verified hosted domains among the names (a policy domain and its
+// parents), in the account and the accounts below it when account_id is
+// given, and among those in scope_accounts when it is given. An unverified
+// claim never receives reports.
 func (q *Queries) HostedDomains(ctx context.Context, arg HostedDomainsParams) ([]HostedDomainsRow, error) {
 	rows, err := q.db.Query(ctx, hostedDomains, arg.Names, arg.AccountID, arg.ScopeAccounts)
 	if err != nil {
@@ -372,7 +375,7 @@ INSERT INTO reports (
     $15, $16, $17, $18, $19, $20, $21,
     $22, $23, $24
 )
-ON CONFLICT (org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
+ON CONFLICT (domain_id, org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
 RETURNING id
 `
 
@@ -403,8 +406,10 @@ type InsertReportParams struct {
 	ReceivedAt       time.Time
 }
 
-// Claim the dedupe key. A concurrent transaction holding the same key makes
-// this wait until it ends; if it committed, nothing is inserted.
+// Claim the dedupe key: the domain and the report's identity, so that a
+// report stored for one domain never makes another's a duplicate. A
+// concurrent transaction holding the same key makes this wait until it
+// ends; if it committed, nothing is inserted.
 func (q *Queries) InsertReport(ctx context.Context, arg InsertReportParams) (uuid.UUID, error) {
 	row := q.db.QueryRow(ctx, insertReport,
 		arg.DomainID,
@@ -548,11 +553,12 @@ func (q *Queries) RefuseBlob(ctx context.Context, arg RefuseBlobParams) (int64, 
 
 const reportByKey = `-- name: ReportByKey :one
 SELECT id, blob_id FROM reports
-WHERE org_name = $1 AND report_id = $2 AND policy_domain = $3
-  AND begin_at = $4 AND end_at = $5
+WHERE domain_id = $1 AND org_name = $2 AND report_id = $3 AND policy_domain = $4
+  AND begin_at = $5 AND end_at = $6
 `
 
 type ReportByKeyParams struct {
+	DomainID     uuid.UUID
 	OrgName      string
 	ReportID     string
 	PolicyDomain string
@@ -567,6 +573,7 @@ type ReportByKeyRow struct {
 
 func (q *Queries) ReportByKey(ctx context.Context, arg ReportByKeyParams) (ReportByKeyRow, error) {
 	row := q.db.QueryRow(ctx, reportByKey,
+		arg.DomainID,
 		arg.OrgName,
 		arg.ReportID,
 		arg.PolicyDomain,
