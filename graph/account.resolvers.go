@@ -12,7 +12,6 @@ import (
 
 	"github.com/rampartmail/rampart/graph/generated"
 	"github.com/rampartmail/rampart/graph/model"
-	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/auth"
@@ -47,9 +46,6 @@ func (r *accountResolver) Members(ctx context.Context, obj *account.Account) ([]
 
 // APITokens is the resolver for the apiTokens field.
 func (r *accountResolver) APITokens(ctx context.Context, obj *account.Account) ([]*auth.APIToken, error) {
-	if err := access.New(r.Pool).Authorize(ctx, obj.ID, access.ManageUsers); err != nil {
-		return nil, err
-	}
 	list, err := r.AuthSvc.ListAPITokens(ctx, obj.ID)
 	if err != nil {
 		return nil, err

@@ -77,7 +77,8 @@ func (r *Resolver) authPayload(ctx context.Context, t auth.Tokens) (*model.AuthP
 	if err != nil {
 		return nil, fmt.Errorf("read back new access token: %w", err)
 	}
-	u, err := r.AccountSvc.User(ctx, id.UserID)
+	// The new session's own principal reads its user.
+	u, err := r.AccountSvc.User(access.NewContext(ctx, id.Principal()), id.UserID)
 	if err != nil {
 		return nil, err
 	}
@@ -111,16 +112,11 @@ func (r *Resolver) refresh(ctx context.Context, token string) (*model.AuthPayloa
 	return r.authPayload(ctx, t)
 }
 
-// manageTokens authorises API-token management in an account.
-func (r *Resolver) manageTokens(ctx context.Context, accountID *string) (uuid.UUID, error) {
-	id, err := r.accountID(ctx, accountID)
-	if err != nil {
-		return uuid.Nil, err
-	}
-	if err := access.New(r.Pool).Authorize(ctx, id, access.ManageUsers); err != nil {
-		return uuid.Nil, err
-	}
-	return id, nil
+// tokenAccount resolves the account of an API-token operation (the named
+// one, or the principal's default); auth.Service decides whether the
+// principal may manage its tokens.
+func (r *Resolver) tokenAccount(ctx context.Context, accountID *string) (uuid.UUID, error) {
+	return r.accountID(ctx, accountID)
 }
 
 func (r *Resolver) findToken(ctx context.Context, accountID, id uuid.UUID) (*auth.APIToken, error) {

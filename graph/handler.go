@@ -148,7 +148,7 @@ func (a authenticator) InterceptOperation(ctx context.Context, next graphql.Oper
 		// Authenticated before the body was read (an upload; see
 		// server.GraphQLUploads).
 		oc.DisableIntrospection = false
-		return next(ctx)
+		return next(access.WithMemo(ctx))
 	}
 	oc.DisableIntrospection = true
 	bearer := request.FromContext(ctx).Bearer
@@ -166,7 +166,9 @@ func (a authenticator) InterceptOperation(ctx context.Context, next graphql.Oper
 		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{gerr}})
 	}
 	oc.DisableIntrospection = false
-	return next(access.NewContext(ctx, p))
+	// One operation is one request: the standings its fields read are
+	// remembered for it (access.WithMemo).
+	return next(access.WithMemo(access.NewContext(ctx, p)))
 }
 
 // internalError marks an error that must not reach the caller as it is.

@@ -12,7 +12,6 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/rampartmail/rampart/graph/generated"
 	"github.com/rampartmail/rampart/graph/model"
-	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/reporting"
@@ -21,9 +20,6 @@ import (
 
 // IngestProblems is the resolver for the ingestProblems field.
 func (r *accountResolver) IngestProblems(ctx context.Context, obj *account.Account, limit *int) ([]*reporting.Problem, error) {
-	if err := access.New(r.Pool).Authorize(ctx, obj.ID, access.ViewReports); err != nil {
-		return nil, err
-	}
 	ps, err := r.Reporting.AccountProblems(ctx, obj.ID, deref0(limit))
 	if err != nil {
 		return nil, err
@@ -80,7 +76,7 @@ func (r *domainResolver) Reports(ctx context.Context, obj *domain.Domain, first 
 	if first != nil {
 		n = *first
 	}
-	p, err := r.Reporting.Reports(ctx, obj.ID, n, deref(after))
+	p, err := r.Reporting.Reports(ctx, obj.AccountID, obj.ID, n, deref(after))
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +94,7 @@ func (r *domainResolver) Reports(ctx context.Context, obj *domain.Domain, first 
 
 // IngestProblems is the resolver for the ingestProblems field.
 func (r *domainResolver) IngestProblems(ctx context.Context, obj *domain.Domain, limit *int) ([]*reporting.Problem, error) {
-	ps, err := r.Reporting.DomainProblems(ctx, obj.ID, deref0(limit))
+	ps, err := r.Reporting.DomainProblems(ctx, obj.AccountID, obj.ID, deref0(limit))
 	if err != nil {
 		return nil, err
 	}

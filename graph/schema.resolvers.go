@@ -38,12 +38,11 @@ func (r *mutationResolver) Logout(ctx context.Context, refreshToken string) (boo
 
 // CreateAPIToken is the resolver for the createApiToken field.
 func (r *mutationResolver) CreateAPIToken(ctx context.Context, accountID *string, name string) (*model.CreateAPITokenPayload, error) {
-	id, err := r.manageTokens(ctx, accountID)
+	id, err := r.tokenAccount(ctx, accountID)
 	if err != nil {
 		return nil, err
 	}
-	p, _ := access.FromContext(ctx)
-	secret, tok, err := r.AuthSvc.CreateAPIToken(ctx, id, p.UserID, name)
+	secret, tok, err := r.AuthSvc.CreateAPIToken(ctx, id, name)
 	if err != nil {
 		return nil, authError(err)
 	}
@@ -52,7 +51,7 @@ func (r *mutationResolver) CreateAPIToken(ctx context.Context, accountID *string
 
 // RevokeAPIToken is the resolver for the revokeApiToken field.
 func (r *mutationResolver) RevokeAPIToken(ctx context.Context, accountID *string, id string) (*auth.APIToken, error) {
-	acct, err := r.manageTokens(ctx, accountID)
+	acct, err := r.tokenAccount(ctx, accountID)
 	if err != nil {
 		return nil, err
 	}

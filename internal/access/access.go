@@ -1,8 +1,13 @@
 // Package access decides who may do what, in which account.
 //
-// Every resolver and store call that touches tenant data passes through
-// [Authorizer.Authorize] (or, to list, [Authorizer.Accounts]), which reads
-// the [Principal] from the context. The rules:
+// Every exported method of a domain service that touches tenant data opens
+// with [Authorizer.Authorize] (or, to list, [Authorizer.Accounts]), which
+// reads the [Principal] from the context: resolvers and HTTP handlers
+// translate, they never decide. The question is always the same shape, a
+// [Scope] (an account, and the domain within it when the operation is on
+// one) and a [Permission], so that per-domain grants (teams, scoped tokens)
+// change [standing.allows] and the query behind it, not the callers. The
+// rules:
 //
 //   - An account's owners hold every [Permission] in it; members hold none
 //     until teams arrive.
@@ -26,6 +31,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -88,6 +94,51 @@ func FromContext(ctx context.Context) (Principal, bool) {
 	return p, ok
 }
 
+// Scope is what an operation acts on: an account and, for an operation on
+// one of its domains, that domain. Naming the domain binds it to the
+// account: a domain of another account is NOT_FOUND, so a caller cannot
+// borrow its standing in one account to reach another's domain.
+type Scope struct {
+	Account uuid.UUID
+	// Domain is uuid.Nil for an operation on the account as a whole.
+	Domain uuid.UUID
+}
+
+// InAccount is the scope of an operation on an account as a whole.
+func InAccount(accountID uuid.UUID) Scope { return Scope{Account: accountID} }
+
+// OnDomain is the scope of an operation on one domain of an account.
+func OnDomain(accountID, domainID uuid.UUID) Scope {
+	return Scope{Account: accountID, Domain: domainID}
+}
+
+type memoKey struct{}
+
+// memo holds the standings one request has read, so that a page of
+// domains whose fields each authorise asks PostgreSQL once per domain, not
+// once per field.
+type memo struct {
+	mu sync.Mutex
+	m  map[memoEntry]memoStanding
+}
+
+type memoEntry struct {
+	p  Principal
+	sc Scope
+}
+
+type memoStanding struct {
+	s  standing
+	ok bool
+}
+
+// WithMemo returns a context in which the standings read by [Authorizer]
+// are remembered for the context's lifetime: one request. A change of
+// membership made by the request itself is seen by the next request.
+func WithMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, memoKey{}, &memo{m: map[memoEntry]memoStanding{}})
+}
+
 // Authorizer answers access questions from the database.
 type Authorizer struct {
 	q *accessdb.Queries
@@ -117,29 +168,51 @@ func principalArgs(p Principal) (user, token uuid.UUID) {
 	return p.UserID, uuid.Nil
 }
 
-// standingIn reads the context's principal's standing in one account; ok is
-// false when the account does not exist.
-func (a *Authorizer) standingIn(ctx context.Context, accountID uuid.UUID) (s standing, ok bool, err error) {
+// standingIn reads the context's principal's standing in the scope's
+// account; ok is false when the account does not exist or the scope's
+// domain is not the account's.
+func (a *Authorizer) standingIn(ctx context.Context, sc Scope) (s standing, ok bool, err error) {
 	p, authenticated := FromContext(ctx)
 	if !authenticated {
 		return standing{}, false, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
 	}
+	mm, _ := ctx.Value(memoKey{}).(*memo)
+	key := memoEntry{p: p, sc: sc}
+	if mm != nil {
+		mm.mu.Lock()
+		got, hit := mm.m[key]
+		mm.mu.Unlock()
+		if hit {
+			return got.s, got.ok, nil
+		}
+	}
 	user, token := principalArgs(p)
-	row, err := a.q.Grant(ctx, accessdb.GrantParams{UserID: user, TokenAccount: token, AccountID: accountID})
-	if errors.Is(err, pgx.ErrNoRows) {
-		return standing{}, false, nil
+	var domainID *uuid.UUID
+	if sc.Domain != uuid.Nil {
+		domainID = &sc.Domain
 	}
-	if err != nil {
+	row, err := a.q.Grant(ctx, accessdb.GrantParams{UserID: user, TokenAccount: token, AccountID: sc.Account, DomainID: domainID})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
 		return standing{}, false, fmt.Errorf("authorize: %w", err)
+	default:
+		s, ok = standing{role: row.Role, parentOwner: row.ParentOwner, tokenScope: row.TokenScope}, true
 	}
-	return standing{role: row.Role, parentOwner: row.ParentOwner, tokenScope: row.TokenScope}, true, nil
+	if mm != nil {
+		mm.mu.Lock()
+		mm.m[key] = memoStanding{s: s, ok: ok}
+		mm.mu.Unlock()
+	}
+	return s, ok, nil
 }
 
 // Authorize returns nil when the context's principal holds perm in the
-// account; otherwise UNAUTHENTICATED, NOT_FOUND (no standing: the account's
-// objects are invisible) or FORBIDDEN (a member without the permission).
-func (a *Authorizer) Authorize(ctx context.Context, accountID uuid.UUID, perm Permission) error {
-	s, ok, err := a.standingIn(ctx, accountID)
+// scope; otherwise UNAUTHENTICATED, NOT_FOUND (no standing: the account's
+// objects are invisible; or the domain is not the account's) or FORBIDDEN
+// (a member without the permission).
+func (a *Authorizer) Authorize(ctx context.Context, sc Scope, perm Permission) error {
+	s, ok, err := a.standingIn(ctx, sc)
 	switch {
 	case err != nil:
 		return err
@@ -184,7 +257,7 @@ func (a *Authorizer) accounts(ctx context.Context, keep func(standing) bool) ([]
 
 // See allows a principal to see an account (any standing), else NOT_FOUND.
 func (a *Authorizer) See(ctx context.Context, accountID uuid.UUID) error {
-	s, ok, err := a.standingIn(ctx, accountID)
+	s, ok, err := a.standingIn(ctx, InAccount(accountID))
 	if err != nil {
 		return err
 	}

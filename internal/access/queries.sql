@@ -1,6 +1,7 @@
 -- name: Grant :one
 -- The principal's standing in one account: its own role there, and whether it
--- owns the account's parent (an MSP owner acts in customer accounts).
+-- owns the account's parent (an MSP owner acts in customer accounts). When a
+-- domain is named it must be the account's, or there is no row.
 SELECT
     a.id,
     coalesce((SELECT m.role FROM account_members m
@@ -9,7 +10,9 @@ SELECT
             WHERE m.account_id = a.parent_id AND m.user_id = sqlc.arg(user_id)::uuid AND m.role = 'owner') AS parent_owner,
     coalesce(a.id = sqlc.arg(token_account)::uuid OR a.parent_id = sqlc.arg(token_account)::uuid, false)::bool AS token_scope
 FROM accounts a
-WHERE a.id = sqlc.arg(account_id)::uuid;
+WHERE a.id = sqlc.arg(account_id)::uuid
+  AND (sqlc.narg(domain_id)::uuid IS NULL
+       OR EXISTS (SELECT 1 FROM domains d WHERE d.id = sqlc.narg(domain_id)::uuid AND d.account_id = a.id));
 
 -- name: Grants :many
 -- Every account in which the principal has some standing, with that standing.

@@ -115,8 +115,16 @@ func (s *Service) Default(ctx context.Context) (Account, error) {
 	return Account{}, apperr.Invalid("accountId", "you belong to %d accounts: name one with accountId", len(list))
 }
 
-// User returns a user by id; the caller has already authenticated as it.
+// User returns a user by id: today only the signed-in user themself
+// (anyone else, and an API token, gets NOT_FOUND).
 func (s *Service) User(ctx context.Context, id uuid.UUID) (User, error) {
+	p, ok := access.FromContext(ctx)
+	if !ok {
+		return User{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	}
+	if p.IsAPIToken() || p.UserID != id {
+		return User{}, apperr.NotFoundf("user not found")
+	}
 	r, err := accountdb.New(s.pool).UserByID(ctx, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, apperr.NotFoundf("user not found")
@@ -127,8 +135,9 @@ func (s *Service) User(ctx context.Context, id uuid.UUID) (User, error) {
 	return User{ID: r.ID, Email: r.Email, Name: r.Name, CreatedAt: r.CreatedAt}, nil
 }
 
-// UserExists reports whether a user has the e-mail address (an operator
-// check, used by the demo seed).
+// UserExists reports whether a user has the e-mail address. It is an
+// operator action (the demo seed), with no principal: no request reaches
+// it.
 func (s *Service) UserExists(ctx context.Context, email string) (bool, error) {
 	_, err := accountdb.New(s.pool).UserIDByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -142,7 +151,7 @@ func (s *Service) UserExists(ctx context.Context, email string) (bool, error) {
 
 // Members lists an account's users; it needs the manage-users permission.
 func (s *Service) Members(ctx context.Context, accountID uuid.UUID) ([]Member, error) {
-	if err := s.authz.Authorize(ctx, accountID, access.ManageUsers); err != nil {
+	if err := s.authz.Authorize(ctx, access.InAccount(accountID), access.ManageUsers); err != nil {
 		return nil, err
 	}
 	rows, err := accountdb.New(s.pool).MembersOfAccount(ctx, accountID)

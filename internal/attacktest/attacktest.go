@@ -268,7 +268,8 @@ type Serve struct {
 	// Env is the environment the process was started with.
 	Env map[string]string
 	// API is an apitest client of the same server and database, for its
-	// helpers (NewOwner, Do).
+	// helpers (NewOwner, Do, AddVerifiedDomain: its DNS is the zone the
+	// server's resolver asks, unless the test named another resolver).
 	API *apitest.Env
 }
 
@@ -290,6 +291,9 @@ func StartServe(t testing.TB, o ServeOptions) *Serve {
 	dbURL := dbtest.NewDB(t)
 	seed, err := auth.GenerateSeed()
 	require.NoError(t, err)
+	// The world as the server's resolver sees it: customers publish their
+	// ownership proofs here (s.API.Prove, s.API.AddVerifiedDomain).
+	world := apitest.ServeZone(t, nil)
 	env := map[string]string{
 		"DATABASE_URL":           dbURL,
 		"RAMPART_ADDR":           "127.0.0.1:0",
@@ -297,7 +301,7 @@ func StartServe(t testing.TB, o ServeOptions) *Serve {
 		"RAMPART_JWT_KID":        "k1",
 		"RAMPART_LOG_FORMAT":     "json",
 		"RAMPART_LOG_LEVEL":      "info",
-		"RAMPART_DNS_RESOLVER":   "off",
+		"RAMPART_DNS_RESOLVER":   world.Addr,
 		"RAMPART_EDGE_ZONE":      apitest.EdgeZone,
 		"RAMPART_REPORTS_DOMAIN": apitest.ReportsDomain,
 		"RAMPART_WORKERS":        strconv.Itoa(o.Workers),
@@ -322,6 +326,9 @@ func StartServe(t testing.TB, o ServeOptions) *Serve {
 	require.NoError(t, err)
 	t.Cleanup(s.Pool.Close)
 	s.API = apitest.Attach(t, s.URL, dbURL, s.Pool, seed)
+	if env["RAMPART_DNS_RESOLVER"] == world.Addr {
+		s.API.DNS = world
+	}
 	return s
 }
 

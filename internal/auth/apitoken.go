@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/auth/authdb"
 )
 
@@ -41,24 +42,42 @@ type APIToken struct {
 	RevokedAt  *time.Time
 }
 
-// CreateAPIToken creates an API token for automation that acts as the
-// account accountID (see [Identity]) and returns its secret, "rmp_" and 43
-// base64url characters (256 random bits). The secret is returned only here;
-// only its SHA-256 hash is stored. createdBy is recorded for the audit
-// trail (uuid.Nil for none). name is trimmed and must be 1 to 200
-// characters without control characters ([ErrInvalidTokenName]). An unknown
-// account or user yields [ErrNotFound].
-//
-// Whether createdBy may create tokens in the account is for the caller to
-// decide.
-func (s *Service) CreateAPIToken(ctx context.Context, accountID, createdBy uuid.UUID, name string) (string, APIToken, error) {
+// TokenPermission is what a principal must hold in an account to see,
+// create and revoke its API tokens: a token acts as the account, so making
+// one is managing who may act there.
+const TokenPermission = access.ManageUsers
+
+// authorizeTokens decides API-token management in the account for the
+// context's principal (NOT_FOUND without standing, FORBIDDEN without the
+// permission) and returns the principal.
+func (s *Service) authorizeTokens(ctx context.Context, accountID uuid.UUID) (access.Principal, error) {
+	if err := access.New(s.pool).Authorize(ctx, access.InAccount(accountID), TokenPermission); err != nil {
+		return access.Principal{}, err
+	}
+	p, _ := access.FromContext(ctx)
+	return p, nil
+}
+
+// CreateAPIToken creates, for the context's principal, an API token for
+// automation that acts as the account accountID (see [Identity]) and
+// returns its secret, "rmp_" and 43 base64url characters (256 random bits).
+// The secret is returned only here; only its SHA-256 hash is stored. The
+// signed-in user who made it is recorded for the audit trail (none when an
+// API token made it). name is trimmed and must be 1 to 200 characters
+// without control characters ([ErrInvalidTokenName]). The principal must
+// hold [TokenPermission] in the account.
+func (s *Service) CreateAPIToken(ctx context.Context, accountID uuid.UUID, name string) (string, APIToken, error) {
+	p, err := s.authorizeTokens(ctx, accountID)
+	if err != nil {
+		return "", APIToken{}, err
+	}
 	name = strings.TrimSpace(name)
 	if !validTokenName(name) {
 		return "", APIToken{}, ErrInvalidTokenName
 	}
 	var by *uuid.UUID
-	if createdBy != uuid.Nil {
-		by = &createdBy
+	if !p.IsAPIToken() && p.UserID != uuid.Nil {
+		by = &p.UserID
 	}
 	secret, hash := newSecret(apiTokenPrefix)
 	row, err := s.q.InsertAPIToken(ctx, authdb.InsertAPITokenParams{
@@ -89,8 +108,12 @@ func validTokenName(name string) bool {
 // RevokeAPIToken revokes the API token tokenID of the account accountID; it
 // stops authenticating at once. Revoking a revoked token is not an error. A
 // token that is not in that account yields [ErrNotFound], whether or not it
-// exists elsewhere.
+// exists elsewhere. The principal must hold [TokenPermission] in the
+// account.
 func (s *Service) RevokeAPIToken(ctx context.Context, accountID, tokenID uuid.UUID) error {
+	if _, err := s.authorizeTokens(ctx, accountID); err != nil {
+		return err
+	}
 	now := s.now()
 	_, err := s.q.RevokeAPIToken(ctx, authdb.RevokeAPITokenParams{ID: tokenID, AccountID: accountID, RevokedAt: &now})
 	switch {
@@ -103,8 +126,12 @@ func (s *Service) RevokeAPIToken(ctx context.Context, accountID, tokenID uuid.UU
 }
 
 // ListAPITokens returns the API tokens of the account, revoked ones
-// included, newest first.
+// included, newest first. The principal must hold [TokenPermission] in the
+// account.
 func (s *Service) ListAPITokens(ctx context.Context, accountID uuid.UUID) ([]APIToken, error) {
+	if _, err := s.authorizeTokens(ctx, accountID); err != nil {
+		return nil, err
+	}
 	rows, err := s.q.ListAPITokens(ctx, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("list API tokens: %w", err)

@@ -8,6 +8,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/apperr"
 )
 
 func (f *fixture) lastUsed(t testing.TB, id uuid.UUID) *time.Time {
@@ -21,10 +24,11 @@ func TestAPITokenLifecycle(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	userID, accountID := f.newUser(t, "alice@example.com", testPassword)
-	_, otherAccount := f.newUser(t, "bob@example.com", testPassword)
+	bobID, otherAccount := f.newUser(t, "bob@example.com", testPassword)
+	alice, bob := f.as(userID), f.as(bobID)
 	created := f.clock.Now()
 
-	secret, tok, err := f.svc.CreateAPIToken(f.ctx, accountID, userID, "  CI deploy ")
+	secret, tok, err := f.svc.CreateAPIToken(alice, accountID, "  CI deploy ")
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(secret, "rmp_"), secret)
 	require.Len(t, secret, 4+43)
@@ -61,27 +65,35 @@ func TestAPITokenLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, f.lastUsed(t, tok.ID).Equal(f.clock.Now()))
 
-	list, err := f.svc.ListAPITokens(f.ctx, accountID)
+	list, err := f.svc.ListAPITokens(alice, accountID)
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	require.Equal(t, tok.ID, list[0].ID)
 	require.Equal(t, tok.Hint, list[0].Hint)
 	require.NotNil(t, list[0].LastUsedAt)
 
-	// Another account cannot revoke it, nor learn that it exists.
-	require.ErrorIs(t, f.svc.RevokeAPIToken(f.ctx, otherAccount, tok.ID), ErrNotFound)
-	require.ErrorIs(t, f.svc.RevokeAPIToken(f.ctx, accountID, uuid.New()), ErrNotFound)
+	// Another account cannot revoke it, nor learn that it exists; nobody
+	// acts on an account where they have no standing.
+	require.ErrorIs(t, f.svc.RevokeAPIToken(bob, otherAccount, tok.ID), ErrNotFound)
+	require.ErrorIs(t, f.svc.RevokeAPIToken(bob, accountID, tok.ID), apperr.ErrNotFound)
+	require.ErrorIs(t, f.svc.RevokeAPIToken(alice, accountID, uuid.New()), ErrNotFound)
+	_, err = f.svc.ListAPITokens(bob, accountID)
+	require.ErrorIs(t, err, apperr.ErrNotFound)
+	_, _, err = f.svc.CreateAPIToken(bob, accountID, "intruder")
+	require.ErrorIs(t, err, apperr.ErrNotFound)
+	_, err = f.svc.ListAPITokens(f.ctx, accountID)
+	require.ErrorIs(t, err, apperr.ErrUnauthenticated, "no principal, no answer")
 	_, err = f.svc.Authenticate(f.ctx, secret)
 	require.NoError(t, err)
-	empty, err := f.svc.ListAPITokens(f.ctx, otherAccount)
+	empty, err := f.svc.ListAPITokens(bob, otherAccount)
 	require.NoError(t, err)
 	require.Empty(t, empty)
 
-	require.NoError(t, f.svc.RevokeAPIToken(f.ctx, accountID, tok.ID))
+	require.NoError(t, f.svc.RevokeAPIToken(alice, accountID, tok.ID))
 	_, err = f.svc.Authenticate(f.ctx, secret)
 	requireUnauthenticated(t, err)
-	require.NoError(t, f.svc.RevokeAPIToken(f.ctx, accountID, tok.ID), "revoking twice is fine")
-	list, err = f.svc.ListAPITokens(f.ctx, accountID)
+	require.NoError(t, f.svc.RevokeAPIToken(alice, accountID, tok.ID), "revoking twice is fine")
+	list, err = f.svc.ListAPITokens(alice, accountID)
 	require.NoError(t, err)
 	require.Len(t, list, 1)
 	require.NotNil(t, list[0].RevokedAt)
@@ -91,21 +103,24 @@ func TestCreateAPITokenValidation(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	userID, accountID := f.newUser(t, "alice@example.com", testPassword)
+	alice := f.as(userID)
 
 	for _, name := range []string{"", "   ", strings.Repeat("n", 201), "line\nbreak", "nul\x00", "bad\xffutf8"} {
-		_, _, err := f.svc.CreateAPIToken(f.ctx, accountID, userID, name)
+		_, _, err := f.svc.CreateAPIToken(alice, accountID, name)
 		require.ErrorIs(t, err, ErrInvalidTokenName, "%q", name)
 	}
-	_, tok, err := f.svc.CreateAPIToken(f.ctx, accountID, userID, strings.Repeat("é", 200))
+	_, tok, err := f.svc.CreateAPIToken(alice, accountID, strings.Repeat("é", 200))
 	require.NoError(t, err, "200 characters, 400 bytes")
 	require.Equal(t, strings.Repeat("é", 200), tok.Name)
 
-	_, _, err = f.svc.CreateAPIToken(f.ctx, uuid.New(), userID, "ci")
-	require.ErrorIs(t, err, ErrNotFound)
-	_, _, err = f.svc.CreateAPIToken(f.ctx, accountID, uuid.New(), "ci")
-	require.ErrorIs(t, err, ErrNotFound)
+	_, _, err = f.svc.CreateAPIToken(alice, uuid.New(), "ci")
+	require.ErrorIs(t, err, apperr.ErrNotFound)
+	_, _, err = f.svc.CreateAPIToken(f.as(uuid.New()), accountID, "ci")
+	require.ErrorIs(t, err, apperr.ErrNotFound)
 
-	_, tok, err = f.svc.CreateAPIToken(f.ctx, accountID, uuid.Nil, "ci")
+	// A token made by an API token records no user.
+	byToken := access.NewContext(f.ctx, access.Principal{APITokenID: uuid.New(), TokenAccountID: accountID})
+	_, tok, err = f.svc.CreateAPIToken(byToken, accountID, "ci")
 	require.NoError(t, err)
 	require.Nil(t, tok.CreatedBy)
 }
@@ -114,18 +129,19 @@ func TestListAPITokens(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	userID, a := f.newUser(t, "alice@example.com", testPassword)
-	b := f.newAccount(t, "other")
+	bobID, b := f.newUser(t, "bob@example.com", testPassword)
+	alice, bob := f.as(userID), f.as(bobID)
 
 	var want []uuid.UUID
 	for _, name := range []string{"one", "two", "three"} {
-		_, tok, err := f.svc.CreateAPIToken(f.ctx, a, userID, name)
+		_, tok, err := f.svc.CreateAPIToken(alice, a, name)
 		require.NoError(t, err)
 		want = append([]uuid.UUID{tok.ID}, want...) // newest first
-		_, _, err = f.svc.CreateAPIToken(f.ctx, b, userID, name)
+		_, _, err = f.svc.CreateAPIToken(bob, b, name)
 		require.NoError(t, err)
 		f.clock.Advance(time.Second)
 	}
-	list, err := f.svc.ListAPITokens(f.ctx, a)
+	list, err := f.svc.ListAPITokens(alice, a)
 	require.NoError(t, err)
 	var got []uuid.UUID
 	for _, tok := range list {
@@ -140,14 +156,14 @@ func TestAPITokenOutlivesCreator(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	userID, accountID := f.newUser(t, "alice@example.com", testPassword)
-	secret, tok, err := f.svc.CreateAPIToken(f.ctx, accountID, userID, "ci")
+	secret, tok, err := f.svc.CreateAPIToken(f.as(userID), accountID, "ci")
 	require.NoError(t, err)
 	_, err = f.pool.Exec(f.ctx, `DELETE FROM users WHERE id = $1`, userID)
 	require.NoError(t, err)
 	id, err := f.svc.Authenticate(f.ctx, secret)
 	require.NoError(t, err)
 	require.Equal(t, &tok.ID, id.APITokenID)
-	list, err := f.svc.ListAPITokens(f.ctx, accountID)
+	list, err := f.svc.ListAPITokens(access.NewContext(f.ctx, id.Principal()), accountID)
 	require.NoError(t, err)
 	require.Nil(t, list[0].CreatedBy)
 
@@ -162,7 +178,7 @@ func TestAuthenticateAPITokenMalformed(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	userID, accountID := f.newUser(t, "alice@example.com", testPassword)
-	secret, _, err := f.svc.CreateAPIToken(f.ctx, accountID, userID, "ci")
+	secret, _, err := f.svc.CreateAPIToken(f.as(userID), accountID, "ci")
 	require.NoError(t, err)
 	unknown, _ := newSecret(apiTokenPrefix)
 	for _, s := range []string{

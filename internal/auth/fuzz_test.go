@@ -23,7 +23,7 @@ func FuzzAuthenticate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	secret, _, err := fx.svc.CreateAPIToken(fx.ctx, accountID, userID, "fuzz")
+	secret, _, err := fx.svc.CreateAPIToken(fx.as(userID), accountID, "fuzz")
 	if err != nil {
 		f.Fatal(err)
 	}

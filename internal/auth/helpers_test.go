@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/dbtest"
 )
 
@@ -87,6 +88,11 @@ func (f *fixture) newUser(t testing.TB, email, password string) (userID, account
 	_, err = f.pool.Exec(f.ctx, `INSERT INTO account_members (account_id, user_id, role) VALUES ($1, $2, 'owner')`, accountID, userID)
 	require.NoError(t, err)
 	return userID, accountID
+}
+
+// as is the fixture's context with the user as the principal.
+func (f *fixture) as(userID uuid.UUID) context.Context {
+	return access.NewContext(f.ctx, access.Principal{UserID: userID})
 }
 
 func (f *fixture) newAccount(t testing.TB, name string) uuid.UUID {

@@ -90,7 +90,7 @@ func TestRefreshMalformedOrUnknown(t *testing.T) {
 	f := setup(t)
 	userID, accountID := f.newUser(t, "alice@example.com", testPassword)
 	tok := f.login(t, "alice@example.com")
-	apiSecret, _, err := f.svc.CreateAPIToken(f.ctx, accountID, userID, "ci")
+	apiSecret, _, err := f.svc.CreateAPIToken(f.as(userID), accountID, "ci")
 	require.NoError(t, err)
 	unknown, _ := newSecret(refreshTokenPrefix)
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/rampartmail/rampart/internal/access"
 )
 
 // DNSRecord is one resource record, in presentation form.
@@ -59,8 +61,12 @@ func SPFRecord(name, edgeZone string) string {
 }
 
 // DNSSetup returns the records the customer must publish in their own zone
-// for the edge to serve the domain, and what the edge serves there.
+// for the edge to serve the domain, and what the edge serves there. The
+// principal must hold [access.ViewReports] on the domain.
 func (s *Service) DNSSetup(ctx context.Context, d Domain) (DNSSetup, error) {
+	if err := s.authorize(ctx, d, access.ViewReports); err != nil {
+		return DNSSetup{}, err
+	}
 	proof, err := s.Proof(ctx, d)
 	if err != nil {
 		return DNSSetup{}, err

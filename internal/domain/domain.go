@@ -254,11 +254,12 @@ func (s *Service) Get(ctx context.Context, name string) (Domain, error) {
 	return fromRow(row), nil
 }
 
-// authorize hides a domain the principal may not see behind NOT_FOUND.
-func (s *Service) authorize(ctx context.Context, accountID uuid.UUID, perm access.Permission, name string) error {
-	err := s.authz.Authorize(ctx, accountID, perm)
+// authorize decides perm on a domain the caller already holds (read by an
+// earlier call), hiding one the principal may not see behind NOT_FOUND.
+func (s *Service) authorize(ctx context.Context, d Domain, perm access.Permission) error {
+	err := s.authz.Authorize(ctx, access.OnDomain(d.AccountID, d.ID), perm)
 	if errors.Is(err, apperr.ErrNotFound) {
-		return notFound(name)
+		return notFound(d.Name)
 	}
 	return err
 }
@@ -269,7 +270,7 @@ func (s *Service) authorize(ctx context.Context, accountID uuid.UUID, perm acces
 // when DNS checks are on): the edge serves nothing for it until then.
 // Another account's claim on the name does not stop it.
 func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Domain, error) {
-	if err := s.authz.Authorize(ctx, accountID, access.ManageDomains); err != nil {
+	if err := s.authz.Authorize(ctx, access.InAccount(accountID), access.ManageDomains); err != nil {
 		if errors.Is(err, apperr.ErrNotFound) {
 			return Domain{}, apperr.NotFoundf("account not found")
 		}
@@ -579,7 +580,7 @@ func (s *Service) List(ctx context.Context, f Filter, first int, after string) (
 		return Page{}, err
 	}
 	if f.AccountID != nil {
-		if err := s.authz.Authorize(ctx, *f.AccountID, access.ViewReports); err != nil {
+		if err := s.authz.Authorize(ctx, access.InAccount(*f.AccountID), access.ViewReports); err != nil {
 			if errors.Is(err, apperr.ErrNotFound) {
 				return Page{}, apperr.NotFoundf("account not found")
 			}

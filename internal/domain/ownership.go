@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -80,7 +79,11 @@ type Ownership struct {
 }
 
 // Proof returns the record that proves the account controls the domain.
+// The principal must hold [access.ViewReports] on it.
 func (s *Service) Proof(ctx context.Context, d Domain) (DNSRecord, error) {
+	if err := s.authorize(ctx, d, access.ViewReports); err != nil {
+		return DNSRecord{}, err
+	}
 	return s.ProofFor(ctx, d.AccountID, d.Name)
 }
 
@@ -120,34 +123,30 @@ func (s *Service) proofToken(ctx context.Context, accountID uuid.UUID) (string, 
 // oldest claim it may act on. With no such claim the answer is FORBIDDEN
 // where the principal has standing in a claiming account (a member without
 // the permission) and NOT_FOUND otherwise, as for a name nobody claims.
+// Each claim is asked about as the domain it is, so that per-domain grants
+// decide here without a change.
 func (s *Service) claim(ctx context.Context, q *domaindb.Queries, n string, perm access.Permission, input string) (domaindb.Domain, error) {
 	rows, err := q.ClaimsByName(ctx, n)
 	if err != nil {
 		return domaindb.Domain{}, fmt.Errorf("load domain: %w", err)
 	}
-	switch len(rows) {
-	case 0:
-		return domaindb.Domain{}, notFound(input)
-	case 1:
-		return rows[0], s.authorize(ctx, rows[0].AccountID, perm, input)
-	}
-	allowed, err := s.authz.Accounts(ctx, perm)
-	if err != nil {
-		return domaindb.Domain{}, err
-	}
-	for _, r := range rows {
-		if slices.Contains(allowed, r.AccountID) {
+	var refused error
+	for _, r := range rows { // the verified claim first, then the oldest
+		err := s.authz.Authorize(ctx, access.OnDomain(r.AccountID, r.ID), perm)
+		switch {
+		case err == nil:
 			return r, nil
+		case errors.Is(err, apperr.ErrNotFound):
+		case errors.Is(err, apperr.ErrForbidden):
+			if refused == nil {
+				refused = err
+			}
+		default:
+			return domaindb.Domain{}, err
 		}
 	}
-	visible, err := s.authz.Visible(ctx)
-	if err != nil {
-		return domaindb.Domain{}, err
-	}
-	for _, r := range rows {
-		if slices.Contains(visible, r.AccountID) {
-			return r, s.authorize(ctx, r.AccountID, perm, input)
-		}
+	if refused != nil {
+		return domaindb.Domain{}, refused
 	}
 	return domaindb.Domain{}, notFound(input)
 }

@@ -145,8 +145,12 @@ func (m *Manager) Remove(ctx context.Context, name, selector string) error {
 	return err
 }
 
-// Keys lists a domain's keys; the caller has authorised viewing d.
+// Keys lists a domain's keys. The principal must hold
+// [access.ViewReports] on the domain.
 func (m *Manager) Keys(ctx context.Context, d domain.Domain) ([]Key, error) {
+	if err := access.New(m.pool).Authorize(ctx, access.OnDomain(d.AccountID, d.ID), access.ViewReports); err != nil {
+		return nil, err
+	}
 	keys, err := domainkeydb.New(m.pool).Keys(ctx, d.ID)
 	if err != nil {
 		return nil, fmt.Errorf("list DKIM keys: %w", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/dbtest"
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/migrations"
@@ -163,7 +164,9 @@ func TestPurgeRefusedBytes(t *testing.T) {
 	require.Nil(t, get(never.BlobID).raw, "cancelled blobs lose theirs too")
 	require.NotNil(t, get(never.BlobID).purgedAt)
 
-	problems, err := reporting.NewReader(e.pool).AccountProblems(ctx, e.account, 10)
+	// Read as a token of the account would.
+	asAccount := access.NewContext(ctx, access.Principal{APITokenID: uuid.New(), TokenAccountID: e.account})
+	problems, err := reporting.NewReader(e.pool).AccountProblems(asAccount, e.account, 10)
 	require.NoError(t, err)
 	require.Len(t, problems, 2)
 	for _, p := range problems {

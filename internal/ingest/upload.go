@@ -46,7 +46,7 @@ type Upload struct {
 // more than the request's headers.
 func (s *Store) BeginUpload(ctx context.Context, accountID uuid.UUID) (*Upload, error) {
 	authz := access.New(s.pool)
-	if err := authz.Authorize(ctx, accountID, UploadPermission); err != nil {
+	if err := authz.Authorize(ctx, access.InAccount(accountID), UploadPermission); err != nil {
 		return nil, err
 	}
 	allowed, err := authz.Accounts(ctx, UploadPermission)

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/reporting/reportingdb"
 )
@@ -54,10 +55,22 @@ type Warning struct {
 }
 
 // Reader reads stored reports.
-type Reader struct{ pool *pgxpool.Pool }
+type Reader struct {
+	pool  *pgxpool.Pool
+	authz *access.Authorizer
+}
 
 // NewReader returns a Reader.
-func NewReader(pool *pgxpool.Pool) *Reader { return &Reader{pool: pool} }
+func NewReader(pool *pgxpool.Pool) *Reader { return &Reader{pool: pool, authz: access.New(pool)} }
+
+// authorizeDomain decides reading a domain's reports: the principal must
+// hold [access.ViewReports] on the domain, named with its account.
+func (r *Reader) authorizeDomain(ctx context.Context, accountID, domainID uuid.UUID) error {
+	if domainID == uuid.Nil {
+		return apperr.NotFoundf("domain not found")
+	}
+	return r.authz.Authorize(ctx, access.OnDomain(accountID, domainID), access.ViewReports)
+}
 
 // Page is one page of reports.
 type Page struct {
@@ -89,8 +102,13 @@ func decodeCursor(c string) (time.Time, uuid.UUID, error) {
 	return t, u, nil
 }
 
-// Reports lists a domain's reports, newest reporting period first.
-func (r *Reader) Reports(ctx context.Context, domainID uuid.UUID, first int, after string) (Page, error) {
+// Reports lists a domain's reports (the domain of the account), newest
+// reporting period first. The principal must hold [access.ViewReports] on
+// it.
+func (r *Reader) Reports(ctx context.Context, accountID, domainID uuid.UUID, first int, after string) (Page, error) {
+	if err := r.authorizeDomain(ctx, accountID, domainID); err != nil {
+		return Page{}, err
+	}
 	if first < 0 || first > MaxPage {
 		return Page{}, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
 	}
@@ -122,8 +140,12 @@ func (r *Reader) Reports(ctx context.Context, domainID uuid.UUID, first int, aft
 // MaxProblems bounds a problem listing.
 const MaxProblems = 200
 
-// DomainProblems lists a domain's problem inputs, newest first.
-func (r *Reader) DomainProblems(ctx context.Context, domainID uuid.UUID, limit int) ([]Problem, error) {
+// DomainProblems lists a domain's (of the account) problem inputs, newest
+// first. The principal must hold [access.ViewReports] on it.
+func (r *Reader) DomainProblems(ctx context.Context, accountID, domainID uuid.UUID, limit int) ([]Problem, error) {
+	if err := r.authorizeDomain(ctx, accountID, domainID); err != nil {
+		return nil, err
+	}
 	rows, err := reportingdb.New(r.pool).DomainProblems(ctx, reportingdb.DomainProblemsParams{DomainID: domainID, Lim: clampLimit(limit)})
 	if err != nil {
 		return nil, fmt.Errorf("list problems: %w", err)
@@ -137,7 +159,11 @@ func (r *Reader) DomainProblems(ctx context.Context, domainID uuid.UUID, limit i
 }
 
 // AccountProblems lists an account's uploaded or pulled problem inputs.
+// The principal must hold [access.ViewReports] in the account.
 func (r *Reader) AccountProblems(ctx context.Context, accountID uuid.UUID, limit int) ([]Problem, error) {
+	if err := r.authz.Authorize(ctx, access.InAccount(accountID), access.ViewReports); err != nil {
+		return nil, err
+	}
 	rows, err := reportingdb.New(r.pool).AccountProblems(ctx, reportingdb.AccountProblemsParams{AccountID: &accountID, Lim: clampLimit(limit)})
 	if err != nil {
 		return nil, fmt.Errorf("list problems: %w", err)

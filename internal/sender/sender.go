@@ -267,8 +267,16 @@ func checkLookups(ctx context.Context, q *senderdb.Queries, d domain.Domain) err
 	return nil
 }
 
-// Netblocks lists a domain's netblocks; the caller has authorised viewing d.
+// view decides reading d's senders: [access.ViewReports] on the domain.
+func (m *Manager) view(ctx context.Context, d domain.Domain) error {
+	return m.authz.Authorize(ctx, access.OnDomain(d.AccountID, d.ID), access.ViewReports)
+}
+
+// Netblocks lists a domain's netblocks.
 func (m *Manager) Netblocks(ctx context.Context, d domain.Domain) ([]Netblock, error) {
+	if err := m.view(ctx, d); err != nil {
+		return nil, err
+	}
 	rows, err := senderdb.New(m.pool).Netblocks(ctx, d.ID)
 	if err != nil {
 		return nil, fmt.Errorf("list netblocks: %w", err)
@@ -282,6 +290,9 @@ func (m *Manager) Netblocks(ctx context.Context, d domain.Domain) ([]Netblock, e
 
 // Enabled lists a domain's enabled services.
 func (m *Manager) Enabled(ctx context.Context, d domain.Domain) ([]Service, error) {
+	if err := m.view(ctx, d); err != nil {
+		return nil, err
+	}
 	rows, err := senderdb.New(m.pool).EnabledServices(ctx, d.ID)
 	if err != nil {
 		return nil, fmt.Errorf("list senders: %w", err)
@@ -291,6 +302,9 @@ func (m *Manager) Enabled(ctx context.Context, d domain.Domain) ([]Service, erro
 
 // Pins lists a domain's unexpired pinned includes.
 func (m *Manager) Pins(ctx context.Context, d domain.Domain) ([]Pin, error) {
+	if err := m.view(ctx, d); err != nil {
+		return nil, err
+	}
 	rows, err := senderdb.New(m.pool).Pins(ctx, d.ID)
 	if err != nil {
 		return nil, fmt.Errorf("list pins: %w", err)
@@ -304,6 +318,9 @@ func (m *Manager) Pins(ctx context.Context, d domain.Domain) ([]Pin, error) {
 
 // LookupsOf returns the worst-case DNS lookups of d's published record.
 func (m *Manager) LookupsOf(ctx context.Context, d domain.Domain) (int, error) {
+	if err := m.view(ctx, d); err != nil {
+		return 0, err
+	}
 	return Lookups(ctx, senderdb.New(m.pool), d.ID)
 }
 
@@ -342,8 +359,12 @@ func notify(ctx context.Context, q *senderdb.Queries, serial int64) error {
 	return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
 }
 
-// Service returns one catalog service by slug.
+// Service returns one catalog service by slug, to any signed-in caller,
+// as [Manager.Catalog] does.
 func (m *Manager) Service(ctx context.Context, slug string) (Service, error) {
+	if _, ok := access.FromContext(ctx); !ok {
+		return Service{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	}
 	s, err := senderdb.New(m.pool).ServiceBySlug(ctx, slug)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Service{}, apperr.NotFoundf("service %q not found", slug)

@@ -21,12 +21,15 @@ SELECT
     coalesce(a.id = $2::uuid OR a.parent_id = $2::uuid, false)::bool AS token_scope
 FROM accounts a
 WHERE a.id = $3::uuid
+  AND ($4::uuid IS NULL
+       OR EXISTS (SELECT 1 FROM domains d WHERE d.id = $4::uuid AND d.account_id = a.id))
 `
 
 type GrantParams struct {
 	UserID       uuid.UUID
 	TokenAccount uuid.UUID
 	AccountID    uuid.UUID
+	DomainID     *uuid.UUID
 }
 
 type GrantRow struct {
@@ -37,9 +40,15 @@ type GrantRow struct {
 }
 
 // The principal's standing in one account: its own role there, and whether it
-// owns the account's parent (an MSP owner acts in customer accounts).
+// owns the account's parent (an MSP owner acts in customer accounts). When a
+// domain is named it must be the account's, or there is no row.
 func (q *Queries) Grant(ctx context.Context, arg GrantParams) (GrantRow, error) {
-	row := q.db.QueryRow(ctx, grant, arg.UserID, arg.TokenAccount, arg.AccountID)
+	row := q.db.QueryRow(ctx, grant,
+		arg.UserID,
+		arg.TokenAccount,
+		arg.AccountID,
+		arg.DomainID,
+	)
 	var i GrantRow
 	err := row.Scan(
 		&i.ID,

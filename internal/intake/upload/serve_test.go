@@ -149,10 +149,10 @@ func graphqlUpload(t *testing.T, url string, accountID *uuid.UUID, files ...part
 	return uploadRequest(t, url, body, ct)
 }
 
+// addDomain adds a domain its owner has proven, so that it takes reports.
 func addDomain(t *testing.T, s *attacktest.Serve, o apitest.Owner, name string) {
 	t.Helper()
-	s.API.Do(t, o.Token, `mutation($n: String!, $a: ID) { addDomain(name: $n, accountId: $a) { name } }`,
-		map[string]any{"n": name, "a": o.AccountID.String()}).NoErrors(t)
+	s.API.AddVerifiedDomain(t, o, name)
 }
 
 // blobOutcome waits (bounded) for the report.ingest job of a blob and

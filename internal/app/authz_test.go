@@ -1,0 +1,346 @@
+package app_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/account"
+	"github.com/rampartmail/rampart/internal/app"
+	"github.com/rampartmail/rampart/internal/apperr"
+	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/catalog"
+	"github.com/rampartmail/rampart/internal/dbtest"
+	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainkey"
+	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/reporting"
+)
+
+// system lists the exported service methods that take no principal, and
+// why: no request of a tenant reaches them. Every other exported method
+// must decide for itself, and is called below with a stranger's principal.
+var system = map[string]string{
+	"account.Service.CreateOwner":        "operator command (rampart admin create-owner)",
+	"account.Service.UserExists":         "operator command (the dev seed)",
+	"auth.Service.Login":                 "proves the credential; no principal exists yet",
+	"auth.Service.Refresh":               "proves the refresh token; no principal exists yet",
+	"auth.Service.Logout":                "proves the refresh token it ends",
+	"auth.Service.Authenticate":          "makes the principal from a credential",
+	"auth.Service.AuthenticateDashboard": "makes the principal from a dashboard session id",
+	"auth.Service.EndDashboardSession":   "ends the session whose secret id it is given",
+	"auth.Service.PruneLoginFailures":    "periodic job",
+	"domain.Service.Config":              "static configuration, no tenant data",
+	"domain.Service.Compile":             "runs in the transaction of an authorised change or a job (takes its tx)",
+	"domain.Service.Republish":           "runs in the transaction of an authorised change or a job (takes its tx)",
+	"domain.Service.CheckClaims":         "periodic job",
+	"domain.Service.VerifyAsOperator":    "operator command (rampart admin verify-domain)",
+	"sender.Manager.SyncCatalog":         "start-up: the shipped catalog",
+	"sender.Manager.ResolveRanges":       "periodic job",
+	"sender.Manager.ExpirePins":          "periodic job",
+	"ingest.Store.Accept":                "intake with no principal: SMTP (checked recipient), IMAP and import (operator)",
+	"ingest.Store.SetMaxSize":            "configuration",
+	"ingest.Store.RecipientDomain":       "SMTP RCPT lookup of a report address",
+}
+
+// TestServicesAuthorizeStrangers calls every exported method of the domain
+// services directly, as a resolver or handler would, with the principal of
+// a stranger (an owner of another account): each must refuse by itself,
+// with NOT_FOUND (the stranger may not learn the objects exist), and
+// without a principal with UNAUTHENTICATED. The owner's own calls succeed,
+// so a refusal is the authorisation's, not a broken fixture. A method
+// added to a service without an entry here fails the test.
+func TestServicesAuthorizeStrangers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	cfg := &app.Config{EdgeZone: "edge.rampart.test", ReportsDomain: "reports.rampart.test", JWTKeyID: "k1", DNSResolver: "off"}
+	seed, err := auth.GenerateSeed()
+	require.NoError(t, err)
+	cfg.JWTKey = base64.StdEncoding.EncodeToString(seed)
+	log := slog.New(slog.DiscardHandler)
+	svc, err := app.NewServices(pool, cfg, log)
+	require.NoError(t, err)
+	reader := reporting.NewReader(pool)
+	store := ingest.NewStore(pool, nil, log)
+
+	owner := newOwner(t, svc.Accounts, "owner")
+	stranger := newOwner(t, svc.Accounts, "stranger")
+	asOwner := access.NewContext(ctx, access.Principal{UserID: owner.user})
+	asStranger := access.NewContext(ctx, access.Principal{UserID: stranger.user})
+
+	const name = "victim-domain.com"
+	_, err = svc.Domains.Add(asOwner, owner.account, name)
+	require.NoError(t, err)
+	d, err := svc.Domains.VerifyAsOperator(ctx, name, &owner.account)
+	require.NoError(t, err)
+	services, err := catalog.Load()
+	require.NoError(t, err)
+	require.NoError(t, svc.Senders.SyncCatalog(ctx, services))
+	_, err = svc.Senders.AddNetblock(asOwner, name, "192.0.2.0/24", "office")
+	require.NoError(t, err)
+	_, err = svc.Senders.EnableSender(asOwner, name, "google-workspace")
+	require.NoError(t, err)
+	_, err = svc.Senders.PinInclude(asOwner, name, "_spf.vendor.example", time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	// fresh names a probe can create as the owner before acting on them.
+	var n int
+	fresh := func(prefix string) string { n++; return fmt.Sprintf("%s%d", prefix, n) }
+	ownerKey := func() string {
+		sel := fresh("k")
+		_, _, err := svc.Keys.Add(asOwner, name, domainkey.NewKey{Selector: sel, CNAMETarget: sel + ".dkim.vendor.example"})
+		require.NoError(t, err)
+		return sel
+	}
+	strangersDomain, err := svc.Domains.Add(asStranger, stranger.account, "stranger-own.com")
+	require.NoError(t, err)
+
+	// Each call acts on the owner's objects; reads return a value to show
+	// the owner's call saw them.
+	calls := map[string]func(context.Context) error{
+		"account.Service.Get":     func(c context.Context) error { _, err := svc.Accounts.Get(c, owner.account); return err },
+		"account.Service.Members": func(c context.Context) error { _, err := svc.Accounts.Members(c, owner.account); return err },
+		"account.Service.User":    func(c context.Context) error { _, err := svc.Accounts.User(c, owner.user); return err },
+		"account.Service.List": func(c context.Context) error {
+			return onlyOwn(c, owner.account, func(c context.Context) ([]uuid.UUID, error) {
+				list, err := svc.Accounts.List(c)
+				ids := make([]uuid.UUID, len(list))
+				for i, a := range list {
+					ids[i] = a.ID
+				}
+				return ids, err
+			})
+		},
+		"account.Service.Default": func(c context.Context) error {
+			return onlyOwn(c, owner.account, func(c context.Context) ([]uuid.UUID, error) {
+				a, err := svc.Accounts.Default(c)
+				return []uuid.UUID{a.ID}, err
+			})
+		},
+		"auth.Service.CreateAPIToken": func(c context.Context) error {
+			_, _, err := svc.Auth.CreateAPIToken(c, owner.account, "x")
+			return err
+		},
+		"auth.Service.ListAPITokens": func(c context.Context) error {
+			_, err := svc.Auth.ListAPITokens(c, owner.account)
+			return err
+		},
+		"auth.Service.RevokeAPIToken": func(c context.Context) error {
+			_, tok, err := svc.Auth.CreateAPIToken(asOwner, owner.account, fresh("t"))
+			if err != nil {
+				return err
+			}
+			return svc.Auth.RevokeAPIToken(c, owner.account, tok.ID)
+		},
+		"auth.Service.StartDashboardSession": func(c context.Context) error {
+			_, err := svc.Auth.StartDashboardSession(c)
+			if errors.Is(err, auth.ErrNotOperator) && c == asOwner {
+				return nil // the owner is not an operator either: owning an account never makes one
+			}
+			return err
+		},
+		"domain.Service.Get":      func(c context.Context) error { _, err := svc.Domains.Get(c, name); return err },
+		"domain.Service.Add":      func(c context.Context) error { _, err := svc.Domains.Add(c, owner.account, "other-domain.com"); return err },
+		"domain.Service.Remove": func(c context.Context) error {
+			gone := fresh("gone") + ".com"
+			if _, err := svc.Domains.Add(asOwner, owner.account, gone); err != nil {
+				return err
+			}
+			_, err := svc.Domains.Remove(c, gone)
+			return err
+		},
+		"domain.Service.SetMode":  func(c context.Context) error { _, err := svc.Domains.SetMode(c, name, d.Mode); return err },
+		"domain.Service.SetBIMI":  func(c context.Context) error { _, err := svc.Domains.SetBIMI(c, name, "", ""); return err },
+		"domain.Service.Verify": func(c context.Context) error {
+			// DNS checks are off here: CONFLICT is the owner's answer, given
+			// only after the decision.
+			_, err := svc.Domains.Verify(c, name)
+			return allow(err, apperr.Conflict)
+		},
+		"domain.Service.DNSSetup": func(c context.Context) error { _, err := svc.Domains.DNSSetup(c, d); return err },
+		"domain.Service.Proof":    func(c context.Context) error { _, err := svc.Domains.Proof(c, d); return err },
+		"domain.Service.ProofFor": func(c context.Context) error { _, err := svc.Domains.ProofFor(c, owner.account, "next-domain.com"); return err },
+		"domain.Service.UpdatePolicy": func(c context.Context) error {
+			_, err := svc.Domains.UpdatePolicy(c, name, func(*domain.Policy) {})
+			return err
+		},
+		"domain.Service.Change": func(c context.Context) error {
+			_, err := svc.Domains.Change(c, name, access.ManagePolicy, func(pgx.Tx, domain.Domain) error { return nil })
+			return err
+		},
+		"domain.Service.List": func(c context.Context) error {
+			_, err := svc.Domains.List(c, domain.Filter{AccountID: &owner.account}, 10, "")
+			return err
+		},
+		"sender.Manager.AddNetblock":    func(c context.Context) error { _, err := svc.Senders.AddNetblock(c, name, "198.51.100.0/24", ""); return err },
+		"sender.Manager.RemoveNetblock": func(c context.Context) error {
+			block := fmt.Sprintf("203.0.113.%d/32", len(fresh("")))
+			if _, err := svc.Senders.AddNetblock(asOwner, name, block, ""); err != nil {
+				return err
+			}
+			_, err := svc.Senders.RemoveNetblock(c, name, block)
+			return err
+		},
+		"sender.Manager.EnableSender": func(c context.Context) error {
+			_, err := svc.Senders.EnableSender(c, name, "google-workspace")
+			return err
+		},
+		"sender.Manager.DisableSender": func(c context.Context) error {
+			if _, err := svc.Senders.EnableSender(asOwner, name, "amazon-ses"); err != nil {
+				return err
+			}
+			_, err := svc.Senders.DisableSender(c, name, "amazon-ses")
+			return err
+		},
+		"sender.Manager.PinInclude": func(c context.Context) error {
+			_, err := svc.Senders.PinInclude(c, name, "_spf.vendor.example", time.Now().Add(time.Hour))
+			return err
+		},
+		"sender.Manager.UnpinInclude": func(c context.Context) error {
+			inc := fresh("_spf") + ".vendor.example"
+			if _, err := svc.Senders.PinInclude(asOwner, name, inc, time.Now().Add(time.Hour)); err != nil {
+				return err
+			}
+			_, err := svc.Senders.UnpinInclude(c, name, inc)
+			return err
+		},
+		"sender.Manager.Netblocks":    func(c context.Context) error { _, err := svc.Senders.Netblocks(c, d); return err },
+		"sender.Manager.Enabled":      func(c context.Context) error { _, err := svc.Senders.Enabled(c, d); return err },
+		"sender.Manager.Pins":         func(c context.Context) error { _, err := svc.Senders.Pins(c, d); return err },
+		"sender.Manager.LookupsOf":    func(c context.Context) error { _, err := svc.Senders.LookupsOf(c, d); return err },
+		"sender.Manager.Explain":      func(c context.Context) error { _, err := svc.Senders.Explain(c, name, "192.0.2.1", ""); return err },
+		"sender.Manager.Catalog": func(c context.Context) error {
+			return anyoneSignedIn(c, asStranger, func(c context.Context) error { _, err := svc.Senders.Catalog(c); return err })
+		},
+		"sender.Manager.Service": func(c context.Context) error {
+			return anyoneSignedIn(c, asStranger, func(c context.Context) error {
+				_, err := svc.Senders.Service(c, "google-workspace")
+				return err
+			})
+		},
+		"domainkey.Manager.Add": func(c context.Context) error {
+			sel := fresh("a")
+			_, _, err := svc.Keys.Add(c, name, domainkey.NewKey{Selector: sel, CNAMETarget: sel + ".dkim.vendor.example"})
+			return err
+		},
+		"domainkey.Manager.Revoke": func(c context.Context) error { _, err := svc.Keys.Revoke(c, name, ownerKey()); return err },
+		"domainkey.Manager.Remove": func(c context.Context) error { return svc.Keys.Remove(c, name, ownerKey()) },
+		"domainkey.Manager.Keys":   func(c context.Context) error { _, err := svc.Keys.Keys(c, d); return err },
+		"reporting.Reader.Reports": func(c context.Context) error {
+			_, err := reader.Reports(c, owner.account, d.ID, 10, "")
+			return err
+		},
+		"reporting.Reader.DomainProblems": func(c context.Context) error {
+			_, err := reader.DomainProblems(c, owner.account, d.ID, 10)
+			return err
+		},
+		"reporting.Reader.AccountProblems": func(c context.Context) error {
+			_, err := reader.AccountProblems(c, owner.account, 10)
+			return err
+		},
+		"ingest.Store.BeginUpload": func(c context.Context) error { _, err := store.BeginUpload(c, owner.account); return err },
+	}
+
+	// Every exported method is probed or named as system work.
+	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, reader, store} {
+		typ := reflect.TypeOf(v)
+		prefix := typ.Elem().String() + "."
+		for i := range typ.NumMethod() {
+			m := prefix + typ.Method(i).Name
+			_, probed := calls[m]
+			_, sys := system[m]
+			require.True(t, probed != sys, "%s must be either probed with a stranger's principal or listed as system work, not both or neither", m)
+		}
+	}
+
+	// The job dashboard is the instance's, not a tenant's: a stranger is
+	// refused as not an operator (the owner too, whom owning an account
+	// does not make one), and no principal is refused as auth's own.
+	refusedAs := map[string][2]error{
+		"auth.Service.StartDashboardSession": {auth.ErrNotOperator, auth.ErrUnauthenticated},
+	}
+
+	names := make([]string, 0, len(calls))
+	for m := range calls {
+		names = append(names, m)
+	}
+	sort.Strings(names)
+	for _, m := range names {
+		call := calls[m]
+		require.NoError(t, call(asOwner), "%s: the owner's own call", m)
+		stranger, anonymous := error(apperr.ErrNotFound), error(apperr.ErrUnauthenticated)
+		if r, ok := refusedAs[m]; ok {
+			stranger, anonymous = r[0], r[1]
+		}
+		err := call(asStranger)
+		require.ErrorIs(t, err, stranger, "%s: a stranger's call must be refused, got %v", m, err)
+		err = call(ctx)
+		require.ErrorIs(t, err, anonymous, "%s: a call without a principal must be UNAUTHENTICATED, got %v", m, err)
+	}
+
+	// A stranger naming its own account with the owner's domain is
+	// refused too: the domain is bound to its account.
+	_, err = reader.Reports(asStranger, stranger.account, d.ID, 10, "")
+	require.ErrorIs(t, err, apperr.ErrNotFound)
+	_, err = reader.Reports(asStranger, stranger.account, strangersDomain.ID, 10, "")
+	require.NoError(t, err, "the stranger's own domain")
+}
+
+type ownerIDs struct{ user, account uuid.UUID }
+
+func newOwner(t *testing.T, accounts *account.Service, label string) ownerIDs {
+	t.Helper()
+	a, u, err := accounts.CreateOwner(context.Background(), account.NewOwner{
+		Email: label + "-" + uuid.NewString()[:8] + "@example.com", Name: label, PasswordHash: "x", AccountName: label,
+	})
+	require.NoError(t, err)
+	return ownerIDs{user: u.ID, account: a.ID}
+}
+
+// onlyOwn turns a listing into a decision: the owner's listing holds the
+// account; anyone else's listing that holds it is a leak (reported as
+// success, which the test refuses), and one that does not is NOT_FOUND.
+func onlyOwn(c context.Context, acct uuid.UUID, list func(context.Context) ([]uuid.UUID, error)) error {
+	ids, err := list(c)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if id == acct {
+			return nil
+		}
+	}
+	return apperr.NotFoundf("not listed")
+}
+
+// anyoneSignedIn is for what every signed-in caller may read (the shipped
+// sender catalog): the stranger's call must succeed, and is then reported
+// as NOT_FOUND only to fit the table; without a principal it must fail.
+func anyoneSignedIn(c, stranger context.Context, call func(context.Context) error) error {
+	err := call(c)
+	if err == nil && c == stranger {
+		return apperr.NotFoundf("global catalog: readable by every signed-in caller")
+	}
+	return err
+}
+
+// allow turns the given codes, answers that come only after the decision,
+// into success for the owner's call.
+func allow(err error, codes ...apperr.Code) error {
+	if ae, ok := apperr.As(err); ok && slices.Contains(codes, ae.Code) {
+		return nil
+	}
+	return err
+}
