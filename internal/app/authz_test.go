@@ -151,8 +151,11 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			}
 			return err
 		},
-		"domain.Service.Get":      func(c context.Context) error { _, err := svc.Domains.Get(c, name); return err },
-		"domain.Service.Add":      func(c context.Context) error { _, err := svc.Domains.Add(c, owner.account, "other-domain.com"); return err },
+		"domain.Service.Get": func(c context.Context) error { _, err := svc.Domains.Get(c, name); return err },
+		"domain.Service.Add": func(c context.Context) error {
+			_, err := svc.Domains.Add(c, owner.account, "other-domain.com")
+			return err
+		},
 		"domain.Service.Remove": func(c context.Context) error {
 			gone := fresh("gone") + ".com"
 			if _, err := svc.Domains.Add(asOwner, owner.account, gone); err != nil {
@@ -161,8 +164,8 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			_, err := svc.Domains.Remove(c, gone)
 			return err
 		},
-		"domain.Service.SetMode":  func(c context.Context) error { _, err := svc.Domains.SetMode(c, name, d.Mode); return err },
-		"domain.Service.SetBIMI":  func(c context.Context) error { _, err := svc.Domains.SetBIMI(c, name, "", ""); return err },
+		"domain.Service.SetMode": func(c context.Context) error { _, err := svc.Domains.SetMode(c, name, d.Mode); return err },
+		"domain.Service.SetBIMI": func(c context.Context) error { _, err := svc.Domains.SetBIMI(c, name, "", ""); return err },
 		"domain.Service.Verify": func(c context.Context) error {
 			// DNS checks are off here: CONFLICT is the owner's answer, given
 			// only after the decision.
@@ -171,7 +174,10 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 		},
 		"domain.Service.DNSSetup": func(c context.Context) error { _, err := svc.Domains.DNSSetup(c, d); return err },
 		"domain.Service.Proof":    func(c context.Context) error { _, err := svc.Domains.Proof(c, d); return err },
-		"domain.Service.ProofFor": func(c context.Context) error { _, err := svc.Domains.ProofFor(c, owner.account, "next-domain.com"); return err },
+		"domain.Service.ProofFor": func(c context.Context) error {
+			_, err := svc.Domains.ProofFor(c, owner.account, "next-domain.com")
+			return err
+		},
 		"domain.Service.UpdatePolicy": func(c context.Context) error {
 			_, err := svc.Domains.UpdatePolicy(c, name, func(*domain.Policy) {})
 			return err
@@ -184,7 +190,10 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			_, err := svc.Domains.List(c, domain.Filter{AccountID: &owner.account}, 10, "")
 			return err
 		},
-		"sender.Manager.AddNetblock":    func(c context.Context) error { _, err := svc.Senders.AddNetblock(c, name, "198.51.100.0/24", ""); return err },
+		"sender.Manager.AddNetblock": func(c context.Context) error {
+			_, err := svc.Senders.AddNetblock(c, name, "198.51.100.0/24", "")
+			return err
+		},
 		"sender.Manager.RemoveNetblock": func(c context.Context) error {
 			block := fmt.Sprintf("203.0.113.%d/32", len(fresh("")))
 			if _, err := svc.Senders.AddNetblock(asOwner, name, block, ""); err != nil {
@@ -216,11 +225,11 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			_, err := svc.Senders.UnpinInclude(c, name, inc)
 			return err
 		},
-		"sender.Manager.Netblocks":    func(c context.Context) error { _, err := svc.Senders.Netblocks(c, d); return err },
-		"sender.Manager.Enabled":      func(c context.Context) error { _, err := svc.Senders.Enabled(c, d); return err },
-		"sender.Manager.Pins":         func(c context.Context) error { _, err := svc.Senders.Pins(c, d); return err },
-		"sender.Manager.LookupsOf":    func(c context.Context) error { _, err := svc.Senders.LookupsOf(c, d); return err },
-		"sender.Manager.Explain":      func(c context.Context) error { _, err := svc.Senders.Explain(c, name, "192.0.2.1", ""); return err },
+		"sender.Manager.Netblocks": func(c context.Context) error { _, err := svc.Senders.Netblocks(c, d); return err },
+		"sender.Manager.Enabled":   func(c context.Context) error { _, err := svc.Senders.Enabled(c, d); return err },
+		"sender.Manager.Pins":      func(c context.Context) error { _, err := svc.Senders.Pins(c, d); return err },
+		"sender.Manager.LookupsOf": func(c context.Context) error { _, err := svc.Senders.LookupsOf(c, d); return err },
+		"sender.Manager.Explain":   func(c context.Context) error { _, err := svc.Senders.Explain(c, name, "192.0.2.1", ""); return err },
 		"sender.Manager.Catalog": func(c context.Context) error {
 			return anyoneSignedIn(c, asStranger, func(c context.Context) error { _, err := svc.Senders.Catalog(c); return err })
 		},

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rampartmail/rampart/internal/dbtest"
 	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/dbtest"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/migrations"
