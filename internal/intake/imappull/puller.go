@@ -308,6 +308,14 @@ func (p *Puller) batch(ctx context.Context, s *session, uids imap.UIDSet, st *St
 		if m.uid == 0 {
 			continue // not one of ours (a server's unsolicited FETCH)
 		}
+		if err := ctx.Err(); err != nil {
+			// Stop between messages: the rest of the batch (at most
+			// BatchSize messages) is drained off the connection, not cut,
+			// so that the client's reader goroutine is never racing a
+			// drain on a closed connection; it comes again next time.
+			_ = cmd.Close()
+			return err
+		}
 		st.Fetched++
 		if err := p.accept(ctx, m, st); err != nil {
 			s.abort(cmd)
@@ -359,13 +367,22 @@ func (p *Puller) read(msg *imapclient.FetchMessageData) (fetched, error) {
 	}
 }
 
+// storeTimeout bounds storing one fetched message once a stop was asked.
+const storeTimeout = 30 * time.Second
+
 func (p *Puller) accept(ctx context.Context, m fetched, st *Stats) error {
 	if m.tooLarge {
 		st.Refused++
 		p.log.Warn("IMAP message skipped", "uid", m.uid, "size", m.size, "reason", "larger than the limit", "limit", p.cfg.MaxSize)
 		return nil
 	}
-	acc, err := p.store.Accept(ctx, ingest.Incoming{
+	// A message already fetched is stored, or not, before a stop takes
+	// effect: cancelling mid-commit could leave the commit landing after
+	// the puller has returned, unaccounted for. The stop is seen between
+	// messages.
+	storeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	acc, err := p.store.Accept(storeCtx, ingest.Incoming{
 		Source: ingest.SourceIMAP, Raw: m.raw, AccountID: &p.cfg.AccountID, Remote: p.cfg.Addr,
 		Filename: fmt.Sprintf("%s/%d", p.cfg.Mailbox, m.uid),
 	})

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/emersion/go-imap/v2/imapclient"
 )
@@ -17,7 +18,15 @@ type session struct {
 	raw  net.Conn
 	c    *imapclient.Client
 	stop func() bool
+	// closed ends the wait of the stop's grace period.
+	closed chan struct{}
 }
+
+// stopGrace is how long a stopped pull may take to finish the message in
+// hand and drain its batch before the connection is cut. Cutting at once
+// would end a FETCH mid-literal, and go-imap's reader goroutine and the
+// draining caller then race on the buffered connection.
+const stopGrace = 5 * time.Second
 
 func (p *Puller) dial(ctx context.Context) (*session, error) {
 	host, _, _ := net.SplitHostPort(p.cfg.Addr)
@@ -33,9 +42,19 @@ func (p *Puller) dial(ctx context.Context) (*session, error) {
 	if tlsConfig.ServerName == "" {
 		tlsConfig.ServerName = host
 	}
-	s := &session{raw: raw}
-	// Ending ctx ends the session, whatever it is waiting for.
-	s.stop = context.AfterFunc(ctx, func() { raw.Close() })
+	s := &session{raw: raw, closed: make(chan struct{})}
+	// Ending ctx ends the session, whatever it is waiting for: the puller
+	// stops between messages, and a server that keeps it waiting longer
+	// than stopGrace is cut off.
+	s.stop = context.AfterFunc(ctx, func() {
+		t := time.NewTimer(stopGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			_ = raw.Close()
+		case <-s.closed:
+		}
+	})
 	opts := &imapclient.Options{TLSConfig: tlsConfig}
 	switch p.cfg.TLS {
 	case TLSImplicit:
@@ -45,6 +64,7 @@ func (p *Puller) dial(ctx context.Context) (*session, error) {
 		cancel()
 		if err != nil {
 			s.stop()
+			close(s.closed)
 			raw.Close()
 			return nil, fmt.Errorf("imap pull: TLS handshake: %w", err)
 		}
@@ -53,6 +73,7 @@ func (p *Puller) dial(ctx context.Context) (*session, error) {
 		s.c, err = imapclient.NewStartTLS(raw, opts)
 		if err != nil {
 			s.stop()
+			close(s.closed)
 			raw.Close()
 			return nil, fmt.Errorf("imap pull: STARTTLS: %w", err)
 		}
@@ -86,6 +107,7 @@ func (s *session) logout() error {
 
 func (s *session) close() {
 	s.stop()
+	close(s.closed)
 	s.raw.Close()
 	_ = s.c.Close()
 }
