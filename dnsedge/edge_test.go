@@ -266,7 +266,7 @@ func TestMetrics(t *testing.T) {
 		resp, err := client.Get("http://" + e.MetricsAddr().String() + "/metrics")
 		require.NoError(t, err)
 		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		require.NoError(t, err)
 		return string(body)
 	}

@@ -75,7 +75,7 @@ func (e *Edge) followOnce(ctx context.Context) (loaded bool, err error) {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		conn.Close(cctx)
+		_ = conn.Close(cctx)
 	}()
 	// LISTEN before the full load: a change committed while the load runs
 	// is then notified too, so none falls between the load and the follow.

@@ -511,8 +511,8 @@ func writeFileAtomic(path string, write func(*os.File) error) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+			_ = f.Close()
+			_ = os.Remove(f.Name())
 		}
 	}()
 	// The data is public DNS; readable by all like any zone file.
@@ -533,7 +533,7 @@ func writeFileAtomic(path string, write func(*os.File) error) (err error) {
 	}
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync() // not supported everywhere; the rename is done either way
-		d.Close()
+		_ = d.Close()
 	}
 	return nil
 }
@@ -610,7 +610,7 @@ func (e *Edge) loadSnapshotFile() {
 		e.log.Error("dnsedge: cannot read snapshot file; loading from PostgreSQL instead", "path", path, "err", err)
 		return
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	start := time.Now()
 	var snap snapshot
 	fi, err := f.Stat()

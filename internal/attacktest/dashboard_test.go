@@ -59,7 +59,7 @@ func (d dash) do(c call) (int, *http.Response) {
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(d.t, err)
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode, resp
 }
 
@@ -242,7 +242,7 @@ func upload(t *testing.T, s *attacktest.Serve, o apitest.Owner, content string) 
 	req.Header.Set("Content-Type", "application/xml")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))

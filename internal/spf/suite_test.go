@@ -57,7 +57,7 @@ func loadSuite(t testing.TB, path string) []suiteDoc {
 	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	dec := yaml.NewDecoder(f)
 	var docs []suiteDoc
 	for {

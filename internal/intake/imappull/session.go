@@ -35,7 +35,7 @@ func (p *Puller) dial(ctx context.Context) (*session, error) {
 	}
 	s := &session{raw: raw}
 	// Ending ctx ends the session, whatever it is waiting for.
-	s.stop = context.AfterFunc(ctx, func() { raw.Close() })
+	s.stop = context.AfterFunc(ctx, func() { _ = raw.Close() })
 	opts := &imapclient.Options{TLSConfig: tlsConfig}
 	switch p.cfg.TLS {
 	case TLSImplicit:
@@ -45,7 +45,7 @@ func (p *Puller) dial(ctx context.Context) (*session, error) {
 		cancel()
 		if err != nil {
 			s.stop()
-			raw.Close()
+			_ = raw.Close()
 			return nil, fmt.Errorf("imap pull: TLS handshake: %w", err)
 		}
 		s.c = imapclient.New(tc, opts)
@@ -53,7 +53,7 @@ func (p *Puller) dial(ctx context.Context) (*session, error) {
 		s.c, err = imapclient.NewStartTLS(raw, opts)
 		if err != nil {
 			s.stop()
-			raw.Close()
+			_ = raw.Close()
 			return nil, fmt.Errorf("imap pull: STARTTLS: %w", err)
 		}
 	default:
@@ -73,7 +73,7 @@ func (s *session) fail(ctx context.Context, doing string, err error) error {
 // abort gives up on a FETCH: the connection is cut, then the command is
 // drained, which now ends at once.
 func (s *session) abort(cmd *imapclient.FetchCommand) {
-	s.raw.Close()
+	_ = s.raw.Close()
 	_ = cmd.Close()
 }
 
@@ -86,6 +86,6 @@ func (s *session) logout() error {
 
 func (s *session) close() {
 	s.stop()
-	s.raw.Close()
+	_ = s.raw.Close()
 	_ = s.c.Close()
 }

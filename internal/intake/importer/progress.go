@@ -63,7 +63,7 @@ func (p *progress) finish() {
 	}
 	p.draw()
 	if p.bar {
-		fmt.Fprintln(p.w)
+		_, _ = fmt.Fprintln(p.w)
 	}
 }
 
@@ -81,7 +81,7 @@ func (p *progress) draw() {
 	f := p.fraction()
 	counts := fmt.Sprintf("%3.0f%%  %d/%d files  %s/%s", f*100, p.filesDone, p.files, byteSize(p.done), byteSize(p.total))
 	if !p.bar {
-		fmt.Fprintf(p.w, "import: %s\n", counts)
+		_, _ = fmt.Fprintf(p.w, "import: %s\n", counts)
 		return
 	}
 	const width = 30
@@ -89,5 +89,5 @@ func (p *progress) draw() {
 	line := "[" + strings.Repeat("=", filled) + strings.Repeat(" ", width-filled) + "] " + counts
 	pad := max(0, p.drawnLength-len(line))
 	p.drawnLength = len(line)
-	fmt.Fprintf(p.w, "\r%s%s", line, strings.Repeat(" ", pad))
+	_, _ = fmt.Fprintf(p.w, "\r%s%s", line, strings.Repeat(" ", pad))
 }
