@@ -113,7 +113,7 @@ func template(t testing.TB) string {
 			templateErr = err
 			return
 		}
-		defer admin.Exec(context.Background(), "SELECT pg_advisory_unlock(7320001)") //nolint:errcheck
+		defer admin.Exec(context.Background(), "SELECT pg_advisory_unlock(7320001)") //nolint:errcheck // closing admin (deferred above) releases the lock anyway
 		var exists bool
 		if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)", name).Scan(&exists); err != nil {
 			templateErr = err

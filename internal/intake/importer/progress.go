@@ -9,7 +9,8 @@ import (
 )
 
 // progress shows how far an import is, by bytes: a bar redrawn in place on
-// a terminal, or a line every few seconds elsewhere (a log file, CI).
+// a terminal, or a line every few seconds elsewhere (a log file, CI). It is a courtesy: write errors are
+// dropped and the import goes on.
 type progress struct {
 	w           io.Writer
 	bar         bool
