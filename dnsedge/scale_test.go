@@ -377,7 +377,7 @@ func (p *edgeProcess) stop(t *testing.T) {
 			require.NoError(t, err, "edge exit")
 		case <-time.After(30 * time.Second):
 			_ = p.cmd.Process.Kill() // the test fails below whether or not the kill worked
-			_ = <-p.done // the killed edge's exit status says only that it was killed
+			_ = <-p.done             // the killed edge's exit status says only that it was killed
 			t.Errorf("edge did not stop within 30 s of SIGTERM")
 		}
 	})
