@@ -347,7 +347,7 @@ func startEdgeProcess(t *testing.T, bin, databaseURL, snapshot string, extra ...
 		"-rrl-rate", "0", // a measurement from one source, as make bench-dns
 	}, extra...)
 	p := &edgeProcess{
-		cmd:      exec.Command(bin, args...),
+		cmd:      exec.Command(bin, args...), //nolint:gosec // G702: bin was built by this test and args are its own flags
 		udp:      &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port},
 		snapshot: snapshot,
 		logs:     &logBuffer{},
@@ -377,7 +377,7 @@ func (p *edgeProcess) stop(t *testing.T) {
 			require.NoError(t, err, "edge exit")
 		case <-time.After(30 * time.Second):
 			_ = p.cmd.Process.Kill() // the test fails below whether or not the kill worked
-			_ = <-p.done             // the killed edge's exit status says only that it was killed
+			<-p.done                 //nolint:errcheck // the killed edge's exit status says only that it was killed
 			t.Errorf("edge did not stop within 30 s of SIGTERM")
 		}
 	})

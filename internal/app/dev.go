@@ -25,7 +25,7 @@ import (
 // The demo account seeded by `rampart dev`.
 const (
 	DemoEmail    = "demo@rampart.test"
-	DemoPassword = "rampart-demo-password"
+	DemoPassword = "rampart-demo-password" //nolint:gosec // G101: the documented password of the local demo account that only `rampart dev` seeds
 	DemoAccount  = "Demo Company"
 	DemoDomain   = "example.com"
 )

@@ -196,7 +196,7 @@ func DevDB(ctx context.Context, log *slog.Logger, dir string, fresh bool, comman
 	if len(command) == 0 {
 		return fmt.Errorf("no command to run")
 	}
-	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
+	cmd := exec.CommandContext(ctx, command[0], command[1:]...) //nolint:gosec // G204: `rampart devdb run -- CMD` runs the command the operator typed, by design
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "TEST_DATABASE_URL="+c.AdminURL())
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }

@@ -280,7 +280,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	var stored []result
 	var firstRefusal *report.Refusal
 	for _, c := range todo {
-		var w pgx.Tx = tx
+		w := tx
 		if multi {
 			if w, err = tx.Begin(ctx); err != nil {
 				return outcome{}, fmt.Errorf("savepoint: %w", err)

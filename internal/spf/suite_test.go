@@ -106,7 +106,7 @@ func suiteRecord(t testing.TB, name, typ string, v any) zoneRecord {
 		case []any:
 			var b strings.Builder
 			for _, s := range v {
-				b.WriteString(fmt.Sprint(s))
+				fmt.Fprint(&b, s)
 			}
 			rec.text = b.String()
 		default:

@@ -270,7 +270,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.shutdown()
-	_ = <-errc // Serve returns the closed listener's error after shutdown: expected
+	<-errc //nolint:errcheck // after shutdown, Serve returns the closed listener's error: expected
 	s.refusing.Wait()
 	return nil
 }
