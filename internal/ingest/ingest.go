@@ -460,7 +460,7 @@ func (in *ingester) refuseIf(ctx context.Context, b *ingestdb.BlobForIngestRow, 
 	if _, dbErr := ingestdb.New(in.pool).RefuseBlob(ctx, ingestdb.RefuseBlobParams{
 		ID: b.ID, Round: &b.Round, Status: statusRefused, RefusalReason: &reason, RefusalDetail: &detail, Warnings: warns.json(),
 	}); dbErr != nil {
-		return fmt.Errorf("record refusal (%v): %w", err, dbErr)
+		return fmt.Errorf("record refusal (%v): %w", err, dbErr) //nolint:errorlint // the cause is dbErr; err is the refusal being recorded, shown for context
 	}
 	return err
 }
