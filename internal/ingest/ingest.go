@@ -351,7 +351,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	var bt batch
 	qb := ingestdb.New(&bt)
 	for _, r := range stored {
-		_ = qb.SetReportCounts(ctx, ingestdb.SetReportCountsParams{ID: r.id, RecordCount: int32(r.records), MessageCount: r.messages})
+		_ = qb.SetReportCounts(ctx, ingestdb.SetReportCountsParams{ID: r.id, RecordCount: int32(r.records), MessageCount: r.messages}) //nolint:gosec // G115: at most Limits.MaxRecords (default 5,000,000) records
 		bt.label("set report counts")
 	}
 	finished := bt.b.Len()
@@ -393,7 +393,7 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 	p := m.Policy
 	var pct *int32
 	if p.Pct != nil {
-		v := int32(*p.Pct)
+		v := int32(*p.Pct) //nolint:gosec // G115: the decoder sets Pct only for 0..100
 		pct = &v
 	}
 	errs := make([]string, len(m.Errors))

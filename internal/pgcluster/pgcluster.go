@@ -317,8 +317,14 @@ func postgresCredential() (*syscall.Credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("running as root, PostgreSQL must run as the unprivileged postgres user, which does not exist (install the postgresql package): %w", err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("the postgres user's uid %q: %w", u.Uid, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("the postgres user's gid %q: %w", u.Gid, err)
+	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
@@ -485,7 +491,7 @@ func (c *Cluster) claimDir(dir string) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat %s: %w", dir, err)
 	}
-	if st.Uid != uint32(os.Geteuid()) && (c.cred == nil || st.Uid != c.cred.Uid) {
+	if st.Uid != uint32(os.Geteuid()) && (c.cred == nil || st.Uid != c.cred.Uid) { //nolint:gosec // G115: a Linux uid is a uint32
 		return fmt.Errorf("%s is owned by uid %d, neither this user nor postgres; refusing to use it", dir, st.Uid)
 	}
 	if err := unix.Fchmod(fd, 0o700); err != nil {
