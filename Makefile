@@ -82,9 +82,10 @@ check-generated: generate ## Fail when generated code differs from what `make ge
 		(git ls-files --others --exclude-standard -- graph internal dnsedge; echo "make generate made new files: commit them"; exit 1)
 
 .PHONY: lint
-lint: ## gofmt and go vet.
+lint: ## gofmt, go vet and golangci-lint (.golangci.yml) with the pinned tools.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(TOOL) golangci-lint run ./...
 
 .PHONY: db-stop
 db-stop: ## Stop the private clusters left running (dev and test).

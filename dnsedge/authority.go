@@ -237,7 +237,7 @@ func (a *authority) walk(ix *index, name string, qtype uint16) answer {
 //	               domain, a revoked key at every name below the apex
 //	_bimi.D        apex; default._bimi.D TXT, when not withheld
 func (a *authority) inDomainZone(kind zoneKind, d *domain, apex, name string, qtype uint16) answer {
-	ans := answer{zone: apex, serial: uint32(d.serial)}
+	ans := answer{zone: apex, serial: uint32(d.serial)} //nolint:gosec // G115: SOA serials are 32-bit sequence numbers (RFC 1982); the low 32 bits are the serial
 	if name == apex {
 		n := node{apex: true}
 		if kind == dmarcZone {
@@ -273,7 +273,7 @@ func (a *authority) inDomainZone(kind zoneKind, d *domain, apex, name string, qt
 // inReportsZone answers in _report._dmarc.<reports domain>: its apex and
 // <domain>._report._dmarc.<reports domain> for every hosted domain.
 func (a *authority) inReportsZone(ix *index, name string, qtype uint16) answer {
-	ans := answer{zone: a.set.reportsApex, serial: uint32(ix.serial)}
+	ans := answer{zone: a.set.reportsApex, serial: uint32(ix.serial)} //nolint:gosec // G115: SOA serials are 32-bit sequence numbers (RFC 1982); the low 32 bits are the serial
 	if name == a.set.reportsApex {
 		return a.fromNode(ans, node{apex: true}, qtype)
 	}
@@ -294,7 +294,7 @@ func (a *authority) inReportsZone(ix *index, name string, qtype uint16) answer {
 // <domain>._nspf.<edge zone> and the per-query SPF names under
 // _spf.<edge zone>.
 func (a *authority) inEdgeZone(ix *index, name string, qtype uint16) answer {
-	ans := answer{zone: a.set.zone, serial: uint32(ix.serial)}
+	ans := answer{zone: a.set.zone, serial: uint32(ix.serial)} //nolint:gosec // G115: SOA serials are 32-bit sequence numbers (RFC 1982); the low 32 bits are the serial
 	switch {
 	case name == a.set.zone:
 		return a.fromNode(ans, node{apex: true}, qtype)

@@ -127,9 +127,9 @@ func (e *Edge) Start(ctx context.Context) error {
 	e.udpConns, e.tcpListener = l.conns, l.tcp
 	closeListeners := func() {
 		for _, c := range e.udpConns {
-			c.Close()
+			_ = c.Close()
 		}
-		e.tcpListener.Close()
+		_ = e.tcpListener.Close()
 	}
 	for _, c := range e.udpConns {
 		srv := e.dnsServer()

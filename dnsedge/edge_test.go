@@ -95,7 +95,7 @@ func TestOutOfOrderCommit(t *testing.T) {
 
 	slow, err := db.pool.Begin(ctx)
 	require.NoError(t, err)
-	defer slow.Rollback(ctx) //nolint:errcheck
+	defer func() { _ = slow.Rollback(ctx) }()
 	sSlow := upsertDomain(t, slow, "slow.example", "sending", "v=DMARC1; p=none; slow", false)
 
 	sFast := db.put(t, "fast.example", "sending", "v=DMARC1; p=none; fast")
@@ -266,7 +266,7 @@ func TestMetrics(t *testing.T) {
 		resp, err := client.Get("http://" + e.MetricsAddr().String() + "/metrics")
 		require.NoError(t, err)
 		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		require.NoError(t, err)
 		return string(body)
 	}

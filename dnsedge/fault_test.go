@@ -226,7 +226,7 @@ func checkIdleTCP(t *testing.T, udp, tcp net.Addr, open func() float64, n int, u
 	t.Cleanup(func() {
 		for _, c := range conns {
 			if c != nil {
-				c.Close()
+				_ = c.Close()
 			}
 		}
 	})
@@ -284,7 +284,7 @@ func checkIdleTCP(t *testing.T, udp, tcp net.Addr, open func() float64, n int, u
 	requireRefused(t, tcp, source(0))
 
 	for i, c := range conns {
-		c.Close()
+		_ = c.Close()
 		conns[i] = nil
 	}
 	// The connections opened since stay open until the test ends.
@@ -334,7 +334,7 @@ func scrapeURL(t *testing.T, url string) string {
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	resp, err := client.Get(url)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return string(body)

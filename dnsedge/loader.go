@@ -54,7 +54,7 @@ func (e *Edge) follow(ctx context.Context) {
 		e.log.Error("dnsedge: PostgreSQL unavailable; serving the last snapshot", "err", err, "retry_in", delay.Round(time.Millisecond),
 			"serial", e.Serial(), "snapshot_age", time.Since(e.confirmedAt()).Round(time.Second))
 		// Jitter spreads the reconnections of many edges after an outage.
-		wait := delay/2 + rand.N(delay/2+1)
+		wait := delay/2 + rand.N(delay/2+1) //nolint:gosec // G404: reconnection jitter, not a secret
 		select {
 		case <-ctx.Done():
 			return
@@ -75,7 +75,7 @@ func (e *Edge) followOnce(ctx context.Context) (loaded bool, err error) {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		conn.Close(cctx)
+		_ = conn.Close(cctx)
 	}()
 	// LISTEN before the full load: a change committed while the load runs
 	// is then notified too, so none falls between the load and the follow.

@@ -110,7 +110,7 @@ func TestResync(t *testing.T) {
 	ctx := context.Background()
 	conn, err := pgx.ConnectConfig(ctx, e.dbcfg)
 	require.NoError(t, err)
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	_, err = conn.Exec(ctx, "LISTEN "+notifyChannel)
 	require.NoError(t, err)
 	require.NoError(t, e.fullLoad(ctx, conn, false))

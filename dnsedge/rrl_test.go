@@ -75,7 +75,7 @@ func TestRRL(t *testing.T) {
 
 	c, err := net.Dial("udp", e.UDPAddr().String())
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	const sent = 20
 	for range sent {
 		wire, err := question("_dmarc.example.com.", dns.TypeTXT, 1232).Pack()

@@ -347,7 +347,7 @@ func startEdgeProcess(t *testing.T, bin, databaseURL, snapshot string, extra ...
 		"-rrl-rate", "0", // a measurement from one source, as make bench-dns
 	}, extra...)
 	p := &edgeProcess{
-		cmd:      exec.Command(bin, args...),
+		cmd:      exec.Command(bin, args...), //nolint:gosec // G702: bin was built by this test and args are its own flags
 		udp:      &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port},
 		snapshot: snapshot,
 		logs:     &logBuffer{},
@@ -376,8 +376,8 @@ func (p *edgeProcess) stop(t *testing.T) {
 		case err := <-p.done:
 			require.NoError(t, err, "edge exit")
 		case <-time.After(30 * time.Second):
-			p.cmd.Process.Kill() //nolint:errcheck
-			<-p.done
+			_ = p.cmd.Process.Kill() // the test fails below whether or not the kill worked
+			<-p.done                 //nolint:errcheck // the killed edge's exit status says only that it was killed
 			t.Errorf("edge did not stop within 30 s of SIGTERM")
 		}
 	})
@@ -464,9 +464,9 @@ func freePort(t *testing.T) int {
 		require.NoError(t, err)
 		port := u.LocalAddr().(*net.UDPAddr).Port
 		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		u.Close()
+		_ = u.Close()
 		if err == nil {
-			l.Close()
+			_ = l.Close()
 			return port
 		}
 		if !errors.Is(err, syscall.EADDRINUSE) {
@@ -543,7 +543,7 @@ func BenchmarkSnapshotRead(b *testing.B) {
 		if err != nil {
 			return err
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		fi, err := f.Stat()
 		if err != nil {
 			return err
@@ -574,7 +574,7 @@ func BenchmarkFullLoad(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	b.Run("cold", func(b *testing.B) {
 		loop(b, func() error {
 			e.index.Store(nil)

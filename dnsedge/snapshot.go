@@ -109,7 +109,7 @@ func putSnapshotHeader(b []byte, n int64, sum [sha256.Size]byte) {
 	copy(b, snapshotMagic)
 	h := b[len(snapshotMagic):]
 	binary.BigEndian.PutUint32(h, snapshotVersion)
-	binary.BigEndian.PutUint64(h[4:], uint64(n))
+	binary.BigEndian.PutUint64(h[4:], uint64(n)) //nolint:gosec // G115: n is a byte count, never negative
 	copy(h[12:], sum[:])
 }
 
@@ -148,12 +148,12 @@ func writePayload(w io.Writer, ix *index, confirmed time.Time) (int64, [sha256.S
 			// is in place.
 			at := len(p)
 			p = pfx.AppendTo(append(p, 0))
-			p[at] = byte(len(p) - at - 1)
+			p[at] = byte(len(p) - at - 1) //nolint:gosec // G115: at most maxPrefixText (49) bytes, as said above
 		}
 	}
 	p = binary.BigEndian.AppendUint64(p, uint64(confirmed.UnixNano()))
 	p = binary.AppendVarint(p, ix.serial)
-	p = binary.AppendUvarint(p, uint64(ix.numServices()))
+	p = binary.AppendUvarint(p, uint64(ix.numServices())) //nolint:gosec // G115: a count, never negative
 	ix.services.all(func(_ string, s *service) bool {
 		appendString(s.name)
 		p = binary.AppendVarint(p, s.serial)
@@ -165,7 +165,7 @@ func writePayload(w io.Writer, ix *index, confirmed time.Time) (int64, [sha256.S
 		}
 		return err == nil
 	})
-	p = binary.AppendUvarint(p, uint64(ix.numDomains()))
+	p = binary.AppendUvarint(p, uint64(ix.numDomains())) //nolint:gosec // G115: a count, never negative
 	ix.domains.all(func(_ string, d *domain) bool {
 		appendString(d.name)
 		p = binary.AppendVarint(p, d.serial)
@@ -229,8 +229,8 @@ func readSnapshot(r io.Reader, size int64) (snapshot, error) {
 	}
 
 	hash := sha256.New()
-	payload := io.TeeReader(io.LimitReader(r, int64(n)), hash)
-	d := decoder{r: payload, buf: make([]byte, snapshotReadBuffer), left: int64(n)}
+	payload := io.TeeReader(io.LimitReader(r, int64(n)), hash)                      //nolint:gosec // G115: n equals the file's size less the header, checked above, so it fits int64
+	d := decoder{r: payload, buf: make([]byte, snapshotReadBuffer), left: int64(n)} //nolint:gosec // G115: n equals the file's size less the header, checked above, so it fits int64
 	snap, err := d.payload()
 	// Hash what the parser left unread, so that the checksum decides
 	// first.
@@ -251,7 +251,7 @@ func readSnapshot(r io.Reader, size int64) (snapshot, error) {
 
 // payload parses the payload into a new index.
 func (d *decoder) payload() (snapshot, error) {
-	confirmed := int64(d.uint64())
+	confirmed := int64(d.uint64()) //nolint:gosec // G115: the bits of the UnixNano written by the encoder as uint64, read back
 	serial := d.varint()
 	if d.err == nil && serial < 0 {
 		return snapshot{}, fmt.Errorf("negative serial %d", serial)
@@ -420,7 +420,7 @@ func (d *decoder) varint() int64 {
 // minBytes: a count the rest of the payload cannot hold is a lie.
 func (d *decoder) count(minBytes int, what string) uint64 {
 	n := d.uvarint()
-	if d.err == nil && n > uint64(d.left)/uint64(minBytes) {
+	if d.err == nil && n > uint64(d.left)/uint64(minBytes) { //nolint:gosec // G115: d.left is never negative and minBytes is a positive constant of the callers
 		d.err = fmt.Errorf("%s count %d exceeds the payload", what, n)
 		return 0
 	}
@@ -431,7 +431,7 @@ func (d *decoder) count(minBytes int, what string) uint64 {
 // nil when empty.
 func (d *decoder) strings(maxCount, maxLen int) []string {
 	n := d.count(1, "list")
-	if d.err == nil && n > uint64(maxCount) {
+	if d.err == nil && n > uint64(maxCount) { //nolint:gosec // G115: maxCount is a positive limit of the callers
 		d.err = fmt.Errorf("list of %d exceeds %d", n, maxCount)
 	}
 	if d.err != nil || n == 0 {
@@ -448,7 +448,7 @@ func (d *decoder) strings(maxCount, maxLen int) []string {
 // empty.
 func (d *decoder) prefixes(maxCount int) []netip.Prefix {
 	n := d.count(1, "list")
-	if d.err == nil && n > uint64(maxCount) {
+	if d.err == nil && n > uint64(maxCount) { //nolint:gosec // G115: maxCount is a positive limit of the callers
 		d.err = fmt.Errorf("list of %d exceeds %d", n, maxCount)
 	}
 	if d.err != nil || n == 0 {
@@ -477,19 +477,19 @@ func (d *decoder) bytes(maxLen int) []byte {
 	if d.err != nil {
 		return nil
 	}
-	if n > uint64(maxLen) {
+	if n > uint64(maxLen) { //nolint:gosec // G115: maxLen is a positive limit of the callers
 		d.err = fmt.Errorf("string of %d bytes exceeds %d", n, maxLen)
 		return nil
 	}
-	if n > uint64(d.left) {
+	if n > uint64(d.left) { //nolint:gosec // G115: d.left is never negative
 		d.err = errShort
 		return nil
 	}
-	if !d.fill(int(n)) {
+	if !d.fill(int(n)) { //nolint:gosec // G115: n <= maxLen, checked above
 		return nil
 	}
 	b := d.b[:n]
-	d.skip(int(n))
+	d.skip(int(n)) //nolint:gosec // G115: n <= maxLen, checked above
 	return b
 }
 
@@ -502,7 +502,7 @@ func (d *decoder) string(maxLen int) string {
 // reader sees the old file or the new one, never a mix, even across a crash.
 func writeFileAtomic(path string, write func(*os.File) error) (err error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil { //nolint:gosec // G301: the snapshot is public DNS data, readable by all like any zone file
 		return err
 	}
 	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
@@ -511,8 +511,8 @@ func writeFileAtomic(path string, write func(*os.File) error) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
+			_ = f.Close()
+			_ = os.Remove(f.Name())
 		}
 	}()
 	// The data is public DNS; readable by all like any zone file.
@@ -531,9 +531,9 @@ func writeFileAtomic(path string, write func(*os.File) error) (err error) {
 	if err = os.Rename(f.Name(), path); err != nil {
 		return err
 	}
-	if d, err := os.Open(dir); err == nil {
+	if d, err := os.Open(dir); err == nil { //nolint:gosec // G304: opens the snapshot's folder from the operator's -snapshot path, to fsync it
 		_ = d.Sync() // not supported everywhere; the rename is done either way
-		d.Close()
+		_ = d.Close()
 	}
 	return nil
 }
@@ -601,7 +601,7 @@ func (e *Edge) loadSnapshotFile() {
 	if path == "" {
 		return
 	}
-	f, err := os.Open(path)
+	f, err := os.Open(path) //nolint:gosec // G304: the operator's -snapshot path; its contents are checked (magic, size, SHA-256) before use
 	if errors.Is(err, fs.ErrNotExist) {
 		e.log.Info("dnsedge: no snapshot file yet; waiting for PostgreSQL", "path", path)
 		return
@@ -610,7 +610,7 @@ func (e *Edge) loadSnapshotFile() {
 		e.log.Error("dnsedge: cannot read snapshot file; loading from PostgreSQL instead", "path", path, "err", err)
 		return
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	start := time.Now()
 	var snap snapshot
 	fi, err := f.Stat()

@@ -97,12 +97,12 @@ func parseSPFName(rest string) spfQuery {
 		heloFrom = starts[ip+1]
 		switch ip {
 		case 4:
-			q.ip = parseIPv4Labels(rest[:starts[ip]-1])
+			q.ip = parseIPv4Labels(rest[:starts[ip]-1]) //nolint:gosec // G602: ip < ehlo < n <= maxLabels, so starts[ip] was set by the loop above
 		case 32:
-			q.ip = parseIPv6Nibbles(rest[:starts[ip]-1])
+			q.ip = parseIPv6Nibbles(rest[:starts[ip]-1]) //nolint:gosec // G602: ip < ehlo < n <= maxLabels, so starts[ip] was set by the loop above
 		}
 	}
-	if heloTo := starts[ehlo] - 1; heloFrom < heloTo {
+	if heloTo := starts[ehlo] - 1; heloFrom < heloTo { //nolint:gosec // G602: ehlo < n <= maxLabels, so starts[ehlo] was set by the loop above
 		q.helo = rest[heloFrom:heloTo]
 	}
 	return q

@@ -18,7 +18,7 @@ func tcpConn(t *testing.T, addr net.Addr, local net.IP) net.Conn {
 	t.Helper()
 	c, err := dialTCP(addr, local)
 	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -39,7 +39,7 @@ func requireRefused(t *testing.T, addr net.Addr, local net.IP) {
 		require.ErrorIs(t, err, syscall.ECONNRESET)
 		return
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	requireClosed(t, c, 2*time.Second)
 }
 
@@ -170,13 +170,13 @@ func TestTCPConnectionCaps(t *testing.T) {
 		// A third connection, from any source, is closed on accept.
 		requireRefused(t, e.TCPAddr(), net.IPv4(127, 0, 0, 3))
 		// Closing one makes room.
-		c1.Close()
+		_ = c1.Close()
 		waitFor(t, 2*time.Second, "place freed", func() bool {
 			c, err := dialTCP(e.TCPAddr(), nil)
 			if err != nil {
 				return false
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			wire, err := question("edge.rampart.test.", dns.TypeSOA, 0).Pack()
 			require.NoError(t, err)
 			if _, err := c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(wire))), wire...)); err != nil {

@@ -148,7 +148,7 @@ func listenAt(host, port string, n int) (udpListener, error) {
 	var l udpListener
 	closeAll := func() {
 		for _, c := range l.conns {
-			c.Close()
+			_ = c.Close()
 		}
 	}
 	first, err := listenUDP(net.JoinHostPort(host, port), n > 1)

@@ -254,7 +254,7 @@ func replyPktinfo(dst, oob []byte) int {
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 	data := unix.CmsgLen(0)
 	switch {
-	case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && int(h.Len) >= unix.CmsgLen(unix.SizeofInet4Pktinfo) && len(oob) >= data+unix.SizeofInet4Pktinfo:
+	case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && int(h.Len) >= unix.CmsgLen(unix.SizeofInet4Pktinfo) && len(oob) >= data+unix.SizeofInet4Pktinfo: //nolint:gosec // G115: the kernel's cmsg length is at most the small oob buffer it filled
 		n := unix.CmsgSpace(unix.SizeofInet4Pktinfo)
 		copy(dst, oob[:unix.SizeofCmsghdr])
 		var in unix.Inet4Pktinfo
@@ -263,7 +263,7 @@ func replyPktinfo(dst, oob []byte) int {
 		clear(dst[data:n])
 		copy(dst[data:], (*[unix.SizeofInet4Pktinfo]byte)(unsafe.Pointer(&out))[:])
 		return n
-	case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && int(h.Len) >= unix.CmsgLen(unix.SizeofInet6Pktinfo) && len(oob) >= data+unix.SizeofInet6Pktinfo:
+	case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && int(h.Len) >= unix.CmsgLen(unix.SizeofInet6Pktinfo) && len(oob) >= data+unix.SizeofInet6Pktinfo: //nolint:gosec // G115: the kernel's cmsg length is at most the small oob buffer it filled
 		n := unix.CmsgSpace(unix.SizeofInet6Pktinfo)
 		copy(dst, oob[:unix.SizeofCmsghdr])
 		var in unix.Inet6Pktinfo

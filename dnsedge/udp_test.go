@@ -46,14 +46,14 @@ func TestUDPSourceAddress(t *testing.T) {
 			if err != nil {
 				t.Skipf("cannot bind %s: %v", tc.listen, err)
 			}
-			probe.Close()
+			_ = probe.Close()
 			e := startSampleEdge(t, tc.listen)
 			port := e.UDPAddr().(*net.UDPAddr).Port
 			addr := &net.UDPAddr{IP: net.ParseIP(tc.dial), Port: port}
 			if c, err := net.DialUDP("udp", nil, addr); err != nil {
 				t.Skipf("cannot reach %s: %v", addr, err)
 			} else {
-				c.Close()
+				_ = c.Close()
 			}
 			// TXT: the fast path; NS with glue and class CHAOS: the
 			// general path.
@@ -81,7 +81,7 @@ func TestUDPBurst(t *testing.T) {
 	}
 	c, err := net.DialUDP("udp", nil, e.UDPAddr().(*net.UDPAddr))
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	require.NoError(t, c.SetReadBuffer(1<<20))
 
 	const n = 200

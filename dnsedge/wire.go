@@ -141,8 +141,7 @@ func (f *fastPath) parseQuery(q []byte) (wireQuery, bool) {
 	f.lower[off-headerLength] = 0
 	off++
 	if n == 0 {
-		f.name[0] = '.'
-		n = 1
+		f.name[0] = '.' // nameString reads one byte for the root
 	}
 	w.qname = q[headerLength:off]
 	if off+4 > len(q) {
@@ -223,7 +222,7 @@ func (f *fastPath) nameString(w *wireQuery) string {
 	if n == 0 {
 		n = 1
 	}
-	return unsafe.String(&f.name[0], n)
+	return unsafe.String(&f.name[0], n) //nolint:gosec // G103: a copy-free view of f.name, used and dropped within answerFast (see above)
 }
 
 // answerFast answers the UDP query q from the address from into out, whose
@@ -366,7 +365,7 @@ func (w *wireWriter) name(f *fastPath, wire []byte) {
 			}
 			w.b = append(w.b, wire[:i]...)
 			ptr := n.off + j
-			w.b = append(w.b, 0xC0|byte(ptr>>8), byte(ptr))
+			w.b = append(w.b, 0xC0|byte(ptr>>8), byte(ptr)) //nolint:gosec // G115: the fast path's UDP replies are at most advertisedUDPSize (1232) bytes, so an offset fits a 14-bit pointer
 			f.record(wire, start, i)
 			return
 		}
@@ -394,7 +393,7 @@ func (w *wireWriter) header(rrtype uint16, ttl uint32) int {
 // rdlength sets the rdlength at at to the bytes written since.
 func (w *wireWriter) rdlength(at int) {
 	if !w.fail {
-		binary.BigEndian.PutUint16(w.b[at:], uint16(len(w.b)-at-2))
+		binary.BigEndian.PutUint16(w.b[at:], uint16(len(w.b)-at-2)) //nolint:gosec // G115: the fast path's UDP replies are at most advertisedUDPSize (1232) bytes (w.room)
 	}
 }
 
@@ -463,14 +462,14 @@ func (a *authority) appendTXT(w *wireWriter, n *node, q *wireQuery) {
 		}
 		l := len(w.b)
 		w.b = appendSPFHit(append(w.b, 0), n.spf)
-		w.b[l] = byte(len(w.b) - l - 1)
+		w.b[l] = byte(len(w.b) - l - 1) //nolint:gosec // G115: an SPF hit of at most 55 bytes, reserved by w.room above
 	} else {
 		for _, s := range n.txt {
 			if !w.room(1+len(s)) || strings.IndexByte(s, '\\') >= 0 {
 				w.fail = true
 				return
 			}
-			w.b = append(w.b, byte(len(s)))
+			w.b = append(w.b, byte(len(s))) //nolint:gosec // G115: txtStrings cuts at 255 bytes; a string that escaping lengthened was refused just above
 			w.b = append(w.b, s...)
 		}
 	}
@@ -537,7 +536,7 @@ func appendWireName(b []byte, name string) []byte {
 		if i < 0 {
 			i = len(name)
 		}
-		b = append(b, byte(i))
+		b = append(b, byte(i)) //nolint:gosec // G115: a label of a valid name is at most 63 bytes
 		b = append(b, name[:i]...)
 		name = name[min(i+1, len(name)):]
 	}

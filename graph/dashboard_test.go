@@ -33,7 +33,7 @@ func TestJobDashboard(t *testing.T) {
 		}
 		resp, err := client.Do(req)
 		require.NoError(t, err)
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return resp.StatusCode
 	}
 	require.Equal(t, http.StatusUnauthorized, get(http.DefaultClient, "/riverui/", ""))
@@ -55,7 +55,7 @@ func TestJobDashboard(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+owner.Token)
 	resp, err := browser.Do(req)
 	require.NoError(t, err)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	require.Equal(t, http.StatusNoContent, resp.StatusCode)
 	cookies := resp.Cookies()
 	require.Len(t, cookies, 1)

@@ -69,7 +69,7 @@ func post(t testing.TB, url, token string, body []byte) (int, *apitest.Response)
 	}
 	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	r := &apitest.Response{Status: resp.StatusCode, Raw: string(raw)}
@@ -278,7 +278,7 @@ func TestClientDisconnectCancelsRequest(t *testing.T) {
 	go func() {
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 		}
 		done <- err
 	}()

@@ -123,7 +123,7 @@ func TestReportsEndToEnd(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+o.Token)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	poll(func() bool { return len(got.Domain.Reports.Nodes) == 1 && got.Domain.Reports.Nodes[0].Duplicates == 1 })
@@ -179,6 +179,6 @@ func TestReportsEndToEnd(t *testing.T) {
 	// are refused.
 	resp, err = http.Post(strings.TrimSuffix(env.URL, "/graphql")+"/upload", "application/xml", strings.NewReader(xml))
 	require.NoError(t, err)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 }

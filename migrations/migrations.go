@@ -50,7 +50,7 @@ func Up(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 		log.Info("applied river migration", "version", v.Version)
 	}
 	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	p, err := provider(db)
 	if err != nil {
 		return err
@@ -69,7 +69,7 @@ func Up(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 // tables are left in place.
 func DownTo(ctx context.Context, pool *pgxpool.Pool, version int64) error {
 	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	p, err := provider(db)
 	if err != nil {
 		return err
@@ -83,7 +83,7 @@ func DownTo(ctx context.Context, pool *pgxpool.Pool, version int64) error {
 // Version reports the current Rampart schema version.
 func Version(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
 	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	p, err := provider(db)
 	if err != nil {
 		return 0, err

@@ -91,7 +91,7 @@ func DashboardSession(d *Dashboard) http.Handler {
 }
 
 func (d *Dashboard) cookie(r *http.Request, value string, exp time.Time, maxAge int) *http.Cookie {
-	return &http.Cookie{
+	return &http.Cookie{ //nolint:gosec // G124: HttpOnly and SameSite=Strict always; Secure over TLS or when the operator says a proxy terminates it
 		Name: DashboardCookie, Value: value, Path: d.Prefix, Expires: exp, MaxAge: maxAge,
 		HttpOnly: true, Secure: r.TLS != nil || d.SecureCookies, SameSite: http.SameSiteStrictMode,
 	}

@@ -79,7 +79,7 @@ func New(cfg Config, graphql http.Handler, pool *pgxpool.Pool, reg *prometheus.R
 	mux := http.NewServeMux()
 	mux.Handle("POST /graphql", graphql)
 	mux.Handle("OPTIONS /graphql", graphql)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -87,7 +87,7 @@ func New(cfg Config, graphql http.Handler, pool *pgxpool.Pool, reg *prometheus.R
 			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
 			return
 		}
-		fmt.Fprintln(w, "ok")
+		_, _ = fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if cfg.Dev {

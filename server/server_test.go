@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 func start(t *testing.T, proxies string) string {
 	t.Helper()
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, request.FromContext(r.Context()).Client)
+		_, _ = fmt.Fprint(w, request.FromContext(r.Context()).Client)
 	})
 	srv := server.New(server.Config{Addr: "127.0.0.1:0", TrustedProxies: request.MustParseProxies(proxies)},
 		echo, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler), server.Route{Pattern: "POST /upload", Handler: echo})
@@ -55,7 +55,7 @@ func clientFrom(t *testing.T, local, url string, xff ...string) string {
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))

@@ -32,7 +32,7 @@ func putDomain(t *testing.T, dbURL, name, dkimTXT string) {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dbURL)
 	require.NoError(t, err)
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	require.NoError(t, pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		var serial int64
 		if err := tx.QueryRow(ctx, `
@@ -71,7 +71,7 @@ func floodUDP(t *testing.T, addr string, sources []net.IP, query *dns.Msg, n int
 	for _, src := range sources {
 		c, err := net.DialUDP("udp", &net.UDPAddr{IP: src}, raddr)
 		require.NoError(t, err)
-		t.Cleanup(func() { c.Close() })
+		t.Cleanup(func() { _ = c.Close() })
 		// Room for every reply, so that what the edge sends is counted.
 		require.NoError(t, c.SetReadBuffer(4<<20))
 		conns = append(conns, c)
@@ -188,7 +188,7 @@ func TestBoundedTCPFairShare(t *testing.T) {
 	)
 	t.Cleanup(func() {
 		for _, c := range held {
-			c.Close()
+			_ = c.Close()
 		}
 	})
 	for s := range sources {
@@ -203,7 +203,7 @@ func TestBoundedTCPFairShare(t *testing.T) {
 					failed.Add(1)
 					lastErr.Store(err)
 					if c != nil {
-						c.Close()
+						_ = c.Close()
 					}
 					continue
 				}
@@ -221,7 +221,7 @@ func TestBoundedTCPFairShare(t *testing.T) {
 	c, err := dial(e.TCPAddr, net.IPv4(127, 0, 1, 1))
 	if err == nil {
 		_, err = ask(c, time.Now().Add(2*time.Second))
-		c.Close()
+		_ = c.Close()
 	}
 	require.Error(t, err, "the total cap is not full")
 
@@ -229,7 +229,7 @@ func TestBoundedTCPFairShare(t *testing.T) {
 	start := time.Now()
 	c, err = dial(e.TCPAddr, net.IPv4(127, 0, 2, 1))
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	r, err := ask(c, start.Add(time.Second))
 	took := time.Since(start)
 	require.NoError(t, err, "a new source is not answered within a second while the cap is full")

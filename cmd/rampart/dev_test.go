@@ -105,7 +105,7 @@ func TestDevEndToEnd(t *testing.T) {
 	resp, err := http.Post(api[1], "application/json", strings.NewReader(body))
 	require.NoError(t, err)
 	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	var got map[string]any
 	require.NoError(t, json.Unmarshal(raw, &got), "%s", raw)
 	require.Contains(t, string(raw), `"email":"demo@rampart.test"`)
@@ -123,7 +123,7 @@ func burstUDP(t *testing.T, addr string, m *dns.Msg, n int) (full, slipped int) 
 	t.Helper()
 	c, err := net.Dial("udp", addr)
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	wire, err := m.Pack()
 	require.NoError(t, err)
 	// Read while sending, so that the socket's buffer does not overflow.

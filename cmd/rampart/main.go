@@ -134,7 +134,7 @@ func run(args []string) error {
 			return err
 		}
 		if fs.NArg() == 0 {
-			return fmt.Errorf("usage: rampart import [-account ID] [-quiet] PATH...")
+			return errors.New("usage: rampart import [-account ID] [-quiet] PATH [PATH ...]")
 		}
 		return app.Import(ctx, &cfg, *acct, *quiet, fs.Args(), os.Stdout, os.Stderr)
 	case "query":

@@ -243,7 +243,7 @@ func Post(t testing.TB, url, authorization, query string, vars map[string]any) *
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	r := &Response{Status: resp.StatusCode, Raw: string(raw)}

@@ -25,7 +25,7 @@ import (
 // The demo account seeded by `rampart dev`.
 const (
 	DemoEmail    = "demo@rampart.test"
-	DemoPassword = "rampart-demo-password"
+	DemoPassword = "rampart-demo-password" //nolint:gosec // G101: the documented password of the local demo account that only `rampart dev` seeds
 	DemoAccount  = "Demo Company"
 	DemoDomain   = "example.com"
 )
@@ -111,7 +111,8 @@ func printBanner(out io.Writer, apiAddr, edgeAddr, smtpAddr string, cfg *Config)
 	if cfg.EdgeMetricsAddr != "" {
 		edgeMetrics = "  (dnsedge: http://" + cfg.EdgeMetricsAddr + "/metrics)"
 	}
-	fmt.Fprintf(out, `
+	// The banner is for a person at a terminal; a failed write has no one to tell.
+	_, _ = fmt.Fprintf(out, `
 Rampart is running (Ctrl-C stops everything).
 
   GraphQL API   http://%[1]s/graphql

@@ -56,8 +56,8 @@ func Migrate(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer, 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(out, v)
-		return nil
+		_, err = fmt.Fprintln(out, v)
+		return err
 	}
 	return fmt.Errorf("unknown migrate command %q (up, down-to N, version)", cmd)
 }
@@ -78,8 +78,8 @@ func CreateOwner(ctx context.Context, cfg *Config, o account.NewOwner, password 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "account %s (%s)\nowner   %s (%s)\n", acct.Name, acct.ID, user.Email, user.ID)
-	return nil
+	_, err = fmt.Fprintf(out, "account %s (%s)\nowner   %s (%s)\n", acct.Name, acct.ID, user.Email, user.ID)
+	return err
 }
 
 // SetOperator is `rampart admin grant-operator` (grant true) and
@@ -99,19 +99,19 @@ func SetOperator(ctx context.Context, cfg *Config, email string, grant bool, out
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "operator granted: %s (%s)\n", email, id)
-		return nil
+		_, err = fmt.Fprintf(out, "operator granted: %s (%s)\n", email, id)
+		return err
 	}
 	id, held, err := access.RevokeOperator(ctx, pool, email)
 	if err != nil {
 		return err
 	}
 	if !held {
-		fmt.Fprintf(out, "not an operator: %s (%s)\n", email, id)
-		return nil
+		_, err = fmt.Fprintf(out, "not an operator: %s (%s)\n", email, id)
+		return err
 	}
-	fmt.Fprintf(out, "operator revoked: %s (%s)\n", email, id)
-	return nil
+	_, err = fmt.Fprintf(out, "operator revoked: %s (%s)\n", email, id)
+	return err
 }
 
 // VerifyDomain is `rampart admin verify-domain [-account ID] NAME`: the
@@ -140,8 +140,8 @@ func VerifyDomain(ctx context.Context, cfg *Config, log *slog.Logger, accountID,
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "verified %s for account %s; the edge serves it\n", d.Name, d.AccountID)
-	return nil
+	_, err = fmt.Fprintf(out, "verified %s for account %s; the edge serves it\n", d.Name, d.AccountID)
+	return err
 }
 
 // Query is `rampart query -server ADDR NAME [TYPE]`: one DNS query, printed
@@ -163,9 +163,11 @@ func Query(server, name, qtype string, tcp bool, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("query %s: %w", server, err)
 	}
-	fmt.Fprintln(out, r.String())
-	fmt.Fprintf(out, ";; Query time: %v\n;; SERVER: %s\n", rtt.Round(time.Microsecond), server)
-	return nil
+	if _, err := fmt.Fprintln(out, r.String()); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, ";; Query time: %v\n;; SERVER: %s\n", rtt.Round(time.Microsecond), server)
+	return err
 }
 
 // DevDB is `rampart devdb run|stop`: a throwaway cluster for make test.
@@ -194,7 +196,7 @@ func DevDB(ctx context.Context, log *slog.Logger, dir string, fresh bool, comman
 	if len(command) == 0 {
 		return fmt.Errorf("no command to run")
 	}
-	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
+	cmd := exec.CommandContext(ctx, command[0], command[1:]...) //nolint:gosec // G204: `rampart devdb run -- CMD` runs the command the operator typed, by design
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "TEST_DATABASE_URL="+c.AdminURL())
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }

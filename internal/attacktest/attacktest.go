@@ -56,7 +56,7 @@ func Binaries(t testing.TB) (rampart, dnsedge string) {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, name), "./cmd/"+name)
 			cmd.Dir = repoRoot()
 			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
+				buildErr = fmt.Errorf("build %s: %w\n%s", name, err, out)
 				return
 			}
 		}

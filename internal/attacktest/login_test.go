@@ -49,7 +49,7 @@ func loginFrom(t *testing.T, s *attacktest.Serve, local, xff, email, password, k
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	raw, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	r := &apitest.Response{Status: resp.StatusCode, Raw: string(raw)}
@@ -165,7 +165,7 @@ func TestSMTPProxyProtocol(t *testing.T) {
 	session := func(local string, header []byte) (net.Conn, *bufio.Reader) {
 		nc, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}).Dial("tcp", s.SMTPAddr)
 		require.NoError(t, err)
-		t.Cleanup(func() { nc.Close() })
+		t.Cleanup(func() { _ = nc.Close() })
 		require.NoError(t, nc.SetDeadline(time.Now().Add(20*time.Second)))
 		if header != nil {
 			_, err = nc.Write(header)

@@ -179,7 +179,7 @@ func decodeHash(encoded string) (p Params, salt, key []byte, err error) {
 	if key, err = b64.DecodeString(f[5]); err != nil {
 		return p, nil, nil, errors.New("password hash: malformed hash")
 	}
-	p = Params{Memory: uint32(m), Time: uint32(t), Threads: uint8(threads), SaltLen: uint32(len(salt)), KeyLen: uint32(len(key))}
+	p = Params{Memory: uint32(m), Time: uint32(t), Threads: uint8(threads), SaltLen: uint32(len(salt)), KeyLen: uint32(len(key))} //nolint:gosec // G115: m and t parsed as 32-bit, threads checked <= 255 above; salt and key are short base64 fields
 	if err := p.validate(); err != nil {
 		return p, nil, nil, fmt.Errorf("password hash: %w", err)
 	}

@@ -22,7 +22,7 @@ var b64url = base64.RawURLEncoding.Strict()
 // newSecret returns a new secret with the prefix, and its hash to store.
 func newSecret(prefix string) (secret string, hash []byte) {
 	b := make([]byte, secretBytes)
-	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails; it crashes the program instead.
+	rand.Read(b) // crypto/rand.Read never fails; it crashes the program instead.
 	secret = prefix + b64url.EncodeToString(b)
 	return secret, hashSecret(secret)
 }

@@ -175,5 +175,5 @@ func (s *Service) revokeFamily(ctx context.Context, q *authdb.Queries, familyID 
 // first 8 bytes of its random id. A collision with another lock user only
 // costs a wait.
 func familyLockKey(familyID uuid.UUID) int64 {
-	return int64(binary.BigEndian.Uint64(familyID[:8]))
+	return int64(binary.BigEndian.Uint64(familyID[:8])) //nolint:gosec // G115: the bits of the random family id, reinterpreted as a lock key
 }

@@ -107,13 +107,13 @@ func template(t testing.TB) string {
 			templateErr = fmt.Errorf("connect to test server: %w", err)
 			return
 		}
-		defer admin.Close(ctx)
+		defer func() { _ = admin.Close(ctx) }()
 		// Test binaries of several packages run at once; one builds the template.
 		if _, err := admin.Exec(ctx, "SELECT pg_advisory_lock(7320001)"); err != nil {
 			templateErr = err
 			return
 		}
-		defer admin.Exec(context.Background(), "SELECT pg_advisory_unlock(7320001)") //nolint:errcheck
+		defer admin.Exec(context.Background(), "SELECT pg_advisory_unlock(7320001)") //nolint:errcheck // closing admin (deferred above) releases the lock anyway
 		var exists bool
 		if err := admin.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1 AND datistemplate)", name).Scan(&exists); err != nil {
 			templateErr = err
@@ -166,7 +166,7 @@ func NewDB(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("connect to test server: %v", err)
 	}
-	defer admin.Close(ctx)
+	defer func() { _ = admin.Close(ctx) }()
 	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", name, tpl)); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
@@ -178,7 +178,7 @@ func NewDB(t testing.TB) string {
 			t.Errorf("connect to drop test database: %v", err)
 			return
 		}
-		defer admin.Close(ctx)
+		defer func() { _ = admin.Close(ctx) }()
 		if _, err := admin.Exec(ctx, fmt.Sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", name)); err != nil {
 			t.Errorf("drop test database: %v", err)
 		}

@@ -197,7 +197,7 @@ func unescape(s string) (string, error) {
 			if v > 255 {
 				return "", errorf("", nil, fmt.Sprintf("the escape \\%s is not a byte value", s[i+1:i+4]))
 			}
-			b.WriteByte(byte(v))
+			b.WriteByte(byte(v)) //nolint:gosec // G115: v <= 255, checked above
 			i += 3
 			continue
 		}

@@ -51,7 +51,7 @@ func startServer(t *testing.T, lines ...string) *server {
 		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
 			break
 		}
-		pc.Close()
+		_ = pc.Close()
 		pc = nil
 	}
 	require.NotNil(t, pc, "no port free for UDP and TCP")

@@ -430,7 +430,7 @@ func (s *Service) UpdatePolicy(ctx context.Context, name string, edit func(*Poli
 			return domaindb.Domain{}, err
 		}
 		return q.UpdateDmarcPolicy(ctx, domaindb.UpdateDmarcPolicyParams{
-			ID: d.ID, P: string(p.P), Sp: (*string)(p.SP), Np: (*string)(p.NP), Pct: int32(p.Percent),
+			ID: d.ID, P: string(p.P), Sp: (*string)(p.SP), Np: (*string)(p.NP), Pct: int32(p.Percent), //nolint:gosec // G115: normalize checked 0 <= Percent <= 100
 			Adkim: string(p.ADKIM), Aspf: string(p.ASPF), Rua: p.RUA, Ruf: p.RUF,
 			Fo: p.FailureOptions, T: p.Testing,
 		})

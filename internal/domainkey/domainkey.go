@@ -68,7 +68,7 @@ func (m *Manager) Add(ctx context.Context, name string, k NewKey) (Key, []string
 		for _, w := range warns {
 			warnings = append(warnings, w.String())
 		}
-		bits := int32(key.Bits)
+		bits := int32(key.Bits) //nolint:gosec // G115: the key was parsed and is at most dkim.MaxRSABits bits
 		record := key.Record()
 		p.KeyType, p.KeyBits, p.PublicKey, p.Record = &key.Type, &bits, &key.PublicKey, &record
 	case strings.TrimSpace(k.CNAMETarget) != "":

@@ -49,7 +49,7 @@ func (b *batch) send(ctx context.Context, tx pgx.Tx) ([]pgconn.CommandTag, error
 	for i := range b.b.Len() {
 		tag, err := res.Exec()
 		if err != nil {
-			res.Close()
+			_ = res.Close()
 			what := "statement"
 			if i < len(b.what) {
 				what = b.what[i]

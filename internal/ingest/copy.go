@@ -151,7 +151,7 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 		r2 := len(js)
 		js = appendSPF(js, ar.SPF)
 		row[0] = reportPG
-		row[1] = int32(st.records)
+		row[1] = int32(st.records) //nolint:gosec // G115: at most Limits.MaxRecords (default 5,000,000) records
 		row[2] = domainPG
 		row[3] = dayPG
 		row[4] = rec.SourceIP

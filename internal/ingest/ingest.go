@@ -280,7 +280,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	var stored []result
 	var firstRefusal *report.Refusal
 	for _, c := range todo {
-		var w pgx.Tx = tx
+		w := tx
 		if multi {
 			if w, err = tx.Begin(ctx); err != nil {
 				return outcome{}, fmt.Errorf("savepoint: %w", err)
@@ -351,7 +351,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	var bt batch
 	qb := ingestdb.New(&bt)
 	for _, r := range stored {
-		_ = qb.SetReportCounts(ctx, ingestdb.SetReportCountsParams{ID: r.id, RecordCount: int32(r.records), MessageCount: r.messages})
+		_ = qb.SetReportCounts(ctx, ingestdb.SetReportCountsParams{ID: r.id, RecordCount: int32(r.records), MessageCount: r.messages}) //nolint:gosec // G115: at most Limits.MaxRecords (default 5,000,000) records
 		bt.label("set report counts")
 	}
 	finished := bt.b.Len()
@@ -393,7 +393,7 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 	p := m.Policy
 	var pct *int32
 	if p.Pct != nil {
-		v := int32(*p.Pct)
+		v := int32(*p.Pct) //nolint:gosec // G115: the decoder sets Pct only for 0..100
 		pct = &v
 	}
 	errs := make([]string, len(m.Errors))
@@ -460,7 +460,7 @@ func (in *ingester) refuseIf(ctx context.Context, b *ingestdb.BlobForIngestRow, 
 	if _, dbErr := ingestdb.New(in.pool).RefuseBlob(ctx, ingestdb.RefuseBlobParams{
 		ID: b.ID, Round: &b.Round, Status: statusRefused, RefusalReason: &reason, RefusalDetail: &detail, Warnings: warns.json(),
 	}); dbErr != nil {
-		return fmt.Errorf("record refusal (%v): %w", err, dbErr)
+		return fmt.Errorf("record refusal (%v): %w", err, dbErr) //nolint:errorlint // the cause is dbErr; err is the refusal being recorded, shown for context
 	}
 	return err
 }

@@ -615,8 +615,8 @@ func TestRefusals(t *testing.T) {
 	for range 1000 {
 		many = append(many, rec{"192.0.2.7", 1, "none", "pass", "pass", ""})
 	}
-	badLate := bytes.Replace(xmlReport("r.example", "late", "example.com", day0, many...),
-		[]byte("<source_ip>192.0.2.7</source_ip>"), []byte("<source_ip>bogus</source_ip>"), -1)
+	badLate := bytes.ReplaceAll(xmlReport("r.example", "late", "example.com", day0, many...),
+		[]byte("<source_ip>192.0.2.7</source_ip>"), []byte("<source_ip>bogus</source_ip>"))
 	// Only the 900th record is bad: restore the others.
 	badLate = restoreAllBut(badLate, 900)
 

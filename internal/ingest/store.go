@@ -142,7 +142,7 @@ func (s *Store) accept(ctx context.Context, in Incoming, scope []uuid.UUID) (Acc
 		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			q := ingestdb.New(tx)
 			id, err := q.InsertBlob(ctx, ingestdb.InsertBlobParams{
-				Sha256: sum[:], Raw: in.Raw, Size: int32(len(in.Raw)), Source: string(in.Source),
+				Sha256: sum[:], Raw: in.Raw, Size: int32(len(in.Raw)), Source: string(in.Source), //nolint:gosec // G115: a bytea holds at most 1 GiB, so a raw input that fits is below 2^31 bytes
 				AccountID: in.AccountID, ScopeAccounts: scope,
 				Remote: clip(in.Remote, 200), Filename: clip(in.Filename, 255), ReceivedAt: in.ReceivedAt,
 			})

@@ -231,7 +231,7 @@ func attach(dataDir string) (*Cluster, error) {
 // runningSocketDir is the socket folder of the server running on dataDir,
 // as it recorded it: the fifth line of postmaster.pid.
 func runningSocketDir(dataDir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid")) //nolint:gosec // G304: the cluster's own data folder, given by the operator or the test harness
 	if err != nil {
 		return "", fmt.Errorf("read the running server's socket folder: %w", err)
 	}
@@ -317,8 +317,14 @@ func postgresCredential() (*syscall.Credential, error) {
 	if err != nil {
 		return nil, fmt.Errorf("running as root, PostgreSQL must run as the unprivileged postgres user, which does not exist (install the postgresql package): %w", err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("the postgres user's uid %q: %w", u.Uid, err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("the postgres user's gid %q: %w", u.Gid, err)
+	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
@@ -398,11 +404,11 @@ func rootOnlyDir(dir string) error {
 	p := string(filepath.Separator)
 	for _, part := range strings.Split(strings.TrimPrefix(filepath.Clean(dir), p), p) {
 		p = filepath.Join(p, part)
-		switch err := os.Mkdir(p, 0o755); {
+		switch err := os.Mkdir(p, 0o755); { //nolint:gosec // G301: postgres must search every folder on the way to its socket; rootOnlyDir checks no one else can write
 		case err == nil:
 			// New, in a folder no one else can write: set the mode the
 			// umask may have narrowed.
-			if err := os.Chmod(p, 0o755); err != nil {
+			if err := os.Chmod(p, 0o755); err != nil { //nolint:gosec // G302: a folder: postgres must be able to search it (see above)
 				return err
 			}
 		case !errors.Is(err, fs.ErrExist):
@@ -485,7 +491,7 @@ func (c *Cluster) claimDir(dir string) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fmt.Errorf("stat %s: %w", dir, err)
 	}
-	if st.Uid != uint32(os.Geteuid()) && (c.cred == nil || st.Uid != c.cred.Uid) {
+	if st.Uid != uint32(os.Geteuid()) && (c.cred == nil || st.Uid != c.cred.Uid) { //nolint:gosec // G115: a Linux uid is a uint32
 		return fmt.Errorf("%s is owned by uid %d, neither this user nor postgres; refusing to use it", dir, st.Uid)
 	}
 	if err := unix.Fchmod(fd, 0o700); err != nil {
@@ -500,7 +506,7 @@ func (c *Cluster) claimDir(dir string) error {
 }
 
 func (c *Cluster) run(ctx context.Context, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, name), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, name), args...) //nolint:gosec // G204: PostgreSQL's own programs (initdb, pg_ctl) from the located bin folder
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Dir = os.TempDir()
@@ -523,7 +529,7 @@ func (c *Cluster) ensureDatabase(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("connect to new cluster: %w", err)
 	}
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", c.opts.Database).Scan(&exists); err != nil {
 		return fmt.Errorf("look for database %s: %w", c.opts.Database, err)
@@ -539,7 +545,7 @@ func (c *Cluster) ensureDatabase(ctx context.Context) error {
 
 // tail returns the end of a file, for error messages.
 func tail(path string, n int64) string {
-	b, err := os.ReadFile(path)
+	b, err := os.ReadFile(path) //nolint:gosec // G304: the cluster's own log file, shown in an error message
 	if err != nil {
 		return "(unreadable: " + err.Error() + ")"
 	}

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 		}
 		Relocated = filepath.Join(dir, "pgcluster")
 		code := m.Run()
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		os.Exit(code)
 	}
 	os.Exit(m.Run())
@@ -76,7 +76,7 @@ func victim(t *testing.T) string {
 func plant(t *testing.T, target, path string) {
 	t.Helper()
 	require.NoError(t, os.Symlink(target, path))
-	t.Cleanup(func() { os.Remove(path) })
+	t.Cleanup(func() { _ = os.Remove(path) })
 }
 
 // openTempDir is a fresh folder postgres can search (t.TempDir's parent is
@@ -85,7 +85,7 @@ func openTempDir(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "pgcluster-test-")
 	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	require.NoError(t, os.Chmod(dir, 0o755))
 	return dir
 }
@@ -198,7 +198,7 @@ func requireQuery(t *testing.T, connURL string) {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, connURL)
 	require.NoError(t, err)
-	defer conn.Close(ctx)
+	defer func() { _ = conn.Close(ctx) }()
 	var one int
 	require.NoError(t, conn.QueryRow(ctx, "SELECT 1").Scan(&one))
 	require.Equal(t, 1, one)

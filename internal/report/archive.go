@@ -87,7 +87,7 @@ func asRefusal(err error, what string) error {
 	if errors.As(err, &r) {
 		return r
 	}
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
 	return refuse(Malformed, fmt.Sprintf("%s: %v", what, err))
@@ -132,7 +132,7 @@ type gzipMembers struct {
 func (m *gzipMembers) Read(p []byte) (int, error) {
 	for {
 		n, err := m.z.Read(p)
-		if err != io.EOF {
+		if !errors.Is(err, io.EOF) {
 			return n, err
 		}
 		if n > 0 {

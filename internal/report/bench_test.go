@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/xml"
+	"errors"
 	"io"
 	"sync"
 	"testing"
@@ -107,7 +108,7 @@ func BenchmarkEncodingXMLBaseline(b *testing.B) {
 		n := 0
 		for {
 			tok, err := d.Token()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			if err != nil {

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -244,7 +245,7 @@ func (d *decoder) epilog() error {
 	for {
 		k, err := d.s.next()
 		if err != nil {
-			if err == d.s.rerr {
+			if errors.Is(err, d.s.rerr) {
 				// The reader failed, say on a gzip checksum: the report
 				// itself may be corrupt.
 				return err

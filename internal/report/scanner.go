@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -128,7 +129,7 @@ func (s *scanner) fill() error {
 func (s *scanner) need(n int) error {
 	for s.end-s.pos < n {
 		if err := s.fill(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return s.malformed("unexpected end of document")
 			}
 			return err
@@ -141,14 +142,14 @@ func (s *scanner) need(n int) error {
 func (s *scanner) prolog() error {
 	for s.end-s.pos < 4 {
 		if err := s.fill(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			return err
 		}
 	}
 	b := s.buf[s.pos:s.end]
-	if len(bytes.TrimLeft(b, " \t\r\n")) == 0 && s.rerr == io.EOF {
+	if len(bytes.TrimLeft(b, " \t\r\n")) == 0 && errors.Is(s.rerr, io.EOF) {
 		return refuse(NoReport, "empty document")
 	}
 	switch {
@@ -174,7 +175,7 @@ func (s *scanner) prolog() error {
 			return nil
 		}
 		if err := s.fill(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return s.malformed("unterminated XML declaration")
 			}
 			return err
@@ -222,7 +223,7 @@ func (s *scanner) next() (tokKind, error) {
 	for {
 		if s.pos >= s.end {
 			if err := s.fill(); err != nil {
-				if err != io.EOF {
+				if !errors.Is(err, io.EOF) {
 					return 0, err
 				}
 				if s.depth() > 0 {
@@ -320,7 +321,7 @@ func (s *scanner) spaceRun() (int, error) {
 		}
 		off := i - s.pos
 		if err := s.fill(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return s.end, nil
 			}
 			return 0, err
@@ -341,7 +342,7 @@ func (s *scanner) skipPast(delim, what string) error {
 			s.pos = keep
 		}
 		if err := s.fill(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return s.malformed("unterminated %s", what)
 			}
 			return err
@@ -371,7 +372,7 @@ func (s *scanner) textChunk() (tokKind, error) {
 			s.pos += n
 			return tokText, nil
 		}
-		if err := s.fill(); err != nil && err != io.EOF {
+		if err := s.fill(); err != nil && !errors.Is(err, io.EOF) {
 			return 0, err
 		}
 	}
@@ -393,7 +394,7 @@ func (s *scanner) cdataChunk() (tokKind, error) {
 			return tokText, nil
 		}
 		if err := s.fill(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return 0, s.malformed("unterminated CDATA section")
 			}
 			return 0, err
@@ -420,7 +421,7 @@ func (s *scanner) startTag() (tokKind, error) {
 			return tokStart, nil
 		}
 		if err := s.fill(); err != nil {
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return 0, s.malformed("unexpected end of document in a tag")
 			}
 			return 0, err
@@ -528,7 +529,7 @@ func (s *scanner) endTag() (tokKind, error) {
 		}
 		if i >= len(b) {
 			if err := s.fill(); err != nil {
-				if err == io.EOF {
+				if errors.Is(err, io.EOF) {
 					return 0, s.malformed("unexpected end of document in an end tag")
 				}
 				return 0, err

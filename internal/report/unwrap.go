@@ -138,7 +138,7 @@ func (x *extractor) classify(open opener, data []byte, name, path string, depth 
 	}
 	br := bufio.NewReaderSize(s.r, 64)
 	head, err := br.Peek(4)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		if len(head) == 0 || errors.As(err, new(*Refusal)) {
 			return asRefusal(err, path)
 		}
@@ -226,7 +226,7 @@ func (x *extractor) entity(e *message.Entity, encErr error, path string, depth i
 		}
 		for i := 1; ; i++ {
 			p, err := mr.NextPart()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return nil
 			}
 			if p == nil {

@@ -230,7 +230,7 @@ func parseIP(b []byte) (netip.Addr, bool) {
 				goto slow
 			}
 		case c == '.' && digits > 0 && n < 3:
-			v4[n] = byte(octet)
+			v4[n] = byte(octet) //nolint:gosec // G115: octet <= 255, checked above
 			n++
 			octet, digits = 0, 0
 		default:

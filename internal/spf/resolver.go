@@ -341,7 +341,7 @@ func unescapePresentation(s string) string {
 		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
 			n := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
 			if n <= 255 {
-				b = append(b, byte(n))
+				b = append(b, byte(n)) //nolint:gosec // G115: n <= 255, checked above
 				i += 3
 				continue
 			}

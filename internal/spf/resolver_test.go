@@ -46,7 +46,7 @@ func startTestServer(t *testing.T, lines ...string) *testServer {
 		if err == nil {
 			break
 		}
-		pc.Close()
+		_ = pc.Close()
 		pc = nil
 	}
 	require.NotNil(t, pc, "no port free for UDP and TCP")

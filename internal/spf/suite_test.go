@@ -57,7 +57,7 @@ func loadSuite(t testing.TB, path string) []suiteDoc {
 	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	dec := yaml.NewDecoder(f)
 	var docs []suiteDoc
 	for {
@@ -106,7 +106,7 @@ func suiteRecord(t testing.TB, name, typ string, v any) zoneRecord {
 		case []any:
 			var b strings.Builder
 			for _, s := range v {
-				b.WriteString(fmt.Sprint(s))
+				fmt.Fprint(&b, s)
 			}
 			rec.text = b.String()
 		default:

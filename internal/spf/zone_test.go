@@ -20,11 +20,10 @@ import (
 type zone map[string][]zoneRecord
 
 type zoneRecord struct {
-	typ   string // "A", "AAAA", "TXT", "SPF", "MX", "PTR", "CNAME" or "TIMEOUT"
-	text  string // TXT and SPF (strings joined), PTR, CNAME and MX target
-	addr  netip.Addr
-	none  bool // "TXT: NONE"
-	empty bool // MX with an empty target: a null MX
+	typ  string // "A", "AAAA", "TXT", "SPF", "MX", "PTR", "CNAME" or "TIMEOUT"
+	text string // TXT and SPF (strings joined), PTR, CNAME and MX target
+	addr netip.Addr
+	none bool // "TXT: NONE"
 }
 
 var errTimeout = errors.New("zone: query timed out")

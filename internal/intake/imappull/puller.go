@@ -216,7 +216,7 @@ func (p *Puller) Pull(ctx context.Context) (st Stats, err error) {
 		return st, fmt.Errorf("imap pull: claim mailbox: %w", err)
 	}
 	defer p.release()
-	st.UIDValidity, st.LastUID = uint32(row.UidValidity), uint32(row.LastUid)
+	st.UIDValidity, st.LastUID = uint32(row.UidValidity), uint32(row.LastUid) //nolint:gosec // G115: the stored values are IMAP UIDs, written from uint32
 
 	s, err := p.dial(ctx)
 	if err != nil {
@@ -422,10 +422,10 @@ func batches(uids imap.UIDSet, last uint32, n int) func(yield func(imap.UIDSet) 
 			}
 			start = max(start, last+1)
 			for start <= stop && start != 0 {
-				take := min(uint64(stop-start)+1, uint64(n-count))
-				end := start + uint32(take) - 1
+				take := min(uint64(stop-start)+1, uint64(n-count)) //nolint:gosec // G115: n-count > 0 inside the loop
+				end := start + uint32(take) - 1                    //nolint:gosec // G115: take <= stop-start+1, a uint32 range with start >= 1
 				batch = append(batch, imap.UIDRange{Start: imap.UID(start), Stop: imap.UID(end)})
-				count += int(take)
+				count += int(take) //nolint:gosec // G115: take <= n-count, an int
 				if count == n {
 					if !yield(batch) {
 						return

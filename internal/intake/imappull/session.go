@@ -65,7 +65,7 @@ func (p *Puller) dial(ctx context.Context) (*session, error) {
 		if err != nil {
 			s.stop()
 			close(s.closed)
-			raw.Close()
+			_ = raw.Close()
 			return nil, fmt.Errorf("imap pull: TLS handshake: %w", err)
 		}
 		s.c = imapclient.New(tc, opts)
@@ -74,7 +74,7 @@ func (p *Puller) dial(ctx context.Context) (*session, error) {
 		if err != nil {
 			s.stop()
 			close(s.closed)
-			raw.Close()
+			_ = raw.Close()
 			return nil, fmt.Errorf("imap pull: STARTTLS: %w", err)
 		}
 	default:
@@ -94,7 +94,7 @@ func (s *session) fail(ctx context.Context, doing string, err error) error {
 // abort gives up on a FETCH: the connection is cut, then the command is
 // drained, which now ends at once.
 func (s *session) abort(cmd *imapclient.FetchCommand) {
-	s.raw.Close()
+	_ = s.raw.Close()
 	_ = cmd.Close()
 }
 
@@ -108,6 +108,6 @@ func (s *session) logout() error {
 func (s *session) close() {
 	s.stop()
 	close(s.closed)
-	s.raw.Close()
+	_ = s.raw.Close()
 	_ = s.c.Close()
 }

@@ -108,15 +108,16 @@ type Refusal struct {
 	Reason string
 }
 
-// Print writes the summary for a person.
+// Print writes the summary for a person. It is a courtesy: the import is
+// done whether or not the summary can be written, so write errors are dropped.
 func (s Summary) Print(w io.Writer) {
-	fmt.Fprintf(w, "Imported %d %s from %d %s (%s) in %s:\n", s.Inputs, plural(s.Inputs, "input"),
+	_, _ = fmt.Fprintf(w, "Imported %d %s from %d %s (%s) in %s:\n", s.Inputs, plural(s.Inputs, "input"),
 		s.Files, plural(s.Files, "file"), byteSize(s.Bytes), s.Elapsed.Round(time.Millisecond))
-	fmt.Fprintf(w, "  accepted   %6d  queued %d for decoding; each report's outcome is shown with its upload\n", s.Accepted, s.Accepted)
-	fmt.Fprintf(w, "  duplicate  %6d  already stored, skipped\n", s.Duplicates)
-	fmt.Fprintf(w, "  refused    %6d\n", len(s.Refused))
+	_, _ = fmt.Fprintf(w, "  accepted   %6d  queued %d for decoding; each report's outcome is shown with its upload\n", s.Accepted, s.Accepted)
+	_, _ = fmt.Fprintf(w, "  duplicate  %6d  already stored, skipped\n", s.Duplicates)
+	_, _ = fmt.Fprintf(w, "  refused    %6d\n", len(s.Refused))
 	for _, r := range s.Refused {
-		fmt.Fprintf(w, "    %s: %s\n", r.Path, r.Reason)
+		_, _ = fmt.Fprintf(w, "    %s: %s\n", r.Path, r.Reason)
 	}
 }
 
@@ -216,7 +217,7 @@ func (im *Importer) file(ctx context.Context, f file, sum *Summary, read func(in
 		sum.Refused = append(sum.Refused, Refusal{Path: f.path, Reason: reason(err)})
 		return nil
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }()
 	cr := &countingReader{r: fh, report: read}
 	head := make([]byte, 5)
 	n, _ := io.ReadFull(cr, head)

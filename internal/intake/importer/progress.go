@@ -9,7 +9,8 @@ import (
 )
 
 // progress shows how far an import is, by bytes: a bar redrawn in place on
-// a terminal, or a line every few seconds elsewhere (a log file, CI).
+// a terminal, or a line every few seconds elsewhere (a log file, CI). It is a courtesy: write errors are
+// dropped and the import goes on.
 type progress struct {
 	w           io.Writer
 	bar         bool
@@ -63,7 +64,7 @@ func (p *progress) finish() {
 	}
 	p.draw()
 	if p.bar {
-		fmt.Fprintln(p.w)
+		_, _ = fmt.Fprintln(p.w)
 	}
 }
 
@@ -81,7 +82,7 @@ func (p *progress) draw() {
 	f := p.fraction()
 	counts := fmt.Sprintf("%3.0f%%  %d/%d files  %s/%s", f*100, p.filesDone, p.files, byteSize(p.done), byteSize(p.total))
 	if !p.bar {
-		fmt.Fprintf(p.w, "import: %s\n", counts)
+		_, _ = fmt.Fprintf(p.w, "import: %s\n", counts)
 		return
 	}
 	const width = 30
@@ -89,5 +90,5 @@ func (p *progress) draw() {
 	line := "[" + strings.Repeat("=", filled) + strings.Repeat(" ", width-filled) + "] " + counts
 	pad := max(0, p.drawnLength-len(line))
 	p.drawnLength = len(line)
-	fmt.Fprintf(p.w, "\r%s%s", line, strings.Repeat(" ", pad))
+	_, _ = fmt.Fprintf(p.w, "\r%s%s", line, strings.Repeat(" ", pad))
 }

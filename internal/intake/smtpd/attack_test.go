@@ -49,7 +49,7 @@ func TestBoundedStalledSessions(t *testing.T) {
 		}
 	})
 	for i := range sessions {
-		c := dialFrom(t, s.SMTPAddr, net.IPv4(127, 0, 0, byte(2+i/perAddr)), deadline)
+		c := dialStalled(t, s.SMTPAddr, net.IPv4(127, 0, 0, byte(2+i/perAddr)), deadline)
 		conns = append(conns, c)
 		c.expect(t, "", 220)
 		c.expect(t, "EHLO mx"+fmt.Sprint(i)+".attacker.test", 250)
@@ -96,7 +96,7 @@ type stalled struct {
 	r    *bufio.Reader
 }
 
-func dialFrom(t *testing.T, addr string, from net.IP, deadline time.Time) *stalled {
+func dialStalled(t *testing.T, addr string, from net.IP, deadline time.Time) *stalled {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: from}, Timeout: 5 * time.Second}
 	conn, err := d.Dial("tcp", addr)

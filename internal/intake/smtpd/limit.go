@@ -205,7 +205,7 @@ func (c *conn) Write(b []byte) (int, error) {
 		c.busy.Store(false)
 	}
 	if c.closeAfterSend.Load() {
-		c.Close()
+		_ = c.Close()
 	}
 	return n, err
 }

@@ -33,7 +33,7 @@ func dialFrom(t *testing.T, local, addr string, header []byte) (net.Conn, *bufio
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}, Timeout: 5 * time.Second}
 	nc, err := d.Dial("tcp", addr)
 	require.NoError(t, err)
-	t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { _ = nc.Close() })
 	require.NoError(t, nc.SetDeadline(time.Now().Add(10*time.Second)))
 	if header != nil {
 		_, err = nc.Write(header)

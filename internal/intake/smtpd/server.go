@@ -270,7 +270,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.shutdown()
-	<-errc
+	<-errc //nolint:errcheck // after shutdown, Serve returns the closed listener's error: expected
 	s.refusing.Wait()
 	return nil
 }

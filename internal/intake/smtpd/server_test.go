@@ -88,7 +88,7 @@ func (e *env) dial(t *testing.T) *smtp.Client {
 	t.Helper()
 	c, err := smtp.Dial(e.addr)
 	require.NoError(t, err)
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	require.NoError(t, c.Hello("mx.receiver.test"))
 	return c
 }
@@ -378,7 +378,7 @@ func greeting(t *testing.T, addr string) (net.Conn, string) {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
-	t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { _ = nc.Close() })
 	require.NoError(t, nc.SetReadDeadline(time.Now().Add(5*time.Second)))
 	line, err := bufio.NewReader(nc).ReadString('\n')
 	require.NoError(t, err)
@@ -396,13 +396,13 @@ func TestCapsConcurrentSessionsPerClient(t *testing.T) {
 	require.True(t, strings.HasPrefix(line, "421 4.7.0 "), line)
 
 	// A closed session frees its place.
-	first.Close()
+	_ = first.Close()
 	require.Eventually(t, func() bool {
 		nc, err := net.Dial("tcp", e.addr)
 		if err != nil {
 			return false
 		}
-		defer nc.Close()
+		defer func() { _ = nc.Close() }()
 		_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 		l, _ := bufio.NewReader(nc).ReadString('\n')
 		return strings.HasPrefix(l, "220 ")
@@ -415,7 +415,7 @@ func TestLimitsSessionRate(t *testing.T) {
 	for range 2 {
 		nc, line := greeting(t, e.addr)
 		require.True(t, strings.HasPrefix(line, "220 "), line)
-		nc.Close()
+		_ = nc.Close()
 	}
 	_, line := greeting(t, e.addr)
 	require.True(t, strings.HasPrefix(line, "421 4.7.0 "), line)
@@ -444,7 +444,7 @@ func TestSTARTTLS(t *testing.T) {
 
 	c, err := smtp.DialStartTLS(e.addr, clientTLS)
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	require.NoError(t, c.Mail("x@receiver.test", nil))
 	require.NoError(t, c.Rcpt(e.rua(), nil))
 	state, ok := c.TLSConnectionState()
@@ -542,7 +542,7 @@ func TestTLSFromFiles(t *testing.T) {
 	e := setup(t, func(c *smtpd.Config) { c.TLS = cfg })
 	c, err := smtp.DialStartTLS(e.addr, clientTLS)
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	require.NoError(t, c.Noop())
 
 	_, err = smtpd.TLSFromFiles(filepath.Join(dir, "missing.pem"), keyFile)

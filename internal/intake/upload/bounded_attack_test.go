@@ -95,7 +95,7 @@ func TestBoundedAnonymousUploads(t *testing.T) {
 					if resp, err := client.Do(req); err == nil {
 						outcome = strconv.Itoa(resp.StatusCode)
 						_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-						resp.Body.Close()
+						_ = resp.Body.Close()
 					} else if ctx.Err() != nil {
 						outcome = "timed out"
 					}
@@ -125,7 +125,7 @@ func readChars(t *testing.T, pid int) int64 {
 	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/io", pid))
 	require.NoError(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "rchar: "); ok {

@@ -69,7 +69,7 @@ func send(t *testing.T, req *http.Request, token string) httpReply {
 	defer cancel()
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	rep := httpReply{Status: resp.StatusCode, Body: string(b)}

@@ -287,7 +287,7 @@ func (u *upload) multipart() error {
 		default:
 			err = u.file(cleanName(name), part)
 		}
-		part.Close()
+		_ = part.Close()
 		if err != nil {
 			return err
 		}

@@ -69,7 +69,7 @@ func do(t *testing.T, req *http.Request) reply {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	require.Equal(t, "application/json; charset=utf-8", resp.Header.Get("Content-Type"))
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
@@ -272,7 +272,7 @@ func TestSlowUploadOutlastsServerTimeouts(t *testing.T) {
 			_, _ = fmt.Fprintf(pw, "<!-- %d -->", i)
 		}
 		_, _ = pw.Write([]byte(report))
-		pw.Close()
+		_ = pw.Close()
 	}()
 	req, err := http.NewRequest(http.MethodPost, srv.URL+"/upload", pr)
 	require.NoError(t, err)
