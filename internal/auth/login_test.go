@@ -268,10 +268,10 @@ func TestLoginKnownClientNotThrottledByOthers(t *testing.T) {
 		bob.KnownClient,   // another user's
 		first.AccessToken, // not a known-client token
 		forgedKnownClient(t, aliceID),
-		first.KnownClient[:len(first.KnownClient)-2] + "AA", // bad signature
+		badSignature(first.KnownClient),
 	} {
 		_, err = f.svc.Login(f.ctx, "alice@example.com", testPassword, LoginClient{Addr: "198.51.100.7", KnownClient: kc})
-		require.ErrorIs(t, err, ErrRateLimited)
+		require.ErrorIs(t, err, ErrRateLimited, "known-client token %q", kc)
 	}
 
 	// The known client gets in from anywhere, and its token is renewed
@@ -309,6 +309,18 @@ func TestLoginKnownClientNotThrottledByOthers(t *testing.T) {
 
 // forgedKnownClient is a well-formed known-client token for the user signed
 // with a key the service does not know under its kid.
+// badSignature changes the first character of a JWT's signature. (Changing
+// its last characters may change nothing: an Ed25519 signature's last
+// byte is small, and base64's last character carries padding bits.)
+func badSignature(jwt string) string {
+	i := strings.LastIndexByte(jwt, '.') + 1
+	c := byte('A')
+	if jwt[i] == 'A' {
+		c = 'B'
+	}
+	return jwt[:i] + string(c) + jwt[i+1:]
+}
+
 func forgedKnownClient(t *testing.T, userID uuid.UUID) string {
 	t.Helper()
 	other := testKeySet(t, "k1")
