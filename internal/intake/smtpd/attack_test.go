@@ -37,7 +37,7 @@ func TestBoundedStalledSessions(t *testing.T) {
 	defer cancel()
 	var token string
 	require.NoError(t, s.Pool.QueryRow(ctx, `WITH a AS (INSERT INTO accounts (name) VALUES ('stall') RETURNING id)
-		INSERT INTO domains (account_id, name) SELECT id, 'stall.example' FROM a RETURNING report_token`).Scan(&token))
+		INSERT INTO domains (account_id, name, verified_at, verified_how, claim_expires_at) SELECT id, 'stall.example', now(), 'operator', NULL FROM a RETURNING report_token`).Scan(&token))
 	rcpt := token + "@" + reportsDomain
 
 	base := s.Usage(t).PeakRSS
