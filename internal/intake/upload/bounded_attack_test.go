@@ -40,7 +40,11 @@ func TestBoundedAnonymousUploads(t *testing.T) {
 	)
 	s := attacktest.StartServe(t, attacktest.ServeOptions{})
 	pid := s.Cmd.Process.Pid
-	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
+	// ExpectContinueTimeout: the requests that ask "Expect: 100-continue"
+	// (as curl does for large bodies) wait for the server's word before
+	// sending their body, so their 401 always reaches the client; the
+	// others send at once, and may see the connection closed first.
+	client := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DisableKeepAlives: true, ExpectContinueTimeout: 30 * time.Second}}
 	t.Cleanup(client.CloseIdleConnections)
 
 	multipartBody := func(field string) (io.Reader, int64) {
@@ -90,6 +94,9 @@ func TestBoundedAnonymousUploads(t *testing.T) {
 					req.Header.Set("Content-Type", a.contentType)
 					if i%2 == 1 { // half of them with a credential that proves nothing
 						req.Header.Set("Authorization", "Bearer rmp_"+strings.Repeat("0", 64))
+					}
+					if i%4 < 2 { // half of them wait for the server before sending
+						req.Header.Set("Expect", "100-continue")
 					}
 					outcome := "connection closed while sending"
 					if resp, err := client.Do(req); err == nil {
