@@ -161,7 +161,7 @@ type decoder struct {
 	nrec     int
 	dropped  int      // records dropped for a bad source_ip or count
 	badRec   *Refusal // why the first dropped record was
-	strayAt  int // scanner.tags when stray text was last noted
+	strayAt  int      // scanner.tags when stray text was last noted
 
 	val []byte // the current text value
 	tmp []byte // scratch for cleanText
