@@ -55,7 +55,7 @@ func notStored(status string) bool {
 // Bounds on values that end up in index keys (a btree entry must stay
 // under about 2.7 kB) or that no real report comes near.
 const (
-	maxKeyField   = 1000 // org_name and report_id, in the dedupe key
+	maxKeyField   = 1000 // the reporter and report_id, in the dedupe key
 	maxDomainLen  = 253
 	maxIdentifier = 255 // header_from, envelope_from, envelope_to
 	maxEnumLen    = 32  // disposition, dkim, spf (policy_evaluated)
@@ -229,6 +229,12 @@ func checkMetadata(m *report.Metadata, now time.Time) error {
 	switch {
 	case len(m.OrgName) > maxKeyField:
 		return &report.Refusal{Reason: report.Invalid, Element: "feedback/report_metadata/org_name", Detail: fmt.Sprintf("longer than %d bytes", maxKeyField)}
+	case m.Reporter() == "":
+		// The decoder refuses such a report already; an empty reporter in
+		// the dedupe key would make unnamed reporters collide.
+		return &report.Refusal{Reason: report.Invalid, Element: "feedback/report_metadata/org_name", Detail: "nothing names the reporter"}
+	case len(m.Reporter()) > maxKeyField:
+		return &report.Refusal{Reason: report.Invalid, Element: "feedback/report_metadata/email", Detail: fmt.Sprintf("the reporter it names is longer than %d bytes", maxKeyField)}
 	case len(m.ReportID) > maxKeyField:
 		return &report.Refusal{Reason: report.Invalid, Element: "feedback/report_metadata/report_id", Detail: fmt.Sprintf("longer than %d bytes", maxKeyField)}
 	case len(m.Policy.Domain) > maxDomainLen:
@@ -402,7 +408,7 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 	}
 	day := pgtype.Date{Time: c.day, Valid: true}
 	id, err := q.InsertReport(ctx, ingestdb.InsertReportParams{
-		DomainID: c.domain, BlobID: &b.ID,
+		DomainID: c.domain, BlobID: &b.ID, Reporter: m.Reporter(),
 		OrgName: m.OrgName, Email: clip(m.Email, maxTextField), ExtraContactInfo: clip(m.ExtraContactInfo, maxTextField),
 		ReportID: m.ReportID, PolicyDomain: m.Policy.Domain, BeginAt: m.Begin, EndAt: m.End, Day: day,
 		Version: clip(m.Version, maxEnumLen), Namespace: clip(m.Namespace, maxTextField), Generator: clip(m.Generator, maxTextField),
@@ -414,7 +420,7 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, err := q.ReportByKey(ctx, ingestdb.ReportByKeyParams{
-			DomainID: c.domain, OrgName: m.OrgName, ReportID: m.ReportID, PolicyDomain: m.Policy.Domain, BeginAt: m.Begin, EndAt: m.End,
+			DomainID: c.domain, Reporter: m.Reporter(), ReportID: m.ReportID, PolicyDomain: m.Policy.Domain, BeginAt: m.Begin, EndAt: m.End,
 		})
 		if err != nil {
 			return result{}, fmt.Errorf("find stored report: %w", err)

@@ -606,11 +606,11 @@ func TestFailedLastAttempt(t *testing.T) {
 	require.Contains(t, *b.Detail, "after 5 attempts")
 }
 
-// TestRefusals: input that cannot be stored is refused with its reason on
-// the blob, the job is cancelled and nothing is stored.
-func TestRefusals(t *testing.T) {
+// TestBadRecordLateDropsOnlyThatRecord: a record whose source_ip is not an
+// address, late in a report, is dropped with a warning naming it; the
+// report and its other records are stored (it once refused the report).
+func TestBadRecordLateDropsOnlyThatRecord(t *testing.T) {
 	t.Parallel()
-	long := strings.Repeat("x", 1001)
 	var many []rec
 	for range 1000 {
 		many = append(many, rec{"192.0.2.7", 1, "none", "pass", "pass", ""})
@@ -621,13 +621,30 @@ func TestRefusals(t *testing.T) {
 	badLate = restoreAllBut(badLate, 900)
 
 	e := setup(t)
+	blob := e.mustStore(t, badLate)
+	b := e.blob(t, blob)
+	require.Len(t, b.Warnings, 1, "%v", b.Warnings)
+	require.Equal(t, "bad_record", b.Warnings[0]["code"])
+	require.Contains(t, fmt.Sprint(b.Warnings[0]), "bogus")
+	reports, records, messages, dups := e.stored(t)
+	require.EqualValues(t, 1, reports)
+	require.EqualValues(t, 999, records)
+	require.EqualValues(t, 999, messages)
+	require.Zero(t, dups)
+}
+
+// TestRefusals: input that cannot be stored is refused with its reason on
+// the blob, the job is cancelled and nothing is stored.
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 1001)
+	e := setup(t)
 	for _, c := range []struct {
 		name, reason, detail string
 		raw                  []byte
 	}{
 		{"malformed", "malformed", "", readTestdata(t, "invalid-xml.xml")},
 		{"not a report", "no_report", "", []byte("hello")},
-		{"bad record late in the report", "invalid", "record 900", badLate},
 		{"future", "invalid", "begins in the future", simple("f", "example.com", time.Now().Add(72*time.Hour))},
 		{"long org name", "invalid", "org_name: longer than 1000 bytes", xmlReport(long, "x", "example.com", day0)},
 		{"long report id", "invalid", "report_id: longer than 1000 bytes", xmlReport("r", long, "example.com", day0)},

@@ -89,22 +89,22 @@ SELECT tree.id FROM tree;
 -- concurrent transaction holding the same key makes this wait until it
 -- ends; if it committed, nothing is inserted.
 INSERT INTO reports (
-    domain_id, blob_id, org_name, email, extra_contact_info, report_id, policy_domain,
+    domain_id, blob_id, reporter, org_name, email, extra_contact_info, report_id, policy_domain,
     begin_at, end_at, day, version, namespace, generator, errors,
     policy_adkim, policy_aspf, policy_p, policy_sp, policy_np, policy_pct, policy_fo,
     policy_testing, policy_discovery, received_at
 ) VALUES (
-    @domain_id, @blob_id, @org_name, @email, @extra_contact_info, @report_id, @policy_domain,
+    @domain_id, @blob_id, @reporter, @org_name, @email, @extra_contact_info, @report_id, @policy_domain,
     @begin_at, @end_at, @day, @version, @namespace, @generator, @errors,
     @policy_adkim, @policy_aspf, @policy_p, @policy_sp, @policy_np, sqlc.narg(policy_pct), @policy_fo,
     @policy_testing, @policy_discovery, @received_at
 )
-ON CONFLICT (domain_id, org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
+ON CONFLICT (domain_id, reporter, report_id, policy_domain, begin_at, end_at) DO NOTHING
 RETURNING id;
 
 -- name: ReportByKey :one
 SELECT id, blob_id FROM reports
-WHERE domain_id = @domain_id AND org_name = @org_name AND report_id = @report_id AND policy_domain = @policy_domain
+WHERE domain_id = @domain_id AND reporter = @reporter AND report_id = @report_id AND policy_domain = @policy_domain
   AND begin_at = @begin_at AND end_at = @end_at;
 
 -- name: InsertDuplicate :exec

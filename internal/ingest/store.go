@@ -39,8 +39,17 @@ const (
 )
 
 // DefaultMaxSize is the largest raw input Accept takes by default, the same
-// as the unwrapping limit of [report.Limits.MaxCompressed].
+// as the unwrapping limit of [report.Limits.MaxCompressed]. A bare XML file,
+// not compressed, may be as large as [report.Limits.MaxInflated] allows
+// (see [MaxSizeFor]).
 const DefaultMaxSize = report.DefaultMaxCompressed
+
+// MaxSizeFor returns the largest raw input that begins with head which
+// Accept takes, and the workers unwrap, with maxSize the limit for
+// compressed input and messages (0: DefaultMaxSize).
+func MaxSizeFor(head []byte, maxSize int64) int64 {
+	return report.Limits{MaxCompressed: maxSize}.MaxInput(head)
+}
 
 // ErrTooLarge and ErrEmpty are in the chain of Accept's errors for inputs
 // it refuses outright; the error itself is an [apperr.Error] whose message
@@ -103,9 +112,9 @@ func NewStore(pool *pgxpool.Pool, client *river.Client[pgx.Tx], log *slog.Logger
 	return &Store{pool: pool, client: client, log: log, maxSize: DefaultMaxSize}
 }
 
-// SetMaxSize changes the largest raw input Accept takes. It should not be
-// above the workers' [report.Limits.MaxCompressed], which would refuse the
-// blob later.
+// SetMaxSize changes the largest raw input Accept takes, but for a bare XML
+// file (see [MaxSizeFor]). It should not be above the workers'
+// [report.Limits.MaxCompressed], which would refuse the blob later.
 func (s *Store) SetMaxSize(n int64) {
 	if n > 0 {
 		s.maxSize = n
@@ -248,9 +257,9 @@ func (s *Store) validate(in Incoming) error {
 	if len(in.Raw) == 0 {
 		return &apperr.Error{Code: apperr.BadUserInput, Field: "file", Message: "the report is empty", Err: ErrEmpty}
 	}
-	if int64(len(in.Raw)) > s.maxSize {
+	if limit := MaxSizeFor(in.Raw, s.maxSize); int64(len(in.Raw)) > limit {
 		return &apperr.Error{Code: apperr.BadUserInput, Field: "file",
-			Message: fmt.Sprintf("the report is %s; the limit is %s", byteSize(int64(len(in.Raw))), byteSize(s.maxSize)),
+			Message: fmt.Sprintf("the report is %s; the limit is %s", byteSize(int64(len(in.Raw))), byteSize(limit)),
 			Err:     ErrTooLarge}
 	}
 	return nil

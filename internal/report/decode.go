@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -158,7 +159,9 @@ type decoder struct {
 	haveDate [2]bool
 	metaDone bool
 	nrec     int
-	strayAt  int // scanner.tags when stray text was last noted
+	dropped  int      // records dropped for a bad source_ip or count
+	badRec   *Refusal // why the first dropped record was
+	strayAt  int      // scanner.tags when stray text was last noted
 
 	val []byte // the current text value
 	tmp []byte // scratch for cleanText
@@ -176,7 +179,7 @@ func (d *decoder) warn(code WarningCode, element, detail string) {
 	d.w.add(code, element, detail)
 }
 
-func (d *decoder) invalid(element, format string, args ...any) error {
+func (d *decoder) invalid(element, format string, args ...any) *Refusal {
 	detail := fmt.Sprintf(format, args...)
 	if d.metaDone {
 		detail = fmt.Sprintf("record %d: %s", d.nrec, detail)
@@ -216,11 +219,23 @@ func (d *decoder) run() error {
 			}
 		case tokStart:
 			if string(d.s.local) != "feedback" {
+				if d.s.schemaTags > 0 && bytes.IndexByte(d.s.name, ':') >= 0 {
+					// A definition beside the report inside a stray
+					// <xs:schema> (see scanner.startTag).
+					d.warn(WarnSchema, string(d.s.name), "XML Schema element beside the report, skipped")
+					if err := d.skip(); err != nil {
+						return err
+					}
+					continue
+				}
 				return refuse(NoReport, fmt.Sprintf("root element is <%s>, not <feedback>", d.s.name))
 			}
 			d.rootNamespace()
 			if err := d.feedback(); err != nil {
 				return err
+			}
+			if d.s.schemaTags > 0 {
+				d.warn(WarnSchema, "", "<xs:schema> tags around or inside the report, ignored")
 			}
 			return d.epilog()
 		}
@@ -458,6 +473,12 @@ func (d *decoder) feedback() error {
 			if d.nrec == 0 {
 				d.warn(WarnNoRecords, pFeedback, "report has no records")
 			}
+			if d.nrec > 0 && d.dropped == d.nrec {
+				// Nothing of the report would be stored: refuse it, so
+				// that it is seen, rather than store an empty report.
+				return &Refusal{Reason: Invalid, Element: d.badRec.Element,
+					Detail: fmt.Sprintf("every record (%d) is unusable; the first: %s", d.nrec, d.badRec.Detail)}
+			}
 			return nil
 		case tokEOF:
 			return d.s.malformed("unexpected end of document")
@@ -673,11 +694,14 @@ func (d *decoder) finishMeta() error {
 	case m.Begin.After(m.End):
 		return &Refusal{Reason: Invalid, Element: pDateRange, Detail: fmt.Sprintf("begin %d is after end %d", m.Begin.Unix(), m.End.Unix())}
 	}
-	if m.Version == "" {
-		d.warn(WarnMissingVersion, pVersion, "missing or empty")
-	}
+	// A missing version is no warning: most reporters leave it out.
 	if m.OrgName == "" {
-		d.warn(WarnEmptyOrgName, pOrgName, "missing or empty")
+		who := m.Reporter()
+		if who == "" {
+			return &Refusal{Reason: Invalid, Element: pOrgName,
+				Detail: "missing or empty, and so are email and extra_contact_info: nothing names the reporter"}
+		}
+		d.warn(WarnEmptyOrgName, pOrgName, "missing or empty; the reporter is taken to be "+quote([]byte(who)))
 	}
 	if m.End.Sub(m.Begin) > 24*time.Hour {
 		d.warn(WarnLongDateRange, pDateRange, fmt.Sprintf("%s long", m.End.Sub(m.Begin)))
@@ -691,7 +715,10 @@ func (d *decoder) finishMeta() error {
 
 // recordState tracks the required parts of one record.
 type recordState struct {
-	ip, count, policy, headerFrom bool
+	ip, count, policy, headerFrom bool // seen, even when bad
+	// bad says why the record cannot be stored: a source_ip or count that
+	// does not parse.
+	bad *Refusal
 }
 
 func (d *decoder) record() error {
@@ -733,11 +760,21 @@ func (d *decoder) record() error {
 			return err
 		}
 	}
-	if !st.ip {
-		return d.invalid(pSourceIP, "missing")
+	switch {
+	case st.bad != nil:
+	case !st.ip:
+		st.bad = d.invalid(pSourceIP, "missing")
+	case !st.count:
+		st.bad = d.invalid(pCount, "missing")
 	}
-	if !st.count {
-		return d.invalid(pCount, "missing")
+	if st.bad != nil {
+		// One bad record costs that record, not the report.
+		d.dropped++
+		if d.badRec == nil {
+			d.badRec = st.bad
+		}
+		d.warn(WarnBadRecord, st.bad.Element, st.bad.Detail+"; the record is dropped")
+		return nil
 	}
 	if !st.policy {
 		d.warn(WarnMissing, pPolEval, "missing")
@@ -779,10 +816,14 @@ func (d *decoder) row(rec *Record, st *recordState) error {
 				return err
 			}
 			ip, ok := parseIP(v)
+			st.ip = true
 			if !ok {
-				return d.invalid(pSourceIP, "%s is not an IP address", quote(v))
+				if st.bad == nil {
+					st.bad = d.invalid(pSourceIP, "%s is not an IP address", quote(v))
+				}
+				break
 			}
-			rec.SourceIP, st.ip = ip, true
+			rec.SourceIP = ip
 		case "count":
 			if st.count {
 				d.warn(WarnDuplicate, pCount, "repeated; the first is kept")
@@ -794,10 +835,14 @@ func (d *decoder) row(rec *Record, st *recordState) error {
 				return err
 			}
 			n, ok := parseUint(v)
+			st.count = true
 			if !ok {
-				return d.invalid(pCount, "%s is not a non-negative integer", quote(v))
+				if st.bad == nil {
+					st.bad = d.invalid(pCount, "%s is not a non-negative integer", quote(v))
+				}
+				break
 			}
-			rec.Count, st.count = n, true
+			rec.Count = n
 		case "policy_evaluated":
 			st.policy = true
 			err = d.policyEvaluated(&rec.PolicyEvaluated)

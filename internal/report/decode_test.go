@@ -90,7 +90,7 @@ func TestDecodeQuirks(t *testing.T) {
 				require.Equal(t, report.DMARCPass, rep.Records[0].PolicyEvaluated.DKIM)
 				require.Equal(t, report.DispositionNone, rep.Records[0].PolicyEvaluated.Disposition)
 			}},
-		{"missing version", doc("<version>1.0</version>", ""), report.WarnMissingVersion,
+		{"missing version is no warning", doc("<version>1.0</version>", ""), "",
 			func(t *testing.T, rep *report.Report) { require.Empty(t, rep.Version) }},
 		{"empty org_name", doc("<org_name>google.com</org_name>", "<org_name></org_name>"), report.WarnEmptyOrgName,
 			func(t *testing.T, rep *report.Report) { require.Empty(t, rep.OrgName) }},
@@ -356,4 +356,125 @@ func (o *oneByteReader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	return o.r.Read(p[:1])
+}
+
+// TestDecodeLeniency: deviations met in real reports that cost at most the
+// part that is wrong, each with a warning naming it.
+func TestDecodeLeniency(t *testing.T) {
+	t.Parallel()
+	const xsOpen = `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="http://dmarc.org/dmarc-xml/0.1">`
+	const xsDefs = `<xs:element name="feedback"><xs:complexType><xs:sequence><xs:element name="version" type="xs:decimal"/></xs:sequence></xs:complexType></xs:element>`
+	badIP := strings.Replace(recordXML, "192.0.2.1", "not-an-address", 1)
+	cases := []struct {
+		name     string
+		in       string
+		warn     report.WarningCode
+		element  string // of the warning
+		records  int
+		messages int64
+	}{
+		{"xs:schema root around the report", doc("<feedback>", xsOpen+xsDefs+"<feedback>", "</feedback>", "</feedback></xs:schema>"),
+			report.WarnSchema, "", 1, 3},
+		{"xs:schema root never closed", doc("<feedback>", xsOpen+"\n<feedback>"), report.WarnSchema, "", 1, 3},
+		{"definitions beside the report", doc("<feedback>", xsOpen+xsDefs+"<feedback>", "</feedback>", "</feedback>"+xsDefs+"</xs:schema>"),
+			report.WarnSchema, "xs:element", 1, 3},
+		{"xs:schema inside feedback, never closed", doc("<version>", xsOpen+"<version>"), report.WarnSchema, "", 1, 3},
+		{"xs:schema inside feedback with definitions", doc("<version>", xsOpen+xsDefs+"</xs:schema><version>"), report.WarnUnknownElement, "feedback/element", 1, 3},
+		{"self-closing xsd:schema", doc("<version>", `<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema"/><version>`), report.WarnSchema, "", 1, 3},
+		{"source_ip not an address", doc(recordXML, recordXML+badIP), report.WarnBadRecord, "feedback/record/row/source_ip", 1, 3},
+		{"source_ip empty", doc(recordXML, badIP+recordXML+strings.Replace(recordXML, "<source_ip>192.0.2.1</source_ip>", "<source_ip/>", 1)),
+			report.WarnBadRecord, "feedback/record/row/source_ip", 1, 3},
+		{"source_ip missing", doc(recordXML, strings.Replace(recordXML, "<source_ip>192.0.2.1</source_ip>", "", 1)+recordXML+recordXML),
+			report.WarnBadRecord, "feedback/record/row/source_ip", 2, 6},
+		{"count not a number", doc(recordXML, recordXML+strings.Replace(recordXML, "<count>3</count>", "<count>many</count>", 1)),
+			report.WarnBadRecord, "feedback/record/row/count", 1, 3},
+		{"version missing", doc("<version>1.0</version>", ""), "", "", 1, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			rep, warns, err := decode(t, c.in, report.Limits{})
+			require.NoError(t, err)
+			require.Len(t, rep.Records, c.records)
+			require.Equal(t, c.messages, rep.MessageCount())
+			require.Equal(t, "12345", rep.ReportID)
+			require.Equal(t, "example.com", rep.Policy.Domain)
+			if c.warn == "" {
+				require.Empty(t, warns)
+				return
+			}
+			found := false
+			for _, w := range warns {
+				if w.Code == c.warn && w.Element == c.element {
+					found = true
+					require.NotEmpty(t, w.Detail)
+				}
+			}
+			require.True(t, found, "no %s warning on %q in %+v", c.warn, c.element, warns)
+		})
+	}
+
+	t.Run("bad records counted in one warning", func(t *testing.T) {
+		t.Parallel()
+		rep, warns, err := decode(t, doc(recordXML, badIP+recordXML+badIP+badIP), report.Limits{})
+		require.NoError(t, err)
+		require.Len(t, rep.Records, 1)
+		require.Equal(t, []report.Warning{{Code: report.WarnBadRecord, Element: "feedback/record/row/source_ip",
+			Detail: `record 1: "not-an-address" is not an IP address; the record is dropped`, Count: 3}}, warns)
+	})
+
+	t.Run("every record bad refuses the report", func(t *testing.T) {
+		t.Parallel()
+		_, _, err := decode(t, doc(recordXML, badIP+badIP), report.Limits{})
+		var ref *report.Refusal
+		require.ErrorAs(t, err, &ref)
+		require.Equal(t, report.Invalid, ref.Reason)
+		require.Equal(t, "feedback/record/row/source_ip", ref.Element)
+		require.Contains(t, ref.Detail, "every record (2)")
+	})
+
+	t.Run("xs:schema root without a report", func(t *testing.T) {
+		t.Parallel()
+		_, _, err := decode(t, `<?xml version="1.0"?>`+xsOpen+xsDefs+"</xs:schema>", report.Limits{})
+		require.Equal(t, report.NoReport, reasonOf(t, err))
+	})
+}
+
+// TestReporter: the reporter's identity, which is part of the dedupe key,
+// is never empty for an accepted report.
+func TestReporter(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		org, email, extra string
+		want              string
+	}{
+		{"google.com", "noreply-dmarc-support@google.com", "", "google.com"},
+		{"", "noreply-dmarc-support@google.com", "", "google.com"},
+		{"", "DMARC Reports <dmarc@Mail.Example.NET>", "", "mail.example.net"},
+		{"", "mailto:dmarc@example.org", "https://example.org/dmarc", "example.org"},
+		{"", "dmarc@example.org.", "", "example.org"},
+		{"", "postmaster", "https://example.org/dmarc", "postmaster"},
+		{"", "postmaster@", "", "postmaster@"},
+		{"", "", "https://example.org/dmarc", "https://example.org/dmarc"},
+		{"", "", "", ""},
+	} {
+		m := report.Metadata{OrgName: c.org, Email: c.email, ExtraContactInfo: c.extra}
+		require.Equal(t, c.want, m.Reporter(), "%+v", c)
+	}
+
+	t.Run("decoded", func(t *testing.T) {
+		t.Parallel()
+		rep, warns, err := decode(t, doc("<org_name>google.com</org_name>", "<org_name/>"), report.Limits{})
+		require.NoError(t, err)
+		require.Empty(t, rep.OrgName)
+		require.Equal(t, "google.com", rep.Reporter())
+		require.Equal(t, []report.Warning{{Code: report.WarnEmptyOrgName, Element: "feedback/report_metadata/org_name",
+			Detail: `missing or empty; the reporter is taken to be "google.com"`, Count: 1}}, warns)
+
+		_, _, err = decode(t, doc("<org_name>google.com</org_name>", "", "<email>noreply-dmarc-support@google.com</email>", "<email> </email>"), report.Limits{})
+		var ref *report.Refusal
+		require.ErrorAs(t, err, &ref)
+		require.Equal(t, report.Invalid, ref.Reason)
+		require.Equal(t, "feedback/report_metadata/org_name", ref.Element)
+	})
 }

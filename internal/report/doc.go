@@ -21,7 +21,7 @@
 //	}
 //
 // Extract works on a byte slice rather than a reader: the raw blob is kept
-// anyway, is bounded by [Limits.MaxCompressed], and zip archives need random
+// anyway, is bounded ([Limits.MaxInput]), and zip archives need random
 // access. What it returns is lazy: decompression happens as an Attachment is
 // read, so an inflated report is never held in memory, and a 100k-record
 // report is decoded in a few megabytes when records are consumed through the
@@ -50,10 +50,13 @@
 // Every input is untrusted. [Limits] bounds, while reading and never by
 // trusting sizes declared in headers:
 //
-//   - the raw input and everything Extract holds in memory: 25 MB
+//   - the raw input and everything Extract holds in memory: 25 MB; a bare
+//     XML file, not compressed, may be as large as an inflated report
 //   - the bytes one decompressed stream yields: 100 MB
-//   - the inflation ratio, 100:1 after the first 1 MB, measured against the
-//     compressed bytes actually consumed, for every gzip layer and zip entry
+//   - the inflation ratio, 500:1 after the first 1 MB, measured against the
+//     compressed bytes actually consumed, for every gzip layer and zip entry:
+//     bombs made of runs of one byte inflate near 1000:1, while a report
+//     whose records are all alike stays near 230:1 (see [Limits.MaxRatio])
 //   - zip entries, and candidate reports per input: 10
 //   - archive layers around a report: 3; MIME parts: 100; multipart nesting: 5
 //   - XML element nesting: 32; records per report: 5,000,000; one text value
@@ -70,18 +73,23 @@
 // TooManyParts, NoReport, Malformed, Unsupported, Doctype, TooManyRecords,
 // ValueTooLong, Invalid) and, for decoding errors, the element at fault. A
 // report is refused as Invalid when it lacks what ingestion cannot do
-// without: report_id, the policy domain, a sound date range, and in every
-// record a parsable source_ip and a non-negative integer count.
+// without: report_id, the policy domain, a sound date range, something that
+// names the reporter ([Metadata.Reporter]), and at least one usable record.
+// A record without a parsable source_ip or a non-negative integer count is
+// dropped with a warning ([WarnBadRecord]); the rest of the report is kept.
 //
 // Real reporters deviate from the schema in harmless ways. These are accepted
 // and reported as [Warning] values, aggregated per code and element: result
-// values in any case ("Pass"), a missing version, an empty or space-padded
-// org_name or other value, empty reason elements, invalid UTF-8 or control
+// values in any case ("Pass"), an empty org_name (the reporter is then named
+// by the contact e-mail's domain), space-padded values, empty reason elements, invalid UTF-8 or control
 // characters (replaced by U+FFFD, so values are safe to store in
 // PostgreSQL), a byte-order mark, a Latin-1 or Windows-1252 declaration,
 // unknown elements (skipped), stray text between elements, a bare '&',
-// unknown enumerated values (kept), a date range longer than a day, and
-// content after the root element.
+// unknown enumerated values (kept), a date range longer than a day, content
+// after the root element, and XML Schema markup around or inside the report
+// (an <xs:schema> root, closed or not: its tags are passed over and the
+// definitions beside the report skipped). A missing version is not even a
+// warning: most reporters leave it out.
 //
 // # Why a custom tokenizer
 //

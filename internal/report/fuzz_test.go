@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -43,6 +44,8 @@ func FuzzExtract(f *testing.F) {
 	addTestdataSeeds(f)
 	xmlDoc := []byte(doc())
 	f.Add(gzipped(f, xmlDoc, "r.xml"))
+	f.Add([]byte(doc(recordXML, strings.Repeat(recordXML, 50))))
+	f.Add(gzipped(f, []byte(doc(recordXML, strings.Repeat(recordXML, 2000))), ""))
 	f.Add(gzipped(f, gzipped(f, xmlDoc, ""), ""))
 	f.Add(zipped(f, zipEntry{"r.xml.gz", gzipped(f, xmlDoc, "")}, zipEntry{"s.xml", xmlDoc}))
 	f.Add(mail(textPart, part("application/zip", `attachment; filename="r.zip"`, "base64", b64(zipped(f, zipEntry{"r.xml", xmlDoc})))))
@@ -96,6 +99,15 @@ func FuzzDecode(f *testing.F) {
 		" \n hello <feedback/>",
 		doc("<pct>100</pct>", "<pct>100</pct>11"),
 		doc("<org_name>google.com</org_name>", "<org_name> <![CDATA[x]]> a<b/> <c/>d &bad</org_name>"),
+		// Leniency: an xs:schema wrapper, closed or not, with definitions;
+		// records dropped for a bad source_ip or count; no org_name.
+		doc("<feedback>", `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:element name="a"/><feedback>`, "</feedback>", "</feedback></xs:schema>"),
+		doc("<feedback>", `<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><feedback>`),
+		doc("<version>", "<xs:schema><version>"),
+		doc(recordXML, recordXML+strings.Replace(recordXML, "192.0.2.1", "192.0.2.300", 1)),
+		doc(recordXML, strings.Replace(recordXML, "<count>3</count>", "<count>x</count>", 1)),
+		doc("<org_name>google.com</org_name>", "", "<email>noreply-dmarc-support@google.com</email>", "<email>dmarc@Example.ORG</email>"),
+		doc("<org_name>google.com</org_name>", "", "<email>noreply-dmarc-support@google.com</email>", ""),
 	} {
 		f.Add([]byte(s))
 	}

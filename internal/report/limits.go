@@ -4,13 +4,26 @@ package report
 // field means its default, so the zero Limits is the default set.
 type Limits struct {
 	// MaxCompressed caps the raw input handed to Extract, and any archive
-	// that must be held in memory after unpacking. Default 25 MB.
+	// that must be held in memory after unpacking. Default 25 MB. A bare
+	// XML file, which is not compressed, is capped by MaxInflated instead
+	// (see [Limits.MaxInput]).
 	MaxCompressed int64
 	// MaxInflated caps the bytes one decompressed stream may yield: each
-	// gzip layer and each zip entry. Default 100 MB.
+	// gzip layer and each zip entry; and a bare XML input. Default 100 MB.
 	MaxInflated int64
 	// MaxRatio caps inflated bytes divided by the compressed bytes read so
-	// far, once more than RatioGrace bytes were inflated. Default 100.
+	// far, once more than RatioGrace bytes were inflated. Default 500.
+	//
+	// Deflate compresses nothing better than about 1032:1, and comes near
+	// that only on runs of one byte, the stuff of bombs: 8 MB of zeros or
+	// spaces gzip at 1025:1 (821:1 at the fastest level). Content that
+	// repeats only every few hundred bytes, as a report's records do, pays
+	// for each 258-byte match with the distance's extra bits: 100,000
+	// identical records gzip at 228:1 at every level, and real records,
+	// whose addresses and counts differ, far worse. 500 lies between, so a
+	// bomb of runs is refused within its first megabytes while a report
+	// however repetitive is not; a bomb that repeats a longer pattern to
+	// stay under 500:1 is held by MaxInflated.
 	MaxRatio int64
 	// RatioGrace is the number of inflated bytes allowed before MaxRatio is
 	// enforced; small files compress far better than large ones. Default 1 MB.
@@ -39,7 +52,7 @@ type Limits struct {
 const (
 	DefaultMaxCompressed   = 25 << 20
 	DefaultMaxInflated     = 100 << 20
-	DefaultMaxRatio        = 100
+	DefaultMaxRatio        = 500
 	DefaultRatioGrace      = 1 << 20
 	DefaultMaxEntries      = 10
 	DefaultMaxDepth        = 3
@@ -74,4 +87,17 @@ func (l Limits) withDefaults() Limits {
 	defInt(&l.MaxRecords, DefaultMaxRecords)
 	defInt(&l.MaxValueBytes, DefaultMaxValueBytes)
 	return l
+}
+
+// MaxInput returns the largest raw input [Extract] takes that begins with
+// head (its first bytes, at least 64 of them when there are): MaxInflated
+// for a bare XML file, which is read as it is and never inflated, else
+// MaxCompressed. Intake paths ask it too, so that what they take is what
+// Extract accepts.
+func (l Limits) MaxInput(head []byte) int64 {
+	l = l.withDefaults()
+	if sniff(head) == kindXML {
+		return max(l.MaxInflated, l.MaxCompressed)
+	}
+	return l.MaxCompressed
 }

@@ -13,7 +13,7 @@ type Reason string
 // Refusal reasons. The first group is raised while unwrapping (see [Extract]
 // and [Attachment.Open]), the second while decoding (see [DecodeStream]).
 const (
-	// TooLarge: the raw input exceeds [Limits.MaxCompressed], or an archive
+	// TooLarge: the raw input exceeds [Limits.MaxInput], or an archive
 	// nested inside another exceeds it once unpacked.
 	TooLarge Reason = "too_large"
 	// InflatedTooLarge: a decompressed stream exceeds [Limits.MaxInflated].

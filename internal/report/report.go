@@ -2,6 +2,7 @@ package report
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -37,6 +38,41 @@ type Metadata struct {
 	Generator string
 
 	Policy PolicyPublished
+}
+
+// Reporter names who sent the report, for telling one reporter's reports
+// from another's (the dedupe key): the org_name; when that is empty, the
+// domain of the contact e-mail, lower-cased; when the e-mail has no domain,
+// the whole e-mail; when there is no e-mail, extra_contact_info. It is empty
+// only when all three are, and [DecodeStream] refuses such a report: two
+// reporters without a name could not be told apart, and the second one's
+// report would be taken for a copy of the first's.
+func (m *Metadata) Reporter() string {
+	if m.OrgName != "" {
+		return m.OrgName
+	}
+	if d := emailDomain(m.Email); d != "" {
+		return d
+	}
+	if m.Email != "" {
+		return m.Email
+	}
+	return m.ExtraContactInfo
+}
+
+// emailDomain returns the lower-cased domain of an address as reporters
+// write it ("noreply@example.com", "mailto:dmarc@example.com",
+// "DMARC <dmarc@Example.COM>"), or "" when it has none.
+func emailDomain(email string) string {
+	i := strings.LastIndexByte(email, '@')
+	if i < 0 {
+		return ""
+	}
+	d := email[i+1:]
+	if j := strings.IndexAny(d, " \t>,;?"); j >= 0 {
+		d = d[:j]
+	}
+	return strings.ToLower(strings.TrimRight(d, "."))
 }
 
 // PolicyPublished is the DMARC policy the reporter found for the domain.

@@ -26,6 +26,7 @@ const (
 	tokStart         // name, local, selfClosing are set
 	tokEnd           // name, local are set
 	tokText          // text and cdata are set; one text node may come in several chunks
+	tokNone          // internal: a tag that was passed over; next reads on
 )
 
 const scanBufSize = 64 << 10
@@ -58,6 +59,9 @@ type scanner struct {
 	maxDepth int
 
 	rootAttrs []attr // attributes of the root element
+
+	// schemaTags counts the <xs:schema> start and end tags passed over.
+	schemaTags int
 
 	// Set by prolog.
 	bom      bool
@@ -264,7 +268,11 @@ func (s *scanner) next() (tokKind, error) {
 		}
 		switch s.buf[s.pos+1] {
 		case '/':
-			return s.endTag()
+			k, err := s.endTag()
+			if k == tokNone && err == nil {
+				continue
+			}
+			return k, err
 		case '?':
 			s.pos += 2
 			if err := s.skipPast("?>", "processing instruction"); err != nil {
@@ -298,7 +306,11 @@ func (s *scanner) next() (tokKind, error) {
 			}
 			return 0, s.malformed("unexpected markup %q", b)
 		default:
-			return s.startTag()
+			k, err := s.startTag()
+			if k == tokNone && err == nil {
+				continue
+			}
+			return k, err
 		}
 	}
 }
@@ -407,6 +419,16 @@ func (s *scanner) startTag() (tokKind, error) {
 		n, err := s.parseStart(s.buf[s.pos:s.end])
 		if err != nil {
 			return 0, err
+		}
+		if n > 0 && isSchema(s.local) {
+			// Some reporters wrap the report in an XML Schema
+			// <xs:schema> element, or put one inside it, often never
+			// closed. No report element is called schema: its tags are
+			// passed over as if absent, and what they enclose is read.
+			s.pos += n
+			s.afterTag = true
+			s.schemaTags++
+			return tokNone, nil
 		}
 		if n > 0 {
 			if s.depth() >= s.maxDepth {
@@ -539,6 +561,12 @@ func (s *scanner) endTag() (tokKind, error) {
 		if b[i] != '>' || len(name) == 0 {
 			return 0, s.malformed("invalid end tag")
 		}
+		if local := name[bytes.LastIndexByte(name, ':')+1:]; isSchema(local) {
+			s.pos += i + 1
+			s.afterTag = true
+			s.schemaTags++
+			return tokNone, nil
+		}
 		if s.depth() == 0 {
 			return 0, s.malformed("end tag </%s> without a start tag", name)
 		}
@@ -552,6 +580,9 @@ func (s *scanner) endTag() (tokKind, error) {
 		return tokEnd, nil
 	}
 }
+
+// isSchema tells the local name of the XML Schema root element.
+func isSchema(local []byte) bool { return string(local) == "schema" }
 
 // top is the name of the innermost open element.
 func (s *scanner) top() []byte { return s.stack[s.stackOff[len(s.stackOff)-1]:] }

@@ -58,8 +58,8 @@ func Extract(raw []byte, limits Limits) ([]Attachment, error) {
 	if len(raw) == 0 {
 		return nil, refuse(NoReport, "empty input")
 	}
-	if int64(len(raw)) > x.l.MaxCompressed {
-		return nil, refuse(TooLarge, fmt.Sprintf("%d bytes, more than %d", len(raw), x.l.MaxCompressed))
+	if limit := x.l.MaxInput(raw); int64(len(raw)) > limit {
+		return nil, refuse(TooLarge, fmt.Sprintf("%d bytes, more than %d", len(raw), limit))
 	}
 	var err error
 	switch sniff(raw) {

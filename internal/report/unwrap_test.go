@@ -220,7 +220,8 @@ func TestExtractRefusals(t *testing.T) {
 		reason report.Reason
 	}{
 		{"empty", nil, report.Limits{}, report.NoReport},
-		{"too large", xmlDoc, report.Limits{MaxCompressed: 100}, report.TooLarge},
+		{"too large", gz, report.Limits{MaxCompressed: 100}, report.TooLarge},
+		{"bare XML larger than the inflated limit", xmlDoc, report.Limits{MaxCompressed: 100, MaxInflated: 200}, report.TooLarge},
 		{"random bytes", []byte("\x00\x01\x02 this is not a report"), report.Limits{}, report.NoReport},
 		{"text-only mail", mail(textPart, part("text/html", "", "", "<p>hi</p>")), report.Limits{}, report.NoReport},
 		{"mail with a PDF only", mail(textPart, part("application/pdf", `attachment; filename="r.pdf"`, "base64", b64([]byte("%PDF-1.4")))), report.Limits{}, report.NoReport},
@@ -398,11 +399,75 @@ func TestBomb200MB(t *testing.T) { // not parallel: measures allocation
 	}
 }
 
+// TestExtractDefaultCompressedLimit: compressed input is capped at
+// MaxCompressed; a bare XML file, which is not compressed, at MaxInflated.
 func TestExtractDefaultCompressedLimit(t *testing.T) {
 	t.Parallel()
-	big := append([]byte("<feedback>"), make([]byte, report.DefaultMaxCompressed)...)
+	big := append([]byte{0x1f, 0x8b}, make([]byte, report.DefaultMaxCompressed)...)
 	_, err := report.Extract(big, report.Limits{})
 	require.Equal(t, report.TooLarge, reasonOf(t, err))
+
+	bigXML := append([]byte("<feedback>"), bytes.Repeat([]byte(" "), report.DefaultMaxInflated)...)
+	_, err = report.Extract(bigXML, report.Limits{})
+	require.Equal(t, report.TooLarge, reasonOf(t, err))
+}
+
+// TestExtractUncompressedUpToInflatedLimit: a bare XML report larger than
+// the compressed-size limit is read, up to the inflated-size limit.
+func TestExtractUncompressedUpToInflatedLimit(t *testing.T) {
+	t.Parallel()
+	d := doc()
+	// A comment pads the report past MaxCompressed (25 MB).
+	padded := strings.Replace(d, "<feedback>", "<feedback><!--"+strings.Repeat("x", report.DefaultMaxCompressed)+"-->", 1)
+	got, err := parse([]byte(padded), report.Limits{})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Len(t, got[0].report.Records, 1)
+	require.Empty(t, got[0].warnings)
+
+	require.Equal(t, int64(report.DefaultMaxInflated), report.Limits{}.MaxInput([]byte(" \n<?xml")))
+	require.Equal(t, int64(report.DefaultMaxCompressed), report.Limits{}.MaxInput([]byte{0x1f, 0x8b}))
+	require.Equal(t, int64(report.DefaultMaxCompressed), report.Limits{}.MaxInput([]byte("From: a@example.net")))
+}
+
+// TestExtractRepetitiveReport: a legitimate report whose records are all
+// alike compresses about 228:1 (226:1 with 10,000 records, 228:1 with
+// 100,000: the ratio does not grow with the count), far better than typical
+// reports but far worse than a bomb of one repeated byte (about 1025:1,
+// refused in TestExtractLimitsWhileReading): it is read whole, gzipped and
+// zipped.
+func TestExtractRepetitiveReport(t *testing.T) {
+	t.Parallel()
+	const n = 20_000
+	xml := []byte(doc(recordXML, strings.Repeat(recordXML, n)))
+	for name, in := range map[string][]byte{
+		"gzip": gzipped(t, xml, ""),
+		"zip":  zipped(t, zipEntry{"r.xml", xml}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ratio := len(xml) / len(in)
+			require.Greater(t, ratio, 200, "the sample must compress as well as a real repetitive report")
+			// The former limit, 100:1, refused it.
+			_, err := parse(in, report.Limits{MaxRatio: 100})
+			require.Equal(t, report.RatioTooHigh, reasonOf(t, err))
+
+			atts, err := report.Extract(in, report.Limits{})
+			require.NoError(t, err)
+			r, err := atts[0].Open()
+			require.NoError(t, err)
+			records := 0
+			var messages int64
+			_, err = report.DecodeStream(r, report.Limits{}, nil, func(rec report.Record) error {
+				records++
+				messages += rec.Count
+				return nil
+			})
+			require.NoError(t, err, "compressed %d:1", ratio)
+			require.Equal(t, n, records)
+			require.Equal(t, int64(3*n), messages)
+		})
+	}
 }
 
 // TestExtractCleansNames: names and details that come from the input are

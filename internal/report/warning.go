@@ -9,8 +9,7 @@ const (
 	WarnEncoding        WarningCode = "encoding"         // a declared encoding other than UTF-8
 	WarnInvalidText     WarningCode = "invalid_text"     // invalid UTF-8 or a control character, replaced by U+FFFD
 	WarnBadReference    WarningCode = "bad_reference"    // an '&' that starts no valid reference, kept literally
-	WarnMissingVersion  WarningCode = "missing_version"  // no feedback/version
-	WarnEmptyOrgName    WarningCode = "empty_org_name"   // org_name empty or missing
+	WarnEmptyOrgName    WarningCode = "empty_org_name"   // org_name empty or missing; the reporter is named by the contact e-mail
 	WarnPadded          WarningCode = "padded"           // a value with leading or trailing white space
 	WarnCase            WarningCode = "case"             // an enumerated value in another case ("Pass")
 	WarnUnknownValue    WarningCode = "unknown_value"    // an enumerated value outside the schema, kept
@@ -25,6 +24,8 @@ const (
 	WarnTrailingData    WarningCode = "trailing_data"    // content after the root element, ignored
 	WarnLateMetadata    WarningCode = "late_metadata"    // report_metadata or policy_published after a record, ignored
 	WarnTooManyResults  WarningCode = "too_many_results" // more list items than kept
+	WarnBadRecord       WarningCode = "bad_record"       // a record without a usable source_ip or count, dropped
+	WarnSchema          WarningCode = "schema"           // XML Schema markup (xs:schema) around or inside the report, ignored
 	WarnTooManyWarnings WarningCode = "too_many_warnings"
 )
 

@@ -365,23 +365,24 @@ func (q *Queries) InsertDuplicate(ctx context.Context, arg InsertDuplicateParams
 
 const insertReport = `-- name: InsertReport :one
 INSERT INTO reports (
-    domain_id, blob_id, org_name, email, extra_contact_info, report_id, policy_domain,
+    domain_id, blob_id, reporter, org_name, email, extra_contact_info, report_id, policy_domain,
     begin_at, end_at, day, version, namespace, generator, errors,
     policy_adkim, policy_aspf, policy_p, policy_sp, policy_np, policy_pct, policy_fo,
     policy_testing, policy_discovery, received_at
 ) VALUES (
-    $1, $2, $3, $4, $5, $6, $7,
-    $8, $9, $10, $11, $12, $13, $14,
-    $15, $16, $17, $18, $19, $20, $21,
-    $22, $23, $24
+    $1, $2, $3, $4, $5, $6, $7, $8,
+    $9, $10, $11, $12, $13, $14, $15,
+    $16, $17, $18, $19, $20, $21, $22,
+    $23, $24, $25
 )
-ON CONFLICT (domain_id, org_name, report_id, policy_domain, begin_at, end_at) DO NOTHING
+ON CONFLICT (domain_id, reporter, report_id, policy_domain, begin_at, end_at) DO NOTHING
 RETURNING id
 `
 
 type InsertReportParams struct {
 	DomainID         uuid.UUID
 	BlobID           *uuid.UUID
+	Reporter         string
 	OrgName          string
 	Email            string
 	ExtraContactInfo string
@@ -414,6 +415,7 @@ func (q *Queries) InsertReport(ctx context.Context, arg InsertReportParams) (uui
 	row := q.db.QueryRow(ctx, insertReport,
 		arg.DomainID,
 		arg.BlobID,
+		arg.Reporter,
 		arg.OrgName,
 		arg.Email,
 		arg.ExtraContactInfo,
@@ -553,13 +555,13 @@ func (q *Queries) RefuseBlob(ctx context.Context, arg RefuseBlobParams) (int64, 
 
 const reportByKey = `-- name: ReportByKey :one
 SELECT id, blob_id FROM reports
-WHERE domain_id = $1 AND org_name = $2 AND report_id = $3 AND policy_domain = $4
+WHERE domain_id = $1 AND reporter = $2 AND report_id = $3 AND policy_domain = $4
   AND begin_at = $5 AND end_at = $6
 `
 
 type ReportByKeyParams struct {
 	DomainID     uuid.UUID
-	OrgName      string
+	Reporter     string
 	ReportID     string
 	PolicyDomain string
 	BeginAt      time.Time
@@ -574,7 +576,7 @@ type ReportByKeyRow struct {
 func (q *Queries) ReportByKey(ctx context.Context, arg ReportByKeyParams) (ReportByKeyRow, error) {
 	row := q.db.QueryRow(ctx, reportByKey,
 		arg.DomainID,
-		arg.OrgName,
+		arg.Reporter,
 		arg.ReportID,
 		arg.PolicyDomain,
 		arg.BeginAt,
