@@ -145,7 +145,11 @@ func (f *FlagSet) Parse(args []string, getenv func(string) (string, bool)) error
 			if v == "" {
 				continue
 			}
-			// The words of the flag package's own refusal of -name v.
+			// The words of the flag package's own refusal of -name=v.
+			if fl, ok := f.Lookup(name).Value.(interface{ IsBoolFlag() bool }); ok && fl.IsBoolFlag() {
+				errs = append(errs, fmt.Errorf("%s: invalid boolean value %q for -%s: %w", variable, v, name, err))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("%s: invalid value %q for flag -%s: %w", variable, v, name, err))
 		}
 	}
@@ -230,7 +234,7 @@ func (c *Config) ServeFlags(f *FlagSet) {
 	c.ServiceFlags(f)
 	f.BoolVar(&c.Migrate, "migrate", false, "apply migrations before starting (env RAMPART_MIGRATE=true)")
 	f.Env("migrate", "RAMPART_MIGRATE")
-	f.BoolVar(&c.RiverUI, "river-ui", false, "serve the River job dashboard at /riverui/ to instance operators (`rampart admin grant-operator`) (env RAMPART_RIVER_UI=true)")
+	f.BoolVar(&c.RiverUI, "river-ui", false, "serve the River job dashboard at /riverui/ to instance operators (see rampart admin grant-operator) (env RAMPART_RIVER_UI=true)")
 	f.Env("river-ui", "RAMPART_RIVER_UI")
 }
 
