@@ -257,10 +257,10 @@ func run(args []string) error {
 			}
 			return fmt.Errorf("%s command missing\n%s", name, groupUsage)
 		}
-		name, args = name+" "+args[0], args[1:]
-		if _, ok := commands[name]; !ok {
-			return fmt.Errorf("unknown command %q\n%s", name, groupUsage)
+		if _, ok := commands[name+" "+args[0]]; !ok {
+			return fmt.Errorf("unknown %s command %q\n%s", name, args[0], groupUsage)
 		}
+		name, args = name+" "+args[0], args[1:]
 	}
 	cmd, ok := commands[name]
 	if !ok {

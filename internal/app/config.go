@@ -221,7 +221,7 @@ func (c *Config) ServiceFlags(f *FlagSet) {
 	str(&c.TrustedProxies, "trusted-proxies", "RAMPART_TRUSTED_PROXIES", "", "comma-separated CIDR prefixes of reverse proxies trusted to name the client: X-Forwarded-For on the API and /upload, the PROXY protocol (v1 or v2, required from them) on SMTP (env RAMPART_TRUSTED_PROXIES; default none)")
 	vr(positiveDuration(&c.LoginBackoff, auth.DefaultLoginBackoff), "login-backoff", "RAMPART_LOGIN_BACKOFF", "first `wait` imposed once a client's free failed logins are spent; doubles per failure (env RAMPART_LOGIN_BACKOFF)")
 	vr(positiveDuration(&c.LoginBackoffMax, auth.DefaultLoginBackoffMax), "login-backoff-max", "RAMPART_LOGIN_BACKOFF_MAX", "ceiling of the `wait` between failed logins (env RAMPART_LOGIN_BACKOFF_MAX)")
-	f.BoolVar(&c.SecureCookies, "secure-cookies", false, "the API is served over https by a TLS-terminating proxy: mark the dashboard cookie Secure and expect https origins (env RAMPART_SECURE_COOKIES=true; automatic when the server itself terminates TLS)")
+	f.Var(switchValue{&c.SecureCookies}, "secure-cookies", "the API is served over https by a TLS-terminating proxy: mark the dashboard cookie Secure and expect https origins (env RAMPART_SECURE_COOKIES=true; automatic when the server itself terminates TLS)")
 	f.Env("secure-cookies", "RAMPART_SECURE_COOKIES")
 	str(&c.JWTKey, "jwt-key", "RAMPART_JWT_KEY", "", "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
 	str(&c.JWTKeyFile, "jwt-key-file", "RAMPART_JWT_KEY_FILE", "", "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
@@ -232,9 +232,9 @@ func (c *Config) ServiceFlags(f *FlagSet) {
 // those `rampart dev` decides for itself.
 func (c *Config) ServeFlags(f *FlagSet) {
 	c.ServiceFlags(f)
-	f.BoolVar(&c.Migrate, "migrate", false, "apply migrations before starting (env RAMPART_MIGRATE=true)")
+	f.Var(switchValue{&c.Migrate}, "migrate", "apply migrations before starting (env RAMPART_MIGRATE=true)")
 	f.Env("migrate", "RAMPART_MIGRATE")
-	f.BoolVar(&c.RiverUI, "river-ui", false, "serve the River job dashboard at /riverui/ to instance operators (see rampart admin grant-operator) (env RAMPART_RIVER_UI=true)")
+	f.Var(switchValue{&c.RiverUI}, "river-ui", "serve the River job dashboard at /riverui/ to instance operators (see rampart admin grant-operator) (env RAMPART_RIVER_UI=true)")
 	f.Env("river-ui", "RAMPART_RIVER_UI")
 }
 
@@ -310,6 +310,28 @@ func (d durationValue) Set(s string) error {
 		return errors.New("must be positive")
 	}
 	*d.p = v
+	return nil
+}
+
+// switchValue is a boolean flag (-name or -name=false) whose refusal says
+// what it takes.
+type switchValue struct{ p *bool }
+
+func (s switchValue) IsBoolFlag() bool { return true }
+
+func (s switchValue) String() string {
+	if s.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*s.p)
+}
+
+func (s switchValue) Set(v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*s.p = b
 	return nil
 }
 
