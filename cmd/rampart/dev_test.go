@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +23,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
+	"github.com/rampartmail/rampart/internal/attacktest"
 	"github.com/rampartmail/rampart/internal/pgcluster"
 )
 
@@ -174,4 +177,146 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestDevOwnsItsDataFolder: a second `rampart dev` on a data folder in use
+// is refused, naming the first one's pid, and the first keeps serving; a
+// `rampart dev` killed with SIGKILL leaves its PostgreSQL running, which the
+// next one on the folder adopts, serves from and stops, so none is left.
+func TestDevOwnsItsDataFolder(t *testing.T) {
+	t.Parallel()
+	bin, _ := attacktest.Binaries(t)
+	data := filepath.Join(t.TempDir(), "data")
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = pgcluster.StopDir(ctx, filepath.Join(data, "pg"))
+		_ = pgcluster.Remove(filepath.Join(data, "pg"))
+	})
+
+	first := startDev(t, bin, data)
+	login(t, first.api)
+
+	// A second one on the same folder is refused at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	second := exec.CommandContext(ctx, bin, "dev", "-data-dir", data, "-addr", "127.0.0.1:0",
+		"-edge-addr", "127.0.0.1:0", "-edge-metrics", "", "-smtp-addr", "127.0.0.1:0")
+	second.Env = append(os.Environ(), "DATABASE_URL=")
+	out, err := second.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "%s", out)
+	require.Equal(t, 1, exit.ExitCode(), "%s", out)
+	require.Contains(t, string(out), fmt.Sprintf("is in use by another rampart dev (pid %d)", first.cmd.Process.Pid))
+	// The first still serves from its cluster.
+	login(t, first.api)
+
+	// SIGKILL: no chance to stop PostgreSQL, which outlives its parent.
+	postmaster := postmasterPID(t, filepath.Join(data, "pg"))
+	require.NoError(t, first.cmd.Process.Kill())
+	_ = first.cmd.Wait()
+	require.True(t, alive(postmaster), "the postmaster was expected to outlive a killed rampart dev")
+
+	// The next one adopts the cluster, serves, and stops it with itself.
+	third := startDev(t, bin, data)
+	require.Contains(t, third.stderr.String(), "reusing running PostgreSQL cluster")
+	require.Equal(t, postmaster, postmasterPID(t, filepath.Join(data, "pg")))
+	login(t, third.api)
+	require.NoError(t, third.cmd.Process.Signal(syscall.SIGINT))
+	require.NoError(t, third.cmd.Wait(), third.stderr.String())
+	_, err = os.Stat(filepath.Join(data, "pg", "postmaster.pid"))
+	require.ErrorIs(t, err, os.ErrNotExist, "PostgreSQL still running after Ctrl-C")
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(postmaster) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.False(t, alive(postmaster), "the adopted postmaster %d survived", postmaster)
+}
+
+// devProc is a `rampart dev` whose banner has been read.
+type devProc struct {
+	cmd    *exec.Cmd
+	api    string
+	stderr *lockedBuffer
+}
+
+// startDev starts `rampart dev` on the data folder, on free ports, and
+// waits (at most two minutes) for its banner. The process is killed when
+// the test ends.
+func startDev(t *testing.T, bin, data string) *devProc {
+	t.Helper()
+	cmd := exec.Command(bin, "dev", "-data-dir", data, "-addr", "127.0.0.1:0",
+		"-edge-addr", "127.0.0.1:0", "-edge-metrics", "", "-smtp-addr", "127.0.0.1:0", "-log-level", "info")
+	cmd.Env = append(os.Environ(), "DATABASE_URL=")
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	p := &devProc{cmd: cmd, stderr: &lockedBuffer{}}
+	cmd.Stderr = p.stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(2 * time.Minute)
+	for p.api == "" {
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "dev exited early:\n%s", p.stderr.String())
+			if m := regexp.MustCompile(`GraphQL API\s+(http://\S+)`).FindStringSubmatch(l); m != nil {
+				p.api = m[1]
+			}
+		case <-deadline:
+			t.Fatalf("no banner after 2 minutes:\n%s", p.stderr.String())
+		}
+	}
+	go func() { // keep the pipe drained
+		for range lines {
+		}
+	}()
+	return p
+}
+
+// login signs the demo owner in, which needs the database.
+func login(t *testing.T, api string) {
+	t.Helper()
+	body := `{"query":"mutation { login(email: \"demo@rampart.test\", password: \"rampart-demo-password\") { user { email } } }"}`
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Post(api, "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	raw, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	require.Contains(t, string(raw), `"email":"demo@rampart.test"`)
+}
+
+// postmasterPID is the pid the running server recorded in its data folder.
+func postmasterPID(t *testing.T, dataDir string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	require.NoError(t, err)
+	return pid
+}
+
+// alive reports whether the process runs (a zombie, which only waits to be
+// reaped, does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
 }

@@ -38,141 +38,244 @@ commands:
 Run "rampart COMMAND -h" for a command's flags.
 `
 
+// errUsage is running rampart without a command: the usage is printed and
+// the exit status is 2, as for any other misuse of the command line.
+var errUsage = errors.New("no command")
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		var exit *app.ChildExitError
-		if errors.As(err, &exit) { // devdb's command failed: pass its status on
-			os.Exit(exit.Code)
-		}
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "rampart:", err)
-		}
-		os.Exit(1)
+	err := run(os.Args[1:])
+	var exit *app.ChildExitError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp): // -h asked for the usage: it is no failure
+		return
+	case errors.As(err, &exit): // devdb's command failed: pass its status on
+		os.Exit(exit.Code)
+	case errors.Is(err, errUsage):
+		os.Exit(2)
 	}
+	fmt.Fprintln(os.Stderr, "rampart:", err)
+	os.Exit(1)
+}
+
+// command is one subcommand: its synopsis, the flags it reads and what it
+// does with them once parsed. Each has its own flag set, so that -h lists
+// only its flags and an environment variable of another command is not read.
+type command struct {
+	synopsis string
+	flags    func(f *app.FlagSet, cfg *app.Config)
+	run      func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error
+}
+
+// commands maps "serve", "admin create-owner", "devdb run", ... to the
+// command.
+var commands = map[string]command{
+	"serve": {
+		synopsis: "rampart serve [flags]",
+		flags:    func(f *app.FlagSet, cfg *app.Config) { cfg.ServeFlags(f) },
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			if err := noArgs(f); err != nil {
+				return err
+			}
+			return app.Serve(ctx, cfg, cfg.Logger(os.Stderr))
+		},
+	},
+	"dev": {
+		synopsis: "rampart dev [flags]",
+		flags:    func(f *app.FlagSet, cfg *app.Config) { cfg.DevFlags(f) },
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			if err := noArgs(f); err != nil {
+				return err
+			}
+			cfg.Dev = true
+			return app.Dev(ctx, cfg, cfg.Logger(os.Stderr), os.Stdout)
+		},
+	},
+	"migrate": {
+		synopsis: "rampart migrate [flags] [up | down-to VERSION | version]",
+		flags: func(f *app.FlagSet, cfg *app.Config) {
+			cfg.DatabaseFlags(f)
+			cfg.LogFlags(f)
+		},
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			return app.Migrate(ctx, cfg, cfg.Logger(os.Stderr), os.Stdout, f.Args())
+		},
+	},
+	"admin create-owner": {
+		synopsis: "rampart admin create-owner -email E -name N -account A < password",
+		flags: func(f *app.FlagSet, cfg *app.Config) {
+			cfg.DatabaseFlags(f)
+			f.String("email", "", "the owner's e-mail address")
+			f.String("name", "", "the owner's name")
+			f.String("account", "", "the new account's name")
+		},
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			if err := noArgs(f); err != nil {
+				return err
+			}
+			o := account.NewOwner{Email: value(f, "email"), Name: value(f, "name"), AccountName: value(f, "account")}
+			fmt.Fprintln(os.Stderr, "password (read from standard input, one line):")
+			line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+			if err != nil && line == "" {
+				return fmt.Errorf("read password: %w", err)
+			}
+			return app.CreateOwner(ctx, cfg, o, strings.TrimRight(line, "\r\n"), os.Stdout)
+		},
+	},
+	"admin grant-operator": {
+		synopsis: "rampart admin grant-operator -email E",
+		flags:    operatorFlags,
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			if err := noArgs(f); err != nil {
+				return err
+			}
+			return app.SetOperator(ctx, cfg, value(f, "email"), true, os.Stdout)
+		},
+	},
+	"admin revoke-operator": {
+		synopsis: "rampart admin revoke-operator -email E",
+		flags:    operatorFlags,
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			if err := noArgs(f); err != nil {
+				return err
+			}
+			return app.SetOperator(ctx, cfg, value(f, "email"), false, os.Stdout)
+		},
+	},
+	"admin verify-domain": {
+		synopsis: "rampart admin verify-domain [-account ID] NAME",
+		flags: func(f *app.FlagSet, cfg *app.Config) {
+			cfg.DatabaseFlags(f)
+			cfg.LogFlags(f)
+			cfg.DomainFlags(f)
+			f.String("account", "", "the id of the account whose claim to verify (needed when several accounts claim the name)")
+		},
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			if f.NArg() != 1 {
+				return errors.New("usage: rampart admin verify-domain [-account ID] NAME")
+			}
+			return app.VerifyDomain(ctx, cfg, cfg.Logger(os.Stderr), value(f, "account"), f.Arg(0), os.Stdout)
+		},
+	},
+	"import": {
+		synopsis: "rampart import [-account ID] [-quiet] PATH [PATH ...]",
+		flags: func(f *app.FlagSet, cfg *app.Config) {
+			cfg.DatabaseFlags(f)
+			cfg.LogFlags(f)
+			f.String("account", "", "account id to scope the reports to (default: any hosted domain)")
+			f.Bool("quiet", false, "no progress display")
+		},
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			if f.NArg() == 0 {
+				return errors.New("usage: rampart import [-account ID] [-quiet] PATH [PATH ...]")
+			}
+			return app.Import(ctx, cfg, value(f, "account"), value(f, "quiet") == "true", f.Args(), os.Stdout, os.Stderr)
+		},
+	},
+	"query": {
+		synopsis: "rampart query [-server ADDR] [-tcp] NAME [TYPE]",
+		flags: func(f *app.FlagSet, _ *app.Config) {
+			f.String("server", "127.0.0.1:5353", "DNS server address")
+			f.Bool("tcp", false, "query over TCP")
+		},
+		run: func(_ context.Context, f *app.FlagSet, _ *app.Config) error {
+			if f.NArg() < 1 || f.NArg() > 2 {
+				return errors.New("usage: rampart query [-server ADDR] [-tcp] NAME [TYPE]")
+			}
+			qtype := "TXT"
+			if f.NArg() == 2 {
+				qtype = strings.ToUpper(f.Arg(1))
+			}
+			return app.Query(value(f, "server"), f.Arg(0), qtype, value(f, "tcp") == "true", os.Stdout)
+		},
+	},
+	"devdb run": {
+		synopsis: "rampart devdb run [-dir D] [-fresh] -- CMD [ARG ...]",
+		flags: func(f *app.FlagSet, cfg *app.Config) {
+			cfg.LogFlags(f)
+			f.String("dir", ".data/testpg", "cluster data folder")
+			f.Bool("fresh", false, "start from an empty folder")
+		},
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			return app.DevDB(ctx, cfg.Logger(os.Stderr), value(f, "dir"), value(f, "fresh") == "true", f.Args())
+		},
+	},
+	"devdb stop": {
+		synopsis: "rampart devdb stop [-dir D]",
+		flags: func(f *app.FlagSet, _ *app.Config) {
+			f.String("dir", ".data/testpg", "cluster data folder")
+		},
+		run: func(ctx context.Context, f *app.FlagSet, _ *app.Config) error {
+			if err := noArgs(f); err != nil {
+				return err
+			}
+			return app.StopDevDB(ctx, value(f, "dir"))
+		},
+	},
+}
+
+func operatorFlags(f *app.FlagSet, cfg *app.Config) {
+	cfg.DatabaseFlags(f)
+	f.String("email", "", "the user's e-mail address")
+}
+
+// value is a parsed flag's value as text.
+func value(f *app.FlagSet, name string) string { return f.Lookup(name).Value.String() }
+
+func noArgs(f *app.FlagSet) error {
+	if f.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", f.Args())
+	}
+	return nil
+}
+
+// groups are the commands with subcommands, and their usage.
+var groups = map[string]string{
+	"admin": "usage: rampart admin create-owner -email E -name N -account A < password\n" +
+		"       rampart admin grant-operator -email E\n" +
+		"       rampart admin revoke-operator -email E\n" +
+		"       rampart admin verify-domain [-account ID] NAME\n",
+	"devdb": "usage: rampart devdb run [-dir D] [-fresh] -- CMD [ARG ...]\n" +
+		"       rampart devdb stop [-dir D]\n",
 }
 
 func run(args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
-		return flag.ErrHelp
+		return errUsage
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cmd, args := args[0], args[1:]
-	fs := flag.NewFlagSet("rampart "+cmd, flag.ContinueOnError)
-	var cfg app.Config
-	cfg.Flags(fs)
-	switch cmd {
-	case "serve":
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		return app.Serve(ctx, &cfg, cfg.Logger(os.Stderr))
-	case "dev":
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		cfg.Dev = true
-		return app.Dev(ctx, &cfg, cfg.Logger(os.Stderr), os.Stdout)
-	case "migrate":
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		return app.Migrate(ctx, &cfg, cfg.Logger(os.Stderr), os.Stdout, fs.Args())
-	case "admin":
-		const adminUsage = "usage: rampart admin create-owner -email E -name N -account A < password\n" +
-			"       rampart admin grant-operator -email E\n" +
-			"       rampart admin revoke-operator -email E\n" +
-			"       rampart admin verify-domain [-account ID] NAME"
-		if len(args) == 0 {
-			return errors.New(adminUsage)
-		}
-		switch args[0] {
-		case "create-owner":
-		case "grant-operator", "revoke-operator":
-			fs, cfg = flag.NewFlagSet("rampart admin "+args[0], flag.ContinueOnError), app.Config{}
-			cfg.Flags(fs)
-			email := fs.String("email", "", "the user's e-mail address")
-			if err := fs.Parse(args[1:]); err != nil {
-				return err
-			}
-			if fs.NArg() > 0 {
-				return fmt.Errorf("unexpected arguments %q\n%s", fs.Args(), adminUsage)
-			}
-			return app.SetOperator(ctx, &cfg, *email, args[0] == "grant-operator", os.Stdout)
-		case "verify-domain":
-			fs, cfg = flag.NewFlagSet("rampart admin "+args[0], flag.ContinueOnError), app.Config{}
-			cfg.Flags(fs)
-			acct := fs.String("account", "", "the id of the account whose claim to verify (needed when several accounts claim the name)")
-			if err := fs.Parse(args[1:]); err != nil {
-				return err
-			}
-			if fs.NArg() != 1 {
-				return errors.New("usage: rampart admin verify-domain [-account ID] NAME")
-			}
-			return app.VerifyDomain(ctx, &cfg, cfg.Logger(os.Stderr), *acct, fs.Arg(0), os.Stdout)
-		default:
-			return fmt.Errorf("unknown admin command %q\n%s", args[0], adminUsage)
-		}
-		var o account.NewOwner
-		fs.StringVar(&o.Email, "email", "", "the owner's e-mail address")
-		fs.StringVar(&o.Name, "name", "", "the owner's name")
-		fs.StringVar(&o.AccountName, "account", "", "the new account's name")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		fmt.Fprintln(os.Stderr, "password (read from standard input, one line):")
-		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return fmt.Errorf("read password: %w", err)
-		}
-		return app.CreateOwner(ctx, &cfg, o, strings.TrimRight(line, "\r\n"), os.Stdout)
-	case "import":
-		acct := fs.String("account", "", "account id to scope the reports to (default: any hosted domain)")
-		quiet := fs.Bool("quiet", false, "no progress display")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			return errors.New("usage: rampart import [-account ID] [-quiet] PATH [PATH ...]")
-		}
-		return app.Import(ctx, &cfg, *acct, *quiet, fs.Args(), os.Stdout, os.Stderr)
-	case "query":
-		server := fs.String("server", "127.0.0.1:5353", "DNS server address")
-		tcp := fs.Bool("tcp", false, "query over TCP")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		if fs.NArg() < 1 || fs.NArg() > 2 {
-			return fmt.Errorf("usage: rampart query [-server ADDR] [-tcp] NAME [TYPE]")
-		}
-		qtype := "TXT"
-		if fs.NArg() == 2 {
-			qtype = strings.ToUpper(fs.Arg(1))
-		}
-		return app.Query(*server, fs.Arg(0), qtype, *tcp, os.Stdout)
-	case "devdb":
-		if len(args) == 0 {
-			return fmt.Errorf("usage: rampart devdb run|stop -dir D [-fresh] [-- CMD...]")
-		}
-		sub := args[0]
-		dir := fs.String("dir", ".data/testpg", "cluster data folder")
-		fresh := fs.Bool("fresh", false, "start from an empty folder")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		log := cfg.Logger(os.Stderr)
-		switch sub {
-		case "run":
-			return app.DevDB(ctx, log, *dir, *fresh, fs.Args())
-		case "stop":
-			return app.StopDevDB(ctx, *dir)
-		}
-		return fmt.Errorf("unknown devdb command %q", sub)
-	case "help", "-h", "--help":
+	name, args := args[0], args[1:]
+	switch name {
+	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
 		return nil
 	}
-	fmt.Fprint(os.Stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	if groupUsage, ok := groups[name]; ok {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			if len(args) > 0 && isHelp(args[0]) {
+				fmt.Fprint(os.Stderr, groupUsage)
+				return flag.ErrHelp
+			}
+			return fmt.Errorf("%s command missing\n%s", name, groupUsage)
+		}
+		if _, ok := commands[name+" "+args[0]]; !ok {
+			return fmt.Errorf("unknown %s command %q\n%s", name, args[0], groupUsage)
+		}
+		name, args = name+" "+args[0], args[1:]
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprint(os.Stderr, usage)
+		return fmt.Errorf("unknown command %q", name)
+	}
+	var cfg app.Config
+	f := app.NewFlagSet("rampart "+name, cmd.synopsis)
+	cmd.flags(f, &cfg)
+	if err := f.Parse(args, os.LookupEnv); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cmd.run(ctx, f, &cfg)
 }
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }

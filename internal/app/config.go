@@ -14,6 +14,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -29,7 +31,9 @@ import (
 )
 
 // Config is the configuration shared by the subcommands. Every field has a
-// flag and an environment variable; the flag wins.
+// flag and an environment variable; the flag wins. Each subcommand registers
+// only the flags it reads (ServeFlags, DevFlags, DatabaseFlags, ...) on its
+// own [FlagSet].
 type Config struct {
 	DatabaseURL string
 	APIAddr     string
@@ -80,93 +84,278 @@ type Config struct {
 	JWTKeyFile string
 	JWTKeyID   string
 	DataDir    string
-
-	// envErrs are environment values that could not be parsed; [Config.Check]
-	// reports them, as the flag parser would report the same value as a flag.
-	envErrs []error
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
+// FlagSet is one subcommand's flags, each of which may default to an
+// environment variable. The variable's value goes through the flag's own
+// parser ([flag.FlagSet.Set]), so a value the flag would refuse is refused
+// from the environment too, with the same words.
+type FlagSet struct {
+	*flag.FlagSet
+	env map[string]string // flag name → environment variable
 }
 
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
+// NewFlagSet returns an empty flag set for the subcommand name ("rampart
+// serve"); usage is its synopsis, printed above the flags by -h.
+func NewFlagSet(name, usage string) *FlagSet {
+	f := &FlagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), env: map[string]string{}}
+	f.Usage = func() {
+		out := f.Output()
+		_, _ = fmt.Fprintf(out, "usage: %s\n", usage)
+		if hasFlags(f.FlagSet) {
+			_, _ = fmt.Fprintln(out, "\nflags:")
+			f.PrintDefaults()
+		}
 	}
-	return def
+	return f
 }
 
-// envBool reads a boolean from the environment (true/false, 1/0, as
-// strconv.ParseBool); an unparsable value is recorded, not ignored.
-func (c *Config) envBool(name string, def bool) bool {
-	v, ok := os.LookupEnv(name)
-	if !ok || v == "" {
-		return def
+func hasFlags(fs *flag.FlagSet) bool {
+	found := false
+	fs.VisitAll(func(*flag.Flag) { found = true })
+	return found
+}
+
+// Env makes the environment variable the default of the flag name.
+func (f *FlagSet) Env(name, variable string) { f.env[name] = variable }
+
+// Parse reads the command line, then the environment for every flag the
+// command line did not set (the flag wins). getenv is os.LookupEnv outside
+// tests. An empty variable leaves a number, duration or boolean at its
+// default, as if it were unset; it empties a text flag.
+func (f *FlagSet) Parse(args []string, getenv func(string) (string, bool)) error {
+	if err := f.FlagSet.Parse(args); err != nil {
+		return err
 	}
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	names := make([]string, 0, len(f.env))
+	for name := range f.env {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, name := range names {
+		variable := f.env[name]
+		v, ok := getenv(variable)
+		if !ok || set[name] {
+			continue
+		}
+		if err := f.Set(name, v); err != nil {
+			if v == "" {
+				continue
+			}
+			// The words of the flag package's own refusal of -name=v.
+			if fl, ok := f.Lookup(name).Value.(interface{ IsBoolFlag() bool }); ok && fl.IsBoolFlag() {
+				errs = append(errs, fmt.Errorf("%s: invalid boolean value %q for -%s: %w", variable, v, name, err))
+				continue
+			}
+			errs = append(errs, fmt.Errorf("%s: invalid value %q for flag -%s: %w", variable, v, name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DatabaseFlags registers -database-url.
+func (c *Config) DatabaseFlags(f *FlagSet) {
+	f.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (env DATABASE_URL); empty in dev mode starts a private cluster")
+	f.Env("database-url", "DATABASE_URL")
+}
+
+// LogFlags registers -log-format and -log-level.
+func (c *Config) LogFlags(f *FlagSet) {
+	f.Var(oneOf(&c.LogFormat, "", "json", "text"), "log-format", "log `format`: json or text (env RAMPART_LOG_FORMAT; default json, text in dev)")
+	f.Env("log-format", "RAMPART_LOG_FORMAT")
+	c.LogLevel = "info"
+	f.Var(oneOf(&c.LogLevel, "debug", "info", "warn", "error"), "log-level", "log `level`: debug, info, warn or error (env RAMPART_LOG_LEVEL)")
+	f.Env("log-level", "RAMPART_LOG_LEVEL")
+}
+
+// DomainFlags registers the flags of the domain service: the edge's zone
+// and name servers, the reports domain and the DNS resolver.
+func (c *Config) DomainFlags(f *FlagSet) {
+	str := func(p *string, name, variable, def, usage string) {
+		f.StringVar(p, name, def, usage)
+		f.Env(name, variable)
+	}
+	str(&c.EdgeZone, "edge-zone", "RAMPART_EDGE_ZONE", "edge.rampart.test", "the DNS edge's own zone (env RAMPART_EDGE_ZONE)")
+	str(&c.ReportsDomain, "reports-domain", "RAMPART_REPORTS_DOMAIN", "reports.rampart.test", "the domain of Rampart's report addresses (env RAMPART_REPORTS_DOMAIN)")
+	str(&c.EdgeNameServers, "edge-ns", "RAMPART_EDGE_NS", "", "comma-separated edge name servers (env RAMPART_EDGE_NS; default ns1.<zone>,ns2.<zone>)")
+	str(&c.DNSResolver, "dns-resolver", "RAMPART_DNS_RESOLVER", "", "DNS server (host:port) for resolving senders' SPF includes and checking domain ownership proofs (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables: only the operator verifies domains then)")
+}
+
+// ServiceFlags registers the flags of the running service, shared by
+// `rampart serve` and `rampart dev`: the database, the log, the API, report
+// intake, the workers and sign-in.
+func (c *Config) ServiceFlags(f *FlagSet) {
+	c.DatabaseFlags(f)
+	c.LogFlags(f)
+	c.DomainFlags(f)
+	str := func(p *string, name, variable, def, usage string) {
+		f.StringVar(p, name, def, usage)
+		f.Env(name, variable)
+	}
+	vr := func(v flag.Value, name, variable, usage string) {
+		f.Var(v, name, usage)
+		f.Env(name, variable)
+	}
+	str(&c.APIAddr, "addr", "RAMPART_ADDR", "127.0.0.1:8080", "API listen address (env RAMPART_ADDR)")
+	vr(atLeast(&c.Workers, 10, 0), "workers", "RAMPART_WORKERS", "`number` of concurrent River jobs; 0 runs no workers (env RAMPART_WORKERS)")
+	str(&c.SMTPAddr, "smtp-addr", "RAMPART_SMTP_ADDR", "", "SMTP listen address for rua mail, e.g. :25 (env RAMPART_SMTP_ADDR; empty: off; dev: 127.0.0.1:2525)")
+	str(&c.SMTPHostname, "smtp-hostname", "RAMPART_SMTP_HOSTNAME", "", "name in the SMTP greeting (env RAMPART_SMTP_HOSTNAME; default the reports domain)")
+	str(&c.SMTPTLSCert, "smtp-tls-cert", "RAMPART_SMTP_TLS_CERT", "", "PEM certificate chain; enables STARTTLS (env RAMPART_SMTP_TLS_CERT)")
+	str(&c.SMTPTLSKey, "smtp-tls-key", "RAMPART_SMTP_TLS_KEY", "", "PEM private key (env RAMPART_SMTP_TLS_KEY)")
+	vr(atLeast(&c.SMTPMaxSize, smtpd.DefaultMaxSize, 1), "smtp-max-size", "RAMPART_SMTP_MAX_SIZE", "largest rua message in `bytes` (env RAMPART_SMTP_MAX_SIZE)")
+	vr(atLeast(&c.SMTPMaxConnPerIP, smtpd.DefaultMaxSessionsPerClient, 1), "smtp-max-conn-per-ip", "RAMPART_SMTP_MAX_CONN_PER_IP", "`number` of concurrent SMTP sessions per client (env RAMPART_SMTP_MAX_CONN_PER_IP)")
+	vr(atLeast(&c.SMTPSessionsPerMinute, smtpd.DefaultSessionsPerMinute, 1), "smtp-sessions-per-minute", "RAMPART_SMTP_SESSIONS_PER_MINUTE", "SMTP `sessions` per client per minute (env RAMPART_SMTP_SESSIONS_PER_MINUTE)")
+	vr(atLeast(&c.SMTPMessagesPerMinute, smtpd.DefaultMessagesPerMinute, 1), "smtp-messages-per-minute", "RAMPART_SMTP_MESSAGES_PER_MINUTE", "SMTP `messages` per client per minute (env RAMPART_SMTP_MESSAGES_PER_MINUTE)")
+	vr(atLeast(&c.UploadMaxBody, upload.DefaultMaxBody, 1), "upload-max-body", "RAMPART_UPLOAD_MAX_BODY", "largest upload request (POST /upload, the uploadReports mutation) in `bytes` (env RAMPART_UPLOAD_MAX_BODY)")
+	str(&c.IMAPAddr, "imap-addr", "RAMPART_IMAP_ADDR", "", "IMAP server host:port to pull reports from (env RAMPART_IMAP_ADDR; empty: off)")
+	c.IMAPTLS = "tls"
+	vr(oneOf(&c.IMAPTLS, "tls", "starttls", "none"), "imap-tls", "RAMPART_IMAP_TLS", "`mode`: tls, starttls or none (env RAMPART_IMAP_TLS)")
+	str(&c.IMAPUser, "imap-user", "RAMPART_IMAP_USER", "", "IMAP login (env RAMPART_IMAP_USER)")
+	str(&c.IMAPPasswordFile, "imap-password-file", "RAMPART_IMAP_PASSWORD_FILE", "", "file holding the IMAP password (or env RAMPART_IMAP_PASSWORD)")
+	str(&c.IMAPMailbox, "imap-mailbox", "RAMPART_IMAP_MAILBOX", "INBOX", "mailbox to pull (env RAMPART_IMAP_MAILBOX)")
+	str(&c.IMAPAccount, "imap-account", "RAMPART_IMAP_ACCOUNT", "", "account id the pulled reports belong to (env RAMPART_IMAP_ACCOUNT)")
+	vr(positiveDuration(&c.IMAPInterval, imappull.DefaultInterval), "imap-interval", "RAMPART_IMAP_INTERVAL", "how often to pull, a `duration` (env RAMPART_IMAP_INTERVAL)")
+	str(&c.TrustedProxies, "trusted-proxies", "RAMPART_TRUSTED_PROXIES", "", "comma-separated CIDR prefixes of reverse proxies trusted to name the client: X-Forwarded-For on the API and /upload, the PROXY protocol (v1 or v2, required from them) on SMTP (env RAMPART_TRUSTED_PROXIES; default none)")
+	vr(positiveDuration(&c.LoginBackoff, auth.DefaultLoginBackoff), "login-backoff", "RAMPART_LOGIN_BACKOFF", "first `wait` imposed once a client's free failed logins are spent; doubles per failure (env RAMPART_LOGIN_BACKOFF)")
+	vr(positiveDuration(&c.LoginBackoffMax, auth.DefaultLoginBackoffMax), "login-backoff-max", "RAMPART_LOGIN_BACKOFF_MAX", "ceiling of the `wait` between failed logins (env RAMPART_LOGIN_BACKOFF_MAX)")
+	f.Var(switchValue{&c.SecureCookies}, "secure-cookies", "the API is served over https by a TLS-terminating proxy: mark the dashboard cookie Secure and expect https origins (env RAMPART_SECURE_COOKIES=true; automatic when the server itself terminates TLS)")
+	f.Env("secure-cookies", "RAMPART_SECURE_COOKIES")
+	str(&c.JWTKey, "jwt-key", "RAMPART_JWT_KEY", "", "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
+	str(&c.JWTKeyFile, "jwt-key-file", "RAMPART_JWT_KEY_FILE", "", "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
+	str(&c.JWTKeyID, "jwt-kid", "RAMPART_JWT_KID", "k1", "key id of the signing key (env RAMPART_JWT_KID)")
+}
+
+// ServeFlags registers the flags of `rampart serve`: the service's, and
+// those `rampart dev` decides for itself.
+func (c *Config) ServeFlags(f *FlagSet) {
+	c.ServiceFlags(f)
+	f.Var(switchValue{&c.Migrate}, "migrate", "apply migrations before starting (env RAMPART_MIGRATE=true)")
+	f.Env("migrate", "RAMPART_MIGRATE")
+	f.Var(switchValue{&c.RiverUI}, "river-ui", "serve the River job dashboard at /riverui/ to instance operators (see rampart admin grant-operator) (env RAMPART_RIVER_UI=true)")
+	f.Env("river-ui", "RAMPART_RIVER_UI")
+}
+
+// DevFlags registers the flags of `rampart dev`: the service's, the data
+// folder and the in-process dnsedge's.
+func (c *Config) DevFlags(f *FlagSet) {
+	c.ServiceFlags(f)
+	str := func(p *string, name, variable, def, usage string) {
+		f.StringVar(p, name, def, usage)
+		f.Env(name, variable)
+	}
+	str(&c.EdgeAddr, "edge-addr", "DNSEDGE_LISTEN", "127.0.0.1:5353", "dnsedge UDP+TCP listen address (env DNSEDGE_LISTEN)")
+	str(&c.EdgeMetricsAddr, "edge-metrics", "DNSEDGE_METRICS", "127.0.0.1:9153", "dnsedge metrics address, empty for none (env DNSEDGE_METRICS)")
+	str(&c.DataDir, "data-dir", "RAMPART_DATA_DIR", ".data", "folder for the private cluster, snapshot and keys; one rampart dev at a time uses it (env RAMPART_DATA_DIR)")
+	str(&c.EdgeSnapshot, "edge-snapshot", "DNSEDGE_SNAPSHOT", "", "dnsedge snapshot file (env DNSEDGE_SNAPSHOT; default <data-dir>/dnsedge.snapshot)")
+	f.IntVar(&c.EdgeRRLRate, "edge-rrl-rate", dnsedge.DefaultRRLRate, "dnsedge UDP responses per second per client /24 or /56; 0 for no limit (env DNSEDGE_RRL_RATE)")
+	f.Env("edge-rrl-rate", "DNSEDGE_RRL_RATE")
+	f.IntVar(&c.EdgeRRLSlip, "edge-rrl-slip", dnsedge.DefaultRRLSlip, "dnsedge sends every Nth rate-limited response truncated; -1 drops them all (env DNSEDGE_RRL_SLIP)")
+	f.Env("edge-rrl-slip", "DNSEDGE_RRL_SLIP")
+}
+
+// boundedInt is an int flag refusing values below min.
+type boundedInt struct {
+	p   *int
+	min int
+}
+
+func atLeast(p *int, def, minimum int) *boundedInt {
+	*p = def
+	return &boundedInt{p, minimum}
+}
+
+func (b *boundedInt) String() string {
+	if b == nil || b.p == nil {
+		return ""
+	}
+	return strconv.Itoa(*b.p)
+}
+
+func (b *boundedInt) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return errors.New("not a whole number")
+	}
+	if n < b.min {
+		return fmt.Errorf("must be at least %d", b.min)
+	}
+	*b.p = n
+	return nil
+}
+
+// durationValue is a duration flag refusing zero and negative durations.
+type durationValue struct{ p *time.Duration }
+
+func positiveDuration(p *time.Duration, def time.Duration) durationValue {
+	*p = def
+	return durationValue{p}
+}
+
+func (d durationValue) String() string {
+	if d.p == nil {
+		return ""
+	}
+	return d.p.String()
+}
+
+func (d durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (such as 500ms, 30s or 5m)")
+	}
+	if v <= 0 {
+		return errors.New("must be positive")
+	}
+	*d.p = v
+	return nil
+}
+
+// switchValue is a boolean flag (-name or -name=false) whose refusal says
+// what it takes.
+type switchValue struct{ p *bool }
+
+func (s switchValue) IsBoolFlag() bool { return true }
+
+func (s switchValue) String() string {
+	if s.p == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*s.p)
+}
+
+func (s switchValue) Set(v string) error {
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: want true or false", name, v))
-		return def
+		return errors.New("want true or false")
 	}
-	return b
+	*s.p = b
+	return nil
 }
 
-// Check reports environment values that could not be parsed.
-func (c *Config) Check() error { return errors.Join(c.envErrs...) }
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
+// choice is a text flag taking one of a few words.
+type choice struct {
+	p     *string
+	words []string
 }
 
-// Flags registers the configuration's flags, with environment defaults.
-func (c *Config) Flags(fs *flag.FlagSet) {
-	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", ""), "PostgreSQL URL (env DATABASE_URL); empty in dev mode starts a private cluster")
-	fs.StringVar(&c.APIAddr, "addr", env("RAMPART_ADDR", "127.0.0.1:8080"), "API listen address (env RAMPART_ADDR)")
-	fs.BoolVar(&c.Migrate, "migrate", env("RAMPART_MIGRATE", "") == "true", "apply migrations before starting (env RAMPART_MIGRATE=true)")
-	fs.IntVar(&c.Workers, "workers", envInt("RAMPART_WORKERS", 10), "concurrent River jobs; 0 runs no workers (env RAMPART_WORKERS)")
-	fs.StringVar(&c.LogFormat, "log-format", env("RAMPART_LOG_FORMAT", ""), "json or text (env RAMPART_LOG_FORMAT; default json, text in dev)")
-	fs.StringVar(&c.LogLevel, "log-level", env("RAMPART_LOG_LEVEL", "info"), "debug, info, warn or error (env RAMPART_LOG_LEVEL)")
-	fs.StringVar(&c.EdgeZone, "edge-zone", env("RAMPART_EDGE_ZONE", "edge.rampart.test"), "the DNS edge's own zone (env RAMPART_EDGE_ZONE)")
-	fs.StringVar(&c.ReportsDomain, "reports-domain", env("RAMPART_REPORTS_DOMAIN", "reports.rampart.test"), "the domain of Rampart's report addresses (env RAMPART_REPORTS_DOMAIN)")
-	fs.StringVar(&c.EdgeNameServers, "edge-ns", env("RAMPART_EDGE_NS", ""), "comma-separated edge name servers (env RAMPART_EDGE_NS; default ns1.<zone>,ns2.<zone>)")
-	fs.StringVar(&c.EdgeAddr, "edge-addr", env("DNSEDGE_LISTEN", "127.0.0.1:5353"), "dev: dnsedge UDP+TCP listen address (env DNSEDGE_LISTEN)")
-	fs.StringVar(&c.EdgeMetricsAddr, "edge-metrics", env("DNSEDGE_METRICS", "127.0.0.1:9153"), "dev: dnsedge metrics address (env DNSEDGE_METRICS)")
-	fs.StringVar(&c.DataDir, "data-dir", env("RAMPART_DATA_DIR", ".data"), "dev: folder for the private cluster, snapshot and keys (env RAMPART_DATA_DIR)")
-	fs.StringVar(&c.EdgeSnapshot, "edge-snapshot", env("DNSEDGE_SNAPSHOT", ""), "dev: dnsedge snapshot file (env DNSEDGE_SNAPSHOT; default <data-dir>/dnsedge.snapshot)")
-	fs.IntVar(&c.EdgeRRLRate, "edge-rrl-rate", envInt("DNSEDGE_RRL_RATE", dnsedge.DefaultRRLRate), "dev: dnsedge UDP responses per second per client /24 or /56; 0 for no limit (env DNSEDGE_RRL_RATE)")
-	fs.IntVar(&c.EdgeRRLSlip, "edge-rrl-slip", envInt("DNSEDGE_RRL_SLIP", dnsedge.DefaultRRLSlip), "dev: dnsedge sends every Nth rate-limited response truncated; -1 drops them all (env DNSEDGE_RRL_SLIP)")
-	fs.StringVar(&c.DNSResolver, "dns-resolver", env("RAMPART_DNS_RESOLVER", ""), "DNS server (host:port) for resolving senders' SPF includes and checking domain ownership proofs (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables: only the operator verifies domains then)")
-	fs.StringVar(&c.SMTPAddr, "smtp-addr", env("RAMPART_SMTP_ADDR", ""), "SMTP listen address for rua mail, e.g. :25 (env RAMPART_SMTP_ADDR; empty: off; dev: 127.0.0.1:2525)")
-	fs.StringVar(&c.SMTPHostname, "smtp-hostname", env("RAMPART_SMTP_HOSTNAME", ""), "name in the SMTP greeting (env RAMPART_SMTP_HOSTNAME; default the reports domain)")
-	fs.StringVar(&c.SMTPTLSCert, "smtp-tls-cert", env("RAMPART_SMTP_TLS_CERT", ""), "PEM certificate chain; enables STARTTLS (env RAMPART_SMTP_TLS_CERT)")
-	fs.StringVar(&c.SMTPTLSKey, "smtp-tls-key", env("RAMPART_SMTP_TLS_KEY", ""), "PEM private key (env RAMPART_SMTP_TLS_KEY)")
-	fs.IntVar(&c.SMTPMaxSize, "smtp-max-size", envInt("RAMPART_SMTP_MAX_SIZE", smtpd.DefaultMaxSize), "largest rua message in bytes (env RAMPART_SMTP_MAX_SIZE)")
-	fs.IntVar(&c.SMTPMaxConnPerIP, "smtp-max-conn-per-ip", envInt("RAMPART_SMTP_MAX_CONN_PER_IP", smtpd.DefaultMaxSessionsPerClient), "concurrent SMTP sessions per client (env RAMPART_SMTP_MAX_CONN_PER_IP)")
-	fs.IntVar(&c.SMTPSessionsPerMinute, "smtp-sessions-per-minute", envInt("RAMPART_SMTP_SESSIONS_PER_MINUTE", smtpd.DefaultSessionsPerMinute), "SMTP sessions per client per minute (env RAMPART_SMTP_SESSIONS_PER_MINUTE)")
-	fs.IntVar(&c.SMTPMessagesPerMinute, "smtp-messages-per-minute", envInt("RAMPART_SMTP_MESSAGES_PER_MINUTE", smtpd.DefaultMessagesPerMinute), "SMTP messages per client per minute (env RAMPART_SMTP_MESSAGES_PER_MINUTE)")
-	fs.IntVar(&c.UploadMaxBody, "upload-max-body", envInt("RAMPART_UPLOAD_MAX_BODY", upload.DefaultMaxBody), "largest upload request (POST /upload, the uploadReports mutation) in bytes (env RAMPART_UPLOAD_MAX_BODY)")
-	fs.StringVar(&c.IMAPAddr, "imap-addr", env("RAMPART_IMAP_ADDR", ""), "IMAP server host:port to pull reports from (env RAMPART_IMAP_ADDR; empty: off)")
-	fs.StringVar(&c.IMAPTLS, "imap-tls", env("RAMPART_IMAP_TLS", "tls"), "tls, starttls or none (env RAMPART_IMAP_TLS)")
-	fs.StringVar(&c.IMAPUser, "imap-user", env("RAMPART_IMAP_USER", ""), "IMAP login (env RAMPART_IMAP_USER)")
-	fs.StringVar(&c.IMAPPasswordFile, "imap-password-file", env("RAMPART_IMAP_PASSWORD_FILE", ""), "file holding the IMAP password (or env RAMPART_IMAP_PASSWORD)")
-	fs.StringVar(&c.IMAPMailbox, "imap-mailbox", env("RAMPART_IMAP_MAILBOX", "INBOX"), "mailbox to pull (env RAMPART_IMAP_MAILBOX)")
-	fs.StringVar(&c.IMAPAccount, "imap-account", env("RAMPART_IMAP_ACCOUNT", ""), "account id the pulled reports belong to (env RAMPART_IMAP_ACCOUNT)")
-	fs.DurationVar(&c.IMAPInterval, "imap-interval", envDuration("RAMPART_IMAP_INTERVAL", imappull.DefaultInterval), "how often to pull (env RAMPART_IMAP_INTERVAL)")
-	fs.StringVar(&c.TrustedProxies, "trusted-proxies", env("RAMPART_TRUSTED_PROXIES", ""), "comma-separated CIDR prefixes of reverse proxies trusted to name the client: X-Forwarded-For on the API and /upload, the PROXY protocol (v1 or v2, required from them) on SMTP (env RAMPART_TRUSTED_PROXIES; default none)")
-	fs.DurationVar(&c.LoginBackoff, "login-backoff", envDuration("RAMPART_LOGIN_BACKOFF", auth.DefaultLoginBackoff), "first wait imposed once a client's free failed logins are spent; doubles per failure (env RAMPART_LOGIN_BACKOFF)")
-	fs.DurationVar(&c.LoginBackoffMax, "login-backoff-max", envDuration("RAMPART_LOGIN_BACKOFF_MAX", auth.DefaultLoginBackoffMax), "ceiling of the wait between failed logins (env RAMPART_LOGIN_BACKOFF_MAX)")
-	fs.BoolVar(&c.RiverUI, "river-ui", env("RAMPART_RIVER_UI", "") == "true", "serve the River job dashboard at /riverui/ to instance operators (`rampart admin grant-operator`) (env RAMPART_RIVER_UI=true; on in dev)")
-	fs.BoolVar(&c.SecureCookies, "secure-cookies", c.envBool("RAMPART_SECURE_COOKIES", false), "the API is served over https by a TLS-terminating proxy: mark the dashboard cookie Secure and expect https origins (env RAMPART_SECURE_COOKIES=true; automatic when the server itself terminates TLS)")
-	fs.StringVar(&c.JWTKey, "jwt-key", env("RAMPART_JWT_KEY", ""), "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
-	fs.StringVar(&c.JWTKeyFile, "jwt-key-file", env("RAMPART_JWT_KEY_FILE", ""), "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
-	fs.StringVar(&c.JWTKeyID, "jwt-kid", env("RAMPART_JWT_KID", "k1"), "key id of the signing key (env RAMPART_JWT_KID)")
+func oneOf(p *string, words ...string) *choice { return &choice{p, words} }
+
+func (c *choice) String() string {
+	if c == nil || c.p == nil {
+		return ""
+	}
+	return *c.p
+}
+
+func (c *choice) Set(s string) error {
+	if !slices.Contains(c.words, s) {
+		return fmt.Errorf("want one of %q", c.words)
+	}
+	*c.p = s
+	return nil
 }
 
 // EdgeNS returns the edge name servers (with any addresses), defaulted

@@ -1,8 +1,8 @@
 package app
 
 import (
-	"flag"
 	"io"
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -13,10 +13,10 @@ import (
 func TestTrustedProxiesRefusedWhenMalformed(t *testing.T) {
 	parse := func(args ...string) (*Config, error) {
 		var c Config
-		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs := NewFlagSet("rampart serve", "rampart serve [flags]")
 		fs.SetOutput(io.Discard)
-		c.Flags(fs)
-		require.NoError(t, fs.Parse(args))
+		c.ServeFlags(fs)
+		require.NoError(t, fs.Parse(args, os.LookupEnv))
 		_, err := c.Proxies()
 		return &c, err
 	}

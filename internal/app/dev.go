@@ -33,8 +33,19 @@ const (
 // Dev is `rampart dev`: a private PostgreSQL cluster (unless DATABASE_URL is
 // set), migrations, the demo account, the API, the workers and dnsedge in one
 // process. Cancelling ctx stops everything, the cluster last.
+//
+// One `rampart dev` at a time uses a data folder: a second is refused
+// (lockDataDir). A cluster found running there was left by a `rampart dev`
+// that was killed (SIGKILL leaves PostgreSQL running, since it does not
+// die with its parent): it is adopted and stopped on the way out like one
+// this process started.
 func Dev(ctx context.Context, cfg *Config, log *slog.Logger, out io.Writer) (err error) {
 	cfg.Dev = true
+	release, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if cfg.DatabaseURL == "" {
 		cluster, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: filepath.Join(cfg.DataDir, "pg"), Logger: log})
 		if err != nil {

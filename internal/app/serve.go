@@ -122,9 +122,6 @@ type API struct {
 
 // NewAPI assembles the API and workers on an open pool. Run starts them.
 func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*API, error) {
-	if err := cfg.Check(); err != nil {
-		return nil, err
-	}
 	proxies, err := cfg.Proxies()
 	if err != nil {
 		return nil, err
@@ -242,9 +239,6 @@ func (a *API) Run(ctx context.Context) error { return a.run(ctx) }
 
 // Serve is `rampart serve`.
 func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
-	if err := cfg.Check(); err != nil {
-		return err
-	}
 	pool, err := OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err

@@ -381,5 +381,5 @@ func TestSecureCookiesSettingRefusesBadValue(t *testing.T) {
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "RAMPART_SECURE_COOKIES=yes", "DATABASE_URL=postgres://127.0.0.1:1/none"}
 	out, err := cmd.CombinedOutput()
 	require.Error(t, err)
-	require.Contains(t, string(out), `RAMPART_SECURE_COOKIES="yes": want true or false`)
+	require.Contains(t, string(out), `RAMPART_SECURE_COOKIES: invalid boolean value "yes" for -secure-cookies: want true or false`)
 }
