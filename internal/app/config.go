@@ -26,6 +26,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
 	"github.com/rampartmail/rampart/internal/request"
+	"github.com/rampartmail/rampart/jobs"
 )
 
 // Config is the configuration shared by the subcommands. Every field has a
@@ -36,8 +37,11 @@ type Config struct {
 	Dev         bool
 	Migrate     bool
 	Workers     int
-	LogFormat   string
-	LogLevel    string
+	// JobTimeout and JobRescueAfter configure River: see jobs.Config.
+	JobTimeout     time.Duration
+	JobRescueAfter time.Duration
+	LogFormat      string
+	LogLevel       string
 
 	EdgeZone        string
 	ReportsDomain   string
@@ -116,7 +120,34 @@ func (c *Config) envBool(name string, def bool) bool {
 }
 
 // Check reports environment values that could not be parsed.
-func (c *Config) Check() error { return errors.Join(c.envErrs...) }
+// It also refuses a job rescue delay that does not exceed the job timeout.
+func (c *Config) Check() error {
+	errs := append([]error(nil), c.envErrs...)
+	if err := c.Jobs().Check(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Jobs is the River client's configuration.
+func (c *Config) Jobs() jobs.Config {
+	return jobs.Config{Workers: c.Workers, JobTimeout: c.JobTimeout, RescueAfter: c.JobRescueAfter}
+}
+
+// envDur reads a duration from the environment; an unparsable value is
+// recorded, not ignored.
+func (c *Config) envDur(name string, def time.Duration) time.Duration {
+	v, ok := os.LookupEnv(name)
+	if !ok || v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		c.envErrs = append(c.envErrs, fmt.Errorf("%s=%q: want a duration such as 4m", name, v))
+		return def
+	}
+	return d
+}
 
 func envDuration(name string, def time.Duration) time.Duration {
 	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
@@ -131,6 +162,8 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.APIAddr, "addr", env("RAMPART_ADDR", "127.0.0.1:8080"), "API listen address (env RAMPART_ADDR)")
 	fs.BoolVar(&c.Migrate, "migrate", env("RAMPART_MIGRATE", "") == "true", "apply migrations before starting (env RAMPART_MIGRATE=true)")
 	fs.IntVar(&c.Workers, "workers", envInt("RAMPART_WORKERS", 10), "concurrent River jobs; 0 runs no workers (env RAMPART_WORKERS)")
+	fs.DurationVar(&c.JobTimeout, "job-timeout", c.envDur("RAMPART_JOB_TIMEOUT", jobs.DefaultJobTimeout), "longest a job may run (report.ingest); other kinds are bounded by the smaller of this and their own (env RAMPART_JOB_TIMEOUT)")
+	fs.DurationVar(&c.JobRescueAfter, "job-rescue-after", c.envDur("RAMPART_JOB_RESCUE_AFTER", jobs.DefaultRescueAfter), "retry a job left running this long by a process that died; must exceed -job-timeout (env RAMPART_JOB_RESCUE_AFTER)")
 	fs.StringVar(&c.LogFormat, "log-format", env("RAMPART_LOG_FORMAT", ""), "json or text (env RAMPART_LOG_FORMAT; default json, text in dev)")
 	fs.StringVar(&c.LogLevel, "log-level", env("RAMPART_LOG_LEVEL", "info"), "debug, info, warn or error (env RAMPART_LOG_LEVEL)")
 	fs.StringVar(&c.EdgeZone, "edge-zone", env("RAMPART_EDGE_ZONE", "edge.rampart.test"), "the DNS edge's own zone (env RAMPART_EDGE_ZONE)")
