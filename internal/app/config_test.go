@@ -32,3 +32,26 @@ func TestTrustedProxiesRefusedWhenMalformed(t *testing.T) {
 	require.Equal(t, flagErr, envErr)
 	require.ErrorContains(t, envErr, `"10.0.0.1/8"`)
 }
+
+// TestJobRescueRefusedBelowTimeout: a job rescue delay that does not exceed
+// the job timeout is refused, from a flag or the environment, and an
+// unparsable duration in the environment is reported, not ignored.
+func TestJobRescueRefusedBelowTimeout(t *testing.T) {
+	check := func(args ...string) error {
+		var c Config
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.Flags(fs)
+		require.NoError(t, fs.Parse(args))
+		return c.Check()
+	}
+	require.NoError(t, check())
+	require.NoError(t, check("-job-timeout", "15s", "-job-rescue-after", "16s"))
+	require.ErrorContains(t, check("-job-rescue-after", "1m"), "must exceed the longest job timeout 3m0s")
+	t.Setenv("RAMPART_JOB_TIMEOUT", "20s")
+	t.Setenv("RAMPART_JOB_RESCUE_AFTER", "20s")
+	require.ErrorContains(t, check(), "must exceed")
+	require.NoError(t, check("-job-rescue-after", "21s"))
+	t.Setenv("RAMPART_JOB_RESCUE_AFTER", "soon")
+	require.ErrorContains(t, check(), `RAMPART_JOB_RESCUE_AFTER="soon"`)
+}

@@ -119,12 +119,16 @@ func (in *ingester) retain(ctx context.Context) (retention, error) {
 // It deletes the bytes of blobs refused before RefusedBytesRetention, and
 // creates this month's and next month's partitions. Each step (one
 // partition, one batch of 500 blobs) commits on its own, so a run cut short
-// loses nothing: once stop has passed (zero: never) it starts no further
-// step and reports done false, for the job to continue in a new run.
+// loses nothing: once stop has passed (zero: never) it starts no step after
+// the first that removed something and reports done false, for the job to
+// continue in a new run.
 func (in *ingester) retainUntil(ctx context.Context, stop time.Time) (res retention, done bool, err error) {
 	now := in.now().UTC()
 	res = retention{Cutoff: now.AddDate(0, -in.months, 0)}
-	late := func() bool { return !stop.IsZero() && !time.Now().Before(stop) }
+	// Until a step has removed something, the run goes on, so that every
+	// run makes progress.
+	progress := false
+	late := func() bool { return progress && !stop.IsZero() && !time.Now().Before(stop) }
 	// Create this month's and next month's partitions ahead of the reports,
 	// so that an ingest rarely has to wait for the lock that takes.
 	for _, m := range []time.Time{monthOf(now), monthOf(now).AddDate(0, 1, 0)} {
@@ -149,6 +153,7 @@ func (in *ingester) retainUntil(ctx context.Context, stop time.Time) (res retent
 			return res, false, err
 		}
 		res.Partitions = append(res.Partitions, name)
+		progress = true
 	}
 	// In batches, so that no one transaction holds many rows' locks.
 	for {
@@ -163,6 +168,7 @@ func (in *ingester) retainUntil(ctx context.Context, stop time.Time) (res retent
 		if n == 0 {
 			break
 		}
+		progress = true
 	}
 	refusedCutoff := now.Add(-RefusedBytesRetention)
 	for {
@@ -177,5 +183,6 @@ func (in *ingester) retainUntil(ctx context.Context, stop time.Time) (res retent
 		if n == 0 {
 			return res, true, nil
 		}
+		progress = true
 	}
 }

@@ -28,7 +28,7 @@ func (m *Manager) ResolveRanges(ctx context.Context, resolver spf.Resolver) (fai
 // ResolveRangesFrom is [Manager.ResolveRanges] in bounded steps: it resolves
 // the services whose slug sorts after after, one at a time (each within
 // spf.DefaultTimeout, each stored in its own transaction), and starts none
-// once stop has passed (zero: never). It returns the last slug it did when it
+// but the first once stop has passed (zero: never). It returns the last slug it did when it
 // stopped early, to be passed as after in the next run, or "" when every
 // service was done.
 func (m *Manager) ResolveRangesFrom(ctx context.Context, resolver spf.Resolver, after string, stop time.Time) (failed int, next string, err error) {
@@ -42,7 +42,7 @@ func (m *Manager) ResolveRangesFrom(ctx context.Context, resolver spf.Resolver, 
 		if s.SpfInclude == "" || s.Slug <= after {
 			continue
 		}
-		if !stop.IsZero() && !time.Now().Before(stop) {
+		if last != after && !stop.IsZero() && !time.Now().Before(stop) {
 			return failed, last, nil
 		}
 		last = s.Slug

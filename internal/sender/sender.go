@@ -341,15 +341,15 @@ func (m *Manager) ExpirePins(ctx context.Context) (int, error) {
 
 // ExpirePinsUntil is [Manager.ExpirePins] in bounded steps: each domain's
 // pins go in their own transaction, and once stop has passed (zero: never)
-// it starts no further domain and reports done false; the domains left are
-// found again by the next run.
+// it starts no domain after its first and reports done false; the domains
+// left are found again by the next run.
 func (m *Manager) ExpirePinsUntil(ctx context.Context, stop time.Time) (n int, done bool, err error) {
 	doms, err := senderdb.New(m.pool).DomainsWithExpiredPins(ctx)
 	if err != nil {
 		return 0, false, fmt.Errorf("find expired pins: %w", err)
 	}
 	for _, d := range doms {
-		if !stop.IsZero() && !time.Now().Before(stop) {
+		if n > 0 && !stop.IsZero() && !time.Now().Before(stop) {
 			return n, false, nil
 		}
 		err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
