@@ -174,3 +174,57 @@ func TestPinsExpire(t *testing.T) {
 	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT nspf FROM edge_domain WHERE name = 'pins-example.com'`).Scan(&nspf))
 	require.Equal(t, "v=spf1 -all", nspf)
 }
+
+// TestSenderJobsInSteps: runs out of time (a stop in the past) still make
+// progress, one service or one domain each, and chained as the jobs chain
+// them (a continuation after the last slug, a snooze) they do all the work
+// an unbounded run does.
+func TestSenderJobsInSteps(t *testing.T) {
+	t.Parallel()
+	env := apitest.Start(t)
+	ctx := context.Background()
+	senders := env.Services(t).Senders
+	past := time.Now().Add(-time.Hour)
+
+	z := vendorZone(t)
+	var withInclude int
+	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT count(*) FROM sender_services WHERE spf_include <> ''`).Scan(&withInclude))
+	require.Greater(t, withInclude, 2)
+	after, runs, failed := "", 0, 0
+	for range withInclude + 1 {
+		f, next, err := senders.ResolveRangesFrom(ctx, spf.NewDNSResolver(z.Addr), after, past)
+		require.NoError(t, err)
+		runs++
+		failed += f
+		if next == "" {
+			break
+		}
+		require.Greater(t, next, after, "each run moves on")
+		after = next
+	}
+	require.Equal(t, withInclude, runs, "one service per run; the run of the last says it is done")
+	require.Equal(t, withInclude-2, failed, "all but google and sendgrid fail to resolve here")
+	var unresolved int
+	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT count(*) FROM sender_services WHERE spf_include <> '' AND resolved_at IS NULL AND resolve_error = ''`).Scan(&unresolved))
+	require.Zero(t, unresolved)
+
+	o := env.NewOwner(t, "Steps")
+	for _, d := range []string{"steps-a.example.com", "steps-b.example.com"} {
+		env.AddVerifiedDomain(t, o, d)
+		env.Do(t, o.Token, `mutation($d: String!, $x: Time!) { pinSpfInclude(domain: $d, include: "spf.checker.example", expiresAt: $x) { spfPins { include } } }`,
+			map[string]any{"d": d, "x": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}).NoErrors(t)
+	}
+	_, err := env.Pool.Exec(ctx, `UPDATE spf_pins SET expires_at = now() - interval '1 second'`)
+	require.NoError(t, err)
+	n, done, err := senders.ExpirePinsUntil(ctx, past)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.False(t, done)
+	n, done, err = senders.ExpirePinsUntil(ctx, past)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.True(t, done)
+	var pins int
+	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT count(*) FROM spf_pins`).Scan(&pins))
+	require.Zero(t, pins)
+}

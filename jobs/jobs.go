@@ -6,6 +6,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -35,8 +36,13 @@ const loginFailureRetention = 7 * 24 * time.Hour
 
 type pruneLoginFailuresWorker struct {
 	river.WorkerDefaults[PruneLoginFailuresArgs]
-	auth *auth.Service
-	log  *slog.Logger
+	auth    *auth.Service
+	log     *slog.Logger
+	timeout time.Duration
+}
+
+func (w *pruneLoginFailuresWorker) Timeout(*river.Job[PruneLoginFailuresArgs]) time.Duration {
+	return w.timeout
 }
 
 func (w *pruneLoginFailuresWorker) Work(ctx context.Context, job *river.Job[PruneLoginFailuresArgs]) error {
@@ -57,16 +63,27 @@ func (ExpirePinsArgs) Kind() string { return "sender.expire_pins" }
 type expirePinsWorker struct {
 	river.WorkerDefaults[ExpirePinsArgs]
 	senders *sender.Manager
+	timeout time.Duration
 }
 
+func (w *expirePinsWorker) Timeout(*river.Job[ExpirePinsArgs]) time.Duration { return w.timeout }
+
 func (w *expirePinsWorker) Work(ctx context.Context, job *river.Job[ExpirePinsArgs]) error {
-	_, err := w.senders.ExpirePins(ctx)
+	_, done, err := w.senders.ExpirePinsUntil(ctx, time.Now().Add(w.timeout/2))
+	if err == nil && !done {
+		// The domains left are found again; snoozing spends no attempt.
+		return river.JobSnooze(time.Second)
+	}
 	return err
 }
 
 // ResolveRangesArgs asks for every catalog service's SPF include to be
 // resolved into its current ranges.
-type ResolveRangesArgs struct{}
+type ResolveRangesArgs struct {
+	// After, set on a continuation, is the slug of the last service the
+	// run before did; this run starts after it.
+	After string `json:"after,omitempty"`
+}
 
 // Kind names the job.
 func (ResolveRangesArgs) Kind() string { return "sender.resolve_ranges" }
@@ -76,14 +93,31 @@ type resolveRangesWorker struct {
 	senders  *sender.Manager
 	resolver string
 	log      *slog.Logger
+	timeout  time.Duration
 }
 
+func (w *resolveRangesWorker) Timeout(*river.Job[ResolveRangesArgs]) time.Duration { return w.timeout }
+
+// Work resolves services one by one, each within spf.DefaultTimeout, and
+// starts none after half the timeout: the rest goes to a continuation job
+// that starts after the last service done, so that a long catalog or slow
+// DNS spreads over several bounded runs.
 func (w *resolveRangesWorker) Work(ctx context.Context, job *river.Job[ResolveRangesArgs]) error {
-	failed, err := w.senders.ResolveRanges(ctx, spf.NewDNSResolver(w.resolver))
+	failed, next, err := w.senders.ResolveRangesFrom(ctx, spf.NewDNSResolver(w.resolver), job.Args.After, time.Now().Add(w.timeout/2))
 	if err != nil {
 		return err
 	}
-	w.log.InfoContext(ctx, "resolved senders' SPF includes", "failed", failed)
+	w.log.InfoContext(ctx, "resolved senders' SPF includes", "after", job.Args.After, "failed", failed, "next", next)
+	if next == "" {
+		return nil
+	}
+	client, err := river.ClientFromContextSafely[pgx.Tx](ctx)
+	if err != nil {
+		return fmt.Errorf("continue resolving ranges: %w", err)
+	}
+	if _, err := client.Insert(ctx, ResolveRangesArgs{After: next}, nil); err != nil {
+		return fmt.Errorf("continue resolving ranges: %w", err)
+	}
 	return nil
 }
 
@@ -98,7 +132,10 @@ type checkClaimsWorker struct {
 	river.WorkerDefaults[CheckClaimsArgs]
 	domains *domain.Service
 	log     *slog.Logger
+	timeout time.Duration
 }
+
+func (w *checkClaimsWorker) Timeout(*river.Job[CheckClaimsArgs]) time.Duration { return w.timeout }
 
 func (w *checkClaimsWorker) Work(ctx context.Context, job *river.Job[CheckClaimsArgs]) error {
 	run, err := w.domains.CheckClaims(ctx)
@@ -123,16 +160,83 @@ type Config struct {
 	// Workers is the number of concurrent jobs in the default queue; 0 makes
 	// an insert-only client (this process enqueues, others work).
 	Workers int
+	// JobTimeout bounds the longest job run, report.ingest's; the other
+	// kinds are bounded by the smaller of it and their own timeout
+	// ([Timeouts]). Default [DefaultJobTimeout].
+	JobTimeout time.Duration
+	// RescueAfter is how long a job may be running before River takes it
+	// for abandoned (its process died) and retries it. It must exceed
+	// JobTimeout, or a job still working would be run twice. Default
+	// [DefaultRescueAfter].
+	RescueAfter time.Duration
+}
+
+const (
+	// DefaultJobTimeout is report.ingest's timeout, the longest: see
+	// ingest.DefaultIngestTimeout.
+	DefaultJobTimeout = ingest.DefaultIngestTimeout
+	// DefaultRescueAfter retries a job abandoned by a dead process within
+	// five minutes: River's rescuer, run by the leader every 30 seconds,
+	// finds it after this long and River's scheduler (every 5 seconds)
+	// makes it available again about a second later.
+	DefaultRescueAfter = 4 * time.Minute
+
+	// maintenanceTimeout bounds one run of the periodic maintenance kinds:
+	// each works in steps that commit on their own and starts no step after
+	// half of it.
+	maintenanceTimeout = time.Minute
+	// pruneTimeout bounds auth.prune_login_failures: one indexed DELETE.
+	pruneTimeout = 30 * time.Second
+)
+
+// Timeouts returns each job kind's timeout under cfg.
+func Timeouts(cfg Config) map[string]time.Duration {
+	cfg = cfg.withDefaults()
+	return map[string]time.Duration{
+		ingest.IngestArgs{}.Kind():      cfg.JobTimeout,
+		ingest.RetentionArgs{}.Kind():   min(cfg.JobTimeout, ingest.RetentionTimeout),
+		PruneLoginFailuresArgs{}.Kind(): min(cfg.JobTimeout, pruneTimeout),
+		ExpirePinsArgs{}.Kind():         min(cfg.JobTimeout, maintenanceTimeout),
+		ResolveRangesArgs{}.Kind():      min(cfg.JobTimeout, maintenanceTimeout),
+		CheckClaimsArgs{}.Kind():        min(cfg.JobTimeout, maintenanceTimeout),
+	}
+}
+
+func (c Config) withDefaults() Config {
+	c.JobTimeout = cmp.Or(c.JobTimeout, DefaultJobTimeout)
+	c.RescueAfter = cmp.Or(c.RescueAfter, DefaultRescueAfter)
+	return c
+}
+
+// Check refuses a configuration under which River could rescue a job that
+// is still working.
+func (c Config) Check() error {
+	c = c.withDefaults()
+	if c.JobTimeout < 0 || c.RescueAfter < 0 {
+		return fmt.Errorf("job timeout %s and rescue delay %s cannot be negative", c.JobTimeout, c.RescueAfter)
+	}
+	if c.RescueAfter <= c.JobTimeout {
+		return fmt.Errorf("job rescue delay %s must exceed the longest job timeout %s", c.RescueAfter, c.JobTimeout)
+	}
+	return nil
 }
 
 // NewClient returns a River client with every worker and periodic job.
+// It refuses a configuration [Config.Check] refuses.
 func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (*river.Client[pgx.Tx], error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	timeouts := Timeouts(cfg)
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &pruneLoginFailuresWorker{auth: svc.Auth, log: log})
-	river.AddWorker(workers, &expirePinsWorker{senders: svc.Senders})
-	river.AddWorker(workers, &resolveRangesWorker{senders: svc.Senders, resolver: svc.Resolver, log: log})
-	river.AddWorker(workers, &checkClaimsWorker{domains: svc.Domains, log: log})
-	ingest.AddWorkers(workers, pool, ingest.Options{}, log)
+	river.AddWorker(workers, &pruneLoginFailuresWorker{auth: svc.Auth, log: log,
+		timeout: timeouts[PruneLoginFailuresArgs{}.Kind()]})
+	river.AddWorker(workers, &expirePinsWorker{senders: svc.Senders, timeout: timeouts[ExpirePinsArgs{}.Kind()]})
+	river.AddWorker(workers, &resolveRangesWorker{senders: svc.Senders, resolver: svc.Resolver, log: log,
+		timeout: timeouts[ResolveRangesArgs{}.Kind()]})
+	river.AddWorker(workers, &checkClaimsWorker{domains: svc.Domains, log: log, timeout: timeouts[CheckClaimsArgs{}.Kind()]})
+	ingest.AddWorkers(workers, pool, ingest.Options{Timeout: cfg.JobTimeout}, log)
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	if svc.Resolver != "" {
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(6*time.Hour), func() (river.JobArgs, *river.InsertOpts) {
@@ -142,6 +246,9 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	rc := &river.Config{
 		Logger:  log,
 		Workers: workers,
+		// Every kind sets its own timeout; this bounds any that would not.
+		JobTimeout:           cfg.JobTimeout,
+		RescueStuckJobsAfter: cfg.RescueAfter,
 		PeriodicJobs: append(periodic,
 			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 				return PruneLoginFailuresArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}

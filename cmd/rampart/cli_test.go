@@ -47,7 +47,7 @@ func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
 	logs := []string{"log-format", "log-level"}
 	domain := []string{"dns-resolver", "edge-ns", "edge-zone", "reports-domain"}
 	service := slices.Concat(database, logs, domain, []string{
-		"addr", "workers",
+		"addr", "workers", "job-timeout", "job-rescue-after",
 		"smtp-addr", "smtp-hostname", "smtp-tls-cert", "smtp-tls-key", "smtp-max-size", "smtp-max-conn-per-ip",
 		"smtp-sessions-per-minute", "smtp-messages-per-minute", "upload-max-body",
 		"imap-addr", "imap-tls", "imap-user", "imap-password-file", "imap-mailbox", "imap-account", "imap-interval",
@@ -103,6 +103,7 @@ func TestBadEnvironmentValueRefusedLikeTheFlag(t *testing.T) {
 	}{
 		{"serve", "RAMPART_WORKERS", "workers", "many"},
 		{"serve", "RAMPART_WORKERS", "workers", "-3"},
+		{"serve", "RAMPART_JOB_RESCUE_AFTER", "job-rescue-after", "soon"},
 		{"serve", "RAMPART_LOGIN_BACKOFF", "login-backoff", "soon"},
 		{"serve", "RAMPART_IMAP_INTERVAL", "imap-interval", "0s"},
 		{"serve", "RAMPART_SMTP_MAX_SIZE", "smtp-max-size", "-1"},

@@ -50,6 +50,8 @@ var system = map[string]string{
 	"sender.Manager.SyncCatalog":         "start-up: the shipped catalog",
 	"sender.Manager.ResolveRanges":       "periodic job",
 	"sender.Manager.ExpirePins":          "periodic job",
+	"sender.Manager.ResolveRangesFrom":   "periodic job (a bounded run of ResolveRanges)",
+	"sender.Manager.ExpirePinsUntil":     "periodic job (a bounded run of ExpirePins)",
 	"ingest.Store.Accept":                "intake with no principal: SMTP (checked recipient), IMAP and import (operator)",
 	"ingest.Store.SetMaxSize":            "configuration",
 	"ingest.Store.RecipientDomain":       "SMTP RCPT lookup of a report address",

@@ -28,6 +28,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
 	"github.com/rampartmail/rampart/internal/request"
+	"github.com/rampartmail/rampart/jobs"
 )
 
 // Config is the configuration shared by the subcommands. Every field has a
@@ -40,8 +41,11 @@ type Config struct {
 	Dev         bool
 	Migrate     bool
 	Workers     int
-	LogFormat   string
-	LogLevel    string
+	// JobTimeout and JobRescueAfter configure River: see jobs.Config.
+	JobTimeout     time.Duration
+	JobRescueAfter time.Duration
+	LogFormat      string
+	LogLevel       string
 
 	EdgeZone        string
 	ReportsDomain   string
@@ -201,6 +205,8 @@ func (c *Config) ServiceFlags(f *FlagSet) {
 	}
 	str(&c.APIAddr, "addr", "RAMPART_ADDR", "127.0.0.1:8080", "API listen address (env RAMPART_ADDR)")
 	vr(atLeast(&c.Workers, 10, 0), "workers", "RAMPART_WORKERS", "`number` of concurrent River jobs; 0 runs no workers (env RAMPART_WORKERS)")
+	vr(positiveDuration(&c.JobTimeout, jobs.DefaultJobTimeout), "job-timeout", "RAMPART_JOB_TIMEOUT", "longest a job may run, a `duration` (report.ingest); other kinds are bounded by the smaller of this and their own (env RAMPART_JOB_TIMEOUT)")
+	vr(positiveDuration(&c.JobRescueAfter, jobs.DefaultRescueAfter), "job-rescue-after", "RAMPART_JOB_RESCUE_AFTER", "retry a job left running this long by a process that died, a `duration`; must exceed -job-timeout (env RAMPART_JOB_RESCUE_AFTER)")
 	str(&c.SMTPAddr, "smtp-addr", "RAMPART_SMTP_ADDR", "", "SMTP listen address for rua mail, e.g. :25 (env RAMPART_SMTP_ADDR; empty: off; dev: 127.0.0.1:2525)")
 	str(&c.SMTPHostname, "smtp-hostname", "RAMPART_SMTP_HOSTNAME", "", "name in the SMTP greeting (env RAMPART_SMTP_HOSTNAME; default the reports domain)")
 	str(&c.SMTPTLSCert, "smtp-tls-cert", "RAMPART_SMTP_TLS_CERT", "", "PEM certificate chain; enables STARTTLS (env RAMPART_SMTP_TLS_CERT)")
@@ -356,6 +362,12 @@ func (c *choice) Set(s string) error {
 	}
 	*c.p = s
 	return nil
+}
+
+// Jobs is the River client's configuration; jobs.NewClient refuses a
+// rescue delay that does not exceed the job timeout.
+func (c *Config) Jobs() jobs.Config {
+	return jobs.Config{Workers: c.Workers, JobTimeout: c.JobTimeout, RescueAfter: c.JobRescueAfter}
 }
 
 // EdgeNS returns the edge name servers (with any addresses), defaulted

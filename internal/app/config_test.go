@@ -32,3 +32,30 @@ func TestTrustedProxiesRefusedWhenMalformed(t *testing.T) {
 	require.Equal(t, flagErr, envErr)
 	require.ErrorContains(t, envErr, `"10.0.0.1/8"`)
 }
+
+// TestJobRescueRefusedBelowTimeout: a job rescue delay that does not exceed
+// the job timeout is refused, from a flag or the environment, and an
+// unparsable duration in the environment is refused like the flag's.
+func TestJobRescueRefusedBelowTimeout(t *testing.T) {
+	check := func(args ...string) error {
+		var c Config
+		fs := NewFlagSet("rampart serve", "rampart serve [flags]")
+		fs.SetOutput(io.Discard)
+		c.ServeFlags(fs)
+		if err := fs.Parse(args, os.LookupEnv); err != nil {
+			return err
+		}
+		return c.Jobs().Check()
+	}
+	require.NoError(t, check())
+	require.NoError(t, check("-job-timeout", "15s", "-job-rescue-after", "16s"))
+	require.ErrorContains(t, check("-job-rescue-after", "1m"), "must exceed the longest job timeout 3m0s")
+	t.Setenv("RAMPART_JOB_TIMEOUT", "20s")
+	t.Setenv("RAMPART_JOB_RESCUE_AFTER", "20s")
+	require.ErrorContains(t, check(), "must exceed")
+	require.NoError(t, check("-job-rescue-after", "21s"))
+	t.Setenv("RAMPART_JOB_RESCUE_AFTER", "soon")
+	err := check()
+	require.ErrorContains(t, err, "RAMPART_JOB_RESCUE_AFTER")
+	require.ErrorContains(t, err, `"soon"`)
+}

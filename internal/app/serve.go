@@ -144,7 +144,7 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	river, err := jobs.NewClient(pool, jobs.Config{Workers: cfg.Workers}, jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Domains: svc.Domains, Resolver: cfg.Resolver()}, log)
+	river, err := jobs.NewClient(pool, cfg.Jobs(), jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Domains: svc.Domains, Resolver: cfg.Resolver()}, log)
 	if err != nil {
 		return nil, err
 	}

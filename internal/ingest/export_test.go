@@ -63,3 +63,9 @@ func (w *Worker) RetainAll(ctx context.Context) (Retention, error) {
 
 // AppendJSONString is appendJSONString.
 var AppendJSONString = appendJSONString
+
+// RetainUntil runs retention, starting no step after the first once stop
+// has passed, and reports whether it finished.
+func (w *Worker) RetainUntil(ctx context.Context, stop time.Time) (Retention, bool, error) {
+	return w.in.retainUntil(ctx, stop)
+}

@@ -108,55 +108,81 @@ type retention struct {
 	Purged int64
 }
 
-// retain drops the partitions wholly before the retention period and
+// retain runs retention to the end; see [ingester.retainUntil].
+func (in *ingester) retain(ctx context.Context) (retention, error) {
+	res, _, err := in.retainUntil(ctx, time.Time{})
+	return res, err
+}
+
+// retainUntil drops the partitions wholly before the retention period and
 // deletes the raw blobs received before it; rollups and reports rows stay.
 // It deletes the bytes of blobs refused before RefusedBytesRetention, and
-// creates the coming partitions.
-func (in *ingester) retain(ctx context.Context) (retention, error) {
+// creates this month's and next month's partitions. Each step (one
+// partition, one batch of 500 blobs) commits on its own, so a run cut short
+// loses nothing: once stop has passed (zero: never) it starts no step after
+// the first that removed something and reports done false, for the job to
+// continue in a new run.
+func (in *ingester) retainUntil(ctx context.Context, stop time.Time) (res retention, done bool, err error) {
 	now := in.now().UTC()
-	res := retention{Cutoff: now.AddDate(0, -in.months, 0)}
+	res = retention{Cutoff: now.AddDate(0, -in.months, 0)}
+	// Until a step has removed something, the run goes on, so that every
+	// run makes progress.
+	progress := false
+	late := func() bool { return progress && !stop.IsZero() && !time.Now().Before(stop) }
 	// Create this month's and next month's partitions ahead of the reports,
 	// so that an ingest rarely has to wait for the lock that takes.
 	for _, m := range []time.Time{monthOf(now), monthOf(now).AddDate(0, 1, 0)} {
 		if err := in.ensurePartition(ctx, m); err != nil {
-			return res, err
+			return res, false, err
 		}
 	}
 	q := ingestdb.New(in.pool)
 	names, err := q.RecordPartitions(ctx)
 	if err != nil {
-		return res, fmt.Errorf("list partitions: %w", err)
+		return res, false, fmt.Errorf("list partitions: %w", err)
 	}
 	for _, name := range names {
 		month, ok := parsePartition(name)
 		if !ok || month.AddDate(0, 1, 0).After(res.Cutoff) {
 			continue
 		}
+		if late() {
+			return res, false, nil
+		}
 		if err := in.dropPartition(ctx, name, month); err != nil {
-			return res, err
+			return res, false, err
 		}
 		res.Partitions = append(res.Partitions, name)
+		progress = true
 	}
 	// In batches, so that no one transaction holds many rows' locks.
 	for {
+		if late() {
+			return res, false, nil
+		}
 		n, err := q.DeleteBlobsBefore(ctx, ingestdb.DeleteBlobsBeforeParams{Cutoff: res.Cutoff, Lim: 500})
 		if err != nil {
-			return res, fmt.Errorf("delete old blobs: %w", err)
+			return res, false, fmt.Errorf("delete old blobs: %w", err)
 		}
 		res.Blobs += n
 		if n == 0 {
 			break
 		}
+		progress = true
 	}
 	refusedCutoff := now.Add(-RefusedBytesRetention)
 	for {
+		if late() {
+			return res, false, nil
+		}
 		n, err := q.PurgeRefusedBlobs(ctx, ingestdb.PurgeRefusedBlobsParams{Now: now, Cutoff: refusedCutoff, Lim: 500})
 		if err != nil {
-			return res, fmt.Errorf("purge refused blobs: %w", err)
+			return res, false, fmt.Errorf("purge refused blobs: %w", err)
 		}
 		res.Purged += n
 		if n == 0 {
-			return res, nil
+			return res, true, nil
 		}
+		progress = true
 	}
 }

@@ -75,6 +75,48 @@ func TestRetention(t *testing.T) {
 	require.Contains(t, partitions(t, e), "report_records_y2025m01")
 }
 
+// TestRetentionInSteps: a retention run out of time stops after its first
+// step and says so; runs repeated (as the job's snoozes do) finish the work,
+// each making progress.
+func TestRetentionInSteps(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Date(2026, 3, 15, 12, 0, 0, 0, time.UTC)
+	opts := ingest.WithNow(ingest.Options{}, func() time.Time { return now })
+	e := setup(t, opts)
+	for i, begin := range []time.Time{
+		time.Date(2024, 11, 10, 0, 0, 0, 0, time.UTC),
+		time.Date(2024, 12, 10, 0, 0, 0, 0, time.UTC),
+		time.Date(2025, 1, 10, 0, 0, 0, 0, time.UTC),
+	} {
+		acc := e.accept(t, ingest.Incoming{Source: ingest.SourceUpload, AccountID: &e.account,
+			Raw: simple(fmt.Sprintf("old%d", i), "example.com", begin), ReceivedAt: begin.Add(26 * time.Hour)})
+		require.NoError(t, e.worker.Ingest(ctx, acc.BlobID))
+	}
+	past := time.Now().Add(-time.Hour)
+	res, done, err := e.worker.RetainUntil(ctx, past)
+	require.NoError(t, err)
+	require.False(t, done)
+	require.Equal(t, []string{"report_records_y2024m11"}, res.Partitions, "one step only")
+	var dropped []string
+	dropped = append(dropped, res.Partitions...)
+	var blobs int64
+	for range 20 {
+		if done {
+			break
+		}
+		res, done, err = e.worker.RetainUntil(ctx, past)
+		require.NoError(t, err)
+		require.LessOrEqual(t, len(res.Partitions), 1)
+		dropped = append(dropped, res.Partitions...)
+		blobs += res.Blobs
+	}
+	require.True(t, done, "retention did not finish in 20 runs")
+	require.Equal(t, []string{"report_records_y2024m11", "report_records_y2024m12", "report_records_y2025m01"}, dropped)
+	require.Equal(t, int64(3), blobs)
+	require.Equal(t, int64(0), e.count(t, `SELECT count(*) FROM report_blobs`))
+}
+
 func partitions(t *testing.T, e *env) []string {
 	t.Helper()
 	rows, err := e.pool.Query(context.Background(), `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid

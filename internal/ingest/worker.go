@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -67,9 +68,17 @@ const DefaultRetentionMonths = 13
 // with refused input for 13 months.
 const RefusedBytesRetention = 30 * 24 * time.Hour
 
-// ingestTimeout bounds one ingest job; the largest report the default limits
-// allow (5 million records) takes well under a minute.
-const ingestTimeout = 10 * time.Minute
+// DefaultIngestTimeout bounds one report.ingest run: the largest report the
+// default limits allow (5 million records) takes well under a minute, and
+// the ingest is one transaction, so it cannot be split. River's rescue of
+// jobs left running by a dead process must wait longer than this.
+const DefaultIngestTimeout = 3 * time.Minute
+
+// RetentionTimeout bounds one report.retention run. A run starts no new
+// step (dropping one partition, deleting 500 blobs) after half of it and
+// snoozes to continue, so many months of partitions are dropped over
+// several short runs.
+const RetentionTimeout = time.Minute
 
 // Options configure the workers. The zero value holds the defaults.
 type Options struct {
@@ -79,6 +88,10 @@ type Options struct {
 	// RetentionMonths is how many months of records and raw blobs
 	// retention keeps; default DefaultRetentionMonths.
 	RetentionMonths int
+	// Timeout bounds one report.ingest run; default
+	// DefaultIngestTimeout. report.retention runs are bounded by the
+	// smaller of it and RetentionTimeout.
+	Timeout time.Duration
 
 	// beforeCommit, set by tests, runs just before the ingest transaction
 	// commits; an error rolls it back.
@@ -91,8 +104,9 @@ type Options struct {
 // [RetentionPeriodicJob] to the client's periodic jobs to run retention.
 func AddWorkers(workers *river.Workers, pool *pgxpool.Pool, opts Options, log *slog.Logger) {
 	in := newIngester(pool, opts, log)
-	river.AddWorker(workers, &ingestWorker{in: in})
-	river.AddWorker(workers, &retentionWorker{in: in})
+	timeout := cmp.Or(opts.Timeout, DefaultIngestTimeout)
+	river.AddWorker(workers, &ingestWorker{in: in, timeout: timeout})
+	river.AddWorker(workers, &retentionWorker{in: in, timeout: min(timeout, RetentionTimeout)})
 }
 
 // RetentionPeriodicJob runs report.retention every six hours, and once when
@@ -105,10 +119,11 @@ func RetentionPeriodicJob() *river.PeriodicJob {
 
 type ingestWorker struct {
 	river.WorkerDefaults[IngestArgs]
-	in *ingester
+	in      *ingester
+	timeout time.Duration
 }
 
-func (w *ingestWorker) Timeout(*river.Job[IngestArgs]) time.Duration { return ingestTimeout }
+func (w *ingestWorker) Timeout(*river.Job[IngestArgs]) time.Duration { return w.timeout }
 
 func (w *ingestWorker) Work(ctx context.Context, job *river.Job[IngestArgs]) error {
 	start := time.Now()
@@ -138,15 +153,22 @@ func (w *ingestWorker) Work(ctx context.Context, job *river.Job[IngestArgs]) err
 
 type retentionWorker struct {
 	river.WorkerDefaults[RetentionArgs]
-	in *ingester
+	in      *ingester
+	timeout time.Duration
 }
 
+func (w *retentionWorker) Timeout(*river.Job[RetentionArgs]) time.Duration { return w.timeout }
+
 func (w *retentionWorker) Work(ctx context.Context, job *river.Job[RetentionArgs]) error {
-	res, err := w.in.retain(ctx)
+	res, done, err := w.in.retainUntil(ctx, time.Now().Add(w.timeout/2))
 	if err != nil {
 		return fmt.Errorf("report retention: %w", err)
 	}
 	w.in.log.InfoContext(ctx, "report retention", "cutoff", res.Cutoff, "partitions_dropped", res.Partitions,
-		"blobs_deleted", res.Blobs, "refused_bytes_purged", res.Purged)
+		"blobs_deleted", res.Blobs, "refused_bytes_purged", res.Purged, "done", done)
+	if !done {
+		// Snoozing runs the same job again soon without spending an attempt.
+		return river.JobSnooze(time.Second)
+	}
 	return nil
 }

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -18,17 +21,36 @@ import (
 // keeps its last ranges and records why; the edge then still answers its
 // HELO names with the include itself. It returns how many services failed.
 func (m *Manager) ResolveRanges(ctx context.Context, resolver spf.Resolver) (failed int, err error) {
+	failed, _, err = m.ResolveRangesFrom(ctx, resolver, "", time.Time{})
+	return failed, err
+}
+
+// ResolveRangesFrom is [Manager.ResolveRanges] in bounded steps: it resolves
+// the services whose slug sorts after after, one at a time (each within
+// spf.DefaultTimeout, each stored in its own transaction), and starts none
+// but the first once stop has passed (zero: never). It returns the last slug it did when it
+// stopped early, to be passed as after in the next run, or "" when every
+// service was done.
+func (m *Manager) ResolveRangesFrom(ctx context.Context, resolver spf.Resolver, after string, stop time.Time) (failed int, next string, err error) {
 	services, err := senderdb.New(m.pool).Services(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("list services: %w", err)
+		return 0, "", fmt.Errorf("list services: %w", err)
 	}
+	slices.SortFunc(services, func(a, b senderdb.SenderService) int { return strings.Compare(a.Slug, b.Slug) })
+	last := after
 	for _, s := range services {
-		if s.SpfInclude == "" {
+		if s.SpfInclude == "" || s.Slug <= after {
 			continue
 		}
-		prefixes, lookups, ferr := spf.Flatten(ctx, resolver, s.SpfInclude)
+		if last != after && !stop.IsZero() && !time.Now().Before(stop) {
+			return failed, last, nil
+		}
+		last = s.Slug
+		fctx, cancel := context.WithTimeout(ctx, spf.DefaultTimeout)
+		prefixes, lookups, ferr := spf.Flatten(fctx, resolver, s.SpfInclude)
+		cancel()
 		if ctx.Err() != nil {
-			return failed, ctx.Err()
+			return failed, "", ctx.Err()
 		}
 		err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 			q := senderdb.New(tx)
@@ -50,12 +72,12 @@ func (m *Manager) ResolveRanges(ctx context.Context, resolver spf.Resolver) (fai
 			return publishService(ctx, q, s.Slug)
 		})
 		if err != nil {
-			return failed, fmt.Errorf("store ranges of %s: %w", s.Slug, err)
+			return failed, "", fmt.Errorf("store ranges of %s: %w", s.Slug, err)
 		}
 		if ferr != nil {
 			failed++
 			m.log.WarnContext(ctx, "could not resolve a sender's SPF include", "service", s.Slug, "include", s.SpfInclude, "err", ferr)
 		}
 	}
-	return failed, nil
+	return failed, "", nil
 }

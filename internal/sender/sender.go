@@ -335,11 +335,23 @@ func (m *Manager) Catalog(ctx context.Context) ([]Service, error) {
 // ExpirePins removes expired pinned includes and republishes the domains
 // that had them. It is a periodic job's work.
 func (m *Manager) ExpirePins(ctx context.Context) (int, error) {
+	n, _, err := m.ExpirePinsUntil(ctx, time.Time{})
+	return n, err
+}
+
+// ExpirePinsUntil is [Manager.ExpirePins] in bounded steps: each domain's
+// pins go in their own transaction, and once stop has passed (zero: never)
+// it starts no domain after its first and reports done false; the domains
+// left are found again by the next run.
+func (m *Manager) ExpirePinsUntil(ctx context.Context, stop time.Time) (n int, done bool, err error) {
 	doms, err := senderdb.New(m.pool).DomainsWithExpiredPins(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("find expired pins: %w", err)
+		return 0, false, fmt.Errorf("find expired pins: %w", err)
 	}
 	for _, d := range doms {
+		if n > 0 && !stop.IsZero() && !time.Now().Before(stop) {
+			return n, false, nil
+		}
 		err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 			if _, err := senderdb.New(tx).DeleteExpiredPins(ctx, d.ID); err != nil {
 				return err
@@ -347,11 +359,12 @@ func (m *Manager) ExpirePins(ctx context.Context) (int, error) {
 			return m.domains.Republish(ctx, tx, d.ID)
 		})
 		if err != nil {
-			return 0, fmt.Errorf("expire pins of %s: %w", d.Name, err)
+			return n, false, fmt.Errorf("expire pins of %s: %w", d.Name, err)
 		}
+		n++
 		m.log.InfoContext(ctx, "expired pinned SPF includes", "domain", d.Name)
 	}
-	return len(doms), nil
+	return n, true, nil
 }
 
 // notify sends the edge's NOTIFY for a serial.
