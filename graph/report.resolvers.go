@@ -48,18 +48,18 @@ func (r *aggregateReportResolver) PeriodEnd(ctx context.Context, obj *reportingd
 }
 
 // Messages is the resolver for the messages field.
-func (r *aggregateReportResolver) Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error) {
-	return int(obj.MessageCount), nil
+func (r *aggregateReportResolver) Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error) {
+	return obj.MessageCount, nil
 }
 
 // Records is the resolver for the records field.
-func (r *aggregateReportResolver) Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error) {
-	return int(obj.RecordCount), nil
+func (r *aggregateReportResolver) Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error) {
+	return int64(obj.RecordCount), nil
 }
 
 // Duplicates is the resolver for the duplicates field.
-func (r *aggregateReportResolver) Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error) {
-	return int(obj.Duplicates), nil
+func (r *aggregateReportResolver) Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error) {
+	return int64(obj.Duplicates), nil
 }
 
 // Status is the resolver for the status field.

@@ -372,10 +372,10 @@ type AggregateReportResolver interface {
 
 	PeriodBegin(ctx context.Context, obj *reportingdb.DomainReportsRow) (*time.Time, error)
 	PeriodEnd(ctx context.Context, obj *reportingdb.DomainReportsRow) (*time.Time, error)
-	Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
-	Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
+	Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error)
+	Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error)
 
-	Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
+	Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error)
 	Status(ctx context.Context, obj *reportingdb.DomainReportsRow) (model.ReportStatus, error)
 }
 type ApiTokenResolver interface {
@@ -2222,7 +2222,7 @@ type DomainConnection {
   nodes: [Domain!]!
   pageInfo: PageInfo!
   "Domains matching the filter, over all pages."
-  totalCount: Int!
+  totalCount: Count!
 }
 
 "A domain in a page."
@@ -2258,11 +2258,11 @@ type AggregateReport {
   periodBegin: Time!
   periodEnd: Time!
   "Messages the report covers (the sum of its record counts)."
-  messages: Int!
-  records: Int!
+  messages: Count!
+  records: Count!
   receivedAt: Time!
   "How many more times the same report arrived (counted once)."
-  duplicates: Int!
+  duplicates: Count!
   "STORED, or STORED_WITH_WARNINGS when decoding accepted real-world quirks (listed in ingestProblems)."
   status: ReportStatus!
 }
@@ -2278,7 +2278,7 @@ type AggregateReportConnection {
   edges: [AggregateReportEdge!]!
   nodes: [AggregateReport!]!
   pageInfo: PageInfo!
-  totalCount: Int!
+  totalCount: Count!
 }
 
 "A report in a page."
@@ -2305,7 +2305,7 @@ type IngestProblem {
   detail: String
   warnings: [IngestWarning!]!
   "The input's size in bytes."
-  size: Int!
+  size: Count!
   "When the bytes of this input, which was not stored, were deleted: 30 days after it was refused, cancelled or discarded; what is shown here is kept. Null while the bytes are kept."
   purgedAt: Time
 }
@@ -2315,7 +2315,7 @@ type IngestWarning {
   code: String!
   element: String!
   detail: String!
-  count: Int!
+  count: Count!
 }
 
 "What became of one uploaded file."
@@ -2411,6 +2411,14 @@ type Mutation {
   "Change a domain's DMARC policy. Omitted fields keep their value; an explicit null removes an optional tag."
   updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!): Domain!
 }
+
+"""
+A count (messages, records, duplicates, totals, sizes in bytes): a 64-bit
+integer, since GraphQL's Int is 32 bits and message counts pass 2^31. It is
+a JSON number while it is within ±(2^53-1), which every JSON parser reads
+exactly, and a decimal string beyond that.
+"""
+scalar Count
 `, BuiltIn: false},
 	{Name: "../../schema/sender.graphqls", Input: `"An address range a domain itself sends from (its own mail servers)."
 type Netblock {
@@ -4529,15 +4537,15 @@ func (ec *executionContext) _AggregateReport_messages(ctx context.Context, field
 			return ec.Resolvers.AggregateReport().Messages(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_AggregateReport_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Count")
 }
 
 func (ec *executionContext) _AggregateReport_records(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
@@ -4552,15 +4560,15 @@ func (ec *executionContext) _AggregateReport_records(ctx context.Context, field 
 			return ec.Resolvers.AggregateReport().Records(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_AggregateReport_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Count")
 }
 
 func (ec *executionContext) _AggregateReport_receivedAt(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
@@ -4598,15 +4606,15 @@ func (ec *executionContext) _AggregateReport_duplicates(ctx context.Context, fie
 			return ec.Resolvers.AggregateReport().Duplicates(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_AggregateReport_duplicates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Count")
 }
 
 func (ec *executionContext) _AggregateReport_status(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
@@ -4740,15 +4748,15 @@ func (ec *executionContext) _AggregateReportConnection_totalCount(ctx context.Co
 			return obj.TotalCount, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_AggregateReportConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AggregateReportConnection", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("AggregateReportConnection", field, false, false, "Count")
 }
 
 func (ec *executionContext) _AggregateReportEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportEdge) (ret graphql.Marshaler) {
@@ -6755,15 +6763,15 @@ func (ec *executionContext) _DomainConnection_totalCount(ctx context.Context, fi
 			return obj.TotalCount, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_DomainConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("DomainConnection", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("DomainConnection", field, false, false, "Count")
 }
 
 func (ec *executionContext) _DomainEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.DomainEdge) (ret graphql.Marshaler) {
@@ -7242,15 +7250,15 @@ func (ec *executionContext) _IngestProblem_size(ctx context.Context, field graph
 			return obj.Size, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_IngestProblem_size(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "Count")
 }
 
 func (ec *executionContext) _IngestProblem_purgedAt(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
@@ -7357,15 +7365,15 @@ func (ec *executionContext) _IngestWarning_count(ctx context.Context, field grap
 			return obj.Count, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_IngestWarning_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("IngestWarning", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("IngestWarning", field, false, false, "Count")
 }
 
 func (ec *executionContext) _Member_user(ctx context.Context, field graphql.CollectedField, obj *account.Member) (ret graphql.Marshaler) {
@@ -13410,6 +13418,20 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	res := graphql.MarshalBoolean(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNCount2int64(ctx context.Context, v any) (int64, error) {
+	res, err := model.UnmarshalCount(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCount2int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
+	_ = sel
+	res := model.MarshalCount(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Count!")
 	}
 	return res
 }

@@ -39,7 +39,7 @@ type Problem struct {
 	Reason, Detail string
 	Warnings       []Warning
 	// Size is the input's size in bytes.
-	Size int
+	Size int64
 	// PurgedAt is when the bytes of an input that was not stored were
 	// deleted (30 days after, ingest.RefusedBytesRetention); the rest is
 	// kept. Nil while the bytes are kept.
@@ -51,7 +51,7 @@ type Warning struct {
 	Code    string `json:"code"`
 	Element string `json:"element"`
 	Detail  string `json:"detail"`
-	Count   int    `json:"count"`
+	Count   int64  `json:"count"`
 }
 
 // Reader reads stored reports.
@@ -76,7 +76,7 @@ func (r *Reader) authorizeDomain(ctx context.Context, accountID, domainID uuid.U
 type Page struct {
 	Reports    []Report
 	HasNext    bool
-	TotalCount int
+	TotalCount int64
 }
 
 // MaxPage is the largest page.
@@ -129,7 +129,7 @@ func (r *Reader) Reports(ctx context.Context, accountID, domainID uuid.UUID, fir
 	if err != nil {
 		return Page{}, fmt.Errorf("count reports: %w", err)
 	}
-	page := Page{TotalCount: int(total), HasNext: len(rows) > first}
+	page := Page{TotalCount: total, HasNext: len(rows) > first}
 	if page.HasNext {
 		rows = rows[:first]
 	}
@@ -153,7 +153,7 @@ func (r *Reader) DomainProblems(ctx context.Context, accountID, domainID uuid.UU
 	out := make([]Problem, len(rows))
 	for i, p := range rows {
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
-		out[i].Size, out[i].PurgedAt = int(p.Size), p.PurgedAt
+		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
 	}
 	return out, nil
 }
@@ -171,7 +171,7 @@ func (r *Reader) AccountProblems(ctx context.Context, accountID uuid.UUID, limit
 	out := make([]Problem, len(rows))
 	for i, p := range rows {
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
-		out[i].Size, out[i].PurgedAt = int(p.Size), p.PurgedAt
+		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
 	}
 	return out, nil
 }
