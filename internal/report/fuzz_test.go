@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/report"
+	"github.com/rampartmail/rampart/internal/report/reportgen"
 )
 
 // fuzzLimits keep each fuzz input's work small.
@@ -43,6 +44,8 @@ func FuzzExtract(f *testing.F) {
 	addTestdataSeeds(f)
 	xmlDoc := []byte(doc())
 	f.Add(gzipped(f, xmlDoc, "r.xml"))
+	f.Add(reportgen.TLSReport("example.com"))
+	f.Add(mail(part("application/tlsrpt+gzip", `attachment; filename="r.json.gz"`, "base64", b64(reportgen.TLSReport("example.com")))))
 	f.Add(gzipped(f, gzipped(f, xmlDoc, ""), ""))
 	f.Add(zipped(f, zipEntry{"r.xml.gz", gzipped(f, xmlDoc, "")}, zipEntry{"s.xml", xmlDoc}))
 	f.Add(mail(textPart, part("application/zip", `attachment; filename="r.zip"`, "base64", b64(zipped(f, zipEntry{"r.xml", xmlDoc})))))
