@@ -126,6 +126,15 @@ func (r *mutationResolver) UploadReports(ctx context.Context, accountID *string,
 	return r.upload(ctx, acct, files)
 }
 
+// UnmatchedReports is the resolver for the unmatchedReports field.
+func (r *queryResolver) UnmatchedReports(ctx context.Context, limit *int) ([]*reporting.Problem, error) {
+	ps, err := r.Reporting.UnmatchedProblems(ctx, deref0(limit))
+	if err != nil {
+		return nil, err
+	}
+	return pointers(ps), nil
+}
+
 // AggregateReport returns generated.AggregateReportResolver implementation.
 func (r *Resolver) AggregateReport() generated.AggregateReportResolver {
 	return &aggregateReportResolver{r}

@@ -1,9 +1,10 @@
 -- name: InsertBlob :one
 -- Store a raw input, unless the same bytes are already stored in the same
 -- scope (see report_blobs_sha256_key).
-INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at)
+INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at,
+    mail_from, mail_subject, mail_message_id)
 VALUES (@sha256, @raw, @size, @source, sqlc.narg(account_id), sqlc.narg(scope_accounts)::uuid[],
-    @remote, @filename, @received_at)
+    @remote, @filename, @received_at, @mail_from, @mail_subject, @mail_message_id)
 ON CONFLICT DO NOTHING
 RETURNING id;
 

@@ -44,6 +44,16 @@ type Problem struct {
 	// deleted (30 days after, ingest.RefusedBytesRetention); the rest is
 	// kept. Nil while the bytes are kept.
 	PurgedAt *time.Time
+	// Message names a mail input (smtp, imap), which has no file name;
+	// nil for files.
+	Message *Message
+}
+
+// Message is what names a mail message: its From, Subject and Message-ID
+// headers, as ingest cleaned them (valid UTF-8, no control characters, at
+// most 255 bytes each; "" when missing).
+type Message struct {
+	From, Subject, MessageID string
 }
 
 // Warning is a quirk accepted while decoding.
@@ -154,6 +164,7 @@ func (r *Reader) DomainProblems(ctx context.Context, accountID, domainID uuid.UU
 	for i, p := range rows {
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
 		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
+		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
 	}
 	return out, nil
 }
@@ -172,8 +183,48 @@ func (r *Reader) AccountProblems(ctx context.Context, accountID uuid.UUID, limit
 	for i, p := range rows {
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
 		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
+		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
 	}
 	return out, nil
+}
+
+// UnmatchedProblems lists inputs from any source, of any tenant or none,
+// refused because a report in them matches no hosted domain within their
+// scope (reason not_hosted), newest first: reports for a domain nobody
+// hosts (yet), mail to a rua address of a domain the report is not about,
+// imports for unknown domains. Only the instance operator
+// ([access.Authorizer.Operator]) may list them: they cross tenants, and an
+// unmatched report belongs to none.
+func (r *Reader) UnmatchedProblems(ctx context.Context, limit int) ([]Problem, error) {
+	if _, ok := access.FromContext(ctx); !ok {
+		return nil, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	}
+	op, err := r.authz.Operator(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list unmatched reports: %w", err)
+	}
+	if !op {
+		return nil, &apperr.Error{Code: apperr.Forbidden, Message: "only an instance operator may list unmatched reports"}
+	}
+	rows, err := reportingdb.New(r.pool).UnmatchedProblems(ctx, clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list unmatched reports: %w", err)
+	}
+	out := make([]Problem, len(rows))
+	for i, p := range rows {
+		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
+		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
+		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
+	}
+	return out, nil
+}
+
+// message is a mail input's Message; nil for other sources.
+func message(source, from, subject, id string) *Message {
+	if source != "smtp" && source != "imap" {
+		return nil
+	}
+	return &Message{From: from, Subject: subject, MessageID: id}
 }
 
 func clampLimit(n int) int32 {

@@ -308,9 +308,10 @@ func (q *Queries) HostedDomains(ctx context.Context, arg HostedDomainsParams) ([
 }
 
 const insertBlob = `-- name: InsertBlob :one
-INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at)
+INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at,
+    mail_from, mail_subject, mail_message_id)
 VALUES ($1, $2, $3, $4, $5, $6::uuid[],
-    $7, $8, $9)
+    $7, $8, $9, $10, $11, $12)
 ON CONFLICT DO NOTHING
 RETURNING id
 `
@@ -325,6 +326,9 @@ type InsertBlobParams struct {
 	Remote        string
 	Filename      string
 	ReceivedAt    time.Time
+	MailFrom      string
+	MailSubject   string
+	MailMessageID string
 }
 
 // Store a raw input, unless the same bytes are already stored in the same
@@ -340,6 +344,9 @@ func (q *Queries) InsertBlob(ctx context.Context, arg InsertBlobParams) (uuid.UU
 		arg.Remote,
 		arg.Filename,
 		arg.ReceivedAt,
+		arg.MailFrom,
+		arg.MailSubject,
+		arg.MailMessageID,
 	)
 	var id uuid.UUID
 	err := row.Scan(&id)
