@@ -113,7 +113,9 @@ func refusedProblems(t *testing.T, env *apitest.Env, token, query string, n int,
 
 func domainProblems(t *testing.T) func(json.RawMessage) []problemAnswer {
 	return func(data json.RawMessage) []problemAnswer {
-		var d struct{ Domain struct{ IngestProblems []problemAnswer } }
+		var d struct {
+			Domain struct{ IngestProblems []problemAnswer }
+		}
 		require.NoError(t, json.Unmarshal(data, &d))
 		return d.Domain.IngestProblems
 	}
@@ -121,7 +123,9 @@ func domainProblems(t *testing.T) func(json.RawMessage) []problemAnswer {
 
 func accountProblems(t *testing.T) func(json.RawMessage) []problemAnswer {
 	return func(data json.RawMessage) []problemAnswer {
-		var d struct{ Account struct{ IngestProblems []problemAnswer } }
+		var d struct {
+			Account struct{ IngestProblems []problemAnswer }
+		}
 		require.NoError(t, json.Unmarshal(data, &d))
 		return d.Account.IngestProblems
 	}
