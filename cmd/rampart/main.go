@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/app"
@@ -30,8 +31,9 @@ commands:
   admin revoke-operator take the instance operator role from a user (-email)
   admin verify-domain [-account ID] NAME
                         verify an account's claim on a domain without its DNS proof (the operator's override)
-  import [-account ID] PATH...
-                        queue report files, folders and mbox files for ingestion
+  import [-account ID] [-wait] PATH...
+                        queue report files, folders and mbox files for ingestion;
+                        with -wait, print what became of each (exit 1 if any was not stored)
   query                 send one DNS query (-server ADDR NAME [TYPE]), like dig
   devdb run|stop        a throwaway PostgreSQL for tests (-dir D [-fresh] -- CMD...)
 
@@ -130,13 +132,22 @@ func run(args []string) error {
 	case "import":
 		acct := fs.String("account", "", "account id to scope the reports to (default: any hosted domain)")
 		quiet := fs.Bool("quiet", false, "no progress display")
+		wait := fs.Bool("wait", false, "wait for the workers of rampart serve to decode what was queued, print each input's outcome, and exit 1 if any was not stored")
+		waitTimeout := fs.Duration("wait-timeout", 10*time.Minute, "with -wait, how long to wait at most")
 		if err := fs.Parse(args); err != nil {
 			return err
 		}
 		if fs.NArg() == 0 {
-			return errors.New("usage: rampart import [-account ID] [-quiet] PATH [PATH ...]")
+			return errors.New("usage: rampart import [-account ID] [-quiet] [-wait [-wait-timeout D]] PATH [PATH ...]")
 		}
-		return app.Import(ctx, &cfg, *acct, *quiet, fs.Args(), os.Stdout, os.Stderr)
+		o := app.ImportOptions{AccountID: *acct, Quiet: *quiet}
+		if *wait {
+			if *waitTimeout <= 0 {
+				return errors.New("-wait-timeout must be positive")
+			}
+			o.Wait = *waitTimeout
+		}
+		return app.Import(ctx, &cfg, o, fs.Args(), os.Stdout, os.Stderr)
 	case "query":
 		server := fs.String("server", "127.0.0.1:5353", "DNS server address")
 		tcp := fs.Bool("tcp", false, "query over TCP")

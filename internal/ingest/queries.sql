@@ -175,3 +175,11 @@ WHERE id IN (SELECT b.id FROM report_blobs b
 
 -- name: PartitionExists :one
 SELECT (to_regclass(@name::text) IS NOT NULL)::boolean AS exists;
+
+-- name: BlobOutcomes :many
+-- What became of blobs: their status, why they were not stored, and how
+-- many reports were stored from them (for rampart import -wait).
+SELECT b.id, b.status, b.refusal_reason, b.refusal_detail,
+       (SELECT count(*) FROM reports r WHERE r.blob_id = b.id)::int AS reports
+FROM report_blobs b
+WHERE b.id = ANY(@ids::uuid[]);

@@ -161,6 +161,49 @@ func (q *Queries) BlobInScope(ctx context.Context, arg BlobInScopeParams) (BlobI
 	return i, err
 }
 
+const blobOutcomes = `-- name: BlobOutcomes :many
+SELECT b.id, b.status, b.refusal_reason, b.refusal_detail,
+       (SELECT count(*) FROM reports r WHERE r.blob_id = b.id)::int AS reports
+FROM report_blobs b
+WHERE b.id = ANY($1::uuid[])
+`
+
+type BlobOutcomesRow struct {
+	ID            uuid.UUID
+	Status        string
+	RefusalReason *string
+	RefusalDetail *string
+	Reports       int32
+}
+
+// What became of blobs: their status, why they were not stored, and how
+// many reports were stored from them (for rampart import -wait).
+func (q *Queries) BlobOutcomes(ctx context.Context, ids []uuid.UUID) ([]BlobOutcomesRow, error) {
+	rows, err := q.db.Query(ctx, blobOutcomes, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []BlobOutcomesRow
+	for rows.Next() {
+		var i BlobOutcomesRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Status,
+			&i.RefusalReason,
+			&i.RefusalDetail,
+			&i.Reports,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const blobRecipients = `-- name: BlobRecipients :many
 SELECT d.id, d.name, d.account_id
 FROM report_blob_recipients r JOIN domains d ON d.id = r.domain_id
