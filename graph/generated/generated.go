@@ -2338,13 +2338,14 @@ type IngestProblem {
   blobId: ID!
   "smtp, upload, imap or import."
   source: String!
+  "The uploaded or imported file's name; empty for mail, which ` + "`" + `message` + "`" + ` names."
   filename: String!
   "The client address it came from."
   remote: String!
   receivedAt: Time!
   "pending, stored, duplicate, refused, failed, cancelled (its ingest job was cancelled or deleted) or discarded (River gave the job up)."
   status: String!
-  "A stable code for why it was not stored (e.g. InflatedTooLarge, Malformed, job_cancelled, job_deleted, job_discarded); null when it was stored with warnings."
+  "A stable code for why it was not stored (e.g. inflated_too_large, malformed, no_report, not_hosted, tls_report, job_cancelled, job_deleted, job_discarded); null when it was stored with warnings."
   reason: String
   "Why, in words."
   detail: String
