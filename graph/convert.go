@@ -139,7 +139,7 @@ func filterOf(f *model.DomainFilter) domain.Filter {
 
 func connection(p domain.Page) *model.DomainConnection {
 	c := &model.DomainConnection{
-		Edges: []*model.DomainEdge{}, Nodes: []*domain.Domain{}, TotalCount: p.TotalCount,
+		Edges: []*model.DomainEdge{}, Nodes: []*domain.Domain{}, TotalCount: int64(p.TotalCount),
 		PageInfo: &model.PageInfo{HasNextPage: p.HasNext},
 	}
 	for i := range p.Domains {

@@ -48,18 +48,18 @@ func (r *aggregateReportResolver) PeriodEnd(ctx context.Context, obj *reportingd
 }
 
 // Messages is the resolver for the messages field.
-func (r *aggregateReportResolver) Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error) {
-	return int(obj.MessageCount), nil
+func (r *aggregateReportResolver) Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error) {
+	return obj.MessageCount, nil
 }
 
 // Records is the resolver for the records field.
-func (r *aggregateReportResolver) Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error) {
-	return int(obj.RecordCount), nil
+func (r *aggregateReportResolver) Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error) {
+	return int64(obj.RecordCount), nil
 }
 
 // Duplicates is the resolver for the duplicates field.
-func (r *aggregateReportResolver) Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error) {
-	return int(obj.Duplicates), nil
+func (r *aggregateReportResolver) Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error) {
+	return int64(obj.Duplicates), nil
 }
 
 // Status is the resolver for the status field.
@@ -124,6 +124,15 @@ func (r *mutationResolver) UploadReports(ctx context.Context, accountID *string,
 		return nil, err
 	}
 	return r.upload(ctx, acct, files)
+}
+
+// UnmatchedReports is the resolver for the unmatchedReports field.
+func (r *queryResolver) UnmatchedReports(ctx context.Context, limit *int) ([]*reporting.Problem, error) {
+	ps, err := r.Reporting.UnmatchedProblems(ctx, deref0(limit))
+	if err != nil {
+		return nil, err
+	}
+	return pointers(ps), nil
 }
 
 // AggregateReport returns generated.AggregateReportResolver implementation.

@@ -64,7 +64,7 @@ func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
 		{"admin grant-operator", slices.Concat(database, []string{"email"})},
 		{"admin revoke-operator", slices.Concat(database, []string{"email"})},
 		{"admin verify-domain", slices.Concat(database, logs, domain, []string{"account"})},
-		{"import", slices.Concat(database, logs, []string{"account", "quiet"})},
+		{"import", slices.Concat(database, logs, []string{"account", "quiet", "wait", "wait-timeout"})},
 		{"query", []string{"server", "tcp"}},
 		{"devdb run", slices.Concat(logs, []string{"dir", "fresh"})},
 		{"devdb stop", []string{"dir"}},

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/app"
@@ -30,8 +31,9 @@ commands:
   admin revoke-operator take the instance operator role from a user (-email)
   admin verify-domain [-account ID] NAME
                         verify an account's claim on a domain without its DNS proof (the operator's override)
-  import [-account ID] PATH...
-                        queue report files, folders and mbox files for ingestion
+  import [-account ID] [-wait] PATH...
+                        queue report files, folders and mbox files for ingestion;
+                        with -wait, print what became of each (exit 1 if any was not stored)
   query                 send one DNS query (-server ADDR NAME [TYPE]), like dig
   devdb run|stop        a throwaway PostgreSQL for tests (-dir D [-fresh] -- CMD...)
 
@@ -157,18 +159,28 @@ var commands = map[string]command{
 		},
 	},
 	"import": {
-		synopsis: "rampart import [-account ID] [-quiet] PATH [PATH ...]",
+		synopsis: "rampart import [-account ID] [-quiet] [-wait [-wait-timeout D]] PATH [PATH ...]",
 		flags: func(f *app.FlagSet, cfg *app.Config) {
 			cfg.DatabaseFlags(f)
 			cfg.LogFlags(f)
 			f.String("account", "", "account id to scope the reports to (default: any hosted domain)")
 			f.Bool("quiet", false, "no progress display")
+			f.Bool("wait", false, "wait for the workers of rampart serve to decode what was queued, print each input's outcome, and exit 1 if any was not stored")
+			f.Duration("wait-timeout", 10*time.Minute, "with -wait, how long to wait at most")
 		},
 		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
 			if f.NArg() == 0 {
-				return errors.New("usage: rampart import [-account ID] [-quiet] PATH [PATH ...]")
+				return errors.New("usage: rampart import [-account ID] [-quiet] [-wait [-wait-timeout D]] PATH [PATH ...]")
 			}
-			return app.Import(ctx, cfg, value(f, "account"), value(f, "quiet") == "true", f.Args(), os.Stdout, os.Stderr)
+			o := app.ImportOptions{AccountID: value(f, "account"), Quiet: value(f, "quiet") == "true"}
+			if value(f, "wait") == "true" {
+				d, err := time.ParseDuration(value(f, "wait-timeout"))
+				if err != nil || d <= 0 {
+					return errors.New("-wait-timeout must be a positive duration")
+				}
+				o.Wait = d
+			}
+			return app.Import(ctx, cfg, o, f.Args(), os.Stdout, os.Stderr)
 		},
 	},
 	"query": {

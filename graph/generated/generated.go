@@ -229,6 +229,7 @@ type ComplexityRoot struct {
 		BlobID     func(childComplexity int) int
 		Detail     func(childComplexity int) int
 		Filename   func(childComplexity int) int
+		Message    func(childComplexity int) int
 		PurgedAt   func(childComplexity int) int
 		Reason     func(childComplexity int) int
 		ReceivedAt func(childComplexity int) int
@@ -244,6 +245,12 @@ type ComplexityRoot struct {
 		Count   func(childComplexity int) int
 		Detail  func(childComplexity int) int
 		Element func(childComplexity int) int
+	}
+
+	MailMessage struct {
+		From      func(childComplexity int) int
+		MessageID func(childComplexity int) int
+		Subject   func(childComplexity int) int
 	}
 
 	Member struct {
@@ -289,12 +296,13 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Account        func(childComplexity int, id *string) int
-		Domain         func(childComplexity int, name string) int
-		Domains        func(childComplexity int, accountID *string, first *int, after *string, filter *model.DomainFilter) int
-		ExplainSpf     func(childComplexity int, domain string, ip string, helo *string) int
-		SenderServices func(childComplexity int) int
-		Viewer         func(childComplexity int) int
+		Account          func(childComplexity int, id *string) int
+		Domain           func(childComplexity int, name string) int
+		Domains          func(childComplexity int, accountID *string, first *int, after *string, filter *model.DomainFilter) int
+		ExplainSpf       func(childComplexity int, domain string, ip string, helo *string) int
+		SenderServices   func(childComplexity int) int
+		UnmatchedReports func(childComplexity int, limit *int) int
+		Viewer           func(childComplexity int) int
 	}
 
 	RemovedDomain struct {
@@ -372,10 +380,10 @@ type AggregateReportResolver interface {
 
 	PeriodBegin(ctx context.Context, obj *reportingdb.DomainReportsRow) (*time.Time, error)
 	PeriodEnd(ctx context.Context, obj *reportingdb.DomainReportsRow) (*time.Time, error)
-	Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
-	Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
+	Messages(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error)
+	Records(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error)
 
-	Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int, error)
+	Duplicates(ctx context.Context, obj *reportingdb.DomainReportsRow) (int64, error)
 	Status(ctx context.Context, obj *reportingdb.DomainReportsRow) (model.ReportStatus, error)
 }
 type ApiTokenResolver interface {
@@ -456,6 +464,7 @@ type QueryResolver interface {
 	Account(ctx context.Context, id *string) (*account.Account, error)
 	Domains(ctx context.Context, accountID *string, first *int, after *string, filter *model.DomainFilter) (*model.DomainConnection, error)
 	Domain(ctx context.Context, name string) (*domain.Domain, error)
+	UnmatchedReports(ctx context.Context, limit *int) ([]*reporting.Problem, error)
 	SenderServices(ctx context.Context) ([]*senderdb.SenderService, error)
 	ExplainSpf(ctx context.Context, domain string, ip string, helo *string) (*sender.Explanation, error)
 }
@@ -1234,6 +1243,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.IngestProblem.Filename(childComplexity), true
+	case "IngestProblem.message":
+		if e.ComplexityRoot.IngestProblem.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.IngestProblem.Message(childComplexity), true
 	case "IngestProblem.purgedAt":
 		if e.ComplexityRoot.IngestProblem.PurgedAt == nil {
 			break
@@ -1307,6 +1322,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.IngestWarning.Element(childComplexity), true
+
+	case "MailMessage.from":
+		if e.ComplexityRoot.MailMessage.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MailMessage.From(childComplexity), true
+	case "MailMessage.messageId":
+		if e.ComplexityRoot.MailMessage.MessageID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MailMessage.MessageID(childComplexity), true
+	case "MailMessage.subject":
+		if e.ComplexityRoot.MailMessage.Subject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MailMessage.Subject(childComplexity), true
 
 	case "Member.role":
 		if e.ComplexityRoot.Member.Role == nil {
@@ -1648,6 +1682,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.SenderServices(childComplexity), true
+	case "Query.unmatchedReports":
+		if e.ComplexityRoot.Query.UnmatchedReports == nil {
+			break
+		}
+
+		args, err := ec.field_Query_unmatchedReports_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.UnmatchedReports(childComplexity, args["limit"].(*int)), true
 	case "Query.viewer":
 		if e.ComplexityRoot.Query.Viewer == nil {
 			break
@@ -2222,7 +2267,7 @@ type DomainConnection {
   nodes: [Domain!]!
   pageInfo: PageInfo!
   "Domains matching the filter, over all pages."
-  totalCount: Int!
+  totalCount: Count!
 }
 
 "A domain in a page."
@@ -2258,11 +2303,11 @@ type AggregateReport {
   periodBegin: Time!
   periodEnd: Time!
   "Messages the report covers (the sum of its record counts)."
-  messages: Int!
-  records: Int!
+  messages: Count!
+  records: Count!
   receivedAt: Time!
   "How many more times the same report arrived (counted once)."
-  duplicates: Int!
+  duplicates: Count!
   "STORED, or STORED_WITH_WARNINGS when decoding accepted real-world quirks (listed in ingestProblems)."
   status: ReportStatus!
 }
@@ -2278,7 +2323,7 @@ type AggregateReportConnection {
   edges: [AggregateReportEdge!]!
   nodes: [AggregateReport!]!
   pageInfo: PageInfo!
-  totalCount: Int!
+  totalCount: Count!
 }
 
 "A report in a page."
@@ -2293,21 +2338,31 @@ type IngestProblem {
   blobId: ID!
   "smtp, upload, imap or import."
   source: String!
+  "The uploaded or imported file's name; empty for mail, which ` + "`" + `message` + "`" + ` names."
   filename: String!
   "The client address it came from."
   remote: String!
   receivedAt: Time!
   "pending, stored, duplicate, refused, failed, cancelled (its ingest job was cancelled or deleted) or discarded (River gave the job up)."
   status: String!
-  "A stable code for why it was not stored (e.g. InflatedTooLarge, Malformed, job_cancelled, job_deleted, job_discarded); null when it was stored with warnings."
+  "A stable code for why it was not stored (e.g. inflated_too_large, malformed, no_report, not_hosted, tls_report, job_cancelled, job_deleted, job_discarded); null when it was stored with warnings."
   reason: String
   "Why, in words."
   detail: String
   warnings: [IngestWarning!]!
   "The input's size in bytes."
-  size: Int!
+  size: Count!
   "When the bytes of this input, which was not stored, were deleted: 30 days after it was refused, cancelled or discarded; what is shown here is kept. Null while the bytes are kept."
   purgedAt: Time
+  "What names a mail input (source smtp or imap), which has no file name: its From, Subject and Message-ID; null for files."
+  message: MailMessage
+}
+
+"The headers that name a mail message. They are the sender's word: cleaned to valid UTF-8 without control characters, at most 255 bytes each, and empty when missing."
+type MailMessage {
+  from: String!
+  subject: String!
+  messageId: String!
 }
 
 "A quirk accepted while decoding a report."
@@ -2315,7 +2370,7 @@ type IngestWarning {
   code: String!
   element: String!
   detail: String!
-  count: Int!
+  count: Count!
 }
 
 "What became of one uploaded file."
@@ -2347,6 +2402,11 @@ extend type Account {
 extend type Mutation {
   "Upload aggregate report files (XML, gzip, zip or whole e-mails) to an account (default: the caller's default account). Each file is stored and queued for decoding; decoding problems show in ` + "`" + `ingestProblems` + "`" + `."
   uploadReports(accountId: ID, files: [Upload!]!): [UploadResult!]!
+}
+
+extend type Query {
+  "Report inputs, of any account or none, refused because a report in them matches no hosted domain within their scope (reason not_hosted), newest first. Only an instance operator (` + "`" + `rampart admin grant-operator` + "`" + `, signed in) may list them; anyone else is FORBIDDEN."
+  unmatchedReports(limit: Int = 50): [IngestProblem!]!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/schema.graphqls", Input: `"""
@@ -2411,6 +2471,14 @@ type Mutation {
   "Change a domain's DMARC policy. Omitted fields keep their value; an explicit null removes an optional tag."
   updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!): Domain!
 }
+
+"""
+A count (messages, records, duplicates, totals, sizes in bytes): a 64-bit
+integer, since GraphQL's Int is 32 bits and message counts pass 2^31. It is
+a JSON number while it is within ±(2^53-1), which every JSON parser reads
+exactly, and a decimal string beyond that.
+"""
+scalar Count
 `, BuiltIn: false},
 	{Name: "../../schema/sender.graphqls", Input: `"An address range a domain itself sends from (its own mail servers)."
 type Netblock {
@@ -2928,6 +2996,8 @@ func (ec *executionContext) childFields_IngestProblem(ctx context.Context, field
 		return ec.fieldContext_IngestProblem_size(ctx, field)
 	case "purgedAt":
 		return ec.fieldContext_IngestProblem_purgedAt(ctx, field)
+	case "message":
+		return ec.fieldContext_IngestProblem_message(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type IngestProblem", field.Name)
 }
@@ -2944,6 +3014,18 @@ func (ec *executionContext) childFields_IngestWarning(ctx context.Context, field
 		return ec.fieldContext_IngestWarning_count(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type IngestWarning", field.Name)
+}
+
+func (ec *executionContext) childFields_MailMessage(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_MailMessage_from(ctx, field)
+	case "subject":
+		return ec.fieldContext_MailMessage_subject(ctx, field)
+	case "messageId":
+		return ec.fieldContext_MailMessage_messageId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MailMessage", field.Name)
 }
 
 func (ec *executionContext) childFields_Member(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3898,6 +3980,20 @@ func (ec *executionContext) field_Query_explainSpf_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_unmatchedReports_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "limit",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["limit"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field___Directive_args_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4529,15 +4625,15 @@ func (ec *executionContext) _AggregateReport_messages(ctx context.Context, field
 			return ec.Resolvers.AggregateReport().Messages(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_AggregateReport_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Count")
 }
 
 func (ec *executionContext) _AggregateReport_records(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
@@ -4552,15 +4648,15 @@ func (ec *executionContext) _AggregateReport_records(ctx context.Context, field 
 			return ec.Resolvers.AggregateReport().Records(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_AggregateReport_records(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Count")
 }
 
 func (ec *executionContext) _AggregateReport_receivedAt(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
@@ -4598,15 +4694,15 @@ func (ec *executionContext) _AggregateReport_duplicates(ctx context.Context, fie
 			return ec.Resolvers.AggregateReport().Duplicates(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_AggregateReport_duplicates(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Int")
+	return graphql.NewScalarFieldContext("AggregateReport", field, true, true, "Count")
 }
 
 func (ec *executionContext) _AggregateReport_status(ctx context.Context, field graphql.CollectedField, obj *reportingdb.DomainReportsRow) (ret graphql.Marshaler) {
@@ -4740,15 +4836,15 @@ func (ec *executionContext) _AggregateReportConnection_totalCount(ctx context.Co
 			return obj.TotalCount, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_AggregateReportConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AggregateReportConnection", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("AggregateReportConnection", field, false, false, "Count")
 }
 
 func (ec *executionContext) _AggregateReportEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.AggregateReportEdge) (ret graphql.Marshaler) {
@@ -6755,15 +6851,15 @@ func (ec *executionContext) _DomainConnection_totalCount(ctx context.Context, fi
 			return obj.TotalCount, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_DomainConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("DomainConnection", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("DomainConnection", field, false, false, "Count")
 }
 
 func (ec *executionContext) _DomainEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.DomainEdge) (ret graphql.Marshaler) {
@@ -7242,15 +7338,15 @@ func (ec *executionContext) _IngestProblem_size(ctx context.Context, field graph
 			return obj.Size, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_IngestProblem_size(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "Count")
 }
 
 func (ec *executionContext) _IngestProblem_purgedAt(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
@@ -7274,6 +7370,38 @@ func (ec *executionContext) _IngestProblem_purgedAt(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_IngestProblem_purgedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("IngestProblem", field, false, false, "Time")
+}
+
+func (ec *executionContext) _IngestProblem_message(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_IngestProblem_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *reporting.Message) graphql.Marshaler {
+			return ec.marshalOMailMessage2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_IngestProblem_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "IngestProblem",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MailMessage(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _IngestWarning_code(ctx context.Context, field graphql.CollectedField, obj *reporting.Warning) (ret graphql.Marshaler) {
@@ -7357,15 +7485,84 @@ func (ec *executionContext) _IngestWarning_count(ctx context.Context, field grap
 			return obj.Count, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_IngestWarning_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("IngestWarning", field, false, false, "Int")
+	return graphql.NewScalarFieldContext("IngestWarning", field, false, false, "Count")
+}
+
+func (ec *executionContext) _MailMessage_from(ctx context.Context, field graphql.CollectedField, obj *reporting.Message) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MailMessage_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MailMessage_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MailMessage", field, false, false, "String")
+}
+
+func (ec *executionContext) _MailMessage_subject(ctx context.Context, field graphql.CollectedField, obj *reporting.Message) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MailMessage_subject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MailMessage_subject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MailMessage", field, false, false, "String")
+}
+
+func (ec *executionContext) _MailMessage_messageId(ctx context.Context, field graphql.CollectedField, obj *reporting.Message) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MailMessage_messageId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MessageID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_MailMessage_messageId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("MailMessage", field, false, false, "String")
 }
 
 func (ec *executionContext) _Member_user(ctx context.Context, field graphql.CollectedField, obj *account.Member) (ret graphql.Marshaler) {
@@ -8666,6 +8863,50 @@ func (ec *executionContext) fieldContext_Query_domain(ctx context.Context, field
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_domain_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_unmatchedReports(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_unmatchedReports(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().UnmatchedReports(ctx, fc.Args["limit"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*reporting.Problem) graphql.Marshaler {
+			return ec.marshalNIngestProblem2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐProblemᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_unmatchedReports(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_IngestProblem(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_unmatchedReports_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -12071,6 +12312,11 @@ func (ec *executionContext) _IngestProblem(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "message":
+			out.Values[i] = ec._IngestProblem_message(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -12116,6 +12362,49 @@ func (ec *executionContext) _IngestWarning(ctx context.Context, sel ast.Selectio
 			}
 		case "count":
 			out.Values[i] = ec._IngestWarning_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var mailMessageImplementors = []string{"MailMessage"}
+
+func (ec *executionContext) _MailMessage(ctx context.Context, sel ast.SelectionSet, obj *reporting.Message) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, mailMessageImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("MailMessage")
+		case "from":
+			out.Values[i] = ec._MailMessage_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "subject":
+			out.Values[i] = ec._MailMessage_subject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "messageId":
+			out.Values[i] = ec._MailMessage_messageId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -12492,6 +12781,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_domain(ctx, field)
+				})
+		case "unmatchedReports":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_unmatchedReports(ctx, field)
 				})
 		case "senderServices":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -13414,6 +13709,20 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) unmarshalNCount2int64(ctx context.Context, v any) (int64, error) {
+	res, err := model.UnmarshalCount(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCount2int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
+	_ = sel
+	res := model.MarshalCount(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Count!")
+	}
+	return res
+}
+
 func (ec *executionContext) marshalNCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateAPITokenPayload) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "CreateApiTokenPayload!")
@@ -14285,6 +14594,13 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOMailMessage2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐMessage(ctx context.Context, sel ast.SelectionSet, v *reporting.Message) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._MailMessage(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalONetblock2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblock(ctx context.Context, sel ast.SelectionSet, v *sender.Netblock) graphql.Marshaler {

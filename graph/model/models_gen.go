@@ -30,7 +30,7 @@ type AggregateReportConnection struct {
 	Edges      []*AggregateReportEdge          `json:"edges"`
 	Nodes      []*reportingdb.DomainReportsRow `json:"nodes"`
 	PageInfo   *PageInfo                       `json:"pageInfo"`
-	TotalCount int                             `json:"totalCount"`
+	TotalCount int64                           `json:"totalCount"`
 }
 
 // A report in a page.
@@ -111,7 +111,7 @@ type DomainConnection struct {
 	Nodes    []*domain.Domain `json:"nodes"`
 	PageInfo *PageInfo        `json:"pageInfo"`
 	// Domains matching the filter, over all pages.
-	TotalCount int `json:"totalCount"`
+	TotalCount int64 `json:"totalCount"`
 }
 
 // A domain in a page.

@@ -55,6 +55,7 @@ var system = map[string]string{
 	"ingest.Store.Accept":                "intake with no principal: SMTP (checked recipient), IMAP and import (operator)",
 	"ingest.Store.SetMaxSize":            "configuration",
 	"ingest.Store.RecipientDomain":       "SMTP RCPT lookup of a report address",
+	"ingest.Store.Outcomes":              "rampart import -wait reading the blobs it stored (operator, with the database credentials)",
 }
 
 // TestServicesAuthorizeStrangers calls every exported method of the domain
@@ -261,6 +262,13 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			_, err := reader.AccountProblems(c, owner.account, 10)
 			return err
 		},
+		"reporting.Reader.UnmatchedProblems": func(c context.Context) error {
+			_, err := reader.UnmatchedProblems(c, 10)
+			if errors.Is(err, apperr.ErrForbidden) && c == asOwner {
+				return nil // the owner is not an operator: unmatched reports are no tenant's
+			}
+			return err
+		},
 		"ingest.Store.BeginUpload": func(c context.Context) error { _, err := store.BeginUpload(c, owner.account); return err },
 	}
 
@@ -281,6 +289,7 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	// does not make one), and no principal is refused as auth's own.
 	refusedAs := map[string][2]error{
 		"auth.Service.StartDashboardSession": {auth.ErrNotOperator, auth.ErrUnauthenticated},
+		"reporting.Reader.UnmatchedProblems": {apperr.ErrForbidden, apperr.ErrUnauthenticated},
 	}
 
 	names := make([]string, 0, len(calls))

@@ -222,9 +222,29 @@ func (e *ChildExitError) Error() string { return fmt.Sprintf("command exited wit
 // StopDevDB stops the cluster running in dir, if any.
 func StopDevDB(ctx context.Context, dir string) error { return pgcluster.StopDir(ctx, dir) }
 
-// Import is `rampart import [-account ID] [-quiet] PATH...`: files, folders
-// and mbox files of reports, queued for the workers of `rampart serve`.
-func Import(ctx context.Context, cfg *Config, accountID string, quiet bool, paths []string, out, progress io.Writer) error {
+// ImportOptions are the flags of `rampart import`.
+type ImportOptions struct {
+	// AccountID scopes the reports to an account ("": any hosted domain).
+	AccountID string
+	// Quiet shows no progress.
+	Quiet bool
+	// Wait, when positive, waits up to this long for the workers of
+	// `rampart serve` to decode what was queued, then prints each input's
+	// outcome.
+	Wait time.Duration
+}
+
+// ErrNotAllStored is returned by [Import] with a wait when an input was
+// not stored: refused, failed, or still pending when the wait ended.
+var ErrNotAllStored = errors.New("import not complete")
+
+// Import is `rampart import [-account ID] [-quiet] [-wait] PATH...`: files,
+// folders and mbox files of reports, queued for the workers of `rampart
+// serve`. With a wait it prints what became of each input and returns an
+// error matching [ErrNotAllStored] when any was not stored (duplicates
+// count as stored), so that a script can tell.
+func Import(ctx context.Context, cfg *Config, o ImportOptions, paths []string, out, progress io.Writer) error {
+	accountID, quiet := o.AccountID, o.Quiet
 	pool, err := OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
@@ -249,7 +269,18 @@ func Import(ctx context.Context, cfg *Config, accountID string, quiet bool, path
 	if err != nil {
 		return fmt.Errorf("river client: %w", err)
 	}
-	sum, err := importer.New(ingest.NewStore(pool, client, cfg.Logger(progress)), opts).Import(ctx, paths)
+	im := importer.New(ingest.NewStore(pool, client, cfg.Logger(progress)), opts)
+	sum, err := im.Import(ctx, paths)
 	sum.Print(out)
-	return err
+	if err != nil || o.Wait <= 0 {
+		return err
+	}
+	if err := im.Wait(ctx, &sum, o.Wait); err != nil {
+		return err
+	}
+	sum.PrintOutcomes(out)
+	if n := sum.NotStored(); n > 0 {
+		return fmt.Errorf("%w: %d of %d inputs were not stored", ErrNotAllStored, n, len(sum.Queued)+len(sum.Refused))
+	}
+	return nil
 }

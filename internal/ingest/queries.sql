@@ -1,9 +1,10 @@
 -- name: InsertBlob :one
 -- Store a raw input, unless the same bytes are already stored in the same
 -- scope (see report_blobs_sha256_key).
-INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at)
+INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at,
+    mail_from, mail_subject, mail_message_id)
 VALUES (@sha256, @raw, @size, @source, sqlc.narg(account_id), sqlc.narg(scope_accounts)::uuid[],
-    @remote, @filename, @received_at)
+    @remote, @filename, @received_at, @mail_from, @mail_subject, @mail_message_id)
 ON CONFLICT DO NOTHING
 RETURNING id;
 
@@ -174,3 +175,11 @@ WHERE id IN (SELECT b.id FROM report_blobs b
 
 -- name: PartitionExists :one
 SELECT (to_regclass(@name::text) IS NOT NULL)::boolean AS exists;
+
+-- name: BlobOutcomes :many
+-- What became of blobs: their status, why they were not stored, and how
+-- many reports were stored from them (for rampart import -wait).
+SELECT b.id, b.status, b.refusal_reason, b.refusal_detail,
+       (SELECT count(*) FROM reports r WHERE r.blob_id = b.id)::int AS reports
+FROM report_blobs b
+WHERE b.id = ANY(@ids::uuid[]);

@@ -214,7 +214,7 @@ func TestPurgeRefusedBytes(t *testing.T) {
 	for _, p := range problems {
 		if p.BlobID == old {
 			require.NotNil(t, p.PurgedAt)
-			require.Equal(t, len(oldRaw), p.Size)
+			require.Equal(t, int64(len(oldRaw)), p.Size)
 			require.Equal(t, "not_hosted", p.Reason)
 		} else {
 			require.Nil(t, p.PurgedAt)

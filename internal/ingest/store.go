@@ -143,6 +143,12 @@ func (s *Store) accept(ctx context.Context, in Incoming, scope []uuid.UUID) (Acc
 	}
 	sum := sha256.Sum256(in.Raw)
 	mail := in.Source == SourceSMTP
+	// A mail has no file name: its From, Subject and Message-ID name it
+	// for whoever reads why it was not stored.
+	var hdr MailHeaders
+	if mail || in.Source == SourceIMAP {
+		hdr = ParseMailHeaders(in.Raw)
+	}
 	var acc Accepted
 	// A blob found by hash may vanish (retention) before it is read back;
 	// then the insert is tried again.
@@ -154,6 +160,7 @@ func (s *Store) accept(ctx context.Context, in Incoming, scope []uuid.UUID) (Acc
 				Sha256: sum[:], Raw: in.Raw, Size: int32(len(in.Raw)), Source: string(in.Source), //nolint:gosec // G115: a bytea holds at most 1 GiB, so a raw input that fits is below 2^31 bytes
 				AccountID: in.AccountID, ScopeAccounts: scope,
 				Remote: clip(in.Remote, 200), Filename: clip(in.Filename, 255), ReceivedAt: in.ReceivedAt,
+				MailFrom: hdr.From, MailSubject: hdr.Subject, MailMessageID: hdr.MessageID,
 			})
 			var round int32
 			switch {

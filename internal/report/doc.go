@@ -71,7 +71,11 @@
 // Bad input is refused with a *[Refusal] whose [Reason] names the cause
 // (TooLarge, InflatedTooLarge, RatioTooHigh, TooManyEntries, TooDeep,
 // TooManyParts, NoReport, Malformed, Unsupported, Doctype, TooManyRecords,
-// ValueTooLong, Invalid) and, for decoding errors, the element at fault. A
+// ValueTooLong, Invalid, TLSReport) and, for decoding errors, the element
+// at fault. An SMTP TLS report (RFC 8460: a JSON object naming its
+// top-level members, or a MIME part of type application/tlsrpt+gzip or
+// +json) is recognised while unwrapping and, when nothing else in the input
+// can be a report, refused as [TLSReport] rather than as Malformed. A
 // report is refused as Invalid when it lacks what ingestion cannot do
 // without: report_id, the policy domain, a sound date range, something that
 // names the reporter ([Metadata.Reporter]), and at least one usable record.

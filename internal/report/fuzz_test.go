@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/report"
+	"github.com/rampartmail/rampart/internal/report/reportgen"
 )
 
 // fuzzLimits keep each fuzz input's work small.
@@ -46,6 +47,8 @@ func FuzzExtract(f *testing.F) {
 	f.Add(gzipped(f, xmlDoc, "r.xml"))
 	f.Add([]byte(doc(recordXML, strings.Repeat(recordXML, 50))))
 	f.Add(gzipped(f, []byte(doc(recordXML, strings.Repeat(recordXML, 2000))), ""))
+	f.Add(reportgen.TLSReport("example.com"))
+	f.Add(mail(part("application/tlsrpt+gzip", `attachment; filename="r.json.gz"`, "base64", b64(reportgen.TLSReport("example.com")))))
 	f.Add(gzipped(f, gzipped(f, xmlDoc, ""), ""))
 	f.Add(zipped(f, zipEntry{"r.xml.gz", gzipped(f, xmlDoc, "")}, zipEntry{"s.xml", xmlDoc}))
 	f.Add(mail(textPart, part("application/zip", `attachment; filename="r.zip"`, "base64", b64(zipped(f, zipEntry{"r.xml", xmlDoc})))))

@@ -35,6 +35,11 @@ const (
 	// Unsupported: well-formed but in a form this package does not read
 	// (encrypted or exotic zip compression, UTF-16 XML).
 	Unsupported Reason = "unsupported"
+	// TLSReport: the input is an SMTP TLS report (RFC 8460: JSON, sent as
+	// application/tlsrpt+gzip or +json), not a DMARC aggregate report.
+	// Rampart does not store TLS reports yet; this names them rather than
+	// calling them malformed.
+	TLSReport Reason = "tls_report"
 
 	// Doctype: the XML has a document type declaration. Reports never need
 	// one and it is how entity-expansion bombs are delivered.

@@ -63,13 +63,16 @@ func Extract(raw []byte, limits Limits) ([]Attachment, error) {
 	}
 	var err error
 	switch sniff(raw) {
-	case kindGzip, kindZip, kindXML:
+	case kindGzip, kindZip, kindXML, kindJSON:
 		err = x.blob(raw, "", "input")
 	default:
 		err = x.message(raw)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if len(x.out) == 0 && x.tls {
+		return nil, refuse(TLSReport, "an SMTP TLS report (RFC 8460), not a DMARC aggregate report: TLS reports are not supported yet")
 	}
 	if len(x.out) == 0 {
 		detail := "nothing that can be a report"
@@ -88,6 +91,9 @@ const (
 	kindGzip
 	kindZip
 	kindXML
+	// kindJSON is a JSON object: never a DMARC report, but what an SMTP
+	// TLS report is.
+	kindJSON
 )
 
 // sniff tells what b starts with.
@@ -106,6 +112,9 @@ func sniff(b []byte) kind {
 	if len(b) > 0 && b[0] == '<' {
 		return kindXML
 	}
+	if len(b) > 0 && b[0] == '{' {
+		return kindJSON
+	}
 	return kindOther
 }
 
@@ -115,6 +124,7 @@ type extractor struct {
 	buffered int64 // bytes held in memory besides the input
 	out      []Attachment
 	skipped  []string // what was passed over, for the NoReport detail
+	tls      bool     // an SMTP TLS report was passed over
 }
 
 func (x *extractor) skip(what string) {
@@ -136,7 +146,7 @@ func (x *extractor) classify(open opener, data []byte, name, path string, depth 
 	if err != nil {
 		return err
 	}
-	br := bufio.NewReaderSize(s.r, 64)
+	br := bufio.NewReaderSize(s.r, tlsPeek)
 	head, err := br.Peek(4)
 	if err != nil && !errors.Is(err, io.EOF) {
 		if len(head) == 0 || errors.As(err, new(*Refusal)) {
@@ -178,6 +188,18 @@ func (x *extractor) classify(open opener, data []byte, name, path string, depth 
 			}
 		}
 		return x.zip(data, path, depth+1)
+	}
+	// The first bytes (past a byte order mark and blank lines) say whether
+	// it is JSON, and if it is, whether a TLS report; any other JSON is not
+	// a report either. A read error here is met again when decoding.
+	if head, _ = br.Peek(tlsPeek); sniff(head) == kindJSON {
+		if isTLSReport(head) {
+			x.tls = true
+			x.skip(path + " (SMTP TLS report)")
+		} else {
+			x.skip(path + " (JSON)")
+		}
+		return nil
 	}
 	if len(x.out) >= x.l.MaxEntries {
 		return refuse(TooManyEntries, fmt.Sprintf("%s: more than %d candidate reports in one input", path, x.l.MaxEntries))
@@ -254,6 +276,12 @@ func (x *extractor) entity(e *message.Entity, encErr error, path string, depth i
 	}
 	name := fileName(e.Header)
 	where := fmt.Sprintf("%s (%s)", path, mt)
+	if strings.HasPrefix(mt, "application/tlsrpt+") {
+		// RFC 8460 section 5.3: application/tlsrpt+gzip or +json.
+		x.tls = true
+		x.skip(where)
+		return nil
+	}
 	if !wanted(mt, name) {
 		x.skip(where)
 		return nil
@@ -275,6 +303,25 @@ func (x *extractor) entity(e *message.Entity, encErr error, path string, depth i
 		return nil
 	}
 	return x.classify(memOpener(data), data, name, where, 0)
+}
+
+// tlsPeek is how many bytes of a JSON candidate are looked at to tell a
+// TLS report: its top-level names come first in every report seen, within
+// a few hundred bytes.
+const tlsPeek = 1024
+
+// tlsReportKeys are the top-level names of an RFC 8460 report.
+var tlsReportKeys = []string{`"organization-name"`, `"date-range"`, `"contact-info"`, `"report-id"`, `"policies"`}
+
+// isTLSReport tells whether head, the start of a JSON object, is an SMTP
+// TLS report: it names one of the report's top-level members.
+func isTLSReport(head []byte) bool {
+	for _, k := range tlsReportKeys {
+		if bytes.Contains(head, []byte(k)) {
+			return true
+		}
+	}
+	return false
 }
 
 // mediaType returns the lower-cased media type, even when its parameters

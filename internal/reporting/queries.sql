@@ -21,7 +21,8 @@ SELECT count(*) FROM reports WHERE domain_id = @domain_id;
 -- filed under it.
 SELECT b.id, b.source, b.filename, coalesce(r.remote, b.remote)::text AS remote,
        coalesce(r.received_at, b.received_at)::timestamptz AS received_at,
-       b.status, b.refusal_reason, b.refusal_detail, b.warnings, b.size, b.purged_at
+       b.status, b.refusal_reason, b.refusal_detail, b.warnings, b.size, b.purged_at,
+       b.mail_from, b.mail_subject, b.mail_message_id
 FROM report_blobs b
 LEFT JOIN report_blob_recipients r ON r.blob_id = b.id AND r.domain_id = @domain_id
 WHERE (r.domain_id IS NOT NULL OR b.report_id IN (SELECT id FROM reports WHERE domain_id = @domain_id))
@@ -33,9 +34,20 @@ LIMIT @lim;
 -- Uploaded or pulled inputs of an account that were not stored (refused,
 -- failed, their job cancelled or discarded) or stored with warnings.
 SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings,
-       b.size, b.purged_at
+       b.size, b.purged_at, b.mail_from, b.mail_subject, b.mail_message_id
 FROM report_blobs b
 WHERE b.account_id = @account_id
   AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
+ORDER BY b.received_at DESC, b.id DESC
+LIMIT @lim;
+
+-- name: UnmatchedProblems :many
+-- Inputs from any source refused because a report in them matches no
+-- hosted domain within their scope (reason not_hosted), newest first: for
+-- the instance operator, who alone sees across tenants.
+SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings,
+       b.size, b.purged_at, b.mail_from, b.mail_subject, b.mail_message_id
+FROM report_blobs b
+WHERE b.refusal_reason = 'not_hosted'
 ORDER BY b.received_at DESC, b.id DESC
 LIMIT @lim;

@@ -39,11 +39,21 @@ type Problem struct {
 	Reason, Detail string
 	Warnings       []Warning
 	// Size is the input's size in bytes.
-	Size int
+	Size int64
 	// PurgedAt is when the bytes of an input that was not stored were
 	// deleted (30 days after, ingest.RefusedBytesRetention); the rest is
 	// kept. Nil while the bytes are kept.
 	PurgedAt *time.Time
+	// Message names a mail input (smtp, imap), which has no file name;
+	// nil for files.
+	Message *Message
+}
+
+// Message is what names a mail message: its From, Subject and Message-ID
+// headers, as ingest cleaned them (valid UTF-8, no control characters, at
+// most 255 bytes each; "" when missing).
+type Message struct {
+	From, Subject, MessageID string
 }
 
 // Warning is a quirk accepted while decoding.
@@ -51,7 +61,7 @@ type Warning struct {
 	Code    string `json:"code"`
 	Element string `json:"element"`
 	Detail  string `json:"detail"`
-	Count   int    `json:"count"`
+	Count   int64  `json:"count"`
 }
 
 // Reader reads stored reports.
@@ -76,7 +86,7 @@ func (r *Reader) authorizeDomain(ctx context.Context, accountID, domainID uuid.U
 type Page struct {
 	Reports    []Report
 	HasNext    bool
-	TotalCount int
+	TotalCount int64
 }
 
 // MaxPage is the largest page.
@@ -129,7 +139,7 @@ func (r *Reader) Reports(ctx context.Context, accountID, domainID uuid.UUID, fir
 	if err != nil {
 		return Page{}, fmt.Errorf("count reports: %w", err)
 	}
-	page := Page{TotalCount: int(total), HasNext: len(rows) > first}
+	page := Page{TotalCount: total, HasNext: len(rows) > first}
 	if page.HasNext {
 		rows = rows[:first]
 	}
@@ -153,7 +163,8 @@ func (r *Reader) DomainProblems(ctx context.Context, accountID, domainID uuid.UU
 	out := make([]Problem, len(rows))
 	for i, p := range rows {
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
-		out[i].Size, out[i].PurgedAt = int(p.Size), p.PurgedAt
+		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
+		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
 	}
 	return out, nil
 }
@@ -171,9 +182,49 @@ func (r *Reader) AccountProblems(ctx context.Context, accountID uuid.UUID, limit
 	out := make([]Problem, len(rows))
 	for i, p := range rows {
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
-		out[i].Size, out[i].PurgedAt = int(p.Size), p.PurgedAt
+		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
+		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
 	}
 	return out, nil
+}
+
+// UnmatchedProblems lists inputs from any source, of any tenant or none,
+// refused because a report in them matches no hosted domain within their
+// scope (reason not_hosted), newest first: reports for a domain nobody
+// hosts (yet), mail to a rua address of a domain the report is not about,
+// imports for unknown domains. Only the instance operator
+// ([access.Authorizer.Operator]) may list them: they cross tenants, and an
+// unmatched report belongs to none.
+func (r *Reader) UnmatchedProblems(ctx context.Context, limit int) ([]Problem, error) {
+	if _, ok := access.FromContext(ctx); !ok {
+		return nil, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	}
+	op, err := r.authz.Operator(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list unmatched reports: %w", err)
+	}
+	if !op {
+		return nil, &apperr.Error{Code: apperr.Forbidden, Message: "only an instance operator may list unmatched reports"}
+	}
+	rows, err := reportingdb.New(r.pool).UnmatchedProblems(ctx, clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("list unmatched reports: %w", err)
+	}
+	out := make([]Problem, len(rows))
+	for i, p := range rows {
+		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
+		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
+		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
+	}
+	return out, nil
+}
+
+// message is a mail input's Message; nil for other sources.
+func message(source, from, subject, id string) *Message {
+	if source != "smtp" && source != "imap" {
+		return nil
+	}
+	return &Message{From: from, Subject: subject, MessageID: id}
 }
 
 func clampLimit(n int) int32 {

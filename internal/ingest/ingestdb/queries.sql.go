@@ -161,6 +161,49 @@ func (q *Queries) BlobInScope(ctx context.Context, arg BlobInScopeParams) (BlobI
 	return i, err
 }
 
+const blobOutcomes = `-- name: BlobOutcomes :many
+SELECT b.id, b.status, b.refusal_reason, b.refusal_detail,
+       (SELECT count(*) FROM reports r WHERE r.blob_id = b.id)::int AS reports
+FROM report_blobs b
+WHERE b.id = ANY($1::uuid[])
+`
+
+type BlobOutcomesRow struct {
+	ID            uuid.UUID
+	Status        string
+	RefusalReason *string
+	RefusalDetail *string
+	Reports       int32
+}
+
+// What became of blobs: their status, why they were not stored, and how
+// many reports were stored from them (for rampart import -wait).
+func (q *Queries) BlobOutcomes(ctx context.Context, ids []uuid.UUID) ([]BlobOutcomesRow, error) {
+	rows, err := q.db.Query(ctx, blobOutcomes, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []BlobOutcomesRow
+	for rows.Next() {
+		var i BlobOutcomesRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Status,
+			&i.RefusalReason,
+			&i.RefusalDetail,
+			&i.Reports,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const blobRecipients = `-- name: BlobRecipients :many
 SELECT d.id, d.name, d.account_id
 FROM report_blob_recipients r JOIN domains d ON d.id = r.domain_id
@@ -308,9 +351,10 @@ func (q *Queries) HostedDomains(ctx context.Context, arg HostedDomainsParams) ([
 }
 
 const insertBlob = `-- name: InsertBlob :one
-INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at)
+INSERT INTO report_blobs (sha256, raw, size, source, account_id, scope_accounts, remote, filename, received_at,
+    mail_from, mail_subject, mail_message_id)
 VALUES ($1, $2, $3, $4, $5, $6::uuid[],
-    $7, $8, $9)
+    $7, $8, $9, $10, $11, $12)
 ON CONFLICT DO NOTHING
 RETURNING id
 `
@@ -325,6 +369,9 @@ type InsertBlobParams struct {
 	Remote        string
 	Filename      string
 	ReceivedAt    time.Time
+	MailFrom      string
+	MailSubject   string
+	MailMessageID string
 }
 
 // Store a raw input, unless the same bytes are already stored in the same
@@ -340,6 +387,9 @@ func (q *Queries) InsertBlob(ctx context.Context, arg InsertBlobParams) (uuid.UU
 		arg.Remote,
 		arg.Filename,
 		arg.ReceivedAt,
+		arg.MailFrom,
+		arg.MailSubject,
+		arg.MailMessageID,
 	)
 	var id uuid.UUID
 	err := row.Scan(&id)

@@ -18,7 +18,10 @@
 // the [Summary] with their reasons. Whether an accepted input holds a
 // report is decided later by the ingest job, which records a refusal reason
 // on the blob for the owner to read: the summary says how many were queued
-// for decoding, not how many reports were stored.
+// for decoding, not how many reports were stored. [Importer.Wait] (`rampart
+// import -wait`) then waits for those jobs and reads each input's outcome
+// (stored, duplicate, or refused with its reason) into the summary, for
+// [Summary.PrintOutcomes].
 package importer
 
 import (
@@ -98,7 +101,22 @@ type Summary struct {
 	Duplicates int
 	// Refused lists the inputs refused, with their reasons.
 	Refused []Refusal
+	// Queued lists the inputs stored, in order, for [Importer.Wait].
+	Queued  []Queued
 	Elapsed time.Duration
+}
+
+// Queued is an input stored for decoding, or found stored already.
+type Queued struct {
+	// Path is the file, followed by "#n" for the nth message of an mbox.
+	Path   string
+	BlobID uuid.UUID
+	// Again is true when the same bytes were stored before (a duplicate
+	// input): BlobID is the earlier blob.
+	Again bool
+	// Outcome is what became of the blob, once [Importer.Wait] has seen
+	// it; nil before, or if the blob no longer exists.
+	Outcome *ingest.Outcome
 }
 
 // Refusal is one input that was not stored.
@@ -283,6 +301,7 @@ func (im *Importer) accept(ctx context.Context, path, filename string, raw []byt
 	} else {
 		sum.Accepted++
 	}
+	sum.Queued = append(sum.Queued, Queued{Path: path, BlobID: acc.BlobID, Again: acc.Duplicate})
 	im.log.Debug("report imported", "path", path, "blob", acc.BlobID, "duplicate", acc.Duplicate)
 	return nil
 }

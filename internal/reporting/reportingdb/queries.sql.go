@@ -14,7 +14,7 @@ import (
 
 const accountProblems = `-- name: AccountProblems :many
 SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings,
-       b.size, b.purged_at
+       b.size, b.purged_at, b.mail_from, b.mail_subject, b.mail_message_id
 FROM report_blobs b
 WHERE b.account_id = $1
   AND (b.status IN ('refused', 'failed', 'cancelled', 'discarded') OR jsonb_array_length(b.warnings) > 0)
@@ -39,6 +39,9 @@ type AccountProblemsRow struct {
 	Warnings      []byte
 	Size          int32
 	PurgedAt      *time.Time
+	MailFrom      string
+	MailSubject   string
+	MailMessageID string
 }
 
 // Uploaded or pulled inputs of an account that were not stored (refused,
@@ -64,6 +67,9 @@ func (q *Queries) AccountProblems(ctx context.Context, arg AccountProblemsParams
 			&i.Warnings,
 			&i.Size,
 			&i.PurgedAt,
+			&i.MailFrom,
+			&i.MailSubject,
+			&i.MailMessageID,
 		); err != nil {
 			return nil, err
 		}
@@ -89,7 +95,8 @@ func (q *Queries) CountDomainReports(ctx context.Context, domainID uuid.UUID) (i
 const domainProblems = `-- name: DomainProblems :many
 SELECT b.id, b.source, b.filename, coalesce(r.remote, b.remote)::text AS remote,
        coalesce(r.received_at, b.received_at)::timestamptz AS received_at,
-       b.status, b.refusal_reason, b.refusal_detail, b.warnings, b.size, b.purged_at
+       b.status, b.refusal_reason, b.refusal_detail, b.warnings, b.size, b.purged_at,
+       b.mail_from, b.mail_subject, b.mail_message_id
 FROM report_blobs b
 LEFT JOIN report_blob_recipients r ON r.blob_id = b.id AND r.domain_id = $1
 WHERE (r.domain_id IS NOT NULL OR b.report_id IN (SELECT id FROM reports WHERE domain_id = $1))
@@ -115,6 +122,9 @@ type DomainProblemsRow struct {
 	Warnings      []byte
 	Size          int32
 	PurgedAt      *time.Time
+	MailFrom      string
+	MailSubject   string
+	MailMessageID string
 }
 
 // Inputs for a domain that were not stored (refused, failed, their job
@@ -142,6 +152,9 @@ func (q *Queries) DomainProblems(ctx context.Context, arg DomainProblemsParams) 
 			&i.Warnings,
 			&i.Size,
 			&i.PurgedAt,
+			&i.MailFrom,
+			&i.MailSubject,
+			&i.MailMessageID,
 		); err != nil {
 			return nil, err
 		}
@@ -216,6 +229,70 @@ func (q *Queries) DomainReports(ctx context.Context, arg DomainReportsParams) ([
 			&i.ReceivedAt,
 			&i.Duplicates,
 			&i.Warnings,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const unmatchedProblems = `-- name: UnmatchedProblems :many
+SELECT b.id, b.source, b.filename, b.remote, b.received_at, b.status, b.refusal_reason, b.refusal_detail, b.warnings,
+       b.size, b.purged_at, b.mail_from, b.mail_subject, b.mail_message_id
+FROM report_blobs b
+WHERE b.refusal_reason = 'not_hosted'
+ORDER BY b.received_at DESC, b.id DESC
+LIMIT $1
+`
+
+type UnmatchedProblemsRow struct {
+	ID            uuid.UUID
+	Source        string
+	Filename      string
+	Remote        string
+	ReceivedAt    time.Time
+	Status        string
+	RefusalReason *string
+	RefusalDetail *string
+	Warnings      []byte
+	Size          int32
+	PurgedAt      *time.Time
+	MailFrom      string
+	MailSubject   string
+	MailMessageID string
+}
+
+// Inputs from any source refused because a report in them matches no
+// hosted domain within their scope (reason not_hosted), newest first: for
+// the instance operator, who alone sees across tenants.
+func (q *Queries) UnmatchedProblems(ctx context.Context, lim int32) ([]UnmatchedProblemsRow, error) {
+	rows, err := q.db.Query(ctx, unmatchedProblems, lim)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UnmatchedProblemsRow
+	for rows.Next() {
+		var i UnmatchedProblemsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Source,
+			&i.Filename,
+			&i.Remote,
+			&i.ReceivedAt,
+			&i.Status,
+			&i.RefusalReason,
+			&i.RefusalDetail,
+			&i.Warnings,
+			&i.Size,
+			&i.PurgedAt,
+			&i.MailFrom,
+			&i.MailSubject,
+			&i.MailMessageID,
 		); err != nil {
 			return nil, err
 		}
