@@ -10,7 +10,7 @@ import (
 
 // zone is an in-memory DNS zone implementing Resolver, with the semantics
 // of the OpenSPF test suite's zonedata (see testdata and
-// /work/shared/testdata/README.md):
+// the README of the shared conformance testdata beside this repository):
 //
 //   - an entry TIMEOUT makes a query of the name time out, unless a record
 //     of the queried type comes before it;
