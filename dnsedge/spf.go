@@ -70,16 +70,11 @@ func (s spfDomain) InRanges(i int, ip netip.Addr) bool {
 	return ok && svc.nets.Contains(ip)
 }
 
-func (s spfDomain) HasInclude(i int) bool {
-	svc, ok := s.ix.services.get(s.d.services[i])
-	return ok && svc.includeTXT != nil
-}
-
-func (s spfDomain) HELOSuffixes(i int) []string {
+func (s spfDomain) HELOSuffixes(i int) ([]string, bool) {
 	if svc, ok := s.ix.services.get(s.d.services[i]); ok {
-		return svc.heloSuffixes
+		return svc.heloSuffixes, svc.includeTXT != nil
 	}
-	return nil
+	return nil, false
 }
 
 // appendSPFHit appends the SPF answer authorising ip alone,

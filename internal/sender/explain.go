@@ -136,7 +136,8 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 	case spfanswer.Include:
 		e.Service = &facts.services[a.Sender]
 		e.Kind, e.Record = AnswerInclude, "v=spf1 include:"+e.Service.SpfInclude+" -all"
-		suffix := e.Service.HeloSuffixes[spfanswer.MatchSuffix(q.HELO, facts.HELOSuffixes(a.Sender))]
+		suffixes, _ := facts.HELOSuffixes(a.Sender)
+		suffix := e.Service.HeloSuffixes[spfanswer.MatchSuffix(q.HELO, suffixes)]
 		if q.IP.IsValid() {
 			e.Reason = fmt.Sprintf("%s is not in a known range, but", ip)
 		} else {
@@ -190,9 +191,7 @@ func (x *explainDomain) InRanges(i int, ip netip.Addr) bool {
 	return false
 }
 
-func (x *explainDomain) HasInclude(i int) bool { return x.services[i].SpfInclude != "" }
-
-func (x *explainDomain) HELOSuffixes(i int) []string {
+func (x *explainDomain) HELOSuffixes(i int) ([]string, bool) {
 	if x.suffixes == nil {
 		x.suffixes = make([][]string, len(x.services))
 		for j, s := range x.services {
@@ -201,7 +200,7 @@ func (x *explainDomain) HELOSuffixes(i int) []string {
 			}
 		}
 	}
-	return x.suffixes[i]
+	return x.suffixes[i], x.services[i].SpfInclude != ""
 }
 
 func ipRecord(ip netip.Addr) string {

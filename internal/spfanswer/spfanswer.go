@@ -63,11 +63,9 @@ type Domain interface {
 	Senders() int
 	// InRanges reports whether ip is in one of sender i's ranges.
 	InRanges(i int, ip netip.Addr) bool
-	// HasInclude reports whether sender i has an SPF include.
-	HasInclude(i int) bool
 	// HELOSuffixes are sender i's HELO suffixes, each normalised by
-	// NormalizeSuffix.
-	HELOSuffixes(i int) []string
+	// NormalizeSuffix, and whether it has an SPF include to hand over to.
+	HELOSuffixes(i int) (suffixes []string, include bool)
 }
 
 // Decide is the answer to q for a domain the edge knows (q.Domain is d's
@@ -92,7 +90,7 @@ func Decide[D Domain](q Query, d D) Answer {
 		// server greeted as an enabled sender's: its ranges may have moved
 		// since we last resolved them, so let its live record decide.
 		for i := range d.Senders() {
-			if d.HasInclude(i) && MatchSuffix(q.HELO, d.HELOSuffixes(i)) >= 0 {
+			if suffixes, include := d.HELOSuffixes(i); include && MatchSuffix(q.HELO, suffixes) >= 0 {
 				return Answer{Kind: Include, Sender: i}
 			}
 		}

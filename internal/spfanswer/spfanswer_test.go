@@ -27,9 +27,7 @@ func (d domain) Senders() int { return len(d.ranges) }
 
 func (d domain) InRanges(i int, ip netip.Addr) bool { return in(d.ranges[i], ip) }
 
-func (d domain) HasInclude(i int) bool { return d.includes[i] }
-
-func (d domain) HELOSuffixes(i int) []string { return d.suffixes[i] }
+func (d domain) HELOSuffixes(i int) ([]string, bool) { return d.suffixes[i], d.includes[i] }
 
 func in(ps []netip.Prefix, ip netip.Addr) bool {
 	for _, p := range ps {
