@@ -71,7 +71,8 @@
 // D asks for TXT at 192.0.2.10._ip.mta1.mailer.example._ehlo.D._spf.<edge
 // zone>; for IPv6, %{i} is 32 dot-separated nibbles. Every name below
 // _spf.<edge zone> answers exactly one TXT record, since an empty answer or
-// NXDOMAIN would make the customer's record a permerror:
+// NXDOMAIN would make the customer's record a permerror. The answer is
+// decided by spfanswer.Decide, which explainSpf calls too:
 //
 //   - the address is in one of D's netblocks, or in the current ranges of one
 //     of D's enabled sender services: "v=spf1 ip4:192.0.2.10 -all" (ip6: in

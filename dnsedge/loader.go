@@ -7,12 +7,12 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/rampartmail/rampart/dnsedge/internal/edgedb"
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // notifyChannel is the channel the API notifies, with the new serial as
@@ -644,7 +644,7 @@ func sameService(s *service, r serviceRow) bool {
 		norm.ranges = append(norm.ranges, p.Masked())
 	}
 	for _, h := range r.heloSuffixes {
-		norm.heloSuffixes = append(norm.heloSuffixes, strings.Trim(strings.ToLower(h), "."))
+		norm.heloSuffixes = append(norm.heloSuffixes, spfanswer.NormalizeSuffix(h))
 	}
 	return reflect.DeepEqual(norm, s.serviceRow)
 }

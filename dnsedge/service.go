@@ -3,9 +3,10 @@ package dnsedge
 import (
 	"fmt"
 	"net/netip"
-	"strings"
 
 	"github.com/gaissmai/bart"
+
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // Bounds on one edge_service row, as for domains.
@@ -77,7 +78,7 @@ func newService(r serviceRow) (*service, error) {
 		helo = make([]string, len(r.heloSuffixes))
 	}
 	for i, h := range r.heloSuffixes {
-		h = strings.Trim(strings.ToLower(h), ".")
+		h = spfanswer.NormalizeSuffix(h)
 		if err := checkHostName(h); err != nil {
 			return nil, fmt.Errorf("service %q: HELO suffix %q: %w", r.name, r.heloSuffixes[i], err)
 		}
@@ -103,32 +104,8 @@ func newService(r serviceRow) (*service, error) {
 }
 
 // matchHELO reports whether helo, a lower-case name in presentation form
-// without a trailing dot, is one of the service's HELO suffixes or below one.
-// The comparison is by whole labels: an escaped dot ("evil\.mailer.example")
-// is no label boundary.
+// without a trailing dot, is one of the service's HELO suffixes or below one
+// (spfanswer.MatchSuffix).
 func (s *service) matchHELO(helo string) bool {
-	for _, suf := range s.heloSuffixes {
-		switch {
-		case len(helo) == len(suf):
-			if helo == suf {
-				return true
-			}
-		case len(helo) > len(suf):
-			dot := len(helo) - len(suf) - 1
-			if helo[dot] == '.' && strings.HasSuffix(helo, suf) && !escapedAt(helo, dot) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// escapedAt reports whether the byte at i of a presentation-form name is
-// escaped: preceded by an odd number of backslashes.
-func escapedAt(s string, i int) bool {
-	n := 0
-	for j := i - 1; j >= 0 && s[j] == '\\'; j-- {
-		n++
-	}
-	return n%2 == 1
+	return spfanswer.MatchSuffix(helo, s.heloSuffixes) >= 0
 }

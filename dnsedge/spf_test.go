@@ -7,6 +7,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 func TestParseSPFName(t *testing.T) {
@@ -45,17 +47,17 @@ func TestParseSPFName(t *testing.T) {
 		{"", "", "", ""},
 		{"_ehlo", "", "", ""},
 	} {
-		q := parseSPFName(tc.rest)
+		q := spfanswer.Parse(tc.rest)
 		ip := ""
-		if q.ip.IsValid() {
-			ip = q.ip.String()
+		if q.IP.IsValid() {
+			ip = q.IP.String()
 		}
 		require.Equal(t, tc.ip, ip, tc.rest)
-		require.Equal(t, tc.helo, q.helo, tc.rest)
-		require.Equal(t, tc.domain, q.domain, tc.rest)
+		require.Equal(t, tc.helo, q.HELO, tc.rest)
+		require.Equal(t, tc.domain, q.Domain, tc.rest)
 	}
 	// Too many labels for a name: nothing.
-	require.Equal(t, spfQuery{}, parseSPFName(strings.Repeat("a.", 200)+"_ehlo.example.com"))
+	require.Equal(t, spfanswer.Query{}, spfanswer.Parse(strings.Repeat("a.", 200)+"_ehlo.example.com"))
 }
 
 // TestSPFAnswerOrder checks that when several enabled senders match the
@@ -149,21 +151,21 @@ func FuzzSPFName(f *testing.F) {
 		if allowed[txt] {
 			return
 		}
-		q := parseSPFName(name[:len(name)-len("._spf."+testZone+".")])
-		if !q.ip.IsValid() {
+		q := spfanswer.Parse(name[:len(name)-len("._spf."+testZone+".")])
+		if !q.IP.IsValid() {
 			t.Fatalf("%q: address answer %q without an address", name, txt)
 		}
 		mech := "ip6:"
-		if q.ip.Is4() {
+		if q.IP.Is4() {
 			mech = "ip4:"
 		}
-		if txt != "v=spf1 "+mech+q.ip.String()+" -all" {
+		if txt != "v=spf1 "+mech+q.IP.String()+" -all" {
 			t.Fatalf("%q: unexpected answer %q", name, txt)
 		}
-		d, _ := ix.domains.get(q.domain)
-		in := d.nets != nil && d.nets.Contains(q.ip)
+		d, _ := ix.domains.get(q.Domain)
+		in := d.nets != nil && d.nets.Contains(q.IP)
 		for _, s := range d.services {
-			if svc, ok := ix.services.get(s); ok && svc.nets.Contains(q.ip) {
+			if svc, ok := ix.services.get(s); ok && svc.nets.Contains(q.IP) {
 				in = true
 			}
 		}

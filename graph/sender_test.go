@@ -97,6 +97,18 @@ func TestSendersAndExplain(t *testing.T) {
 	e = explain("198.51.100.77", "evilsendgrid.net")
 	require.Equal(t, "v=spf1 ~all", e["record"])
 	require.Equal(t, "NO_MATCH", e["kind"])
+	// A HELO equal to a suffix (the catalog's ".sendgrid.net") is the
+	// sender's, as at the edge.
+	e = explain("198.51.100.77", "sendgrid.net")
+	require.Equal(t, "v=spf1 include:sendgrid.net -all", e["record"])
+	require.Equal(t, "INCLUDE", e["kind"])
+	// HELOs no receiver can put into a query: no prediction of a pass.
+	for _, helo := range []string{"", "mta1.mailer.example.", "mta1..mailer.example", strings.Repeat("x", 64) + ".mailer.example"} {
+		e = explain("192.0.2.10", helo)
+		require.Equal(t, "NO_QUERY", e["kind"], "%q", helo)
+		require.Equal(t, "", e["record"], "%q", helo)
+		require.Equal(t, "", e["query"], "%q", helo)
+	}
 	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + ".example"
 	e = explain("192.0.2.10", long)
 	require.Equal(t, true, e["truncated"])

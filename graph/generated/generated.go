@@ -2521,11 +2521,11 @@ type SpfPin {
 
 "What the edge answers a receiver checking one address and HELO name against a domain's SPF record."
 type SpfExplanation {
-  "The name the receiver asks (the macro include, expanded)."
+  "The name the receiver asks (the macro include, expanded, in DNS presentation form); empty for NO_QUERY."
   query: String!
   "Labels were cut from the left of the name to fit 253 octets (RFC 7208 §7.3)."
   truncated: Boolean!
-  "The TXT record the edge answers."
+  "The TXT record the edge answers; empty for NO_QUERY."
   record: String!
   kind: SpfAnswerKind!
   "Why, in words."
@@ -2546,6 +2546,8 @@ enum SpfAnswerKind {
   NO_MATCH
   "The domain is blocked: -all."
   BLOCKED
+  "The HELO name expands the include into no valid domain name, so no receiver asks the edge: the include is a permerror."
+  NO_QUERY
 }
 
 extend type Query {

@@ -522,6 +522,8 @@ const (
 	SpfAnswerKindNoMatch SpfAnswerKind = "NO_MATCH"
 	// The domain is blocked: -all.
 	SpfAnswerKindBlocked SpfAnswerKind = "BLOCKED"
+	// The HELO name expands the include into no valid domain name, so no receiver asks the edge: the include is a permerror.
+	SpfAnswerKindNoQuery SpfAnswerKind = "NO_QUERY"
 )
 
 var AllSpfAnswerKind = []SpfAnswerKind{
@@ -529,11 +531,12 @@ var AllSpfAnswerKind = []SpfAnswerKind{
 	SpfAnswerKindInclude,
 	SpfAnswerKindNoMatch,
 	SpfAnswerKindBlocked,
+	SpfAnswerKindNoQuery,
 }
 
 func (e SpfAnswerKind) IsValid() bool {
 	switch e {
-	case SpfAnswerKindIP, SpfAnswerKindInclude, SpfAnswerKindNoMatch, SpfAnswerKindBlocked:
+	case SpfAnswerKindIP, SpfAnswerKindInclude, SpfAnswerKindNoMatch, SpfAnswerKindBlocked, SpfAnswerKindNoQuery:
 		return true
 	}
 	return false

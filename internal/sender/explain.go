@@ -8,6 +8,7 @@ import (
 
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // AnswerKind is the kind of per-query SPF answer the edge gives.
@@ -25,6 +26,9 @@ const (
 	AnswerNeutral AnswerKind = "NO_MATCH"
 	// AnswerBlocked: the domain sends no mail: "v=spf1 -all".
 	AnswerBlocked AnswerKind = "BLOCKED"
+	// AnswerNoQuery: the expanded name is no valid domain name, so no
+	// receiver asks the edge; the include is a permerror. Record is "".
+	AnswerNoQuery AnswerKind = "NO_QUERY"
 )
 
 // Explanation is the edge's answer for one (address, HELO) and why.
@@ -33,7 +37,7 @@ type Explanation struct {
 	// truncation; Truncated says labels were dropped from its left.
 	Query     string
 	Truncated bool
-	// Record is the TXT record the edge answers.
+	// Record is the TXT record the edge answers; "" for AnswerNoQuery.
 	Record string
 	Kind   AnswerKind
 	Reason string
@@ -51,7 +55,7 @@ func SPFIncludeTarget(edgeZone string) string {
 // does (RFC 7208 §7): %{i} is dotted IPv4 or 32 dot-separated nibbles for
 // IPv6, and a name over 253 octets loses labels from the left (§7.3).
 func QueryName(ip netip.Addr, helo, name, edgeZone string) (query string, truncated bool) {
-	q := macroIP(ip) + "._ip." + helo + "._ehlo." + name + "._spf." + edgeZone
+	q := spfanswer.MacroIP(ip) + "._ip." + helo + "._ehlo." + name + "._spf." + edgeZone
 	for len(q) > 253 {
 		i := strings.IndexByte(q, '.')
 		if i < 0 {
@@ -62,26 +66,10 @@ func QueryName(ip netip.Addr, helo, name, edgeZone string) (query string, trunca
 	return q, truncated
 }
 
-func macroIP(ip netip.Addr) string {
-	if ip.Is4() {
-		return ip.String()
-	}
-	const hex = "0123456789abcdef"
-	b := ip.As16()
-	var s strings.Builder
-	for i, x := range b {
-		if i > 0 {
-			s.WriteByte('.')
-		}
-		s.WriteByte(hex[x>>4])
-		s.WriteByte('.')
-		s.WriteByte(hex[x&0xf])
-	}
-	return s.String()
-}
-
 // Explain says what the edge answers when a receiver checks mail from ip,
-// which greeted with helo, against the domain's SPF record.
+// which greeted with helo, against the domain's SPF record. It expands the
+// include as a receiver does (spfanswer.Receive), parses the name as the
+// edge does and decides with the edge's function, spfanswer.Decide.
 func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Explanation, error) {
 	d, err := m.domains.Get(ctx, name)
 	if err != nil {
@@ -92,69 +80,127 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 		return Explanation{}, apperr.Invalid("ip", "%q is not an IP address", ipText)
 	}
 	ip = ip.Unmap()
-	helo = strings.TrimSuffix(strings.TrimSpace(helo), ".")
-	if helo == "" {
-		helo = "unknown"
-	}
 	if len(helo) > 255 {
 		return Explanation{}, apperr.Invalid("helo", "a HELO name has at most 255 octets")
 	}
+	zone := m.domains.Config().EdgeZone
 	e := Explanation{}
-	e.Query, e.Truncated = QueryName(ip, helo, d.Name, m.domains.Config().EdgeZone)
-	if d.Mode == domain.Blocked {
+	var ok bool
+	e.Query, e.Truncated, ok = spfanswer.Receive(ip, helo, d.Name, zone)
+	if !ok {
+		e.Kind = AnswerNoQuery
+		e.Reason = fmt.Sprintf("the HELO name %q expands the include into no valid domain name (an empty name or label, a trailing dot, or a label over 63 octets), so no receiver asks the edge: the include is a permerror", helo)
+		return e, nil
+	}
+	rest, _ := spfanswer.Rest(e.Query, zone)
+	q := spfanswer.Parse(rest)
+	facts := explainDomain{blocked: d.Mode == domain.Blocked}
+	if !facts.blocked {
+		if facts.nets, err = m.Netblocks(ctx, d); err != nil {
+			return Explanation{}, err
+		}
+		if facts.services, err = m.Enabled(ctx, d); err != nil {
+			return Explanation{}, err
+		}
+	}
+	var a spfanswer.Answer
+	if q.Domain == strings.ToLower(d.Name) {
+		a = spfanswer.Decide(q, &facts)
+	} else {
+		a = spfanswer.Answer{Kind: spfanswer.Neutral, Sender: -1}
+	}
+	switch a.Kind {
+	case spfanswer.Blocked:
 		e.Kind, e.Record, e.Reason = AnswerBlocked, "v=spf1 -all", d.Name+" is blocked: no address may send as it"
-		return e, nil
-	}
-	if e.Truncated && !strings.HasPrefix(e.Query, macroIP(ip)+"._ip.") {
-		e.Kind, e.Record = AnswerNeutral, "v=spf1 ~all"
-		e.Reason = "the expanded name is longer than 253 octets, so the receiver cut labels off its left and the address is lost; the edge cannot tell who is sending (a shorter HELO name avoids this)"
-		return e, nil
-	}
-	nets, err := m.Netblocks(ctx, d)
-	if err != nil {
-		return Explanation{}, err
-	}
-	for i, n := range nets {
-		if n.Prefix.Contains(ip) && (e.Netblock == nil || n.Prefix.Bits() > e.Netblock.Prefix.Bits()) {
-			e.Netblock = &nets[i]
-		}
-	}
-	if e.Netblock != nil {
+	case spfanswer.Address:
 		e.Kind, e.Record = AnswerIP, ipRecord(ip)
-		e.Reason = fmt.Sprintf("%s is in the domain's netblock %s", ip, e.Netblock.Prefix)
-		if e.Netblock.Label != "" {
-			e.Reason += " (" + e.Netblock.Label + ")"
+		if a.Sender < 0 {
+			for i, n := range facts.nets {
+				if n.Prefix.Contains(ip) && (e.Netblock == nil || n.Prefix.Bits() > e.Netblock.Prefix.Bits()) {
+					e.Netblock = &facts.nets[i]
+				}
+			}
+			e.Reason = fmt.Sprintf("%s is in the domain's netblock %s", ip, e.Netblock.Prefix)
+			if e.Netblock.Label != "" {
+				e.Reason += " (" + e.Netblock.Label + ")"
+			}
+			break
 		}
-		return e, nil
-	}
-	services, err := m.Enabled(ctx, d)
-	if err != nil {
-		return Explanation{}, err
-	}
-	for i, s := range services {
-		for _, r := range Ranges(s) {
+		e.Service = &facts.services[a.Sender]
+		for _, r := range Ranges(*e.Service) {
 			if r.Contains(ip) {
-				e.Service = &services[i]
-				e.Kind, e.Record = AnswerIP, ipRecord(ip)
-				e.Reason = fmt.Sprintf("%s is in %s's range %s, an enabled sender", ip, s.Name, r)
-				return e, nil
+				e.Reason = fmt.Sprintf("%s is in %s's range %s, an enabled sender", ip, e.Service.Name, r)
+				break
 			}
 		}
-	}
-	lower := strings.ToLower(helo)
-	for i, s := range services {
-		for _, suffix := range s.HeloSuffixes {
-			if s.SpfInclude != "" && strings.HasSuffix(lower, strings.ToLower(suffix)) {
-				e.Service = &services[i]
-				e.Kind, e.Record = AnswerInclude, "v=spf1 include:"+s.SpfInclude+" -all"
-				e.Reason = fmt.Sprintf("%s is not in a known range, but the HELO name %s belongs to %s (suffix %s), an enabled sender: its own SPF record decides", ip, helo, s.Name, suffix)
-				return e, nil
+	case spfanswer.Include:
+		e.Service = &facts.services[a.Sender]
+		e.Kind, e.Record = AnswerInclude, "v=spf1 include:"+e.Service.SpfInclude+" -all"
+		suffixes, _ := facts.HELOSuffixes(a.Sender)
+		suffix := e.Service.HeloSuffixes[spfanswer.MatchSuffix(q.HELO, suffixes)]
+		if q.IP.IsValid() {
+			e.Reason = fmt.Sprintf("%s is not in a known range, but", ip)
+		} else {
+			e.Reason = "the receiver cut the address off the name, but"
+		}
+		e.Reason += fmt.Sprintf(" the HELO name %s belongs to %s (suffix %s), an enabled sender: its own SPF record decides", q.HELO, e.Service.Name, suffix)
+	default:
+		e.Kind, e.Record = AnswerNeutral, "v=spf1 ~all"
+		switch {
+		case !q.IP.IsValid():
+			e.Reason = "the expanded name is longer than 253 octets, so the receiver cut labels off its left and the address is lost"
+			if q.HELO != "" {
+				e.Reason += fmt.Sprintf("; what is left of the HELO name, %s, belongs to no enabled sender", q.HELO)
 			}
+			e.Reason += ": the edge cannot tell who is sending (a shorter HELO name avoids this)"
+		default:
+			e.Reason = fmt.Sprintf("%s is in no netblock of %s and in no range of its enabled senders, and the HELO name %s belongs to none of them", ip, d.Name, q.HELO)
 		}
 	}
-	e.Kind, e.Record = AnswerNeutral, "v=spf1 ~all"
-	e.Reason = fmt.Sprintf("%s is in no netblock of %s and in no range of its enabled senders, and the HELO name %s belongs to none of them", ip, d.Name, helo)
 	return e, nil
+}
+
+// explainDomain is a domain's data as spfanswer.Decide reads it, from the
+// same rows the edge's tables are published from.
+type explainDomain struct {
+	blocked  bool
+	nets     []Netblock
+	services []Service
+	suffixes [][]string // normalised HELO suffixes, by service, built on first use
+}
+
+func (x *explainDomain) Blocked() bool { return x.blocked }
+
+func (x *explainDomain) InNetblocks(ip netip.Addr) bool {
+	for _, n := range x.nets {
+		if n.Prefix.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *explainDomain) Senders() int { return len(x.services) }
+
+func (x *explainDomain) InRanges(i int, ip netip.Addr) bool {
+	for _, r := range Ranges(x.services[i]) {
+		if r.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (x *explainDomain) HELOSuffixes(i int) ([]string, bool) {
+	if x.suffixes == nil {
+		x.suffixes = make([][]string, len(x.services))
+		for j, s := range x.services {
+			for _, h := range s.HeloSuffixes {
+				x.suffixes[j] = append(x.suffixes[j], spfanswer.NormalizeSuffix(h))
+			}
+		}
+	}
+	return x.suffixes[i], x.services[i].SpfInclude != ""
 }
 
 func ipRecord(ip netip.Addr) string {
