@@ -201,7 +201,7 @@ func answers(section []dns.RR, name string, qtype uint16) (rrs []dns.RR, next st
 		var cname string
 		for _, rr := range section {
 			h := rr.Header()
-			if !strings.EqualFold(h.Name, name) {
+			if !sameName(h.Name, name) {
 				continue
 			}
 			if h.Rrtype == qtype {
@@ -284,6 +284,30 @@ func validDomain(name string) bool {
 			name = ""
 		}
 		if label == "" || len(label) > 63 {
+			return false
+		}
+	}
+	return true
+}
+
+// sameName reports whether two names in presentation form are the same
+// name: escapes decoded (miekg/dns writes an octet as \DDD or \X as it
+// likes, so "a\040b" and "a\(b" differ as text), ASCII letters compared
+// without case (RFC 4343), every other octet exactly.
+func sameName(a, b string) bool {
+	a, b = presentationToName(a), presentationToName(b)
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
 			return false
 		}
 	}

@@ -17,20 +17,21 @@ import (
 // testServer is a DNS server on loopback, answering from zone-file lines,
 // over UDP and TCP on the same port.
 type testServer struct {
+	t       testing.TB
 	addr    string
-	records map[string][]dns.RR // by lowercase owner name and type, "name TYPE"
+	records map[string][]dns.RR // by canonical owner name and type, "name TYPE"
 	names   map[string]bool
 	tcp     atomic.Int32 // TCP queries seen
 }
 
 func startTestServer(t *testing.T, lines ...string) *testServer {
 	t.Helper()
-	s := &testServer{records: map[string][]dns.RR{}, names: map[string]bool{}}
+	s := &testServer{t: t, records: map[string][]dns.RR{}, names: map[string]bool{}}
 	for _, l := range lines {
 		rr, err := dns.NewRR(l)
 		require.NoError(t, err, l)
 		h := rr.Header()
-		name := strings.ToLower(h.Name)
+		name := canonical(t, h.Name)
 		key := name + " " + dns.TypeToString[h.Rrtype]
 		s.records[key] = append(s.records[key], rr)
 		s.names[name] = true
@@ -64,9 +65,24 @@ func startTestServer(t *testing.T, lines ...string) *testServer {
 	return s
 }
 
+// canonical is a name as the server sees it from the wire: one spelling of
+// each escaped octet, lower case.
+func canonical(t testing.TB, name string) string {
+	buf := make([]byte, 256)
+	off, err := dns.PackDomainName(name, buf, 0, nil, false)
+	if err != nil {
+		t.Fatalf("pack %q: %v", name, err)
+	}
+	s, _, err := dns.UnpackDomainName(buf[:off], 0)
+	if err != nil {
+		t.Fatalf("unpack %q: %v", name, err)
+	}
+	return strings.ToLower(s)
+}
+
 func (s *testServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	q := req.Question[0]
-	name := strings.ToLower(q.Name)
+	name := canonical(s.t, q.Name)
 	isTCP := w.LocalAddr().Network() == "tcp"
 	if isTCP {
 		s.tcp.Add(1)
@@ -159,6 +175,32 @@ func TestDNSResolver(t *testing.T) {
 
 	_, err = r.LookupIP(ctx, "ip5", "example.com")
 	require.Error(t, err)
+}
+
+// TestDNSResolverEscapedNames: a name with octets that presentation format
+// escapes (a HELO with a space or a parenthesis, expanded into an include)
+// is found whichever escape the server's answer spells it with.
+func TestDNSResolverEscapedNames(t *testing.T) {
+	t.Parallel()
+	s := startTestServer(t,
+		`a\(b._ehlo.example. 300 IN TXT "v=spf1 ip4:192.0.2.1 -all"`,
+		`sp\032ace._ehlo.example. 300 IN TXT "v=spf1 ip4:192.0.2.2 -all"`,
+		`Upper\032Case.example. 300 IN TXT "v=spf1 ip4:192.0.2.3 -all"`,
+	)
+	r := &DNSResolver{Server: s.addr, Timeout: time.Second}
+	ctx := context.Background()
+	for name, want := range map[string]string{
+		"a(b._ehlo.example":    "v=spf1 ip4:192.0.2.1 -all",
+		"sp ace._ehlo.example": "v=spf1 ip4:192.0.2.2 -all",
+		"upper case.example":   "v=spf1 ip4:192.0.2.3 -all",
+	} {
+		txt, err := r.LookupTXT(ctx, name)
+		require.NoError(t, err, name)
+		require.Equal(t, []string{want}, txt, name)
+	}
+	require.True(t, sameName(`a\040b.example.`, `A\(B.example.`), "\\040 is the decimal escape of (")
+	require.False(t, sameName(`a\040b.example.`, `a\041b.example.`))
+	require.False(t, sameName("a\200.example.", "a\201.example."), "non-ASCII octets compare exactly")
 }
 
 // TestCheckOverLoopback evaluates records served by a real DNS server, the
