@@ -13,7 +13,6 @@ import (
 	"github.com/rampartmail/rampart/graph/model"
 	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
-	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
 )
@@ -100,9 +99,9 @@ func (r *mutationResolver) UpdateDmarcPolicy(ctx context.Context, name string, p
 
 // Viewer is the resolver for the viewer field.
 func (r *queryResolver) Viewer(ctx context.Context) (*model.Viewer, error) {
-	p, ok := access.FromContext(ctx)
-	if !ok {
-		return nil, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	p, err := access.Require(ctx)
+	if err != nil {
+		return nil, err
 	}
 	accts, err := r.AccountSvc.List(ctx)
 	if err != nil {

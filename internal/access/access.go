@@ -88,6 +88,16 @@ func NewContext(ctx context.Context, p Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
+// Require returns the request's principal, or UNAUTHENTICATED when there
+// is none: the one answer every service gives a call without a principal.
+func Require(ctx context.Context) (Principal, error) {
+	p, ok := FromContext(ctx)
+	if !ok {
+		return Principal{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	}
+	return p, nil
+}
+
 // FromContext returns the request's principal, if it is authenticated.
 func FromContext(ctx context.Context) (Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(Principal)
@@ -172,9 +182,9 @@ func principalArgs(p Principal) (user, token uuid.UUID) {
 // account; ok is false when the account does not exist or the scope's
 // domain is not the account's.
 func (a *Authorizer) standingIn(ctx context.Context, sc Scope) (s standing, ok bool, err error) {
-	p, authenticated := FromContext(ctx)
-	if !authenticated {
-		return standing{}, false, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	p, err := Require(ctx)
+	if err != nil {
+		return standing{}, false, err
 	}
 	mm, _ := ctx.Value(memoKey{}).(*memo)
 	key := memoEntry{p: p, sc: sc}
@@ -237,9 +247,9 @@ func (a *Authorizer) Visible(ctx context.Context) ([]uuid.UUID, error) {
 }
 
 func (a *Authorizer) accounts(ctx context.Context, keep func(standing) bool) ([]uuid.UUID, error) {
-	p, ok := FromContext(ctx)
-	if !ok {
-		return nil, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	p, err := Require(ctx)
+	if err != nil {
+		return nil, err
 	}
 	user, token := principalArgs(p)
 	rows, err := a.q.Grants(ctx, accessdb.GrantsParams{UserID: user, TokenAccount: token})
@@ -282,6 +292,23 @@ func (a *Authorizer) Operator(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("check operator: %w", err)
 	}
 	return op, nil
+}
+
+// AuthorizeOperator returns nil when the context's principal is an
+// instance operator; otherwise UNAUTHENTICATED or FORBIDDEN (API tokens
+// never are operators). what names the refused action for the message.
+func (a *Authorizer) AuthorizeOperator(ctx context.Context, what string) error {
+	if _, err := Require(ctx); err != nil {
+		return err
+	}
+	op, err := a.Operator(ctx)
+	if err != nil {
+		return err
+	}
+	if !op {
+		return &apperr.Error{Code: apperr.Forbidden, Message: "only an instance operator may " + what}
+	}
+	return nil
 }
 
 // ErrNoSuchUser is returned by [GrantOperator] and [RevokeOperator] for an

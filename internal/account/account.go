@@ -95,9 +95,9 @@ func (s *Service) List(ctx context.Context) ([]Account, error) {
 // token's account, or the user's only account. A user with several accounts
 // must name one.
 func (s *Service) Default(ctx context.Context) (Account, error) {
-	p, ok := access.FromContext(ctx)
-	if !ok {
-		return Account{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	p, err := access.Require(ctx)
+	if err != nil {
+		return Account{}, err
 	}
 	if p.IsAPIToken() {
 		return s.Get(ctx, p.TokenAccountID)
@@ -118,9 +118,9 @@ func (s *Service) Default(ctx context.Context) (Account, error) {
 // User returns a user by id: today only the signed-in user themself
 // (anyone else, and an API token, gets NOT_FOUND).
 func (s *Service) User(ctx context.Context, id uuid.UUID) (User, error) {
-	p, ok := access.FromContext(ctx)
-	if !ok {
-		return User{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	p, err := access.Require(ctx)
+	if err != nil {
+		return User{}, err
 	}
 	if p.IsAPIToken() || p.UserID != id {
 		return User{}, apperr.NotFoundf("user not found")

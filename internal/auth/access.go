@@ -127,17 +127,26 @@ func (a *accessTokens) sign(userID, sessionID, tokenID uuid.UUID) (string, time.
 	return s, c.ExpiresAt.Time, nil
 }
 
+// jwtShape refuses, before any parsing, a token longer than maxTokenLen
+// or with a character outside base64url and the dots: encoding/base64
+// would skip CR and LF inside the segments, letting one token be written
+// many ways. Every JWT this package reads passes through it. The error
+// wraps ErrUnauthenticated.
+func jwtShape(s string) error {
+	if len(s) > maxTokenLen {
+		return unauthenticatedf("token longer than %d bytes", maxTokenLen)
+	}
+	if !isBase64(strings.ReplaceAll(s, ".", ""), '-', '_') {
+		return unauthenticatedf("token contains characters outside base64url")
+	}
+	return nil
+}
+
 // verify checks an access token completely except for the session state in
 // the database. Every error wraps ErrUnauthenticated.
 func (a *accessTokens) verify(s string) (accessToken, error) {
-	if len(s) > maxTokenLen {
-		return accessToken{}, unauthenticatedf("token longer than %d bytes", maxTokenLen)
-	}
-	// A JWT is three base64url segments. encoding/base64 would skip CR and
-	// LF inside them, letting one token be written many ways; refuse
-	// anything outside the alphabet before parsing.
-	if !isBase64(strings.ReplaceAll(s, ".", ""), '-', '_') {
-		return accessToken{}, unauthenticatedf("token contains characters outside base64url")
+	if err := jwtShape(s); err != nil {
+		return accessToken{}, err
 	}
 	var c accessClaims
 	if _, err := a.parser.ParseWithClaims(s, &c, a.key); err != nil {

@@ -3,7 +3,6 @@ package auth
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -91,8 +90,8 @@ func (k *knownClients) sign(userID, clientID uuid.UUID) (string, time.Time, erro
 // verify returns the client id of a valid known-client token issued to the
 // user; a token of anyone else is as good as none.
 func (k *knownClients) verify(s string, userID uuid.UUID) (uuid.UUID, error) {
-	if len(s) > maxTokenLen || !isBase64(strings.ReplaceAll(s, ".", ""), '-', '_') {
-		return uuid.Nil, errors.New("malformed known-client token")
+	if err := jwtShape(s); err != nil {
+		return uuid.Nil, fmt.Errorf("malformed known-client token: %w", err)
 	}
 	var c knownClientClaims
 	if _, err := k.parser.ParseWithClaims(s, &c, k.key); err != nil {

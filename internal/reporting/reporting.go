@@ -160,13 +160,7 @@ func (r *Reader) DomainProblems(ctx context.Context, accountID, domainID uuid.UU
 	if err != nil {
 		return nil, fmt.Errorf("list problems: %w", err)
 	}
-	out := make([]Problem, len(rows))
-	for i, p := range rows {
-		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
-		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
-		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
-	}
-	return out, nil
+	return problems(rows, func(p reportingdb.DomainProblemsRow) problemRow { return problemRow(p) }), nil
 }
 
 // AccountProblems lists an account's uploaded or pulled problem inputs.
@@ -179,13 +173,7 @@ func (r *Reader) AccountProblems(ctx context.Context, accountID uuid.UUID, limit
 	if err != nil {
 		return nil, fmt.Errorf("list problems: %w", err)
 	}
-	out := make([]Problem, len(rows))
-	for i, p := range rows {
-		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
-		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
-		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
-	}
-	return out, nil
+	return problems(rows, func(p reportingdb.AccountProblemsRow) problemRow { return problemRow(p) }), nil
 }
 
 // UnmatchedProblems lists inputs from any source, of any tenant or none,
@@ -196,27 +184,30 @@ func (r *Reader) AccountProblems(ctx context.Context, accountID uuid.UUID, limit
 // ([access.Authorizer.Operator]) may list them: they cross tenants, and an
 // unmatched report belongs to none.
 func (r *Reader) UnmatchedProblems(ctx context.Context, limit int) ([]Problem, error) {
-	if _, ok := access.FromContext(ctx); !ok {
-		return nil, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
-	}
-	op, err := r.authz.Operator(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list unmatched reports: %w", err)
-	}
-	if !op {
-		return nil, &apperr.Error{Code: apperr.Forbidden, Message: "only an instance operator may list unmatched reports"}
+	if err := r.authz.AuthorizeOperator(ctx, "list unmatched reports"); err != nil {
+		return nil, err
 	}
 	rows, err := reportingdb.New(r.pool).UnmatchedProblems(ctx, clampLimit(limit))
 	if err != nil {
 		return nil, fmt.Errorf("list unmatched reports: %w", err)
 	}
+	return problems(rows, func(p reportingdb.UnmatchedProblemsRow) problemRow { return problemRow(p) }), nil
+}
+
+// problemRow is the row every problem listing returns (sqlc gives each
+// query its own, identical, row type).
+type problemRow reportingdb.DomainProblemsRow
+
+// problems turns a listing's rows into Problems, in one place.
+func problems[R any](rows []R, row func(R) problemRow) []Problem {
 	out := make([]Problem, len(rows))
-	for i, p := range rows {
+	for i, r := range rows {
+		p := row(r)
 		out[i] = problem(p.ID, p.Source, p.Filename, p.Remote, p.ReceivedAt, p.Status, p.RefusalReason, p.RefusalDetail, p.Warnings)
 		out[i].Size, out[i].PurgedAt = int64(p.Size), p.PurgedAt
 		out[i].Message = message(p.Source, p.MailFrom, p.MailSubject, p.MailMessageID)
 	}
-	return out, nil
+	return out
 }
 
 // message is a mail input's Message; nil for other sources.

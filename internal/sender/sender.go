@@ -326,8 +326,8 @@ func (m *Manager) LookupsOf(ctx context.Context, d domain.Domain) (int, error) {
 
 // Catalog lists every service in the sender catalog.
 func (m *Manager) Catalog(ctx context.Context) ([]Service, error) {
-	if _, ok := access.FromContext(ctx); !ok {
-		return nil, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	if _, err := access.Require(ctx); err != nil {
+		return nil, err
 	}
 	return senderdb.New(m.pool).Services(ctx)
 }
@@ -375,8 +375,8 @@ func notify(ctx context.Context, q *senderdb.Queries, serial int64) error {
 // Service returns one catalog service by slug, to any signed-in caller,
 // as [Manager.Catalog] does.
 func (m *Manager) Service(ctx context.Context, slug string) (Service, error) {
-	if _, ok := access.FromContext(ctx); !ok {
-		return Service{}, &apperr.Error{Code: apperr.Unauthenticated, Message: "authentication required"}
+	if _, err := access.Require(ctx); err != nil {
+		return Service{}, err
 	}
 	s, err := senderdb.New(m.pool).ServiceBySlug(ctx, slug)
 	if errors.Is(err, pgx.ErrNoRows) {
