@@ -34,6 +34,12 @@ import (
 type guard struct {
 	es     graphql.ExecutableSchema
 	limits Limits
+	// passed holds documents that passed the checks that do not depend on
+	// variables (shape, strings, fragments), by their text, so that a
+	// repeated query is not parsed and measured again: only its variables
+	// and its cost with them are. gqlgen keeps its own cache of validated
+	// documents beside it.
+	passed graphql.Cache[*ast.QueryDocument]
 }
 
 var _ interface {
@@ -50,38 +56,13 @@ func (g guard) MutateOperationParameters(ctx context.Context, p *graphql.RawPara
 			return err
 		}
 	}
-	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: p.Query}, g.limits.Tokens)
-	if err != nil {
-		return nil // gqlgen parses it again, with the same limit, and reports the error
-	}
-	if err := checkDocumentStrings(doc); err != nil {
-		return err
-	}
-	m := newMeasurer(g.es, doc, nil, p.Variables, false)
-	for _, op := range doc.Operations {
-		s, err := m.selectionSet(ctx, rootType(g.es.Schema(), op), op.SelectionSet)
-		if err != nil {
-			return err
+	doc, ok := g.passed.Get(ctx, p.Query)
+	if !ok {
+		var gerr *gqlerror.Error
+		if doc, gerr = g.checkDocument(ctx, p.Query); doc == nil || gerr != nil {
+			return gerr
 		}
-		if err := g.check(op, s); err != nil {
-			return err
-		}
-	}
-	for _, f := range doc.Fragments {
-		// Validation walks every fragment on its own as well.
-		s, err := m.fragmentDefinition(ctx, f)
-		if err != nil {
-			return err
-		}
-		if s.fields > g.limits.Fields {
-			return limitError(fmt.Sprintf("fragment %s expands to %s field selections; the limit is %d", f.Name, atLeast(s.fields), g.limits.Fields))
-		}
-	}
-	// gqlgen's validator walks each operation and each fragment with the
-	// fragments it reaches (each once per walk): bound that product too.
-	defs, sels := len(doc.Operations)+len(doc.Fragments), m.selections
-	if defs > 1 && sels > 0 && defs*sels > g.limits.ValidationWork {
-		return limitError(fmt.Sprintf("document has %d definitions and %d selections; the limit on their product is %d", defs, sels, g.limits.ValidationWork))
+		g.passed.Add(ctx, p.Query, doc)
 	}
 	// The cost of the operation that runs, with its variables; fragments
 	// are measured again because their cost depends on the operation's
@@ -97,6 +78,48 @@ func (g guard) MutateOperationParameters(ctx context.Context, p *graphql.RawPara
 		}
 	}
 	return nil
+}
+
+// checkDocument parses a document with the token limit and checks what
+// does not depend on variables. A document that does not parse returns
+// nil and no error: gqlgen parses it again, with the same limit, and
+// reports the error.
+func (g guard) checkDocument(ctx context.Context, query string) (*ast.QueryDocument, *gqlerror.Error) {
+	doc, err := parser.ParseQueryWithTokenLimit(&ast.Source{Input: query}, g.limits.Tokens)
+	if err != nil {
+		return nil, nil
+	}
+	if err := checkDocumentStrings(doc); err != nil {
+		return nil, err
+	}
+	// Shape does not depend on variables; only cost does.
+	m := newMeasurer(g.es, doc, nil, nil, false)
+	for _, op := range doc.Operations {
+		s, err := m.selectionSet(ctx, rootType(g.es.Schema(), op), op.SelectionSet)
+		if err != nil {
+			return nil, err
+		}
+		if err := g.check(op, s); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range doc.Fragments {
+		// Validation walks every fragment on its own as well.
+		s, err := m.fragmentDefinition(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		if s.fields > g.limits.Fields {
+			return nil, limitError(fmt.Sprintf("fragment %s expands to %s field selections; the limit is %d", f.Name, atLeast(s.fields), g.limits.Fields))
+		}
+	}
+	// gqlgen's validator walks each operation and each fragment with the
+	// fragments it reaches (each once per walk): bound that product too.
+	defs, sels := len(doc.Operations)+len(doc.Fragments), m.selections
+	if defs > 1 && sels > 0 && defs*sels > g.limits.ValidationWork {
+		return nil, limitError(fmt.Sprintf("document has %d definitions and %d selections; the limit on their product is %d", defs, sels, g.limits.ValidationWork))
+	}
+	return doc, nil
 }
 
 func (g guard) check(op *ast.OperationDefinition, s measure) *gqlerror.Error {
@@ -378,15 +401,7 @@ func inputError(field, msg string, pos *ast.Position) *gqlerror.Error {
 
 // badString says what is wrong with a string PostgreSQL cannot store or
 // that is not text: "" when nothing is.
-func badString(s string) string {
-	switch {
-	case strings.IndexByte(s, 0) >= 0:
-		return "contains a NUL character"
-	case !utf8.ValidString(s):
-		return "is not valid UTF-8"
-	}
-	return ""
-}
+func badString(s string) string { return apperr.TextProblem(s) }
 
 // checkVariable refuses a variable with a bad string anywhere in it.
 func checkVariable(path string, v any) *gqlerror.Error {

@@ -70,7 +70,7 @@ func NewHandler(r *Resolver, limits Limits) http.Handler {
 	// ("Did you mean ...") about the schema to anyone.
 	srv.SetDisableSuggestion(true)
 	srv.SetValidationRulesFn(rulesWithoutSuggestions)
-	srv.Use(guard{es: es, limits: limits})
+	srv.Use(guard{es: es, limits: limits, passed: lru.New[*ast.QueryDocument](1000)})
 	// A second complexity check on the coerced variables; the guard has
 	// bounded its work.
 	srv.Use(extension.FixedComplexityLimit(limits.Complexity))

@@ -9,7 +9,9 @@ package apperr
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Code is the machine-readable kind of an error, shown as extensions.code.
@@ -79,4 +81,19 @@ func As(err error) (*Error, bool) {
 		return e, true
 	}
 	return nil, false
+}
+
+// TextProblem says what makes s unfit as text a caller may store:
+// PostgreSQL's text holds neither a NUL nor invalid UTF-8. It is "" when
+// nothing is, else a phrase such as "contains a NUL character" to follow
+// the name of what was checked. Every input path (GraphQL arguments and
+// variables, uploaded file and form names) decides with it.
+func TextProblem(s string) string {
+	switch {
+	case strings.IndexByte(s, 0) >= 0:
+		return "contains a NUL character"
+	case !utf8.ValidString(s):
+		return "is not valid UTF-8"
+	}
+	return ""
 }

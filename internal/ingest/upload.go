@@ -3,8 +3,6 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -95,11 +93,8 @@ func (u *Upload) Add(ctx context.Context, f UploadedFile) (Accepted, error) {
 // neither). The error is BAD_USER_INPUT naming field. Other characters are
 // kept as they are.
 func CheckFilename(field, name string) error {
-	switch {
-	case !utf8.ValidString(name):
-		return apperr.Invalid(field, "the file name is not valid UTF-8")
-	case strings.IndexByte(name, 0) >= 0:
-		return apperr.Invalid(field, "the file name contains a NUL byte")
+	if p := apperr.TextProblem(name); p != "" {
+		return apperr.Invalid(field, "the file name %s", p)
 	}
 	return nil
 }

@@ -277,11 +277,13 @@ func (u *upload) multipart() error {
 		if err != nil {
 			return u.readError(err)
 		}
-		switch name := part.FileName(); {
-		case ingest.CheckFilename("filename", name) != nil:
-			err = u.refuse(part, ingest.CheckFilename("filename", name))
-		case ingest.CheckFilename("", part.FormName()) != nil:
-			err = u.refuse(part, apperr.Invalid("name", "a form field's name is not valid UTF-8 or contains a NUL byte"))
+		name := part.FileName()
+		nameErr := ingest.CheckFilename("filename", name)
+		switch {
+		case nameErr != nil:
+			err = u.refuse(part, nameErr)
+		case apperr.TextProblem(part.FormName()) != "":
+			err = u.refuse(part, apperr.Invalid("name", "a form field's name %s", apperr.TextProblem(part.FormName())))
 		case name == "":
 			err = drain(part)
 		default:
