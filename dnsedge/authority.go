@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // result is the outcome of a lookup in the zones the edge serves. One place,
@@ -32,8 +34,10 @@ const (
 	// _domainkey.<domain> and _bimi.<domain>.
 	domainkeyLabel = "_domainkey"
 	bimiLabel      = "_bimi"
-	// nspfLabel starts the edge zone's subtree <domain>._nspf.<edge zone>.
-	nspfLabel = "_nspf"
+	// nspfLabel starts the edge zone's subtree <domain>._nspf.<edge zone>,
+	// and rspfLabel <domain>._rspf.<edge zone>.
+	nspfLabel = spfanswer.NSPFLabel
+	rspfLabel = spfanswer.RSPFLabel
 	// reportLabel starts the report authorisation zone
 	// _report._dmarc.<reports domain>.
 	reportLabel = "_report"
@@ -84,6 +88,7 @@ type authority struct {
 	dmarcApex, dmarcSuffix string
 	spfApex, spfSuffix     string
 	nspfApex, nspfSuffix   string
+	rspfApex, rspfSuffix   string
 	// reportsSuffix is "." + set.reportsApex, or "" when not served.
 	reportsSuffix string
 	// inZoneSuffix is ".<edge zone>.": a name ending with it is below the
@@ -111,6 +116,7 @@ func newAuthority(s settings) *authority {
 		dmarcApex:    dmarcLabel + "." + s.zone,
 		spfApex:      spfLabel + "." + s.zone,
 		nspfApex:     nspfLabel + "." + s.zone,
+		rspfApex:     rspfLabel + "." + s.zone,
 		inZoneSuffix: "." + s.zone,
 		hosts:        map[string][]netip.Addr{},
 		hostParents:  map[string]bool{},
@@ -120,6 +126,7 @@ func newAuthority(s settings) *authority {
 	a.dmarcSuffix = "." + a.dmarcApex
 	a.spfSuffix = "." + a.spfApex
 	a.nspfSuffix = "." + a.nspfApex
+	a.rspfSuffix = "." + a.rspfApex
 	if s.reportsApex != "" {
 		a.reportsSuffix = "." + s.reportsApex
 		a.reportsInZone = s.reportsApex == s.zone || strings.HasSuffix(s.reportsApex, a.inZoneSuffix)
@@ -278,7 +285,12 @@ func (a *authority) inReportsZone(ix *index, name string, qtype uint16) answer {
 		return a.fromNode(ans, node{apex: true}, qtype)
 	}
 	host := name[:len(name)-len(a.reportsSuffix)]
-	if _, ok := ix.domains.get(host); ok {
+	if d, ok := ix.domains.get(host); ok {
+		if d.removed {
+			// It stays a name (its parents counted it), with no record.
+			ans.result = noData
+			return ans
+		}
 		return a.fromNode(ans, node{txt: reportAuthorised}, qtype)
 	}
 	if p, _ := ix.parents.get(host); p.all > 0 {
@@ -307,16 +319,34 @@ func (a *authority) inEdgeZone(ix *index, name string, qtype uint16) answer {
 	case name == a.spfApex:
 		ans.result = noData
 		return ans
+	case strings.HasSuffix(name, a.rspfSuffix):
+		// The SPF records below _rspf and _nspf have the per-query
+		// answers' TTL, so that a change reaches receivers as soon.
+		host := name[:len(name)-len(a.rspfSuffix)]
+		if d, ok := ix.domains.get(host); ok {
+			return a.fromNode(ans, node{txt: d.rspfAnswer(), ttl: a.set.spfTTL}, qtype)
+		}
+		if p, _ := ix.parents.get(host); p.all > 0 {
+			ans.result = noData
+			return ans
+		}
+	case name == a.rspfApex:
+		if ix.numDomains() > 0 {
+			ans.result = noData
+			return ans
+		}
 	case strings.HasSuffix(name, a.nspfSuffix):
 		host := name[:len(name)-len(a.nspfSuffix)]
-		if d, ok := ix.domains.get(host); ok && d.hasNSPF() {
-			txt := d.nspfTXT
-			if d.blocked {
-				txt = spfFail
-			}
-			return a.fromNode(ans, node{txt: txt}, qtype)
+		k := 1
+		if n, rest, ok := nspfPart(host); ok {
+			k, host = n, rest
 		}
-		if p, _ := ix.parents.get(host); p.nspf > 0 {
+		if d, ok := ix.domains.get(host); ok && d.hasNSPF() {
+			if txt := d.nspfAnswer(k); txt != nil {
+				return a.fromNode(ans, node{txt: txt, ttl: a.set.spfTTL}, qtype)
+			}
+		}
+		if p, _ := ix.parents.get(host); p.nspf > 0 && k == 1 {
 			ans.result = noData
 			return ans
 		}
@@ -347,6 +377,25 @@ func (a *authority) inEdgeZone(ix *index, name string, qtype uint16) answer {
 	}
 	ans.result = nameError
 	return ans
+}
+
+// nspfPart reads a host below _nspf of the form _<k>.<domain>, the k-th
+// (k >= 2) _nspf record of domain: a domain name has no underscore labels.
+func nspfPart(host string) (k int, domain string, ok bool) {
+	label, rest, found := strings.Cut(host, ".")
+	if !found || len(label) < 2 || len(label) > 5 || label[0] != '_' || label[1] == '0' {
+		return 0, "", false
+	}
+	for _, c := range label[1:] {
+		if c < '0' || c > '9' {
+			return 0, "", false
+		}
+		k = k*10 + int(c-'0')
+	}
+	if k < 2 {
+		return 0, "", false
+	}
+	return k, rest, true
 }
 
 // fromNode answers qtype from the records of an existing node: success

@@ -15,8 +15,13 @@ import (
 const (
 	// maxDMARCLen bounds the DMARC TXT value.
 	maxDMARCLen = 8192
-	// maxTXTLen bounds the other TXT values: _nspf, BIMI, one DKIM key.
+	// maxTXTLen bounds the other TXT values: one _nspf record, _rspf,
+	// BIMI, one DKIM key.
 	maxTXTLen = 8192
+	// maxNSPFLen and maxNSPFRecords bound the nspf column: its records,
+	// one per line.
+	maxNSPFLen     = 1 << 18
+	maxNSPFRecords = 1024
 	// maxNetblocks, maxDomainServices and maxSelectors bound the lists.
 	maxNetblocks      = 4096
 	maxDomainServices = 1024
@@ -28,8 +33,14 @@ const (
 )
 
 // modeBlocked is the mode of a domain that sends no mail: it answers SPF
-// "-all" and a revoked DKIM key for every selector.
-const modeBlocked = "blocked"
+// "-all" and a revoked DKIM key for every selector. modeRemoved is the mode
+// of a domain removed from Rampart, kept for a grace period: its SPF names
+// answer what its row says (authorising nothing), and its report
+// authorisation is withdrawn.
+const (
+	modeBlocked = "blocked"
+	modeRemoved = "removed"
+)
 
 // row is one edge_domain row as read from PostgreSQL or the snapshot file.
 type row struct {
@@ -44,8 +55,14 @@ type row struct {
 	// services are the domain's enabled senders, by edge_service name, in
 	// the order the HELO match tries them.
 	services []string
-	// nspf is the TXT value at <name>._nspf.<edge zone>; "" for none.
+	// nspf holds the TXT values in the _nspf subtree, one per line: the
+	// first at <name>._nspf.<edge zone>, the k-th (from 2) at
+	// _<k>.<name>._nspf.<edge zone>; "" for none.
 	nspf string
+	// rspf is the TXT value at <name>._rspf.<edge zone>, the redirect
+	// target of the current SPF form; "" for a row compiled before it
+	// existed, answered from the mode alone.
+	rspf string
 	// dkim is the JSON array of the records under _domainkey.<name>, as
 	// stored: [{"selector": "s1", "txt": "v=DKIM1; ..."},
 	// {"selector": "s2", "cname": "s2.vendor.example"}].
@@ -60,12 +77,15 @@ type domain struct {
 	// row is the validated row (netblocks masked), kept for the snapshot
 	// file; name is lower case without a trailing dot.
 	row
-	blocked bool
-	// dmarcTXT, nspfTXT and bimiTXT are the values cut into character-strings
-	// (see txtStrings); nil when the value is empty and no TXT record exists.
+	blocked, removed bool
+	// dmarcTXT, rspfTXT and bimiTXT are the values cut into character-strings
+	// (see txtStrings); nil when the value is empty and no TXT record
+	// exists. nspfTXT are the _nspf records so cut, the first at
+	// <name>._nspf.
 	dmarcTXT []string
-	nspfTXT  []string
+	rspfTXT  []string
 	bimiTXT  []string
+	nspfTXT  [][]string
 	// nets holds the netblocks for the SPF answers; nil when there are none.
 	nets *bart.Lite
 	// selectors holds the records under _domainkey.<name> by selector, and
@@ -93,6 +113,39 @@ type dkimEntry struct {
 // edge zone: a stored value, or "v=spf1 -all" when blocked.
 func (d *domain) hasNSPF() bool { return d.nspf != "" || d.blocked }
 
+// The _rspf answers of a row compiled before the column existed.
+var (
+	rspfSending = []string{"v=spf1 ~all"}
+	rspfRemoved = []string{"v=spf1 ?all"}
+)
+
+// rspfAnswer is the record at <name>._rspf.<edge zone>: the stored one, or
+// what the mode alone says; always "v=spf1 -all" for a blocked domain.
+func (d *domain) rspfAnswer() []string {
+	switch {
+	case d.blocked:
+		return spfFail
+	case d.rspfTXT != nil:
+		return d.rspfTXT
+	case d.removed:
+		return rspfRemoved
+	}
+	return rspfSending
+}
+
+// nspfAnswer is the k-th record (from 1) in the _nspf subtree, or nil.
+func (d *domain) nspfAnswer(k int) []string {
+	switch {
+	case d.blocked:
+		if k == 1 {
+			return spfFail
+		}
+	case k >= 1 && k <= len(d.nspfTXT):
+		return d.nspfTXT[k-1]
+	}
+	return nil
+}
+
 // newDomain validates r and builds the domain it describes.
 func newDomain(r row) (*domain, error) {
 	if err := checkHostName(r.name); err != nil {
@@ -112,16 +165,28 @@ func newDomain(r row) (*domain, error) {
 		what  string
 		value string
 		max   int
-	}{{"dmarc", r.dmarc, maxDMARCLen}, {"nspf", r.nspf, maxTXTLen}, {"bimi", r.bimi, maxTXTLen}} {
+	}{{"dmarc", r.dmarc, maxDMARCLen}, {"nspf", r.nspf, maxNSPFLen}, {"rspf", r.rspf, maxTXTLen}, {"bimi", r.bimi, maxTXTLen}} {
 		if len(v.value) > v.max {
 			return nil, fmt.Errorf("domain %q: %s value of %d bytes exceeds %d", r.name, v.what, len(v.value), v.max)
 		}
 	}
 	d := &domain{
 		blocked:  r.mode == modeBlocked,
+		removed:  r.mode == modeRemoved,
 		dmarcTXT: txtStrings(r.dmarc),
-		nspfTXT:  txtStrings(r.nspf),
+		rspfTXT:  txtStrings(r.rspf),
 		bimiTXT:  txtStrings(r.bimi),
+	}
+	if r.nspf != "" {
+		if n := strings.Count(r.nspf, "\n") + 1; n > maxNSPFRecords {
+			return nil, fmt.Errorf("domain %q: %d nspf records exceed %d", r.name, n, maxNSPFRecords)
+		}
+		for rec := range strings.SplitSeq(r.nspf, "\n") {
+			if rec == "" || len(rec) > maxTXTLen {
+				return nil, fmt.Errorf("domain %q: nspf record of %d bytes: empty or over %d", r.name, len(rec), maxTXTLen)
+			}
+			d.nspfTXT = append(d.nspfTXT, txtStrings(rec))
+		}
 	}
 
 	if len(r.netblocks) > maxNetblocks {

@@ -238,7 +238,7 @@ func (e *Edge) fetchSince(ctx context.Context, conn *pgx.Conn, after int64, late
 func domainRow(d edgedb.EdgeDomain) row {
 	return row{
 		name: d.Name, serial: d.Serial, mode: d.Mode, dmarc: d.Dmarc, deleted: d.Deleted,
-		netblocks: d.Netblocks, services: d.Services, nspf: d.Nspf, dkim: string(d.Dkim), bimi: d.Bimi,
+		netblocks: d.Netblocks, services: d.Services, nspf: d.Nspf, rspf: d.Rspf, dkim: string(d.Dkim), bimi: d.Bimi,
 	}
 }
 

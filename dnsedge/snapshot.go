@@ -26,7 +26,7 @@ import (
 //	checksum 32 bytes SHA-256 of the payload
 //	payload
 //
-// Payload, version 2 (uvarint-prefixed strings, varint integers, lists as
+// Payload, version 3 (uvarint-prefixed strings, varint integers, lists as
 // a uvarint count followed by the strings):
 //
 //	confirmed  int64 Unix nanoseconds: when the data was last confirmed current
@@ -37,15 +37,16 @@ import (
 //	count      uvarint: number of domains
 //	count times: name string, serial varint, mode string, dmarc string,
 //	             netblocks list (prefixes as text), services list, nspf string,
-//	             dkim string (the column's JSON), bimi string
+//	             rspf string, dkim string (the column's JSON), bimi string
 //
 // The file is a cache written by the same program that reads it, so a new
 // payload layout gets a new version and an edge refuses versions it does not
 // know: it then loads from PostgreSQL as if there were no file. (Version 1
-// had no services and only the name, serial, mode and dmarc of a domain.)
+// had no services and only the name, serial, mode and dmarc of a domain;
+// version 2 no rspf.)
 const (
 	snapshotMagic   = "RMPEDGE\n"
-	snapshotVersion = 2
+	snapshotVersion = 3
 	snapshotHeader  = len(snapshotMagic) + 4 + 8 + sha256.Size
 )
 
@@ -174,6 +175,7 @@ func writePayload(w io.Writer, ix *index, confirmed time.Time) (int64, [sha256.S
 		appendPrefixes(d.netblocks)
 		appendList(d.services)
 		appendString(d.nspf)
+		appendString(d.rspf)
 		appendString(d.dkim)
 		appendString(d.bimi)
 		if len(p) >= snapshotChunk {
@@ -290,7 +292,8 @@ func (d *decoder) payload() (snapshot, error) {
 			dmarc:     d.string(maxDMARCLen),
 			netblocks: d.prefixes(maxNetblocks),
 			services:  d.strings(maxDomainServices, maxServiceName),
-			nspf:      d.string(maxTXTLen),
+			nspf:      d.string(maxNSPFLen),
+			rspf:      d.string(maxTXTLen),
 			dkim:      d.string(maxDKIMJSON),
 			bimi:      d.string(maxTXTLen),
 		}

@@ -105,8 +105,18 @@ func (r *senderServiceResolver) SpfLookups(ctx context.Context, obj *senderdb.Se
 	return int(obj.SpfLookups), nil
 }
 
+// Result is the resolver for the result field.
+func (r *spfExplanationResolver) Result(ctx context.Context, obj *sender.Explanation) (model.SpfResult, error) {
+	return model.SpfResult(obj.Result), nil
+}
+
 // Kind is the resolver for the kind field.
 func (r *spfExplanationResolver) Kind(ctx context.Context, obj *sender.Explanation) (model.SpfAnswerKind, error) {
+	return model.SpfAnswerKind(obj.Kind), nil
+}
+
+// Kind is the resolver for the kind field.
+func (r *spfStepResolver) Kind(ctx context.Context, obj *sender.Step) (model.SpfAnswerKind, error) {
 	return model.SpfAnswerKind(obj.Kind), nil
 }
 
@@ -121,8 +131,12 @@ func (r *Resolver) SpfExplanation() generated.SpfExplanationResolver {
 	return &spfExplanationResolver{r}
 }
 
+// SpfStep returns generated.SpfStepResolver implementation.
+func (r *Resolver) SpfStep() generated.SpfStepResolver { return &spfStepResolver{r} }
+
 type (
 	netblockResolver       struct{ *Resolver }
 	senderServiceResolver  struct{ *Resolver }
 	spfExplanationResolver struct{ *Resolver }
+	spfStepResolver        struct{ *Resolver }
 )

@@ -1,7 +1,7 @@
 // Package jobs runs Rampart's background work on River: each module's
 // workers and the periodic maintenance jobs. Job kinds are namespaced
 // (auth.prune_login_failures, sender.resolve_ranges, domain.check_claims,
-// report.ingest); a job caused by a write is enqueued in the same
+// domain.maintain_edge, report.ingest); a job caused by a write is enqueued in the same
 // transaction as that write (River InsertTx).
 package jobs
 
@@ -121,6 +121,37 @@ func (w *resolveRangesWorker) Work(ctx context.Context, job *river.Job[ResolveRa
 	return nil
 }
 
+// MaintainEdgeArgs asks for the edge rows to be kept current: rows
+// compiled before the current SPF form get their redirect target, and
+// removed domains leave the edge at the end of their grace period.
+type MaintainEdgeArgs struct{}
+
+// Kind names the job.
+func (MaintainEdgeArgs) Kind() string { return "domain.maintain_edge" }
+
+type maintainEdgeWorker struct {
+	river.WorkerDefaults[MaintainEdgeArgs]
+	domains *domain.Service
+	log     *slog.Logger
+	timeout time.Duration
+}
+
+func (w *maintainEdgeWorker) Timeout(*river.Job[MaintainEdgeArgs]) time.Duration { return w.timeout }
+
+func (w *maintainEdgeWorker) Work(ctx context.Context, job *river.Job[MaintainEdgeArgs]) error {
+	run, err := w.domains.MaintainEdge(ctx, time.Now().Add(w.timeout/2))
+	if err != nil {
+		return fmt.Errorf("maintain edge rows: %w", err)
+	}
+	if run.Compiled > 0 || run.Expired > 0 {
+		w.log.InfoContext(ctx, "edge rows maintained", "compiled", run.Compiled, "expired_removals", run.Expired)
+	}
+	if !run.Done {
+		return river.JobSnooze(time.Second)
+	}
+	return nil
+}
+
 // CheckClaimsArgs asks for the proofs of unverified domain claims to be
 // checked (each on its own backoff) and for expired claims to be deleted.
 type CheckClaimsArgs struct{}
@@ -199,6 +230,7 @@ func Timeouts(cfg Config) map[string]time.Duration {
 		ExpirePinsArgs{}.Kind():         min(cfg.JobTimeout, maintenanceTimeout),
 		ResolveRangesArgs{}.Kind():      min(cfg.JobTimeout, maintenanceTimeout),
 		CheckClaimsArgs{}.Kind():        min(cfg.JobTimeout, maintenanceTimeout),
+		MaintainEdgeArgs{}.Kind():       min(cfg.JobTimeout, maintenanceTimeout),
 	}
 }
 
@@ -236,6 +268,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	river.AddWorker(workers, &resolveRangesWorker{senders: svc.Senders, resolver: svc.Resolver, log: log,
 		timeout: timeouts[ResolveRangesArgs{}.Kind()]})
 	river.AddWorker(workers, &checkClaimsWorker{domains: svc.Domains, log: log, timeout: timeouts[CheckClaimsArgs{}.Kind()]})
+	river.AddWorker(workers, &maintainEdgeWorker{domains: svc.Domains, log: log, timeout: timeouts[MaintainEdgeArgs{}.Kind()]})
 	ingest.AddWorkers(workers, pool, ingest.Options{Timeout: cfg.JobTimeout}, log)
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	if svc.Resolver != "" {
@@ -257,6 +290,12 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 			// check (the backoff lives on each claim), and expired claims go.
 			river.NewPeriodicJob(river.PeriodicInterval(time.Minute), func() (river.JobArgs, *river.InsertOpts) {
 				return CheckClaimsArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Minute}}
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+			// Removed domains leave the edge within 10 minutes of the
+			// end of their grace; rows from before the current SPF form
+			// are compiled at start.
+			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute), func() (river.JobArgs, *river.InsertOpts) {
+				return MaintainEdgeArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: 10 * time.Minute}}
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
 			// Pins expire within a minute of their time.
 			river.NewPeriodicJob(river.PeriodicInterval(time.Minute), func() (river.JobArgs, *river.InsertOpts) {

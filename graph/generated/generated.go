@@ -51,6 +51,7 @@ type ResolverRoot interface {
 	Query() QueryResolver
 	SenderService() SenderServiceResolver
 	SpfExplanation() SpfExplanationResolver
+	SpfStep() SpfStepResolver
 }
 
 type DirectiveRoot struct {
@@ -330,7 +331,9 @@ type ComplexityRoot struct {
 		Query     func(childComplexity int) int
 		Reason    func(childComplexity int) int
 		Record    func(childComplexity int) int
+		Result    func(childComplexity int) int
 		Service   func(childComplexity int) int
+		Steps     func(childComplexity int) int
 		Truncated func(childComplexity int) int
 	}
 
@@ -338,6 +341,14 @@ type ComplexityRoot struct {
 		ExpiresAt func(childComplexity int) int
 		Include   func(childComplexity int) int
 		Lookups   func(childComplexity int) int
+	}
+
+	SpfStep struct {
+		Kind      func(childComplexity int) int
+		Query     func(childComplexity int) int
+		Reason    func(childComplexity int) int
+		Record    func(childComplexity int) int
+		Truncated func(childComplexity int) int
 	}
 
 	UploadResult struct {
@@ -477,7 +488,12 @@ type SenderServiceResolver interface {
 	SpfLookups(ctx context.Context, obj *senderdb.SenderService) (int, error)
 }
 type SpfExplanationResolver interface {
+	Result(ctx context.Context, obj *sender.Explanation) (model.SpfResult, error)
+
 	Kind(ctx context.Context, obj *sender.Explanation) (model.SpfAnswerKind, error)
+}
+type SpfStepResolver interface {
+	Kind(ctx context.Context, obj *sender.Step) (model.SpfAnswerKind, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -1810,12 +1826,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SpfExplanation.Record(childComplexity), true
+	case "SpfExplanation.result":
+		if e.ComplexityRoot.SpfExplanation.Result == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Result(childComplexity), true
 	case "SpfExplanation.service":
 		if e.ComplexityRoot.SpfExplanation.Service == nil {
 			break
 		}
 
 		return e.ComplexityRoot.SpfExplanation.Service(childComplexity), true
+	case "SpfExplanation.steps":
+		if e.ComplexityRoot.SpfExplanation.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfExplanation.Steps(childComplexity), true
 	case "SpfExplanation.truncated":
 		if e.ComplexityRoot.SpfExplanation.Truncated == nil {
 			break
@@ -1841,6 +1869,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SpfPin.Lookups(childComplexity), true
+
+	case "SpfStep.kind":
+		if e.ComplexityRoot.SpfStep.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfStep.Kind(childComplexity), true
+	case "SpfStep.query":
+		if e.ComplexityRoot.SpfStep.Query == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfStep.Query(childComplexity), true
+	case "SpfStep.reason":
+		if e.ComplexityRoot.SpfStep.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfStep.Reason(childComplexity), true
+	case "SpfStep.record":
+		if e.ComplexityRoot.SpfStep.Record == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfStep.Record(childComplexity), true
+	case "SpfStep.truncated":
+		if e.ComplexityRoot.SpfStep.Truncated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpfStep.Truncated(childComplexity), true
 
 	case "UploadResult.blobId":
 		if e.ComplexityRoot.UploadResult.BlobID == nil {
@@ -2519,14 +2578,22 @@ type SpfPin {
   expiresAt: Time!
 }
 
-"What the edge answers a receiver checking one address and HELO name against a domain's SPF record."
+"""
+What a receiver checking one address and HELO name against a domain's current
+SPF record asks the edge, what the edge answers, and the result.
+"""
 type SpfExplanation {
-  "The name the receiver asks (the macro include, expanded, in DNS presentation form); empty for NO_QUERY."
+  "The SPF result the receiver reaches."
+  result: SpfResult!
+  "The names the receiver asks the edge, in order, with the answers."
+  steps: [SpfStep!]!
+  "The name of the step that decided (see ` + "`" + `steps` + "`" + `)."
   query: String!
-  "Labels were cut from the left of the name to fit 253 octets (RFC 7208 §7.3)."
+  "Labels were cut from the left of the deciding step's name to fit 253 octets (RFC 7208 §7.3)."
   truncated: Boolean!
-  "The TXT record the edge answers; empty for NO_QUERY."
+  "The TXT record the edge answers at the deciding step; empty for NO_QUERY."
   record: String!
+  "The kind of the deciding step's answer."
   kind: SpfAnswerKind!
   "Why, in words."
   reason: String!
@@ -2536,7 +2603,34 @@ type SpfExplanation {
   service: SenderService
 }
 
-"The kinds of per-query SPF answer."
+"One name a receiver asks the edge while checking SPF, and the answer."
+type SpfStep {
+  "The name asked (an include or the redirect, expanded, in DNS presentation form); empty for NO_QUERY."
+  query: String!
+  "Labels were cut from the left of the name to fit 253 octets (RFC 7208 §7.3)."
+  truncated: Boolean!
+  "The TXT record the edge answers; empty for NO_QUERY."
+  record: String!
+  kind: SpfAnswerKind!
+  "Why, in words."
+  reason: String!
+}
+
+"The SPF result of a check."
+enum SpfResult {
+  "The address is the domain's: a netblock or an enabled sender's range."
+  PASS
+  "The domain is blocked: -all."
+  FAIL
+  "Nothing authorised the address: ~all (a pinned include may still, at the receiver)."
+  SOFTFAIL
+  "The HELO step's name is no valid domain name: a permerror at the receiver. Only an address the domain does not authorise gets this far."
+  PERMERROR
+  "The HELO name is an enabled sender's: that sender's own SPF record decides."
+  SENDER
+}
+
+"The kinds of answer the edge gives at one SPF name."
 enum SpfAnswerKind {
   "The address is allowed: ip4:/ip6: of it, a pass."
   IP
@@ -2548,12 +2642,14 @@ enum SpfAnswerKind {
   BLOCKED
   "The HELO name expands the include into no valid domain name, so no receiver asks the edge: the include is a permerror."
   NO_QUERY
+  "The redirect target: the edge's final record for the domain (pinned includes, the HELO step, ~all)."
+  REDIRECT
 }
 
 extend type Query {
   "The sender catalog."
   senderServices: [SenderService!]!
-  "What the edge answers when a receiver checks mail from ` + "`" + `ip` + "`" + `, greeting as ` + "`" + `helo` + "`" + `, against the domain's SPF record."
+  "What the edge answers when a receiver checks mail from ` + "`" + `ip` + "`" + `, greeting as ` + "`" + `helo` + "`" + `, against the domain's current SPF record, step by step."
   explainSpf(domain: String!, ip: String!, helo: String): SpfExplanation!
 }
 
@@ -3106,6 +3202,10 @@ func (ec *executionContext) childFields_SenderService(ctx context.Context, field
 
 func (ec *executionContext) childFields_SpfExplanation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
+	case "result":
+		return ec.fieldContext_SpfExplanation_result(ctx, field)
+	case "steps":
+		return ec.fieldContext_SpfExplanation_steps(ctx, field)
 	case "query":
 		return ec.fieldContext_SpfExplanation_query(ctx, field)
 	case "truncated":
@@ -3134,6 +3234,22 @@ func (ec *executionContext) childFields_SpfPin(ctx context.Context, field graphq
 		return ec.fieldContext_SpfPin_expiresAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SpfPin", field.Name)
+}
+
+func (ec *executionContext) childFields_SpfStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "query":
+		return ec.fieldContext_SpfStep_query(ctx, field)
+	case "truncated":
+		return ec.fieldContext_SpfStep_truncated(ctx, field)
+	case "record":
+		return ec.fieldContext_SpfStep_record(ctx, field)
+	case "kind":
+		return ec.fieldContext_SpfStep_kind(ctx, field)
+	case "reason":
+		return ec.fieldContext_SpfStep_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SpfStep", field.Name)
 }
 
 func (ec *executionContext) childFields_UploadResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -9366,6 +9482,61 @@ func (ec *executionContext) fieldContext_SenderService_sourceUrl(_ context.Conte
 	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
 }
 
+func (ec *executionContext) _SpfExplanation_result(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_result(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SpfExplanation().Result(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SpfResult) graphql.Marshaler {
+			return ec.marshalNSpfResult2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfResult(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_result(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfExplanation", field, true, true, "SpfResult")
+}
+
+func (ec *executionContext) _SpfExplanation_steps(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfExplanation_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []sender.Step) graphql.Marshaler {
+			return ec.marshalNSpfStep2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐStepᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfExplanation_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SpfExplanation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SpfStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SpfExplanation_query(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9612,6 +9783,121 @@ func (ec *executionContext) _SpfPin_expiresAt(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_SpfPin_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SpfPin", field, false, false, "Time")
+}
+
+func (ec *executionContext) _SpfStep_query(ctx context.Context, field graphql.CollectedField, obj *sender.Step) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfStep_query(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Query, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfStep_query(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _SpfStep_truncated(ctx context.Context, field graphql.CollectedField, obj *sender.Step) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfStep_truncated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Truncated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfStep_truncated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfStep", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SpfStep_record(ctx context.Context, field graphql.CollectedField, obj *sender.Step) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfStep_record(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Record, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfStep_record(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _SpfStep_kind(ctx context.Context, field graphql.CollectedField, obj *sender.Step) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfStep_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SpfStep().Kind(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SpfAnswerKind) graphql.Marshaler {
+			return ec.marshalNSpfAnswerKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfAnswerKind(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfStep_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfStep", field, true, true, "SpfAnswerKind")
+}
+
+func (ec *executionContext) _SpfStep_reason(ctx context.Context, field graphql.CollectedField, obj *sender.Step) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpfStep_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpfStep_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpfStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _UploadResult_filename(ctx context.Context, field graphql.CollectedField, obj *model.UploadResult) (ret graphql.Marshaler) {
@@ -12970,6 +13256,17 @@ func (ec *executionContext) _SpfExplanation(ctx context.Context, sel ast.Selecti
 		switch field.Name {
 		case "__typename":
 			out.Values[i] = graphql.MarshalString("SpfExplanation")
+		case "result":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SpfExplanation_result(ctx, field, obj)
+				})
+		case "steps":
+			out.Values[i] = ec._SpfExplanation_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "query":
 			out.Values[i] = ec._SpfExplanation_query(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -13048,6 +13345,60 @@ func (ec *executionContext) _SpfPin(ctx context.Context, sel ast.SelectionSet, o
 			out.Values[i] = ec._SpfPin_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var spfStepImplementors = []string{"SpfStep"}
+
+func (ec *executionContext) _SpfStep(ctx context.Context, sel ast.SelectionSet, obj *sender.Step) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, spfStepImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SpfStep")
+		case "query":
+			out.Values[i] = ec._SpfStep_query(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "truncated":
+			out.Values[i] = ec._SpfStep_truncated(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "record":
+			out.Values[i] = ec._SpfStep_record(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "kind":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SpfStep_kind(ctx, field, obj)
+				})
+		case "reason":
+			out.Values[i] = ec._SpfStep_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -14138,6 +14489,36 @@ func (ec *executionContext) marshalNSpfPin2ᚖgithubᚗcomᚋrampartmailᚋrampa
 		return graphql.Null
 	}
 	return ec._SpfPin(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSpfResult2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfResult(ctx context.Context, v any) (model.SpfResult, error) {
+	var res model.SpfResult
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSpfResult2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfResult(ctx context.Context, sel ast.SelectionSet, v model.SpfResult) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNSpfStep2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐStep(ctx context.Context, sel ast.SelectionSet, v sender.Step) graphql.Marshaler {
+	return ec._SpfStep(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNSpfStep2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐStepᚄ(ctx context.Context, sel ast.SelectionSet, v []sender.Step) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSpfStep2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐStep(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {

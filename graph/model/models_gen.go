@@ -510,7 +510,7 @@ func (e Role) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// The kinds of per-query SPF answer.
+// The kinds of answer the edge gives at one SPF name.
 type SpfAnswerKind string
 
 const (
@@ -524,6 +524,8 @@ const (
 	SpfAnswerKindBlocked SpfAnswerKind = "BLOCKED"
 	// The HELO name expands the include into no valid domain name, so no receiver asks the edge: the include is a permerror.
 	SpfAnswerKindNoQuery SpfAnswerKind = "NO_QUERY"
+	// The redirect target: the edge's final record for the domain (pinned includes, the HELO step, ~all).
+	SpfAnswerKindRedirect SpfAnswerKind = "REDIRECT"
 )
 
 var AllSpfAnswerKind = []SpfAnswerKind{
@@ -532,11 +534,12 @@ var AllSpfAnswerKind = []SpfAnswerKind{
 	SpfAnswerKindNoMatch,
 	SpfAnswerKindBlocked,
 	SpfAnswerKindNoQuery,
+	SpfAnswerKindRedirect,
 }
 
 func (e SpfAnswerKind) IsValid() bool {
 	switch e {
-	case SpfAnswerKindIP, SpfAnswerKindInclude, SpfAnswerKindNoMatch, SpfAnswerKindBlocked, SpfAnswerKindNoQuery:
+	case SpfAnswerKindIP, SpfAnswerKindInclude, SpfAnswerKindNoMatch, SpfAnswerKindBlocked, SpfAnswerKindNoQuery, SpfAnswerKindRedirect:
 		return true
 	}
 	return false
@@ -572,6 +575,73 @@ func (e *SpfAnswerKind) UnmarshalJSON(b []byte) error {
 }
 
 func (e SpfAnswerKind) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// The SPF result of a check.
+type SpfResult string
+
+const (
+	// The address is the domain's: a netblock or an enabled sender's range.
+	SpfResultPass SpfResult = "PASS"
+	// The domain is blocked: -all.
+	SpfResultFail SpfResult = "FAIL"
+	// Nothing authorised the address: ~all (a pinned include may still, at the receiver).
+	SpfResultSoftfail SpfResult = "SOFTFAIL"
+	// The HELO step's name is no valid domain name: a permerror at the receiver. Only an address the domain does not authorise gets this far.
+	SpfResultPermerror SpfResult = "PERMERROR"
+	// The HELO name is an enabled sender's: that sender's own SPF record decides.
+	SpfResultSender SpfResult = "SENDER"
+)
+
+var AllSpfResult = []SpfResult{
+	SpfResultPass,
+	SpfResultFail,
+	SpfResultSoftfail,
+	SpfResultPermerror,
+	SpfResultSender,
+}
+
+func (e SpfResult) IsValid() bool {
+	switch e {
+	case SpfResultPass, SpfResultFail, SpfResultSoftfail, SpfResultPermerror, SpfResultSender:
+		return true
+	}
+	return false
+}
+
+func (e SpfResult) String() string {
+	return string(e)
+}
+
+func (e *SpfResult) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SpfResult(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SpfResult", str)
+	}
+	return nil
+}
+
+func (e SpfResult) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SpfResult) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SpfResult) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

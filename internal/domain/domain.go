@@ -217,6 +217,9 @@ type Config struct {
 	// domain's DMARC record names <token>@<ReportsDomain> first in rua.
 	// Empty leaves only the owner's addresses.
 	ReportsDomain string
+	// RemovalGrace is how long a removed domain's names stay on the edge,
+	// authorising nothing; DefaultRemovalGrace when zero.
+	RemovalGrace time.Duration
 	// Checker looks up ownership proofs through the configured resolver;
 	// nil when DNS checks are off (only the operator can verify then).
 	Checker *dnscheck.Checker
@@ -350,9 +353,12 @@ func (s *Service) change(ctx context.Context, name string, perm access.Permissio
 }
 
 // Remove stops hosting a domain: it deletes the principal's claim. When
-// the claim was verified, the edge keeps a tombstone so that edges following
-// by serial stop serving the name; an unverified claim was never served,
-// and removing it leaves the edge (and any other account's claim) alone.
+// the claim was verified, the edge keeps the name for the removal grace
+// period (Config.RemovalGrace) with SPF answers that authorise nothing and
+// are no error, so that a customer whose record still points at the edge
+// gets neutral rather than a permerror, and then a tombstone (MaintainEdge);
+// an unverified claim was never served, and removing it leaves the edge (and
+// any other account's claim) alone.
 func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
 	var d Domain
 	err := s.locked(ctx, name, access.ManageDomains, func(_ pgx.Tx, q *domaindb.Queries, old Domain) error {
@@ -363,25 +369,20 @@ func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
 		if !d.Verified() {
 			return nil
 		}
-		return tombstone(ctx, q, d.Name)
+		serial, err := q.RemoveEdgeDomain(ctx, domaindb.RemoveEdgeDomainParams{Name: d.Name, Spf: RemovedSPF})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // never compiled
+		}
+		if err != nil {
+			return fmt.Errorf("mark edge row removed: %w", err)
+		}
+		return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
 	})
 	if err != nil {
 		return Domain{}, err
 	}
 	s.log.InfoContext(ctx, "domain removed", "domain", d.Name, "account", d.AccountID, "verified", d.Verified())
 	return d, nil
-}
-
-// tombstone stops the edges serving a name.
-func tombstone(ctx context.Context, q *domaindb.Queries, name string) error {
-	serial, err := q.TombstoneEdgeDomain(ctx, name)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil // never compiled
-	}
-	if err != nil {
-		return fmt.Errorf("tombstone edge row: %w", err)
-	}
-	return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
 }
 
 // Change runs fn in one transaction on the locked domain row, after

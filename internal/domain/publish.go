@@ -1,17 +1,22 @@
 package domain
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/dmarc"
 	"github.com/rampartmail/rampart/internal/domain/domaindb"
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // RevokedDKIM is the DKIM record of a revoked key (RFC 6376 §3.6.1: an
@@ -26,8 +31,20 @@ type Published struct {
 	// Services are the enabled senders' slugs, in the order the edge tries
 	// their HELO suffixes.
 	Services []string
-	// NSPF is the TXT record at <name>._nspf.<edge zone>.
-	NSPF string
+	// NSPF are the legacy form's records of netblocks and pinned includes:
+	// the first at <name>._nspf.<edge zone>, the k-th (from 2) at
+	// _<k>.<name>._nspf.<edge zone>, each one 512-octet answer.
+	NSPF []string
+	// RSPF is the record at <name>._rspf.<edge zone>, the current form's
+	// redirect target.
+	RSPF string
+	// HELOStep says RSPF holds the HELO step: an enabled sender may be
+	// recognised by its HELO name and handed over to its own include.
+	HELOStep bool
+	// Lookups is the worst cost of the current form, in DNS-querying
+	// terms (RFC 7208 §4.6.4); LegacyLookups that of the legacy form.
+	Lookups, LegacyLookups int
+
 	DKIM []DKIMRecord
 	// BIMI is the TXT record at default._bimi.<name>; "" while withheld.
 	BIMI string
@@ -72,10 +89,32 @@ func (s *Service) Compile(ctx context.Context, tx pgx.Tx, d Domain) (Published, 
 		p.Services = append(p.Services, sd.Slug)
 	}
 	includes := make([]string, len(pins))
+	pinLookups := 0
 	for i, pin := range pins {
 		includes[i] = pin.Include
+		pinLookups += int(pin.Lookups)
 	}
-	p.NSPF = NSPFRecord(d.Mode, p.Netblocks, includes)
+	heloStep, heloLookups, senderLookups := false, 0, 0
+	for _, sd := range senders {
+		senderLookups = max(senderLookups, int(sd.SpfLookups))
+		if sd.SpfInclude != "" && len(sd.HeloSuffixes) > 0 {
+			heloStep = true
+			heloLookups = max(heloLookups, int(sd.SpfLookups))
+		}
+	}
+	zone := strings.TrimSuffix(s.cfg.EdgeZone, ".")
+	p.NSPF = NSPFRecords(d.Mode, d.Name, zone, p.Netblocks, includes)
+	p.RSPF = RSPFRecord(d.Mode, d.Name, zone, includes, heloStep)
+	p.HELOStep = heloStep && d.Mode != Blocked
+	// The current form: the include and the redirect, the pins, and the
+	// HELO step with the costliest sender it may hand over to. The legacy
+	// form: its two includes, the costliest sender, the pins, and one
+	// include per further _nspf record.
+	p.Lookups = 2 + pinLookups
+	if heloStep {
+		p.Lookups += 1 + heloLookups
+	}
+	p.LegacyLookups = 2 + senderLookups + pinLookups + len(p.NSPF) - 1
 	p.DKIM = []DKIMRecord{}
 	for _, k := range keys {
 		r := DKIMRecord{Selector: k.Selector}
@@ -93,34 +132,102 @@ func (s *Service) Compile(ctx context.Context, tx pgx.Tx, d Domain) (Published, 
 	return p, nil
 }
 
-// NSPFRecord composes the _nspf record: the domain's netblocks and pinned
-// includes, literally, for receivers and vendor set-up checkers that do not
-// expand macros. It always exists for a hosted domain, because an include
-// of a name without an SPF record is a permerror for the whole record.
-func NSPFRecord(mode Mode, netblocks []netip.Prefix, includes []string) string {
+// NSPFRecords composes the legacy form's _nspf records: the domain's
+// netblocks and pinned includes, literally, for receivers and vendor set-up
+// checkers that do not expand macros. They always exist for a hosted
+// domain, because an include of a name without an SPF record is a permerror
+// for the whole record. Each record is one answer of at most
+// spfanswer.MaxResponse octets: when the terms do not fit in one, each
+// record but the last ends in an include of the next, at
+// _<k>.<name>._nspf.<zone>.
+func NSPFRecords(mode Mode, name, zone string, netblocks []netip.Prefix, includes []string) []string {
+	if mode == Blocked {
+		return []string{"v=spf1 -all"}
+	}
+	terms := make([]string, 0, len(netblocks)+len(includes))
+	for _, n := range netblocks {
+		t := "ip4:"
+		if !n.Addr().Is4() {
+			t = "ip6:"
+		}
+		if n.IsSingleIP() {
+			t += n.Addr().String()
+		} else {
+			t += n.String()
+		}
+		terms = append(terms, t)
+	}
+	for _, inc := range includes {
+		terms = append(terms, "include:"+inc)
+	}
+	var records []string
+	for k := 1; ; k++ {
+		owner := NSPFName(name, zone, k)
+		next := "include:" + NSPFName(name, zone, k+1)
+		var b strings.Builder
+		b.WriteString("v=spf1")
+		n := 0
+		for n < len(terms) {
+			last := n == len(terms)-1
+			tail := " -all"
+			if !last {
+				// Room for the chain to the next record, should the
+				// terms after this one not fit.
+				tail = " " + next + " -all"
+			}
+			if spfanswer.ResponseSize(owner, b.String()+" "+terms[n]+tail) > spfanswer.MaxResponse && n > 0 {
+				break
+			}
+			b.WriteString(" " + terms[n])
+			n++
+		}
+		terms = terms[n:]
+		if len(terms) == 0 {
+			b.WriteString(" -all")
+			return append(records, b.String())
+		}
+		b.WriteString(" " + next + " -all")
+		records = append(records, b.String())
+	}
+}
+
+// NSPFName is the name of the k-th _nspf record of name (from 1).
+func NSPFName(name, zone string, k int) string {
+	if k <= 1 {
+		return name + "." + spfanswer.NSPFLabel + "." + zone
+	}
+	return "_" + strconv.Itoa(k) + "." + name + "." + spfanswer.NSPFLabel + "." + zone
+}
+
+// RSPFName is the current form's redirect target for name.
+func RSPFName(name, zone string) string {
+	return name + "." + spfanswer.RSPFLabel + "." + zone
+}
+
+// RSPFRecord composes the record at <name>._rspf.<zone>, where the
+// receiver's evaluation ends when the address was none of the domain's:
+// "v=spf1 -all" for a blocked domain; else the pinned includes, the HELO
+// step (when an enabled sender may be recognised by its HELO, its own
+// include is handed over), and a soft fail.
+func RSPFRecord(mode Mode, name, zone string, includes []string, heloStep bool) string {
 	if mode == Blocked {
 		return "v=spf1 -all"
 	}
 	var b strings.Builder
 	b.WriteString("v=spf1")
-	for _, n := range netblocks {
-		if n.Addr().Is4() {
-			b.WriteString(" ip4:")
-		} else {
-			b.WriteString(" ip6:")
-		}
-		if n.IsSingleIP() {
-			b.WriteString(n.Addr().String())
-		} else {
-			b.WriteString(n.String())
-		}
-	}
 	for _, inc := range includes {
 		b.WriteString(" include:" + inc)
 	}
-	b.WriteString(" -all")
+	if heloStep {
+		b.WriteString(" include:%{i}." + spfanswer.IPLabel + ".%{h}." + spfanswer.EHLOLabel + "." + name + "." + spfanswer.SPFLabel + "." + zone)
+	}
+	b.WriteString(" ~all")
 	return b.String()
 }
+
+// RemovedSPF is the record at a removed domain's _nspf and _rspf names
+// during its grace period: it authorises nothing and is no error.
+const RemovedSPF = "v=spf1 ?all"
 
 // bimiRecord composes the BIMI record, or says why it is withheld: BIMI is
 // only honoured (and only published here) at DMARC enforcement.
@@ -162,10 +269,13 @@ func (s *Service) publish(ctx context.Context, tx pgx.Tx, d Domain) error {
 	if err != nil {
 		return fmt.Errorf("encode DKIM records: %w", err)
 	}
+	if err := p.fits(d.Name, s.cfg.EdgeZone); err != nil {
+		return err
+	}
 	q := domaindb.New(tx)
 	serial, err := q.UpsertEdgeDomain(ctx, domaindb.UpsertEdgeDomainParams{
 		Name: d.Name, Mode: string(d.Mode), Dmarc: p.DMARC, Netblocks: p.Netblocks,
-		Services: p.Services, Nspf: p.NSPF, Dkim: dkim, Bimi: p.BIMI,
+		Services: p.Services, Nspf: strings.Join(p.NSPF, "\n"), Rspf: p.RSPF, Dkim: dkim, Bimi: p.BIMI,
 	})
 	if err != nil {
 		return fmt.Errorf("compile edge row: %w", err)
@@ -174,4 +284,86 @@ func (s *Service) publish(ctx context.Context, tx pgx.Tx, d Domain) error {
 		return fmt.Errorf("notify edge: %w", err)
 	}
 	return nil
+}
+
+// fits refuses what the edge could not answer within spfanswer.MaxResponse
+// octets: the redirect target grows with the pinned includes.
+func (p Published) fits(name, zone string) error {
+	zone = strings.TrimSuffix(zone, ".")
+	if n := spfanswer.ResponseSize(RSPFName(name, zone), p.RSPF); n > spfanswer.MaxResponse {
+		return apperr.Invalid("include", "%s's SPF answer at %s would take %d octets, over the %d that fit in one UDP answer (RFC 7208 §3.4): remove a pinned include or use a shorter one", name, RSPFName(name, zone), n, spfanswer.MaxResponse)
+	}
+	return nil
+}
+
+// DefaultRemovalGrace is how long a removed domain's names stay on the edge
+// by default.
+const DefaultRemovalGrace = 30 * 24 * time.Hour
+
+// EdgeRun is what one MaintainEdge run did.
+type EdgeRun struct {
+	// Compiled rows were served but compiled before the current form
+	// existed; Expired removed domains reached the end of their grace.
+	Compiled, Expired int
+	// Done is false when the run stopped at its deadline with work left.
+	Done bool
+}
+
+// maintainBatch bounds the rows one step of MaintainEdge reads.
+const maintainBatch = 100
+
+// MaintainEdge is system work for a job: it compiles the served rows
+// written before the current SPF form existed (their _rspf record is
+// missing), and tombstones removed domains whose grace period is over, in
+// steps that commit on their own, starting none after deadline (zero: no
+// deadline).
+func (s *Service) MaintainEdge(ctx context.Context, deadline time.Time) (EdgeRun, error) {
+	var run EdgeRun
+	grace := cmp.Or(s.cfg.RemovalGrace, DefaultRemovalGrace)
+	more := func() bool { return deadline.IsZero() || time.Now().Before(deadline) }
+	for more() {
+		ids, err := domaindb.New(s.pool).UncompiledEdgeDomains(ctx, maintainBatch)
+		if err != nil {
+			return run, fmt.Errorf("list uncompiled edge rows: %w", err)
+		}
+		for _, id := range ids {
+			if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return s.Republish(ctx, tx, id) }); err != nil {
+				return run, err
+			}
+			run.Compiled++
+		}
+		if len(ids) < maintainBatch {
+			break
+		}
+	}
+	for more() {
+		names, err := domaindb.New(s.pool).ExpiredRemovedEdgeDomains(ctx, domaindb.ExpiredRemovedEdgeDomainsParams{
+			Before: time.Now().Add(-grace), Max: maintainBatch,
+		})
+		if err != nil {
+			return run, fmt.Errorf("list removed edge rows: %w", err)
+		}
+		for _, name := range names {
+			err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+				q := domaindb.New(tx)
+				serial, err := q.TombstoneRemovedEdgeDomain(ctx, name)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil // hosted again meanwhile
+				}
+				if err != nil {
+					return fmt.Errorf("tombstone removed edge row: %w", err)
+				}
+				run.Expired++
+				return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
+			})
+			if err != nil {
+				return run, err
+			}
+		}
+		if len(names) < maintainBatch {
+			run.Done = true
+			return run, nil
+		}
+	}
+	return run, nil
 }

@@ -47,19 +47,52 @@ WHERE account_id = ANY(@account_ids::uuid[])
 -- name: UpsertEdgeDomain :one
 -- Compile a domain into the edge contract row; the serial orders changes for
 -- edges that follow incrementally.
-INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, dkim, bimi, deleted, updated_at)
-VALUES (@name, nextval('edge_serial_seq'), @mode, @dmarc, @netblocks, @services, @nspf, @dkim, @bimi, false, now())
+INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, rspf, dkim, bimi, deleted, removed_at, updated_at)
+VALUES (@name, nextval('edge_serial_seq'), @mode, @dmarc, @netblocks, @services, @nspf, @rspf, @dkim, @bimi, false, NULL, now())
 ON CONFLICT (name) DO UPDATE SET
     serial = EXCLUDED.serial, mode = EXCLUDED.mode, dmarc = EXCLUDED.dmarc,
     netblocks = EXCLUDED.netblocks, services = EXCLUDED.services, nspf = EXCLUDED.nspf,
-    dkim = EXCLUDED.dkim, bimi = EXCLUDED.bimi, deleted = false, updated_at = now()
+    rspf = EXCLUDED.rspf, dkim = EXCLUDED.dkim, bimi = EXCLUDED.bimi, deleted = false,
+    removed_at = NULL, updated_at = now()
 RETURNING serial;
 
+-- name: RemoveEdgeDomain :one
+-- A removed domain's row for its grace period: its SPF names authorise
+-- nothing (@spf at _nspf and _rspf, "v=spf1 ?all"), without making the
+-- record of a customer who still points at the edge an error; no DMARC,
+-- DKIM or BIMI record, and no report authorisation.
+UPDATE edge_domain SET serial = nextval('edge_serial_seq'), mode = 'removed', removed_at = now(),
+    dmarc = '', netblocks = '{}', services = '{}', nspf = @spf::text, rspf = @spf::text,
+    dkim = '[]', bimi = '', updated_at = now()
+WHERE name = @name AND NOT deleted
+RETURNING serial;
+
+-- name: ExpiredRemovedEdgeDomains :many
+-- Removed domains whose grace period is over.
+SELECT name FROM edge_domain
+WHERE removed_at IS NOT NULL AND NOT deleted AND removed_at <= @before::timestamptz
+ORDER BY name
+LIMIT @max::integer;
+
 -- name: TombstoneEdgeDomain :one
-UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, dmarc = '',
-    netblocks = '{}', services = '{}', nspf = '', dkim = '[]', bimi = '', updated_at = now()
+UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, mode = 'sending', removed_at = NULL,
+    dmarc = '', netblocks = '{}', services = '{}', nspf = '', rspf = '', dkim = '[]', bimi = '', updated_at = now()
 WHERE name = @name
 RETURNING serial;
+
+-- name: TombstoneRemovedEdgeDomain :one
+-- Ends a removed domain's grace period, unless it was hosted again since.
+UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, mode = 'sending', removed_at = NULL,
+    dmarc = '', netblocks = '{}', services = '{}', nspf = '', rspf = '', dkim = '[]', bimi = '', updated_at = now()
+WHERE name = @name AND removed_at IS NOT NULL AND NOT deleted
+RETURNING serial;
+
+-- name: UncompiledEdgeDomains :many
+-- Served rows compiled before the rspf column existed.
+SELECT d.id FROM edge_domain e JOIN domains d ON d.name = e.name AND d.verified_at IS NOT NULL
+WHERE NOT e.deleted AND e.mode <> 'removed' AND e.rspf = ''
+ORDER BY e.name
+LIMIT @max::integer;
 
 -- name: NotifyEdge :exec
 SELECT pg_notify('rampart_edge', sqlc.arg(serial)::text);
@@ -70,7 +103,7 @@ SELECT * FROM domain_netblocks WHERE domain_id = @domain_id ORDER BY cidr;
 -- name: DomainSenders :many
 -- Enabled senders in the order they were enabled, which is the order the
 -- edge tries their HELO suffixes in.
-SELECT s.slug, s.name, s.spf_include, s.spf_lookups, ds.created_at
+SELECT s.slug, s.name, s.spf_include, s.spf_lookups, s.helo_suffixes, ds.created_at
 FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = @domain_id
 ORDER BY ds.created_at, s.slug;

@@ -39,15 +39,6 @@ DELETE FROM spf_pins WHERE domain_id = @domain_id AND include = @include;
 -- name: Pins :many
 SELECT * FROM spf_pins WHERE domain_id = @domain_id AND expires_at > now() ORDER BY created_at, include;
 
--- name: LookupCost :one
--- The DNS-querying terms the worst evaluation of the domain's published SPF
--- record costs beyond its two includes: the costliest enabled sender's
--- include (the per-query answer names at most one) and every pinned include.
-SELECT
-    coalesce((SELECT max(s.spf_lookups) FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
-              WHERE ds.domain_id = @domain_id), 0)::int AS sender_lookups,
-    coalesce((SELECT sum(p.lookups) FROM spf_pins p WHERE p.domain_id = @domain_id AND p.expires_at > now()), 0)::int AS pin_lookups;
-
 -- name: DomainsWithExpiredPins :many
 SELECT DISTINCT d.id, d.name FROM spf_pins p JOIN domains d ON d.id = p.domain_id WHERE p.expires_at <= now();
 

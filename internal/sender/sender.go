@@ -1,19 +1,22 @@
 // Package sender manages who may send mail as a hosted domain, as SPF sees
 // it: the domain's own netblocks, the catalog services it enables, and
-// literal includes pinned into its _nspf record. It also keeps the sender
+// literal includes pinned into its SPF records. It also keeps the sender
 // catalog in the database and on the edge (edge_service rows).
 //
-// The customer publishes one SPF record at the domain's apex:
+// The customer publishes one SPF record at the domain's apex (see package
+// spfanswer for the names):
 //
-//	v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.<edge zone> include:<domain>._nspf.<edge zone> ~all
+//	v=spf1 include:%{i}._ip.<domain>._spf.<edge zone> redirect=<domain>._rspf.<edge zone>
 //
-// The first include is answered per query by dnsedge (ip4:/ip6: of the
-// querying address when it is a netblock or an enabled service's range, the
-// service's own include when only the HELO names it, ~all otherwise). The
-// second carries the netblocks and pinned includes literally. The record's
-// worst evaluation therefore costs 2 DNS-querying terms, plus the costliest
-// enabled service's include chain, plus every pinned include's chain; a
-// change that would take it past RFC 7208's limit of 10 is refused.
+// The include is answered per query by dnsedge: ip4:/ip6: of the querying
+// address when it is a netblock or an enabled service's range, whatever the
+// HELO. The redirect target holds the pinned includes, the HELO step (an
+// include that hands over to an enabled service's own include when only
+// the HELO names it) and ~all, or -all for a blocked domain. Its worst
+// evaluation costs the include and the redirect, every pinned include's
+// chain, and the HELO step with the costliest service's chain; a change
+// that would take it past RFC 7208's limit of 10 is refused (domain.Published
+// counts it, and the legacy form's cost).
 package sender
 
 import (
@@ -26,7 +29,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -38,9 +40,6 @@ import (
 
 // MaxLookups is RFC 7208's limit on DNS-querying terms (§4.6.4).
 const MaxLookups = 10
-
-// apexLookups are the two includes of the customer's apex record.
-const apexLookups = 2
 
 // Netblock is an address range the domain itself sends from.
 type Netblock struct {
@@ -120,7 +119,8 @@ func (m *Manager) AddNetblock(ctx context.Context, name, cidr, label string) (do
 		if _, err := senderdb.New(tx).InsertNetblock(ctx, senderdb.InsertNetblockParams{DomainID: d.ID, Cidr: p, Label: label}); err != nil {
 			return fmt.Errorf("insert netblock: %w", err)
 		}
-		return nil
+		// The legacy form's _nspf records grow with the netblocks.
+		return m.checkLookups(ctx, tx, d)
 	})
 }
 
@@ -156,7 +156,7 @@ func (m *Manager) EnableSender(ctx context.Context, name, slug string) (domain.D
 		if err := q.EnableSender(ctx, senderdb.EnableSenderParams{DomainID: d.ID, Service: svc.Slug}); err != nil {
 			return fmt.Errorf("enable sender: %w", err)
 		}
-		return checkLookups(ctx, q, d)
+		return m.checkLookups(ctx, tx, d)
 	})
 }
 
@@ -205,7 +205,7 @@ func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresA
 		if err := q.UpsertPin(ctx, senderdb.UpsertPinParams{DomainID: d.ID, Include: inc, Lookups: lookups, ExpiresAt: expiresAt}); err != nil {
 			return fmt.Errorf("pin include: %w", err)
 		}
-		return checkLookups(ctx, q, d)
+		return m.checkLookups(ctx, tx, d)
 	})
 }
 
@@ -247,25 +247,35 @@ func ParseInclude(s string) (string, error) {
 }
 
 // Lookups returns the DNS-querying terms the domain's published SPF record
-// costs at worst.
-func Lookups(ctx context.Context, q *senderdb.Queries, domainID uuid.UUID) (int, error) {
-	c, err := q.LookupCost(ctx, domainID)
+// costs at worst, as compiled in tx: the current form's, and the legacy
+// form's while the domain still publishes it (see domain.Published).
+func (m *Manager) lookups(ctx context.Context, tx pgx.Tx, d domain.Domain) (current, legacy int, err error) {
+	p, err := m.domains.Compile(ctx, tx, d)
 	if err != nil {
-		return 0, fmt.Errorf("count SPF lookups: %w", err)
+		return 0, 0, err
 	}
-	return apexLookups + int(c.SenderLookups) + int(c.PinLookups), nil
+	return p.Lookups, p.LegacyLookups, nil
 }
 
-func checkLookups(ctx context.Context, q *senderdb.Queries, d domain.Domain) error {
-	n, err := Lookups(ctx, q, d.ID)
+// checkLookups refuses a change, inside its transaction tx, that would take
+// the domain's record past RFC 7208's limit of 10 DNS-querying terms.
+func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) error {
+	n, legacy, err := m.lookups(ctx, tx, d)
 	if err != nil {
 		return err
 	}
 	if n > MaxLookups {
 		return apperr.Invalid("spf", "this change would make %s's SPF record cost %d DNS lookups at worst; receivers give up after %d (RFC 7208 §4.6.4): disable a sender or remove a pinned include first", d.Name, n, MaxLookups)
 	}
+	if legacyInUse(d) && legacy > MaxLookups {
+		return apperr.Invalid("spf", "this change would make the SPF record %s still publishes (the legacy form, with include:...._nspf) cost %d DNS lookups at worst; receivers give up after %d (RFC 7208 §4.6.4): publish the current record that dnsSetup shows, or disable a sender, remove a pinned include or merge netblocks first", d.Name, legacy, MaxLookups)
+	}
 	return nil
 }
+
+// legacyInUse reports whether d was last seen publishing the legacy SPF
+// form, whose cost then counts too.
+func legacyInUse(domain.Domain) bool { return false }
 
 // view decides reading d's senders: [access.ViewReports] on the domain.
 func (m *Manager) view(ctx context.Context, d domain.Domain) error {
@@ -321,7 +331,16 @@ func (m *Manager) LookupsOf(ctx context.Context, d domain.Domain) (int, error) {
 	if err := m.view(ctx, d); err != nil {
 		return 0, err
 	}
-	return Lookups(ctx, senderdb.New(m.pool), d.ID)
+	var n, legacy int
+	err := pgx.BeginTxFunc(ctx, m.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		n, legacy, err = m.lookups(ctx, tx, d)
+		return err
+	})
+	if legacyInUse(d) {
+		n = max(n, legacy)
+	}
+	return n, err
 }
 
 // Catalog lists every service in the sender catalog.

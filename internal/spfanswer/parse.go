@@ -13,7 +13,10 @@ type Query struct {
 const maxLabels = 128
 
 // Parse parses rest, the part of a name before "._spf.<edge zone>.",
-// lower case, in presentation form and without a trailing dot.
+// lower case, in presentation form and without a trailing dot. Two forms
+// are asked: the current one, <%{i}>._ip.<domain>, and the legacy one,
+// <%{i}>._ip.<%{h}>._ehlo.<domain> (also the current form's HELO step);
+// a name with an "_ehlo" label is of the legacy form.
 //
 // The HELO is chosen by the sender and may hold anything, including "_ip"
 // and "_ehlo" labels, so the name is read from both ends: the domain is
@@ -58,7 +61,10 @@ func Parse(rest string) Query {
 			break
 		}
 	}
-	if ehlo < 0 || ehlo == n-1 {
+	if ehlo < 0 {
+		return parseCurrent(rest, n, &starts, label)
+	}
+	if ehlo == n-1 {
 		return q // no domain
 	}
 	q.Domain = rest[starts[ehlo+1]:]
@@ -82,6 +88,29 @@ func Parse(rest string) Query {
 	}
 	if heloTo := starts[ehlo] - 1; heloFrom < heloTo { //nolint:gosec // G602: ehlo < n <= maxLabels, so starts[ehlo] was set by the loop above
 		q.HELO = rest[heloFrom:heloTo]
+	}
+	return q
+}
+
+// parseCurrent parses a name of the current form, <%{i}>._ip.<domain>,
+// which has no HELO: the domain is everything after the first "_ip" label
+// (a domain name has no underscore labels) and the address the 4 or 32
+// labels before it. A name cut short by RFC 7208 §7.3 has lost part of the
+// address: it keeps its domain and has no address.
+func parseCurrent(rest string, n int, starts *[maxLabels]int, label func(int) string) Query {
+	var q Query
+	for k := range n - 1 {
+		if label(k) != IPLabel {
+			continue
+		}
+		q.Domain = rest[starts[k+1]:]
+		switch k {
+		case 4:
+			q.IP = parseIPv4Labels(rest[:starts[k]-1])
+		case 32:
+			q.IP = parseIPv6Nibbles(rest[:starts[k]-1])
+		}
+		return q
 	}
 	return q
 }

@@ -20,7 +20,12 @@ const maxName = 253
 // octets): then no receiver asks the edge anything, the include target is
 // malformed and the include is a permerror (RFC 7208 §4.3, §5.2).
 func Receive(ip netip.Addr, helo, domain, zone string) (name string, truncated, ok bool) {
-	raw := MacroIP(ip) + "." + IPLabel + "." + helo + "." + EHLOLabel + "." + domain + "." + SPFLabel + "." + zone
+	return expand(MacroIP(ip) + "." + IPLabel + "." + helo + "." + EHLOLabel + "." + domain + "." + SPFLabel + "." + zone)
+}
+
+// expand is the receiver's side of an expanded include target raw: cut to
+// 253 octets from the left, then checked.
+func expand(raw string) (name string, truncated, ok bool) {
 	raw = strings.TrimSuffix(raw, ".")
 	for len(raw) > maxName {
 		i := strings.IndexByte(raw, '.')
@@ -33,6 +38,14 @@ func Receive(ip netip.Addr, helo, domain, zone string) (name string, truncated, 
 		return "", truncated, false
 	}
 	return presentation(raw), truncated, true
+}
+
+// ReceiveCurrent expands the current form's first include,
+// %{i}._ip.<domain>._spf.<zone>, for a check of mail from ip, as Receive
+// does. It has no HELO, so it is a valid name for every address whenever
+// domain and zone are; ok is false otherwise.
+func ReceiveCurrent(ip netip.Addr, domain, zone string) (name string, truncated, ok bool) {
+	return expand(MacroIP(ip) + "." + IPLabel + "." + domain + "." + SPFLabel + "." + zone)
 }
 
 // Rest is what the edge parses of name, a name Receive returned: lower

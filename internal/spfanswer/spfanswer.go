@@ -1,8 +1,8 @@
 // Package spfanswer decides the per-query SPF answer of the DNS edge: the
-// TXT record at %{i}._ip.%{h}._ehlo.%{d}._spf.<edge zone>. The edge serves
-// it and explainSpf predicts it, and both call Decide, so that they cannot
-// disagree. Receive models the receiver's side: which name, if any, a
-// receiver asks for one (address, HELO, domain).
+// TXT record at a name under _spf.<edge zone>. The edge serves it and
+// explainSpf predicts it, and both call Decide, so that they cannot
+// disagree. Receive and ReceiveCurrent model the receiver's side: which
+// name, if any, a receiver asks for one (address, HELO, domain).
 //
 // The package is pure and small: the edge imports it without linking any
 // API code.
@@ -13,18 +13,35 @@ import (
 	"strings"
 )
 
-// Labels of the per-query SPF names. The customer publishes
+// Labels of the SPF names. The customer publishes, for example.com,
 //
-//	v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.<edge zone> ~all
+//	v=spf1 include:%{i}._ip.example.com._spf.<edge zone> redirect=example.com._rspf.<edge zone>
 //
-// so a receiver checking mail from 192.0.2.10 (HELO mta1.mailer.example) for
-// example.com asks for TXT at
+// so a receiver checking mail from 192.0.2.10 asks for TXT at
 //
-//	192.0.2.10._ip.mta1.mailer.example._ehlo.example.com._spf.<edge zone>
+//	192.0.2.10._ip.example.com._spf.<edge zone>
+//
+// which authorises the address when it is the domain's, whatever the HELO.
+// Only when it does not match does the receiver follow the redirect, whose
+// record the edge composes from the domain's state: "v=spf1 -all" for a
+// blocked domain, or the pinned includes, the HELO step
+// include:%{i}._ip.%{h}._ehlo.example.com._spf.<edge zone> (asked as
+// 192.0.2.10._ip.mta1.mailer.example._ehlo.example.com._spf.<edge zone>)
+// and "~all". The legacy form, which published
+//
+//	v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.<edge zone> include:example.com._nspf.<edge zone> ~all
+//
+// is still answered.
 const (
 	SPFLabel  = "_spf"
 	IPLabel   = "_ip"
 	EHLOLabel = "_ehlo"
+	// NSPFLabel starts <domain>._nspf.<edge zone>: the legacy form's
+	// netblocks and pinned includes, literally.
+	NSPFLabel = "_nspf"
+	// RSPFLabel starts <domain>._rspf.<edge zone>: the current form's
+	// redirect target, where the edge decides the final result.
+	RSPFLabel = "_rspf"
 )
 
 // Kind is the kind of answer.

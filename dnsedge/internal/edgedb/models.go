@@ -21,6 +21,8 @@ type EdgeDomain struct {
 	Nspf      string
 	Dkim      []byte
 	Bimi      string
+	Rspf      string
+	RemovedAt *time.Time
 }
 
 type EdgeService struct {

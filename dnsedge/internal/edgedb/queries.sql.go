@@ -10,7 +10,7 @@ import (
 )
 
 const changedSince = `-- name: ChangedSince :many
-SELECT edge_domain.name, edge_domain.serial, edge_domain.mode, edge_domain.dmarc, edge_domain.deleted, edge_domain.updated_at, edge_domain.netblocks, edge_domain.services, edge_domain.nspf, edge_domain.dkim, edge_domain.bimi
+SELECT edge_domain.name, edge_domain.serial, edge_domain.mode, edge_domain.dmarc, edge_domain.deleted, edge_domain.updated_at, edge_domain.netblocks, edge_domain.services, edge_domain.nspf, edge_domain.dkim, edge_domain.bimi, edge_domain.rspf, edge_domain.removed_at
 FROM edge_domain
 WHERE serial > $1::bigint OR serial = ANY($2::bigint[])
 ORDER BY serial
@@ -48,6 +48,8 @@ func (q *Queries) ChangedSince(ctx context.Context, arg ChangedSinceParams) ([]C
 			&i.EdgeDomain.Nspf,
 			&i.EdgeDomain.Dkim,
 			&i.EdgeDomain.Bimi,
+			&i.EdgeDomain.Rspf,
+			&i.EdgeDomain.RemovedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -60,7 +62,7 @@ func (q *Queries) ChangedSince(ctx context.Context, arg ChangedSinceParams) ([]C
 }
 
 const liveDomainsPage = `-- name: LiveDomainsPage :many
-SELECT edge_domain.name, edge_domain.serial, edge_domain.mode, edge_domain.dmarc, edge_domain.deleted, edge_domain.updated_at, edge_domain.netblocks, edge_domain.services, edge_domain.nspf, edge_domain.dkim, edge_domain.bimi
+SELECT edge_domain.name, edge_domain.serial, edge_domain.mode, edge_domain.dmarc, edge_domain.deleted, edge_domain.updated_at, edge_domain.netblocks, edge_domain.services, edge_domain.nspf, edge_domain.dkim, edge_domain.bimi, edge_domain.rspf, edge_domain.removed_at
 FROM edge_domain
 WHERE NOT deleted AND name > $1::text
 ORDER BY name
@@ -102,6 +104,8 @@ func (q *Queries) LiveDomainsPage(ctx context.Context, arg LiveDomainsPageParams
 			&i.EdgeDomain.Nspf,
 			&i.EdgeDomain.Dkim,
 			&i.EdgeDomain.Bimi,
+			&i.EdgeDomain.Rspf,
+			&i.EdgeDomain.RemovedAt,
 		); err != nil {
 			return nil, err
 		}

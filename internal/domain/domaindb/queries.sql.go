@@ -378,18 +378,19 @@ func (q *Queries) DomainPins(ctx context.Context, domainID uuid.UUID) ([]SpfPin,
 }
 
 const domainSenders = `-- name: DomainSenders :many
-SELECT s.slug, s.name, s.spf_include, s.spf_lookups, ds.created_at
+SELECT s.slug, s.name, s.spf_include, s.spf_lookups, s.helo_suffixes, ds.created_at
 FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = $1
 ORDER BY ds.created_at, s.slug
 `
 
 type DomainSendersRow struct {
-	Slug       string
-	Name       string
-	SpfInclude string
-	SpfLookups int32
-	CreatedAt  time.Time
+	Slug         string
+	Name         string
+	SpfInclude   string
+	SpfLookups   int32
+	HeloSuffixes []string
+	CreatedAt    time.Time
 }
 
 // Enabled senders in the order they were enabled, which is the order the
@@ -408,6 +409,7 @@ func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]Doma
 			&i.Name,
 			&i.SpfInclude,
 			&i.SpfLookups,
+			&i.HeloSuffixes,
 			&i.CreatedAt,
 		); err != nil {
 			return nil, err
@@ -472,6 +474,39 @@ func (q *Queries) DueClaims(ctx context.Context, lim int32) ([]Domain, error) {
 			return nil, err
 		}
 		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const expiredRemovedEdgeDomains = `-- name: ExpiredRemovedEdgeDomains :many
+SELECT name FROM edge_domain
+WHERE removed_at IS NOT NULL AND NOT deleted AND removed_at <= $1::timestamptz
+ORDER BY name
+LIMIT $2::integer
+`
+
+type ExpiredRemovedEdgeDomainsParams struct {
+	Before time.Time
+	Max    int32
+}
+
+// Removed domains whose grace period is over.
+func (q *Queries) ExpiredRemovedEdgeDomains(ctx context.Context, arg ExpiredRemovedEdgeDomainsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, expiredRemovedEdgeDomains, arg.Before, arg.Max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		items = append(items, name)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -745,6 +780,30 @@ func (q *Queries) RecordCheck(ctx context.Context, arg RecordCheckParams) (Domai
 	return i, err
 }
 
+const removeEdgeDomain = `-- name: RemoveEdgeDomain :one
+UPDATE edge_domain SET serial = nextval('edge_serial_seq'), mode = 'removed', removed_at = now(),
+    dmarc = '', netblocks = '{}', services = '{}', nspf = $1::text, rspf = $1::text,
+    dkim = '[]', bimi = '', updated_at = now()
+WHERE name = $2 AND NOT deleted
+RETURNING serial
+`
+
+type RemoveEdgeDomainParams struct {
+	Spf  string
+	Name string
+}
+
+// A removed domain's row for its grace period: its SPF names authorise
+// nothing (@spf at _nspf and _rspf, "v=spf1 ?all"), without making the
+// record of a customer who still points at the edge an error; no DMARC,
+// DKIM or BIMI record, and no report authorisation.
+func (q *Queries) RemoveEdgeDomain(ctx context.Context, arg RemoveEdgeDomainParams) (int64, error) {
+	row := q.db.QueryRow(ctx, removeEdgeDomain, arg.Spf, arg.Name)
+	var serial int64
+	err := row.Scan(&serial)
+	return serial, err
+}
+
 const setBIMI = `-- name: SetBIMI :one
 UPDATE domains SET bimi_logo_url = $1, bimi_evidence_url = $2, updated_at = now()
 WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
@@ -836,8 +895,8 @@ func (q *Queries) SetDomainMode(ctx context.Context, arg SetDomainModeParams) (D
 }
 
 const tombstoneEdgeDomain = `-- name: TombstoneEdgeDomain :one
-UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, dmarc = '',
-    netblocks = '{}', services = '{}', nspf = '', dkim = '[]', bimi = '', updated_at = now()
+UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, mode = 'sending', removed_at = NULL,
+    dmarc = '', netblocks = '{}', services = '{}', nspf = '', rspf = '', dkim = '[]', bimi = '', updated_at = now()
 WHERE name = $1
 RETURNING serial
 `
@@ -847,6 +906,49 @@ func (q *Queries) TombstoneEdgeDomain(ctx context.Context, name string) (int64, 
 	var serial int64
 	err := row.Scan(&serial)
 	return serial, err
+}
+
+const tombstoneRemovedEdgeDomain = `-- name: TombstoneRemovedEdgeDomain :one
+UPDATE edge_domain SET serial = nextval('edge_serial_seq'), deleted = true, mode = 'sending', removed_at = NULL,
+    dmarc = '', netblocks = '{}', services = '{}', nspf = '', rspf = '', dkim = '[]', bimi = '', updated_at = now()
+WHERE name = $1 AND removed_at IS NOT NULL AND NOT deleted
+RETURNING serial
+`
+
+// Ends a removed domain's grace period, unless it was hosted again since.
+func (q *Queries) TombstoneRemovedEdgeDomain(ctx context.Context, name string) (int64, error) {
+	row := q.db.QueryRow(ctx, tombstoneRemovedEdgeDomain, name)
+	var serial int64
+	err := row.Scan(&serial)
+	return serial, err
+}
+
+const uncompiledEdgeDomains = `-- name: UncompiledEdgeDomains :many
+SELECT d.id FROM edge_domain e JOIN domains d ON d.name = e.name AND d.verified_at IS NOT NULL
+WHERE NOT e.deleted AND e.mode <> 'removed' AND e.rspf = ''
+ORDER BY e.name
+LIMIT $1::integer
+`
+
+// Served rows compiled before the rspf column existed.
+func (q *Queries) UncompiledEdgeDomains(ctx context.Context, max int32) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, uncompiledEdgeDomains, max)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const updateDmarcPolicy = `-- name: UpdateDmarcPolicy :one
@@ -920,12 +1022,13 @@ func (q *Queries) UpdateDmarcPolicy(ctx context.Context, arg UpdateDmarcPolicyPa
 }
 
 const upsertEdgeDomain = `-- name: UpsertEdgeDomain :one
-INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, dkim, bimi, deleted, updated_at)
-VALUES ($1, nextval('edge_serial_seq'), $2, $3, $4, $5, $6, $7, $8, false, now())
+INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, rspf, dkim, bimi, deleted, removed_at, updated_at)
+VALUES ($1, nextval('edge_serial_seq'), $2, $3, $4, $5, $6, $7, $8, $9, false, NULL, now())
 ON CONFLICT (name) DO UPDATE SET
     serial = EXCLUDED.serial, mode = EXCLUDED.mode, dmarc = EXCLUDED.dmarc,
     netblocks = EXCLUDED.netblocks, services = EXCLUDED.services, nspf = EXCLUDED.nspf,
-    dkim = EXCLUDED.dkim, bimi = EXCLUDED.bimi, deleted = false, updated_at = now()
+    rspf = EXCLUDED.rspf, dkim = EXCLUDED.dkim, bimi = EXCLUDED.bimi, deleted = false,
+    removed_at = NULL, updated_at = now()
 RETURNING serial
 `
 
@@ -936,6 +1039,7 @@ type UpsertEdgeDomainParams struct {
 	Netblocks []netip.Prefix
 	Services  []string
 	Nspf      string
+	Rspf      string
 	Dkim      []byte
 	Bimi      string
 }
@@ -950,6 +1054,7 @@ func (q *Queries) UpsertEdgeDomain(ctx context.Context, arg UpsertEdgeDomainPara
 		arg.Netblocks,
 		arg.Services,
 		arg.Nspf,
+		arg.Rspf,
 		arg.Dkim,
 		arg.Bimi,
 	)

@@ -185,28 +185,6 @@ func (q *Queries) InsertNetblock(ctx context.Context, arg InsertNetblockParams) 
 	return i, err
 }
 
-const lookupCost = `-- name: LookupCost :one
-SELECT
-    coalesce((SELECT max(s.spf_lookups) FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
-              WHERE ds.domain_id = $1), 0)::int AS sender_lookups,
-    coalesce((SELECT sum(p.lookups) FROM spf_pins p WHERE p.domain_id = $1 AND p.expires_at > now()), 0)::int AS pin_lookups
-`
-
-type LookupCostRow struct {
-	SenderLookups int32
-	PinLookups    int32
-}
-
-// The DNS-querying terms the worst evaluation of the domain's published SPF
-// record costs beyond its two includes: the costliest enabled sender's
-// include (the per-query answer names at most one) and every pinned include.
-func (q *Queries) LookupCost(ctx context.Context, domainID uuid.UUID) (LookupCostRow, error) {
-	row := q.db.QueryRow(ctx, lookupCost, domainID)
-	var i LookupCostRow
-	err := row.Scan(&i.SenderLookups, &i.PinLookups)
-	return i, err
-}
-
 const netblocks = `-- name: Netblocks :many
 SELECT id, domain_id, cidr, label, created_at FROM domain_netblocks WHERE domain_id = $1 ORDER BY cidr
 `
