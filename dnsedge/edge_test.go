@@ -208,7 +208,7 @@ func TestCorruptSnapshot(t *testing.T) {
 		{"truncated header", func(b []byte) []byte { return b[:20] }, "truncated"},
 		{"wrong version", func(b []byte) []byte { b[len(snapshotMagic)+3] = 99; return b }, "unsupported format version 99"},
 		// A file written before services and hosted records existed.
-		{"version 1", func(b []byte) []byte { b[len(snapshotMagic)+3] = 1; return b }, "unsupported format version 1 (want 2)"},
+		{"version 1", func(b []byte) []byte { b[len(snapshotMagic)+3] = 1; return b }, fmt.Sprintf("unsupported format version 1 (want %d)", snapshotVersion)},
 		{"not a snapshot", func(b []byte) []byte { return []byte(strings.Repeat("garbage ", 20)) }, "bad magic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

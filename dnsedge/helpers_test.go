@@ -311,6 +311,7 @@ type hosted struct {
 	netblocks         []string
 	services          []string
 	nspf, dkim, bimi  string
+	rspf              string
 }
 
 // putHosted writes a domain with all its columns the way the API does and
@@ -333,14 +334,16 @@ func (db *testDB) putHosted(t *testing.T, h hosted) int64 {
 	var serial int64
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `
-			INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, dkim, bimi)
-			VALUES ($1, nextval('edge_serial_seq'), $2, $3, $4::text[]::cidr[], $5, $6, $7::jsonb, $8)
+			INSERT INTO edge_domain (name, serial, mode, dmarc, netblocks, services, nspf, dkim, bimi, rspf, removed_at)
+			VALUES ($1, nextval('edge_serial_seq'), $2, $3, $4::text[]::cidr[], $5, $6, $7::jsonb, $8, $9,
+			        CASE WHEN $2 = 'removed' THEN now() END)
 			ON CONFLICT (name) DO UPDATE
 			SET serial = excluded.serial, mode = excluded.mode, dmarc = excluded.dmarc,
 			    netblocks = excluded.netblocks, services = excluded.services, nspf = excluded.nspf,
-			    dkim = excluded.dkim, bimi = excluded.bimi, deleted = false, updated_at = now()
+			    dkim = excluded.dkim, bimi = excluded.bimi, rspf = excluded.rspf, removed_at = excluded.removed_at,
+			    deleted = false, updated_at = now()
 			RETURNING serial`,
-			h.name, h.mode, h.dmarc, h.netblocks, h.services, h.nspf, h.dkim, h.bimi).Scan(&serial); err != nil {
+			h.name, h.mode, h.dmarc, h.netblocks, h.services, h.nspf, h.dkim, h.bimi, h.rspf).Scan(&serial); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, "SELECT pg_notify('rampart_edge', $1::bigint::text)", serial)

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +71,7 @@ func writeHostedFixture(t *testing.T, db *testDB) hostedFixture {
 		netblocks: []string{"10.1.0.0/16", "2001:db8:1::/48"},
 		services:  []string{"mailer", "gone", "vendor"},
 		nspf:      sampleNSPF,
+		rspf:      sampleRSPF,
 		dkim: fmt.Sprintf(`[{"selector": "s1", "txt": %q}, {"selector": "s2", "cname": "s2.dkim.vendor.example."},
 			{"selector": "a.b", "txt": "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="}]`, rsa4096Key),
 		bimi: sampleBIMI,
@@ -82,8 +84,19 @@ func writeHostedFixture(t *testing.T, db *testDB) hostedFixture {
 	})
 	f.sWithheld = db.putHosted(t, hosted{name: "withheld.example", dmarc: "v=DMARC1; p=quarantine", services: []string{"vendor"}})
 	db.putHosted(t, hosted{name: "x.y.nested.example", dmarc: "v=DMARC1; p=none", nspf: "v=spf1 -all"})
+	db.putHosted(t, hosted{name: "split.example", dmarc: "v=DMARC1; p=none", nspf: splitNSPF[0] + "\n" + splitNSPF[1], rspf: "v=spf1 ~all"})
+	db.putHosted(t, hosted{name: "left.example", mode: "removed", nspf: "v=spf1 ?all", rspf: "v=spf1 ?all"})
 	f.sLast = db.remove(t, "gone.example")
 	return f
+}
+
+// sampleRSPF is a redirect target with a pinned include and the HELO step.
+const sampleRSPF = "v=spf1 include:_spf.pin.example include:%{i}._ip.%{h}._ehlo.example.com._spf.edge.rampart.test ~all"
+
+// splitNSPF are the two _nspf records of split.example.
+var splitNSPF = [2]string{
+	"v=spf1 ip4:192.0.2.0/24 include:_2.split.example._nspf.edge.rampart.test -all",
+	"v=spf1 ip4:198.51.100.0/24 -all",
 }
 
 func TestHostedAnswers(t *testing.T) {
@@ -165,15 +178,15 @@ func TestHostedAnswers(t *testing.T) {
 		"SPF: 0x20 case":                  spf("10.1.2.3._IP.Mx.Example.COM._EHLO.ExAmple.com._SPF.edge.RAMPART.test.", "v=spf1 ip4:10.1.2.3 -all"),
 		"SPF: upper-case nibbles": spf(strings.ToUpper(spfName("2001:db8:1::abcd", "mx", "example.com")),
 			"v=spf1 ip6:2001:db8:1::abcd -all"),
-		"SPF: HELO 0x20":           spf(spfName("203.0.113.9", "MTA1.Mailer.EXAMPLE", "example.com"), mailer),
-		"SPF: leading zero":        spf("010.1.2.3._ip.mx._ehlo.example.com._spf.edge.rampart.test.", neutral),
-		"SPF: octet over 255":      spf("10.1.2.256._ip.mx._ehlo.example.com._spf.edge.rampart.test.", neutral),
-		"SPF: five octets":         spf("1.10.1.2.3._ip.mx._ehlo.example.com._spf.edge.rampart.test.", neutral),
-		"SPF: no _ip label":        spf("mta1.mailer.example._ehlo.example.com._spf.edge.rampart.test.", mailer),
-		"SPF: no HELO":             spf("10.1.2.3._ip._ehlo.example.com._spf.edge.rampart.test.", "v=spf1 ip4:10.1.2.3 -all"),
-		"SPF: no _ehlo label":      spf("10.1.2.3._ip.example.com._spf.edge.rampart.test.", neutral),
-		"SPF: nothing after _ehlo": spf("10.1.2.3._ip.mx._ehlo._spf.edge.rampart.test.", neutral),
-		"SPF: one label":           spf("x._spf.edge.rampart.test.", neutral),
+		"SPF: HELO 0x20":             spf(spfName("203.0.113.9", "MTA1.Mailer.EXAMPLE", "example.com"), mailer),
+		"SPF: leading zero":          spf("010.1.2.3._ip.mx._ehlo.example.com._spf.edge.rampart.test.", neutral),
+		"SPF: octet over 255":        spf("10.1.2.256._ip.mx._ehlo.example.com._spf.edge.rampart.test.", neutral),
+		"SPF: five octets":           spf("1.10.1.2.3._ip.mx._ehlo.example.com._spf.edge.rampart.test.", neutral),
+		"SPF: no _ip label":          spf("mta1.mailer.example._ehlo.example.com._spf.edge.rampart.test.", mailer),
+		"SPF: no HELO":               spf("10.1.2.3._ip._ehlo.example.com._spf.edge.rampart.test.", "v=spf1 ip4:10.1.2.3 -all"),
+		"SPF: no _ehlo or _ip label": spf("10.1.2.3.example.com._spf.edge.rampart.test.", neutral),
+		"SPF: nothing after _ehlo":   spf("10.1.2.3._ip.mx._ehlo._spf.edge.rampart.test.", neutral),
+		"SPF: one label":             spf("x._spf.edge.rampart.test.", neutral),
 		"SPF: ANY gives the TXT": {
 			qname: spfName("10.1.2.3", "mx", "example.com"), qtype: dns.TypeANY,
 			answer: []string{txtTTL(spfName("10.1.2.3", "mx", "example.com"), 60, "v=spf1 ip4:10.1.2.3 -all")},
@@ -185,18 +198,75 @@ func TestHostedAnswers(t *testing.T) {
 			qname: "_spf.edge.rampart.test.", qtype: dns.TypeTXT, ns: []string{negEdge},
 		},
 
-		// _nspf.
+		// The current form's first include: the address alone, whatever
+		// the HELO.
+		"SPF current: netblock":       spf("10.1.2.3._ip.example.com._spf.edge.rampart.test.", "v=spf1 ip4:10.1.2.3 -all"),
+		"SPF current: sender's range": spf(nibbles(netip.MustParseAddr("2001:db8:100::9"))+"._ip.example.com._spf.edge.rampart.test.", "v=spf1 ip6:2001:db8:100::9 -all"),
+		"SPF current: no match":       spf("10.2.2.3._ip.example.com._spf.edge.rampart.test.", neutral),
+		"SPF current: blocked":        spf("10.1.2.3._ip.blocked.example._spf.edge.rampart.test.", fail),
+		"SPF current: removed":        spf("10.1.2.3._ip.left.example._spf.edge.rampart.test.", neutral),
+		"SPF current: cut short":      spf("2.3._ip.example.com._spf.edge.rampart.test.", neutral),
+
+		// _rspf: the redirect target, with the SPF answers' TTL.
+		"rspf: record": {
+			qname: "example.com._rspf.edge.rampart.test.", qtype: dns.TypeTXT,
+			answer: []string{txtTTL("example.com._rspf.edge.rampart.test.", 60, sampleRSPF)},
+		},
+		"rspf: blocked fails whatever the row says": {
+			qname: "blocked.example._rspf.edge.rampart.test.", qtype: dns.TypeTXT,
+			answer: []string{txtTTL("blocked.example._rspf.edge.rampart.test.", 60, fail)},
+		},
+		"rspf: removed is neutral": {
+			qname: "left.example._rspf.edge.rampart.test.", qtype: dns.TypeTXT,
+			answer: []string{txtTTL("left.example._rspf.edge.rampart.test.", 60, "v=spf1 ?all")},
+		},
+		"rspf: a row compiled before the column": {
+			qname: "withheld.example._rspf.edge.rampart.test.", qtype: dns.TypeTXT,
+			answer: []string{txtTTL("withheld.example._rspf.edge.rampart.test.", 60, neutral)},
+		},
+		"rspf: NODATA at an empty non-terminal": {
+			qname: "nested.example._rspf.edge.rampart.test.", qtype: dns.TypeTXT, ns: []string{negEdge},
+		},
+		"rspf: NODATA at _rspf.<edge zone>": {
+			qname: "_rspf.edge.rampart.test.", qtype: dns.TypeTXT, ns: []string{negEdge},
+		},
+		"rspf: NXDOMAIN for an unknown domain": {
+			qname: "unknown.example._rspf.edge.rampart.test.", qtype: dns.TypeTXT, rcode: dns.RcodeNameError, ns: []string{negEdge},
+		},
+
+		// _nspf, with the SPF answers' TTL.
 		"nspf: record": {
 			qname: "example.com._nspf.edge.rampart.test.", qtype: dns.TypeTXT,
-			answer: []string{txtRR("example.com._nspf.edge.rampart.test.", sampleNSPF)},
+			answer: []string{txtTTL("example.com._nspf.edge.rampart.test.", 60, sampleNSPF)},
 		},
 		"nspf: blocked": {
 			qname: "blocked.example._nspf.edge.rampart.test.", qtype: dns.TypeTXT,
-			answer: []string{txtRR("blocked.example._nspf.edge.rampart.test.", fail)},
+			answer: []string{txtTTL("blocked.example._nspf.edge.rampart.test.", 60, fail)},
 		},
 		"nspf: below empty non-terminals": {
 			qname: "x.y.nested.example._nspf.edge.rampart.test.", qtype: dns.TypeTXT,
-			answer: []string{txtRR("x.y.nested.example._nspf.edge.rampart.test.", fail)},
+			answer: []string{txtTTL("x.y.nested.example._nspf.edge.rampart.test.", 60, fail)},
+		},
+		"nspf: removed is neutral": {
+			qname: "left.example._nspf.edge.rampart.test.", qtype: dns.TypeTXT,
+			answer: []string{txtTTL("left.example._nspf.edge.rampart.test.", 60, "v=spf1 ?all")},
+		},
+		"nspf: first of two records": {
+			qname: "split.example._nspf.edge.rampart.test.", qtype: dns.TypeTXT,
+			answer: []string{txtTTL("split.example._nspf.edge.rampart.test.", 60, splitNSPF[0])},
+		},
+		"nspf: second of two records": {
+			qname: "_2.split.example._nspf.edge.rampart.test.", qtype: dns.TypeTXT,
+			answer: []string{txtTTL("_2.split.example._nspf.edge.rampart.test.", 60, splitNSPF[1])},
+		},
+		"nspf: NXDOMAIN past the last record": {
+			qname: "_3.split.example._nspf.edge.rampart.test.", qtype: dns.TypeTXT, rcode: dns.RcodeNameError, ns: []string{negEdge},
+		},
+		"nspf: NXDOMAIN for a record number with a leading zero": {
+			qname: "_02.split.example._nspf.edge.rampart.test.", qtype: dns.TypeTXT, rcode: dns.RcodeNameError, ns: []string{negEdge},
+		},
+		"nspf: NXDOMAIN for a second record of a one-record domain": {
+			qname: "_2.example.com._nspf.edge.rampart.test.", qtype: dns.TypeTXT, rcode: dns.RcodeNameError, ns: []string{negEdge},
 		},
 		"nspf: NODATA at an empty non-terminal": {
 			qname: "nested.example._nspf.edge.rampart.test.", qtype: dns.TypeTXT, ns: []string{negEdge},
@@ -319,6 +389,9 @@ func TestHostedAnswers(t *testing.T) {
 		"report: NXDOMAIN for an unknown domain": {
 			qname: "unknown.example._report._dmarc.reports.rampart.test.", qtype: dns.TypeTXT, rcode: dns.RcodeNameError,
 			ns: []string{negReports},
+		},
+		"report: NODATA for a removed domain": {
+			qname: "left.example._report._dmarc.reports.rampart.test.", qtype: dns.TypeTXT, ns: []string{negReports},
 		},
 		"report: NXDOMAIN for a tombstoned domain": {
 			qname: "gone.example._report._dmarc.reports.rampart.test.", qtype: dns.TypeTXT, rcode: dns.RcodeNameError,

@@ -168,6 +168,7 @@ func testPayload(serial int64, nServices uint64, services []serviceRow, nDomains
 		pfx(r.netblocks)
 		list(r.services)
 		str(r.nspf)
+		str(r.rspf)
 		str(r.dkim)
 		str(r.bimi)
 	}

@@ -41,9 +41,18 @@ func TestParseSPFName(t *testing.T) {
 		{"1.2.3.4.5._ip.mx._ehlo.example.com", "", "mx", "example.com"},
 		{strings.Replace(v6, "1", "g", 1) + "._ip.mx._ehlo.example.com", "", "mx", "example.com"},
 		{strings.Replace(v6, ".", "", 1) + ".0._ip.mx._ehlo.example.com", "", "mx", "example.com"},
+		// The current form: no HELO, the domain after the first _ip.
+		{"192.0.2.10._ip.mx.example.com", "192.0.2.10", "", "mx.example.com"},
+		{"192.0.2.10._ip.example.com", "192.0.2.10", "", "example.com"},
+		{v6 + "._ip.example.com", "2001:db8::1", "", "example.com"},
+		{"2.10._ip.example.com", "", "", "example.com"},      // cut short
+		{v6[2:] + "._ip.example.com", "", "", "example.com"}, // cut short
+		{"_ip.example.com", "", "", "example.com"},
+		{"1.2.3.256._ip.example.com", "", "", "example.com"},
 		// No domain.
 		{"192.0.2.10._ip.mx._ehlo", "", "", ""},
-		{"192.0.2.10._ip.mx.example.com", "", "", ""},
+		{"192.0.2.10._ip", "", "", ""},
+		{"192.0.2.10.example.com", "", "", ""},
 		{"", "", "", ""},
 		{"_ehlo", "", "", ""},
 	} {

@@ -106,9 +106,19 @@ func TestMutationToDNSAnswer(t *testing.T) {
 	r.NoErrors(t)
 	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=reject; rua="+own)
 
-	// Removing the domain takes it off the edge: its zone is gone, so REFUSED.
+	// Removing the domain withdraws its records: during the grace period
+	// its zones answer with no record (no policy, no key) rather than an
+	// error, and the SPF names authorise nothing; then the job takes it off
+	// the edge, and its zone is gone: REFUSED.
 	r = env.Do(t, o.Token, `mutation { removeDomain(name: "xn--bcher-acme-9db.com") { name } }`, nil)
 	r.NoErrors(t)
+	waitTXT(t, addr, "xn--bcher-acme-9db.com._rspf."+apitest.EdgeZone, dns.RcodeSuccess, "v=spf1 ?all")
+	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "")
+	_, err := env.Pool.Exec(context.Background(), `UPDATE edge_domain SET removed_at = now() - interval '31 days' WHERE name = 'xn--bcher-acme-9db.com'`)
+	require.NoError(t, err)
+	run, err := env.Services(t).Domains.MaintainEdge(context.Background(), time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, 1, run.Expired)
 	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeRefused, "")
 }
 

@@ -68,33 +68,46 @@ func TestSendersAndExplain(t *testing.T) {
 	require.JSONEq(t, `{"domain": {
 		"netblocks": [{"cidr": "192.0.2.0/24", "label": "office"}, {"cidr": "203.0.113.9/32", "label": ""}, {"cidr": "2001:db8:10::/48", "label": "v6 office"}],
 		"senders": [{"slug": "google-workspace"}, {"slug": "sendgrid"}],
-		"spfLookups": 6,
+		"spfLookups": 7,
 		"dnsSetup": {"spf": {"value": "v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.edge.rampart.test include:senders-example.com._nspf.edge.rampart.test ~all"}}}}`, string(r.Data))
 
 	explain := func(ip, helo string) map[string]any {
 		t.Helper()
 		r := env.Do(t, o.Token, `query($ip: String!, $helo: String) { explainSpf(domain: `+d+`, ip: $ip, helo: $helo) {
-			query truncated record kind reason netblock { cidr } service { slug } } }`, map[string]any{"ip": ip, "helo": helo})
+			result steps { query kind record } query truncated record kind reason netblock { cidr } service { slug } } }`, map[string]any{"ip": ip, "helo": helo})
 		r.NoErrors(t)
 		var out struct{ ExplainSpf map[string]any }
 		r.Decode(t, &out)
 		return out.ExplainSpf
 	}
+	steps := func(e map[string]any) int { return len(e["steps"].([]any)) }
+	// The domain's addresses pass at the first include, whatever the HELO.
 	e := explain("192.0.2.10", "mta1.mailer.example")
-	require.Equal(t, "192.0.2.10._ip.mta1.mailer.example._ehlo.senders-example.com._spf.edge.rampart.test", e["query"])
+	require.Equal(t, "PASS", e["result"])
+	require.Equal(t, "192.0.2.10._ip.senders-example.com._spf.edge.rampart.test", e["query"])
 	require.Equal(t, "v=spf1 ip4:192.0.2.10 -all", e["record"])
 	require.Equal(t, "IP", e["kind"])
+	require.Equal(t, 1, steps(e))
 	require.Equal(t, map[string]any{"cidr": "192.0.2.0/24"}, e["netblock"])
 	e = explain("2001:db8:10::25", "mx.example")
 	require.Equal(t, "v=spf1 ip6:2001:db8:10::25 -all", e["record"])
-	require.True(t, strings.HasPrefix(e["query"].(string), "2.0.0.1.0.d.b.8.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.5._ip.mx.example._ehlo."), e["query"])
+	require.Equal(t, "2.0.0.1.0.d.b.8.0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.5._ip.senders-example.com._spf.edge.rampart.test", e["query"])
 	e = explain("64.233.170.27", "mail-yw1-f170.google.com")
 	require.Equal(t, "v=spf1 ip4:64.233.170.27 -all", e["record"])
 	require.Equal(t, map[string]any{"slug": "google-workspace"}, e["service"])
+	// Others follow the redirect to the HELO step.
 	e = explain("198.51.100.77", "o1.ptr1234.sendgrid.net")
+	require.Equal(t, "SENDER", e["result"])
 	require.Equal(t, "v=spf1 include:sendgrid.net -all", e["record"])
 	require.Equal(t, "INCLUDE", e["kind"])
+	require.Equal(t, "198.51.100.77._ip.o1.ptr1234.sendgrid.net._ehlo.senders-example.com._spf.edge.rampart.test", e["query"])
+	require.Equal(t, 3, steps(e))
+	redirect := e["steps"].([]any)[1].(map[string]any)
+	require.Equal(t, "REDIRECT", redirect["kind"])
+	require.Equal(t, "senders-example.com._rspf.edge.rampart.test", redirect["query"])
+	require.Equal(t, "v=spf1 include:%{i}._ip.%{h}._ehlo.senders-example.com._spf.edge.rampart.test ~all", redirect["record"])
 	e = explain("198.51.100.77", "evilsendgrid.net")
+	require.Equal(t, "SOFTFAIL", e["result"])
 	require.Equal(t, "v=spf1 ~all", e["record"])
 	require.Equal(t, "NO_MATCH", e["kind"])
 	// A HELO equal to a suffix (the catalog's ".sendgrid.net") is the
@@ -102,15 +115,23 @@ func TestSendersAndExplain(t *testing.T) {
 	e = explain("198.51.100.77", "sendgrid.net")
 	require.Equal(t, "v=spf1 include:sendgrid.net -all", e["record"])
 	require.Equal(t, "INCLUDE", e["kind"])
-	// HELOs no receiver can put into a query: no prediction of a pass.
-	for _, helo := range []string{"", "mta1.mailer.example.", "mta1..mailer.example", strings.Repeat("x", 64) + ".mailer.example"} {
+	// HELOs no receiver can put into a query cost the domain's own
+	// addresses nothing: they pass before the HELO is used. Others get a
+	// permerror at the HELO step, not a predicted pass.
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + ".example"
+	for _, helo := range []string{"", "mta1.mailer.example.", "mta1..mailer.example", strings.Repeat("x", 64) + ".mailer.example", "[192.0.2.10]", long} {
 		e = explain("192.0.2.10", helo)
+		require.Equal(t, "PASS", e["result"], "%q", helo)
+		require.Equal(t, "IP", e["kind"], "%q", helo)
+	}
+	for _, helo := range []string{"", "mta1.mailer.example.", "mta1..mailer.example", strings.Repeat("x", 64) + ".mailer.example"} {
+		e = explain("198.51.100.77", helo)
+		require.Equal(t, "PERMERROR", e["result"], "%q", helo)
 		require.Equal(t, "NO_QUERY", e["kind"], "%q", helo)
 		require.Equal(t, "", e["record"], "%q", helo)
 		require.Equal(t, "", e["query"], "%q", helo)
 	}
-	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + ".example"
-	e = explain("192.0.2.10", long)
+	e = explain("198.51.100.77", long)
 	require.Equal(t, true, e["truncated"])
 	require.Equal(t, "v=spf1 ~all", e["record"])
 	require.LessOrEqual(t, len(e["query"].(string)), 253)
@@ -136,23 +157,24 @@ func TestSendersAndExplain(t *testing.T) {
 		return env.Do(t, o.Token, `mutation($i: String!, $x: Time!) { pinSpfInclude(domain: `+d+`, include: $i, expiresAt: $x) { spfLookups spfPins { include lookups } } }`,
 			map[string]any{"i": include, "x": expires})
 	}
-	pin("spf.vendor-one.example").NoErrors(t) // 2 + 4 (google, via HELO) + 1 = 7
-	r = pin("_spf.google.com")                // a catalog include counts its measured cost: 7 + 4 = 11
+	pin("spf.vendor-one.example").NoErrors(t) // 2 + 1 + 4 (google, via the HELO step) + 1 = 8
+	r = pin("_spf.google.com")                // a catalog include counts its measured cost: 8 + 4 = 12
 	r.RequireCode(t, "BAD_USER_INPUT")
-	require.Contains(t, r.Errors[0].Message, "11 DNS lookups")
-	pin("sendgrid.net").NoErrors(t)           // 8
-	pin("spf.vendor-two.example").NoErrors(t) // 9
-	pin("spf.vendor-three.example").NoErrors(t)
-	r = pin("spf.vendor-four.example")
+	require.Contains(t, r.Errors[0].Message, "12 DNS lookups")
+	pin("sendgrid.net").NoErrors(t)           // 9
+	pin("spf.vendor-two.example").NoErrors(t) // 10
+	r = pin("spf.vendor-three.example")
 	r.RequireCode(t, "BAD_USER_INPUT")
 	require.Contains(t, r.Errors[0].Message, "11 DNS lookups")
 	r = env.Do(t, o.Token, `{ domain(name: `+d+`) { spfLookups spfPins { include lookups } } }`, nil)
 	r.NoErrors(t)
 	require.Contains(t, r.Raw, `"spfLookups":10`)
-	require.NotContains(t, r.Raw, "vendor-four", "a refused change leaves nothing behind")
-	env.Do(t, o.Token, `mutation { unpinSpfInclude(domain: `+d+`, include: "spf.vendor-three.example") { spfLookups } }`, nil).NoErrors(t)
+	require.NotContains(t, r.Raw, "vendor-three", "a refused change leaves nothing behind")
 	env.Do(t, o.Token, `mutation { unpinSpfInclude(domain: `+d+`, include: "sendgrid.net") { spfLookups } }`, nil).NoErrors(t)
 
+	var rspf string
+	require.NoError(t, env.Pool.QueryRow(context.Background(), `SELECT rspf FROM edge_domain WHERE name = 'senders-example.com'`).Scan(&rspf))
+	require.Equal(t, "v=spf1 include:spf.vendor-one.example include:spf.vendor-two.example include:%{i}._ip.%{h}._ehlo.senders-example.com._spf.edge.rampart.test ~all", rspf)
 	var nspf string
 	require.NoError(t, env.Pool.QueryRow(context.Background(), `SELECT nspf FROM edge_domain WHERE name = 'senders-example.com'`).Scan(&nspf))
 	require.Equal(t, "v=spf1 ip4:192.0.2.0/24 ip4:203.0.113.9 ip6:2001:db8:10::/48 include:spf.vendor-one.example include:spf.vendor-two.example -all", nspf)
@@ -160,8 +182,10 @@ func TestSendersAndExplain(t *testing.T) {
 	// Blocking: every address fails, and the set-up says to publish -all.
 	env.Do(t, o.Token, `mutation { setDomainMode(name: `+d+`, mode: BLOCKED) { name } }`, nil).NoErrors(t)
 	e = explain("192.0.2.10", "mta1.mailer.example")
+	require.Equal(t, "FAIL", e["result"])
 	require.Equal(t, "BLOCKED", e["kind"])
 	require.Equal(t, "v=spf1 -all", e["record"])
+	require.Equal(t, "senders-example.com._rspf.edge.rampart.test", e["query"])
 	r = env.Do(t, o.Token, `{ domain(name: `+d+`) { dnsSetup { spf { value } } } }`, nil)
 	require.Contains(t, r.Raw, `"value":"v=spf1 -all"`)
 }

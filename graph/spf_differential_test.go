@@ -17,13 +17,14 @@ import (
 )
 
 // TestExplainSpfMatchesEdge is the differential test of the per-query SPF
-// answer: for generated (address, HELO) pairs it expands the customer's
-// macro include with the project's RFC 7208 evaluator (the receiver), asks
-// a running dnsedge over loopback DNS for the TXT at that name (packed by
-// miekg/dns as a resolver sends it), and requires
-// explainSpf, asked through GraphQL, to predict the name and the answer
-// exactly; when the expansion is no valid domain name no receiver asks, and
-// explainSpf must say NO_QUERY. Inputs: addresses in and out of netblocks
+// answers: for generated (address, HELO) pairs it expands each name of the
+// current form a receiver asks (the first include, the redirect, and the
+// HELO step as the redirect target spells it) with the project's RFC 7208
+// evaluator (the receiver), asks a running dnsedge over loopback DNS for
+// the TXT at that name (packed by miekg/dns as a resolver sends it), and
+// requires explainSpf, asked through GraphQL, to predict every name and
+// answer exactly, and the result; when an expansion is no valid domain name
+// no receiver asks, and explainSpf must say NO_QUERY. Inputs: addresses in and out of netblocks
 // and enabled senders' ranges, HELOs at, below and beside the senders'
 // suffixes, and HELOs that are empty, too long, address literals, end in a
 // dot, have empty or 64-octet labels, hold _ip/_ehlo labels or bytes DNS
@@ -146,37 +147,69 @@ func TestExplainSpfMatchesEdge(t *testing.T) {
 			dom = blocked
 		}
 		ip, helo := randIP(), randHELO()
-		r := env.Do(t, o.Token, `query($d: String!, $ip: String!, $h: String) { explainSpf(domain: $d, ip: $ip, helo: $h) { query record kind reason } }`,
+		r := env.Do(t, o.Token, `query($d: String!, $ip: String!, $h: String) { explainSpf(domain: $d, ip: $ip, helo: $h) { result kind steps { query record kind reason } } }`,
 			map[string]any{"d": dom, "ip": ip.String(), "h": helo})
 		r.NoErrors(t)
 		var e struct {
-			ExplainSpf struct{ Query, Record, Kind, Reason string }
+			ExplainSpf struct {
+				Result, Kind string
+				Steps        []struct{ Query, Record, Kind, Reason string }
+			}
 		}
 		r.Decode(t, &e)
 		got := e.ExplainSpf
-		seen[got.Kind]++
+		require.NotEmpty(t, got.Steps)
+		require.Equal(t, got.Steps[len(got.Steps)-1].Kind, got.Kind)
 
-		// The receiver's side, by the project's evaluator.
-		target, err := spf.ExpandDomainSpec(sender.SPFIncludeTarget(apitest.EdgeZone), &spf.MacroData{
-			Sender: "someone@" + dom, Domain: dom, IP: ip, HELO: helo,
-		})
-		require.NoError(t, err)
-		if _, ok := dns.IsDomainName(target); !ok || !validLabels(target) {
-			require.Equal(t, "NO_QUERY", got.Kind, "ip %s helo %q: the receiver cannot ask %q; explainSpf says %+v", ip, helo, target, got)
-			require.Empty(t, got.Record)
-			continue
+		// The receiver's side, by the project's evaluator: the first
+		// include of the published record, then the redirect, then the
+		// HELO step as the redirect target spells it.
+		targets := []string{sender.CurrentIncludeTarget(dom, apitest.EdgeZone), dom + "._rspf." + apitest.EdgeZone}
+		for i, step := range got.Steps {
+			seen[step.Kind]++
+			if i >= len(targets) {
+				t.Fatalf("ip %s helo %q: step %d has no receiver's name: %+v", ip, helo, i, got)
+			}
+			target, err := spf.ExpandDomainSpec(targets[i], &spf.MacroData{
+				Sender: "someone@" + dom, Domain: dom, IP: ip, HELO: helo,
+			})
+			require.NoError(t, err)
+			if _, ok := dns.IsDomainName(target); !ok || !validLabels(target) {
+				require.Equal(t, "NO_QUERY", step.Kind, "ip %s helo %q: the receiver cannot ask %q; explainSpf says %+v", ip, helo, target, got)
+				require.Empty(t, step.Record)
+				require.Equal(t, len(got.Steps)-1, i, "nothing follows a NO_QUERY step")
+				require.Equal(t, "PERMERROR", got.Result)
+				continue
+			}
+			require.NotEqual(t, "NO_QUERY", step.Kind, "ip %s helo %q: the receiver asks %q", ip, helo, target)
+			// The name goes out as miekg/dns packs it; the edge answers
+			// every name under _spf and the domain's _rspf with one TXT
+			// record.
+			asked := nameToPresentation(target)
+			rcode, txt := askEdge(t, edge.UDPAddr().String(), asked)
+			require.Equal(t, dns.RcodeSuccess, rcode, "ip %s helo %q: %s", ip, helo, asked)
+			require.Equal(t, txt, step.Record, "ip %s helo %q: the edge answers %q at %q; explainSpf says %+v", ip, helo, txt, asked, got)
+			require.True(t, strings.EqualFold(dns.Fqdn(step.Query), asked), "ip %s helo %q: query %q, receiver %q", ip, helo, step.Query, asked)
+			if i == 1 {
+				// The HELO step is the redirect target's include with a
+				// HELO, if it has one.
+				for term := range strings.FieldsSeq(txt) {
+					if inc, ok := strings.CutPrefix(term, "include:"); ok && strings.Contains(inc, "%{h}") {
+						targets = append(targets, inc)
+					}
+				}
+			}
 		}
-		require.NotEqual(t, "NO_QUERY", got.Kind, "ip %s helo %q: the receiver asks %q", ip, helo, target)
-		// The name goes out as miekg/dns packs it; the edge answers every
-		// name under _spf with one TXT record.
-		asked := nameToPresentation(target)
-		rcode, txt := askEdge(t, edge.UDPAddr().String(), asked)
-		require.Equal(t, dns.RcodeSuccess, rcode, "ip %s helo %q: %s", ip, helo, asked)
-		require.Equal(t, txt, got.Record, "ip %s helo %q: the edge answers %q at %q; explainSpf says %+v", ip, helo, txt, asked, got)
-		require.True(t, strings.EqualFold(dns.Fqdn(got.Query), asked), "ip %s helo %q: query %q, receiver %q", ip, helo, got.Query, asked)
+		// The result follows from the last answer.
+		last := got.Steps[len(got.Steps)-1]
+		want := map[string]string{"IP": "PASS", "INCLUDE": "SENDER", "NO_MATCH": "SOFTFAIL", "BLOCKED": "FAIL", "NO_QUERY": "PERMERROR", "REDIRECT": "SOFTFAIL"}[last.Kind]
+		require.Equal(t, want, got.Result, "ip %s helo %q: %+v", ip, helo, got)
+		if got.Result == "PASS" {
+			require.Len(t, got.Steps, 1, "a pass is decided by the first include, whatever the HELO")
+		}
 	}
 	t.Logf("answers by kind: %v", seen)
-	for _, k := range []string{"IP", "INCLUDE", "NO_MATCH", "BLOCKED", "NO_QUERY"} {
+	for _, k := range []string{"IP", "INCLUDE", "NO_MATCH", "BLOCKED", "NO_QUERY", "REDIRECT"} {
 		require.Positive(t, seen[k], "no %s answer among the generated inputs: %v", k, seen)
 	}
 }

@@ -46,6 +46,7 @@ var system = map[string]string{
 	"domain.Service.Compile":             "runs in the transaction of an authorised change or a job (takes its tx)",
 	"domain.Service.Republish":           "runs in the transaction of an authorised change or a job (takes its tx)",
 	"domain.Service.CheckClaims":         "periodic job",
+	"domain.Service.MaintainEdge":        "periodic job",
 	"domain.Service.VerifyAsOperator":    "operator command (rampart admin verify-domain)",
 	"sender.Manager.SyncCatalog":         "start-up: the shipped catalog",
 	"sender.Manager.ResolveRanges":       "periodic job",
