@@ -281,6 +281,9 @@ type ServeOptions struct {
 	Workers int
 	// Env is added to (and overrides) the harness's environment.
 	Env map[string]string
+	// Unset removes variables from the harness's environment, to start
+	// with a setting's default.
+	Unset []string
 }
 
 // StartServe runs `rampart serve` on a fresh database and waits until it
@@ -314,6 +317,9 @@ func StartServe(t testing.TB, o ServeOptions) *Serve {
 	}
 	for k, v := range o.Env {
 		env[k] = v
+	}
+	for _, k := range o.Unset {
+		delete(env, k)
 	}
 	p := Start(t, "rampart serve", bin, env, "serve")
 	s := &Serve{Proc: p, DatabaseURL: dbURL, Seed: seed, Env: env}
