@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -114,11 +115,16 @@ func (v Values) Check() (warning string, err error) {
 		return "", fmt.Errorf("%s is empty: set it to the domain of the report addresses, the same for rampart serve and dnsedge, which serves its _report._dmarc records", ReportsDomain.Names())
 	}
 	var problems []string
-	if s := specialSuffix(v.Zone); s != "" {
+	zoneSuffix := specialSuffix(v.Zone)
+	if s := zoneSuffix; s != "" {
 		problems = append(problems, fmt.Sprintf("%s is %q%s: resolvers answer NXDOMAIN under .%s, so every customer's SPF record including it would be a permerror and their DMARC records would not be found; set %s to a zone delegated to the edge's name servers",
 			Zone.Names(), v.Zone, devDefault(v.Zone, DevZone), s, Zone.Env))
 	}
+	zone := "." + strings.ToLower(strings.TrimSuffix(strings.TrimSpace(v.Zone), "."))
 	for _, ns := range nameServerNames(v.NameServers) {
+		if zoneSuffix != "" && strings.HasSuffix("."+ns, zone) {
+			continue // said of the zone already
+		}
 		if s := specialSuffix(ns); s != "" {
 			problems = append(problems, fmt.Sprintf("%s names %q: resolvers answer NXDOMAIN under .%s, so no zone can be delegated to it; set %s to the edge's real name servers",
 				NameServers.Names(), ns, s, NameServers.Env))
@@ -145,12 +151,14 @@ func devDefault(v, def string) string {
 	return ""
 }
 
-// nameServerNames returns the names in a "name[=address],..." list.
+// nameServerNames returns the names in a "name[=address],..." list, each
+// once, lower case and without a trailing dot.
 func nameServerNames(spec string) []string {
 	var out []string
 	for item := range strings.SplitSeq(spec, ",") {
 		name, _, _ := strings.Cut(item, "=")
-		if name = strings.TrimSpace(name); name != "" {
+		name = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(name), "."))
+		if name != "" && !slices.Contains(out, name) {
 			out = append(out, name)
 		}
 	}

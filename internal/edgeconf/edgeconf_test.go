@@ -37,6 +37,11 @@ func TestCheck(t *testing.T) {
 	}
 	_, err = edgeconf.Values{Zone: "edge.rampartmail.net", ReportsDomain: "reports.rampartmail.net", NameServers: "ns1.rampartmail.net,ns2.lab.local=10.0.0.2"}.Check()
 	require.ErrorContains(t, err, `-edge-ns (RAMPART_EDGE_NS) names "ns2.lab.local": resolvers answer NXDOMAIN under .local`)
+	// Each name server once; those inside a refused zone go with it.
+	_, err = edgeconf.Values{Zone: edgeconf.DevZone, ReportsDomain: "reports.rampartmail.net",
+		NameServers: "ns1.edge.rampart.test=192.0.2.1,ns1.edge.rampart.test=192.0.2.2,ns3.lab.test,NS3.lab.test."}.Check()
+	require.NotContains(t, err.Error(), "ns1.edge.rampart.test")
+	require.Equal(t, 1, strings.Count(err.Error(), `"ns3.lab.test"`), err.Error())
 	// Not fooled by a label that merely ends like one.
 	for _, name := range []string{"edge.contest", "edge.mytest.net", "example.co", "edge.localhost-mail.net", "notexample.com"} {
 		_, err = edgeconf.Values{Zone: name, ReportsDomain: name}.Check()
