@@ -341,9 +341,10 @@ func startEdgeProcess(t *testing.T, bin, databaseURL, snapshot string, extra ...
 	t.Helper()
 	port := freePort(t)
 	args := append([]string{
-		"-listen", "127.0.0.1:" + strconv.Itoa(port), "-zone", testZone,
-		"-ns", "ns1.edge.rampart.test=192.0.2.53,ns1.edge.rampart.test=2001:db8::53,ns2.edge.rampart.test=192.0.2.54",
-		"-reports-domain", "reports.rampart.test", "-snapshot", snapshot, "-metrics", "", "-log-level", "debug",
+		"-listen", "127.0.0.1:" + strconv.Itoa(port), "-edge-zone", testZone,
+		"-edge-ns", "ns1.edge.rampart.test=192.0.2.53,ns1.edge.rampart.test=2001:db8::53,ns2.edge.rampart.test=192.0.2.54",
+		"-reports-domain", "reports.rampart.test", "-allow-dev-zone", // the test's names are under .test
+		"-snapshot", snapshot, "-metrics", "", "-log-level", "debug",
 		"-rrl-rate", "0", // a measurement from one source, as make bench-dns
 	}, extra...)
 	p := &edgeProcess{

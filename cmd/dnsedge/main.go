@@ -5,10 +5,11 @@
 // Every flag defaults to an environment variable:
 //
 //	-listen                    DNSEDGE_LISTEN                    UDP and TCP address (127.0.0.1:5353)
-//	-zone                      DNSEDGE_ZONE                      the edge's own zone (edge.rampart.test)
-//	-ns                        DNSEDGE_NS                        name servers, "name[=address],..." (ns1.<zone>,ns2.<zone>)
-//	-reports-domain            DNSEDGE_REPORTS_DOMAIN            domain receiving DMARC reports; serves
-//	                                                             _report._dmarc.<it> (empty: not served)
+//	-edge-zone                 RAMPART_EDGE_ZONE                 the edge's own zone (edge.rampart.test: refused, see below)
+//	-edge-ns                   RAMPART_EDGE_NS                   name servers, "name[=address],..." (ns1.<zone>,ns2.<zone>)
+//	-reports-domain            RAMPART_REPORTS_DOMAIN            domain of the report addresses; serves
+//	                                                             _report._dmarc.<it> (reports.rampart.test: refused)
+//	-allow-dev-zone            RAMPART_ALLOW_DEV_ZONE            start on development names anyway (labs and tests)
 //	-snapshot                  DNSEDGE_SNAPSHOT                  snapshot file (.data/dnsedge.snapshot)
 //	-metrics                   DNSEDGE_METRICS                   /metrics address, empty for none (127.0.0.1:9153)
 //	-resync                    DNSEDGE_RESYNC                    full reload interval (5m)
@@ -22,6 +23,17 @@
 //	-log-format                DNSEDGE_LOG_FORMAT                text or json (text)
 //	-log-level                 DNSEDGE_LOG_LEVEL                 debug, info, warn or error (info)
 //	-pprof                     DNSEDGE_PPROF                     address serving /debug/pprof/, empty for none (none)
+//
+// The edge zone, name servers and reports domain are the settings of
+// `rampart serve` of the same names (package internal/edgeconf): one
+// environment shared by both binaries gives a pair that agrees. Their
+// former names, -zone, -ns, DNSEDGE_ZONE, DNSEDGE_NS and
+// DNSEDGE_REPORTS_DOMAIN, still work with a warning; a former and a current
+// name given different values are refused. The defaults are development
+// names under .test that no resolver on the internet answers for: dnsedge
+// refuses them, and any zone, name server or reports domain under another
+// special-use suffix (.example, .invalid, .localhost, .local, ...), unless
+// -allow-dev-zone is given for a lab or a test.
 //
 // The database is DATABASE_URL, read from the environment only so that its
 // password does not show in the process list.
@@ -46,6 +58,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rampartmail/rampart/dnsedge"
+	"github.com/rampartmail/rampart/internal/edgeconf"
 )
 
 func main() {
@@ -66,6 +79,12 @@ func run(args []string) error {
 	log, err := newLogger(opts.format, opts.level)
 	if err != nil {
 		return err
+	}
+	for _, w := range opts.warnings {
+		log.Warn("dnsedge: " + w)
+	}
+	if opts.devNames != "" {
+		log.Warn("dnsedge: " + opts.devNames)
 	}
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set")
@@ -88,8 +107,14 @@ func run(args []string) error {
 }
 
 // options are the process's settings outside the edge's configuration: the
-// log's format and level, and the pprof listener's address.
-type options struct{ format, level, pprof string }
+// log's format and level, and the pprof listener's address; and what to
+// warn about once the log is set up: deprecated setting names, and
+// development names allowed by -allow-dev-zone.
+type options struct {
+	format, level, pprof string
+	warnings             []string
+	devNames             string
+}
 
 // parseArgs reads the flags, each defaulting to its environment variable as
 // getenv finds it, into the edge's configuration.
@@ -130,9 +155,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (dnsedge.Confi
 
 	fs := flag.NewFlagSet("dnsedge", flag.ContinueOnError)
 	fs.StringVar(&cfg.Listen, "listen", str("DNSEDGE_LISTEN", dnsedge.DefaultListen), "UDP and TCP `address` to answer DNS on")
-	fs.StringVar(&cfg.Zone, "zone", str("DNSEDGE_ZONE", "edge.rampart.test"), "the edge's own `zone`")
-	ns := fs.String("ns", str("DNSEDGE_NS", ""), "name servers, `name[=address],...` (default ns1.<zone>,ns2.<zone>)")
-	fs.StringVar(&cfg.ReportsDomain, "reports-domain", str("DNSEDGE_REPORTS_DOMAIN", ""), "`domain` receiving DMARC reports: serve _report._dmarc.<domain> (empty: not served)")
+	shared := edgeconf.Define(fs)
 	fs.StringVar(&cfg.SnapshotPath, "snapshot", str("DNSEDGE_SNAPSHOT", ".data/dnsedge.snapshot"), "snapshot `file`")
 	fs.StringVar(&cfg.MetricsListen, "metrics", str("DNSEDGE_METRICS", "127.0.0.1:9153"), "`address` serving /metrics, empty for none")
 	fs.DurationVar(&cfg.ResyncInterval, "resync", dur("DNSEDGE_RESYNC", dnsedge.DefaultResyncInterval), "full reload `interval`")
@@ -155,10 +178,18 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (dnsedge.Confi
 	if fs.NArg() > 0 {
 		return cfg, opts, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *ns != "" {
-		var err error
-		if cfg.NameServers, err = dnsedge.ParseNameServers(*ns); err != nil {
-			return cfg, opts, fmt.Errorf("-ns: %w", err)
+	names, warnings, err := shared.Values(getenv)
+	if err != nil {
+		return cfg, opts, err
+	}
+	opts.warnings = warnings
+	if opts.devNames, err = names.Check(); err != nil {
+		return cfg, opts, err
+	}
+	cfg.Zone, cfg.ReportsDomain = names.Zone, names.ReportsDomain
+	if names.NameServers != "" {
+		if cfg.NameServers, err = dnsedge.ParseNameServers(names.NameServers); err != nil {
+			return cfg, opts, fmt.Errorf("%s: %w", edgeconf.NameServers.Names(), err)
 		}
 	}
 	if cfg.RRLRate <= 0 {

@@ -57,7 +57,7 @@ func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
 		command string
 		flags   []string
 	}{
-		{"serve", slices.Concat(service, []string{"migrate", "river-ui"})},
+		{"serve", slices.Concat(service, []string{"migrate", "river-ui", "allow-dev-zone"})},
 		{"dev", slices.Concat(service, []string{"data-dir", "edge-addr", "edge-metrics", "edge-snapshot", "edge-rrl-rate", "edge-rrl-slip"})},
 		{"migrate", slices.Concat(database, logs)},
 		{"admin create-owner", slices.Concat(database, []string{"email", "name", "account"})},
@@ -132,13 +132,15 @@ func TestBadEnvironmentValueRefusedLikeTheFlag(t *testing.T) {
 
 	// The flag wins over the environment, a bad value included, and a
 	// command does not read another command's variables.
-	code, stderr := runRampart(t, []string{"RAMPART_WORKERS=many"}, "serve", "-workers", "2")
+	// (The development edge names, allowed, let serve get as far as the
+	// database.)
+	code, stderr := runRampart(t, []string{"RAMPART_WORKERS=many", "RAMPART_ALLOW_DEV_ZONE=true"}, "serve", "-workers", "2")
 	require.Equal(t, 1, code, stderr)
 	require.Contains(t, stderr, "no database", "the flag's value should have been used")
 	code, stderr = runRampart(t, []string{"RAMPART_WORKERS=many", "DNSEDGE_RRL_RATE=x"}, "devdb", "stop", "-dir", t.TempDir())
 	require.Equal(t, 0, code, stderr)
 	// An empty variable leaves a number at its default.
-	code, stderr = runRampart(t, []string{"RAMPART_WORKERS="}, "serve")
+	code, stderr = runRampart(t, []string{"RAMPART_WORKERS=", "RAMPART_ALLOW_DEV_ZONE=true"}, "serve")
 	require.Equal(t, 1, code, stderr)
 	require.Contains(t, stderr, "no database")
 }

@@ -26,13 +26,15 @@ import (
 	"github.com/rampartmail/rampart/internal/app"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/dbtest"
+	"github.com/rampartmail/rampart/internal/edgeconf"
 )
 
-// EdgeZone is the edge zone the test API and edges use.
-const EdgeZone = "edge.rampart.test"
+// EdgeZone is the edge zone the test API and edges use: the development
+// default, which the binaries serve only with RAMPART_ALLOW_DEV_ZONE.
+const EdgeZone = edgeconf.DevZone
 
 // ReportsDomain is the domain of the test API's report addresses.
-const ReportsDomain = "reports.rampart.test"
+const ReportsDomain = edgeconf.DevReportsDomain
 
 // Env is one running API on its own database.
 type Env struct {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/rampartmail/rampart/dnsedge"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/edgeconf"
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
@@ -47,9 +48,13 @@ type Config struct {
 	LogFormat      string
 	LogLevel       string
 
+	// EdgeZone, ReportsDomain and EdgeNameServers are the settings dnsedge
+	// shares (package edgeconf). `rampart serve` refuses development names
+	// unless AllowDevZone; `rampart dev` uses them.
 	EdgeZone        string
 	ReportsDomain   string
 	EdgeNameServers string
+	AllowDevZone    bool
 	EdgeAddr        string
 	EdgeMetricsAddr string
 	EdgeSnapshot    string
@@ -182,9 +187,17 @@ func (c *Config) DomainFlags(f *FlagSet) {
 		f.StringVar(p, name, def, usage)
 		f.Env(name, variable)
 	}
-	str(&c.EdgeZone, "edge-zone", "RAMPART_EDGE_ZONE", "edge.rampart.test", "the DNS edge's own zone (env RAMPART_EDGE_ZONE)")
-	str(&c.ReportsDomain, "reports-domain", "RAMPART_REPORTS_DOMAIN", "reports.rampart.test", "the domain of Rampart's report addresses (env RAMPART_REPORTS_DOMAIN)")
-	str(&c.EdgeNameServers, "edge-ns", "RAMPART_EDGE_NS", "", "comma-separated edge name servers (env RAMPART_EDGE_NS; default ns1.<zone>,ns2.<zone>)")
+	// The settings dnsedge shares, under the same names and defaults.
+	for _, s := range []struct {
+		p *string
+		s edgeconf.Setting
+	}{
+		{&c.EdgeZone, edgeconf.Zone},
+		{&c.ReportsDomain, edgeconf.ReportsDomain},
+		{&c.EdgeNameServers, edgeconf.NameServers},
+	} {
+		str(s.p, s.s.Flag, s.s.Env, s.s.Default, s.s.Usage)
+	}
 	str(&c.DNSResolver, "dns-resolver", "RAMPART_DNS_RESOLVER", "", "DNS server (host:port) for resolving senders' SPF includes and checking domain ownership proofs (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables: only the operator verifies domains then)")
 }
 
@@ -240,6 +253,8 @@ func (c *Config) ServeFlags(f *FlagSet) {
 	c.ServiceFlags(f)
 	f.Var(switchValue{&c.Migrate}, "migrate", "apply migrations before starting (env RAMPART_MIGRATE=true)")
 	f.Env("migrate", "RAMPART_MIGRATE")
+	f.Var(switchValue{&c.AllowDevZone}, edgeconf.AllowDevZone.Flag, edgeconf.AllowDevZone.Usage)
+	f.Env(edgeconf.AllowDevZone.Flag, edgeconf.AllowDevZone.Env)
 	f.Var(switchValue{&c.RiverUI}, "river-ui", "serve the River job dashboard at /riverui/ to instance operators (see rampart admin grant-operator) (env RAMPART_RIVER_UI=true)")
 	f.Env("river-ui", "RAMPART_RIVER_UI")
 }
@@ -382,6 +397,22 @@ func (c *Config) EdgeNS() ([]dnsedge.NameServer, error) {
 		return nil, fmt.Errorf("edge name servers: %w", err)
 	}
 	return ns, nil
+}
+
+// CheckEdgeNames refuses, for `rampart serve`, an edge zone, name servers
+// or reports domain that no resolver on the internet answers for, unless
+// AllowDevZone; then it logs them as a warning.
+func (c *Config) CheckEdgeNames(log *slog.Logger) error {
+	warning, err := edgeconf.Values{
+		Zone: c.EdgeZone, NameServers: c.EdgeNameServers, ReportsDomain: c.ReportsDomain, AllowDevZone: c.AllowDevZone,
+	}.Check()
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		log.Warn(warning)
+	}
+	return nil
 }
 
 // EdgeRRL is the in-process edge's dnsedge.Config.RRLRate: 0 on the command

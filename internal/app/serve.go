@@ -237,8 +237,12 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 // Run serves until ctx is cancelled and everything has stopped.
 func (a *API) Run(ctx context.Context) error { return a.run(ctx) }
 
-// Serve is `rampart serve`.
+// Serve is `rampart serve`. It refuses development edge names before it
+// connects to anything (see [Config.CheckEdgeNames]).
 func Serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+	if err := cfg.CheckEdgeNames(log); err != nil {
+		return err
+	}
 	pool, err := OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err

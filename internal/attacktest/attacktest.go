@@ -281,6 +281,9 @@ type ServeOptions struct {
 	Workers int
 	// Env is added to (and overrides) the harness's environment.
 	Env map[string]string
+	// Unset removes variables from the harness's environment, to start
+	// with a setting's default.
+	Unset []string
 }
 
 // StartServe runs `rampart serve` on a fresh database and waits until it
@@ -304,6 +307,9 @@ func StartServe(t testing.TB, o ServeOptions) *Serve {
 		"RAMPART_DNS_RESOLVER":   world.Addr,
 		"RAMPART_EDGE_ZONE":      apitest.EdgeZone,
 		"RAMPART_REPORTS_DOMAIN": apitest.ReportsDomain,
+		// The test names are under .test: a lab's, which serve refuses
+		// without this.
+		"RAMPART_ALLOW_DEV_ZONE": "true",
 		"RAMPART_WORKERS":        strconv.Itoa(o.Workers),
 	}
 	if o.SMTP {
@@ -311,6 +317,9 @@ func StartServe(t testing.TB, o ServeOptions) *Serve {
 	}
 	for k, v := range o.Env {
 		env[k] = v
+	}
+	for _, k := range o.Unset {
+		delete(env, k)
 	}
 	p := Start(t, "rampart serve", bin, env, "serve")
 	s := &Serve{Proc: p, DatabaseURL: dbURL, Seed: seed, Env: env}
@@ -343,17 +352,29 @@ type Edge struct {
 // port; extra flags are passed on. It waits until the edge serves.
 func StartEdge(t testing.TB, databaseURL string, flags ...string) *Edge {
 	t.Helper()
+	return StartEdgeEnv(t, databaseURL, nil, flags...)
+}
+
+// StartEdgeEnv is StartEdge with env added to (and overriding) the
+// harness's environment: the edge and reports names of the test API and
+// RAMPART_ALLOW_DEV_ZONE, which dnsedge needs for them.
+func StartEdgeEnv(t testing.TB, databaseURL string, env map[string]string, flags ...string) *Edge {
+	t.Helper()
 	_, bin := Binaries(t)
-	env := map[string]string{
+	all := map[string]string{
 		"DATABASE_URL":           databaseURL,
 		"DNSEDGE_LISTEN":         "127.0.0.1:0",
-		"DNSEDGE_ZONE":           apitest.EdgeZone,
-		"DNSEDGE_REPORTS_DOMAIN": apitest.ReportsDomain,
+		"RAMPART_EDGE_ZONE":      apitest.EdgeZone,
+		"RAMPART_REPORTS_DOMAIN": apitest.ReportsDomain,
+		"RAMPART_ALLOW_DEV_ZONE": "true",
 		"DNSEDGE_SNAPSHOT":       filepath.Join(t.TempDir(), "edge.snapshot"),
 		"DNSEDGE_METRICS":        "",
 		"DNSEDGE_LOG_FORMAT":     "json",
 	}
-	p := Start(t, "dnsedge", bin, env, flags...)
+	for k, v := range env {
+		all[k] = v
+	}
+	p := Start(t, "dnsedge", bin, all, flags...)
 	addr := p.LogField(t, "dnsedge serving", "udp", 60*time.Second)
 	tcp := p.LogField(t, "dnsedge serving", "tcp", time.Second)
 	return &Edge{Proc: p, Addr: addr, TCPAddr: tcp}
