@@ -207,6 +207,10 @@ func (e *Edge) Start(ctx context.Context) error {
 		close(e.stopped)
 	}()
 	e.log.Info("dnsedge serving", "zone", e.cfg.Zone, "udp", e.UDPAddr().String(), "udp_sockets", len(e.udpConns), "tcp", e.tcpListener.Addr().String(), "metrics", e.cfg.MetricsListen)
+	b := e.cfg.Bounds()
+	e.log.Info("dnsedge: worst time for a change to reach every receiver",
+		"add_sender", b.AddSender, "remove_sender", b.RemoveSender, "block_spf", b.BlockSPF,
+		"block_keys_and_policy", b.BlockKeysAndPolicy, "policy", b.Policy, "key_revocation", b.KeyRevocation, "key_added", b.KeyAdded)
 	return nil
 }
 

@@ -93,7 +93,9 @@ func attacker(t *testing.T, s *attacktest.Serve, token, name string) {
 }
 
 // refusedOnEdge checks that the edge serves nothing of the attacker's for
-// name: no DMARC record, no DKIM CNAME, no SPF answer naming its range.
+// name, a domain its owner removed and whose grace period runs: no DMARC
+// record, no DKIM CNAME, no BIMI, and SPF names that authorise nothing
+// (the owner's removed row answers, not the attacker's claim).
 func refusedOnEdge(t *testing.T, e *attacktest.Edge, name string) {
 	t.Helper()
 	for _, q := range []struct {
@@ -104,19 +106,25 @@ func refusedOnEdge(t *testing.T, e *attacktest.Edge, name string) {
 		{"evil._domainkey." + name, dns.TypeCNAME},
 		{"evil._domainkey." + name, dns.TypeTXT},
 		{"default._bimi." + name, dns.TypeTXT},
+		{name + "._dmarc." + apitest.EdgeZone, dns.TypeTXT},
 	} {
 		code, got := ask(t, e.Addr, q.name, q.qtype)
-		require.Equal(t, dns.RcodeRefused, code, "%s %s: %q", q.name, dns.TypeToString[q.qtype], got)
-		require.Empty(t, got)
+		require.Contains(t, []int{dns.RcodeSuccess, dns.RcodeNameError}, code, "%s %s: %q", q.name, dns.TypeToString[q.qtype], got)
+		require.Empty(t, got, "%s %s", q.name, dns.TypeToString[q.qtype])
 	}
-	for _, q := range []string{name + "._dmarc." + apitest.EdgeZone, name + "._nspf." + apitest.EdgeZone} {
+	for _, q := range []string{name + "._nspf." + apitest.EdgeZone, name + "._rspf." + apitest.EdgeZone} {
 		code, got := ask(t, e.Addr, q, dns.TypeTXT)
-		require.Equal(t, dns.RcodeNameError, code, "%s: %q", q, got)
+		require.Equal(t, dns.RcodeSuccess, code, "%s: %q", q, got)
+		require.Equal(t, []string{"v=spf1 ?all"}, got, q)
 	}
-	// The per-query SPF answer always exists; it must not let B's range in.
-	q := "5.113.0.203._ip.mail.attacker.example._ehlo." + name + "._spf." + apitest.EdgeZone
-	_, got := ask(t, e.Addr, q, dns.TypeTXT)
-	require.NotContains(t, strings.Join(got, " "), "203.0.113", q)
+	// The per-query SPF answers always exist; they must not let B's range in.
+	for _, q := range []string{
+		"5.113.0.203._ip.mail.attacker.example._ehlo." + name + "._spf." + apitest.EdgeZone,
+		"5.113.0.203._ip." + name + "._spf." + apitest.EdgeZone,
+	} {
+		_, got := ask(t, e.Addr, q, dns.TypeTXT)
+		require.NotContains(t, strings.Join(got, " "), "203.0.113", q)
+	}
 }
 
 // TestDomainTakeoverRefused runs the built `rampart serve` and dnsedge and
@@ -152,7 +160,9 @@ func TestDomainTakeoverRefused(t *testing.T) {
 	s.API.AddVerifiedDomain(t, a, removed)
 	waitAnswer(t, e.Addr, "_dmarc."+removed, dns.TypeTXT, dns.RcodeSuccess, []string{dmarcOf(t, s, a.Token, removed)})
 	s.API.Do(t, a.Token, `mutation { removeDomain(name: "`+removed+`") { name } }`, nil).NoErrors(t)
-	waitAnswer(t, e.Addr, "_dmarc."+removed, dns.TypeTXT, dns.RcodeRefused, nil)
+	// Its names stay on the edge for the grace period, with no record.
+	waitAnswer(t, e.Addr, removed+"._rspf."+apitest.EdgeZone, dns.TypeTXT, dns.RcodeSuccess, []string{"v=spf1 ?all"})
+	waitAnswer(t, e.Addr, "_dmarc."+removed, dns.TypeTXT, dns.RcodeSuccess, nil)
 	r := s.API.Do(t, b.Token, `mutation { addDomain(name: "`+removed+`") { verified } }`, nil)
 	r.NoErrors(t)
 	require.JSONEq(t, `{"addDomain": {"verified": false}}`, string(r.Data))

@@ -286,6 +286,9 @@ func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Do
 	if err := s.ownName(n); err != nil {
 		return Domain{}, err
 	}
+	if err := fitsEdge(n, s.cfg.EdgeZone); err != nil {
+		return Domain{}, err
+	}
 	token, err := s.proofToken(ctx, accountID)
 	if err != nil {
 		return Domain{}, err

@@ -367,3 +367,19 @@ func (s *Service) MaintainEdge(ctx context.Context, deadline time.Time) (EdgeRun
 	}
 	return run, nil
 }
+
+// fitsEdge refuses a name whose SPF names at the edge would pass 253 octets
+// for an IPv6 sender: a receiver would cut the address off the current
+// form's first include (RFC 7208 §7.3) and no address could pass.
+func fitsEdge(name, zone string) error {
+	zone = strings.TrimSuffix(zone, ".")
+	if zone == "" {
+		return nil
+	}
+	ip := netip.IPv6Unspecified()
+	if _, truncated, ok := spfanswer.ReceiveCurrent(ip, name, zone); !ok || truncated {
+		longest := 253 - len(spfanswer.MacroIP(ip)+"."+spfanswer.IPLabel+"."+"."+spfanswer.SPFLabel+"."+zone)
+		return apperr.Invalid("name", "%q is too long to host: the edge's SPF name for an IPv6 sender, %%{i}._ip.%s._spf.%s, would pass 253 octets; with this edge zone a domain has at most %d", name, name, zone, longest)
+	}
+	return nil
+}

@@ -135,3 +135,27 @@ func TestRSPFRecord(t *testing.T) {
 	p = Published{RSPF: RSPFRecord(Sending, "a.example", zone, pins[:2], true)}
 	require.NoError(t, p.fits("a.example", zone))
 }
+
+// TestFitsEdge: a name is hosted only when an IPv6 sender's current-form
+// name fits 253 octets, so that no receiver cuts the address off.
+func TestFitsEdge(t *testing.T) {
+	t.Parallel()
+	const zone = "edge.rampart.example" // 20 octets: a name has at most 253-63-5-6-20 = 159
+	name := func(n int) string {
+		var labels []string
+		for n > 0 {
+			l := min(n, 63)
+			if n-l == 1 || n-l < 0 {
+				l = n - 2
+			}
+			labels = append(labels, strings.Repeat("a", l))
+			n -= l + 1
+		}
+		return strings.Join(labels, ".")
+	}
+	require.Len(t, name(159), 159)
+	require.Len(t, name(160), 160)
+	require.NoError(t, fitsEdge(name(159), zone))
+	err := fitsEdge(name(160), zone)
+	require.ErrorContains(t, err, "at most 159")
+}
