@@ -57,7 +57,10 @@ type Config struct {
 	EdgeRRLSlip     int
 
 	DNSResolver string
-	RiverUI     bool
+	// RemovalGrace is how long the edge answers a removed domain's SPF
+	// names with a record that authorizes nothing (domain.Config).
+	RemovalGrace time.Duration
+	RiverUI      bool
 	// SecureCookies marks cookies Secure behind a TLS-terminating proxy.
 	SecureCookies bool
 
@@ -185,7 +188,45 @@ func (c *Config) DomainFlags(f *FlagSet) {
 	str(&c.EdgeZone, "edge-zone", "RAMPART_EDGE_ZONE", "edge.rampart.test", "the DNS edge's own zone (env RAMPART_EDGE_ZONE)")
 	str(&c.ReportsDomain, "reports-domain", "RAMPART_REPORTS_DOMAIN", "reports.rampart.test", "the domain of Rampart's report addresses (env RAMPART_REPORTS_DOMAIN)")
 	str(&c.EdgeNameServers, "edge-ns", "RAMPART_EDGE_NS", "", "comma-separated edge name servers (env RAMPART_EDGE_NS; default ns1.<zone>,ns2.<zone>)")
-	str(&c.DNSResolver, "dns-resolver", "RAMPART_DNS_RESOLVER", "", "DNS server (host:port) for resolving senders' SPF includes and checking domain ownership proofs (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables: only the operator verifies domains then)")
+	str(&c.DNSResolver, "dns-resolver", "RAMPART_DNS_RESOLVER", "", "DNS server (host:port) for resolving senders' SPF includes, checking domain ownership proofs and the records customers publish (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables: only the operator verifies domains then)")
+	f.Var(graceDuration{&c.RemovalGrace}, "removal-grace", "how long after a domain is removed the edge answers its SPF names with a record that authorizes nothing, so that a record the customer left in place is no error, a `duration` of at most a year (env RAMPART_REMOVAL_GRACE; default 720h)")
+	f.Env("removal-grace", "RAMPART_REMOVAL_GRACE")
+}
+
+// MaxRemovalGrace bounds -removal-grace.
+const MaxRemovalGrace = 365 * 24 * time.Hour
+
+// graceDuration is -removal-grace: positive, at most MaxRemovalGrace; 0
+// (unset) stands for domain.DefaultRemovalGrace.
+type graceDuration struct{ p *time.Duration }
+
+func (g graceDuration) String() string {
+	if g.p == nil || *g.p == 0 {
+		return "720h0m0s"
+	}
+	return g.p.String()
+}
+
+func (g graceDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (such as 720h)")
+	}
+	if err := checkRemovalGrace(v); err != nil {
+		return err
+	}
+	*g.p = v
+	return nil
+}
+
+func checkRemovalGrace(v time.Duration) error {
+	if v <= 0 {
+		return errors.New("must be positive")
+	}
+	if v > MaxRemovalGrace {
+		return fmt.Errorf("must be at most a year (%s)", MaxRemovalGrace)
+	}
+	return nil
 }
 
 // ServiceFlags registers the flags of the running service, shared by

@@ -85,6 +85,8 @@ type Domain struct {
 	ReportToken string
 	// Ownership is where the account's claim on the name stands.
 	Ownership Ownership
+	// Observed is what the last check saw of the domain's own DNS.
+	Observed Observed
 }
 
 // Verified reports whether the account has proven it controls the domain:
@@ -186,6 +188,7 @@ func fromRow(r domaindb.Domain) Domain {
 			VerifiedAt: r.VerifiedAt, ExpiresAt: r.ClaimExpiresAt, DisplacedAt: r.DisplacedAt,
 			CheckedAt: r.CheckedAt, CheckResult: r.CheckResult,
 		},
+		Observed: observedFromRow(r),
 	}
 	if r.VerifiedHow != nil {
 		d.Ownership.Method = VerificationMethod(*r.VerifiedHow)
@@ -217,9 +220,14 @@ type Config struct {
 	// domain's DMARC record names <token>@<ReportsDomain> first in rua.
 	// Empty leaves only the owner's addresses.
 	ReportsDomain string
-	// Checker looks up ownership proofs through the configured resolver;
-	// nil when DNS checks are off (only the operator can verify then).
+	// Checker looks up ownership proofs and the records the customer
+	// published through the configured resolver; nil when DNS checks are
+	// off (only the operator can verify then).
 	Checker *dnscheck.Checker
+	// RemovalGrace is how long the edge keeps answering a removed domain's
+	// SPF names with a record that authorizes nothing, so that a record the
+	// customer left in place is no error (0: [DefaultRemovalGrace]).
+	RemovalGrace time.Duration
 }
 
 // Service is the domain store. Its methods authorise the context's principal.
@@ -349,11 +357,33 @@ func (s *Service) change(ctx context.Context, name string, perm access.Permissio
 	return d, err
 }
 
+// Removal is what removing a domain did.
+type Removal struct {
+	Domain
+	// Warnings say what of the customer's own DNS still points at the
+	// edge, and what happens to it; empty when nothing does or the claim
+	// was never served.
+	Warnings []string
+}
+
 // Remove stops hosting a domain: it deletes the principal's claim. When
 // the claim was verified, the edge keeps a tombstone so that edges following
 // by serial stop serving the name; an unverified claim was never served,
 // and removing it leaves the edge (and any other account's claim) alone.
-func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
+// Before removing a verified claim it looks (within a few seconds, never
+// failing the removal) at whether the customer's DNS still points at the
+// edge, and warns.
+func (s *Service) Remove(ctx context.Context, name string) (Removal, error) {
+	var warnings []string
+	if n, err := NormalizeName(name); err == nil {
+		claim, err := s.claim(ctx, domaindb.New(s.pool), n, access.ManageDomains, name)
+		if err != nil {
+			return Removal{}, err
+		}
+		if claim.VerifiedAt != nil {
+			warnings = s.removalWarnings(ctx, claim.Name)
+		}
+	}
 	var d Domain
 	err := s.locked(ctx, name, access.ManageDomains, func(_ pgx.Tx, q *domaindb.Queries, old Domain) error {
 		d = old
@@ -366,10 +396,13 @@ func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
 		return tombstone(ctx, q, d.Name)
 	})
 	if err != nil {
-		return Domain{}, err
+		return Removal{}, err
 	}
-	s.log.InfoContext(ctx, "domain removed", "domain", d.Name, "account", d.AccountID, "verified", d.Verified())
-	return d, nil
+	if !d.Verified() {
+		warnings = nil
+	}
+	s.log.InfoContext(ctx, "domain removed", "domain", d.Name, "account", d.AccountID, "verified", d.Verified(), "warnings", len(warnings))
+	return Removal{Domain: d, Warnings: append([]string{}, warnings...)}, nil
 }
 
 // tombstone stops the edges serving a name.
