@@ -44,7 +44,7 @@ type DNSSetup struct {
 	// (LegacySPFRecord): still answered by the edge, to be replaced.
 	LegacySPF DNSRecord
 	DKIM      Delegation
-	BIMI Delegation
+	BIMI      Delegation
 	// BIMIWithheld says why the edge does not serve BIMI now (nil when it does).
 	BIMIWithheld *string
 	// Published is what the last check saw of the domain's own DNS, with

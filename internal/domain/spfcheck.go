@@ -51,8 +51,8 @@ func LegacySPFRecord(name, edgeZone string) string {
 }
 
 func currentInclude(name, zone string) string { return "%{i}._ip." + name + "._spf." + zone }
-func legacyInclude(zone string) string         { return "%{i}._ip.%{h}._ehlo.%{d}._spf." + zone }
-func rspfName(name, zone string) string        { return name + "._rspf." + zone }
+func legacyInclude(zone string) string        { return "%{i}._ip.%{h}._ehlo.%{d}._spf." + zone }
+func rspfName(name, zone string) string       { return name + "._rspf." + zone }
 
 // SPFRecords returns the SPF records among the TXT strings of a name: those
 // starting with the version "v=spf1", ended by a space or the end of the
