@@ -138,7 +138,7 @@ func TestDNSSetupAndDefaults(t *testing.T) {
 				{"name": "_dmarc.setup-example.org.", "type": "NS", "value": "ns2.edge.rampart.test.", "ttl": 3600}],
 			"cnameAlternative": {"name": "_dmarc.setup-example.org.", "type": "CNAME", "value": "setup-example.org._dmarc.edge.rampart.test."},
 			"served": [{"name": "_dmarc.setup-example.org.", "type": "TXT", "value": "`+rec+`"}]},
-			"spf": {"name": "setup-example.org.", "type": "TXT", "value": "v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.edge.rampart.test include:setup-example.org._nspf.edge.rampart.test ~all"},
+			"spf": {"name": "setup-example.org.", "type": "TXT", "value": "v=spf1 include:%{i}._ip.setup-example.org._spf.edge.rampart.test redirect=setup-example.org._rspf.edge.rampart.test"},
 			"dkim": {"nameServers": [{"name": "_domainkey.setup-example.org.", "value": "ns1.edge.rampart.test."}, {"name": "_domainkey.setup-example.org.", "value": "ns2.edge.rampart.test."}],
 				"cnameAlternative": null, "served": []},
 			"bimi": {"nameServers": [{"name": "_bimi.setup-example.org.", "value": "ns1.edge.rampart.test."}, {"name": "_bimi.setup-example.org.", "value": "ns2.edge.rampart.test."}], "served": []},

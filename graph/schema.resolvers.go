@@ -84,7 +84,12 @@ func (r *mutationResolver) RemoveDomain(ctx context.Context, name string) (*mode
 	if err != nil {
 		return nil, err
 	}
-	return &model.RemovedDomain{ID: d.ID.String(), Name: d.Name}, nil
+	return &model.RemovedDomain{ID: d.ID.String(), Name: d.Name, Warnings: d.Warnings}, nil
+}
+
+// CheckDNSSetup is the resolver for the checkDnsSetup field.
+func (r *mutationResolver) CheckDNSSetup(ctx context.Context, domain string) (*domain.DNSSetup, error) {
+	return ptr(r.DomainSvc.CheckDNSSetup(ctx, domain))
 }
 
 // SetDomainMode is the resolver for the setDomainMode field.

@@ -69,7 +69,7 @@ func TestSendersAndExplain(t *testing.T) {
 		"netblocks": [{"cidr": "192.0.2.0/24", "label": "office"}, {"cidr": "203.0.113.9/32", "label": ""}, {"cidr": "2001:db8:10::/48", "label": "v6 office"}],
 		"senders": [{"slug": "google-workspace"}, {"slug": "sendgrid"}],
 		"spfLookups": 7,
-		"dnsSetup": {"spf": {"value": "v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.edge.rampart.test include:senders-example.com._nspf.edge.rampart.test ~all"}}}}`, string(r.Data))
+		"dnsSetup": {"spf": {"value": "v=spf1 include:%{i}._ip.senders-example.com._spf.edge.rampart.test redirect=senders-example.com._rspf.edge.rampart.test"}}}}`, string(r.Data))
 
 	explain := func(ip, helo string) map[string]any {
 		t.Helper()

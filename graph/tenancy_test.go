@@ -60,6 +60,7 @@ func TestTenantIsolation(t *testing.T) {
 		"addDomain":         {`mutation($b: ID) { addDomain(accountId: $b, name: "new-in-b-example.com") { name } }`},
 		"removeDomain":      {`mutation { removeDomain(name: "b-secret-example.com") { name } }`},
 		"verifyDomain":      {`mutation { verifyDomain(name: "b-secret-example.com") { name } }`},
+		"checkDnsSetup":     {`mutation { checkDnsSetup(domain: "b-secret-example.com") { spf { value } published { spf } } }`},
 		"setDomainMode":     {`mutation { setDomainMode(name: "b-secret-example.com", mode: BLOCKED) { name } }`},
 		"updateDmarcPolicy": {`mutation { updateDmarcPolicy(name: "b-secret-example.com", policy: {p: REJECT}) { name } }`},
 		"addNetblock":       {`mutation { addNetblock(domain: "b-secret-example.com", cidr: "192.0.2.0/24") { name } }`},

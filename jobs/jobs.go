@@ -1,8 +1,9 @@
 // Package jobs runs Rampart's background work on River: each module's
 // workers and the periodic maintenance jobs. Job kinds are namespaced
 // (auth.prune_login_failures, sender.resolve_ranges, domain.check_claims,
-// domain.maintain_edge, report.ingest); a job caused by a write is enqueued in the same
-// transaction as that write (River InsertTx).
+// domain.maintain_edge, domain.check_published, report.ingest); a job caused
+// by a write is enqueued in the same transaction as that write (River
+// InsertTx).
 package jobs
 
 import (
@@ -176,6 +177,37 @@ func (w *checkClaimsWorker) Work(ctx context.Context, job *river.Job[CheckClaims
 	return err
 }
 
+// CheckPublishedArgs asks for the records verified domains publish in
+// their own DNS (apex SPF, the _dmarc and _domainkey delegations) to be
+// looked at again where due: about hourly, sooner after a lookup that got
+// no answer (each domain on its own backoff).
+type CheckPublishedArgs struct{}
+
+// Kind names the job.
+func (CheckPublishedArgs) Kind() string { return "domain.check_published" }
+
+type checkPublishedWorker struct {
+	river.WorkerDefaults[CheckPublishedArgs]
+	domains *domain.Service
+	log     *slog.Logger
+	timeout time.Duration
+}
+
+func (w *checkPublishedWorker) Timeout(*river.Job[CheckPublishedArgs]) time.Duration {
+	return w.timeout
+}
+
+// Work checks due domains in batches and starts none after half the
+// timeout; the rest are due still and the next run (a minute on) takes
+// them.
+func (w *checkPublishedWorker) Work(ctx context.Context, job *river.Job[CheckPublishedArgs]) error {
+	run, err := w.domains.CheckPublished(ctx, time.Now().Add(w.timeout/2))
+	if run.Checked > 0 {
+		w.log.InfoContext(ctx, "checked domains' published DNS", "checked", run.Checked, "unanswered", run.Problems)
+	}
+	return err
+}
+
 // Services are what the workers call.
 type Services struct {
 	Auth    *auth.Service
@@ -231,6 +263,7 @@ func Timeouts(cfg Config) map[string]time.Duration {
 		ResolveRangesArgs{}.Kind():      min(cfg.JobTimeout, maintenanceTimeout),
 		CheckClaimsArgs{}.Kind():        min(cfg.JobTimeout, maintenanceTimeout),
 		MaintainEdgeArgs{}.Kind():       min(cfg.JobTimeout, maintenanceTimeout),
+		CheckPublishedArgs{}.Kind():     min(cfg.JobTimeout, maintenanceTimeout),
 	}
 }
 
@@ -269,6 +302,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 		timeout: timeouts[ResolveRangesArgs{}.Kind()]})
 	river.AddWorker(workers, &checkClaimsWorker{domains: svc.Domains, log: log, timeout: timeouts[CheckClaimsArgs{}.Kind()]})
 	river.AddWorker(workers, &maintainEdgeWorker{domains: svc.Domains, log: log, timeout: timeouts[MaintainEdgeArgs{}.Kind()]})
+	river.AddWorker(workers, &checkPublishedWorker{domains: svc.Domains, log: log, timeout: timeouts[CheckPublishedArgs{}.Kind()]})
 	ingest.AddWorkers(workers, pool, ingest.Options{Timeout: cfg.JobTimeout}, log)
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	if svc.Resolver != "" {
@@ -296,6 +330,11 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 			// are compiled at start.
 			river.NewPeriodicJob(river.PeriodicInterval(10*time.Minute), func() (river.JobArgs, *river.InsertOpts) {
 				return MaintainEdgeArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: 10 * time.Minute}}
+			}, &river.PeriodicJobOpts{RunOnStart: true}),
+			// A domain's own DNS is looked at within a minute of its next
+			// check (about hourly; the backoff lives on each domain).
+			river.NewPeriodicJob(river.PeriodicInterval(time.Minute), func() (river.JobArgs, *river.InsertOpts) {
+				return CheckPublishedArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Minute}}
 			}, &river.PeriodicJobOpts{RunOnStart: true}),
 			// Pins expire within a minute of their time.
 			river.NewPeriodicJob(river.PeriodicInterval(time.Minute), func() (river.JobArgs, *river.InsertOpts) {

@@ -48,6 +48,7 @@ type ResolverRoot interface {
 	Member() MemberResolver
 	Mutation() MutationResolver
 	Netblock() NetblockResolver
+	PublishedDns() PublishedDnsResolver
 	Query() QueryResolver
 	SenderService() SenderServiceResolver
 	SpfExplanation() SpfExplanationResolver
@@ -175,6 +176,8 @@ type ComplexityRoot struct {
 		BIMIWithheld func(childComplexity int) int
 		DKIM         func(childComplexity int) int
 		DMARC        func(childComplexity int) int
+		LegacySPF    func(childComplexity int) int
+		Published    func(childComplexity int) int
 		SPF          func(childComplexity int) int
 		Verification func(childComplexity int) int
 	}
@@ -263,6 +266,7 @@ type ComplexityRoot struct {
 		AddDkimKey        func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
 		AddDomain         func(childComplexity int, accountID *string, name string) int
 		AddNetblock       func(childComplexity int, domain string, cidr string, label *string) int
+		CheckDNSSetup     func(childComplexity int, domain string) int
 		CreateAPIToken    func(childComplexity int, accountID *string, name string) int
 		DisableSender     func(childComplexity int, domain string, service string) int
 		EnableSender      func(childComplexity int, domain string, service string) int
@@ -296,6 +300,16 @@ type ComplexityRoot struct {
 		StartCursor     func(childComplexity int) int
 	}
 
+	PublishedDns struct {
+		Actions        func(childComplexity int) int
+		CheckedAt      func(childComplexity int) int
+		DKIMDelegated  func(childComplexity int) int
+		DMARCDelegated func(childComplexity int) int
+		Problem        func(childComplexity int) int
+		SPFRecord      func(childComplexity int) int
+		Spf            func(childComplexity int) int
+	}
+
 	Query struct {
 		Account          func(childComplexity int, id *string) int
 		Domain           func(childComplexity int, name string) int
@@ -307,8 +321,9 @@ type ComplexityRoot struct {
 	}
 
 	RemovedDomain struct {
-		ID   func(childComplexity int) int
-		Name func(childComplexity int) int
+		ID       func(childComplexity int) int
+		Name     func(childComplexity int) int
+		Warnings func(childComplexity int) int
 	}
 
 	SenderService struct {
@@ -453,6 +468,7 @@ type MutationResolver interface {
 	AddDomain(ctx context.Context, accountID *string, name string) (*domain.Domain, error)
 	VerifyDomain(ctx context.Context, name string) (*domain.Domain, error)
 	RemoveDomain(ctx context.Context, name string) (*model.RemovedDomain, error)
+	CheckDNSSetup(ctx context.Context, domain string) (*domain.DNSSetup, error)
 	SetDomainMode(ctx context.Context, name string, mode model.DomainMode) (*domain.Domain, error)
 	UpdateDmarcPolicy(ctx context.Context, name string, policy model.DmarcPolicyInput) (*domain.Domain, error)
 	AddDkimKey(ctx context.Context, domain string, selector string, publicKey *string, cnameTarget *string, service *string) (*model.AddDkimKeyPayload, error)
@@ -469,6 +485,11 @@ type MutationResolver interface {
 }
 type NetblockResolver interface {
 	Cidr(ctx context.Context, obj *sender.Netblock) (string, error)
+}
+type PublishedDnsResolver interface {
+	Spf(ctx context.Context, obj *domain.Observed) (model.PublishedSpf, error)
+
+	Problem(ctx context.Context, obj *domain.Observed) (*string, error)
 }
 type QueryResolver interface {
 	Viewer(ctx context.Context) (*model.Viewer, error)
@@ -1004,6 +1025,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DnsSetup.DMARC(childComplexity), true
+	case "DnsSetup.legacySpf":
+		if e.ComplexityRoot.DnsSetup.LegacySPF == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DnsSetup.LegacySPF(childComplexity), true
+	case "DnsSetup.published":
+		if e.ComplexityRoot.DnsSetup.Published == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DnsSetup.Published(childComplexity), true
 	case "DnsSetup.spf":
 		if e.ComplexityRoot.DnsSetup.SPF == nil {
 			break
@@ -1404,6 +1437,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddNetblock(childComplexity, args["domain"].(string), args["cidr"].(string), args["label"].(*string)), true
+	case "Mutation.checkDnsSetup":
+		if e.ComplexityRoot.Mutation.CheckDNSSetup == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_checkDnsSetup_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CheckDNSSetup(childComplexity, args["domain"].(string)), true
 	case "Mutation.createApiToken":
 		if e.ComplexityRoot.Mutation.CreateAPIToken == nil {
 			break
@@ -1647,6 +1691,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
 
+	case "PublishedDns.actions":
+		if e.ComplexityRoot.PublishedDns.Actions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PublishedDns.Actions(childComplexity), true
+	case "PublishedDns.checkedAt":
+		if e.ComplexityRoot.PublishedDns.CheckedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PublishedDns.CheckedAt(childComplexity), true
+	case "PublishedDns.dkimDelegated":
+		if e.ComplexityRoot.PublishedDns.DKIMDelegated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PublishedDns.DKIMDelegated(childComplexity), true
+	case "PublishedDns.dmarcDelegated":
+		if e.ComplexityRoot.PublishedDns.DMARCDelegated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PublishedDns.DMARCDelegated(childComplexity), true
+	case "PublishedDns.problem":
+		if e.ComplexityRoot.PublishedDns.Problem == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PublishedDns.Problem(childComplexity), true
+	case "PublishedDns.spfRecord":
+		if e.ComplexityRoot.PublishedDns.SPFRecord == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PublishedDns.SPFRecord(childComplexity), true
+	case "PublishedDns.spf":
+		if e.ComplexityRoot.PublishedDns.Spf == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PublishedDns.Spf(childComplexity), true
+
 	case "Query.account":
 		if e.ComplexityRoot.Query.Account == nil {
 			break
@@ -1728,6 +1815,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RemovedDomain.Name(childComplexity), true
+	case "RemovedDomain.warnings":
+		if e.ComplexityRoot.RemovedDomain.Warnings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RemovedDomain.Warnings(childComplexity), true
 
 	case "SenderService.category":
 		if e.ComplexityRoot.SenderService.Category == nil {
@@ -2205,14 +2298,64 @@ type DnsSetup {
   verification: DnsRecord!
   "_dmarc.<domain>: delegate it to the edge (NS), or CNAME it."
   dmarc: Delegation!
-  "The SPF record at the domain's apex. A BLOCKED domain publishes ` + "`" + `v=spf1 -all` + "`" + `."
+  """
+  The SPF record at the domain's apex: ` + "`" + `v=spf1 include:%{i}._ip.<domain>._spf.<edge zone> redirect=<domain>._rspf.<edge zone>` + "`" + `.
+  The include passes the domain's netblocks and enabled senders' ranges
+  whatever the sending server's HELO; the redirect lets the edge decide the
+  rest (pinned includes, the HELO-based vendor step, softfail; fail for a
+  BLOCKED domain). A BLOCKED domain may also publish ` + "`" + `v=spf1 -all` + "`" + `, which
+  its set-up gives.
+  """
   spf: DnsRecord!
+  "The old form of the SPF record (` + "`" + `v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.<edge zone> include:<domain>._nspf.<edge zone> ~all` + "`" + `), shown so that it can be recognised: the edge still answers it, but ` + "`" + `published.actions` + "`" + ` asks to replace it with ` + "`" + `spf` + "`" + `."
+  legacySpf: DnsRecord!
   "_domainkey.<domain>: delegate it to the edge for the hosted DKIM keys."
   dkim: Delegation!
   "_bimi.<domain>: delegate it to the edge for the BIMI record."
   bimi: Delegation!
   "Why the edge does not serve the BIMI record now; null when it does."
   bimiWithheld: String
+  "What Rampart last saw in the domain's own DNS, and what to change there."
+  published: PublishedDns!
+}
+
+"""
+What Rampart last saw in a domain's own DNS, through the server's DNS
+resolver: looked at about hourly for a verified domain (sooner after a lookup
+that got no answer) and at once by ` + "`" + `checkDnsSetup` + "`" + `. A lookup that got no
+answer keeps what an earlier one found (see ` + "`" + `problem` + "`" + `).
+"""
+type PublishedDns {
+  "How the SPF record at the apex stands against ` + "`" + `dnsSetup.spf` + "`" + `."
+  spf: PublishedSpf!
+  "The SPF record seen at the apex, in presentation form (octets outside printable ASCII as \\DDD); with MULTIPLE, every one, one per line; null when none was seen."
+  spfRecord: String
+  "When the domain's DNS was last looked at; null before the first look."
+  checkedAt: Time
+  "Whether _dmarc.<domain> is delegated to the edge's name servers or a CNAME to <domain>._dmarc.<edge zone>; null while unknown."
+  dmarcDelegated: Boolean
+  "Whether _domainkey.<domain> is delegated to the edge's name servers; null while unknown."
+  dkimDelegated: Boolean
+  "What the last look could not look up (e.g. a timeout); null when every lookup got an answer."
+  problem: String
+  "What to change in the domain's DNS, one sentence each; empty when nothing."
+  actions: [String!]!
+}
+
+"How the SPF record a domain publishes at its apex stands against the one its set-up gives."
+enum PublishedSpf {
+  "One SPF record, in the current form: the edge's address include and the redirect to the domain's _rspf name."
+  CURRENT
+  "One SPF record in the old form (` + "`" + `dnsSetup.legacySpf` + "`" + `): it keeps working, but a sending server's unusual HELO can make receivers return an error even for the domain's own servers, and a BLOCKED domain only softfails with it. Replace it with ` + "`" + `dnsSetup.spf` + "`" + `."
+  LEGACY
+  "One SPF record that is neither form: without the edge, or with an ` + "`" + `all` + "`" + ` term that makes receivers ignore the redirect."
+  OTHER
+  "No SPF record at the apex."
+  MISSING
+  "More than one SPF record at the apex: a permanent error (permerror) at every receiver. Merge them into one."
+  MULTIPLE
+  "Not looked up yet, or no lookup got an answer."
+  UNKNOWN
 }
 
 "A DNS resource record in presentation form."
@@ -2347,6 +2490,18 @@ type PageInfo {
 type RemovedDomain {
   id: ID!
   name: String!
+  """
+  What of the domain's own DNS still points at Rampart's edge (apex SPF
+  record, _dmarc, _domainkey), looked up when it was removed (within a few
+  seconds; a lookup that got no answer says so), and what happens to it:
+  during the removal grace period (` + "`" + `RAMPART_REMOVAL_GRACE` + "`" + `, 30 days by
+  default) the edge answers the domain's SPF names with a record that
+  authorizes nothing without making the customer's SPF record an error;
+  after it the names vanish and an SPF record still naming the edge is a
+  permerror. Empty when nothing points at the edge, or for an unverified
+  claim (the edge never served it).
+  """
+  warnings: [String!]!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/report.graphqls", Input: `"A DMARC aggregate report a receiver sent about a domain."
@@ -2523,8 +2678,10 @@ type Mutation {
   addDomain(accountId: ID, name: String!): Domain!
   "Look for the domain's ownership proof (` + "`" + `dnsSetup.verification` + "`" + `) now, through the server's DNS resolver. When it is found the claim is verified, any other account's claim on the name is displaced, and the edge serves the domain within a second; otherwise ` + "`" + `ownership.lastCheckResult` + "`" + ` says what was found. CONFLICT when the server does not check DNS (its operator verifies domains with ` + "`" + `rampart admin verify-domain` + "`" + `)."
   verifyDomain(name: String!): Domain!
-  "Stop hosting a domain: remove the account's claim. For a verified domain the edge stops answering within a second."
+  "Stop hosting a domain: remove the account's claim. For a verified domain the edge stops answering within a second (its SPF names keep an answer that authorizes nothing during the removal grace period), and ` + "`" + `warnings` + "`" + ` say what of the domain's own DNS still points at the edge."
   removeDomain(name: String!): RemovedDomain!
+  "Look at the domain's own DNS now, through the server's DNS resolver (the apex SPF record, the _dmarc and _domainkey delegations), and return its set-up with what was seen (` + "`" + `published` + "`" + `). Needs the right to read the set-up. CONFLICT when the server does not check DNS."
+  checkDnsSetup(domain: String!): DnsSetup!
   "Switch a domain between SENDING and BLOCKED (non-sending: locked down to p=reject)."
   setDomainMode(name: String!, mode: DomainMode!): Domain!
   "Change a domain's DMARC policy. Omitted fields keep their value; an explicit null removes an optional tag."
@@ -2966,12 +3123,16 @@ func (ec *executionContext) childFields_DnsSetup(ctx context.Context, field grap
 		return ec.fieldContext_DnsSetup_dmarc(ctx, field)
 	case "spf":
 		return ec.fieldContext_DnsSetup_spf(ctx, field)
+	case "legacySpf":
+		return ec.fieldContext_DnsSetup_legacySpf(ctx, field)
 	case "dkim":
 		return ec.fieldContext_DnsSetup_dkim(ctx, field)
 	case "bimi":
 		return ec.fieldContext_DnsSetup_bimi(ctx, field)
 	case "bimiWithheld":
 		return ec.fieldContext_DnsSetup_bimiWithheld(ctx, field)
+	case "published":
+		return ec.fieldContext_DnsSetup_published(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DnsSetup", field.Name)
 }
@@ -3162,12 +3323,34 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_PublishedDns(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "spf":
+		return ec.fieldContext_PublishedDns_spf(ctx, field)
+	case "spfRecord":
+		return ec.fieldContext_PublishedDns_spfRecord(ctx, field)
+	case "checkedAt":
+		return ec.fieldContext_PublishedDns_checkedAt(ctx, field)
+	case "dmarcDelegated":
+		return ec.fieldContext_PublishedDns_dmarcDelegated(ctx, field)
+	case "dkimDelegated":
+		return ec.fieldContext_PublishedDns_dkimDelegated(ctx, field)
+	case "problem":
+		return ec.fieldContext_PublishedDns_problem(ctx, field)
+	case "actions":
+		return ec.fieldContext_PublishedDns_actions(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PublishedDns", field.Name)
+}
+
 func (ec *executionContext) childFields_RemovedDomain(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
 		return ec.fieldContext_RemovedDomain_id(ctx, field)
 	case "name":
 		return ec.fieldContext_RemovedDomain_name(ctx, field)
+	case "warnings":
+		return ec.fieldContext_RemovedDomain_warnings(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RemovedDomain", field.Name)
 }
@@ -3597,6 +3780,20 @@ func (ec *executionContext) field_Mutation_addNetblock_args(ctx context.Context,
 		return nil, err
 	}
 	args["label"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_checkDnsSetup_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
 	return args, nil
 }
 
@@ -6168,6 +6365,38 @@ func (ec *executionContext) fieldContext_DnsSetup_spf(_ context.Context, field g
 	return fc, nil
 }
 
+func (ec *executionContext) _DnsSetup_legacySpf(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DnsSetup_legacySpf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LegacySPF, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.DNSRecord) graphql.Marshaler {
+			return ec.marshalNDnsRecord2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DnsSetup_legacySpf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DnsSetup",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DnsRecord(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _DnsSetup_dkim(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6253,6 +6482,38 @@ func (ec *executionContext) _DnsSetup_bimiWithheld(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_DnsSetup_bimiWithheld(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("DnsSetup", field, false, false, "String")
+}
+
+func (ec *executionContext) _DnsSetup_published(ctx context.Context, field graphql.CollectedField, obj *domain.DNSSetup) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DnsSetup_published(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Published, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Observed) graphql.Marshaler {
+			return ec.marshalNPublishedDns2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐObserved(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DnsSetup_published(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DnsSetup",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PublishedDns(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Domain_id(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
@@ -8090,6 +8351,50 @@ func (ec *executionContext) fieldContext_Mutation_removeDomain(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_checkDnsSetup(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_checkDnsSetup(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CheckDNSSetup(ctx, fc.Args["domain"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.DNSSetup) graphql.Marshaler {
+			return ec.marshalNDnsSetup2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSSetup(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_checkDnsSetup(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DnsSetup(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_checkDnsSetup_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_setDomainMode(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8823,6 +9128,167 @@ func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, f
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
 }
 
+func (ec *executionContext) _PublishedDns_spf(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PublishedDns_spf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PublishedDns().Spf(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.PublishedSpf) graphql.Marshaler {
+			return ec.marshalNPublishedSpf2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPublishedSpf(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PublishedDns_spf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PublishedDns", field, true, true, "PublishedSpf")
+}
+
+func (ec *executionContext) _PublishedDns_spfRecord(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PublishedDns_spfRecord(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SPFRecord, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PublishedDns_spfRecord(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PublishedDns", field, false, false, "String")
+}
+
+func (ec *executionContext) _PublishedDns_checkedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PublishedDns_checkedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CheckedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PublishedDns_checkedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PublishedDns", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PublishedDns_dmarcDelegated(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PublishedDns_dmarcDelegated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DMARCDelegated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PublishedDns_dmarcDelegated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PublishedDns", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PublishedDns_dkimDelegated(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PublishedDns_dkimDelegated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DKIMDelegated, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PublishedDns_dkimDelegated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PublishedDns", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PublishedDns_problem(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PublishedDns_problem(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PublishedDns().Problem(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PublishedDns_problem(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PublishedDns", field, true, true, "String")
+}
+
+func (ec *executionContext) _PublishedDns_actions(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PublishedDns_actions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actions, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PublishedDns_actions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PublishedDns", field, false, false, "String")
+}
+
 func (ec *executionContext) _Query_viewer(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9226,6 +9692,29 @@ func (ec *executionContext) _RemovedDomain_name(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_RemovedDomain_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("RemovedDomain", field, false, false, "String")
+}
+
+func (ec *executionContext) _RemovedDomain_warnings(ctx context.Context, field graphql.CollectedField, obj *model.RemovedDomain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RemovedDomain_warnings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Warnings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RemovedDomain_warnings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RemovedDomain", field, false, false, "String")
 }
 
@@ -12188,6 +12677,11 @@ func (ec *executionContext) _DnsSetup(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "legacySpf":
+			out.Values[i] = ec._DnsSetup_legacySpf(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "dkim":
 			out.Values[i] = ec._DnsSetup_dkim(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -12201,6 +12695,11 @@ func (ec *executionContext) _DnsSetup(ctx context.Context, sel ast.SelectionSet,
 		case "bimiWithheld":
 			out.Values[i] = ec._DnsSetup_bimiWithheld(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "published":
+			out.Values[i] = ec._DnsSetup_published(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -12827,6 +13326,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "checkDnsSetup":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_checkDnsSetup(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "setDomainMode":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setDomainMode(ctx, field)
@@ -13027,6 +13533,71 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var publishedDnsImplementors = []string{"PublishedDns"}
+
+func (ec *executionContext) _PublishedDns(ctx context.Context, sel ast.SelectionSet, obj *domain.Observed) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, publishedDnsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PublishedDns")
+		case "spf":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PublishedDns_spf(ctx, field, obj)
+				})
+		case "spfRecord":
+			out.Values[i] = ec._PublishedDns_spfRecord(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "checkedAt":
+			out.Values[i] = ec._PublishedDns_checkedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dmarcDelegated":
+			out.Values[i] = ec._PublishedDns_dmarcDelegated(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dkimDelegated":
+			out.Values[i] = ec._PublishedDns_dkimDelegated(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "problem":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PublishedDns_problem(ctx, field, obj)
+				})
+		case "actions":
+			out.Values[i] = ec._PublishedDns_actions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var queryImplementors = []string{"Query"}
 
 func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -13137,6 +13708,11 @@ func (ec *executionContext) _RemovedDomain(ctx context.Context, sel ast.Selectio
 			}
 		case "name":
 			out.Values[i] = ec._RemovedDomain_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "warnings":
+			out.Values[i] = ec._RemovedDomain_warnings(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -14395,6 +14971,20 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋram
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPublishedDns2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐObserved(ctx context.Context, sel ast.SelectionSet, v domain.Observed) graphql.Marshaler {
+	return ec._PublishedDns(ctx, sel, &v)
+}
+
+func (ec *executionContext) unmarshalNPublishedSpf2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPublishedSpf(ctx context.Context, v any) (model.PublishedSpf, error) {
+	var res model.PublishedSpf
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPublishedSpf2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPublishedSpf(ctx context.Context, sel ast.SelectionSet, v model.PublishedSpf) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNRemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx context.Context, sel ast.SelectionSet, v *model.RemovedDomain) graphql.Marshaler {

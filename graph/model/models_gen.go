@@ -145,6 +145,16 @@ type Query struct {
 type RemovedDomain struct {
 	ID   string `json:"id"`
 	Name string `json:"name"`
+	// What of the domain's own DNS still points at Rampart's edge (apex SPF
+	// record, _dmarc, _domainkey), looked up when it was removed (within a few
+	// seconds; a lookup that got no answer says so), and what happens to it:
+	// during the removal grace period (`RAMPART_REMOVAL_GRACE`, 30 days by
+	// default) the edge answers the domain's SPF names with a record that
+	// authorizes nothing without making the customer's SPF record an error;
+	// after it the names vanish and an SPF record still naming the edge is a
+	// permerror. Empty when nothing points at the edge, or for an unverified
+	// claim (the edge never served it).
+	Warnings []string `json:"warnings"`
 }
 
 // What became of one uploaded file.
@@ -391,6 +401,76 @@ func (e *DomainMode) UnmarshalJSON(b []byte) error {
 }
 
 func (e DomainMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How the SPF record a domain publishes at its apex stands against the one its set-up gives.
+type PublishedSpf string
+
+const (
+	// One SPF record, in the current form: the edge's address include and the redirect to the domain's _rspf name.
+	PublishedSpfCurrent PublishedSpf = "CURRENT"
+	// One SPF record in the old form (`dnsSetup.legacySpf`): it keeps working, but a sending server's unusual HELO can make receivers return an error even for the domain's own servers, and a BLOCKED domain only softfails with it. Replace it with `dnsSetup.spf`.
+	PublishedSpfLegacy PublishedSpf = "LEGACY"
+	// One SPF record that is neither form: without the edge, or with an `all` term that makes receivers ignore the redirect.
+	PublishedSpfOther PublishedSpf = "OTHER"
+	// No SPF record at the apex.
+	PublishedSpfMissing PublishedSpf = "MISSING"
+	// More than one SPF record at the apex: a permanent error (permerror) at every receiver. Merge them into one.
+	PublishedSpfMultiple PublishedSpf = "MULTIPLE"
+	// Not looked up yet, or no lookup got an answer.
+	PublishedSpfUnknown PublishedSpf = "UNKNOWN"
+)
+
+var AllPublishedSpf = []PublishedSpf{
+	PublishedSpfCurrent,
+	PublishedSpfLegacy,
+	PublishedSpfOther,
+	PublishedSpfMissing,
+	PublishedSpfMultiple,
+	PublishedSpfUnknown,
+}
+
+func (e PublishedSpf) IsValid() bool {
+	switch e {
+	case PublishedSpfCurrent, PublishedSpfLegacy, PublishedSpfOther, PublishedSpfMissing, PublishedSpfMultiple, PublishedSpfUnknown:
+		return true
+	}
+	return false
+}
+
+func (e PublishedSpf) String() string {
+	return string(e)
+}
+
+func (e *PublishedSpf) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PublishedSpf(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PublishedSpf", str)
+	}
+	return nil
+}
+
+func (e PublishedSpf) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PublishedSpf) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PublishedSpf) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -47,6 +47,7 @@ var system = map[string]string{
 	"domain.Service.Republish":           "runs in the transaction of an authorised change or a job (takes its tx)",
 	"domain.Service.CheckClaims":         "periodic job",
 	"domain.Service.MaintainEdge":        "periodic job",
+	"domain.Service.CheckPublished":      "periodic job",
 	"domain.Service.VerifyAsOperator":    "operator command (rampart admin verify-domain)",
 	"sender.Manager.SyncCatalog":         "start-up: the shipped catalog",
 	"sender.Manager.ResolveRanges":       "periodic job",
@@ -174,6 +175,12 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			// DNS checks are off here: CONFLICT is the owner's answer, given
 			// only after the decision.
 			_, err := svc.Domains.Verify(c, name)
+			return allow(err, apperr.Conflict)
+		},
+		"domain.Service.CheckDNSSetup": func(c context.Context) error {
+			// DNS checks are off here: CONFLICT is the owner's answer, given
+			// only after the decision.
+			_, err := svc.Domains.CheckDNSSetup(c, name)
 			return allow(err, apperr.Conflict)
 		},
 		"domain.Service.DNSSetup": func(c context.Context) error { _, err := svc.Domains.DNSSetup(c, d); return err },

@@ -62,7 +62,10 @@ type Config struct {
 	EdgeRRLSlip     int
 
 	DNSResolver string
-	RiverUI     bool
+	// RemovalGrace is how long the edge answers a removed domain's SPF
+	// names with a record that authorizes nothing (domain.Config).
+	RemovalGrace time.Duration
+	RiverUI      bool
 	// SecureCookies marks cookies Secure behind a TLS-terminating proxy.
 	SecureCookies bool
 
@@ -198,7 +201,45 @@ func (c *Config) DomainFlags(f *FlagSet) {
 	} {
 		str(s.p, s.s.Flag, s.s.Env, s.s.Default, s.s.Usage)
 	}
-	str(&c.DNSResolver, "dns-resolver", "RAMPART_DNS_RESOLVER", "", "DNS server (host:port) for resolving senders' SPF includes and checking domain ownership proofs (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables: only the operator verifies domains then)")
+	str(&c.DNSResolver, "dns-resolver", "RAMPART_DNS_RESOLVER", "", "DNS server (host:port) for resolving senders' SPF includes, checking domain ownership proofs and the records customers publish (env RAMPART_DNS_RESOLVER; default: the first of /etc/resolv.conf; \"off\" disables: only the operator verifies domains then)")
+	f.Var(graceDuration{&c.RemovalGrace}, "removal-grace", "how long after a domain is removed the edge answers its SPF names with a record that authorizes nothing, so that a record the customer left in place is no error, a `duration` of at most a year (env RAMPART_REMOVAL_GRACE; default 720h)")
+	f.Env("removal-grace", "RAMPART_REMOVAL_GRACE")
+}
+
+// MaxRemovalGrace bounds -removal-grace.
+const MaxRemovalGrace = 365 * 24 * time.Hour
+
+// graceDuration is -removal-grace: positive, at most MaxRemovalGrace; 0
+// (unset) stands for domain.DefaultRemovalGrace.
+type graceDuration struct{ p *time.Duration }
+
+func (g graceDuration) String() string {
+	if g.p == nil || *g.p == 0 {
+		return "720h0m0s"
+	}
+	return g.p.String()
+}
+
+func (g graceDuration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New("not a duration (such as 720h)")
+	}
+	if err := checkRemovalGrace(v); err != nil {
+		return err
+	}
+	*g.p = v
+	return nil
+}
+
+func checkRemovalGrace(v time.Duration) error {
+	if v <= 0 {
+		return errors.New("must be positive")
+	}
+	if v > MaxRemovalGrace {
+		return fmt.Errorf("must be at most a year (%s)", MaxRemovalGrace)
+	}
+	return nil
 }
 
 // ServiceFlags registers the flags of the running service, shared by

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -58,4 +59,46 @@ func TestJobRescueRefusedBelowTimeout(t *testing.T) {
 	err := check()
 	require.ErrorContains(t, err, "RAMPART_JOB_RESCUE_AFTER")
 	require.ErrorContains(t, err, `"soon"`)
+}
+
+// TestRemovalGrace: -removal-grace (RAMPART_REMOVAL_GRACE) defaults to 30
+// days and takes a positive duration of at most a year, from the flag or
+// the environment.
+func TestRemovalGrace(t *testing.T) {
+	parse := func(args ...string) (time.Duration, error) {
+		var c Config
+		fs := NewFlagSet("rampart serve", "rampart serve [flags]")
+		fs.SetOutput(io.Discard)
+		c.ServeFlags(fs)
+		if err := fs.Parse(args, os.LookupEnv); err != nil {
+			return 0, err
+		}
+		dcfg, err := c.domainConfig()
+		return dcfg.RemovalGrace, err
+	}
+	g, err := parse()
+	require.NoError(t, err)
+	require.Equal(t, 720*time.Hour, g)
+	g, err = parse("-removal-grace", "48h")
+	require.NoError(t, err)
+	require.Equal(t, 48*time.Hour, g)
+	g, err = parse("-removal-grace", "8760h")
+	require.NoError(t, err)
+	require.Equal(t, MaxRemovalGrace, g)
+	for _, bad := range []string{"0s", "-1h", "8761h", "a month"} {
+		_, err := parse("-removal-grace", bad)
+		require.Error(t, err, bad)
+	}
+	t.Setenv("RAMPART_REMOVAL_GRACE", "9000h")
+	_, err = parse()
+	require.ErrorContains(t, err, "RAMPART_REMOVAL_GRACE")
+	require.ErrorContains(t, err, "at most a year")
+	t.Setenv("RAMPART_REMOVAL_GRACE", "240h")
+	g, err = parse()
+	require.NoError(t, err)
+	require.Equal(t, 240*time.Hour, g)
+
+	// A configuration built in code is checked too.
+	_, err = (&Config{EdgeZone: "edge.example", RemovalGrace: -time.Hour}).domainConfig()
+	require.ErrorContains(t, err, "must be positive")
 }

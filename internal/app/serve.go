@@ -76,7 +76,13 @@ func (c *Config) domainConfig() (domain.Config, error) {
 	if err != nil {
 		return domain.Config{}, err
 	}
-	dcfg := domain.Config{EdgeZone: c.EdgeZone, NameServers: ns, ReportsDomain: c.ReportsDomain}
+	dcfg := domain.Config{EdgeZone: c.EdgeZone, NameServers: ns, ReportsDomain: c.ReportsDomain, RemovalGrace: domain.DefaultRemovalGrace}
+	if c.RemovalGrace != 0 {
+		if err := checkRemovalGrace(c.RemovalGrace); err != nil {
+			return domain.Config{}, fmt.Errorf("-removal-grace (RAMPART_REMOVAL_GRACE): %w", err)
+		}
+		dcfg.RemovalGrace = c.RemovalGrace
+	}
 	if r := c.Resolver(); r != "" {
 		dcfg.Checker = dnscheck.New(r)
 	}

@@ -5,8 +5,8 @@
 // REFUSED, a timeout, a broken or mismatched reply).
 //
 // It is the one place Rampart checks what a customer published in their own
-// DNS: the domain ownership proof (internal/domain) and, later, the live
-// checks of published SPF, DMARC and DKIM records. Callers decide what a
+// DNS: the domain ownership proof and the published SPF record and _dmarc
+// and _domainkey delegations (internal/domain). Callers decide what a
 // [Result] means for them; [Status.Definitive] separates an answer about
 // the name (which may be acted on) from a failure to get one (which should
 // be retried, never taken as "the record is absent").

@@ -39,11 +39,17 @@ type DNSSetup struct {
 	Verification DNSRecord
 	DMARC        Delegation
 	// SPF is the apex TXT record.
-	SPF  DNSRecord
-	DKIM Delegation
-	BIMI Delegation
+	SPF DNSRecord
+	// LegacySPF is the apex record in the form published before SPF's
+	// (LegacySPFRecord): still answered by the edge, to be replaced.
+	LegacySPF DNSRecord
+	DKIM      Delegation
+	BIMI      Delegation
 	// BIMIWithheld says why the edge does not serve BIMI now (nil when it does).
 	BIMIWithheld *string
+	// Published is what the last check saw of the domain's own DNS, with
+	// what the customer should change.
+	Published Observed
 }
 
 // setupTTL is the TTL suggested for delegation records: they rarely change.
@@ -51,14 +57,6 @@ const setupTTL = 3600
 
 // servedTTL is the TTL the edge serves records with.
 const servedTTL = 300
-
-// SPFRecord is the apex SPF record a sending domain publishes: the per-query
-// macro include answered by the edge, then the _nspf record with its
-// netblocks and pinned includes, then a soft fail.
-func SPFRecord(name, edgeZone string) string {
-	zone := strings.TrimSuffix(edgeZone, ".")
-	return "v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf." + zone + " include:" + name + "._nspf." + zone + " ~all"
-}
 
 // DNSSetup returns the records the customer must publish in their own zone
 // for the edge to serve the domain, and what the edge serves there. The
@@ -87,6 +85,7 @@ func (s *Service) DNSSetup(ctx context.Context, d Domain) (DNSSetup, error) {
 		DKIM:         s.delegation("_domainkey." + apex),
 		BIMI:         s.delegation("_bimi." + apex),
 		SPF:          DNSRecord{Name: apex, Type: "TXT", Value: SPFRecord(d.Name, s.cfg.EdgeZone), TTL: setupTTL},
+		LegacySPF:    DNSRecord{Name: apex, Type: "TXT", Value: LegacySPFRecord(d.Name, s.cfg.EdgeZone), TTL: setupTTL},
 	}
 	if d.Mode == Blocked {
 		// A domain that sends no mail needs no include: fail everything.
@@ -109,6 +108,8 @@ func (s *Service) DNSSetup(ctx context.Context, d Domain) (DNSSetup, error) {
 	if p.BIMIWithheld != "" {
 		setup.BIMIWithheld = &p.BIMIWithheld
 	}
+	setup.Published = d.Observed
+	setup.Published.Actions = s.actions(d, setup)
 	return setup, nil
 }
 

@@ -85,6 +85,8 @@ type Domain struct {
 	ReportToken string
 	// Ownership is where the account's claim on the name stands.
 	Ownership Ownership
+	// Observed is what the last check saw of the domain's own DNS.
+	Observed Observed
 }
 
 // Verified reports whether the account has proven it controls the domain:
@@ -186,6 +188,7 @@ func fromRow(r domaindb.Domain) Domain {
 			VerifiedAt: r.VerifiedAt, ExpiresAt: r.ClaimExpiresAt, DisplacedAt: r.DisplacedAt,
 			CheckedAt: r.CheckedAt, CheckResult: r.CheckResult,
 		},
+		Observed: observedFromRow(r),
 	}
 	if r.VerifiedHow != nil {
 		d.Ownership.Method = VerificationMethod(*r.VerifiedHow)
@@ -217,12 +220,14 @@ type Config struct {
 	// domain's DMARC record names <token>@<ReportsDomain> first in rua.
 	// Empty leaves only the owner's addresses.
 	ReportsDomain string
-	// RemovalGrace is how long a removed domain's names stay on the edge,
-	// authorising nothing; DefaultRemovalGrace when zero.
-	RemovalGrace time.Duration
-	// Checker looks up ownership proofs through the configured resolver;
-	// nil when DNS checks are off (only the operator can verify then).
+	// Checker looks up ownership proofs and the records the customer
+	// published through the configured resolver; nil when DNS checks are
+	// off (only the operator can verify then).
 	Checker *dnscheck.Checker
+	// RemovalGrace is how long the edge keeps answering a removed domain's
+	// SPF names with a record that authorizes nothing, so that a record the
+	// customer left in place is no error (0: [DefaultRemovalGrace]).
+	RemovalGrace time.Duration
 }
 
 // Service is the domain store. Its methods authorise the context's principal.
@@ -355,14 +360,35 @@ func (s *Service) change(ctx context.Context, name string, perm access.Permissio
 	return d, err
 }
 
+// Removal is what removing a domain did.
+type Removal struct {
+	Domain
+	// Warnings say what of the customer's own DNS still points at the
+	// edge, and what happens to it; empty when nothing does or the claim
+	// was never served.
+	Warnings []string
+}
+
 // Remove stops hosting a domain: it deletes the principal's claim. When
 // the claim was verified, the edge keeps the name for the removal grace
 // period (Config.RemovalGrace) with SPF answers that authorise nothing and
 // are no error, so that a customer whose record still points at the edge
 // gets neutral rather than a permerror, and then a tombstone (MaintainEdge);
 // an unverified claim was never served, and removing it leaves the edge (and
-// any other account's claim) alone.
-func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
+// any other account's claim) alone. Before removing a verified claim it
+// looks (within a few seconds, never failing the removal) at whether the
+// customer's DNS still points at the edge, and warns.
+func (s *Service) Remove(ctx context.Context, name string) (Removal, error) {
+	var warnings []string
+	if n, err := NormalizeName(name); err == nil {
+		claim, err := s.claim(ctx, domaindb.New(s.pool), n, access.ManageDomains, name)
+		if err != nil {
+			return Removal{}, err
+		}
+		if claim.VerifiedAt != nil {
+			warnings = s.removalWarnings(ctx, claim.Name)
+		}
+	}
 	var d Domain
 	err := s.locked(ctx, name, access.ManageDomains, func(_ pgx.Tx, q *domaindb.Queries, old Domain) error {
 		d = old
@@ -382,10 +408,13 @@ func (s *Service) Remove(ctx context.Context, name string) (Domain, error) {
 		return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
 	})
 	if err != nil {
-		return Domain{}, err
+		return Removal{}, err
 	}
-	s.log.InfoContext(ctx, "domain removed", "domain", d.Name, "account", d.AccountID, "verified", d.Verified())
-	return d, nil
+	if !d.Verified() {
+		warnings = nil
+	}
+	s.log.InfoContext(ctx, "domain removed", "domain", d.Name, "account", d.AccountID, "verified", d.Verified(), "warnings", len(warnings))
+	return Removal{Domain: d, Warnings: append([]string{}, warnings...)}, nil
 }
 
 // Change runs fn in one transaction on the locked domain row, after

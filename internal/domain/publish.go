@@ -296,10 +296,6 @@ func (p Published) fits(name, zone string) error {
 	return nil
 }
 
-// DefaultRemovalGrace is how long a removed domain's names stay on the edge
-// by default.
-const DefaultRemovalGrace = 30 * 24 * time.Hour
-
 // EdgeRun is what one MaintainEdge run did.
 type EdgeRun struct {
 	// Compiled rows were served but compiled before the current form

@@ -181,3 +181,25 @@ LIMIT @lim;
 -- name: DeleteExpiredClaims :many
 DELETE FROM domains WHERE verified_at IS NULL AND claim_expires_at <= now()
 RETURNING id, account_id, name;
+
+-- name: RecordDNSCheck :one
+-- A look at the domain's own DNS (published.go): each value is replaced
+-- only when its lookup got an answer (its _known flag), so that a
+-- timeout keeps what an earlier check found.
+UPDATE domains SET
+    spf_published = CASE WHEN @spf_known::boolean THEN @spf_published ELSE spf_published END,
+    spf_published_record = CASE WHEN @spf_known::boolean THEN sqlc.narg(spf_published_record) ELSE spf_published_record END,
+    dmarc_delegated = CASE WHEN @dmarc_known::boolean THEN sqlc.narg(dmarc_delegated) ELSE dmarc_delegated END,
+    dkim_delegated = CASE WHEN @dkim_known::boolean THEN sqlc.narg(dkim_delegated) ELSE dkim_delegated END,
+    dns_checked_at = @checked_at, dns_check_problem = @problem,
+    dns_check_failures = CASE WHEN @problem = '' THEN 0 ELSE dns_check_failures + 1 END,
+    dns_check_next_at = @next_at
+WHERE id = @id
+RETURNING *;
+
+-- name: DueDNSChecks :many
+-- Verified domains whose own DNS is due for another look.
+SELECT * FROM domains
+WHERE verified_at IS NOT NULL AND dns_check_next_at <= now()
+ORDER BY dns_check_next_at
+LIMIT @lim;

@@ -275,7 +275,7 @@ func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) 
 
 // legacyInUse reports whether d was last seen publishing the legacy SPF
 // form, whose cost then counts too.
-func legacyInUse(domain.Domain) bool { return false }
+func legacyInUse(d domain.Domain) bool { return d.Observed.SPF == domain.SPFLegacy }
 
 // view decides reading d's senders: [access.ViewReports] on the domain.
 func (m *Manager) view(ctx context.Context, d domain.Domain) error {

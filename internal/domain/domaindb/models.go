@@ -26,33 +26,41 @@ type DkimKey struct {
 }
 
 type Domain struct {
-	ID              uuid.UUID
-	AccountID       uuid.UUID
-	Name            string
-	Mode            string
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
-	DmarcP          string
-	DmarcSp         *string
-	DmarcNp         *string
-	DmarcPct        int32
-	DmarcAdkim      string
-	DmarcAspf       string
-	DmarcRua        []string
-	DmarcRuf        []string
-	DmarcFo         *string
-	DmarcT          *bool
-	BimiLogoUrl     *string
-	BimiEvidenceUrl *string
-	ReportToken     string
-	VerifiedAt      *time.Time
-	VerifiedHow     *string
-	ClaimExpiresAt  *time.Time
-	DisplacedAt     *time.Time
-	CheckNextAt     *time.Time
-	CheckAttempts   int32
-	CheckedAt       *time.Time
-	CheckResult     string
+	ID                 uuid.UUID
+	AccountID          uuid.UUID
+	Name               string
+	Mode               string
+	CreatedAt          time.Time
+	UpdatedAt          time.Time
+	DmarcP             string
+	DmarcSp            *string
+	DmarcNp            *string
+	DmarcPct           int32
+	DmarcAdkim         string
+	DmarcAspf          string
+	DmarcRua           []string
+	DmarcRuf           []string
+	DmarcFo            *string
+	DmarcT             *bool
+	BimiLogoUrl        *string
+	BimiEvidenceUrl    *string
+	ReportToken        string
+	VerifiedAt         *time.Time
+	VerifiedHow        *string
+	ClaimExpiresAt     *time.Time
+	DisplacedAt        *time.Time
+	CheckNextAt        *time.Time
+	CheckAttempts      int32
+	CheckedAt          *time.Time
+	CheckResult        string
+	SpfPublished       string
+	SpfPublishedRecord *string
+	DmarcDelegated     *bool
+	DkimDelegated      *bool
+	DnsCheckedAt       *time.Time
+	DnsCheckProblem    string
+	DnsCheckFailures   int32
+	DnsCheckNextAt     time.Time
 }
 
 type DomainNetblock struct {

@@ -14,7 +14,7 @@ import (
 )
 
 const claimsByName = `-- name: ClaimsByName :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains WHERE name = $1 ORDER BY (verified_at IS NULL), created_at, id
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains WHERE name = $1 ORDER BY (verified_at IS NULL), created_at, id
 `
 
 // Every account's claim on a name: the verified one first, then the oldest.
@@ -55,6 +55,14 @@ func (q *Queries) ClaimsByName(ctx context.Context, name string) ([]Domain, erro
 			&i.CheckAttempts,
 			&i.CheckedAt,
 			&i.CheckResult,
+			&i.SpfPublished,
+			&i.SpfPublishedRecord,
+			&i.DmarcDelegated,
+			&i.DkimDelegated,
+			&i.DnsCheckedAt,
+			&i.DnsCheckProblem,
+			&i.DnsCheckFailures,
+			&i.DnsCheckNextAt,
 		); err != nil {
 			return nil, err
 		}
@@ -204,7 +212,7 @@ func (q *Queries) DemoteVerified(ctx context.Context, arg DemoteVerifiedParams) 
 }
 
 const domainByID = `-- name: DomainByID :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains WHERE id = $1
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains WHERE id = $1
 `
 
 func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -238,12 +246,20 @@ func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) 
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
 
 const domainByIDForUpdate = `-- name: DomainByIDForUpdate :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains WHERE id = $1 FOR UPDATE
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) DomainByIDForUpdate(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -277,6 +293,14 @@ func (q *Queries) DomainByIDForUpdate(ctx context.Context, id uuid.UUID) (Domain
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
@@ -423,7 +447,7 @@ func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]Doma
 }
 
 const dueClaims = `-- name: DueClaims :many
-SELECT d.id, d.account_id, d.name, d.mode, d.created_at, d.updated_at, d.dmarc_p, d.dmarc_sp, d.dmarc_np, d.dmarc_pct, d.dmarc_adkim, d.dmarc_aspf, d.dmarc_rua, d.dmarc_ruf, d.dmarc_fo, d.dmarc_t, d.bimi_logo_url, d.bimi_evidence_url, d.report_token, d.verified_at, d.verified_how, d.claim_expires_at, d.displaced_at, d.check_next_at, d.check_attempts, d.checked_at, d.check_result FROM domains d
+SELECT d.id, d.account_id, d.name, d.mode, d.created_at, d.updated_at, d.dmarc_p, d.dmarc_sp, d.dmarc_np, d.dmarc_pct, d.dmarc_adkim, d.dmarc_aspf, d.dmarc_rua, d.dmarc_ruf, d.dmarc_fo, d.dmarc_t, d.bimi_logo_url, d.bimi_evidence_url, d.report_token, d.verified_at, d.verified_how, d.claim_expires_at, d.displaced_at, d.check_next_at, d.check_attempts, d.checked_at, d.check_result, d.spf_published, d.spf_published_record, d.dmarc_delegated, d.dkim_delegated, d.dns_checked_at, d.dns_check_problem, d.dns_check_failures, d.dns_check_next_at FROM domains d
 WHERE d.verified_at IS NULL AND d.check_next_at <= now() AND d.claim_expires_at > now()
   AND NOT EXISTS (SELECT 1 FROM domains v WHERE v.name = d.name AND v.verified_at IS NOT NULL)
 ORDER BY d.check_next_at
@@ -470,6 +494,78 @@ func (q *Queries) DueClaims(ctx context.Context, lim int32) ([]Domain, error) {
 			&i.CheckAttempts,
 			&i.CheckedAt,
 			&i.CheckResult,
+			&i.SpfPublished,
+			&i.SpfPublishedRecord,
+			&i.DmarcDelegated,
+			&i.DkimDelegated,
+			&i.DnsCheckedAt,
+			&i.DnsCheckProblem,
+			&i.DnsCheckFailures,
+			&i.DnsCheckNextAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const dueDNSChecks = `-- name: DueDNSChecks :many
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains
+WHERE verified_at IS NOT NULL AND dns_check_next_at <= now()
+ORDER BY dns_check_next_at
+LIMIT $1
+`
+
+// Verified domains whose own DNS is due for another look.
+func (q *Queries) DueDNSChecks(ctx context.Context, lim int32) ([]Domain, error) {
+	rows, err := q.db.Query(ctx, dueDNSChecks, lim)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Domain
+	for rows.Next() {
+		var i Domain
+		if err := rows.Scan(
+			&i.ID,
+			&i.AccountID,
+			&i.Name,
+			&i.Mode,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.DmarcP,
+			&i.DmarcSp,
+			&i.DmarcNp,
+			&i.DmarcPct,
+			&i.DmarcAdkim,
+			&i.DmarcAspf,
+			&i.DmarcRua,
+			&i.DmarcRuf,
+			&i.DmarcFo,
+			&i.DmarcT,
+			&i.BimiLogoUrl,
+			&i.BimiEvidenceUrl,
+			&i.ReportToken,
+			&i.VerifiedAt,
+			&i.VerifiedHow,
+			&i.ClaimExpiresAt,
+			&i.DisplacedAt,
+			&i.CheckNextAt,
+			&i.CheckAttempts,
+			&i.CheckedAt,
+			&i.CheckResult,
+			&i.SpfPublished,
+			&i.SpfPublishedRecord,
+			&i.DmarcDelegated,
+			&i.DkimDelegated,
+			&i.DnsCheckedAt,
+			&i.DnsCheckProblem,
+			&i.DnsCheckFailures,
+			&i.DnsCheckNextAt,
 		); err != nil {
 			return nil, err
 		}
@@ -517,7 +613,7 @@ func (q *Queries) ExpiredRemovedEdgeDomains(ctx context.Context, arg ExpiredRemo
 const insertDomain = `-- name: InsertDomain :one
 INSERT INTO domains (account_id, name) VALUES ($1, $2)
 ON CONFLICT (account_id, name) DO NOTHING
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
 `
 
 type InsertDomainParams struct {
@@ -557,12 +653,20 @@ func (q *Queries) InsertDomain(ctx context.Context, arg InsertDomainParams) (Dom
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
 
 const listDomains = `-- name: ListDomains :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains
 WHERE account_id = ANY($1::uuid[])
   AND name > $2
   AND ($3::text IS NULL OR starts_with(name, $3::text))
@@ -623,6 +727,14 @@ func (q *Queries) ListDomains(ctx context.Context, arg ListDomainsParams) ([]Dom
 			&i.CheckAttempts,
 			&i.CheckedAt,
 			&i.CheckResult,
+			&i.SpfPublished,
+			&i.SpfPublishedRecord,
+			&i.DmarcDelegated,
+			&i.DkimDelegated,
+			&i.DnsCheckedAt,
+			&i.DnsCheckProblem,
+			&i.DnsCheckFailures,
+			&i.DnsCheckNextAt,
 		); err != nil {
 			return nil, err
 		}
@@ -649,7 +761,7 @@ UPDATE domains SET verified_at = now(), verified_how = $1, claim_expires_at = NU
     displaced_at = NULL, check_next_at = NULL, checked_at = coalesce($2, checked_at),
     check_result = $3, updated_at = now()
 WHERE id = $4
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
 `
 
 type MarkVerifiedParams struct {
@@ -695,6 +807,14 @@ func (q *Queries) MarkVerified(ctx context.Context, arg MarkVerifiedParams) (Dom
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
@@ -734,7 +854,7 @@ const recordCheck = `-- name: RecordCheck :one
 UPDATE domains SET checked_at = now(), check_result = $1,
     check_attempts = check_attempts + 1, check_next_at = $2
 WHERE id = $3 AND verified_at IS NULL
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
 `
 
 type RecordCheckParams struct {
@@ -776,6 +896,99 @@ func (q *Queries) RecordCheck(ctx context.Context, arg RecordCheckParams) (Domai
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
+	)
+	return i, err
+}
+
+const recordDNSCheck = `-- name: RecordDNSCheck :one
+UPDATE domains SET
+    spf_published = CASE WHEN $1::boolean THEN $2 ELSE spf_published END,
+    spf_published_record = CASE WHEN $1::boolean THEN $3 ELSE spf_published_record END,
+    dmarc_delegated = CASE WHEN $4::boolean THEN $5 ELSE dmarc_delegated END,
+    dkim_delegated = CASE WHEN $6::boolean THEN $7 ELSE dkim_delegated END,
+    dns_checked_at = $8, dns_check_problem = $9,
+    dns_check_failures = CASE WHEN $9 = '' THEN 0 ELSE dns_check_failures + 1 END,
+    dns_check_next_at = $10
+WHERE id = $11
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
+`
+
+type RecordDNSCheckParams struct {
+	SpfKnown           bool
+	SpfPublished       string
+	SpfPublishedRecord *string
+	DmarcKnown         bool
+	DmarcDelegated     *bool
+	DkimKnown          bool
+	DkimDelegated      *bool
+	CheckedAt          *time.Time
+	Problem            string
+	NextAt             time.Time
+	ID                 uuid.UUID
+}
+
+// A look at the domain's own DNS (published.go): each value is replaced
+// only when its lookup got an answer (its _known flag), so that a
+// timeout keeps what an earlier check found.
+func (q *Queries) RecordDNSCheck(ctx context.Context, arg RecordDNSCheckParams) (Domain, error) {
+	row := q.db.QueryRow(ctx, recordDNSCheck,
+		arg.SpfKnown,
+		arg.SpfPublished,
+		arg.SpfPublishedRecord,
+		arg.DmarcKnown,
+		arg.DmarcDelegated,
+		arg.DkimKnown,
+		arg.DkimDelegated,
+		arg.CheckedAt,
+		arg.Problem,
+		arg.NextAt,
+		arg.ID,
+	)
+	var i Domain
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Name,
+		&i.Mode,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DmarcP,
+		&i.DmarcSp,
+		&i.DmarcNp,
+		&i.DmarcPct,
+		&i.DmarcAdkim,
+		&i.DmarcAspf,
+		&i.DmarcRua,
+		&i.DmarcRuf,
+		&i.DmarcFo,
+		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
+		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
@@ -806,7 +1019,7 @@ func (q *Queries) RemoveEdgeDomain(ctx context.Context, arg RemoveEdgeDomainPara
 
 const setBIMI = `-- name: SetBIMI :one
 UPDATE domains SET bimi_logo_url = $1, bimi_evidence_url = $2, updated_at = now()
-WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
+WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
 `
 
 type SetBIMIParams struct {
@@ -846,12 +1059,20 @@ func (q *Queries) SetBIMI(ctx context.Context, arg SetBIMIParams) (Domain, error
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
 
 const setDomainMode = `-- name: SetDomainMode :one
-UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
+UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
 `
 
 type SetDomainModeParams struct {
@@ -890,6 +1111,14 @@ func (q *Queries) SetDomainMode(ctx context.Context, arg SetDomainModeParams) (D
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
@@ -957,7 +1186,7 @@ UPDATE domains SET
     dmarc_adkim = $5, dmarc_aspf = $6, dmarc_rua = $7, dmarc_ruf = $8,
     dmarc_fo = $9, dmarc_t = $10, updated_at = now()
 WHERE id = $11
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
 `
 
 type UpdateDmarcPolicyParams struct {
@@ -1017,6 +1246,14 @@ func (q *Queries) UpdateDmarcPolicy(ctx context.Context, arg UpdateDmarcPolicyPa
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
@@ -1064,7 +1301,7 @@ func (q *Queries) UpsertEdgeDomain(ctx context.Context, arg UpsertEdgeDomainPara
 }
 
 const verifiedClaim = `-- name: VerifiedClaim :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result FROM domains WHERE name = $1 AND verified_at IS NOT NULL
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains WHERE name = $1 AND verified_at IS NOT NULL
 `
 
 func (q *Queries) VerifiedClaim(ctx context.Context, name string) (Domain, error) {
@@ -1098,6 +1335,14 @@ func (q *Queries) VerifiedClaim(ctx context.Context, name string) (Domain, error
 		&i.CheckAttempts,
 		&i.CheckedAt,
 		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
 	)
 	return i, err
 }
