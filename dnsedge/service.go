@@ -97,7 +97,7 @@ func newService(r serviceRow) (*service, error) {
 		}
 	}
 	if r.include != "" {
-		s.includeTXT = txtStrings("v=spf1 include:" + r.include + " -all")
+		s.includeTXT = txtStrings(spfanswer.HandoverRecord(r.include))
 	}
 	s.serviceRow = r
 	return s, nil

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // servicesJSON is the catalog shipped with Rampart.
@@ -109,6 +111,9 @@ func (s Service) validate() error {
 	if s.SPFInclude != "" {
 		if err := checkHostName(s.SPFInclude); err != nil {
 			return fmt.Errorf("spf_include %q: %w", s.SPFInclude, err)
+		}
+		if !spfanswer.HandoverFits(s.SPFInclude) {
+			return fmt.Errorf("spf_include %q: too long for the edge's hand-over answer to fit %d octets (RFC 7208 §3.4)", s.SPFInclude, spfanswer.MaxResponse)
 		}
 	}
 	for i, suffix := range s.HELOSuffixes {

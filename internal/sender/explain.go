@@ -229,7 +229,7 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 		e.decided(ResultPass, step)
 	case spfanswer.Include:
 		e.Service = &facts.services[a.Sender]
-		step.Kind, step.Record = AnswerInclude, "v=spf1 include:"+e.Service.SpfInclude+" -all"
+		step.Kind, step.Record = AnswerInclude, spfanswer.HandoverRecord(e.Service.SpfInclude)
 		suffixes, _ := facts.HELOSuffixes(a.Sender)
 		suffix := e.Service.HeloSuffixes[spfanswer.MatchSuffix(q.HELO, suffixes)]
 		if q.IP.IsValid() {

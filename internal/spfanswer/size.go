@@ -31,3 +31,27 @@ func ResponseSize(qname, txt string) int {
 	}
 	return header + wireName + qfixed + rrfixed + chunks + len(txt) + opt
 }
+
+// HandoverRecord is the answer that hands a query over to an enabled
+// sender's own SPF record, when only the HELO names it.
+func HandoverRecord(include string) string {
+	return "v=spf1 include:" + include + " -all"
+}
+
+// HandoverFits reports whether the handover to include fits MaxResponse
+// octets whatever name was asked: the longest question has 253 octets.
+func HandoverFits(include string) bool {
+	return ResponseSize(longestName, HandoverRecord(include)) <= MaxResponse
+}
+
+// longestName stands for a 253-octet name asked.
+var longestName = func() string {
+	b := make([]byte, maxName)
+	for i := range b {
+		b[i] = 'a'
+		if i%64 == 63 {
+			b[i] = '.'
+		}
+	}
+	return string(b)
+}()

@@ -117,3 +117,37 @@ func TestReceive(t *testing.T) {
 	rest, _ := spfanswer.Rest(name, zone)
 	require.Equal(t, spfanswer.Query{IP: netip.MustParseAddr("2001:db8::1"), HELO: "mx", Domain: "example.com"}, spfanswer.Parse(rest))
 }
+
+// TestHandoverFits: an include of up to 197 octets fits the hand-over
+// answer to a 253-octet name in 512 octets; a longer one does not.
+func TestHandoverFits(t *testing.T) {
+	t.Parallel()
+	include := func(n int) string { return strings.Repeat("a", n-len(".example")) + ".example" }
+	require.True(t, spfanswer.HandoverFits("_spf.google.com"))
+	require.True(t, spfanswer.HandoverFits(include(197)))
+	require.False(t, spfanswer.HandoverFits(include(198)))
+}
+
+// TestParseCurrentForm: the current form's name, <%{i}>._ip.<domain>, as
+// ReceiveCurrent expands it and the edge parses it.
+func TestParseCurrentForm(t *testing.T) {
+	t.Parallel()
+	for _, ip := range []string{"192.0.2.10", "2001:db8::1"} {
+		a := netip.MustParseAddr(ip)
+		name, truncated, ok := spfanswer.ReceiveCurrent(a, "example.com", "edge.rampart.test")
+		require.True(t, ok)
+		require.False(t, truncated)
+		rest, ok := spfanswer.Rest(name, "edge.rampart.test")
+		require.True(t, ok)
+		q := spfanswer.Parse(rest)
+		require.Equal(t, spfanswer.Query{IP: a, Domain: "example.com"}, q)
+	}
+	// A domain too long for an IPv6 address: the receiver cuts the
+	// address, the edge keeps the domain and has no address.
+	long := strings.Repeat("d", 63) + "." + strings.Repeat("e", 63) + "." + strings.Repeat("f", 40) + ".example"
+	name, truncated, ok := spfanswer.ReceiveCurrent(netip.MustParseAddr("2001:db8::1"), long, "edge.rampart.test")
+	require.True(t, ok)
+	require.True(t, truncated)
+	rest, _ := spfanswer.Rest(name, "edge.rampart.test")
+	require.Equal(t, spfanswer.Query{Domain: long}, spfanswer.Parse(rest))
+}
