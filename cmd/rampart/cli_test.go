@@ -45,7 +45,7 @@ func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
 	t.Parallel()
 	database := []string{"database-url"}
 	logs := []string{"log-format", "log-level"}
-	domain := []string{"dns-resolver", "edge-ns", "edge-zone", "reports-domain"}
+	domain := []string{"dns-resolver", "edge-ns", "edge-zone", "removal-grace", "reports-domain"}
 	service := slices.Concat(database, logs, domain, []string{
 		"addr", "workers", "job-timeout", "job-rescue-after",
 		"smtp-addr", "smtp-hostname", "smtp-tls-cert", "smtp-tls-key", "smtp-max-size", "smtp-max-conn-per-ip",
