@@ -157,6 +157,9 @@ type answer struct {
 	// the name looked up (it may share its memory).
 	zone   string
 	serial uint32
+	// negTTL, when set, caps the TTL of a negative answer's SOA: the SPF
+	// subtrees' negative answers last no longer than their records.
+	negTTL uint32
 	// node holds the records that answer when result is success.
 	node node
 	// rrs and extra are the answer and additional sections, built by
@@ -307,6 +310,10 @@ func (a *authority) inReportsZone(ix *index, name string, qtype uint16) answer {
 // _spf.<edge zone>.
 func (a *authority) inEdgeZone(ix *index, name string, qtype uint16) answer {
 	ans := answer{zone: a.set.zone, serial: uint32(ix.serial)} //nolint:gosec // G115: SOA serials are 32-bit sequence numbers (RFC 1982); the low 32 bits are the serial
+	if strings.HasSuffix(name, a.spfSuffix) || strings.HasSuffix(name, a.rspfSuffix) || strings.HasSuffix(name, a.nspfSuffix) ||
+		name == a.spfApex || name == a.rspfApex || name == a.nspfApex {
+		ans.negTTL = a.set.spfTTL
+	}
 	switch {
 	case name == a.set.zone:
 		return a.fromNode(ans, node{apex: true}, qtype)
@@ -496,10 +503,23 @@ func (a *authority) soa(apex string, serial, ttl uint32) *dns.SOA {
 	}
 }
 
-// negativeSOA is the SOA for the authority section of NXDOMAIN and NODATA
-// answers, whose TTL is the smaller of the SOA's TTL and MINIMUM (RFC 2308 §3).
-func (a *authority) negativeSOA(apex string, serial uint32) *dns.SOA {
-	return a.soa(apex, serial, min(a.set.ttl, a.set.negTTL))
+// negativeSOA is the SOA for the authority section of an NXDOMAIN or NODATA
+// answer; a resolver caches the answer for the smaller of the SOA's TTL and
+// MINIMUM (RFC 2308 §5).
+func (a *authority) negativeSOA(ans answer) *dns.SOA {
+	return a.soa(ans.zone, ans.serial, a.negativeTTL(ans))
+}
+
+// negativeTTL is the TTL of a negative answer's SOA: the TTL or the SOA
+// MINIMUM, whichever is smaller, and in the SPF subtrees at most the SPF
+// answers' TTL, so that a name that appears (a domain published, a record
+// split in two) reaches receivers as soon as a changed one.
+func (a *authority) negativeTTL(ans answer) uint32 {
+	ttl := min(a.set.ttl, a.set.negTTL)
+	if ans.negTTL != 0 {
+		ttl = min(ttl, ans.negTTL)
+	}
+	return ttl
 }
 
 // txt builds the node's TXT record; the character-strings are shared with

@@ -117,11 +117,11 @@ func (e *Edge) respond(r *dns.Msg) *dns.Msg {
 		m.Extra = append(ans.extra, m.Extra...)
 	case noData:
 		m.Authoritative = true
-		m.Ns = []dns.RR{e.auth.negativeSOA(ans.zone, ans.serial)}
+		m.Ns = []dns.RR{e.auth.negativeSOA(ans)}
 	case nameError:
 		m.Authoritative = true
 		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{e.auth.negativeSOA(ans.zone, ans.serial)}
+		m.Ns = []dns.RR{e.auth.negativeSOA(ans)}
 	case refused:
 		m.Rcode = dns.RcodeRefused
 	}

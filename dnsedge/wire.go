@@ -280,7 +280,7 @@ func (e *Edge) answerFast(f *fastPath, q, out []byte, from netip.Addr) ([]byte, 
 		an = e.auth.appendRecords(&wr, f, &ans, &w)
 	case noData, nameError:
 		apex := f.lower[len(w.qname)-len(ans.zone)-1 : len(w.qname)]
-		e.auth.appendSOA(&wr, f, apex, ans.serial, min(e.auth.set.ttl, e.auth.set.negTTL))
+		e.auth.appendSOA(&wr, f, apex, ans.serial, e.auth.negativeTTL(ans))
 		ns = 1
 	}
 	if wr.fail {

@@ -42,8 +42,9 @@ func (s splitResolver) LookupPTR(ctx context.Context, addr netip.Addr) ([]string
 
 // TestPublishedSPFAgainstEdge evaluates the SPF record a customer publishes,
 // exactly as dnsSetup gives it, with the project's RFC 7208 evaluator
-// against a running dnsedge on loopback: the per-query macro include, the
-// _nspf record and the vendors' own records all come from real DNS answers.
+// against a running dnsedge on loopback: the per-query macro includes, the
+// redirect target and the vendors' own records all come from real DNS
+// answers.
 func TestPublishedSPFAgainstEdge(t *testing.T) {
 	t.Parallel()
 	env := apitest.Start(t)
@@ -87,9 +88,21 @@ func TestPublishedSPFAgainstEdge(t *testing.T) {
 		{"198.51.100.9", "o1.ptr.sendgrid.net", spf.SoftFail},       // HELO only: sendgrid's own record decides (no match)
 		{"198.51.100.9", "mx.stranger.example", spf.SoftFail},       // nobody
 		{"2001:db8:99::1", "mx.stranger.example", spf.SoftFail},     // nobody, IPv6
-		{"64.233.170.27", long, spf.SoftFail},                       // truncated: the address is lost, the sender unknown
-		{"192.0.2.10", long, spf.Pass},                              // truncated, but _nspf lists the netblock
-		{"203.0.113.5", "mx.pinned-vendor.example", spf.SoftFail},   // not pinned yet
+		// Whatever the HELO, the domain's own addresses pass: the first
+		// include holds no HELO.
+		{"64.233.170.27", long, spf.Pass},
+		{"192.0.2.10", long, spf.Pass},
+		{"192.0.2.10", "", spf.Pass},
+		{"192.0.2.10", "mta1.mailer.example.", spf.Pass},
+		{"192.0.2.10", "mta1..mailer.example", spf.Pass},
+		{"2001:db8:10::25", strings.Repeat("x", 64) + ".mailer.example", spf.Pass},
+		{"149.72.1.1", "[192.0.2.10]", spf.Pass},
+		// Others reach the HELO step: a HELO no receiver can put into a
+		// name is a permerror there (this evaluator, as pyspf; see
+		// docs/interop.md), a long one is cut and matches nothing.
+		{"198.51.100.9", "mta1..mailer.example", spf.PermError},
+		{"198.51.100.9", long, spf.SoftFail},
+		{"203.0.113.5", "mx.pinned-vendor.example", spf.SoftFail}, // not pinned yet
 	}
 	run := func() {
 		t.Helper()
@@ -119,14 +132,25 @@ func TestPublishedSPFAgainstEdge(t *testing.T) {
 		require.Equal(t, e.ExplainSpf.Record, got, "%s %s", tc.ip, tc.helo)
 	}
 
-	// A pinned include reaches receivers through _nspf.
+	// A pinned include reaches receivers through the redirect target (and
+	// the legacy form's _nspf).
 	r = env.Do(t, o.Token, `mutation($x: Time!) { pinSpfInclude(domain: "`+d+`", include: "spf.pinned-vendor.example", expiresAt: $x) { name } }`,
 		map[string]any{"x": farExpiry()})
 	r.NoErrors(t)
 	waitTXT(t, edge.UDPAddr().String(), d+"._nspf."+apitest.EdgeZone, dns.RcodeSuccess,
 		"v=spf1 ip4:192.0.2.0/24 ip6:2001:db8:10::/48 include:spf.pinned-vendor.example -all")
+	waitTXT(t, edge.UDPAddr().String(), d+"._rspf."+apitest.EdgeZone, dns.RcodeSuccess,
+		"v=spf1 include:spf.pinned-vendor.example include:%{i}._ip.%{h}._ehlo."+d+"._spf."+apitest.EdgeZone+" ~all")
 	cases[len(cases)-1].want = spf.Pass
 	run()
+
+	// Blocked, every address fails: the redirect target decides.
+	env.Do(t, o.Token, `mutation { setDomainMode(name: "`+d+`", mode: BLOCKED) { name } }`, nil).NoErrors(t)
+	waitTXT(t, edge.UDPAddr().String(), d+"._rspf."+apitest.EdgeZone, dns.RcodeSuccess, "v=spf1 -all")
+	for _, tc := range cases {
+		out := checker.CheckHost(context.Background(), netip.MustParseAddr(tc.ip), d, "someone@"+d, tc.helo)
+		require.Equal(t, spf.Fail.String(), out.Result.String(), "blocked: %s %s: %v", tc.ip, tc.helo, out.Err)
+	}
 }
 
 func senderQuery(ip, helo, domain string) (string, bool) {
