@@ -91,7 +91,7 @@ func writeHostedFixture(t *testing.T, db *testDB) hostedFixture {
 }
 
 // sampleRSPF is a redirect target with a pinned include and the HELO step.
-const sampleRSPF = "v=spf1 include:_spf.pin.example include:%{i}._ip.%{h}._ehlo.example.com._spf.edge.rampart.test ~all"
+const sampleRSPF = "v=spf1 include:_spf.pin.example include:%{h2}._ehlo.example.com._spf.edge.rampart.test ~all"
 
 // splitNSPF are the two _nspf records of split.example.
 var splitNSPF = [2]string{

@@ -40,7 +40,9 @@ type Published struct {
 	RSPF string
 	// HELOStep says RSPF holds the HELO step: an enabled sender may be
 	// recognised by its HELO name and handed over to its own include.
-	HELOStep bool
+	// HELOLabels is the N of its %{hN}.
+	HELOStep   bool
+	HELOLabels int
 	// Lookups is the worst cost of the current form, in DNS-querying
 	// terms (RFC 7208 §4.6.4); LegacyLookups that of the legacy form.
 	Lookups, LegacyLookups int
@@ -94,18 +96,25 @@ func (s *Service) Compile(ctx context.Context, tx pgx.Tx, d Domain) (Published, 
 		includes[i] = pin.Include
 		pinLookups += int(pin.Lookups)
 	}
-	heloStep, heloLookups, senderLookups := false, 0, 0
+	heloLabels, heloLookups, senderLookups := 0, 0, 0
 	for _, sd := range senders {
 		senderLookups = max(senderLookups, int(sd.SpfLookups))
-		if sd.SpfInclude != "" && len(sd.HeloSuffixes) > 0 {
-			heloStep = true
-			heloLookups = max(heloLookups, int(sd.SpfLookups))
+		if sd.SpfInclude == "" {
+			continue
+		}
+		for _, suf := range sd.HeloSuffixes {
+			if suf = spfanswer.NormalizeSuffix(suf); suf != "" {
+				heloLabels = max(heloLabels, strings.Count(suf, ".")+1)
+				heloLookups = max(heloLookups, int(sd.SpfLookups))
+			}
 		}
 	}
+	heloStep := heloLabels > 0
 	zone := strings.TrimSuffix(s.cfg.EdgeZone, ".")
 	p.NSPF = NSPFRecords(d.Mode, d.Name, zone, p.Netblocks, includes)
-	p.RSPF = RSPFRecord(d.Mode, d.Name, zone, includes, heloStep)
+	p.RSPF = RSPFRecord(d.Mode, d.Name, zone, includes, heloLabels)
 	p.HELOStep = heloStep && d.Mode != Blocked
+	p.HELOLabels = heloLabels
 	// The current form: the include and the redirect, the pins, and the
 	// HELO step with the costliest sender it may hand over to. The legacy
 	// form: its two includes, the costliest sender, the pins, and one
@@ -207,9 +216,13 @@ func RSPFName(name, zone string) string {
 // RSPFRecord composes the record at <name>._rspf.<zone>, where the
 // receiver's evaluation ends when the address was none of the domain's:
 // "v=spf1 -all" for a blocked domain; else the pinned includes, the HELO
-// step (when an enabled sender may be recognised by its HELO, its own
-// include is handed over), and a soft fail.
-func RSPFRecord(mode Mode, name, zone string, includes []string, heloStep bool) string {
+// step and a soft fail. The HELO step, present when heloLabels > 0 (an
+// enabled sender may be recognised by its HELO), names the rightmost
+// heloLabels labels of the HELO, %{hN}, the most labels of the senders'
+// HELO suffixes: enough to match every suffix, and without the address, so
+// that a resolver caches one answer for every host of a sender, and a long
+// HELO is cut short by the macro rather than the 253-octet rule.
+func RSPFRecord(mode Mode, name, zone string, includes []string, heloLabels int) string {
 	if mode == Blocked {
 		return "v=spf1 -all"
 	}
@@ -218,8 +231,8 @@ func RSPFRecord(mode Mode, name, zone string, includes []string, heloStep bool) 
 	for _, inc := range includes {
 		b.WriteString(" include:" + inc)
 	}
-	if heloStep {
-		b.WriteString(" include:%{i}." + spfanswer.IPLabel + ".%{h}." + spfanswer.EHLOLabel + "." + name + "." + spfanswer.SPFLabel + "." + zone)
+	if heloLabels > 0 {
+		b.WriteString(" include:" + spfanswer.HELOStepTarget(heloLabels, name, zone))
 	}
 	b.WriteString(" ~all")
 	return b.String()

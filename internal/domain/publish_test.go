@@ -118,21 +118,21 @@ func TestNSPFRecordsFitAndChain(t *testing.T) {
 func TestRSPFRecord(t *testing.T) {
 	t.Parallel()
 	const zone = "edge.rampart.example"
-	require.Equal(t, "v=spf1 -all", RSPFRecord(Blocked, "b.example", zone, []string{"_spf.v.example"}, true))
-	require.Equal(t, "v=spf1 ~all", RSPFRecord(Sending, "a.example", zone, nil, false))
-	require.Equal(t, "v=spf1 include:_spf.v.example include:%{i}._ip.%{h}._ehlo.a.example._spf."+zone+" ~all",
-		RSPFRecord(Sending, "a.example", zone, []string{"_spf.v.example"}, true))
-	_, err := spf.Parse(RSPFRecord(Sending, "a.example", zone, []string{"_spf.v.example"}, true))
+	require.Equal(t, "v=spf1 -all", RSPFRecord(Blocked, "b.example", zone, []string{"_spf.v.example"}, 2))
+	require.Equal(t, "v=spf1 ~all", RSPFRecord(Sending, "a.example", zone, nil, 0))
+	require.Equal(t, "v=spf1 include:_spf.v.example include:%{h3}._ehlo.a.example._spf."+zone+" ~all",
+		RSPFRecord(Sending, "a.example", zone, []string{"_spf.v.example"}, 3))
+	_, err := spf.Parse(RSPFRecord(Sending, "a.example", zone, []string{"_spf.v.example"}, 3))
 	require.NoError(t, err)
 
 	var pins []string
 	for i := range 8 {
 		pins = append(pins, fmt.Sprintf("_spf.%d.%s.example", i, strings.Repeat("v", 40)))
 	}
-	p := Published{RSPF: RSPFRecord(Sending, "a.example", zone, pins, true)}
+	p := Published{RSPF: RSPFRecord(Sending, "a.example", zone, pins, 2)}
 	err = p.fits("a.example", zone)
 	require.ErrorContains(t, err, "octets, over the 512 that fit in one UDP answer")
-	p = Published{RSPF: RSPFRecord(Sending, "a.example", zone, pins[:2], true)}
+	p = Published{RSPF: RSPFRecord(Sending, "a.example", zone, pins[:2], 2)}
 	require.NoError(t, p.fits("a.example", zone))
 }
 

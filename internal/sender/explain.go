@@ -208,7 +208,7 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 
 	// The HELO step: an enabled sender recognised by its HELO name.
 	step := Step{}
-	step.Query, step.Truncated, ok = spfanswer.Receive(ip, helo, d.Name, zone)
+	step.Query, step.Truncated, ok = spfanswer.ReceiveHELOStep(helo, p.HELOLabels, d.Name, zone)
 	if !ok {
 		step.Query = ""
 		step.Kind = AnswerNoQuery
@@ -223,8 +223,15 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 		a = spfanswer.Decide(q, &facts)
 	}
 	switch a.Kind {
-	case spfanswer.Address: // the ranges moved between the two steps
-		step.Kind, step.Record = AnswerIP, ipRecord(ip)
+	case spfanswer.Address:
+		// The HELO itself spells an address of the domain's into the name:
+		// the answer authorises that address, not the connecting one.
+		step.Kind, step.Record = AnswerIP, ipRecord(q.IP)
+		if q.IP != ip {
+			step.Reason = fmt.Sprintf("the HELO name %s puts the address %s into the name, and the edge authorises that address, not %s: the include matches nothing, and the record ends in ~all", helo, q.IP, ip)
+			e.decided(ResultSoftfail, step)
+			break
+		}
 		step.Reason = e.matched(ip, a, &facts)
 		e.decided(ResultPass, step)
 	case spfanswer.Include:
@@ -232,24 +239,11 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 		step.Kind, step.Record = AnswerInclude, spfanswer.HandoverRecord(e.Service.SpfInclude)
 		suffixes, _ := facts.HELOSuffixes(a.Sender)
 		suffix := e.Service.HeloSuffixes[spfanswer.MatchSuffix(q.HELO, suffixes)]
-		if q.IP.IsValid() {
-			step.Reason = fmt.Sprintf("%s is not in a known range, but", ip)
-		} else {
-			step.Reason = "the receiver cut the address off the name, but"
-		}
-		step.Reason += fmt.Sprintf(" the HELO name %s belongs to %s (suffix %s), an enabled sender: its own SPF record decides", q.HELO, e.Service.Name, suffix)
+		step.Reason = fmt.Sprintf("%s is in no known range, but the HELO name %s belongs to %s (suffix %s), an enabled sender: its own SPF record decides", ip, helo, e.Service.Name, suffix)
 		e.decided(ResultSender, step)
 	default:
 		step.Kind, step.Record = AnswerNeutral, "v=spf1 ~all"
-		switch {
-		case !q.IP.IsValid() && q.HELO != "":
-			step.Reason = fmt.Sprintf("the receiver cut labels off the name's left; what is left of the HELO name, %s, belongs to no enabled sender", q.HELO)
-		case !q.IP.IsValid():
-			step.Reason = "the receiver cut labels off the name's left, the HELO name with them"
-		default:
-			step.Reason = fmt.Sprintf("the HELO name %s belongs to no enabled sender", q.HELO)
-		}
-		step.Reason += ": the include matches nothing, and the record ends in ~all"
+		step.Reason = fmt.Sprintf("the HELO name %s belongs to no enabled sender: the include matches nothing, and the record ends in ~all", helo)
 		e.decided(ResultSoftfail, step)
 	}
 	return e, nil

@@ -2,6 +2,7 @@ package spfanswer
 
 import (
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -46,6 +47,25 @@ func expand(raw string) (name string, truncated, ok bool) {
 // domain and zone are; ok is false otherwise.
 func ReceiveCurrent(ip netip.Addr, domain, zone string) (name string, truncated, ok bool) {
 	return expand(MacroIP(ip) + "." + IPLabel + "." + domain + "." + SPFLabel + "." + zone)
+}
+
+// HELOStepTarget is the current form's HELO step for domain, an include
+// target with the rightmost labels labels of the HELO and no address:
+// %{h<labels>}._ehlo.<domain>._spf.<zone>.
+func HELOStepTarget(labels int, domain, zone string) string {
+	return "%{h" + strconv.Itoa(labels) + "}." + EHLOLabel + "." + domain + "." + SPFLabel + "." + zone
+}
+
+// ReceiveHELOStep expands the current form's HELO step,
+// HELOStepTarget(labels, domain, zone), for a check of mail from a server
+// that greeted as helo, as Receive does: %{hN} splits the HELO at its dots
+// and keeps the rightmost N parts (RFC 7208 §7.3).
+func ReceiveHELOStep(helo string, labels int, domain, zone string) (name string, truncated, ok bool) {
+	parts := strings.Split(helo, ".")
+	if labels > 0 && labels < len(parts) {
+		parts = parts[len(parts)-labels:]
+	}
+	return expand(strings.Join(parts, ".") + "." + EHLOLabel + "." + domain + "." + SPFLabel + "." + zone)
 }
 
 // Rest is what the edge parses of name, a name Receive returned: lower

@@ -23,11 +23,13 @@ import (
 //
 // which authorises the address when it is the domain's, whatever the HELO.
 // Only when it does not match does the receiver follow the redirect, whose
-// record the edge composes from the domain's state: "v=spf1 -all" for a
+// record the API composes from the domain's state: "v=spf1 -all" for a
 // blocked domain, or the pinned includes, the HELO step
-// include:%{i}._ip.%{h}._ehlo.example.com._spf.<edge zone> (asked as
-// 192.0.2.10._ip.mta1.mailer.example._ehlo.example.com._spf.<edge zone>)
-// and "~all". The legacy form, which published
+// include:%{h2}._ehlo.example.com._spf.<edge zone> (the HELO's rightmost
+// labels, as many as the enabled senders' HELO suffixes have at most; asked
+// as mailer.example._ehlo.example.com._spf.<edge zone> for the HELO
+// mta1.mailer.example, one name for every host of the sender) and "~all".
+// The legacy form, which published
 //
 //	v=spf1 include:%{i}._ip.%{h}._ehlo.%{d}._spf.<edge zone> include:example.com._nspf.<edge zone> ~all
 //
