@@ -14,7 +14,7 @@ import (
 // address gets anything but pass, whatever this table says.
 type deviation struct {
 	ID   string
-	Lib  string
+	Libs []string
 	Form string // "" for both
 	// Classes are spfCase.Class values ("badhelo-long", ...); Authorized
 	// limits the deviation to authorized (true) or other (false) addresses,
@@ -26,7 +26,7 @@ type deviation struct {
 }
 
 var (
-	yes = true
+
 	no  = false
 )
 
@@ -40,27 +40,34 @@ var invalidHELO = []string{"badhelo-empty", "badhelo-dot", "badhelo-emptylabel",
 // it comes from. Legacy deviations may cost authorized addresses their
 // pass: that is issue 9's finding, and why the current form exists.
 var deviations = []deviation{
-	{ID: "D1", Lib: "libspf2 (spfquery)", Classes: append([]string{"badhelo-long"}, invalidHELO...), Got: []string{"temperror"},
+	{ID: "D1", Libs: []string{"libspf2 (spfquery)"}, Classes: append([]string{"badhelo-long"}, invalidHELO...), Got: []string{"temperror"},
 		Cause: "libspf2 never shortens a name longer than 253 octets (RFC 7208 §7.3) nor checks the expanded name: it hands it to the stub resolver (res_query), " +
 			"which refuses a name with an empty or over-long label or over 255 octets, and libspf2 reports that as a DNS failure, temperror. " +
 			"In the legacy form the HELO is expanded in the first include, before any authorized range is tried, so this fails the domain's own netblocks; " +
 			"in the current form the HELO is expanded only in the last step, after every authorized range."},
-	{ID: "D2", Lib: "Mail::SPF", Classes: []string{"badhelo-dot", "badhelo-emptylabel"}, Got: []string{"exception"},
+	{ID: "D2", Libs: []string{"Mail::SPF"}, Classes: []string{"badhelo-dot", "badhelo-emptylabel"}, Got: []string{"exception"},
 		Cause: "Net::DNS dies (\"empty label in ...\") building the query for the expanded name and Mail::SPF 2.9.0 does not catch it: " +
 			"Mail::SPF::Server::process() throws instead of returning a result (a receiver gets no SPF result or a temporary error, depending on its glue)."},
-	{ID: "D3", Lib: "Mail::SPF", Classes: []string{"badhelo-empty", "badhelo-label64"}, Got: []string{"pass", "softfail"},
+	{ID: "D3", Libs: []string{"Mail::SPF"}, Classes: []string{"badhelo-empty", "badhelo-label64"}, Got: []string{"pass", "softfail"},
 		Cause: "Mail::SPF expands an empty HELO as \"unknown\" (Mail::SPF::MacroString) and cuts labels longer than 63 octets to 63 (Mail::SPF::Server::dns_lookup, " +
 			"following the RFC 4408 test suite), so it asks for a valid name and the edge answers on the address: the netblock's address passes, another address gets the final ~all."},
-	{ID: "D4", Lib: "mailauth", Classes: []string{"badhelo-empty", "badhelo-label64"}, Got: []string{"pass", "softfail"},
+	{ID: "D4", Libs: []string{"mailauth"}, Classes: []string{"badhelo-empty", "badhelo-label64"}, Got: []string{"pass", "softfail"},
 		Cause: "mailauth expands an empty HELO as the address literal [<ip>] (lib/spf/macro.js), a valid name the edge answers on the address; " +
 			"for the 64-octet label Node's resolver refuses the name (EBADNAME) and mailauth counts the include as no match, so the next include (_nspf) decides."},
-	{ID: "D5", Lib: "pyspf", Classes: []string{"badhelo-long"}, Got: []string{"exception"},
+	{ID: "D5", Libs: []string{"pyspf"}, Classes: []string{"badhelo-long"}, Got: []string{"exception"},
 		Cause: "pyspf 2.0.14 shortens an expansion longer than 253 octets by one label only (spf.py, expand), not until it fits (RFC 7208 §7.3); " +
 			"dnspython then raises NameTooLong, which check2() does not catch."},
+	{ID: "D6", Libs: []string{"pyspf", "Rampart internal/spf"}, Form: formCurrent, Classes: invalidHELO, Authorized: &no, Got: []string{"permerror"},
+		Cause: "The HELO step of the _rspf record (include:%{i}._ip.%{h}._ehlo...) expands to no domain name; these take the include's target as a domain " +
+			"for which check_host() returns none (RFC 7208 §4.3), and an include of none is a permerror (§5.2). RFC 7208 §4.8 leaves such a target undefined " +
+			"(the RFC 4408 errata allow no match or an error). Every authorized range was tried before this step, so only addresses nobody authorized get it."},
+	{ID: "D7", Libs: []string{"mailauth"}, Form: formCurrent, Classes: []string{"badhelo-dot", "badhelo-emptylabel"}, Authorized: &no, Got: []string{"permerror"},
+		Cause: "mailauth checks every name before asking (\"Invalid domain\", lib/spf/index.js) and makes a name with an empty label a permerror; " +
+			"as for D6, only the HELO step of the current form reaches it, after every authorized range."},
 }
 
 func (d deviation) covers(lib, form string, c spfCase, got string) bool {
-	return d.Lib == lib && (d.Form == "" || d.Form == form) && slices.Contains(d.Classes, c.Class) &&
+	return slices.Contains(d.Libs, lib) && (d.Form == "" || d.Form == form) && slices.Contains(d.Classes, c.Class) &&
 		(d.Authorized == nil || *d.Authorized == c.Authorized) && slices.Contains(d.Got, got)
 }
 
@@ -284,7 +291,7 @@ func (r *results) markdown() string {
 				who += " (other address)"
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", d.ID, d.Lib, form, who, strings.Join(d.Got, ", "), esc(d.Cause))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", d.ID, strings.Join(d.Libs, ", "), form, who, strings.Join(d.Got, ", "), esc(d.Cause))
 	}
 	for _, d := range otherDeviations {
 		fmt.Fprintf(&b, "| %s | %s | – | %s | %s | %s |\n", d.ID, d.Lib, strings.Join(d.Rows, ", "), d.Got, esc(d.Cause))
