@@ -26,8 +26,7 @@ type deviation struct {
 }
 
 var (
-
-	no  = false
+	no = false
 )
 
 // invalidHELO are the HELO classes whose expansion into the include is no
@@ -57,13 +56,14 @@ var deviations = []deviation{
 	{ID: "D5", Libs: []string{"pyspf"}, Classes: []string{"badhelo-long"}, Got: []string{"exception"},
 		Cause: "pyspf 2.0.14 shortens an expansion longer than 253 octets by one label only (spf.py, expand), not until it fits (RFC 7208 §7.3); " +
 			"dnspython then raises NameTooLong, which check2() does not catch."},
-	{ID: "D6", Libs: []string{"pyspf", "Rampart internal/spf"}, Form: formCurrent, Classes: invalidHELO, Authorized: &no, Got: []string{"permerror"},
-		Cause: "The HELO step of the _rspf record (include:%{i}._ip.%{h}._ehlo...) expands to no domain name; these take the include's target as a domain " +
-			"for which check_host() returns none (RFC 7208 §4.3), and an include of none is a permerror (§5.2). RFC 7208 §4.8 leaves such a target undefined " +
-			"(the RFC 4408 errata allow no match or an error). Every authorized range was tried before this step, so only addresses nobody authorized get it."},
-	{ID: "D7", Libs: []string{"mailauth"}, Form: formCurrent, Classes: []string{"badhelo-dot", "badhelo-emptylabel"}, Authorized: &no, Got: []string{"permerror"},
+	{ID: "D6", Libs: []string{"pyspf", "Rampart internal/spf"}, Classes: invalidHELO, Got: []string{"permerror"},
+		Cause: "The HELO include expands to no domain name; these take its target as a domain for which check_host() returns none (RFC 7208 §4.3), " +
+			"and an include of none is a permerror (§5.2), where the RFC column takes no match (§4.8 leaves the target undefined; the RFC 4408 errata allow no match). " +
+			"In the legacy form that include comes first, so the domain's own netblocks get permerror; in the current form it is the last step, " +
+			"after every authorized range, so only addresses nobody authorized get it."},
+	{ID: "D7", Libs: []string{"mailauth"}, Classes: []string{"badhelo-dot", "badhelo-emptylabel"}, Got: []string{"permerror"},
 		Cause: "mailauth checks every name before asking (\"Invalid domain\", lib/spf/index.js) and makes a name with an empty label a permerror; " +
-			"as for D6, only the HELO step of the current form reaches it, after every authorized range."},
+			"as for D6, in the legacy form this costs the domain's own netblocks their pass, in the current form only addresses nobody authorized."},
 }
 
 func (d deviation) covers(lib, form string, c spfCase, got string) bool {
@@ -107,6 +107,11 @@ func (r *results) verdict(lib, form string, c spfCase, got string) string {
 // documented deviation.
 func (r *results) judge() []string {
 	var out []string
+	for _, d := range []string{dSend, dCNAME} {
+		if r.setupForm(d) == "" {
+			out = append(out, fmt.Sprintf("dnsSetup asks %s to publish %q, neither form the matrix runs", d, r.setups[d].Spf.Value))
+		}
+	}
 	for _, form := range r.forms {
 		for _, lib := range r.libs(form) {
 			for _, c := range spfCases() {
@@ -157,6 +162,45 @@ func otherDeviation(lib, row, got string) *otherDev {
 		}
 	}
 	return nil
+}
+
+// setupForm is the form of the SPF record dnsSetup asks a domain to
+// publish, "" if neither.
+func (r *results) setupForm(d string) string {
+	for _, f := range []string{formCurrent, formLegacy} {
+		if r.setups[d].Spf.Value == record(f, d) {
+			return f
+		}
+	}
+	return ""
+}
+
+// tally counts a form's cells: as expected, documented deviations, FAIL,
+// and the authorized cases' cells that are not pass.
+type tally struct {
+	ok, dev, fail   int
+	authorizedNotOK []string
+}
+
+func (r *results) tally(form string) tally {
+	var t tally
+	for _, lib := range r.libs(form) {
+		for _, c := range spfCases() {
+			got := r.spf[form][lib][c.ID].Got
+			switch r.verdict(lib, form, c, got) {
+			case "ok":
+				t.ok++
+			case "FAIL":
+				t.fail++
+			default:
+				t.dev++
+			}
+			if c.Authorized && got != "pass" {
+				t.authorizedNotOK = append(t.authorizedNotOK, fmt.Sprintf("%s: %s", lib, c.ID))
+			}
+		}
+	}
+	return t
 }
 
 // libs lists the SPF libraries that ran for a form, in a fixed order.
@@ -218,13 +262,31 @@ func (r *results) markdown() string {
 	}
 	b.WriteString("\n## The published records\n\nThe lab's customers publish, for each domain, one of the two forms of the SPF record (the edge zone is `edge.rampart.test`):\n\n")
 	fmt.Fprintf(&b, "- current: %s\n- legacy: %s\n\n", code(record(formCurrent, dSend)), code(record(formLegacy, dSend)))
-	fmt.Fprintf(&b, "`dnsSetup` asked %s to publish %s.\n", dSend, code(r.setups[dSend].Spf.Value))
+	form := r.setupForm(dSend)
+	if form == "" {
+		form = "neither form"
+	} else {
+		form = "the " + form + " form"
+	}
+	fmt.Fprintf(&b, "`dnsSetup` asked %s to publish %s (%s).\n", dSend, code(r.setups[dSend].Spf.Value), form)
 	fmt.Fprintf(&b, "`dnsSetup` asked the BLOCKED %s to publish %s; it kept the macro record (issue 9 point 8).\n", dBlock, code(r.setups[dBlock].Spf.Value))
 
+	b.WriteString("\n## Summary\n\n| Form | Cells | RFC 7208 result | Documented deviation | FAIL | Authorized addresses without pass |\n|---|---|---|---|---|---|\n")
+	for _, form := range r.forms {
+		t := r.tally(form)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d |\n", form, t.ok+t.dev+t.fail, t.ok, t.dev, t.fail, len(t.authorizedNotOK))
+	}
+	for _, form := range r.forms {
+		if t := r.tally(form); len(t.authorizedNotOK) > 0 {
+			fmt.Fprintf(&b, "\nAuthorized addresses without pass in the %s form (library: case): %s.\n", form, strings.Join(t.authorizedNotOK, "; "))
+		}
+	}
 	for _, form := range r.forms {
 		libs := r.libs(form)
 		fmt.Fprintf(&b, "\n## SPF, %s form\n\n", form)
-		b.WriteString("Each cell is the library's result; _italic_ with a note is a documented deviation, **FAIL** is neither the RFC 7208 result nor a documented deviation.\n\n")
+		b.WriteString("Each cell is the library's result; _italic_ with a note is a documented deviation, **FAIL** is neither the RFC 7208 result nor a documented deviation. ")
+		b.WriteString("The RFC 7208 column takes an include whose target the HELO makes no domain name as no match (§4.8 leaves it undefined; the RFC 4408 errata allow no match), ")
+		b.WriteString("and cuts an expansion longer than 253 octets from the left (§7.3). Rampart internal/spf is the project's own evaluator, asked through the same Unbound.\n\n")
 		b.WriteString("| Case | Address | HELO | Authorized | RFC 7208 |")
 		for _, l := range libs {
 			b.WriteString(" " + l + " |")
@@ -296,8 +358,8 @@ func (r *results) markdown() string {
 	for _, d := range otherDeviations {
 		fmt.Fprintf(&b, "| %s | %s | – | %s | %s | %s |\n", d.ID, d.Lib, strings.Join(d.Rows, ", "), d.Got, esc(d.Cause))
 	}
-	if len(r.notRun) > 0 {
-		b.WriteString("\n## Not run\n\n")
+	b.WriteString("\n## Not run\n\n")
+	{
 		for _, lib := range []string{"pyspf", "libspf2 (spfquery)", "Mail::SPF", "mailauth"} {
 			if why, ok := r.notRun[lib]; ok {
 				fmt.Fprintf(&b, "- %s: %s\n", lib, why)
