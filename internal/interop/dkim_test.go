@@ -17,7 +17,16 @@ import (
 // give Want.
 type otherRow struct {
 	ID, What, Want string
-	Cells          map[string]cell
+	// WantBy overrides Want for a library.
+	WantBy map[string]string
+	Cells  map[string]cell
+}
+
+func (r *otherRow) want(lib string) string {
+	if w, ok := r.WantBy[lib]; ok {
+		return w
+	}
+	return r.Want
 }
 
 // The libraries of the DKIM, DMARC and BIMI matrix.
@@ -96,19 +105,27 @@ func (l *lab) runDKIM() []*otherRow {
 
 	dmarcNS := row("dmarc-ns", "DMARC record, _dmarc delegated to the edge by NS (p=reject)", "pass")
 	dmarcCNAME := row("dmarc-cname", "DMARC record, _dmarc CNAME to the edge zone", "pass")
+	dmarcBlocked := row("dmarc-blocked", "DMARC record of the BLOCKED domain (the lock-down policy), _dmarc CNAME to the edge zone; "+
+		"mailauth: a message from its former netblock fails DMARC", "pass")
+	dmarcBlocked.WantBy = map[string]string{libMailauth: "fail"}
 	bimi := row("bimi", "BIMI record (DMARC at enforcement), _bimi delegated by NS", "pass")
 	for _, x := range []struct {
 		r    *otherRow
 		name string
 		want string
-	}{{dmarcNS, "_dmarc." + dSend, l.dmarc[dSend]}, {dmarcCNAME, "_dmarc." + dCNAME, l.dmarc[dCNAME]}, {bimi, "default._bimi." + dSend, l.bimi}} {
+	}{
+		{dmarcNS, "_dmarc." + dSend, l.dmarc[dSend]},
+		{dmarcCNAME, "_dmarc." + dCNAME, l.dmarc[dCNAME]},
+		{dmarcBlocked, "_dmarc." + dBlock, l.dmarc[dBlock]},
+		{bimi, "default._bimi." + dSend, l.bimi},
+	} {
 		got, err := l.lookupTXT(x.name)
 		x.r.Cells[libUnbound] = recordCell(got, err, x.want)
 	}
 	for _, x := range []struct {
 		r      *otherRow
 		domain string
-	}{{dmarcNS, dSend}, {dmarcCNAME, dCNAME}} {
+	}{{dmarcNS, dSend}, {dmarcCNAME, dCNAME}, {dmarcBlocked, dBlock}} {
 		if !l.netns {
 			x.r.Cells[libOpendmrc] = cell{Got: "not run", Detail: "reads /etc/resolv.conf: runs only in the lab's network namespace"}
 			continue
@@ -121,9 +138,7 @@ func (l *lab) runDKIM() []*otherRow {
 	// domain's own netblock: DKIM, and for dSend's messages DMARC and BIMI.
 	if err := l.mailauthReady(); err != nil {
 		for _, r := range rows {
-			if r.ID != "dmarc-cname" {
-				r.Cells[libMailauth] = cell{Got: "not run", Detail: err.Error()}
-			}
+			r.Cells[libMailauth] = cell{Got: "not run", Detail: err.Error()}
 		}
 		return rows
 	}
@@ -138,6 +153,14 @@ func (l *lab) runDKIM() []*otherRow {
 	for _, m := range msgs {
 		am = append(am, amsg{m.ID, m.Out, ipNet4, heloGood, "alice@" + dSend})
 	}
+	// Unsigned messages: DMARC rests on SPF alone.
+	for _, d := range []string{dCNAME, dBlock} {
+		f := filepath.Join(dir, d+".eml")
+		body := fmt.Sprintf("From: Alice <alice@%s>\r\nTo: bob@receiver.example\r\nSubject: interop\r\n"+
+			"Date: Thu, 03 Dec 2026 12:00:00 +0000\r\nMessage-ID: <unsigned@%s>\r\n\r\nNot signed.\r\n", d, d)
+		require.NoError(t, os.WriteFile(f, []byte(body), 0o644))
+		am = append(am, amsg{d, f, ipNet4, heloGood, "alice@" + d})
+	}
 	ma, err := runJSON(5*time.Minute, map[string]any{"resolver": l.resolver(), "messages": am}, l.nodeEnv(),
 		"/usr/bin/node", filepath.Join(scripts, "mailauth.js"))
 	require.NoError(t, err)
@@ -149,7 +172,15 @@ func (l *lab) runDKIM() []*otherRow {
 			}
 		}
 		if c.Got == "exception" {
-			parts = map[string]string{"dkim": "exception"}
+			parts = map[string]string{"dkim": "exception", "dmarc": "exception"}
+		}
+		switch id {
+		case dCNAME:
+			dmarcCNAME.Cells[libMailauth] = cell{Got: parts["dmarc"], Detail: "unsigned message from " + ipNet4 + ": " + c.Got}
+			continue
+		case dBlock:
+			dmarcBlocked.Cells[libMailauth] = cell{Got: parts["dmarc"], Detail: "unsigned message from " + ipNet4 + ": " + c.Got}
+			continue
 		}
 		byKey[id].Cells[libMailauth] = cell{Got: parts["dkim"], Detail: c.Detail}
 		if id == "r2048" {

@@ -459,6 +459,7 @@ func (l *lab) build() {
 	l.waitEdge("_dmarc."+dSend, "p=reject")
 	l.waitEdge("default._bimi."+dSend, "v=BIMI1")
 	l.waitEdge(dCNAME+"._dmarc."+z, "v=DMARC1")
+	l.waitEdge(dBlock+"._dmarc."+z, "p=reject")
 	l.waitEdge(ipGoogle+"._ip."+"mail-yw1-f170.google.com._ehlo."+dSend+"._spf."+z, "ip4:"+ipGoogle)
 	r, err := ask(l.edge.Addr, "default._bimi."+dSend, dns.TypeTXT)
 	require.NoError(t, err)
@@ -498,8 +499,10 @@ func (l *lab) world(form string) world {
 			w.add(ns.Name, "NS", dns.Fqdn(ns.Value))
 		}
 	}
-	if c := l.setups[dCNAME].Dmarc.CnameAlternative; c != nil {
-		w.add(c.Name, "CNAME", dns.Fqdn(c.Value))
+	for _, d := range []string{dCNAME, dBlock} {
+		if c := l.setups[d].Dmarc.CnameAlternative; c != nil {
+			w.add(c.Name, "CNAME", dns.Fqdn(c.Value))
+		}
 	}
 	return w
 }

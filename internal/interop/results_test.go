@@ -133,8 +133,8 @@ func (r *results) judge() []string {
 			if !ok || cl.Got == "not run" {
 				continue
 			}
-			if cl.Got != row.Want && otherDeviation(lib, row.ID, cl.Got) == nil {
-				out = append(out, fmt.Sprintf("%s, %s: got %s, want %s (%s)", lib, row.ID, cl.Got, row.Want, cl.Detail))
+			if cl.Got != row.want(lib) && otherDeviation(lib, row.ID, cl.Got) == nil {
+				out = append(out, fmt.Sprintf("%s, %s: got %s, want %s (%s)", lib, row.ID, cl.Got, row.want(lib), cl.Detail))
 			}
 		}
 	}
@@ -325,7 +325,7 @@ func (r *results) markdown() string {
 				b.WriteString(" – |")
 			case cl.Got == "not run":
 				b.WriteString(" not run |")
-			case cl.Got == row.Want:
+			case cl.Got == row.want(l):
 				b.WriteString(" " + cl.Got + " |")
 			case otherDeviation(l, row.ID, cl.Got) != nil:
 				fmt.Fprintf(&b, " _%s_ (%s) |", cl.Got, otherDeviation(l, row.ID, cl.Got).ID)
