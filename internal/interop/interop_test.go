@@ -461,6 +461,8 @@ func (l *lab) build() {
 	l.waitEdge(dCNAME+"._dmarc."+z, "v=DMARC1")
 	l.waitEdge(dBlock+"._dmarc."+z, "p=reject")
 	l.waitEdge(ipGoogle+"._ip."+"mail-yw1-f170.google.com._ehlo."+dSend+"._spf."+z, "ip4:"+ipGoogle)
+	l.waitEdge(dBlock+"._rspf."+z, "-all")
+	l.waitEdge(dGone+"._rspf."+z, "?all") // removed: neutral during the grace period
 	r, err := ask(l.edge.Addr, "default._bimi."+dSend, dns.TypeTXT)
 	require.NoError(t, err)
 	l.bimi = strings.Join(txtOf(r), "")

@@ -25,10 +25,6 @@ type deviation struct {
 	Cause      string
 }
 
-var (
-	no = false
-)
-
 // invalidHELO are the HELO classes whose expansion into the include is no
 // domain name (RFC 7208 §4.8 leaves such a target undefined; the RFC 4408
 // errata allow "no match" or an error).
