@@ -37,6 +37,13 @@ const (
 	dCNAME = "example.net"      // a netblock; DMARC by the CNAME alternative
 	dBlock = "example.org"      // BLOCKED, its owner kept the macro record
 	dGone  = "gone.example.net" // removed, its owner kept the macro record
+	dMany  = "many.example.com" // 120 netblocks: the edge splits _nspf across names
+)
+
+// manyNetblocks is dMany's netblock count; ipManyLast is in the last one.
+const (
+	manyNetblocks = 120
+	ipManyLast    = "198.18.119.10"
 )
 
 // customerZones are the zones NSD serves for the customers.
@@ -109,6 +116,11 @@ func spfCases() []spfCase {
 		{"blocked-other", dBlock, ipOther, heloGood, false, "blocked", "BLOCKED domain, any address", map[string]string{formCurrent: "fail", formLegacy: "softfail"}},
 		{"removed-net", dGone, ipNet4, heloGood, false, "removed", "removed domain in its grace period, its former netblock", map[string]string{formCurrent: "neutral", formLegacy: "softfail"}},
 		{"cname-net", dCNAME, ipNet4, heloGood, true, "ordinary", "second domain, address in its netblock", both("pass")},
+		{"many-last", dMany, ipManyLast, heloGood, true, "ordinary", "domain with 120 netblocks, address in the last", both("pass")},
+		{"many-last-long", dMany, ipManyLast, badHELOs[len(badHELOs)-1].helo, true, "badhelo-long",
+			"domain with 120 netblocks, address in the last, HELO of 240 octets (legacy: the split _nspf decides)", both("pass")},
+		{"many-other-long", dMany, ipOther, badHELOs[len(badHELOs)-1].helo, false, "badhelo-long",
+			"domain with 120 netblocks, nobody's address, HELO of 240 octets", both("softfail")},
 	}
 	for _, b := range badHELOs {
 		// A HELO that expands into no domain name (empty, trailing dot,
@@ -404,8 +416,11 @@ func (l *lab) build() {
 	require.NoError(t, err)
 
 	o := l.s.API.NewOwner(t, "Interop")
-	for _, d := range []string{dSend, dCNAME, dBlock, dGone} {
+	for _, d := range []string{dSend, dCNAME, dBlock, dGone, dMany} {
 		l.s.API.AddVerifiedDomain(t, o, d)
+	}
+	for i := range manyNetblocks {
+		l.do(o.Token, fmt.Sprintf(`mutation { addNetblock(domain: %q, cidr: "198.18.%d.0/24") { name } }`, dMany, i), nil)
 	}
 	for _, m := range []string{
 		`addNetblock(domain: "` + dSend + `", cidr: "192.0.2.0/24", label: "office") { name }`,
@@ -434,7 +449,7 @@ func (l *lab) build() {
 		map[string]any{"d": dSend, "t": vendor.cname})
 	l.keys = append(l.keys, vendor)
 
-	for _, d := range []string{dSend, dCNAME, dBlock, dGone} {
+	for _, d := range []string{dSend, dCNAME, dBlock, dGone, dMany} {
 		r := l.do(o.Token, `query($n: String!) { domain(name: $n) { dmarcRecord dnsSetup {
 			verification { name type value } spf { name type value }
 			dmarc { nameServers { name type value } cnameAlternative { name type value } }
@@ -463,6 +478,7 @@ func (l *lab) build() {
 	l.waitEdge(ipGoogle+"._ip."+"mail-yw1-f170.google.com._ehlo."+dSend+"._spf."+z, "ip4:"+ipGoogle)
 	l.waitEdge(dBlock+"._rspf."+z, "-all")
 	l.waitEdge(dGone+"._rspf."+z, "?all") // removed: neutral during the grace period
+	l.waitEdge(ipManyLast+"._ip."+dMany+"._spf."+z, "ip4:"+ipManyLast)
 	r, err := ask(l.edge.Addr, "default._bimi."+dSend, dns.TypeTXT)
 	require.NoError(t, err)
 	l.bimi = strings.Join(txtOf(r), "")
@@ -486,7 +502,7 @@ func (l *lab) world(form string) world {
 			w.txt(k.cname, k.record)
 		}
 	}
-	for _, d := range []string{dSend, dCNAME, dBlock, dGone} {
+	for _, d := range []string{dSend, dCNAME, dBlock, dGone, dMany} {
 		// Every domain keeps the macro record (a BLOCKED domain is asked
 		// for `v=spf1 -all`, issue 9 point 8 is the owner who kept it).
 		w.txt(d, record(form, d))
