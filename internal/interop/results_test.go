@@ -43,23 +43,17 @@ var deviations = []deviation{
 	{ID: "D2", Libs: []string{"Mail::SPF"}, Classes: []string{"badhelo-dot", "badhelo-emptylabel"}, Got: []string{"exception"},
 		Cause: "Net::DNS dies (\"empty label in ...\") building the query for the expanded name and Mail::SPF 2.9.0 does not catch it: " +
 			"Mail::SPF::Server::process() throws instead of returning a result (a receiver gets no SPF result or a temporary error, depending on its glue)."},
-	{ID: "D3", Libs: []string{"Mail::SPF"}, Classes: []string{"badhelo-empty", "badhelo-label64"}, Got: []string{"pass", "softfail"},
-		Cause: "Mail::SPF expands an empty HELO as \"unknown\" (Mail::SPF::MacroString) and cuts labels longer than 63 octets to 63 (Mail::SPF::Server::dns_lookup, " +
-			"following the RFC 4408 test suite), so it asks for a valid name and the edge answers on the address: the netblock's address passes, another address gets the final ~all."},
-	{ID: "D4", Libs: []string{"mailauth"}, Classes: []string{"badhelo-empty", "badhelo-label64"}, Got: []string{"pass", "softfail"},
-		Cause: "mailauth expands an empty HELO as the address literal [<ip>] (lib/spf/macro.js), a valid name the edge answers on the address; " +
-			"for the 64-octet label Node's resolver refuses the name (EBADNAME) and mailauth counts the include as no match, so the next include (_nspf) decides."},
-	{ID: "D5", Libs: []string{"pyspf"}, Classes: []string{"badhelo-long"}, Got: []string{"exception"},
+	{ID: "D3", Libs: []string{"pyspf"}, Classes: []string{"badhelo-long"}, Got: []string{"exception"},
 		Cause: "pyspf 2.0.14 shortens an expansion longer than 253 octets by one label only (spf.py, expand), not until it fits (RFC 7208 §7.3); " +
 			"dnspython then raises NameTooLong, which check2() does not catch."},
-	{ID: "D6", Libs: []string{"pyspf", "Rampart internal/spf"}, Classes: invalidHELO, Got: []string{"permerror"},
+	{ID: "D4", Libs: []string{"pyspf", "Rampart internal/spf"}, Classes: invalidHELO, Got: []string{"permerror"},
 		Cause: "The HELO include expands to no domain name; these take its target as a domain for which check_host() returns none (RFC 7208 §4.3), " +
 			"and an include of none is a permerror (§5.2), where the RFC column takes no match (§4.8 leaves the target undefined; the RFC 4408 errata allow no match). " +
 			"In the legacy form that include comes first, so the domain's own netblocks get permerror; in the current form it is the last step, " +
 			"after every authorized range, so only addresses nobody authorized get it."},
-	{ID: "D7", Libs: []string{"mailauth"}, Classes: []string{"badhelo-dot", "badhelo-emptylabel"}, Got: []string{"permerror"},
+	{ID: "D5", Libs: []string{"mailauth"}, Classes: []string{"badhelo-dot", "badhelo-emptylabel"}, Got: []string{"permerror"},
 		Cause: "mailauth checks every name before asking (\"Invalid domain\", lib/spf/index.js) and makes a name with an empty label a permerror; " +
-			"as for D6, in the legacy form this costs the domain's own netblocks their pass, in the current form only addresses nobody authorized."},
+			"as for D4, in the legacy form this costs the domain's own netblocks their pass, in the current form only addresses nobody authorized."},
 }
 
 func (d deviation) covers(lib, form string, c spfCase, got string) bool {
