@@ -61,6 +61,10 @@ bench-dns-scale: setup build ## Measure the DNS edge at scale (100k domains, 2 e
 		-bench '^(BenchmarkBuildIndex|BenchmarkSnapshotWrite|BenchmarkSnapshotRead|BenchmarkFullLoad)$$' \
 		-benchtime 3x -benchmem ./dnsedge/
 
+.PHONY: interop
+interop: setup ## Run Rampart's records through Unbound, NSD and the receivers' SPF/DKIM/DMARC libraries (installs them); writes docs/interop.md.
+	./scripts/interop-run
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 20s).
 	@for target in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
