@@ -80,21 +80,23 @@ func currentRecord(zone, domain string) string {
 	return "v=spf1 include:%{i}._ip." + domain + "._spf." + zone + " redirect=" + domain + "._rspf." + zone
 }
 
-// form is a published record. heloWithoutIP rewrites the HELO step of the
-// _rspf answer, include:%{i}._ip.%{h}._ehlo.<domain>..., to
-// include:%{h}._ehlo.<domain>...: a layout the edge does not serve, measured
-// for what the address labels cost. Every name under _spf has a TXT record,
-// so the resolver walks it exactly as it would a served one.
+// form is a published record. heloStep, when set, rewrites the HELO step
+// of the _rspf answer, include:%{i}._ip.%{h}._ehlo.<domain>..., to
+// include:<heloStep>._ehlo.<domain>...: layouts the edge does not serve,
+// measured for what the address and HELO labels cost. Every name under _spf
+// has a TXT record, so the resolver walks them exactly as it would a served
+// one.
 type form struct {
-	name          string
-	record        func(zone, domain string) string
-	heloWithoutIP bool
+	name     string
+	record   func(zone, domain string) string
+	heloStep string
 }
 
 var forms = []form{
 	{name: "legacy", record: legacyRecord},
 	{name: "current", record: currentRecord},
-	{name: "current, HELO step without %{i}", record: currentRecord, heloWithoutIP: true},
+	{name: "current, HELO step %{h}._ehlo", record: currentRecord, heloStep: "%{h}"},
+	{name: "current, HELO step %{h2}._ehlo", record: currentRecord, heloStep: "%{h2}"},
 }
 
 // mode is an Unbound QNAME minimisation setting. cut, when set, gives
@@ -127,8 +129,9 @@ func benchDomain(i int) (name string, svc int) {
 }
 
 // tuples returns the n tuples measured, one domain each, and for each one a
-// primer: an earlier tuple of the same domain (another address and HELO)
-// that leaves the domain's names in a warm cache. A third of the tuples has
+// primer: an earlier tuple of the same domain from another address and
+// another host of the same HELO domain (mx-prime.sender1.example before
+// mx1.sender1.example), which leaves the domain's names in a warm cache. A third of the tuples has
 // an address in the domain's netblock (pass at the first include), a third
 // an unknown address and HELO, a third an unknown address with the HELO of
 // one of the domain's services (so the current form reaches its HELO step).
@@ -154,7 +157,8 @@ func tuples(n int, v6 bool) (measured, primers []tuple) {
 			t.helo = fmt.Sprintf("mta%d.svc%02d.example", j%9, svc)
 		}
 		measured = append(measured, t)
-		primers = append(primers, tuple{ip: prime, helo: fmt.Sprintf("mx.prime%d.example", j), domain: d})
+		_, heloDomain, _ := strings.Cut(t.helo, ".")
+		primers = append(primers, tuple{ip: prime, helo: "prime." + heloDomain, domain: d})
 	}
 	return measured, primers
 }
@@ -164,11 +168,11 @@ func tuples(n int, v6 bool) (measured, primers []tuple) {
 // the resolver, and any other name (a vendor's include) holds a record that
 // matches nothing, answered here so that nothing leaves the machine.
 type receiver struct {
-	resolver      *spf.DNSResolver
-	zone          string
-	domain        string
-	record        string
-	heloWithoutIP bool
+	resolver *spf.DNSResolver
+	zone     string
+	domain   string
+	record   string
+	heloStep string
 }
 
 func (r *receiver) LookupTXT(ctx context.Context, name string) ([]string, error) {
@@ -178,9 +182,9 @@ func (r *receiver) LookupTXT(ctx context.Context, name string) ([]string, error)
 		return []string{r.record}, nil
 	case strings.HasSuffix(n, "."+r.zone):
 		txts, err := r.resolver.LookupTXT(ctx, name)
-		if r.heloWithoutIP && strings.HasSuffix(n, "._rspf."+r.zone) {
+		if r.heloStep != "" && strings.HasSuffix(n, "._rspf."+r.zone) {
 			for i, t := range txts {
-				txts[i] = strings.ReplaceAll(t, "%{i}._ip.%{h}._ehlo.", "%{h}._ehlo.")
+				txts[i] = strings.ReplaceAll(t, "%{i}._ip.%{h}._ehlo.", r.heloStep+"._ehlo.")
 			}
 		}
 		return txts, err
@@ -500,7 +504,7 @@ func measure(t *testing.T, s setting, m mode, f form, v6, warm bool, rl *relay, 
 	res := spf.NewDNSResolver(unbound)
 	check := func(tp tuple) spf.Outcome {
 		c := &spf.Checker{
-			Resolver: &receiver{resolver: res, zone: s.zone, domain: tp.domain, record: f.record(s.zone, tp.domain), heloWithoutIP: f.heloWithoutIP},
+			Resolver: &receiver{resolver: res, zone: s.zone, domain: tp.domain, record: f.record(s.zone, tp.domain), heloStep: f.heloStep},
 			Timeout:  10 * time.Second,
 		}
 		return c.CheckHost(context.Background(), tp.ip, tp.domain, "postmaster@"+tp.domain, tp.helo)
