@@ -327,7 +327,7 @@ stub-zone:
 	path := filepath.Join(dir, "unbound.conf")
 	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
 	var stderr bytes.Buffer
-	cmd := exec.Command(s.unbound, "-d", "-c", path) //nolint:gosec // G204: the binary is the benchmark's setting
+	cmd := exec.Command(s.unbound, "-d", "-c", path)
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
@@ -335,10 +335,11 @@ stub-zone:
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case err := <-exited:
+			t.Logf("unbound: %v", err)
 		case <-time.After(5 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			t.Logf("unbound killed: %v", <-exited)
 		}
 	})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
