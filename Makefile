@@ -51,7 +51,7 @@ bench-ingest: setup ## Measure report ingestion: one 100k-record report, then 1,
 	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
 
 .PHONY: bench-dns
-bench-dns: setup ## Measure dnsedge against NSD with dnsperf on loopback, one core each (installs dnsperf and nsd).
+bench-dns: setup ## Measure dnsedge against NSD with dnsperf on loopback, one core each, and the queries an SPF check costs behind Unbound (installs dnsperf, nsd and unbound).
 	./scripts/bench-dns
 
 .PHONY: bench-dns-scale
