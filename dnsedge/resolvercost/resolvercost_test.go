@@ -81,11 +81,12 @@ func currentRecord(zone, domain string) string {
 }
 
 // form is a published record. heloStep, when set, rewrites the HELO step
-// of the _rspf answer, include:%{i}._ip.%{h}._ehlo.<domain>..., to
-// include:<heloStep>._ehlo.<domain>...: layouts the edge does not serve,
-// measured for what the address and HELO labels cost. Every name under _spf
-// has a TXT record, so the resolver walks them exactly as it would a served
-// one.
+// of the _rspf answer, include:%{h2}._ehlo.<domain>..., to
+// include:<heloStep>._ehlo.<domain>...: layouts the edge does not publish
+// (the full HELO, or the address and the HELO as the first current form
+// did), measured for what the address and HELO labels cost. Every name
+// under _spf has a TXT record, so the resolver walks them exactly as it
+// would a served one.
 type form struct {
 	name     string
 	record   func(zone, domain string) string
@@ -94,9 +95,9 @@ type form struct {
 
 var forms = []form{
 	{name: "legacy", record: legacyRecord},
-	{name: "current", record: currentRecord},
+	{name: "current (HELO step %{h2}._ehlo)", record: currentRecord},
 	{name: "current, HELO step %{h}._ehlo", record: currentRecord, heloStep: "%{h}"},
-	{name: "current, HELO step %{h2}._ehlo", record: currentRecord, heloStep: "%{h2}"},
+	{name: "current, HELO step %{i}._ip.%{h}._ehlo", record: currentRecord, heloStep: "%{i}._ip.%{h}"},
 }
 
 // mode is an Unbound QNAME minimisation setting. cut, when set, gives
@@ -184,7 +185,7 @@ func (r *receiver) LookupTXT(ctx context.Context, name string) ([]string, error)
 		txts, err := r.resolver.LookupTXT(ctx, name)
 		if r.heloStep != "" && strings.HasSuffix(n, "._rspf."+r.zone) {
 			for i, t := range txts {
-				txts[i] = strings.ReplaceAll(t, "%{i}._ip.%{h}._ehlo.", r.heloStep+"._ehlo.")
+				txts[i] = strings.ReplaceAll(t, "%{h2}._ehlo.", r.heloStep+"._ehlo.")
 			}
 		}
 		return txts, err
