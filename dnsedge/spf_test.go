@@ -138,6 +138,11 @@ func FuzzSPFName(f *testing.F) {
 		"1.2.3.4._ip.a._ip.b._ehlo.c._ehlo.blocked.example",
 		`1.2.3.4._ip.a\._ehlo.b\\._ehlo.example.com`,
 		"[192.0.2.1]._ehlo.xn--bcher-kva.example",
+		"10.1.2.3._ip.example.com",
+		nibbles(netip.MustParseAddr("2001:db8:100::1")) + "._ip.example.com",
+		"2.3._ip.example.com",
+		"mailer.example._ehlo.example.com",
+		"1.2.3.4._ip.blocked.example",
 		"",
 	} {
 		f.Add(s)

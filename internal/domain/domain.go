@@ -639,14 +639,22 @@ func (s *Service) List(ctx context.Context, f Filter, first int, after string) (
 		m := string(f.Mode)
 		mode = &m
 	}
-	q := domaindb.New(s.pool)
-	rows, err := q.ListDomains(ctx, domaindb.ListDomainsParams{AccountIds: ids, After: cursor, Prefix: prefix, Mode: mode, Lim: int32(first + 1)})
+	// The page and the count read one snapshot, so that they agree.
+	var rows []domaindb.Domain
+	var total int64
+	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		q := domaindb.New(tx)
+		var err error
+		if rows, err = q.ListDomains(ctx, domaindb.ListDomainsParams{AccountIds: ids, After: cursor, Prefix: prefix, Mode: mode, Lim: int32(first + 1)}); err != nil {
+			return fmt.Errorf("list domains: %w", err)
+		}
+		if total, err = q.CountDomains(ctx, domaindb.CountDomainsParams{AccountIds: ids, Prefix: prefix, Mode: mode}); err != nil {
+			return fmt.Errorf("count domains: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return Page{}, fmt.Errorf("list domains: %w", err)
-	}
-	total, err := q.CountDomains(ctx, domaindb.CountDomainsParams{AccountIds: ids, Prefix: prefix, Mode: mode})
-	if err != nil {
-		return Page{}, fmt.Errorf("count domains: %w", err)
+		return Page{}, err
 	}
 	p := Page{TotalCount: int(total), HasNext: len(rows) > first}
 	if p.HasNext {

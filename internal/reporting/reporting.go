@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rampartmail/rampart/internal/access"
@@ -130,14 +131,23 @@ func (r *Reader) Reports(ctx context.Context, accountID, domainID uuid.UUID, fir
 		}
 		p.AfterBegin, p.AfterID = &t, &id
 	}
-	q := reportingdb.New(r.pool)
-	rows, err := q.DomainReports(ctx, p)
+	// The page and the count read one snapshot, so that a report stored
+	// between them cannot be counted and missing.
+	var rows []reportingdb.DomainReportsRow
+	var total int64
+	err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		q := reportingdb.New(tx)
+		var err error
+		if rows, err = q.DomainReports(ctx, p); err != nil {
+			return fmt.Errorf("list reports: %w", err)
+		}
+		if total, err = q.CountDomainReports(ctx, domainID); err != nil {
+			return fmt.Errorf("count reports: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return Page{}, fmt.Errorf("list reports: %w", err)
-	}
-	total, err := q.CountDomainReports(ctx, domainID)
-	if err != nil {
-		return Page{}, fmt.Errorf("count reports: %w", err)
+		return Page{}, err
 	}
 	page := Page{TotalCount: total, HasNext: len(rows) > first}
 	if page.HasNext {
