@@ -61,6 +61,14 @@ func BenchmarkFastPath(b *testing.B) {
 		}
 		return i + "._ip.mx1.sender.example._ehlo.d012345.example._spf.edge.rampart.test."
 	}
+	current := func(ip string) string {
+		a := netip.MustParseAddr(ip)
+		i := a.String()
+		if a.Is6() {
+			i = nibbles(a)
+		}
+		return i + "._ip.d012345.example._spf.edge.rampart.test."
+	}
 	for _, q := range []struct{ name, qname string }{
 		{"dmarc", "_dmarc.d012345.example."},
 		{"dkim", "s1._domainkey.d012345.example."},
@@ -70,6 +78,11 @@ func BenchmarkFastPath(b *testing.B) {
 		{"spf-hit-v6", spf("2001:db8:31:3a::9")},
 		{"spf-miss-v4", spf("203.0.113.5")},
 		{"spf-miss-v6", spf("2001:db8:ffff:ffff::1")},
+		{"current-hit-v4", current("10.48.57.9")},
+		{"current-hit-v6", current("2001:db8:31:3a::9")},
+		{"current-miss-v4", current("203.0.113.5")},
+		{"helo-step", "sender.example._ehlo.d012345.example._spf.edge.rampart.test."},
+		{"rspf", "d012345.example._rspf.edge.rampart.test."},
 	} {
 		wire, err := question(q.qname, dns.TypeTXT, 1232).Pack()
 		if err != nil {

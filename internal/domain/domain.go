@@ -640,12 +640,13 @@ func (s *Service) List(ctx context.Context, f Filter, first int, after string) (
 		mode = &m
 	}
 	// The page and the count read one snapshot, so that they agree.
+	lim := int32(first + 1)
 	var rows []domaindb.Domain
 	var total int64
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		q := domaindb.New(tx)
 		var err error
-		if rows, err = q.ListDomains(ctx, domaindb.ListDomainsParams{AccountIds: ids, After: cursor, Prefix: prefix, Mode: mode, Lim: int32(first + 1)}); err != nil {
+		if rows, err = q.ListDomains(ctx, domaindb.ListDomainsParams{AccountIds: ids, After: cursor, Prefix: prefix, Mode: mode, Lim: lim}); err != nil {
 			return fmt.Errorf("list domains: %w", err)
 		}
 		if total, err = q.CountDomains(ctx, domaindb.CountDomainsParams{AccountIds: ids, Prefix: prefix, Mode: mode}); err != nil {
