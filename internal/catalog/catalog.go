@@ -45,6 +45,13 @@ type Service struct {
 	// domain matches an entry equal to it or above it: "onmicrosoft.com"
 	// covers "contoso.onmicrosoft.com".
 	DKIMDomains []string `json:"dkim_domains"`
+	// DKIMSelectors are the DKIM selectors (the s= tag, the label before
+	// "._domainkey") the vendor has its customers publish, such as
+	// "google" or "selector1"; empty where the customer or the vendor
+	// picks a name per account. A selector alone does not identify a
+	// service (customers may reuse the names), so these serve as evidence
+	// alongside other facts and for naming the keys a domain should host.
+	DKIMSelectors []string `json:"dkim_selectors"`
 	// StaticRanges are address ranges the vendor documents as fixed; empty
 	// for services whose ranges are known only through their SPF include.
 	StaticRanges []netip.Prefix `json:"static_ranges"`
@@ -84,6 +91,9 @@ func (s Service) MatchesHELO(helo string) bool {
 //   - SPFInclude, if set, and each DKIM domain are lowercase host names of
 //     at least two labels (underscores allowed, as in _spf.google.com), with
 //     no trailing dot;
+//   - each DKIM selector is one or more labels of lowercase letters,
+//     digits, hyphens and underscores (RFC 6376 §3.1), which may be all
+//     digits, as in "200608";
 //   - each HELO suffix is "." followed by such a host name, so that no
 //     suffix covers a whole top-level domain;
 //   - static ranges are valid prefixes with no host bits set;
@@ -134,6 +144,14 @@ func (s Service) validate() error {
 		}
 		if slices.Contains(s.DKIMDomains[:i], d) {
 			return fmt.Errorf("dkim domain %q is listed twice", d)
+		}
+	}
+	for i, sel := range s.DKIMSelectors {
+		if err := checkSelector(sel); err != nil {
+			return fmt.Errorf("dkim selector %q: %w", sel, err)
+		}
+		if slices.Contains(s.DKIMSelectors[:i], sel) {
+			return fmt.Errorf("dkim selector %q is listed twice", sel)
 		}
 	}
 	for i, p := range s.StaticRanges {
@@ -229,6 +247,7 @@ func Lookup(slug string) (Service, bool) {
 func (s Service) clone() Service {
 	s.HELOSuffixes = slices.Clone(s.HELOSuffixes)
 	s.DKIMDomains = slices.Clone(s.DKIMDomains)
+	s.DKIMSelectors = slices.Clone(s.DKIMSelectors)
 	s.StaticRanges = slices.Clone(s.StaticRanges)
 	return s
 }
@@ -245,6 +264,34 @@ func isSlug(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkSelector checks that sel is a DKIM selector in canonical form: one
+// or more dot-separated labels of 1 to 63 lowercase letters, digits,
+// hyphens and underscores, not starting or ending with a hyphen, at most
+// 253 octets with "._domainkey" left to append. Unlike a host name, the
+// last label may be all digits.
+func checkSelector(sel string) error {
+	if sel == "" {
+		return errors.New("is empty")
+	}
+	if len(sel)+len("._domainkey") > 253 {
+		return errors.New("too long to be a name under _domainkey")
+	}
+	for label := range strings.SplitSeq(sel, ".") {
+		if label == "" || len(label) > 63 {
+			return errors.New("labels must be 1 to 63 octets")
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("label %q starts or ends with a hyphen", label)
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return fmt.Errorf("label %q must be lowercase letters, digits, hyphens and underscores", label)
+			}
+		}
+	}
+	return nil
 }
 
 // checkHostName checks that name is a lowercase host name of at least two
