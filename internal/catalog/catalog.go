@@ -268,8 +268,8 @@ func isSlug(s string) bool {
 
 // checkSelector checks that sel is a DKIM selector in canonical form: one
 // or more dot-separated labels of 1 to 63 lowercase letters, digits,
-// hyphens and underscores, not starting or ending with a hyphen, at most
-// 253 octets with "._domainkey" left to append. Unlike a host name, the
+// hyphens and underscores, not starting or ending with a hyphen and none
+// of them "_domainkey", at most 253 octets with "._domainkey" appended. Unlike a host name, the
 // last label may be all digits.
 func checkSelector(sel string) error {
 	if sel == "" {
@@ -279,6 +279,9 @@ func checkSelector(sel string) error {
 		return errors.New("too long to be a name under _domainkey")
 	}
 	for label := range strings.SplitSeq(sel, ".") {
+		if label == "_domainkey" {
+			return errors.New(`give the selector alone, without "._domainkey"`)
+		}
 		if label == "" || len(label) > 63 {
 			return errors.New("labels must be 1 to 63 octets")
 		}
