@@ -138,7 +138,7 @@ func TestCrashedIngestIsRetried(t *testing.T) {
 	var rolled int64
 	require.NoError(t, first.Pool.QueryRow(ctx, `SELECT coalesce(sum(message_count), 0) FROM reports WHERE blob_id = $1`, blob).Scan(&rolled))
 	var rollups, contributed int64
-	require.NoError(t, first.Pool.QueryRow(ctx, `SELECT coalesce(sum(messages), 0), coalesce(max(reports), 0) FROM report_rollups`).Scan(&rollups, &contributed))
+	require.NoError(t, first.Pool.QueryRow(ctx, `SELECT coalesce(sum(messages), 0), coalesce(max(reports), 0) FROM report_sources`).Scan(&rollups, &contributed))
 	require.Equal(t, rolled, rollups, "the rollups count the report's messages once")
 	require.EqualValues(t, 1, contributed, "one report contributed to the rollups")
 }

@@ -60,10 +60,12 @@
 //  3. in one round trip, the report's counts and the blob's status are set
 //     (only if the blob is still pending: a rerun of a finished job, or a
 //     second worker on the same blob, changes nothing) and the records are
-//     added to report_rollups with one INSERT ... SELECT ... ON CONFLICT DO
-//     UPDATE, aggregated by PostgreSQL from the rows just copied and upserted
-//     in key order, so that concurrent reports lock shared rows in the same
-//     order and cannot deadlock;
+//     added to the source rollups (report_sources: per domain, day, source,
+//     reporter, header_from, SPF domain, disposition and outcome;
+//     report_source_dkim: the DKIM signatures seen) with an INSERT ...
+//     SELECT ... ON CONFLICT DO UPDATE each, aggregated by PostgreSQL from
+//     the rows just copied and upserted in key order, so that concurrent
+//     reports lock shared rows in the same order and cannot deadlock;
 //  4. the transaction commits.
 //
 // A report is therefore stored whole or not at all: a worker killed at any

@@ -140,7 +140,7 @@ func (e *env) stored(t *testing.T) (reports, records, messages, duplicates int64
 	t.Helper()
 	return e.count(t, `SELECT count(*) FROM reports`),
 		e.count(t, `SELECT count(*) FROM report_records`),
-		e.count(t, `SELECT sum(messages) FROM report_rollups`),
+		e.count(t, `SELECT sum(messages) FROM report_sources`),
 		e.count(t, `SELECT count(*) FROM report_duplicates`)
 }
 

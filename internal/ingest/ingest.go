@@ -256,6 +256,7 @@ type result struct {
 	id        uuid.UUID
 	domain    uuid.UUID
 	day       time.Time
+	reporter  string
 	duplicate bool
 	// kept is set when the report was stored from this very blob in an
 	// earlier round: nothing is written again.
@@ -364,8 +365,11 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	_ = qb.FinishBlob(ctx, ingestdb.FinishBlobParams{ID: b.ID, Round: b.Round, Status: out.status, ReportID: reportID, Warnings: warns.json()})
 	bt.label("mark blob " + out.status)
 	for _, r := range stored {
-		_ = qb.AddRollups(ctx, ingestdb.AddRollupsParams{ReportID: r.id, DomainID: r.domain, Day: pgtype.Date{Time: r.day, Valid: true}})
-		bt.label("add rollups")
+		day := pgtype.Date{Time: r.day, Valid: true}
+		_ = qb.AddSources(ctx, ingestdb.AddSourcesParams{ReportID: r.id, DomainID: r.domain, Day: day, Reporter: r.reporter})
+		bt.label("add source rollups")
+		_ = qb.AddSourceDKIM(ctx, ingestdb.AddSourceDKIMParams{ReportID: r.id, DomainID: r.domain, Day: day})
+		bt.label("add DKIM rollups")
 	}
 	tags, err := bt.send(ctx, tx)
 	if err != nil {
@@ -446,7 +450,7 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 		}
 		return result{}, err
 	}
-	return result{id: id, domain: c.domain, day: c.day, records: st.records, messages: st.messages, warnings: warnings}, nil
+	return result{id: id, domain: c.domain, day: c.day, reporter: m.Reporter(), records: st.records, messages: st.messages, warnings: warnings}, nil
 }
 
 // refuseIf records a refusal on the blob and returns it; other errors are

@@ -743,8 +743,8 @@ func TestSeveralReportsInOneBlob(t *testing.T) {
 	})
 }
 
-// TestRollupsSum: rollups add up across reports, and count each report once
-// per row.
+// TestRollupsSum: the source rollups add up across reports, and count each
+// report once per row.
 func TestRollupsSum(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
@@ -759,34 +759,104 @@ func TestRollupsSum(t *testing.T) {
 		rec{"192.0.2.9", 4, "reject", "fail", "fail", ""},
 		rec{"192.0.2.9", 6, "reject", "fail", "fail", ""},
 	))
+	e.mustStore(t, xmlReport("two.example", "2b", "example.com", day0, rec{"192.0.2.1", 2, "none", "pass", "pass", ""}))
 	// Another day and another domain stay apart.
 	e.mustStore(t, xmlReport("two.example", "3", "example.com", day0.AddDate(0, 0, 1), rec{"192.0.2.1", 1, "none", "pass", "pass", ""}))
 	e.mustStore(t, xmlReport("two.example", "4", "test.net", day0, rec{"192.0.2.1", 1, "none", "pass", "pass", ""}))
 
 	type row struct {
-		domain, day, ip, from, disp string
-		spf, dkim                   bool
-		messages                    int64
-		reports                     int
+		domain, day, ip, reporter, from, spfDomain, disp string
+		spfPass, spf, dkim                               bool
+		messages                                         int64
+		reports                                          int
 	}
-	rows, err := e.pool.Query(ctx, `SELECT d.name, r.day::text, host(r.source_ip), r.header_from, r.disposition,
-		r.spf_aligned, r.dkim_aligned, r.messages, r.reports
-		FROM report_rollups r JOIN domains d ON d.id = r.domain_id ORDER BY 1, 2, 3, 4`)
+	rows, err := e.pool.Query(ctx, `SELECT d.name, r.day::text, host(r.source_ip), r.reporter, r.header_from, r.spf_domain,
+		r.disposition, r.spf_pass, r.spf_aligned, r.dkim_aligned, r.messages, r.reports
+		FROM report_sources r JOIN domains d ON d.id = r.domain_id ORDER BY 1, 2, 3, 4, 5`)
 	require.NoError(t, err)
 	var got []row
 	for rows.Next() {
 		var r row
-		require.NoError(t, rows.Scan(&r.domain, &r.day, &r.ip, &r.from, &r.disp, &r.spf, &r.dkim, &r.messages, &r.reports))
+		require.NoError(t, rows.Scan(&r.domain, &r.day, &r.ip, &r.reporter, &r.from, &r.spfDomain, &r.disp, &r.spfPass, &r.spf, &r.dkim, &r.messages, &r.reports))
 		got = append(got, r)
 	}
 	require.NoError(t, rows.Err())
 	require.Equal(t, []row{
-		{"example.com", "2024-06-13", "192.0.2.1", "example.com", "none", true, true, 12, 2},
-		{"example.com", "2024-06-13", "192.0.2.2", "example.com", "quarantine", false, false, 3, 1},
-		{"example.com", "2024-06-13", "192.0.2.9", "example.com", "reject", false, false, 10, 1},
-		{"example.com", "2024-06-13", "2001:db8::1", "mail.example.com", "none", false, true, 2, 1},
-		{"example.com", "2024-06-14", "192.0.2.1", "example.com", "none", true, true, 1, 1},
-		{"test.net", "2024-06-13", "192.0.2.1", "test.net", "none", true, true, 1, 1},
+		{"example.com", "2024-06-13", "192.0.2.1", "one.example", "example.com", "example.com", "none", true, true, true, 5, 1},
+		{"example.com", "2024-06-13", "192.0.2.1", "two.example", "example.com", "example.com", "none", true, true, true, 9, 2},
+		{"example.com", "2024-06-13", "192.0.2.2", "one.example", "example.com", "example.com", "quarantine", false, false, false, 3, 1},
+		{"example.com", "2024-06-13", "192.0.2.9", "two.example", "example.com", "example.com", "reject", false, false, false, 10, 1},
+		{"example.com", "2024-06-13", "2001:db8::1", "one.example", "mail.example.com", "mail.example.com", "none", false, false, true, 2, 1},
+		{"example.com", "2024-06-14", "192.0.2.1", "two.example", "example.com", "example.com", "none", true, true, true, 1, 1},
+		{"test.net", "2024-06-13", "192.0.2.1", "two.example", "test.net", "test.net", "none", true, true, true, 1, 1},
+	}, got)
+}
+
+// TestSourceRollupsAuthResults: the source rollups take SPF from the mfrom
+// result of auth_results (not the helo one), a DKIM pass from any passing
+// signature, forwarding from the reasons, and list every signature's
+// domain, selector and result in report_source_dkim.
+func TestSourceRollupsAuthResults(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	ctx := context.Background()
+	report := func(id string, records string) []byte {
+		return []byte(`<?xml version="1.0"?>
+<feedback>
+  <report_metadata><org_name>Receiver</org_name><email>dmarc@receiver.example</email><report_id>` + id + `</report_id>
+    <date_range><begin>` + fmt.Sprint(day0.Unix()) + `</begin><end>` + fmt.Sprint(day0.Add(time.Hour).Unix()) + `</end></date_range></report_metadata>
+  <policy_published><domain>example.com</domain><p>none</p></policy_published>` + records + `
+</feedback>`)
+	}
+	e.mustStore(t, report("auth-1", `
+  <record><row><source_ip>198.51.100.7</source_ip><count>4</count>
+    <policy_evaluated><disposition>none</disposition><dkim>fail</dkim><spf>fail</spf>
+      <reason><type>mailing_list</type><comment>list</comment></reason></policy_evaluated></row>
+    <identifiers><header_from>example.com</header_from></identifiers>
+    <auth_results>
+      <dkim><domain>Lists.Example.ORG</domain><selector>S1</selector><result>pass</result></dkim>
+      <dkim><domain>example.com</domain><selector>google</selector><result>fail</result></dkim>
+      <spf><domain>mx.lists.example.org</domain><scope>helo</scope><result>pass</result></spf>
+      <spf><domain>bounces.lists.example.org</domain><scope>mfrom</scope><result>softfail</result></spf>
+    </auth_results></record>
+  <record><row><source_ip>198.51.100.7</source_ip><count>1</count>
+    <policy_evaluated><disposition>none</disposition><dkim>pass</dkim><spf>fail</spf></policy_evaluated></row>
+    <identifiers><header_from>example.com</header_from></identifiers>
+    <auth_results><dkim><domain>example.com</domain><selector>google</selector><result>pass</result></dkim></auth_results></record>`))
+
+	var spfDomain string
+	var spfPass, dkimPass, forwarded bool
+	var messages int64
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT spf_domain, spf_pass, dkim_pass, forwarded, messages FROM report_sources
+		WHERE source_ip = '198.51.100.7' AND spf_domain <> ''`).Scan(&spfDomain, &spfPass, &dkimPass, &forwarded, &messages))
+	require.Equal(t, "bounces.lists.example.org", spfDomain, "the mfrom result, not the helo one")
+	require.False(t, spfPass, "softfail")
+	require.True(t, dkimPass, "one signature passed")
+	require.True(t, forwarded, "mailing_list")
+	require.Equal(t, int64(4), messages)
+	require.NoError(t, e.pool.QueryRow(ctx, `SELECT spf_pass, dkim_pass, dkim_aligned, forwarded, messages FROM report_sources
+		WHERE source_ip = '198.51.100.7' AND spf_domain = ''`).Scan(&spfPass, &dkimPass, new(bool), &forwarded, &messages))
+	require.False(t, spfPass, "no SPF result given")
+	require.True(t, dkimPass)
+	require.False(t, forwarded)
+
+	type sig struct {
+		domain, selector, result string
+		messages                 int64
+	}
+	rows, err := e.pool.Query(ctx, `SELECT dkim_domain, selector, result, messages FROM report_source_dkim ORDER BY 1, 2, 3`)
+	require.NoError(t, err)
+	var got []sig
+	for rows.Next() {
+		var s sig
+		require.NoError(t, rows.Scan(&s.domain, &s.selector, &s.result, &s.messages))
+		got = append(got, s)
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, []sig{
+		{"example.com", "google", "fail", 4},
+		{"example.com", "google", "pass", 1},
+		{"lists.example.org", "s1", "pass", 4},
 	}, got)
 }
 

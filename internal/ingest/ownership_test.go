@@ -63,7 +63,7 @@ func TestDedupeKeyHasTheDomain(t *testing.T) {
 	acc = e.accept(t, ingest.Incoming{Source: ingest.SourceSMTP, Recipients: []uuid.UUID{e.domains["sub.shared.example"]}, Raw: real})
 	require.NoError(t, e.worker.Ingest(ctx, acc.BlobID))
 	require.Equal(t, "stored", e.blob(t, acc.BlobID).Status, "A's report must not be a duplicate of B's forgery")
-	require.Equal(t, int64(3), e.count(t, `SELECT sum(messages) FROM report_rollups WHERE domain_id = $1`, e.domains["sub.shared.example"]))
+	require.Equal(t, int64(3), e.count(t, `SELECT sum(messages) FROM report_sources WHERE domain_id = $1`, e.domains["sub.shared.example"]))
 
 	acc = e.accept(t, ingest.Incoming{Source: ingest.SourceUpload, AccountID: &a, Raw: real})
 	require.NoError(t, e.worker.Ingest(ctx, acc.BlobID))

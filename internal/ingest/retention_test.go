@@ -46,8 +46,8 @@ func TestRetention(t *testing.T) {
 	require.Equal(t, int64(4), blobs) // old, jan, feb and the pending one
 	require.Equal(t, []string{"report_records_y2025m02", "report_records_y2026m03", "report_records_y2026m04"}, partitions(t, e))
 	require.Equal(t, int64(2), e.count(t, `SELECT count(*) FROM report_records`))
-	require.Equal(t, int64(4), e.count(t, `SELECT count(*) FROM report_rollups`))
-	require.Equal(t, int64(12), e.count(t, `SELECT sum(messages) FROM report_rollups`))
+	require.Equal(t, int64(4), e.count(t, `SELECT count(*) FROM report_sources`))
+	require.Equal(t, int64(12), e.count(t, `SELECT sum(messages) FROM report_sources`))
 	require.Equal(t, int64(4), e.count(t, `SELECT count(*) FROM reports`))
 	require.Equal(t, int64(3), e.count(t, `SELECT count(*) FROM reports WHERE blob_id IS NULL`))
 	require.Equal(t, int64(1), e.count(t, `SELECT count(*) FROM report_blobs`))
@@ -310,4 +310,44 @@ func TestMigrationMergesMailBlobs(t *testing.T) {
 	require.NoError(t, migrations.DownTo(ctx, pool, 5))
 	require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM report_blobs WHERE source = 'smtp' AND domain_id IS NOT NULL`).Scan(&n))
 	require.Equal(t, 3, n)
+}
+
+// TestMigrationRebuildsSourceRollups: migration 00018 rebuilds the source
+// rollups from the raw records still kept, exactly as ingest writes them,
+// and keeps a day whose records retention dropped from the old rollups.
+func TestMigrationRebuildsSourceRollups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	e.mustStore(t, xmlReport("one.example", "1", "example.com", day0,
+		rec{"192.0.2.1", 5, "none", "pass", "pass", ""},
+		rec{"2001:db8::1", 2, "none", "pass", "fail", "mail.example.com"},
+	))
+	e.mustStore(t, xmlReport("two.example", "2", "example.com", day0, rec{"192.0.2.1", 7, "none", "pass", "pass", ""}))
+	e.mustStore(t, xmlReport("two.example", "3", "example.com", day0.AddDate(0, 0, 1), rec{"192.0.2.9", 4, "reject", "fail", "fail", ""}))
+	snapshot := func() string {
+		t.Helper()
+		var s string
+		require.NoError(t, e.pool.QueryRow(ctx, `SELECT coalesce(string_agg(concat_ws(' ', day, host(source_ip), reporter, header_from, spf_domain,
+			disposition, spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded, messages, reports), E'\n' ORDER BY day, source_ip, reporter, header_from), '')
+			FROM report_sources`).Scan(&s))
+		return s
+	}
+	written := snapshot()
+	require.NotEmpty(t, written)
+
+	require.NoError(t, migrations.DownTo(ctx, e.pool, 17))
+	require.Equal(t, int64(18), e.count(t, `SELECT sum(messages) FROM report_rollups`))
+	require.NoError(t, migrations.Up(ctx, e.pool, nil))
+	require.Equal(t, written, snapshot(), "rebuilt from the records as ingest writes")
+
+	// Retention dropped the second day's records: that day comes back from
+	// the old rollups, without a reporter or SPF domain.
+	require.NoError(t, migrations.DownTo(ctx, e.pool, 17))
+	_, err := e.pool.Exec(ctx, `DELETE FROM report_records WHERE day = $1`, day0.AddDate(0, 0, 1))
+	require.NoError(t, err)
+	require.NoError(t, migrations.Up(ctx, e.pool, nil))
+	got := snapshot()
+	require.Contains(t, got, "2024-06-14 192.0.2.9  example.com  reject f f f f f 4 1")
+	require.Equal(t, int64(18), e.count(t, `SELECT sum(messages) FROM report_sources`))
 }
