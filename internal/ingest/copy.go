@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -19,6 +20,7 @@ var recordColumns = []string{
 	"report_id", "seq", "domain_id", "day", "source_ip", "count",
 	"disposition", "dkim", "spf", "reasons",
 	"header_from", "envelope_from", "envelope_to", "dkim_results", "spf_results",
+	"spf_domain", "spf_pass", "dkim_pass", "forwarded", "dkim_sigs",
 }
 
 // batchSize is how many records travel from the decoder to COPY at once;
@@ -112,6 +114,7 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 		cur      []report.Record
 		next     int
 		js       []byte
+		sigs     []string
 		row      = make([]any, len(recordColumns))
 		reportPG = pgtype.UUID{Bytes: reportID, Valid: true}
 		domainPG = pgtype.UUID{Bytes: c.domain, Valid: true}
@@ -165,6 +168,13 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 		row[12] = clip(id.EnvelopeTo, maxIdentifier)
 		row[13] = jsonOrNull(js[r1:r2])
 		row[14] = jsonOrNull(js[r2:])
+		d := derive(pe, ar, sigs[:0])
+		sigs = d.sigs
+		row[15] = d.spfDomain
+		row[16] = d.spfPass
+		row[17] = d.dkimPass
+		row[18] = d.forwarded
+		row[19] = d.sigsOrNil()
 		return row, nil
 	})
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{partitionName(c.day)}, recordColumns, src)
@@ -333,4 +343,62 @@ func clip(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// derived is what the source rollups group a record by, taken from its
+// auth_results and reasons (see migration 00018).
+type derived struct {
+	spfDomain         string
+	spfPass, dkimPass bool
+	forwarded         bool
+	sigs              []string
+}
+
+// sigsOrNil is the dkim_sigs value: NULL when the record has no signature.
+func (d derived) sigsOrNil() any {
+	if len(d.sigs) == 0 {
+		return nil
+	}
+	return d.sigs
+}
+
+// derive computes a record's derived columns, appending its DKIM signatures
+// to sigs: SPF is the mfrom result (the first result not of the helo
+// scope, else the first), a DKIM pass any passing signature, forwarding a
+// reason of forwarded, mailing_list or trusted_forwarder.
+func derive(pe *report.PolicyEvaluated, ar *report.AuthResults, sigs []string) derived {
+	d := derived{sigs: sigs}
+	var spf *report.SPFAuth
+	for i := range ar.SPF {
+		if ar.SPF[i].Scope != "helo" {
+			spf = &ar.SPF[i]
+			break
+		}
+	}
+	if spf == nil && len(ar.SPF) > 0 {
+		spf = &ar.SPF[0]
+	}
+	if spf != nil {
+		d.spfDomain = clip(strings.ToLower(spf.Domain), maxIdentifier)
+		d.spfPass = spf.Result == "pass"
+	}
+	for _, s := range ar.DKIM {
+		if s.Result == "pass" {
+			d.dkimPass = true
+		}
+		d.sigs = append(d.sigs, clip(sigPart(s.Domain), maxIdentifier)+" "+clip(sigPart(s.Selector), maxIdentifier)+" "+clip(sigPart(string(s.Result)), maxEnumLen))
+	}
+	for _, r := range pe.Reasons {
+		switch r.Type {
+		case "forwarded", "mailing_list", "trusted_forwarder":
+			d.forwarded = true
+		}
+	}
+	return d
+}
+
+// sigPart is one part of a dkim_sigs entry: lower case, without the space
+// that separates the parts.
+func sigPart(s string) string {
+	return strings.ToLower(strings.ReplaceAll(s, " ", ""))
 }

@@ -119,26 +119,16 @@ UPDATE reports SET record_count = @record_count, message_count = @message_count 
 -- name: AddSources :exec
 -- Add one report's records to the daily source rollups, aggregated here
 -- from the rows just copied (still in shared buffers) rather than in the
--- worker's memory. SPF is the mfrom result of auth_results (the first not
--- of the helo scope, else the first); the expressions are those of
--- migration 00018. Rows are upserted in key order so that concurrent
--- reports lock shared rows in the same order and cannot deadlock.
+-- worker's memory, by the columns copyRecords derived from auth_results
+-- (migration 00018 derives the same for older records). Rows are upserted
+-- in key order so that concurrent reports lock shared rows in the same
+-- order and cannot deadlock.
 INSERT INTO report_sources AS s (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
                                  spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded, messages, reports)
-SELECT rr.domain_id, rr.day, rr.source_ip, @reporter::text, rr.header_from,
-       lower(coalesce(spf.domain, '')), rr.disposition,
-       coalesce(spf.result = 'pass', false),
-       EXISTS (SELECT 1 FROM json_array_elements(rr.dkim_results) e WHERE e ->> 'result' = 'pass'),
-       rr.spf = 'pass', rr.dkim = 'pass',
-       EXISTS (SELECT 1 FROM json_array_elements(rr.reasons) e WHERE e ->> 'type' IN ('forwarded', 'mailing_list', 'trusted_forwarder')),
-       sum(rr.count), 1
+SELECT rr.domain_id, rr.day, rr.source_ip, @reporter::text, rr.header_from, coalesce(rr.spf_domain, ''), rr.disposition,
+       coalesce(rr.spf_pass, false), coalesce(rr.dkim_pass, false), rr.spf = 'pass', rr.dkim = 'pass',
+       coalesce(rr.forwarded, false), sum(rr.count), 1
 FROM report_records rr
-LEFT JOIN LATERAL (
-    SELECT e ->> 'domain' AS domain, e ->> 'result' AS result
-    FROM json_array_elements(rr.spf_results) e
-    ORDER BY coalesce(e ->> 'scope', '') = 'helo'
-    LIMIT 1
-) spf ON true
 WHERE rr.report_id = @report_id AND rr.domain_id = @domain_id AND rr.day = @day
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
@@ -149,10 +139,10 @@ DO UPDATE SET messages = s.messages + EXCLUDED.messages, reports = s.reports + E
 -- name: AddSourceDKIM :exec
 -- Add one report's DKIM signatures to report_source_dkim, as AddSources.
 INSERT INTO report_source_dkim AS s (domain_id, day, source_ip, dkim_domain, selector, result, messages, reports)
-SELECT rr.domain_id, rr.day, rr.source_ip, lower(coalesce(e ->> 'domain', '')), lower(coalesce(e ->> 'selector', '')),
-       coalesce(e ->> 'result', ''), sum(rr.count), 1
-FROM report_records rr, json_array_elements(rr.dkim_results) e
-WHERE rr.report_id = @report_id AND rr.domain_id = @domain_id AND rr.day = @day AND rr.dkim_results IS NOT NULL
+SELECT rr.domain_id, rr.day, rr.source_ip, split_part(sig, ' ', 1), split_part(sig, ' ', 2), split_part(sig, ' ', 3),
+       sum(rr.count), 1
+FROM report_records rr, unnest(rr.dkim_sigs) sig
+WHERE rr.report_id = @report_id AND rr.domain_id = @domain_id AND rr.day = @day AND rr.dkim_sigs IS NOT NULL
 GROUP BY 1, 2, 3, 4, 5, 6
 ORDER BY 1, 2, 3, 4, 5, 6
 ON CONFLICT (domain_id, day, source_ip, dkim_domain, selector, result)
