@@ -97,7 +97,8 @@ type Config struct {
 	Batch int
 	// ReportsPerRun bounds the reports queued per run (default 1000).
 	ReportsPerRun int
-	// Now is the clock (default time.Now).
+	// Now is the clock of the TTLs (default time.Now); the deadline of
+	// [Enricher.Run] is on the real clock.
 	Now func() time.Time
 }
 
@@ -240,7 +241,7 @@ func (e *Enricher) queue(ctx context.Context, until time.Time, st *RunStats) err
 		return fmt.Errorf("read reports to enrich: %w", err)
 	}
 	for _, r := range reports {
-		if !e.cfg.Now().Before(until) {
+		if !time.Now().Before(until) {
 			return nil
 		}
 		err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
