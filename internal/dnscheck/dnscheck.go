@@ -6,7 +6,10 @@
 //
 // It is the one place Rampart checks what a customer published in their own
 // DNS: the domain ownership proof and the published SPF record and _dmarc
-// and _domainkey delegations (internal/domain). Callers decide what a
+// and _domainkey delegations (internal/domain). It also asks for the
+// reverse names of report sources and their addresses ([Checker.PTR],
+// [Checker.Addrs]), for their forward-confirmed reverse DNS
+// (internal/enrich). Callers decide what a
 // [Result] means for them; [Status.Definitive] separates an answer about
 // the name (which may be acted on) from a failure to get one (which should
 // be retried, never taken as "the record is absent").
