@@ -218,7 +218,7 @@ func (e *Enricher) Run(ctx context.Context, until time.Time) (RunStats, error) {
 		if wctx.Err() != nil {
 			return st, ctx.Err()
 		}
-		due, err := e.q.Due(ctx, enrichdb.DueParams{Now: e.cfg.Now(), Max: int32(e.cfg.Batch)})
+		due, err := e.q.Due(ctx, enrichdb.DueParams{Now: e.cfg.Now(), Max: limit(e.cfg.Batch)})
 		if err != nil {
 			return st, fmt.Errorf("read due IPs: %w", err)
 		}
@@ -236,7 +236,7 @@ func (e *Enricher) Run(ctx context.Context, until time.Time) (RunStats, error) {
 // queue adds the source IPs of reports not queued yet, each report in its
 // own transaction with its mark.
 func (e *Enricher) queue(ctx context.Context, until time.Time, st *RunStats) error {
-	reports, err := e.q.PendingReports(ctx, int32(e.cfg.ReportsPerRun))
+	reports, err := e.q.PendingReports(ctx, limit(e.cfg.ReportsPerRun))
 	if err != nil {
 		return fmt.Errorf("read reports to enrich: %w", err)
 	}
@@ -360,6 +360,16 @@ func backoff(first, last time.Duration, n int32) time.Duration {
 		d *= 2
 	}
 	return min(d, last)
+}
+
+// maxLimit bounds a statement's rows, whatever the configuration says.
+const maxLimit = 100_000
+
+func limit(n int) int32 {
+	if n <= 0 || n > maxLimit {
+		return maxLimit
+	}
+	return int32(n)
 }
 
 func nonEmpty(s string) *string {
