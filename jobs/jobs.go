@@ -1,7 +1,8 @@
 // Package jobs runs Rampart's background work on River: each module's
 // workers and the periodic maintenance jobs. Job kinds are namespaced
 // (auth.prune_login_failures, sender.resolve_ranges, domain.check_claims,
-// domain.maintain_edge, domain.check_published, report.ingest); a job caused
+// domain.maintain_edge, domain.check_published, report.ingest,
+// enrich.sources); a job caused
 // by a write is enqueued in the same transaction as that write (River
 // InsertTx).
 package jobs
@@ -20,6 +21,7 @@ import (
 
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/spf"
@@ -216,6 +218,8 @@ type Services struct {
 	// Resolver is the DNS server for resolving senders' includes; "" turns
 	// the job off.
 	Resolver string
+	// Enricher enriches report sources; nil turns enrich.sources off.
+	Enricher *enrich.Enricher
 }
 
 // Config configures the River client.
@@ -264,6 +268,7 @@ func Timeouts(cfg Config) map[string]time.Duration {
 		CheckClaimsArgs{}.Kind():        min(cfg.JobTimeout, maintenanceTimeout),
 		MaintainEdgeArgs{}.Kind():       min(cfg.JobTimeout, maintenanceTimeout),
 		CheckPublishedArgs{}.Kind():     min(cfg.JobTimeout, maintenanceTimeout),
+		EnrichSourcesArgs{}.Kind():      min(cfg.JobTimeout, maintenanceTimeout),
 	}
 }
 
@@ -305,6 +310,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	river.AddWorker(workers, &checkPublishedWorker{domains: svc.Domains, log: log, timeout: timeouts[CheckPublishedArgs{}.Kind()]})
 	ingest.AddWorkers(workers, pool, ingest.Options{Timeout: cfg.JobTimeout}, log)
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
+	periodic = addEnrich(workers, periodic, svc.Enricher, timeouts[EnrichSourcesArgs{}.Kind()], log)
 	if svc.Resolver != "" {
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(6*time.Hour), func() (river.JobArgs, *river.InsertOpts) {
 			return ResolveRangesArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}

@@ -25,6 +25,7 @@ import (
 	"github.com/rampartmail/rampart/internal/dbtest"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
+	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/reporting"
 )
@@ -58,6 +59,8 @@ var system = map[string]string{
 	"ingest.Store.SetMaxSize":            "configuration",
 	"ingest.Store.RecipientDomain":       "SMTP RCPT lookup of a report address",
 	"ingest.Store.Outcomes":              "rampart import -wait reading the blobs it stored (operator, with the database credentials)",
+	"enrich.Enricher.Run":                "periodic job",
+	"enrich.Enricher.Get":                "public facts about IPs (reverse DNS, the operator's files), no tenant's: read for a report its caller is authorised for",
 }
 
 // TestServicesAuthorizeStrangers calls every exported method of the domain
@@ -281,7 +284,8 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	}
 
 	// Every exported method is probed or named as system work.
-	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, reader, store} {
+	enricher := enrich.New(pool, enrich.Config{}, log)
+	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, reader, store, enricher} {
 		typ := reflect.TypeOf(v)
 		prefix := typ.Elem().String() + "."
 		for i := range typ.NumMethod() {

@@ -92,6 +92,11 @@ type Config struct {
 	IMAPAccount           string
 	IMAPInterval          time.Duration
 
+	// GeoIPASNDB and GeoIPCountryDB are the operator's MaxMind-format
+	// files (package enrich); "" for none.
+	GeoIPASNDB     string
+	GeoIPCountryDB string
+
 	JWTKey     string
 	JWTKeyFile string
 	JWTKeyID   string
@@ -278,6 +283,8 @@ func (c *Config) ServiceFlags(f *FlagSet) {
 	str(&c.IMAPMailbox, "imap-mailbox", "RAMPART_IMAP_MAILBOX", "INBOX", "mailbox to pull (env RAMPART_IMAP_MAILBOX)")
 	str(&c.IMAPAccount, "imap-account", "RAMPART_IMAP_ACCOUNT", "", "account id the pulled reports belong to (env RAMPART_IMAP_ACCOUNT)")
 	vr(positiveDuration(&c.IMAPInterval, imappull.DefaultInterval), "imap-interval", "RAMPART_IMAP_INTERVAL", "how often to pull, a `duration` (env RAMPART_IMAP_INTERVAL)")
+	str(&c.GeoIPASNDB, "geoip-asn-db", "RAMPART_GEOIP_ASN_DB", "", "`path` of a MaxMind-format ASN database (.mmdb, such as GeoLite2-ASN) giving report sources their autonomous system; read at start, never downloaded (env RAMPART_GEOIP_ASN_DB; default none)")
+	str(&c.GeoIPCountryDB, "geoip-country-db", "RAMPART_GEOIP_COUNTRY_DB", "", "`path` of a MaxMind-format country database (.mmdb, such as GeoLite2-Country) giving report sources their country; read at start, never downloaded (env RAMPART_GEOIP_COUNTRY_DB; default none)")
 	str(&c.TrustedProxies, "trusted-proxies", "RAMPART_TRUSTED_PROXIES", "", "comma-separated CIDR prefixes of reverse proxies trusted to name the client: X-Forwarded-For on the API and /upload, the PROXY protocol (v1 or v2, required from them) on SMTP (env RAMPART_TRUSTED_PROXIES; default none)")
 	vr(positiveDuration(&c.LoginBackoff, auth.DefaultLoginBackoff), "login-backoff", "RAMPART_LOGIN_BACKOFF", "first `wait` imposed once a client's free failed logins are spent; doubles per failure (env RAMPART_LOGIN_BACKOFF)")
 	vr(positiveDuration(&c.LoginBackoffMax, auth.DefaultLoginBackoffMax), "login-backoff-max", "RAMPART_LOGIN_BACKOFF_MAX", "ceiling of the `wait` between failed logins (env RAMPART_LOGIN_BACKOFF_MAX)")

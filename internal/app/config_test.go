@@ -102,3 +102,37 @@ func TestRemovalGrace(t *testing.T) {
 	_, err = (&Config{EdgeZone: "edge.example", RemovalGrace: -time.Hour}).domainConfig()
 	require.ErrorContains(t, err, "must be positive")
 }
+
+// TestGeoIPFiles: the MaxMind-format files come from flags or the
+// environment; a missing or unreadable one is a start-up error naming the
+// settings and the file; with neither they nor a resolver, no enricher.
+func TestGeoIPFiles(t *testing.T) {
+	parse := func(args ...string) *Config {
+		var c Config
+		fs := NewFlagSet("rampart serve", "rampart serve [flags]")
+		fs.SetOutput(io.Discard)
+		c.ServeFlags(fs)
+		require.NoError(t, fs.Parse(args, os.LookupEnv))
+		return &c
+	}
+	c := parse("-dns-resolver", "off")
+	e, err := c.enricher(nil, nil)
+	require.NoError(t, err)
+	require.Nil(t, e)
+	e, err = parse("-dns-resolver", "127.0.0.1:53").enricher(nil, nil)
+	require.NoError(t, err)
+	require.NotNil(t, e)
+
+	missing := t.TempDir() + "/GeoLite2-ASN.mmdb"
+	_, err = parse("-dns-resolver", "off", "-geoip-asn-db", missing).enricher(nil, nil)
+	require.ErrorContains(t, err, "RAMPART_GEOIP_ASN_DB")
+	require.ErrorContains(t, err, missing)
+	junk := t.TempDir() + "/country.mmdb"
+	require.NoError(t, os.WriteFile(junk, []byte("not a database"), 0o600))
+	t.Setenv("RAMPART_GEOIP_COUNTRY_DB", junk)
+	c = parse("-dns-resolver", "off")
+	require.Equal(t, junk, c.GeoIPCountryDB)
+	_, err = c.enricher(nil, nil)
+	require.ErrorContains(t, err, "country database")
+	require.ErrorContains(t, err, junk)
+}

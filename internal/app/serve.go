@@ -25,6 +25,7 @@ import (
 	"github.com/rampartmail/rampart/internal/dnscheck"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
+	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
@@ -89,6 +90,24 @@ func (c *Config) domainConfig() (domain.Config, error) {
 	return dcfg, nil
 }
 
+// enricher returns the enricher of report sources: reverse DNS through the
+// resolver, ASN and country from the operator's files; nil when neither is
+// configured. A file that cannot be read is an error.
+func (c *Config) enricher(pool *pgxpool.Pool, log *slog.Logger) (*enrich.Enricher, error) {
+	geo, err := enrich.OpenGeo(c.GeoIPASNDB, c.GeoIPCountryDB)
+	if err != nil {
+		return nil, fmt.Errorf("-geoip-asn-db, -geoip-country-db (RAMPART_GEOIP_ASN_DB, RAMPART_GEOIP_COUNTRY_DB): %w", err)
+	}
+	ecfg := enrich.Config{Geo: geo}
+	if r := c.Resolver(); r != "" {
+		ecfg.Checker = dnscheck.New(r)
+	}
+	if ecfg.Checker == nil && geo == nil {
+		return nil, nil
+	}
+	return enrich.New(pool, ecfg, log), nil
+}
+
 // OpenPool connects to PostgreSQL and checks the connection.
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if url == "" {
@@ -150,7 +169,12 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	river, err := jobs.NewClient(pool, cfg.Jobs(), jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Domains: svc.Domains, Resolver: cfg.Resolver()}, log)
+	enricher, err := cfg.enricher(pool, log)
+	if err != nil {
+		return nil, err
+	}
+	river, err := jobs.NewClient(pool, cfg.Jobs(), jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Domains: svc.Domains,
+		Resolver: cfg.Resolver(), Enricher: enricher}, log)
 	if err != nil {
 		return nil, err
 	}

@@ -6,7 +6,10 @@
 //
 // It is the one place Rampart checks what a customer published in their own
 // DNS: the domain ownership proof and the published SPF record and _dmarc
-// and _domainkey delegations (internal/domain). Callers decide what a
+// and _domainkey delegations (internal/domain). It also asks for the
+// reverse names of report sources and their addresses ([Checker.PTR],
+// [Checker.Addrs]), for their forward-confirmed reverse DNS
+// (internal/enrich). Callers decide what a
 // [Result] means for them; [Status.Definitive] separates an answer about
 // the name (which may be acted on) from a failure to get one (which should
 // be retried, never taken as "the record is absent").
@@ -24,6 +27,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -155,6 +160,59 @@ const ednsSize = 1232
 // TXT looks up the TXT records of name; see [Result.TXT] for their text.
 func (c *Checker) TXT(ctx context.Context, name string) Result {
 	return c.Lookup(ctx, name, dns.TypeTXT)
+}
+
+// PTR looks up the PTR records of ip's reverse name (in-addr.arpa or
+// ip6.arpa), following CNAMEs (RFC 2317 delegations); see [Result.Names].
+func (c *Checker) PTR(ctx context.Context, ip netip.Addr) Result {
+	ip = ip.Unmap()
+	name, err := dns.ReverseAddr(ip.String())
+	if err != nil || !ip.IsValid() {
+		return Result{Name: ip.String(), Type: dns.TypePTR, Rcode: -1, Status: Failed, Err: fmt.Errorf("%s is not an IP address", ip)}
+	}
+	return c.Lookup(ctx, name, dns.TypePTR)
+}
+
+// Addrs looks up the addresses of name of ip's family: A records for an
+// IPv4 address, AAAA for IPv6; see [Result.Addrs].
+func (c *Checker) Addrs(ctx context.Context, name string, ip netip.Addr) Result {
+	if ip.Unmap().Is4() {
+		return c.Lookup(ctx, name, dns.TypeA)
+	}
+	return c.Lookup(ctx, name, dns.TypeAAAA)
+}
+
+// Names returns the targets of the PTR records in Records, lower case and
+// without the trailing dot, each once, in the order of the answer.
+func (r Result) Names() []string {
+	var out []string
+	for _, rr := range r.Records {
+		if p, ok := rr.(*dns.PTR); ok {
+			n := strings.ToLower(strings.TrimSuffix(p.Ptr, "."))
+			if n != "" && !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// Addrs returns the addresses of the A and AAAA records in Records.
+func (r Result) Addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, rr := range r.Records {
+		var ip net.IP
+		switch a := rr.(type) {
+		case *dns.A:
+			ip = a.A
+		case *dns.AAAA:
+			ip = a.AAAA
+		}
+		if addr, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, addr.Unmap())
+		}
+	}
+	return out
 }
 
 // Lookup asks for the records of type qtype at name (with or without the

@@ -3,6 +3,7 @@ package dnscheck_test
 import (
 	"context"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -235,4 +236,44 @@ func TestNoServer(t *testing.T) {
 	r := (&dnscheck.Checker{Server: addr, Timeout: 300 * time.Millisecond}).TXT(context.Background(), "example.test")
 	require.False(t, r.Status.Definitive(), "%v", r.Status)
 	require.Error(t, r.Err)
+}
+
+// TestPTRAndAddrs: the reverse name of an IPv4, IPv6 and IPv4-mapped
+// address, its PTR names (lower case, once each, through an RFC 2317
+// CNAME), and a name's addresses of the IP's family.
+func TestPTRAndAddrs(t *testing.T) {
+	t.Parallel()
+	s := startServer(t,
+		`1.2.0.192.in-addr.arpa. 60 IN PTR Mail.Example.Test.`,
+		`1.2.0.192.in-addr.arpa. 60 IN PTR mail.example.test.`,
+		`1.2.0.192.in-addr.arpa. 60 IN PTR relay.example.test.`,
+		`9.2.0.192.in-addr.arpa. 60 IN CNAME 9.0-63.2.0.192.in-addr.arpa.`,
+		`9.0-63.2.0.192.in-addr.arpa. 60 IN PTR delegated.example.test.`,
+		`1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa. 60 IN PTR six.example.test.`,
+		`mail.example.test. 60 IN A 192.0.2.1`,
+		`mail.example.test. 60 IN AAAA 2001:db8::1`,
+	)
+	c := &dnscheck.Checker{Server: s.addr, Timeout: 300 * time.Millisecond}
+	ctx := context.Background()
+
+	r := c.PTR(ctx, netip.MustParseAddr("192.0.2.1"))
+	require.Equal(t, dnscheck.Found, r.Status, r.Err)
+	require.Equal(t, "1.2.0.192.in-addr.arpa", r.Name)
+	require.Equal(t, []string{"mail.example.test", "relay.example.test"}, r.Names())
+	r = c.PTR(ctx, netip.MustParseAddr("::ffff:192.0.2.1"))
+	require.Equal(t, "1.2.0.192.in-addr.arpa", r.Name)
+	r = c.PTR(ctx, netip.MustParseAddr("192.0.2.9"))
+	require.Equal(t, []string{"delegated.example.test"}, r.Names())
+	require.Equal(t, []string{"9.0-63.2.0.192.in-addr.arpa"}, r.Chain)
+	r = c.PTR(ctx, netip.MustParseAddr("2001:db8::1"))
+	require.Equal(t, []string{"six.example.test"}, r.Names())
+	require.Equal(t, dnscheck.NXDomain, c.PTR(ctx, netip.MustParseAddr("192.0.2.2")).Status)
+	require.Equal(t, dnscheck.Failed, c.PTR(ctx, netip.Addr{}).Status)
+
+	r = c.Addrs(ctx, "mail.example.test", netip.MustParseAddr("192.0.2.77"))
+	require.Equal(t, []netip.Addr{netip.MustParseAddr("192.0.2.1")}, r.Addrs())
+	r = c.Addrs(ctx, "mail.example.test", netip.MustParseAddr("::ffff:192.0.2.77"))
+	require.Equal(t, dns.TypeA, r.Type)
+	r = c.Addrs(ctx, "mail.example.test", netip.MustParseAddr("2001:db8::77"))
+	require.Equal(t, []netip.Addr{netip.MustParseAddr("2001:db8::1")}, r.Addrs())
 }
