@@ -171,7 +171,7 @@ func (m *Manager) RefreshRanges(ctx context.Context, slug string) ([]Service, er
 		s, err := q.ServiceBySlug(ctx, slug)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows) || err == nil && !op && !slices.Contains(slugs, slug):
-			return nil, apperr.NotFoundf("service %q is not enabled on any domain whose senders you manage", slug)
+			return nil, apperr.NotFoundf("not found") // as for any object of another account
 		case err != nil:
 			return nil, fmt.Errorf("load service: %w", err)
 		case s.SpfInclude == "":
