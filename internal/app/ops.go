@@ -314,7 +314,8 @@ func RefreshSenders(ctx context.Context, cfg *Config, log *slog.Logger, slug str
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tINCLUDE\tRANGES\tLOOKUPS\tRESOLVED\tERROR")
+	// A tabwriter keeps the first write error and Flush returns it.
+	_, _ = fmt.Fprintln(tw, "SERVICE\tINCLUDE\tRANGES\tLOOKUPS\tRESOLVED\tERROR")
 	failed := 0
 	for _, s := range services {
 		lookups, resolved, why := "unknown", "never", "-"
@@ -328,7 +329,7 @@ func RefreshSenders(ctx context.Context, cfg *Config, log *slog.Logger, slug str
 			why = s.ResolveError
 			failed++
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.Slug, s.SpfInclude, len(s.ResolvedRanges), lookups, resolved, why)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.Slug, s.SpfInclude, len(s.ResolvedRanges), lookups, resolved, why)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
