@@ -172,6 +172,13 @@ func TestUnknownSenderCostRefused(t *testing.T) {
 	require.Contains(t, r.Raw, `"senders":[],"spfLookups":2,"spfLookupsKnown":true`)
 	require.Regexp(t, `\{"slug":"mailgun","spfLookups":null,"resolveError":"[^"]+"\}`, r.Raw)
 
+	// Pinning a catalog vendor's include literally is judged by its cost
+	// too: refused while it is not known.
+	r = env.Do(t, o.Token, `mutation($x: Time!) { pinSpfInclude(domain: "`+d+`", include: "spf.mtasv.net", expiresAt: $x) { name } }`,
+		map[string]any{"x": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})
+	r.RequireCode(t, "BAD_USER_INPUT")
+	require.Contains(t, r.Errors[0].Message, "'s include spf.mtasv.net: ")
+
 	// Within the minute it is not looked up again, and still refused.
 	env.DNS.Set("mailgun.org", "v=spf1 ip4:203.0.113.0/24 include:_b.mailgun.org ~all")
 	env.DNS.Set("_b.mailgun.org", "v=spf1 ip4:192.0.2.0/24 ~all")

@@ -280,13 +280,22 @@ func (m *Manager) servicesBySlug(ctx context.Context, slugs []string) ([]Service
 	return out, nil
 }
 
-// knowCost resolves slug's include now when its cost is not known yet
+// knowCostFor resolves slug's include now when its cost is not known yet
 // (never resolved), so that a domain enabling it is judged by what it
 // costs; within [RefreshEvery] of the last look-up it does not look again
 // and the change is judged (refused) by what is known. It is called
 // before the change's transaction: DNS is not waited for holding the
 // domain's lock.
-func (m *Manager) knowCost(ctx context.Context, slug string) error {
+// It looks nothing up for a caller who may not manage the senders of the
+// domain name.
+func (m *Manager) knowCostFor(ctx context.Context, name, slug string) error {
+	d, err := m.domains.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := m.authz.Authorize(ctx, access.OnDomain(d.AccountID, d.ID), access.ManageSenders); err != nil {
+		return err
+	}
 	if m.resolver == nil {
 		return nil
 	}

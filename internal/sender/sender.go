@@ -150,14 +150,7 @@ func (m *Manager) RemoveNetblock(ctx context.Context, name, cidr string) (domain
 // through the configured resolver): the change is refused while its cost
 // is not known.
 func (m *Manager) EnableSender(ctx context.Context, name, slug string) (domain.Domain, error) {
-	d, err := m.domains.Get(ctx, name)
-	if err != nil {
-		return domain.Domain{}, err
-	}
-	if err := m.authz.Authorize(ctx, access.OnDomain(d.AccountID, d.ID), access.ManageSenders); err != nil {
-		return domain.Domain{}, err
-	}
-	if err := m.knowCost(ctx, strings.ToLower(strings.TrimSpace(slug))); err != nil {
+	if err := m.knowCostFor(ctx, name, strings.ToLower(strings.TrimSpace(slug))); err != nil {
 		return domain.Domain{}, err
 	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
@@ -208,15 +201,25 @@ func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresA
 	if expiresAt.Sub(now) > MaxPin {
 		return domain.Domain{}, apperr.Invalid("expiresAt", "an include may be pinned for at most a year")
 	}
+	// A catalog service's include that never resolved is looked up first.
+	if svc, err := senderdb.New(m.pool).ServiceByInclude(ctx, inc); err == nil {
+		if err := m.knowCostFor(ctx, name, svc.Slug); err != nil {
+			return domain.Domain{}, err
+		}
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return domain.Domain{}, fmt.Errorf("look up include: %w", err)
+	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
 		q := senderdb.New(tx)
-		// A catalog service's include costs what its chain was measured to;
-		// an unknown include (or one never resolved) counts as one term.
+		// A catalog service's include costs what its chain was measured to,
+		// and is refused while that is not known; an include of no
+		// catalog service counts as one term.
 		lookups := int32(1)
 		if svc, err := q.ServiceByInclude(ctx, inc); err == nil {
-			if svc.SpfLookups != nil {
-				lookups = max(*svc.SpfLookups, 1)
+			if svc.SpfLookups == nil {
+				return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Include: svc.SpfInclude, Error: svc.ResolveError}, m.resolver != nil, "unpin")
 			}
+			lookups = max(*svc.SpfLookups, 1)
 		} else if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("look up include: %w", err)
 		}
@@ -286,15 +289,7 @@ func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) 
 		return err
 	}
 	if len(unknown) > 0 {
-		u := unknown[0]
-		why := u.Error
-		if why == "" {
-			why = "it was never resolved"
-			if m.resolver == nil {
-				why += " (this server's DNS resolver is off)"
-			}
-		}
-		return apperr.Invalid("service", "cannot know the DNS lookup cost of %s's include %s: %s; try again in a minute (refreshSenderRanges), or disable %s first", u.Name, u.Include, why, u.Slug)
+		return unknownCost(unknown[0], m.resolver != nil, "disable")
 	}
 	if n > MaxLookups {
 		return apperr.Invalid("spf", "this change would make %s's SPF record cost %d DNS lookups at worst; receivers give up after %d (RFC 7208 §4.6.4): disable a sender or remove a pinned include first", d.Name, n, MaxLookups)
@@ -303,6 +298,19 @@ func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) 
 		return apperr.Invalid("spf", "this change would make the SPF record %s still publishes (the legacy form, with include:...._nspf) cost %d DNS lookups at worst; receivers give up after %d (RFC 7208 §4.6.4): publish the current record that dnsSetup shows, or disable a sender, remove a pinned include or merge netblocks first", d.Name, legacy, MaxLookups)
 	}
 	return nil
+}
+
+// unknownCost refuses a change judged by a cost that is not known: u's
+// include never resolved. undo says how to do without it.
+func unknownCost(u domain.UnknownSender, resolving bool, undo string) error {
+	why := u.Error
+	if why == "" {
+		why = "it was never resolved"
+		if !resolving {
+			why += " (this server's DNS resolver is off)"
+		}
+	}
+	return apperr.Invalid("service", "cannot know the DNS lookup cost of %s's include %s: %s; try again in a minute (refreshSenderRanges), or %s %s first", u.Name, u.Include, why, undo, u.Slug)
 }
 
 // legacyInUse reports whether d was last seen publishing the legacy SPF
