@@ -217,7 +217,7 @@ func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresA
 		lookups := int32(1)
 		if svc, err := q.ServiceByInclude(ctx, inc); err == nil {
 			if svc.SpfLookups == nil {
-				return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Include: svc.SpfInclude, Error: svc.ResolveError}, m.resolver != nil, "unpin")
+				return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Include: svc.SpfInclude, Error: svc.ResolveError}, m.resolver != nil, "")
 			}
 			lookups = max(*svc.SpfLookups, 1)
 		} else if !errors.Is(err, pgx.ErrNoRows) {
@@ -289,7 +289,7 @@ func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) 
 		return err
 	}
 	if len(unknown) > 0 {
-		return unknownCost(unknown[0], m.resolver != nil, "disable")
+		return unknownCost(unknown[0], m.resolver != nil, ", or disable "+unknown[0].Slug+" first")
 	}
 	if n > MaxLookups {
 		return apperr.Invalid("spf", "this change would make %s's SPF record cost %d DNS lookups at worst; receivers give up after %d (RFC 7208 §4.6.4): disable a sender or remove a pinned include first", d.Name, n, MaxLookups)
@@ -301,8 +301,8 @@ func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) 
 }
 
 // unknownCost refuses a change judged by a cost that is not known: u's
-// include never resolved. undo says how to do without it.
-func unknownCost(u domain.UnknownSender, resolving bool, undo string) error {
+// include never resolved. alternative, if any, says how to do without it.
+func unknownCost(u domain.UnknownSender, resolving bool, alternative string) error {
 	why := u.Error
 	if why == "" {
 		why = "it was never resolved"
@@ -310,7 +310,7 @@ func unknownCost(u domain.UnknownSender, resolving bool, undo string) error {
 			why += " (this server's DNS resolver is off)"
 		}
 	}
-	return apperr.Invalid("service", "cannot know the DNS lookup cost of %s's include %s: %s; try again in a minute (refreshSenderRanges), or %s %s first", u.Name, u.Include, why, undo, u.Slug)
+	return apperr.Invalid("service", "cannot know the DNS lookup cost of %s's include %s: %s; try again in a minute (refreshSenderRanges)%s", u.Name, u.Include, why, alternative)
 }
 
 // legacyInUse reports whether d was last seen publishing the legacy SPF
