@@ -2,16 +2,21 @@ package graph_test
 
 import (
 	"context"
+	"encoding/base64"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/miekg/dns"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/apitest"
 	"github.com/rampartmail/rampart/internal/app"
+	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/dbtest"
 )
 
 // liftRefreshLimit lets the next on-demand look-up of every include happen
@@ -205,26 +210,57 @@ func TestUnknownSenderCostRefused(t *testing.T) {
 }
 
 // TestResolveRangesAtStart: with workers, the API resolves every service's
-// include at start, without waiting for the hour.
+// include at start, without waiting for the hour, and a restart within the
+// hour of that run resolves again: a range the vendor added in between
+// reaches the edge rows at once.
 func TestResolveRangesAtStart(t *testing.T) {
 	t.Parallel()
 	world := apitest.ServeZone(t, map[string][]string{
 		"sendgrid.net": {"v=spf1 ip4:167.89.0.0/17 ~all"},
 	})
-	env := apitest.StartWith(t, func(c *app.Config) {
-		c.Workers = 1
-		c.DNSResolver = world.Addr
-	})
-	require.Eventually(t, func() bool {
-		var ranges []string
-		err := env.Pool.QueryRow(context.Background(), `SELECT ranges::text[] FROM edge_service WHERE name = 'sendgrid'`).Scan(&ranges)
+	dbURL := dbtest.NewDB(t)
+	pool, err := pgxpool.New(context.Background(), dbURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	seed, err := auth.GenerateSeed()
+	require.NoError(t, err)
+	// serve runs the API with one worker until the returned stop is called.
+	serve := func() (stop func()) {
+		cfg := &app.Config{
+			APIAddr: "127.0.0.1:0", EdgeZone: apitest.EdgeZone, ReportsDomain: apitest.ReportsDomain, JWTKeyID: "k1",
+			JWTKey: base64.StdEncoding.EncodeToString(seed), LogLevel: "warn", DNSResolver: world.Addr, Workers: 1,
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		api, err := app.NewAPI(ctx, pool, cfg, apitest.Logger(t))
 		require.NoError(t, err)
-		return len(ranges) == 1 && ranges[0] == "167.89.0.0/17"
-	}, 30*time.Second, 50*time.Millisecond)
-	// The periodic job is not deduplicated by period, so that a restart
-	// within the hour of the last run resolves again.
-	var unique int
-	require.NoError(t, env.Pool.QueryRow(context.Background(),
-		`SELECT count(*) FROM river_job WHERE kind = 'sender.resolve_ranges' AND unique_key IS NOT NULL`).Scan(&unique))
-	require.Zero(t, unique)
+		done := make(chan error, 1)
+		go func() { done <- api.Run(ctx) }()
+		return func() {
+			cancel()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Fatal("API did not stop")
+			}
+		}
+	}
+	edgeRanges := func(want ...string) func() bool {
+		return func() bool {
+			var ranges []string
+			err := pool.QueryRow(context.Background(), `SELECT ranges::text[] FROM edge_service WHERE name = 'sendgrid'`).Scan(&ranges)
+			require.NoError(t, err)
+			return slices.Equal(ranges, want)
+		}
+	}
+
+	stop := serve()
+	require.Eventually(t, edgeRanges("167.89.0.0/17"), 30*time.Second, 50*time.Millisecond)
+	stop()
+
+	world.Set("sendgrid.net", "v=spf1 ip4:167.89.0.0/17 ip4:198.51.100.0/24 ~all")
+	stop = serve()
+	defer stop()
+	require.Eventually(t, edgeRanges("167.89.0.0/17", "198.51.100.0/24"), 30*time.Second, 50*time.Millisecond,
+		"the restart resolved again within the hour")
 }
