@@ -16,7 +16,9 @@ import (
 	"github.com/rampartmail/rampart/internal/apitest"
 	"github.com/rampartmail/rampart/internal/app"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/catalog"
 	"github.com/rampartmail/rampart/internal/dbtest"
+	"github.com/rampartmail/rampart/internal/spf"
 )
 
 // liftRefreshLimit lets the next on-demand look-up of every include happen
@@ -263,4 +265,38 @@ func TestResolveRangesAtStart(t *testing.T) {
 	defer stop()
 	require.Eventually(t, edgeRanges("167.89.0.0/17", "198.51.100.0/24"), 30*time.Second, 50*time.Millisecond,
 		"the restart resolved again within the hour")
+}
+
+// TestCatalogIncludeChangeForgetsCost: when the catalog gives a service a
+// new include, the old include's ranges and cost are no longer its own:
+// the ranges go (from the edge too) and the cost is unknown until the new
+// include resolves.
+func TestCatalogIncludeChangeForgetsCost(t *testing.T) {
+	t.Parallel()
+	env := apitest.Start(t)
+	ctx := context.Background()
+	env.DNS.Set("sendgrid.net", "v=spf1 ip4:167.89.0.0/17 ~all")
+	senders := env.Services(t).Senders
+	_, err := senders.RefreshAsOperator(ctx, spf.NewDNSResolver(env.DNS.Addr), "sendgrid")
+	require.NoError(t, err)
+	services, err := catalog.Load()
+	require.NoError(t, err)
+	// Unchanged, the sync keeps what was resolved.
+	require.NoError(t, senders.SyncCatalog(ctx, services))
+	state := func() (lookups *int32, ranges []string) {
+		require.NoError(t, env.Pool.QueryRow(ctx, `SELECT s.spf_lookups, e.ranges::text[] FROM sender_services s JOIN edge_service e ON e.name = s.slug WHERE s.slug = 'sendgrid'`).Scan(&lookups, &ranges))
+		return lookups, ranges
+	}
+	lookups, ranges := state()
+	require.Equal(t, int32(1), *lookups)
+	require.Equal(t, []string{"167.89.0.0/17"}, ranges)
+	for i := range services {
+		if services[i].Slug == "sendgrid" {
+			services[i].SPFInclude = "_spf.sendgrid.example"
+		}
+	}
+	require.NoError(t, senders.SyncCatalog(ctx, services))
+	lookups, ranges = state()
+	require.Nil(t, lookups)
+	require.Empty(t, ranges)
 }
