@@ -83,7 +83,14 @@ func (r *domainResolver) SpfPins(ctx context.Context, obj *domain.Domain) ([]*se
 
 // SpfLookups is the resolver for the spfLookups field.
 func (r *domainResolver) SpfLookups(ctx context.Context, obj *domain.Domain) (int, error) {
-	return r.SenderSvc.LookupsOf(ctx, *obj)
+	n, _, err := r.SenderSvc.LookupsOf(ctx, *obj)
+	return n, err
+}
+
+// SpfLookupsKnown is the resolver for the spfLookupsKnown field.
+func (r *domainResolver) SpfLookupsKnown(ctx context.Context, obj *domain.Domain) (bool, error) {
+	_, known, err := r.SenderSvc.LookupsOf(ctx, *obj)
+	return known, err
 }
 
 // DkimKeys is the resolver for the dkimKeys field.

@@ -50,6 +50,19 @@ func (r *mutationResolver) UnpinSpfInclude(ctx context.Context, domain string, i
 	return ptr(r.SenderSvc.UnpinInclude(ctx, domain, include))
 }
 
+// RefreshSenderRanges is the resolver for the refreshSenderRanges field.
+func (r *mutationResolver) RefreshSenderRanges(ctx context.Context, service *string) ([]*senderdb.SenderService, error) {
+	slug := ""
+	if service != nil {
+		slug = *service
+	}
+	svcs, err := r.SenderSvc.RefreshRanges(ctx, slug)
+	if err != nil {
+		return nil, err
+	}
+	return pointers(svcs), nil
+}
+
 // Cidr is the resolver for the cidr field.
 func (r *netblockResolver) Cidr(ctx context.Context, obj *sender.Netblock) (string, error) {
 	return obj.Prefix.String(), nil
@@ -101,8 +114,12 @@ func (r *senderServiceResolver) ResolveError(ctx context.Context, obj *senderdb.
 }
 
 // SpfLookups is the resolver for the spfLookups field.
-func (r *senderServiceResolver) SpfLookups(ctx context.Context, obj *senderdb.SenderService) (int, error) {
-	return int(obj.SpfLookups), nil
+func (r *senderServiceResolver) SpfLookups(ctx context.Context, obj *senderdb.SenderService) (*int, error) {
+	if obj.SpfLookups == nil {
+		return nil, nil
+	}
+	n := int(*obj.SpfLookups)
+	return &n, nil
 }
 
 // Result is the resolver for the result field.

@@ -80,8 +80,8 @@ func (w *expirePinsWorker) Work(ctx context.Context, job *river.Job[ExpirePinsAr
 	return err
 }
 
-// ResolveRangesArgs asks for every catalog service's SPF include to be
-// resolved into its current ranges.
+// ResolveRangesArgs asks for every sender service's SPF include to be
+// resolved into its current ranges (see package sender for which).
 type ResolveRangesArgs struct {
 	// After, set on a continuation, is the slug of the last service the
 	// run before did; this run starts after it.
@@ -312,8 +312,14 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	periodic = addEnrich(workers, periodic, svc.Enricher, timeouts[EnrichSourcesArgs{}.Kind()], log)
 	if svc.Resolver != "" {
-		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(6*time.Hour), func() (river.JobArgs, *river.InsertOpts) {
-			return ResolveRangesArgs{}, &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
+		// Senders' includes resolve at start and hourly. Not deduplicated
+		// by period: a restart within the hour of the last run (a fix of
+		// the resolver, a new catalog) resolves again rather than waiting
+		// for the next hour. Only the leader inserts periodic jobs, so
+		// processes starting together do not each add one; a new leader
+		// runs it once more, which costs the vendors a few queries.
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+			return ResolveRangesArgs{}, nil
 		}, &river.PeriodicJobOpts{RunOnStart: true}))
 	}
 	rc := &river.Config{

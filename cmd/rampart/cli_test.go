@@ -68,6 +68,7 @@ func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
 		{"import", slices.Concat(database, logs, []string{"account", "quiet", "wait", "wait-timeout"})},
 		{"query", []string{"server", "tcp"}},
 		{"devdb run", slices.Concat(logs, []string{"dir", "fresh"})},
+		{"senders refresh", slices.Concat(database, logs, domain, []string{"service"})},
 		{"devdb stop", []string{"dir"}},
 	} {
 		t.Run(tc.command, func(t *testing.T) {

@@ -34,6 +34,9 @@ commands:
   import [-account ID] [-wait] PATH...
                         queue report files, folders and mbox files for ingestion;
                         with -wait, print what became of each (exit 1 if any was not stored)
+  senders refresh [-service SLUG]
+                        resolve now the SPF includes of the services domains enable (or of one),
+                        print each one's ranges, lookups and error (exit 1 if any failed)
   query                 send one DNS query (-server ADDR NAME [TYPE]), like dig
   devdb run|stop        a throwaway PostgreSQL for tests (-dir D [-fresh] -- CMD...)
 
@@ -183,6 +186,21 @@ var commands = map[string]command{
 			return app.Import(ctx, cfg, o, f.Args(), os.Stdout, os.Stderr)
 		},
 	},
+	"senders refresh": {
+		synopsis: "rampart senders refresh [-service SLUG]",
+		flags: func(f *app.FlagSet, cfg *app.Config) {
+			cfg.DatabaseFlags(f)
+			cfg.LogFlags(f)
+			cfg.DomainFlags(f)
+			f.String("service", "", "the slug of the one service to resolve (default: every service a domain enables)")
+		},
+		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
+			if err := noArgs(f); err != nil {
+				return err
+			}
+			return app.RefreshSenders(ctx, cfg, cfg.Logger(os.Stderr), value(f, "service"), os.Stdout)
+		},
+	},
 	"query": {
 		synopsis: "rampart query [-server ADDR] [-tcp] NAME [TYPE]",
 		flags: func(f *app.FlagSet, _ *app.Config) {
@@ -246,6 +264,7 @@ var groups = map[string]string{
 		"       rampart admin grant-operator -email E\n" +
 		"       rampart admin revoke-operator -email E\n" +
 		"       rampart admin verify-domain [-account ID] NAME\n",
+	"senders": "usage: rampart senders refresh [-service SLUG]\n",
 	"devdb": "usage: rampart devdb run [-dir D] [-fresh] -- CMD [ARG ...]\n" +
 		"       rampart devdb stop [-dir D]\n",
 }

@@ -183,27 +183,28 @@ type ComplexityRoot struct {
 	}
 
 	Domain struct {
-		Account        func(childComplexity int) int
-		Bimi           func(childComplexity int) int
-		CreatedAt      func(childComplexity int) int
-		DNSSetup       func(childComplexity int) int
-		DkimKeys       func(childComplexity int) int
-		DmarcPolicy    func(childComplexity int) int
-		DmarcRecord    func(childComplexity int) int
-		ID             func(childComplexity int) int
-		IngestProblems func(childComplexity int, limit *int) int
-		Mode           func(childComplexity int) int
-		Name           func(childComplexity int) int
-		Netblocks      func(childComplexity int) int
-		Ownership      func(childComplexity int) int
-		ReportAddress  func(childComplexity int) int
-		Reports        func(childComplexity int, first *int, after *string) int
-		Senders        func(childComplexity int) int
-		SpfLookups     func(childComplexity int) int
-		SpfPins        func(childComplexity int) int
-		UnicodeName    func(childComplexity int) int
-		UpdatedAt      func(childComplexity int) int
-		Verified       func(childComplexity int) int
+		Account         func(childComplexity int) int
+		Bimi            func(childComplexity int) int
+		CreatedAt       func(childComplexity int) int
+		DNSSetup        func(childComplexity int) int
+		DkimKeys        func(childComplexity int) int
+		DmarcPolicy     func(childComplexity int) int
+		DmarcRecord     func(childComplexity int) int
+		ID              func(childComplexity int) int
+		IngestProblems  func(childComplexity int, limit *int) int
+		Mode            func(childComplexity int) int
+		Name            func(childComplexity int) int
+		Netblocks       func(childComplexity int) int
+		Ownership       func(childComplexity int) int
+		ReportAddress   func(childComplexity int) int
+		Reports         func(childComplexity int, first *int, after *string) int
+		Senders         func(childComplexity int) int
+		SpfLookups      func(childComplexity int) int
+		SpfLookupsKnown func(childComplexity int) int
+		SpfPins         func(childComplexity int) int
+		UnicodeName     func(childComplexity int) int
+		UpdatedAt       func(childComplexity int) int
+		Verified        func(childComplexity int) int
 	}
 
 	DomainConnection struct {
@@ -263,28 +264,29 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddDkimKey        func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
-		AddDomain         func(childComplexity int, accountID *string, name string) int
-		AddNetblock       func(childComplexity int, domain string, cidr string, label *string) int
-		CheckDNSSetup     func(childComplexity int, domain string) int
-		CreateAPIToken    func(childComplexity int, accountID *string, name string) int
-		DisableSender     func(childComplexity int, domain string, service string) int
-		EnableSender      func(childComplexity int, domain string, service string) int
-		Login             func(childComplexity int, email string, password string, knownClient *string) int
-		Logout            func(childComplexity int, refreshToken string) int
-		PinSpfInclude     func(childComplexity int, domain string, include string, expiresAt time.Time) int
-		RefreshToken      func(childComplexity int, refreshToken string) int
-		RemoveDkimKey     func(childComplexity int, domain string, selector string) int
-		RemoveDomain      func(childComplexity int, name string) int
-		RemoveNetblock    func(childComplexity int, domain string, cidr string) int
-		RevokeAPIToken    func(childComplexity int, accountID *string, id string) int
-		RevokeDkimKey     func(childComplexity int, domain string, selector string) int
-		SetBimi           func(childComplexity int, domain string, logoURL string, evidenceURL *string) int
-		SetDomainMode     func(childComplexity int, name string, mode model.DomainMode) int
-		UnpinSpfInclude   func(childComplexity int, domain string, include string) int
-		UpdateDmarcPolicy func(childComplexity int, name string, policy model.DmarcPolicyInput) int
-		UploadReports     func(childComplexity int, accountID *string, files []*graphql.Upload) int
-		VerifyDomain      func(childComplexity int, name string) int
+		AddDkimKey          func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
+		AddDomain           func(childComplexity int, accountID *string, name string) int
+		AddNetblock         func(childComplexity int, domain string, cidr string, label *string) int
+		CheckDNSSetup       func(childComplexity int, domain string) int
+		CreateAPIToken      func(childComplexity int, accountID *string, name string) int
+		DisableSender       func(childComplexity int, domain string, service string) int
+		EnableSender        func(childComplexity int, domain string, service string) int
+		Login               func(childComplexity int, email string, password string, knownClient *string) int
+		Logout              func(childComplexity int, refreshToken string) int
+		PinSpfInclude       func(childComplexity int, domain string, include string, expiresAt time.Time) int
+		RefreshSenderRanges func(childComplexity int, service *string) int
+		RefreshToken        func(childComplexity int, refreshToken string) int
+		RemoveDkimKey       func(childComplexity int, domain string, selector string) int
+		RemoveDomain        func(childComplexity int, name string) int
+		RemoveNetblock      func(childComplexity int, domain string, cidr string) int
+		RevokeAPIToken      func(childComplexity int, accountID *string, id string) int
+		RevokeDkimKey       func(childComplexity int, domain string, selector string) int
+		SetBimi             func(childComplexity int, domain string, logoURL string, evidenceURL *string) int
+		SetDomainMode       func(childComplexity int, name string, mode model.DomainMode) int
+		UnpinSpfInclude     func(childComplexity int, domain string, include string) int
+		UpdateDmarcPolicy   func(childComplexity int, name string, policy model.DmarcPolicyInput) int
+		UploadReports       func(childComplexity int, accountID *string, files []*graphql.Upload) int
+		VerifyDomain        func(childComplexity int, name string) int
 	}
 
 	Netblock struct {
@@ -333,6 +335,7 @@ type ComplexityRoot struct {
 		Ranges           func(childComplexity int) int
 		RangesResolvedAt func(childComplexity int) int
 		ResolveError     func(childComplexity int) int
+		ResolveFailedAt  func(childComplexity int) int
 		SetupUrl         func(childComplexity int) int
 		Slug             func(childComplexity int) int
 		SourceUrl        func(childComplexity int) int
@@ -435,6 +438,7 @@ type DomainResolver interface {
 	Senders(ctx context.Context, obj *domain.Domain) ([]*senderdb.SenderService, error)
 	SpfPins(ctx context.Context, obj *domain.Domain) ([]*sender.Pin, error)
 	SpfLookups(ctx context.Context, obj *domain.Domain) (int, error)
+	SpfLookupsKnown(ctx context.Context, obj *domain.Domain) (bool, error)
 	DkimKeys(ctx context.Context, obj *domain.Domain) ([]*domainkeydb.DkimKey, error)
 	Bimi(ctx context.Context, obj *domain.Domain) (*domain.BIMI, error)
 	Verified(ctx context.Context, obj *domain.Domain) (bool, error)
@@ -482,6 +486,7 @@ type MutationResolver interface {
 	DisableSender(ctx context.Context, domain string, service string) (*domain.Domain, error)
 	PinSpfInclude(ctx context.Context, domain string, include string, expiresAt time.Time) (*domain.Domain, error)
 	UnpinSpfInclude(ctx context.Context, domain string, include string) (*domain.Domain, error)
+	RefreshSenderRanges(ctx context.Context, service *string) ([]*senderdb.SenderService, error)
 }
 type NetblockResolver interface {
 	Cidr(ctx context.Context, obj *sender.Netblock) (string, error)
@@ -506,7 +511,8 @@ type SenderServiceResolver interface {
 	Ranges(ctx context.Context, obj *senderdb.SenderService) ([]string, error)
 	RangesResolvedAt(ctx context.Context, obj *senderdb.SenderService) (*time.Time, error)
 	ResolveError(ctx context.Context, obj *senderdb.SenderService) (*string, error)
-	SpfLookups(ctx context.Context, obj *senderdb.SenderService) (int, error)
+
+	SpfLookups(ctx context.Context, obj *senderdb.SenderService) (*int, error)
 }
 type SpfExplanationResolver interface {
 	Result(ctx context.Context, obj *sender.Explanation) (model.SpfResult, error)
@@ -1162,6 +1168,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.SpfLookups(childComplexity), true
+	case "Domain.spfLookupsKnown":
+		if e.ComplexityRoot.Domain.SpfLookupsKnown == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.SpfLookupsKnown(childComplexity), true
 	case "Domain.spfPins":
 		if e.ComplexityRoot.Domain.SpfPins == nil {
 			break
@@ -1514,6 +1526,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.PinSpfInclude(childComplexity, args["domain"].(string), args["include"].(string), args["expiresAt"].(time.Time)), true
+	case "Mutation.refreshSenderRanges":
+		if e.ComplexityRoot.Mutation.RefreshSenderRanges == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_refreshSenderRanges_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RefreshSenderRanges(childComplexity, args["service"].(*string)), true
 	case "Mutation.refreshToken":
 		if e.ComplexityRoot.Mutation.RefreshToken == nil {
 			break
@@ -1858,6 +1881,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SenderService.ResolveError(childComplexity), true
+	case "SenderService.resolveFailedAt":
+		if e.ComplexityRoot.SenderService.ResolveFailedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.ResolveFailedAt(childComplexity), true
 	case "SenderService.setupUrl":
 		if e.ComplexityRoot.SenderService.SetupUrl == nil {
 			break
@@ -2395,6 +2424,8 @@ type Domain {
   spfPins: [SpfPin!]!
   "The DNS-querying terms the published SPF record costs at worst (RFC 7208 allows 10)."
   spfLookups: Int!
+  "False while an enabled sender's include never resolved: ` + "`" + `spfLookups` + "`" + ` then counts it as one term, a lower bound, and changes to the domain's senders are refused until it resolves."
+  spfLookupsKnown: Boolean!
   "The domain's DKIM keys."
   dkimKeys: [DkimKey!]!
   "The domain's BIMI assertion; null when none is set."
@@ -2716,12 +2747,14 @@ type SenderService {
   heloSuffixes: [String!]!
   "The service's current ranges: static ones and those its SPF include resolved to."
   ranges: [String!]!
-  "When the include was last resolved; null if never."
+  "When the include last resolved; null if never."
   rangesResolvedAt: Time
-  "Why the last resolution failed; null when it succeeded."
+  "Why the last resolution failed, the last good ranges and cost being kept; null when it succeeded."
   resolveError: String
-  "DNS-querying terms the service's include costs."
-  spfLookups: Int!
+  "When the last resolution failed; null when it succeeded."
+  resolveFailedAt: Time
+  "DNS-querying terms the service's include costs (the include itself and everything below it); null while not known: the include never resolved."
+  spfLookups: Int
   setupUrl: String!
   "Where the catalog's facts about the service come from."
   sourceUrl: String!
@@ -2823,6 +2856,14 @@ extend type Mutation {
   pinSpfInclude(domain: String!, include: String!, expiresAt: Time!): Domain!
   "Remove a pinned include before it expires."
   unpinSpfInclude(domain: String!, include: String!): Domain!
+  """
+  Resolve now the SPF includes of the services enabled on the domains whose
+  senders you manage (an instance operator: on any domain), or of the one
+  ` + "`" + `service` + "`" + ` named, and return them in their new state. Each include is looked up
+  at most once a minute, whoever asks: services looked up more recently are
+  returned as they are, and naming one is refused with RATE_LIMITED.
+  """
+  refreshSenderRanges(service: ID): [SenderService!]!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/viewer.graphqls", Input: `"The caller of a request."
@@ -3169,6 +3210,8 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_spfPins(ctx, field)
 	case "spfLookups":
 		return ec.fieldContext_Domain_spfLookups(ctx, field)
+	case "spfLookupsKnown":
+		return ec.fieldContext_Domain_spfLookupsKnown(ctx, field)
 	case "dkimKeys":
 		return ec.fieldContext_Domain_dkimKeys(ctx, field)
 	case "bimi":
@@ -3373,6 +3416,8 @@ func (ec *executionContext) childFields_SenderService(ctx context.Context, field
 		return ec.fieldContext_SenderService_rangesResolvedAt(ctx, field)
 	case "resolveError":
 		return ec.fieldContext_SenderService_resolveError(ctx, field)
+	case "resolveFailedAt":
+		return ec.fieldContext_SenderService_resolveFailedAt(ctx, field)
 	case "spfLookups":
 		return ec.fieldContext_SenderService_spfLookups(ctx, field)
 	case "setupUrl":
@@ -3934,6 +3979,20 @@ func (ec *executionContext) field_Mutation_pinSpfInclude_args(ctx context.Contex
 		return nil, err
 	}
 	args["expiresAt"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_refreshSenderRanges_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "service",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["service"] = arg0
 	return args, nil
 }
 
@@ -6915,6 +6974,29 @@ func (ec *executionContext) fieldContext_Domain_spfLookups(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Domain", field, true, true, "Int")
 }
 
+func (ec *executionContext) _Domain_spfLookupsKnown(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_spfLookupsKnown(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().SpfLookupsKnown(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_spfLookupsKnown(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Domain", field, true, true, "Boolean")
+}
+
 func (ec *executionContext) _Domain_dkimKeys(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8967,6 +9049,50 @@ func (ec *executionContext) fieldContext_Mutation_unpinSpfInclude(ctx context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_refreshSenderRanges(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_refreshSenderRanges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RefreshSenderRanges(ctx, fc.Args["service"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalNSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_refreshSenderRanges(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_refreshSenderRanges_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Netblock_cidr(ctx context.Context, field graphql.CollectedField, obj *sender.Netblock) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9902,6 +10028,29 @@ func (ec *executionContext) fieldContext_SenderService_resolveError(_ context.Co
 	return graphql.NewScalarFieldContext("SenderService", field, true, true, "String")
 }
 
+func (ec *executionContext) _SenderService_resolveFailedAt(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_resolveFailedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ResolveFailedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_resolveFailedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "Time")
+}
+
 func (ec *executionContext) _SenderService_spfLookups(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9914,11 +10063,11 @@ func (ec *executionContext) _SenderService_spfLookups(ctx context.Context, field
 			return ec.Resolvers.SenderService().SpfLookups(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_SenderService_spfLookups(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -12816,6 +12965,12 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_spfLookups(ctx, field, obj)
 				})
+		case "spfLookupsKnown":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_spfLookupsKnown(ctx, field, obj)
+				})
 		case "dkimKeys":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -13424,6 +13579,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "refreshSenderRanges":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_refreshSenderRanges(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -13788,9 +13950,14 @@ func (ec *executionContext) _SenderService(ctx context.Context, sel ast.Selectio
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._SenderService_resolveError(ctx, field, obj)
 				})
+		case "resolveFailedAt":
+			out.Values[i] = ec._SenderService_resolveFailedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "spfLookups":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._SenderService_spfLookups(ctx, field, obj)
 				})

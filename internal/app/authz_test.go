@@ -18,6 +18,7 @@ import (
 
 	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
+	"github.com/rampartmail/rampart/internal/apitest"
 	"github.com/rampartmail/rampart/internal/app"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/auth"
@@ -28,6 +29,7 @@ import (
 	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/reporting"
+	"github.com/rampartmail/rampart/internal/spf"
 )
 
 // system lists the exported service methods that take no principal, and
@@ -55,6 +57,8 @@ var system = map[string]string{
 	"sender.Manager.ExpirePins":          "periodic job",
 	"sender.Manager.ResolveRangesFrom":   "periodic job (a bounded run of ResolveRanges)",
 	"sender.Manager.ExpirePinsUntil":     "periodic job (a bounded run of ExpirePins)",
+	"sender.Manager.RefreshAsOperator":   "operator command (rampart senders refresh)",
+	"sender.Manager.SetResolver":         "configuration",
 	"ingest.Store.Accept":                "intake with no principal: SMTP (checked recipient), IMAP and import (operator)",
 	"ingest.Store.SetMaxSize":            "configuration",
 	"ingest.Store.RecipientDomain":       "SMTP RCPT lookup of a report address",
@@ -81,6 +85,13 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	svc, err := app.NewServices(pool, cfg, log)
 	require.NoError(t, err)
+	// The senders enabled below resolve (their cost must be known) from a
+	// loopback vendor zone.
+	vendors := apitest.ServeZone(t, map[string][]string{
+		"_spf.google.com": {"v=spf1 ip4:64.233.160.0/19 ~all"},
+		"amazonses.com":   {"v=spf1 ip4:54.240.0.0/18 ~all"},
+	})
+	svc.Senders.SetResolver(spf.NewDNSResolver(vendors.Addr))
 	reader := reporting.NewReader(pool)
 	store := ingest.NewStore(pool, nil, log)
 
@@ -242,8 +253,16 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 		"sender.Manager.Netblocks": func(c context.Context) error { _, err := svc.Senders.Netblocks(c, d); return err },
 		"sender.Manager.Enabled":   func(c context.Context) error { _, err := svc.Senders.Enabled(c, d); return err },
 		"sender.Manager.Pins":      func(c context.Context) error { _, err := svc.Senders.Pins(c, d); return err },
-		"sender.Manager.LookupsOf": func(c context.Context) error { _, err := svc.Senders.LookupsOf(c, d); return err },
-		"sender.Manager.Explain":   func(c context.Context) error { _, err := svc.Senders.Explain(c, name, "192.0.2.1", ""); return err },
+		"sender.Manager.LookupsOf": func(c context.Context) error { _, _, err := svc.Senders.LookupsOf(c, d); return err },
+		"sender.Manager.RefreshRanges": func(c context.Context) error {
+			// Enabling it looked it up: lift the once-a-minute limit.
+			if _, err := pool.Exec(ctx, `UPDATE sender_services SET resolve_attempted_at = NULL`); err != nil {
+				return err
+			}
+			_, err := svc.Senders.RefreshRanges(c, "google-workspace")
+			return err
+		},
+		"sender.Manager.Explain": func(c context.Context) error { _, err := svc.Senders.Explain(c, name, "192.0.2.1", ""); return err },
 		"sender.Manager.Catalog": func(c context.Context) error {
 			return anyoneSignedIn(c, asStranger, func(c context.Context) error { _, err := svc.Senders.Catalog(c); return err })
 		},

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"text/tabwriter"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,6 +26,8 @@ import (
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/intake/importer"
 	"github.com/rampartmail/rampart/internal/pgcluster"
+	"github.com/rampartmail/rampart/internal/sender"
+	"github.com/rampartmail/rampart/internal/spf"
 	"github.com/rampartmail/rampart/migrations"
 )
 
@@ -281,6 +284,58 @@ func Import(ctx context.Context, cfg *Config, o ImportOptions, paths []string, o
 	sum.PrintOutcomes(out)
 	if n := sum.NotStored(); n > 0 {
 		return fmt.Errorf("%w: %d of %d inputs were not stored", ErrNotAllStored, n, len(sum.Queued)+len(sum.Refused))
+	}
+	return nil
+}
+
+// RefreshSenders is `rampart senders refresh [-service SLUG]`: it resolves
+// now, through the configured DNS resolver, the SPF includes of every
+// service a domain enables (or of the one named), whenever they were last
+// looked up, stores the outcome as the hourly job does (a failure keeps
+// the last good ranges and cost) and prints each service's ranges, lookups
+// and error. It fails when any include failed to resolve.
+func RefreshSenders(ctx context.Context, cfg *Config, log *slog.Logger, slug string, out io.Writer) error {
+	r := cfg.Resolver()
+	if r == "" {
+		return errors.New("no DNS resolver: set -dns-resolver (RAMPART_DNS_RESOLVER) to a server, not off")
+	}
+	pool, err := OpenPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	dcfg, err := cfg.domainConfig()
+	if err != nil {
+		return err
+	}
+	senders := sender.NewManager(pool, domain.NewService(pool, dcfg, log), log)
+	services, err := senders.RefreshAsOperator(ctx, spf.NewDNSResolver(r), slug)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	// A tabwriter keeps the first write error and Flush returns it.
+	_, _ = fmt.Fprintln(tw, "SERVICE\tINCLUDE\tRANGES\tLOOKUPS\tRESOLVED\tERROR")
+	failed := 0
+	for _, s := range services {
+		lookups, resolved, why := "unknown", "never", "-"
+		if s.SpfLookups != nil {
+			lookups = strconv.Itoa(int(*s.SpfLookups))
+		}
+		if s.ResolvedAt != nil {
+			resolved = s.ResolvedAt.UTC().Format(time.RFC3339)
+		}
+		if s.ResolveError != "" {
+			why = s.ResolveError
+			failed++
+		}
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.Slug, s.SpfInclude, len(s.ResolvedRanges), lookups, resolved, why)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d includes failed to resolve; their last good ranges are kept", failed, len(services))
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/request"
 	"github.com/rampartmail/rampart/internal/sender"
+	"github.com/rampartmail/rampart/internal/spf"
 	"github.com/rampartmail/rampart/jobs"
 	"github.com/rampartmail/rampart/migrations"
 	"github.com/rampartmail/rampart/server"
@@ -62,11 +63,15 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 		return nil, err
 	}
 	domains := domain.NewService(pool, dcfg, log)
+	senders := sender.NewManager(pool, domains, log)
+	if r := cfg.Resolver(); r != "" {
+		senders.SetResolver(spf.NewDNSResolver(r))
+	}
 	return &Services{
 		Auth:     a,
 		Accounts: account.NewService(pool),
 		Domains:  domains,
-		Senders:  sender.NewManager(pool, domains, log),
+		Senders:  senders,
 		Keys:     domainkey.NewManager(pool, domains, log),
 	}, nil
 }

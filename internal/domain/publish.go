@@ -46,12 +46,25 @@ type Published struct {
 	// Lookups is the worst cost of the current form, in DNS-querying
 	// terms (RFC 7208 §4.6.4); LegacyLookups that of the legacy form.
 	Lookups, LegacyLookups int
+	// Unknown are the enabled senders whose include was never resolved, so
+	// that its cost is not known: Lookups and LegacyLookups count each at
+	// one term (the include itself), a lower bound, and no change may be
+	// judged by them while any is listed.
+	Unknown []UnknownSender
 
 	DKIM []DKIMRecord
 	// BIMI is the TXT record at default._bimi.<name>; "" while withheld.
 	BIMI string
 	// BIMIWithheld says why BIMI is not served, when it is not.
 	BIMIWithheld string
+}
+
+// UnknownSender is an enabled sender whose include's cost is not known.
+type UnknownSender struct {
+	Slug, Name, Include string
+	// Error is why its include last failed to resolve; "" if it was never
+	// tried.
+	Error string
 }
 
 // DKIMRecord is one name under _domainkey.<name>: a TXT record or a CNAME.
@@ -98,14 +111,21 @@ func (s *Service) Compile(ctx context.Context, tx pgx.Tx, d Domain) (Published, 
 	}
 	heloLabels, heloLookups, senderLookups := 0, 0, 0
 	for _, sd := range senders {
-		senderLookups = max(senderLookups, int(sd.SpfLookups))
+		cost := 1 // at least the include itself, while unknown
+		switch {
+		case sd.SpfLookups != nil:
+			cost = int(*sd.SpfLookups)
+		case sd.SpfInclude != "":
+			p.Unknown = append(p.Unknown, UnknownSender{Slug: sd.Slug, Name: sd.Name, Include: sd.SpfInclude, Error: sd.ResolveError})
+		}
+		senderLookups = max(senderLookups, cost)
 		if sd.SpfInclude == "" {
 			continue
 		}
 		for _, suf := range sd.HeloSuffixes {
 			if suf = spfanswer.NormalizeSuffix(suf); suf != "" {
 				heloLabels = max(heloLabels, strings.Count(suf, ".")+1)
-				heloLookups = max(heloLookups, int(sd.SpfLookups))
+				heloLookups = max(heloLookups, cost)
 			}
 		}
 	}

@@ -46,11 +46,20 @@ SELECT DISTINCT d.id, d.name FROM spf_pins p JOIN domains d ON d.id = p.domain_i
 DELETE FROM spf_pins WHERE domain_id = @domain_id AND expires_at <= now();
 
 -- name: UpsertService :exec
--- Catalog sync: the shipped facts; resolved ranges are left alone.
-INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, setup_url, source_url, updated_at)
-VALUES (@slug, @name, @category, @spf_include, @helo_suffixes, @dkim_domains, @static_ranges, @setup_url, @source_url, now())
+-- Catalog sync: the shipped facts; resolved ranges are left alone unless
+-- the include changed: they and its cost were the old include's, so the
+-- cost is unknown again (NULL) until the new include resolves. A service
+-- without an include costs nothing of its own.
+INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, setup_url, source_url, spf_lookups, updated_at)
+VALUES (@slug, @name, @category, @spf_include, @helo_suffixes, @dkim_domains, @static_ranges, @setup_url, @source_url,
+        CASE WHEN @spf_include::text = '' THEN 0 END, now())
 ON CONFLICT (slug) DO UPDATE SET
     name = EXCLUDED.name, category = EXCLUDED.category, spf_include = EXCLUDED.spf_include,
+    resolved_ranges = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolved_ranges ELSE '{}' END,
+    spf_lookups = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.spf_lookups ELSE EXCLUDED.spf_lookups END,
+    resolved_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolved_at END,
+    resolve_error = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_error ELSE '' END,
+    resolve_failed_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_failed_at END,
     helo_suffixes = EXCLUDED.helo_suffixes, dkim_domains = EXCLUDED.dkim_domains,
     static_ranges = EXCLUDED.static_ranges, setup_url = EXCLUDED.setup_url, source_url = EXCLUDED.source_url,
     updated_at = now()
@@ -61,11 +70,32 @@ WHERE (sender_services.name, sender_services.category, sender_services.spf_inclu
        EXCLUDED.dkim_domains, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url);
 
 -- name: SetResolved :exec
-UPDATE sender_services SET resolved_ranges = @ranges, spf_lookups = @lookups, resolved_at = now(), resolve_error = ''
+UPDATE sender_services SET resolved_ranges = @ranges, spf_lookups = @lookups, resolved_at = now(), resolve_error = '',
+    resolve_failed_at = NULL, resolve_attempted_at = now()
 WHERE slug = @slug;
 
 -- name: SetResolveError :exec
-UPDATE sender_services SET resolve_error = @error WHERE slug = @slug;
+-- A failed resolution: the last good ranges and cost stay.
+UPDATE sender_services SET resolve_error = @error, resolve_failed_at = now(), resolve_attempted_at = now()
+WHERE slug = @slug;
+
+-- name: ClaimResolveAttempt :one
+-- Take the right to look a service's include up now, at most once per
+-- interval (on-demand refreshes); no row when it was looked up more
+-- recently.
+UPDATE sender_services SET resolve_attempted_at = now()
+WHERE slug = @slug AND spf_include <> ''
+  AND (resolve_attempted_at IS NULL OR resolve_attempted_at <= now() - make_interval(secs => sqlc.arg(every_seconds)::float8))
+RETURNING *;
+
+-- name: EnabledServiceSlugs :many
+-- The services with an include that at least one domain enables, in the
+-- given accounts (all accounts when all is set).
+SELECT DISTINCT s.slug FROM sender_services s
+JOIN domain_senders ds ON ds.service = s.slug
+JOIN domains d ON d.id = ds.domain_id
+WHERE s.spf_include <> '' AND (sqlc.arg(all_accounts)::boolean OR d.account_id = ANY(sqlc.arg(accounts)::uuid[]))
+ORDER BY s.slug;
 
 -- name: PublishService :one
 -- Compile a service into its edge row when it changed, with a new serial.

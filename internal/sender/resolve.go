@@ -7,19 +7,49 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/sender/senderdb"
 	"github.com/rampartmail/rampart/internal/spf"
 )
 
+// Which services are resolved: every service with an SPF include, enabled
+// or not, by the job (at start and hourly). That is every enabled service
+// and more: classifying report sources needs the ranges of services a
+// domain has not enabled yet, and a service resolved before it is enabled
+// has a known cost when it is. On demand (refreshSenderRanges, `rampart
+// senders refresh`) the services enabled by at least one domain are
+// resolved, or one named service.
+
+// RefreshEvery is how often one service's include may be looked up on
+// demand (a request, or the synchronous look-up when a domain enables a
+// service whose cost is not known): whoever asks, vendors' DNS sees at
+// most one on-demand look-up of an include a minute.
+const RefreshEvery = time.Minute
+
+// syncTimeout bounds the look-up a request waits for.
+const syncTimeout = 10 * time.Second
+
+// refreshConcurrency is how many includes one refresh looks up at once.
+const refreshConcurrency = 4
+
+// SetResolver sets the DNS resolver requests resolve senders' includes
+// through (refreshSenderRanges, enabling a sender whose cost is not
+// known); nil, the default, turns that off.
+func (m *Manager) SetResolver(r spf.Resolver) { m.resolver = r }
+
 // ResolveRanges resolves every catalog service's SPF include into its
 // current ranges (RFC 7208 flattening) and publishes the services whose
 // ranges changed to the edge. A service whose include cannot be resolved
-// keeps its last ranges and records why; the edge then still answers its
-// HELO names with the include itself. It returns how many services failed.
+// keeps its last ranges and cost and records why and when; the edge then
+// still answers its HELO names with the include itself. It returns how
+// many services failed.
 func (m *Manager) ResolveRanges(ctx context.Context, resolver spf.Resolver) (failed int, err error) {
 	failed, _, err = m.ResolveRangesFrom(ctx, resolver, "", time.Time{})
 	return failed, err
@@ -46,38 +76,250 @@ func (m *Manager) ResolveRangesFrom(ctx context.Context, resolver spf.Resolver, 
 			return failed, last, nil
 		}
 		last = s.Slug
-		fctx, cancel := context.WithTimeout(ctx, spf.DefaultTimeout)
-		prefixes, lookups, ferr := spf.Flatten(fctx, resolver, s.SpfInclude)
-		cancel()
-		if ctx.Err() != nil {
-			return failed, "", ctx.Err()
-		}
-		err := pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
-			q := senderdb.New(tx)
-			if ferr != nil && !(errors.Is(ferr, spf.ErrNotFlattenable) && lookups > 0) {
-				return q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: s.Slug, Error: ferr.Error()})
-			}
-			if prefixes == nil {
-				prefixes = []netip.Prefix{}
-			}
-			// The include itself is one term; Flatten counts the rest.
-			if err := q.SetResolved(ctx, senderdb.SetResolvedParams{Slug: s.Slug, Ranges: prefixes, Lookups: int32(1 + lookups)}); err != nil { //nolint:gosec // G115: SPF allows 10 lookups; Flatten stops long before 2^31
-				return err
-			}
-			if ferr != nil {
-				if err := q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: s.Slug, Error: ferr.Error()}); err != nil {
-					return err
-				}
-			}
-			return publishService(ctx, q, s.Slug)
-		})
+		ferr, err := m.resolveService(ctx, resolver, s, spf.DefaultTimeout)
 		if err != nil {
-			return failed, "", fmt.Errorf("store ranges of %s: %w", s.Slug, err)
+			return failed, "", err
 		}
 		if ferr != nil {
 			failed++
-			m.log.WarnContext(ctx, "could not resolve a sender's SPF include", "service", s.Slug, "include", s.SpfInclude, "err", ferr)
 		}
 	}
 	return failed, "", nil
+}
+
+// resolveService looks s's include up within timeout and stores the
+// outcome in its own transaction: on success the ranges and cost, published
+// to the edge; on failure the error and its time, the last good ranges and
+// cost kept. ferr is the look-up's error, err the storing's.
+func (m *Manager) resolveService(ctx context.Context, resolver spf.Resolver, s Service, timeout time.Duration) (ferr, err error) {
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	prefixes, lookups, ferr := spf.Flatten(fctx, resolver, s.SpfInclude)
+	cancel()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
+		q := senderdb.New(tx)
+		if ferr != nil && !(errors.Is(ferr, spf.ErrNotFlattenable) && lookups > 0) {
+			return q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: s.Slug, Error: ferr.Error()})
+		}
+		if prefixes == nil {
+			prefixes = []netip.Prefix{}
+		}
+		// The include itself is one term; Flatten counts the rest.
+		cost := int32(1 + lookups) //nolint:gosec // G115: SPF allows 10 lookups; Flatten stops long before 2^31
+		if err := q.SetResolved(ctx, senderdb.SetResolvedParams{Slug: s.Slug, Ranges: prefixes, Lookups: &cost}); err != nil {
+			return err
+		}
+		if ferr != nil {
+			if err := q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: s.Slug, Error: ferr.Error()}); err != nil {
+				return err
+			}
+		}
+		return publishService(ctx, q, s.Slug)
+	})
+	if err != nil {
+		return ferr, fmt.Errorf("store ranges of %s: %w", s.Slug, err)
+	}
+	if ferr != nil {
+		m.log.WarnContext(ctx, "could not resolve a sender's SPF include", "service", s.Slug, "include", s.SpfInclude, "err", ferr)
+	}
+	return ferr, nil
+}
+
+// claim takes the right to look slug's include up now ([RefreshEvery]);
+// ok is false when it was looked up more recently (or has no include).
+func (m *Manager) claim(ctx context.Context, slug string) (s Service, ok bool, err error) {
+	s, err = senderdb.New(m.pool).ClaimResolveAttempt(ctx, senderdb.ClaimResolveAttemptParams{Slug: slug, EverySeconds: RefreshEvery.Seconds()})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Service{}, false, nil
+	}
+	if err != nil {
+		return Service{}, false, fmt.Errorf("claim a look-up of %s: %w", slug, err)
+	}
+	return s, true, nil
+}
+
+// RefreshRanges resolves now the includes of the services enabled on the
+// domains the caller may manage the senders of (an operator: on any
+// domain), or of the one service named, and returns them in their new
+// state. Each include is looked up at most once per [RefreshEvery],
+// whoever asks: a service looked up more recently is returned as it is,
+// and naming one is refused with RATE_LIMITED. A service the caller may
+// not refresh is NOT_FOUND.
+func (m *Manager) RefreshRanges(ctx context.Context, slug string) ([]Service, error) {
+	if _, err := access.Require(ctx); err != nil {
+		return nil, err
+	}
+	op, err := m.authz.Operator(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var accounts []uuid.UUID
+	if !op {
+		if accounts, err = m.authz.Accounts(ctx, access.ManageSenders); err != nil {
+			return nil, err
+		}
+	}
+	q := senderdb.New(m.pool)
+	slugs, err := q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{AllAccounts: op, Accounts: nonNilIDs(accounts)})
+	if err != nil {
+		return nil, fmt.Errorf("list enabled services: %w", err)
+	}
+	if slug != "" {
+		slug = strings.ToLower(strings.TrimSpace(slug))
+		s, err := q.ServiceBySlug(ctx, slug)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) || err == nil && !op && !slices.Contains(slugs, slug):
+			return nil, apperr.NotFoundf("not found") // as for any object of another account
+		case err != nil:
+			return nil, fmt.Errorf("load service: %w", err)
+		case s.SpfInclude == "":
+			return nil, apperr.Invalid("service", "%s has no SPF include to resolve", s.Name)
+		}
+		slugs = []string{slug}
+	}
+	if m.resolver == nil {
+		return nil, apperr.Conflictf("this server resolves no SPF includes (its DNS resolver is off)")
+	}
+	limited, err := m.refresh(ctx, m.resolver, slugs, true)
+	if err != nil {
+		return nil, err
+	}
+	if slug != "" && limited > 0 {
+		return nil, &apperr.Error{Code: apperr.RateLimited, Message: fmt.Sprintf("%s's include was looked up less than %s ago; try again later", slug, RefreshEvery)}
+	}
+	return m.servicesBySlug(ctx, slugs)
+}
+
+// RefreshAsOperator is `rampart senders refresh`: it resolves now, through
+// resolver, the includes of every service enabled on any domain, or of the
+// one service named, whenever they were last looked up, and returns them
+// in their new state.
+func (m *Manager) RefreshAsOperator(ctx context.Context, resolver spf.Resolver, slug string) ([]Service, error) {
+	q := senderdb.New(m.pool)
+	var slugs []string
+	if slug != "" {
+		s, err := q.ServiceBySlug(ctx, strings.ToLower(strings.TrimSpace(slug)))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, apperr.NotFoundf("service %q not found", slug)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load service: %w", err)
+		}
+		if s.SpfInclude == "" {
+			return nil, apperr.Invalid("service", "%s has no SPF include to resolve", s.Name)
+		}
+		slugs = []string{s.Slug}
+	} else {
+		var err error
+		if slugs, err = q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{AllAccounts: true, Accounts: []uuid.UUID{}}); err != nil {
+			return nil, fmt.Errorf("list enabled services: %w", err)
+		}
+	}
+	if _, err := m.refresh(ctx, resolver, slugs, false); err != nil {
+		return nil, err
+	}
+	return m.servicesBySlug(ctx, slugs)
+}
+
+// refresh resolves slugs' includes, a few at a time; limit keeps each to
+// one on-demand look-up per [RefreshEvery], and limited counts those it
+// left alone for it.
+func (m *Manager) refresh(ctx context.Context, resolver spf.Resolver, slugs []string, limit bool) (limited int, err error) {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+		sem  = make(chan struct{}, refreshConcurrency)
+	)
+	for _, slug := range slugs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var s Service
+			var err error
+			if limit {
+				var ok bool
+				if s, ok, err = m.claim(ctx, slug); err == nil && !ok {
+					mu.Lock()
+					limited++
+					mu.Unlock()
+					return
+				}
+			} else {
+				s, err = senderdb.New(m.pool).ServiceBySlug(ctx, slug)
+			}
+			if err == nil {
+				_, err = m.resolveService(ctx, resolver, s, syncTimeout)
+			}
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return limited, errors.Join(errs...)
+}
+
+// servicesBySlug loads services in the order of slugs.
+func (m *Manager) servicesBySlug(ctx context.Context, slugs []string) ([]Service, error) {
+	all, err := senderdb.New(m.pool).Services(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	out := make([]Service, 0, len(slugs))
+	for _, slug := range slugs {
+		if i := slices.IndexFunc(all, func(s Service) bool { return s.Slug == slug }); i >= 0 {
+			out = append(out, all[i])
+		}
+	}
+	return out, nil
+}
+
+// knowCostFor resolves slug's include now when its cost is not known yet
+// (never resolved), so that a domain enabling it is judged by what it
+// costs; within [RefreshEvery] of the last look-up it does not look again
+// and the change is judged (refused) by what is known. It is called
+// before the change's transaction: DNS is not waited for holding the
+// domain's lock.
+// It looks nothing up for a caller who may not manage the senders of the
+// domain name.
+func (m *Manager) knowCostFor(ctx context.Context, name, slug string) error {
+	d, err := m.domains.Get(ctx, name)
+	if err != nil {
+		return err
+	}
+	if err := m.authz.Authorize(ctx, access.OnDomain(d.AccountID, d.ID), access.ManageSenders); err != nil {
+		return err
+	}
+	if m.resolver == nil {
+		return nil
+	}
+	s, err := senderdb.New(m.pool).ServiceBySlug(ctx, slug)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // the change says so
+	}
+	if err != nil {
+		return fmt.Errorf("load service: %w", err)
+	}
+	if s.SpfLookups != nil || s.SpfInclude == "" {
+		return nil
+	}
+	s, ok, err := m.claim(ctx, slug)
+	if err != nil || !ok {
+		return err
+	}
+	_, err = m.resolveService(ctx, m.resolver, s, syncTimeout)
+	return err
+}
+
+func nonNilIDs(ids []uuid.UUID) []uuid.UUID {
+	if ids == nil {
+		return []uuid.UUID{}
+	}
+	return ids
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/sender/senderdb"
+	"github.com/rampartmail/rampart/internal/spf"
 )
 
 // MaxLookups is RFC 7208's limit on DNS-querying terms (§4.6.4).
@@ -73,6 +74,8 @@ type Manager struct {
 	authz   *access.Authorizer
 	log     *slog.Logger
 	now     func() time.Time
+	// resolver looks senders' includes up for requests; nil: off.
+	resolver spf.Resolver
 }
 
 // NewManager returns a Manager.
@@ -142,8 +145,14 @@ func (m *Manager) RemoveNetblock(ctx context.Context, name, cidr string) (domain
 	})
 }
 
-// EnableSender lets a catalog service send as the domain.
+// EnableSender lets a catalog service send as the domain. A service whose
+// include was never resolved is looked up first (within a bounded time,
+// through the configured resolver): the change is refused while its cost
+// is not known.
 func (m *Manager) EnableSender(ctx context.Context, name, slug string) (domain.Domain, error) {
+	if err := m.knowCostFor(ctx, name, strings.ToLower(strings.TrimSpace(slug))); err != nil {
+		return domain.Domain{}, err
+	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
 		q := senderdb.New(tx)
 		svc, err := q.ServiceBySlug(ctx, strings.ToLower(strings.TrimSpace(slug)))
@@ -192,13 +201,25 @@ func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresA
 	if expiresAt.Sub(now) > MaxPin {
 		return domain.Domain{}, apperr.Invalid("expiresAt", "an include may be pinned for at most a year")
 	}
+	// A catalog service's include that never resolved is looked up first.
+	if svc, err := senderdb.New(m.pool).ServiceByInclude(ctx, inc); err == nil {
+		if err := m.knowCostFor(ctx, name, svc.Slug); err != nil {
+			return domain.Domain{}, err
+		}
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return domain.Domain{}, fmt.Errorf("look up include: %w", err)
+	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
 		q := senderdb.New(tx)
-		// A catalog service's include costs what its chain was measured to;
-		// an unknown include counts as one term.
+		// A catalog service's include costs what its chain was measured to,
+		// and is refused while that is not known; an include of no
+		// catalog service counts as one term.
 		lookups := int32(1)
 		if svc, err := q.ServiceByInclude(ctx, inc); err == nil {
-			lookups = max(svc.SpfLookups, 1)
+			if svc.SpfLookups == nil {
+				return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Include: svc.SpfInclude, Error: svc.ResolveError}, m.resolver != nil, "")
+			}
+			lookups = max(*svc.SpfLookups, 1)
 		} else if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("look up include: %w", err)
 		}
@@ -248,21 +269,27 @@ func ParseInclude(s string) (string, error) {
 
 // Lookups returns the DNS-querying terms the domain's published SPF record
 // costs at worst, as compiled in tx: the current form's, and the legacy
-// form's while the domain still publishes it (see domain.Published).
-func (m *Manager) lookups(ctx context.Context, tx pgx.Tx, d domain.Domain) (current, legacy int, err error) {
+// form's while the domain still publishes it (see domain.Published), and
+// the enabled senders whose cost is not known (counted at one term each).
+func (m *Manager) lookups(ctx context.Context, tx pgx.Tx, d domain.Domain) (current, legacy int, unknown []domain.UnknownSender, err error) {
 	p, err := m.domains.Compile(ctx, tx, d)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	return p.Lookups, p.LegacyLookups, nil
+	return p.Lookups, p.LegacyLookups, p.Unknown, nil
 }
 
 // checkLookups refuses a change, inside its transaction tx, that would take
-// the domain's record past RFC 7208's limit of 10 DNS-querying terms.
+// the domain's record past RFC 7208's limit of 10 DNS-querying terms, or
+// whose cost cannot be known: an enabled sender's include was never
+// resolved.
 func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) error {
-	n, legacy, err := m.lookups(ctx, tx, d)
+	n, legacy, unknown, err := m.lookups(ctx, tx, d)
 	if err != nil {
 		return err
+	}
+	if len(unknown) > 0 {
+		return unknownCost(unknown[0], m.resolver != nil, ", or disable "+unknown[0].Slug+" first")
 	}
 	if n > MaxLookups {
 		return apperr.Invalid("spf", "this change would make %s's SPF record cost %d DNS lookups at worst; receivers give up after %d (RFC 7208 §4.6.4): disable a sender or remove a pinned include first", d.Name, n, MaxLookups)
@@ -271,6 +298,19 @@ func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) 
 		return apperr.Invalid("spf", "this change would make the SPF record %s still publishes (the legacy form, with include:...._nspf) cost %d DNS lookups at worst; receivers give up after %d (RFC 7208 §4.6.4): publish the current record that dnsSetup shows, or disable a sender, remove a pinned include or merge netblocks first", d.Name, legacy, MaxLookups)
 	}
 	return nil
+}
+
+// unknownCost refuses a change judged by a cost that is not known: u's
+// include never resolved. alternative, if any, says how to do without it.
+func unknownCost(u domain.UnknownSender, resolving bool, alternative string) error {
+	why := u.Error
+	if why == "" {
+		why = "it was never resolved"
+		if !resolving {
+			why += " (this server's DNS resolver is off)"
+		}
+	}
+	return apperr.Invalid("service", "cannot know the DNS lookup cost of %s's include %s: %s; try again in a minute (refreshSenderRanges)%s", u.Name, u.Include, why, alternative)
 }
 
 // legacyInUse reports whether d was last seen publishing the legacy SPF
@@ -326,21 +366,24 @@ func (m *Manager) Pins(ctx context.Context, d domain.Domain) ([]Pin, error) {
 	return out, nil
 }
 
-// LookupsOf returns the worst-case DNS lookups of d's published record.
-func (m *Manager) LookupsOf(ctx context.Context, d domain.Domain) (int, error) {
+// LookupsOf returns the worst-case DNS lookups of d's published record,
+// and whether that is known: false when an enabled sender's include was
+// never resolved (it is counted at one term, a lower bound).
+func (m *Manager) LookupsOf(ctx context.Context, d domain.Domain) (n int, known bool, err error) {
 	if err := m.view(ctx, d); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	var n, legacy int
-	err := pgx.BeginTxFunc(ctx, m.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+	var legacy int
+	var unknown []domain.UnknownSender
+	err = pgx.BeginTxFunc(ctx, m.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
-		n, legacy, err = m.lookups(ctx, tx, d)
+		n, legacy, unknown, err = m.lookups(ctx, tx, d)
 		return err
 	})
 	if legacyInUse(d) {
 		n = max(n, legacy)
 	}
-	return n, err
+	return n, len(unknown) == 0, err
 }
 
 // Catalog lists every service in the sender catalog.

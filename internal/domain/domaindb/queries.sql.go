@@ -402,7 +402,7 @@ func (q *Queries) DomainPins(ctx context.Context, domainID uuid.UUID) ([]SpfPin,
 }
 
 const domainSenders = `-- name: DomainSenders :many
-SELECT s.slug, s.name, s.spf_include, s.spf_lookups, s.helo_suffixes, ds.created_at
+SELECT s.slug, s.name, s.spf_include, s.spf_lookups, s.resolve_error, s.helo_suffixes, ds.created_at
 FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = $1
 ORDER BY ds.created_at, s.slug
@@ -412,7 +412,8 @@ type DomainSendersRow struct {
 	Slug         string
 	Name         string
 	SpfInclude   string
-	SpfLookups   int32
+	SpfLookups   *int32
+	ResolveError string
 	HeloSuffixes []string
 	CreatedAt    time.Time
 }
@@ -433,6 +434,7 @@ func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]Doma
 			&i.Name,
 			&i.SpfInclude,
 			&i.SpfLookups,
+			&i.ResolveError,
 			&i.HeloSuffixes,
 			&i.CreatedAt,
 		); err != nil {

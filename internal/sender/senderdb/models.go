@@ -20,20 +20,22 @@ type DomainNetblock struct {
 }
 
 type SenderService struct {
-	Slug           string
-	Name           string
-	Category       string
-	SpfInclude     string
-	HeloSuffixes   []string
-	DkimDomains    []string
-	StaticRanges   []netip.Prefix
-	ResolvedRanges []netip.Prefix
-	SpfLookups     int32
-	ResolvedAt     *time.Time
-	ResolveError   string
-	SetupUrl       string
-	SourceUrl      string
-	UpdatedAt      time.Time
+	Slug               string
+	Name               string
+	Category           string
+	SpfInclude         string
+	HeloSuffixes       []string
+	DkimDomains        []string
+	StaticRanges       []netip.Prefix
+	ResolvedRanges     []netip.Prefix
+	SpfLookups         *int32
+	ResolvedAt         *time.Time
+	ResolveError       string
+	SetupUrl           string
+	SourceUrl          string
+	UpdatedAt          time.Time
+	ResolveFailedAt    *time.Time
+	ResolveAttemptedAt *time.Time
 }
 
 type SpfPin struct {

@@ -13,6 +13,45 @@ import (
 	"github.com/google/uuid"
 )
 
+const claimResolveAttempt = `-- name: ClaimResolveAttempt :one
+UPDATE sender_services SET resolve_attempted_at = now()
+WHERE slug = $1 AND spf_include <> ''
+  AND (resolve_attempted_at IS NULL OR resolve_attempted_at <= now() - make_interval(secs => $2::float8))
+RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at
+`
+
+type ClaimResolveAttemptParams struct {
+	Slug         string
+	EverySeconds float64
+}
+
+// Take the right to look a service's include up now, at most once per
+// interval (on-demand refreshes); no row when it was looked up more
+// recently.
+func (q *Queries) ClaimResolveAttempt(ctx context.Context, arg ClaimResolveAttemptParams) (SenderService, error) {
+	row := q.db.QueryRow(ctx, claimResolveAttempt, arg.Slug, arg.EverySeconds)
+	var i SenderService
+	err := row.Scan(
+		&i.Slug,
+		&i.Name,
+		&i.Category,
+		&i.SpfInclude,
+		&i.HeloSuffixes,
+		&i.DkimDomains,
+		&i.StaticRanges,
+		&i.ResolvedRanges,
+		&i.SpfLookups,
+		&i.ResolvedAt,
+		&i.ResolveError,
+		&i.SetupUrl,
+		&i.SourceUrl,
+		&i.UpdatedAt,
+		&i.ResolveFailedAt,
+		&i.ResolveAttemptedAt,
+	)
+	return i, err
+}
+
 const deleteExpiredPins = `-- name: DeleteExpiredPins :execrows
 DELETE FROM spf_pins WHERE domain_id = $1 AND expires_at <= now()
 `
@@ -120,8 +159,43 @@ func (q *Queries) EnableSender(ctx context.Context, arg EnableSenderParams) erro
 	return err
 }
 
+const enabledServiceSlugs = `-- name: EnabledServiceSlugs :many
+SELECT DISTINCT s.slug FROM sender_services s
+JOIN domain_senders ds ON ds.service = s.slug
+JOIN domains d ON d.id = ds.domain_id
+WHERE s.spf_include <> '' AND ($1::boolean OR d.account_id = ANY($2::uuid[]))
+ORDER BY s.slug
+`
+
+type EnabledServiceSlugsParams struct {
+	AllAccounts bool
+	Accounts    []uuid.UUID
+}
+
+// The services with an include that at least one domain enables, in the
+// given accounts (all accounts when all is set).
+func (q *Queries) EnabledServiceSlugs(ctx context.Context, arg EnabledServiceSlugsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, enabledServiceSlugs, arg.AllAccounts, arg.Accounts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var slug string
+		if err := rows.Scan(&slug); err != nil {
+			return nil, err
+		}
+		items = append(items, slug)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const enabledServices = `-- name: EnabledServices :many
-SELECT s.slug, s.name, s.category, s.spf_include, s.helo_suffixes, s.dkim_domains, s.static_ranges, s.resolved_ranges, s.spf_lookups, s.resolved_at, s.resolve_error, s.setup_url, s.source_url, s.updated_at FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
+SELECT s.slug, s.name, s.category, s.spf_include, s.helo_suffixes, s.dkim_domains, s.static_ranges, s.resolved_ranges, s.spf_lookups, s.resolved_at, s.resolve_error, s.setup_url, s.source_url, s.updated_at, s.resolve_failed_at, s.resolve_attempted_at FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = $1 ORDER BY ds.created_at, s.slug
 `
 
@@ -149,6 +223,8 @@ func (q *Queries) EnabledServices(ctx context.Context, domainID uuid.UUID) ([]Se
 			&i.SetupUrl,
 			&i.SourceUrl,
 			&i.UpdatedAt,
+			&i.ResolveFailedAt,
+			&i.ResolveAttemptedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -277,7 +353,7 @@ func (q *Queries) PublishService(ctx context.Context, slug string) (int64, error
 }
 
 const serviceByInclude = `-- name: ServiceByInclude :one
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at FROM sender_services WHERE spf_include = $1 LIMIT 1
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at FROM sender_services WHERE spf_include = $1 LIMIT 1
 `
 
 func (q *Queries) ServiceByInclude(ctx context.Context, include string) (SenderService, error) {
@@ -298,12 +374,14 @@ func (q *Queries) ServiceByInclude(ctx context.Context, include string) (SenderS
 		&i.SetupUrl,
 		&i.SourceUrl,
 		&i.UpdatedAt,
+		&i.ResolveFailedAt,
+		&i.ResolveAttemptedAt,
 	)
 	return i, err
 }
 
 const serviceBySlug = `-- name: ServiceBySlug :one
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at FROM sender_services WHERE slug = $1
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at FROM sender_services WHERE slug = $1
 `
 
 func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService, error) {
@@ -324,12 +402,14 @@ func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService
 		&i.SetupUrl,
 		&i.SourceUrl,
 		&i.UpdatedAt,
+		&i.ResolveFailedAt,
+		&i.ResolveAttemptedAt,
 	)
 	return i, err
 }
 
 const services = `-- name: Services :many
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at FROM sender_services ORDER BY name, slug
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at FROM sender_services ORDER BY name, slug
 `
 
 func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
@@ -356,6 +436,8 @@ func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
 			&i.SetupUrl,
 			&i.SourceUrl,
 			&i.UpdatedAt,
+			&i.ResolveFailedAt,
+			&i.ResolveAttemptedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -368,7 +450,8 @@ func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
 }
 
 const setResolveError = `-- name: SetResolveError :exec
-UPDATE sender_services SET resolve_error = $1 WHERE slug = $2
+UPDATE sender_services SET resolve_error = $1, resolve_failed_at = now(), resolve_attempted_at = now()
+WHERE slug = $2
 `
 
 type SetResolveErrorParams struct {
@@ -376,19 +459,21 @@ type SetResolveErrorParams struct {
 	Slug  string
 }
 
+// A failed resolution: the last good ranges and cost stay.
 func (q *Queries) SetResolveError(ctx context.Context, arg SetResolveErrorParams) error {
 	_, err := q.db.Exec(ctx, setResolveError, arg.Error, arg.Slug)
 	return err
 }
 
 const setResolved = `-- name: SetResolved :exec
-UPDATE sender_services SET resolved_ranges = $1, spf_lookups = $2, resolved_at = now(), resolve_error = ''
+UPDATE sender_services SET resolved_ranges = $1, spf_lookups = $2, resolved_at = now(), resolve_error = '',
+    resolve_failed_at = NULL, resolve_attempted_at = now()
 WHERE slug = $3
 `
 
 type SetResolvedParams struct {
 	Ranges  []netip.Prefix
-	Lookups int32
+	Lookups *int32
 	Slug    string
 }
 
@@ -420,10 +505,16 @@ func (q *Queries) UpsertPin(ctx context.Context, arg UpsertPinParams) error {
 }
 
 const upsertService = `-- name: UpsertService :exec
-INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, setup_url, source_url, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now())
+INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, setup_url, source_url, spf_lookups, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+        CASE WHEN $4::text = '' THEN 0 END, now())
 ON CONFLICT (slug) DO UPDATE SET
     name = EXCLUDED.name, category = EXCLUDED.category, spf_include = EXCLUDED.spf_include,
+    resolved_ranges = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolved_ranges ELSE '{}' END,
+    spf_lookups = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.spf_lookups ELSE EXCLUDED.spf_lookups END,
+    resolved_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolved_at END,
+    resolve_error = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_error ELSE '' END,
+    resolve_failed_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_failed_at END,
     helo_suffixes = EXCLUDED.helo_suffixes, dkim_domains = EXCLUDED.dkim_domains,
     static_ranges = EXCLUDED.static_ranges, setup_url = EXCLUDED.setup_url, source_url = EXCLUDED.source_url,
     updated_at = now()
@@ -446,7 +537,10 @@ type UpsertServiceParams struct {
 	SourceUrl    string
 }
 
-// Catalog sync: the shipped facts; resolved ranges are left alone.
+// Catalog sync: the shipped facts; resolved ranges are left alone unless
+// the include changed: they and its cost were the old include's, so the
+// cost is unknown again (NULL) until the new include resolves. A service
+// without an include costs nothing of its own.
 func (q *Queries) UpsertService(ctx context.Context, arg UpsertServiceParams) error {
 	_, err := q.db.Exec(ctx, upsertService,
 		arg.Slug,
