@@ -2,9 +2,8 @@
 // workers and the periodic maintenance jobs. Job kinds are namespaced
 // (auth.prune_login_failures, sender.resolve_ranges, domain.check_claims,
 // domain.maintain_edge, domain.check_published, report.ingest,
-// enrich.sources); a job caused
-// by a write is enqueued in the same transaction as that write (River
-// InsertTx).
+// enrich.sources, sources.classify); a job caused by a write is enqueued in
+// the same transaction as that write (River InsertTx).
 package jobs
 
 import (
@@ -24,6 +23,7 @@ import (
 	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/sender"
+	"github.com/rampartmail/rampart/internal/sources"
 	"github.com/rampartmail/rampart/internal/spf"
 )
 
@@ -220,6 +220,8 @@ type Services struct {
 	Resolver string
 	// Enricher enriches report sources; nil turns enrich.sources off.
 	Enricher *enrich.Enricher
+	// Sources classifies report sources; nil turns sources.classify off.
+	Sources *sources.Classifier
 }
 
 // Config configures the River client.
@@ -269,6 +271,7 @@ func Timeouts(cfg Config) map[string]time.Duration {
 		MaintainEdgeArgs{}.Kind():       min(cfg.JobTimeout, maintenanceTimeout),
 		CheckPublishedArgs{}.Kind():     min(cfg.JobTimeout, maintenanceTimeout),
 		EnrichSourcesArgs{}.Kind():      min(cfg.JobTimeout, maintenanceTimeout),
+		ClassifySourcesArgs{}.Kind():    min(cfg.JobTimeout, maintenanceTimeout),
 	}
 }
 
@@ -311,6 +314,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	ingest.AddWorkers(workers, pool, ingest.Options{Timeout: cfg.JobTimeout}, log)
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	periodic = addEnrich(workers, periodic, svc.Enricher, timeouts[EnrichSourcesArgs{}.Kind()], log)
+	periodic = addClassify(workers, periodic, svc.Sources, timeouts[ClassifySourcesArgs{}.Kind()], log)
 	if svc.Resolver != "" {
 		// Senders' includes resolve at start and hourly. Not deduplicated
 		// by period: a restart within the hour of the last run (a fix of

@@ -18,7 +18,7 @@ func TestTimeouts(t *testing.T) {
 	timeouts := jobs.Timeouts(jobs.Config{})
 	require.ElementsMatch(t, []string{"report.ingest", "report.retention", "auth.prune_login_failures",
 		"sender.expire_pins", "sender.resolve_ranges", "domain.check_claims", "domain.maintain_edge",
-		"domain.check_published", "enrich.sources"}, keys(timeouts))
+		"domain.check_published", "enrich.sources", "sources.classify"}, keys(timeouts))
 	for kind, d := range timeouts {
 		require.Positive(t, d, kind)
 		require.Less(t, d, jobs.DefaultRescueAfter, kind)

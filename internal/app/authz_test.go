@@ -50,6 +50,7 @@ var system = map[string]string{
 	"domain.Service.Republish":           "runs in the transaction of an authorised change or a job (takes its tx)",
 	"domain.Service.CheckClaims":         "periodic job",
 	"domain.Service.MaintainEdge":        "periodic job",
+	"sources.Classifier.Run":             "periodic job",
 	"domain.Service.CheckPublished":      "periodic job",
 	"domain.Service.VerifyAsOperator":    "operator command (rampart admin verify-domain)",
 	"sender.Manager.SyncCatalog":         "start-up: the shipped catalog",
@@ -304,7 +305,7 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 
 	// Every exported method is probed or named as system work.
 	enricher := enrich.New(pool, enrich.Config{}, log)
-	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, reader, store, enricher} {
+	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, reader, store, enricher} {
 		typ := reflect.TypeOf(v)
 		prefix := typ.Elem().String() + "."
 		for i := range typ.NumMethod() {

@@ -33,6 +33,7 @@ import (
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/request"
 	"github.com/rampartmail/rampart/internal/sender"
+	"github.com/rampartmail/rampart/internal/sources"
 	"github.com/rampartmail/rampart/internal/spf"
 	"github.com/rampartmail/rampart/jobs"
 	"github.com/rampartmail/rampart/migrations"
@@ -46,6 +47,8 @@ type Services struct {
 	Domains  *domain.Service
 	Senders  *sender.Manager
 	Keys     *domainkey.Manager
+	// Sources classifies report sources (the job sources.classify).
+	Sources *sources.Classifier
 }
 
 // NewServices builds the domain services over a pool.
@@ -73,6 +76,7 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 		Domains:  domains,
 		Senders:  senders,
 		Keys:     domainkey.NewManager(pool, domains, log),
+		Sources:  sources.NewClassifier(pool, cfg.Resolver() != "", log),
 	}, nil
 }
 
@@ -178,7 +182,7 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	river, err := jobs.NewClient(pool, cfg.Jobs(), jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Domains: svc.Domains,
+	river, err := jobs.NewClient(pool, cfg.Jobs(), jobs.Services{Auth: svc.Auth, Senders: svc.Senders, Domains: svc.Domains, Sources: svc.Sources,
 		Resolver: cfg.Resolver(), Enricher: enricher}, log)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,74 @@
+-- name: ExpandQueuedDomain :one
+-- Turn one queued domain into its days with data, oldest queued first.
+WITH d AS (
+    DELETE FROM classify_domains
+    WHERE domain_id = (SELECT domain_id FROM classify_domains ORDER BY queued_at LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING domain_id
+), days AS (
+    INSERT INTO classify_days (domain_id, day)
+    SELECT DISTINCT s.domain_id, s.day FROM report_sources s JOIN d ON d.domain_id = s.domain_id
+    ON CONFLICT (domain_id, day) DO UPDATE SET queued_at = now(), not_before = now()
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM d)::int AS domains, (SELECT count(*) FROM days)::int AS days;
+
+-- name: NextDay :one
+-- The day queued longest that is due, locked for this worker.
+SELECT c.domain_id, c.day, c.queued_at, c.first_queued_at, d.name
+FROM classify_days c JOIN domains d ON d.id = c.domain_id
+WHERE c.not_before <= now()
+ORDER BY c.not_before, c.queued_at
+LIMIT 1
+FOR UPDATE OF c SKIP LOCKED;
+
+-- name: DoneDay :exec
+-- The day is classified; the worker held its row since NextDay, so a
+-- report adding to it meanwhile waited and queues it again.
+DELETE FROM classify_days WHERE domain_id = @domain_id AND day = @day AND queued_at = @queued_at;
+
+-- name: PostponeDay :exec
+-- Classify the day again later: some of its sources' reverse names are
+-- not known yet.
+UPDATE classify_days SET not_before = now() + make_interval(secs => @after_seconds::float8)
+WHERE domain_id = @domain_id AND day = @day AND queued_at = @queued_at;
+
+-- name: PendingLookups :one
+-- How many of the addresses the enrichment has not looked up yet.
+SELECT count(*)::int FROM unnest(@ips::inet[]) AS u(ip)
+WHERE NOT EXISTS (SELECT 1 FROM ip_enrichment e WHERE e.ip = u.ip AND e.looked_up_at IS NOT NULL);
+
+-- name: DaySources :many
+SELECT source_ip, bool_or(forwarded)::boolean AS forwarded
+FROM report_sources
+WHERE domain_id = @domain_id AND day = @day
+GROUP BY source_ip
+ORDER BY source_ip;
+
+-- name: DaySignatures :many
+SELECT source_ip, dkim_domain, selector, result = 'pass' AS pass
+FROM report_source_dkim
+WHERE domain_id = @domain_id AND day = @day;
+
+-- name: DomainNetblocks :many
+SELECT cidr FROM domain_netblocks WHERE domain_id = @domain_id;
+
+-- name: DomainKeys :many
+SELECT selector, coalesce(service, '') AS service FROM dkim_keys WHERE domain_id = @domain_id AND revoked_at IS NULL;
+
+-- name: Senders :many
+SELECT slug, resolved_ranges, static_ranges, dkim_domains, helo_suffixes FROM sender_services ORDER BY slug;
+
+-- name: ConfirmedPTRs :many
+SELECT ip, ptr FROM ip_enrichment WHERE ip = ANY(@ips::inet[]) AND ptr_confirmed AND ptr IS NOT NULL;
+
+-- name: ReplaceDayClasses :exec
+-- The classes of one day, replacing what was there.
+WITH gone AS (
+    DELETE FROM source_classes WHERE domain_id = @domain_id AND day = @day AND NOT (source_ip = ANY(@ips::inet[]))
+)
+INSERT INTO source_classes (domain_id, day, source_ip, class, service, evidence, classified_at)
+SELECT @domain_id::uuid, @day::date, unnest(@ips::inet[]), unnest(@classes::text[]), unnest(@services::text[]),
+       unnest(@evidences::text[]), now()
+ON CONFLICT (domain_id, day, source_ip) DO UPDATE
+SET class = EXCLUDED.class, service = EXCLUDED.service, evidence = EXCLUDED.evidence, classified_at = now();
+
