@@ -47,8 +47,9 @@ bench: setup ## Run the Go benchmarks.
 	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: bench-ingest
-bench-ingest: setup ## Measure report ingestion: one 100k-record report, then 1,000 small ones.
-	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
+bench-ingest: setup ## Measure report ingestion (one 100k-record report, then 1,000 small ones), with the test cluster's settings and with PostgreSQL's durable ones.
+	BENCH_PG_SETTINGS="test cluster (fsync off)" $(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
+	BENCH_PG_SETTINGS="durable (fsync on)" $(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -durable -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
 
 .PHONY: bench-dns
 bench-dns: setup ## Measure dnsedge against NSD with dnsperf on loopback, one core each, and the queries an SPF check costs behind Unbound (installs dnsperf, nsd and unbound).

@@ -67,7 +67,7 @@ func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
 		{"admin verify-domain", slices.Concat(database, logs, domain, []string{"account"})},
 		{"import", slices.Concat(database, logs, []string{"account", "quiet", "wait", "wait-timeout"})},
 		{"query", []string{"server", "tcp"}},
-		{"devdb run", slices.Concat(logs, []string{"dir", "fresh"})},
+		{"devdb run", slices.Concat(logs, []string{"dir", "fresh", "durable"})},
 		{"senders refresh", slices.Concat(database, logs, domain, []string{"service"})},
 		{"devdb stop", []string{"dir"}},
 	} {

@@ -224,9 +224,10 @@ var commands = map[string]command{
 			cfg.LogFlags(f)
 			f.String("dir", ".data/testpg", "cluster data folder")
 			f.Bool("fresh", false, "start from an empty folder")
+			f.Bool("durable", false, "keep PostgreSQL's durable settings (fsync, full-page writes, synchronous commit), for benchmarks")
 		},
 		run: func(ctx context.Context, f *app.FlagSet, cfg *app.Config) error {
-			return app.DevDB(ctx, cfg.Logger(os.Stderr), value(f, "dir"), value(f, "fresh") == "true", f.Args())
+			return app.DevDB(ctx, cfg.Logger(os.Stderr), value(f, "dir"), value(f, "fresh") == "true", value(f, "durable") == "true", f.Args())
 		},
 	},
 	"devdb stop": {

@@ -174,9 +174,12 @@ func Query(server, name, qtype string, tcp bool, out io.Writer) error {
 }
 
 // DevDB is `rampart devdb run|stop`: a throwaway cluster for make test.
-// `run -dir D [-fresh] -- CMD...` starts a cluster in D (emptied first with
-// -fresh), runs CMD with TEST_DATABASE_URL pointing at it, and stops it.
-func DevDB(ctx context.Context, log *slog.Logger, dir string, fresh bool, command []string) error {
+// `run -dir D [-fresh] [-durable] -- CMD...` starts a cluster in D (emptied
+// first with -fresh), runs CMD with TEST_DATABASE_URL pointing at it, and
+// stops it. The cluster runs without fsync, full-page writes and
+// synchronous commit, as a test needs, unless durable is set: then with
+// PostgreSQL's durable defaults, as a benchmark of production may.
+func DevDB(ctx context.Context, log *slog.Logger, dir string, fresh, durable bool, command []string) error {
 	if fresh {
 		if err := pgcluster.StopDir(ctx, dir); err != nil {
 			log.Warn("stop previous cluster", "err", err)
@@ -185,7 +188,7 @@ func DevDB(ctx context.Context, log *slog.Logger, dir string, fresh bool, comman
 			return fmt.Errorf("empty %s: %w", dir, err)
 		}
 	}
-	c, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: dir, Database: "postgres", Fast: true, Logger: log})
+	c, err := pgcluster.Start(ctx, pgcluster.Options{DataDir: dir, Database: "postgres", Fast: !durable, Logger: log})
 	if err != nil {
 		return err
 	}
