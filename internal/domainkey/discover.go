@@ -219,11 +219,11 @@ func at(name string, r Resolution) string {
 }
 
 // looksLikeKey reports whether a TXT string is meant as a DKIM key record
-// (a v=DKIM1 tag first, or a p= tag): other TXT records at the name are
-// ignored.
+// (a v=DKIM tag first, or a p= tag): other TXT records at the name (an
+// SPF record, a verification token) are ignored.
 func looksLikeKey(t string) bool {
 	s := strings.ToLower(strings.TrimSpace(t))
-	if strings.HasPrefix(s, "v=") {
+	if strings.HasPrefix(s, "v=dkim") {
 		return true
 	}
 	for tag := range strings.SplitSeq(s, ";") {
