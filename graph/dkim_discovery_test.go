@@ -102,7 +102,9 @@ func TestDKIMDiscovery(t *testing.T) {
 		t.Helper()
 		r := env.Do(t, o.Token, `{ domain(name: "`+d+`") { discoveredSelectors`+args+` { `+fields+` } } }`, nil)
 		r.NoErrors(t)
-		var out struct{ Domain struct{ DiscoveredSelectors []discovered } }
+		var out struct {
+			Domain struct{ DiscoveredSelectors []discovered }
+		}
 		r.Decode(t, &out)
 		return out.Domain.DiscoveredSelectors
 	}
@@ -136,7 +138,9 @@ func TestDKIMDiscovery(t *testing.T) {
 	// The resolution of each, looked up only when asked for.
 	r := env.Do(t, o.Token, `{ domain(name: "`+d+`") { discoveredSelectors { selector resolution { status cnameTarget detail } } } }`, nil)
 	r.NoErrors(t)
-	var res struct{ Domain struct{ DiscoveredSelectors []discovered } }
+	var res struct {
+		Domain struct{ DiscoveredSelectors []discovered }
+	}
 	r.Decode(t, &res)
 	status := map[string]string{}
 	for _, s := range res.Domain.DiscoveredSelectors {

@@ -67,7 +67,7 @@ func (m *Manager) Discovered(ctx context.Context, d domain.Domain, days, limit i
 	since := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC).AddDate(0, 0, -(days - 1))
 	rows, err := domainkeydb.New(m.pool).DiscoveredSelectors(ctx, domainkeydb.DiscoveredSelectorsParams{
 		DomainID: d.ID, Name: d.Name, Since: pgtype.Date{Time: since, Valid: true},
-		IncludeHosted: includeHosted, MaxSelectors: int32(limit), //nolint:gosec // G115: checked above
+		IncludeHosted: includeHosted, MaxSelectors: int32(limit),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list discovered DKIM selectors: %w", err)
