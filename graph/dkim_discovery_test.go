@@ -88,6 +88,7 @@ func TestDKIMDiscovery(t *testing.T) {
 			dkimRecord{"192.0.2.5", 3, []sig{{d, "gone", "fail"}}},
 			dkimRecord{"192.0.2.6", 2, []sig{{d, "bad", "permerror"}}},
 			dkimRecord{"192.0.2.7", 1, []sig{{d, "revoked", "fail"}}},
+			dkimRecord{"192.0.2.8", 1, []sig{{"mail." + d, "no_such..label", "fail"}}},
 		)),
 		"earlier.xml": []byte(dkimReportXML(d, "disc-2", now.AddDate(0, 0, -3),
 			dkimRecord{"192.0.2.1", 10, []sig{{d, "s2024", "pass"}}})),
@@ -115,6 +116,7 @@ func TestDKIMDiscovery(t *testing.T) {
 		{Selector: "sub", Messages: 7, PassingMessages: 7, FirstSeen: day(1), LastSeen: day(1), DkimDomains: []string{"mail." + d}},
 		{Selector: "gone", Messages: 3, FirstSeen: day(1), LastSeen: day(1), DkimDomains: []string{d}},
 		{Selector: "bad", Messages: 2, FirstSeen: day(1), LastSeen: day(1), DkimDomains: []string{d}},
+		{Selector: "no_such..label", Messages: 1, FirstSeen: day(1), LastSeen: day(1), DkimDomains: []string{"mail." + d}},
 		{Selector: "revoked", Messages: 1, FirstSeen: day(1), LastSeen: day(1), DkimDomains: []string{d}},
 	}, got, "unaligned d= domains (another domain, a look-alike suffix) are not the domain's")
 	require.Equal(t, discovered{Selector: "old", Messages: 9, PassingMessages: 9, FirstSeen: day(40), LastSeen: day(40), DkimDomains: []string{d}},
@@ -153,7 +155,8 @@ func TestDKIMDiscovery(t *testing.T) {
 	}
 	require.Equal(t, map[string]string{
 		"s2024": "RESOLVES", "vendor1": "RESOLVES", "sub": "MISSING", "gone": "MISSING", "bad": "INVALID", "revoked": "REVOKED",
-	}, status)
+		"no_such..label": "INVALID",
+	}, status, "a selector that is no DNS name is INVALID, not an error")
 
 	// dnsSetup, with _domainkey not delegated (not looked at yet, then
 	// seen not delegated): a warning per selector seen signing as the
@@ -247,9 +250,9 @@ func TestDKIMDiscovery(t *testing.T) {
 		}
 		return out
 	}
-	require.Equal(t, []string{"sub", "gone", "bad", "revoked"}, sels(list("")))
+	require.Equal(t, []string{"sub", "gone", "bad", "no_such..label", "revoked"}, sels(list("")))
 	all := list("(includeHosted: true)")
-	require.Equal(t, []string{"s2024", "vendor1", "sub", "gone", "bad", "revoked"}, sels(all))
+	require.Equal(t, []string{"s2024", "vendor1", "sub", "gone", "bad", "no_such..label", "revoked"}, sels(all))
 	require.True(t, all[0].Hosted)
 	require.False(t, all[2].Hosted)
 	w = warnings()

@@ -125,7 +125,8 @@ func (m *Manager) Probe(ctx context.Context, d domain.Domain, selector string) (
 	}
 	sel, err := dkim.ParseSelector(selector)
 	if err != nil {
-		return Resolution{}, apperr.Invalid("selector", "%v", err)
+		// A reporter's selector may be anything: it is no name to look up.
+		return Resolution{Status: Invalid, Detail: err.Error()}, nil
 	}
 	select {
 	case probes <- struct{}{}:
