@@ -101,6 +101,12 @@ func executableSchema(r *Resolver) graphql.ExecutableSchema {
 	cfg.Complexity.Account.Domains = func(child int, first *int, _ *string, _ *model.DomainFilter) int {
 		return pageCost(child, first)
 	}
+	// One statement per domain, a row per selector; the resolution of
+	// each is a DNS lookup of up to five seconds.
+	cfg.Complexity.Domain.DiscoveredSelectors = func(child int, _ *int, first *int, _ *bool) int {
+		return pageCost(child, first)
+	}
+	cfg.Complexity.DiscoveredSelector.Resolution = func(child int) int { return 20 + child }
 	return generated.NewExecutableSchema(cfg)
 }
 

@@ -74,6 +74,7 @@ func TestTenantIsolation(t *testing.T) {
 		"addDkimKey":          {`mutation { addDkimKey(domain: "b-secret-example.com", selector: "evil", cnameTarget: "evil.example.net") { warnings } }`},
 		"revokeDkimKey":       {`mutation { revokeDkimKey(domain: "b-secret-example.com", selector: "b1") { selector } }`},
 		"removeDkimKey":       {`mutation { removeDkimKey(domain: "b-secret-example.com", selector: "b1") { name } }`},
+		"importDkimKey":       {`mutation { importDkimKey(domain: "b-secret-example.com", selector: "b2") { warnings } }`},
 		"setBimi":             {`mutation { setBimi(domain: "b-secret-example.com", logoUrl: "https://evil.example/logo.svg") { name } }`},
 		"uploadReports":       {`mutation($b: ID) { uploadReports(accountId: $b, files: []) { filename } }`},
 	}

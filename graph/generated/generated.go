@@ -19,6 +19,7 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/reporting/reportingdb"
@@ -41,6 +42,7 @@ type ResolverRoot interface {
 	Account() AccountResolver
 	AggregateReport() AggregateReportResolver
 	ApiToken() ApiTokenResolver
+	DiscoveredSelector() DiscoveredSelectorResolver
 	DkimKey() DkimKeyResolver
 	Domain() DomainResolver
 	DomainOwnership() DomainOwnershipResolver
@@ -50,6 +52,7 @@ type ResolverRoot interface {
 	Netblock() NetblockResolver
 	PublishedDns() PublishedDnsResolver
 	Query() QueryResolver
+	SelectorResolution() SelectorResolutionResolver
 	SenderService() SenderServiceResolver
 	SpfExplanation() SpfExplanationResolver
 	SpfStep() SpfStepResolver
@@ -138,6 +141,18 @@ type ComplexityRoot struct {
 		CNAMEAlternative func(childComplexity int) int
 		NameServers      func(childComplexity int) int
 		Served           func(childComplexity int) int
+		Warnings         func(childComplexity int) int
+	}
+
+	DiscoveredSelector struct {
+		DKIMDomains     func(childComplexity int) int
+		FirstSeen       func(childComplexity int) int
+		Hosted          func(childComplexity int) int
+		LastSeen        func(childComplexity int) int
+		Messages        func(childComplexity int) int
+		PassingMessages func(childComplexity int) int
+		Resolution      func(childComplexity int) int
+		Selector        func(childComplexity int) int
 	}
 
 	DkimKey struct {
@@ -183,28 +198,29 @@ type ComplexityRoot struct {
 	}
 
 	Domain struct {
-		Account         func(childComplexity int) int
-		Bimi            func(childComplexity int) int
-		CreatedAt       func(childComplexity int) int
-		DNSSetup        func(childComplexity int) int
-		DkimKeys        func(childComplexity int) int
-		DmarcPolicy     func(childComplexity int) int
-		DmarcRecord     func(childComplexity int) int
-		ID              func(childComplexity int) int
-		IngestProblems  func(childComplexity int, limit *int) int
-		Mode            func(childComplexity int) int
-		Name            func(childComplexity int) int
-		Netblocks       func(childComplexity int) int
-		Ownership       func(childComplexity int) int
-		ReportAddress   func(childComplexity int) int
-		Reports         func(childComplexity int, first *int, after *string) int
-		Senders         func(childComplexity int) int
-		SpfLookups      func(childComplexity int) int
-		SpfLookupsKnown func(childComplexity int) int
-		SpfPins         func(childComplexity int) int
-		UnicodeName     func(childComplexity int) int
-		UpdatedAt       func(childComplexity int) int
-		Verified        func(childComplexity int) int
+		Account             func(childComplexity int) int
+		Bimi                func(childComplexity int) int
+		CreatedAt           func(childComplexity int) int
+		DNSSetup            func(childComplexity int) int
+		DiscoveredSelectors func(childComplexity int, days *int, first *int, includeHosted *bool) int
+		DkimKeys            func(childComplexity int) int
+		DmarcPolicy         func(childComplexity int) int
+		DmarcRecord         func(childComplexity int) int
+		ID                  func(childComplexity int) int
+		IngestProblems      func(childComplexity int, limit *int) int
+		Mode                func(childComplexity int) int
+		Name                func(childComplexity int) int
+		Netblocks           func(childComplexity int) int
+		Ownership           func(childComplexity int) int
+		ReportAddress       func(childComplexity int) int
+		Reports             func(childComplexity int, first *int, after *string) int
+		Senders             func(childComplexity int) int
+		SpfLookups          func(childComplexity int) int
+		SpfLookupsKnown     func(childComplexity int) int
+		SpfPins             func(childComplexity int) int
+		UnicodeName         func(childComplexity int) int
+		UpdatedAt           func(childComplexity int) int
+		Verified            func(childComplexity int) int
 	}
 
 	DomainConnection struct {
@@ -271,6 +287,7 @@ type ComplexityRoot struct {
 		CreateAPIToken      func(childComplexity int, accountID *string, name string) int
 		DisableSender       func(childComplexity int, domain string, service string) int
 		EnableSender        func(childComplexity int, domain string, service string) int
+		ImportDkimKey       func(childComplexity int, domain string, selector string) int
 		Login               func(childComplexity int, email string, password string, knownClient *string) int
 		Logout              func(childComplexity int, refreshToken string) int
 		PinSpfInclude       func(childComplexity int, domain string, include string, expiresAt time.Time) int
@@ -326,6 +343,12 @@ type ComplexityRoot struct {
 		ID       func(childComplexity int) int
 		Name     func(childComplexity int) int
 		Warnings func(childComplexity int) int
+	}
+
+	SelectorResolution struct {
+		CnameTarget func(childComplexity int) int
+		Detail      func(childComplexity int) int
+		Status      func(childComplexity int) int
 	}
 
 	SenderService struct {
@@ -418,6 +441,13 @@ type AggregateReportResolver interface {
 type ApiTokenResolver interface {
 	Account(ctx context.Context, obj *auth.APIToken) (*account.Account, error)
 }
+type DiscoveredSelectorResolver interface {
+	PassingMessages(ctx context.Context, obj *domainkey.Discovered) (int64, error)
+	FirstSeen(ctx context.Context, obj *domainkey.Discovered) (string, error)
+	LastSeen(ctx context.Context, obj *domainkey.Discovered) (string, error)
+
+	Resolution(ctx context.Context, obj *domainkey.Discovered) (*domainkey.Resolution, error)
+}
 type DkimKeyResolver interface {
 	Kind(ctx context.Context, obj *domainkeydb.DkimKey) (model.DkimKeyKind, error)
 
@@ -443,6 +473,7 @@ type DomainResolver interface {
 	Bimi(ctx context.Context, obj *domain.Domain) (*domain.BIMI, error)
 	Verified(ctx context.Context, obj *domain.Domain) (bool, error)
 	Ownership(ctx context.Context, obj *domain.Domain) (*domain.Domain, error)
+	DiscoveredSelectors(ctx context.Context, obj *domain.Domain, days *int, first *int, includeHosted *bool) ([]*domainkey.Discovered, error)
 	Reports(ctx context.Context, obj *domain.Domain, first *int, after *string) (*model.AggregateReportConnection, error)
 	IngestProblems(ctx context.Context, obj *domain.Domain, limit *int) ([]*reporting.Problem, error)
 }
@@ -479,6 +510,7 @@ type MutationResolver interface {
 	RevokeDkimKey(ctx context.Context, domain string, selector string) (*domainkeydb.DkimKey, error)
 	RemoveDkimKey(ctx context.Context, domain string, selector string) (*domain.Domain, error)
 	SetBimi(ctx context.Context, domain string, logoURL string, evidenceURL *string) (*domain.Domain, error)
+	ImportDkimKey(ctx context.Context, domain string, selector string) (*model.AddDkimKeyPayload, error)
 	UploadReports(ctx context.Context, accountID *string, files []*graphql.Upload) ([]*model.UploadResult, error)
 	AddNetblock(ctx context.Context, domain string, cidr string, label *string) (*domain.Domain, error)
 	RemoveNetblock(ctx context.Context, domain string, cidr string) (*domain.Domain, error)
@@ -504,6 +536,10 @@ type QueryResolver interface {
 	UnmatchedReports(ctx context.Context, limit *int) ([]*reporting.Problem, error)
 	SenderServices(ctx context.Context) ([]*senderdb.SenderService, error)
 	ExplainSpf(ctx context.Context, domain string, ip string, helo *string) (*sender.Explanation, error)
+}
+type SelectorResolutionResolver interface {
+	Status(ctx context.Context, obj *domainkey.Resolution) (model.SelectorResolutionStatus, error)
+	CnameTarget(ctx context.Context, obj *domainkey.Resolution) (*string, error)
 }
 type SenderServiceResolver interface {
 	Slug(ctx context.Context, obj *senderdb.SenderService) (string, error)
@@ -871,6 +907,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Delegation.Served(childComplexity), true
+	case "Delegation.warnings":
+		if e.ComplexityRoot.Delegation.Warnings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Delegation.Warnings(childComplexity), true
+
+	case "DiscoveredSelector.dkimDomains":
+		if e.ComplexityRoot.DiscoveredSelector.DKIMDomains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DiscoveredSelector.DKIMDomains(childComplexity), true
+	case "DiscoveredSelector.firstSeen":
+		if e.ComplexityRoot.DiscoveredSelector.FirstSeen == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DiscoveredSelector.FirstSeen(childComplexity), true
+	case "DiscoveredSelector.hosted":
+		if e.ComplexityRoot.DiscoveredSelector.Hosted == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DiscoveredSelector.Hosted(childComplexity), true
+	case "DiscoveredSelector.lastSeen":
+		if e.ComplexityRoot.DiscoveredSelector.LastSeen == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DiscoveredSelector.LastSeen(childComplexity), true
+	case "DiscoveredSelector.messages":
+		if e.ComplexityRoot.DiscoveredSelector.Messages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DiscoveredSelector.Messages(childComplexity), true
+	case "DiscoveredSelector.passingMessages":
+		if e.ComplexityRoot.DiscoveredSelector.PassingMessages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DiscoveredSelector.PassingMessages(childComplexity), true
+	case "DiscoveredSelector.resolution":
+		if e.ComplexityRoot.DiscoveredSelector.Resolution == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DiscoveredSelector.Resolution(childComplexity), true
+	case "DiscoveredSelector.selector":
+		if e.ComplexityRoot.DiscoveredSelector.Selector == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DiscoveredSelector.Selector(childComplexity), true
 
 	case "DkimKey.bits":
 		if e.ComplexityRoot.DkimKey.Bits == nil {
@@ -1080,6 +1171,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.DNSSetup(childComplexity), true
+	case "Domain.discoveredSelectors":
+		if e.ComplexityRoot.Domain.DiscoveredSelectors == nil {
+			break
+		}
+
+		args, err := ec.field_Domain_discoveredSelectors_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Domain.DiscoveredSelectors(childComplexity, args["days"].(*int), args["first"].(*int), args["includeHosted"].(*bool)), true
 	case "Domain.dkimKeys":
 		if e.ComplexityRoot.Domain.DkimKeys == nil {
 			break
@@ -1493,6 +1595,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.EnableSender(childComplexity, args["domain"].(string), args["service"].(string)), true
+	case "Mutation.importDkimKey":
+		if e.ComplexityRoot.Mutation.ImportDkimKey == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_importDkimKey_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ImportDkimKey(childComplexity, args["domain"].(string), args["selector"].(string)), true
 	case "Mutation.login":
 		if e.ComplexityRoot.Mutation.Login == nil {
 			break
@@ -1844,6 +1957,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RemovedDomain.Warnings(childComplexity), true
+
+	case "SelectorResolution.cnameTarget":
+		if e.ComplexityRoot.SelectorResolution.CnameTarget == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SelectorResolution.CnameTarget(childComplexity), true
+	case "SelectorResolution.detail":
+		if e.ComplexityRoot.SelectorResolution.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SelectorResolution.Detail(childComplexity), true
+	case "SelectorResolution.status":
+		if e.ComplexityRoot.SelectorResolution.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SelectorResolution.Status(childComplexity), true
 
 	case "SenderService.category":
 		if e.ComplexityRoot.SenderService.Category == nil {
@@ -2252,6 +2384,89 @@ extend type Mutation {
   removeDkimKey(domain: String!, selector: String!): Domain!
   "Set (or clear, with an empty logoUrl) the domain's BIMI assertion. It is served only while the DMARC policy is at enforcement (quarantine or reject, pct 100)."
   setBimi(domain: String!, logoUrl: String!, evidenceUrl: String): Domain!
+}
+`, BuiltIn: false},
+	{Name: "../../schema/dkim_discovery.graphqls", Input: `"""
+A DKIM selector seen signing the domain's mail in its DMARC reports: in
+signatures whose d= is the domain or a subdomain of it. Import the key it
+publishes in the domain's own DNS with ` + "`" + `importDkimKey` + "`" + ` before delegating
+` + "`" + `_domainkey` + "`" + ` to the edge.
+"""
+type DiscoveredSelector {
+  selector: String!
+  "Messages signed with the selector in the range."
+  messages: Count!
+  "Of those, the messages whose DKIM signature passed."
+  passingMessages: Count!
+  "The first report day (UTC) the selector was seen in the range, YYYY-MM-DD."
+  firstSeen: String!
+  "The last report day (UTC) the selector was seen in the range, YYYY-MM-DD."
+  lastSeen: String!
+  "The d= domains signed with the selector, lower case, sorted."
+  dkimDomains: [String!]!
+  "Whether the domain has a key for the selector in Rampart (listed only with includeHosted)."
+  hosted: Boolean!
+  """
+  What the domain's own DNS publishes at ` + "`" + `<selector>._domainkey.<domain>` + "`" + ` now,
+  looked up through the server's DNS resolver when asked for (within five
+  seconds). Costly: each one is a DNS lookup.
+  """
+  resolution: SelectorResolution!
+}
+
+"What a domain's own DNS publishes at a DKIM selector now."
+type SelectorResolution {
+  status: SelectorResolutionStatus!
+  "The CNAME the selector points to, if any."
+  cnameTarget: String
+  "What was found, in a sentence."
+  detail: String!
+}
+
+"What a lookup of a DKIM selector in the domain's own DNS found."
+enum SelectorResolutionStatus {
+  "A valid DKIM key, directly or through a CNAME: ` + "`" + `importDkimKey` + "`" + ` can import it."
+  RESOLVES
+  "A revoked key (p= empty): nothing to import."
+  REVOKED
+  "A TXT record that is not a valid DKIM key."
+  INVALID
+  "No record at the selector."
+  MISSING
+  "The answer would come from Rampart's edge (` + "`" + `_domainkey` + "`" + ` is delegated to it, or the selector is a CNAME to it), not from the domain's own DNS."
+  EDGE
+  "No answer (a timeout, SERVFAIL), or this server does not check DNS."
+  UNKNOWN
+}
+
+extend type Domain {
+  """
+  The DKIM selectors seen signing the domain's mail (d= the domain or a
+  subdomain) in its reports over the last ` + "`" + `days` + "`" + ` days (today included, UTC;
+  at most 366) for which the domain has no key in Rampart (all with
+  ` + "`" + `includeHosted` + "`" + `), the most messages first; at most ` + "`" + `first` + "`" + ` (200).
+  """
+  discoveredSelectors(days: Int = 30, first: Int = 50, includeHosted: Boolean = false): [DiscoveredSelector!]!
+}
+
+extend type Delegation {
+  "What publishing the delegation now would break, one sentence each: for ` + "`" + `_domainkey` + "`" + `, the selectors seen signing the domain's mail in the last 30 days that have no key in Rampart. Empty when nothing, and once ` + "`" + `_domainkey` + "`" + ` is delegated."
+  warnings: [String!]!
+}
+
+extend type Mutation {
+  """
+  Import the DKIM key the domain's own DNS publishes at
+  ` + "`" + `<selector>._domainkey.<domain>` + "`" + ` now, looked up through the server's DNS
+  resolver, as ` + "`" + `addDkimKey` + "`" + ` would add it (same permission, same warnings): a
+  TXT record as a hosted key, a CNAME as a CNAME key to its target (whose
+  record must be a valid key). NOT_FOUND when there is no record;
+  BAD_USER_INPUT when it is not a valid DKIM key or is revoked; CONFLICT when
+  the selector already has a key, when ` + "`" + `_domainkey` + "`" + ` is already delegated to
+  the edge (the answer would come from the edge), or when the lookup got no
+  answer.
+  """
+  importDkimKey(domain: String!, selector: String!): AddDkimKeyPayload!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/dmarc.graphqls", Input: `"A DMARC policy (RFC 7489, with the np and t tags of DMARCbis)."
@@ -3090,8 +3305,32 @@ func (ec *executionContext) childFields_Delegation(ctx context.Context, field gr
 		return ec.fieldContext_Delegation_cnameAlternative(ctx, field)
 	case "served":
 		return ec.fieldContext_Delegation_served(ctx, field)
+	case "warnings":
+		return ec.fieldContext_Delegation_warnings(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Delegation", field.Name)
+}
+
+func (ec *executionContext) childFields_DiscoveredSelector(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "selector":
+		return ec.fieldContext_DiscoveredSelector_selector(ctx, field)
+	case "messages":
+		return ec.fieldContext_DiscoveredSelector_messages(ctx, field)
+	case "passingMessages":
+		return ec.fieldContext_DiscoveredSelector_passingMessages(ctx, field)
+	case "firstSeen":
+		return ec.fieldContext_DiscoveredSelector_firstSeen(ctx, field)
+	case "lastSeen":
+		return ec.fieldContext_DiscoveredSelector_lastSeen(ctx, field)
+	case "dkimDomains":
+		return ec.fieldContext_DiscoveredSelector_dkimDomains(ctx, field)
+	case "hosted":
+		return ec.fieldContext_DiscoveredSelector_hosted(ctx, field)
+	case "resolution":
+		return ec.fieldContext_DiscoveredSelector_resolution(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DiscoveredSelector", field.Name)
 }
 
 func (ec *executionContext) childFields_DkimKey(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3220,6 +3459,8 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_verified(ctx, field)
 	case "ownership":
 		return ec.fieldContext_Domain_ownership(ctx, field)
+	case "discoveredSelectors":
+		return ec.fieldContext_Domain_discoveredSelectors(ctx, field)
 	case "reports":
 		return ec.fieldContext_Domain_reports(ctx, field)
 	case "ingestProblems":
@@ -3396,6 +3637,18 @@ func (ec *executionContext) childFields_RemovedDomain(ctx context.Context, field
 		return ec.fieldContext_RemovedDomain_warnings(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RemovedDomain", field.Name)
+}
+
+func (ec *executionContext) childFields_SelectorResolution(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "status":
+		return ec.fieldContext_SelectorResolution_status(ctx, field)
+	case "cnameTarget":
+		return ec.fieldContext_SelectorResolution_cnameTarget(ctx, field)
+	case "detail":
+		return ec.fieldContext_SelectorResolution_detail(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SelectorResolution", field.Name)
 }
 
 func (ec *executionContext) childFields_SenderService(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3694,6 +3947,36 @@ func (ec *executionContext) field_Account_ingestProblems_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Domain_discoveredSelectors_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "days",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["days"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "includeHosted",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["includeHosted"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Domain_ingestProblems_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3905,6 +4188,28 @@ func (ec *executionContext) field_Mutation_enableSender_args(ctx context.Context
 		return nil, err
 	}
 	args["service"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_importDkimKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "selector",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["selector"] = arg1
 	return args, nil
 }
 
@@ -5813,6 +6118,222 @@ func (ec *executionContext) fieldContext_Delegation_served(_ context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Delegation_warnings(ctx context.Context, field graphql.CollectedField, obj *domain.Delegation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Delegation_warnings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Warnings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Delegation_warnings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Delegation", field, false, false, "String")
+}
+
+func (ec *executionContext) _DiscoveredSelector_selector(ctx context.Context, field graphql.CollectedField, obj *domainkey.Discovered) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DiscoveredSelector_selector(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Selector, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DiscoveredSelector_selector(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DiscoveredSelector", field, false, false, "String")
+}
+
+func (ec *executionContext) _DiscoveredSelector_messages(ctx context.Context, field graphql.CollectedField, obj *domainkey.Discovered) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DiscoveredSelector_messages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Messages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DiscoveredSelector_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DiscoveredSelector", field, false, false, "Count")
+}
+
+func (ec *executionContext) _DiscoveredSelector_passingMessages(ctx context.Context, field graphql.CollectedField, obj *domainkey.Discovered) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DiscoveredSelector_passingMessages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DiscoveredSelector().PassingMessages(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DiscoveredSelector_passingMessages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DiscoveredSelector", field, true, true, "Count")
+}
+
+func (ec *executionContext) _DiscoveredSelector_firstSeen(ctx context.Context, field graphql.CollectedField, obj *domainkey.Discovered) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DiscoveredSelector_firstSeen(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DiscoveredSelector().FirstSeen(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DiscoveredSelector_firstSeen(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DiscoveredSelector", field, true, true, "String")
+}
+
+func (ec *executionContext) _DiscoveredSelector_lastSeen(ctx context.Context, field graphql.CollectedField, obj *domainkey.Discovered) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DiscoveredSelector_lastSeen(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DiscoveredSelector().LastSeen(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DiscoveredSelector_lastSeen(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DiscoveredSelector", field, true, true, "String")
+}
+
+func (ec *executionContext) _DiscoveredSelector_dkimDomains(ctx context.Context, field graphql.CollectedField, obj *domainkey.Discovered) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DiscoveredSelector_dkimDomains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DKIMDomains, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DiscoveredSelector_dkimDomains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DiscoveredSelector", field, false, false, "String")
+}
+
+func (ec *executionContext) _DiscoveredSelector_hosted(ctx context.Context, field graphql.CollectedField, obj *domainkey.Discovered) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DiscoveredSelector_hosted(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hosted, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DiscoveredSelector_hosted(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DiscoveredSelector", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _DiscoveredSelector_resolution(ctx context.Context, field graphql.CollectedField, obj *domainkey.Discovered) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DiscoveredSelector_resolution(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.DiscoveredSelector().Resolution(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domainkey.Resolution) graphql.Marshaler {
+			return ec.marshalNSelectorResolution2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚐResolution(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DiscoveredSelector_resolution(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DiscoveredSelector",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SelectorResolution(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _DkimKey_selector(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7112,6 +7633,50 @@ func (ec *executionContext) fieldContext_Domain_ownership(_ context.Context, fie
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_DomainOwnership(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Domain_discoveredSelectors(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_discoveredSelectors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Domain().DiscoveredSelectors(ctx, obj, fc.Args["days"].(*int), fc.Args["first"].(*int), fc.Args["includeHosted"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domainkey.Discovered) graphql.Marshaler {
+			return ec.marshalNDiscoveredSelector2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚐDiscoveredᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_discoveredSelectors(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DiscoveredSelector(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Domain_discoveredSelectors_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -8741,6 +9306,50 @@ func (ec *executionContext) fieldContext_Mutation_setBimi(ctx context.Context, f
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_importDkimKey(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_importDkimKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ImportDkimKey(ctx, fc.Args["domain"].(string), fc.Args["selector"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
+			return ec.marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_importDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AddDkimKeyPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_importDkimKey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_uploadReports(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9842,6 +10451,75 @@ func (ec *executionContext) _RemovedDomain_warnings(ctx context.Context, field g
 }
 func (ec *executionContext) fieldContext_RemovedDomain_warnings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("RemovedDomain", field, false, false, "String")
+}
+
+func (ec *executionContext) _SelectorResolution_status(ctx context.Context, field graphql.CollectedField, obj *domainkey.Resolution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SelectorResolution_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SelectorResolution().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SelectorResolutionStatus) graphql.Marshaler {
+			return ec.marshalNSelectorResolutionStatus2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSelectorResolutionStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SelectorResolution_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SelectorResolution", field, true, true, "SelectorResolutionStatus")
+}
+
+func (ec *executionContext) _SelectorResolution_cnameTarget(ctx context.Context, field graphql.CollectedField, obj *domainkey.Resolution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SelectorResolution_cnameTarget(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SelectorResolution().CnameTarget(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SelectorResolution_cnameTarget(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SelectorResolution", field, true, true, "String")
+}
+
+func (ec *executionContext) _SelectorResolution_detail(ctx context.Context, field graphql.CollectedField, obj *domainkey.Resolution) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SelectorResolution_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detail, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SelectorResolution_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SelectorResolution", field, false, false, "String")
 }
 
 func (ec *executionContext) _SenderService_slug(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
@@ -12586,6 +13264,83 @@ func (ec *executionContext) _Delegation(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "warnings":
+			out.Values[i] = ec._Delegation_warnings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var discoveredSelectorImplementors = []string{"DiscoveredSelector"}
+
+func (ec *executionContext) _DiscoveredSelector(ctx context.Context, sel ast.SelectionSet, obj *domainkey.Discovered) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, discoveredSelectorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DiscoveredSelector")
+		case "selector":
+			out.Values[i] = ec._DiscoveredSelector_selector(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "messages":
+			out.Values[i] = ec._DiscoveredSelector_messages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "passingMessages":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DiscoveredSelector_passingMessages(ctx, field, obj)
+				})
+		case "firstSeen":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DiscoveredSelector_firstSeen(ctx, field, obj)
+				})
+		case "lastSeen":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DiscoveredSelector_lastSeen(ctx, field, obj)
+				})
+		case "dkimDomains":
+			out.Values[i] = ec._DiscoveredSelector_dkimDomains(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "hosted":
+			out.Values[i] = ec._DiscoveredSelector_hosted(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "resolution":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._DiscoveredSelector_resolution(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -12994,6 +13749,12 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_ownership(ctx, field, obj)
+				})
+		case "discoveredSelectors":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_discoveredSelectors(ctx, field, obj)
 				})
 		case "reports":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
@@ -13530,6 +14291,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "importDkimKey":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_importDkimKey(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "uploadReports":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_uploadReports(ctx, field)
@@ -13877,6 +14645,51 @@ func (ec *executionContext) _RemovedDomain(ctx context.Context, sel ast.Selectio
 			out.Values[i] = ec._RemovedDomain_warnings(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var selectorResolutionImplementors = []string{"SelectorResolution"}
+
+func (ec *executionContext) _SelectorResolution(ctx context.Context, sel ast.SelectionSet, obj *domainkey.Resolution) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, selectorResolutionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SelectorResolution")
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SelectorResolution_status(ctx, field, obj)
+				})
+		case "cnameTarget":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SelectorResolution_cnameTarget(ctx, field, obj)
+				})
+		case "detail":
+			out.Values[i] = ec._SelectorResolution_detail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -14831,6 +15644,30 @@ func (ec *executionContext) marshalNDelegation2githubᚗcomᚋrampartmailᚋramp
 	return ec._Delegation(ctx, sel, &v)
 }
 
+func (ec *executionContext) marshalNDiscoveredSelector2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚐDiscoveredᚄ(ctx context.Context, sel ast.SelectionSet, v []*domainkey.Discovered) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDiscoveredSelector2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚐDiscovered(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDiscoveredSelector2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚐDiscovered(ctx context.Context, sel ast.SelectionSet, v *domainkey.Discovered) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DiscoveredSelector!")
+		return graphql.Null
+	}
+	return ec._DiscoveredSelector(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNDkimKey2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKeyᚄ(ctx context.Context, sel ast.SelectionSet, v []*domainkeydb.DkimKey) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -15179,6 +16016,24 @@ func (ec *executionContext) unmarshalNRole2githubᚗcomᚋrampartmailᚋrampart�
 }
 
 func (ec *executionContext) marshalNRole2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNSelectorResolution2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚐResolution(ctx context.Context, sel ast.SelectionSet, v *domainkey.Resolution) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SelectorResolution!")
+		return graphql.Null
+	}
+	return ec._SelectorResolution(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSelectorResolutionStatus2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSelectorResolutionStatus(ctx context.Context, v any) (model.SelectorResolutionStatus, error) {
+	var res model.SelectorResolutionStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSelectorResolutionStatus2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSelectorResolutionStatus(ctx context.Context, sel ast.SelectionSet, v model.SelectorResolutionStatus) graphql.Marshaler {
 	return v
 }
 

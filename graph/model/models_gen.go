@@ -590,6 +590,76 @@ func (e Role) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// What a lookup of a DKIM selector in the domain's own DNS found.
+type SelectorResolutionStatus string
+
+const (
+	// A valid DKIM key, directly or through a CNAME: `importDkimKey` can import it.
+	SelectorResolutionStatusResolves SelectorResolutionStatus = "RESOLVES"
+	// A revoked key (p= empty): nothing to import.
+	SelectorResolutionStatusRevoked SelectorResolutionStatus = "REVOKED"
+	// A TXT record that is not a valid DKIM key.
+	SelectorResolutionStatusInvalid SelectorResolutionStatus = "INVALID"
+	// No record at the selector.
+	SelectorResolutionStatusMissing SelectorResolutionStatus = "MISSING"
+	// The answer would come from Rampart's edge (`_domainkey` is delegated to it, or the selector is a CNAME to it), not from the domain's own DNS.
+	SelectorResolutionStatusEdge SelectorResolutionStatus = "EDGE"
+	// No answer (a timeout, SERVFAIL), or this server does not check DNS.
+	SelectorResolutionStatusUnknown SelectorResolutionStatus = "UNKNOWN"
+)
+
+var AllSelectorResolutionStatus = []SelectorResolutionStatus{
+	SelectorResolutionStatusResolves,
+	SelectorResolutionStatusRevoked,
+	SelectorResolutionStatusInvalid,
+	SelectorResolutionStatusMissing,
+	SelectorResolutionStatusEdge,
+	SelectorResolutionStatusUnknown,
+}
+
+func (e SelectorResolutionStatus) IsValid() bool {
+	switch e {
+	case SelectorResolutionStatusResolves, SelectorResolutionStatusRevoked, SelectorResolutionStatusInvalid, SelectorResolutionStatusMissing, SelectorResolutionStatusEdge, SelectorResolutionStatusUnknown:
+		return true
+	}
+	return false
+}
+
+func (e SelectorResolutionStatus) String() string {
+	return string(e)
+}
+
+func (e *SelectorResolutionStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SelectorResolutionStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SelectorResolutionStatus", str)
+	}
+	return nil
+}
+
+func (e SelectorResolutionStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SelectorResolutionStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SelectorResolutionStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 // The kinds of answer the edge gives at one SPF name.
 type SpfAnswerKind string
 

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/domain/domaindb"
 )
 
 // DNSRecord is one resource record, in presentation form.
@@ -29,6 +32,10 @@ type Delegation struct {
 	CNAMEAlternative *DNSRecord
 	// Served is what the edge answers once the delegation is in place.
 	Served []DNSRecord
+	// Warnings say what the delegation would break, in sentences: for
+	// _domainkey, the selectors seen signing the domain's mail that the
+	// edge would not answer (see [Service.unhostedSelectors]).
+	Warnings []string
 }
 
 // DNSSetup is the set of records the customer publishes for a domain.
@@ -108,9 +115,44 @@ func (s *Service) DNSSetup(ctx context.Context, d Domain) (DNSSetup, error) {
 	if p.BIMIWithheld != "" {
 		setup.BIMIWithheld = &p.BIMIWithheld
 	}
+	setup.DMARC.Warnings, setup.BIMI.Warnings = []string{}, []string{}
+	setup.DKIM.Warnings = []string{}
+	if o := d.Observed.DKIMDelegated; o == nil || !*o {
+		if setup.DKIM.Warnings, err = s.unhostedSelectors(ctx, d); err != nil {
+			return DNSSetup{}, err
+		}
+	}
 	setup.Published = d.Observed
 	setup.Published.Actions = s.actions(d, setup)
 	return setup, nil
+}
+
+// SelectorWindow is how far back [Service.DNSSetup] looks for DKIM
+// selectors that a _domainkey delegation would break.
+const SelectorWindow = 30
+
+// maxSelectorWarnings bounds the selectors named in the warnings.
+const maxSelectorWarnings = 20
+
+// unhostedSelectors warns about the selectors that signed mail as the
+// domain itself (d= the domain) in the last [SelectorWindow] days and have
+// no key in Rampart (hosted or CNAME): once _domainkey is delegated to the
+// edge, their keys stop resolving and that mail fails DKIM.
+func (s *Service) unhostedSelectors(ctx context.Context, d Domain) ([]string, error) {
+	since := time.Now().UTC().AddDate(0, 0, -(SelectorWindow - 1))
+	rows, err := domaindb.New(s.pool).UnhostedSelectors(ctx, domaindb.UnhostedSelectorsParams{
+		DomainID: d.ID, Name: d.Name, MaxSelectors: maxSelectorWarnings,
+		Since: pgtype.Date{Time: time.Date(since.Year(), since.Month(), since.Day(), 0, 0, 0, 0, time.UTC), Valid: true},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up unhosted DKIM selectors: %w", err)
+	}
+	out := make([]string, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, fmt.Sprintf("Selector %s signed %d message(s) as %s in the last %d days and has no key in Rampart: delegating _domainkey.%s to the edge would make %s._domainkey.%s unresolvable and fail DKIM for that mail. Import its key first (importDkimKey), or add it.",
+			r.Selector, r.Messages, d.Name, SelectorWindow, d.Name, r.Selector, d.Name))
+	}
+	return out, nil
 }
 
 func (s *Service) delegation(name string) Delegation {

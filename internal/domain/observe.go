@@ -411,7 +411,11 @@ func (s *Service) actions(d Domain, setup DNSSetup) []string {
 		out = append(out, "Delegate _dmarc."+name+" to the edge (NS "+nsList(setup.DMARC)+") or publish a CNAME to "+name+"._dmarc."+zone+": until then receivers do not see the DMARC policy set in Rampart and aggregate reports do not reach it.")
 	}
 	if o.DKIMDelegated != nil && !*o.DKIMDelegated && len(setup.DKIM.Served) > 0 {
-		out = append(out, "Delegate _domainkey."+name+" to the edge (NS "+nsList(setup.DKIM)+"): until then receivers do not find the DKIM keys hosted in Rampart.")
+		act := "Delegate _domainkey." + name + " to the edge (NS " + nsList(setup.DKIM) + "): until then receivers do not find the DKIM keys hosted in Rampart."
+		if len(setup.DKIM.Warnings) > 0 {
+			act += " First import the keys of the selectors that sign your mail and are not in Rampart (dkim.warnings), or that mail fails DKIM."
+		}
+		out = append(out, act)
 	}
 	return out
 }

@@ -203,3 +203,16 @@ SELECT * FROM domains
 WHERE verified_at IS NOT NULL AND dns_check_next_at <= now()
 ORDER BY dns_check_next_at
 LIMIT @lim;
+
+-- name: UnhostedSelectors :many
+-- The selectors of signatures with d= the domain itself seen in its reports
+-- since a day for which it has no key (hosted or CNAME), with the messages
+-- they signed: those a _domainkey delegation to the edge would make
+-- unresolvable.
+SELECT s.selector, sum(s.messages)::bigint AS messages
+FROM report_source_dkim s
+WHERE s.domain_id = @domain_id AND s.day >= @since::date AND s.selector <> '' AND s.dkim_domain = @name::text
+  AND NOT EXISTS (SELECT 1 FROM dkim_keys k WHERE k.domain_id = @domain_id AND k.selector = s.selector)
+GROUP BY s.selector
+ORDER BY messages DESC, s.selector
+LIMIT @max_selectors;

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const claimsByName = `-- name: ClaimsByName :many
@@ -1175,6 +1176,57 @@ func (q *Queries) UncompiledEdgeDomains(ctx context.Context, max int32) ([]uuid.
 			return nil, err
 		}
 		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const unhostedSelectors = `-- name: UnhostedSelectors :many
+SELECT s.selector, sum(s.messages)::bigint AS messages
+FROM report_source_dkim s
+WHERE s.domain_id = $1 AND s.day >= $2::date AND s.selector <> '' AND s.dkim_domain = $3::text
+  AND NOT EXISTS (SELECT 1 FROM dkim_keys k WHERE k.domain_id = $1 AND k.selector = s.selector)
+GROUP BY s.selector
+ORDER BY messages DESC, s.selector
+LIMIT $4
+`
+
+type UnhostedSelectorsParams struct {
+	DomainID     uuid.UUID
+	Since        pgtype.Date
+	Name         string
+	MaxSelectors int32
+}
+
+type UnhostedSelectorsRow struct {
+	Selector string
+	Messages int64
+}
+
+// The selectors of signatures with d= the domain itself seen in its reports
+// since a day for which it has no key (hosted or CNAME), with the messages
+// they signed: those a _domainkey delegation to the edge would make
+// unresolvable.
+func (q *Queries) UnhostedSelectors(ctx context.Context, arg UnhostedSelectorsParams) ([]UnhostedSelectorsRow, error) {
+	rows, err := q.db.Query(ctx, unhostedSelectors,
+		arg.DomainID,
+		arg.Since,
+		arg.Name,
+		arg.MaxSelectors,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UnhostedSelectorsRow
+	for rows.Next() {
+		var i UnhostedSelectorsRow
+		if err := rows.Scan(&i.Selector, &i.Messages); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"context"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 const deleteKey = `-- name: DeleteKey :execrows
@@ -26,6 +27,97 @@ func (q *Queries) DeleteKey(ctx context.Context, arg DeleteKeyParams) (int64, er
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const discoveredSelectors = `-- name: DiscoveredSelectors :many
+SELECT s.selector,
+       sum(s.messages)::bigint AS messages,
+       coalesce(sum(s.messages) FILTER (WHERE s.result = 'pass'), 0)::bigint AS passing,
+       min(s.day)::date AS first_day,
+       max(s.day)::date AS last_day,
+       array_agg(DISTINCT s.dkim_domain ORDER BY s.dkim_domain)::text[] AS dkim_domains,
+       EXISTS (SELECT 1 FROM dkim_keys k WHERE k.domain_id = $1 AND k.selector = s.selector) AS hosted
+FROM report_source_dkim s
+WHERE s.domain_id = $1 AND s.day >= $2::date AND s.selector <> ''
+  AND (s.dkim_domain = $3::text OR right(s.dkim_domain, length($3::text) + 1) = '.' || $3::text)
+GROUP BY s.selector
+HAVING $4::boolean
+    OR NOT EXISTS (SELECT 1 FROM dkim_keys k WHERE k.domain_id = $1 AND k.selector = s.selector)
+ORDER BY messages DESC, s.selector
+LIMIT $5
+`
+
+type DiscoveredSelectorsParams struct {
+	DomainID      uuid.UUID
+	Since         pgtype.Date
+	Name          string
+	IncludeHosted bool
+	MaxSelectors  int32
+}
+
+type DiscoveredSelectorsRow struct {
+	Selector    string
+	Messages    int64
+	Passing     int64
+	FirstDay    pgtype.Date
+	LastDay     pgtype.Date
+	DkimDomains []string
+	Hosted      bool
+}
+
+// The DKIM selectors of signatures whose d= is the domain or a subdomain of
+// it (aligned, relaxed), seen in the domain's reports since a day: the
+// messages they signed and of those the ones whose signature passed, the
+// first and last day seen, the d= domains, and whether the domain hosts a
+// key for the selector. Those it hosts only when asked.
+func (q *Queries) DiscoveredSelectors(ctx context.Context, arg DiscoveredSelectorsParams) ([]DiscoveredSelectorsRow, error) {
+	rows, err := q.db.Query(ctx, discoveredSelectors,
+		arg.DomainID,
+		arg.Since,
+		arg.Name,
+		arg.IncludeHosted,
+		arg.MaxSelectors,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DiscoveredSelectorsRow
+	for rows.Next() {
+		var i DiscoveredSelectorsRow
+		if err := rows.Scan(
+			&i.Selector,
+			&i.Messages,
+			&i.Passing,
+			&i.FirstDay,
+			&i.LastDay,
+			&i.DkimDomains,
+			&i.Hosted,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const hasKey = `-- name: HasKey :one
+SELECT EXISTS (SELECT 1 FROM dkim_keys WHERE domain_id = $1 AND selector = $2)
+`
+
+type HasKeyParams struct {
+	DomainID uuid.UUID
+	Selector string
+}
+
+func (q *Queries) HasKey(ctx context.Context, arg HasKeyParams) (bool, error) {
+	row := q.db.QueryRow(ctx, hasKey, arg.DomainID, arg.Selector)
+	var exists bool
+	err := row.Scan(&exists)
+	return exists, err
 }
 
 const insertKey = `-- name: InsertKey :one
