@@ -75,6 +75,7 @@ func NewHandler(r *Resolver, limits Limits) http.Handler {
 	// bounded its work.
 	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
 	srv.Use(authenticator{r: r})
+	srv.AroundOperations(r.withLoaders)
 	srv.AroundFields(r.markInternal)
 	srv.SetErrorPresenter(r.presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
@@ -101,6 +102,7 @@ func executableSchema(r *Resolver) graphql.ExecutableSchema {
 	cfg.Complexity.Account.Domains = func(child int, first *int, _ *string, _ *model.DomainFilter) int {
 		return pageCost(child, first)
 	}
+	priceAuthReport(&cfg.Complexity)
 	return generated.NewExecutableSchema(cfg)
 }
 
