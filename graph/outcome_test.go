@@ -2,10 +2,10 @@ package graph_test
 
 import (
 	"bytes"
-	"io"
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"mime/multipart"
 	"net/http"
 	"net/smtp"
