@@ -262,7 +262,7 @@ func (r *Reader) Summaries(ctx context.Context, scopes []*Scope) ([]Summary, err
 		for _, i := range idx {
 			for _, d := range scopes[i].domains {
 				p.DomainIds = append(p.DomainIds, d)
-				p.Scopes = append(p.Scopes, int32(i))
+				p.Scopes = append(p.Scopes, int64(i))
 			}
 		}
 		if len(p.DomainIds) == 0 {

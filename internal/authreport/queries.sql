@@ -2,7 +2,7 @@
 -- Per scope and class, for many scopes (each a set of domains) at once:
 -- the report's totals and categories for every report a request asks for
 -- over the same range.
-SELECT k.scope::integer AS scope,
+SELECT k.scope::bigint AS scope,
        coalesce(c.class, 'unidentified')::text AS class,
        sum(s.messages)::bigint AS messages,
        coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
@@ -14,7 +14,7 @@ SELECT k.scope::integer AS scope,
        coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
        coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
        array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-FROM (SELECT unnest(@domain_ids::uuid[]) AS domain_id, unnest(@scopes::integer[]) AS scope) AS k
+FROM (SELECT unnest(@domain_ids::uuid[]) AS domain_id, unnest(@scopes::bigint[]) AS scope) AS k
 JOIN report_sources s ON s.domain_id = k.domain_id
 LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
 WHERE s.day BETWEEN @from_day::date AND @to_day::date

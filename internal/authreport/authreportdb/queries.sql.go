@@ -389,7 +389,7 @@ func (q *Queries) Source(ctx context.Context, arg SourceParams) (SourceRow, erro
 }
 
 const summaries = `-- name: Summaries :many
-SELECT k.scope::integer AS scope,
+SELECT k.scope::bigint AS scope,
        coalesce(c.class, 'unidentified')::text AS class,
        sum(s.messages)::bigint AS messages,
        coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
@@ -401,7 +401,7 @@ SELECT k.scope::integer AS scope,
        coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
        coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
        array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-FROM (SELECT unnest($1::uuid[]) AS domain_id, unnest($2::integer[]) AS scope) AS k
+FROM (SELECT unnest($1::uuid[]) AS domain_id, unnest($2::bigint[]) AS scope) AS k
 JOIN report_sources s ON s.domain_id = k.domain_id
 LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
 WHERE s.day BETWEEN $3::date AND $4::date
@@ -410,13 +410,13 @@ GROUP BY 1, 2
 
 type SummariesParams struct {
 	DomainIds []uuid.UUID
-	Scopes    []int32
+	Scopes    []int64
 	FromDay   pgtype.Date
 	ToDay     pgtype.Date
 }
 
 type SummariesRow struct {
-	Scope                 int32
+	Scope                 int64
 	Class                 string
 	Messages              int64
 	DmarcPass             int64
