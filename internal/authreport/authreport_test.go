@@ -55,7 +55,7 @@ func TestStatementsPerSection(t *testing.T) {
 	require.NoError(t, err)
 	domains, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 	require.NoError(t, err)
-	day := time.Now().UTC().Truncate(24 * time.Hour).AddDate(0, 0, -1)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
 	// Each domain: 10 messages passing from a netblock, i+1 failing from
 	// an unidentified source, one of them not classified yet.
 	_, err = pool.Exec(ctx, `INSERT INTO report_sources (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
