@@ -2860,7 +2860,7 @@ type AuthReport {
   totals: AuthStats!
   "The messages by category of source, every category listed (zero when none)."
   categories: [CategoryStats!]!
-  "The senders: each known service by itself, and one sender for each other category (internal, forwarded, unidentified). Relay pagination; filter by category; sorted by ` + "`" + `sort` + "`" + `, then by name."
+  "The senders: each known service by itself, and one sender for each other category (internal, forwarded, unidentified). Relay pagination (at most 100 a page; a cursor is a position in the order, as senders are summed on every read); filter by category; sorted by ` + "`" + `sort` + "`" + `, then by name."
   senders(first: Int = 20, after: String, category: SourceCategory, sort: SenderSort = MESSAGES_DESC): SenderConnection!
   "One entry per day of the range, oldest first, days without reports at zero; with ` + "`" + `category` + "`" + `, only that category's messages."
   daily(category: SourceCategory): [DailyStats!]!
