@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -59,6 +60,25 @@ func sourceCategory(c authreport.Category) model.SourceCategory {
 // page of 100 domains, each with its report's totals, costs one.
 type loaders struct {
 	summaries *dataloadgen.Loader[*authreport.Scope, authreport.Summary]
+	// statements counts the report sections the operation has read that
+	// run a statement each (see spend).
+	statements atomic.Int64
+}
+
+// maxReportStatements bounds the report sections, each one statement, one
+// operation may read: the guard's prices keep an operation within the
+// complexity limit to about as many, except below a list it cannot size
+// (Viewer.accounts), which this bounds at run time.
+const maxReportStatements = 100
+
+// spend counts a report section that runs a statement of its own, and
+// refuses it past maxReportStatements in the operation.
+func spend(ctx context.Context) error {
+	l, ok := ctx.Value(loadersKey{}).(*loaders)
+	if ok && l.statements.Add(1) > maxReportStatements {
+		return apperr.Invalid("authReport", "the operation asks for more than %d sections of authentication reports; ask for fewer", maxReportStatements)
+	}
+	return nil
 }
 
 type loadersKey struct{}

@@ -19,6 +19,9 @@ import (
 
 // AuthReport is the resolver for the authReport field.
 func (r *accountResolver) AuthReport(ctx context.Context, obj *account.Account, rangeArg *model.ReportRange, from *time.Time, to *time.Time) (*authreport.Scope, error) {
+	if err := spend(ctx); err != nil {
+		return nil, err
+	}
 	rng, err := reportRange(rangeArg, from, to)
 	if err != nil {
 		return nil, err
@@ -63,6 +66,9 @@ func (r *authReportResolver) Categories(ctx context.Context, obj *authreport.Sco
 
 // Senders is the resolver for the senders field.
 func (r *authReportResolver) Senders(ctx context.Context, obj *authreport.Scope, first *int, after *string, category *model.SourceCategory, sort *model.SenderSort) (*model.SenderConnection, error) {
+	if err := spend(ctx); err != nil {
+		return nil, err
+	}
 	q := authreport.SenderQuery{First: 20, After: deref(after), Sort: authreport.ByMessages}
 	if first != nil {
 		q.First = *first
@@ -90,6 +96,9 @@ func (r *authReportResolver) Senders(ctx context.Context, obj *authreport.Scope,
 
 // Daily is the resolver for the daily field.
 func (r *authReportResolver) Daily(ctx context.Context, obj *authreport.Scope, category *model.SourceCategory) ([]*authreport.Day, error) {
+	if err := spend(ctx); err != nil {
+		return nil, err
+	}
 	var c authreport.Category
 	if category != nil {
 		c = authreport.Category(strings.ToLower(string(*category)))
@@ -103,6 +112,9 @@ func (r *authReportResolver) Daily(ctx context.Context, obj *authreport.Scope, c
 
 // Unidentified is the resolver for the unidentified field.
 func (r *authReportResolver) Unidentified(ctx context.Context, obj *authreport.Scope, first *int) ([]*authreport.Source, error) {
+	if err := spend(ctx); err != nil {
+		return nil, err
+	}
 	n := 10
 	if first != nil {
 		n = *first
@@ -116,6 +128,9 @@ func (r *authReportResolver) Unidentified(ctx context.Context, obj *authreport.S
 
 // Source is the resolver for the source field.
 func (r *authReportResolver) Source(ctx context.Context, obj *authreport.Scope, ip string) (*authreport.SourceDetail, error) {
+	if err := spend(ctx); err != nil {
+		return nil, err
+	}
 	return r.AuthReports.Source(ctx, obj, ip)
 }
 

@@ -467,4 +467,19 @@ func TestAuthReportPriced(t *testing.T) {
 	// unauthenticated: the guard let it through.
 	r := env.Do(t, "", `{ domains(first: 100) { nodes { authReport { totals { messages } categories { category } } } } }`, nil)
 	r.RequireCode(t, "UNAUTHENTICATED")
+
+	// Below a list the guard cannot size (the caller's accounts: an MSP's
+	// customers), the sections that run a statement each are bounded at
+	// run time: 35 accounts' reports of 4 statements each are refused past
+	// the 100th.
+	msp := env.NewOwner(t, "Priced MSP")
+	_, err := env.Pool.Exec(context.Background(), `INSERT INTO accounts (name, parent_id) SELECT 'Customer ' || g, $1 FROM generate_series(1, 34) g`, msp.AccountID)
+	require.NoError(t, err)
+	const each = `{ viewer { accounts { authReport { daily { day } unidentified(first: 1) { ip } senders(first: 1) { totalCount } } } } }`
+	r = env.Do(t, msp.Token, each, nil)
+	r.RequireCode(t, "BAD_USER_INPUT")
+	require.Equal(t, "the operation asks for more than 100 sections of authentication reports; ask for fewer", r.Errors[0].Message)
+	r = env.Do(t, msp.Token, `{ viewer { accounts { authReport { daily { day } } } } }`, nil)
+	r.NoErrors(t)
+	require.Equal(t, 35, strings.Count(r.Raw, `"daily":[`), "70 statements: within the bound")
 }
