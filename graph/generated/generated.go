@@ -2847,7 +2847,11 @@ enum SenderSort {
 The authentication report of a domain, or of an account's domains, over a
 range of UTC days: how many messages were reported as sent with the
 domain(s) in the From header, by whom, and how well they authenticated.
-Each section is one database query, whatever the number of domains.
+Each section is one database query, whatever the number of domains; the
+totals and categories of every report an operation asks for over the same
+range are read together. An operation may read at most 100 of the other
+sections (senders, daily, unidentified, source; an account's report counts
+one more), else BAD_USER_INPUT.
 """
 type AuthReport {
   "The first day covered."
