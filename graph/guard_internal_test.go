@@ -28,6 +28,9 @@ func TestGuardCostMatchesGqlgen(t *testing.T) {
 		{`query($n: Int = 3) { domains(first: $n) { nodes { ...d } } } fragment d on Domain { name account { domains(first: $n) { nodes { name } } } }`, map[string]any{"n": 9}},
 		{`{ ...q ...q viewer { ...v } } fragment q on Query { domains { nodes { name } } } fragment v on Viewer { accounts { ...w } } fragment w on Account { domains(first: 2) { totalCount } }`, nil},
 		{`{ __typename viewer { __typename } }`, nil},
+		{`{ domains(first: 3) { nodes { authReport(range: LAST_7_DAYS) { totals { messages dispositions { none } } categories { category }
+			senders(first: 2) { totalCount nodes { name stats { messages } } } unidentified { ip } daily { day } source(ip: "192.0.2.1") { ip } } } }
+			account { authReport { totals { messages } } } }`, nil},
 	} {
 		doc, err := parser.ParseQuery(&ast.Source{Input: tc.query})
 		require.NoError(t, err, tc.query)

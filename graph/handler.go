@@ -75,6 +75,7 @@ func NewHandler(r *Resolver, limits Limits) http.Handler {
 	// bounded its work.
 	srv.Use(extension.FixedComplexityLimit(limits.Complexity))
 	srv.Use(authenticator{r: r})
+	srv.AroundOperations(r.withLoaders)
 	srv.AroundFields(r.markInternal)
 	srv.SetErrorPresenter(r.presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
@@ -107,6 +108,7 @@ func executableSchema(r *Resolver) graphql.ExecutableSchema {
 		return pageCost(child, first)
 	}
 	cfg.Complexity.DiscoveredSelector.Resolution = func(child int) int { return 20 + child }
+	priceAuthReport(&cfg.Complexity)
 	return generated.NewExecutableSchema(cfg)
 }
 

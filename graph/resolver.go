@@ -11,6 +11,7 @@ import (
 
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/ingest"
@@ -26,6 +27,8 @@ type Resolver struct {
 	SenderSvc  *sender.Manager
 	KeySvc     *domainkey.Manager
 	Reporting  *reporting.Reader
+	// AuthReports reads the authentication report.
+	AuthReports *authreport.Reader
 	// Store takes uploaded report inputs in.
 	Store *ingest.Store
 	Log   *slog.Logger

@@ -18,6 +18,7 @@ import (
 	"github.com/rampartmail/rampart/graph/model"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
@@ -42,6 +43,9 @@ type ResolverRoot interface {
 	Account() AccountResolver
 	AggregateReport() AggregateReportResolver
 	ApiToken() ApiTokenResolver
+	AuthReport() AuthReportResolver
+	AuthStats() AuthStatsResolver
+	CategoryStats() CategoryStatsResolver
 	DiscoveredSelector() DiscoveredSelectorResolver
 	DkimKey() DkimKeyResolver
 	Domain() DomainResolver
@@ -53,7 +57,9 @@ type ResolverRoot interface {
 	PublishedDns() PublishedDnsResolver
 	Query() QueryResolver
 	SelectorResolution() SelectorResolutionResolver
+	Sender() SenderResolver
 	SenderService() SenderServiceResolver
+	SourceDetail() SourceDetailResolver
 	SpfExplanation() SpfExplanationResolver
 	SpfStep() SpfStepResolver
 }
@@ -64,6 +70,7 @@ type DirectiveRoot struct {
 type ComplexityRoot struct {
 	Account struct {
 		APITokens      func(childComplexity int) int
+		AuthReport     func(childComplexity int, rangeArg *model.ReportRange, from *time.Time, to *time.Time) int
 		CreatedAt      func(childComplexity int) int
 		DomainProof    func(childComplexity int, name string) int
 		Domains        func(childComplexity int, first *int, after *string, filter *model.DomainFilter) int
@@ -127,14 +134,52 @@ type ComplexityRoot struct {
 		User                      func(childComplexity int) int
 	}
 
+	AuthReport struct {
+		Categories   func(childComplexity int) int
+		Daily        func(childComplexity int, category *model.SourceCategory) int
+		DomainCount  func(childComplexity int) int
+		From         func(childComplexity int) int
+		Senders      func(childComplexity int, first *int, after *string, category *model.SourceCategory, sort *model.SenderSort) int
+		Source       func(childComplexity int, ip string) int
+		To           func(childComplexity int) int
+		Totals       func(childComplexity int) int
+		Unidentified func(childComplexity int, first *int) int
+	}
+
+	AuthStats struct {
+		DKIMAligned     func(childComplexity int) int
+		DKIMPass        func(childComplexity int) int
+		DMARCPass       func(childComplexity int) int
+		Dispositions    func(childComplexity int) int
+		DkimAlignedRate func(childComplexity int) int
+		DkimPassRate    func(childComplexity int) int
+		DmarcPassRate   func(childComplexity int) int
+		Messages        func(childComplexity int) int
+		Reporters       func(childComplexity int) int
+		SPFAligned      func(childComplexity int) int
+		SPFPass         func(childComplexity int) int
+		SpfAlignedRate  func(childComplexity int) int
+		SpfPassRate     func(childComplexity int) int
+	}
+
 	Bimi struct {
 		EvidenceURL func(childComplexity int) int
 		LogoURL     func(childComplexity int) int
 	}
 
+	CategoryStats struct {
+		Category func(childComplexity int) int
+		Stats    func(childComplexity int) int
+	}
+
 	CreateApiTokenPayload struct {
 		Secret func(childComplexity int) int
 		Token  func(childComplexity int) int
+	}
+
+	DailyStats struct {
+		Day   func(childComplexity int) int
+		Stats func(childComplexity int) int
 	}
 
 	Delegation struct {
@@ -155,6 +200,12 @@ type ComplexityRoot struct {
 		Selector        func(childComplexity int) int
 	}
 
+	Dispositions struct {
+		None       func(childComplexity int) int
+		Quarantine func(childComplexity int) int
+		Reject     func(childComplexity int) int
+	}
+
 	DkimKey struct {
 		Bits        func(childComplexity int) int
 		CnameTarget func(childComplexity int) int
@@ -164,6 +215,13 @@ type ComplexityRoot struct {
 		RevokedAt   func(childComplexity int) int
 		Selector    func(childComplexity int) int
 		Service     func(childComplexity int) int
+	}
+
+	DkimSignatureStats struct {
+		Domain   func(childComplexity int) int
+		Messages func(childComplexity int) int
+		Result   func(childComplexity int) int
+		Selector func(childComplexity int) int
 	}
 
 	DmarcPolicy struct {
@@ -199,6 +257,7 @@ type ComplexityRoot struct {
 
 	Domain struct {
 		Account             func(childComplexity int) int
+		AuthReport          func(childComplexity int, rangeArg *model.ReportRange, from *time.Time, to *time.Time) int
 		Bimi                func(childComplexity int) int
 		CreatedAt           func(childComplexity int) int
 		DNSSetup            func(childComplexity int) int
@@ -244,6 +303,12 @@ type ComplexityRoot struct {
 		Proof           func(childComplexity int) int
 		Verified        func(childComplexity int) int
 		VerifiedAt      func(childComplexity int) int
+	}
+
+	HeaderFromStats struct {
+		DMARCPass  func(childComplexity int) int
+		HeaderFrom func(childComplexity int) int
+		Messages   func(childComplexity int) int
 	}
 
 	IngestProblem struct {
@@ -351,6 +416,27 @@ type ComplexityRoot struct {
 		Status      func(childComplexity int) int
 	}
 
+	Sender struct {
+		Category        func(childComplexity int) int
+		Name            func(childComplexity int) int
+		Service         func(childComplexity int) int
+		ServiceCategory func(childComplexity int) int
+		Sources         func(childComplexity int) int
+		Stats           func(childComplexity int) int
+	}
+
+	SenderConnection struct {
+		Edges      func(childComplexity int) int
+		Nodes      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	SenderEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	SenderService struct {
 		Category         func(childComplexity int) int
 		HeloSuffixes     func(childComplexity int) int
@@ -364,6 +450,31 @@ type ComplexityRoot struct {
 		SourceUrl        func(childComplexity int) int
 		SpfInclude       func(childComplexity int) int
 		SpfLookups       func(childComplexity int) int
+	}
+
+	SourceDetail struct {
+		ASN          func(childComplexity int) int
+		ASOrg        func(childComplexity int) int
+		Category     func(childComplexity int) int
+		Country      func(childComplexity int) int
+		DKIM         func(childComplexity int) int
+		Evidence     func(childComplexity int) int
+		HeaderFrom   func(childComplexity int) int
+		IP           func(childComplexity int) int
+		PTR          func(childComplexity int) int
+		PTRConfirmed func(childComplexity int) int
+		Service      func(childComplexity int) int
+		Stats        func(childComplexity int) int
+	}
+
+	SourceStats struct {
+		ASN          func(childComplexity int) int
+		ASOrg        func(childComplexity int) int
+		Country      func(childComplexity int) int
+		IP           func(childComplexity int) int
+		PTR          func(childComplexity int) int
+		PTRConfirmed func(childComplexity int) int
+		Stats        func(childComplexity int) int
 	}
 
 	SpfExplanation struct {
@@ -424,6 +535,7 @@ type AccountResolver interface {
 	APITokens(ctx context.Context, obj *account.Account) ([]*auth.APIToken, error)
 	Domains(ctx context.Context, obj *account.Account, first *int, after *string, filter *model.DomainFilter) (*model.DomainConnection, error)
 	DomainProof(ctx context.Context, obj *account.Account, name string) (*domain.DNSRecord, error)
+	AuthReport(ctx context.Context, obj *account.Account, rangeArg *model.ReportRange, from *time.Time, to *time.Time) (*authreport.Scope, error)
 	IngestProblems(ctx context.Context, obj *account.Account, limit *int) ([]*reporting.Problem, error)
 }
 type AggregateReportResolver interface {
@@ -440,6 +552,28 @@ type AggregateReportResolver interface {
 }
 type ApiTokenResolver interface {
 	Account(ctx context.Context, obj *auth.APIToken) (*account.Account, error)
+}
+type AuthReportResolver interface {
+	From(ctx context.Context, obj *authreport.Scope) (*time.Time, error)
+	To(ctx context.Context, obj *authreport.Scope) (*time.Time, error)
+	DomainCount(ctx context.Context, obj *authreport.Scope) (int, error)
+	Totals(ctx context.Context, obj *authreport.Scope) (*authreport.Stats, error)
+	Categories(ctx context.Context, obj *authreport.Scope) ([]*authreport.CategoryStats, error)
+	Senders(ctx context.Context, obj *authreport.Scope, first *int, after *string, category *model.SourceCategory, sort *model.SenderSort) (*model.SenderConnection, error)
+	Daily(ctx context.Context, obj *authreport.Scope, category *model.SourceCategory) ([]*authreport.Day, error)
+	Unidentified(ctx context.Context, obj *authreport.Scope, first *int) ([]*authreport.Source, error)
+	Source(ctx context.Context, obj *authreport.Scope, ip string) (*authreport.SourceDetail, error)
+}
+type AuthStatsResolver interface {
+	DmarcPassRate(ctx context.Context, obj *authreport.Stats) (float64, error)
+	SpfPassRate(ctx context.Context, obj *authreport.Stats) (float64, error)
+	SpfAlignedRate(ctx context.Context, obj *authreport.Stats) (float64, error)
+	DkimPassRate(ctx context.Context, obj *authreport.Stats) (float64, error)
+	DkimAlignedRate(ctx context.Context, obj *authreport.Stats) (float64, error)
+	Dispositions(ctx context.Context, obj *authreport.Stats) (*authreport.Stats, error)
+}
+type CategoryStatsResolver interface {
+	Category(ctx context.Context, obj *authreport.CategoryStats) (model.SourceCategory, error)
 }
 type DiscoveredSelectorResolver interface {
 	PassingMessages(ctx context.Context, obj *domainkey.Discovered) (int64, error)
@@ -473,6 +607,7 @@ type DomainResolver interface {
 	Bimi(ctx context.Context, obj *domain.Domain) (*domain.BIMI, error)
 	Verified(ctx context.Context, obj *domain.Domain) (bool, error)
 	Ownership(ctx context.Context, obj *domain.Domain) (*domain.Domain, error)
+	AuthReport(ctx context.Context, obj *domain.Domain, rangeArg *model.ReportRange, from *time.Time, to *time.Time) (*authreport.Scope, error)
 	DiscoveredSelectors(ctx context.Context, obj *domain.Domain, days *int, first *int, includeHosted *bool) ([]*domainkey.Discovered, error)
 	Reports(ctx context.Context, obj *domain.Domain, first *int, after *string) (*model.AggregateReportConnection, error)
 	IngestProblems(ctx context.Context, obj *domain.Domain, limit *int) ([]*reporting.Problem, error)
@@ -541,6 +676,10 @@ type SelectorResolutionResolver interface {
 	Status(ctx context.Context, obj *domainkey.Resolution) (model.SelectorResolutionStatus, error)
 	CnameTarget(ctx context.Context, obj *domainkey.Resolution) (*string, error)
 }
+type SenderResolver interface {
+	Category(ctx context.Context, obj *authreport.Sender) (model.SourceCategory, error)
+	Service(ctx context.Context, obj *authreport.Sender) (*string, error)
+}
 type SenderServiceResolver interface {
 	Slug(ctx context.Context, obj *senderdb.SenderService) (string, error)
 
@@ -549,6 +688,10 @@ type SenderServiceResolver interface {
 	ResolveError(ctx context.Context, obj *senderdb.SenderService) (*string, error)
 
 	SpfLookups(ctx context.Context, obj *senderdb.SenderService) (*int, error)
+}
+type SourceDetailResolver interface {
+	Category(ctx context.Context, obj *authreport.SourceDetail) (model.SourceCategory, error)
+	Service(ctx context.Context, obj *authreport.SourceDetail) (*string, error)
 }
 type SpfExplanationResolver interface {
 	Result(ctx context.Context, obj *sender.Explanation) (model.SpfResult, error)
@@ -583,6 +726,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.APITokens(childComplexity), true
+	case "Account.authReport":
+		if e.ComplexityRoot.Account.AuthReport == nil {
+			break
+		}
+
+		args, err := ec.field_Account_authReport_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.AuthReport(childComplexity, args["range"].(*model.ReportRange), args["from"].(*time.Time), args["to"].(*time.Time)), true
 	case "Account.createdAt":
 		if e.ComplexityRoot.Account.CreatedAt == nil {
 			break
@@ -863,6 +1017,160 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AuthPayload.User(childComplexity), true
 
+	case "AuthReport.categories":
+		if e.ComplexityRoot.AuthReport.Categories == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthReport.Categories(childComplexity), true
+	case "AuthReport.daily":
+		if e.ComplexityRoot.AuthReport.Daily == nil {
+			break
+		}
+
+		args, err := ec.field_AuthReport_daily_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.AuthReport.Daily(childComplexity, args["category"].(*model.SourceCategory)), true
+	case "AuthReport.domainCount":
+		if e.ComplexityRoot.AuthReport.DomainCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthReport.DomainCount(childComplexity), true
+	case "AuthReport.from":
+		if e.ComplexityRoot.AuthReport.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthReport.From(childComplexity), true
+	case "AuthReport.senders":
+		if e.ComplexityRoot.AuthReport.Senders == nil {
+			break
+		}
+
+		args, err := ec.field_AuthReport_senders_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.AuthReport.Senders(childComplexity, args["first"].(*int), args["after"].(*string), args["category"].(*model.SourceCategory), args["sort"].(*model.SenderSort)), true
+	case "AuthReport.source":
+		if e.ComplexityRoot.AuthReport.Source == nil {
+			break
+		}
+
+		args, err := ec.field_AuthReport_source_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.AuthReport.Source(childComplexity, args["ip"].(string)), true
+	case "AuthReport.to":
+		if e.ComplexityRoot.AuthReport.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthReport.To(childComplexity), true
+	case "AuthReport.totals":
+		if e.ComplexityRoot.AuthReport.Totals == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthReport.Totals(childComplexity), true
+	case "AuthReport.unidentified":
+		if e.ComplexityRoot.AuthReport.Unidentified == nil {
+			break
+		}
+
+		args, err := ec.field_AuthReport_unidentified_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.AuthReport.Unidentified(childComplexity, args["first"].(*int)), true
+
+	case "AuthStats.dkimAligned":
+		if e.ComplexityRoot.AuthStats.DKIMAligned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.DKIMAligned(childComplexity), true
+	case "AuthStats.dkimPass":
+		if e.ComplexityRoot.AuthStats.DKIMPass == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.DKIMPass(childComplexity), true
+	case "AuthStats.dmarcPass":
+		if e.ComplexityRoot.AuthStats.DMARCPass == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.DMARCPass(childComplexity), true
+	case "AuthStats.dispositions":
+		if e.ComplexityRoot.AuthStats.Dispositions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.Dispositions(childComplexity), true
+	case "AuthStats.dkimAlignedRate":
+		if e.ComplexityRoot.AuthStats.DkimAlignedRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.DkimAlignedRate(childComplexity), true
+	case "AuthStats.dkimPassRate":
+		if e.ComplexityRoot.AuthStats.DkimPassRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.DkimPassRate(childComplexity), true
+	case "AuthStats.dmarcPassRate":
+		if e.ComplexityRoot.AuthStats.DmarcPassRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.DmarcPassRate(childComplexity), true
+	case "AuthStats.messages":
+		if e.ComplexityRoot.AuthStats.Messages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.Messages(childComplexity), true
+	case "AuthStats.reporters":
+		if e.ComplexityRoot.AuthStats.Reporters == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.Reporters(childComplexity), true
+	case "AuthStats.spfAligned":
+		if e.ComplexityRoot.AuthStats.SPFAligned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.SPFAligned(childComplexity), true
+	case "AuthStats.spfPass":
+		if e.ComplexityRoot.AuthStats.SPFPass == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.SPFPass(childComplexity), true
+	case "AuthStats.spfAlignedRate":
+		if e.ComplexityRoot.AuthStats.SpfAlignedRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.SpfAlignedRate(childComplexity), true
+	case "AuthStats.spfPassRate":
+		if e.ComplexityRoot.AuthStats.SpfPassRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuthStats.SpfPassRate(childComplexity), true
+
 	case "Bimi.evidenceUrl":
 		if e.ComplexityRoot.Bimi.EvidenceURL == nil {
 			break
@@ -876,6 +1184,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Bimi.LogoURL(childComplexity), true
 
+	case "CategoryStats.category":
+		if e.ComplexityRoot.CategoryStats.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CategoryStats.Category(childComplexity), true
+	case "CategoryStats.stats":
+		if e.ComplexityRoot.CategoryStats.Stats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CategoryStats.Stats(childComplexity), true
+
 	case "CreateApiTokenPayload.secret":
 		if e.ComplexityRoot.CreateApiTokenPayload.Secret == nil {
 			break
@@ -888,6 +1209,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateApiTokenPayload.Token(childComplexity), true
+
+	case "DailyStats.day":
+		if e.ComplexityRoot.DailyStats.Day == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DailyStats.Day(childComplexity), true
+	case "DailyStats.stats":
+		if e.ComplexityRoot.DailyStats.Stats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DailyStats.Stats(childComplexity), true
 
 	case "Delegation.cnameAlternative":
 		if e.ComplexityRoot.Delegation.CNAMEAlternative == nil {
@@ -963,6 +1297,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.DiscoveredSelector.Selector(childComplexity), true
 
+	case "Dispositions.none":
+		if e.ComplexityRoot.Dispositions.None == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Dispositions.None(childComplexity), true
+	case "Dispositions.quarantine":
+		if e.ComplexityRoot.Dispositions.Quarantine == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Dispositions.Quarantine(childComplexity), true
+	case "Dispositions.reject":
+		if e.ComplexityRoot.Dispositions.Reject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Dispositions.Reject(childComplexity), true
+
 	case "DkimKey.bits":
 		if e.ComplexityRoot.DkimKey.Bits == nil {
 			break
@@ -1011,6 +1364,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DkimKey.Service(childComplexity), true
+
+	case "DkimSignatureStats.domain":
+		if e.ComplexityRoot.DkimSignatureStats.Domain == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimSignatureStats.Domain(childComplexity), true
+	case "DkimSignatureStats.messages":
+		if e.ComplexityRoot.DkimSignatureStats.Messages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimSignatureStats.Messages(childComplexity), true
+	case "DkimSignatureStats.result":
+		if e.ComplexityRoot.DkimSignatureStats.Result == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimSignatureStats.Result(childComplexity), true
+	case "DkimSignatureStats.selector":
+		if e.ComplexityRoot.DkimSignatureStats.Selector == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DkimSignatureStats.Selector(childComplexity), true
 
 	case "DmarcPolicy.adkim":
 		if e.ComplexityRoot.DmarcPolicy.Adkim == nil {
@@ -1153,6 +1531,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.Account(childComplexity), true
+	case "Domain.authReport":
+		if e.ComplexityRoot.Domain.AuthReport == nil {
+			break
+		}
+
+		args, err := ec.field_Domain_authReport_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Domain.AuthReport(childComplexity, args["range"].(*model.ReportRange), args["from"].(*time.Time), args["to"].(*time.Time)), true
 	case "Domain.bimi":
 		if e.ComplexityRoot.Domain.Bimi == nil {
 			break
@@ -1387,6 +1776,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DomainOwnership.VerifiedAt(childComplexity), true
+
+	case "HeaderFromStats.dmarcPass":
+		if e.ComplexityRoot.HeaderFromStats.DMARCPass == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HeaderFromStats.DMARCPass(childComplexity), true
+	case "HeaderFromStats.headerFrom":
+		if e.ComplexityRoot.HeaderFromStats.HeaderFrom == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HeaderFromStats.HeaderFrom(childComplexity), true
+	case "HeaderFromStats.messages":
+		if e.ComplexityRoot.HeaderFromStats.Messages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HeaderFromStats.Messages(childComplexity), true
 
 	case "IngestProblem.blobId":
 		if e.ComplexityRoot.IngestProblem.BlobID == nil {
@@ -1977,6 +2385,81 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SelectorResolution.Status(childComplexity), true
 
+	case "Sender.category":
+		if e.ComplexityRoot.Sender.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Sender.Category(childComplexity), true
+	case "Sender.name":
+		if e.ComplexityRoot.Sender.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Sender.Name(childComplexity), true
+	case "Sender.service":
+		if e.ComplexityRoot.Sender.Service == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Sender.Service(childComplexity), true
+	case "Sender.serviceCategory":
+		if e.ComplexityRoot.Sender.ServiceCategory == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Sender.ServiceCategory(childComplexity), true
+	case "Sender.sources":
+		if e.ComplexityRoot.Sender.Sources == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Sender.Sources(childComplexity), true
+	case "Sender.stats":
+		if e.ComplexityRoot.Sender.Stats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Sender.Stats(childComplexity), true
+
+	case "SenderConnection.edges":
+		if e.ComplexityRoot.SenderConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderConnection.Edges(childComplexity), true
+	case "SenderConnection.nodes":
+		if e.ComplexityRoot.SenderConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderConnection.Nodes(childComplexity), true
+	case "SenderConnection.pageInfo":
+		if e.ComplexityRoot.SenderConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderConnection.PageInfo(childComplexity), true
+	case "SenderConnection.totalCount":
+		if e.ComplexityRoot.SenderConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderConnection.TotalCount(childComplexity), true
+
+	case "SenderEdge.cursor":
+		if e.ComplexityRoot.SenderEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderEdge.Cursor(childComplexity), true
+	case "SenderEdge.node":
+		if e.ComplexityRoot.SenderEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderEdge.Node(childComplexity), true
+
 	case "SenderService.category":
 		if e.ComplexityRoot.SenderService.Category == nil {
 			break
@@ -2049,6 +2532,122 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SenderService.SpfLookups(childComplexity), true
+
+	case "SourceDetail.asn":
+		if e.ComplexityRoot.SourceDetail.ASN == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.ASN(childComplexity), true
+	case "SourceDetail.asOrg":
+		if e.ComplexityRoot.SourceDetail.ASOrg == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.ASOrg(childComplexity), true
+	case "SourceDetail.category":
+		if e.ComplexityRoot.SourceDetail.Category == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.Category(childComplexity), true
+	case "SourceDetail.country":
+		if e.ComplexityRoot.SourceDetail.Country == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.Country(childComplexity), true
+	case "SourceDetail.dkim":
+		if e.ComplexityRoot.SourceDetail.DKIM == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.DKIM(childComplexity), true
+	case "SourceDetail.evidence":
+		if e.ComplexityRoot.SourceDetail.Evidence == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.Evidence(childComplexity), true
+	case "SourceDetail.headerFrom":
+		if e.ComplexityRoot.SourceDetail.HeaderFrom == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.HeaderFrom(childComplexity), true
+	case "SourceDetail.ip":
+		if e.ComplexityRoot.SourceDetail.IP == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.IP(childComplexity), true
+	case "SourceDetail.ptr":
+		if e.ComplexityRoot.SourceDetail.PTR == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.PTR(childComplexity), true
+	case "SourceDetail.ptrConfirmed":
+		if e.ComplexityRoot.SourceDetail.PTRConfirmed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.PTRConfirmed(childComplexity), true
+	case "SourceDetail.service":
+		if e.ComplexityRoot.SourceDetail.Service == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.Service(childComplexity), true
+	case "SourceDetail.stats":
+		if e.ComplexityRoot.SourceDetail.Stats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceDetail.Stats(childComplexity), true
+
+	case "SourceStats.asn":
+		if e.ComplexityRoot.SourceStats.ASN == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceStats.ASN(childComplexity), true
+	case "SourceStats.asOrg":
+		if e.ComplexityRoot.SourceStats.ASOrg == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceStats.ASOrg(childComplexity), true
+	case "SourceStats.country":
+		if e.ComplexityRoot.SourceStats.Country == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceStats.Country(childComplexity), true
+	case "SourceStats.ip":
+		if e.ComplexityRoot.SourceStats.IP == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceStats.IP(childComplexity), true
+	case "SourceStats.ptr":
+		if e.ComplexityRoot.SourceStats.PTR == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceStats.PTR(childComplexity), true
+	case "SourceStats.ptrConfirmed":
+		if e.ComplexityRoot.SourceStats.PTRConfirmed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceStats.PTRConfirmed(childComplexity), true
+	case "SourceStats.stats":
+		if e.ComplexityRoot.SourceStats.Stats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SourceStats.Stats(childComplexity), true
 
 	case "SpfExplanation.kind":
 		if e.ComplexityRoot.SpfExplanation.Kind == nil {
@@ -2340,6 +2939,207 @@ enum Role {
   OWNER
   "Holds the permissions given by teams (none yet)."
   MEMBER
+}
+`, BuiltIn: false},
+	{Name: "../../schema/authreport.graphqls", Input: `"A calendar day in UTC, written YYYY-MM-DD."
+scalar Date
+
+"The days an authentication report covers, each a UTC day of the reports' periods, today included."
+enum ReportRange {
+  LAST_7_DAYS
+  LAST_30_DAYS
+  LAST_90_DAYS
+}
+
+"Who a report source is, as classified from its evidence (reports not yet classified count as UNIDENTIFIED for the minute it takes)."
+enum SourceCategory {
+  "An address in one of the domain's netblocks, or mail signed with aligned DKIM by one of the domain's own keys not tied to a service."
+  INTERNAL
+  "A known sending service: an address in its ranges, its DKIM d= domain, or its forward-confirmed reverse name."
+  SERVICE
+  "Mail forwarded on (a DKIM signature that passed unaligned, or the reporter gave a forwarding reason)."
+  FORWARDED
+  "Nothing identifies the source: spoofing, or a sender still to be set up."
+  UNIDENTIFIED
+}
+
+"The order of a report's senders."
+enum SenderSort {
+  "Most messages first."
+  MESSAGES_DESC
+  "Lowest DMARC pass rate first: the senders to fix."
+  DMARC_PASS_RATE_ASC
+  "Highest DMARC pass rate first."
+  DMARC_PASS_RATE_DESC
+  "By name, A to Z."
+  NAME_ASC
+}
+
+"""
+The authentication report of a domain, or of an account's domains, over a
+range of UTC days: how many messages were reported as sent with the
+domain(s) in the From header, by whom, and how well they authenticated.
+Each section is one database query, whatever the number of domains; the
+totals and categories of every report an operation asks for over the same
+range are read together. An operation may read at most 100 of the other
+sections (senders, daily, unidentified, source; an account's report counts
+one more), else BAD_USER_INPUT.
+"""
+type AuthReport {
+  "The first day covered."
+  from: Date!
+  "The last day covered (inclusive)."
+  to: Date!
+  "How many domains the report covers: one for a domain; for an account, its domains and those of the customer accounts the caller may read."
+  domainCount: Int!
+  "Every message of the range."
+  totals: AuthStats!
+  "The messages by category of source, every category listed (zero when none)."
+  categories: [CategoryStats!]!
+  "The senders: each known service by itself, and one sender for each other category (internal, forwarded, unidentified). Relay pagination (at most 100 a page; a cursor is a position in the order, as senders are summed on every read); filter by category; sorted by ` + "`" + `sort` + "`" + `, then by name."
+  senders(first: Int = 20, after: String, category: SourceCategory, sort: SenderSort = MESSAGES_DESC): SenderConnection!
+  "One entry per day of the range, oldest first, days without reports at zero; with ` + "`" + `category` + "`" + `, only that category's messages."
+  daily(category: SourceCategory): [DailyStats!]!
+  "The unidentified source addresses with the most messages, most first (at most 100)."
+  unidentified(first: Int = 10): [SourceStats!]!
+  "One source address in detail; null when it sent nothing in the range. BAD_USER_INPUT when ` + "`" + `ip` + "`" + ` is not an IP address."
+  source(ip: String!): SourceDetail
+}
+
+"Message counts and rates. A message passes DMARC when SPF or DKIM passed aligned with its From domain. Rates are between 0 and 1, and 0 when there are no messages."
+type AuthStats {
+  messages: Count!
+  "Messages that passed DMARC."
+  dmarcPass: Count!
+  "Messages whose SPF check passed, aligned or not."
+  spfPass: Count!
+  "Messages whose SPF passed aligned with the From domain."
+  spfAligned: Count!
+  "Messages with a DKIM signature that passed, aligned or not."
+  dkimPass: Count!
+  "Messages whose DKIM passed aligned with the From domain."
+  dkimAligned: Count!
+  dmarcPassRate: Float!
+  spfPassRate: Float!
+  spfAlignedRate: Float!
+  dkimPassRate: Float!
+  dkimAlignedRate: Float!
+  "What the receivers did with the messages."
+  dispositions: Dispositions!
+  "The reporting organisations that reported these messages, sorted."
+  reporters: [String!]!
+}
+
+"Messages by the disposition the receiver applied."
+type Dispositions {
+  none: Count!
+  quarantine: Count!
+  reject: Count!
+}
+
+"A category's messages."
+type CategoryStats {
+  category: SourceCategory!
+  stats: AuthStats!
+}
+
+"Who sent: a known service, or for the other categories the category itself."
+type Sender {
+  category: SourceCategory!
+  "The service's slug; null for a category other than SERVICE."
+  service: String
+  "The service's name, or the category's (Internal, Forwarded, Unidentified)."
+  name: String!
+  "The service's own category in the catalog (e.g. marketing); empty for a category other than SERVICE."
+  serviceCategory: String!
+  "How many distinct source addresses sent."
+  sources: Count!
+  stats: AuthStats!
+}
+
+"A page of senders (Relay connection)."
+type SenderConnection {
+  edges: [SenderEdge!]!
+  nodes: [Sender!]!
+  pageInfo: PageInfo!
+  "All senders matching the filter."
+  totalCount: Count!
+}
+
+"A sender in a page."
+type SenderEdge {
+  cursor: String!
+  node: Sender!
+}
+
+"One day's messages."
+type DailyStats {
+  day: Date!
+  stats: AuthStats!
+}
+
+"A source address and its messages."
+type SourceStats {
+  ip: String!
+  "The reverse (PTR) name, when looked up and found."
+  ptr: String
+  "The reverse name resolves back to the address."
+  ptrConfirmed: Boolean!
+  "The autonomous system, from the operator's GeoIP files; null when not configured or not listed."
+  asn: Count
+  asOrg: String
+  "ISO 3166-1 alpha-2 country code."
+  country: String
+  stats: AuthStats!
+}
+
+"One source address in detail."
+type SourceDetail {
+  ip: String!
+  "The category of its latest day in the range."
+  category: SourceCategory!
+  "The service's slug, for category SERVICE."
+  service: String
+  "Why it was classified so (e.g. the netblock, range or DKIM domain that matched); empty while not yet classified."
+  evidence: String!
+  ptr: String
+  ptrConfirmed: Boolean!
+  asn: Count
+  asOrg: String
+  country: String
+  stats: AuthStats!
+  "The From header domains of its messages, most messages first."
+  headerFrom: [HeaderFromStats!]!
+  "The DKIM signatures reported for its messages (signing domain, selector and result), most messages first."
+  dkim: [DkimSignatureStats!]!
+}
+
+"Messages with one From header domain."
+type HeaderFromStats {
+  headerFrom: String!
+  messages: Count!
+  dmarcPass: Count!
+}
+
+"Messages carrying one DKIM signature outcome."
+type DkimSignatureStats {
+  "The signing domain (d=)."
+  domain: String!
+  "The selector (s=); empty when the reporter gave none."
+  selector: String!
+  "pass, fail, neutral, none, policy, temperror, permerror, or empty when absent."
+  result: String!
+  messages: Count!
+}
+
+extend type Domain {
+  "The domain's authentication report over ` + "`" + `range` + "`" + `, or from ` + "`" + `from` + "`" + ` to ` + "`" + `to` + "`" + ` (both UTC days, inclusive, at most 366 days, given together; they replace ` + "`" + `range` + "`" + `). BAD_USER_INPUT for a bad range."
+  authReport(range: ReportRange = LAST_30_DAYS, from: Date, to: Date): AuthReport!
+}
+
+extend type Account {
+  "The authentication report over every domain of the account and, for an MSP, of its customer accounts the caller may read; the range as for ` + "`" + `Domain.authReport` + "`" + `."
+  authReport(range: ReportRange = LAST_30_DAYS, from: Date, to: Date): AuthReport!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/dkim.graphqls", Input: `"A DKIM key of a domain, served under its _domainkey zone."
@@ -3165,6 +3965,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_domains(ctx, field)
 	case "domainProof":
 		return ec.fieldContext_Account_domainProof(ctx, field)
+	case "authReport":
+		return ec.fieldContext_Account_authReport(ctx, field)
 	case "ingestProblems":
 		return ec.fieldContext_Account_ingestProblems(ctx, field)
 	}
@@ -3277,6 +4079,62 @@ func (ec *executionContext) childFields_AuthPayload(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type AuthPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_AuthReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_AuthReport_from(ctx, field)
+	case "to":
+		return ec.fieldContext_AuthReport_to(ctx, field)
+	case "domainCount":
+		return ec.fieldContext_AuthReport_domainCount(ctx, field)
+	case "totals":
+		return ec.fieldContext_AuthReport_totals(ctx, field)
+	case "categories":
+		return ec.fieldContext_AuthReport_categories(ctx, field)
+	case "senders":
+		return ec.fieldContext_AuthReport_senders(ctx, field)
+	case "daily":
+		return ec.fieldContext_AuthReport_daily(ctx, field)
+	case "unidentified":
+		return ec.fieldContext_AuthReport_unidentified(ctx, field)
+	case "source":
+		return ec.fieldContext_AuthReport_source(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuthReport", field.Name)
+}
+
+func (ec *executionContext) childFields_AuthStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "messages":
+		return ec.fieldContext_AuthStats_messages(ctx, field)
+	case "dmarcPass":
+		return ec.fieldContext_AuthStats_dmarcPass(ctx, field)
+	case "spfPass":
+		return ec.fieldContext_AuthStats_spfPass(ctx, field)
+	case "spfAligned":
+		return ec.fieldContext_AuthStats_spfAligned(ctx, field)
+	case "dkimPass":
+		return ec.fieldContext_AuthStats_dkimPass(ctx, field)
+	case "dkimAligned":
+		return ec.fieldContext_AuthStats_dkimAligned(ctx, field)
+	case "dmarcPassRate":
+		return ec.fieldContext_AuthStats_dmarcPassRate(ctx, field)
+	case "spfPassRate":
+		return ec.fieldContext_AuthStats_spfPassRate(ctx, field)
+	case "spfAlignedRate":
+		return ec.fieldContext_AuthStats_spfAlignedRate(ctx, field)
+	case "dkimPassRate":
+		return ec.fieldContext_AuthStats_dkimPassRate(ctx, field)
+	case "dkimAlignedRate":
+		return ec.fieldContext_AuthStats_dkimAlignedRate(ctx, field)
+	case "dispositions":
+		return ec.fieldContext_AuthStats_dispositions(ctx, field)
+	case "reporters":
+		return ec.fieldContext_AuthStats_reporters(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuthStats", field.Name)
+}
+
 func (ec *executionContext) childFields_Bimi(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "logoUrl":
@@ -3287,6 +4145,16 @@ func (ec *executionContext) childFields_Bimi(ctx context.Context, field graphql.
 	return nil, fmt.Errorf("no field named %q was found under type Bimi", field.Name)
 }
 
+func (ec *executionContext) childFields_CategoryStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "category":
+		return ec.fieldContext_CategoryStats_category(ctx, field)
+	case "stats":
+		return ec.fieldContext_CategoryStats_stats(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CategoryStats", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateApiTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "token":
@@ -3295,6 +4163,16 @@ func (ec *executionContext) childFields_CreateApiTokenPayload(ctx context.Contex
 		return ec.fieldContext_CreateApiTokenPayload_secret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateApiTokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_DailyStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "day":
+		return ec.fieldContext_DailyStats_day(ctx, field)
+	case "stats":
+		return ec.fieldContext_DailyStats_stats(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DailyStats", field.Name)
 }
 
 func (ec *executionContext) childFields_Delegation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3333,6 +4211,18 @@ func (ec *executionContext) childFields_DiscoveredSelector(ctx context.Context, 
 	return nil, fmt.Errorf("no field named %q was found under type DiscoveredSelector", field.Name)
 }
 
+func (ec *executionContext) childFields_Dispositions(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "none":
+		return ec.fieldContext_Dispositions_none(ctx, field)
+	case "quarantine":
+		return ec.fieldContext_Dispositions_quarantine(ctx, field)
+	case "reject":
+		return ec.fieldContext_Dispositions_reject(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Dispositions", field.Name)
+}
+
 func (ec *executionContext) childFields_DkimKey(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "selector":
@@ -3353,6 +4243,20 @@ func (ec *executionContext) childFields_DkimKey(ctx context.Context, field graph
 		return ec.fieldContext_DkimKey_createdAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DkimKey", field.Name)
+}
+
+func (ec *executionContext) childFields_DkimSignatureStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "domain":
+		return ec.fieldContext_DkimSignatureStats_domain(ctx, field)
+	case "selector":
+		return ec.fieldContext_DkimSignatureStats_selector(ctx, field)
+	case "result":
+		return ec.fieldContext_DkimSignatureStats_result(ctx, field)
+	case "messages":
+		return ec.fieldContext_DkimSignatureStats_messages(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DkimSignatureStats", field.Name)
 }
 
 func (ec *executionContext) childFields_DmarcPolicy(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3459,6 +4363,8 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_verified(ctx, field)
 	case "ownership":
 		return ec.fieldContext_Domain_ownership(ctx, field)
+	case "authReport":
+		return ec.fieldContext_Domain_authReport(ctx, field)
 	case "discoveredSelectors":
 		return ec.fieldContext_Domain_discoveredSelectors(ctx, field)
 	case "reports":
@@ -3513,6 +4419,18 @@ func (ec *executionContext) childFields_DomainOwnership(ctx context.Context, fie
 		return ec.fieldContext_DomainOwnership_lastCheckResult(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DomainOwnership", field.Name)
+}
+
+func (ec *executionContext) childFields_HeaderFromStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "headerFrom":
+		return ec.fieldContext_HeaderFromStats_headerFrom(ctx, field)
+	case "messages":
+		return ec.fieldContext_HeaderFromStats_messages(ctx, field)
+	case "dmarcPass":
+		return ec.fieldContext_HeaderFromStats_dmarcPass(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type HeaderFromStats", field.Name)
 }
 
 func (ec *executionContext) childFields_IngestProblem(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3651,6 +4569,48 @@ func (ec *executionContext) childFields_SelectorResolution(ctx context.Context, 
 	return nil, fmt.Errorf("no field named %q was found under type SelectorResolution", field.Name)
 }
 
+func (ec *executionContext) childFields_Sender(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "category":
+		return ec.fieldContext_Sender_category(ctx, field)
+	case "service":
+		return ec.fieldContext_Sender_service(ctx, field)
+	case "name":
+		return ec.fieldContext_Sender_name(ctx, field)
+	case "serviceCategory":
+		return ec.fieldContext_Sender_serviceCategory(ctx, field)
+	case "sources":
+		return ec.fieldContext_Sender_sources(ctx, field)
+	case "stats":
+		return ec.fieldContext_Sender_stats(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Sender", field.Name)
+}
+
+func (ec *executionContext) childFields_SenderConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_SenderConnection_edges(ctx, field)
+	case "nodes":
+		return ec.fieldContext_SenderConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_SenderConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_SenderConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SenderConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_SenderEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_SenderEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_SenderEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SenderEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_SenderService(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "slug":
@@ -3679,6 +4639,56 @@ func (ec *executionContext) childFields_SenderService(ctx context.Context, field
 		return ec.fieldContext_SenderService_sourceUrl(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SenderService", field.Name)
+}
+
+func (ec *executionContext) childFields_SourceDetail(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ip":
+		return ec.fieldContext_SourceDetail_ip(ctx, field)
+	case "category":
+		return ec.fieldContext_SourceDetail_category(ctx, field)
+	case "service":
+		return ec.fieldContext_SourceDetail_service(ctx, field)
+	case "evidence":
+		return ec.fieldContext_SourceDetail_evidence(ctx, field)
+	case "ptr":
+		return ec.fieldContext_SourceDetail_ptr(ctx, field)
+	case "ptrConfirmed":
+		return ec.fieldContext_SourceDetail_ptrConfirmed(ctx, field)
+	case "asn":
+		return ec.fieldContext_SourceDetail_asn(ctx, field)
+	case "asOrg":
+		return ec.fieldContext_SourceDetail_asOrg(ctx, field)
+	case "country":
+		return ec.fieldContext_SourceDetail_country(ctx, field)
+	case "stats":
+		return ec.fieldContext_SourceDetail_stats(ctx, field)
+	case "headerFrom":
+		return ec.fieldContext_SourceDetail_headerFrom(ctx, field)
+	case "dkim":
+		return ec.fieldContext_SourceDetail_dkim(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SourceDetail", field.Name)
+}
+
+func (ec *executionContext) childFields_SourceStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ip":
+		return ec.fieldContext_SourceStats_ip(ctx, field)
+	case "ptr":
+		return ec.fieldContext_SourceStats_ptr(ctx, field)
+	case "ptrConfirmed":
+		return ec.fieldContext_SourceStats_ptrConfirmed(ctx, field)
+	case "asn":
+		return ec.fieldContext_SourceStats_asn(ctx, field)
+	case "asOrg":
+		return ec.fieldContext_SourceStats_asOrg(ctx, field)
+	case "country":
+		return ec.fieldContext_SourceStats_country(ctx, field)
+	case "stats":
+		return ec.fieldContext_SourceStats_stats(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SourceStats", field.Name)
 }
 
 func (ec *executionContext) childFields_SpfExplanation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3889,6 +4899,36 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Account_authReport_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "range",
+		func(ctx context.Context, v any) (*model.ReportRange, error) {
+			return ec.unmarshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportRange(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["range"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalODate2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalODate2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Account_domainProof_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3944,6 +4984,116 @@ func (ec *executionContext) field_Account_ingestProblems_args(ctx context.Contex
 		return nil, err
 	}
 	args["limit"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_AuthReport_daily_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "category",
+		func(ctx context.Context, v any) (*model.SourceCategory, error) {
+			return ec.unmarshalOSourceCategory2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["category"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_AuthReport_senders_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "category",
+		func(ctx context.Context, v any) (*model.SourceCategory, error) {
+			return ec.unmarshalOSourceCategory2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["category"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "sort",
+		func(ctx context.Context, v any) (*model.SenderSort, error) {
+			return ec.unmarshalOSenderSort2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderSort(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["sort"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_AuthReport_source_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "ip",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ip"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_AuthReport_unidentified_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Domain_authReport_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "range",
+		func(ctx context.Context, v any) (*model.ReportRange, error) {
+			return ec.unmarshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportRange(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["range"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalODate2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (*time.Time, error) {
+			return ec.unmarshalODate2ᚖtimeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg2
 	return args, nil
 }
 
@@ -5000,6 +6150,50 @@ func (ec *executionContext) fieldContext_Account_domainProof(ctx context.Context
 	return fc, nil
 }
 
+func (ec *executionContext) _Account_authReport(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_authReport(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().AuthReport(ctx, obj, fc.Args["range"].(*model.ReportRange), fc.Args["from"].(*time.Time), fc.Args["to"].(*time.Time))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *authreport.Scope) graphql.Marshaler {
+			return ec.marshalNAuthReport2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_authReport(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_authReport_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Account_ingestProblems(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5921,6 +7115,623 @@ func (ec *executionContext) fieldContext_AuthPayload_user(_ context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _AuthReport_from(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthReport().From(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNDate2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthReport", field, true, true, "Date")
+}
+
+func (ec *executionContext) _AuthReport_to(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthReport().To(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNDate2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthReport", field, true, true, "Date")
+}
+
+func (ec *executionContext) _AuthReport_domainCount(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_domainCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthReport().DomainCount(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_domainCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthReport", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AuthReport_totals(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_totals(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthReport().Totals(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *authreport.Stats) graphql.Marshaler {
+			return ec.marshalNAuthStats2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_totals(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuthReport",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuthReport_categories(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_categories(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthReport().Categories(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*authreport.CategoryStats) graphql.Marshaler {
+			return ec.marshalNCategoryStats2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐCategoryStatsᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_categories(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuthReport",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CategoryStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuthReport_senders(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_senders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.AuthReport().Senders(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["category"].(*model.SourceCategory), fc.Args["sort"].(*model.SenderSort))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SenderConnection) graphql.Marshaler {
+			return ec.marshalNSenderConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_senders(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuthReport",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_AuthReport_senders_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuthReport_daily(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_daily(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.AuthReport().Daily(ctx, obj, fc.Args["category"].(*model.SourceCategory))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*authreport.Day) graphql.Marshaler {
+			return ec.marshalNDailyStats2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐDayᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_daily(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuthReport",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DailyStats(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_AuthReport_daily_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuthReport_unidentified(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_unidentified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.AuthReport().Unidentified(ctx, obj, fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*authreport.Source) graphql.Marshaler {
+			return ec.marshalNSourceStats2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSourceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_unidentified(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuthReport",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SourceStats(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_AuthReport_unidentified_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuthReport_source(ctx context.Context, field graphql.CollectedField, obj *authreport.Scope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthReport_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.AuthReport().Source(ctx, obj, fc.Args["ip"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *authreport.SourceDetail) graphql.Marshaler {
+			return ec.marshalOSourceDetail2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSourceDetail(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AuthReport_source(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuthReport",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SourceDetail(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_AuthReport_source_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuthStats_messages(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_messages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Messages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, false, false, "Count")
+}
+
+func (ec *executionContext) _AuthStats_dmarcPass(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_dmarcPass(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DMARCPass, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_dmarcPass(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, false, false, "Count")
+}
+
+func (ec *executionContext) _AuthStats_spfPass(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_spfPass(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SPFPass, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_spfPass(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, false, false, "Count")
+}
+
+func (ec *executionContext) _AuthStats_spfAligned(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_spfAligned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SPFAligned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_spfAligned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, false, false, "Count")
+}
+
+func (ec *executionContext) _AuthStats_dkimPass(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_dkimPass(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DKIMPass, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_dkimPass(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, false, false, "Count")
+}
+
+func (ec *executionContext) _AuthStats_dkimAligned(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_dkimAligned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DKIMAligned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_dkimAligned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, false, false, "Count")
+}
+
+func (ec *executionContext) _AuthStats_dmarcPassRate(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_dmarcPassRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthStats().DmarcPassRate(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_dmarcPassRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, true, true, "Float")
+}
+
+func (ec *executionContext) _AuthStats_spfPassRate(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_spfPassRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthStats().SpfPassRate(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_spfPassRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, true, true, "Float")
+}
+
+func (ec *executionContext) _AuthStats_spfAlignedRate(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_spfAlignedRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthStats().SpfAlignedRate(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_spfAlignedRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, true, true, "Float")
+}
+
+func (ec *executionContext) _AuthStats_dkimPassRate(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_dkimPassRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthStats().DkimPassRate(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_dkimPassRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, true, true, "Float")
+}
+
+func (ec *executionContext) _AuthStats_dkimAlignedRate(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_dkimAlignedRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthStats().DkimAlignedRate(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_dkimAlignedRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, true, true, "Float")
+}
+
+func (ec *executionContext) _AuthStats_dispositions(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_dispositions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AuthStats().Dispositions(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *authreport.Stats) graphql.Marshaler {
+			return ec.marshalNDispositions2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_dispositions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuthStats",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Dispositions(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuthStats_reporters(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuthStats_reporters(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reporters, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuthStats_reporters(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuthStats", field, false, false, "String")
+}
+
 func (ec *executionContext) _Bimi_logoUrl(ctx context.Context, field graphql.CollectedField, obj *domain.BIMI) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5965,6 +7776,61 @@ func (ec *executionContext) _Bimi_evidenceUrl(ctx context.Context, field graphql
 }
 func (ec *executionContext) fieldContext_Bimi_evidenceUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Bimi", field, false, false, "String")
+}
+
+func (ec *executionContext) _CategoryStats_category(ctx context.Context, field graphql.CollectedField, obj *authreport.CategoryStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CategoryStats_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CategoryStats().Category(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SourceCategory) graphql.Marshaler {
+			return ec.marshalNSourceCategory2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CategoryStats_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CategoryStats", field, true, true, "SourceCategory")
+}
+
+func (ec *executionContext) _CategoryStats_stats(ctx context.Context, field graphql.CollectedField, obj *authreport.CategoryStats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CategoryStats_stats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stats, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v authreport.Stats) graphql.Marshaler {
+			return ec.marshalNAuthStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CategoryStats_stats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CategoryStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthStats(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CreateApiTokenPayload_token(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPITokenPayload) (ret graphql.Marshaler) {
@@ -6020,6 +7886,61 @@ func (ec *executionContext) _CreateApiTokenPayload_secret(ctx context.Context, f
 }
 func (ec *executionContext) fieldContext_CreateApiTokenPayload_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreateApiTokenPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _DailyStats_day(ctx context.Context, field graphql.CollectedField, obj *authreport.Day) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DailyStats_day(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Day, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDate2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DailyStats_day(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DailyStats", field, false, false, "Date")
+}
+
+func (ec *executionContext) _DailyStats_stats(ctx context.Context, field graphql.CollectedField, obj *authreport.Day) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DailyStats_stats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stats, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v authreport.Stats) graphql.Marshaler {
+			return ec.marshalNAuthStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DailyStats_stats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DailyStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthStats(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Delegation_nameServers(ctx context.Context, field graphql.CollectedField, obj *domain.Delegation) (ret graphql.Marshaler) {
@@ -6334,6 +8255,75 @@ func (ec *executionContext) fieldContext_DiscoveredSelector_resolution(_ context
 	return fc, nil
 }
 
+func (ec *executionContext) _Dispositions_none(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Dispositions_none(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.None, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Dispositions_none(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Dispositions", field, false, false, "Count")
+}
+
+func (ec *executionContext) _Dispositions_quarantine(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Dispositions_quarantine(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quarantine, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Dispositions_quarantine(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Dispositions", field, false, false, "Count")
+}
+
+func (ec *executionContext) _Dispositions_reject(ctx context.Context, field graphql.CollectedField, obj *authreport.Stats) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Dispositions_reject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Dispositions_reject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Dispositions", field, false, false, "Count")
+}
+
 func (ec *executionContext) _DkimKey_selector(ctx context.Context, field graphql.CollectedField, obj *domainkeydb.DkimKey) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6525,6 +8515,98 @@ func (ec *executionContext) _DkimKey_createdAt(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_DkimKey_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("DkimKey", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DkimSignatureStats_domain(ctx context.Context, field graphql.CollectedField, obj *authreport.Signature) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimSignatureStats_domain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Domain, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DkimSignatureStats_domain(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimSignatureStats", field, false, false, "String")
+}
+
+func (ec *executionContext) _DkimSignatureStats_selector(ctx context.Context, field graphql.CollectedField, obj *authreport.Signature) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimSignatureStats_selector(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Selector, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DkimSignatureStats_selector(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimSignatureStats", field, false, false, "String")
+}
+
+func (ec *executionContext) _DkimSignatureStats_result(ctx context.Context, field graphql.CollectedField, obj *authreport.Signature) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimSignatureStats_result(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Result, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DkimSignatureStats_result(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimSignatureStats", field, false, false, "String")
+}
+
+func (ec *executionContext) _DkimSignatureStats_messages(ctx context.Context, field graphql.CollectedField, obj *authreport.Signature) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DkimSignatureStats_messages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Messages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DkimSignatureStats_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DkimSignatureStats", field, false, false, "Count")
 }
 
 func (ec *executionContext) _DmarcPolicy_p(ctx context.Context, field graphql.CollectedField, obj *model.DmarcPolicy) (ret graphql.Marshaler) {
@@ -7637,6 +9719,50 @@ func (ec *executionContext) fieldContext_Domain_ownership(_ context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Domain_authReport(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_authReport(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Domain().AuthReport(ctx, obj, fc.Args["range"].(*model.ReportRange), fc.Args["from"].(*time.Time), fc.Args["to"].(*time.Time))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *authreport.Scope) graphql.Marshaler {
+			return ec.marshalNAuthReport2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_authReport(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Domain_authReport_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Domain_discoveredSelectors(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8134,6 +10260,75 @@ func (ec *executionContext) _DomainOwnership_lastCheckResult(ctx context.Context
 }
 func (ec *executionContext) fieldContext_DomainOwnership_lastCheckResult(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "String")
+}
+
+func (ec *executionContext) _HeaderFromStats_headerFrom(ctx context.Context, field graphql.CollectedField, obj *authreport.HeaderFrom) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HeaderFromStats_headerFrom(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HeaderFrom, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HeaderFromStats_headerFrom(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HeaderFromStats", field, false, false, "String")
+}
+
+func (ec *executionContext) _HeaderFromStats_messages(ctx context.Context, field graphql.CollectedField, obj *authreport.HeaderFrom) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HeaderFromStats_messages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Messages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HeaderFromStats_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HeaderFromStats", field, false, false, "Count")
+}
+
+func (ec *executionContext) _HeaderFromStats_dmarcPass(ctx context.Context, field graphql.CollectedField, obj *authreport.HeaderFrom) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HeaderFromStats_dmarcPass(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DMARCPass, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HeaderFromStats_dmarcPass(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HeaderFromStats", field, false, false, "Count")
 }
 
 func (ec *executionContext) _IngestProblem_blobId(ctx context.Context, field graphql.CollectedField, obj *reporting.Problem) (ret graphql.Marshaler) {
@@ -10522,6 +12717,327 @@ func (ec *executionContext) fieldContext_SelectorResolution_detail(_ context.Con
 	return graphql.NewScalarFieldContext("SelectorResolution", field, false, false, "String")
 }
 
+func (ec *executionContext) _Sender_category(ctx context.Context, field graphql.CollectedField, obj *authreport.Sender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Sender_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Sender().Category(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SourceCategory) graphql.Marshaler {
+			return ec.marshalNSourceCategory2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Sender_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Sender", field, true, true, "SourceCategory")
+}
+
+func (ec *executionContext) _Sender_service(ctx context.Context, field graphql.CollectedField, obj *authreport.Sender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Sender_service(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Sender().Service(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Sender_service(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Sender", field, true, true, "String")
+}
+
+func (ec *executionContext) _Sender_name(ctx context.Context, field graphql.CollectedField, obj *authreport.Sender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Sender_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Sender_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Sender", field, false, false, "String")
+}
+
+func (ec *executionContext) _Sender_serviceCategory(ctx context.Context, field graphql.CollectedField, obj *authreport.Sender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Sender_serviceCategory(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ServiceCategory, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Sender_serviceCategory(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Sender", field, false, false, "String")
+}
+
+func (ec *executionContext) _Sender_sources(ctx context.Context, field graphql.CollectedField, obj *authreport.Sender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Sender_sources(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sources, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Sender_sources(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Sender", field, false, false, "Count")
+}
+
+func (ec *executionContext) _Sender_stats(ctx context.Context, field graphql.CollectedField, obj *authreport.Sender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Sender_stats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stats, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v authreport.Stats) graphql.Marshaler {
+			return ec.marshalNAuthStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Sender_stats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Sender",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SenderConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.SenderConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SenderEdge) graphql.Marshaler {
+			return ec.marshalNSenderEdge2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SenderConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SenderConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.SenderConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*authreport.Sender) graphql.Marshaler {
+			return ec.marshalNSender2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSenderᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SenderConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Sender(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SenderConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.SenderConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SenderConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SenderConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.SenderConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderConnection", field, false, false, "Count")
+}
+
+func (ec *executionContext) _SenderEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.SenderEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _SenderEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.SenderEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *authreport.Sender) graphql.Marshaler {
+			return ec.marshalNSender2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSender(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SenderEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Sender(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _SenderService_slug(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10796,6 +13312,479 @@ func (ec *executionContext) _SenderService_sourceUrl(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_SenderService_sourceUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceDetail_ip(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_ip(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IP, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_ip(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceDetail_category(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_category(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SourceDetail().Category(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.SourceCategory) graphql.Marshaler {
+			return ec.marshalNSourceCategory2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_category(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, true, true, "SourceCategory")
+}
+
+func (ec *executionContext) _SourceDetail_service(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_service(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SourceDetail().Service(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_service(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, true, true, "String")
+}
+
+func (ec *executionContext) _SourceDetail_evidence(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_evidence(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Evidence, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_evidence(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceDetail_ptr(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_ptr(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PTR, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_ptr(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceDetail_ptrConfirmed(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_ptrConfirmed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PTRConfirmed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_ptrConfirmed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SourceDetail_asn(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_asn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ASN, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOCount2ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_asn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, false, false, "Count")
+}
+
+func (ec *executionContext) _SourceDetail_asOrg(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_asOrg(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ASOrg, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_asOrg(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceDetail_country(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_country(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Country, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_country(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceDetail", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceDetail_stats(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_stats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stats, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v authreport.Stats) graphql.Marshaler {
+			return ec.marshalNAuthStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_stats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SourceDetail",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SourceDetail_headerFrom(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_headerFrom(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HeaderFrom, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []authreport.HeaderFrom) graphql.Marshaler {
+			return ec.marshalNHeaderFromStats2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐHeaderFromᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_headerFrom(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SourceDetail",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_HeaderFromStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SourceDetail_dkim(ctx context.Context, field graphql.CollectedField, obj *authreport.SourceDetail) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceDetail_dkim(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DKIM, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []authreport.Signature) graphql.Marshaler {
+			return ec.marshalNDkimSignatureStats2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSignatureᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceDetail_dkim(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SourceDetail",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DkimSignatureStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SourceStats_ip(ctx context.Context, field graphql.CollectedField, obj *authreport.Source) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceStats_ip(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IP, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceStats_ip(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceStats", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceStats_ptr(ctx context.Context, field graphql.CollectedField, obj *authreport.Source) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceStats_ptr(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PTR, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceStats_ptr(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceStats", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceStats_ptrConfirmed(ctx context.Context, field graphql.CollectedField, obj *authreport.Source) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceStats_ptrConfirmed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PTRConfirmed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceStats_ptrConfirmed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceStats", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SourceStats_asn(ctx context.Context, field graphql.CollectedField, obj *authreport.Source) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceStats_asn(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ASN, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOCount2ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceStats_asn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceStats", field, false, false, "Count")
+}
+
+func (ec *executionContext) _SourceStats_asOrg(ctx context.Context, field graphql.CollectedField, obj *authreport.Source) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceStats_asOrg(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ASOrg, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceStats_asOrg(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceStats", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceStats_country(ctx context.Context, field graphql.CollectedField, obj *authreport.Source) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceStats_country(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Country, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SourceStats_country(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SourceStats", field, false, false, "String")
+}
+
+func (ec *executionContext) _SourceStats_stats(ctx context.Context, field graphql.CollectedField, obj *authreport.Source) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SourceStats_stats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stats, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v authreport.Stats) graphql.Marshaler {
+			return ec.marshalNAuthStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SourceStats_stats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SourceStats",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuthStats(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _SpfExplanation_result(ctx context.Context, field graphql.CollectedField, obj *sender.Explanation) (ret graphql.Marshaler) {
@@ -12787,6 +15776,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_domainProof(ctx, field, obj)
 				})
+		case "authReport":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_authReport(ctx, field, obj)
+				})
 		case "ingestProblems":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -13162,6 +16157,187 @@ func (ec *executionContext) _AuthPayload(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var authReportImplementors = []string{"AuthReport"}
+
+func (ec *executionContext) _AuthReport(ctx context.Context, sel ast.SelectionSet, obj *authreport.Scope) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, authReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuthReport")
+		case "from":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_from(ctx, field, obj)
+				})
+		case "to":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_to(ctx, field, obj)
+				})
+		case "domainCount":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_domainCount(ctx, field, obj)
+				})
+		case "totals":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_totals(ctx, field, obj)
+				})
+		case "categories":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_categories(ctx, field, obj)
+				})
+		case "senders":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_senders(ctx, field, obj)
+				})
+		case "daily":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_daily(ctx, field, obj)
+				})
+		case "unidentified":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_unidentified(ctx, field, obj)
+				})
+		case "source":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthReport_source(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var authStatsImplementors = []string{"AuthStats"}
+
+func (ec *executionContext) _AuthStats(ctx context.Context, sel ast.SelectionSet, obj *authreport.Stats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, authStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuthStats")
+		case "messages":
+			out.Values[i] = ec._AuthStats_messages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dmarcPass":
+			out.Values[i] = ec._AuthStats_dmarcPass(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "spfPass":
+			out.Values[i] = ec._AuthStats_spfPass(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "spfAligned":
+			out.Values[i] = ec._AuthStats_spfAligned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dkimPass":
+			out.Values[i] = ec._AuthStats_dkimPass(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dkimAligned":
+			out.Values[i] = ec._AuthStats_dkimAligned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dmarcPassRate":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthStats_dmarcPassRate(ctx, field, obj)
+				})
+		case "spfPassRate":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthStats_spfPassRate(ctx, field, obj)
+				})
+		case "spfAlignedRate":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthStats_spfAlignedRate(ctx, field, obj)
+				})
+		case "dkimPassRate":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthStats_dkimPassRate(ctx, field, obj)
+				})
+		case "dkimAlignedRate":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthStats_dkimAlignedRate(ctx, field, obj)
+				})
+		case "dispositions":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AuthStats_dispositions(ctx, field, obj)
+				})
+		case "reporters":
+			out.Values[i] = ec._AuthStats_reporters(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var bimiImplementors = []string{"Bimi"}
 
 func (ec *executionContext) _Bimi(ctx context.Context, sel ast.SelectionSet, obj *domain.BIMI) graphql.Marshaler {
@@ -13200,6 +16376,45 @@ func (ec *executionContext) _Bimi(ctx context.Context, sel ast.SelectionSet, obj
 	return out
 }
 
+var categoryStatsImplementors = []string{"CategoryStats"}
+
+func (ec *executionContext) _CategoryStats(ctx context.Context, sel ast.SelectionSet, obj *authreport.CategoryStats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, categoryStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CategoryStats")
+		case "category":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CategoryStats_category(ctx, field, obj)
+				})
+		case "stats":
+			out.Values[i] = ec._CategoryStats_stats(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createApiTokenPayloadImplementors = []string{"CreateApiTokenPayload"}
 
 func (ec *executionContext) _CreateApiTokenPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAPITokenPayload) graphql.Marshaler {
@@ -13218,6 +16433,44 @@ func (ec *executionContext) _CreateApiTokenPayload(ctx context.Context, sel ast.
 			}
 		case "secret":
 			out.Values[i] = ec._CreateApiTokenPayload_secret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dailyStatsImplementors = []string{"DailyStats"}
+
+func (ec *executionContext) _DailyStats(ctx context.Context, sel ast.SelectionSet, obj *authreport.Day) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dailyStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DailyStats")
+		case "day":
+			out.Values[i] = ec._DailyStats_day(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "stats":
+			out.Values[i] = ec._DailyStats_stats(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -13358,6 +16611,49 @@ func (ec *executionContext) _DiscoveredSelector(ctx context.Context, sel ast.Sel
 	return out
 }
 
+var dispositionsImplementors = []string{"Dispositions"}
+
+func (ec *executionContext) _Dispositions(ctx context.Context, sel ast.SelectionSet, obj *authreport.Stats) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dispositionsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Dispositions")
+		case "none":
+			out.Values[i] = ec._Dispositions_none(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quarantine":
+			out.Values[i] = ec._Dispositions_quarantine(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reject":
+			out.Values[i] = ec._Dispositions_reject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var dkimKeyImplementors = []string{"DkimKey"}
 
 func (ec *executionContext) _DkimKey(ctx context.Context, sel ast.SelectionSet, obj *domainkeydb.DkimKey) graphql.Marshaler {
@@ -13411,6 +16707,54 @@ func (ec *executionContext) _DkimKey(ctx context.Context, sel ast.SelectionSet, 
 			out.Values[i] = ec._DkimKey_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dkimSignatureStatsImplementors = []string{"DkimSignatureStats"}
+
+func (ec *executionContext) _DkimSignatureStats(ctx context.Context, sel ast.SelectionSet, obj *authreport.Signature) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dkimSignatureStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DkimSignatureStats")
+		case "domain":
+			out.Values[i] = ec._DkimSignatureStats_domain(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "selector":
+			out.Values[i] = ec._DkimSignatureStats_selector(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "result":
+			out.Values[i] = ec._DkimSignatureStats_result(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "messages":
+			out.Values[i] = ec._DkimSignatureStats_messages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -13750,6 +17094,12 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_ownership(ctx, field, obj)
 				})
+		case "authReport":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_authReport(ctx, field, obj)
+				})
 		case "discoveredSelectors":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -13930,6 +17280,49 @@ func (ec *executionContext) _DomainOwnership(ctx context.Context, sel ast.Select
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._DomainOwnership_lastCheckResult(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var headerFromStatsImplementors = []string{"HeaderFromStats"}
+
+func (ec *executionContext) _HeaderFromStats(ctx context.Context, sel ast.SelectionSet, obj *authreport.HeaderFrom) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, headerFromStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("HeaderFromStats")
+		case "headerFrom":
+			out.Values[i] = ec._HeaderFromStats_headerFrom(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "messages":
+			out.Values[i] = ec._HeaderFromStats_messages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dmarcPass":
+			out.Values[i] = ec._HeaderFromStats_dmarcPass(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -14708,6 +18101,152 @@ func (ec *executionContext) _SelectorResolution(ctx context.Context, sel ast.Sel
 	return out
 }
 
+var senderImplementors = []string{"Sender"}
+
+func (ec *executionContext) _Sender(ctx context.Context, sel ast.SelectionSet, obj *authreport.Sender) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, senderImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Sender")
+		case "category":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Sender_category(ctx, field, obj)
+				})
+		case "service":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Sender_service(ctx, field, obj)
+				})
+		case "name":
+			out.Values[i] = ec._Sender_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "serviceCategory":
+			out.Values[i] = ec._Sender_serviceCategory(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sources":
+			out.Values[i] = ec._Sender_sources(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "stats":
+			out.Values[i] = ec._Sender_stats(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var senderConnectionImplementors = []string{"SenderConnection"}
+
+func (ec *executionContext) _SenderConnection(ctx context.Context, sel ast.SelectionSet, obj *model.SenderConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, senderConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SenderConnection")
+		case "edges":
+			out.Values[i] = ec._SenderConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodes":
+			out.Values[i] = ec._SenderConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._SenderConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._SenderConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var senderEdgeImplementors = []string{"SenderEdge"}
+
+func (ec *executionContext) _SenderEdge(ctx context.Context, sel ast.SelectionSet, obj *model.SenderEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, senderEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SenderEdge")
+		case "cursor":
+			out.Values[i] = ec._SenderEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._SenderEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var senderServiceImplementors = []string{"SenderService"}
 
 func (ec *executionContext) _SenderService(ctx context.Context, sel ast.SelectionSet, obj *senderdb.SenderService) graphql.Marshaler {
@@ -14783,6 +18322,159 @@ func (ec *executionContext) _SenderService(ctx context.Context, sel ast.Selectio
 			out.Values[i] = ec._SenderService_sourceUrl(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var sourceDetailImplementors = []string{"SourceDetail"}
+
+func (ec *executionContext) _SourceDetail(ctx context.Context, sel ast.SelectionSet, obj *authreport.SourceDetail) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, sourceDetailImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SourceDetail")
+		case "ip":
+			out.Values[i] = ec._SourceDetail_ip(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "category":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SourceDetail_category(ctx, field, obj)
+				})
+		case "service":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SourceDetail_service(ctx, field, obj)
+				})
+		case "evidence":
+			out.Values[i] = ec._SourceDetail_evidence(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ptr":
+			out.Values[i] = ec._SourceDetail_ptr(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ptrConfirmed":
+			out.Values[i] = ec._SourceDetail_ptrConfirmed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "asn":
+			out.Values[i] = ec._SourceDetail_asn(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "asOrg":
+			out.Values[i] = ec._SourceDetail_asOrg(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "country":
+			out.Values[i] = ec._SourceDetail_country(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "stats":
+			out.Values[i] = ec._SourceDetail_stats(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "headerFrom":
+			out.Values[i] = ec._SourceDetail_headerFrom(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dkim":
+			out.Values[i] = ec._SourceDetail_dkim(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var sourceStatsImplementors = []string{"SourceStats"}
+
+func (ec *executionContext) _SourceStats(ctx context.Context, sel ast.SelectionSet, obj *authreport.Source) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, sourceStatsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SourceStats")
+		case "ip":
+			out.Values[i] = ec._SourceStats_ip(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ptr":
+			out.Values[i] = ec._SourceStats_ptr(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "ptrConfirmed":
+			out.Values[i] = ec._SourceStats_ptrConfirmed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "asn":
+			out.Values[i] = ec._SourceStats_asn(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "asOrg":
+			out.Values[i] = ec._SourceStats_asOrg(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "country":
+			out.Values[i] = ec._SourceStats_country(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "stats":
+			out.Values[i] = ec._SourceStats_stats(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -15604,6 +19296,26 @@ func (ec *executionContext) marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋ
 	return ec._AuthPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNAuthReport2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐScope(ctx context.Context, sel ast.SelectionSet, v *authreport.Scope) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuthReport!")
+		return graphql.Null
+	}
+	return ec._AuthReport(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAuthStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx context.Context, sel ast.SelectionSet, v authreport.Stats) graphql.Marshaler {
+	return ec._AuthStats(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNAuthStats2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx context.Context, sel ast.SelectionSet, v *authreport.Stats) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuthStats!")
+		return graphql.Null
+	}
+	return ec._AuthStats(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -15616,6 +19328,30 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNCategoryStats2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐCategoryStatsᚄ(ctx context.Context, sel ast.SelectionSet, v []*authreport.CategoryStats) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCategoryStats2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐCategoryStats(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCategoryStats2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐCategoryStats(ctx context.Context, sel ast.SelectionSet, v *authreport.CategoryStats) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CategoryStats!")
+		return graphql.Null
+	}
+	return ec._CategoryStats(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNCount2int64(ctx context.Context, v any) (int64, error) {
@@ -15638,6 +19374,62 @@ func (ec *executionContext) marshalNCreateApiTokenPayload2ᚖgithubᚗcomᚋramp
 		return graphql.Null
 	}
 	return ec._CreateApiTokenPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDailyStats2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐDayᚄ(ctx context.Context, sel ast.SelectionSet, v []*authreport.Day) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDailyStats2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐDay(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDailyStats2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐDay(ctx context.Context, sel ast.SelectionSet, v *authreport.Day) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DailyStats!")
+		return graphql.Null
+	}
+	return ec._DailyStats(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDate2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
+	res, err := model.UnmarshalDate(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDate2timeᚐTime(ctx context.Context, sel ast.SelectionSet, v time.Time) graphql.Marshaler {
+	_ = sel
+	res := model.MarshalDate(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Date!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNDate2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	res, err := model.UnmarshalDate(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDate2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Date!")
+		return graphql.Null
+	}
+	_ = sel
+	res := model.MarshalDate(*v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Date!")
+	}
+	return res
 }
 
 func (ec *executionContext) marshalNDelegation2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDelegation(ctx context.Context, sel ast.SelectionSet, v domain.Delegation) graphql.Marshaler {
@@ -15666,6 +19458,14 @@ func (ec *executionContext) marshalNDiscoveredSelector2ᚖgithubᚗcomᚋrampart
 		return graphql.Null
 	}
 	return ec._DiscoveredSelector(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDispositions2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐStats(ctx context.Context, sel ast.SelectionSet, v *authreport.Stats) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Dispositions!")
+		return graphql.Null
+	}
+	return ec._Dispositions(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNDkimKey2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKeyᚄ(ctx context.Context, sel ast.SelectionSet, v []*domainkeydb.DkimKey) graphql.Marshaler {
@@ -15700,6 +19500,26 @@ func (ec *executionContext) unmarshalNDkimKeyKind2githubᚗcomᚋrampartmailᚋr
 
 func (ec *executionContext) marshalNDkimKeyKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyKind(ctx context.Context, sel ast.SelectionSet, v model.DkimKeyKind) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNDkimSignatureStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSignature(ctx context.Context, sel ast.SelectionSet, v authreport.Signature) graphql.Marshaler {
+	return ec._DkimSignatureStats(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNDkimSignatureStats2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSignatureᚄ(ctx context.Context, sel ast.SelectionSet, v []authreport.Signature) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDkimSignatureStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSignature(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalNDmarcDisposition2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcDisposition(ctx context.Context, v any) (model.DmarcDisposition, error) {
@@ -15833,6 +19653,40 @@ func (ec *executionContext) marshalNDomainOwnership2ᚖgithubᚗcomᚋrampartmai
 		return graphql.Null
 	}
 	return ec._DomainOwnership(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) marshalNHeaderFromStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐHeaderFrom(ctx context.Context, sel ast.SelectionSet, v authreport.HeaderFrom) graphql.Marshaler {
+	return ec._HeaderFromStats(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNHeaderFromStats2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐHeaderFromᚄ(ctx context.Context, sel ast.SelectionSet, v []authreport.HeaderFrom) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNHeaderFromStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐHeaderFrom(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalNID2githubᚗcomᚋgoogleᚋuuidᚐUUID(ctx context.Context, v any) (uuid.UUID, error) {
@@ -16037,6 +19891,62 @@ func (ec *executionContext) marshalNSelectorResolutionStatus2githubᚗcomᚋramp
 	return v
 }
 
+func (ec *executionContext) marshalNSender2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSenderᚄ(ctx context.Context, sel ast.SelectionSet, v []*authreport.Sender) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSender2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSender(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSender2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSender(ctx context.Context, sel ast.SelectionSet, v *authreport.Sender) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Sender!")
+		return graphql.Null
+	}
+	return ec._Sender(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSenderConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderConnection(ctx context.Context, sel ast.SelectionSet, v *model.SenderConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SenderConnection!")
+		return graphql.Null
+	}
+	return ec._SenderConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNSenderEdge2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SenderEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSenderEdge2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSenderEdge2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderEdge(ctx context.Context, sel ast.SelectionSet, v *model.SenderEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SenderEdge!")
+		return graphql.Null
+	}
+	return ec._SenderEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx context.Context, sel ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -16059,6 +19969,40 @@ func (ec *executionContext) marshalNSenderService2ᚖgithubᚗcomᚋrampartmail�
 		return graphql.Null
 	}
 	return ec._SenderService(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSourceCategory2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx context.Context, v any) (model.SourceCategory, error) {
+	var res model.SourceCategory
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSourceCategory2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx context.Context, sel ast.SelectionSet, v model.SourceCategory) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNSourceStats2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSourceᚄ(ctx context.Context, sel ast.SelectionSet, v []*authreport.Source) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSourceStats2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSource(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSourceStats2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSource(ctx context.Context, sel ast.SelectionSet, v *authreport.Source) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SourceStats!")
+		return graphql.Null
+	}
+	return ec._SourceStats(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNSpfAnswerKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfAnswerKind(ctx context.Context, v any) (model.SpfAnswerKind, error) {
@@ -16508,6 +20452,42 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) unmarshalOCount2ᚖint64(ctx context.Context, v any) (*int64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := model.UnmarshalCount(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOCount2ᚖint64(ctx context.Context, sel ast.SelectionSet, v *int64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := model.MarshalCount(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalODate2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := model.UnmarshalDate(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalODate2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := model.MarshalDate(*v)
+	return res
+}
+
 func (ec *executionContext) unmarshalODmarcDisposition2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcDisposition(ctx context.Context, v any) (*model.DmarcDisposition, error) {
 	if v == nil {
 		return nil, nil
@@ -16605,11 +20585,66 @@ func (ec *executionContext) marshalONetblock2ᚖgithubᚗcomᚋrampartmailᚋram
 	return ec._Netblock(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportRange(ctx context.Context, v any) (*model.ReportRange, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.ReportRange)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportRange(ctx context.Context, sel ast.SelectionSet, v *model.ReportRange) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx context.Context, sel ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	return ec._SenderService(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOSenderSort2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderSort(ctx context.Context, v any) (*model.SenderSort, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.SenderSort)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOSenderSort2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderSort(ctx context.Context, sel ast.SelectionSet, v *model.SenderSort) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) unmarshalOSourceCategory2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx context.Context, v any) (*model.SourceCategory, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.SourceCategory)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOSourceCategory2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx context.Context, sel ast.SelectionSet, v *model.SourceCategory) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
+func (ec *executionContext) marshalOSourceDetail2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐSourceDetail(ctx context.Context, sel ast.SelectionSet, v *authreport.SourceDetail) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SourceDetail(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {

@@ -12,6 +12,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
 	"github.com/rampartmail/rampart/internal/reporting/reportingdb"
@@ -155,6 +156,21 @@ type RemovedDomain struct {
 	// permerror. Empty when nothing points at the edge, or for an unverified
 	// claim (the edge never served it).
 	Warnings []string `json:"warnings"`
+}
+
+// A page of senders (Relay connection).
+type SenderConnection struct {
+	Edges    []*SenderEdge        `json:"edges"`
+	Nodes    []*authreport.Sender `json:"nodes"`
+	PageInfo *PageInfo            `json:"pageInfo"`
+	// All senders matching the filter.
+	TotalCount int64 `json:"totalCount"`
+}
+
+// A sender in a page.
+type SenderEdge struct {
+	Cursor string             `json:"cursor"`
+	Node   *authreport.Sender `json:"node"`
 }
 
 // What became of one uploaded file.
@@ -476,6 +492,64 @@ func (e PublishedSpf) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// The days an authentication report covers, each a UTC day of the reports' periods, today included.
+type ReportRange string
+
+const (
+	ReportRangeLast7Days  ReportRange = "LAST_7_DAYS"
+	ReportRangeLast30Days ReportRange = "LAST_30_DAYS"
+	ReportRangeLast90Days ReportRange = "LAST_90_DAYS"
+)
+
+var AllReportRange = []ReportRange{
+	ReportRangeLast7Days,
+	ReportRangeLast30Days,
+	ReportRangeLast90Days,
+}
+
+func (e ReportRange) IsValid() bool {
+	switch e {
+	case ReportRangeLast7Days, ReportRangeLast30Days, ReportRangeLast90Days:
+		return true
+	}
+	return false
+}
+
+func (e ReportRange) String() string {
+	return string(e)
+}
+
+func (e *ReportRange) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ReportRange(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ReportRange", str)
+	}
+	return nil
+}
+
+func (e ReportRange) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ReportRange) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ReportRange) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 // What became of a stored report.
 type ReportStatus string
 
@@ -655,6 +729,134 @@ func (e *SelectorResolutionStatus) UnmarshalJSON(b []byte) error {
 }
 
 func (e SelectorResolutionStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// The order of a report's senders.
+type SenderSort string
+
+const (
+	// Most messages first.
+	SenderSortMessagesDesc SenderSort = "MESSAGES_DESC"
+	// Lowest DMARC pass rate first: the senders to fix.
+	SenderSortDmarcPassRateAsc SenderSort = "DMARC_PASS_RATE_ASC"
+	// Highest DMARC pass rate first.
+	SenderSortDmarcPassRateDesc SenderSort = "DMARC_PASS_RATE_DESC"
+	// By name, A to Z.
+	SenderSortNameAsc SenderSort = "NAME_ASC"
+)
+
+var AllSenderSort = []SenderSort{
+	SenderSortMessagesDesc,
+	SenderSortDmarcPassRateAsc,
+	SenderSortDmarcPassRateDesc,
+	SenderSortNameAsc,
+}
+
+func (e SenderSort) IsValid() bool {
+	switch e {
+	case SenderSortMessagesDesc, SenderSortDmarcPassRateAsc, SenderSortDmarcPassRateDesc, SenderSortNameAsc:
+		return true
+	}
+	return false
+}
+
+func (e SenderSort) String() string {
+	return string(e)
+}
+
+func (e *SenderSort) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SenderSort(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SenderSort", str)
+	}
+	return nil
+}
+
+func (e SenderSort) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SenderSort) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SenderSort) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Who a report source is, as classified from its evidence (reports not yet classified count as UNIDENTIFIED for the minute it takes).
+type SourceCategory string
+
+const (
+	// An address in one of the domain's netblocks, or mail signed with aligned DKIM by one of the domain's own keys not tied to a service.
+	SourceCategoryInternal SourceCategory = "INTERNAL"
+	// A known sending service: an address in its ranges, its DKIM d= domain, or its forward-confirmed reverse name.
+	SourceCategoryService SourceCategory = "SERVICE"
+	// Mail forwarded on (a DKIM signature that passed unaligned, or the reporter gave a forwarding reason).
+	SourceCategoryForwarded SourceCategory = "FORWARDED"
+	// Nothing identifies the source: spoofing, or a sender still to be set up.
+	SourceCategoryUnidentified SourceCategory = "UNIDENTIFIED"
+)
+
+var AllSourceCategory = []SourceCategory{
+	SourceCategoryInternal,
+	SourceCategoryService,
+	SourceCategoryForwarded,
+	SourceCategoryUnidentified,
+}
+
+func (e SourceCategory) IsValid() bool {
+	switch e {
+	case SourceCategoryInternal, SourceCategoryService, SourceCategoryForwarded, SourceCategoryUnidentified:
+		return true
+	}
+	return false
+}
+
+func (e SourceCategory) String() string {
+	return string(e)
+}
+
+func (e *SourceCategory) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SourceCategory(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SourceCategory", str)
+	}
+	return nil
+}
+
+func (e SourceCategory) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SourceCategory) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SourceCategory) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

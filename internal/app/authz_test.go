@@ -22,6 +22,7 @@ import (
 	"github.com/rampartmail/rampart/internal/app"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/catalog"
 	"github.com/rampartmail/rampart/internal/dbtest"
 	"github.com/rampartmail/rampart/internal/domain"
@@ -94,6 +95,7 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	})
 	svc.Senders.SetResolver(spf.NewDNSResolver(vendors.Addr))
 	reader := reporting.NewReader(pool)
+	authReports := authreport.New(pool)
 	store := ingest.NewStore(pool, nil, log)
 
 	owner := newOwner(t, svc.Accounts, "owner")
@@ -125,6 +127,12 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 		return sel
 	}
 	strangersDomain, err := svc.Domains.Add(asStranger, stranger.account, "stranger-own.com")
+	require.NoError(t, err)
+
+	week := authreport.LastDays(time.Now(), 7)
+	domainReport, err := authReports.Domain(asOwner, owner.account, d.ID, week)
+	require.NoError(t, err)
+	accountReport, err := authReports.Account(asOwner, owner.account, week)
 	require.NoError(t, err)
 
 	// Each call acts on the owner's objects; reads return a value to show
@@ -313,11 +321,41 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			return err
 		},
 		"ingest.Store.BeginUpload": func(c context.Context) error { _, err := store.BeginUpload(c, owner.account); return err },
+		"authreport.Reader.Domain": func(c context.Context) error {
+			_, err := authReports.Domain(c, owner.account, d.ID, week)
+			return err
+		},
+		"authreport.Reader.Account": func(c context.Context) error {
+			_, err := authReports.Account(c, owner.account, week)
+			return err
+		},
+		// The reads of a scope authorise it again: the owner's scope in a
+		// stranger's hands reads nothing.
+		"authreport.Reader.Summaries": func(c context.Context) error {
+			_, err := authReports.Summaries(c, []*authreport.Scope{domainReport, accountReport})
+			return err
+		},
+		"authreport.Reader.Senders": func(c context.Context) error {
+			_, err := authReports.Senders(c, domainReport, authreport.SenderQuery{First: 10})
+			return err
+		},
+		"authreport.Reader.Daily": func(c context.Context) error {
+			_, err := authReports.Daily(c, accountReport, "")
+			return err
+		},
+		"authreport.Reader.Unidentified": func(c context.Context) error {
+			_, err := authReports.Unidentified(c, domainReport, 10)
+			return err
+		},
+		"authreport.Reader.Source": func(c context.Context) error {
+			_, err := authReports.Source(c, domainReport, "192.0.2.1")
+			return err
+		},
 	}
 
 	// Every exported method is probed or named as system work.
 	enricher := enrich.New(pool, enrich.Config{}, log)
-	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, reader, store, enricher} {
+	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, reader, store, enricher, authReports} {
 		typ := reflect.TypeOf(v)
 		prefix := typ.Elem().String() + "."
 		for i := range typ.NumMethod() {

@@ -21,6 +21,7 @@ import (
 	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
+	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/catalog"
 	"github.com/rampartmail/rampart/internal/dnscheck"
 	"github.com/rampartmail/rampart/internal/domain"
@@ -191,7 +192,8 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	resolver := &graph.Resolver{
 		AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth,
 		SenderSvc: svc.Senders, KeySvc: svc.Keys, Reporting: reporting.NewReader(pool), Store: store,
-		Log: log, Pool: pool,
+		AuthReports: authreport.New(pool),
+		Log:         log, Pool: pool,
 	}
 	limits := graph.DefaultLimits
 	if cfg.UploadMaxBody > 0 {

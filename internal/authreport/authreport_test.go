@@ -1,0 +1,114 @@
+package authreport_test
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/account"
+	"github.com/rampartmail/rampart/internal/authreport"
+	"github.com/rampartmail/rampart/internal/dbtest"
+)
+
+// counter counts the statements that read the report's rollups.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	if strings.Contains(d.SQL, "report_sources") {
+		c.n.Add(1)
+	}
+	return ctx
+}
+
+func (c *counter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// TestStatementsPerSection: whatever the number of domains and reports,
+// each section is one statement: the summaries of 60 domains' reports and
+// an account's report over the same range are one, and every section of
+// the account's report over its 60 domains one each.
+func TestStatementsPerSection(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg, err := pgxpool.ParseConfig(dbtest.NewDB(t))
+	require.NoError(t, err)
+	var c counter
+	cfg.ConnConfig.Tracer = &c
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+
+	acct, user, err := account.NewService(pool).CreateOwner(ctx, account.NewOwner{
+		Email: "owner@statements.example", Name: "Owner", PasswordHash: "x", AccountName: "Statements"})
+	require.NoError(t, err)
+	as := access.WithMemo(access.NewContext(ctx, access.Principal{UserID: user.ID}))
+	const n = 60
+	rows, err := pool.Query(ctx, `INSERT INTO domains (account_id, name)
+		SELECT $1, 'd' || g || '.statements.example' FROM generate_series(1, $2::int) g RETURNING id`, acct.ID, n)
+	require.NoError(t, err)
+	domains, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	require.NoError(t, err)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	// Each domain: 10 messages passing from a netblock, i+1 failing from
+	// an unidentified source, one of them not classified yet.
+	_, err = pool.Exec(ctx, `INSERT INTO report_sources (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
+			spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded, messages, reports)
+		SELECT d, $2, ip::inet, 'r.example', 'x.example', '', 'none', ok, ok, ok, ok, false, CASE WHEN ok THEN 10 ELSE i END, 1
+		FROM unnest($1::uuid[]) WITH ORDINALITY AS t (d, i),
+		     (VALUES ('192.0.2.1', true), ('203.0.113.1', false), ('203.0.113.2', false)) AS s (ip, ok)`, domains, day)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO source_classes (domain_id, day, source_ip, class, evidence)
+		SELECT d, $2, ip::inet, class, 'test' FROM unnest($1::uuid[]) AS d,
+		     (VALUES ('192.0.2.1', 'internal'), ('203.0.113.1', 'unidentified')) AS s (ip, class)`, domains, day)
+	require.NoError(t, err)
+
+	week := authreport.LastDays(time.Now(), 7)
+	var scopes []*authreport.Scope
+	for _, d := range domains {
+		s, err := authreport.New(pool).Domain(as, acct.ID, d, week)
+		require.NoError(t, err)
+		scopes = append(scopes, s)
+	}
+	r := authreport.New(pool)
+	whole, err := r.Account(as, acct.ID, week)
+	require.NoError(t, err)
+	require.Equal(t, n, whole.DomainCount())
+	c.n.Store(0)
+	sums, err := r.Summaries(as, append(scopes, whole))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, c.n.Load(), "one statement for 61 reports")
+	for i := range n {
+		require.EqualValues(t, 10+2*(i+1), sums[i].Totals.Messages, "domain %d", i)
+		require.EqualValues(t, 10, sums[i].Totals.DMARCPass)
+		require.EqualValues(t, 10, sums[i].Categories[0].Stats.Messages, "internal")
+		require.EqualValues(t, 2*(i+1), sums[i].Categories[3].Stats.Messages, "unidentified, pending included")
+	}
+	require.EqualValues(t, 10*n+n*(n+1), sums[n].Totals.Messages)
+	require.Equal(t, []string{"r.example"}, sums[n].Totals.Reporters)
+
+	c.n.Store(0)
+	page, err := r.Senders(as, whole, authreport.SenderQuery{First: 10})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, page.TotalCount)
+	require.Equal(t, []string{"Unidentified", "Internal"}, []string{page.Senders[0].Name, page.Senders[1].Name})
+	daily, err := r.Daily(as, whole, "")
+	require.NoError(t, err)
+	require.Len(t, daily, 7)
+	require.EqualValues(t, 10*n+n*(n+1), daily[5].Stats.Messages)
+	top, err := r.Unidentified(as, whole, 2)
+	require.NoError(t, err)
+	require.Equal(t, "203.0.113.1", top[0].IP) // ties broken by address
+	require.EqualValues(t, n*(n+1)/2, top[0].Stats.Messages)
+	src, err := r.Source(as, whole, "203.0.113.2")
+	require.NoError(t, err)
+	require.Equal(t, authreport.Unidentified, src.Category, "not classified yet")
+	require.Empty(t, src.Evidence)
+	require.EqualValues(t, 4, c.n.Load(), "one statement per section")
+}
