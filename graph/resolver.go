@@ -14,6 +14,7 @@ import (
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/readiness"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/sender"
 )
@@ -26,6 +27,8 @@ type Resolver struct {
 	SenderSvc  *sender.Manager
 	KeySvc     *domainkey.Manager
 	Reporting  *reporting.Reader
+	// ReadinessSvc decides domains' readiness for enforcement.
+	ReadinessSvc *readiness.Reader
 	// Store takes uploaded report inputs in.
 	Store *ingest.Store
 	Log   *slog.Logger

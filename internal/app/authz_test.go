@@ -205,9 +205,19 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			return err
 		},
 		"domain.Service.UpdatePolicy": func(c context.Context) error {
-			_, err := svc.Domains.UpdatePolicy(c, name, func(*domain.Policy) {})
+			_, err := svc.Domains.UpdatePolicy(c, name, func(*domain.Policy) {}, false)
 			return err
 		},
+		"domain.Service.SetReadinessThreshold": func(c context.Context) error {
+			_, err := svc.Domains.SetReadinessThreshold(c, name, 90)
+			return err
+		},
+		"domain.Service.SetSenderThreshold": func(c context.Context) error {
+			threshold := 90.0
+			_, err := svc.Domains.SetSenderThreshold(c, name, "google-workspace", &threshold)
+			return err
+		},
+		"readiness.Reader.Get": func(c context.Context) error { _, err := svc.Readiness.Get(c, owner.account, d.ID); return err },
 		"domain.Service.Change": func(c context.Context) error {
 			_, err := svc.Domains.Change(c, name, access.ManagePolicy, func(pgx.Tx, domain.Domain) error { return nil })
 			return err
@@ -305,7 +315,7 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 
 	// Every exported method is probed or named as system work.
 	enricher := enrich.New(pool, enrich.Config{}, log)
-	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, reader, store, enricher} {
+	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, svc.Readiness, reader, store, enricher} {
 		typ := reflect.TypeOf(v)
 		prefix := typ.Elem().String() + "."
 		for i := range typ.NumMethod() {
@@ -347,6 +357,10 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	_, err = reader.Reports(asStranger, stranger.account, d.ID, 10, "")
 	require.ErrorIs(t, err, apperr.ErrNotFound)
 	_, err = reader.Reports(asStranger, stranger.account, strangersDomain.ID, 10, "")
+	require.NoError(t, err, "the stranger's own domain")
+	_, err = svc.Readiness.Get(asStranger, stranger.account, d.ID)
+	require.ErrorIs(t, err, apperr.ErrNotFound)
+	_, err = svc.Readiness.Get(asStranger, stranger.account, strangersDomain.ID)
 	require.NoError(t, err, "the stranger's own domain")
 }
 

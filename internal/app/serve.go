@@ -30,6 +30,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
+	"github.com/rampartmail/rampart/internal/readiness"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/request"
 	"github.com/rampartmail/rampart/internal/sender"
@@ -49,6 +50,8 @@ type Services struct {
 	Keys     *domainkey.Manager
 	// Sources classifies report sources (the job sources.classify).
 	Sources *sources.Classifier
+	// Readiness reads domains' readiness for enforcement.
+	Readiness *readiness.Reader
 }
 
 // NewServices builds the domain services over a pool.
@@ -71,12 +74,13 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 		senders.SetResolver(spf.NewDNSResolver(r))
 	}
 	return &Services{
-		Auth:     a,
-		Accounts: account.NewService(pool),
-		Domains:  domains,
-		Senders:  senders,
-		Keys:     domainkey.NewManager(pool, domains, log),
-		Sources:  sources.NewClassifier(pool, cfg.Resolver() != "", log),
+		Auth:      a,
+		Accounts:  account.NewService(pool),
+		Domains:   domains,
+		Senders:   senders,
+		Keys:      domainkey.NewManager(pool, domains, log),
+		Sources:   sources.NewClassifier(pool, cfg.Resolver() != "", log),
+		Readiness: readiness.NewReader(pool, dcfg.Readiness),
 	}, nil
 }
 
@@ -86,7 +90,8 @@ func (c *Config) domainConfig() (domain.Config, error) {
 	if err != nil {
 		return domain.Config{}, err
 	}
-	dcfg := domain.Config{EdgeZone: c.EdgeZone, NameServers: ns, ReportsDomain: c.ReportsDomain, RemovalGrace: domain.DefaultRemovalGrace}
+	dcfg := domain.Config{EdgeZone: c.EdgeZone, NameServers: ns, ReportsDomain: c.ReportsDomain, RemovalGrace: domain.DefaultRemovalGrace,
+		Readiness: readiness.Defaults}
 	if c.RemovalGrace != 0 {
 		if err := checkRemovalGrace(c.RemovalGrace); err != nil {
 			return domain.Config{}, fmt.Errorf("-removal-grace (RAMPART_REMOVAL_GRACE): %w", err)
@@ -191,7 +196,8 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	resolver := &graph.Resolver{
 		AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth,
 		SenderSvc: svc.Senders, KeySvc: svc.Keys, Reporting: reporting.NewReader(pool), Store: store,
-		Log: log, Pool: pool,
+		ReadinessSvc: svc.Readiness,
+		Log:          log, Pool: pool,
 	}
 	limits := graph.DefaultLimits
 	if cfg.UploadMaxBody > 0 {

@@ -203,3 +203,13 @@ SELECT * FROM domains
 WHERE verified_at IS NOT NULL AND dns_check_next_at <= now()
 ORDER BY dns_check_next_at
 LIMIT @lim;
+
+-- name: SetReadinessThreshold :exec
+UPDATE domains SET readiness_threshold = @threshold, updated_at = now() WHERE id = @id;
+
+-- name: SetSenderPassThreshold :execrows
+UPDATE domain_senders SET pass_threshold = @threshold WHERE domain_id = @domain_id AND service = @service;
+
+-- name: RecordPolicyChange :exec
+INSERT INTO policy_changes (domain_id, actor_user_id, actor_token_id, from_policy, to_policy, verdict, forced, reasons)
+VALUES (@domain_id, @actor_user_id, @actor_token_id, @from_policy, @to_policy, @verdict, @forced, @reasons);

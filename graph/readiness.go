@@ -1,0 +1,44 @@
+package graph
+
+import (
+	"strings"
+	"time"
+
+	"github.com/rampartmail/rampart/graph/model"
+	"github.com/rampartmail/rampart/internal/readiness"
+)
+
+// readinessModel converts a verdict for the API.
+func readinessModel(rd readiness.Readiness) *model.Readiness {
+	out := &model.Readiness{
+		Verdict: model.ReadinessVerdict(rd.Verdict),
+		Reasons: make([]*model.ReadinessReason, len(rd.Reasons)),
+		Senders: make([]*model.ReadinessSender, len(rd.Senders)),
+		From:    rd.From.Format(time.DateOnly), To: rd.To.Format(time.DateOnly), Days: rd.Days,
+		Messages: rd.Messages, UnidentifiedMessages: rd.Unidentified, ForwardedMessages: rd.Forwarded,
+		UnidentifiedShare: rd.UnidentifiedShare, Threshold: rd.Threshold,
+		Rules: &model.ReadinessRules{
+			WindowDays: rd.Settings.WindowDays, NewSenderDays: rd.Settings.NewSenderDays,
+			MinDays: rd.Settings.MinDays, MinMessages: rd.Settings.MinMessages,
+			QuarantineUnidentified: rd.Settings.QuarantineUnidentified, RejectUnidentified: rd.Settings.RejectUnidentified,
+		},
+	}
+	for i, r := range rd.Reasons {
+		var sender *string
+		if r.Sender != "" {
+			sender = &r.Sender
+		}
+		out.Reasons[i] = &model.ReadinessReason{
+			Code: model.ReadinessReasonCode(r.Code), Sender: sender, Value: r.Value, Threshold: r.Threshold,
+			Blocks: model.DmarcDisposition(strings.ToUpper(string(r.Blocks))), Message: r.Message,
+		}
+	}
+	for i, s := range rd.Senders {
+		out.Senders[i] = &model.ReadinessSender{
+			Key: s.Key, Name: s.Name, Authorized: s.Authorized, Messages: s.Messages, Passed: s.Passed,
+			PassRate: s.PassRate, Threshold: s.Threshold, OwnThreshold: s.Own,
+			FirstSeen: s.FirstSeen.Format(time.DateOnly), New: s.New,
+		}
+	}
+	return out
+}
