@@ -104,14 +104,44 @@ func TestDevEndToEnd(t *testing.T) {
 	require.Less(t, full, 500)
 
 	// The printed login works.
-	body := `{"query":"mutation { login(email: \"demo@rampart.test\", password: \"rampart-demo-password\") { user { email } } }"}`
+	body := `{"query":"mutation { login(email: \"demo@rampart.test\", password: \"rampart-demo-password\") { accessToken user { email } } }"}`
 	resp, err := http.Post(api[1], "application/json", strings.NewReader(body))
 	require.NoError(t, err)
 	raw, _ := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
-	var got map[string]any
+	var got struct {
+		Data struct {
+			Login struct{ AccessToken string } `json:"login"`
+		} `json:"data"`
+	}
 	require.NoError(t, json.Unmarshal(raw, &got), "%s", raw)
 	require.Contains(t, string(raw), `"email":"demo@rampart.test"`)
+
+	// The demo domain has reports, classified within seconds, and a
+	// verdict: not ready, because of the failing sender.
+	const readinessQuery = `{"query":"{ domain(name: \"example.com\") { reports { totalCount } readiness { verdict days reasons { code sender } senders { key passRate } } } }"}`
+	var readiness string
+	start := time.Now()
+	for ; time.Since(start) < time.Minute; time.Sleep(200 * time.Millisecond) {
+		req, err := http.NewRequest(http.MethodPost, api[1], strings.NewReader(readinessQuery))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+got.Data.Login.AccessToken)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		readiness = string(raw)
+		if strings.Contains(readiness, `"sender":"mandrill"`) {
+			break
+		}
+	}
+	t.Logf("demo readiness after %v: %s", time.Since(start), readiness)
+	require.Contains(t, readiness, `"reports":{"totalCount":40}`)
+	require.Contains(t, readiness, `"verdict":"NOT_READY","days":20,"reasons":[{"code":"SENDER_FAILING","sender":"mandrill"}]`)
+	for _, sender := range []string{"internal", "google-workspace", "sendgrid"} {
+		require.Contains(t, readiness, `{"key":"`+sender+`","passRate":100}`)
+	}
 
 	// Ctrl-C stops everything, the cluster included.
 	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))

@@ -155,8 +155,12 @@ type API struct {
 	HTTP *server.Server
 	// SMTP is the rua mail server; nil when it is off.
 	SMTP *smtpd.Server
-	log  *slog.Logger
-	run  func(ctx context.Context) error
+	// Store takes report inputs in; Services are the domain services the
+	// API calls.
+	Store    *ingest.Store
+	Services *Services
+	log      *slog.Logger
+	run      func(ctx context.Context) error
 }
 
 // NewAPI assembles the API and workers on an open pool. Run starts them.
@@ -236,7 +240,7 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	a := &API{HTTP: httpSrv, SMTP: intake.smtp, log: log}
+	a := &API{HTTP: httpSrv, SMTP: intake.smtp, Store: store, Services: svc, log: log}
 	a.run = func(ctx context.Context) error {
 		if cfg.Workers > 0 {
 			if err := river.Start(ctx); err != nil {
