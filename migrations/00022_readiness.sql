@@ -3,8 +3,8 @@
 -- record of every tightening, forced or not.
 
 -- +goose Up
--- The pass rate (percent) a domain's own servers and enabled senders must
--- reach; a sender's own threshold overrides it.
+-- The DMARC pass rate (percent) a domain's own servers and known services
+-- must reach; an enabled service's own threshold overrides it.
 ALTER TABLE domains ADD COLUMN readiness_threshold double precision NOT NULL DEFAULT 95
     CHECK (readiness_threshold BETWEEN 50 AND 100);
 ALTER TABLE domain_senders ADD COLUMN pass_threshold double precision

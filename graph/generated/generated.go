@@ -2833,13 +2833,14 @@ type RemovedDomain {
 `, BuiltIn: false},
 	{Name: "../../schema/readiness.graphqls", Input: `extend type Domain {
   """
-  Whether the domain is ready to enforce DMARC (quarantine, then reject), from its classified report
-  sources over the last 30 days: each identified sender's DMARC pass rate (the domain's own servers and known services) against its threshold, the
-  share of unidentified mail, the senders first seen in the last 14 days, and whether there is enough
-  data. ` + "`" + `updateDmarcPolicy` + "`" + ` refuses to tighten the policy beyond the verdict unless forced.
+  Whether the domain is ready to enforce DMARC (quarantine, then reject), from its classified
+  report sources over the last days (30 unless the operator set ` + "`" + `-readiness` + "`" + `; see ` + "`" + `rules` + "`" + `): each
+  identified sender's DMARC pass rate (the domain's own servers and known services) against its
+  threshold, the share of unidentified mail, the senders first seen lately, and whether there is
+  enough data. ` + "`" + `updateDmarcPolicy` + "`" + ` refuses to tighten the policy beyond the verdict unless forced.
   """
   readiness: Readiness!
-  "The DMARC pass rate (percent) the domain's own servers and enabled senders must reach (default 95); a sender's own threshold overrides it."
+  "The DMARC pass rate (percent) the domain's own servers and known services must reach (default 95); an enabled service's own threshold overrides it."
   readinessThreshold: Float!
 }
 
@@ -2895,13 +2896,13 @@ type ReadinessReason {
 enum ReadinessReasonCode {
   "An identified sender's DMARC pass rate is below its threshold."
   SENDER_FAILING
-  "Too much mail comes from unidentified sources (more than 5% forbids quarantine, more than 2% reject)."
+  "Too much mail comes from unidentified sources (by default more than 5% forbids quarantine, more than 2% reject)."
   UNIDENTIFIED_SHARE
-  "An identified sender was first seen in the last 14 days."
+  "An identified sender was first seen within ` + "`" + `rules.newSenderDays` + "`" + ` (14 by default)."
   NEW_SENDER
-  "Reports cover fewer than 7 days of the window."
+  "Reports cover fewer than ` + "`" + `rules.minDays` + "`" + ` (7) days of the window."
   TOO_FEW_DAYS
-  "Reports count fewer than 100 messages in the window."
+  "Reports count fewer than ` + "`" + `rules.minMessages` + "`" + ` (100) messages in the window."
   TOO_FEW_MESSAGES
 }
 
@@ -2923,14 +2924,17 @@ type ReadinessSender {
   ownThreshold: Boolean!
   "The first day (YYYY-MM-DD) in the window with its mail."
   firstSeen: String!
-  "First seen in the last 14 days."
+  "First seen within ` + "`" + `rules.newSenderDays` + "`" + `."
   new: Boolean!
 }
 
-"The rules a readiness verdict applies."
+"The rules a readiness verdict applies (the operator's ` + "`" + `-readiness` + "`" + `)."
 type ReadinessRules {
+  "The window's length in days, today included."
   windowDays: Int!
+  "A sender first seen within this many days is new."
   newSenderDays: Int!
+  "The data a verdict needs at all: days with reports and messages in the window."
   minDays: Int!
   minMessages: Count!
   "The largest unidentified shares (percent) that allow quarantine and reject."
@@ -2939,7 +2943,7 @@ type ReadinessRules {
 }
 
 extend type Mutation {
-  "Set the DMARC pass rate (percent, 50 to 100) the domain's own servers and enabled senders must reach before its policy may tighten. Needs the right to manage the policy."
+  "Set the DMARC pass rate (percent, 50 to 100) the domain's own servers and known services (unless an enabled service has its own) must reach before its policy may tighten. Needs the right to manage the policy."
   setReadinessThreshold(domain: String!, threshold: Float!): Domain!
   "Set the pass rate (percent, 50 to 100) one enabled sender (a service's slug) must reach; null returns it to the domain's. NOT_FOUND when the service is not enabled for the domain."
   setSenderThreshold(domain: String!, service: String!, threshold: Float): Domain!

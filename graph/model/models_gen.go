@@ -179,12 +179,15 @@ type ReadinessReason struct {
 	Message string `json:"message"`
 }
 
-// The rules a readiness verdict applies.
+// The rules a readiness verdict applies (the operator's `-readiness`).
 type ReadinessRules struct {
-	WindowDays    int   `json:"windowDays"`
-	NewSenderDays int   `json:"newSenderDays"`
-	MinDays       int   `json:"minDays"`
-	MinMessages   int64 `json:"minMessages"`
+	// The window's length in days, today included.
+	WindowDays int `json:"windowDays"`
+	// A sender first seen within this many days is new.
+	NewSenderDays int `json:"newSenderDays"`
+	// The data a verdict needs at all: days with reports and messages in the window.
+	MinDays     int   `json:"minDays"`
+	MinMessages int64 `json:"minMessages"`
 	// The largest unidentified shares (percent) that allow quarantine and reject.
 	QuarantineUnidentified float64 `json:"quarantineUnidentified"`
 	RejectUnidentified     float64 `json:"rejectUnidentified"`
@@ -208,7 +211,7 @@ type ReadinessSender struct {
 	OwnThreshold bool `json:"ownThreshold"`
 	// The first day (YYYY-MM-DD) in the window with its mail.
 	FirstSeen string `json:"firstSeen"`
-	// First seen in the last 14 days.
+	// First seen within `rules.newSenderDays`.
 	New bool `json:"new"`
 }
 
@@ -553,13 +556,13 @@ type ReadinessReasonCode string
 const (
 	// An identified sender's DMARC pass rate is below its threshold.
 	ReadinessReasonCodeSenderFailing ReadinessReasonCode = "SENDER_FAILING"
-	// Too much mail comes from unidentified sources (more than 5% forbids quarantine, more than 2% reject).
+	// Too much mail comes from unidentified sources (by default more than 5% forbids quarantine, more than 2% reject).
 	ReadinessReasonCodeUnidentifiedShare ReadinessReasonCode = "UNIDENTIFIED_SHARE"
-	// An identified sender was first seen in the last 14 days.
+	// An identified sender was first seen within `rules.newSenderDays` (14 by default).
 	ReadinessReasonCodeNewSender ReadinessReasonCode = "NEW_SENDER"
-	// Reports cover fewer than 7 days of the window.
+	// Reports cover fewer than `rules.minDays` (7) days of the window.
 	ReadinessReasonCodeTooFewDays ReadinessReasonCode = "TOO_FEW_DAYS"
-	// Reports count fewer than 100 messages in the window.
+	// Reports count fewer than `rules.minMessages` (100) messages in the window.
 	ReadinessReasonCodeTooFewMessages ReadinessReasonCode = "TOO_FEW_MESSAGES"
 )
 

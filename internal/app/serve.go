@@ -91,7 +91,10 @@ func (c *Config) domainConfig() (domain.Config, error) {
 		return domain.Config{}, err
 	}
 	dcfg := domain.Config{EdgeZone: c.EdgeZone, NameServers: ns, ReportsDomain: c.ReportsDomain, RemovalGrace: domain.DefaultRemovalGrace,
-		Readiness: readiness.Defaults}
+		Readiness: c.Readiness}
+	if dcfg.Readiness == (readiness.Settings{}) {
+		dcfg.Readiness = readiness.Defaults
+	}
 	if c.RemovalGrace != 0 {
 		if err := checkRemovalGrace(c.RemovalGrace); err != nil {
 			return domain.Config{}, fmt.Errorf("-removal-grace (RAMPART_REMOVAL_GRACE): %w", err)

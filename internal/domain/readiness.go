@@ -150,7 +150,7 @@ func (s *Service) gate(ctx context.Context, tx pgx.Tx, q *domaindb.Queries, d Do
 }
 
 // SetReadinessThreshold sets the DMARC pass rate (percent, 50 to 100) a
-// domain's own servers and enabled senders must reach before its policy
+// domain's own servers and known services must reach before its policy
 // may tighten; a sender's own threshold overrides it
 // ([Service.SetSenderThreshold]). The principal must hold
 // [access.ManagePolicy].

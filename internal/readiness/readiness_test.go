@@ -111,3 +111,23 @@ func TestCheckThreshold(t *testing.T) {
 		require.Error(t, readiness.CheckThreshold("threshold", bad))
 	}
 }
+
+func TestParseSettings(t *testing.T) {
+	t.Parallel()
+	s, err := readiness.ParseSettings("")
+	require.NoError(t, err)
+	require.Equal(t, readiness.Defaults, s)
+	again, err := readiness.ParseSettings(s.String())
+	require.NoError(t, err)
+	require.Equal(t, s, again)
+	s, err = readiness.ParseSettings(" window=60, min-messages=1000,reject-unidentified=0.5 ")
+	require.NoError(t, err)
+	want := readiness.Defaults
+	want.WindowDays, want.MinMessages, want.RejectUnidentified = 60, 1000, 0.5
+	require.Equal(t, want, s)
+	for _, bad := range []string{"window", "window=6", "window=abc", "new-sender=31", "min-days=0", "min-messages=0",
+		"quarantine-unidentified=101", "reject-unidentified=6", "colour=blue"} {
+		_, err := readiness.ParseSettings(bad)
+		require.Error(t, err, bad)
+	}
+}
