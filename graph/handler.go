@@ -105,6 +105,7 @@ func executableSchema(r *Resolver) graphql.ExecutableSchema {
 	// priced like a small page, so that a page of domains asking for it
 	// stays within the limit only at a sane size.
 	cfg.Complexity.Domain.Readiness = func(child int) int { return readinessCost + child }
+	cfg.Complexity.Domain.PolicyChanges = func(child int, last *int) int { return pageCost(child, last) }
 	return generated.NewExecutableSchema(cfg)
 }
 

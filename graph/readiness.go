@@ -12,7 +12,7 @@ import (
 func readinessModel(rd readiness.Readiness) *model.Readiness {
 	out := &model.Readiness{
 		Verdict: model.ReadinessVerdict(rd.Verdict),
-		Reasons: make([]*model.ReadinessReason, len(rd.Reasons)),
+		Reasons: reasonModels(rd.Reasons),
 		Senders: make([]*model.ReadinessSender, len(rd.Senders)),
 		From:    rd.From.Format(time.DateOnly), To: rd.To.Format(time.DateOnly), Days: rd.Days,
 		Messages: rd.Messages, UnidentifiedMessages: rd.Unidentified, ForwardedMessages: rd.Forwarded,
@@ -23,21 +23,27 @@ func readinessModel(rd readiness.Readiness) *model.Readiness {
 			QuarantineUnidentified: rd.Settings.QuarantineUnidentified, RejectUnidentified: rd.Settings.RejectUnidentified,
 		},
 	}
-	for i, r := range rd.Reasons {
-		var sender *string
-		if r.Sender != "" {
-			sender = &r.Sender
-		}
-		out.Reasons[i] = &model.ReadinessReason{
-			Code: model.ReadinessReasonCode(r.Code), Sender: sender, Value: r.Value, Threshold: r.Threshold,
-			Blocks: model.DmarcDisposition(strings.ToUpper(string(r.Blocks))), Message: r.Message,
-		}
-	}
 	for i, s := range rd.Senders {
 		out.Senders[i] = &model.ReadinessSender{
 			Key: s.Key, Name: s.Name, Authorized: s.Authorized, Messages: s.Messages, Passed: s.Passed,
 			PassRate: s.PassRate, Threshold: s.Threshold, OwnThreshold: s.Own,
 			FirstSeen: s.FirstSeen.Format(time.DateOnly), New: s.New,
+		}
+	}
+	return out
+}
+
+// reasonModels converts a verdict's reasons for the API.
+func reasonModels(rs []readiness.Reason) []*model.ReadinessReason {
+	out := make([]*model.ReadinessReason, len(rs))
+	for i, r := range rs {
+		var sender *string
+		if r.Sender != "" {
+			sender = &r.Sender
+		}
+		out[i] = &model.ReadinessReason{
+			Code: model.ReadinessReasonCode(r.Code), Sender: sender, Value: r.Value, Threshold: r.Threshold,
+			Blocks: model.DmarcDisposition(strings.ToUpper(string(r.Blocks))), Message: r.Message,
 		}
 	}
 	return out

@@ -21,6 +21,26 @@ func (r *domainResolver) Readiness(ctx context.Context, obj *domain.Domain) (*mo
 	return readinessModel(rd), nil
 }
 
+// PolicyChanges is the resolver for the policyChanges field.
+func (r *domainResolver) PolicyChanges(ctx context.Context, obj *domain.Domain, last *int) ([]*model.PolicyChange, error) {
+	n := 20
+	if last != nil {
+		n = *last
+	}
+	changes, err := r.ReadinessSvc.PolicyChanges(ctx, obj.AccountID, obj.ID, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*model.PolicyChange, len(changes))
+	for i, c := range changes {
+		out[i] = &model.PolicyChange{
+			At: c.At, Actor: c.Actor, From: c.From, To: c.To,
+			Verdict: model.ReadinessVerdict(c.Verdict), Reasons: reasonModels(c.Reasons), Forced: c.Forced,
+		}
+	}
+	return out, nil
+}
+
 // SetReadinessThreshold is the resolver for the setReadinessThreshold field.
 func (r *mutationResolver) SetReadinessThreshold(ctx context.Context, domain string, threshold float64) (*domain.Domain, error) {
 	return ptr(r.DomainSvc.SetReadinessThreshold(ctx, domain, threshold))

@@ -309,6 +309,10 @@ func TestReadiness(t *testing.T) {
 	require.Equal(t, "p=none; pct=100", from)
 	require.Equal(t, "p=quarantine; pct=25", to)
 	require.Contains(t, reasonsJSON, `"sender": "mandrill"`)
+	res = env.Do(t, o.Token, `{ domain(name: "`+notReady+`") { policyChanges { actor from to verdict forced reasons { code sender blocks } } } }`, nil)
+	res.NoErrors(t)
+	require.JSONEq(t, `{"domain": {"policyChanges": [{"actor": "`+o.Email+`", "from": "p=none; pct=100", "to": "p=quarantine; pct=25",
+		"verdict": "NOT_READY", "forced": true, "reasons": [{"code": "SENDER_FAILING", "sender": "mandrill", "blocks": "QUARANTINE"}]}]}}`, string(res.Data))
 	// A larger pct tightens too.
 	env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "`+notReady+`", policy: {pct: 50}) { name } }`, nil).RequireCode(t, "READINESS")
 	// Loosening (and changes that tighten nothing) are allowed, and not
@@ -368,6 +372,8 @@ func TestReadiness(t *testing.T) {
 	// A stranger sees nothing and changes nothing.
 	stranger := env.NewOwner(t, "Stranger")
 	env.Do(t, stranger.Token, readinessQuery, map[string]any{"d": notReady}).RequireCode(t, "NOT_FOUND")
+	env.Do(t, stranger.Token, `{ domain(name: "`+notReady+`") { policyChanges { actor } } }`, nil).RequireCode(t, "NOT_FOUND")
+	env.Do(t, o.Token, `{ domain(name: "`+notReady+`") { policyChanges(last: 101) { actor } } }`, nil).RequireCode(t, "BAD_USER_INPUT")
 	env.Do(t, stranger.Token, `mutation { setReadinessThreshold(domain: "`+notReady+`", threshold: 50) { name } }`, nil).RequireCode(t, "NOT_FOUND")
 	env.Do(t, stranger.Token, `mutation { setSenderThreshold(domain: "`+notReady+`", service: "sendgrid", threshold: 50) { name } }`, nil).RequireCode(t, "NOT_FOUND")
 	env.Do(t, stranger.Token, `mutation { updateDmarcPolicy(name: "`+notReady+`", policy: {p: REJECT}, force: true) { name } }`, nil).RequireCode(t, "NOT_FOUND")

@@ -196,6 +196,7 @@ type ComplexityRoot struct {
 		Name               func(childComplexity int) int
 		Netblocks          func(childComplexity int) int
 		Ownership          func(childComplexity int) int
+		PolicyChanges      func(childComplexity int, last *int) int
 		Readiness          func(childComplexity int) int
 		ReadinessThreshold func(childComplexity int) int
 		ReportAddress      func(childComplexity int) int
@@ -304,6 +305,16 @@ type ComplexityRoot struct {
 		HasNextPage     func(childComplexity int) int
 		HasPreviousPage func(childComplexity int) int
 		StartCursor     func(childComplexity int) int
+	}
+
+	PolicyChange struct {
+		Actor   func(childComplexity int) int
+		At      func(childComplexity int) int
+		Forced  func(childComplexity int) int
+		From    func(childComplexity int) int
+		Reasons func(childComplexity int) int
+		To      func(childComplexity int) int
+		Verdict func(childComplexity int) int
 	}
 
 	PublishedDns struct {
@@ -495,6 +506,7 @@ type DomainResolver interface {
 	Ownership(ctx context.Context, obj *domain.Domain) (*domain.Domain, error)
 	Readiness(ctx context.Context, obj *domain.Domain) (*model.Readiness, error)
 
+	PolicyChanges(ctx context.Context, obj *domain.Domain, last *int) ([]*model.PolicyChange, error)
 	Reports(ctx context.Context, obj *domain.Domain, first *int, after *string) (*model.AggregateReportConnection, error)
 	IngestProblems(ctx context.Context, obj *domain.Domain, limit *int) ([]*reporting.Problem, error)
 }
@@ -1193,6 +1205,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.Ownership(childComplexity), true
+	case "Domain.policyChanges":
+		if e.ComplexityRoot.Domain.PolicyChanges == nil {
+			break
+		}
+
+		args, err := ec.field_Domain_policyChanges_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Domain.PolicyChanges(childComplexity, args["last"].(*int)), true
 	case "Domain.readiness":
 		if e.ComplexityRoot.Domain.Readiness == nil {
 			break
@@ -1801,6 +1824,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
+
+	case "PolicyChange.actor":
+		if e.ComplexityRoot.PolicyChange.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.Actor(childComplexity), true
+	case "PolicyChange.at":
+		if e.ComplexityRoot.PolicyChange.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.At(childComplexity), true
+	case "PolicyChange.forced":
+		if e.ComplexityRoot.PolicyChange.Forced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.Forced(childComplexity), true
+	case "PolicyChange.from":
+		if e.ComplexityRoot.PolicyChange.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.From(childComplexity), true
+	case "PolicyChange.reasons":
+		if e.ComplexityRoot.PolicyChange.Reasons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.Reasons(childComplexity), true
+	case "PolicyChange.to":
+		if e.ComplexityRoot.PolicyChange.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.To(childComplexity), true
+	case "PolicyChange.verdict":
+		if e.ComplexityRoot.PolicyChange.Verdict == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.Verdict(childComplexity), true
 
 	case "PublishedDns.actions":
 		if e.ComplexityRoot.PublishedDns.Actions == nil {
@@ -2842,6 +2908,23 @@ type RemovedDomain {
   readiness: Readiness!
   "The DMARC pass rate (percent) the domain's own servers and known services must reach (default 95); an enabled service's own threshold overrides it."
   readinessThreshold: Float!
+  "The recorded tightenings of the domain's DMARC policy, newest first, at most ` + "`" + `last` + "`" + ` (1 to 100): who made them, from what to what, and whether the readiness verdict allowed them or they were forced."
+  policyChanges(last: Int = 20): [PolicyChange!]!
+}
+
+"A tightening of a domain's DMARC policy (p, sp or np made stricter, or a larger pct)."
+type PolicyChange {
+  at: Time!
+  "The user's e-mail address, or ` + "`" + `API token <name>` + "`" + `; empty when neither exists any more."
+  actor: String!
+  "The policy before and after, as DMARC tags (p=...; sp=...; np=...; pct=...)."
+  from: String!
+  to: String!
+  "The readiness verdict when the change was made, and its reasons."
+  verdict: ReadinessVerdict!
+  reasons: [ReadinessReason!]!
+  "True when the verdict did not allow the change and the caller forced it."
+  forced: Boolean!
 }
 
 "A domain's readiness for DMARC enforcement."
@@ -3644,6 +3727,8 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_readiness(ctx, field)
 	case "readinessThreshold":
 		return ec.fieldContext_Domain_readinessThreshold(ctx, field)
+	case "policyChanges":
+		return ec.fieldContext_Domain_policyChanges(ctx, field)
 	case "reports":
 		return ec.fieldContext_Domain_reports(ctx, field)
 	case "ingestProblems":
@@ -3788,6 +3873,26 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_PolicyChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_PolicyChange_at(ctx, field)
+	case "actor":
+		return ec.fieldContext_PolicyChange_actor(ctx, field)
+	case "from":
+		return ec.fieldContext_PolicyChange_from(ctx, field)
+	case "to":
+		return ec.fieldContext_PolicyChange_to(ctx, field)
+	case "verdict":
+		return ec.fieldContext_PolicyChange_verdict(ctx, field)
+	case "reasons":
+		return ec.fieldContext_PolicyChange_reasons(ctx, field)
+	case "forced":
+		return ec.fieldContext_PolicyChange_forced(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PolicyChange", field.Name)
 }
 
 func (ec *executionContext) childFields_PublishedDns(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4221,6 +4326,20 @@ func (ec *executionContext) field_Domain_ingestProblems_args(ctx context.Context
 		return nil, err
 	}
 	args["limit"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Domain_policyChanges_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg0
 	return args, nil
 }
 
@@ -7747,6 +7866,50 @@ func (ec *executionContext) fieldContext_Domain_readinessThreshold(_ context.Con
 	return graphql.NewScalarFieldContext("Domain", field, false, false, "Float")
 }
 
+func (ec *executionContext) _Domain_policyChanges(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_policyChanges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Domain().PolicyChanges(ctx, obj, fc.Args["last"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.PolicyChange) graphql.Marshaler {
+			return ec.marshalNPolicyChange2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPolicyChangeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_policyChanges(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PolicyChange(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Domain_policyChanges_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Domain_reports(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9971,6 +10134,176 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _PolicyChange_at(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PolicyChange_actor(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _PolicyChange_from(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _PolicyChange_to(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _PolicyChange_verdict(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_verdict(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Verdict, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ReadinessVerdict) graphql.Marshaler {
+			return ec.marshalNReadinessVerdict2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessVerdict(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_verdict(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "ReadinessVerdict")
+}
+
+func (ec *executionContext) _PolicyChange_reasons(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_reasons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reasons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ReadinessReason) graphql.Marshaler {
+			return ec.marshalNReadinessReason2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReasonᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_reasons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PolicyChange",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReadinessReason(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PolicyChange_forced(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_forced(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Forced, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_forced(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _PublishedDns_spf(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
@@ -14534,6 +14867,12 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "policyChanges":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_policyChanges(ctx, field, obj)
+				})
 		case "reports":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -15229,6 +15568,69 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 		case "endCursor":
 			out.Values[i] = ec._PageInfo_endCursor(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var policyChangeImplementors = []string{"PolicyChange"}
+
+func (ec *executionContext) _PolicyChange(ctx context.Context, sel ast.SelectionSet, obj *model.PolicyChange) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, policyChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PolicyChange")
+		case "at":
+			out.Values[i] = ec._PolicyChange_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actor":
+			out.Values[i] = ec._PolicyChange_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._PolicyChange_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._PolicyChange_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "verdict":
+			out.Values[i] = ec._PolicyChange_verdict(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reasons":
+			out.Values[i] = ec._PolicyChange_reasons(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "forced":
+			out.Values[i] = ec._PolicyChange_forced(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -16987,6 +17389,30 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋram
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPolicyChange2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPolicyChangeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PolicyChange) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPolicyChange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPolicyChange(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPolicyChange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPolicyChange(ctx context.Context, sel ast.SelectionSet, v *model.PolicyChange) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PolicyChange!")
+		return graphql.Null
+	}
+	return ec._PolicyChange(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNPublishedDns2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐObserved(ctx context.Context, sel ast.SelectionSet, v domain.Observed) graphql.Marshaler {

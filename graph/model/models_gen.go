@@ -138,6 +138,21 @@ type PageInfo struct {
 	EndCursor       *string `json:"endCursor,omitempty"`
 }
 
+// A tightening of a domain's DMARC policy (p, sp or np made stricter, or a larger pct).
+type PolicyChange struct {
+	At time.Time `json:"at"`
+	// The user's e-mail address, or `API token <name>`; empty when neither exists any more.
+	Actor string `json:"actor"`
+	// The policy before and after, as DMARC tags (p=...; sp=...; np=...; pct=...).
+	From string `json:"from"`
+	To   string `json:"to"`
+	// The readiness verdict when the change was made, and its reasons.
+	Verdict ReadinessVerdict   `json:"verdict"`
+	Reasons []*ReadinessReason `json:"reasons"`
+	// True when the verdict did not allow the change and the caller forced it.
+	Forced bool `json:"forced"`
+}
+
 type Query struct {
 }
 

@@ -218,6 +218,10 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			return err
 		},
 		"readiness.Reader.Get": func(c context.Context) error { _, err := svc.Readiness.Get(c, owner.account, d.ID); return err },
+		"readiness.Reader.PolicyChanges": func(c context.Context) error {
+			_, err := svc.Readiness.PolicyChanges(c, owner.account, d.ID, 10)
+			return err
+		},
 		"domain.Service.Change": func(c context.Context) error {
 			_, err := svc.Domains.Change(c, name, access.ManagePolicy, func(pgx.Tx, domain.Domain) error { return nil })
 			return err

@@ -128,7 +128,7 @@ func (s *Service) gate(ctx context.Context, tx pgx.Tx, q *domaindb.Queries, d Do
 			"verdict": string(r.Verdict), "requires": strings.ToUpper(string(need)), "reasons": ReasonExtensions(r.Reasons),
 		}}
 	}
-	reasons, err := json.Marshal(ReasonExtensions(r.Reasons))
+	reasons, err := json.Marshal(r.Reasons)
 	if err != nil {
 		return err
 	}

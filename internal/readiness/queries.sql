@@ -29,3 +29,14 @@ FROM sender_services s
 LEFT JOIN domain_senders ds ON ds.service = s.slug AND ds.domain_id = @domain_id
 WHERE ds.domain_id IS NOT NULL OR s.slug = ANY(@slugs::text[])
 ORDER BY s.slug;
+
+-- name: PolicyChanges :many
+-- A domain's recorded tightenings, newest first, with who made them.
+SELECT c.at, c.from_policy, c.to_policy, c.verdict, c.forced, c.reasons,
+       u.email AS user_email, t.name AS token_name
+FROM policy_changes c
+LEFT JOIN users u ON u.id = c.actor_user_id
+LEFT JOIN api_tokens t ON t.id = c.actor_token_id
+WHERE c.domain_id = @domain_id
+ORDER BY c.at DESC, c.id DESC
+LIMIT @lim;

@@ -14,6 +14,7 @@ package readiness
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
@@ -386,6 +387,58 @@ func (r *Reader) Get(ctx context.Context, accountID, domainID uuid.UUID) (Readin
 		return err
 	})
 	return out, err
+}
+
+// PolicyChange is a recorded tightening of a domain's DMARC policy.
+type PolicyChange struct {
+	At time.Time
+	// Actor is the user's e-mail address, or "API token <name>"; "" when
+	// neither exists any more.
+	Actor string
+	// From and To are the policies as tag lists (p=...; sp=...; pct=...).
+	From, To string
+	// Verdict and Reasons are readiness's when the change was made; Forced
+	// is true when the verdict did not allow it.
+	Verdict Verdict
+	Forced  bool
+	Reasons []Reason
+}
+
+// MaxPolicyChanges is the most PolicyChanges returns.
+const MaxPolicyChanges = 100
+
+// PolicyChanges lists a domain's recorded tightenings, newest first, at
+// most limit (1 to MaxPolicyChanges). The principal must hold
+// [access.ViewReports] on the domain.
+func (r *Reader) PolicyChanges(ctx context.Context, accountID, domainID uuid.UUID, limit int) ([]PolicyChange, error) {
+	if domainID == uuid.Nil {
+		return nil, apperr.NotFoundf("domain not found")
+	}
+	if err := r.authz.Authorize(ctx, access.OnDomain(accountID, domainID), access.ViewReports); err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > MaxPolicyChanges {
+		return nil, apperr.Invalid("last", "last must be between 1 and %d", MaxPolicyChanges)
+	}
+	rows, err := readinessdb.New(r.pool).PolicyChanges(ctx, readinessdb.PolicyChangesParams{DomainID: domainID, Lim: int32(limit)})
+	if err != nil {
+		return nil, fmt.Errorf("list policy changes: %w", err)
+	}
+	out := make([]PolicyChange, len(rows))
+	for i, row := range rows {
+		c := PolicyChange{At: row.At, From: row.FromPolicy, To: row.ToPolicy, Verdict: Verdict(row.Verdict), Forced: row.Forced}
+		switch {
+		case row.UserEmail != nil:
+			c.Actor = *row.UserEmail
+		case row.TokenName != nil:
+			c.Actor = "API token " + *row.TokenName
+		}
+		if err := json.Unmarshal(row.Reasons, &c.Reasons); err != nil {
+			return nil, fmt.Errorf("policy change reasons: %w", err)
+		}
+		out[i] = c
+	}
+	return out, nil
 }
 
 func day(t time.Time) time.Time {

@@ -7,10 +7,68 @@ package readinessdb
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
 )
+
+const policyChanges = `-- name: PolicyChanges :many
+SELECT c.at, c.from_policy, c.to_policy, c.verdict, c.forced, c.reasons,
+       u.email AS user_email, t.name AS token_name
+FROM policy_changes c
+LEFT JOIN users u ON u.id = c.actor_user_id
+LEFT JOIN api_tokens t ON t.id = c.actor_token_id
+WHERE c.domain_id = $1
+ORDER BY c.at DESC, c.id DESC
+LIMIT $2
+`
+
+type PolicyChangesParams struct {
+	DomainID uuid.UUID
+	Lim      int32
+}
+
+type PolicyChangesRow struct {
+	At         time.Time
+	FromPolicy string
+	ToPolicy   string
+	Verdict    string
+	Forced     bool
+	Reasons    []byte
+	UserEmail  *string
+	TokenName  *string
+}
+
+// A domain's recorded tightenings, newest first, with who made them.
+func (q *Queries) PolicyChanges(ctx context.Context, arg PolicyChangesParams) ([]PolicyChangesRow, error) {
+	rows, err := q.db.Query(ctx, policyChanges, arg.DomainID, arg.Lim)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []PolicyChangesRow
+	for rows.Next() {
+		var i PolicyChangesRow
+		if err := rows.Scan(
+			&i.At,
+			&i.FromPolicy,
+			&i.ToPolicy,
+			&i.Verdict,
+			&i.Forced,
+			&i.Reasons,
+			&i.UserEmail,
+			&i.TokenName,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
 
 const reportDays = `-- name: ReportDays :one
 SELECT count(DISTINCT day)::int FROM report_sources
