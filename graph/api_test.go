@@ -80,7 +80,7 @@ func TestMutationToDNSAnswer(t *testing.T) {
 
 	r = env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "bücher-acme.com", policy: {
 		p: REJECT, sp: QUARANTINE, np: REJECT, pct: 50, adkim: STRICT, rua: ["dmarc@bücher-acme.com", "mailto:agg@example.net!10m"], fo: "1:d", testing: true
-	}) { dmarcRecord dmarcPolicy { p sp pct adkim aspf rua } } }`, nil)
+	}, force: true) { dmarcRecord dmarcPolicy { p sp pct adkim aspf rua } } }`, nil)
 	r.NoErrors(t)
 	want := "v=DMARC1; p=reject; sp=quarantine; np=reject; pct=50; adkim=s; rua=" + own + ",mailto:dmarc@xn--bcher-acme-9db.com,mailto:agg@example.net!10m; fo=1:d; t=y"
 	require.Contains(t, r.Raw, `"dmarcRecord":"`+want+`"`)
@@ -90,7 +90,7 @@ func TestMutationToDNSAnswer(t *testing.T) {
 	waitTXT(t, addr, "xn--bcher-acme-9db.com._dmarc."+apitest.EdgeZone, dns.RcodeSuccess, want)
 
 	// Clearing optional tags with null.
-	r = env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "xn--bcher-acme-9db.com", policy: {sp: null, np: null, fo: null, testing: null, pct: 100, adkim: RELAXED, rua: []}) { dmarcRecord } }`, nil)
+	r = env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "xn--bcher-acme-9db.com", policy: {sp: null, np: null, fo: null, testing: null, pct: 100, adkim: RELAXED, rua: []}, force: true) { dmarcRecord } }`, nil)
 	r.NoErrors(t)
 	waitTXT(t, addr, "_dmarc.xn--bcher-acme-9db.com", dns.RcodeSuccess, "v=DMARC1; p=reject; rua="+own)
 

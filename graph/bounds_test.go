@@ -98,7 +98,7 @@ func TestChangeBoundsAtReceivers(t *testing.T) {
 	change("add DKIM key", bounds.KeyAdded, `addDkimKey(domain: "`+d+`", selector: "s1", publicKey: $k) { warnings }`, map[string]string{
 		dkim: key,
 	})
-	change("policy change", bounds.Policy, `updateDmarcPolicy(name: "`+d+`", policy: {p: QUARANTINE}) { name }`, map[string]string{
+	change("policy change", bounds.Policy, `updateDmarcPolicy(name: "`+d+`", policy: {p: QUARANTINE}, force: true) { name }`, map[string]string{
 		"_dmarc." + d: "p=quarantine",
 	})
 	change("key revocation", bounds.KeyRevocation, `revokeDkimKey(domain: "`+d+`", selector: "s1") { selector }`, map[string]string{

@@ -127,11 +127,11 @@ func TestBIMI(t *testing.T) {
 	require.JSONEq(t, `{"domain": {"bimi": {"logoUrl": "https://bimi-example.com/logo.svg", "evidenceUrl": "https://bimi-example.com/vmc.pem"},
 		"dnsSetup": {"bimi": {"served": []}, "bimiWithheld": "the DMARC policy is p=none; BIMI needs p=quarantine or p=reject"}}}`, setup())
 
-	env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "`+d+`", policy: {p: QUARANTINE, pct: 50}) { name } }`, nil).NoErrors(t)
+	env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "`+d+`", policy: {p: QUARANTINE, pct: 50}, force: true) { name } }`, nil).NoErrors(t)
 	require.Contains(t, setup(), "BIMI needs pct=100")
-	env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "`+d+`", policy: {p: REJECT, pct: 100, sp: NONE}) { name } }`, nil).NoErrors(t)
+	env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "`+d+`", policy: {p: REJECT, pct: 100, sp: NONE}, force: true) { name } }`, nil).NoErrors(t)
 	require.Contains(t, setup(), "sp=none")
-	env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "`+d+`", policy: {sp: null}) { name } }`, nil).NoErrors(t)
+	env.Do(t, o.Token, `mutation { updateDmarcPolicy(name: "`+d+`", policy: {sp: null}, force: true) { name } }`, nil).NoErrors(t)
 	const served = "v=BIMI1; l=https://bimi-example.com/logo.svg; a=https://bimi-example.com/vmc.pem"
 	require.JSONEq(t, `{"domain": {"bimi": {"logoUrl": "https://bimi-example.com/logo.svg", "evidenceUrl": "https://bimi-example.com/vmc.pem"},
 		"dnsSetup": {"bimi": {"served": [{"name": "default._bimi.bimi-example.com.", "value": "`+served+`"}]}, "bimiWithheld": null}}}`, setup())

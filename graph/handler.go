@@ -109,8 +109,16 @@ func executableSchema(r *Resolver) graphql.ExecutableSchema {
 	}
 	cfg.Complexity.DiscoveredSelector.Resolution = func(child int) int { return 20 + child }
 	priceAuthReport(&cfg.Complexity)
+	// A domain's readiness is a few aggregate queries over its window,
+	// priced like a small page, so that a page of domains asking for it
+	// stays within the limit only at a sane size.
+	cfg.Complexity.Domain.Readiness = func(child int) int { return readinessCost + child }
+	cfg.Complexity.Domain.PolicyChanges = func(child int, last *int) int { return pageCost(child, last) }
 	return generated.NewExecutableSchema(cfg)
 }
+
+// readinessCost is what one Domain.readiness costs besides its fields.
+const readinessCost = 10
 
 func init() {
 	// Refusals before execution (limits, bad strings) answer 422, or 400
@@ -236,6 +244,11 @@ func (r *Resolver) presentError(ctx context.Context, err error) *gqlerror.Error 
 		}
 		if ae.RetryAfter > 0 {
 			gerr.Extensions["retryAfterSeconds"] = int(ae.RetryAfter.Seconds() + 0.999)
+		}
+		for k, v := range ae.Extensions {
+			if _, taken := gerr.Extensions[k]; !taken {
+				gerr.Extensions[k] = v
+			}
 		}
 	default:
 		if _, ok := gerr.Extensions["code"]; !ok {

@@ -38,7 +38,7 @@ func TestDomainChangesAccount(t *testing.T) {
 	require.Contains(t, rec, reportAddress(t, env, a.Token, d))
 
 	env.Do(t, b.Token, `mutation { addDomain(name: "`+d+`") { name } }`, nil).NoErrors(t)
-	env.Do(t, b.Token, `mutation { updateDmarcPolicy(name: "`+d+`", policy: {p: QUARANTINE}) { name } }`, nil).NoErrors(t)
+	env.Do(t, b.Token, `mutation { updateDmarcPolicy(name: "`+d+`", policy: {p: QUARANTINE}, force: true) { name } }`, nil).NoErrors(t)
 	_, rec = edgeRow(t, env, d)
 	require.Contains(t, rec, reportAddress(t, env, a.Token, d), "an unverified claim never reaches the edge")
 

@@ -15,6 +15,7 @@ import (
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/readiness"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/sender"
 )
@@ -29,6 +30,8 @@ type Resolver struct {
 	Reporting  *reporting.Reader
 	// AuthReports reads the authentication report.
 	AuthReports *authreport.Reader
+	// ReadinessSvc decides domains' readiness for enforcement.
+	ReadinessSvc *readiness.Reader
 	// Store takes uploaded report inputs in.
 	Store *ingest.Store
 	Log   *slog.Logger

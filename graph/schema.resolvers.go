@@ -98,8 +98,8 @@ func (r *mutationResolver) SetDomainMode(ctx context.Context, name string, mode 
 }
 
 // UpdateDmarcPolicy is the resolver for the updateDmarcPolicy field.
-func (r *mutationResolver) UpdateDmarcPolicy(ctx context.Context, name string, policy model.DmarcPolicyInput) (*domain.Domain, error) {
-	return ptr(r.DomainSvc.UpdatePolicy(ctx, name, applyPolicyInput(policy)))
+func (r *mutationResolver) UpdateDmarcPolicy(ctx context.Context, name string, policy model.DmarcPolicyInput, force *bool) (*domain.Domain, error) {
+	return ptr(r.DomainSvc.UpdatePolicy(ctx, name, applyPolicyInput(policy), force != nil && *force))
 }
 
 // Viewer is the resolver for the viewer field.

@@ -54,29 +54,31 @@ func TestTenantIsolation(t *testing.T) {
 			`query($b: ID) { account(id: $b) { domainProof(name: "b-secret-example.com") { value } } }`},
 		"domains": {`query($b: ID) { domains(accountId: $b) { nodes { name } } }`},
 		"domain": {`{ domain(name: "b-secret-example.com") { name } }`, `{ domain(name: "B-SECRET-example.com.") { dmarcRecord dnsSetup { dmarc { served { value } } } } }`,
-			`{ domain(name: "does-not-exist-example.com") { name } }`},
-		"createApiToken":      {`mutation($b: ID) { createApiToken(accountId: $b, name: "x") { secret } }`},
-		"revokeApiToken":      {`mutation($b: ID, $tok: ID!) { revokeApiToken(accountId: $b, id: $tok) { name } }`, `mutation($a: ID, $tok: ID!) { revokeApiToken(accountId: $a, id: $tok) { name } }`},
-		"addDomain":           {`mutation($b: ID) { addDomain(accountId: $b, name: "new-in-b-example.com") { name } }`},
-		"removeDomain":        {`mutation { removeDomain(name: "b-secret-example.com") { name } }`},
-		"verifyDomain":        {`mutation { verifyDomain(name: "b-secret-example.com") { name } }`},
-		"checkDnsSetup":       {`mutation { checkDnsSetup(domain: "b-secret-example.com") { spf { value } published { spf } } }`},
-		"setDomainMode":       {`mutation { setDomainMode(name: "b-secret-example.com", mode: BLOCKED) { name } }`},
-		"updateDmarcPolicy":   {`mutation { updateDmarcPolicy(name: "b-secret-example.com", policy: {p: REJECT}) { name } }`},
-		"addNetblock":         {`mutation { addNetblock(domain: "b-secret-example.com", cidr: "192.0.2.0/24") { name } }`},
-		"removeNetblock":      {`mutation { removeNetblock(domain: "b-secret-example.com", cidr: "198.51.100.0/24") { name } }`},
-		"enableSender":        {`mutation { enableSender(domain: "b-secret-example.com", service: "google-workspace") { name } }`},
-		"disableSender":       {`mutation { disableSender(domain: "b-secret-example.com", service: "sendgrid") { name } }`},
-		"pinSpfInclude":       {`mutation($x: Time!) { pinSpfInclude(domain: "b-secret-example.com", include: "x.example.net", expiresAt: $x) { name } }`},
-		"unpinSpfInclude":     {`mutation { unpinSpfInclude(domain: "b-secret-example.com", include: "pinned.example.net") { name } }`},
-		"refreshSenderRanges": {`mutation { refreshSenderRanges(service: "sendgrid") { slug } }`},
-		"explainSpf":          {`{ explainSpf(domain: "b-secret-example.com", ip: "198.51.100.7", helo: "mx.example.net") { record } }`},
-		"addDkimKey":          {`mutation { addDkimKey(domain: "b-secret-example.com", selector: "evil", cnameTarget: "evil.example.net") { warnings } }`},
-		"revokeDkimKey":       {`mutation { revokeDkimKey(domain: "b-secret-example.com", selector: "b1") { selector } }`},
-		"removeDkimKey":       {`mutation { removeDkimKey(domain: "b-secret-example.com", selector: "b1") { name } }`},
-		"importDkimKey":       {`mutation { importDkimKey(domain: "b-secret-example.com", selector: "b2") { warnings } }`},
-		"setBimi":             {`mutation { setBimi(domain: "b-secret-example.com", logoUrl: "https://evil.example/logo.svg") { name } }`},
-		"uploadReports":       {`mutation($b: ID) { uploadReports(accountId: $b, files: []) { filename } }`},
+			`{ domain(name: "does-not-exist-example.com") { name } }`, `{ domain(name: "b-secret-example.com") { readiness { verdict reasons { message } } } }`},
+		"createApiToken":        {`mutation($b: ID) { createApiToken(accountId: $b, name: "x") { secret } }`},
+		"revokeApiToken":        {`mutation($b: ID, $tok: ID!) { revokeApiToken(accountId: $b, id: $tok) { name } }`, `mutation($a: ID, $tok: ID!) { revokeApiToken(accountId: $a, id: $tok) { name } }`},
+		"addDomain":             {`mutation($b: ID) { addDomain(accountId: $b, name: "new-in-b-example.com") { name } }`},
+		"removeDomain":          {`mutation { removeDomain(name: "b-secret-example.com") { name } }`},
+		"verifyDomain":          {`mutation { verifyDomain(name: "b-secret-example.com") { name } }`},
+		"checkDnsSetup":         {`mutation { checkDnsSetup(domain: "b-secret-example.com") { spf { value } published { spf } } }`},
+		"setDomainMode":         {`mutation { setDomainMode(name: "b-secret-example.com", mode: BLOCKED) { name } }`},
+		"updateDmarcPolicy":     {`mutation { updateDmarcPolicy(name: "b-secret-example.com", policy: {p: REJECT}) { name } }`, `mutation { updateDmarcPolicy(name: "b-secret-example.com", policy: {p: REJECT}, force: true) { name } }`},
+		"setReadinessThreshold": {`mutation { setReadinessThreshold(domain: "b-secret-example.com", threshold: 50) { name } }`},
+		"setSenderThreshold":    {`mutation { setSenderThreshold(domain: "b-secret-example.com", service: "sendgrid", threshold: 50) { name } }`},
+		"addNetblock":           {`mutation { addNetblock(domain: "b-secret-example.com", cidr: "192.0.2.0/24") { name } }`},
+		"removeNetblock":        {`mutation { removeNetblock(domain: "b-secret-example.com", cidr: "198.51.100.0/24") { name } }`},
+		"enableSender":          {`mutation { enableSender(domain: "b-secret-example.com", service: "google-workspace") { name } }`},
+		"disableSender":         {`mutation { disableSender(domain: "b-secret-example.com", service: "sendgrid") { name } }`},
+		"pinSpfInclude":         {`mutation($x: Time!) { pinSpfInclude(domain: "b-secret-example.com", include: "x.example.net", expiresAt: $x) { name } }`},
+		"unpinSpfInclude":       {`mutation { unpinSpfInclude(domain: "b-secret-example.com", include: "pinned.example.net") { name } }`},
+		"refreshSenderRanges":   {`mutation { refreshSenderRanges(service: "sendgrid") { slug } }`},
+		"explainSpf":            {`{ explainSpf(domain: "b-secret-example.com", ip: "198.51.100.7", helo: "mx.example.net") { record } }`},
+		"addDkimKey":            {`mutation { addDkimKey(domain: "b-secret-example.com", selector: "evil", cnameTarget: "evil.example.net") { warnings } }`},
+		"revokeDkimKey":         {`mutation { revokeDkimKey(domain: "b-secret-example.com", selector: "b1") { selector } }`},
+		"removeDkimKey":         {`mutation { removeDkimKey(domain: "b-secret-example.com", selector: "b1") { name } }`},
+		"importDkimKey":         {`mutation { importDkimKey(domain: "b-secret-example.com", selector: "b2") { warnings } }`},
+		"setBimi":               {`mutation { setBimi(domain: "b-secret-example.com", logoUrl: "https://evil.example/logo.svg") { name } }`},
+		"uploadReports":         {`mutation($b: ID) { uploadReports(accountId: $b, files: []) { filename } }`},
 	}
 
 	// Every root field is either probed or known not to take another
@@ -142,7 +144,7 @@ func TestMSPAndMembers(t *testing.T) {
 	vars := map[string]any{"c": cust.AccountID.String(), "m": msp.AccountID.String()}
 
 	env.Do(t, msp.Token, `mutation($c: ID) { addDomain(accountId: $c, name: "customer-example.com") { name } }`, vars).NoErrors(t)
-	env.Do(t, msp.Token, `mutation { updateDmarcPolicy(name: "customer-example.com", policy: {p: QUARANTINE}) { name } }`, nil).NoErrors(t)
+	env.Do(t, msp.Token, `mutation { updateDmarcPolicy(name: "customer-example.com", policy: {p: QUARANTINE}, force: true) { name } }`, nil).NoErrors(t)
 	r := env.Do(t, cust.Token, `{ domain(name: "customer-example.com") { dmarcRecord account { name parent { name } } } }`, nil)
 	r.NoErrors(t)
 	require.JSONEq(t, `{"domain": {"dmarcRecord": "v=DMARC1; p=quarantine; rua=mailto:`+reportAddress(t, env, cust.Token, "customer-example.com")+`", "account": {"name": "Customer", "parent": null}}}`, string(r.Data))

@@ -271,6 +271,9 @@ type ComplexityRoot struct {
 		Name                func(childComplexity int) int
 		Netblocks           func(childComplexity int) int
 		Ownership           func(childComplexity int) int
+		PolicyChanges       func(childComplexity int, last *int) int
+		Readiness           func(childComplexity int) int
+		ReadinessThreshold  func(childComplexity int) int
 		ReportAddress       func(childComplexity int) int
 		Reports             func(childComplexity int, first *int, after *string) int
 		Senders             func(childComplexity int) int
@@ -345,30 +348,32 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddDkimKey          func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
-		AddDomain           func(childComplexity int, accountID *string, name string) int
-		AddNetblock         func(childComplexity int, domain string, cidr string, label *string) int
-		CheckDNSSetup       func(childComplexity int, domain string) int
-		CreateAPIToken      func(childComplexity int, accountID *string, name string) int
-		DisableSender       func(childComplexity int, domain string, service string) int
-		EnableSender        func(childComplexity int, domain string, service string) int
-		ImportDkimKey       func(childComplexity int, domain string, selector string) int
-		Login               func(childComplexity int, email string, password string, knownClient *string) int
-		Logout              func(childComplexity int, refreshToken string) int
-		PinSpfInclude       func(childComplexity int, domain string, include string, expiresAt time.Time) int
-		RefreshSenderRanges func(childComplexity int, service *string) int
-		RefreshToken        func(childComplexity int, refreshToken string) int
-		RemoveDkimKey       func(childComplexity int, domain string, selector string) int
-		RemoveDomain        func(childComplexity int, name string) int
-		RemoveNetblock      func(childComplexity int, domain string, cidr string) int
-		RevokeAPIToken      func(childComplexity int, accountID *string, id string) int
-		RevokeDkimKey       func(childComplexity int, domain string, selector string) int
-		SetBimi             func(childComplexity int, domain string, logoURL string, evidenceURL *string) int
-		SetDomainMode       func(childComplexity int, name string, mode model.DomainMode) int
-		UnpinSpfInclude     func(childComplexity int, domain string, include string) int
-		UpdateDmarcPolicy   func(childComplexity int, name string, policy model.DmarcPolicyInput) int
-		UploadReports       func(childComplexity int, accountID *string, files []*graphql.Upload) int
-		VerifyDomain        func(childComplexity int, name string) int
+		AddDkimKey            func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
+		AddDomain             func(childComplexity int, accountID *string, name string) int
+		AddNetblock           func(childComplexity int, domain string, cidr string, label *string) int
+		CheckDNSSetup         func(childComplexity int, domain string) int
+		CreateAPIToken        func(childComplexity int, accountID *string, name string) int
+		DisableSender         func(childComplexity int, domain string, service string) int
+		EnableSender          func(childComplexity int, domain string, service string) int
+		ImportDkimKey         func(childComplexity int, domain string, selector string) int
+		Login                 func(childComplexity int, email string, password string, knownClient *string) int
+		Logout                func(childComplexity int, refreshToken string) int
+		PinSpfInclude         func(childComplexity int, domain string, include string, expiresAt time.Time) int
+		RefreshSenderRanges   func(childComplexity int, service *string) int
+		RefreshToken          func(childComplexity int, refreshToken string) int
+		RemoveDkimKey         func(childComplexity int, domain string, selector string) int
+		RemoveDomain          func(childComplexity int, name string) int
+		RemoveNetblock        func(childComplexity int, domain string, cidr string) int
+		RevokeAPIToken        func(childComplexity int, accountID *string, id string) int
+		RevokeDkimKey         func(childComplexity int, domain string, selector string) int
+		SetBimi               func(childComplexity int, domain string, logoURL string, evidenceURL *string) int
+		SetDomainMode         func(childComplexity int, name string, mode model.DomainMode) int
+		SetReadinessThreshold func(childComplexity int, domain string, threshold float64) int
+		SetSenderThreshold    func(childComplexity int, domain string, service string, threshold *float64) int
+		UnpinSpfInclude       func(childComplexity int, domain string, include string) int
+		UpdateDmarcPolicy     func(childComplexity int, name string, policy model.DmarcPolicyInput, force *bool) int
+		UploadReports         func(childComplexity int, accountID *string, files []*graphql.Upload) int
+		VerifyDomain          func(childComplexity int, name string) int
 	}
 
 	Netblock struct {
@@ -382,6 +387,16 @@ type ComplexityRoot struct {
 		HasNextPage     func(childComplexity int) int
 		HasPreviousPage func(childComplexity int) int
 		StartCursor     func(childComplexity int) int
+	}
+
+	PolicyChange struct {
+		Actor   func(childComplexity int) int
+		At      func(childComplexity int) int
+		Forced  func(childComplexity int) int
+		From    func(childComplexity int) int
+		Reasons func(childComplexity int) int
+		To      func(childComplexity int) int
+		Verdict func(childComplexity int) int
 	}
 
 	PublishedDns struct {
@@ -402,6 +417,52 @@ type ComplexityRoot struct {
 		SenderServices   func(childComplexity int) int
 		UnmatchedReports func(childComplexity int, limit *int) int
 		Viewer           func(childComplexity int) int
+	}
+
+	Readiness struct {
+		Days                 func(childComplexity int) int
+		ForwardedMessages    func(childComplexity int) int
+		From                 func(childComplexity int) int
+		Messages             func(childComplexity int) int
+		Reasons              func(childComplexity int) int
+		Rules                func(childComplexity int) int
+		Senders              func(childComplexity int) int
+		Threshold            func(childComplexity int) int
+		To                   func(childComplexity int) int
+		UnidentifiedMessages func(childComplexity int) int
+		UnidentifiedShare    func(childComplexity int) int
+		Verdict              func(childComplexity int) int
+	}
+
+	ReadinessReason struct {
+		Blocks    func(childComplexity int) int
+		Code      func(childComplexity int) int
+		Message   func(childComplexity int) int
+		Sender    func(childComplexity int) int
+		Threshold func(childComplexity int) int
+		Value     func(childComplexity int) int
+	}
+
+	ReadinessRules struct {
+		MinDays                func(childComplexity int) int
+		MinMessages            func(childComplexity int) int
+		NewSenderDays          func(childComplexity int) int
+		QuarantineUnidentified func(childComplexity int) int
+		RejectUnidentified     func(childComplexity int) int
+		WindowDays             func(childComplexity int) int
+	}
+
+	ReadinessSender struct {
+		Authorized   func(childComplexity int) int
+		FirstSeen    func(childComplexity int) int
+		Key          func(childComplexity int) int
+		Messages     func(childComplexity int) int
+		Name         func(childComplexity int) int
+		New          func(childComplexity int) int
+		OwnThreshold func(childComplexity int) int
+		PassRate     func(childComplexity int) int
+		Passed       func(childComplexity int) int
+		Threshold    func(childComplexity int) int
 	}
 
 	RemovedDomain struct {
@@ -609,6 +670,9 @@ type DomainResolver interface {
 	Ownership(ctx context.Context, obj *domain.Domain) (*domain.Domain, error)
 	AuthReport(ctx context.Context, obj *domain.Domain, rangeArg *model.ReportRange, from *time.Time, to *time.Time) (*authreport.Scope, error)
 	DiscoveredSelectors(ctx context.Context, obj *domain.Domain, days *int, first *int, includeHosted *bool) ([]*domainkey.Discovered, error)
+	Readiness(ctx context.Context, obj *domain.Domain) (*model.Readiness, error)
+
+	PolicyChanges(ctx context.Context, obj *domain.Domain, last *int) ([]*model.PolicyChange, error)
 	Reports(ctx context.Context, obj *domain.Domain, first *int, after *string) (*model.AggregateReportConnection, error)
 	IngestProblems(ctx context.Context, obj *domain.Domain, limit *int) ([]*reporting.Problem, error)
 }
@@ -640,12 +704,14 @@ type MutationResolver interface {
 	RemoveDomain(ctx context.Context, name string) (*model.RemovedDomain, error)
 	CheckDNSSetup(ctx context.Context, domain string) (*domain.DNSSetup, error)
 	SetDomainMode(ctx context.Context, name string, mode model.DomainMode) (*domain.Domain, error)
-	UpdateDmarcPolicy(ctx context.Context, name string, policy model.DmarcPolicyInput) (*domain.Domain, error)
+	UpdateDmarcPolicy(ctx context.Context, name string, policy model.DmarcPolicyInput, force *bool) (*domain.Domain, error)
 	AddDkimKey(ctx context.Context, domain string, selector string, publicKey *string, cnameTarget *string, service *string) (*model.AddDkimKeyPayload, error)
 	RevokeDkimKey(ctx context.Context, domain string, selector string) (*domainkeydb.DkimKey, error)
 	RemoveDkimKey(ctx context.Context, domain string, selector string) (*domain.Domain, error)
 	SetBimi(ctx context.Context, domain string, logoURL string, evidenceURL *string) (*domain.Domain, error)
 	ImportDkimKey(ctx context.Context, domain string, selector string) (*model.AddDkimKeyPayload, error)
+	SetReadinessThreshold(ctx context.Context, domain string, threshold float64) (*domain.Domain, error)
+	SetSenderThreshold(ctx context.Context, domain string, service string, threshold *float64) (*domain.Domain, error)
 	UploadReports(ctx context.Context, accountID *string, files []*graphql.Upload) ([]*model.UploadResult, error)
 	AddNetblock(ctx context.Context, domain string, cidr string, label *string) (*domain.Domain, error)
 	RemoveNetblock(ctx context.Context, domain string, cidr string) (*domain.Domain, error)
@@ -1630,6 +1696,29 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.Ownership(childComplexity), true
+	case "Domain.policyChanges":
+		if e.ComplexityRoot.Domain.PolicyChanges == nil {
+			break
+		}
+
+		args, err := ec.field_Domain_policyChanges_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Domain.PolicyChanges(childComplexity, args["last"].(*int)), true
+	case "Domain.readiness":
+		if e.ComplexityRoot.Domain.Readiness == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.Readiness(childComplexity), true
+	case "Domain.readinessThreshold":
+		if e.ComplexityRoot.Domain.ReadinessThreshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.ReadinessThreshold(childComplexity), true
 	case "Domain.reportAddress":
 		if e.ComplexityRoot.Domain.ReportAddress == nil {
 			break
@@ -2146,6 +2235,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetDomainMode(childComplexity, args["name"].(string), args["mode"].(model.DomainMode)), true
+	case "Mutation.setReadinessThreshold":
+		if e.ComplexityRoot.Mutation.SetReadinessThreshold == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setReadinessThreshold_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetReadinessThreshold(childComplexity, args["domain"].(string), args["threshold"].(float64)), true
+	case "Mutation.setSenderThreshold":
+		if e.ComplexityRoot.Mutation.SetSenderThreshold == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setSenderThreshold_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetSenderThreshold(childComplexity, args["domain"].(string), args["service"].(string), args["threshold"].(*float64)), true
 	case "Mutation.unpinSpfInclude":
 		if e.ComplexityRoot.Mutation.UnpinSpfInclude == nil {
 			break
@@ -2167,7 +2278,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.UpdateDmarcPolicy(childComplexity, args["name"].(string), args["policy"].(model.DmarcPolicyInput)), true
+		return e.ComplexityRoot.Mutation.UpdateDmarcPolicy(childComplexity, args["name"].(string), args["policy"].(model.DmarcPolicyInput), args["force"].(*bool)), true
 	case "Mutation.uploadReports":
 		if e.ComplexityRoot.Mutation.UploadReports == nil {
 			break
@@ -2234,6 +2345,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
+
+	case "PolicyChange.actor":
+		if e.ComplexityRoot.PolicyChange.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.Actor(childComplexity), true
+	case "PolicyChange.at":
+		if e.ComplexityRoot.PolicyChange.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.At(childComplexity), true
+	case "PolicyChange.forced":
+		if e.ComplexityRoot.PolicyChange.Forced == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.Forced(childComplexity), true
+	case "PolicyChange.from":
+		if e.ComplexityRoot.PolicyChange.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.From(childComplexity), true
+	case "PolicyChange.reasons":
+		if e.ComplexityRoot.PolicyChange.Reasons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.Reasons(childComplexity), true
+	case "PolicyChange.to":
+		if e.ComplexityRoot.PolicyChange.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.To(childComplexity), true
+	case "PolicyChange.verdict":
+		if e.ComplexityRoot.PolicyChange.Verdict == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PolicyChange.Verdict(childComplexity), true
 
 	case "PublishedDns.actions":
 		if e.ComplexityRoot.PublishedDns.Actions == nil {
@@ -2346,6 +2500,214 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+
+	case "Readiness.days":
+		if e.ComplexityRoot.Readiness.Days == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.Days(childComplexity), true
+	case "Readiness.forwardedMessages":
+		if e.ComplexityRoot.Readiness.ForwardedMessages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.ForwardedMessages(childComplexity), true
+	case "Readiness.from":
+		if e.ComplexityRoot.Readiness.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.From(childComplexity), true
+	case "Readiness.messages":
+		if e.ComplexityRoot.Readiness.Messages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.Messages(childComplexity), true
+	case "Readiness.reasons":
+		if e.ComplexityRoot.Readiness.Reasons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.Reasons(childComplexity), true
+	case "Readiness.rules":
+		if e.ComplexityRoot.Readiness.Rules == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.Rules(childComplexity), true
+	case "Readiness.senders":
+		if e.ComplexityRoot.Readiness.Senders == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.Senders(childComplexity), true
+	case "Readiness.threshold":
+		if e.ComplexityRoot.Readiness.Threshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.Threshold(childComplexity), true
+	case "Readiness.to":
+		if e.ComplexityRoot.Readiness.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.To(childComplexity), true
+	case "Readiness.unidentifiedMessages":
+		if e.ComplexityRoot.Readiness.UnidentifiedMessages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.UnidentifiedMessages(childComplexity), true
+	case "Readiness.unidentifiedShare":
+		if e.ComplexityRoot.Readiness.UnidentifiedShare == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.UnidentifiedShare(childComplexity), true
+	case "Readiness.verdict":
+		if e.ComplexityRoot.Readiness.Verdict == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Readiness.Verdict(childComplexity), true
+
+	case "ReadinessReason.blocks":
+		if e.ComplexityRoot.ReadinessReason.Blocks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessReason.Blocks(childComplexity), true
+	case "ReadinessReason.code":
+		if e.ComplexityRoot.ReadinessReason.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessReason.Code(childComplexity), true
+	case "ReadinessReason.message":
+		if e.ComplexityRoot.ReadinessReason.Message == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessReason.Message(childComplexity), true
+	case "ReadinessReason.sender":
+		if e.ComplexityRoot.ReadinessReason.Sender == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessReason.Sender(childComplexity), true
+	case "ReadinessReason.threshold":
+		if e.ComplexityRoot.ReadinessReason.Threshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessReason.Threshold(childComplexity), true
+	case "ReadinessReason.value":
+		if e.ComplexityRoot.ReadinessReason.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessReason.Value(childComplexity), true
+
+	case "ReadinessRules.minDays":
+		if e.ComplexityRoot.ReadinessRules.MinDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessRules.MinDays(childComplexity), true
+	case "ReadinessRules.minMessages":
+		if e.ComplexityRoot.ReadinessRules.MinMessages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessRules.MinMessages(childComplexity), true
+	case "ReadinessRules.newSenderDays":
+		if e.ComplexityRoot.ReadinessRules.NewSenderDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessRules.NewSenderDays(childComplexity), true
+	case "ReadinessRules.quarantineUnidentified":
+		if e.ComplexityRoot.ReadinessRules.QuarantineUnidentified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessRules.QuarantineUnidentified(childComplexity), true
+	case "ReadinessRules.rejectUnidentified":
+		if e.ComplexityRoot.ReadinessRules.RejectUnidentified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessRules.RejectUnidentified(childComplexity), true
+	case "ReadinessRules.windowDays":
+		if e.ComplexityRoot.ReadinessRules.WindowDays == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessRules.WindowDays(childComplexity), true
+
+	case "ReadinessSender.authorized":
+		if e.ComplexityRoot.ReadinessSender.Authorized == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.Authorized(childComplexity), true
+	case "ReadinessSender.firstSeen":
+		if e.ComplexityRoot.ReadinessSender.FirstSeen == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.FirstSeen(childComplexity), true
+	case "ReadinessSender.key":
+		if e.ComplexityRoot.ReadinessSender.Key == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.Key(childComplexity), true
+	case "ReadinessSender.messages":
+		if e.ComplexityRoot.ReadinessSender.Messages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.Messages(childComplexity), true
+	case "ReadinessSender.name":
+		if e.ComplexityRoot.ReadinessSender.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.Name(childComplexity), true
+	case "ReadinessSender.new":
+		if e.ComplexityRoot.ReadinessSender.New == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.New(childComplexity), true
+	case "ReadinessSender.ownThreshold":
+		if e.ComplexityRoot.ReadinessSender.OwnThreshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.OwnThreshold(childComplexity), true
+	case "ReadinessSender.passRate":
+		if e.ComplexityRoot.ReadinessSender.PassRate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.PassRate(childComplexity), true
+	case "ReadinessSender.passed":
+		if e.ComplexityRoot.ReadinessSender.Passed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.Passed(childComplexity), true
+	case "ReadinessSender.threshold":
+		if e.ComplexityRoot.ReadinessSender.Threshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReadinessSender.Threshold(childComplexity), true
 
 	case "RemovedDomain.id":
 		if e.ComplexityRoot.RemovedDomain.ID == nil {
@@ -3550,6 +3912,141 @@ type RemovedDomain {
   warnings: [String!]!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/readiness.graphqls", Input: `extend type Domain {
+  """
+  Whether the domain is ready to enforce DMARC (quarantine, then reject), from its classified
+  report sources over the last days (30 unless the operator set ` + "`" + `-readiness` + "`" + `; see ` + "`" + `rules` + "`" + `): each
+  identified sender's DMARC pass rate (the domain's own servers and known services) against its
+  threshold, the share of unidentified mail, the senders first seen lately, and whether there is
+  enough data. ` + "`" + `updateDmarcPolicy` + "`" + ` refuses to tighten the policy beyond the verdict unless forced.
+  """
+  readiness: Readiness!
+  "The DMARC pass rate (percent) the domain's own servers and known services must reach (default 95); an enabled service's own threshold overrides it."
+  readinessThreshold: Float!
+  "The recorded tightenings of the domain's DMARC policy, newest first, at most ` + "`" + `last` + "`" + ` (1 to 100): who made them, from what to what, and whether the readiness verdict allowed them or they were forced."
+  policyChanges(last: Int = 20): [PolicyChange!]!
+}
+
+"A tightening of a domain's DMARC policy (p, sp or np made stricter, or a larger pct)."
+type PolicyChange {
+  at: Time!
+  "The user's e-mail address, or ` + "`" + `API token <name>` + "`" + `; empty when neither exists any more."
+  actor: String!
+  "The policy before and after, as DMARC tags (p=...; sp=...; np=...; pct=...)."
+  from: String!
+  to: String!
+  "The readiness verdict when the change was made, and its reasons."
+  verdict: ReadinessVerdict!
+  reasons: [ReadinessReason!]!
+  "True when the verdict did not allow the change and the caller forced it."
+  forced: Boolean!
+}
+
+"A domain's readiness for DMARC enforcement."
+type Readiness {
+  verdict: ReadinessVerdict!
+  "Why the verdict is not stricter; empty for READY_FOR_REJECT."
+  reasons: [ReadinessReason!]!
+  "The identified senders in the window: the domain's own servers first, then services by volume."
+  senders: [ReadinessSender!]!
+  "The window's first and last days (UTC dates, YYYY-MM-DD) and how many of its days have reports."
+  from: String!
+  to: String!
+  days: Int!
+  "All messages in the window, the unidentified and forwarded among them (forwarded mail is left out of the pass rates: it is expected to fail SPF)."
+  messages: Count!
+  unidentifiedMessages: Count!
+  forwardedMessages: Count!
+  "Unidentified messages / all messages, in percent."
+  unidentifiedShare: Float!
+  "The domain's pass-rate threshold (percent)."
+  threshold: Float!
+  "The rules of the decision."
+  rules: ReadinessRules!
+}
+
+"How far a domain's DMARC policy may go."
+enum ReadinessVerdict {
+  "Stay at p=none: something below would lose legitimate mail, or there is too little data."
+  NOT_READY
+  "p=quarantine is safe; reject is not yet."
+  READY_FOR_QUARANTINE
+  "p=reject is safe."
+  READY_FOR_REJECT
+}
+
+"One reason a verdict is not stricter."
+type ReadinessReason {
+  code: ReadinessReasonCode!
+  "The sender's key (internal for the domain's own servers, else the service's slug) for SENDER_FAILING and NEW_SENDER; null otherwise."
+  sender: String
+  "What was measured: a pass rate or share in percent, days, or messages."
+  value: Float!
+  "What it had to reach (at least, or at most for UNIDENTIFIED_SHARE)."
+  threshold: Float!
+  "The least strict disposition this reason forbids: QUARANTINE (and so reject) or REJECT."
+  blocks: DmarcDisposition!
+  "The reason as a sentence, with what to do."
+  message: String!
+}
+
+"The kinds of reasons."
+enum ReadinessReasonCode {
+  "An identified sender's DMARC pass rate is below its threshold."
+  SENDER_FAILING
+  "Too much mail comes from unidentified sources (by default more than 5% forbids quarantine, more than 2% reject)."
+  UNIDENTIFIED_SHARE
+  "An identified sender was first seen within ` + "`" + `rules.newSenderDays` + "`" + ` (14 by default)."
+  NEW_SENDER
+  "Reports cover fewer than ` + "`" + `rules.minDays` + "`" + ` (7) days of the window."
+  TOO_FEW_DAYS
+  "Reports count fewer than ` + "`" + `rules.minMessages` + "`" + ` (100) messages in the window."
+  TOO_FEW_MESSAGES
+}
+
+"A sender of a domain's mail in the readiness window."
+type ReadinessSender {
+  "internal for the domain's own servers (its netblocks and keys), else the service's slug."
+  key: String!
+  name: String!
+  "True for the domain's own servers and the services it enables. Every identified sender is held to a threshold: a known service sending as the domain without being enabled would lose its failing mail to enforcement just the same (if it is not the domain's, that mail is spoofing: force the change)."
+  authorized: Boolean!
+  messages: Count!
+  "Messages that passed DMARC (SPF or DKIM aligned)."
+  passed: Count!
+  "passed / messages, in percent."
+  passRate: Float!
+  "The pass rate (percent) it must reach: its own threshold (an enabled service's), else the domain's."
+  threshold: Float!
+  "Whether a threshold of its own overrides the domain's."
+  ownThreshold: Boolean!
+  "The first day (YYYY-MM-DD) in the window with its mail."
+  firstSeen: String!
+  "First seen within ` + "`" + `rules.newSenderDays` + "`" + `."
+  new: Boolean!
+}
+
+"The rules a readiness verdict applies (the operator's ` + "`" + `-readiness` + "`" + `)."
+type ReadinessRules {
+  "The window's length in days, today included."
+  windowDays: Int!
+  "A sender first seen within this many days is new."
+  newSenderDays: Int!
+  "The data a verdict needs at all: days with reports and messages in the window."
+  minDays: Int!
+  minMessages: Count!
+  "The largest unidentified shares (percent) that allow quarantine and reject."
+  quarantineUnidentified: Float!
+  rejectUnidentified: Float!
+}
+
+extend type Mutation {
+  "Set the DMARC pass rate (percent, 50 to 100) the domain's own servers and known services (unless an enabled service has its own) must reach before its policy may tighten. Needs the right to manage the policy."
+  setReadinessThreshold(domain: String!, threshold: Float!): Domain!
+  "Set the pass rate (percent, 50 to 100) one enabled sender (a service's slug) must reach; null returns it to the domain's. NOT_FOUND when the service is not enabled for the domain."
+  setSenderThreshold(domain: String!, service: String!, threshold: Float): Domain!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/report.graphqls", Input: `"A DMARC aggregate report a receiver sent about a domain."
 type AggregateReport {
   id: ID!
@@ -3730,8 +4227,14 @@ type Mutation {
   checkDnsSetup(domain: String!): DnsSetup!
   "Switch a domain between SENDING and BLOCKED (non-sending: locked down to p=reject)."
   setDomainMode(name: String!, mode: DomainMode!): Domain!
-  "Change a domain's DMARC policy. Omitted fields keep their value; an explicit null removes an optional tag."
-  updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!): Domain!
+  """
+  Change a domain's DMARC policy. Omitted fields keep their value; an explicit null removes an optional tag.
+  A change that tightens the policy (p, sp or np to a stricter disposition, or a larger pct) beyond what
+  ` + "`" + `Domain.readiness` + "`" + ` allows is refused with the code READINESS, the verdict and its reasons in
+  ` + "`" + `extensions` + "`" + ` (` + "`" + `verdict` + "`" + `, ` + "`" + `requires` + "`" + `, ` + "`" + `reasons` + "`" + `), unless ` + "`" + `force` + "`" + ` is true; every tightening is recorded,
+  a forced one as forced. Loosening is always allowed.
+  """
+  updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!, force: Boolean = false): Domain!
 }
 
 """
@@ -4367,6 +4870,12 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_authReport(ctx, field)
 	case "discoveredSelectors":
 		return ec.fieldContext_Domain_discoveredSelectors(ctx, field)
+	case "readiness":
+		return ec.fieldContext_Domain_readiness(ctx, field)
+	case "readinessThreshold":
+		return ec.fieldContext_Domain_readinessThreshold(ctx, field)
+	case "policyChanges":
+		return ec.fieldContext_Domain_policyChanges(ctx, field)
 	case "reports":
 		return ec.fieldContext_Domain_reports(ctx, field)
 	case "ingestProblems":
@@ -4525,6 +5034,26 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_PolicyChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_PolicyChange_at(ctx, field)
+	case "actor":
+		return ec.fieldContext_PolicyChange_actor(ctx, field)
+	case "from":
+		return ec.fieldContext_PolicyChange_from(ctx, field)
+	case "to":
+		return ec.fieldContext_PolicyChange_to(ctx, field)
+	case "verdict":
+		return ec.fieldContext_PolicyChange_verdict(ctx, field)
+	case "reasons":
+		return ec.fieldContext_PolicyChange_reasons(ctx, field)
+	case "forced":
+		return ec.fieldContext_PolicyChange_forced(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PolicyChange", field.Name)
+}
+
 func (ec *executionContext) childFields_PublishedDns(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "spf":
@@ -4543,6 +5072,98 @@ func (ec *executionContext) childFields_PublishedDns(ctx context.Context, field 
 		return ec.fieldContext_PublishedDns_actions(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PublishedDns", field.Name)
+}
+
+func (ec *executionContext) childFields_Readiness(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "verdict":
+		return ec.fieldContext_Readiness_verdict(ctx, field)
+	case "reasons":
+		return ec.fieldContext_Readiness_reasons(ctx, field)
+	case "senders":
+		return ec.fieldContext_Readiness_senders(ctx, field)
+	case "from":
+		return ec.fieldContext_Readiness_from(ctx, field)
+	case "to":
+		return ec.fieldContext_Readiness_to(ctx, field)
+	case "days":
+		return ec.fieldContext_Readiness_days(ctx, field)
+	case "messages":
+		return ec.fieldContext_Readiness_messages(ctx, field)
+	case "unidentifiedMessages":
+		return ec.fieldContext_Readiness_unidentifiedMessages(ctx, field)
+	case "forwardedMessages":
+		return ec.fieldContext_Readiness_forwardedMessages(ctx, field)
+	case "unidentifiedShare":
+		return ec.fieldContext_Readiness_unidentifiedShare(ctx, field)
+	case "threshold":
+		return ec.fieldContext_Readiness_threshold(ctx, field)
+	case "rules":
+		return ec.fieldContext_Readiness_rules(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Readiness", field.Name)
+}
+
+func (ec *executionContext) childFields_ReadinessReason(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_ReadinessReason_code(ctx, field)
+	case "sender":
+		return ec.fieldContext_ReadinessReason_sender(ctx, field)
+	case "value":
+		return ec.fieldContext_ReadinessReason_value(ctx, field)
+	case "threshold":
+		return ec.fieldContext_ReadinessReason_threshold(ctx, field)
+	case "blocks":
+		return ec.fieldContext_ReadinessReason_blocks(ctx, field)
+	case "message":
+		return ec.fieldContext_ReadinessReason_message(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReadinessReason", field.Name)
+}
+
+func (ec *executionContext) childFields_ReadinessRules(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "windowDays":
+		return ec.fieldContext_ReadinessRules_windowDays(ctx, field)
+	case "newSenderDays":
+		return ec.fieldContext_ReadinessRules_newSenderDays(ctx, field)
+	case "minDays":
+		return ec.fieldContext_ReadinessRules_minDays(ctx, field)
+	case "minMessages":
+		return ec.fieldContext_ReadinessRules_minMessages(ctx, field)
+	case "quarantineUnidentified":
+		return ec.fieldContext_ReadinessRules_quarantineUnidentified(ctx, field)
+	case "rejectUnidentified":
+		return ec.fieldContext_ReadinessRules_rejectUnidentified(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReadinessRules", field.Name)
+}
+
+func (ec *executionContext) childFields_ReadinessSender(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "key":
+		return ec.fieldContext_ReadinessSender_key(ctx, field)
+	case "name":
+		return ec.fieldContext_ReadinessSender_name(ctx, field)
+	case "authorized":
+		return ec.fieldContext_ReadinessSender_authorized(ctx, field)
+	case "messages":
+		return ec.fieldContext_ReadinessSender_messages(ctx, field)
+	case "passed":
+		return ec.fieldContext_ReadinessSender_passed(ctx, field)
+	case "passRate":
+		return ec.fieldContext_ReadinessSender_passRate(ctx, field)
+	case "threshold":
+		return ec.fieldContext_ReadinessSender_threshold(ctx, field)
+	case "ownThreshold":
+		return ec.fieldContext_ReadinessSender_ownThreshold(ctx, field)
+	case "firstSeen":
+		return ec.fieldContext_ReadinessSender_firstSeen(ctx, field)
+	case "new":
+		return ec.fieldContext_ReadinessSender_new(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReadinessSender", field.Name)
 }
 
 func (ec *executionContext) childFields_RemovedDomain(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5141,6 +5762,20 @@ func (ec *executionContext) field_Domain_ingestProblems_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Domain_policyChanges_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "last",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["last"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Domain_reports_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5619,6 +6254,58 @@ func (ec *executionContext) field_Mutation_setDomainMode_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setReadinessThreshold_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "threshold",
+		func(ctx context.Context, v any) (float64, error) {
+			return ec.unmarshalNFloat2float64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["threshold"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setSenderThreshold_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "domain",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domain"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "service",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["service"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "threshold",
+		func(ctx context.Context, v any) (*float64, error) {
+			return ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["threshold"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_unpinSpfInclude_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5660,6 +6347,14 @@ func (ec *executionContext) field_Mutation_updateDmarcPolicy_args(ctx context.Co
 		return nil, err
 	}
 	args["policy"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "force",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["force"] = arg2
 	return args, nil
 }
 
@@ -9807,6 +10502,105 @@ func (ec *executionContext) fieldContext_Domain_discoveredSelectors(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Domain_readiness(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_readiness(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Domain().Readiness(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Readiness) graphql.Marshaler {
+			return ec.marshalNReadiness2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadiness(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_readiness(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Readiness(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Domain_readinessThreshold(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_readinessThreshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReadinessThreshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_readinessThreshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Domain", field, false, false, "Float")
+}
+
+func (ec *executionContext) _Domain_policyChanges(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_policyChanges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Domain().PolicyChanges(ctx, obj, fc.Args["last"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.PolicyChange) graphql.Marshaler {
+			return ec.marshalNPolicyChange2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPolicyChangeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_policyChanges(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Domain",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PolicyChange(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Domain_policyChanges_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Domain_reports(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11291,7 +12085,7 @@ func (ec *executionContext) _Mutation_updateDmarcPolicy(ctx context.Context, fie
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().UpdateDmarcPolicy(ctx, fc.Args["name"].(string), fc.Args["policy"].(model.DmarcPolicyInput))
+			return ec.Resolvers.Mutation().UpdateDmarcPolicy(ctx, fc.Args["name"].(string), fc.Args["policy"].(model.DmarcPolicyInput), fc.Args["force"].(*bool))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
@@ -11539,6 +12333,94 @@ func (ec *executionContext) fieldContext_Mutation_importDkimKey(ctx context.Cont
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_importDkimKey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setReadinessThreshold(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setReadinessThreshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetReadinessThreshold(ctx, fc.Args["domain"].(string), fc.Args["threshold"].(float64))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setReadinessThreshold(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setReadinessThreshold_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setSenderThreshold(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setSenderThreshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetSenderThreshold(ctx, fc.Args["domain"].(string), fc.Args["service"].(string), fc.Args["threshold"].(*float64))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setSenderThreshold(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setSenderThreshold_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -12056,6 +12938,176 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _PolicyChange_at(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PolicyChange_actor(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _PolicyChange_from(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _PolicyChange_to(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _PolicyChange_verdict(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_verdict(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Verdict, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ReadinessVerdict) graphql.Marshaler {
+			return ec.marshalNReadinessVerdict2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessVerdict(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_verdict(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "ReadinessVerdict")
+}
+
+func (ec *executionContext) _PolicyChange_reasons(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_reasons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reasons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ReadinessReason) graphql.Marshaler {
+			return ec.marshalNReadinessReason2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReasonᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_reasons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PolicyChange",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReadinessReason(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PolicyChange_forced(ctx context.Context, field graphql.CollectedField, obj *model.PolicyChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PolicyChange_forced(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Forced, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PolicyChange_forced(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PolicyChange", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _PublishedDns_spf(ctx context.Context, field graphql.CollectedField, obj *domain.Observed) (ret graphql.Marshaler) {
@@ -12577,6 +13629,815 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Readiness_verdict(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_verdict(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Verdict, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ReadinessVerdict) graphql.Marshaler {
+			return ec.marshalNReadinessVerdict2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessVerdict(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_verdict(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "ReadinessVerdict")
+}
+
+func (ec *executionContext) _Readiness_reasons(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_reasons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reasons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ReadinessReason) graphql.Marshaler {
+			return ec.marshalNReadinessReason2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReasonᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_reasons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Readiness",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReadinessReason(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Readiness_senders(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_senders(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Senders, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ReadinessSender) graphql.Marshaler {
+			return ec.marshalNReadinessSender2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessSenderᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_senders(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Readiness",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReadinessSender(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Readiness_from(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "String")
+}
+
+func (ec *executionContext) _Readiness_to(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "String")
+}
+
+func (ec *executionContext) _Readiness_days(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_days(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Days, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_days(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Readiness_messages(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_messages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Messages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "Count")
+}
+
+func (ec *executionContext) _Readiness_unidentifiedMessages(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_unidentifiedMessages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnidentifiedMessages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_unidentifiedMessages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "Count")
+}
+
+func (ec *executionContext) _Readiness_forwardedMessages(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_forwardedMessages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ForwardedMessages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_forwardedMessages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "Count")
+}
+
+func (ec *executionContext) _Readiness_unidentifiedShare(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_unidentifiedShare(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnidentifiedShare, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_unidentifiedShare(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "Float")
+}
+
+func (ec *executionContext) _Readiness_threshold(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_threshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Threshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_threshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Readiness", field, false, false, "Float")
+}
+
+func (ec *executionContext) _Readiness_rules(ctx context.Context, field graphql.CollectedField, obj *model.Readiness) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Readiness_rules(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Rules, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ReadinessRules) graphql.Marshaler {
+			return ec.marshalNReadinessRules2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessRules(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Readiness_rules(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Readiness",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReadinessRules(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ReadinessReason_code(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessReason) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessReason_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ReadinessReasonCode) graphql.Marshaler {
+			return ec.marshalNReadinessReasonCode2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReasonCode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessReason_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessReason", field, false, false, "ReadinessReasonCode")
+}
+
+func (ec *executionContext) _ReadinessReason_sender(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessReason) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessReason_sender(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Sender, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessReason_sender(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessReason", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReadinessReason_value(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessReason) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessReason_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessReason_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessReason", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ReadinessReason_threshold(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessReason) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessReason_threshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Threshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessReason_threshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessReason", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ReadinessReason_blocks(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessReason) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessReason_blocks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Blocks, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.DmarcDisposition) graphql.Marshaler {
+			return ec.marshalNDmarcDisposition2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcDisposition(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessReason_blocks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessReason", field, false, false, "DmarcDisposition")
+}
+
+func (ec *executionContext) _ReadinessReason_message(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessReason) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessReason_message(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Message, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessReason_message(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessReason", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReadinessRules_windowDays(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessRules_windowDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.WindowDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessRules_windowDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessRules", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReadinessRules_newSenderDays(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessRules_newSenderDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NewSenderDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessRules_newSenderDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessRules", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReadinessRules_minDays(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessRules_minDays(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MinDays, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessRules_minDays(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessRules", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ReadinessRules_minMessages(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessRules_minMessages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MinMessages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessRules_minMessages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessRules", field, false, false, "Count")
+}
+
+func (ec *executionContext) _ReadinessRules_quarantineUnidentified(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessRules_quarantineUnidentified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.QuarantineUnidentified, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessRules_quarantineUnidentified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessRules", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ReadinessRules_rejectUnidentified(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessRules) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessRules_rejectUnidentified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RejectUnidentified, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessRules_rejectUnidentified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessRules", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ReadinessSender_key(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_key(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Key, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_key(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReadinessSender_name(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReadinessSender_authorized(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_authorized(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Authorized, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_authorized(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ReadinessSender_messages(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_messages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Messages, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_messages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "Count")
+}
+
+func (ec *executionContext) _ReadinessSender_passed(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_passed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Passed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_passed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "Count")
+}
+
+func (ec *executionContext) _ReadinessSender_passRate(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_passRate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PassRate, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_passRate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ReadinessSender_threshold(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_threshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Threshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_threshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "Float")
+}
+
+func (ec *executionContext) _ReadinessSender_ownThreshold(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_ownThreshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OwnThreshold, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_ownThreshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ReadinessSender_firstSeen(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_firstSeen(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FirstSeen, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_firstSeen(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReadinessSender_new(ctx context.Context, field graphql.CollectedField, obj *model.ReadinessSender) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReadinessSender_new(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.New, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReadinessSender_new(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReadinessSender", field, false, false, "Boolean")
 }
 
 func (ec *executionContext) _RemovedDomain_id(ctx context.Context, field graphql.CollectedField, obj *model.RemovedDomain) (ret graphql.Marshaler) {
@@ -17106,6 +18967,23 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_discoveredSelectors(ctx, field, obj)
 				})
+		case "readiness":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_readiness(ctx, field, obj)
+				})
+		case "readinessThreshold":
+			out.Values[i] = ec._Domain_readinessThreshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "policyChanges":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Domain_policyChanges(ctx, field, obj)
+				})
 		case "reports":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -17691,6 +19569,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setReadinessThreshold":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setReadinessThreshold(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setSenderThreshold":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setSenderThreshold(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "uploadReports":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_uploadReports(ctx, field)
@@ -17856,6 +19748,69 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var policyChangeImplementors = []string{"PolicyChange"}
+
+func (ec *executionContext) _PolicyChange(ctx context.Context, sel ast.SelectionSet, obj *model.PolicyChange) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, policyChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PolicyChange")
+		case "at":
+			out.Values[i] = ec._PolicyChange_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actor":
+			out.Values[i] = ec._PolicyChange_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._PolicyChange_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._PolicyChange_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "verdict":
+			out.Values[i] = ec._PolicyChange_verdict(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reasons":
+			out.Values[i] = ec._PolicyChange_reasons(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "forced":
+			out.Values[i] = ec._PolicyChange_forced(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var publishedDnsImplementors = []string{"PublishedDns"}
 
 func (ec *executionContext) _PublishedDns(ctx context.Context, sel ast.SelectionSet, obj *domain.Observed) graphql.Marshaler {
@@ -17995,6 +19950,288 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var readinessImplementors = []string{"Readiness"}
+
+func (ec *executionContext) _Readiness(ctx context.Context, sel ast.SelectionSet, obj *model.Readiness) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, readinessImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Readiness")
+		case "verdict":
+			out.Values[i] = ec._Readiness_verdict(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reasons":
+			out.Values[i] = ec._Readiness_reasons(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "senders":
+			out.Values[i] = ec._Readiness_senders(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._Readiness_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._Readiness_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "days":
+			out.Values[i] = ec._Readiness_days(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "messages":
+			out.Values[i] = ec._Readiness_messages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unidentifiedMessages":
+			out.Values[i] = ec._Readiness_unidentifiedMessages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "forwardedMessages":
+			out.Values[i] = ec._Readiness_forwardedMessages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unidentifiedShare":
+			out.Values[i] = ec._Readiness_unidentifiedShare(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "threshold":
+			out.Values[i] = ec._Readiness_threshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rules":
+			out.Values[i] = ec._Readiness_rules(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var readinessReasonImplementors = []string{"ReadinessReason"}
+
+func (ec *executionContext) _ReadinessReason(ctx context.Context, sel ast.SelectionSet, obj *model.ReadinessReason) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, readinessReasonImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReadinessReason")
+		case "code":
+			out.Values[i] = ec._ReadinessReason_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "sender":
+			out.Values[i] = ec._ReadinessReason_sender(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "value":
+			out.Values[i] = ec._ReadinessReason_value(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "threshold":
+			out.Values[i] = ec._ReadinessReason_threshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "blocks":
+			out.Values[i] = ec._ReadinessReason_blocks(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "message":
+			out.Values[i] = ec._ReadinessReason_message(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var readinessRulesImplementors = []string{"ReadinessRules"}
+
+func (ec *executionContext) _ReadinessRules(ctx context.Context, sel ast.SelectionSet, obj *model.ReadinessRules) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, readinessRulesImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReadinessRules")
+		case "windowDays":
+			out.Values[i] = ec._ReadinessRules_windowDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "newSenderDays":
+			out.Values[i] = ec._ReadinessRules_newSenderDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "minDays":
+			out.Values[i] = ec._ReadinessRules_minDays(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "minMessages":
+			out.Values[i] = ec._ReadinessRules_minMessages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quarantineUnidentified":
+			out.Values[i] = ec._ReadinessRules_quarantineUnidentified(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "rejectUnidentified":
+			out.Values[i] = ec._ReadinessRules_rejectUnidentified(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var readinessSenderImplementors = []string{"ReadinessSender"}
+
+func (ec *executionContext) _ReadinessSender(ctx context.Context, sel ast.SelectionSet, obj *model.ReadinessSender) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, readinessSenderImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReadinessSender")
+		case "key":
+			out.Values[i] = ec._ReadinessSender_key(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "name":
+			out.Values[i] = ec._ReadinessSender_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "authorized":
+			out.Values[i] = ec._ReadinessSender_authorized(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "messages":
+			out.Values[i] = ec._ReadinessSender_messages(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "passed":
+			out.Values[i] = ec._ReadinessSender_passed(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "passRate":
+			out.Values[i] = ec._ReadinessSender_passRate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "threshold":
+			out.Values[i] = ec._ReadinessSender_threshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "ownThreshold":
+			out.Values[i] = ec._ReadinessSender_ownThreshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "firstSeen":
+			out.Values[i] = ec._ReadinessSender_firstSeen(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "new":
+			out.Values[i] = ec._ReadinessSender_new(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -19831,6 +22068,30 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋram
 	return ec._PageInfo(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNPolicyChange2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPolicyChangeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PolicyChange) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPolicyChange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPolicyChange(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPolicyChange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPolicyChange(ctx context.Context, sel ast.SelectionSet, v *model.PolicyChange) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PolicyChange!")
+		return graphql.Null
+	}
+	return ec._PolicyChange(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNPublishedDns2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐObserved(ctx context.Context, sel ast.SelectionSet, v domain.Observed) graphql.Marshaler {
 	return ec._PublishedDns(ctx, sel, &v)
 }
@@ -19842,6 +22103,90 @@ func (ec *executionContext) unmarshalNPublishedSpf2githubᚗcomᚋrampartmailᚋ
 }
 
 func (ec *executionContext) marshalNPublishedSpf2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPublishedSpf(ctx context.Context, sel ast.SelectionSet, v model.PublishedSpf) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNReadiness2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadiness(ctx context.Context, sel ast.SelectionSet, v *model.Readiness) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Readiness!")
+		return graphql.Null
+	}
+	return ec._Readiness(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReadinessReason2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReasonᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ReadinessReason) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNReadinessReason2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReason(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNReadinessReason2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReason(ctx context.Context, sel ast.SelectionSet, v *model.ReadinessReason) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReadinessReason!")
+		return graphql.Null
+	}
+	return ec._ReadinessReason(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNReadinessReasonCode2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReasonCode(ctx context.Context, v any) (model.ReadinessReasonCode, error) {
+	var res model.ReadinessReasonCode
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNReadinessReasonCode2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessReasonCode(ctx context.Context, sel ast.SelectionSet, v model.ReadinessReasonCode) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNReadinessRules2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessRules(ctx context.Context, sel ast.SelectionSet, v *model.ReadinessRules) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReadinessRules!")
+		return graphql.Null
+	}
+	return ec._ReadinessRules(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReadinessSender2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessSenderᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ReadinessSender) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNReadinessSender2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessSender(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNReadinessSender2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessSender(ctx context.Context, sel ast.SelectionSet, v *model.ReadinessSender) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReadinessSender!")
+		return graphql.Null
+	}
+	return ec._ReadinessSender(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNReadinessVerdict2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessVerdict(ctx context.Context, v any) (model.ReadinessVerdict, error) {
+	var res model.ReadinessVerdict
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNReadinessVerdict2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessVerdict(ctx context.Context, sel ast.SelectionSet, v model.ReadinessVerdict) graphql.Marshaler {
 	return v
 }
 
@@ -20533,6 +22878,23 @@ func (ec *executionContext) marshalODomainMode2ᚖgithubᚗcomᚋrampartmailᚋr
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -139,7 +139,96 @@ type PageInfo struct {
 	EndCursor       *string `json:"endCursor,omitempty"`
 }
 
+// A tightening of a domain's DMARC policy (p, sp or np made stricter, or a larger pct).
+type PolicyChange struct {
+	At time.Time `json:"at"`
+	// The user's e-mail address, or `API token <name>`; empty when neither exists any more.
+	Actor string `json:"actor"`
+	// The policy before and after, as DMARC tags (p=...; sp=...; np=...; pct=...).
+	From string `json:"from"`
+	To   string `json:"to"`
+	// The readiness verdict when the change was made, and its reasons.
+	Verdict ReadinessVerdict   `json:"verdict"`
+	Reasons []*ReadinessReason `json:"reasons"`
+	// True when the verdict did not allow the change and the caller forced it.
+	Forced bool `json:"forced"`
+}
+
 type Query struct {
+}
+
+// A domain's readiness for DMARC enforcement.
+type Readiness struct {
+	Verdict ReadinessVerdict `json:"verdict"`
+	// Why the verdict is not stricter; empty for READY_FOR_REJECT.
+	Reasons []*ReadinessReason `json:"reasons"`
+	// The identified senders in the window: the domain's own servers first, then services by volume.
+	Senders []*ReadinessSender `json:"senders"`
+	// The window's first and last days (UTC dates, YYYY-MM-DD) and how many of its days have reports.
+	From string `json:"from"`
+	To   string `json:"to"`
+	Days int    `json:"days"`
+	// All messages in the window, the unidentified and forwarded among them (forwarded mail is left out of the pass rates: it is expected to fail SPF).
+	Messages             int64 `json:"messages"`
+	UnidentifiedMessages int64 `json:"unidentifiedMessages"`
+	ForwardedMessages    int64 `json:"forwardedMessages"`
+	// Unidentified messages / all messages, in percent.
+	UnidentifiedShare float64 `json:"unidentifiedShare"`
+	// The domain's pass-rate threshold (percent).
+	Threshold float64 `json:"threshold"`
+	// The rules of the decision.
+	Rules *ReadinessRules `json:"rules"`
+}
+
+// One reason a verdict is not stricter.
+type ReadinessReason struct {
+	Code ReadinessReasonCode `json:"code"`
+	// The sender's key (internal for the domain's own servers, else the service's slug) for SENDER_FAILING and NEW_SENDER; null otherwise.
+	Sender *string `json:"sender,omitempty"`
+	// What was measured: a pass rate or share in percent, days, or messages.
+	Value float64 `json:"value"`
+	// What it had to reach (at least, or at most for UNIDENTIFIED_SHARE).
+	Threshold float64 `json:"threshold"`
+	// The least strict disposition this reason forbids: QUARANTINE (and so reject) or REJECT.
+	Blocks DmarcDisposition `json:"blocks"`
+	// The reason as a sentence, with what to do.
+	Message string `json:"message"`
+}
+
+// The rules a readiness verdict applies (the operator's `-readiness`).
+type ReadinessRules struct {
+	// The window's length in days, today included.
+	WindowDays int `json:"windowDays"`
+	// A sender first seen within this many days is new.
+	NewSenderDays int `json:"newSenderDays"`
+	// The data a verdict needs at all: days with reports and messages in the window.
+	MinDays     int   `json:"minDays"`
+	MinMessages int64 `json:"minMessages"`
+	// The largest unidentified shares (percent) that allow quarantine and reject.
+	QuarantineUnidentified float64 `json:"quarantineUnidentified"`
+	RejectUnidentified     float64 `json:"rejectUnidentified"`
+}
+
+// A sender of a domain's mail in the readiness window.
+type ReadinessSender struct {
+	// internal for the domain's own servers (its netblocks and keys), else the service's slug.
+	Key  string `json:"key"`
+	Name string `json:"name"`
+	// True for the domain's own servers and the services it enables. Every identified sender is held to a threshold: a known service sending as the domain without being enabled would lose its failing mail to enforcement just the same (if it is not the domain's, that mail is spoofing: force the change).
+	Authorized bool  `json:"authorized"`
+	Messages   int64 `json:"messages"`
+	// Messages that passed DMARC (SPF or DKIM aligned).
+	Passed int64 `json:"passed"`
+	// passed / messages, in percent.
+	PassRate float64 `json:"passRate"`
+	// The pass rate (percent) it must reach: its own threshold (an enabled service's), else the domain's.
+	Threshold float64 `json:"threshold"`
+	// Whether a threshold of its own overrides the domain's.
+	OwnThreshold bool `json:"ownThreshold"`
+	// The first day (YYYY-MM-DD) in the window with its mail.
+	FirstSeen string `json:"firstSeen"`
+	// First seen within `rules.newSenderDays`.
+	New bool `json:"new"`
 }
 
 // A domain that was removed.
@@ -487,6 +576,134 @@ func (e *PublishedSpf) UnmarshalJSON(b []byte) error {
 }
 
 func (e PublishedSpf) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// The kinds of reasons.
+type ReadinessReasonCode string
+
+const (
+	// An identified sender's DMARC pass rate is below its threshold.
+	ReadinessReasonCodeSenderFailing ReadinessReasonCode = "SENDER_FAILING"
+	// Too much mail comes from unidentified sources (by default more than 5% forbids quarantine, more than 2% reject).
+	ReadinessReasonCodeUnidentifiedShare ReadinessReasonCode = "UNIDENTIFIED_SHARE"
+	// An identified sender was first seen within `rules.newSenderDays` (14 by default).
+	ReadinessReasonCodeNewSender ReadinessReasonCode = "NEW_SENDER"
+	// Reports cover fewer than `rules.minDays` (7) days of the window.
+	ReadinessReasonCodeTooFewDays ReadinessReasonCode = "TOO_FEW_DAYS"
+	// Reports count fewer than `rules.minMessages` (100) messages in the window.
+	ReadinessReasonCodeTooFewMessages ReadinessReasonCode = "TOO_FEW_MESSAGES"
+)
+
+var AllReadinessReasonCode = []ReadinessReasonCode{
+	ReadinessReasonCodeSenderFailing,
+	ReadinessReasonCodeUnidentifiedShare,
+	ReadinessReasonCodeNewSender,
+	ReadinessReasonCodeTooFewDays,
+	ReadinessReasonCodeTooFewMessages,
+}
+
+func (e ReadinessReasonCode) IsValid() bool {
+	switch e {
+	case ReadinessReasonCodeSenderFailing, ReadinessReasonCodeUnidentifiedShare, ReadinessReasonCodeNewSender, ReadinessReasonCodeTooFewDays, ReadinessReasonCodeTooFewMessages:
+		return true
+	}
+	return false
+}
+
+func (e ReadinessReasonCode) String() string {
+	return string(e)
+}
+
+func (e *ReadinessReasonCode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ReadinessReasonCode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ReadinessReasonCode", str)
+	}
+	return nil
+}
+
+func (e ReadinessReasonCode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ReadinessReasonCode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ReadinessReasonCode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How far a domain's DMARC policy may go.
+type ReadinessVerdict string
+
+const (
+	// Stay at p=none: something below would lose legitimate mail, or there is too little data.
+	ReadinessVerdictNotReady ReadinessVerdict = "NOT_READY"
+	// p=quarantine is safe; reject is not yet.
+	ReadinessVerdictReadyForQuarantine ReadinessVerdict = "READY_FOR_QUARANTINE"
+	// p=reject is safe.
+	ReadinessVerdictReadyForReject ReadinessVerdict = "READY_FOR_REJECT"
+)
+
+var AllReadinessVerdict = []ReadinessVerdict{
+	ReadinessVerdictNotReady,
+	ReadinessVerdictReadyForQuarantine,
+	ReadinessVerdictReadyForReject,
+}
+
+func (e ReadinessVerdict) IsValid() bool {
+	switch e {
+	case ReadinessVerdictNotReady, ReadinessVerdictReadyForQuarantine, ReadinessVerdictReadyForReject:
+		return true
+	}
+	return false
+}
+
+func (e ReadinessVerdict) String() string {
+	return string(e)
+}
+
+func (e *ReadinessVerdict) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ReadinessVerdict(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ReadinessVerdict", str)
+	}
+	return nil
+}
+
+func (e ReadinessVerdict) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ReadinessVerdict) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ReadinessVerdict) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -213,7 +213,21 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			return err
 		},
 		"domain.Service.UpdatePolicy": func(c context.Context) error {
-			_, err := svc.Domains.UpdatePolicy(c, name, func(*domain.Policy) {})
+			_, err := svc.Domains.UpdatePolicy(c, name, func(*domain.Policy) {}, false)
+			return err
+		},
+		"domain.Service.SetReadinessThreshold": func(c context.Context) error {
+			_, err := svc.Domains.SetReadinessThreshold(c, name, 90)
+			return err
+		},
+		"domain.Service.SetSenderThreshold": func(c context.Context) error {
+			threshold := 90.0
+			_, err := svc.Domains.SetSenderThreshold(c, name, "google-workspace", &threshold)
+			return err
+		},
+		"readiness.Reader.Get": func(c context.Context) error { _, err := svc.Readiness.Get(c, owner.account, d.ID); return err },
+		"readiness.Reader.PolicyChanges": func(c context.Context) error {
+			_, err := svc.Readiness.PolicyChanges(c, owner.account, d.ID, 10)
 			return err
 		},
 		"domain.Service.Change": func(c context.Context) error {
@@ -355,7 +369,7 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 
 	// Every exported method is probed or named as system work.
 	enricher := enrich.New(pool, enrich.Config{}, log)
-	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, reader, store, enricher, authReports} {
+	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, svc.Readiness, reader, store, enricher, authReports} {
 		typ := reflect.TypeOf(v)
 		prefix := typ.Elem().String() + "."
 		for i := range typ.NumMethod() {
@@ -397,6 +411,10 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	_, err = reader.Reports(asStranger, stranger.account, d.ID, 10, "")
 	require.ErrorIs(t, err, apperr.ErrNotFound)
 	_, err = reader.Reports(asStranger, stranger.account, strangersDomain.ID, 10, "")
+	require.NoError(t, err, "the stranger's own domain")
+	_, err = svc.Readiness.Get(asStranger, stranger.account, d.ID)
+	require.ErrorIs(t, err, apperr.ErrNotFound)
+	_, err = svc.Readiness.Get(asStranger, stranger.account, strangersDomain.ID)
 	require.NoError(t, err, "the stranger's own domain")
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
+	"github.com/rampartmail/rampart/internal/readiness"
 	"github.com/rampartmail/rampart/internal/request"
 	"github.com/rampartmail/rampart/jobs"
 )
@@ -65,7 +66,10 @@ type Config struct {
 	// RemovalGrace is how long the edge answers a removed domain's SPF
 	// names with a record that authorizes nothing (domain.Config).
 	RemovalGrace time.Duration
-	RiverUI      bool
+	// Readiness are the rules of the readiness verdicts (zero: the
+	// defaults).
+	Readiness readiness.Settings
+	RiverUI   bool
 	// SecureCookies marks cookies Secure behind a TLS-terminating proxy.
 	SecureCookies bool
 
@@ -293,6 +297,27 @@ func (c *Config) ServiceFlags(f *FlagSet) {
 	str(&c.JWTKey, "jwt-key", "RAMPART_JWT_KEY", "", "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")
 	str(&c.JWTKeyFile, "jwt-key-file", "RAMPART_JWT_KEY_FILE", "", "file holding the base64 seed, created when missing (env RAMPART_JWT_KEY_FILE; dev default <data-dir>/jwt.key)")
 	str(&c.JWTKeyID, "jwt-kid", "RAMPART_JWT_KID", "k1", "key id of the signing key (env RAMPART_JWT_KID)")
+	c.Readiness = readiness.Defaults
+	vr(readinessValue{&c.Readiness}, "readiness", "RAMPART_READINESS", "rules of the readiness verdicts, comma-separated key=value `settings` over the defaults: window (days), new-sender (days), min-days, min-messages, quarantine-unidentified and reject-unidentified (percent) (env RAMPART_READINESS; default "+readiness.Defaults.String()+")")
+}
+
+// readinessValue is the -readiness flag.
+type readinessValue struct{ p *readiness.Settings }
+
+func (r readinessValue) String() string {
+	if r.p == nil {
+		return ""
+	}
+	return r.p.String()
+}
+
+func (r readinessValue) Set(s string) error {
+	v, err := readiness.ParseSettings(s)
+	if err != nil {
+		return err
+	}
+	*r.p = v
+	return nil
 }
 
 // ServeFlags registers the flags of `rampart serve`: the service's, and

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/rampartmail/rampart/internal/readiness"
 )
 
 // A malformed trusted-proxies list is refused, the same from the flag and
@@ -135,4 +137,32 @@ func TestGeoIPFiles(t *testing.T) {
 	_, err = c.enricher(nil, nil)
 	require.ErrorContains(t, err, "country database")
 	require.ErrorContains(t, err, junk)
+}
+
+// TestReadinessSettings: -readiness (or RAMPART_READINESS) changes the
+// rules over the defaults and reaches the domain service; a bad value stops
+// the start.
+func TestReadinessSettings(t *testing.T) {
+	parse := func(args ...string) (*Config, error) {
+		var c Config
+		fs := NewFlagSet("rampart serve", "rampart serve [flags]")
+		fs.SetOutput(io.Discard)
+		c.ServeFlags(fs)
+		return &c, fs.Parse(args, os.LookupEnv)
+	}
+	c, err := parse()
+	require.NoError(t, err)
+	require.Equal(t, readiness.Defaults, c.Readiness)
+	c, err = parse("-readiness", "window=60,min-messages=500")
+	require.NoError(t, err)
+	dcfg, err := c.domainConfig()
+	require.NoError(t, err)
+	require.Equal(t, 60, dcfg.Readiness.WindowDays)
+	require.Equal(t, int64(500), dcfg.Readiness.MinMessages)
+	require.Equal(t, readiness.Defaults.NewSenderDays, dcfg.Readiness.NewSenderDays)
+	_, err = parse("-readiness", "window=3")
+	require.ErrorContains(t, err, "window must be 7 to 366 days")
+	t.Setenv("RAMPART_READINESS", "reject-unidentified=9")
+	_, err = parse()
+	require.ErrorContains(t, err, "reject-unidentified must not exceed quarantine-unidentified")
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
+	"github.com/rampartmail/rampart/internal/readiness"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/request"
 	"github.com/rampartmail/rampart/internal/sender"
@@ -50,6 +51,8 @@ type Services struct {
 	Keys     *domainkey.Manager
 	// Sources classifies report sources (the job sources.classify).
 	Sources *sources.Classifier
+	// Readiness reads domains' readiness for enforcement.
+	Readiness *readiness.Reader
 }
 
 // NewServices builds the domain services over a pool.
@@ -72,12 +75,13 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 		senders.SetResolver(spf.NewDNSResolver(r))
 	}
 	return &Services{
-		Auth:     a,
-		Accounts: account.NewService(pool),
-		Domains:  domains,
-		Senders:  senders,
-		Keys:     domainkey.NewManager(pool, domains, log),
-		Sources:  sources.NewClassifier(pool, cfg.Resolver() != "", log),
+		Auth:      a,
+		Accounts:  account.NewService(pool),
+		Domains:   domains,
+		Senders:   senders,
+		Keys:      domainkey.NewManager(pool, domains, log),
+		Sources:   sources.NewClassifier(pool, cfg.Resolver() != "", log),
+		Readiness: readiness.NewReader(pool, dcfg.Readiness),
 	}, nil
 }
 
@@ -87,7 +91,11 @@ func (c *Config) domainConfig() (domain.Config, error) {
 	if err != nil {
 		return domain.Config{}, err
 	}
-	dcfg := domain.Config{EdgeZone: c.EdgeZone, NameServers: ns, ReportsDomain: c.ReportsDomain, RemovalGrace: domain.DefaultRemovalGrace}
+	dcfg := domain.Config{EdgeZone: c.EdgeZone, NameServers: ns, ReportsDomain: c.ReportsDomain, RemovalGrace: domain.DefaultRemovalGrace,
+		Readiness: c.Readiness}
+	if dcfg.Readiness == (readiness.Settings{}) {
+		dcfg.Readiness = readiness.Defaults
+	}
 	if c.RemovalGrace != 0 {
 		if err := checkRemovalGrace(c.RemovalGrace); err != nil {
 			return domain.Config{}, fmt.Errorf("-removal-grace (RAMPART_REMOVAL_GRACE): %w", err)
@@ -151,8 +159,12 @@ type API struct {
 	HTTP *server.Server
 	// SMTP is the rua mail server; nil when it is off.
 	SMTP *smtpd.Server
-	log  *slog.Logger
-	run  func(ctx context.Context) error
+	// Store takes report inputs in; Services are the domain services the
+	// API calls.
+	Store    *ingest.Store
+	Services *Services
+	log      *slog.Logger
+	run      func(ctx context.Context) error
 }
 
 // NewAPI assembles the API and workers on an open pool. Run starts them.
@@ -192,8 +204,9 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	resolver := &graph.Resolver{
 		AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth,
 		SenderSvc: svc.Senders, KeySvc: svc.Keys, Reporting: reporting.NewReader(pool), Store: store,
-		AuthReports: authreport.New(pool),
-		Log:         log, Pool: pool,
+		AuthReports:  authreport.New(pool),
+		ReadinessSvc: svc.Readiness,
+		Log:          log, Pool: pool,
 	}
 	limits := graph.DefaultLimits
 	if cfg.UploadMaxBody > 0 {
@@ -232,7 +245,7 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	if err != nil {
 		return nil, err
 	}
-	a := &API{HTTP: httpSrv, SMTP: intake.smtp, log: log}
+	a := &API{HTTP: httpSrv, SMTP: intake.smtp, Store: store, Services: svc, log: log}
 	a.run = func(ctx context.Context) error {
 		if cfg.Workers > 0 {
 			if err := river.Start(ctx); err != nil {

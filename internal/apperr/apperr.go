@@ -25,7 +25,10 @@ const (
 	BadUserInput    Code = "BAD_USER_INPUT"
 	Conflict        Code = "CONFLICT"
 	RateLimited     Code = "RATE_LIMITED"
-	Internal        Code = "INTERNAL"
+	// Readiness refuses a DMARC policy change that the domain's reports do
+	// not support yet (internal/readiness); the caller may force it.
+	Readiness Code = "READINESS"
+	Internal  Code = "INTERNAL"
 )
 
 // Error is an error safe to show to the caller.
@@ -36,6 +39,9 @@ type Error struct {
 	Field string
 	// RetryAfter is set for RATE_LIMITED.
 	RetryAfter time.Duration
+	// Extensions are further machine-readable details, added to the
+	// GraphQL error's extensions (e.g. a READINESS error's reasons).
+	Extensions map[string]any
 	// Err is the cause, for logs only.
 	Err error
 }
@@ -57,6 +63,7 @@ var (
 	ErrBadUserInput    = &Error{Code: BadUserInput}
 	ErrConflict        = &Error{Code: Conflict}
 	ErrRateLimited     = &Error{Code: RateLimited}
+	ErrReadiness       = &Error{Code: Readiness}
 )
 
 // NotFoundf reports that an object does not exist or is not the caller's to see.

@@ -187,7 +187,7 @@ func TestDomainTakeoverRefused(t *testing.T) {
 	// 2. B claims a name A holds.
 	const held = "held-example.com"
 	s.API.AddVerifiedDomain(t, a, held)
-	s.API.Do(t, a.Token, `mutation { updateDmarcPolicy(name: "`+held+`", policy: {p: REJECT}) { name } }`, nil).NoErrors(t)
+	s.API.Do(t, a.Token, `mutation { updateDmarcPolicy(name: "`+held+`", policy: {p: REJECT}, force: true) { name } }`, nil).NoErrors(t)
 	s.API.Do(t, a.Token, `mutation { addDkimKey(domain: "`+held+`", selector: "a1", cnameTarget: "a1.dkim.vendor.example") { warnings } }`, nil).NoErrors(t)
 	aRecord := dmarcOf(t, s, a.Token, held)
 	require.Contains(t, aRecord, "p=reject")

@@ -39,6 +39,7 @@ import (
 	"github.com/rampartmail/rampart/internal/dmarc"
 	"github.com/rampartmail/rampart/internal/dnscheck"
 	"github.com/rampartmail/rampart/internal/domain/domaindb"
+	"github.com/rampartmail/rampart/internal/readiness"
 )
 
 // Mode says whether a domain sends mail.
@@ -87,6 +88,9 @@ type Domain struct {
 	Ownership Ownership
 	// Observed is what the last check saw of the domain's own DNS.
 	Observed Observed
+	// ReadinessThreshold is the DMARC pass rate (percent) its senders must
+	// reach before its policy may tighten (internal/readiness).
+	ReadinessThreshold float64
 }
 
 // Verified reports whether the account has proven it controls the domain:
@@ -188,7 +192,8 @@ func fromRow(r domaindb.Domain) Domain {
 			VerifiedAt: r.VerifiedAt, ExpiresAt: r.ClaimExpiresAt, DisplacedAt: r.DisplacedAt,
 			CheckedAt: r.CheckedAt, CheckResult: r.CheckResult,
 		},
-		Observed: observedFromRow(r),
+		Observed:           observedFromRow(r),
+		ReadinessThreshold: r.ReadinessThreshold,
 	}
 	if r.VerifiedHow != nil {
 		d.Ownership.Method = VerificationMethod(*r.VerifiedHow)
@@ -228,6 +233,9 @@ type Config struct {
 	// SPF names with a record that authorizes nothing, so that a record the
 	// customer left in place is no error (0: [DefaultRemovalGrace]).
 	RemovalGrace time.Duration
+	// Readiness are the rules deciding whether a policy may tighten (zero:
+	// [readiness.Defaults]).
+	Readiness readiness.Settings
 }
 
 // Service is the domain store. Its methods authorise the context's principal.
@@ -450,24 +458,40 @@ func (s *Service) SetMode(ctx context.Context, name string, mode Mode) (Domain, 
 // UpdatePolicy changes a domain's DMARC policy: edit receives the current
 // stored policy and changes it in place; the result is validated as a whole.
 // A blocked domain's policy is fixed; switch it to sending first.
-func (s *Service) UpdatePolicy(ctx context.Context, name string, edit func(*Policy)) (Domain, error) {
-	return s.change(ctx, name, access.ManagePolicy, func(q *domaindb.Queries, d Domain) (domaindb.Domain, error) {
-		if d.Mode == Blocked {
-			return domaindb.Domain{}, apperr.Invalid("mode", "domain %q is blocked: its policy is fixed at p=reject with strict alignment; set its mode to SENDING before changing the policy", d.Name)
+//
+// A change that tightens the policy (p, sp or np to a stricter disposition,
+// or a larger pct) must be one the domain's readiness verdict allows
+// (internal/readiness); otherwise it is refused with a READINESS error
+// listing the reasons, unless force is true. Every tightening is recorded
+// in policy_changes, a forced one as forced. Loosening is always allowed.
+func (s *Service) UpdatePolicy(ctx context.Context, name string, edit func(*Policy), force bool) (Domain, error) {
+	var d Domain
+	err := s.locked(ctx, name, access.ManagePolicy, func(tx pgx.Tx, q *domaindb.Queries, old Domain) error {
+		if old.Mode == Blocked {
+			return apperr.Invalid("mode", "domain %q is blocked: its policy is fixed at p=reject with strict alignment; set its mode to SENDING before changing the policy", old.Name)
 		}
-		p := d.Stored
+		p := old.Stored
 		p.RUA = append([]string(nil), p.RUA...)
 		p.RUF = append([]string(nil), p.RUF...)
 		edit(&p)
 		if err := p.normalize(); err != nil {
-			return domaindb.Domain{}, err
+			return err
 		}
-		return q.UpdateDmarcPolicy(ctx, domaindb.UpdateDmarcPolicyParams{
-			ID: d.ID, P: string(p.P), Sp: (*string)(p.SP), Np: (*string)(p.NP), Pct: int32(p.Percent), //nolint:gosec // G115: normalize checked 0 <= Percent <= 100
+		if err := s.gate(ctx, tx, q, old, p, force); err != nil {
+			return err
+		}
+		row, err := q.UpdateDmarcPolicy(ctx, domaindb.UpdateDmarcPolicyParams{
+			ID: old.ID, P: string(p.P), Sp: (*string)(p.SP), Np: (*string)(p.NP), Pct: int32(p.Percent), //nolint:gosec // G115: normalize checked 0 <= Percent <= 100
 			Adkim: string(p.ADKIM), Aspf: string(p.ASPF), Rua: p.RUA, Ruf: p.RUF,
 			Fo: p.FailureOptions, T: p.Testing,
 		})
+		if err != nil {
+			return err
+		}
+		d = fromRow(row)
+		return s.publish(ctx, tx, d)
 	})
+	return d, err
 }
 
 // maxReportAddresses bounds rua and ruf so the record stays a sane size.

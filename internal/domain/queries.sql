@@ -216,3 +216,13 @@ WHERE s.domain_id = @domain_id AND s.day >= @since::date AND s.selector <> '' AN
 GROUP BY s.selector
 ORDER BY messages DESC, s.selector
 LIMIT @max_selectors;
+
+-- name: SetReadinessThreshold :exec
+UPDATE domains SET readiness_threshold = @threshold, updated_at = now() WHERE id = @id;
+
+-- name: SetSenderPassThreshold :execrows
+UPDATE domain_senders SET pass_threshold = @threshold WHERE domain_id = @domain_id AND service = @service;
+
+-- name: RecordPolicyChange :exec
+INSERT INTO policy_changes (domain_id, actor_user_id, actor_token_id, from_policy, to_policy, verdict, forced, reasons)
+VALUES (@domain_id, @actor_user_id, @actor_token_id, @from_policy, @to_policy, @verdict, @forced, @reasons);

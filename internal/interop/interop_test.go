@@ -427,7 +427,7 @@ func (l *lab) build() {
 		`addNetblock(domain: "` + dSend + `", cidr: "2001:db8:10::/48", label: "office v6") { name }`,
 		`enableSender(domain: "` + dSend + `", service: "google-workspace") { name }`,
 		`enableSender(domain: "` + dSend + `", service: "sendgrid") { name }`,
-		`updateDmarcPolicy(name: "` + dSend + `", policy: {p: REJECT, pct: 100}) { name }`,
+		`updateDmarcPolicy(name: "` + dSend + `", policy: {p: REJECT, pct: 100}, force: true) { name }`,
 		`setBimi(domain: "` + dSend + `", logoUrl: "https://` + dSend + `/bimi/logo.svg") { name }`,
 		`addNetblock(domain: "` + dCNAME + `", cidr: "192.0.2.0/24") { name }`,
 		`addNetblock(domain: "` + dBlock + `", cidr: "192.0.2.0/24") { name }`,

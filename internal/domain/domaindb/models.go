@@ -61,6 +61,7 @@ type Domain struct {
 	DnsCheckProblem    string
 	DnsCheckFailures   int32
 	DnsCheckNextAt     time.Time
+	ReadinessThreshold float64
 }
 
 type DomainNetblock struct {

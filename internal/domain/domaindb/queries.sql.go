@@ -15,7 +15,7 @@ import (
 )
 
 const claimsByName = `-- name: ClaimsByName :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains WHERE name = $1 ORDER BY (verified_at IS NULL), created_at, id
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains WHERE name = $1 ORDER BY (verified_at IS NULL), created_at, id
 `
 
 // Every account's claim on a name: the verified one first, then the oldest.
@@ -64,6 +64,7 @@ func (q *Queries) ClaimsByName(ctx context.Context, name string) ([]Domain, erro
 			&i.DnsCheckProblem,
 			&i.DnsCheckFailures,
 			&i.DnsCheckNextAt,
+			&i.ReadinessThreshold,
 		); err != nil {
 			return nil, err
 		}
@@ -213,7 +214,7 @@ func (q *Queries) DemoteVerified(ctx context.Context, arg DemoteVerifiedParams) 
 }
 
 const domainByID = `-- name: DomainByID :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains WHERE id = $1
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains WHERE id = $1
 `
 
 func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -255,12 +256,13 @@ func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) 
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
 }
 
 const domainByIDForUpdate = `-- name: DomainByIDForUpdate :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains WHERE id = $1 FOR UPDATE
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) DomainByIDForUpdate(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -302,6 +304,7 @@ func (q *Queries) DomainByIDForUpdate(ctx context.Context, id uuid.UUID) (Domain
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
 }
@@ -450,7 +453,7 @@ func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]Doma
 }
 
 const dueClaims = `-- name: DueClaims :many
-SELECT d.id, d.account_id, d.name, d.mode, d.created_at, d.updated_at, d.dmarc_p, d.dmarc_sp, d.dmarc_np, d.dmarc_pct, d.dmarc_adkim, d.dmarc_aspf, d.dmarc_rua, d.dmarc_ruf, d.dmarc_fo, d.dmarc_t, d.bimi_logo_url, d.bimi_evidence_url, d.report_token, d.verified_at, d.verified_how, d.claim_expires_at, d.displaced_at, d.check_next_at, d.check_attempts, d.checked_at, d.check_result, d.spf_published, d.spf_published_record, d.dmarc_delegated, d.dkim_delegated, d.dns_checked_at, d.dns_check_problem, d.dns_check_failures, d.dns_check_next_at FROM domains d
+SELECT d.id, d.account_id, d.name, d.mode, d.created_at, d.updated_at, d.dmarc_p, d.dmarc_sp, d.dmarc_np, d.dmarc_pct, d.dmarc_adkim, d.dmarc_aspf, d.dmarc_rua, d.dmarc_ruf, d.dmarc_fo, d.dmarc_t, d.bimi_logo_url, d.bimi_evidence_url, d.report_token, d.verified_at, d.verified_how, d.claim_expires_at, d.displaced_at, d.check_next_at, d.check_attempts, d.checked_at, d.check_result, d.spf_published, d.spf_published_record, d.dmarc_delegated, d.dkim_delegated, d.dns_checked_at, d.dns_check_problem, d.dns_check_failures, d.dns_check_next_at, d.readiness_threshold FROM domains d
 WHERE d.verified_at IS NULL AND d.check_next_at <= now() AND d.claim_expires_at > now()
   AND NOT EXISTS (SELECT 1 FROM domains v WHERE v.name = d.name AND v.verified_at IS NOT NULL)
 ORDER BY d.check_next_at
@@ -505,6 +508,7 @@ func (q *Queries) DueClaims(ctx context.Context, lim int32) ([]Domain, error) {
 			&i.DnsCheckProblem,
 			&i.DnsCheckFailures,
 			&i.DnsCheckNextAt,
+			&i.ReadinessThreshold,
 		); err != nil {
 			return nil, err
 		}
@@ -517,7 +521,7 @@ func (q *Queries) DueClaims(ctx context.Context, lim int32) ([]Domain, error) {
 }
 
 const dueDNSChecks = `-- name: DueDNSChecks :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains
 WHERE verified_at IS NOT NULL AND dns_check_next_at <= now()
 ORDER BY dns_check_next_at
 LIMIT $1
@@ -569,6 +573,7 @@ func (q *Queries) DueDNSChecks(ctx context.Context, lim int32) ([]Domain, error)
 			&i.DnsCheckProblem,
 			&i.DnsCheckFailures,
 			&i.DnsCheckNextAt,
+			&i.ReadinessThreshold,
 		); err != nil {
 			return nil, err
 		}
@@ -616,7 +621,7 @@ func (q *Queries) ExpiredRemovedEdgeDomains(ctx context.Context, arg ExpiredRemo
 const insertDomain = `-- name: InsertDomain :one
 INSERT INTO domains (account_id, name) VALUES ($1, $2)
 ON CONFLICT (account_id, name) DO NOTHING
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
 `
 
 type InsertDomainParams struct {
@@ -664,12 +669,13 @@ func (q *Queries) InsertDomain(ctx context.Context, arg InsertDomainParams) (Dom
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
 }
 
 const listDomains = `-- name: ListDomains :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains
 WHERE account_id = ANY($1::uuid[])
   AND name > $2
   AND ($3::text IS NULL OR starts_with(name, $3::text))
@@ -738,6 +744,7 @@ func (q *Queries) ListDomains(ctx context.Context, arg ListDomainsParams) ([]Dom
 			&i.DnsCheckProblem,
 			&i.DnsCheckFailures,
 			&i.DnsCheckNextAt,
+			&i.ReadinessThreshold,
 		); err != nil {
 			return nil, err
 		}
@@ -764,7 +771,7 @@ UPDATE domains SET verified_at = now(), verified_how = $1, claim_expires_at = NU
     displaced_at = NULL, check_next_at = NULL, checked_at = coalesce($2, checked_at),
     check_result = $3, updated_at = now()
 WHERE id = $4
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
 `
 
 type MarkVerifiedParams struct {
@@ -818,6 +825,7 @@ func (q *Queries) MarkVerified(ctx context.Context, arg MarkVerifiedParams) (Dom
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
 }
@@ -857,7 +865,7 @@ const recordCheck = `-- name: RecordCheck :one
 UPDATE domains SET checked_at = now(), check_result = $1,
     check_attempts = check_attempts + 1, check_next_at = $2
 WHERE id = $3 AND verified_at IS NULL
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
 `
 
 type RecordCheckParams struct {
@@ -907,6 +915,7 @@ func (q *Queries) RecordCheck(ctx context.Context, arg RecordCheckParams) (Domai
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
 }
@@ -921,7 +930,7 @@ UPDATE domains SET
     dns_check_failures = CASE WHEN $9 = '' THEN 0 ELSE dns_check_failures + 1 END,
     dns_check_next_at = $10
 WHERE id = $11
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
 `
 
 type RecordDNSCheckParams struct {
@@ -992,8 +1001,39 @@ func (q *Queries) RecordDNSCheck(ctx context.Context, arg RecordDNSCheckParams) 
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
+}
+
+const recordPolicyChange = `-- name: RecordPolicyChange :exec
+INSERT INTO policy_changes (domain_id, actor_user_id, actor_token_id, from_policy, to_policy, verdict, forced, reasons)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+`
+
+type RecordPolicyChangeParams struct {
+	DomainID     uuid.UUID
+	ActorUserID  *uuid.UUID
+	ActorTokenID *uuid.UUID
+	FromPolicy   string
+	ToPolicy     string
+	Verdict      string
+	Forced       bool
+	Reasons      []byte
+}
+
+func (q *Queries) RecordPolicyChange(ctx context.Context, arg RecordPolicyChangeParams) error {
+	_, err := q.db.Exec(ctx, recordPolicyChange,
+		arg.DomainID,
+		arg.ActorUserID,
+		arg.ActorTokenID,
+		arg.FromPolicy,
+		arg.ToPolicy,
+		arg.Verdict,
+		arg.Forced,
+		arg.Reasons,
+	)
+	return err
 }
 
 const removeEdgeDomain = `-- name: RemoveEdgeDomain :one
@@ -1022,7 +1062,7 @@ func (q *Queries) RemoveEdgeDomain(ctx context.Context, arg RemoveEdgeDomainPara
 
 const setBIMI = `-- name: SetBIMI :one
 UPDATE domains SET bimi_logo_url = $1, bimi_evidence_url = $2, updated_at = now()
-WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
+WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
 `
 
 type SetBIMIParams struct {
@@ -1070,12 +1110,13 @@ func (q *Queries) SetBIMI(ctx context.Context, arg SetBIMIParams) (Domain, error
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
 }
 
 const setDomainMode = `-- name: SetDomainMode :one
-UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
+UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
 `
 
 type SetDomainModeParams struct {
@@ -1122,8 +1163,41 @@ func (q *Queries) SetDomainMode(ctx context.Context, arg SetDomainModeParams) (D
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
+}
+
+const setReadinessThreshold = `-- name: SetReadinessThreshold :exec
+UPDATE domains SET readiness_threshold = $1, updated_at = now() WHERE id = $2
+`
+
+type SetReadinessThresholdParams struct {
+	Threshold float64
+	ID        uuid.UUID
+}
+
+func (q *Queries) SetReadinessThreshold(ctx context.Context, arg SetReadinessThresholdParams) error {
+	_, err := q.db.Exec(ctx, setReadinessThreshold, arg.Threshold, arg.ID)
+	return err
+}
+
+const setSenderPassThreshold = `-- name: SetSenderPassThreshold :execrows
+UPDATE domain_senders SET pass_threshold = $1 WHERE domain_id = $2 AND service = $3
+`
+
+type SetSenderPassThresholdParams struct {
+	Threshold *float64
+	DomainID  uuid.UUID
+	Service   string
+}
+
+func (q *Queries) SetSenderPassThreshold(ctx context.Context, arg SetSenderPassThresholdParams) (int64, error) {
+	result, err := q.db.Exec(ctx, setSenderPassThreshold, arg.Threshold, arg.DomainID, arg.Service)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const tombstoneEdgeDomain = `-- name: TombstoneEdgeDomain :one
@@ -1240,7 +1314,7 @@ UPDATE domains SET
     dmarc_adkim = $5, dmarc_aspf = $6, dmarc_rua = $7, dmarc_ruf = $8,
     dmarc_fo = $9, dmarc_t = $10, updated_at = now()
 WHERE id = $11
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
 `
 
 type UpdateDmarcPolicyParams struct {
@@ -1308,6 +1382,7 @@ func (q *Queries) UpdateDmarcPolicy(ctx context.Context, arg UpdateDmarcPolicyPa
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
 }
@@ -1355,7 +1430,7 @@ func (q *Queries) UpsertEdgeDomain(ctx context.Context, arg UpsertEdgeDomainPara
 }
 
 const verifiedClaim = `-- name: VerifiedClaim :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at FROM domains WHERE name = $1 AND verified_at IS NOT NULL
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains WHERE name = $1 AND verified_at IS NOT NULL
 `
 
 func (q *Queries) VerifiedClaim(ctx context.Context, name string) (Domain, error) {
@@ -1397,6 +1472,7 @@ func (q *Queries) VerifiedClaim(ctx context.Context, name string) (Domain, error
 		&i.DnsCheckProblem,
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
 	)
 	return i, err
 }
