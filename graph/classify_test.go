@@ -30,6 +30,7 @@ func classifyXML(domain string) string {
 		rec("149.72.1.1", "5", "fail", "pass", `<spf><domain>bounces.sendgrid.net</domain><result>pass</result></spf>`) +
 		rec("198.51.100.5", "3", "fail", "fail", `<dkim><domain>lists.example.org</domain><selector>s1</selector><result>pass</result></dkim>`) +
 		rec("198.51.100.6", "2", "pass", "fail", `<dkim><domain>`+domain+`</domain><selector>mykey</selector><result>pass</result></dkim>`) +
+		rec("198.51.100.8", "6", "pass", "fail", `<dkim><domain>`+domain+`</domain><selector>google</selector><result>pass</result></dkim>`) +
 		rec("203.0.113.9", "4", "fail", "fail", `<spf><domain>spoof.example</domain><result>fail</result></spf>`) + `
 </feedback>`
 }
@@ -76,6 +77,7 @@ func TestClassifySources(t *testing.T) {
 		"149.72.1.1":   {"service", "sendgrid"},
 		"198.51.100.5": {"forwarded", ""},
 		"198.51.100.6": {"internal", ""},
+		"198.51.100.8": {"service", "google-workspace"}, // the catalog's selector, signing as the domain
 		"203.0.113.9":  {"unidentified", ""},
 	}, classes())
 
@@ -88,7 +90,7 @@ func TestClassifySources(t *testing.T) {
 	require.True(t, waiting, "the day waits for the reverse names")
 	_, err = env.Pool.Exec(ctx, `INSERT INTO ip_enrichment (ip, ptr, ptr_confirmed, looked_up_at, expires_at, last_seen)
 		SELECT ip::inet, CASE WHEN ip = '203.0.113.9' THEN 'o7.ptr42.sendgrid.net' END, ip = '203.0.113.9', now(), now() + interval '1 day', current_date
-		FROM unnest(ARRAY['192.0.2.10', '149.72.1.1', '198.51.100.5', '198.51.100.6', '203.0.113.9']) AS ip
+		FROM unnest(ARRAY['192.0.2.10', '149.72.1.1', '198.51.100.5', '198.51.100.6', '198.51.100.8', '203.0.113.9']) AS ip
 		ON CONFLICT (ip) DO UPDATE SET ptr = EXCLUDED.ptr, ptr_confirmed = EXCLUDED.ptr_confirmed, looked_up_at = now()`)
 	require.NoError(t, err)
 	_, err = env.Pool.Exec(ctx, `UPDATE classify_days SET not_before = now()`) // the retry's time has come

@@ -21,7 +21,7 @@ func (m *Manager) SyncCatalog(ctx context.Context, services []catalog.Service) e
 		for _, s := range services {
 			if err := q.UpsertService(ctx, senderdb.UpsertServiceParams{
 				Slug: s.Slug, Name: s.Name, Category: s.Category, SpfInclude: s.SPFInclude,
-				HeloSuffixes: nonNil(s.HELOSuffixes), DkimDomains: nonNil(s.DKIMDomains),
+				HeloSuffixes: nonNil(s.HELOSuffixes), DkimDomains: nonNil(s.DKIMDomains), DkimSelectors: nonNil(s.DKIMSelectors),
 				StaticRanges: nonNilPrefixes(s.StaticRanges), SetupUrl: s.SetupURL, SourceUrl: s.SourceURL,
 			}); err != nil {
 				return fmt.Errorf("sync service %s: %w", s.Slug, err)

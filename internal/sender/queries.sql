@@ -50,8 +50,8 @@ DELETE FROM spf_pins WHERE domain_id = @domain_id AND expires_at <= now();
 -- the include changed: they and its cost were the old include's, so the
 -- cost is unknown again (NULL) until the new include resolves. A service
 -- without an include costs nothing of its own.
-INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, setup_url, source_url, spf_lookups, updated_at)
-VALUES (@slug, @name, @category, @spf_include, @helo_suffixes, @dkim_domains, @static_ranges, @setup_url, @source_url,
+INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, dkim_selectors, static_ranges, setup_url, source_url, spf_lookups, updated_at)
+VALUES (@slug, @name, @category, @spf_include, @helo_suffixes, @dkim_domains, @dkim_selectors, @static_ranges, @setup_url, @source_url,
         CASE WHEN @spf_include::text = '' THEN 0 END, now())
 ON CONFLICT (slug) DO UPDATE SET
     name = EXCLUDED.name, category = EXCLUDED.category, spf_include = EXCLUDED.spf_include,
@@ -60,14 +60,15 @@ ON CONFLICT (slug) DO UPDATE SET
     resolved_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolved_at END,
     resolve_error = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_error ELSE '' END,
     resolve_failed_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_failed_at END,
-    helo_suffixes = EXCLUDED.helo_suffixes, dkim_domains = EXCLUDED.dkim_domains,
+    helo_suffixes = EXCLUDED.helo_suffixes, dkim_domains = EXCLUDED.dkim_domains, dkim_selectors = EXCLUDED.dkim_selectors,
     static_ranges = EXCLUDED.static_ranges, setup_url = EXCLUDED.setup_url, source_url = EXCLUDED.source_url,
     updated_at = now()
 WHERE (sender_services.name, sender_services.category, sender_services.spf_include, sender_services.helo_suffixes,
-       sender_services.dkim_domains, sender_services.static_ranges, sender_services.setup_url, sender_services.source_url)
+       sender_services.dkim_domains, sender_services.dkim_selectors, sender_services.static_ranges, sender_services.setup_url,
+       sender_services.source_url)
    IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.category, EXCLUDED.spf_include, EXCLUDED.helo_suffixes,
-       EXCLUDED.dkim_domains, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url);
+       EXCLUDED.dkim_domains, EXCLUDED.dkim_selectors, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url);
 
 -- name: SetResolved :exec
 UPDATE sender_services SET resolved_ranges = @ranges, spf_lookups = @lookups, resolved_at = now(), resolve_error = '',

@@ -117,7 +117,8 @@ func (c *Classifier) senders(ctx context.Context) ([]Sender, error) {
 	}
 	out := make([]Sender, 0, len(rows))
 	for _, r := range rows {
-		s := Sender{Slug: r.Slug, Ranges: append(append([]netip.Prefix{}, r.ResolvedRanges...), r.StaticRanges...), DKIMDomains: r.DkimDomains}
+		s := Sender{Slug: r.Slug, Ranges: append(append([]netip.Prefix{}, r.ResolvedRanges...), r.StaticRanges...),
+			DKIMDomains: r.DkimDomains, Selectors: r.DkimSelectors}
 		for _, h := range r.HeloSuffixes {
 			if h = strings.Trim(strings.ToLower(h), "."); h != "" {
 				s.HostSuffixes = append(s.HostSuffixes, h)

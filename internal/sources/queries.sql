@@ -56,7 +56,7 @@ SELECT cidr FROM domain_netblocks WHERE domain_id = @domain_id;
 SELECT selector, coalesce(service, '') AS service FROM dkim_keys WHERE domain_id = @domain_id AND revoked_at IS NULL;
 
 -- name: Senders :many
-SELECT slug, resolved_ranges, static_ranges, dkim_domains, helo_suffixes FROM sender_services ORDER BY slug;
+SELECT slug, resolved_ranges, static_ranges, dkim_domains, helo_suffixes, dkim_selectors FROM sender_services ORDER BY slug;
 
 -- name: ConfirmedPTRs :many
 SELECT ip, ptr FROM ip_enrichment WHERE ip = ANY(@ips::inet[]) AND ptr_confirmed AND ptr IS NOT NULL;

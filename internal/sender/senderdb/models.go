@@ -36,6 +36,7 @@ type SenderService struct {
 	UpdatedAt          time.Time
 	ResolveFailedAt    *time.Time
 	ResolveAttemptedAt *time.Time
+	DkimSelectors      []string
 }
 
 type SpfPin struct {

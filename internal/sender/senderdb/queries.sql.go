@@ -17,7 +17,7 @@ const claimResolveAttempt = `-- name: ClaimResolveAttempt :one
 UPDATE sender_services SET resolve_attempted_at = now()
 WHERE slug = $1 AND spf_include <> ''
   AND (resolve_attempted_at IS NULL OR resolve_attempted_at <= now() - make_interval(secs => $2::float8))
-RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at
+RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors
 `
 
 type ClaimResolveAttemptParams struct {
@@ -48,6 +48,7 @@ func (q *Queries) ClaimResolveAttempt(ctx context.Context, arg ClaimResolveAttem
 		&i.UpdatedAt,
 		&i.ResolveFailedAt,
 		&i.ResolveAttemptedAt,
+		&i.DkimSelectors,
 	)
 	return i, err
 }
@@ -195,7 +196,7 @@ func (q *Queries) EnabledServiceSlugs(ctx context.Context, arg EnabledServiceSlu
 }
 
 const enabledServices = `-- name: EnabledServices :many
-SELECT s.slug, s.name, s.category, s.spf_include, s.helo_suffixes, s.dkim_domains, s.static_ranges, s.resolved_ranges, s.spf_lookups, s.resolved_at, s.resolve_error, s.setup_url, s.source_url, s.updated_at, s.resolve_failed_at, s.resolve_attempted_at FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
+SELECT s.slug, s.name, s.category, s.spf_include, s.helo_suffixes, s.dkim_domains, s.static_ranges, s.resolved_ranges, s.spf_lookups, s.resolved_at, s.resolve_error, s.setup_url, s.source_url, s.updated_at, s.resolve_failed_at, s.resolve_attempted_at, s.dkim_selectors FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = $1 ORDER BY ds.created_at, s.slug
 `
 
@@ -225,6 +226,7 @@ func (q *Queries) EnabledServices(ctx context.Context, domainID uuid.UUID) ([]Se
 			&i.UpdatedAt,
 			&i.ResolveFailedAt,
 			&i.ResolveAttemptedAt,
+			&i.DkimSelectors,
 		); err != nil {
 			return nil, err
 		}
@@ -353,7 +355,7 @@ func (q *Queries) PublishService(ctx context.Context, slug string) (int64, error
 }
 
 const serviceByInclude = `-- name: ServiceByInclude :one
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at FROM sender_services WHERE spf_include = $1 LIMIT 1
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors FROM sender_services WHERE spf_include = $1 LIMIT 1
 `
 
 func (q *Queries) ServiceByInclude(ctx context.Context, include string) (SenderService, error) {
@@ -376,12 +378,13 @@ func (q *Queries) ServiceByInclude(ctx context.Context, include string) (SenderS
 		&i.UpdatedAt,
 		&i.ResolveFailedAt,
 		&i.ResolveAttemptedAt,
+		&i.DkimSelectors,
 	)
 	return i, err
 }
 
 const serviceBySlug = `-- name: ServiceBySlug :one
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at FROM sender_services WHERE slug = $1
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors FROM sender_services WHERE slug = $1
 `
 
 func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService, error) {
@@ -404,12 +407,13 @@ func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService
 		&i.UpdatedAt,
 		&i.ResolveFailedAt,
 		&i.ResolveAttemptedAt,
+		&i.DkimSelectors,
 	)
 	return i, err
 }
 
 const services = `-- name: Services :many
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at FROM sender_services ORDER BY name, slug
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors FROM sender_services ORDER BY name, slug
 `
 
 func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
@@ -438,6 +442,7 @@ func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
 			&i.UpdatedAt,
 			&i.ResolveFailedAt,
 			&i.ResolveAttemptedAt,
+			&i.DkimSelectors,
 		); err != nil {
 			return nil, err
 		}
@@ -505,8 +510,8 @@ func (q *Queries) UpsertPin(ctx context.Context, arg UpsertPinParams) error {
 }
 
 const upsertService = `-- name: UpsertService :exec
-INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, setup_url, source_url, spf_lookups, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, dkim_selectors, static_ranges, setup_url, source_url, spf_lookups, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
         CASE WHEN $4::text = '' THEN 0 END, now())
 ON CONFLICT (slug) DO UPDATE SET
     name = EXCLUDED.name, category = EXCLUDED.category, spf_include = EXCLUDED.spf_include,
@@ -515,26 +520,28 @@ ON CONFLICT (slug) DO UPDATE SET
     resolved_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolved_at END,
     resolve_error = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_error ELSE '' END,
     resolve_failed_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_failed_at END,
-    helo_suffixes = EXCLUDED.helo_suffixes, dkim_domains = EXCLUDED.dkim_domains,
+    helo_suffixes = EXCLUDED.helo_suffixes, dkim_domains = EXCLUDED.dkim_domains, dkim_selectors = EXCLUDED.dkim_selectors,
     static_ranges = EXCLUDED.static_ranges, setup_url = EXCLUDED.setup_url, source_url = EXCLUDED.source_url,
     updated_at = now()
 WHERE (sender_services.name, sender_services.category, sender_services.spf_include, sender_services.helo_suffixes,
-       sender_services.dkim_domains, sender_services.static_ranges, sender_services.setup_url, sender_services.source_url)
+       sender_services.dkim_domains, sender_services.dkim_selectors, sender_services.static_ranges, sender_services.setup_url,
+       sender_services.source_url)
    IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.category, EXCLUDED.spf_include, EXCLUDED.helo_suffixes,
-       EXCLUDED.dkim_domains, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url)
+       EXCLUDED.dkim_domains, EXCLUDED.dkim_selectors, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url)
 `
 
 type UpsertServiceParams struct {
-	Slug         string
-	Name         string
-	Category     string
-	SpfInclude   string
-	HeloSuffixes []string
-	DkimDomains  []string
-	StaticRanges []netip.Prefix
-	SetupUrl     string
-	SourceUrl    string
+	Slug          string
+	Name          string
+	Category      string
+	SpfInclude    string
+	HeloSuffixes  []string
+	DkimDomains   []string
+	DkimSelectors []string
+	StaticRanges  []netip.Prefix
+	SetupUrl      string
+	SourceUrl     string
 }
 
 // Catalog sync: the shipped facts; resolved ranges are left alone unless
@@ -549,6 +556,7 @@ func (q *Queries) UpsertService(ctx context.Context, arg UpsertServiceParams) er
 		arg.SpfInclude,
 		arg.HeloSuffixes,
 		arg.DkimDomains,
+		arg.DkimSelectors,
 		arg.StaticRanges,
 		arg.SetupUrl,
 		arg.SourceUrl,

@@ -323,7 +323,7 @@ func (q *Queries) ReplaceDayClasses(ctx context.Context, arg ReplaceDayClassesPa
 }
 
 const senders = `-- name: Senders :many
-SELECT slug, resolved_ranges, static_ranges, dkim_domains, helo_suffixes FROM sender_services ORDER BY slug
+SELECT slug, resolved_ranges, static_ranges, dkim_domains, helo_suffixes, dkim_selectors FROM sender_services ORDER BY slug
 `
 
 type SendersRow struct {
@@ -332,6 +332,7 @@ type SendersRow struct {
 	StaticRanges   []netip.Prefix
 	DkimDomains    []string
 	HeloSuffixes   []string
+	DkimSelectors  []string
 }
 
 func (q *Queries) Senders(ctx context.Context) ([]SendersRow, error) {
@@ -349,6 +350,7 @@ func (q *Queries) Senders(ctx context.Context) ([]SendersRow, error) {
 			&i.StaticRanges,
 			&i.DkimDomains,
 			&i.HeloSuffixes,
+			&i.DkimSelectors,
 		); err != nil {
 			return nil, err
 		}
