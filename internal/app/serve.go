@@ -215,7 +215,15 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	gql := graph.NewHandler(resolver, limits)
 	uploads := upload.New(pool, store, upload.Config{MaxBody: int64(cfg.UploadMaxBody)}, log)
 	authenticate := resolver.Authenticate
-	routes := []server.Route{{Pattern: "POST /upload", Handler: server.RequireAuth(authenticate, log, uploads)}}
+	lookup := func(ctx context.Context, name string) (uuid.UUID, uuid.UUID, error) {
+		d, err := svc.Domains.Get(ctx, name)
+		return d.AccountID, d.ID, err
+	}
+	chart := authreport.ChartHandler(resolver.AuthReports, lookup, time.Now, log)
+	routes := []server.Route{
+		{Pattern: "POST /upload", Handler: server.RequireAuth(authenticate, log, uploads)},
+		{Pattern: "GET /charts/pass-rate.svg", Handler: server.RequireAuth(authenticate, log, chart)},
+	}
 	var dashboard *riverui.Handler
 	if cfg.RiverUI {
 		dashboard, err = riverui.NewHandler(&riverui.HandlerOpts{
