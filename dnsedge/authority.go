@@ -527,7 +527,7 @@ func (a *authority) negativeTTL(ans answer) uint32 {
 func (a *authority) txt(owner string, n *node, ttl uint32) *dns.TXT {
 	txt := n.txt
 	if n.spf.IsValid() {
-		txt = []string{string(appendSPFHit(nil, n.spf))}
+		txt = []string{string(spfanswer.AppendAddressRecord(nil, n.spf))}
 	}
 	return &dns.TXT{Hdr: a.hdr(owner, dns.TypeTXT, ttl), Txt: txt}
 }

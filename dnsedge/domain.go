@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/gaissmai/bart"
+
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // Bounds on one edge_domain row. The API writes far smaller rows; the bounds
@@ -115,8 +117,8 @@ func (d *domain) hasNSPF() bool { return d.nspf != "" || d.blocked }
 
 // The _rspf answers of a row compiled before the column existed.
 var (
-	rspfSending = []string{"v=spf1 ~all"}
-	rspfRemoved = []string{"v=spf1 ?all"}
+	rspfSending = []string{spfanswer.NeutralRecord}
+	rspfRemoved = []string{spfanswer.RemovedRecord}
 )
 
 // rspfAnswer is the record at <name>._rspf.<edge zone>: the stored one, or

@@ -15,8 +15,8 @@ const (
 
 // The fixed SPF answers.
 var (
-	spfNeutral = []string{"v=spf1 ~all"} // nothing known: let the customer's ~all decide
-	spfFail    = []string{"v=spf1 -all"} // a blocked domain sends no mail
+	spfNeutral = []string{spfanswer.NeutralRecord} // nothing known: let the customer's ~all decide
+	spfFail    = []string{spfanswer.FailRecord}    // a blocked domain sends no mail
 )
 
 // spfAnswer is the TXT answer, as character-strings, at a name under
@@ -24,7 +24,7 @@ var (
 func spfAnswer(ix *index, rest string) []string {
 	txt, ip := spfLookup(ix, rest)
 	if ip.IsValid() {
-		return []string{string(appendSPFHit(nil, ip))}
+		return []string{string(spfanswer.AppendAddressRecord(nil, ip))}
 	}
 	return txt
 }
@@ -32,7 +32,7 @@ func spfAnswer(ix *index, rest string) []string {
 // spfLookup decides the TXT answer at a name under _spf.<edge zone> whose
 // labels before "._spf" are rest, allocating nothing: either a fixed answer
 // as character-strings, or, when the address is one the domain authorises,
-// that address (see appendSPFHit) and nil.
+// that address (see spfanswer.AppendAddressRecord) and nil.
 func spfLookup(ix *index, rest string) ([]string, netip.Addr) {
 	q := spfanswer.Parse(rest)
 	d, ok := ix.domains.get(q.Domain)
@@ -75,16 +75,4 @@ func (s spfDomain) HELOSuffixes(i int) ([]string, bool) {
 		return svc.heloSuffixes, svc.includeTXT != nil
 	}
 	return nil, false
-}
-
-// appendSPFHit appends the SPF answer authorising ip alone,
-// "v=spf1 ip4:<ip> -all" (ip6: and the RFC 5952 form for IPv6), to b.
-func appendSPFHit(b []byte, ip netip.Addr) []byte {
-	if ip.Is4() {
-		b = append(b, "v=spf1 ip4:"...)
-	} else {
-		b = append(b, "v=spf1 ip6:"...)
-	}
-	b = ip.AppendTo(b)
-	return append(b, " -all"...)
 }

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"github.com/miekg/dns"
+
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // The UDP fast path answers the common query (one question, class IN, at
@@ -461,7 +463,7 @@ func (a *authority) appendTXT(w *wireWriter, n *node, q *wireQuery) {
 			return
 		}
 		l := len(w.b)
-		w.b = appendSPFHit(append(w.b, 0), n.spf)
+		w.b = spfanswer.AppendAddressRecord(append(w.b, 0), n.spf)
 		w.b[l] = byte(len(w.b) - l - 1) //nolint:gosec // G115: an SPF hit of at most 55 bytes, reserved by w.room above
 	} else {
 		for _, s := range n.txt {

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/apitest"
-	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/spf"
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // TestExplainSpfMatchesEdge is the differential test of the per-query SPF
@@ -168,7 +168,7 @@ func TestExplainSpfMatchesEdge(t *testing.T) {
 		// The receiver's side, by the project's evaluator: the first
 		// include of the published record, then the redirect, then the
 		// HELO step as the redirect target spells it.
-		targets := []string{sender.CurrentIncludeTarget(dom, apitest.EdgeZone), dom + "._rspf." + apitest.EdgeZone}
+		targets := []string{spfanswer.CurrentTarget(dom, apitest.EdgeZone), spfanswer.RSPFName(dom, apitest.EdgeZone)}
 		for i, step := range got.Steps {
 			seen[step.Kind]++
 			if i >= len(targets) {

@@ -15,6 +15,7 @@ import (
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/dnscheck"
 	"github.com/rampartmail/rampart/internal/domain/domaindb"
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // What Rampart sees of a domain's own DNS: the SPF record at the apex
@@ -384,7 +385,7 @@ func (s *Service) actions(d Domain, setup DNSSetup) []string {
 	}
 	switch o.SPF {
 	case SPFLegacy:
-		out = append(out, "Replace the SPF record at "+name+" with "+want+". The old form (`include:"+legacyInclude(zone)+"`) puts the sending server's HELO name into a DNS query: an unusual HELO (empty, ending in a dot, an address literal, too long) makes some receivers' SPF libraries return an error even for your own servers, and the edge cannot make a BLOCKED domain fail through it. The new form tries your netblocks and senders before the HELO is used, and lets the edge decide the final result. The old form keeps working until you change it.")
+		out = append(out, "Replace the SPF record at "+name+" with "+want+". The old form (`include:"+spfanswer.LegacyTarget(zone)+"`) puts the sending server's HELO name into a DNS query: an unusual HELO (empty, ending in a dot, an address literal, too long) makes some receivers' SPF libraries return an error even for your own servers, and the edge cannot make a BLOCKED domain fail through it. The new form tries your netblocks and senders before the HELO is used, and lets the edge decide the final result. The old form keeps working until you change it.")
 	case SPFMultiple:
 		merge := "Merge the SPF records at " + name + " into one: with more than one, every receiver returns a permanent error (permerror) and SPF fails for all its mail. Publish " + want
 		if d.Mode != Blocked {

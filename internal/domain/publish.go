@@ -171,7 +171,7 @@ func (s *Service) Compile(ctx context.Context, tx pgx.Tx, d Domain) (Published, 
 // _<k>.<name>._nspf.<zone>.
 func NSPFRecords(mode Mode, name, zone string, netblocks []netip.Prefix, includes []string) []string {
 	if mode == Blocked {
-		return []string{"v=spf1 -all"}
+		return []string{spfanswer.FailRecord}
 	}
 	terms := make([]string, 0, len(netblocks)+len(includes))
 	for _, n := range netblocks {
@@ -221,17 +221,10 @@ func NSPFRecords(mode Mode, name, zone string, netblocks []netip.Prefix, include
 }
 
 // NSPFName is the name of the k-th _nspf record of name (from 1).
-func NSPFName(name, zone string, k int) string {
-	if k <= 1 {
-		return name + "." + spfanswer.NSPFLabel + "." + zone
-	}
-	return "_" + strconv.Itoa(k) + "." + name + "." + spfanswer.NSPFLabel + "." + zone
-}
+func NSPFName(name, zone string, k int) string { return spfanswer.NSPFName(name, zone, k) }
 
 // RSPFName is the current form's redirect target for name.
-func RSPFName(name, zone string) string {
-	return name + "." + spfanswer.RSPFLabel + "." + zone
-}
+func RSPFName(name, zone string) string { return spfanswer.RSPFName(name, zone) }
 
 // RSPFRecord composes the record at <name>._rspf.<zone>, where the
 // receiver's evaluation ends when the address was none of the domain's:
@@ -244,7 +237,7 @@ func RSPFName(name, zone string) string {
 // HELO is cut short by the macro rather than the 253-octet rule.
 func RSPFRecord(mode Mode, name, zone string, includes []string, heloLabels int) string {
 	if mode == Blocked {
-		return "v=spf1 -all"
+		return spfanswer.FailRecord
 	}
 	var b strings.Builder
 	b.WriteString("v=spf1")
@@ -260,7 +253,7 @@ func RSPFRecord(mode Mode, name, zone string, includes []string, heloLabels int)
 
 // RemovedSPF is the record at a removed domain's _nspf and _rspf names
 // during its grace period: it authorises nothing and is no error.
-const RemovedSPF = "v=spf1 ?all"
+const RemovedSPF = spfanswer.RemovedRecord
 
 // bimiRecord composes the BIMI record, or says why it is withheld: BIMI is
 // only honoured (and only published here) at DMARC enforcement.

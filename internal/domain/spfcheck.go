@@ -3,6 +3,8 @@ package domain
 import (
 	"strconv"
 	"strings"
+
+	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
 // SPFStatus says how the SPF record a domain publishes at its apex stands
@@ -38,7 +40,7 @@ const (
 // ?all for a removed one during the removal grace).
 func SPFRecord(name, edgeZone string) string {
 	zone := strings.TrimSuffix(edgeZone, ".")
-	return "v=spf1 include:" + currentInclude(name, zone) + " redirect=" + rspfName(name, zone)
+	return "v=spf1 include:" + spfanswer.CurrentTarget(name, zone) + " redirect=" + spfanswer.RSPFName(name, zone)
 }
 
 // LegacySPFRecord is the form published before the current one: the HELO
@@ -47,12 +49,8 @@ func SPFRecord(name, edgeZone string) string {
 // current form instead.
 func LegacySPFRecord(name, edgeZone string) string {
 	zone := strings.TrimSuffix(edgeZone, ".")
-	return "v=spf1 include:" + legacyInclude(zone) + " include:" + name + "._nspf." + zone + " ~all"
+	return "v=spf1 include:" + spfanswer.LegacyTarget(zone) + " include:" + spfanswer.NSPFName(name, zone, 1) + " ~all"
 }
-
-func currentInclude(name, zone string) string { return "%{i}._ip." + name + "._spf." + zone }
-func legacyInclude(zone string) string        { return "%{i}._ip.%{h}._ehlo.%{d}._spf." + zone }
-func rspfName(name, zone string) string       { return name + "._rspf." + zone }
 
 // SPFRecords returns the SPF records among the TXT strings of a name: those
 // starting with the version "v=spf1", ended by a space or the end of the
@@ -101,7 +99,7 @@ func shapeOf(record, name, zone string) spfShape {
 		if rest, ok := strings.CutPrefix(term, "redirect="); ok {
 			sh.redirects++
 			target := strings.TrimSuffix(rest, ".")
-			sh.rspf = sh.rspf || target == rspfName(name, zone)
+			sh.rspf = sh.rspf || target == spfanswer.RSPFName(name, zone)
 			sh.edge = sh.edge || inZone(target, zone)
 			continue
 		}
@@ -130,9 +128,9 @@ func shapeOf(record, name, zone string) spfShape {
 			continue
 		}
 		switch spec {
-		case currentInclude(name, zone):
+		case spfanswer.CurrentTarget(name, zone):
 			sh.current = sh.current || qualifier == '+'
-		case legacyInclude(zone), "%{i}._ip.%{h}._ehlo." + name + "._spf." + zone:
+		case spfanswer.LegacyTarget(zone), spfanswer.HELOStepLegacyTarget(name, zone):
 			sh.legacy = true
 		}
 	}

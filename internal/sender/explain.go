@@ -88,34 +88,6 @@ func (e *Explanation) decided(r Result, s Step) {
 	e.Query, e.Truncated, e.Record, e.Kind, e.Reason = s.Query, s.Truncated, s.Record, s.Kind, s.Reason
 }
 
-// SPFIncludeTarget is the macro include of the legacy apex record, and
-// the HELO step of the current form's redirect target with %{d} for the
-// domain.
-func SPFIncludeTarget(edgeZone string) string {
-	return "%{i}._ip.%{h}._ehlo.%{d}._spf." + edgeZone
-}
-
-// CurrentIncludeTarget is the first include of the current form for
-// name: it has no HELO.
-func CurrentIncludeTarget(name, edgeZone string) string {
-	return "%{i}._ip." + name + "._spf." + edgeZone
-}
-
-// QueryName expands the macro include for one check the way a receiver
-// does (RFC 7208 §7): %{i} is dotted IPv4 or 32 dot-separated nibbles for
-// IPv6, and a name over 253 octets loses labels from the left (§7.3).
-func QueryName(ip netip.Addr, helo, name, edgeZone string) (query string, truncated bool) {
-	q := spfanswer.MacroIP(ip) + "._ip." + helo + "._ehlo." + name + "._spf." + edgeZone
-	for len(q) > 253 {
-		i := strings.IndexByte(q, '.')
-		if i < 0 {
-			break
-		}
-		q, truncated = q[i+1:], true
-	}
-	return q, truncated
-}
-
 // Explain says what a receiver checking mail from ip, which greeted with
 // helo, against the domain's current SPF record asks the edge and what it
 // gets: the first include (the address alone), then the redirect target
@@ -170,15 +142,15 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 	}
 	switch a.Kind {
 	case spfanswer.Address:
-		first.Kind, first.Record = AnswerIP, ipRecord(ip)
+		first.Kind, first.Record = AnswerIP, string(spfanswer.AppendAddressRecord(nil, ip))
 		first.Reason = e.matched(ip, a, &facts)
 		e.decided(ResultPass, first)
 		return e, nil
 	case spfanswer.Blocked:
-		first.Kind, first.Record = AnswerBlocked, "v=spf1 -all"
+		first.Kind, first.Record = AnswerBlocked, spfanswer.FailRecord
 		first.Reason = d.Name + " is blocked: the include matches no address, and the redirect fails every one"
 	default:
-		first.Kind, first.Record = AnswerNeutral, "v=spf1 ~all"
+		first.Kind, first.Record = AnswerNeutral, spfanswer.NeutralRecord
 		first.Reason = fmt.Sprintf("%s is in no netblock of %s and in no range of its enabled senders: the include matches nothing", ip, d.Name)
 		if !ok || first.Truncated {
 			first.Reason = "the expanded name is longer than 253 octets, so the receiver cut labels off its left and the address is lost: the include matches nothing"
@@ -226,7 +198,7 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 	case spfanswer.Address:
 		// The HELO itself spells an address of the domain's into the name:
 		// the answer authorises that address, not the connecting one.
-		step.Kind, step.Record = AnswerIP, ipRecord(q.IP)
+		step.Kind, step.Record = AnswerIP, string(spfanswer.AppendAddressRecord(nil, q.IP))
 		if q.IP != ip {
 			step.Reason = fmt.Sprintf("the HELO name %s puts the address %s into the name, and the edge authorises that address, not %s: the include matches nothing, and the record ends in ~all", helo, q.IP, ip)
 			e.decided(ResultSoftfail, step)
@@ -242,7 +214,7 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 		step.Reason = fmt.Sprintf("%s is in no known range, but the HELO name %s belongs to %s (suffix %s), an enabled sender: its own SPF record decides", ip, helo, e.Service.Name, suffix)
 		e.decided(ResultSender, step)
 	default:
-		step.Kind, step.Record = AnswerNeutral, "v=spf1 ~all"
+		step.Kind, step.Record = AnswerNeutral, spfanswer.NeutralRecord
 		step.Reason = fmt.Sprintf("the HELO name %s belongs to no enabled sender: the include matches nothing, and the record ends in ~all", helo)
 		e.decided(ResultSoftfail, step)
 	}
@@ -325,11 +297,4 @@ func (x *explainDomain) HELOSuffixes(i int) ([]string, bool) {
 		}
 	}
 	return x.suffixes[i], x.services[i].SpfInclude != ""
-}
-
-func ipRecord(ip netip.Addr) string {
-	if ip.Is4() {
-		return "v=spf1 ip4:" + ip.String() + " -all"
-	}
-	return "v=spf1 ip6:" + ip.String() + " -all"
 }
