@@ -256,6 +256,19 @@ func TestAccountSenderServices(t *testing.T) {
 	r = create(many.Token, "relay-100", map[string]any{"name": "relay", "ranges": []string{"198.51.100.100/32"}})
 	r.RequireCode(t, "CONFLICT")
 	require.Contains(t, r.Errors[0].Message, "100")
+
+	// Deleting an account deletes its services, enabled or not.
+	gone := env.NewOwner(t, "Gone")
+	env.AddVerifiedDomain(t, gone, "gone-senders.example.com")
+	r = create(gone.Token, "relay", map[string]any{"name": "relay", "ranges": []string{"198.51.100.0/24"}})
+	r.NoErrors(t)
+	goneSlug := "relay." + hex.EncodeToString(gone.AccountID[:])
+	env.Do(t, gone.Token, `mutation($s: ID!) { enableSender(domain: "gone-senders.example.com", service: $s) { name } }`, map[string]any{"s": goneSlug}).NoErrors(t)
+	_, err = env.Pool.Exec(ctx, `DELETE FROM accounts WHERE id = $1`, gone.AccountID)
+	require.NoError(t, err)
+	var left int
+	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT count(*) FROM sender_services WHERE slug = $1`, goneSlug).Scan(&left))
+	require.Zero(t, left)
 }
 
 func make201Ranges() []string {
