@@ -185,6 +185,30 @@ func TestAccountSenderServices(t *testing.T) {
 	_, otherAnswer := queryTXT(t, addr, "198.18.0.9._ip."+otherDomain+"._spf."+apitest.EdgeZone)
 	require.NotContains(t, otherAnswer, "ip4:")
 
+	// On demand, the owner refreshes it (once a minute): a range the
+	// vendor adds reaches the edge.
+	env.Do(t, o.Token, `mutation($s: ID!) { refreshSenderRanges(service: $s) { slug } }`, vars).RequireCode(t, "RATE_LIMITED")
+	env.DNS.Set("_spf.acme-relay.example.net", "v=spf1 ip4:198.18.0.0/24 ip4:198.18.9.0/24 include:_v6.acme-relay.example.net ~all")
+	liftRefreshLimit(t, env)
+	r = env.Do(t, o.Token, `mutation($s: ID!) { refreshSenderRanges(service: $s) { slug ranges } }`, vars)
+	r.NoErrors(t)
+	require.Contains(t, r.Raw, `"198.18.9.0/24"`)
+	waitTXT(t, addr, ipName("198.18.9.1"), dns.RcodeSuccess, "v=spf1 ip4:198.18.9.1 -all")
+	env.DNS.Set("_spf.acme-relay.example.net", "v=spf1 ip4:198.18.0.0/24 include:_v6.acme-relay.example.net ~all")
+	liftRefreshLimit(t, env)
+	env.Do(t, o.Token, `mutation($s: ID!) { refreshSenderRanges(service: $s) { slug } }`, vars).NoErrors(t)
+	created.CreateSenderService.Ranges = []string{"192.0.2.77/32", "203.0.113.0/28", "198.18.0.0/24", "2001:db8:ace::/48"}
+
+	// An include that does not resolve: its cost is unknown (null), and
+	// enabling the service is refused while it is.
+	r = create(o.Token, "later", map[string]any{"name": "Later", "spfInclude": "_spf.later.example.net"})
+	r.NoErrors(t)
+	require.Contains(t, r.Raw, `"spfLookups":null`)
+	r = env.Do(t, o.Token, `mutation($s: ID!) { enableSender(domain: "`+d+`", service: $s) { name } }`, map[string]any{"s": "later." + hexID})
+	r.RequireCode(t, "BAD_USER_INPUT")
+	require.Contains(t, r.Raw, "cannot know the DNS lookup cost")
+	env.Do(t, o.Token, `mutation($s: ID!) { deleteSenderService(service: $s) { slug } }`, map[string]any{"s": "later." + hexID}).NoErrors(t)
+
 	// A catalog sync leaves it alone.
 	cat, err := catalog.Load()
 	require.NoError(t, err)
