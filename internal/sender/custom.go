@@ -347,6 +347,10 @@ func (m *Manager) UpdateService(ctx context.Context, slug string, p ServicePatch
 		if err := q.LockAccountServices(ctx, *old.AccountID); err != nil {
 			return fmt.Errorf("lock services: %w", err)
 		}
+		// The patch applies to what was read: refused if it changed since.
+		if cur, err := q.ServiceBySlug(ctx, old.Slug); err == nil && !cur.UpdatedAt.Equal(old.UpdatedAt) {
+			return apperr.Conflictf("%s was changed meanwhile; try again", old.Name)
+		}
 		_, err := q.UpdateAccountService(ctx, senderdb.UpdateAccountServiceParams{
 			Slug: old.Slug, AccountID: old.AccountID, Name: in.Name, Category: in.Category, SpfInclude: in.SPFInclude,
 			HeloSuffixes: nonNil(in.HELOSuffixes), DkimDomains: nonNil(in.DKIMDomains), DkimSelectors: nonNil(in.DKIMSelectors),
