@@ -213,6 +213,11 @@ func TestAccountSenderServices(t *testing.T) {
 	cat, err := catalog.Load()
 	require.NoError(t, err)
 	require.NoError(t, env.Services(t).Senders.SyncCatalog(ctx, cat))
+	// Not even a catalog entry of the same slug could take its place: the
+	// database refuses a catalog slug of that form.
+	shadow := catalog.Service{Slug: slug, Name: "Shadow", Category: "transactional", SPFInclude: "_spf.shadow.example.net",
+		SourceURL: "https://shadow.example.net/"}
+	require.Error(t, env.Services(t).Senders.SyncCatalog(ctx, append(cat, shadow)))
 	r = env.Do(t, o.Token, `{ account { senderServices `+customFields+` } }`, nil)
 	r.NoErrors(t)
 	var listed struct {
