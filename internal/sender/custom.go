@@ -461,9 +461,10 @@ func (m *Manager) own(ctx context.Context, slug string) (Service, error) {
 	if _, err := access.Require(ctx); err != nil {
 		return Service{}, err
 	}
+	// A stranger's service and one that does not exist get the same answer.
 	s, err := senderdb.New(m.pool).ServiceBySlug(ctx, strings.ToLower(strings.TrimSpace(slug)))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Service{}, apperr.NotFoundf("service %q not found", slug)
+		return Service{}, apperr.NotFoundf("not found")
 	}
 	if err != nil {
 		return Service{}, fmt.Errorf("load service: %w", err)
@@ -472,9 +473,6 @@ func (m *Manager) own(ctx context.Context, slug string) (Service, error) {
 		return Service{}, apperr.Invalid("service", "%s is a catalog service; only an account's own services can be changed", s.Slug)
 	}
 	if err := m.authz.Authorize(ctx, access.InAccount(*s.AccountID), access.ManageSenders); err != nil {
-		if errors.Is(err, apperr.ErrNotFound) {
-			return Service{}, apperr.NotFoundf("service %q not found", slug)
-		}
 		return Service{}, err
 	}
 	return s, nil
