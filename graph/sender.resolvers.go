@@ -11,10 +11,20 @@ import (
 
 	"github.com/rampartmail/rampart/graph/generated"
 	"github.com/rampartmail/rampart/graph/model"
+	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/domain"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/sender/senderdb"
 )
+
+// SenderServices is the resolver for the senderServices field.
+func (r *accountResolver) SenderServices(ctx context.Context, obj *account.Account) ([]*senderdb.SenderService, error) {
+	svcs, err := r.SenderSvc.AccountServices(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	return pointers(svcs), nil
+}
 
 // AddNetblock is the resolver for the addNetblock field.
 func (r *mutationResolver) AddNetblock(ctx context.Context, domain string, cidr string, label *string) (*domain.Domain, error) {
@@ -63,14 +73,56 @@ func (r *mutationResolver) RefreshSenderRanges(ctx context.Context, service *str
 	return pointers(svcs), nil
 }
 
+// CreateSenderService is the resolver for the createSenderService field.
+func (r *mutationResolver) CreateSenderService(ctx context.Context, accountID *string, slug string, input model.SenderServiceInput) (*senderdb.SenderService, error) {
+	id, err := r.accountID(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	in := sender.ServiceInput{Name: input.Name, Category: deref(input.Category), SPFInclude: deref(input.SpfInclude),
+		Ranges: input.Ranges, DKIMDomains: input.DkimDomains, DKIMSelectors: input.DkimSelectors,
+		HELOSuffixes: input.HeloSuffixes, SetupURL: deref(input.SetupURL)}
+	return ptr(r.SenderSvc.CreateService(ctx, id, slug, in))
+}
+
+// UpdateSenderService is the resolver for the updateSenderService field.
+func (r *mutationResolver) UpdateSenderService(ctx context.Context, service string, input model.SenderServicePatch) (*senderdb.SenderService, error) {
+	// A list left out is nil; one given, if only as [], is not.
+	list := func(l []string) *[]string {
+		if l == nil {
+			return nil
+		}
+		return &l
+	}
+	p := sender.ServicePatch{Name: input.Name, Category: input.Category, SPFInclude: input.SpfInclude, SetupURL: input.SetupURL,
+		Ranges: list(input.Ranges), DKIMDomains: list(input.DkimDomains), DKIMSelectors: list(input.DkimSelectors),
+		HELOSuffixes: list(input.HeloSuffixes)}
+	return ptr(r.SenderSvc.UpdateService(ctx, service, p))
+}
+
+// DeleteSenderService is the resolver for the deleteSenderService field.
+func (r *mutationResolver) DeleteSenderService(ctx context.Context, service string) (*senderdb.SenderService, error) {
+	return ptr(r.SenderSvc.DeleteService(ctx, service))
+}
+
 // Cidr is the resolver for the cidr field.
 func (r *netblockResolver) Cidr(ctx context.Context, obj *sender.Netblock) (string, error) {
 	return obj.Prefix.String(), nil
 }
 
 // SenderServices is the resolver for the senderServices field.
-func (r *queryResolver) SenderServices(ctx context.Context) ([]*senderdb.SenderService, error) {
-	svcs, err := r.SenderSvc.Catalog(ctx)
+func (r *queryResolver) SenderServices(ctx context.Context, accountID *string) ([]*senderdb.SenderService, error) {
+	var svcs []sender.Service
+	var err error
+	if accountID != nil {
+		id, perr := parseID(*accountID, "account")
+		if perr != nil {
+			return nil, perr
+		}
+		svcs, err = r.SenderSvc.AccountServices(ctx, id)
+	} else {
+		svcs, err = r.SenderSvc.Catalog(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -91,6 +143,11 @@ func (r *senderServiceResolver) Slug(ctx context.Context, obj *senderdb.SenderSe
 	return obj.Slug, nil
 }
 
+// Custom is the resolver for the custom field.
+func (r *senderServiceResolver) Custom(ctx context.Context, obj *senderdb.SenderService) (bool, error) {
+	return obj.AccountID != nil, nil
+}
+
 // Ranges is the resolver for the ranges field.
 func (r *senderServiceResolver) Ranges(ctx context.Context, obj *senderdb.SenderService) ([]string, error) {
 	var out []string
@@ -98,6 +155,15 @@ func (r *senderServiceResolver) Ranges(ctx context.Context, obj *senderdb.Sender
 		out = append(out, p.String())
 	}
 	return nonNil(out), nil
+}
+
+// StaticRanges is the resolver for the staticRanges field.
+func (r *senderServiceResolver) StaticRanges(ctx context.Context, obj *senderdb.SenderService) ([]string, error) {
+	out := make([]string, len(obj.StaticRanges))
+	for i, p := range obj.StaticRanges {
+		out[i] = p.String()
+	}
+	return out, nil
 }
 
 // RangesResolvedAt is the resolver for the rangesResolvedAt field.

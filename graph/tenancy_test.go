@@ -48,7 +48,12 @@ func TestTenantIsolation(t *testing.T) {
 	var at struct{ CreateApiToken struct{ Secret string } }
 	r.Decode(t, &at)
 
-	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires}
+	r = env.Do(t, b.Token, `mutation { createSenderService(slug: "b-relay", input: {name: "B relay", ranges: ["198.51.100.0/24"]}) { slug } }`, nil)
+	r.NoErrors(t)
+	var bs struct{ CreateSenderService struct{ Slug string } }
+	r.Decode(t, &bs)
+
+	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires, "bsvc": bs.CreateSenderService.Slug}
 	probes := map[string][]string{
 		"account": {`query($b: ID) { account(id: $b) { name } }`, `query($b: ID) { account(id: $b) { members { user { email } } apiTokens { name } domains { nodes { name } } } }`,
 			`query($b: ID) { account(id: $b) { domainProof(name: "b-secret-example.com") { value } } }`},
@@ -79,6 +84,9 @@ func TestTenantIsolation(t *testing.T) {
 		"importDkimKey":         {`mutation { importDkimKey(domain: "b-secret-example.com", selector: "b2") { warnings } }`},
 		"setBimi":               {`mutation { setBimi(domain: "b-secret-example.com", logoUrl: "https://evil.example/logo.svg") { name } }`},
 		"uploadReports":         {`mutation($b: ID) { uploadReports(accountId: $b, files: []) { filename } }`},
+		"createSenderService":   {`mutation($b: ID) { createSenderService(accountId: $b, slug: "evil", input: {name: "x", ranges: ["192.0.2.0/24"]}) { slug } }`},
+		"updateSenderService":   {`mutation($bsvc: ID!) { updateSenderService(service: $bsvc, input: {name: "evil"}) { slug } }`},
+		"deleteSenderService":   {`mutation($bsvc: ID!) { deleteSenderService(service: $bsvc) { slug } }`},
 	}
 
 	// Every root field is either probed or known not to take another
@@ -131,6 +139,10 @@ func TestTenantIsolation(t *testing.T) {
 		"account": {"apiTokens": [{"name": "b-token", "revokedAt": null}]}}`, string(r.Data))
 	r = env.Do(t, b.Token, `{ domain(name: "new-in-b-example.com") { name } }`, nil)
 	r.RequireCode(t, "NOT_FOUND")
+	r = env.Do(t, b.Token, `{ account { senderServices { name custom } } }`, nil)
+	r.NoErrors(t)
+	require.Contains(t, r.Raw, `{"name":"B relay","custom":true}`)
+	require.NotContains(t, r.Raw, "evil")
 }
 
 // TestMSPAndMembers: a parent account's owners act in its customer accounts,

@@ -79,6 +79,7 @@ type ComplexityRoot struct {
 		Members        func(childComplexity int) int
 		Name           func(childComplexity int) int
 		Parent         func(childComplexity int) int
+		SenderServices func(childComplexity int) int
 	}
 
 	AddDkimKeyPayload struct {
@@ -353,6 +354,8 @@ type ComplexityRoot struct {
 		AddNetblock           func(childComplexity int, domain string, cidr string, label *string) int
 		CheckDNSSetup         func(childComplexity int, domain string) int
 		CreateAPIToken        func(childComplexity int, accountID *string, name string) int
+		CreateSenderService   func(childComplexity int, accountID *string, slug string, input model.SenderServiceInput) int
+		DeleteSenderService   func(childComplexity int, service string) int
 		DisableSender         func(childComplexity int, domain string, service string) int
 		EnableSender          func(childComplexity int, domain string, service string) int
 		ImportDkimKey         func(childComplexity int, domain string, selector string) int
@@ -372,6 +375,7 @@ type ComplexityRoot struct {
 		SetSenderThreshold    func(childComplexity int, domain string, service string, threshold *float64) int
 		UnpinSpfInclude       func(childComplexity int, domain string, include string) int
 		UpdateDmarcPolicy     func(childComplexity int, name string, policy model.DmarcPolicyInput, force *bool) int
+		UpdateSenderService   func(childComplexity int, service string, input model.SenderServicePatch) int
 		UploadReports         func(childComplexity int, accountID *string, files []*graphql.Upload) int
 		VerifyDomain          func(childComplexity int, name string) int
 	}
@@ -414,7 +418,7 @@ type ComplexityRoot struct {
 		Domain           func(childComplexity int, name string) int
 		Domains          func(childComplexity int, accountID *string, first *int, after *string, filter *model.DomainFilter) int
 		ExplainSpf       func(childComplexity int, domain string, ip string, helo *string) int
-		SenderServices   func(childComplexity int) int
+		SenderServices   func(childComplexity int, accountID *string) int
 		UnmatchedReports func(childComplexity int, limit *int) int
 		Viewer           func(childComplexity int) int
 	}
@@ -499,7 +503,11 @@ type ComplexityRoot struct {
 	}
 
 	SenderService struct {
+		AccountID        func(childComplexity int) int
 		Category         func(childComplexity int) int
+		Custom           func(childComplexity int) int
+		DkimDomains      func(childComplexity int) int
+		DkimSelectors    func(childComplexity int) int
 		HeloSuffixes     func(childComplexity int) int
 		Name             func(childComplexity int) int
 		Ranges           func(childComplexity int) int
@@ -511,6 +519,7 @@ type ComplexityRoot struct {
 		SourceUrl        func(childComplexity int) int
 		SpfInclude       func(childComplexity int) int
 		SpfLookups       func(childComplexity int) int
+		StaticRanges     func(childComplexity int) int
 	}
 
 	SourceDetail struct {
@@ -598,6 +607,7 @@ type AccountResolver interface {
 	DomainProof(ctx context.Context, obj *account.Account, name string) (*domain.DNSRecord, error)
 	AuthReport(ctx context.Context, obj *account.Account, rangeArg *model.ReportRange, from *time.Time, to *time.Time) (*authreport.Scope, error)
 	IngestProblems(ctx context.Context, obj *account.Account, limit *int) ([]*reporting.Problem, error)
+	SenderServices(ctx context.Context, obj *account.Account) ([]*senderdb.SenderService, error)
 }
 type AggregateReportResolver interface {
 	Reporter(ctx context.Context, obj *reportingdb.DomainReportsRow) (string, error)
@@ -720,6 +730,9 @@ type MutationResolver interface {
 	PinSpfInclude(ctx context.Context, domain string, include string, expiresAt time.Time) (*domain.Domain, error)
 	UnpinSpfInclude(ctx context.Context, domain string, include string) (*domain.Domain, error)
 	RefreshSenderRanges(ctx context.Context, service *string) ([]*senderdb.SenderService, error)
+	CreateSenderService(ctx context.Context, accountID *string, slug string, input model.SenderServiceInput) (*senderdb.SenderService, error)
+	UpdateSenderService(ctx context.Context, service string, input model.SenderServicePatch) (*senderdb.SenderService, error)
+	DeleteSenderService(ctx context.Context, service string) (*senderdb.SenderService, error)
 }
 type NetblockResolver interface {
 	Cidr(ctx context.Context, obj *sender.Netblock) (string, error)
@@ -735,7 +748,7 @@ type QueryResolver interface {
 	Domains(ctx context.Context, accountID *string, first *int, after *string, filter *model.DomainFilter) (*model.DomainConnection, error)
 	Domain(ctx context.Context, name string) (*domain.Domain, error)
 	UnmatchedReports(ctx context.Context, limit *int) ([]*reporting.Problem, error)
-	SenderServices(ctx context.Context) ([]*senderdb.SenderService, error)
+	SenderServices(ctx context.Context, accountID *string) ([]*senderdb.SenderService, error)
 	ExplainSpf(ctx context.Context, domain string, ip string, helo *string) (*sender.Explanation, error)
 }
 type SelectorResolutionResolver interface {
@@ -749,7 +762,11 @@ type SenderResolver interface {
 type SenderServiceResolver interface {
 	Slug(ctx context.Context, obj *senderdb.SenderService) (string, error)
 
+	Custom(ctx context.Context, obj *senderdb.SenderService) (bool, error)
+
 	Ranges(ctx context.Context, obj *senderdb.SenderService) ([]string, error)
+	StaticRanges(ctx context.Context, obj *senderdb.SenderService) ([]string, error)
+
 	RangesResolvedAt(ctx context.Context, obj *senderdb.SenderService) (*time.Time, error)
 	ResolveError(ctx context.Context, obj *senderdb.SenderService) (*string, error)
 
@@ -866,6 +883,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.Parent(childComplexity), true
+	case "Account.senderServices":
+		if e.ComplexityRoot.Account.SenderServices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.SenderServices(childComplexity), true
 
 	case "AddDkimKeyPayload.domain":
 		if e.ComplexityRoot.AddDkimKeyPayload.Domain == nil {
@@ -2070,6 +2093,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAPIToken(childComplexity, args["accountId"].(*string), args["name"].(string)), true
+	case "Mutation.createSenderService":
+		if e.ComplexityRoot.Mutation.CreateSenderService == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createSenderService_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateSenderService(childComplexity, args["accountId"].(*string), args["slug"].(string), args["input"].(model.SenderServiceInput)), true
+	case "Mutation.deleteSenderService":
+		if e.ComplexityRoot.Mutation.DeleteSenderService == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteSenderService_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteSenderService(childComplexity, args["service"].(string)), true
 	case "Mutation.disableSender":
 		if e.ComplexityRoot.Mutation.DisableSender == nil {
 			break
@@ -2279,6 +2324,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdateDmarcPolicy(childComplexity, args["name"].(string), args["policy"].(model.DmarcPolicyInput), args["force"].(*bool)), true
+	case "Mutation.updateSenderService":
+		if e.ComplexityRoot.Mutation.UpdateSenderService == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_updateSenderService_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpdateSenderService(childComplexity, args["service"].(string), args["input"].(model.SenderServicePatch)), true
 	case "Mutation.uploadReports":
 		if e.ComplexityRoot.Mutation.UploadReports == nil {
 			break
@@ -2482,7 +2538,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			break
 		}
 
-		return e.ComplexityRoot.Query.SenderServices(childComplexity), true
+		args, err := ec.field_Query_senderServices_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SenderServices(childComplexity, args["accountId"].(*string)), true
 	case "Query.unmatchedReports":
 		if e.ComplexityRoot.Query.UnmatchedReports == nil {
 			break
@@ -2822,12 +2883,36 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SenderEdge.Node(childComplexity), true
 
+	case "SenderService.accountId":
+		if e.ComplexityRoot.SenderService.AccountID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.AccountID(childComplexity), true
 	case "SenderService.category":
 		if e.ComplexityRoot.SenderService.Category == nil {
 			break
 		}
 
 		return e.ComplexityRoot.SenderService.Category(childComplexity), true
+	case "SenderService.custom":
+		if e.ComplexityRoot.SenderService.Custom == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.Custom(childComplexity), true
+	case "SenderService.dkimDomains":
+		if e.ComplexityRoot.SenderService.DkimDomains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.DkimDomains(childComplexity), true
+	case "SenderService.dkimSelectors":
+		if e.ComplexityRoot.SenderService.DkimSelectors == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.DkimSelectors(childComplexity), true
 	case "SenderService.heloSuffixes":
 		if e.ComplexityRoot.SenderService.HeloSuffixes == nil {
 			break
@@ -2894,6 +2979,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SenderService.SpfLookups(childComplexity), true
+	case "SenderService.staticRanges":
+		if e.ComplexityRoot.SenderService.StaticRanges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.StaticRanges(childComplexity), true
 
 	case "SourceDetail.asn":
 		if e.ComplexityRoot.SourceDetail.ASN == nil {
@@ -3196,6 +3287,8 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("DmarcPolicyInput", ec.unmarshalInputDmarcPolicyInput),
 			graphql.NewInputUnmarshaler("DomainFilter", ec.unmarshalInputDomainFilter),
+			graphql.NewInputUnmarshaler("SenderServiceInput", ec.unmarshalInputSenderServiceInput),
+			graphql.NewInputUnmarshaler("SenderServicePatch", ec.unmarshalInputSenderServicePatch),
 		)
 	}
 	first := true
@@ -4253,18 +4346,31 @@ type Netblock {
   createdAt: Time!
 }
 
-"A known sending service from the sender catalog."
+"""
+A known sending service: one of the sender catalog shipped with Rampart, or an
+account's own (` + "`" + `custom` + "`" + `), which that account alone sees and may enable.
+"""
 type SenderService {
-  "The catalog's identifier, e.g. google-workspace."
+  "The service's identifier: the catalog's, e.g. google-workspace, or for an account's own service the slug it was created with, a dot and the account's id in hex, e.g. acme-relay.3f0c...; pass it to enableSender."
   slug: ID!
   name: String!
   category: String!
+  "Whether this is an account's own service rather than a catalog one."
+  custom: Boolean!
+  "The account whose own service this is; null for a catalog service."
+  accountId: ID
   "The include the service's own SPF record is published at."
   spfInclude: String!
   "Suffixes of the host names the service's servers greet with (HELO/EHLO)."
   heloSuffixes: [String!]!
   "The service's current ranges: static ones and those its SPF include resolved to."
   ranges: [String!]!
+  "The ranges given for the service itself (not from its include)."
+  staticRanges: [String!]!
+  "The DKIM d= domains the service signs with (a signature domain equal to or below one matches)."
+  dkimDomains: [String!]!
+  "The DKIM selectors the service signs the customer's own domain with."
+  dkimSelectors: [String!]!
   "When the include last resolved; null if never."
   rangesResolvedAt: Time
   "Why the last resolution failed, the last good ranges and cost being kept; null when it succeeded."
@@ -4354,9 +4460,48 @@ enum SpfAnswerKind {
   REDIRECT
 }
 
-extend type Query {
-  "The sender catalog."
+"""
+An account's own sending service. Bounds: a name of at most 100 characters; a
+category of lowercase letters, digits and hyphens (default ` + "`" + `other` + "`" + `); one SPF
+include (a host name); at most 200 ranges (CIDR or single addresses, no wider
+than a /8 or an IPv6 /16); at most 20 each of DKIM d= domains, DKIM selectors
+(DNS labels) and HELO/PTR suffixes (host names; a leading dot is added). DKIM
+domains and suffixes may not be public suffixes. A service needs something to
+be recognised by: an include, a range, a suffix or a DKIM domain.
+"""
+input SenderServiceInput {
+  name: String!
+  category: String
+  "The host name the service's own SPF record is at, as in include:."
+  spfInclude: String
+  ranges: [String!]
+  dkimDomains: [String!]
+  dkimSelectors: [String!]
+  heloSuffixes: [String!]
+  setupUrl: String
+}
+
+"A change to an account's own sending service: the fields given replace the service's (lists whole); those left out stay."
+input SenderServicePatch {
+  name: String
+  category: String
+  "The new include; an empty string removes it."
+  spfInclude: String
+  ranges: [String!]
+  dkimDomains: [String!]
+  dkimSelectors: [String!]
+  heloSuffixes: [String!]
+  setupUrl: String
+}
+
+extend type Account {
+  "The sending services the account's domains may enable: the catalog's and the account's own (` + "`" + `custom` + "`" + `)."
   senderServices: [SenderService!]!
+}
+
+extend type Query {
+  "The sending services the caller's domains may enable: the sender catalog, and the own services of the account ` + "`" + `accountId` + "`" + ` (default: of every account the caller can see)."
+  senderServices(accountId: ID): [SenderService!]!
   "What the edge answers when a receiver checks mail from ` + "`" + `ip` + "`" + `, greeting as ` + "`" + `helo` + "`" + `, against the domain's current SPF record, step by step."
   explainSpf(domain: String!, ip: String!, helo: String): SpfExplanation!
 }
@@ -4382,6 +4527,21 @@ extend type Mutation {
   returned as they are, and naming one is refused with RATE_LIMITED.
   """
   refreshSenderRanges(service: ID): [SenderService!]!
+  """
+  Add an account's own sending service (default: the caller's default
+  account), for its domains to enable like a catalog one. ` + "`" + `slug` + "`" + ` is 1 to 40
+  lowercase letters, digits and hyphens; the service's id is it, a dot and the
+  account's id in hex (see ` + "`" + `SenderService.slug` + "`" + `), so that it never collides
+  with a catalog service or another account's. Needs the manage-senders
+  permission; at most 100 per account. Its include is resolved at once (its
+  cost stays unknown if that fails), then hourly and on demand like a catalog
+  service's. The account's report sources are classified again.
+  """
+  createSenderService(accountId: ID, slug: String!, input: SenderServiceInput!): SenderService!
+  "Change an account's own sending service (catalog services cannot be changed). Refused when the new include would take the SPF record of a domain enabling it past 10 lookups, or make its cost unknown. The account's report sources are classified again."
+  updateSenderService(service: ID!, input: SenderServicePatch!): SenderService!
+  "Remove an account's own sending service. Refused (CONFLICT, with the domains in ` + "`" + `extensions.domains` + "`" + `) while domains enable it: disable it on them first. DKIM keys tied to it stay, tied to no service. Returns the service as it was."
+  deleteSenderService(service: ID!): SenderService!
 }
 `, BuiltIn: false},
 	{Name: "../../schema/viewer.graphqls", Input: `"The caller of a request."
@@ -4472,6 +4632,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_authReport(ctx, field)
 	case "ingestProblems":
 		return ec.fieldContext_Account_ingestProblems(ctx, field)
+	case "senderServices":
+		return ec.fieldContext_Account_senderServices(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Account", field.Name)
 }
@@ -5240,12 +5402,22 @@ func (ec *executionContext) childFields_SenderService(ctx context.Context, field
 		return ec.fieldContext_SenderService_name(ctx, field)
 	case "category":
 		return ec.fieldContext_SenderService_category(ctx, field)
+	case "custom":
+		return ec.fieldContext_SenderService_custom(ctx, field)
+	case "accountId":
+		return ec.fieldContext_SenderService_accountId(ctx, field)
 	case "spfInclude":
 		return ec.fieldContext_SenderService_spfInclude(ctx, field)
 	case "heloSuffixes":
 		return ec.fieldContext_SenderService_heloSuffixes(ctx, field)
 	case "ranges":
 		return ec.fieldContext_SenderService_ranges(ctx, field)
+	case "staticRanges":
+		return ec.fieldContext_SenderService_staticRanges(ctx, field)
+	case "dkimDomains":
+		return ec.fieldContext_SenderService_dkimDomains(ctx, field)
+	case "dkimSelectors":
+		return ec.fieldContext_SenderService_dkimSelectors(ctx, field)
 	case "rangesResolvedAt":
 		return ec.fieldContext_SenderService_rangesResolvedAt(ctx, field)
 	case "resolveError":
@@ -5932,6 +6104,50 @@ func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createSenderService_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "slug",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["slug"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SenderServiceInput, error) {
+			return ec.unmarshalNSenderServiceInput2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderServiceInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteSenderService_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "service",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["service"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_disableSender_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6358,6 +6574,28 @@ func (ec *executionContext) field_Mutation_updateDmarcPolicy_args(ctx context.Co
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_updateSenderService_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "service",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["service"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SenderServicePatch, error) {
+			return ec.unmarshalNSenderServicePatch2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderServicePatch(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_uploadReports_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6501,6 +6739,20 @@ func (ec *executionContext) field_Query_explainSpf_args(ctx context.Context, raw
 		return nil, err
 	}
 	args["helo"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_senderServices_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
 	return args, nil
 }
 
@@ -6929,6 +7181,38 @@ func (ec *executionContext) fieldContext_Account_ingestProblems(ctx context.Cont
 	if fc.Args, err = ec.field_Account_ingestProblems_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_senderServices(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_senderServices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().SenderServices(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalNSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_senderServices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -12779,6 +13063,138 @@ func (ec *executionContext) fieldContext_Mutation_refreshSenderRanges(ctx contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createSenderService(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createSenderService(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateSenderService(ctx, fc.Args["accountId"].(*string), fc.Args["slug"].(string), fc.Args["input"].(model.SenderServiceInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createSenderService_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_updateSenderService(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_updateSenderService(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpdateSenderService(ctx, fc.Args["service"].(string), fc.Args["input"].(model.SenderServicePatch))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_updateSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_updateSenderService_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteSenderService(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteSenderService(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteSenderService(ctx, fc.Args["service"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
+			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SenderService(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteSenderService_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Netblock_cidr(ctx context.Context, field graphql.CollectedField, obj *sender.Netblock) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13488,7 +13904,8 @@ func (ec *executionContext) _Query_senderServices(ctx context.Context, field gra
 			return ec.fieldContext_Query_senderServices(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.Query().SenderServices(ctx)
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SenderServices(ctx, fc.Args["accountId"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
@@ -13498,7 +13915,7 @@ func (ec *executionContext) _Query_senderServices(ctx context.Context, field gra
 		true,
 	)
 }
-func (ec *executionContext) fieldContext_Query_senderServices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+func (ec *executionContext) fieldContext_Query_senderServices(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "Query",
 		Field:      field,
@@ -13507,6 +13924,17 @@ func (ec *executionContext) fieldContext_Query_senderServices(_ context.Context,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_SenderService(ctx, field)
 		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_senderServices_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -14968,6 +15396,52 @@ func (ec *executionContext) fieldContext_SenderService_category(_ context.Contex
 	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
 }
 
+func (ec *executionContext) _SenderService_custom(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_custom(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SenderService().Custom(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_custom(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _SenderService_accountId(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_accountId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AccountID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *uuid.UUID) graphql.Marshaler {
+			return ec.marshalOID2ᚖgithubᚗcomᚋgoogleᚋuuidᚐUUID(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_accountId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "ID")
+}
+
 func (ec *executionContext) _SenderService_spfInclude(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -15035,6 +15509,75 @@ func (ec *executionContext) _SenderService_ranges(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_SenderService_ranges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SenderService", field, true, true, "String")
+}
+
+func (ec *executionContext) _SenderService_staticRanges(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_staticRanges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.SenderService().StaticRanges(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_staticRanges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, true, true, "String")
+}
+
+func (ec *executionContext) _SenderService_dkimDomains(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_dkimDomains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DkimDomains, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_dkimDomains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
+func (ec *executionContext) _SenderService_dkimSelectors(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_dkimSelectors(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DkimSelectors, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_dkimSelectors(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
 }
 
 func (ec *executionContext) _SenderService_rangesResolvedAt(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
@@ -17573,6 +18116,188 @@ func UnmarshalDomainFilter(ctx context.Context, raw any) (model.DomainFilter, er
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputSenderServiceInput(ctx context.Context, obj any) (model.SenderServiceInput, error) {
+	var it model.SenderServiceInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "category", "spfInclude", "ranges", "dkimDomains", "dkimSelectors", "heloSuffixes", "setupUrl"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "category":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("category"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Category = data
+		case "spfInclude":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("spfInclude"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SpfInclude = data
+		case "ranges":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ranges"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Ranges = data
+		case "dkimDomains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dkimDomains"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DkimDomains = data
+		case "dkimSelectors":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dkimSelectors"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DkimSelectors = data
+		case "heloSuffixes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("heloSuffixes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HeloSuffixes = data
+		case "setupUrl":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("setupUrl"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SetupURL = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSenderServiceInput unmarshals raw into the SenderServiceInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSenderServiceInput(ctx context.Context, raw any) (model.SenderServiceInput, error) {
+	var out model.SenderServiceInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SenderServiceInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputSenderServicePatch(ctx context.Context, obj any) (model.SenderServicePatch, error) {
+	var it model.SenderServicePatch
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "category", "spfInclude", "ranges", "dkimDomains", "dkimSelectors", "heloSuffixes", "setupUrl"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "category":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("category"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Category = data
+		case "spfInclude":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("spfInclude"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SpfInclude = data
+		case "ranges":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("ranges"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Ranges = data
+		case "dkimDomains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dkimDomains"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DkimDomains = data
+		case "dkimSelectors":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dkimSelectors"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DkimSelectors = data
+		case "heloSuffixes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("heloSuffixes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HeloSuffixes = data
+		case "setupUrl":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("setupUrl"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SetupURL = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSenderServicePatch unmarshals raw into the SenderServicePatch input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSenderServicePatch(ctx context.Context, raw any) (model.SenderServicePatch, error) {
+	var out model.SenderServicePatch
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SenderServicePatch", raw, &out)
+	return out, err
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
@@ -17648,6 +18373,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_ingestProblems(ctx, field, obj)
+				})
+		case "senderServices":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_senderServices(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -19639,6 +20370,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "createSenderService":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createSenderService(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updateSenderService":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_updateSenderService(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteSenderService":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteSenderService(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -20511,6 +21263,17 @@ func (ec *executionContext) _SenderService(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "custom":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SenderService_custom(ctx, field, obj)
+				})
+		case "accountId":
+			out.Values[i] = ec._SenderService_accountId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "spfInclude":
 			out.Values[i] = ec._SenderService_spfInclude(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -20527,6 +21290,22 @@ func (ec *executionContext) _SenderService(ctx context.Context, sel ast.Selectio
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._SenderService_ranges(ctx, field, obj)
 				})
+		case "staticRanges":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SenderService_staticRanges(ctx, field, obj)
+				})
+		case "dkimDomains":
+			out.Values[i] = ec._SenderService_dkimDomains(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dkimSelectors":
+			out.Values[i] = ec._SenderService_dkimSelectors(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "rangesResolvedAt":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, false,
@@ -22316,6 +23095,16 @@ func (ec *executionContext) marshalNSenderService2ᚖgithubᚗcomᚋrampartmail�
 	return ec._SenderService(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNSenderServiceInput2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderServiceInput(ctx context.Context, v any) (model.SenderServiceInput, error) {
+	res, err := ec.unmarshalInputSenderServiceInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNSenderServicePatch2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSenderServicePatch(ctx context.Context, v any) (model.SenderServicePatch, error) {
+	res, err := ec.unmarshalInputSenderServicePatch(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNSourceCategory2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSourceCategory(ctx context.Context, v any) (model.SourceCategory, error) {
 	var res model.SourceCategory
 	err := res.UnmarshalGQL(v)
@@ -22895,6 +23684,24 @@ func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel as
 	_ = sel
 	res := graphql.MarshalFloatContext(*v)
 	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) unmarshalOID2ᚖgithubᚗcomᚋgoogleᚋuuidᚐUUID(ctx context.Context, v any) (*uuid.UUID, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalUUID(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOID2ᚖgithubᚗcomᚋgoogleᚋuuidᚐUUID(ctx context.Context, sel ast.SelectionSet, v *uuid.UUID) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalUUID(*v)
+	return res
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {

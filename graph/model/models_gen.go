@@ -262,6 +262,38 @@ type SenderEdge struct {
 	Node   *authreport.Sender `json:"node"`
 }
 
+// An account's own sending service. Bounds: a name of at most 100 characters; a
+// category of lowercase letters, digits and hyphens (default `other`); one SPF
+// include (a host name); at most 200 ranges (CIDR or single addresses, no wider
+// than a /8 or an IPv6 /16); at most 20 each of DKIM d= domains, DKIM selectors
+// (DNS labels) and HELO/PTR suffixes (host names; a leading dot is added). DKIM
+// domains and suffixes may not be public suffixes. A service needs something to
+// be recognised by: an include, a range, a suffix or a DKIM domain.
+type SenderServiceInput struct {
+	Name     string  `json:"name"`
+	Category *string `json:"category,omitempty"`
+	// The host name the service's own SPF record is at, as in include:.
+	SpfInclude    *string  `json:"spfInclude,omitempty"`
+	Ranges        []string `json:"ranges,omitempty"`
+	DkimDomains   []string `json:"dkimDomains,omitempty"`
+	DkimSelectors []string `json:"dkimSelectors,omitempty"`
+	HeloSuffixes  []string `json:"heloSuffixes,omitempty"`
+	SetupURL      *string  `json:"setupUrl,omitempty"`
+}
+
+// A change to an account's own sending service: the fields given replace the service's (lists whole); those left out stay.
+type SenderServicePatch struct {
+	Name     *string `json:"name,omitempty"`
+	Category *string `json:"category,omitempty"`
+	// The new include; an empty string removes it.
+	SpfInclude    *string  `json:"spfInclude,omitempty"`
+	Ranges        []string `json:"ranges,omitempty"`
+	DkimDomains   []string `json:"dkimDomains,omitempty"`
+	DkimSelectors []string `json:"dkimSelectors,omitempty"`
+	HeloSuffixes  []string `json:"heloSuffixes,omitempty"`
+	SetupURL      *string  `json:"setupUrl,omitempty"`
+}
+
 // What became of one uploaded file.
 type UploadResult struct {
 	Filename string `json:"filename"`

@@ -30,6 +30,7 @@ import (
 	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/reporting"
+	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/spf"
 )
 
@@ -294,6 +295,31 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 				_, err := svc.Senders.Service(c, "google-workspace")
 				return err
 			})
+		},
+		"sender.Manager.CreateService": func(c context.Context) error {
+			_, err := svc.Senders.CreateService(c, owner.account, fresh("relay"), sender.ServiceInput{Name: "Relay", Ranges: []string{"198.51.100.0/24"}})
+			return err
+		},
+		"sender.Manager.UpdateService": func(c context.Context) error {
+			s, err := svc.Senders.CreateService(asOwner, owner.account, fresh("relay"), sender.ServiceInput{Name: "Relay", Ranges: []string{"198.51.100.0/24"}})
+			if err != nil {
+				return err
+			}
+			name := "Relay EU"
+			_, err = svc.Senders.UpdateService(c, s.Slug, sender.ServicePatch{Name: &name})
+			return err
+		},
+		"sender.Manager.DeleteService": func(c context.Context) error {
+			s, err := svc.Senders.CreateService(asOwner, owner.account, fresh("relay"), sender.ServiceInput{Name: "Relay", Ranges: []string{"198.51.100.0/24"}})
+			if err != nil {
+				return err
+			}
+			_, err = svc.Senders.DeleteService(c, s.Slug)
+			return err
+		},
+		"sender.Manager.AccountServices": func(c context.Context) error {
+			_, err := svc.Senders.AccountServices(c, owner.account)
+			return err
 		},
 		"domainkey.Manager.Add": func(c context.Context) error {
 			sel := fresh("a")

@@ -338,3 +338,18 @@ func checkURL(raw string) error {
 	}
 	return nil
 }
+
+// The checks a service's fields are held to, for services that do not come
+// from the shipped file (an account's own, see package sender).
+
+// IsSlug reports whether s is 1 to 63 of [a-z0-9-], not starting with a
+// hyphen: the form of a slug and a category.
+func IsSlug(s string) bool { return isSlug(s) }
+
+// CheckHostName checks that name is a lowercase host name of at least two
+// labels, as an SPF include, a DKIM domain or a HELO suffix (without its
+// leading dot) must be.
+func CheckHostName(name string) error { return checkHostName(name) }
+
+// CheckSelector checks that sel is a DKIM selector in canonical form.
+func CheckSelector(sel string) error { return checkSelector(sel) }

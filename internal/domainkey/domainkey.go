@@ -87,12 +87,12 @@ func (m *Manager) Add(ctx context.Context, name string, k NewKey) (Key, []string
 	_, err = m.domains.Change(ctx, name, access.ManageDKIM, func(tx pgx.Tx, d domain.Domain) error {
 		q := domainkeydb.New(tx)
 		if p.Service != nil {
-			ok, err := q.ServiceExists(ctx, *p.Service)
+			ok, err := q.ServiceExists(ctx, domainkeydb.ServiceExistsParams{Slug: *p.Service, AccountID: d.AccountID})
 			if err != nil {
 				return fmt.Errorf("look up service: %w", err)
 			}
 			if !ok {
-				return apperr.Invalid("service", "%q is not a service in the sender catalog", *p.Service)
+				return apperr.Invalid("service", "%q is not a service in the sender catalog or the account's own", *p.Service)
 			}
 		}
 		if _, err := dkim.RecordName(sel, d.Name); err != nil {

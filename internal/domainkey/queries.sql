@@ -16,7 +16,8 @@ DELETE FROM dkim_keys WHERE domain_id = @domain_id AND selector = @selector;
 SELECT * FROM dkim_keys WHERE domain_id = @domain_id ORDER BY selector;
 
 -- name: ServiceExists :one
-SELECT EXISTS (SELECT 1 FROM sender_services WHERE slug = @slug);
+-- A catalog service, or one of the domain's account's own.
+SELECT EXISTS (SELECT 1 FROM sender_services WHERE slug = @slug AND (account_id IS NULL OR account_id = @account_id::uuid));
 
 -- name: DiscoveredSelectors :many
 -- The DKIM selectors of signatures whose d= is the domain or a subdomain of

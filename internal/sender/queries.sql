@@ -13,10 +13,67 @@ SELECT * FROM domain_netblocks WHERE domain_id = @domain_id ORDER BY cidr;
 SELECT * FROM sender_services WHERE slug = @slug;
 
 -- name: ServiceByInclude :one
-SELECT * FROM sender_services WHERE spf_include = @include LIMIT 1;
+-- The catalog's or the account's service with this include.
+SELECT * FROM sender_services
+WHERE spf_include = @include AND (account_id IS NULL OR account_id = sqlc.arg(account_id)::uuid)
+ORDER BY account_id NULLS FIRST, slug LIMIT 1;
 
 -- name: Services :many
+-- Every service: the catalog's and every account's.
 SELECT * FROM sender_services ORDER BY name, slug;
+
+-- name: VisibleServices :many
+-- The catalog and the given accounts' services.
+SELECT * FROM sender_services WHERE account_id IS NULL OR account_id = ANY(@accounts::uuid[])
+ORDER BY name, slug;
+
+-- name: LockAccountServices :exec
+-- Serialises changes to one account's services (the count limit).
+SELECT pg_advisory_xact_lock(hashtextextended('sender_services:' || sqlc.arg(account_id)::uuid::text, 0));
+
+-- name: CountAccountServices :one
+SELECT count(*)::int FROM sender_services WHERE account_id = @account_id;
+
+-- name: InsertAccountService :one
+-- An account's own service; its cost is unknown (NULL) until its include
+-- resolves, nothing of its own (0) without one.
+INSERT INTO sender_services (slug, account_id, name, category, spf_include, helo_suffixes, dkim_domains, dkim_selectors,
+                             static_ranges, setup_url, spf_lookups, updated_at)
+VALUES (@slug, @account_id, @name, @category, @spf_include, @helo_suffixes, @dkim_domains, @dkim_selectors,
+        @static_ranges, @setup_url, CASE WHEN @spf_include::text = '' THEN 0 END, now())
+ON CONFLICT (slug) DO NOTHING
+RETURNING *;
+
+-- name: UpdateAccountService :one
+-- An account's service edited; as in the catalog sync, a changed include
+-- forgets the old one's ranges and cost.
+UPDATE sender_services SET
+    name = @name, category = @category, spf_include = @spf_include,
+    resolved_ranges = CASE WHEN spf_include = @spf_include THEN resolved_ranges ELSE '{}' END,
+    spf_lookups = CASE WHEN spf_include = @spf_include THEN spf_lookups WHEN @spf_include::text = '' THEN 0 END,
+    resolved_at = CASE WHEN spf_include = @spf_include THEN resolved_at END,
+    resolve_error = CASE WHEN spf_include = @spf_include THEN resolve_error ELSE '' END,
+    resolve_failed_at = CASE WHEN spf_include = @spf_include THEN resolve_failed_at END,
+    resolve_attempted_at = CASE WHEN spf_include = @spf_include THEN resolve_attempted_at END,
+    helo_suffixes = @helo_suffixes, dkim_domains = @dkim_domains, dkim_selectors = @dkim_selectors,
+    static_ranges = @static_ranges, setup_url = @setup_url, updated_at = now()
+WHERE slug = @slug AND account_id = @account_id
+RETURNING *;
+
+-- name: DeleteAccountService :execrows
+DELETE FROM sender_services WHERE slug = @slug AND account_id = @account_id;
+
+-- name: ServiceDomains :many
+-- The domains that enable a service, by name.
+SELECT d.id, d.name FROM domain_senders ds JOIN domains d ON d.id = ds.domain_id
+WHERE ds.service = @service ORDER BY d.name;
+
+-- name: UnpublishService :one
+-- A removed service's edge row becomes a tombstone, with a new serial.
+UPDATE edge_service SET serial = nextval('edge_serial_seq'), ranges = '{}', helo_suffixes = '{}', include = '',
+    deleted = true, updated_at = now()
+WHERE name = @name AND NOT deleted
+RETURNING serial;
 
 -- name: EnableSender :exec
 INSERT INTO domain_senders (domain_id, service) VALUES (@domain_id, @service)
@@ -46,7 +103,7 @@ SELECT DISTINCT d.id, d.name FROM spf_pins p JOIN domains d ON d.id = p.domain_i
 DELETE FROM spf_pins WHERE domain_id = @domain_id AND expires_at <= now();
 
 -- name: UpsertService :exec
--- Catalog sync: the shipped facts; resolved ranges are left alone unless
+-- Catalog sync (never touching an account's service): the shipped facts; resolved ranges are left alone unless
 -- the include changed: they and its cost were the old include's, so the
 -- cost is unknown again (NULL) until the new include resolves. A service
 -- without an include costs nothing of its own.
@@ -68,7 +125,9 @@ WHERE (sender_services.name, sender_services.category, sender_services.spf_inclu
        sender_services.source_url)
    IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.category, EXCLUDED.spf_include, EXCLUDED.helo_suffixes,
-       EXCLUDED.dkim_domains, EXCLUDED.dkim_selectors, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url);
+       EXCLUDED.dkim_domains, EXCLUDED.dkim_selectors, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url)
+  -- Never an account's service (their slugs cannot be a catalog slug anyway).
+  AND sender_services.account_id IS NULL;
 
 -- name: SetResolved :exec
 UPDATE sender_services SET resolved_ranges = @ranges, spf_lookups = @lookups, resolved_at = now(), resolve_error = '',

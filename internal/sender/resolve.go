@@ -92,39 +92,69 @@ func (m *Manager) ResolveRangesFrom(ctx context.Context, resolver spf.Resolver, 
 // to the edge; on failure the error and its time, the last good ranges and
 // cost kept. ferr is the look-up's error, err the storing's.
 func (m *Manager) resolveService(ctx context.Context, resolver spf.Resolver, s Service, timeout time.Duration) (ferr, err error) {
-	fctx, cancel := context.WithTimeout(ctx, timeout)
-	prefixes, lookups, ferr := spf.Flatten(fctx, resolver, s.SpfInclude)
-	cancel()
+	r := lookUpInclude(ctx, resolver, s.SpfInclude, timeout)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		q := senderdb.New(tx)
-		if ferr != nil && !(errors.Is(ferr, spf.ErrNotFlattenable) && lookups > 0) {
-			return q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: s.Slug, Error: ferr.Error()})
-		}
-		if prefixes == nil {
-			prefixes = []netip.Prefix{}
-		}
-		// The include itself is one term; Flatten counts the rest.
-		cost := int32(1 + lookups) //nolint:gosec // G115: SPF allows 10 lookups; Flatten stops long before 2^31
-		if err := q.SetResolved(ctx, senderdb.SetResolvedParams{Slug: s.Slug, Ranges: prefixes, Lookups: &cost}); err != nil {
+		if err := storeResolution(ctx, q, s.Slug, &r); err != nil {
 			return err
-		}
-		if ferr != nil {
-			if err := q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: s.Slug, Error: ferr.Error()}); err != nil {
-				return err
-			}
 		}
 		return publishService(ctx, q, s.Slug)
 	})
 	if err != nil {
-		return ferr, fmt.Errorf("store ranges of %s: %w", s.Slug, err)
+		return r.err, fmt.Errorf("store ranges of %s: %w", s.Slug, err)
 	}
-	if ferr != nil {
-		m.log.WarnContext(ctx, "could not resolve a sender's SPF include", "service", s.Slug, "include", s.SpfInclude, "err", ferr)
+	m.logResolution(ctx, s.Slug, s.SpfInclude, &r)
+	return r.err, nil
+}
+
+// resolution is what looking an include up found.
+type resolution struct {
+	prefixes []netip.Prefix
+	lookups  int
+	err      error
+}
+
+// lookUpInclude resolves include through resolver within timeout.
+func lookUpInclude(ctx context.Context, resolver spf.Resolver, include string, timeout time.Duration) resolution {
+	fctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	prefixes, lookups, err := spf.Flatten(fctx, resolver, include)
+	return resolution{prefixes: prefixes, lookups: lookups, err: err}
+}
+
+// storeResolution stores r (nil: nothing) on the service slug: on success
+// the ranges and cost; on failure the error and its time, the last good
+// ranges and cost kept. The caller publishes the service.
+func storeResolution(ctx context.Context, q *senderdb.Queries, slug string, r *resolution) error {
+	if r == nil {
+		return nil
 	}
-	return ferr, nil
+	if r.err != nil && !(errors.Is(r.err, spf.ErrNotFlattenable) && r.lookups > 0) {
+		return q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: slug, Error: r.err.Error()})
+	}
+	prefixes := r.prefixes
+	if prefixes == nil {
+		prefixes = []netip.Prefix{}
+	}
+	// The include itself is one term; Flatten counts the rest.
+	cost := int32(1 + r.lookups) //nolint:gosec // G115: SPF allows 10 lookups; Flatten stops long before 2^31
+	if err := q.SetResolved(ctx, senderdb.SetResolvedParams{Slug: slug, Ranges: prefixes, Lookups: &cost}); err != nil {
+		return err
+	}
+	if r.err != nil {
+		return q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: slug, Error: r.err.Error()})
+	}
+	return nil
+}
+
+// logResolution logs a failed look-up.
+func (m *Manager) logResolution(ctx context.Context, slug, include string, r *resolution) {
+	if r != nil && r.err != nil {
+		m.log.WarnContext(ctx, "could not resolve a sender's SPF include", "service", slug, "include", include, "err", r.err)
+	}
 }
 
 // claim takes the right to look slug's include up now ([RefreshEvery]);
@@ -170,7 +200,7 @@ func (m *Manager) RefreshRanges(ctx context.Context, slug string) ([]Service, er
 		slug = strings.ToLower(strings.TrimSpace(slug))
 		s, err := q.ServiceBySlug(ctx, slug)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows) || err == nil && !op && !slices.Contains(slugs, slug):
+		case errors.Is(err, pgx.ErrNoRows) || err == nil && !op && !slices.Contains(slugs, slug) && !ownedBy(s, accounts):
 			return nil, apperr.NotFoundf("not found") // as for any object of another account
 		case err != nil:
 			return nil, fmt.Errorf("load service: %w", err)
@@ -306,7 +336,7 @@ func (m *Manager) knowCostFor(ctx context.Context, name, slug string) error {
 	if err != nil {
 		return fmt.Errorf("load service: %w", err)
 	}
-	if s.SpfLookups != nil || s.SpfInclude == "" {
+	if s.SpfLookups != nil || s.SpfInclude == "" || !usable(s, d.AccountID) {
 		return nil
 	}
 	s, ok, err := m.claim(ctx, slug)
@@ -315,6 +345,11 @@ func (m *Manager) knowCostFor(ctx context.Context, name, slug string) error {
 	}
 	_, err = m.resolveService(ctx, m.resolver, s, syncTimeout)
 	return err
+}
+
+// ownedBy reports whether s is the own service of one of accounts.
+func ownedBy(s Service, accounts []uuid.UUID) bool {
+	return s.AccountID != nil && slices.Contains(accounts, *s.AccountID)
 }
 
 func nonNilIDs(ids []uuid.UUID) []uuid.UUID {

@@ -156,8 +156,8 @@ func (m *Manager) EnableSender(ctx context.Context, name, slug string) (domain.D
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
 		q := senderdb.New(tx)
 		svc, err := q.ServiceBySlug(ctx, strings.ToLower(strings.TrimSpace(slug)))
-		if errors.Is(err, pgx.ErrNoRows) {
-			return apperr.Invalid("service", "%q is not a service in the sender catalog", slug)
+		if errors.Is(err, pgx.ErrNoRows) || err == nil && !usable(svc, d.AccountID) {
+			return apperr.Invalid("service", "%q is not a service in the sender catalog or the account's own", slug)
 		}
 		if err != nil {
 			return fmt.Errorf("load service: %w", err)
@@ -201,8 +201,13 @@ func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresA
 	if expiresAt.Sub(now) > MaxPin {
 		return domain.Domain{}, apperr.Invalid("expiresAt", "an include may be pinned for at most a year")
 	}
-	// A catalog service's include that never resolved is looked up first.
-	if svc, err := senderdb.New(m.pool).ServiceByInclude(ctx, inc); err == nil {
+	// A catalog service's (or the account's own service's) include that
+	// never resolved is looked up first.
+	d, err := m.domains.Get(ctx, name)
+	if err != nil {
+		return domain.Domain{}, err
+	}
+	if svc, err := senderdb.New(m.pool).ServiceByInclude(ctx, senderdb.ServiceByIncludeParams{Include: inc, AccountID: d.AccountID}); err == nil {
 		if err := m.knowCostFor(ctx, name, svc.Slug); err != nil {
 			return domain.Domain{}, err
 		}
@@ -215,7 +220,7 @@ func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresA
 		// and is refused while that is not known; an include of no
 		// catalog service counts as one term.
 		lookups := int32(1)
-		if svc, err := q.ServiceByInclude(ctx, inc); err == nil {
+		if svc, err := q.ServiceByInclude(ctx, senderdb.ServiceByIncludeParams{Include: inc, AccountID: d.AccountID}); err == nil {
 			if svc.SpfLookups == nil {
 				return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Include: svc.SpfInclude, Error: svc.ResolveError}, m.resolver != nil, "")
 			}
@@ -386,12 +391,14 @@ func (m *Manager) LookupsOf(ctx context.Context, d domain.Domain) (n int, known 
 	return n, len(unknown) == 0, err
 }
 
-// Catalog lists every service in the sender catalog.
+// Catalog lists every service in the sender catalog, and the own services
+// of the accounts the caller can see.
 func (m *Manager) Catalog(ctx context.Context) ([]Service, error) {
-	if _, err := access.Require(ctx); err != nil {
+	accounts, err := m.authz.Visible(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return senderdb.New(m.pool).Services(ctx)
+	return senderdb.New(m.pool).VisibleServices(ctx, nonNilIDs(accounts))
 }
 
 // ExpirePins removes expired pinned includes and republishes the domains
@@ -434,13 +441,17 @@ func notify(ctx context.Context, q *senderdb.Queries, serial int64) error {
 	return q.NotifyEdge(ctx, strconv.FormatInt(serial, 10))
 }
 
-// Service returns one catalog service by slug, to any signed-in caller,
-// as [Manager.Catalog] does.
+// Service returns one service by slug, to any signed-in caller for a
+// catalog service, as [Manager.Catalog] does, and to those who can see its
+// account for an account's own.
 func (m *Manager) Service(ctx context.Context, slug string) (Service, error) {
 	if _, err := access.Require(ctx); err != nil {
 		return Service{}, err
 	}
 	s, err := senderdb.New(m.pool).ServiceBySlug(ctx, slug)
+	if err == nil && s.AccountID != nil && m.authz.See(ctx, *s.AccountID) != nil {
+		err = pgx.ErrNoRows
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Service{}, apperr.NotFoundf("service %q not found", slug)
 	}

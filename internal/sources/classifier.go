@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,7 +22,8 @@ import (
 // in classify_days, and the domains queued in classify_domains day by day.
 // Ingest queues the day a report adds to; a change to a domain's netblocks,
 // keys or senders queues the domain; a change to a sender's ranges queues
-// every domain.
+// every domain (an account's own service: every domain of the account).
+// An account's own services classify that account's domains only.
 type Classifier struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
@@ -86,7 +88,7 @@ func (c *Classifier) Run(ctx context.Context, deadline time.Time) (Run, error) {
 				return fmt.Errorf("next day to classify: %w", err)
 			}
 			found = true
-			n, pending, err := c.classifyDay(ctx, q, day.DomainID, day.Name, day.Day, senders)
+			n, pending, err := c.classifyDay(ctx, q, day.DomainID, day.Name, day.Day, senders.of(day.AccountID))
 			if err != nil {
 				return err
 			}
@@ -109,13 +111,32 @@ func (c *Classifier) Run(ctx context.Context, deadline time.Time) (Run, error) {
 	return run, nil
 }
 
+// knownSenders are the catalog's services and every account's own.
+type knownSenders struct {
+	catalog []Sender
+	// own are the accounts' own services, by account.
+	own map[uuid.UUID][]Sender
+}
+
+// of returns the services a domain of the account is classified with: the
+// catalog's and the account's own, in slug order.
+func (k knownSenders) of(accountID uuid.UUID) []Sender {
+	own := k.own[accountID]
+	if len(own) == 0 {
+		return k.catalog
+	}
+	out := append(append(make([]Sender, 0, len(k.catalog)+len(own)), k.catalog...), own...)
+	slices.SortFunc(out, func(a, b Sender) int { return strings.Compare(a.Slug, b.Slug) })
+	return out
+}
+
 // senders reads every known service as the classification reads it.
-func (c *Classifier) senders(ctx context.Context) ([]Sender, error) {
+func (c *Classifier) senders(ctx context.Context) (knownSenders, error) {
 	rows, err := sourcesdb.New(c.pool).Senders(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("load senders: %w", err)
+		return knownSenders{}, fmt.Errorf("load senders: %w", err)
 	}
-	out := make([]Sender, 0, len(rows))
+	out := knownSenders{own: map[uuid.UUID][]Sender{}}
 	for _, r := range rows {
 		s := Sender{Slug: r.Slug, Ranges: append(append([]netip.Prefix{}, r.ResolvedRanges...), r.StaticRanges...),
 			DKIMDomains: r.DkimDomains, Selectors: r.DkimSelectors}
@@ -124,7 +145,11 @@ func (c *Classifier) senders(ctx context.Context) ([]Sender, error) {
 				s.HostSuffixes = append(s.HostSuffixes, h)
 			}
 		}
-		out = append(out, s)
+		if r.AccountID != nil {
+			out.own[*r.AccountID] = append(out.own[*r.AccountID], s)
+		} else {
+			out.catalog = append(out.catalog, s)
+		}
 	}
 	return out, nil
 }

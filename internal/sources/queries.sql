@@ -14,7 +14,7 @@ SELECT (SELECT count(*) FROM d)::int AS domains, (SELECT count(*) FROM days)::in
 
 -- name: NextDay :one
 -- The day queued longest that is due, locked for this worker.
-SELECT c.domain_id, c.day, c.queued_at, c.first_queued_at, d.name
+SELECT c.domain_id, c.day, c.queued_at, c.first_queued_at, d.name, d.account_id
 FROM classify_days c JOIN domains d ON d.id = c.domain_id
 WHERE c.not_before <= now()
 ORDER BY c.not_before, c.queued_at
@@ -56,7 +56,9 @@ SELECT cidr FROM domain_netblocks WHERE domain_id = @domain_id;
 SELECT selector, coalesce(service, '') AS service FROM dkim_keys WHERE domain_id = @domain_id AND revoked_at IS NULL;
 
 -- name: Senders :many
-SELECT slug, resolved_ranges, static_ranges, dkim_domains, helo_suffixes, dkim_selectors FROM sender_services ORDER BY slug;
+-- Every service; an account's (account_id set) classifies that account's
+-- domains only.
+SELECT slug, account_id, resolved_ranges, static_ranges, dkim_domains, helo_suffixes, dkim_selectors FROM sender_services ORDER BY slug;
 
 -- name: ConfirmedPTRs :many
 SELECT ip, ptr FROM ip_enrichment WHERE ip = ANY(@ips::inet[]) AND ptr_confirmed AND ptr IS NOT NULL;

@@ -233,11 +233,17 @@ func (q *Queries) RevokeKey(ctx context.Context, arg RevokeKeyParams) (DkimKey, 
 }
 
 const serviceExists = `-- name: ServiceExists :one
-SELECT EXISTS (SELECT 1 FROM sender_services WHERE slug = $1)
+SELECT EXISTS (SELECT 1 FROM sender_services WHERE slug = $1 AND (account_id IS NULL OR account_id = $2::uuid))
 `
 
-func (q *Queries) ServiceExists(ctx context.Context, slug string) (bool, error) {
-	row := q.db.QueryRow(ctx, serviceExists, slug)
+type ServiceExistsParams struct {
+	Slug      string
+	AccountID uuid.UUID
+}
+
+// A catalog service, or one of the domain's account's own.
+func (q *Queries) ServiceExists(ctx context.Context, arg ServiceExistsParams) (bool, error) {
+	row := q.db.QueryRow(ctx, serviceExists, arg.Slug, arg.AccountID)
 	var exists bool
 	err := row.Scan(&exists)
 	return exists, err

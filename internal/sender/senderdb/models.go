@@ -37,6 +37,8 @@ type SenderService struct {
 	ResolveFailedAt    *time.Time
 	ResolveAttemptedAt *time.Time
 	DkimSelectors      []string
+	AccountID          *uuid.UUID
+	CreatedAt          time.Time
 }
 
 type SpfPin struct {

@@ -17,7 +17,7 @@ const claimResolveAttempt = `-- name: ClaimResolveAttempt :one
 UPDATE sender_services SET resolve_attempted_at = now()
 WHERE slug = $1 AND spf_include <> ''
   AND (resolve_attempted_at IS NULL OR resolve_attempted_at <= now() - make_interval(secs => $2::float8))
-RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors
+RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at
 `
 
 type ClaimResolveAttemptParams struct {
@@ -49,8 +49,38 @@ func (q *Queries) ClaimResolveAttempt(ctx context.Context, arg ClaimResolveAttem
 		&i.ResolveFailedAt,
 		&i.ResolveAttemptedAt,
 		&i.DkimSelectors,
+		&i.AccountID,
+		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const countAccountServices = `-- name: CountAccountServices :one
+SELECT count(*)::int FROM sender_services WHERE account_id = $1
+`
+
+func (q *Queries) CountAccountServices(ctx context.Context, accountID *uuid.UUID) (int32, error) {
+	row := q.db.QueryRow(ctx, countAccountServices, accountID)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const deleteAccountService = `-- name: DeleteAccountService :execrows
+DELETE FROM sender_services WHERE slug = $1 AND account_id = $2
+`
+
+type DeleteAccountServiceParams struct {
+	Slug      string
+	AccountID *uuid.UUID
+}
+
+func (q *Queries) DeleteAccountService(ctx context.Context, arg DeleteAccountServiceParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteAccountService, arg.Slug, arg.AccountID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const deleteExpiredPins = `-- name: DeleteExpiredPins :execrows
@@ -196,7 +226,7 @@ func (q *Queries) EnabledServiceSlugs(ctx context.Context, arg EnabledServiceSlu
 }
 
 const enabledServices = `-- name: EnabledServices :many
-SELECT s.slug, s.name, s.category, s.spf_include, s.helo_suffixes, s.dkim_domains, s.static_ranges, s.resolved_ranges, s.spf_lookups, s.resolved_at, s.resolve_error, s.setup_url, s.source_url, s.updated_at, s.resolve_failed_at, s.resolve_attempted_at, s.dkim_selectors FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
+SELECT s.slug, s.name, s.category, s.spf_include, s.helo_suffixes, s.dkim_domains, s.static_ranges, s.resolved_ranges, s.spf_lookups, s.resolved_at, s.resolve_error, s.setup_url, s.source_url, s.updated_at, s.resolve_failed_at, s.resolve_attempted_at, s.dkim_selectors, s.account_id, s.created_at FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = $1 ORDER BY ds.created_at, s.slug
 `
 
@@ -227,6 +257,8 @@ func (q *Queries) EnabledServices(ctx context.Context, domainID uuid.UUID) ([]Se
 			&i.ResolveFailedAt,
 			&i.ResolveAttemptedAt,
 			&i.DkimSelectors,
+			&i.AccountID,
+			&i.CreatedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -236,6 +268,68 @@ func (q *Queries) EnabledServices(ctx context.Context, domainID uuid.UUID) ([]Se
 		return nil, err
 	}
 	return items, nil
+}
+
+const insertAccountService = `-- name: InsertAccountService :one
+INSERT INTO sender_services (slug, account_id, name, category, spf_include, helo_suffixes, dkim_domains, dkim_selectors,
+                             static_ranges, setup_url, spf_lookups, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+        $9, $10, CASE WHEN $5::text = '' THEN 0 END, now())
+ON CONFLICT (slug) DO NOTHING
+RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at
+`
+
+type InsertAccountServiceParams struct {
+	Slug          string
+	AccountID     *uuid.UUID
+	Name          string
+	Category      string
+	SpfInclude    string
+	HeloSuffixes  []string
+	DkimDomains   []string
+	DkimSelectors []string
+	StaticRanges  []netip.Prefix
+	SetupUrl      string
+}
+
+// An account's own service; its cost is unknown (NULL) until its include
+// resolves, nothing of its own (0) without one.
+func (q *Queries) InsertAccountService(ctx context.Context, arg InsertAccountServiceParams) (SenderService, error) {
+	row := q.db.QueryRow(ctx, insertAccountService,
+		arg.Slug,
+		arg.AccountID,
+		arg.Name,
+		arg.Category,
+		arg.SpfInclude,
+		arg.HeloSuffixes,
+		arg.DkimDomains,
+		arg.DkimSelectors,
+		arg.StaticRanges,
+		arg.SetupUrl,
+	)
+	var i SenderService
+	err := row.Scan(
+		&i.Slug,
+		&i.Name,
+		&i.Category,
+		&i.SpfInclude,
+		&i.HeloSuffixes,
+		&i.DkimDomains,
+		&i.StaticRanges,
+		&i.ResolvedRanges,
+		&i.SpfLookups,
+		&i.ResolvedAt,
+		&i.ResolveError,
+		&i.SetupUrl,
+		&i.SourceUrl,
+		&i.UpdatedAt,
+		&i.ResolveFailedAt,
+		&i.ResolveAttemptedAt,
+		&i.DkimSelectors,
+		&i.AccountID,
+		&i.CreatedAt,
+	)
+	return i, err
 }
 
 const insertNetblock = `-- name: InsertNetblock :one
@@ -261,6 +355,16 @@ func (q *Queries) InsertNetblock(ctx context.Context, arg InsertNetblockParams) 
 		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const lockAccountServices = `-- name: LockAccountServices :exec
+SELECT pg_advisory_xact_lock(hashtextextended('sender_services:' || $1::uuid::text, 0))
+`
+
+// Serialises changes to one account's services (the count limit).
+func (q *Queries) LockAccountServices(ctx context.Context, accountID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, lockAccountServices, accountID)
+	return err
 }
 
 const netblocks = `-- name: Netblocks :many
@@ -355,11 +459,19 @@ func (q *Queries) PublishService(ctx context.Context, slug string) (int64, error
 }
 
 const serviceByInclude = `-- name: ServiceByInclude :one
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors FROM sender_services WHERE spf_include = $1 LIMIT 1
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at FROM sender_services
+WHERE spf_include = $1 AND (account_id IS NULL OR account_id = $2::uuid)
+ORDER BY account_id NULLS FIRST, slug LIMIT 1
 `
 
-func (q *Queries) ServiceByInclude(ctx context.Context, include string) (SenderService, error) {
-	row := q.db.QueryRow(ctx, serviceByInclude, include)
+type ServiceByIncludeParams struct {
+	Include   string
+	AccountID uuid.UUID
+}
+
+// The catalog's or the account's service with this include.
+func (q *Queries) ServiceByInclude(ctx context.Context, arg ServiceByIncludeParams) (SenderService, error) {
+	row := q.db.QueryRow(ctx, serviceByInclude, arg.Include, arg.AccountID)
 	var i SenderService
 	err := row.Scan(
 		&i.Slug,
@@ -379,12 +491,14 @@ func (q *Queries) ServiceByInclude(ctx context.Context, include string) (SenderS
 		&i.ResolveFailedAt,
 		&i.ResolveAttemptedAt,
 		&i.DkimSelectors,
+		&i.AccountID,
+		&i.CreatedAt,
 	)
 	return i, err
 }
 
 const serviceBySlug = `-- name: ServiceBySlug :one
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors FROM sender_services WHERE slug = $1
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at FROM sender_services WHERE slug = $1
 `
 
 func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService, error) {
@@ -408,14 +522,48 @@ func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService
 		&i.ResolveFailedAt,
 		&i.ResolveAttemptedAt,
 		&i.DkimSelectors,
+		&i.AccountID,
+		&i.CreatedAt,
 	)
 	return i, err
 }
 
-const services = `-- name: Services :many
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors FROM sender_services ORDER BY name, slug
+const serviceDomains = `-- name: ServiceDomains :many
+SELECT d.id, d.name FROM domain_senders ds JOIN domains d ON d.id = ds.domain_id
+WHERE ds.service = $1 ORDER BY d.name
 `
 
+type ServiceDomainsRow struct {
+	ID   uuid.UUID
+	Name string
+}
+
+// The domains that enable a service, by name.
+func (q *Queries) ServiceDomains(ctx context.Context, service string) ([]ServiceDomainsRow, error) {
+	rows, err := q.db.Query(ctx, serviceDomains, service)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ServiceDomainsRow
+	for rows.Next() {
+		var i ServiceDomainsRow
+		if err := rows.Scan(&i.ID, &i.Name); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const services = `-- name: Services :many
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at FROM sender_services ORDER BY name, slug
+`
+
+// Every service: the catalog's and every account's.
 func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
 	rows, err := q.db.Query(ctx, services)
 	if err != nil {
@@ -443,6 +591,8 @@ func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
 			&i.ResolveFailedAt,
 			&i.ResolveAttemptedAt,
 			&i.DkimSelectors,
+			&i.AccountID,
+			&i.CreatedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -487,6 +637,89 @@ func (q *Queries) SetResolved(ctx context.Context, arg SetResolvedParams) error 
 	return err
 }
 
+const unpublishService = `-- name: UnpublishService :one
+UPDATE edge_service SET serial = nextval('edge_serial_seq'), ranges = '{}', helo_suffixes = '{}', include = '',
+    deleted = true, updated_at = now()
+WHERE name = $1 AND NOT deleted
+RETURNING serial
+`
+
+// A removed service's edge row becomes a tombstone, with a new serial.
+func (q *Queries) UnpublishService(ctx context.Context, name string) (int64, error) {
+	row := q.db.QueryRow(ctx, unpublishService, name)
+	var serial int64
+	err := row.Scan(&serial)
+	return serial, err
+}
+
+const updateAccountService = `-- name: UpdateAccountService :one
+UPDATE sender_services SET
+    name = $1, category = $2, spf_include = $3,
+    resolved_ranges = CASE WHEN spf_include = $3 THEN resolved_ranges ELSE '{}' END,
+    spf_lookups = CASE WHEN spf_include = $3 THEN spf_lookups WHEN $3::text = '' THEN 0 END,
+    resolved_at = CASE WHEN spf_include = $3 THEN resolved_at END,
+    resolve_error = CASE WHEN spf_include = $3 THEN resolve_error ELSE '' END,
+    resolve_failed_at = CASE WHEN spf_include = $3 THEN resolve_failed_at END,
+    resolve_attempted_at = CASE WHEN spf_include = $3 THEN resolve_attempted_at END,
+    helo_suffixes = $4, dkim_domains = $5, dkim_selectors = $6,
+    static_ranges = $7, setup_url = $8, updated_at = now()
+WHERE slug = $9 AND account_id = $10
+RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at
+`
+
+type UpdateAccountServiceParams struct {
+	Name          string
+	Category      string
+	SpfInclude    string
+	HeloSuffixes  []string
+	DkimDomains   []string
+	DkimSelectors []string
+	StaticRanges  []netip.Prefix
+	SetupUrl      string
+	Slug          string
+	AccountID     *uuid.UUID
+}
+
+// An account's service edited; as in the catalog sync, a changed include
+// forgets the old one's ranges and cost.
+func (q *Queries) UpdateAccountService(ctx context.Context, arg UpdateAccountServiceParams) (SenderService, error) {
+	row := q.db.QueryRow(ctx, updateAccountService,
+		arg.Name,
+		arg.Category,
+		arg.SpfInclude,
+		arg.HeloSuffixes,
+		arg.DkimDomains,
+		arg.DkimSelectors,
+		arg.StaticRanges,
+		arg.SetupUrl,
+		arg.Slug,
+		arg.AccountID,
+	)
+	var i SenderService
+	err := row.Scan(
+		&i.Slug,
+		&i.Name,
+		&i.Category,
+		&i.SpfInclude,
+		&i.HeloSuffixes,
+		&i.DkimDomains,
+		&i.StaticRanges,
+		&i.ResolvedRanges,
+		&i.SpfLookups,
+		&i.ResolvedAt,
+		&i.ResolveError,
+		&i.SetupUrl,
+		&i.SourceUrl,
+		&i.UpdatedAt,
+		&i.ResolveFailedAt,
+		&i.ResolveAttemptedAt,
+		&i.DkimSelectors,
+		&i.AccountID,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const upsertPin = `-- name: UpsertPin :exec
 INSERT INTO spf_pins (domain_id, include, lookups, expires_at) VALUES ($1, $2, $3, $4)
 ON CONFLICT (domain_id, include) DO UPDATE SET lookups = EXCLUDED.lookups, expires_at = EXCLUDED.expires_at
@@ -529,6 +762,8 @@ WHERE (sender_services.name, sender_services.category, sender_services.spf_inclu
    IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.category, EXCLUDED.spf_include, EXCLUDED.helo_suffixes,
        EXCLUDED.dkim_domains, EXCLUDED.dkim_selectors, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url)
+  -- Never an account's service (their slugs cannot be a catalog slug anyway).
+  AND sender_services.account_id IS NULL
 `
 
 type UpsertServiceParams struct {
@@ -544,7 +779,7 @@ type UpsertServiceParams struct {
 	SourceUrl     string
 }
 
-// Catalog sync: the shipped facts; resolved ranges are left alone unless
+// Catalog sync (never touching an account's service): the shipped facts; resolved ranges are left alone unless
 // the include changed: they and its cost were the old include's, so the
 // cost is unknown again (NULL) until the new include resolves. A service
 // without an include costs nothing of its own.
@@ -562,4 +797,50 @@ func (q *Queries) UpsertService(ctx context.Context, arg UpsertServiceParams) er
 		arg.SourceUrl,
 	)
 	return err
+}
+
+const visibleServices = `-- name: VisibleServices :many
+SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at FROM sender_services WHERE account_id IS NULL OR account_id = ANY($1::uuid[])
+ORDER BY name, slug
+`
+
+// The catalog and the given accounts' services.
+func (q *Queries) VisibleServices(ctx context.Context, accounts []uuid.UUID) ([]SenderService, error) {
+	rows, err := q.db.Query(ctx, visibleServices, accounts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SenderService
+	for rows.Next() {
+		var i SenderService
+		if err := rows.Scan(
+			&i.Slug,
+			&i.Name,
+			&i.Category,
+			&i.SpfInclude,
+			&i.HeloSuffixes,
+			&i.DkimDomains,
+			&i.StaticRanges,
+			&i.ResolvedRanges,
+			&i.SpfLookups,
+			&i.ResolvedAt,
+			&i.ResolveError,
+			&i.SetupUrl,
+			&i.SourceUrl,
+			&i.UpdatedAt,
+			&i.ResolveFailedAt,
+			&i.ResolveAttemptedAt,
+			&i.DkimSelectors,
+			&i.AccountID,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

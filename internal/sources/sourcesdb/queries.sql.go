@@ -222,7 +222,7 @@ func (q *Queries) ExpandQueuedDomain(ctx context.Context) (ExpandQueuedDomainRow
 }
 
 const nextDay = `-- name: NextDay :one
-SELECT c.domain_id, c.day, c.queued_at, c.first_queued_at, d.name
+SELECT c.domain_id, c.day, c.queued_at, c.first_queued_at, d.name, d.account_id
 FROM classify_days c JOIN domains d ON d.id = c.domain_id
 WHERE c.not_before <= now()
 ORDER BY c.not_before, c.queued_at
@@ -236,6 +236,7 @@ type NextDayRow struct {
 	QueuedAt      time.Time
 	FirstQueuedAt time.Time
 	Name          string
+	AccountID     uuid.UUID
 }
 
 // The day queued longest that is due, locked for this worker.
@@ -248,6 +249,7 @@ func (q *Queries) NextDay(ctx context.Context) (NextDayRow, error) {
 		&i.QueuedAt,
 		&i.FirstQueuedAt,
 		&i.Name,
+		&i.AccountID,
 	)
 	return i, err
 }
@@ -323,11 +325,12 @@ func (q *Queries) ReplaceDayClasses(ctx context.Context, arg ReplaceDayClassesPa
 }
 
 const senders = `-- name: Senders :many
-SELECT slug, resolved_ranges, static_ranges, dkim_domains, helo_suffixes, dkim_selectors FROM sender_services ORDER BY slug
+SELECT slug, account_id, resolved_ranges, static_ranges, dkim_domains, helo_suffixes, dkim_selectors FROM sender_services ORDER BY slug
 `
 
 type SendersRow struct {
 	Slug           string
+	AccountID      *uuid.UUID
 	ResolvedRanges []netip.Prefix
 	StaticRanges   []netip.Prefix
 	DkimDomains    []string
@@ -335,6 +338,8 @@ type SendersRow struct {
 	DkimSelectors  []string
 }
 
+// Every service; an account's (account_id set) classifies that account's
+// domains only.
 func (q *Queries) Senders(ctx context.Context) ([]SendersRow, error) {
 	rows, err := q.db.Query(ctx, senders)
 	if err != nil {
@@ -346,6 +351,7 @@ func (q *Queries) Senders(ctx context.Context) ([]SendersRow, error) {
 		var i SendersRow
 		if err := rows.Scan(
 			&i.Slug,
+			&i.AccountID,
 			&i.ResolvedRanges,
 			&i.StaticRanges,
 			&i.DkimDomains,
