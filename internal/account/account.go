@@ -48,7 +48,10 @@ type Member struct {
 type Service struct {
 	pool  *pgxpool.Pool
 	authz *access.Authorizer
+	cfg   Config
 }
+
+type accountPool = *pgxpool.Pool
 
 // NewService returns a Service.
 func NewService(pool *pgxpool.Pool) *Service {
