@@ -24,7 +24,7 @@ const (
 	DefaultIssuer            = "rampart"
 	DefaultAudience          = "rampart-api"
 	DefaultRefreshTTL        = 30 * 24 * time.Hour
-	DefaultSessionLifetime   = 30 * 24 * time.Hour
+	DefaultSessionLifetime   = 90 * 24 * time.Hour
 	DefaultResetTTL          = time.Hour
 	DefaultLoginWindow       = 24 * time.Hour
 	DefaultLoginBackoff      = time.Second
@@ -51,7 +51,8 @@ type Config struct {
 	RefreshTTL time.Duration
 	// SessionLifetime is the absolute lifetime of a session: however often
 	// it is refreshed, its refresh tokens and access tokens stop working
-	// this long after the login (default 30 days).
+	// this long after the login (default 90 days; RefreshTTL is the
+	// idle limit within it).
 	SessionLifetime time.Duration
 	// ResetTTL is the lifetime of a password reset token (default 1 hour).
 	ResetTTL time.Duration
