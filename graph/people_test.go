@@ -19,7 +19,7 @@ import (
 // clock is a settable clock for the API: the real time moved by an offset.
 type clock struct{ offset atomic.Int64 }
 
-func (c *clock) Now() time.Time           { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // peopleEnv runs the API with a real SMTP server as its mail relay and a
@@ -62,7 +62,7 @@ const (
 	inviteQ = `mutation($a: ID, $e: String!, $r: Role!) { inviteMember(accountId: $a, email: $e, role: $r) { id email role expired expiresAt } }`
 	acceptQ = `mutation($t: String!, $n: String, $p: String) { acceptInvitation(token: $t, name: $n, password: $p) {
 		accountId accountName role user { email name } session { accessToken refreshToken } } }`
-	loginQ = `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }`
+	loginQ    = `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken refreshToken } }`
 	membersQ  = `query($a: ID) { account(id: $a) { members { role user { id email } } } }`
 	newPass   = "a brand new passphrase 7"
 	otherPass = "yet another passphrase 8"
@@ -95,7 +95,9 @@ func login(t *testing.T, env *apitest.Env, email, password string) (access, refr
 	t.Helper()
 	r := env.Do(t, "", loginQ, map[string]any{"e": email, "p": password})
 	r.NoErrors(t)
-	var d struct{ Login struct{ AccessToken, RefreshToken string } }
+	var d struct {
+		Login struct{ AccessToken, RefreshToken string }
+	}
 	r.Decode(t, &d)
 	return d.Login.AccessToken, d.Login.RefreshToken
 }
@@ -272,7 +274,9 @@ func member(t *testing.T, env *apitest.Env, box *mailtest.Box, o apitest.Owner, 
 	token = a.AcceptInvitation.Session.AccessToken
 	r = env.Do(t, token, `{ viewer { user { id } } }`, nil)
 	r.NoErrors(t)
-	var v struct{ Viewer struct{ User struct{ ID string } } }
+	var v struct {
+		Viewer struct{ User struct{ ID string } }
+	}
 	r.Decode(t, &v)
 	return token, v.Viewer.User.ID
 }
@@ -392,8 +396,8 @@ func TestMembersAndOwnership(t *testing.T) {
 }
 
 type session struct {
-	ID, Client          string
-	Current             bool
+	ID, Client           string
+	Current              bool
 	StartedAt, ExpiresAt time.Time
 }
 

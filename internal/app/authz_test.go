@@ -39,7 +39,7 @@ import (
 // system lists the exported service methods that take no principal, and
 // why: no request of a tenant reaches them. Every other exported method
 // must decide for itself, and is called below with a stranger's principal.
-var system = map[string]string{
+var system = map[string]string{ //nolint:gosec // G101: method names and reasons, not credentials
 	"account.Service.CreateOwner":        "operator command (rampart admin create-owner)",
 	"account.Service.UserExists":         "operator command (the dev seed)",
 	"auth.Service.Login":                 "proves the credential; no principal exists yet",

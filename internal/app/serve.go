@@ -82,7 +82,7 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 		senders.SetResolver(spf.NewDNSResolver(r))
 	}
 	return &Services{
-		Auth:      a,
+		Auth: a,
 		Accounts: account.NewServiceWith(pool, account.Config{SignUp: cfg.SignUp == "open", Mail: mail, LinkBase: link,
 			InvitationTTL: cfg.InvitationTTL, Now: cfg.Now}),
 		Domains:   domains,
