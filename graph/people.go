@@ -65,10 +65,13 @@ func (r *Resolver) newSession(ctx context.Context, userID uuid.UUID) (*model.Aut
 }
 
 func (r *Resolver) signUp(ctx context.Context, email, password, name, accountName string) (*model.AuthPayload, error) {
-	if err := r.AuthSvc.Admit(ctx, auth.PurposeSignUp, email, request.FromContext(ctx).Client); err != nil {
-		return nil, peopleError(err)
+	admit := func() error {
+		if err := r.AuthSvc.Admit(ctx, auth.PurposeSignUp, email, request.FromContext(ctx).Client); err != nil {
+			return peopleError(err)
+		}
+		return nil
 	}
-	_, u, err := r.AccountSvc.SignUp(ctx, email, accountName, account.NewUser{Name: name, Hash: r.hasher(ctx, password)})
+	_, u, err := r.AccountSvc.SignUp(ctx, email, accountName, account.NewUser{Name: name, Hash: r.hasher(ctx, password)}, admit)
 	if err != nil {
 		return nil, err
 	}

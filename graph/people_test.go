@@ -116,6 +116,9 @@ func TestSignUp(t *testing.T) {
 	var users int
 	require.NoError(t, off.Pool.QueryRow(t.Context(), `SELECT count(*) FROM users WHERE email = 'newcomer@example.test'`).Scan(&users))
 	require.Zero(t, users)
+	var attempts int
+	require.NoError(t, off.Pool.QueryRow(t.Context(), `SELECT count(*) FROM login_failures`).Scan(&attempts))
+	require.Zero(t, attempts, "a refused sign-up leaves nothing behind")
 
 	env, _, _ := peopleEnv(t, func(c *app.Config) { c.SignUp = "open"; c.LoginBackoff = time.Minute })
 	r = env.Do(t, "", q, vars)

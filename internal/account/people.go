@@ -392,11 +392,15 @@ func (s *Service) AcceptInvitation(ctx context.Context, token string, newUser *N
 }
 
 // SignUp creates a user and a new account with them as its owner, when
-// the operator allows sign-up (FORBIDDEN otherwise). An address that has a
-// user already is a CONFLICT. Throttling is the caller's (auth.Admit).
-func (s *Service) SignUp(ctx context.Context, email, accountName string, u NewUser) (Account, User, error) {
+// the operator allows sign-up (FORBIDDEN otherwise, before anything else).
+// admit, the caller's throttling (auth.Admit), runs next; then an address
+// that has a user already is a CONFLICT.
+func (s *Service) SignUp(ctx context.Context, email, accountName string, u NewUser, admit func() error) (Account, User, error) {
 	if !s.cfg.SignUp {
 		return Account{}, User{}, &apperr.Error{Code: apperr.Forbidden, Message: "sign-up is off on this server: ask an account owner for an invitation"}
+	}
+	if err := admit(); err != nil {
+		return Account{}, User{}, err
 	}
 	email, err := normalizeAddress("email", email)
 	if err != nil {
