@@ -211,7 +211,7 @@ func (s *Service) CreateOwner(ctx context.Context, o NewOwner) (Account, User, e
 		default:
 			user = User{ID: u.ID, Email: u.Email, Name: u.Name, CreatedAt: u.CreatedAt}
 		}
-		return q.AddMember(ctx, accountdb.AddMemberParams{AccountID: acct.ID, UserID: user.ID, Role: "owner"})
+		return q.AddMember(ctx, accountdb.AddMemberParams{AccountID: acct.ID, UserID: user.ID, Role: RoleOwner})
 	})
 	return acct, user, err
 }

@@ -23,10 +23,11 @@ import (
 	"github.com/rampartmail/rampart/internal/mailout"
 )
 
-// Roles of a member.
+// Roles of a member; they are defined, with what they allow, in package
+// access.
 const (
-	RoleOwner  = "owner"
-	RoleMember = "member"
+	RoleOwner  = access.RoleOwner
+	RoleMember = access.RoleMember
 )
 
 // DefaultInvitationTTL is how long an invitation can be accepted.
