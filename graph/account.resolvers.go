@@ -67,18 +67,115 @@ func (r *accountResolver) DomainProof(ctx context.Context, obj *account.Account,
 	return ptr(r.DomainSvc.ProofFor(ctx, obj.ID, name))
 }
 
+// Invitations is the resolver for the invitations field.
+func (r *accountResolver) Invitations(ctx context.Context, obj *account.Account) ([]*account.Invitation, error) {
+	list, err := r.AccountSvc.Invitations(ctx, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*account.Invitation, len(list))
+	for i := range list {
+		out[i] = &list[i]
+	}
+	return out, nil
+}
+
+// Role is the resolver for the role field.
+func (r *invitationResolver) Role(ctx context.Context, obj *account.Invitation) (model.Role, error) {
+	return model.Role(strings.ToUpper(obj.Role)), nil
+}
+
+// Expired is the resolver for the expired field.
+func (r *invitationResolver) Expired(ctx context.Context, obj *account.Invitation) (bool, error) {
+	return r.AccountSvc.Expired(*obj), nil
+}
+
 // Role is the resolver for the role field.
 func (r *memberResolver) Role(ctx context.Context, obj *account.Member) (model.Role, error) {
 	return model.Role(strings.ToUpper(obj.Role)), nil
 }
 
+// SignUp is the resolver for the signUp field.
+func (r *mutationResolver) SignUp(ctx context.Context, email string, password string, name string, accountName string) (*model.AuthPayload, error) {
+	return r.signUp(ctx, email, password, name, accountName)
+}
+
+// InviteMember is the resolver for the inviteMember field.
+func (r *mutationResolver) InviteMember(ctx context.Context, accountID *string, email string, role model.Role) (*account.Invitation, error) {
+	id, err := r.accountID(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	return ptr(r.AccountSvc.Invite(ctx, id, email, roleOf(role)))
+}
+
+// ResendInvitation is the resolver for the resendInvitation field.
+func (r *mutationResolver) ResendInvitation(ctx context.Context, accountID *string, id string) (*account.Invitation, error) {
+	acct, inv, err := r.invitationArgs(ctx, accountID, id)
+	if err != nil {
+		return nil, err
+	}
+	return ptr(r.AccountSvc.ResendInvitation(ctx, acct, inv))
+}
+
+// RevokeInvitation is the resolver for the revokeInvitation field.
+func (r *mutationResolver) RevokeInvitation(ctx context.Context, accountID *string, id string) (*account.Invitation, error) {
+	acct, inv, err := r.invitationArgs(ctx, accountID, id)
+	if err != nil {
+		return nil, err
+	}
+	return ptr(r.AccountSvc.RevokeInvitation(ctx, acct, inv))
+}
+
+// AcceptInvitation is the resolver for the acceptInvitation field.
+func (r *mutationResolver) AcceptInvitation(ctx context.Context, token string, name *string, password *string) (*model.AcceptInvitationPayload, error) {
+	return r.acceptInvitation(ctx, token, name, password)
+}
+
+// RemoveMember is the resolver for the removeMember field.
+func (r *mutationResolver) RemoveMember(ctx context.Context, accountID *string, userID string) (bool, error) {
+	acct, u, err := r.memberArgs(ctx, accountID, userID)
+	if err != nil {
+		return false, err
+	}
+	if err := r.AccountSvc.RemoveMember(ctx, acct, u); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// ChangeMemberRole is the resolver for the changeMemberRole field.
+func (r *mutationResolver) ChangeMemberRole(ctx context.Context, accountID *string, userID string, role model.Role) (*account.Member, error) {
+	acct, u, err := r.memberArgs(ctx, accountID, userID)
+	if err != nil {
+		return nil, err
+	}
+	return ptr(r.AccountSvc.ChangeMemberRole(ctx, acct, u, roleOf(role)))
+}
+
+// TransferOwnership is the resolver for the transferOwnership field.
+func (r *mutationResolver) TransferOwnership(ctx context.Context, accountID *string, userID string) (*account.Account, error) {
+	acct, u, err := r.memberArgs(ctx, accountID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.AccountSvc.TransferOwnership(ctx, acct, u); err != nil {
+		return nil, err
+	}
+	return ptr(r.AccountSvc.Get(ctx, acct))
+}
+
 // Account returns generated.AccountResolver implementation.
 func (r *Resolver) Account() generated.AccountResolver { return &accountResolver{r} }
+
+// Invitation returns generated.InvitationResolver implementation.
+func (r *Resolver) Invitation() generated.InvitationResolver { return &invitationResolver{r} }
 
 // Member returns generated.MemberResolver implementation.
 func (r *Resolver) Member() generated.MemberResolver { return &memberResolver{r} }
 
 type (
-	accountResolver struct{ *Resolver }
-	memberResolver  struct{ *Resolver }
+	accountResolver    struct{ *Resolver }
+	invitationResolver struct{ *Resolver }
+	memberResolver     struct{ *Resolver }
 )

@@ -12,7 +12,6 @@ import (
 	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/auth"
-	"github.com/rampartmail/rampart/internal/request"
 )
 
 var errBadToken = &apperr.Error{Code: apperr.Unauthenticated, Message: "invalid or expired token"}
@@ -93,7 +92,7 @@ func (r *Resolver) authPayload(ctx context.Context, t auth.Tokens) (*model.AuthP
 }
 
 func (r *Resolver) login(ctx context.Context, email, password string, knownClient *string) (*model.AuthPayload, error) {
-	from := auth.LoginClient{Addr: request.FromContext(ctx).Client}
+	from := loginClient(ctx)
 	if knownClient != nil {
 		from.KnownClient = *knownClient
 	}

@@ -15,7 +15,11 @@ import (
 
 // notAccountScoped are root fields that reach no account's objects by
 // argument: they act on the caller or on a credential the caller holds.
-var notAccountScoped = map[string]bool{"viewer": true, "login": true, "refreshToken": true, "logout": true, "senderServices": true}
+var notAccountScoped = map[string]bool{"viewer": true, "login": true, "refreshToken": true, "logout": true, "senderServices": true,
+	// People (graph/people_test.go): the caller's own user and sessions, or
+	// a token mailed to an address.
+	"signUp": true, "acceptInvitation": true, "changePassword": true, "requestPasswordReset": true, "resetPassword": true,
+	"revokeSession": true, "signOutEverywhere": true}
 
 // operatorOnly are root fields only the instance operator may use: they
 // cross tenants. A tenant's owner, signed in or through an API token, is
@@ -53,9 +57,10 @@ func TestTenantIsolation(t *testing.T) {
 	var bs struct{ CreateSenderService struct{ Slug string } }
 	r.Decode(t, &bs)
 
-	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires, "bsvc": bs.CreateSenderService.Slug}
+	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires, "bsvc": bs.CreateSenderService.Slug, "bu": b.UserID.String()}
 	probes := map[string][]string{
 		"account": {`query($b: ID) { account(id: $b) { name } }`, `query($b: ID) { account(id: $b) { members { user { email } } apiTokens { name } domains { nodes { name } } } }`,
+			`query($b: ID) { account(id: $b) { invitations { email } } }`,
 			`query($b: ID) { account(id: $b) { domainProof(name: "b-secret-example.com") { value } } }`},
 		"domains": {`query($b: ID) { domains(accountId: $b) { nodes { name } } }`},
 		"domain": {`{ domain(name: "b-secret-example.com") { name } }`, `{ domain(name: "B-SECRET-example.com.") { dmarcRecord dnsSetup { dmarc { served { value } } } } }`,
@@ -87,6 +92,12 @@ func TestTenantIsolation(t *testing.T) {
 		"createSenderService":   {`mutation($b: ID) { createSenderService(accountId: $b, slug: "evil", input: {name: "x", ranges: ["192.0.2.0/24"]}) { slug } }`},
 		"updateSenderService":   {`mutation($bsvc: ID!) { updateSenderService(service: $bsvc, input: {name: "evil"}) { slug } }`},
 		"deleteSenderService":   {`mutation($bsvc: ID!) { deleteSenderService(service: $bsvc) { slug } }`},
+		"inviteMember":          {`mutation($b: ID) { inviteMember(accountId: $b, email: "evil@attacker.test", role: OWNER) { id } }`},
+		"resendInvitation":      {`mutation($b: ID, $tok: ID!) { resendInvitation(accountId: $b, id: $tok) { id } }`},
+		"revokeInvitation":      {`mutation($b: ID, $tok: ID!) { revokeInvitation(accountId: $b, id: $tok) { id } }`},
+		"removeMember":          {`mutation($b: ID, $bu: ID!) { removeMember(accountId: $b, userId: $bu) }`},
+		"changeMemberRole":      {`mutation($b: ID, $bu: ID!) { changeMemberRole(accountId: $b, userId: $bu, role: MEMBER) { role } }`},
+		"transferOwnership":     {`mutation($b: ID, $bu: ID!) { transferOwnership(accountId: $b, userId: $bu) { name } }`},
 	}
 
 	// Every root field is either probed or known not to take another
@@ -143,6 +154,11 @@ func TestTenantIsolation(t *testing.T) {
 	r.NoErrors(t)
 	require.Contains(t, r.Raw, `{"name":"B relay","custom":true}`)
 	require.NotContains(t, r.Raw, "evil")
+	// B's people are untouched: its owner is still its owner, and nobody
+	// was invited.
+	r = env.Do(t, b.Token, `{ account { members { role user { email } } invitations { email } } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"account": {"members": [{"role": "OWNER", "user": {"email": "`+b.Email+`"}}], "invitations": []}}`, string(r.Data))
 }
 
 // TestMSPAndMembers: a parent account's owners act in its customer accounts,

@@ -9,6 +9,8 @@ import (
 	"context"
 
 	"github.com/rampartmail/rampart/graph/generated"
+	"github.com/rampartmail/rampart/graph/model"
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 )
@@ -18,7 +20,71 @@ func (r *apiTokenResolver) Account(ctx context.Context, obj *auth.APIToken) (*ac
 	return ptr(r.AccountSvc.Get(ctx, obj.AccountID))
 }
 
+// ChangePassword is the resolver for the changePassword field.
+func (r *mutationResolver) ChangePassword(ctx context.Context, currentPassword string, newPassword string) (int, error) {
+	n, err := r.AuthSvc.ChangePassword(ctx, currentPassword, newPassword, loginClient(ctx))
+	if err != nil {
+		return 0, peopleError(err)
+	}
+	return n, nil
+}
+
+// RequestPasswordReset is the resolver for the requestPasswordReset field.
+func (r *mutationResolver) RequestPasswordReset(ctx context.Context, email string) (bool, error) {
+	if err := r.AuthSvc.RequestPasswordReset(ctx, email, loginClient(ctx)); err != nil {
+		return false, peopleError(err)
+	}
+	return true, nil
+}
+
+// ResetPassword is the resolver for the resetPassword field.
+func (r *mutationResolver) ResetPassword(ctx context.Context, token string, newPassword string) (bool, error) {
+	if err := r.AuthSvc.ResetPassword(ctx, token, newPassword); err != nil {
+		return false, peopleError(err)
+	}
+	return true, nil
+}
+
+// RevokeSession is the resolver for the revokeSession field.
+func (r *mutationResolver) RevokeSession(ctx context.Context, id string) (bool, error) {
+	sid, err := parseID(id, "session")
+	if err != nil {
+		return false, err
+	}
+	if err := r.AuthSvc.RevokeSession(ctx, sid); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// SignOutEverywhere is the resolver for the signOutEverywhere field.
+func (r *mutationResolver) SignOutEverywhere(ctx context.Context, keepCurrent *bool) (int, error) {
+	return r.AuthSvc.SignOutEverywhere(ctx, keepCurrent != nil && *keepCurrent)
+}
+
+// Sessions is the resolver for the sessions field.
+func (r *viewerResolver) Sessions(ctx context.Context, obj *model.Viewer) ([]*auth.Session, error) {
+	if p, err := access.Require(ctx); err != nil || p.IsAPIToken() {
+		return []*auth.Session{}, err
+	}
+	list, err := r.AuthSvc.ListSessions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*auth.Session, len(list))
+	for i := range list {
+		out[i] = &list[i]
+	}
+	return out, nil
+}
+
 // ApiToken returns generated.ApiTokenResolver implementation.
 func (r *Resolver) ApiToken() generated.ApiTokenResolver { return &apiTokenResolver{r} }
 
-type apiTokenResolver struct{ *Resolver }
+// Viewer returns generated.ViewerResolver implementation.
+func (r *Resolver) Viewer() generated.ViewerResolver { return &viewerResolver{r} }
+
+type (
+	apiTokenResolver struct{ *Resolver }
+	viewerResolver   struct{ *Resolver }
+)

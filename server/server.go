@@ -164,7 +164,10 @@ func (w *statusWriter) WriteHeader(code int) {
 func (s *Server) middleware(next http.Handler, requests *prometheus.CounterVec) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		info := request.Info{ID: request.NewID(), Client: s.clientAddr(r)}
+		info := request.Info{ID: request.NewID(), Client: s.clientAddr(r), UserAgent: r.UserAgent()}
+		if len(info.UserAgent) > 200 {
+			info.UserAgent = info.UserAgent[:200]
+		}
 		if h := r.Header.Get("Authorization"); h != "" {
 			scheme, cred, _ := strings.Cut(h, " ")
 			if strings.EqualFold(scheme, "Bearer") {

@@ -53,6 +53,8 @@ func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
 		"imap-addr", "imap-tls", "imap-user", "imap-password-file", "imap-mailbox", "imap-account", "imap-interval",
 		"trusted-proxies", "login-backoff", "login-backoff-max", "secure-cookies", "jwt-key", "jwt-key-file", "jwt-kid",
 		"geoip-asn-db", "geoip-country-db", "readiness",
+		"signup", "session-lifetime", "invitation-ttl", "smtp-relay", "smtp-relay-tls", "smtp-relay-user",
+		"smtp-relay-password-file", "smtp-from", "public-url",
 	})
 	for _, tc := range []struct {
 		command string

@@ -18,6 +18,17 @@ import (
 	"github.com/rampartmail/rampart/internal/reporting/reportingdb"
 )
 
+// An accepted invitation.
+type AcceptInvitationPayload struct {
+	AccountID   string `json:"accountId"`
+	AccountName string `json:"accountName"`
+	// The member's role in the account (an earlier membership keeps its role).
+	Role Role          `json:"role"`
+	User *account.User `json:"user"`
+	// For a user created by the acceptance: a session, as from `login`. Null for a signed-in user.
+	Session *AuthPayload `json:"session,omitempty"`
+}
+
 // A new DKIM key and what the owner should know about it.
 type AddDkimKeyPayload struct {
 	Key *domainkeydb.DkimKey `json:"key"`
@@ -313,6 +324,8 @@ type Viewer struct {
 	APIToken *auth.APIToken `json:"apiToken,omitempty"`
 	// Every account the caller can see.
 	Accounts []*account.Account `json:"accounts"`
+	// The signed-in user's sessions that can still be used, most recently used first; empty for an API token.
+	Sessions []*auth.Session `json:"sessions"`
 }
 
 // Identifier alignment mode.

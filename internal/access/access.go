@@ -40,6 +40,14 @@ import (
 	"github.com/rampartmail/rampart/internal/apperr"
 )
 
+// The roles of a member of an account (account_members.role): what
+// [standing.allows] maps to permissions. Who may change a member's role,
+// and the rule that an account keeps an owner, are package account's.
+const (
+	RoleOwner  = "owner"
+	RoleMember = "member"
+)
+
 // Permission is one kind of action in an account.
 type Permission int
 
@@ -168,7 +176,7 @@ func (s standing) known() bool { return s.role != "" || s.parentOwner || s.token
 
 // allows is the one place that maps a standing to permissions.
 func (s standing) allows(Permission) bool {
-	return s.role == "owner" || s.parentOwner || s.tokenScope
+	return s.role == RoleOwner || s.parentOwner || s.tokenScope
 }
 
 func principalArgs(p Principal) (user, token uuid.UUID) {

@@ -48,7 +48,10 @@ type Member struct {
 type Service struct {
 	pool  *pgxpool.Pool
 	authz *access.Authorizer
+	cfg   Config
 }
+
+type accountPool = *pgxpool.Pool
 
 // NewService returns a Service.
 func NewService(pool *pgxpool.Pool) *Service {
@@ -208,7 +211,7 @@ func (s *Service) CreateOwner(ctx context.Context, o NewOwner) (Account, User, e
 		default:
 			user = User{ID: u.ID, Email: u.Email, Name: u.Name, CreatedAt: u.CreatedAt}
 		}
-		return q.AddMember(ctx, accountdb.AddMemberParams{AccountID: acct.ID, UserID: user.ID, Role: "owner"})
+		return q.AddMember(ctx, accountdb.AddMemberParams{AccountID: acct.ID, UserID: user.ID, Role: RoleOwner})
 	})
 	return acct, user, err
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"testing"
@@ -29,6 +30,8 @@ import (
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
+	"github.com/rampartmail/rampart/internal/mailout"
+	"github.com/rampartmail/rampart/internal/mailout/mailtest"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/spf"
@@ -37,7 +40,7 @@ import (
 // system lists the exported service methods that take no principal, and
 // why: no request of a tenant reaches them. Every other exported method
 // must decide for itself, and is called below with a stranger's principal.
-var system = map[string]string{
+var system = map[string]string{ //nolint:gosec // G101: method names and reasons, not credentials
 	"account.Service.CreateOwner":        "operator command (rampart admin create-owner)",
 	"account.Service.UserExists":         "operator command (the dev seed)",
 	"auth.Service.Login":                 "proves the credential; no principal exists yet",
@@ -68,6 +71,14 @@ var system = map[string]string{
 	"ingest.Store.Outcomes":              "rampart import -wait reading the blobs it stored (operator, with the database credentials)",
 	"enrich.Enricher.Run":                "periodic job",
 	"enrich.Enricher.Get":                "public facts about IPs (reverse DNS, the operator's files), no tenant's: read for a report its caller is authorised for",
+	"account.Service.SignUp":             "open sign-up (the operator's setting): no principal exists yet",
+	"account.Service.AcceptInvitation":   "proves the invitation token, bound to its address (graph/people_test.go)",
+	"account.Service.Expired":            "a value of an invitation the caller already holds",
+	"auth.Service.Admit":                 "throttles attempts made before any principal exists",
+	"auth.Service.StartSession":          "signs in a user another flow has just proved (sign-up, invitation)",
+	"auth.Service.HashNewPassword":       "computation, no data",
+	"auth.Service.RequestPasswordReset":  "no principal exists yet: the same answer for every address",
+	"auth.Service.ResetPassword":         "proves the reset token",
 }
 
 // TestServicesAuthorizeStrangers calls every exported method of the domain
@@ -81,7 +92,9 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pool := dbtest.NewPool(t)
-	cfg := &app.Config{EdgeZone: "edge.rampart.test", ReportsDomain: "reports.rampart.test", JWTKeyID: "k1", DNSResolver: "off"}
+	box := mailtest.Start(t, mailtest.Options{})
+	cfg := &app.Config{EdgeZone: "edge.rampart.test", ReportsDomain: "reports.rampart.test", JWTKeyID: "k1", DNSResolver: "off",
+		SMTPRelay: box.Addr, SMTPRelayTLS: mailout.TLSNone}
 	seed, err := auth.GenerateSeed()
 	require.NoError(t, err)
 	cfg.JWTKey = base64.StdEncoding.EncodeToString(seed)
@@ -136,9 +149,107 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	accountReport, err := authReports.Account(asOwner, owner.account, week)
 	require.NoError(t, err)
 
+	// People: an invitation and a member of the owner's account, sessions
+	// and a password of the owner's.
+	invite := func() account.Invitation {
+		inv, err := svc.Accounts.Invite(asOwner, owner.account, fresh("inv")+"@invitee.test", account.RoleMember)
+		require.NoError(t, err)
+		return inv
+	}
+	newMember := func() uuid.UUID {
+		email := fresh("member") + "@invitee.test"
+		_, err := svc.Accounts.Invite(asOwner, owner.account, email, account.RoleMember)
+		require.NoError(t, err)
+		token := regexp.MustCompile(`rinv_[A-Za-z0-9_-]{43}`).FindString(box.All()[len(box.All())-1].Body)
+		a, err := svc.Accounts.AcceptInvitation(ctx, token, &account.NewUser{Name: "m", Hash: func() (string, error) { return "x", nil }})
+		require.NoError(t, err)
+		return a.UserID
+	}
+	ownerSession := func() uuid.UUID {
+		tok, err := svc.Auth.StartSession(ctx, owner.user, auth.LoginClient{})
+		require.NoError(t, err)
+		id, err := svc.Auth.Authenticate(ctx, tok.AccessToken)
+		require.NoError(t, err)
+		return id.SessionID
+	}
+	sessionAlive := func(id uuid.UUID) bool {
+		var n int
+		require.NoError(t, pool.QueryRow(ctx, `SELECT count(*) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NULL`, id).Scan(&n))
+		return n > 0
+	}
+	const ownerPassword = "owner's long password 1"
+	setPassword := func(user uuid.UUID, pw string) {
+		h, err := svc.Auth.HashNewPassword(ctx, pw)
+		require.NoError(t, err)
+		_, err = pool.Exec(ctx, `UPDATE users SET password_hash = $1 WHERE id = $2`, h, user)
+		require.NoError(t, err)
+	}
+	setPassword(owner.user, ownerPassword)
+	setPassword(stranger.user, "stranger's long password 1")
+
 	// Each call acts on the owner's objects; reads return a value to show
 	// the owner's call saw them.
 	calls := map[string]func(context.Context) error{
+		"account.Service.Invite": func(c context.Context) error {
+			_, err := svc.Accounts.Invite(c, owner.account, fresh("i")+"@invitee.test", account.RoleMember)
+			return err
+		},
+		"account.Service.Invitations": func(c context.Context) error {
+			_, err := svc.Accounts.Invitations(c, owner.account)
+			return err
+		},
+		"account.Service.ResendInvitation": func(c context.Context) error {
+			_, err := svc.Accounts.ResendInvitation(c, owner.account, invite().ID)
+			return err
+		},
+		"account.Service.RevokeInvitation": func(c context.Context) error {
+			_, err := svc.Accounts.RevokeInvitation(c, owner.account, invite().ID)
+			return err
+		},
+		"account.Service.RemoveMember": func(c context.Context) error {
+			return svc.Accounts.RemoveMember(c, owner.account, newMember())
+		},
+		"account.Service.ChangeMemberRole": func(c context.Context) error {
+			_, err := svc.Accounts.ChangeMemberRole(c, owner.account, newMember(), account.RoleMember)
+			return err
+		},
+		"account.Service.TransferOwnership": func(c context.Context) error {
+			m := newMember()
+			if err := svc.Accounts.TransferOwnership(c, owner.account, m); err != nil {
+				return err
+			}
+			// Back to the owner, for the probes that follow.
+			return svc.Accounts.TransferOwnership(access.NewContext(ctx, access.Principal{UserID: m}), owner.account, owner.user)
+		},
+		// A user's sessions and password are their own: a stranger reaches
+		// only theirs, never the owner's.
+		"auth.Service.ListSessions": func(c context.Context) error {
+			sid := ownerSession()
+			return onlyOwn(c, sid, func(c context.Context) ([]uuid.UUID, error) {
+				list, err := svc.Auth.ListSessions(c)
+				ids := make([]uuid.UUID, len(list))
+				for i, s := range list {
+					ids[i] = s.ID
+				}
+				return ids, err
+			})
+		},
+		"auth.Service.RevokeSession": func(c context.Context) error { return svc.Auth.RevokeSession(c, ownerSession()) },
+		"auth.Service.SignOutEverywhere": func(c context.Context) error {
+			sid := ownerSession()
+			_, err := svc.Auth.SignOutEverywhere(c, false)
+			if err == nil && c != asOwner && sessionAlive(sid) {
+				return apperr.NotFoundf("the stranger ended only their own sessions")
+			}
+			return err
+		},
+		"auth.Service.ChangePassword": func(c context.Context) error {
+			_, err := svc.Auth.ChangePassword(c, ownerPassword, ownerPassword, auth.LoginClient{Addr: "192.0.2.9"})
+			if errors.Is(err, auth.ErrWrongPassword) && c != asOwner {
+				return apperr.NotFoundf("the owner's password opens nothing of the stranger's")
+			}
+			return err
+		},
 		"account.Service.Get":     func(c context.Context) error { _, err := svc.Accounts.Get(c, owner.account); return err },
 		"account.Service.Members": func(c context.Context) error { _, err := svc.Accounts.Members(c, owner.account); return err },
 		"account.Service.User":    func(c context.Context) error { _, err := svc.Accounts.User(c, owner.user); return err },

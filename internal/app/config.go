@@ -23,11 +23,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/rampartmail/rampart/dnsedge"
+	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/edgeconf"
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
+	"github.com/rampartmail/rampart/internal/mailout"
 	"github.com/rampartmail/rampart/internal/readiness"
 	"github.com/rampartmail/rampart/internal/request"
 	"github.com/rampartmail/rampart/jobs"
@@ -78,6 +80,26 @@ type Config struct {
 	TrustedProxies  string
 	LoginBackoff    time.Duration
 	LoginBackoffMax time.Duration
+
+	// SignUp is "open" when anyone may create a user and an account, "off"
+	// (the default) when only invitations add people.
+	SignUp string
+	// SessionLifetime is the absolute lifetime of a login session;
+	// InvitationTTL how long an invitation can be accepted.
+	SessionLifetime time.Duration
+	InvitationTTL   time.Duration
+	// The relay Rampart's own mail (invitations, password resets) goes
+	// through; with no relay, `rampart serve` sends none and `rampart dev`
+	// writes it to the log. PublicURL starts the links in that mail.
+	SMTPRelay             string
+	SMTPRelayTLS          string
+	SMTPRelayUser         string
+	SMTPRelayPasswordFile string
+	SMTPFrom              string
+	PublicURL             string
+	// Now is the clock of sign-in and invitations; nil is time.Now. Tests
+	// set it; no flag does.
+	Now func() time.Time
 
 	SMTPAddr              string
 	SMTPHostname          string
@@ -292,6 +314,17 @@ func (c *Config) ServiceFlags(f *FlagSet) {
 	str(&c.TrustedProxies, "trusted-proxies", "RAMPART_TRUSTED_PROXIES", "", "comma-separated CIDR prefixes of reverse proxies trusted to name the client: X-Forwarded-For on the API and /upload, the PROXY protocol (v1 or v2, required from them) on SMTP (env RAMPART_TRUSTED_PROXIES; default none)")
 	vr(positiveDuration(&c.LoginBackoff, auth.DefaultLoginBackoff), "login-backoff", "RAMPART_LOGIN_BACKOFF", "first `wait` imposed once a client's free failed logins are spent; doubles per failure (env RAMPART_LOGIN_BACKOFF)")
 	vr(positiveDuration(&c.LoginBackoffMax, auth.DefaultLoginBackoffMax), "login-backoff-max", "RAMPART_LOGIN_BACKOFF_MAX", "ceiling of the `wait` between failed logins (env RAMPART_LOGIN_BACKOFF_MAX)")
+	c.SignUp = "off"
+	vr(oneOf(&c.SignUp, "open", "off"), "signup", "RAMPART_SIGNUP", "`mode` of sign-up: open (anyone may create a user and an account) or off (only invitations add people) (env RAMPART_SIGNUP)")
+	vr(positiveDuration(&c.SessionLifetime, auth.DefaultSessionLifetime), "session-lifetime", "RAMPART_SESSION_LIFETIME", "absolute lifetime of a login session, a `duration`: refreshing never extends a session past it (env RAMPART_SESSION_LIFETIME)")
+	vr(positiveDuration(&c.InvitationTTL, account.DefaultInvitationTTL), "invitation-ttl", "RAMPART_INVITATION_TTL", "how long an invitation can be accepted, a `duration` (env RAMPART_INVITATION_TTL)")
+	str(&c.SMTPRelay, "smtp-relay", "RAMPART_SMTP_RELAY", "", "SMTP relay (host:port) for Rampart's own mail: invitations and password resets (env RAMPART_SMTP_RELAY; empty: no mail; dev: printed to the log)")
+	c.SMTPRelayTLS = mailout.TLSStartTLS
+	vr(oneOf(&c.SMTPRelayTLS, mailout.TLSStartTLS, mailout.TLSImplicit, mailout.TLSNone), "smtp-relay-tls", "RAMPART_SMTP_RELAY_TLS", "`mode` of the relay connection: starttls (required), tls or none (only for a relay on a trusted network) (env RAMPART_SMTP_RELAY_TLS)")
+	str(&c.SMTPRelayUser, "smtp-relay-user", "RAMPART_SMTP_RELAY_USER", "", "relay login, for AUTH PLAIN over TLS (env RAMPART_SMTP_RELAY_USER)")
+	str(&c.SMTPRelayPasswordFile, "smtp-relay-password-file", "RAMPART_SMTP_RELAY_PASSWORD_FILE", "", "file holding the relay password (or env RAMPART_SMTP_RELAY_PASSWORD)")
+	str(&c.SMTPFrom, "smtp-from", "RAMPART_SMTP_FROM", "", "sender address of Rampart's own mail (env RAMPART_SMTP_FROM; default noreply@<reports domain>)")
+	str(&c.PublicURL, "public-url", "RAMPART_PUBLIC_URL", "", "URL where people reach Rampart, starting the links in its mail (env RAMPART_PUBLIC_URL; default http://<addr>)")
 	f.Var(switchValue{&c.SecureCookies}, "secure-cookies", "the API is served over https by a TLS-terminating proxy: mark the dashboard cookie Secure and expect https origins (env RAMPART_SECURE_COOKIES=true; automatic when the server itself terminates TLS)")
 	f.Env("secure-cookies", "RAMPART_SECURE_COOKIES")
 	str(&c.JWTKey, "jwt-key", "RAMPART_JWT_KEY", "", "base64 Ed25519 seed signing access tokens (env RAMPART_JWT_KEY); same on every replica")

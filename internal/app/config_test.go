@@ -2,12 +2,14 @@ package app
 
 import (
 	"io"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/rampartmail/rampart/internal/mailout"
 	"github.com/rampartmail/rampart/internal/readiness"
 )
 
@@ -165,4 +167,48 @@ func TestReadinessSettings(t *testing.T) {
 	t.Setenv("RAMPART_READINESS", "reject-unidentified=9")
 	_, err = parse()
 	require.ErrorContains(t, err, "reject-unidentified must not exceed quarantine-unidentified")
+}
+
+// TestPeopleSettings: sign-up is off unless opened; the mail relay is off
+// (no mail: nil sender) unless set, printed to the log in dev, and a relay
+// setting that cannot work is refused at start with its names.
+func TestPeopleSettings(t *testing.T) {
+	parse := func(args ...string) (*Config, error) {
+		var c Config
+		fs := NewFlagSet("rampart serve", "rampart serve [flags]")
+		fs.SetOutput(io.Discard)
+		c.ServeFlags(fs)
+		return &c, fs.Parse(args, os.LookupEnv)
+	}
+	c, err := parse()
+	require.NoError(t, err)
+	require.Equal(t, "off", c.SignUp)
+	require.Equal(t, 90*24*time.Hour, c.SessionLifetime)
+	require.Equal(t, 7*24*time.Hour, c.InvitationTTL)
+	m, err := c.mailer(slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	require.Nil(t, m, "serve without a relay sends no mail")
+	c.Dev = true
+	m, err = c.mailer(slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	require.IsType(t, mailout.Log{}, m)
+
+	_, err = parse("-signup", "maybe")
+	require.Error(t, err)
+	t.Setenv("RAMPART_SIGNUP", "open")
+	c, err = parse()
+	require.NoError(t, err)
+	require.Equal(t, "open", c.SignUp)
+
+	c, err = parse("-smtp-relay", "relay.example.net:587", "-smtp-relay-tls", "none", "-smtp-relay-user", "u")
+	require.NoError(t, err)
+	_, err = c.mailer(slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "RAMPART_SMTP_RELAY")
+	require.ErrorContains(t, err, "without TLS")
+	c, err = parse("-smtp-relay", "relay.example.net")
+	require.NoError(t, err)
+	_, err = c.mailer(slog.New(slog.DiscardHandler))
+	require.ErrorContains(t, err, "host:port")
+	_, err = parse("-smtp-relay-tls", "sometimes")
+	require.Error(t, err)
 }

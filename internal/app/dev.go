@@ -147,6 +147,7 @@ Rampart is running (Ctrl-C stops everything).
   Job dashboard http://%[1]s/riverui/ (the demo owner is an operator; POST /riverui/session with its Bearer token sets the cookie)
 
   Demo login    %[5]s / %[6]s
+  Mail          invitations and password resets are printed to this log, links included (set -smtp-relay to send them)
 
 Log in:
   curl -s http://%[1]s/graphql -H 'Content-Type: application/json' \

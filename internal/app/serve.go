@@ -31,6 +31,7 @@ import (
 	"github.com/rampartmail/rampart/internal/intake/imappull"
 	"github.com/rampartmail/rampart/internal/intake/smtpd"
 	"github.com/rampartmail/rampart/internal/intake/upload"
+	"github.com/rampartmail/rampart/internal/mailout"
 	"github.com/rampartmail/rampart/internal/readiness"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/request"
@@ -61,7 +62,13 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 	if err != nil {
 		return nil, err
 	}
-	a, err := auth.NewService(pool, keys, auth.Config{LoginBackoff: cfg.LoginBackoff, LoginBackoffMax: cfg.LoginBackoffMax}, log)
+	mail, err := cfg.mailer(log)
+	if err != nil {
+		return nil, err
+	}
+	link := cfg.linkBase()
+	a, err := auth.NewService(pool, keys, auth.Config{LoginBackoff: cfg.LoginBackoff, LoginBackoffMax: cfg.LoginBackoffMax,
+		SessionLifetime: cfg.SessionLifetime, Mail: mail, LinkBase: link, Now: cfg.Now}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +82,9 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 		senders.SetResolver(spf.NewDNSResolver(r))
 	}
 	return &Services{
-		Auth:      a,
-		Accounts:  account.NewService(pool),
+		Auth: a,
+		Accounts: account.NewServiceWith(pool, account.Config{SignUp: cfg.SignUp == "open", Mail: mail, LinkBase: link,
+			InvitationTTL: cfg.InvitationTTL, Now: cfg.Now}),
 		Domains:   domains,
 		Senders:   senders,
 		Keys:      domainkey.NewManager(pool, domains, log),
@@ -390,4 +398,42 @@ func (in *intake) run(ctx context.Context) *sync.WaitGroup {
 		})
 	}
 	return &wg
+}
+
+// mailer is where Rampart's own mail goes: the configured relay; in dev
+// without one, the log; otherwise nowhere (nil: invitations and password
+// resets are refused).
+func (c *Config) mailer(log *slog.Logger) (mailout.Sender, error) {
+	if c.SMTPRelay == "" {
+		if c.Dev {
+			return mailout.Log{Logger: log.With("component", "mail")}, nil
+		}
+		return nil, nil
+	}
+	pw := os.Getenv("RAMPART_SMTP_RELAY_PASSWORD")
+	if c.SMTPRelayPasswordFile != "" {
+		b, err := os.ReadFile(c.SMTPRelayPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("-smtp-relay-password-file: %w", err)
+		}
+		pw = strings.TrimRight(string(b), "\r\n")
+	}
+	from := c.SMTPFrom
+	if from == "" {
+		from = "noreply@" + c.ReportsDomain
+	}
+	r, err := mailout.NewRelay(mailout.Config{Addr: c.SMTPRelay, From: from, TLS: c.SMTPRelayTLS,
+		Username: c.SMTPRelayUser, Password: pw, HelloName: c.SMTPHostname, Now: c.Now})
+	if err != nil {
+		return nil, fmt.Errorf("-smtp-relay (RAMPART_SMTP_RELAY): %w", err)
+	}
+	return r, nil
+}
+
+// linkBase starts the links in Rampart's mail.
+func (c *Config) linkBase() string {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	return "http://" + c.APIAddr
 }

@@ -14,6 +14,21 @@
 // [HashPassword]. The job dashboard calls [Service.StartDashboardSession]
 // (for instance operators only, which the authorisation package decides)
 // and [Service.AuthenticateDashboard] for its session cookie. A periodic job calls [Service.PruneLoginFailures].
+// A signed-in user manages their own password and sessions:
+// [Service.ChangePassword], [Service.ListSessions], [Service.RevokeSession],
+// [Service.SignOutEverywhere]; anyone may [Service.RequestPasswordReset]
+// and [Service.ResetPassword] with the mailed token. Sign-up and accepted
+// invitations (package account) are throttled by [Service.Admit], hash the
+// new password with [Service.HashNewPassword] and sign the new user in
+// with [Service.StartSession].
+//
+// Sessions end at an absolute lifetime ([Config].SessionLifetime, 90 days
+// from the login by default) however often they are refreshed: no refresh
+// token outlives it and [Service.Authenticate] refuses the session's
+// access tokens past it. Password reset tokens ("rpr_" and 256 bits) are
+// stored as SHA-256 hashes, work once within [Config].ResetTTL (an hour),
+// and are mailed only to an address with a user, while the answer and its
+// throttling are the same for every address.
 //
 // Errors meant for clients are few and typed: [ErrUnauthenticated],
 // [ErrInvalidCredentials], [ErrRateLimited] (a [*RateLimitError] with

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -106,6 +107,51 @@ func FuzzAccessTokenSigned(f *testing.F) {
 		if c.Issuer != testIssuer || !slices.Contains(c.Audience, testAudience) || c.ExpiresAt == nil || c.IssuedAt == nil ||
 			!now.Before(c.ExpiresAt.Add(clockLeeway)) || c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxAccessTTL {
 			t.Fatalf("accepted bad claims %s", claims)
+		}
+	})
+}
+
+// FuzzSecretTokens: reset and invitation tokens come from mail, untrusted.
+// Only the exact secret of its prefix parses, to its hash; anything else,
+// including the same secret under another prefix, is refused without a
+// panic.
+func FuzzSecretTokens(f *testing.F) {
+	good, hash := NewSecret(resetTokenPrefix)
+	f.Add(good)
+	f.Add("rinv_" + good[len(resetTokenPrefix):])
+	f.Add(good + "=")
+	f.Add(strings.ToUpper(good))
+	f.Add("rpr_")
+	f.Fuzz(func(t *testing.T, s string) {
+		h, ok := ParseSecret(s, resetTokenPrefix)
+		if s == good {
+			if !ok || !slices.Equal(h, hash) {
+				t.Fatal("the genuine token must parse to its hash")
+			}
+			return
+		}
+		if ok && slices.Equal(h, hash) {
+			t.Fatalf("%q parses to the genuine token's hash", s)
+		}
+	})
+}
+
+// FuzzDescribeClient: the client shown in a session list comes from the
+// request (address, User-Agent): it is always printable UTF-8 within the
+// bound.
+func FuzzDescribeClient(f *testing.F) {
+	f.Add("192.0.2.1", "Mozilla/5.0")
+	f.Add("", "\x00\r\nX-Injected: 1")
+	f.Add("2001:db8::1", strings.Repeat("é", 400))
+	f.Fuzz(func(t *testing.T, addr, ua string) {
+		d := LoginClient{Addr: addr, UserAgent: ua}.describe()
+		if len(d) > maxClientDescLen || !utf8.ValidString(d) {
+			t.Fatalf("describe(%q, %q) = %q: too long or not UTF-8", addr, ua, d)
+		}
+		for _, r := range d {
+			if r < 0x20 || r == 0x7f {
+				t.Fatalf("control character in %q", d)
+			}
 		}
 	})
 }

@@ -45,6 +45,9 @@ type LoginClient struct {
 	// KnownClient is the known-client token the client was given at an
 	// earlier successful login ([Tokens].KnownClient), or "".
 	KnownClient string
+	// UserAgent is the client's User-Agent header, shown in the list of
+	// sessions; it proves nothing.
+	UserAgent string
 }
 
 // Login checks an e-mail address and password and starts a session.
@@ -120,7 +123,7 @@ func (s *Service) Login(ctx context.Context, email, password string, from LoginC
 			return Tokens{}, fmt.Errorf("login: load user: %w", err)
 		}
 	}
-	a := attempt{email: email, client: client, path: pathUnknown}
+	a := attempt{purpose: PurposeLogin, email: email, client: client, path: pathUnknown}
 	if found && from.KnownClient != "" {
 		id, err := s.known.verify(from.KnownClient, user.ID)
 		if err == nil {
@@ -132,7 +135,7 @@ func (s *Service) Login(ctx context.Context, email, password string, from LoginC
 
 	var err error
 	if a.id, err = s.q.InsertLoginFailure(ctx, authdb.InsertLoginFailureParams{
-		Email: email, Client: client, KnownClient: a.knownClientPtr(), CreatedAt: now,
+		Email: email, Client: client, KnownClient: a.knownClientPtr(), CreatedAt: now, Purpose: string(a.purpose),
 	}); err != nil {
 		return Tokens{}, fmt.Errorf("login: record attempt: %w", err)
 	}
@@ -166,7 +169,7 @@ func (s *Service) Login(ctx context.Context, email, password string, from LoginC
 		return Tokens{}, ErrInvalidCredentials
 	}
 
-	tokens, err := s.startSession(ctx, user.ID)
+	tokens, err := s.startSession(ctx, user.ID, from)
 	if err != nil {
 		return Tokens{}, fmt.Errorf("login: %w", err)
 	}
@@ -217,6 +220,7 @@ func (p path) buckets() []bucket {
 // attempt is one login attempt being decided.
 type attempt struct {
 	id          int64 // its login_failures row
+	purpose     Purpose
 	email       string
 	client      string // clientKey of the address
 	path        path
@@ -288,14 +292,14 @@ func (s *Service) failures(ctx context.Context, b bucket, a attempt, since time.
 	)
 	switch b {
 	case bucketPair:
-		r, err = s.q.PairFailures(ctx, authdb.PairFailuresParams{Email: a.email, Client: a.client, Since: since, Attempt: a.id})
+		r, err = s.q.PairFailures(ctx, authdb.PairFailuresParams{Email: a.email, Client: a.client, Purpose: string(a.purpose), Since: since, Attempt: a.id})
 	case bucketEmail:
 		var e authdb.AccountFailuresRow
-		e, err = s.q.AccountFailures(ctx, authdb.AccountFailuresParams{Email: a.email, Since: since, Attempt: a.id})
+		e, err = s.q.AccountFailures(ctx, authdb.AccountFailuresParams{Email: a.email, Purpose: string(a.purpose), Since: since, Attempt: a.id})
 		r = authdb.PairFailuresRow(e)
 	case bucketClient:
 		var c authdb.ClientFailuresRow
-		c, err = s.q.ClientFailures(ctx, authdb.ClientFailuresParams{Client: a.client, Since: since, Attempt: a.id})
+		c, err = s.q.ClientFailures(ctx, authdb.ClientFailuresParams{Client: a.client, Purpose: string(a.purpose), Since: since, Attempt: a.id})
 		r = authdb.PairFailuresRow(c)
 	case bucketKnownClient:
 		var k authdb.KnownClientFailuresRow
@@ -372,4 +376,78 @@ func clientKey(client string) string {
 		return "unknown"
 	}
 	return p.String()
+}
+
+// Purpose is what a throttled attempt is for. Each purpose counts its
+// attempts in buckets of its own, with the same rules as logins: asking
+// for password resets does not slow logins down, nor the reverse.
+type Purpose string
+
+// The throttled purposes.
+const (
+	// PurposeLogin: a password check ([Service.Login], and the current
+	// password of [Service.ChangePassword]). A success forgets the
+	// client's failures.
+	PurposeLogin Purpose = "login"
+	// PurposeReset: a request for a password reset mail. Every request
+	// counts, whether or not the address has a user, so that neither the
+	// answer nor the throttling tells which addresses do.
+	PurposeReset Purpose = "reset"
+	// PurposeSignUp: a sign-up. Every attempt counts.
+	PurposeSignUp Purpose = "signup"
+)
+
+// Admit counts an attempt at purpose (PurposeReset or PurposeSignUp) for
+// the e-mail address from the client and returns a [*RateLimitError] when
+// the attempt must wait, as [Service.Login] does for logins: past the free
+// attempts of a bucket (per address and client, per address, per client)
+// each one waits a backoff doubling up to the ceiling. An admitted attempt
+// stays counted.
+func (s *Service) Admit(ctx context.Context, purpose Purpose, email, client string) error {
+	if purpose == PurposeLogin {
+		return errors.New("admit: logins are throttled by Login")
+	}
+	email, _ = normalizeEmail(email)
+	now := s.now()
+	a := attempt{purpose: purpose, email: email, client: clientKey(client), path: pathUnknown}
+	var err error
+	if a.id, err = s.q.InsertLoginFailure(ctx, authdb.InsertLoginFailureParams{
+		Email: a.email, Client: a.client, CreatedAt: now, Purpose: string(purpose),
+	}); err != nil {
+		return fmt.Errorf("admit: record attempt: %w", err)
+	}
+	retry, err := s.throttle(ctx, a, now)
+	if err != nil {
+		return fmt.Errorf("admit: %w", err)
+	}
+	if retry > 0 {
+		if err := s.q.DeleteLoginFailure(ctx, a.id); err != nil {
+			return fmt.Errorf("admit: forget throttled attempt: %w", err)
+		}
+		s.log.InfoContext(ctx, "attempt throttled", "purpose", purpose, "client", a.client, "retry_after", retry)
+		return &RateLimitError{RetryAfter: retry}
+	}
+	return nil
+}
+
+// maxClientDescLen bounds the description of a session's client.
+const maxClientDescLen = 300
+
+// describe is how a session's client is shown in the list of sessions:
+// its address and user agent, printable and bounded.
+func (c LoginClient) describe() string {
+	d := strings.TrimSpace(c.Addr + " " + c.UserAgent)
+	d = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, d)
+	if len(d) > maxClientDescLen {
+		d = d[:maxClientDescLen]
+		for !utf8.ValidString(d) {
+			d = d[:len(d)-1]
+		}
+	}
+	return d
 }

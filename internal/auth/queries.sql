@@ -5,8 +5,8 @@ WHERE email = @email;
 
 -- name: InsertLoginFailure :one
 -- known_client is the device id of a valid known-client token, or NULL.
-INSERT INTO login_failures (email, client, known_client, created_at)
-VALUES (@email, @client, @known_client, @created_at)
+INSERT INTO login_failures (email, client, known_client, created_at, purpose)
+VALUES (@email, @client, @known_client, @created_at, @purpose)
 RETURNING id;
 
 -- name: DeleteLoginFailure :exec
@@ -15,10 +15,10 @@ DELETE FROM login_failures WHERE id = @id;
 -- name: DeleteClientLoginFailures :exec
 -- Forgets the failures of one unknown client for one address.
 DELETE FROM login_failures
-WHERE email = @email AND client = @client AND known_client IS NULL;
+WHERE email = @email AND client = @client AND known_client IS NULL AND purpose = 'login';
 
 -- name: DeleteKnownClientLoginFailures :exec
-DELETE FROM login_failures WHERE email = @email AND known_client = @known_client;
+DELETE FROM login_failures WHERE email = @email AND known_client = @known_client AND purpose = 'login';
 
 -- name: PairFailures :one
 -- The four throttling buckets (see login.go) each count the failures in the
@@ -26,33 +26,33 @@ DELETE FROM login_failures WHERE email = @email AND known_client = @known_client
 -- epoch when there is none).
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE email = @email AND client = @client AND known_client IS NULL
+WHERE email = @email AND client = @client AND known_client IS NULL AND purpose = @purpose
   AND created_at > @since AND id <> @attempt;
 
 -- name: AccountFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE email = @email AND known_client IS NULL
+WHERE email = @email AND known_client IS NULL AND purpose = @purpose
   AND created_at > @since AND id <> @attempt;
 
 -- name: ClientFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE client = @client AND known_client IS NULL
+WHERE client = @client AND known_client IS NULL AND purpose = @purpose
   AND created_at > @since AND id <> @attempt;
 
 -- name: KnownClientFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE email = @email AND known_client = @known_client
+WHERE email = @email AND known_client = @known_client AND purpose = 'login'
   AND created_at > @since AND id <> @attempt;
 
 -- name: PruneLoginFailures :execrows
 DELETE FROM login_failures WHERE created_at < @before;
 
 -- name: InsertRefreshToken :exec
-INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at)
-VALUES (@id, @family_id, @user_id, @token_hash, @created_at, @expires_at);
+INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at, session_started_at, client)
+VALUES (@id, @family_id, @user_id, @token_hash, @created_at, @expires_at, @session_started_at, @client);
 
 -- name: RefreshFamilyByHash :one
 SELECT family_id FROM refresh_tokens WHERE token_hash = @token_hash;
@@ -64,7 +64,7 @@ SELECT pg_advisory_xact_lock(@key::bigint);
 
 -- name: GetRefreshTokenForUpdate :one
 SELECT rt.id, rt.family_id, rt.user_id, rt.expires_at, rt.used_at, rt.revoked_at,
-       u.disabled_at AS user_disabled_at
+       rt.session_started_at, rt.client, u.disabled_at AS user_disabled_at
 FROM refresh_tokens rt
 JOIN users u ON u.id = rt.user_id
 WHERE rt.token_hash = @token_hash
@@ -79,7 +79,7 @@ WHERE family_id = @family_id AND revoked_at IS NULL;
 
 -- name: GetSession :one
 -- The refresh token issued together with an access token, and its user.
-SELECT rt.user_id, rt.family_id, rt.revoked_at, u.disabled_at AS user_disabled_at
+SELECT rt.user_id, rt.family_id, rt.revoked_at, rt.session_started_at, u.disabled_at AS user_disabled_at
 FROM refresh_tokens rt
 JOIN users u ON u.id = rt.user_id
 WHERE rt.id = @id;
@@ -128,3 +128,47 @@ WHERE ds.id_hash = @id_hash;
 
 -- name: DeleteDashboardSession :exec
 DELETE FROM dashboard_sessions WHERE id_hash = @id_hash;
+
+-- name: ListSessions :many
+-- A user's sessions that may still be refreshed: not revoked, their newest
+-- token unexpired, within the absolute lifetime (@started_after). The
+-- newest token's creation is the session's last use (login or refresh).
+SELECT family_id, min(session_started_at)::timestamptz AS started_at,
+       max(created_at)::timestamptz AS last_used_at, max(expires_at)::timestamptz AS expires_at,
+       min(client)::text AS client
+FROM refresh_tokens
+WHERE user_id = @user_id
+GROUP BY family_id
+HAVING bool_and(revoked_at IS NULL) AND max(expires_at) > @now
+   AND min(session_started_at) > @started_after
+ORDER BY max(created_at) DESC, family_id;
+
+-- name: UserFamilies :many
+-- The families of a user's sessions that are not revoked.
+SELECT DISTINCT family_id FROM refresh_tokens
+WHERE user_id = @user_id AND revoked_at IS NULL;
+
+-- name: FamilyOwner :one
+SELECT user_id FROM refresh_tokens WHERE family_id = @family_id LIMIT 1;
+
+-- name: GetUserForPassword :one
+SELECT id, email, password_hash, disabled_at FROM users WHERE id = @id;
+
+-- name: SetPasswordHash :exec
+UPDATE users SET password_hash = @password_hash WHERE id = @id;
+
+-- name: InsertPasswordReset :exec
+INSERT INTO password_resets (user_id, token_hash, created_at, expires_at)
+VALUES (@user_id, @token_hash, @created_at, @expires_at);
+
+-- name: EndPasswordResets :exec
+-- Ends every unused reset token of a user: a newer one replaces them, and
+-- a reset or change of the password makes them pointless.
+UPDATE password_resets SET used_at = @used_at WHERE user_id = @user_id AND used_at IS NULL;
+
+-- name: GetPasswordResetForUpdate :one
+SELECT pr.id, pr.user_id, pr.token_hash, pr.expires_at, pr.used_at, u.disabled_at AS user_disabled_at
+FROM password_resets pr
+JOIN users u ON u.id = pr.user_id
+WHERE pr.token_hash = @token_hash
+FOR UPDATE OF pr;

@@ -44,3 +44,13 @@ func hashSecret(s string) []byte {
 	h := sha256.Sum256([]byte(s))
 	return h[:]
 }
+
+// NewSecret returns a new opaque secret with the prefix (which ends in
+// "_") and the SHA-256 hash to store in its place, for other packages'
+// single-use tokens (invitations).
+func NewSecret(prefix string) (secret string, hash []byte) { return newSecret(prefix) }
+
+// ParseSecret checks that s is a well-formed secret with the prefix and
+// returns its hash; ok is false for anything malformed, which then need not
+// reach the database.
+func ParseSecret(s, prefix string) (hash []byte, ok bool) { return parseSecret(s, prefix) }

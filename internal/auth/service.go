@@ -16,6 +16,7 @@ import (
 
 	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/auth/authdb"
+	"github.com/rampartmail/rampart/internal/mailout"
 )
 
 // Defaults for the zero fields of [Config].
@@ -23,6 +24,8 @@ const (
 	DefaultIssuer            = "rampart"
 	DefaultAudience          = "rampart-api"
 	DefaultRefreshTTL        = 30 * 24 * time.Hour
+	DefaultSessionLifetime   = 90 * 24 * time.Hour
+	DefaultResetTTL          = time.Hour
 	DefaultLoginWindow       = 24 * time.Hour
 	DefaultLoginBackoff      = time.Second
 	DefaultLoginBackoffMax   = 15 * time.Minute
@@ -46,6 +49,17 @@ type Config struct {
 	// refresh issues a new token with a new lifetime, so a session ends after
 	// RefreshTTL without use.
 	RefreshTTL time.Duration
+	// SessionLifetime is the absolute lifetime of a session: however often
+	// it is refreshed, its refresh tokens and access tokens stop working
+	// this long after the login (default 90 days; RefreshTTL is the
+	// idle limit within it).
+	SessionLifetime time.Duration
+	// ResetTTL is the lifetime of a password reset token (default 1 hour).
+	ResetTTL time.Duration
+	// Mail sends password reset mail; nil refuses requests for it.
+	// LinkBase is the start of the link in it ("https://rampart.example").
+	Mail     mailout.Sender
+	LinkBase string
 
 	// Params are the argon2id parameters for the dummy hash that unknown
 	// e-mail addresses are checked against; they should equal those the
@@ -90,6 +104,12 @@ func (c *Config) setDefaults() error {
 	if c.RefreshTTL == 0 {
 		c.RefreshTTL = DefaultRefreshTTL
 	}
+	if c.SessionLifetime == 0 {
+		c.SessionLifetime = DefaultSessionLifetime
+	}
+	if c.ResetTTL == 0 {
+		c.ResetTTL = DefaultResetTTL
+	}
 	if c.Params == (Params{}) {
 		c.Params = DefaultParams()
 	}
@@ -120,6 +140,8 @@ func (c *Config) setDefaults() error {
 	switch {
 	case c.AccessTTL < 0 || c.AccessTTL > MaxAccessTTL:
 		return fmt.Errorf("access token lifetime %v outside (0, %v]", c.AccessTTL, MaxAccessTTL)
+	case c.SessionLifetime < 0 || c.ResetTTL < 0:
+		return errors.New("session lifetime and reset token lifetime must be positive")
 	case c.RefreshTTL <= c.AccessTTL:
 		return fmt.Errorf("refresh token lifetime %v must exceed the access token lifetime %v", c.RefreshTTL, c.AccessTTL)
 	case c.LoginWindow < 0 || c.LoginBackoff < 0 || c.MaxPairFailures < 0 || c.MaxEmailFailures < 0 || c.MaxClientFailures < 0 || c.KnownClientTTL < 0:
@@ -256,6 +278,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Identity, er
 		return Identity{}, unauthenticatedf("session revoked")
 	case row.UserDisabledAt != nil:
 		return Identity{}, unauthenticatedf("user disabled")
+	case !s.now().Before(row.SessionStartedAt.Add(s.cfg.SessionLifetime)):
+		return Identity{}, unauthenticatedf("session lifetime over")
 	}
 	return Identity{UserID: at.UserID, SessionID: at.SessionID}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -22,8 +23,8 @@ import (
 
 // startSession creates a new refresh token family for the user and returns
 // the first tokens.
-func (s *Service) startSession(ctx context.Context, userID uuid.UUID) (Tokens, error) {
-	tokens, err := s.issue(ctx, s.q, userID, uuid.New())
+func (s *Service) startSession(ctx context.Context, userID uuid.UUID, from LoginClient) (Tokens, error) {
+	tokens, err := s.issue(ctx, s.q, userID, uuid.New(), s.now(), from.describe())
 	if err != nil {
 		return Tokens{}, fmt.Errorf("start session: %w", err)
 	}
@@ -31,8 +32,11 @@ func (s *Service) startSession(ctx context.Context, userID uuid.UUID) (Tokens, e
 }
 
 // issue stores a new refresh token in the family and signs the access token
-// that goes with it (its jti is the refresh token's id).
-func (s *Service) issue(ctx context.Context, q *authdb.Queries, userID, familyID uuid.UUID) (Tokens, error) {
+// that goes with it (its jti is the refresh token's id). started and client
+// are the session's, carried by each of its tokens: the refresh token
+// expires RefreshTTL after its issue, but never after the session's
+// absolute end, SessionLifetime after it started.
+func (s *Service) issue(ctx context.Context, q *authdb.Queries, userID, familyID uuid.UUID, started time.Time, client string) (Tokens, error) {
 	now := s.now()
 	id := uuid.New()
 	access, accessExp, err := s.access.sign(userID, familyID, id)
@@ -41,13 +45,18 @@ func (s *Service) issue(ctx context.Context, q *authdb.Queries, userID, familyID
 	}
 	secret, hash := newSecret(refreshTokenPrefix)
 	refreshExp := now.Add(s.cfg.RefreshTTL)
+	if end := started.Add(s.cfg.SessionLifetime); end.Before(refreshExp) {
+		refreshExp = end
+	}
 	err = q.InsertRefreshToken(ctx, authdb.InsertRefreshTokenParams{
-		ID:        id,
-		FamilyID:  familyID,
-		UserID:    userID,
-		TokenHash: hash,
-		CreatedAt: now,
-		ExpiresAt: refreshExp,
+		ID:               id,
+		FamilyID:         familyID,
+		UserID:           userID,
+		TokenHash:        hash,
+		CreatedAt:        now,
+		ExpiresAt:        refreshExp,
+		SessionStartedAt: started,
+		Client:           client,
 	})
 	if err != nil {
 		return Tokens{}, fmt.Errorf("store refresh token: %w", err)
@@ -99,6 +108,9 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		case !now.Before(rt.ExpiresAt):
 			refuse = unauthenticatedf("refresh token expired")
 			return nil
+		case !now.Before(rt.SessionStartedAt.Add(s.cfg.SessionLifetime)):
+			refuse = unauthenticatedf("session lifetime over")
+			return nil
 		case rt.UserDisabledAt != nil:
 			if err := s.revokeFamily(ctx, q, familyID); err != nil {
 				return err
@@ -109,7 +121,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		if err := q.MarkRefreshTokenUsed(ctx, authdb.MarkRefreshTokenUsedParams{ID: rt.ID, UsedAt: &now}); err != nil {
 			return fmt.Errorf("mark refresh token used: %w", err)
 		}
-		tokens, err = s.issue(ctx, q, rt.UserID, familyID)
+		tokens, err = s.issue(ctx, q, rt.UserID, familyID, rt.SessionStartedAt, rt.Client)
 		return err
 	})
 	switch {

@@ -17,6 +17,9 @@ type Info struct {
 	Client string
 	// Bearer is the credential from the Authorization header, not yet checked.
 	Bearer string
+	// UserAgent is the User-Agent header, at most 200 bytes: shown in a
+	// user's list of sessions, it proves nothing.
+	UserAgent string
 }
 
 type key struct{}

@@ -94,6 +94,61 @@ func (q *Queries) CreateAccount(ctx context.Context, arg CreateAccountParams) (A
 	return i, err
 }
 
+const createInvitation = `-- name: CreateInvitation :one
+INSERT INTO invitations (account_id, email, role, token_hash, invited_by, created_at, sent_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $6, $7)
+RETURNING id, account_id, email, role, invited_by, created_at, sent_at, expires_at, accepted_at, revoked_at
+`
+
+type CreateInvitationParams struct {
+	AccountID uuid.UUID
+	Email     string
+	Role      string
+	TokenHash []byte
+	InvitedBy *uuid.UUID
+	Now       time.Time
+	ExpiresAt time.Time
+}
+
+type CreateInvitationRow struct {
+	ID         uuid.UUID
+	AccountID  uuid.UUID
+	Email      string
+	Role       string
+	InvitedBy  *uuid.UUID
+	CreatedAt  time.Time
+	SentAt     time.Time
+	ExpiresAt  time.Time
+	AcceptedAt *time.Time
+	RevokedAt  *time.Time
+}
+
+func (q *Queries) CreateInvitation(ctx context.Context, arg CreateInvitationParams) (CreateInvitationRow, error) {
+	row := q.db.QueryRow(ctx, createInvitation,
+		arg.AccountID,
+		arg.Email,
+		arg.Role,
+		arg.TokenHash,
+		arg.InvitedBy,
+		arg.Now,
+		arg.ExpiresAt,
+	)
+	var i CreateInvitationRow
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Email,
+		&i.Role,
+		&i.InvitedBy,
+		&i.CreatedAt,
+		&i.SentAt,
+		&i.ExpiresAt,
+		&i.AcceptedAt,
+		&i.RevokedAt,
+	)
+	return i, err
+}
+
 const createUser = `-- name: CreateUser :one
 INSERT INTO users (email, name, password_hash) VALUES ($1, $2, $3)
 ON CONFLICT (email) DO NOTHING
@@ -123,6 +178,137 @@ func (q *Queries) CreateUser(ctx context.Context, arg CreateUserParams) (CreateU
 		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const invitationByHashForUpdate = `-- name: InvitationByHashForUpdate :one
+SELECT i.id, i.account_id, i.email, i.role, i.token_hash, i.expires_at, i.accepted_at, i.revoked_at, a.name AS account_name
+FROM invitations i JOIN accounts a ON a.id = i.account_id
+WHERE i.token_hash = $1
+FOR UPDATE OF i
+`
+
+type InvitationByHashForUpdateRow struct {
+	ID          uuid.UUID
+	AccountID   uuid.UUID
+	Email       string
+	Role        string
+	TokenHash   []byte
+	ExpiresAt   time.Time
+	AcceptedAt  *time.Time
+	RevokedAt   *time.Time
+	AccountName string
+}
+
+func (q *Queries) InvitationByHashForUpdate(ctx context.Context, tokenHash []byte) (InvitationByHashForUpdateRow, error) {
+	row := q.db.QueryRow(ctx, invitationByHashForUpdate, tokenHash)
+	var i InvitationByHashForUpdateRow
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Email,
+		&i.Role,
+		&i.TokenHash,
+		&i.ExpiresAt,
+		&i.AcceptedAt,
+		&i.RevokedAt,
+		&i.AccountName,
+	)
+	return i, err
+}
+
+const joinAccount = `-- name: JoinAccount :exec
+INSERT INTO account_members (account_id, user_id, role) VALUES ($1, $2, $3)
+ON CONFLICT (account_id, user_id) DO NOTHING
+`
+
+type JoinAccountParams struct {
+	AccountID uuid.UUID
+	UserID    uuid.UUID
+	Role      string
+}
+
+// Adds a member; an existing membership keeps its role.
+func (q *Queries) JoinAccount(ctx context.Context, arg JoinAccountParams) error {
+	_, err := q.db.Exec(ctx, joinAccount, arg.AccountID, arg.UserID, arg.Role)
+	return err
+}
+
+const lockOwners = `-- name: LockOwners :many
+SELECT user_id FROM account_members
+WHERE account_id = $1 AND role = 'owner'
+ORDER BY user_id
+FOR UPDATE
+`
+
+// Locks the owner rows of an account, so that two changes that each leave
+// one owner cannot both pass the last-owner check: the second waits, and
+// then sees the first's change.
+func (q *Queries) LockOwners(ctx context.Context, accountID uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, lockOwners, accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var user_id uuid.UUID
+		if err := rows.Scan(&user_id); err != nil {
+			return nil, err
+		}
+		items = append(items, user_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const markInvitationAccepted = `-- name: MarkInvitationAccepted :exec
+UPDATE invitations SET accepted_at = $1, accepted_by = $2 WHERE id = $3
+`
+
+type MarkInvitationAcceptedParams struct {
+	Now    *time.Time
+	UserID *uuid.UUID
+	ID     uuid.UUID
+}
+
+func (q *Queries) MarkInvitationAccepted(ctx context.Context, arg MarkInvitationAcceptedParams) error {
+	_, err := q.db.Exec(ctx, markInvitationAccepted, arg.Now, arg.UserID, arg.ID)
+	return err
+}
+
+const memberByEmail = `-- name: MemberByEmail :one
+SELECT u.id FROM account_members m JOIN users u ON u.id = m.user_id
+WHERE m.account_id = $1 AND u.email = $2
+`
+
+type MemberByEmailParams struct {
+	AccountID uuid.UUID
+	Email     string
+}
+
+func (q *Queries) MemberByEmail(ctx context.Context, arg MemberByEmailParams) (uuid.UUID, error) {
+	row := q.db.QueryRow(ctx, memberByEmail, arg.AccountID, arg.Email)
+	var id uuid.UUID
+	err := row.Scan(&id)
+	return id, err
+}
+
+const memberRole = `-- name: MemberRole :one
+SELECT role FROM account_members WHERE account_id = $1 AND user_id = $2
+`
+
+type MemberRoleParams struct {
+	AccountID uuid.UUID
+	UserID    uuid.UUID
+}
+
+func (q *Queries) MemberRole(ctx context.Context, arg MemberRoleParams) (string, error) {
+	row := q.db.QueryRow(ctx, memberRole, arg.AccountID, arg.UserID)
+	var role string
+	err := row.Scan(&role)
+	return role, err
 }
 
 const membersOfAccount = `-- name: MembersOfAccount :many
@@ -162,6 +348,228 @@ func (q *Queries) MembersOfAccount(ctx context.Context, accountID uuid.UUID) ([]
 	return items, nil
 }
 
+const openInvitations = `-- name: OpenInvitations :many
+SELECT id, account_id, email, role, invited_by, created_at, sent_at, expires_at, accepted_at, revoked_at
+FROM invitations
+WHERE account_id = $1 AND accepted_at IS NULL AND revoked_at IS NULL
+ORDER BY created_at DESC, id
+`
+
+type OpenInvitationsRow struct {
+	ID         uuid.UUID
+	AccountID  uuid.UUID
+	Email      string
+	Role       string
+	InvitedBy  *uuid.UUID
+	CreatedAt  time.Time
+	SentAt     time.Time
+	ExpiresAt  time.Time
+	AcceptedAt *time.Time
+	RevokedAt  *time.Time
+}
+
+func (q *Queries) OpenInvitations(ctx context.Context, accountID uuid.UUID) ([]OpenInvitationsRow, error) {
+	rows, err := q.db.Query(ctx, openInvitations, accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []OpenInvitationsRow
+	for rows.Next() {
+		var i OpenInvitationsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.AccountID,
+			&i.Email,
+			&i.Role,
+			&i.InvitedBy,
+			&i.CreatedAt,
+			&i.SentAt,
+			&i.ExpiresAt,
+			&i.AcceptedAt,
+			&i.RevokedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const removeMember = `-- name: RemoveMember :execrows
+DELETE FROM account_members WHERE account_id = $1 AND user_id = $2
+`
+
+type RemoveMemberParams struct {
+	AccountID uuid.UUID
+	UserID    uuid.UUID
+}
+
+func (q *Queries) RemoveMember(ctx context.Context, arg RemoveMemberParams) (int64, error) {
+	result, err := q.db.Exec(ctx, removeMember, arg.AccountID, arg.UserID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const resendInvitation = `-- name: ResendInvitation :one
+UPDATE invitations SET token_hash = $1, sent_at = $2, expires_at = $3
+WHERE id = $4 AND account_id = $5 AND accepted_at IS NULL AND revoked_at IS NULL
+RETURNING id, account_id, email, role, invited_by, created_at, sent_at, expires_at, accepted_at, revoked_at
+`
+
+type ResendInvitationParams struct {
+	TokenHash []byte
+	Now       time.Time
+	ExpiresAt time.Time
+	ID        uuid.UUID
+	AccountID uuid.UUID
+}
+
+type ResendInvitationRow struct {
+	ID         uuid.UUID
+	AccountID  uuid.UUID
+	Email      string
+	Role       string
+	InvitedBy  *uuid.UUID
+	CreatedAt  time.Time
+	SentAt     time.Time
+	ExpiresAt  time.Time
+	AcceptedAt *time.Time
+	RevokedAt  *time.Time
+}
+
+// A new token and lifetime for an open invitation; the old token's hash is
+// gone, so the old token is dead.
+func (q *Queries) ResendInvitation(ctx context.Context, arg ResendInvitationParams) (ResendInvitationRow, error) {
+	row := q.db.QueryRow(ctx, resendInvitation,
+		arg.TokenHash,
+		arg.Now,
+		arg.ExpiresAt,
+		arg.ID,
+		arg.AccountID,
+	)
+	var i ResendInvitationRow
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Email,
+		&i.Role,
+		&i.InvitedBy,
+		&i.CreatedAt,
+		&i.SentAt,
+		&i.ExpiresAt,
+		&i.AcceptedAt,
+		&i.RevokedAt,
+	)
+	return i, err
+}
+
+const revokeExpiredInvitations = `-- name: RevokeExpiredInvitations :exec
+UPDATE invitations SET revoked_at = $1
+WHERE account_id = $2 AND email = $3
+  AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at <= $1
+`
+
+type RevokeExpiredInvitationsParams struct {
+	Now       *time.Time
+	AccountID uuid.UUID
+	Email     string
+}
+
+func (q *Queries) RevokeExpiredInvitations(ctx context.Context, arg RevokeExpiredInvitationsParams) error {
+	_, err := q.db.Exec(ctx, revokeExpiredInvitations, arg.Now, arg.AccountID, arg.Email)
+	return err
+}
+
+const revokeInvitation = `-- name: RevokeInvitation :one
+UPDATE invitations SET revoked_at = coalesce(revoked_at, $1)
+WHERE id = $2 AND account_id = $3 AND accepted_at IS NULL
+RETURNING id, account_id, email, role, invited_by, created_at, sent_at, expires_at, accepted_at, revoked_at
+`
+
+type RevokeInvitationParams struct {
+	Now       *time.Time
+	ID        uuid.UUID
+	AccountID uuid.UUID
+}
+
+type RevokeInvitationRow struct {
+	ID         uuid.UUID
+	AccountID  uuid.UUID
+	Email      string
+	Role       string
+	InvitedBy  *uuid.UUID
+	CreatedAt  time.Time
+	SentAt     time.Time
+	ExpiresAt  time.Time
+	AcceptedAt *time.Time
+	RevokedAt  *time.Time
+}
+
+func (q *Queries) RevokeInvitation(ctx context.Context, arg RevokeInvitationParams) (RevokeInvitationRow, error) {
+	row := q.db.QueryRow(ctx, revokeInvitation, arg.Now, arg.ID, arg.AccountID)
+	var i RevokeInvitationRow
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Email,
+		&i.Role,
+		&i.InvitedBy,
+		&i.CreatedAt,
+		&i.SentAt,
+		&i.ExpiresAt,
+		&i.AcceptedAt,
+		&i.RevokedAt,
+	)
+	return i, err
+}
+
+const setMemberRole = `-- name: SetMemberRole :execrows
+UPDATE account_members SET role = $1 WHERE account_id = $2 AND user_id = $3
+`
+
+type SetMemberRoleParams struct {
+	Role      string
+	AccountID uuid.UUID
+	UserID    uuid.UUID
+}
+
+func (q *Queries) SetMemberRole(ctx context.Context, arg SetMemberRoleParams) (int64, error) {
+	result, err := q.db.Exec(ctx, setMemberRole, arg.Role, arg.AccountID, arg.UserID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const userByEmail = `-- name: UserByEmail :one
+SELECT id, email, name, created_at FROM users WHERE email = $1
+`
+
+type UserByEmailRow struct {
+	ID        uuid.UUID
+	Email     string
+	Name      string
+	CreatedAt time.Time
+}
+
+func (q *Queries) UserByEmail(ctx context.Context, email string) (UserByEmailRow, error) {
+	row := q.db.QueryRow(ctx, userByEmail, email)
+	var i UserByEmailRow
+	err := row.Scan(
+		&i.ID,
+		&i.Email,
+		&i.Name,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const userByID = `-- name: UserByID :one
 SELECT id, email, name, created_at FROM users WHERE id = $1
 `
@@ -194,4 +602,20 @@ func (q *Queries) UserIDByEmail(ctx context.Context, email string) (uuid.UUID, e
 	var id uuid.UUID
 	err := row.Scan(&id)
 	return id, err
+}
+
+const userNameEmail = `-- name: UserNameEmail :one
+SELECT name, email FROM users WHERE id = $1
+`
+
+type UserNameEmailRow struct {
+	Name  string
+	Email string
+}
+
+func (q *Queries) UserNameEmail(ctx context.Context, id uuid.UUID) (UserNameEmailRow, error) {
+	row := q.db.QueryRow(ctx, userNameEmail, id)
+	var i UserNameEmailRow
+	err := row.Scan(&i.Name, &i.Email)
+	return i, err
 }

@@ -15,12 +15,13 @@ import (
 const accountFailures = `-- name: AccountFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE email = $1 AND known_client IS NULL
-  AND created_at > $2 AND id <> $3
+WHERE email = $1 AND known_client IS NULL AND purpose = $2
+  AND created_at > $3 AND id <> $4
 `
 
 type AccountFailuresParams struct {
 	Email   string
+	Purpose string
 	Since   time.Time
 	Attempt int64
 }
@@ -31,7 +32,12 @@ type AccountFailuresRow struct {
 }
 
 func (q *Queries) AccountFailures(ctx context.Context, arg AccountFailuresParams) (AccountFailuresRow, error) {
-	row := q.db.QueryRow(ctx, accountFailures, arg.Email, arg.Since, arg.Attempt)
+	row := q.db.QueryRow(ctx, accountFailures,
+		arg.Email,
+		arg.Purpose,
+		arg.Since,
+		arg.Attempt,
+	)
 	var i AccountFailuresRow
 	err := row.Scan(&i.Failures, &i.Newest)
 	return i, err
@@ -40,12 +46,13 @@ func (q *Queries) AccountFailures(ctx context.Context, arg AccountFailuresParams
 const clientFailures = `-- name: ClientFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE client = $1 AND known_client IS NULL
-  AND created_at > $2 AND id <> $3
+WHERE client = $1 AND known_client IS NULL AND purpose = $2
+  AND created_at > $3 AND id <> $4
 `
 
 type ClientFailuresParams struct {
 	Client  string
+	Purpose string
 	Since   time.Time
 	Attempt int64
 }
@@ -56,7 +63,12 @@ type ClientFailuresRow struct {
 }
 
 func (q *Queries) ClientFailures(ctx context.Context, arg ClientFailuresParams) (ClientFailuresRow, error) {
-	row := q.db.QueryRow(ctx, clientFailures, arg.Client, arg.Since, arg.Attempt)
+	row := q.db.QueryRow(ctx, clientFailures,
+		arg.Client,
+		arg.Purpose,
+		arg.Since,
+		arg.Attempt,
+	)
 	var i ClientFailuresRow
 	err := row.Scan(&i.Failures, &i.Newest)
 	return i, err
@@ -64,7 +76,7 @@ func (q *Queries) ClientFailures(ctx context.Context, arg ClientFailuresParams) 
 
 const deleteClientLoginFailures = `-- name: DeleteClientLoginFailures :exec
 DELETE FROM login_failures
-WHERE email = $1 AND client = $2 AND known_client IS NULL
+WHERE email = $1 AND client = $2 AND known_client IS NULL AND purpose = 'login'
 `
 
 type DeleteClientLoginFailuresParams struct {
@@ -100,7 +112,7 @@ func (q *Queries) DeleteExpiredDashboardSessions(ctx context.Context, now time.T
 }
 
 const deleteKnownClientLoginFailures = `-- name: DeleteKnownClientLoginFailures :exec
-DELETE FROM login_failures WHERE email = $1 AND known_client = $2
+DELETE FROM login_failures WHERE email = $1 AND known_client = $2 AND purpose = 'login'
 `
 
 type DeleteKnownClientLoginFailuresParams struct {
@@ -120,6 +132,33 @@ DELETE FROM login_failures WHERE id = $1
 func (q *Queries) DeleteLoginFailure(ctx context.Context, id int64) error {
 	_, err := q.db.Exec(ctx, deleteLoginFailure, id)
 	return err
+}
+
+const endPasswordResets = `-- name: EndPasswordResets :exec
+UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL
+`
+
+type EndPasswordResetsParams struct {
+	UsedAt *time.Time
+	UserID uuid.UUID
+}
+
+// Ends every unused reset token of a user: a newer one replaces them, and
+// a reset or change of the password makes them pointless.
+func (q *Queries) EndPasswordResets(ctx context.Context, arg EndPasswordResetsParams) error {
+	_, err := q.db.Exec(ctx, endPasswordResets, arg.UsedAt, arg.UserID)
+	return err
+}
+
+const familyOwner = `-- name: FamilyOwner :one
+SELECT user_id FROM refresh_tokens WHERE family_id = $1 LIMIT 1
+`
+
+func (q *Queries) FamilyOwner(ctx context.Context, familyID uuid.UUID) (uuid.UUID, error) {
+	row := q.db.QueryRow(ctx, familyOwner, familyID)
+	var user_id uuid.UUID
+	err := row.Scan(&user_id)
+	return user_id, err
 }
 
 const getAPITokenByHash = `-- name: GetAPITokenByHash :one
@@ -179,9 +218,40 @@ func (q *Queries) GetDashboardSession(ctx context.Context, idHash []byte) (GetDa
 	return i, err
 }
 
+const getPasswordResetForUpdate = `-- name: GetPasswordResetForUpdate :one
+SELECT pr.id, pr.user_id, pr.token_hash, pr.expires_at, pr.used_at, u.disabled_at AS user_disabled_at
+FROM password_resets pr
+JOIN users u ON u.id = pr.user_id
+WHERE pr.token_hash = $1
+FOR UPDATE OF pr
+`
+
+type GetPasswordResetForUpdateRow struct {
+	ID             uuid.UUID
+	UserID         uuid.UUID
+	TokenHash      []byte
+	ExpiresAt      time.Time
+	UsedAt         *time.Time
+	UserDisabledAt *time.Time
+}
+
+func (q *Queries) GetPasswordResetForUpdate(ctx context.Context, tokenHash []byte) (GetPasswordResetForUpdateRow, error) {
+	row := q.db.QueryRow(ctx, getPasswordResetForUpdate, tokenHash)
+	var i GetPasswordResetForUpdateRow
+	err := row.Scan(
+		&i.ID,
+		&i.UserID,
+		&i.TokenHash,
+		&i.ExpiresAt,
+		&i.UsedAt,
+		&i.UserDisabledAt,
+	)
+	return i, err
+}
+
 const getRefreshTokenForUpdate = `-- name: GetRefreshTokenForUpdate :one
 SELECT rt.id, rt.family_id, rt.user_id, rt.expires_at, rt.used_at, rt.revoked_at,
-       u.disabled_at AS user_disabled_at
+       rt.session_started_at, rt.client, u.disabled_at AS user_disabled_at
 FROM refresh_tokens rt
 JOIN users u ON u.id = rt.user_id
 WHERE rt.token_hash = $1
@@ -189,13 +259,15 @@ FOR UPDATE OF rt
 `
 
 type GetRefreshTokenForUpdateRow struct {
-	ID             uuid.UUID
-	FamilyID       uuid.UUID
-	UserID         uuid.UUID
-	ExpiresAt      time.Time
-	UsedAt         *time.Time
-	RevokedAt      *time.Time
-	UserDisabledAt *time.Time
+	ID               uuid.UUID
+	FamilyID         uuid.UUID
+	UserID           uuid.UUID
+	ExpiresAt        time.Time
+	UsedAt           *time.Time
+	RevokedAt        *time.Time
+	SessionStartedAt time.Time
+	Client           string
+	UserDisabledAt   *time.Time
 }
 
 func (q *Queries) GetRefreshTokenForUpdate(ctx context.Context, tokenHash []byte) (GetRefreshTokenForUpdateRow, error) {
@@ -208,23 +280,26 @@ func (q *Queries) GetRefreshTokenForUpdate(ctx context.Context, tokenHash []byte
 		&i.ExpiresAt,
 		&i.UsedAt,
 		&i.RevokedAt,
+		&i.SessionStartedAt,
+		&i.Client,
 		&i.UserDisabledAt,
 	)
 	return i, err
 }
 
 const getSession = `-- name: GetSession :one
-SELECT rt.user_id, rt.family_id, rt.revoked_at, u.disabled_at AS user_disabled_at
+SELECT rt.user_id, rt.family_id, rt.revoked_at, rt.session_started_at, u.disabled_at AS user_disabled_at
 FROM refresh_tokens rt
 JOIN users u ON u.id = rt.user_id
 WHERE rt.id = $1
 `
 
 type GetSessionRow struct {
-	UserID         uuid.UUID
-	FamilyID       uuid.UUID
-	RevokedAt      *time.Time
-	UserDisabledAt *time.Time
+	UserID           uuid.UUID
+	FamilyID         uuid.UUID
+	RevokedAt        *time.Time
+	SessionStartedAt time.Time
+	UserDisabledAt   *time.Time
 }
 
 // The refresh token issued together with an access token, and its user.
@@ -235,6 +310,7 @@ func (q *Queries) GetSession(ctx context.Context, id uuid.UUID) (GetSessionRow, 
 		&i.UserID,
 		&i.FamilyID,
 		&i.RevokedAt,
+		&i.SessionStartedAt,
 		&i.UserDisabledAt,
 	)
 	return i, err
@@ -256,6 +332,29 @@ func (q *Queries) GetUserForLogin(ctx context.Context, email string) (GetUserFor
 	row := q.db.QueryRow(ctx, getUserForLogin, email)
 	var i GetUserForLoginRow
 	err := row.Scan(&i.ID, &i.PasswordHash, &i.DisabledAt)
+	return i, err
+}
+
+const getUserForPassword = `-- name: GetUserForPassword :one
+SELECT id, email, password_hash, disabled_at FROM users WHERE id = $1
+`
+
+type GetUserForPasswordRow struct {
+	ID           uuid.UUID
+	Email        string
+	PasswordHash string
+	DisabledAt   *time.Time
+}
+
+func (q *Queries) GetUserForPassword(ctx context.Context, id uuid.UUID) (GetUserForPasswordRow, error) {
+	row := q.db.QueryRow(ctx, getUserForPassword, id)
+	var i GetUserForPasswordRow
+	err := row.Scan(
+		&i.ID,
+		&i.Email,
+		&i.PasswordHash,
+		&i.DisabledAt,
+	)
 	return i, err
 }
 
@@ -333,8 +432,8 @@ func (q *Queries) InsertDashboardSession(ctx context.Context, arg InsertDashboar
 }
 
 const insertLoginFailure = `-- name: InsertLoginFailure :one
-INSERT INTO login_failures (email, client, known_client, created_at)
-VALUES ($1, $2, $3, $4)
+INSERT INTO login_failures (email, client, known_client, created_at, purpose)
+VALUES ($1, $2, $3, $4, $5)
 RETURNING id
 `
 
@@ -343,6 +442,7 @@ type InsertLoginFailureParams struct {
 	Client      string
 	KnownClient *uuid.UUID
 	CreatedAt   time.Time
+	Purpose     string
 }
 
 // known_client is the device id of a valid known-client token, or NULL.
@@ -352,24 +452,49 @@ func (q *Queries) InsertLoginFailure(ctx context.Context, arg InsertLoginFailure
 		arg.Client,
 		arg.KnownClient,
 		arg.CreatedAt,
+		arg.Purpose,
 	)
 	var id int64
 	err := row.Scan(&id)
 	return id, err
 }
 
-const insertRefreshToken = `-- name: InsertRefreshToken :exec
-INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6)
+const insertPasswordReset = `-- name: InsertPasswordReset :exec
+INSERT INTO password_resets (user_id, token_hash, created_at, expires_at)
+VALUES ($1, $2, $3, $4)
 `
 
-type InsertRefreshTokenParams struct {
-	ID        uuid.UUID
-	FamilyID  uuid.UUID
+type InsertPasswordResetParams struct {
 	UserID    uuid.UUID
 	TokenHash []byte
 	CreatedAt time.Time
 	ExpiresAt time.Time
+}
+
+func (q *Queries) InsertPasswordReset(ctx context.Context, arg InsertPasswordResetParams) error {
+	_, err := q.db.Exec(ctx, insertPasswordReset,
+		arg.UserID,
+		arg.TokenHash,
+		arg.CreatedAt,
+		arg.ExpiresAt,
+	)
+	return err
+}
+
+const insertRefreshToken = `-- name: InsertRefreshToken :exec
+INSERT INTO refresh_tokens (id, family_id, user_id, token_hash, created_at, expires_at, session_started_at, client)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+`
+
+type InsertRefreshTokenParams struct {
+	ID               uuid.UUID
+	FamilyID         uuid.UUID
+	UserID           uuid.UUID
+	TokenHash        []byte
+	CreatedAt        time.Time
+	ExpiresAt        time.Time
+	SessionStartedAt time.Time
+	Client           string
 }
 
 func (q *Queries) InsertRefreshToken(ctx context.Context, arg InsertRefreshTokenParams) error {
@@ -380,6 +505,8 @@ func (q *Queries) InsertRefreshToken(ctx context.Context, arg InsertRefreshToken
 		arg.TokenHash,
 		arg.CreatedAt,
 		arg.ExpiresAt,
+		arg.SessionStartedAt,
+		arg.Client,
 	)
 	return err
 }
@@ -387,7 +514,7 @@ func (q *Queries) InsertRefreshToken(ctx context.Context, arg InsertRefreshToken
 const knownClientFailures = `-- name: KnownClientFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE email = $1 AND known_client = $2
+WHERE email = $1 AND known_client = $2 AND purpose = 'login'
   AND created_at > $3 AND id <> $4
 `
 
@@ -462,6 +589,61 @@ func (q *Queries) ListAPITokens(ctx context.Context, accountID uuid.UUID) ([]Lis
 	return items, nil
 }
 
+const listSessions = `-- name: ListSessions :many
+SELECT family_id, min(session_started_at)::timestamptz AS started_at,
+       max(created_at)::timestamptz AS last_used_at, max(expires_at)::timestamptz AS expires_at,
+       min(client)::text AS client
+FROM refresh_tokens
+WHERE user_id = $1
+GROUP BY family_id
+HAVING bool_and(revoked_at IS NULL) AND max(expires_at) > $2
+   AND min(session_started_at) > $3
+ORDER BY max(created_at) DESC, family_id
+`
+
+type ListSessionsParams struct {
+	UserID       uuid.UUID
+	Now          time.Time
+	StartedAfter time.Time
+}
+
+type ListSessionsRow struct {
+	FamilyID   uuid.UUID
+	StartedAt  time.Time
+	LastUsedAt time.Time
+	ExpiresAt  time.Time
+	Client     string
+}
+
+// A user's sessions that may still be refreshed: not revoked, their newest
+// token unexpired, within the absolute lifetime (@started_after). The
+// newest token's creation is the session's last use (login or refresh).
+func (q *Queries) ListSessions(ctx context.Context, arg ListSessionsParams) ([]ListSessionsRow, error) {
+	rows, err := q.db.Query(ctx, listSessions, arg.UserID, arg.Now, arg.StartedAfter)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ListSessionsRow
+	for rows.Next() {
+		var i ListSessionsRow
+		if err := rows.Scan(
+			&i.FamilyID,
+			&i.StartedAt,
+			&i.LastUsedAt,
+			&i.ExpiresAt,
+			&i.Client,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockRefreshFamily = `-- name: LockRefreshFamily :exec
 SELECT pg_advisory_xact_lock($1::bigint)
 `
@@ -490,13 +672,14 @@ func (q *Queries) MarkRefreshTokenUsed(ctx context.Context, arg MarkRefreshToken
 const pairFailures = `-- name: PairFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
-WHERE email = $1 AND client = $2 AND known_client IS NULL
-  AND created_at > $3 AND id <> $4
+WHERE email = $1 AND client = $2 AND known_client IS NULL AND purpose = $3
+  AND created_at > $4 AND id <> $5
 `
 
 type PairFailuresParams struct {
 	Email   string
 	Client  string
+	Purpose string
 	Since   time.Time
 	Attempt int64
 }
@@ -513,6 +696,7 @@ func (q *Queries) PairFailures(ctx context.Context, arg PairFailuresParams) (Pai
 	row := q.db.QueryRow(ctx, pairFailures,
 		arg.Email,
 		arg.Client,
+		arg.Purpose,
 		arg.Since,
 		arg.Attempt,
 	)
@@ -581,6 +765,20 @@ func (q *Queries) RevokeRefreshFamily(ctx context.Context, arg RevokeRefreshFami
 	return result.RowsAffected(), nil
 }
 
+const setPasswordHash = `-- name: SetPasswordHash :exec
+UPDATE users SET password_hash = $1 WHERE id = $2
+`
+
+type SetPasswordHashParams struct {
+	PasswordHash string
+	ID           uuid.UUID
+}
+
+func (q *Queries) SetPasswordHash(ctx context.Context, arg SetPasswordHashParams) error {
+	_, err := q.db.Exec(ctx, setPasswordHash, arg.PasswordHash, arg.ID)
+	return err
+}
+
 const touchAPIToken = `-- name: TouchAPIToken :exec
 UPDATE api_tokens SET last_used_at = $1
 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)
@@ -595,4 +793,30 @@ type TouchAPITokenParams struct {
 func (q *Queries) TouchAPIToken(ctx context.Context, arg TouchAPITokenParams) error {
 	_, err := q.db.Exec(ctx, touchAPIToken, arg.Now, arg.ID, arg.StaleBefore)
 	return err
+}
+
+const userFamilies = `-- name: UserFamilies :many
+SELECT DISTINCT family_id FROM refresh_tokens
+WHERE user_id = $1 AND revoked_at IS NULL
+`
+
+// The families of a user's sessions that are not revoked.
+func (q *Queries) UserFamilies(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, userFamilies, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var family_id uuid.UUID
+		if err := rows.Scan(&family_id); err != nil {
+			return nil, err
+		}
+		items = append(items, family_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
