@@ -5,6 +5,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/report/reportgen"
@@ -77,4 +78,32 @@ func (e *env) rows(t *testing.T, sql string) [][]any {
 	}
 	require.NoError(t, rows.Err())
 	return out
+}
+
+// TestConcurrentLargeReportRollups: two large reports of the same reporter
+// and day, worked at once, each find no row of theirs when they start;
+// the lock on the day makes the second wait for the first and upsert
+// rather than copy, so both are stored and the rollups add up.
+func TestConcurrentLargeReportRollups(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	first := reportgen.GenerateReport(700)
+	second := bytes.Replace(first, []byte("synthetic-700"), []byte("synthetic-concurrent"), 1)
+	var blobs [2]uuid.UUID
+	for i, raw := range [][]byte{first, second} {
+		blobs[i] = e.upload(t, raw).BlobID
+	}
+	errs := make(chan error, len(blobs))
+	for _, id := range blobs {
+		go func() { errs <- e.worker.Ingest(context.Background(), id) }()
+	}
+	for range blobs {
+		require.NoError(t, <-errs)
+	}
+	for _, id := range blobs {
+		require.Equal(t, "stored", e.blob(t, id).Status)
+	}
+	require.Equal(t, e.rows(t, wantSources), e.rows(t, gotSources))
+	require.Equal(t, e.rows(t, wantDKIM), e.rows(t, gotDKIM))
+	require.Equal(t, int64(2), e.count(t, `SELECT min(reports) FROM report_sources`))
 }
