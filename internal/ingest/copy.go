@@ -38,6 +38,8 @@ var (
 type copyStats struct {
 	records  int
 	messages int64
+	// rollup sums the records for the source rollups.
+	rollup *rollup
 }
 
 // copyRecords decodes the candidate's records and streams them into its
@@ -109,7 +111,7 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 	}()
 
 	var (
-		st       copyStats
+		st       = copyStats{rollup: newRollup()}
 		srcErr   error
 		cur      []report.Record
 		next     int
@@ -157,13 +159,15 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 		row[1] = int32(st.records) //nolint:gosec // G115: at most Limits.MaxRecords (default 5,000,000) records
 		row[2] = domainPG
 		row[3] = dayPG
+		disposition, dkim, spf := clip(string(pe.Disposition), maxEnumLen), clip(string(pe.DKIM), maxEnumLen), clip(string(pe.SPF), maxEnumLen)
+		headerFrom := clip(id.HeaderFrom, maxIdentifier)
 		row[4] = rec.SourceIP
 		row[5] = rec.Count
-		row[6] = clip(string(pe.Disposition), maxEnumLen)
-		row[7] = clip(string(pe.DKIM), maxEnumLen)
-		row[8] = clip(string(pe.SPF), maxEnumLen)
+		row[6] = disposition
+		row[7] = dkim
+		row[8] = spf
 		row[9] = jsonOrNull(js[:r1])
-		row[10] = clip(id.HeaderFrom, maxIdentifier)
+		row[10] = headerFrom
 		row[11] = clip(id.EnvelopeFrom, maxIdentifier)
 		row[12] = clip(id.EnvelopeTo, maxIdentifier)
 		row[13] = jsonOrNull(js[r1:r2])
@@ -175,6 +179,7 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 		row[17] = d.dkimPass
 		row[18] = d.forwarded
 		row[19] = d.sigsOrNil()
+		st.rollup.add(rec.SourceIP, headerFrom, disposition, spf, dkim, &d, rec.Count)
 		return row, nil
 	})
 	n, err := tx.CopyFrom(ctx, pgx.Identifier{partitionName(c.day)}, recordColumns, src)

@@ -56,17 +56,22 @@
 //  2. the records stream from the decoder to PostgreSQL through COPY into
 //     the month's partition, never all in memory: a goroutine decodes into
 //     small batches that the COPY source drains, so decoding overlaps with
-//     PostgreSQL's work;
+//     PostgreSQL's work. The COPY source also sums the records by the
+//     source rollups' keys (report_sources: per domain, day, source,
+//     reporter, header_from, SPF domain, disposition and outcome;
+//     report_source_dkim: the DKIM signatures seen);
 //  3. in one round trip, the report's counts and the blob's status are set
 //     (only if the blob is still pending: a rerun of a finished job, or a
-//     second worker on the same blob, changes nothing) and the records are
-//     added to the source rollups (report_sources: per domain, day, source,
-//     reporter, header_from, SPF domain, disposition and outcome;
-//     report_source_dkim: the DKIM signatures seen) with an INSERT ...
-//     SELECT ... ON CONFLICT DO UPDATE each, aggregated by PostgreSQL from
-//     the rows just copied and upserted in key order, so that concurrent
-//     reports lock shared rows in the same order and cannot deadlock;
-//  4. the transaction commits.
+//     second worker on the same blob, changes nothing), an advisory lock
+//     on each domain's day of rollups is taken (held until commit, in key
+//     order), and a small report's rollups are upserted from arrays;
+//  4. a large report's rollups (more than 512 rows) follow: COPYed into a
+//     table where none of them can exist yet (the first report of its
+//     reporter for the day in report_sources, the first of anyone in
+//     report_source_dkim: the lock keeps it so), upserted otherwise. The
+//     rollup tables' statement triggers queue the day for classification
+//     (package sources);
+//  5. the transaction commits.
 //
 // A report is therefore stored whole or not at all: a worker killed at any
 // point leaves nothing, and the rerun stores it once.

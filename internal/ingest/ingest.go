@@ -263,6 +263,7 @@ type result struct {
 	kept     bool
 	records  int
 	messages int64
+	rollup   *rollup
 	warnings []report.Warning
 }
 
@@ -352,9 +353,9 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 		out.status, reportID = statusDuplicate, dupID
 	}
 
-	// The closing statements go in one round trip. The rollups come last:
-	// their rows are shared with every other report for the same domain
-	// and day, and their locks are held until commit.
+	// The closing statements go in one round trip, the rollups last (see
+	// rollup.go): the locks on their days are held until commit. A large
+	// report's rollups follow in statements of their own.
 	var bt batch
 	qb := ingestdb.New(&bt)
 	for _, r := range stored {
@@ -364,12 +365,13 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	finished := bt.b.Len()
 	_ = qb.FinishBlob(ctx, ingestdb.FinishBlobParams{ID: b.ID, Round: b.Round, Status: out.status, ReportID: reportID, Warnings: warns.json()})
 	bt.label("mark blob " + out.status)
-	for _, r := range stored {
-		day := pgtype.Date{Time: r.day, Valid: true}
-		_ = qb.AddSources(ctx, ingestdb.AddSourcesParams{ReportID: r.id, DomainID: r.domain, Day: day, Reporter: r.reporter})
-		bt.label("add source rollups")
-		_ = qb.AddSourceDKIM(ctx, ingestdb.AddSourceDKIMParams{ReportID: r.id, DomainID: r.domain, Day: day})
-		bt.label("add DKIM rollups")
+	lockSourceDays(ctx, qb, stored)
+	bt.label("lock the source rollups' day")
+	large := slices.ContainsFunc(stored, func(r result) bool { return r.rollup.rows() > inlineRollup })
+	if !large {
+		for _, r := range stored {
+			queueUpserts(ctx, &bt, r)
+		}
 	}
 	tags, err := bt.send(ctx, tx)
 	if err != nil {
@@ -382,6 +384,13 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 		// workers on one blob cannot both store its reports: the second
 		// waits on the first's dedupe keys and finds them taken.
 		return outcome{status: "finished elsewhere"}, nil
+	}
+	if large {
+		for _, r := range stored {
+			if err := writeRollups(ctx, tx, r); err != nil {
+				return outcome{}, err
+			}
+		}
 	}
 	if in.beforeCommit != nil {
 		if err := in.beforeCommit(ctx, b.ID); err != nil {
@@ -450,7 +459,8 @@ func (in *ingester) storeReport(ctx context.Context, tx pgx.Tx, b *ingestdb.Blob
 		}
 		return result{}, err
 	}
-	return result{id: id, domain: c.domain, day: c.day, reporter: m.Reporter(), records: st.records, messages: st.messages, warnings: warnings}, nil
+	return result{id: id, domain: c.domain, day: c.day, reporter: m.Reporter(), records: st.records, messages: st.messages,
+		rollup: st.rollup, warnings: warnings}, nil
 }
 
 // refuseIf records a refusal on the blob and returns it; other errors are

@@ -116,22 +116,32 @@ ON CONFLICT DO NOTHING;
 -- name: SetReportCounts :exec
 UPDATE reports SET record_count = @record_count, message_count = @message_count WHERE id = @id;
 
+-- name: LockSourceDay :exec
+-- Serialises the writers of one domain's day of source rollups until
+-- commit, so that a report may COPY rows it found missing (see ingest's
+-- rollup.go). Keys are taken in order, so two blobs cannot deadlock.
+SELECT pg_advisory_xact_lock(@space::integer, @key::integer);
+
+-- name: SourceRollupsExist :one
+-- Whether the source rollups hold rows that one report's could meet: its
+-- reporter's in report_sources, anyone's in report_source_dkim.
+SELECT EXISTS (SELECT 1 FROM report_sources s
+               WHERE s.domain_id = @domain_id AND s.day = @day AND s.reporter = @reporter)::boolean AS sources,
+       EXISTS (SELECT 1 FROM report_source_dkim k WHERE k.domain_id = @domain_id AND k.day = @day)::boolean AS dkim;
+
 -- name: AddSources :exec
--- Add one report's records to the daily source rollups, aggregated here
--- from the rows just copied (still in shared buffers) rather than in the
--- worker's memory, by the columns copyRecords derived from auth_results
--- (migration 00018 derives the same for older records). Rows are upserted
--- in key order so that concurrent reports lock shared rows in the same
--- order and cannot deadlock.
+-- Add one report's source rollups, summed by the worker, to
+-- report_sources. Rows are upserted in key order.
 INSERT INTO report_sources AS s (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
                                  spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded, messages, reports)
-SELECT rr.domain_id, rr.day, rr.source_ip, @reporter::text, rr.header_from, coalesce(rr.spf_domain, ''), rr.disposition,
-       coalesce(rr.spf_pass, false), coalesce(rr.dkim_pass, false), rr.spf = 'pass', rr.dkim = 'pass',
-       coalesce(rr.forwarded, false), sum(rr.count), 1
-FROM report_records rr
-WHERE rr.report_id = @report_id AND rr.domain_id = @domain_id AND rr.day = @day
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
-ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
+SELECT @domain_id::uuid, @day::date, u.source_ip, @reporter::text, u.header_from, u.spf_domain, u.disposition,
+       u.spf_pass, u.dkim_pass, u.spf_aligned, u.dkim_aligned, u.forwarded, u.messages, 1
+FROM (SELECT unnest(@source_ips::inet[]) AS source_ip, unnest(@header_froms::text[]) AS header_from,
+             unnest(@spf_domains::text[]) AS spf_domain, unnest(@dispositions::text[]) AS disposition,
+             unnest(@spf_passes::boolean[]) AS spf_pass, unnest(@dkim_passes::boolean[]) AS dkim_pass,
+             unnest(@spf_aligneds::boolean[]) AS spf_aligned, unnest(@dkim_aligneds::boolean[]) AS dkim_aligned,
+             unnest(@forwardeds::boolean[]) AS forwarded, unnest(@messages::bigint[]) AS messages) u
+ORDER BY 3, 5, 6, 7, 8, 9, 10, 11, 12
 ON CONFLICT (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
              spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded)
 DO UPDATE SET messages = s.messages + EXCLUDED.messages, reports = s.reports + EXCLUDED.reports;
@@ -139,12 +149,11 @@ DO UPDATE SET messages = s.messages + EXCLUDED.messages, reports = s.reports + E
 -- name: AddSourceDKIM :exec
 -- Add one report's DKIM signatures to report_source_dkim, as AddSources.
 INSERT INTO report_source_dkim AS s (domain_id, day, source_ip, dkim_domain, selector, result, messages, reports)
-SELECT rr.domain_id, rr.day, rr.source_ip, split_part(sig, ' ', 1), split_part(sig, ' ', 2), split_part(sig, ' ', 3),
-       sum(rr.count), 1
-FROM report_records rr, unnest(rr.dkim_sigs) sig
-WHERE rr.report_id = @report_id AND rr.domain_id = @domain_id AND rr.day = @day AND rr.dkim_sigs IS NOT NULL
-GROUP BY 1, 2, 3, 4, 5, 6
-ORDER BY 1, 2, 3, 4, 5, 6
+SELECT @domain_id::uuid, @day::date, u.source_ip, u.dkim_domain, u.selector, u.result, u.messages, 1
+FROM (SELECT unnest(@source_ips::inet[]) AS source_ip, unnest(@dkim_domains::text[]) AS dkim_domain,
+             unnest(@selectors::text[]) AS selector, unnest(@results::text[]) AS result,
+             unnest(@messages::bigint[]) AS messages) u
+ORDER BY 3, 4, 5, 6
 ON CONFLICT (domain_id, day, source_ip, dkim_domain, selector, result)
 DO UPDATE SET messages = s.messages + EXCLUDED.messages, reports = s.reports + EXCLUDED.reports;
 

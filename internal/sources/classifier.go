@@ -88,7 +88,7 @@ func (c *Classifier) Run(ctx context.Context, deadline time.Time) (Run, error) {
 				return fmt.Errorf("next day to classify: %w", err)
 			}
 			found = true
-			n, pending, err := c.classifyDay(ctx, q, day.DomainID, day.Name, day.Day, senders.of(day.AccountID))
+			n, pending, err := c.classifyDay(ctx, tx, day.DomainID, day.Name, day.Day, senders.of(day.AccountID))
 			if err != nil {
 				return err
 			}
@@ -157,7 +157,8 @@ func (c *Classifier) senders(ctx context.Context) (knownSenders, error) {
 // classifyDay classifies the sources of one domain's day and replaces its
 // classes; it returns how many sources there were, and how many of them
 // the enrichment has not looked up yet.
-func (c *Classifier) classifyDay(ctx context.Context, q *sourcesdb.Queries, domainID uuid.UUID, name string, day pgtype.Date, senders []Sender) (n, pending int, err error) {
+func (c *Classifier) classifyDay(ctx context.Context, tx pgx.Tx, domainID uuid.UUID, name string, day pgtype.Date, senders []Sender) (n, pending int, err error) {
+	q := sourcesdb.New(tx)
 	srcs, err := q.DaySources(ctx, sourcesdb.DaySourcesParams{DomainID: domainID, Day: day})
 	if err != nil {
 		return 0, 0, fmt.Errorf("load sources: %w", err)
@@ -203,7 +204,7 @@ func (c *Classifier) classifyDay(ctx context.Context, q *sourcesdb.Queries, doma
 			Signatures: bySource[s.SourceIp], PTR: ptrs[s.SourceIp], ForwardReason: s.Forwarded})
 		p.Classes[i], p.Services[i], p.Evidences[i] = string(r.Class), r.Service, r.Evidence
 	}
-	if err := q.ReplaceDayClasses(ctx, p); err != nil {
+	if err := storeClasses(ctx, tx, q, p); err != nil {
 		return 0, 0, fmt.Errorf("store classes: %w", err)
 	}
 	if c.awaitPTR {
@@ -214,4 +215,28 @@ func (c *Classifier) classifyDay(ctx context.Context, q *sourcesdb.Queries, doma
 		pending = int(p)
 	}
 	return len(srcs), pending, nil
+}
+
+var classColumns = []string{"domain_id", "day", "source_ip", "class", "service", "evidence"}
+
+// storeClasses replaces a day's classes. A day classified for the first
+// time (a report's new day, the common case) has them copied in: for a
+// large report's 100,000 sources that costs a fraction of the upsert. The
+// worker holds the day's classify_days row, so no other run writes its
+// classes meanwhile.
+func storeClasses(ctx context.Context, tx pgx.Tx, q *sourcesdb.Queries, p sourcesdb.ReplaceDayClassesParams) error {
+	classified, err := q.DayClassified(ctx, sourcesdb.DayClassifiedParams{DomainID: p.DomainID, Day: p.Day})
+	if err != nil {
+		return err
+	}
+	if classified || len(p.Ips) == 0 {
+		return q.ReplaceDayClasses(ctx, p)
+	}
+	row := make([]any, len(classColumns))
+	row[0], row[1] = pgtype.UUID{Bytes: p.DomainID, Valid: true}, p.Day
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"source_classes"}, classColumns, pgx.CopyFromSlice(len(p.Ips), func(i int) ([]any, error) {
+		row[2], row[3], row[4], row[5] = p.Ips[i], p.Classes[i], p.Services[i], p.Evidences[i]
+		return row, nil
+	}))
+	return err
 }

@@ -74,3 +74,8 @@ SELECT @domain_id::uuid, @day::date, unnest(@ips::inet[]), unnest(@classes::text
 ON CONFLICT (domain_id, day, source_ip) DO UPDATE
 SET class = EXCLUDED.class, service = EXCLUDED.service, evidence = EXCLUDED.evidence, classified_at = now();
 
+
+-- name: DayClassified :one
+-- Whether the day has classes already: a day classified for the first
+-- time has its classes copied in (CopyFrom) instead of upserted.
+SELECT EXISTS (SELECT 1 FROM source_classes WHERE domain_id = @domain_id AND day = @day)::boolean;

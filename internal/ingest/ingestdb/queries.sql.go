@@ -7,6 +7,7 @@ package ingestdb
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,62 +76,88 @@ func (q *Queries) AddRecipients(ctx context.Context, arg AddRecipientsParams) (i
 
 const addSourceDKIM = `-- name: AddSourceDKIM :exec
 INSERT INTO report_source_dkim AS s (domain_id, day, source_ip, dkim_domain, selector, result, messages, reports)
-SELECT rr.domain_id, rr.day, rr.source_ip, split_part(sig, ' ', 1), split_part(sig, ' ', 2), split_part(sig, ' ', 3),
-       sum(rr.count), 1
-FROM report_records rr, unnest(rr.dkim_sigs) sig
-WHERE rr.report_id = $1 AND rr.domain_id = $2 AND rr.day = $3 AND rr.dkim_sigs IS NOT NULL
-GROUP BY 1, 2, 3, 4, 5, 6
-ORDER BY 1, 2, 3, 4, 5, 6
+SELECT $1::uuid, $2::date, u.source_ip, u.dkim_domain, u.selector, u.result, u.messages, 1
+FROM (SELECT unnest($3::inet[]) AS source_ip, unnest($4::text[]) AS dkim_domain,
+             unnest($5::text[]) AS selector, unnest($6::text[]) AS result,
+             unnest($7::bigint[]) AS messages) u
+ORDER BY 3, 4, 5, 6
 ON CONFLICT (domain_id, day, source_ip, dkim_domain, selector, result)
 DO UPDATE SET messages = s.messages + EXCLUDED.messages, reports = s.reports + EXCLUDED.reports
 `
 
 type AddSourceDKIMParams struct {
-	ReportID uuid.UUID
-	DomainID uuid.UUID
-	Day      pgtype.Date
+	DomainID    uuid.UUID
+	Day         pgtype.Date
+	SourceIps   []netip.Addr
+	DkimDomains []string
+	Selectors   []string
+	Results     []string
+	Messages    []int64
 }
 
 // Add one report's DKIM signatures to report_source_dkim, as AddSources.
 func (q *Queries) AddSourceDKIM(ctx context.Context, arg AddSourceDKIMParams) error {
-	_, err := q.db.Exec(ctx, addSourceDKIM, arg.ReportID, arg.DomainID, arg.Day)
+	_, err := q.db.Exec(ctx, addSourceDKIM,
+		arg.DomainID,
+		arg.Day,
+		arg.SourceIps,
+		arg.DkimDomains,
+		arg.Selectors,
+		arg.Results,
+		arg.Messages,
+	)
 	return err
 }
 
 const addSources = `-- name: AddSources :exec
 INSERT INTO report_sources AS s (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
                                  spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded, messages, reports)
-SELECT rr.domain_id, rr.day, rr.source_ip, $1::text, rr.header_from, coalesce(rr.spf_domain, ''), rr.disposition,
-       coalesce(rr.spf_pass, false), coalesce(rr.dkim_pass, false), rr.spf = 'pass', rr.dkim = 'pass',
-       coalesce(rr.forwarded, false), sum(rr.count), 1
-FROM report_records rr
-WHERE rr.report_id = $2 AND rr.domain_id = $3 AND rr.day = $4
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
-ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12
+SELECT $1::uuid, $2::date, u.source_ip, $3::text, u.header_from, u.spf_domain, u.disposition,
+       u.spf_pass, u.dkim_pass, u.spf_aligned, u.dkim_aligned, u.forwarded, u.messages, 1
+FROM (SELECT unnest($4::inet[]) AS source_ip, unnest($5::text[]) AS header_from,
+             unnest($6::text[]) AS spf_domain, unnest($7::text[]) AS disposition,
+             unnest($8::boolean[]) AS spf_pass, unnest($9::boolean[]) AS dkim_pass,
+             unnest($10::boolean[]) AS spf_aligned, unnest($11::boolean[]) AS dkim_aligned,
+             unnest($12::boolean[]) AS forwarded, unnest($13::bigint[]) AS messages) u
+ORDER BY 3, 5, 6, 7, 8, 9, 10, 11, 12
 ON CONFLICT (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
              spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded)
 DO UPDATE SET messages = s.messages + EXCLUDED.messages, reports = s.reports + EXCLUDED.reports
 `
 
 type AddSourcesParams struct {
-	Reporter string
-	ReportID uuid.UUID
-	DomainID uuid.UUID
-	Day      pgtype.Date
+	DomainID     uuid.UUID
+	Day          pgtype.Date
+	Reporter     string
+	SourceIps    []netip.Addr
+	HeaderFroms  []string
+	SpfDomains   []string
+	Dispositions []string
+	SpfPasses    []bool
+	DkimPasses   []bool
+	SpfAligneds  []bool
+	DkimAligneds []bool
+	Forwardeds   []bool
+	Messages     []int64
 }
 
-// Add one report's records to the daily source rollups, aggregated here
-// from the rows just copied (still in shared buffers) rather than in the
-// worker's memory, by the columns copyRecords derived from auth_results
-// (migration 00018 derives the same for older records). Rows are upserted
-// in key order so that concurrent reports lock shared rows in the same
-// order and cannot deadlock.
+// Add one report's source rollups, summed by the worker, to
+// report_sources. Rows are upserted in key order.
 func (q *Queries) AddSources(ctx context.Context, arg AddSourcesParams) error {
 	_, err := q.db.Exec(ctx, addSources,
-		arg.Reporter,
-		arg.ReportID,
 		arg.DomainID,
 		arg.Day,
+		arg.Reporter,
+		arg.SourceIps,
+		arg.HeaderFroms,
+		arg.SpfDomains,
+		arg.Dispositions,
+		arg.SpfPasses,
+		arg.DkimPasses,
+		arg.SpfAligneds,
+		arg.DkimAligneds,
+		arg.Forwardeds,
+		arg.Messages,
 	)
 	return err
 }
@@ -540,6 +567,23 @@ func (q *Queries) LockPartitions(ctx context.Context, key int64) error {
 	return err
 }
 
+const lockSourceDay = `-- name: LockSourceDay :exec
+SELECT pg_advisory_xact_lock($1::integer, $2::integer)
+`
+
+type LockSourceDayParams struct {
+	Space int32
+	Key   int32
+}
+
+// Serialises the writers of one domain's day of source rollups until
+// commit, so that a report may COPY rows it found missing (see ingest's
+// rollup.go). Keys are taken in order, so two blobs cannot deadlock.
+func (q *Queries) LockSourceDay(ctx context.Context, arg LockSourceDayParams) error {
+	_, err := q.db.Exec(ctx, lockSourceDay, arg.Space, arg.Key)
+	return err
+}
+
 const partitionExists = `-- name: PartitionExists :one
 SELECT (to_regclass($1::text) IS NOT NULL)::boolean AS exists
 `
@@ -728,4 +772,30 @@ type SetReportCountsParams struct {
 func (q *Queries) SetReportCounts(ctx context.Context, arg SetReportCountsParams) error {
 	_, err := q.db.Exec(ctx, setReportCounts, arg.RecordCount, arg.MessageCount, arg.ID)
 	return err
+}
+
+const sourceRollupsExist = `-- name: SourceRollupsExist :one
+SELECT EXISTS (SELECT 1 FROM report_sources s
+               WHERE s.domain_id = $1 AND s.day = $2 AND s.reporter = $3)::boolean AS sources,
+       EXISTS (SELECT 1 FROM report_source_dkim k WHERE k.domain_id = $1 AND k.day = $2)::boolean AS dkim
+`
+
+type SourceRollupsExistParams struct {
+	DomainID uuid.UUID
+	Day      pgtype.Date
+	Reporter string
+}
+
+type SourceRollupsExistRow struct {
+	Sources bool
+	Dkim    bool
+}
+
+// Whether the source rollups hold rows that one report's could meet: its
+// reporter's in report_sources, anyone's in report_source_dkim.
+func (q *Queries) SourceRollupsExist(ctx context.Context, arg SourceRollupsExistParams) (SourceRollupsExistRow, error) {
+	row := q.db.QueryRow(ctx, sourceRollupsExist, arg.DomainID, arg.Day, arg.Reporter)
+	var i SourceRollupsExistRow
+	err := row.Scan(&i.Sources, &i.Dkim)
+	return i, err
 }

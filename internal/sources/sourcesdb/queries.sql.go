@@ -43,6 +43,24 @@ func (q *Queries) ConfirmedPTRs(ctx context.Context, ips []netip.Addr) ([]Confir
 	return items, nil
 }
 
+const dayClassified = `-- name: DayClassified :one
+SELECT EXISTS (SELECT 1 FROM source_classes WHERE domain_id = $1 AND day = $2)::boolean
+`
+
+type DayClassifiedParams struct {
+	DomainID uuid.UUID
+	Day      pgtype.Date
+}
+
+// Whether the day has classes already: a day classified for the first
+// time has its classes copied in (CopyFrom) instead of upserted.
+func (q *Queries) DayClassified(ctx context.Context, arg DayClassifiedParams) (bool, error) {
+	row := q.db.QueryRow(ctx, dayClassified, arg.DomainID, arg.Day)
+	var column_1 bool
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
 const daySignatures = `-- name: DaySignatures :many
 SELECT source_ip, dkim_domain, selector, result = 'pass' AS pass
 FROM report_source_dkim
