@@ -57,6 +57,9 @@ type Services struct {
 
 // NewServices builds the domain services over a pool.
 func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, error) {
+	if cfg.MSPDepth > 0 { // 0: a Config made without flags keeps the default
+		access.SetMaxDepth(cfg.MSPDepth)
+	}
 	keys, err := cfg.KeySet()
 	if err != nil {
 		return nil, err

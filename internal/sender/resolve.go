@@ -155,14 +155,16 @@ func (m *Manager) RefreshRanges(ctx context.Context, slug string) ([]Service, er
 	if err != nil {
 		return nil, err
 	}
-	var accounts []uuid.UUID
+	var reach access.Reach
 	if !op {
-		if accounts, err = m.authz.Accounts(ctx, access.ManageSenders); err != nil {
+		if reach, err = m.authz.Reach(ctx, access.ManageSenders); err != nil {
 			return nil, err
 		}
 	}
 	q := senderdb.New(m.pool)
-	slugs, err := q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{AllAccounts: op, Accounts: nonNilIDs(accounts)})
+	slugs, err := q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{
+		AllAccounts: op, Accounts: nonNilIDs(reach.Accounts), ReachDomains: nonNilIDs(reach.Domains),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list enabled services: %w", err)
 	}
@@ -213,7 +215,7 @@ func (m *Manager) RefreshAsOperator(ctx context.Context, resolver spf.Resolver, 
 		slugs = []string{s.Slug}
 	} else {
 		var err error
-		if slugs, err = q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{AllAccounts: true, Accounts: []uuid.UUID{}}); err != nil {
+		if slugs, err = q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{AllAccounts: true, Accounts: []uuid.UUID{}, ReachDomains: []uuid.UUID{}}); err != nil {
 			return nil, fmt.Errorf("list enabled services: %w", err)
 		}
 	}

@@ -12,6 +12,31 @@ import (
 	"github.com/google/uuid"
 )
 
+const aPITokenWithin = `-- name: APITokenWithin :one
+WITH RECURSIVE up (id, parent_id, dist) AS (
+    SELECT a.id, a.parent_id, 0 FROM accounts a WHERE a.id = $2::uuid
+    UNION ALL
+    SELECT p.id, p.parent_id, up.dist + 1 FROM accounts p JOIN up ON p.id = up.parent_id
+    WHERE up.dist < $3::int
+)
+SELECT EXISTS (SELECT 1 FROM up WHERE up.id = $1::uuid)::bool AS within
+`
+
+type APITokenWithinParams struct {
+	AncestorID uuid.UUID
+	AccountID  uuid.UUID
+	MaxDepth   int32
+}
+
+// Whether account is the ancestor itself or a customer account below it,
+// at most max_depth levels.
+func (q *Queries) APITokenWithin(ctx context.Context, arg APITokenWithinParams) (bool, error) {
+	row := q.db.QueryRow(ctx, aPITokenWithin, arg.AncestorID, arg.AccountID, arg.MaxDepth)
+	var within bool
+	err := row.Scan(&within)
+	return within, err
+}
+
 const accountFailures = `-- name: AccountFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
@@ -122,8 +147,87 @@ func (q *Queries) DeleteLoginFailure(ctx context.Context, id int64) error {
 	return err
 }
 
+const domainIDsByName = `-- name: DomainIDsByName :many
+SELECT id FROM domains WHERE account_id = $1 AND name = ANY($2::text[])
+`
+
+type DomainIDsByNameParams struct {
+	AccountID uuid.UUID
+	Names     []string
+}
+
+func (q *Queries) DomainIDsByName(ctx context.Context, arg DomainIDsByNameParams) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, domainIDsByName, arg.AccountID, arg.Names)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const getAPIToken = `-- name: GetAPIToken :one
+SELECT id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+       level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at
+FROM api_tokens
+WHERE id = $1
+`
+
+type GetAPITokenRow struct {
+	ID              uuid.UUID
+	AccountID       uuid.UUID
+	CreatedBy       *uuid.UUID
+	CreatedByToken  *uuid.UUID
+	Name            string
+	Hint            string
+	CreatedAt       time.Time
+	LastUsedAt      *time.Time
+	RevokedAt       *time.Time
+	Level           int16
+	ReadOnly        bool
+	DomainSet       string
+	DomainIds       []uuid.UUID
+	Label           *string
+	CanCreateTokens bool
+	ExpiresAt       *time.Time
+}
+
+func (q *Queries) GetAPIToken(ctx context.Context, id uuid.UUID) (GetAPITokenRow, error) {
+	row := q.db.QueryRow(ctx, getAPIToken, id)
+	var i GetAPITokenRow
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.CreatedBy,
+		&i.CreatedByToken,
+		&i.Name,
+		&i.Hint,
+		&i.CreatedAt,
+		&i.LastUsedAt,
+		&i.RevokedAt,
+		&i.Level,
+		&i.ReadOnly,
+		&i.DomainSet,
+		&i.DomainIds,
+		&i.Label,
+		&i.CanCreateTokens,
+		&i.ExpiresAt,
+	)
+	return i, err
+}
+
 const getAPITokenByHash = `-- name: GetAPITokenByHash :one
-SELECT id, account_id, last_used_at, revoked_at
+SELECT id, account_id, last_used_at, revoked_at, expires_at, read_only
 FROM api_tokens
 WHERE token_hash = $1
 `
@@ -133,6 +237,8 @@ type GetAPITokenByHashRow struct {
 	AccountID  uuid.UUID
 	LastUsedAt *time.Time
 	RevokedAt  *time.Time
+	ExpiresAt  *time.Time
+	ReadOnly   bool
 }
 
 func (q *Queries) GetAPITokenByHash(ctx context.Context, tokenHash []byte) (GetAPITokenByHashRow, error) {
@@ -143,6 +249,8 @@ func (q *Queries) GetAPITokenByHash(ctx context.Context, tokenHash []byte) (GetA
 		&i.AccountID,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+		&i.ExpiresAt,
+		&i.ReadOnly,
 	)
 	return i, err
 }
@@ -260,50 +368,85 @@ func (q *Queries) GetUserForLogin(ctx context.Context, email string) (GetUserFor
 }
 
 const insertAPIToken = `-- name: InsertAPIToken :one
-INSERT INTO api_tokens (account_id, created_by, name, hint, token_hash, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id, account_id, created_by, name, hint, created_at, last_used_at, revoked_at
+INSERT INTO api_tokens (account_id, created_by, created_by_token, name, hint, token_hash, created_at,
+                        level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+        $8, $9, $10, $11::uuid[], $12, $13, $14)
+RETURNING id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+          level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at
 `
 
 type InsertAPITokenParams struct {
-	AccountID uuid.UUID
-	CreatedBy *uuid.UUID
-	Name      string
-	Hint      string
-	TokenHash []byte
-	CreatedAt time.Time
+	AccountID       uuid.UUID
+	CreatedBy       *uuid.UUID
+	CreatedByToken  *uuid.UUID
+	Name            string
+	Hint            string
+	TokenHash       []byte
+	CreatedAt       time.Time
+	Level           int16
+	ReadOnly        bool
+	DomainSet       string
+	DomainIds       []uuid.UUID
+	Label           *string
+	CanCreateTokens bool
+	ExpiresAt       *time.Time
 }
 
 type InsertAPITokenRow struct {
-	ID         uuid.UUID
-	AccountID  uuid.UUID
-	CreatedBy  *uuid.UUID
-	Name       string
-	Hint       string
-	CreatedAt  time.Time
-	LastUsedAt *time.Time
-	RevokedAt  *time.Time
+	ID              uuid.UUID
+	AccountID       uuid.UUID
+	CreatedBy       *uuid.UUID
+	CreatedByToken  *uuid.UUID
+	Name            string
+	Hint            string
+	CreatedAt       time.Time
+	LastUsedAt      *time.Time
+	RevokedAt       *time.Time
+	Level           int16
+	ReadOnly        bool
+	DomainSet       string
+	DomainIds       []uuid.UUID
+	Label           *string
+	CanCreateTokens bool
+	ExpiresAt       *time.Time
 }
 
 func (q *Queries) InsertAPIToken(ctx context.Context, arg InsertAPITokenParams) (InsertAPITokenRow, error) {
 	row := q.db.QueryRow(ctx, insertAPIToken,
 		arg.AccountID,
 		arg.CreatedBy,
+		arg.CreatedByToken,
 		arg.Name,
 		arg.Hint,
 		arg.TokenHash,
 		arg.CreatedAt,
+		arg.Level,
+		arg.ReadOnly,
+		arg.DomainSet,
+		arg.DomainIds,
+		arg.Label,
+		arg.CanCreateTokens,
+		arg.ExpiresAt,
 	)
 	var i InsertAPITokenRow
 	err := row.Scan(
 		&i.ID,
 		&i.AccountID,
 		&i.CreatedBy,
+		&i.CreatedByToken,
 		&i.Name,
 		&i.Hint,
 		&i.CreatedAt,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+		&i.Level,
+		&i.ReadOnly,
+		&i.DomainSet,
+		&i.DomainIds,
+		&i.Label,
+		&i.CanCreateTokens,
+		&i.ExpiresAt,
 	)
 	return i, err
 }
@@ -416,21 +559,30 @@ func (q *Queries) KnownClientFailures(ctx context.Context, arg KnownClientFailur
 }
 
 const listAPITokens = `-- name: ListAPITokens :many
-SELECT id, account_id, created_by, name, hint, created_at, last_used_at, revoked_at
+SELECT id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+       level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at
 FROM api_tokens
 WHERE account_id = $1
 ORDER BY created_at DESC, id
 `
 
 type ListAPITokensRow struct {
-	ID         uuid.UUID
-	AccountID  uuid.UUID
-	CreatedBy  *uuid.UUID
-	Name       string
-	Hint       string
-	CreatedAt  time.Time
-	LastUsedAt *time.Time
-	RevokedAt  *time.Time
+	ID              uuid.UUID
+	AccountID       uuid.UUID
+	CreatedBy       *uuid.UUID
+	CreatedByToken  *uuid.UUID
+	Name            string
+	Hint            string
+	CreatedAt       time.Time
+	LastUsedAt      *time.Time
+	RevokedAt       *time.Time
+	Level           int16
+	ReadOnly        bool
+	DomainSet       string
+	DomainIds       []uuid.UUID
+	Label           *string
+	CanCreateTokens bool
+	ExpiresAt       *time.Time
 }
 
 func (q *Queries) ListAPITokens(ctx context.Context, accountID uuid.UUID) ([]ListAPITokensRow, error) {
@@ -446,11 +598,19 @@ func (q *Queries) ListAPITokens(ctx context.Context, accountID uuid.UUID) ([]Lis
 			&i.ID,
 			&i.AccountID,
 			&i.CreatedBy,
+			&i.CreatedByToken,
 			&i.Name,
 			&i.Hint,
 			&i.CreatedAt,
 			&i.LastUsedAt,
 			&i.RevokedAt,
+			&i.Level,
+			&i.ReadOnly,
+			&i.DomainSet,
+			&i.DomainIds,
+			&i.Label,
+			&i.CanCreateTokens,
+			&i.ExpiresAt,
 		); err != nil {
 			return nil, err
 		}
@@ -561,6 +721,30 @@ func (q *Queries) RevokeAPIToken(ctx context.Context, arg RevokeAPITokenParams) 
 	var id uuid.UUID
 	err := row.Scan(&id)
 	return id, err
+}
+
+const revokeAPITokensCreatedBy = `-- name: RevokeAPITokensCreatedBy :execrows
+WITH RECURSIVE below (id) AS (
+    SELECT t.id FROM api_tokens t WHERE t.created_by_token = $2
+    UNION
+    SELECT t.id FROM api_tokens t JOIN below b ON t.created_by_token = b.id
+)
+UPDATE api_tokens SET revoked_at = $1
+WHERE id IN (SELECT id FROM below) AND revoked_at IS NULL
+`
+
+type RevokeAPITokensCreatedByParams struct {
+	RevokedAt *time.Time
+	ID        *uuid.UUID
+}
+
+// Revokes every token created under the token, transitively.
+func (q *Queries) RevokeAPITokensCreatedBy(ctx context.Context, arg RevokeAPITokensCreatedByParams) (int64, error) {
+	result, err := q.db.Exec(ctx, revokeAPITokensCreatedBy, arg.RevokedAt, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const revokeRefreshFamily = `-- name: RevokeRefreshFamily :execrows
