@@ -166,3 +166,10 @@ SELECT id, name FROM domains WHERE account_id = @account_id AND name = ANY(@name
 
 -- name: DomainNames :many
 SELECT id, name FROM domains WHERE id = ANY(@ids::uuid[]) ORDER BY name;
+
+-- name: TokenScope :one
+SELECT account_id, level, domain_set, domain_ids, label FROM api_tokens WHERE id = @id;
+
+-- name: OwnedAccounts :many
+SELECT m.account_id FROM account_members m JOIN accounts a ON a.id = m.account_id
+WHERE m.user_id = @user_id AND m.role = 'owner' ORDER BY a.name, a.id;

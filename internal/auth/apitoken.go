@@ -409,3 +409,20 @@ func (s *Service) Self(ctx context.Context) (APIToken, error) {
 	}
 	return tokenFromRow(authdb.ListAPITokensRow(row)), nil
 }
+
+// CreatorEmail returns the e-mail address of the user who created a token
+// of the account, for its list of tokens; it needs [TokenPermission] there,
+// as the list does. A deleted user has none (nil).
+func (s *Service) CreatorEmail(ctx context.Context, accountID, userID uuid.UUID) (*string, error) {
+	if _, err := s.authorizeTokens(ctx, accountID); err != nil {
+		return nil, err
+	}
+	email, err := s.q.UserEmail(ctx, userID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load token creator: %w", err)
+	}
+	return &email, nil
+}

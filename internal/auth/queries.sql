@@ -162,3 +162,6 @@ WHERE ds.id_hash = @id_hash;
 
 -- name: DeleteDashboardSession :exec
 DELETE FROM dashboard_sessions WHERE id_hash = @id_hash;
+
+-- name: UserEmail :one
+SELECT email FROM users WHERE id = @id;

@@ -43,6 +43,9 @@ type Upload struct {
 // Call it before reading any file, so that an unauthorised caller costs no
 // more than the request's headers.
 func (s *Store) BeginUpload(ctx context.Context, accountID uuid.UUID) (*Upload, error) {
+	if err := access.AuthorizeWrite(ctx); err != nil {
+		return nil, err
+	}
 	authz := access.New(s.pool)
 	if err := authz.Authorize(ctx, access.InAccount(accountID), UploadPermission); err != nil {
 		return nil, err

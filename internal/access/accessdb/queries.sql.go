@@ -251,6 +251,31 @@ func (q *Queries) IsWithin(ctx context.Context, arg IsWithinParams) (bool, error
 	return within, err
 }
 
+const ownedAccounts = `-- name: OwnedAccounts :many
+SELECT m.account_id FROM account_members m JOIN accounts a ON a.id = m.account_id
+WHERE m.user_id = $1 AND m.role = 'owner' ORDER BY a.name, a.id
+`
+
+func (q *Queries) OwnedAccounts(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, ownedAccounts, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var account_id uuid.UUID
+		if err := rows.Scan(&account_id); err != nil {
+			return nil, err
+		}
+		items = append(items, account_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const reach = `-- name: Reach :many
 WITH RECURSIVE owned (id, dist) AS (
     SELECT s.id, 0 FROM (
@@ -566,6 +591,31 @@ func (q *Queries) TeamsOfAccount(ctx context.Context, accountID uuid.UUID) ([]Te
 		return nil, err
 	}
 	return items, nil
+}
+
+const tokenScope = `-- name: TokenScope :one
+SELECT account_id, level, domain_set, domain_ids, label FROM api_tokens WHERE id = $1
+`
+
+type TokenScopeRow struct {
+	AccountID uuid.UUID
+	Level     int16
+	DomainSet string
+	DomainIds []uuid.UUID
+	Label     *string
+}
+
+func (q *Queries) TokenScope(ctx context.Context, id uuid.UUID) (TokenScopeRow, error) {
+	row := q.db.QueryRow(ctx, tokenScope, id)
+	var i TokenScopeRow
+	err := row.Scan(
+		&i.AccountID,
+		&i.Level,
+		&i.DomainSet,
+		&i.DomainIds,
+		&i.Label,
+	)
+	return i, err
 }
 
 const userByEmail = `-- name: UserByEmail :one

@@ -780,3 +780,14 @@ func (q *Queries) TouchAPIToken(ctx context.Context, arg TouchAPITokenParams) er
 	_, err := q.db.Exec(ctx, touchAPIToken, arg.Now, arg.ID, arg.StaleBefore)
 	return err
 }
+
+const userEmail = `-- name: UserEmail :one
+SELECT email FROM users WHERE id = $1
+`
+
+func (q *Queries) UserEmail(ctx context.Context, id uuid.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, userEmail, id)
+	var email string
+	err := row.Scan(&email)
+	return email, err
+}
