@@ -28,13 +28,13 @@ func levelOf(m model.AccessLevel) (access.Level, error) {
 }
 
 // domainSetModel shows a domain set, naming its domains.
-func (r *Resolver) domainSetModel(ctx context.Context, s access.DomainSet) (*model.DomainSet, error) {
+func (r *Resolver) domainSetModel(ctx context.Context, accountID uuid.UUID, s access.DomainSet) (*model.DomainSet, error) {
 	out := &model.DomainSet{All: s.Kind == access.AllDomains, Domains: []string{}}
 	switch s.Kind {
 	case access.LabelDomains:
 		out.Label = &s.Label
 	case access.NamedDomains:
-		names, err := r.TeamSvc.DomainNames(ctx, s.Domains)
+		names, err := r.TeamSvc.DomainNames(ctx, accountID, s.Domains)
 		if err != nil {
 			return nil, err
 		}

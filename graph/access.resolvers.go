@@ -52,7 +52,7 @@ func (r *apiTokenScopeResolver) Level(ctx context.Context, obj *auth.TokenScope)
 
 // Domains is the resolver for the domains field.
 func (r *apiTokenScopeResolver) Domains(ctx context.Context, obj *auth.TokenScope) (*model.DomainSet, error) {
-	return r.domainSetModel(ctx, obj.Domains)
+	return r.domainSetModel(ctx, obj.AccountID, obj.Domains)
 }
 
 // Account is the resolver for the account field.
@@ -67,7 +67,7 @@ func (r *effectiveGrantResolver) Level(ctx context.Context, obj *access.Effectiv
 
 // Domains is the resolver for the domains field.
 func (r *effectiveGrantResolver) Domains(ctx context.Context, obj *access.Effective) (*model.DomainSet, error) {
-	return r.domainSetModel(ctx, obj.Domains)
+	return r.domainSetModel(ctx, obj.AccountID, obj.Domains)
 }
 
 // Source is the resolver for the source field.
@@ -207,7 +207,7 @@ func (r *teamGrantResolver) Level(ctx context.Context, obj *access.Grant) (model
 
 // Domains is the resolver for the domains field.
 func (r *teamGrantResolver) Domains(ctx context.Context, obj *access.Grant) (*model.DomainSet, error) {
-	return r.domainSetModel(ctx, obj.Domains)
+	return r.domainSetModel(ctx, obj.AccountID, obj.Domains)
 }
 
 // ApiTokenScope returns generated.ApiTokenScopeResolver implementation.

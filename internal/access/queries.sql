@@ -165,7 +165,7 @@ ORDER BY t.name, g.created_at, g.id;
 SELECT id, name FROM domains WHERE account_id = @account_id AND name = ANY(@names::text[]) ORDER BY name;
 
 -- name: DomainNames :many
-SELECT id, name FROM domains WHERE id = ANY(@ids::uuid[]) ORDER BY name;
+SELECT id, name FROM domains WHERE account_id = @account_id AND id = ANY(@ids::uuid[]) ORDER BY name;
 
 -- name: TokenScope :one
 SELECT account_id, level, domain_set, domain_ids, label FROM api_tokens WHERE id = @id;

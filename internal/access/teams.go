@@ -354,16 +354,17 @@ func (t *Teams) RevokeGrant(ctx context.Context, teamID, grantID uuid.UUID) (Gra
 	return grantFromRow(rows[i]), nil
 }
 
-// DomainNames returns the names of domain ids (those that still exist), to
-// show a named set.
-func (t *Teams) DomainNames(ctx context.Context, ids []uuid.UUID) ([]string, error) {
-	if _, err := Require(ctx); err != nil {
+// DomainNames returns the names of the account's domains among ids (those
+// that still exist), to show a named set of a grant in it; the principal
+// must see the account.
+func (t *Teams) DomainNames(ctx context.Context, accountID uuid.UUID, ids []uuid.UUID) ([]string, error) {
+	if err := t.authz.See(ctx, accountID); err != nil {
 		return nil, err
 	}
 	if len(ids) == 0 {
 		return []string{}, nil
 	}
-	rows, err := t.authz.q.DomainNames(ctx, ids)
+	rows, err := t.authz.q.DomainNames(ctx, accessdb.DomainNamesParams{AccountID: accountID, Ids: ids})
 	if err != nil {
 		return nil, fmt.Errorf("name domains: %w", err)
 	}

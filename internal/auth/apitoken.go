@@ -51,9 +51,11 @@ type APIToken struct {
 // access): a level on a domain set, or read-only (the read level, and no
 // mutation at all); until an optional expiry.
 type TokenScope struct {
-	Level    access.Level
-	ReadOnly bool
-	Domains  access.DomainSet
+	// AccountID is the token's account, where the scope applies.
+	AccountID uuid.UUID
+	Level     access.Level
+	ReadOnly  bool
+	Domains   access.DomainSet
 	// CanCreateTokens lets the token make tokens, never wider than itself.
 	CanCreateTokens bool
 	ExpiresAt       *time.Time
@@ -300,7 +302,7 @@ func tokenFromRow(r authdb.ListAPITokensRow) APIToken {
 		ID: r.ID, AccountID: r.AccountID, CreatedBy: r.CreatedBy, CreatedByToken: r.CreatedByToken, Name: r.Name,
 		Hint: r.Hint, CreatedAt: r.CreatedAt, LastUsedAt: r.LastUsedAt, RevokedAt: r.RevokedAt,
 		Scope: TokenScope{
-			Level: access.Level(r.Level), ReadOnly: r.ReadOnly, CanCreateTokens: r.CanCreateTokens, ExpiresAt: r.ExpiresAt,
+			AccountID: r.AccountID, Level: access.Level(r.Level), ReadOnly: r.ReadOnly, CanCreateTokens: r.CanCreateTokens, ExpiresAt: r.ExpiresAt,
 			Domains: access.DomainSet{Kind: access.SetKind(r.DomainSet), Domains: r.DomainIds},
 		},
 	}

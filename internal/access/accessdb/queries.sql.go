@@ -140,16 +140,21 @@ func (q *Queries) DomainIDsByName(ctx context.Context, arg DomainIDsByNameParams
 }
 
 const domainNames = `-- name: DomainNames :many
-SELECT id, name FROM domains WHERE id = ANY($1::uuid[]) ORDER BY name
+SELECT id, name FROM domains WHERE account_id = $1 AND id = ANY($2::uuid[]) ORDER BY name
 `
+
+type DomainNamesParams struct {
+	AccountID uuid.UUID
+	Ids       []uuid.UUID
+}
 
 type DomainNamesRow struct {
 	ID   uuid.UUID
 	Name string
 }
 
-func (q *Queries) DomainNames(ctx context.Context, ids []uuid.UUID) ([]DomainNamesRow, error) {
-	rows, err := q.db.Query(ctx, domainNames, ids)
+func (q *Queries) DomainNames(ctx context.Context, arg DomainNamesParams) ([]DomainNamesRow, error) {
+	rows, err := q.db.Query(ctx, domainNames, arg.AccountID, arg.Ids)
 	if err != nil {
 		return nil, err
 	}
