@@ -51,6 +51,7 @@ func (r *mutationResolver) CreateAPIToken(ctx context.Context, accountID *string
 		req.ReadOnly = scope.ReadOnly != nil && *scope.ReadOnly
 		req.CanCreateTokens = scope.CanCreateTokens != nil && *scope.CanCreateTokens
 		req.DomainNames, req.Label = domainSetInput(scope.Domains)
+		req.EveryDomain = scope.Domains != nil && len(req.DomainNames) == 0 && req.Label == ""
 		req.ExpiresAt = scope.ExpiresAt
 	}
 	secret, tok, err := r.AuthSvc.CreateScopedAPIToken(ctx, id, req)

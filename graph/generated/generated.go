@@ -3677,7 +3677,7 @@ type DomainSet {
   label: String
 }
 
-"A domain set: name domains, or a label, or neither for every domain."
+"A domain set: name domains, or a label; with neither (` + "`" + `{}` + "`" + `), every domain."
 input DomainSetInput {
   domains: [String!]
   label: String
@@ -3742,7 +3742,7 @@ input ApiTokenScopeInput {
   level: AccessLevel
   "Read-only: the READ level, and every mutation refused. The way to feed a third-party dashboard."
   readOnly: Boolean
-  "The domains (default: every domain)."
+  "The domains (default: every domain; for a token made by a token, the creator's set)."
   domains: DomainSetInput
   "Let the token create tokens within its own scope; only a caller who manages users may set it."
   canCreateTokens: Boolean

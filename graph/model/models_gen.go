@@ -55,7 +55,7 @@ type APITokenScopeInput struct {
 	Level *AccessLevel `json:"level,omitempty"`
 	// Read-only: the READ level, and every mutation refused. The way to feed a third-party dashboard.
 	ReadOnly *bool `json:"readOnly,omitempty"`
-	// The domains (default: every domain).
+	// The domains (default: every domain; for a token made by a token, the creator's set).
 	Domains *DomainSetInput `json:"domains,omitempty"`
 	// Let the token create tokens within its own scope; only a caller who manages users may set it.
 	CanCreateTokens *bool `json:"canCreateTokens,omitempty"`
@@ -161,7 +161,7 @@ type DomainSet struct {
 	Label *string `json:"label,omitempty"`
 }
 
-// A domain set: name domains, or a label, or neither for every domain.
+// A domain set: name domains, or a label; with neither (`{}`), every domain.
 type DomainSetInput struct {
 	Domains []string `json:"domains,omitempty"`
 	Label   *string  `json:"label,omitempty"`

@@ -73,9 +73,11 @@ type NewAPIToken struct {
 	Level    access.Level
 	ReadOnly bool
 	// DomainNames names the domains of a named set; Label the label of a
-	// label set; with neither, every domain (or the creating token's set).
+	// label set; EveryDomain asks for every domain; with none of them,
+	// every domain, or the creating token's set.
 	DomainNames     []string
 	Label           string
+	EveryDomain     bool
 	CanCreateTokens bool
 	ExpiresAt       *time.Time
 }
@@ -225,7 +227,7 @@ func (s *Service) tokenScope(ctx context.Context, accountID uuid.UUID, req NewAP
 			return TokenScope{}, err
 		}
 		sc.Domains = access.DomainSet{Kind: access.LabelDomains, Label: l}
-	case creator != nil && creator.AccountID == accountID:
+	case creator != nil && creator.AccountID == accountID && !req.EveryDomain:
 		sc.Domains = creator.Scope.Domains
 	default:
 		sc.Domains = access.DomainSet{Kind: access.AllDomains}
