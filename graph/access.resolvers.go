@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/google/uuid"
@@ -29,9 +30,12 @@ func (r *apiTokenResolver) CreatedBy(ctx context.Context, obj *auth.APIToken) (*
 	switch {
 	case obj.CreatedByToken != nil:
 		t, err := r.findToken(ctx, obj.AccountID, *obj.CreatedByToken)
-		if err != nil {
-			// The creator may be a token of an account above this one.
-			return &model.APITokenCreator{}, nil //nolint:nilerr // shown as unknown, not as an error
+		switch {
+		case errors.Is(err, apperr.ErrNotFound):
+			// A token of an account above this one made it: not shown here.
+			return &model.APITokenCreator{}, nil
+		case err != nil:
+			return nil, err
 		}
 		return &model.APITokenCreator{Token: t}, nil
 	case obj.CreatedBy != nil:

@@ -290,6 +290,21 @@ func TestMSPNestingAndTeams(t *testing.T) {
 	r.NoErrors(t)
 	require.JSONEq(t, `{"account": {"name": "C1", "authReport": {"domainCount": 1}}}`, string(r.Data))
 
+	// The MSP's automation makes a customer's token: an owner-level minter
+	// reaches down; the read-only token it makes acts in that account only.
+	minter, _, r := createTokenIn(t, env, msp.Token, &msp.AccountID, "msp automation", map[string]any{"canCreateTokens": true})
+	r.NoErrors(t)
+	r = env.Do(t, minter, `mutation($a: ID) { createApiToken(accountId: $a, name: "c2 dashboard", scope: {readOnly: true}) { secret } }`, map[string]any{"a": c2.AccountID.String()})
+	r.NoErrors(t)
+	var c2Token struct{ CreateApiToken struct{ Secret string } }
+	r.Decode(t, &c2Token)
+	require.Equal(t, []string{"c2-example.com"}, domainNames(t, env, c2Token.CreateApiToken.Secret))
+	narrow, _, r := createTokenIn(t, env, msp.Token, &msp.AccountID, "narrow", map[string]any{"level": "ADMIN", "canCreateTokens": true})
+	r.NoErrors(t)
+	// A lower level acts in its own account only: the customer is not its
+	// to see.
+	env.Do(t, narrow, `mutation($a: ID) { createApiToken(accountId: $a, name: "x", scope: {level: READ}) { secret } }`, map[string]any{"a": c1.AccountID.String()}).RequireCode(t, "NOT_FOUND")
+
 	// A team's members are its account's members; its grants reach down,
 	// never up or across.
 	c1Team := newTeam(t, env, c1.Token, c1.AccountID, "C1 team")
@@ -304,11 +319,21 @@ func TestMSPNestingAndTeams(t *testing.T) {
 	}
 }
 
-// createToken creates an API token with the bearer and returns its secret
-// and id (or the response, when it is refused).
+// createToken creates an API token with the bearer in its default account
+// and returns its secret and id (or the response, when it is refused).
 func createToken(t *testing.T, env *apitest.Env, bearer, name string, scope map[string]any) (secret, id string, r *apitest.Response) {
 	t.Helper()
-	r = env.Do(t, bearer, `mutation($n: String!, $s: ApiTokenScopeInput) { createApiToken(name: $n, scope: $s) { secret token { id } } }`, map[string]any{"n": name, "s": scope})
+	return createTokenIn(t, env, bearer, nil, name, scope)
+}
+
+// createTokenIn is createToken in the account named.
+func createTokenIn(t *testing.T, env *apitest.Env, bearer string, account *uuid.UUID, name string, scope map[string]any) (secret, id string, r *apitest.Response) {
+	t.Helper()
+	vars := map[string]any{"n": name, "s": scope}
+	if account != nil {
+		vars["a"] = account.String()
+	}
+	r = env.Do(t, bearer, `mutation($a: ID, $n: String!, $s: ApiTokenScopeInput) { createApiToken(accountId: $a, name: $n, scope: $s) { secret token { id } } }`, vars)
 	if len(r.Errors) > 0 {
 		return "", "", r
 	}
@@ -493,4 +518,3 @@ func uploadStatus(t *testing.T, env *apitest.Env, bearer string) int {
 	_ = resp.Body.Close()
 	return resp.StatusCode
 }
-

@@ -258,7 +258,7 @@ func (a *Authorizer) standingIn(ctx context.Context, sc Scope) (s standing, ok b
 		domainID = &sc.Domain
 	}
 	row, err := a.q.Standing(ctx, accessdb.StandingParams{
-		UserID: user, TokenID: token, AccountID: sc.Account, DomainID: domainID, MaxDepth: int32(MaxDepth()),
+		UserID: user, TokenID: token, AccountID: sc.Account, DomainID: domainID, MaxDepth: maxDepth.Load(),
 	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -426,7 +426,7 @@ func (a *Authorizer) reach(ctx context.Context) (reachMap, error) {
 		return reachMap{}, err
 	}
 	user, token := principalArgs(p)
-	rows, err := a.q.Reach(ctx, accessdb.ReachParams{UserID: user, TokenID: token, MaxDepth: int32(MaxDepth())})
+	rows, err := a.q.Reach(ctx, accessdb.ReachParams{UserID: user, TokenID: token, MaxDepth: maxDepth.Load()})
 	if err != nil {
 		return reachMap{}, fmt.Errorf("list grants: %w", err)
 	}

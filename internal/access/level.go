@@ -145,7 +145,7 @@ func CheckParent(ctx context.Context, db accessdb.DBTX, parentID *uuid.UUID) err
 	if parentID == nil {
 		return nil
 	}
-	d, err := accessdb.New(db).AccountDepth(ctx, accessdb.AccountDepthParams{AccountID: *parentID, MaxDepth: int32(MaxDepth())})
+	d, err := accessdb.New(db).AccountDepth(ctx, accessdb.AccountDepthParams{AccountID: *parentID, MaxDepth: maxDepth.Load()})
 	if err != nil {
 		return fmt.Errorf("check nesting depth: %w", err)
 	}
@@ -172,4 +172,14 @@ func NormalizeLabel(l string) (string, error) {
 		}
 	}
 	return l, nil
+}
+
+// Within reports whether account is ancestor or a customer account below
+// it, at most [MaxDepth] levels down.
+func Within(ctx context.Context, db accessdb.DBTX, ancestor, account uuid.UUID) (bool, error) {
+	ok, err := accessdb.New(db).IsWithin(ctx, accessdb.IsWithinParams{AncestorID: ancestor, AccountID: account, MaxDepth: maxDepth.Load()})
+	if err != nil {
+		return false, fmt.Errorf("check the account is below: %w", err)
+	}
+	return ok, nil
 }

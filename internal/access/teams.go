@@ -266,7 +266,7 @@ func (t *Teams) Grant(ctx context.Context, teamID, accountID uuid.UUID, req Gran
 	if err := t.authz.Authorize(ctx, InAccount(accountID), TeamPermission); err != nil {
 		return Grant{}, err
 	}
-	within, err := t.authz.q.IsWithin(ctx, accessdb.IsWithinParams{AncestorID: tm.AccountID, AccountID: accountID, MaxDepth: int32(MaxDepth())})
+	within, err := t.authz.q.IsWithin(ctx, accessdb.IsWithinParams{AncestorID: tm.AccountID, AccountID: accountID, MaxDepth: maxDepth.Load()})
 	if err != nil {
 		return Grant{}, fmt.Errorf("grant: %w", err)
 	}

@@ -172,6 +172,10 @@ func (s *Service) CreateScopedAPIToken(ctx context.Context, accountID uuid.UUID,
 	if ids == nil {
 		ids = []uuid.UUID{}
 	}
+	level := int(scope.Level)
+	if level < int(access.LevelRead) || level > int(access.LevelOwner) {
+		return "", APIToken{}, apperr.Invalid("level", "unknown level")
+	}
 	secret, hash := newSecret(apiTokenPrefix)
 	row, err := s.q.InsertAPIToken(ctx, authdb.InsertAPITokenParams{
 		AccountID:       accountID,
@@ -181,7 +185,7 @@ func (s *Service) CreateScopedAPIToken(ctx context.Context, accountID uuid.UUID,
 		Hint:            secret[len(apiTokenPrefix) : len(apiTokenPrefix)+apiTokenHintLen],
 		TokenHash:       hash,
 		CreatedAt:       s.now(),
-		Level:           int16(scope.Level),
+		Level:           int16(level),
 		ReadOnly:        scope.ReadOnly,
 		DomainSet:       string(scope.Domains.Kind),
 		DomainIds:       ids,
@@ -289,7 +293,7 @@ func (s *Service) tokenScope(ctx context.Context, accountID uuid.UUID, req NewAP
 	}
 	// Another account: only below the creator's, and only for an owner-level
 	// creator (which acts there on every domain).
-	within, err := s.q.APITokenWithin(ctx, authdb.APITokenWithinParams{AncestorID: creator.AccountID, AccountID: accountID, MaxDepth: int32(access.MaxDepth())})
+	within, err := access.Within(ctx, s.pool, creator.AccountID, accountID)
 	if err != nil {
 		return TokenScope{}, fmt.Errorf("create API token: %w", err)
 	}

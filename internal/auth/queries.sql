@@ -103,17 +103,6 @@ SELECT id, account_id, created_by, created_by_token, name, hint, created_at, las
 FROM api_tokens
 WHERE id = @id;
 
--- name: APITokenWithin :one
--- Whether account is the ancestor itself or a customer account below it,
--- at most max_depth levels.
-WITH RECURSIVE up (id, parent_id, dist) AS (
-    SELECT a.id, a.parent_id, 0 FROM accounts a WHERE a.id = @account_id::uuid
-    UNION ALL
-    SELECT p.id, p.parent_id, up.dist + 1 FROM accounts p JOIN up ON p.id = up.parent_id
-    WHERE up.dist < @max_depth::int
-)
-SELECT EXISTS (SELECT 1 FROM up WHERE up.id = @ancestor_id::uuid)::bool AS within;
-
 -- name: DomainIDsByName :many
 SELECT id FROM domains WHERE account_id = @account_id AND name = ANY(@names::text[]);
 

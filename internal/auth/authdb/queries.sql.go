@@ -12,31 +12,6 @@ import (
 	"github.com/google/uuid"
 )
 
-const aPITokenWithin = `-- name: APITokenWithin :one
-WITH RECURSIVE up (id, parent_id, dist) AS (
-    SELECT a.id, a.parent_id, 0 FROM accounts a WHERE a.id = $2::uuid
-    UNION ALL
-    SELECT p.id, p.parent_id, up.dist + 1 FROM accounts p JOIN up ON p.id = up.parent_id
-    WHERE up.dist < $3::int
-)
-SELECT EXISTS (SELECT 1 FROM up WHERE up.id = $1::uuid)::bool AS within
-`
-
-type APITokenWithinParams struct {
-	AncestorID uuid.UUID
-	AccountID  uuid.UUID
-	MaxDepth   int32
-}
-
-// Whether account is the ancestor itself or a customer account below it,
-// at most max_depth levels.
-func (q *Queries) APITokenWithin(ctx context.Context, arg APITokenWithinParams) (bool, error) {
-	row := q.db.QueryRow(ctx, aPITokenWithin, arg.AncestorID, arg.AccountID, arg.MaxDepth)
-	var within bool
-	err := row.Scan(&within)
-	return within, err
-}
-
 const accountFailures = `-- name: AccountFailures :one
 SELECT count(*)::integer AS failures, coalesce(max(created_at), 'epoch')::timestamptz AS newest
 FROM login_failures
