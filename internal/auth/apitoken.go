@@ -420,12 +420,13 @@ func (s *Service) Self(ctx context.Context) (APIToken, error) {
 
 // CreatorEmail returns the e-mail address of the user who created a token
 // of the account, for its list of tokens; it needs [TokenPermission] there,
-// as the list does. A deleted user has none (nil).
+// as the list does. A user who created no token of the account, or was
+// deleted, has none (nil).
 func (s *Service) CreatorEmail(ctx context.Context, accountID, userID uuid.UUID) (*string, error) {
 	if _, err := s.authorizeTokens(ctx, accountID); err != nil {
 		return nil, err
 	}
-	email, err := s.q.UserEmail(ctx, userID)
+	email, err := s.q.TokenCreatorEmail(ctx, authdb.TokenCreatorEmailParams{UserID: userID, AccountID: accountID})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

@@ -152,5 +152,8 @@ WHERE ds.id_hash = @id_hash;
 -- name: DeleteDashboardSession :exec
 DELETE FROM dashboard_sessions WHERE id_hash = @id_hash;
 
--- name: UserEmail :one
-SELECT email FROM users WHERE id = @id;
+-- name: TokenCreatorEmail :one
+-- The e-mail address of a user who created a token of the account.
+SELECT u.email FROM users u
+WHERE u.id = @user_id
+  AND EXISTS (SELECT 1 FROM api_tokens t WHERE t.account_id = @account_id AND t.created_by = u.id);

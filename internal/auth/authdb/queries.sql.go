@@ -740,6 +740,25 @@ func (q *Queries) RevokeRefreshFamily(ctx context.Context, arg RevokeRefreshFami
 	return result.RowsAffected(), nil
 }
 
+const tokenCreatorEmail = `-- name: TokenCreatorEmail :one
+SELECT u.email FROM users u
+WHERE u.id = $1
+  AND EXISTS (SELECT 1 FROM api_tokens t WHERE t.account_id = $2 AND t.created_by = u.id)
+`
+
+type TokenCreatorEmailParams struct {
+	UserID    uuid.UUID
+	AccountID uuid.UUID
+}
+
+// The e-mail address of a user who created a token of the account.
+func (q *Queries) TokenCreatorEmail(ctx context.Context, arg TokenCreatorEmailParams) (string, error) {
+	row := q.db.QueryRow(ctx, tokenCreatorEmail, arg.UserID, arg.AccountID)
+	var email string
+	err := row.Scan(&email)
+	return email, err
+}
+
 const touchAPIToken = `-- name: TouchAPIToken :exec
 UPDATE api_tokens SET last_used_at = $1
 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $3)
@@ -754,15 +773,4 @@ type TouchAPITokenParams struct {
 func (q *Queries) TouchAPIToken(ctx context.Context, arg TouchAPITokenParams) error {
 	_, err := q.db.Exec(ctx, touchAPIToken, arg.Now, arg.ID, arg.StaleBefore)
 	return err
-}
-
-const userEmail = `-- name: UserEmail :one
-SELECT email FROM users WHERE id = $1
-`
-
-func (q *Queries) UserEmail(ctx context.Context, id uuid.UUID) (string, error) {
-	row := q.db.QueryRow(ctx, userEmail, id)
-	var email string
-	err := row.Scan(&email)
-	return email, err
 }
