@@ -120,9 +120,9 @@ func TestTeamLabelReadOnly(t *testing.T) {
 	require.JSONEq(t, `{"viewer": {"accounts": [{"name": "Acme", "domains": {"totalCount": 2, "nodes": [{"name": "mkt-one-example.com"}, {"name": "mkt-two-example.com"}]}, "authReport": {"domainCount": 2}}],
 		"grants": [{"level": "READ", "source": "TEAM", "team": "Marketing", "domains": {"all": false, "label": "marketing", "domains": []}}]},
 		"account": {"authReport": {"domainCount": 2}}}`, string(r.Data))
-	r = env.Do(t, o.Token, `{ account { authReport { domainCount } } viewer { grants { level source } } }`, nil)
+	r = env.Do(t, o.Token, `{ account { authReport { domainCount } } viewer { grants { level source team } } }`, nil)
 	r.NoErrors(t)
-	require.JSONEq(t, `{"account": {"authReport": {"domainCount": 3}}, "viewer": {"grants": [{"level": "OWNER", "source": "OWNER"}]}}`, string(r.Data))
+	require.JSONEq(t, `{"account": {"authReport": {"domainCount": 3}}, "viewer": {"grants": [{"level": "OWNER", "source": "OWNER", "team": null}]}}`, string(r.Data))
 
 	// A granted domain reads in full: record, settings, reports.
 	r = env.Do(t, member, `{ domain(name: "mkt-one-example.com") { name dmarcRecord netblocks { cidr } authReport { domainCount } reports(first: 5) { nodes { id } } readiness { verdict } } }`, nil)

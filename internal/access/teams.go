@@ -381,9 +381,10 @@ type Effective struct {
 	AccountID uuid.UUID
 	Level     Level
 	Domains   DomainSet
-	// Source is "owner", "team" or "token"; Team names the team.
+	// Source is "owner", "team" or "token"; Team names the team (nil
+	// otherwise).
 	Source string
-	Team   string
+	Team   *string
 }
 
 // Effective lists what the context's principal holds: the accounts it owns
@@ -424,7 +425,7 @@ func (t *Teams) Effective(ctx context.Context) ([]Effective, error) {
 	for _, r := range rows {
 		g := grantFromRow(accessdb.TeamGrant{ID: r.ID, TeamID: r.TeamID, AccountID: r.AccountID, Level: r.Level,
 			DomainSet: r.DomainSet, DomainIds: r.DomainIds, Label: r.Label, CreatedAt: r.CreatedAt})
-		out = append(out, Effective{AccountID: g.AccountID, Level: g.Level, Domains: g.Domains, Source: "team", Team: r.TeamName})
+		out = append(out, Effective{AccountID: g.AccountID, Level: g.Level, Domains: g.Domains, Source: "team", Team: &r.TeamName})
 	}
 	return out, nil
 }
