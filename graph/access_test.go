@@ -221,7 +221,11 @@ func TestTeamLevels(t *testing.T) {
 			env.Do(t, o.Token, `mutation($t: ID!, $g: ID!) { revokeTeamGrant(teamId: $t, id: $g) { id } }`, map[string]any{"t": team, "g": last}).NoErrors(t)
 		}
 		last = grant(t, env, o.Token, team, o.AccountID, level, map[string]any{"domains": []string{"LV-example.com."}})
-		for _, op := range ops {
+		dkim := struct {
+			name, q string
+			need    int
+		}{"dkim", fmt.Sprintf(`mutation { addDkimKey(domain: "lv-example.com", selector: "s%d", cnameTarget: "s%d.dkim.example.net") { warnings } }`, i, i), 2}
+		for _, op := range append(ops, dkim) {
 			r := env.Do(t, member, op.q, nil)
 			if i+1 >= op.need {
 				r.NoErrors(t)
@@ -517,4 +521,28 @@ func uploadStatus(t *testing.T, env *apitest.Env, bearer string) int {
 	_ = json.NewDecoder(resp.Body).Decode(&answer)
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestTeamSenderRefreshReach: refreshing sender ranges reaches the services
+// enabled on the domains the member manages the senders of, and no other.
+func TestTeamSenderRefreshReach(t *testing.T) {
+	t.Parallel()
+	env := apitest.Start(t)
+	env.DNS.Set("sendgrid.net", "v=spf1 ip4:167.89.0.0/17 ~all")
+	env.DNS.Set("mailgun.org", "v=spf1 ip4:198.51.100.0/24 ~all")
+	o := env.NewOwner(t, "Refresh")
+	addDomains(t, env, o.Token, o.AccountID, "mine-rf-example.com", "theirs-rf-example.com")
+	env.Do(t, o.Token, `mutation { enableSender(domain: "mine-rf-example.com", service: "sendgrid") { name } }`, nil).NoErrors(t)
+	env.Do(t, o.Token, `mutation { enableSender(domain: "theirs-rf-example.com", service: "mailgun") { name } }`, nil).NoErrors(t)
+	memberID, member := newMember(t, env, o.AccountID)
+	team := newTeam(t, env, o.Token, o.AccountID, "Senders", memberID)
+	grant(t, env, o.Token, team, o.AccountID, "MANAGE_SENDERS", map[string]any{"domains": []string{"mine-rf-example.com"}})
+
+	r := env.Do(t, member, `mutation { refreshSenderRanges { slug } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"refreshSenderRanges": [{"slug": "sendgrid"}]}`, string(r.Data))
+	env.Do(t, member, `mutation { refreshSenderRanges(service: "mailgun") { slug } }`, nil).RequireCode(t, "NOT_FOUND")
+	r = env.Do(t, o.Token, `mutation { refreshSenderRanges { slug } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"refreshSenderRanges": [{"slug": "mailgun"}, {"slug": "sendgrid"}]}`, string(r.Data))
 }
