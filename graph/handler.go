@@ -77,6 +77,7 @@ func NewHandler(r *Resolver, limits Limits) http.Handler {
 	srv.Use(authenticator{r: r})
 	srv.AroundOperations(r.withLoaders)
 	srv.AroundFields(r.markInternal)
+	srv.AroundFields(refuseReadOnlyWrites)
 	srv.SetErrorPresenter(r.presentError)
 	srv.SetRecoverFunc(func(ctx context.Context, v any) error {
 		r.Log.ErrorContext(ctx, "panic in resolver", "panic", v, "request_id", request.FromContext(ctx).ID)
@@ -196,6 +197,17 @@ func (e *internalError) Unwrap() error { return e.err }
 // markInternal logs a resolver's unexpected errors and hides them.
 // It also stops resolving once the request's context has ended, as it does
 // when the client disconnects: no field starts after that.
+// refuseReadOnlyWrites answers every mutation of a read-only API token
+// with FORBIDDEN before its resolver runs (access.AuthorizeWrite).
+func refuseReadOnlyWrites(ctx context.Context, next graphql.Resolver) (any, error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Object == "Mutation" {
+		if p, ok := access.FromContext(ctx); ok && p.ReadOnly {
+			return nil, access.AuthorizeWrite(ctx)
+		}
+	}
+	return next(ctx)
+}
+
 func (r *Resolver) markInternal(ctx context.Context, next graphql.Resolver) (any, error) {
 	if ctx.Err() != nil {
 		return nil, &internalError{err: fmt.Errorf("request ended: %w", context.Cause(ctx))}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"log/slog"
 
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/authreport"
@@ -35,6 +36,8 @@ type Resolver struct {
 	// Store takes uploaded report inputs in.
 	Store *ingest.Store
 	Log   *slog.Logger
+	// Teams manages teams and answers the caller's effective grants.
+	TeamSvc *access.Teams
 	// Pool is for authorisation checks that belong to no single service.
 	Pool *pgxpool.Pool
 }

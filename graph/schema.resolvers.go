@@ -36,12 +36,25 @@ func (r *mutationResolver) Logout(ctx context.Context, refreshToken string) (boo
 }
 
 // CreateAPIToken is the resolver for the createApiToken field.
-func (r *mutationResolver) CreateAPIToken(ctx context.Context, accountID *string, name string) (*model.CreateAPITokenPayload, error) {
+func (r *mutationResolver) CreateAPIToken(ctx context.Context, accountID *string, name string, scope *model.APITokenScopeInput) (*model.CreateAPITokenPayload, error) {
 	id, err := r.tokenAccount(ctx, accountID)
 	if err != nil {
 		return nil, err
 	}
-	secret, tok, err := r.AuthSvc.CreateAPIToken(ctx, id, name)
+	req := auth.NewAPIToken{Name: name}
+	if scope != nil {
+		if scope.Level != nil {
+			if req.Level, err = levelOf(*scope.Level); err != nil {
+				return nil, err
+			}
+		}
+		req.ReadOnly = scope.ReadOnly != nil && *scope.ReadOnly
+		req.CanCreateTokens = scope.CanCreateTokens != nil && *scope.CanCreateTokens
+		req.DomainNames, req.Label = domainSetInput(scope.Domains)
+		req.EveryDomain = scope.Domains != nil && len(req.DomainNames) == 0 && req.Label == ""
+		req.ExpiresAt = scope.ExpiresAt
+	}
+	secret, tok, err := r.AuthSvc.CreateScopedAPIToken(ctx, id, req)
 	if err != nil {
 		return nil, authError(err)
 	}
@@ -116,8 +129,11 @@ func (r *queryResolver) Viewer(ctx context.Context) (*model.Viewer, error) {
 	for i := range accts {
 		v.Accounts[i] = &accts[i]
 	}
+	if v.Grants, err = pointersOf(r.TeamSvc.Effective(ctx)); err != nil {
+		return nil, err
+	}
 	if p.IsAPIToken() {
-		if v.APIToken, err = r.findToken(ctx, p.TokenAccountID, p.APITokenID); err != nil {
+		if v.APIToken, err = ptr(r.AuthSvc.Self(ctx)); err != nil {
 			return nil, err
 		}
 		return v, nil

@@ -14,7 +14,6 @@ import (
 
 	"github.com/rampartmail/rampart/internal/apitest"
 	"github.com/rampartmail/rampart/internal/app"
-	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/catalog"
 )
 
@@ -27,23 +26,6 @@ type customService struct {
 	SpfLookups                                       *int
 	Ranges, StaticRanges, DkimDomains, DkimSelectors []string
 	HeloSuffixes                                     []string
-}
-
-// newMember adds a user without permissions to an account and logs them in.
-func newMember(t *testing.T, env *apitest.Env, accountID fmt.Stringer, email string) string {
-	t.Helper()
-	ctx := context.Background()
-	hash, err := auth.HashPassword("member password 123")
-	require.NoError(t, err)
-	var userID string
-	require.NoError(t, env.Pool.QueryRow(ctx, `INSERT INTO users (email, password_hash) VALUES ($1, $2) RETURNING id`, email, hash).Scan(&userID))
-	_, err = env.Pool.Exec(ctx, `INSERT INTO account_members (account_id, user_id, role) VALUES ($1, $2, 'member')`, accountID.String(), userID)
-	require.NoError(t, err)
-	r := env.Do(t, "", `mutation($e: String!) { login(email: $e, password: "member password 123") { accessToken } }`, map[string]any{"e": email})
-	r.NoErrors(t)
-	var l struct{ Login struct{ AccessToken string } }
-	r.Decode(t, &l)
-	return l.Login.AccessToken
 }
 
 // TestAccountSenderServices: an account adds, edits and removes its own
@@ -162,7 +144,7 @@ func TestAccountSenderServices(t *testing.T) {
 	r.RequireCode(t, "BAD_USER_INPUT")
 	require.Equal(t, "service", r.Errors[0].Extensions["field"])
 	// A member without permission sees the account but may not change it.
-	member := newMember(t, env, o.AccountID, "relay-member@owner.test")
+	_, member := newMember(t, env, o.AccountID)
 	env.Do(t, member, `mutation($s: ID!) { updateSenderService(service: $s, input: {name: "mine"}) { slug } }`, vars).RequireCode(t, "FORBIDDEN")
 	env.Do(t, member, `mutation($s: ID!) { deleteSenderService(service: $s) { slug } }`, vars).RequireCode(t, "FORBIDDEN")
 	env.Do(t, member, `mutation($a: ID) { createSenderService(accountId: $a, slug: "x", input: {name: "x", ranges: ["192.0.2.0/24"]}) { slug } }`, vars).RequireCode(t, "FORBIDDEN")

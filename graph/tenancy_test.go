@@ -51,13 +51,16 @@ func TestTenantIsolation(t *testing.T) {
 	r.NoErrors(t)
 	var at struct{ CreateApiToken struct{ Secret string } }
 	r.Decode(t, &at)
+	bTeam, bGrant := teamWithGrant(t, env, b.Token, "b-team")
+	aTeam, _ := teamWithGrant(t, env, a.Token, "a-team")
 
 	r = env.Do(t, b.Token, `mutation { createSenderService(slug: "b-relay", input: {name: "B relay", ranges: ["198.51.100.0/24"]}) { slug } }`, nil)
 	r.NoErrors(t)
 	var bs struct{ CreateSenderService struct{ Slug string } }
 	r.Decode(t, &bs)
 
-	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires, "bsvc": bs.CreateSenderService.Slug, "bu": b.UserID.String()}
+	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires, "bsvc": bs.CreateSenderService.Slug, "bu": b.UserID.String(),
+		"team": bTeam, "grant": bGrant, "ateam": aTeam, "buser": b.UserID.String()}
 	probes := map[string][]string{
 		"account": {`query($b: ID) { account(id: $b) { name } }`, `query($b: ID) { account(id: $b) { members { user { email } } apiTokens { name } domains { nodes { name } } } }`,
 			`query($b: ID) { account(id: $b) { invitations { email } } }`,
@@ -98,6 +101,15 @@ func TestTenantIsolation(t *testing.T) {
 		"removeMember":          {`mutation($b: ID, $bu: ID!) { removeMember(accountId: $b, userId: $bu) }`},
 		"changeMemberRole":      {`mutation($b: ID, $bu: ID!) { changeMemberRole(accountId: $b, userId: $bu, role: MEMBER) { role } }`},
 		"transferOwnership":     {`mutation($b: ID, $bu: ID!) { transferOwnership(accountId: $b, userId: $bu) { name } }`},
+		"createTeam":            {`mutation($b: ID) { createTeam(accountId: $b, name: "x") { id } }`},
+		"renameTeam":            {`mutation($team: ID!) { renameTeam(id: $team, name: "x") { id } }`},
+		"deleteTeam":            {`mutation($team: ID!) { deleteTeam(id: $team) { id } }`},
+		"addTeamMember":         {`mutation($team: ID!, $buser: ID!) { addTeamMember(teamId: $team, userId: $buser) { id } }`},
+		"removeTeamMember":      {`mutation($team: ID!, $buser: ID!) { removeTeamMember(teamId: $team, userId: $buser) { id } }`},
+		"grantTeam": {`mutation($team: ID!) { grantTeam(teamId: $team, level: ADMIN) { id } }`,
+			`mutation($ateam: ID!, $b: ID) { grantTeam(teamId: $ateam, accountId: $b, level: ADMIN) { id } }`},
+		"revokeTeamGrant": {`mutation($team: ID!, $grant: ID!) { revokeTeamGrant(teamId: $team, id: $grant) { id } }`},
+		"setDomainLabels": {`mutation { setDomainLabels(name: "b-secret-example.com", labels: ["x"]) { name } }`},
 	}
 
 	// Every root field is either probed or known not to take another
@@ -148,6 +160,9 @@ func TestTenantIsolation(t *testing.T) {
 	require.JSONEq(t, `{"domain": {"verified": true, "mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none; rua=mailto:`+reportAddress(t, env, b.Token, "b-secret-example.com")+`", "netblocks": [{"cidr": "198.51.100.0/24"}],
 		"dkimKeys": [{"selector": "b1", "revokedAt": null}], "bimi": null},
 		"account": {"apiTokens": [{"name": "b-token", "revokedAt": null}]}}`, string(r.Data))
+	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { labels } account { teams { name members { email } grants { level domains { all } } } } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"domain": {"labels": []}, "account": {"teams": [{"name": "b-team", "members": [], "grants": [{"level": "READ", "domains": {"all": true}}]}]}}`, string(r.Data))
 	r = env.Do(t, b.Token, `{ domain(name: "new-in-b-example.com") { name } }`, nil)
 	r.RequireCode(t, "NOT_FOUND")
 	r = env.Do(t, b.Token, `{ account { senderServices { name custom } } }`, nil)
@@ -208,4 +223,19 @@ func TestMSPAndMembers(t *testing.T) {
 	r = env.Do(t, member, `mutation { setDomainMode(name: "customer-example.com", mode: BLOCKED) { name } }`, nil)
 	r.RequireCode(t, "FORBIDDEN")
 	require.True(t, strings.Contains(r.Errors[0].Message, "manage domains"), r.Raw)
+}
+
+// teamWithGrant makes a team in the caller's account with a read grant on
+// every domain, and returns the ids of both.
+func teamWithGrant(t *testing.T, env *apitest.Env, token, name string) (team, grant string) {
+	t.Helper()
+	r := env.Do(t, token, `mutation($n: String!) { createTeam(name: $n) { id } }`, map[string]any{"n": name})
+	r.NoErrors(t)
+	var c struct{ CreateTeam struct{ ID string } }
+	r.Decode(t, &c)
+	r = env.Do(t, token, `mutation($t: ID!) { grantTeam(teamId: $t, level: READ) { id } }`, map[string]any{"t": c.CreateTeam.ID})
+	r.NoErrors(t)
+	var g struct{ GrantTeam struct{ ID string } }
+	r.Decode(t, &g)
+	return c.CreateTeam.ID, g.GrantTeam.ID
 }

@@ -52,7 +52,7 @@ func TestSubcommandHelpListsItsOwnFlags(t *testing.T) {
 		"smtp-sessions-per-minute", "smtp-messages-per-minute", "upload-max-body",
 		"imap-addr", "imap-tls", "imap-user", "imap-password-file", "imap-mailbox", "imap-account", "imap-interval",
 		"trusted-proxies", "login-backoff", "login-backoff-max", "secure-cookies", "jwt-key", "jwt-key-file", "jwt-kid",
-		"geoip-asn-db", "geoip-country-db", "readiness",
+		"geoip-asn-db", "geoip-country-db", "readiness", "msp-depth",
 		"signup", "session-lifetime", "invitation-ttl", "smtp-relay", "smtp-relay-tls", "smtp-relay-user",
 		"smtp-relay-password-file", "smtp-from", "public-url",
 	})

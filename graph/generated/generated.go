@@ -16,6 +16,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/introspection"
 	"github.com/google/uuid"
 	"github.com/rampartmail/rampart/graph/model"
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/authreport"
@@ -43,6 +44,7 @@ type ResolverRoot interface {
 	Account() AccountResolver
 	AggregateReport() AggregateReportResolver
 	ApiToken() ApiTokenResolver
+	ApiTokenScope() ApiTokenScopeResolver
 	AuthReport() AuthReportResolver
 	AuthStats() AuthStatsResolver
 	CategoryStats() CategoryStatsResolver
@@ -50,6 +52,7 @@ type ResolverRoot interface {
 	DkimKey() DkimKeyResolver
 	Domain() DomainResolver
 	DomainOwnership() DomainOwnershipResolver
+	EffectiveGrant() EffectiveGrantResolver
 	IngestProblem() IngestProblemResolver
 	Invitation() InvitationResolver
 	Member() MemberResolver
@@ -63,6 +66,8 @@ type ResolverRoot interface {
 	SourceDetail() SourceDetailResolver
 	SpfExplanation() SpfExplanationResolver
 	SpfStep() SpfStepResolver
+	Team() TeamResolver
+	TeamGrant() TeamGrantResolver
 	Viewer() ViewerResolver
 }
 
@@ -91,6 +96,7 @@ type ComplexityRoot struct {
 		Name           func(childComplexity int) int
 		Parent         func(childComplexity int) int
 		SenderServices func(childComplexity int) int
+		Teams          func(childComplexity int) int
 	}
 
 	AddDkimKeyPayload struct {
@@ -129,11 +135,26 @@ type ComplexityRoot struct {
 	ApiToken struct {
 		Account    func(childComplexity int) int
 		CreatedAt  func(childComplexity int) int
+		CreatedBy  func(childComplexity int) int
 		Hint       func(childComplexity int) int
 		ID         func(childComplexity int) int
 		LastUsedAt func(childComplexity int) int
 		Name       func(childComplexity int) int
 		RevokedAt  func(childComplexity int) int
+		Scope      func(childComplexity int) int
+	}
+
+	ApiTokenCreator struct {
+		Email func(childComplexity int) int
+		Token func(childComplexity int) int
+	}
+
+	ApiTokenScope struct {
+		CanCreateTokens func(childComplexity int) int
+		Domains         func(childComplexity int) int
+		ExpiresAt       func(childComplexity int) int
+		Level           func(childComplexity int) int
+		ReadOnly        func(childComplexity int) int
 	}
 
 	AuthPayload struct {
@@ -279,6 +300,7 @@ type ComplexityRoot struct {
 		DmarcRecord         func(childComplexity int) int
 		ID                  func(childComplexity int) int
 		IngestProblems      func(childComplexity int, limit *int) int
+		Labels              func(childComplexity int) int
 		Mode                func(childComplexity int) int
 		Name                func(childComplexity int) int
 		Netblocks           func(childComplexity int) int
@@ -318,6 +340,20 @@ type ComplexityRoot struct {
 		Proof           func(childComplexity int) int
 		Verified        func(childComplexity int) int
 		VerifiedAt      func(childComplexity int) int
+	}
+
+	DomainSet struct {
+		All     func(childComplexity int) int
+		Domains func(childComplexity int) int
+		Label   func(childComplexity int) int
+	}
+
+	EffectiveGrant struct {
+		Account func(childComplexity int) int
+		Domains func(childComplexity int) int
+		Level   func(childComplexity int) int
+		Source  func(childComplexity int) int
+		Team    func(childComplexity int) int
 	}
 
 	HeaderFromStats struct {
@@ -376,14 +412,18 @@ type ComplexityRoot struct {
 		AddDkimKey            func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
 		AddDomain             func(childComplexity int, accountID *string, name string) int
 		AddNetblock           func(childComplexity int, domain string, cidr string, label *string) int
+		AddTeamMember         func(childComplexity int, teamID string, userID string) int
 		ChangeMemberRole      func(childComplexity int, accountID *string, userID string, role model.Role) int
 		ChangePassword        func(childComplexity int, currentPassword string, newPassword string) int
 		CheckDNSSetup         func(childComplexity int, domain string) int
-		CreateAPIToken        func(childComplexity int, accountID *string, name string) int
+		CreateAPIToken        func(childComplexity int, accountID *string, name string, scope *model.APITokenScopeInput) int
 		CreateSenderService   func(childComplexity int, accountID *string, slug string, input model.SenderServiceInput) int
+		CreateTeam            func(childComplexity int, accountID *string, name string) int
 		DeleteSenderService   func(childComplexity int, service string) int
+		DeleteTeam            func(childComplexity int, id string) int
 		DisableSender         func(childComplexity int, domain string, service string) int
 		EnableSender          func(childComplexity int, domain string, service string) int
+		GrantTeam             func(childComplexity int, teamID string, accountID *string, level model.AccessLevel, domains *model.DomainSetInput) int
 		ImportDkimKey         func(childComplexity int, domain string, selector string) int
 		InviteMember          func(childComplexity int, accountID *string, email string, role model.Role) int
 		Login                 func(childComplexity int, email string, password string, knownClient *string) int
@@ -395,6 +435,8 @@ type ComplexityRoot struct {
 		RemoveDomain          func(childComplexity int, name string) int
 		RemoveMember          func(childComplexity int, accountID *string, userID string) int
 		RemoveNetblock        func(childComplexity int, domain string, cidr string) int
+		RemoveTeamMember      func(childComplexity int, teamID string, userID string) int
+		RenameTeam            func(childComplexity int, id string, name string) int
 		RequestPasswordReset  func(childComplexity int, email string) int
 		ResendInvitation      func(childComplexity int, accountID *string, id string) int
 		ResetPassword         func(childComplexity int, token string, newPassword string) int
@@ -402,7 +444,9 @@ type ComplexityRoot struct {
 		RevokeDkimKey         func(childComplexity int, domain string, selector string) int
 		RevokeInvitation      func(childComplexity int, accountID *string, id string) int
 		RevokeSession         func(childComplexity int, id string) int
+		RevokeTeamGrant       func(childComplexity int, teamID string, id string) int
 		SetBimi               func(childComplexity int, domain string, logoURL string, evidenceURL *string) int
+		SetDomainLabels       func(childComplexity int, name string, labels []string) int
 		SetDomainMode         func(childComplexity int, name string, mode model.DomainMode) int
 		SetReadinessThreshold func(childComplexity int, domain string, threshold float64) int
 		SetSenderThreshold    func(childComplexity int, domain string, service string, threshold *float64) int
@@ -618,6 +662,23 @@ type ComplexityRoot struct {
 		Truncated func(childComplexity int) int
 	}
 
+	Team struct {
+		Account   func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		Grants    func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Members   func(childComplexity int) int
+		Name      func(childComplexity int) int
+	}
+
+	TeamGrant struct {
+		Account   func(childComplexity int) int
+		CreatedAt func(childComplexity int) int
+		Domains   func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Level     func(childComplexity int) int
+	}
+
 	UploadResult struct {
 		BlobID    func(childComplexity int) int
 		Duplicate func(childComplexity int) int
@@ -635,6 +696,7 @@ type ComplexityRoot struct {
 	Viewer struct {
 		APIToken func(childComplexity int) int
 		Accounts func(childComplexity int) int
+		Grants   func(childComplexity int) int
 		Sessions func(childComplexity int) int
 		User     func(childComplexity int) int
 	}
@@ -651,6 +713,7 @@ type AccountResolver interface {
 	APITokens(ctx context.Context, obj *account.Account) ([]*auth.APIToken, error)
 	Domains(ctx context.Context, obj *account.Account, first *int, after *string, filter *model.DomainFilter) (*model.DomainConnection, error)
 	DomainProof(ctx context.Context, obj *account.Account, name string) (*domain.DNSRecord, error)
+	Teams(ctx context.Context, obj *account.Account) ([]*access.Team, error)
 	Invitations(ctx context.Context, obj *account.Account) ([]*account.Invitation, error)
 	AuthReport(ctx context.Context, obj *account.Account, rangeArg *model.ReportRange, from *time.Time, to *time.Time) (*authreport.Scope, error)
 	IngestProblems(ctx context.Context, obj *account.Account, limit *int) ([]*reporting.Problem, error)
@@ -670,6 +733,13 @@ type AggregateReportResolver interface {
 }
 type ApiTokenResolver interface {
 	Account(ctx context.Context, obj *auth.APIToken) (*account.Account, error)
+
+	CreatedBy(ctx context.Context, obj *auth.APIToken) (*model.APITokenCreator, error)
+}
+type ApiTokenScopeResolver interface {
+	Level(ctx context.Context, obj *auth.TokenScope) (model.AccessLevel, error)
+
+	Domains(ctx context.Context, obj *auth.TokenScope) (*model.DomainSet, error)
 }
 type AuthReportResolver interface {
 	From(ctx context.Context, obj *authreport.Scope) (*time.Time, error)
@@ -725,6 +795,7 @@ type DomainResolver interface {
 	Bimi(ctx context.Context, obj *domain.Domain) (*domain.BIMI, error)
 	Verified(ctx context.Context, obj *domain.Domain) (bool, error)
 	Ownership(ctx context.Context, obj *domain.Domain) (*domain.Domain, error)
+
 	AuthReport(ctx context.Context, obj *domain.Domain, rangeArg *model.ReportRange, from *time.Time, to *time.Time) (*authreport.Scope, error)
 	DiscoveredSelectors(ctx context.Context, obj *domain.Domain, days *int, first *int, includeHosted *bool) ([]*domainkey.Discovered, error)
 	Readiness(ctx context.Context, obj *domain.Domain) (*model.Readiness, error)
@@ -743,6 +814,12 @@ type DomainOwnershipResolver interface {
 	LastCheckedAt(ctx context.Context, obj *domain.Domain) (*time.Time, error)
 	LastCheckResult(ctx context.Context, obj *domain.Domain) (*string, error)
 }
+type EffectiveGrantResolver interface {
+	Account(ctx context.Context, obj *access.Effective) (*account.Account, error)
+	Level(ctx context.Context, obj *access.Effective) (model.AccessLevel, error)
+	Domains(ctx context.Context, obj *access.Effective) (*model.DomainSet, error)
+	Source(ctx context.Context, obj *access.Effective) (model.GrantSource, error)
+}
 type IngestProblemResolver interface {
 	Reason(ctx context.Context, obj *reporting.Problem) (*string, error)
 	Detail(ctx context.Context, obj *reporting.Problem) (*string, error)
@@ -759,7 +836,7 @@ type MutationResolver interface {
 	Login(ctx context.Context, email string, password string, knownClient *string) (*model.AuthPayload, error)
 	RefreshToken(ctx context.Context, refreshToken string) (*model.AuthPayload, error)
 	Logout(ctx context.Context, refreshToken string) (bool, error)
-	CreateAPIToken(ctx context.Context, accountID *string, name string) (*model.CreateAPITokenPayload, error)
+	CreateAPIToken(ctx context.Context, accountID *string, name string, scope *model.APITokenScopeInput) (*model.CreateAPITokenPayload, error)
 	RevokeAPIToken(ctx context.Context, accountID *string, id string) (*auth.APIToken, error)
 	AddDomain(ctx context.Context, accountID *string, name string) (*domain.Domain, error)
 	VerifyDomain(ctx context.Context, name string) (*domain.Domain, error)
@@ -767,6 +844,14 @@ type MutationResolver interface {
 	CheckDNSSetup(ctx context.Context, domain string) (*domain.DNSSetup, error)
 	SetDomainMode(ctx context.Context, name string, mode model.DomainMode) (*domain.Domain, error)
 	UpdateDmarcPolicy(ctx context.Context, name string, policy model.DmarcPolicyInput, force *bool) (*domain.Domain, error)
+	CreateTeam(ctx context.Context, accountID *string, name string) (*access.Team, error)
+	RenameTeam(ctx context.Context, id string, name string) (*access.Team, error)
+	DeleteTeam(ctx context.Context, id string) (*access.Team, error)
+	AddTeamMember(ctx context.Context, teamID string, userID string) (*access.Team, error)
+	RemoveTeamMember(ctx context.Context, teamID string, userID string) (*access.Team, error)
+	GrantTeam(ctx context.Context, teamID string, accountID *string, level model.AccessLevel, domains *model.DomainSetInput) (*access.Grant, error)
+	RevokeTeamGrant(ctx context.Context, teamID string, id string) (*access.Grant, error)
+	SetDomainLabels(ctx context.Context, name string, labels []string) (*domain.Domain, error)
 	SignUp(ctx context.Context, email string, password string, name string, accountName string) (*model.AuthPayload, error)
 	InviteMember(ctx context.Context, accountID *string, email string, role model.Role) (*account.Invitation, error)
 	ResendInvitation(ctx context.Context, accountID *string, id string) (*account.Invitation, error)
@@ -848,6 +933,17 @@ type SpfExplanationResolver interface {
 }
 type SpfStepResolver interface {
 	Kind(ctx context.Context, obj *sender.Step) (model.SpfAnswerKind, error)
+}
+type TeamResolver interface {
+	Account(ctx context.Context, obj *access.Team) (*account.Account, error)
+
+	Members(ctx context.Context, obj *access.Team) ([]*account.User, error)
+	Grants(ctx context.Context, obj *access.Team) ([]*access.Grant, error)
+}
+type TeamGrantResolver interface {
+	Account(ctx context.Context, obj *access.Grant) (*account.Account, error)
+	Level(ctx context.Context, obj *access.Grant) (model.AccessLevel, error)
+	Domains(ctx context.Context, obj *access.Grant) (*model.DomainSet, error)
 }
 type ViewerResolver interface {
 	Sessions(ctx context.Context, obj *model.Viewer) ([]*auth.Session, error)
@@ -994,6 +1090,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.SenderServices(childComplexity), true
+	case "Account.teams":
+		if e.ComplexityRoot.Account.Teams == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.Teams(childComplexity), true
 
 	case "AddDkimKeyPayload.domain":
 		if e.ComplexityRoot.AddDkimKeyPayload.Domain == nil {
@@ -1137,6 +1239,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApiToken.CreatedAt(childComplexity), true
+	case "ApiToken.createdBy":
+		if e.ComplexityRoot.ApiToken.CreatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiToken.CreatedBy(childComplexity), true
 	case "ApiToken.hint":
 		if e.ComplexityRoot.ApiToken.Hint == nil {
 			break
@@ -1167,6 +1275,56 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.ApiToken.RevokedAt(childComplexity), true
+	case "ApiToken.scope":
+		if e.ComplexityRoot.ApiToken.Scope == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiToken.Scope(childComplexity), true
+
+	case "ApiTokenCreator.email":
+		if e.ComplexityRoot.ApiTokenCreator.Email == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiTokenCreator.Email(childComplexity), true
+	case "ApiTokenCreator.token":
+		if e.ComplexityRoot.ApiTokenCreator.Token == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiTokenCreator.Token(childComplexity), true
+
+	case "ApiTokenScope.canCreateTokens":
+		if e.ComplexityRoot.ApiTokenScope.CanCreateTokens == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiTokenScope.CanCreateTokens(childComplexity), true
+	case "ApiTokenScope.domains":
+		if e.ComplexityRoot.ApiTokenScope.Domains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiTokenScope.Domains(childComplexity), true
+	case "ApiTokenScope.expiresAt":
+		if e.ComplexityRoot.ApiTokenScope.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiTokenScope.ExpiresAt(childComplexity), true
+	case "ApiTokenScope.level":
+		if e.ComplexityRoot.ApiTokenScope.Level == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiTokenScope.Level(childComplexity), true
+	case "ApiTokenScope.readOnly":
+		if e.ComplexityRoot.ApiTokenScope.ReadOnly == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ApiTokenScope.ReadOnly(childComplexity), true
 
 	case "AuthPayload.accessToken":
 		if e.ComplexityRoot.AuthPayload.AccessToken == nil {
@@ -1800,6 +1958,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Domain.IngestProblems(childComplexity, args["limit"].(*int)), true
+	case "Domain.labels":
+		if e.ComplexityRoot.Domain.Labels == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Domain.Labels(childComplexity), true
 	case "Domain.mode":
 		if e.ComplexityRoot.Domain.Mode == nil {
 			break
@@ -1993,6 +2157,56 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.DomainOwnership.VerifiedAt(childComplexity), true
+
+	case "DomainSet.all":
+		if e.ComplexityRoot.DomainSet.All == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainSet.All(childComplexity), true
+	case "DomainSet.domains":
+		if e.ComplexityRoot.DomainSet.Domains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainSet.Domains(childComplexity), true
+	case "DomainSet.label":
+		if e.ComplexityRoot.DomainSet.Label == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainSet.Label(childComplexity), true
+
+	case "EffectiveGrant.account":
+		if e.ComplexityRoot.EffectiveGrant.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveGrant.Account(childComplexity), true
+	case "EffectiveGrant.domains":
+		if e.ComplexityRoot.EffectiveGrant.Domains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveGrant.Domains(childComplexity), true
+	case "EffectiveGrant.level":
+		if e.ComplexityRoot.EffectiveGrant.Level == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveGrant.Level(childComplexity), true
+	case "EffectiveGrant.source":
+		if e.ComplexityRoot.EffectiveGrant.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveGrant.Source(childComplexity), true
+	case "EffectiveGrant.team":
+		if e.ComplexityRoot.EffectiveGrant.Team == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EffectiveGrant.Team(childComplexity), true
 
 	case "HeaderFromStats.dmarcPass":
 		if e.ComplexityRoot.HeaderFromStats.DMARCPass == nil {
@@ -2242,6 +2456,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddNetblock(childComplexity, args["domain"].(string), args["cidr"].(string), args["label"].(*string)), true
+	case "Mutation.addTeamMember":
+		if e.ComplexityRoot.Mutation.AddTeamMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addTeamMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddTeamMember(childComplexity, args["teamId"].(string), args["userId"].(string)), true
 	case "Mutation.changeMemberRole":
 		if e.ComplexityRoot.Mutation.ChangeMemberRole == nil {
 			break
@@ -2285,7 +2510,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.CreateAPIToken(childComplexity, args["accountId"].(*string), args["name"].(string)), true
+		return e.ComplexityRoot.Mutation.CreateAPIToken(childComplexity, args["accountId"].(*string), args["name"].(string), args["scope"].(*model.APITokenScopeInput)), true
 	case "Mutation.createSenderService":
 		if e.ComplexityRoot.Mutation.CreateSenderService == nil {
 			break
@@ -2297,6 +2522,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateSenderService(childComplexity, args["accountId"].(*string), args["slug"].(string), args["input"].(model.SenderServiceInput)), true
+	case "Mutation.createTeam":
+		if e.ComplexityRoot.Mutation.CreateTeam == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createTeam_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateTeam(childComplexity, args["accountId"].(*string), args["name"].(string)), true
 	case "Mutation.deleteSenderService":
 		if e.ComplexityRoot.Mutation.DeleteSenderService == nil {
 			break
@@ -2308,6 +2544,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteSenderService(childComplexity, args["service"].(string)), true
+	case "Mutation.deleteTeam":
+		if e.ComplexityRoot.Mutation.DeleteTeam == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteTeam_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteTeam(childComplexity, args["id"].(string)), true
 	case "Mutation.disableSender":
 		if e.ComplexityRoot.Mutation.DisableSender == nil {
 			break
@@ -2330,6 +2577,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.EnableSender(childComplexity, args["domain"].(string), args["service"].(string)), true
+	case "Mutation.grantTeam":
+		if e.ComplexityRoot.Mutation.GrantTeam == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_grantTeam_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.GrantTeam(childComplexity, args["teamId"].(string), args["accountId"].(*string), args["level"].(model.AccessLevel), args["domains"].(*model.DomainSetInput)), true
 	case "Mutation.importDkimKey":
 		if e.ComplexityRoot.Mutation.ImportDkimKey == nil {
 			break
@@ -2451,6 +2709,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RemoveNetblock(childComplexity, args["domain"].(string), args["cidr"].(string)), true
+	case "Mutation.removeTeamMember":
+		if e.ComplexityRoot.Mutation.RemoveTeamMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeTeamMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveTeamMember(childComplexity, args["teamId"].(string), args["userId"].(string)), true
+	case "Mutation.renameTeam":
+		if e.ComplexityRoot.Mutation.RenameTeam == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_renameTeam_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RenameTeam(childComplexity, args["id"].(string), args["name"].(string)), true
 	case "Mutation.requestPasswordReset":
 		if e.ComplexityRoot.Mutation.RequestPasswordReset == nil {
 			break
@@ -2528,6 +2808,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeSession(childComplexity, args["id"].(string)), true
+	case "Mutation.revokeTeamGrant":
+		if e.ComplexityRoot.Mutation.RevokeTeamGrant == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokeTeamGrant_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeTeamGrant(childComplexity, args["teamId"].(string), args["id"].(string)), true
 	case "Mutation.setBimi":
 		if e.ComplexityRoot.Mutation.SetBimi == nil {
 			break
@@ -2539,6 +2830,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetBimi(childComplexity, args["domain"].(string), args["logoUrl"].(string), args["evidenceUrl"].(*string)), true
+	case "Mutation.setDomainLabels":
+		if e.ComplexityRoot.Mutation.SetDomainLabels == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setDomainLabels_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetDomainLabels(childComplexity, args["name"].(string), args["labels"].([]string)), true
 	case "Mutation.setDomainMode":
 		if e.ComplexityRoot.Mutation.SetDomainMode == nil {
 			break
@@ -3547,6 +3849,74 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SpfStep.Truncated(childComplexity), true
 
+	case "Team.account":
+		if e.ComplexityRoot.Team.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Team.Account(childComplexity), true
+	case "Team.createdAt":
+		if e.ComplexityRoot.Team.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Team.CreatedAt(childComplexity), true
+	case "Team.grants":
+		if e.ComplexityRoot.Team.Grants == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Team.Grants(childComplexity), true
+	case "Team.id":
+		if e.ComplexityRoot.Team.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Team.ID(childComplexity), true
+	case "Team.members":
+		if e.ComplexityRoot.Team.Members == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Team.Members(childComplexity), true
+	case "Team.name":
+		if e.ComplexityRoot.Team.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Team.Name(childComplexity), true
+
+	case "TeamGrant.account":
+		if e.ComplexityRoot.TeamGrant.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TeamGrant.Account(childComplexity), true
+	case "TeamGrant.createdAt":
+		if e.ComplexityRoot.TeamGrant.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TeamGrant.CreatedAt(childComplexity), true
+	case "TeamGrant.domains":
+		if e.ComplexityRoot.TeamGrant.Domains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TeamGrant.Domains(childComplexity), true
+	case "TeamGrant.id":
+		if e.ComplexityRoot.TeamGrant.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TeamGrant.ID(childComplexity), true
+	case "TeamGrant.level":
+		if e.ComplexityRoot.TeamGrant.Level == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TeamGrant.Level(childComplexity), true
+
 	case "UploadResult.blobId":
 		if e.ComplexityRoot.UploadResult.BlobID == nil {
 			break
@@ -3609,6 +3979,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Viewer.Accounts(childComplexity), true
+	case "Viewer.grants":
+		if e.ComplexityRoot.Viewer.Grants == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Viewer.Grants(childComplexity), true
 	case "Viewer.sessions":
 		if e.ComplexityRoot.Viewer.Sessions == nil {
 			break
@@ -3631,8 +4007,10 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("ApiTokenScopeInput", ec.unmarshalInputApiTokenScopeInput),
 			graphql.NewInputUnmarshaler("DmarcPolicyInput", ec.unmarshalInputDmarcPolicyInput),
 			graphql.NewInputUnmarshaler("DomainFilter", ec.unmarshalInputDomainFilter),
+			graphql.NewInputUnmarshaler("DomainSetInput", ec.unmarshalInputDomainSetInput),
 			graphql.NewInputUnmarshaler("SenderServiceInput", ec.unmarshalInputSenderServiceInput),
 			graphql.NewInputUnmarshaler("SenderServicePatch", ec.unmarshalInputSenderServicePatch),
 		)
@@ -3711,6 +4089,151 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../../schema/access.graphqls", Input: `"""
+What a team's grant or an API token allows on its domains. Each level holds
+what the ones before it do.
+"""
+enum AccessLevel {
+  "See the domains, their settings and reports."
+  READ
+  "Also manage senders (netblocks, services, SPF pins) and DKIM keys."
+  MANAGE_SENDERS
+  "Also change the DMARC policy and BIMI."
+  MANAGE_POLICY
+  "Also set the mode of and remove the domains, and, when granted every domain, add domains and upload reports."
+  ADMIN
+  "Every permission, managing members, teams and tokens included, in the account and its customer accounts. Owners hold it; of grants, only API tokens."
+  OWNER
+}
+
+"The domains of an account a grant covers: every domain, the named ones, or those carrying a label."
+type DomainSet {
+  "Every domain of the account, present and future."
+  all: Boolean!
+  "The named domains (ASCII names), for a named set."
+  domains: [String!]!
+  "The label, for a label set: the domains carrying it, as labels change."
+  label: String
+}
+
+"A domain set: name domains, or a label; with neither (` + "`" + `{}` + "`" + `), every domain."
+input DomainSetInput {
+  domains: [String!]
+  label: String
+}
+
+"A group of an account's members, holding grants in the account or its customer accounts."
+type Team {
+  id: ID!
+  name: String!
+  account: Account!
+  createdAt: Time!
+  "The team's members: members of its account."
+  members: [User!]!
+  grants: [TeamGrant!]!
+}
+
+"A level on a domain set of an account, held by a team's members."
+type TeamGrant {
+  id: ID!
+  "The team's account or one of its customer accounts."
+  account: Account!
+  level: AccessLevel!
+  domains: DomainSet!
+  createdAt: Time!
+}
+
+"How the caller holds an effective grant."
+enum GrantSource {
+  "The caller owns the account."
+  OWNER
+  "A team the caller is on."
+  TEAM
+  "The caller is an API token, with this scope."
+  TOKEN
+}
+
+"Something the caller holds: a level on a domain set of an account."
+type EffectiveGrant {
+  account: Account!
+  level: AccessLevel!
+  domains: DomainSet!
+  source: GrantSource!
+  "The team's name, for a team's grant."
+  team: String
+}
+
+"What an API token may do in its account."
+type ApiTokenScope {
+  level: AccessLevel!
+  "A read-only token runs no mutation at all."
+  readOnly: Boolean!
+  domains: DomainSet!
+  "Whether the token may create tokens (never wider than itself)."
+  canCreateTokens: Boolean!
+  "When the token stops working; null: never."
+  expiresAt: Time
+}
+
+"The scope of a new API token; omitted fields take the widest the caller may give."
+input ApiTokenScopeInput {
+  "The level (default: the caller's widest: OWNER for an owner)."
+  level: AccessLevel
+  "Read-only: the READ level, and every mutation refused. The way to feed a third-party dashboard."
+  readOnly: Boolean
+  "The domains (default: every domain; for a token made by a token, the creator's set)."
+  domains: DomainSetInput
+  "Let the token create tokens within its own scope; only a caller who manages users may set it."
+  canCreateTokens: Boolean
+  "When the token stops working: in the future, at most a year away."
+  expiresAt: Time
+}
+
+"Who created an API token."
+type ApiTokenCreator {
+  "The user, if a user did (null once the user is deleted)."
+  email: String
+  "The token, if a token did."
+  token: ApiToken
+}
+
+extend type ApiToken {
+  scope: ApiTokenScope!
+  "The creator; null once its user is deleted."
+  createdBy: ApiTokenCreator
+}
+
+extend type Account {
+  "The account's teams; needs the manage-users permission."
+  teams: [Team!]!
+}
+
+extend type Viewer {
+  "What the caller holds: the accounts it owns, its teams' grants, or its token's scope."
+  grants: [EffectiveGrant!]!
+}
+
+extend type Domain {
+  "The labels that group the domain for teams' and tokens' grants."
+  labels: [String!]!
+}
+
+extend type Mutation {
+  "Create a team in an account (default: the caller's default account). Needs the manage-users permission, as does every change to teams."
+  createTeam(accountId: ID, name: String!): Team!
+  renameTeam(id: ID!, name: String!): Team!
+  "Delete a team with its memberships and grants; returns it as it was."
+  deleteTeam(id: ID!): Team!
+  "Put a member of the team's account on the team."
+  addTeamMember(teamId: ID!, userId: ID!): Team!
+  removeTeamMember(teamId: ID!, userId: ID!): Team!
+  "Give a team a level (READ to ADMIN) on a domain set of its account or of a customer account below it (accountId; default: the team's)."
+  grantTeam(teamId: ID!, accountId: ID, level: AccessLevel!, domains: DomainSetInput): TeamGrant!
+  revokeTeamGrant(teamId: ID!, id: ID!): TeamGrant!
+  "Replace a domain's labels (letters, digits, '-', '_', '.'; at most 20). Labels decide which teams and tokens reach the domain, so this needs the manage-users permission."
+  setDomainLabels(name: String!, labels: [String!]!): Domain!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/account.graphqls", Input: `"A tenant: a company, or an MSP with customer accounts."
 type Account {
   id: ID!
@@ -4725,9 +5248,16 @@ type Mutation {
   "End a session: its refresh tokens stop working."
   logout(refreshToken: String!): Boolean!
 
-  "Create an API token for automation. The secret is shown once, in this answer."
-  createApiToken(accountId: ID, name: String!): CreateApiTokenPayload!
-  "Revoke an API token of an account (default: the caller's default account); it stops working at once."
+  """
+  Create an API token for automation in an account (default: the caller's
+  default account; or one of its customer accounts). The secret is shown once,
+  in this answer. Without a scope the token gets the widest the caller may
+  give: a user (an owner) the OWNER level on every domain, never expiring; a
+  token its own scope. A token creates tokens only when its scope allows it,
+  and never one wider than itself (FORBIDDEN).
+  """
+  createApiToken(accountId: ID, name: String!, scope: ApiTokenScopeInput): CreateApiTokenPayload!
+  "Revoke an API token of an account (default: the caller's default account), and every token created under it; they stop working at once."
   revokeApiToken(accountId: ID, id: ID!): ApiToken!
 
   "Claim a domain for an account. The name is converted to ASCII (IDNA) and lower case; it must be a registrable domain name or below one (CONFLICT when the account claims it already). Another account's claim does not stop it. The claim is unverified, and the edge serves nothing for it, until the account's proof is found (see ` + "`" + `verifyDomain` + "`" + `); a proof already published is looked for at once."
@@ -5106,6 +5636,8 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_domains(ctx, field)
 	case "domainProof":
 		return ec.fieldContext_Account_domainProof(ctx, field)
+	case "teams":
+		return ec.fieldContext_Account_teams(ctx, field)
 	case "invitations":
 		return ec.fieldContext_Account_invitations(ctx, field)
 	case "authReport":
@@ -5200,8 +5732,38 @@ func (ec *executionContext) childFields_ApiToken(ctx context.Context, field grap
 		return ec.fieldContext_ApiToken_lastUsedAt(ctx, field)
 	case "revokedAt":
 		return ec.fieldContext_ApiToken_revokedAt(ctx, field)
+	case "scope":
+		return ec.fieldContext_ApiToken_scope(ctx, field)
+	case "createdBy":
+		return ec.fieldContext_ApiToken_createdBy(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type ApiToken", field.Name)
+}
+
+func (ec *executionContext) childFields_ApiTokenCreator(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "email":
+		return ec.fieldContext_ApiTokenCreator_email(ctx, field)
+	case "token":
+		return ec.fieldContext_ApiTokenCreator_token(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApiTokenCreator", field.Name)
+}
+
+func (ec *executionContext) childFields_ApiTokenScope(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "level":
+		return ec.fieldContext_ApiTokenScope_level(ctx, field)
+	case "readOnly":
+		return ec.fieldContext_ApiTokenScope_readOnly(ctx, field)
+	case "domains":
+		return ec.fieldContext_ApiTokenScope_domains(ctx, field)
+	case "canCreateTokens":
+		return ec.fieldContext_ApiTokenScope_canCreateTokens(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_ApiTokenScope_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ApiTokenScope", field.Name)
 }
 
 func (ec *executionContext) childFields_AuthPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5508,6 +6070,8 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_verified(ctx, field)
 	case "ownership":
 		return ec.fieldContext_Domain_ownership(ctx, field)
+	case "labels":
+		return ec.fieldContext_Domain_labels(ctx, field)
 	case "authReport":
 		return ec.fieldContext_Domain_authReport(ctx, field)
 	case "discoveredSelectors":
@@ -5570,6 +6134,34 @@ func (ec *executionContext) childFields_DomainOwnership(ctx context.Context, fie
 		return ec.fieldContext_DomainOwnership_lastCheckResult(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type DomainOwnership", field.Name)
+}
+
+func (ec *executionContext) childFields_DomainSet(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "all":
+		return ec.fieldContext_DomainSet_all(ctx, field)
+	case "domains":
+		return ec.fieldContext_DomainSet_domains(ctx, field)
+	case "label":
+		return ec.fieldContext_DomainSet_label(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DomainSet", field.Name)
+}
+
+func (ec *executionContext) childFields_EffectiveGrant(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "account":
+		return ec.fieldContext_EffectiveGrant_account(ctx, field)
+	case "level":
+		return ec.fieldContext_EffectiveGrant_level(ctx, field)
+	case "domains":
+		return ec.fieldContext_EffectiveGrant_domains(ctx, field)
+	case "source":
+		return ec.fieldContext_EffectiveGrant_source(ctx, field)
+	case "team":
+		return ec.fieldContext_EffectiveGrant_team(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EffectiveGrant", field.Name)
 }
 
 func (ec *executionContext) childFields_HeaderFromStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6058,6 +6650,40 @@ func (ec *executionContext) childFields_SpfStep(ctx context.Context, field graph
 	return nil, fmt.Errorf("no field named %q was found under type SpfStep", field.Name)
 }
 
+func (ec *executionContext) childFields_Team(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Team_id(ctx, field)
+	case "name":
+		return ec.fieldContext_Team_name(ctx, field)
+	case "account":
+		return ec.fieldContext_Team_account(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Team_createdAt(ctx, field)
+	case "members":
+		return ec.fieldContext_Team_members(ctx, field)
+	case "grants":
+		return ec.fieldContext_Team_grants(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Team", field.Name)
+}
+
+func (ec *executionContext) childFields_TeamGrant(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_TeamGrant_id(ctx, field)
+	case "account":
+		return ec.fieldContext_TeamGrant_account(ctx, field)
+	case "level":
+		return ec.fieldContext_TeamGrant_level(ctx, field)
+	case "domains":
+		return ec.fieldContext_TeamGrant_domains(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_TeamGrant_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TeamGrant", field.Name)
+}
+
 func (ec *executionContext) childFields_UploadResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "filename":
@@ -6094,6 +6720,8 @@ func (ec *executionContext) childFields_Viewer(ctx context.Context, field graphq
 		return ec.fieldContext_Viewer_apiToken(ctx, field)
 	case "accounts":
 		return ec.fieldContext_Viewer_accounts(ctx, field)
+	case "grants":
+		return ec.fieldContext_Viewer_grants(ctx, field)
 	case "sessions":
 		return ec.fieldContext_Viewer_sessions(ctx, field)
 	}
@@ -6622,6 +7250,28 @@ func (ec *executionContext) field_Mutation_addNetblock_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_addTeamMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "teamId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["teamId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_changeMemberRole_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6707,6 +7357,14 @@ func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Conte
 		return nil, err
 	}
 	args["name"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "scope",
+		func(ctx context.Context, v any) (*model.APITokenScopeInput, error) {
+			return ec.unmarshalOApiTokenScopeInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAPITokenScopeInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["scope"] = arg2
 	return args, nil
 }
 
@@ -6740,6 +7398,28 @@ func (ec *executionContext) field_Mutation_createSenderService_args(ctx context.
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createTeam_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_deleteSenderService_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6751,6 +7431,20 @@ func (ec *executionContext) field_Mutation_deleteSenderService_args(ctx context.
 		return nil, err
 	}
 	args["service"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteTeam_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -6795,6 +7489,44 @@ func (ec *executionContext) field_Mutation_enableSender_args(ctx context.Context
 		return nil, err
 	}
 	args["service"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_grantTeam_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "teamId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["teamId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "level",
+		func(ctx context.Context, v any) (model.AccessLevel, error) {
+			return ec.unmarshalNAccessLevel2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["level"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "domains",
+		func(ctx context.Context, v any) (*model.DomainSetInput, error) {
+			return ec.unmarshalODomainSetInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainSetInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["domains"] = arg3
 	return args, nil
 }
 
@@ -7032,6 +7764,50 @@ func (ec *executionContext) field_Mutation_removeNetblock_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_removeTeamMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "teamId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["teamId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_renameTeam_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_requestPasswordReset_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7170,6 +7946,28 @@ func (ec *executionContext) field_Mutation_revokeSession_args(ctx context.Contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_revokeTeamGrant_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "teamId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["teamId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setBimi_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7197,6 +7995,28 @@ func (ec *executionContext) field_Mutation_setBimi_args(ctx context.Context, raw
 		return nil, err
 	}
 	args["evidenceUrl"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setDomainLabels_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "labels",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalNString2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["labels"] = arg1
 	return args, nil
 }
 
@@ -8052,6 +8872,38 @@ func (ec *executionContext) fieldContext_Account_domainProof(ctx context.Context
 	if fc.Args, err = ec.field_Account_domainProof_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_teams(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_teams(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Account().Teams(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*access.Team) graphql.Marshaler {
+			return ec.marshalNTeam2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeamᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_teams(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Team(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -8913,6 +9765,249 @@ func (ec *executionContext) _ApiToken_revokedAt(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_ApiToken_revokedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("ApiToken", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ApiToken_scope(ctx context.Context, field graphql.CollectedField, obj *auth.APIToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiToken_scope(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Scope, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v auth.TokenScope) graphql.Marshaler {
+			return ec.marshalNApiTokenScope2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthᚐTokenScope(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiToken_scope(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiToken",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiTokenScope(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiToken_createdBy(ctx context.Context, field graphql.CollectedField, obj *auth.APIToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiToken_createdBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ApiToken().CreatedBy(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.APITokenCreator) graphql.Marshaler {
+			return ec.marshalOApiTokenCreator2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAPITokenCreator(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApiToken_createdBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiToken",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiTokenCreator(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiTokenCreator_email(ctx context.Context, field graphql.CollectedField, obj *model.APITokenCreator) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiTokenCreator_email(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Email, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApiTokenCreator_email(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiTokenCreator", field, false, false, "String")
+}
+
+func (ec *executionContext) _ApiTokenCreator_token(ctx context.Context, field graphql.CollectedField, obj *model.APITokenCreator) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiTokenCreator_token(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Token, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *auth.APIToken) graphql.Marshaler {
+			return ec.marshalOApiToken2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthᚐAPIToken(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApiTokenCreator_token(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiTokenCreator",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ApiToken(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiTokenScope_level(ctx context.Context, field graphql.CollectedField, obj *auth.TokenScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiTokenScope_level(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ApiTokenScope().Level(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.AccessLevel) graphql.Marshaler {
+			return ec.marshalNAccessLevel2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiTokenScope_level(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiTokenScope", field, true, true, "AccessLevel")
+}
+
+func (ec *executionContext) _ApiTokenScope_readOnly(ctx context.Context, field graphql.CollectedField, obj *auth.TokenScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiTokenScope_readOnly(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ReadOnly, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiTokenScope_readOnly(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiTokenScope", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ApiTokenScope_domains(ctx context.Context, field graphql.CollectedField, obj *auth.TokenScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiTokenScope_domains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ApiTokenScope().Domains(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DomainSet) graphql.Marshaler {
+			return ec.marshalNDomainSet2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainSet(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiTokenScope_domains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ApiTokenScope",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainSet(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ApiTokenScope_canCreateTokens(ctx context.Context, field graphql.CollectedField, obj *auth.TokenScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiTokenScope_canCreateTokens(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CanCreateTokens, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ApiTokenScope_canCreateTokens(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiTokenScope", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _ApiTokenScope_expiresAt(ctx context.Context, field graphql.CollectedField, obj *auth.TokenScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ApiTokenScope_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ApiTokenScope_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ApiTokenScope", field, false, false, "Time")
 }
 
 func (ec *executionContext) _AuthPayload_accessToken(ctx context.Context, field graphql.CollectedField, obj *model.AuthPayload) (ret graphql.Marshaler) {
@@ -11689,6 +12784,29 @@ func (ec *executionContext) fieldContext_Domain_ownership(_ context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Domain_labels(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Domain_labels(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Labels, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Domain_labels(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Domain", field, false, false, "String")
+}
+
 func (ec *executionContext) _Domain_authReport(ctx context.Context, field graphql.CollectedField, obj *domain.Domain) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -12329,6 +13447,208 @@ func (ec *executionContext) _DomainOwnership_lastCheckResult(ctx context.Context
 }
 func (ec *executionContext) fieldContext_DomainOwnership_lastCheckResult(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("DomainOwnership", field, true, true, "String")
+}
+
+func (ec *executionContext) _DomainSet_all(ctx context.Context, field graphql.CollectedField, obj *model.DomainSet) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainSet_all(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.All, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainSet_all(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainSet", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _DomainSet_domains(ctx context.Context, field graphql.CollectedField, obj *model.DomainSet) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainSet_domains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Domains, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainSet_domains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainSet", field, false, false, "String")
+}
+
+func (ec *executionContext) _DomainSet_label(ctx context.Context, field graphql.CollectedField, obj *model.DomainSet) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainSet_label(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Label, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainSet_label(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainSet", field, false, false, "String")
+}
+
+func (ec *executionContext) _EffectiveGrant_account(ctx context.Context, field graphql.CollectedField, obj *access.Effective) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveGrant_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.EffectiveGrant().Account(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveGrant_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EffectiveGrant",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _EffectiveGrant_level(ctx context.Context, field graphql.CollectedField, obj *access.Effective) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveGrant_level(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.EffectiveGrant().Level(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.AccessLevel) graphql.Marshaler {
+			return ec.marshalNAccessLevel2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveGrant_level(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveGrant", field, true, true, "AccessLevel")
+}
+
+func (ec *executionContext) _EffectiveGrant_domains(ctx context.Context, field graphql.CollectedField, obj *access.Effective) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveGrant_domains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.EffectiveGrant().Domains(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DomainSet) graphql.Marshaler {
+			return ec.marshalNDomainSet2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainSet(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveGrant_domains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "EffectiveGrant",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainSet(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _EffectiveGrant_source(ctx context.Context, field graphql.CollectedField, obj *access.Effective) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveGrant_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.EffectiveGrant().Source(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.GrantSource) graphql.Marshaler {
+			return ec.marshalNGrantSource2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐGrantSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveGrant_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveGrant", field, true, true, "GrantSource")
+}
+
+func (ec *executionContext) _EffectiveGrant_team(ctx context.Context, field graphql.CollectedField, obj *access.Effective) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EffectiveGrant_team(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Team, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_EffectiveGrant_team(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EffectiveGrant", field, false, false, "String")
 }
 
 func (ec *executionContext) _HeaderFromStats_headerFrom(ctx context.Context, field graphql.CollectedField, obj *authreport.HeaderFrom) (ret graphql.Marshaler) {
@@ -13259,7 +14579,7 @@ func (ec *executionContext) _Mutation_createApiToken(ctx context.Context, field 
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().CreateAPIToken(ctx, fc.Args["accountId"].(*string), fc.Args["name"].(string))
+			return ec.Resolvers.Mutation().CreateAPIToken(ctx, fc.Args["accountId"].(*string), fc.Args["name"].(string), fc.Args["scope"].(*model.APITokenScopeInput))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateAPITokenPayload) graphql.Marshaler {
@@ -13595,6 +14915,358 @@ func (ec *executionContext) fieldContext_Mutation_updateDmarcPolicy(ctx context.
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_updateDmarcPolicy_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createTeam(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createTeam(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateTeam(ctx, fc.Args["accountId"].(*string), fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
+			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Team(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createTeam_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_renameTeam(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_renameTeam(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RenameTeam(ctx, fc.Args["id"].(string), fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
+			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_renameTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Team(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_renameTeam_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteTeam(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteTeam(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteTeam(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
+			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Team(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteTeam_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_addTeamMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_addTeamMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AddTeamMember(ctx, fc.Args["teamId"].(string), fc.Args["userId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
+			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_addTeamMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Team(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_addTeamMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeTeamMember(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeTeamMember(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveTeamMember(ctx, fc.Args["teamId"].(string), fc.Args["userId"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
+			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeTeamMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Team(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeTeamMember_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_grantTeam(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_grantTeam(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().GrantTeam(ctx, fc.Args["teamId"].(string), fc.Args["accountId"].(*string), fc.Args["level"].(model.AccessLevel), fc.Args["domains"].(*model.DomainSetInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *access.Grant) graphql.Marshaler {
+			return ec.marshalNTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_grantTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TeamGrant(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_grantTeam_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_revokeTeamGrant(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_revokeTeamGrant(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RevokeTeamGrant(ctx, fc.Args["teamId"].(string), fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *access.Grant) graphql.Marshaler {
+			return ec.marshalNTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_revokeTeamGrant(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TeamGrant(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_revokeTeamGrant_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setDomainLabels(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setDomainLabels(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetDomainLabels(ctx, fc.Args["name"].(string), fc.Args["labels"].([]string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setDomainLabels(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setDomainLabels_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -18517,6 +20189,304 @@ func (ec *executionContext) fieldContext_SpfStep_reason(_ context.Context, field
 	return graphql.NewScalarFieldContext("SpfStep", field, false, false, "String")
 }
 
+func (ec *executionContext) _Team_id(ctx context.Context, field graphql.CollectedField, obj *access.Team) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Team_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v uuid.UUID) graphql.Marshaler {
+			return ec.marshalNID2githubᚗcomᚋgoogleᚋuuidᚐUUID(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Team_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Team", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Team_name(ctx context.Context, field graphql.CollectedField, obj *access.Team) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Team_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Team_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Team", field, false, false, "String")
+}
+
+func (ec *executionContext) _Team_account(ctx context.Context, field graphql.CollectedField, obj *access.Team) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Team_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Team().Account(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Team_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Team",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Team_createdAt(ctx context.Context, field graphql.CollectedField, obj *access.Team) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Team_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Team_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Team", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Team_members(ctx context.Context, field graphql.CollectedField, obj *access.Team) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Team_members(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Team().Members(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*account.User) graphql.Marshaler {
+			return ec.marshalNUser2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐUserᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Team_members(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Team",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_User(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Team_grants(ctx context.Context, field graphql.CollectedField, obj *access.Team) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Team_grants(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Team().Grants(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*access.Grant) graphql.Marshaler {
+			return ec.marshalNTeamGrant2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrantᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Team_grants(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Team",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TeamGrant(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TeamGrant_id(ctx context.Context, field graphql.CollectedField, obj *access.Grant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TeamGrant_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v uuid.UUID) graphql.Marshaler {
+			return ec.marshalNID2githubᚗcomᚋgoogleᚋuuidᚐUUID(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TeamGrant_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TeamGrant", field, false, false, "ID")
+}
+
+func (ec *executionContext) _TeamGrant_account(ctx context.Context, field graphql.CollectedField, obj *access.Grant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TeamGrant_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.TeamGrant().Account(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TeamGrant_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TeamGrant",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TeamGrant_level(ctx context.Context, field graphql.CollectedField, obj *access.Grant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TeamGrant_level(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.TeamGrant().Level(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.AccessLevel) graphql.Marshaler {
+			return ec.marshalNAccessLevel2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TeamGrant_level(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TeamGrant", field, true, true, "AccessLevel")
+}
+
+func (ec *executionContext) _TeamGrant_domains(ctx context.Context, field graphql.CollectedField, obj *access.Grant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TeamGrant_domains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.TeamGrant().Domains(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DomainSet) graphql.Marshaler {
+			return ec.marshalNDomainSet2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainSet(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TeamGrant_domains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "TeamGrant",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainSet(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TeamGrant_createdAt(ctx context.Context, field graphql.CollectedField, obj *access.Grant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TeamGrant_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TeamGrant_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TeamGrant", field, false, false, "Time")
+}
+
 func (ec *executionContext) _UploadResult_filename(ctx context.Context, field graphql.CollectedField, obj *model.UploadResult) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18792,6 +20762,38 @@ func (ec *executionContext) fieldContext_Viewer_accounts(_ context.Context, fiel
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Viewer_grants(ctx context.Context, field graphql.CollectedField, obj *model.Viewer) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Viewer_grants(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Grants, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*access.Effective) graphql.Marshaler {
+			return ec.marshalNEffectiveGrant2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐEffectiveᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Viewer_grants(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Viewer",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EffectiveGrant(ctx, field)
 		},
 	}
 	return fc, nil
@@ -19902,6 +21904,76 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputApiTokenScopeInput(ctx context.Context, obj any) (model.APITokenScopeInput, error) {
+	var it model.APITokenScopeInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"level", "readOnly", "domains", "canCreateTokens", "expiresAt"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "level":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("level"))
+			data, err := ec.unmarshalOAccessLevel2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Level = data
+		case "readOnly":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("readOnly"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ReadOnly = data
+		case "domains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("domains"))
+			data, err := ec.unmarshalODomainSetInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainSetInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Domains = data
+		case "canCreateTokens":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("canCreateTokens"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CanCreateTokens = data
+		case "expiresAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpiresAt = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalApiTokenScopeInput unmarshals raw into the ApiTokenScopeInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalApiTokenScopeInput(ctx context.Context, raw any) (model.APITokenScopeInput, error) {
+	var out model.APITokenScopeInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ApiTokenScopeInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputDmarcPolicyInput(ctx context.Context, obj any) (model.DmarcPolicyInput, error) {
 	var it model.DmarcPolicyInput
 	if obj == nil {
@@ -20053,6 +22125,55 @@ func (ec *executionContext) unmarshalInputDomainFilter(ctx context.Context, obj 
 func UnmarshalDomainFilter(ctx context.Context, raw any) (model.DomainFilter, error) {
 	var out model.DomainFilter
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "DomainFilter", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputDomainSetInput(ctx context.Context, obj any) (model.DomainSetInput, error) {
+	var it model.DomainSetInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"domains", "label"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "domains":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("domains"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Domains = data
+		case "label":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("label"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Label = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDomainSetInput unmarshals raw into the DomainSetInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDomainSetInput(ctx context.Context, raw any) (model.DomainSetInput, error) {
+	var out model.DomainSetInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DomainSetInput", raw, &out)
 	return out, err
 }
 
@@ -20354,6 +22475,12 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_domainProof(ctx, field, obj)
+				})
+		case "teams":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_teams(ctx, field, obj)
 				})
 		case "invitations":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
@@ -20665,6 +22792,110 @@ func (ec *executionContext) _ApiToken(ctx context.Context, sel ast.SelectionSet,
 			}
 		case "revokedAt":
 			out.Values[i] = ec._ApiToken_revokedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "scope":
+			out.Values[i] = ec._ApiToken_scope(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdBy":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApiToken_createdBy(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var apiTokenCreatorImplementors = []string{"ApiTokenCreator"}
+
+func (ec *executionContext) _ApiTokenCreator(ctx context.Context, sel ast.SelectionSet, obj *model.APITokenCreator) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, apiTokenCreatorImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApiTokenCreator")
+		case "email":
+			out.Values[i] = ec._ApiTokenCreator_email(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "token":
+			out.Values[i] = ec._ApiTokenCreator_token(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var apiTokenScopeImplementors = []string{"ApiTokenScope"}
+
+func (ec *executionContext) _ApiTokenScope(ctx context.Context, sel ast.SelectionSet, obj *auth.TokenScope) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, apiTokenScopeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ApiTokenScope")
+		case "level":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApiTokenScope_level(ctx, field, obj)
+				})
+		case "readOnly":
+			out.Values[i] = ec._ApiTokenScope_readOnly(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "domains":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ApiTokenScope_domains(ctx, field, obj)
+				})
+		case "canCreateTokens":
+			out.Values[i] = ec._ApiTokenScope_canCreateTokens(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "expiresAt":
+			out.Values[i] = ec._ApiTokenScope_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -21685,6 +23916,11 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_ownership(ctx, field, obj)
 				})
+		case "labels":
+			out.Values[i] = ec._Domain_labels(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "authReport":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -21888,6 +24124,106 @@ func (ec *executionContext) _DomainOwnership(ctx context.Context, sel ast.Select
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._DomainOwnership_lastCheckResult(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var domainSetImplementors = []string{"DomainSet"}
+
+func (ec *executionContext) _DomainSet(ctx context.Context, sel ast.SelectionSet, obj *model.DomainSet) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, domainSetImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DomainSet")
+		case "all":
+			out.Values[i] = ec._DomainSet_all(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "domains":
+			out.Values[i] = ec._DomainSet_domains(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "label":
+			out.Values[i] = ec._DomainSet_label(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var effectiveGrantImplementors = []string{"EffectiveGrant"}
+
+func (ec *executionContext) _EffectiveGrant(ctx context.Context, sel ast.SelectionSet, obj *access.Effective) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, effectiveGrantImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EffectiveGrant")
+		case "account":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EffectiveGrant_account(ctx, field, obj)
+				})
+		case "level":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EffectiveGrant_level(ctx, field, obj)
+				})
+		case "domains":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EffectiveGrant_domains(ctx, field, obj)
+				})
+		case "source":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._EffectiveGrant_source(ctx, field, obj)
+				})
+		case "team":
+			out.Values[i] = ec._EffectiveGrant_team(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -22335,6 +24671,62 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "updateDmarcPolicy":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_updateDmarcPolicy(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createTeam":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createTeam(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "renameTeam":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_renameTeam(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteTeam":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteTeam(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "addTeamMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_addTeamMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeTeamMember":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeTeamMember(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "grantTeam":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_grantTeam(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokeTeamGrant":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_revokeTeamGrant(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setDomainLabels":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setDomainLabels(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -23904,6 +26296,123 @@ func (ec *executionContext) _SpfStep(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var teamImplementors = []string{"Team"}
+
+func (ec *executionContext) _Team(ctx context.Context, sel ast.SelectionSet, obj *access.Team) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, teamImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Team")
+		case "id":
+			out.Values[i] = ec._Team_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._Team_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "account":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Team_account(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._Team_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "members":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Team_members(ctx, field, obj)
+				})
+		case "grants":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Team_grants(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var teamGrantImplementors = []string{"TeamGrant"}
+
+func (ec *executionContext) _TeamGrant(ctx context.Context, sel ast.SelectionSet, obj *access.Grant) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, teamGrantImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TeamGrant")
+		case "id":
+			out.Values[i] = ec._TeamGrant_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "account":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._TeamGrant_account(ctx, field, obj)
+				})
+		case "level":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._TeamGrant_level(ctx, field, obj)
+				})
+		case "domains":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._TeamGrant_domains(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._TeamGrant_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var uploadResultImplementors = []string{"UploadResult"}
 
 func (ec *executionContext) _UploadResult(ctx context.Context, sel ast.SelectionSet, obj *model.UploadResult) graphql.Marshaler {
@@ -24023,6 +26532,11 @@ func (ec *executionContext) _Viewer(ctx context.Context, sel ast.SelectionSet, o
 			}
 		case "accounts":
 			out.Values[i] = ec._Viewer_accounts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "grants":
+			out.Values[i] = ec._Viewer_grants(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -24419,6 +26933,16 @@ func (ec *executionContext) marshalNAcceptInvitationPayload2ᚖgithubᚗcomᚋra
 	return ec._AcceptInvitationPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNAccessLevel2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx context.Context, v any) (model.AccessLevel, error) {
+	var res model.AccessLevel
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAccessLevel2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx context.Context, sel ast.SelectionSet, v model.AccessLevel) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNAccount2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccountᚄ(ctx context.Context, sel ast.SelectionSet, v []*account.Account) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -24539,6 +27063,10 @@ func (ec *executionContext) marshalNApiToken2ᚖgithubᚗcomᚋrampartmailᚋram
 		return graphql.Null
 	}
 	return ec._ApiToken(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNApiTokenScope2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthᚐTokenScope(ctx context.Context, sel ast.SelectionSet, v auth.TokenScope) graphql.Marshaler {
+	return ec._ApiTokenScope(ctx, sel, &v)
 }
 
 func (ec *executionContext) marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx context.Context, sel ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
@@ -24908,6 +27436,38 @@ func (ec *executionContext) marshalNDomainOwnership2ᚖgithubᚗcomᚋrampartmai
 	return ec._DomainOwnership(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNDomainSet2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainSet(ctx context.Context, sel ast.SelectionSet, v *model.DomainSet) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DomainSet!")
+		return graphql.Null
+	}
+	return ec._DomainSet(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNEffectiveGrant2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐEffectiveᚄ(ctx context.Context, sel ast.SelectionSet, v []*access.Effective) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEffectiveGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐEffective(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEffectiveGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐEffective(ctx context.Context, sel ast.SelectionSet, v *access.Effective) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EffectiveGrant!")
+		return graphql.Null
+	}
+	return ec._EffectiveGrant(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
 	res, err := graphql.UnmarshalFloatContext(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -24920,6 +27480,16 @@ func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.S
 		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
 	}
 	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) unmarshalNGrantSource2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐGrantSource(ctx context.Context, v any) (model.GrantSource, error) {
+	var res model.GrantSource
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNGrantSource2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐGrantSource(ctx context.Context, sel ast.SelectionSet, v model.GrantSource) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNHeaderFromStats2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐHeaderFrom(ctx context.Context, sel ast.SelectionSet, v authreport.HeaderFrom) graphql.Marshaler {
@@ -25539,6 +28109,54 @@ func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel
 	return ret
 }
 
+func (ec *executionContext) marshalNTeam2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeamᚄ(ctx context.Context, sel ast.SelectionSet, v []*access.Team) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx context.Context, sel ast.SelectionSet, v *access.Team) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Team!")
+		return graphql.Null
+	}
+	return ec._Team(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNTeamGrant2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrantᚄ(ctx context.Context, sel ast.SelectionSet, v []*access.Grant) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx context.Context, sel ast.SelectionSet, v *access.Grant) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TeamGrant!")
+		return graphql.Null
+	}
+	return ec._TeamGrant(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := graphql.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -25644,6 +28262,22 @@ func (ec *executionContext) marshalNUploadResult2ᚖgithubᚗcomᚋrampartmail�
 
 func (ec *executionContext) marshalNUser2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐUser(ctx context.Context, sel ast.SelectionSet, v account.User) graphql.Marshaler {
 	return ec._User(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNUser2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐUserᚄ(ctx context.Context, sel ast.SelectionSet, v []*account.User) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUser2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐUser(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNUser2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐUser(ctx context.Context, sel ast.SelectionSet, v *account.User) graphql.Marshaler {
@@ -25804,6 +28438,22 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	return res
 }
 
+func (ec *executionContext) unmarshalOAccessLevel2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx context.Context, v any) (*model.AccessLevel, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.AccessLevel)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOAccessLevel2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx context.Context, sel ast.SelectionSet, v *model.AccessLevel) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 func (ec *executionContext) marshalOAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx context.Context, sel ast.SelectionSet, v *account.Account) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -25832,6 +28482,21 @@ func (ec *executionContext) marshalOApiToken2ᚖgithubᚗcomᚋrampartmailᚋram
 		return graphql.Null
 	}
 	return ec._ApiToken(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOApiTokenCreator2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAPITokenCreator(ctx context.Context, sel ast.SelectionSet, v *model.APITokenCreator) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._ApiTokenCreator(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOApiTokenScopeInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAPITokenScopeInput(ctx context.Context, v any) (*model.APITokenScopeInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputApiTokenScopeInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalOAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx context.Context, sel ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
@@ -25959,6 +28624,14 @@ func (ec *executionContext) marshalODomainMode2ᚖgithubᚗcomᚋrampartmailᚋr
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) unmarshalODomainSetInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainSetInput(ctx context.Context, v any) (*model.DomainSetInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputDomainSetInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/authreport"
@@ -49,6 +50,28 @@ type AggregateReportConnection struct {
 type AggregateReportEdge struct {
 	Cursor string                        `json:"cursor"`
 	Node   *reportingdb.DomainReportsRow `json:"node"`
+}
+
+// Who created an API token.
+type APITokenCreator struct {
+	// The user, if a user did (null once the user is deleted).
+	Email *string `json:"email,omitempty"`
+	// The token, if a token did.
+	Token *auth.APIToken `json:"token,omitempty"`
+}
+
+// The scope of a new API token; omitted fields take the widest the caller may give.
+type APITokenScopeInput struct {
+	// The level (default: the caller's widest: OWNER for an owner).
+	Level *AccessLevel `json:"level,omitempty"`
+	// Read-only: the READ level, and every mutation refused. The way to feed a third-party dashboard.
+	ReadOnly *bool `json:"readOnly,omitempty"`
+	// The domains (default: every domain; for a token made by a token, the creator's set).
+	Domains *DomainSetInput `json:"domains,omitempty"`
+	// Let the token create tokens within its own scope; only a caller who manages users may set it.
+	CanCreateTokens *bool `json:"canCreateTokens,omitempty"`
+	// When the token stops working: in the future, at most a year away.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
 // Tokens returned by login and refresh.
@@ -137,6 +160,22 @@ type DomainFilter struct {
 	// Names starting with this (ASCII or Unicode).
 	NamePrefix *string     `json:"namePrefix,omitempty"`
 	Mode       *DomainMode `json:"mode,omitempty"`
+}
+
+// The domains of an account a grant covers: every domain, the named ones, or those carrying a label.
+type DomainSet struct {
+	// Every domain of the account, present and future.
+	All bool `json:"all"`
+	// The named domains (ASCII names), for a named set.
+	Domains []string `json:"domains"`
+	// The label, for a label set: the domains carrying it, as labels change.
+	Label *string `json:"label,omitempty"`
+}
+
+// A domain set: name domains, or a label; with neither (`{}`), every domain.
+type DomainSetInput struct {
+	Domains []string `json:"domains,omitempty"`
+	Label   *string  `json:"label,omitempty"`
 }
 
 type Mutation struct {
@@ -324,8 +363,78 @@ type Viewer struct {
 	APIToken *auth.APIToken `json:"apiToken,omitempty"`
 	// Every account the caller can see.
 	Accounts []*account.Account `json:"accounts"`
+	// What the caller holds: the accounts it owns, its teams' grants, or its token's scope.
+	Grants []*access.Effective `json:"grants"`
 	// The signed-in user's sessions that can still be used, most recently used first; empty for an API token.
 	Sessions []*auth.Session `json:"sessions"`
+}
+
+// What a team's grant or an API token allows on its domains. Each level holds
+// what the ones before it do.
+type AccessLevel string
+
+const (
+	// See the domains, their settings and reports.
+	AccessLevelRead AccessLevel = "READ"
+	// Also manage senders (netblocks, services, SPF pins) and DKIM keys.
+	AccessLevelManageSenders AccessLevel = "MANAGE_SENDERS"
+	// Also change the DMARC policy and BIMI.
+	AccessLevelManagePolicy AccessLevel = "MANAGE_POLICY"
+	// Also set the mode of and remove the domains, and, when granted every domain, add domains and upload reports.
+	AccessLevelAdmin AccessLevel = "ADMIN"
+	// Every permission, managing members, teams and tokens included, in the account and its customer accounts. Owners hold it; of grants, only API tokens.
+	AccessLevelOwner AccessLevel = "OWNER"
+)
+
+var AllAccessLevel = []AccessLevel{
+	AccessLevelRead,
+	AccessLevelManageSenders,
+	AccessLevelManagePolicy,
+	AccessLevelAdmin,
+	AccessLevelOwner,
+}
+
+func (e AccessLevel) IsValid() bool {
+	switch e {
+	case AccessLevelRead, AccessLevelManageSenders, AccessLevelManagePolicy, AccessLevelAdmin, AccessLevelOwner:
+		return true
+	}
+	return false
+}
+
+func (e AccessLevel) String() string {
+	return string(e)
+}
+
+func (e *AccessLevel) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AccessLevel(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AccessLevel", str)
+	}
+	return nil
+}
+
+func (e AccessLevel) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AccessLevel) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AccessLevel) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // Identifier alignment mode.
@@ -551,6 +660,67 @@ func (e *DomainMode) UnmarshalJSON(b []byte) error {
 }
 
 func (e DomainMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How the caller holds an effective grant.
+type GrantSource string
+
+const (
+	// The caller owns the account.
+	GrantSourceOwner GrantSource = "OWNER"
+	// A team the caller is on.
+	GrantSourceTeam GrantSource = "TEAM"
+	// The caller is an API token, with this scope.
+	GrantSourceToken GrantSource = "TOKEN"
+)
+
+var AllGrantSource = []GrantSource{
+	GrantSourceOwner,
+	GrantSourceTeam,
+	GrantSourceToken,
+}
+
+func (e GrantSource) IsValid() bool {
+	switch e {
+	case GrantSourceOwner, GrantSourceTeam, GrantSourceToken:
+		return true
+	}
+	return false
+}
+
+func (e GrantSource) String() string {
+	return string(e)
+}
+
+func (e *GrantSource) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = GrantSource(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid GrantSource", str)
+	}
+	return nil
+}
+
+func (e GrantSource) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *GrantSource) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e GrantSource) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

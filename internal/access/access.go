@@ -1,24 +1,60 @@
 // Package access decides who may do what, in which account.
 //
 // Every exported method of a domain service that touches tenant data opens
-// with [Authorizer.Authorize] (or, to list, [Authorizer.Accounts]), which
-// reads the [Principal] from the context: resolvers and HTTP handlers
-// translate, they never decide. The question is always the same shape, a
-// [Scope] (an account, and the domain within it when the operation is on
-// one) and a [Permission], so that per-domain grants (teams, scoped tokens)
-// change [standing.allows] and the query behind it, not the callers. The
-// rules:
+// with [Authorizer.Authorize] (or, to list, [Authorizer.Reach],
+// [Authorizer.ReachIn] or [Authorizer.Accounts]), which reads the
+// [Principal] from the context: resolvers and HTTP handlers translate, they
+// never decide. The question is always the same shape, a [Scope] (an
+// account, and the domain within it when the operation is on one) and a
+// [Permission]. The rules:
 //
-//   - An account's owners hold every [Permission] in it; members hold none
-//     until teams arrive.
-//   - The owners of a parent (MSP) account act as owners in its child
-//     accounts.
-//   - An API token acts as an owner of the account it is scoped to and of
-//     that account's children.
-//   - A principal with no standing in an account gets [apperr.ErrNotFound]
-//     for everything in it, never FORBIDDEN, so the existence of another
-//     account's objects does not leak. A member lacking a permission in its
-//     own account gets FORBIDDEN.
+//   - An account's owners hold every [Permission] in it, and so do the
+//     owners of its ancestors (MSP accounts) up to [MaxDepth] levels up:
+//     customer accounts nest to the depth the operator allows
+//     (`-msp-depth`, [SetMaxDepth]; an account cannot be given a parent
+//     that would nest it deeper, [CheckParent]).
+//   - Everyone else acts through grants. A grant names an account, a domain
+//     set ([DomainSet]: every domain of the account, named domains, or the
+//     domains carrying a label) and a [Level]; it holds the level's
+//     permissions on the domains of the set, and on the account as a whole
+//     only when the set is every domain. The levels, each holding what the
+//     one before it does:
+//     [LevelRead] holds [ViewReports];
+//     [LevelManageSenders] adds [ManageSenders] and [ManageDKIM];
+//     [LevelManagePolicy] adds [ManagePolicy];
+//     [LevelAdmin] adds [ManageDomains] (adding a domain, or uploading
+//     reports, is account-wide, so needs admin on every domain);
+//     [LevelOwner] (API tokens only) adds [ManageUsers] and reaches the
+//     account's customer accounts, as an owner does. [ManageUsers] (members,
+//     teams, tokens) otherwise stays with owners.
+//   - A member holds the grants of the teams they are on ([Teams]). A team
+//     belongs to an account; its members are members of that account, and
+//     its grants name that account or a customer account below it, so an
+//     MSP's team acts in a customer per its grant there without being a
+//     member of the customer. A grant applies in its account only, not in
+//     that account's customers.
+//   - An API token holds its scope: a grant of its own (account, domain set,
+//     level), with an optional expiry (an expired token is UNAUTHENTICATED),
+//     and, when it is read-only, no mutation at all ([AuthorizeWrite]).
+//     Tokens made before scopes were migrated to an owner-level scope on
+//     their account (every domain), without the right to mint tokens.
+//   - A principal with no standing in an account (not an owner, member or
+//     grantee) gets [apperr.ErrNotFound] for everything in it, never
+//     FORBIDDEN, so the existence of another account's objects does not
+//     leak. With standing, a domain outside the principal's grants is
+//     NOT_FOUND too once it holds any grant in the account (a member
+//     without any grant there is refused with FORBIDDEN, knowing only that
+//     the account exists); a visible domain, or the account, without the
+//     permission needed is FORBIDDEN.
+//
+// Listings filter with a [Reach]: the accounts in which the principal holds
+// a permission on every domain, and the further domains on which it holds
+// it. Queries apply it as
+//
+//	(d.account_id = ANY(@reach_accounts::uuid[]) OR d.id = ANY(@reach_domains::uuid[]))
+//
+// so that a member sees exactly the domains their teams grant, in every
+// list and aggregate, and owners see all.
 //
 // Apart from the accounts stands the instance operator ([Authorizer.Operator]),
 // who sees every tenant's jobs on the job dashboard. It is a role of its
@@ -31,6 +67,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/google/uuid"
@@ -81,9 +119,12 @@ type Principal struct {
 	// uuid.Nil for an API token.
 	SessionID uuid.UUID
 	// APITokenID and TokenAccountID are set when an API token authenticated
-	// the request; the token acts only in TokenAccountID and its children.
+	// the request; TokenAccountID is the account of the token's scope, where
+	// it acts (with an owner-level scope, and in the account's customers).
 	APITokenID     uuid.UUID
 	TokenAccountID uuid.UUID
+	// ReadOnly is set for a read-only API token: it may run no mutation.
+	ReadOnly bool
 }
 
 // IsAPIToken reports whether the principal is an API token.
@@ -167,21 +208,36 @@ func New(db accessdb.DBTX) *Authorizer { return &Authorizer{q: accessdb.New(db)}
 
 // standing is what a principal is in one account.
 type standing struct {
-	role        string // "owner", "member" or ""
-	parentOwner bool
-	tokenScope  bool
+	owner   bool
+	member  bool
+	granted bool
+	// account is the level held on every domain of the account; domain is
+	// the level held on the scope's domain (when it names one).
+	account, domain Level
 }
 
-func (s standing) known() bool { return s.role != "" || s.parentOwner || s.tokenScope }
+func (s standing) known() bool { return s.owner || s.member || s.granted }
 
 // allows is the one place that maps a standing to permissions.
-func (s standing) allows(Permission) bool {
-	return s.role == RoleOwner || s.parentOwner || s.tokenScope
+func (s standing) allows(sc Scope, perm Permission) bool {
+	if s.owner {
+		return true
+	}
+	if sc.Domain != uuid.Nil {
+		return s.domain.Holds(perm)
+	}
+	return s.account.Holds(perm)
+}
+
+// hidden reports whether the scope is invisible to a principal with the
+// standing: a domain outside its grants, once it holds any.
+func (s standing) hidden(sc Scope) bool {
+	return !s.owner && sc.Domain != uuid.Nil && s.granted && s.domain == 0
 }
 
 func principalArgs(p Principal) (user, token uuid.UUID) {
 	if p.IsAPIToken() {
-		return uuid.Nil, p.TokenAccountID
+		return uuid.Nil, p.APITokenID
 	}
 	return p.UserID, uuid.Nil
 }
@@ -209,13 +265,18 @@ func (a *Authorizer) standingIn(ctx context.Context, sc Scope) (s standing, ok b
 	if sc.Domain != uuid.Nil {
 		domainID = &sc.Domain
 	}
-	row, err := a.q.Grant(ctx, accessdb.GrantParams{UserID: user, TokenAccount: token, AccountID: sc.Account, DomainID: domainID})
+	row, err := a.q.Standing(ctx, accessdb.StandingParams{
+		UserID: user, TokenID: token, AccountID: sc.Account, DomainID: domainID, MaxDepth: maxDepth.Load(),
+	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
 		return standing{}, false, fmt.Errorf("authorize: %w", err)
 	default:
-		s, ok = standing{role: row.Role, parentOwner: row.ParentOwner, tokenScope: row.TokenScope}, true
+		s, ok = standing{
+			owner: row.Owner, member: row.Member, granted: row.Granted,
+			account: Level(row.AccountLevel), domain: Level(row.DomainLevel),
+		}, true
 	}
 	if mm != nil {
 		mm.mu.Lock()
@@ -227,50 +288,171 @@ func (a *Authorizer) standingIn(ctx context.Context, sc Scope) (s standing, ok b
 
 // Authorize returns nil when the context's principal holds perm in the
 // scope; otherwise UNAUTHENTICATED, NOT_FOUND (no standing: the account's
-// objects are invisible; or the domain is not the account's) or FORBIDDEN
-// (a member without the permission).
+// objects are invisible; a domain outside the principal's grants; or the
+// domain is not the account's) or FORBIDDEN (standing without the
+// permission).
 func (a *Authorizer) Authorize(ctx context.Context, sc Scope, perm Permission) error {
 	s, ok, err := a.standingIn(ctx, sc)
 	switch {
 	case err != nil:
 		return err
-	case ok && s.allows(perm):
+	case ok && s.allows(sc, perm):
 		return nil
-	case ok && s.known():
-		return &apperr.Error{Code: apperr.Forbidden, Message: "you do not have permission to " + perm.String() + " in this account"}
+	case ok && s.known() && !s.hidden(sc):
+		where := "this account"
+		if sc.Domain != uuid.Nil {
+			where = "this domain"
+		}
+		return &apperr.Error{Code: apperr.Forbidden, Message: "you do not have permission to " + perm.String() + " in " + where}
 	default:
 		return apperr.NotFoundf("not found")
 	}
 }
 
-// Accounts lists the accounts in which the context's principal holds perm.
+// Accounts lists the accounts in which the context's principal holds perm
+// on every domain (and on the account as a whole).
 func (a *Authorizer) Accounts(ctx context.Context, perm Permission) ([]uuid.UUID, error) {
-	return a.accounts(ctx, func(s standing) bool { return s.allows(perm) })
+	m, err := a.reach(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return m.reach(perm).Accounts, nil
 }
 
 // Visible lists the accounts in which the context's principal has any
 // standing (it may see the account itself, if nothing in it).
 func (a *Authorizer) Visible(ctx context.Context) ([]uuid.UUID, error) {
-	return a.accounts(ctx, standing.known)
-}
-
-func (a *Authorizer) accounts(ctx context.Context, keep func(standing) bool) ([]uuid.UUID, error) {
-	p, err := Require(ctx)
+	m, err := a.reach(ctx)
 	if err != nil {
 		return nil, err
 	}
-	user, token := principalArgs(p)
-	rows, err := a.q.Grants(ctx, accessdb.GrantsParams{UserID: user, TokenAccount: token})
-	if err != nil {
-		return nil, fmt.Errorf("list grants: %w", err)
-	}
-	ids := make([]uuid.UUID, 0, len(rows))
-	for _, r := range rows {
-		if keep(standing{role: r.Role, parentOwner: r.ParentOwner, tokenScope: r.TokenScope}) {
-			ids = append(ids, r.ID)
+	return m.order, nil
+}
+
+// Reach is where a principal holds a permission: every domain of Accounts,
+// and the further domains Domains (of other accounts). A query applies it
+// as
+//
+//	(d.account_id = ANY(@reach_accounts::uuid[]) OR d.id = ANY(@reach_domains::uuid[]))
+//
+// Both are non-nil, so that they bind as empty arrays.
+type Reach struct {
+	Accounts []uuid.UUID
+	Domains  []uuid.UUID
+	// domainAccount maps each of Domains to its account, for In.
+	domainAccount map[uuid.UUID]uuid.UUID
+}
+
+// Empty reports whether the reach covers nothing.
+func (r Reach) Empty() bool { return len(r.Accounts) == 0 && len(r.Domains) == 0 }
+
+// In narrows the reach to the accounts given.
+func (r Reach) In(accounts ...uuid.UUID) Reach {
+	out := Reach{Accounts: []uuid.UUID{}, Domains: []uuid.UUID{}, domainAccount: map[uuid.UUID]uuid.UUID{}}
+	for _, id := range r.Accounts {
+		if slices.Contains(accounts, id) {
+			out.Accounts = append(out.Accounts, id)
 		}
 	}
-	return ids, nil
+	for _, d := range r.Domains {
+		if acc := r.domainAccount[d]; slices.Contains(accounts, acc) {
+			out.Domains = append(out.Domains, d)
+			out.domainAccount[d] = acc
+		}
+	}
+	return out
+}
+
+// Covers reports whether the reach covers the domain of the account.
+func (r Reach) Covers(accountID, domainID uuid.UUID) bool {
+	return slices.Contains(r.Accounts, accountID) || r.domainAccount[domainID] == accountID && slices.Contains(r.Domains, domainID)
+}
+
+// Reach returns where the context's principal holds perm.
+func (a *Authorizer) Reach(ctx context.Context, perm Permission) (Reach, error) {
+	m, err := a.reach(ctx)
+	if err != nil {
+		return Reach{}, err
+	}
+	return m.reach(perm), nil
+}
+
+// ReachIn authorises perm in an account for a listing or aggregate over its
+// domains and returns the part of the account it covers: NOT_FOUND without
+// standing in the account, FORBIDDEN when the principal holds perm on none
+// of its domains (nor on the account).
+func (a *Authorizer) ReachIn(ctx context.Context, accountID uuid.UUID, perm Permission) (Reach, error) {
+	m, err := a.reach(ctx)
+	if err != nil {
+		return Reach{}, err
+	}
+	if _, ok := m.accounts[accountID]; !ok {
+		return Reach{}, apperr.NotFoundf("not found")
+	}
+	r := m.reach(perm).In(accountID)
+	if r.Empty() {
+		// Nothing in it: the decision on the account as a whole says why.
+		if err := a.Authorize(ctx, InAccount(accountID), perm); err != nil {
+			return Reach{}, err
+		}
+	}
+	return r, nil
+}
+
+// reachMap is a principal's standing everywhere.
+type reachMap struct {
+	order    []uuid.UUID
+	accounts map[uuid.UUID]Level // the level on every domain (5: owner)
+	domains  map[uuid.UUID]domainLevel
+}
+
+type domainLevel struct {
+	account uuid.UUID
+	level   Level
+}
+
+func (m reachMap) reach(perm Permission) Reach {
+	r := Reach{Accounts: []uuid.UUID{}, Domains: []uuid.UUID{}, domainAccount: map[uuid.UUID]uuid.UUID{}}
+	for _, id := range m.order {
+		if m.accounts[id].Holds(perm) {
+			r.Accounts = append(r.Accounts, id)
+		}
+	}
+	for d, dl := range m.domains {
+		if dl.level.Holds(perm) && !m.accounts[dl.account].Holds(perm) {
+			r.Domains = append(r.Domains, d)
+			r.domainAccount[d] = dl.account
+		}
+	}
+	slices.SortFunc(r.Domains, func(x, y uuid.UUID) int { return strings.Compare(x.String(), y.String()) })
+	return r
+}
+
+func (a *Authorizer) reach(ctx context.Context) (reachMap, error) {
+	p, err := Require(ctx)
+	if err != nil {
+		return reachMap{}, err
+	}
+	user, token := principalArgs(p)
+	rows, err := a.q.Reach(ctx, accessdb.ReachParams{UserID: user, TokenID: token, MaxDepth: maxDepth.Load()})
+	if err != nil {
+		return reachMap{}, fmt.Errorf("list grants: %w", err)
+	}
+	m := reachMap{accounts: map[uuid.UUID]Level{}, domains: map[uuid.UUID]domainLevel{}}
+	for _, r := range rows {
+		if _, seen := m.accounts[r.AccountID]; !seen {
+			m.order = append(m.order, r.AccountID)
+			m.accounts[r.AccountID] = 0
+		}
+		if r.DomainID == nil {
+			m.accounts[r.AccountID] = max(m.accounts[r.AccountID], Level(r.Level))
+			continue
+		}
+		dl := m.domains[*r.DomainID]
+		m.domains[*r.DomainID] = domainLevel{account: r.AccountID, level: max(dl.level, Level(r.Level))}
+	}
+	slices.SortFunc(m.order, func(x, y uuid.UUID) int { return strings.Compare(x.String(), y.String()) })
+	return m, nil
 }
 
 // See allows a principal to see an account (any standing), else NOT_FOUND.
@@ -281,6 +463,20 @@ func (a *Authorizer) See(ctx context.Context, accountID uuid.UUID) error {
 	}
 	if !ok || !s.known() {
 		return apperr.NotFoundf("account not found")
+	}
+	return nil
+}
+
+// AuthorizeWrite refuses every change to a read-only API token (FORBIDDEN);
+// the GraphQL handler asks it before running any mutation, and every
+// write outside GraphQL (an upload) asks it too.
+func AuthorizeWrite(ctx context.Context) error {
+	p, err := Require(ctx)
+	if err != nil {
+		return err
+	}
+	if p.ReadOnly {
+		return &apperr.Error{Code: apperr.Forbidden, Message: "this API token is read-only"}
 	}
 	return nil
 }

@@ -178,7 +178,9 @@ type NewOwner struct {
 	ParentID *uuid.UUID
 }
 
-// CreateOwner creates an account and its first owner, a new user. An e-mail
+// CreateOwner creates an account and its first owner, a new user. A parent
+// that would nest the account deeper than [access.MaxDepth] is refused
+// (BAD_USER_INPUT). An e-mail
 // address that already has a user is a CONFLICT and nothing is created:
 // the password given with it would otherwise be silently ignored. It is an
 // operator action: no principal.
@@ -193,6 +195,9 @@ func (s *Service) CreateOwner(ctx context.Context, o NewOwner) (Account, User, e
 	var acct Account
 	var user User
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := access.CheckParent(ctx, tx, o.ParentID); err != nil {
+			return err
+		}
 		q := accountdb.New(tx)
 		a, err := q.CreateAccount(ctx, accountdb.CreateAccountParams{Name: strings.TrimSpace(o.AccountName), ParentID: o.ParentID})
 		if err != nil {

@@ -186,6 +186,11 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	}
 	setPassword(owner.user, ownerPassword)
 	setPassword(stranger.user, "stranger's long password 1")
+	team, err := svc.Teams.Create(asOwner, owner.account, "probed")
+	require.NoError(t, err)
+	_, ownerTok, err := svc.Auth.CreateAPIToken(asOwner, owner.account, "owner's")
+	require.NoError(t, err)
+	ownerToken := access.NewContext(ctx, access.Principal{APITokenID: ownerTok.ID, TokenAccountID: owner.account})
 
 	// Each call acts on the owner's objects; reads return a value to show
 	// the owner's call saw them.
@@ -267,6 +272,76 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			return onlyOwn(c, owner.account, func(c context.Context) ([]uuid.UUID, error) {
 				a, err := svc.Accounts.Default(c)
 				return []uuid.UUID{a.ID}, err
+			})
+		},
+		"auth.Service.CreateScopedAPIToken": func(c context.Context) error {
+			_, _, err := svc.Auth.CreateScopedAPIToken(c, owner.account, auth.NewAPIToken{Name: "scoped", Level: access.LevelRead, ReadOnly: true})
+			return err
+		},
+		"auth.Service.Self": func(c context.Context) error {
+			if c == asOwner { // the owner's own token reads itself
+				c = ownerToken
+			}
+			_, err := svc.Auth.Self(c)
+			return err
+		},
+		"auth.Service.CreatorEmail": func(c context.Context) error {
+			_, err := svc.Auth.CreatorEmail(c, owner.account, owner.user)
+			return err
+		},
+		"domain.Service.SetLabels": func(c context.Context) error {
+			_, err := svc.Domains.SetLabels(c, name, []string{"marketing"})
+			return err
+		},
+		"access.Teams.Create": func(c context.Context) error {
+			_, err := svc.Teams.Create(c, owner.account, fresh("team"))
+			return err
+		},
+		"access.Teams.Get":    func(c context.Context) error { _, err := svc.Teams.Get(c, team.ID); return err },
+		"access.Teams.List":   func(c context.Context) error { _, err := svc.Teams.List(c, owner.account); return err },
+		"access.Teams.Rename": func(c context.Context) error { _, err := svc.Teams.Rename(c, team.ID, fresh("team")); return err },
+		"access.Teams.Delete": func(c context.Context) error {
+			gone, err := svc.Teams.Create(asOwner, owner.account, fresh("gone"))
+			if err != nil {
+				return err
+			}
+			_, err = svc.Teams.Delete(c, gone.ID)
+			return err
+		},
+		"access.Teams.AddMember": func(c context.Context) error { _, err := svc.Teams.AddMember(c, team.ID, owner.user); return err },
+		"access.Teams.RemoveMember": func(c context.Context) error {
+			if _, err := svc.Teams.AddMember(asOwner, team.ID, owner.user); err != nil {
+				return err
+			}
+			_, err := svc.Teams.RemoveMember(c, team.ID, owner.user)
+			return err
+		},
+		"access.Teams.Members": func(c context.Context) error { _, err := svc.Teams.Members(c, team.ID); return err },
+		"access.Teams.Grants":  func(c context.Context) error { _, err := svc.Teams.Grants(c, team.ID); return err },
+		"access.Teams.Grant": func(c context.Context) error {
+			_, err := svc.Teams.Grant(c, team.ID, owner.account, access.GrantRequest{Level: access.LevelRead, DomainNames: []string{name}})
+			return err
+		},
+		"access.Teams.RevokeGrant": func(c context.Context) error {
+			g, err := svc.Teams.Grant(asOwner, team.ID, owner.account, access.GrantRequest{Level: access.LevelRead})
+			if err != nil {
+				return err
+			}
+			_, err = svc.Teams.RevokeGrant(c, team.ID, g.ID)
+			return err
+		},
+		"access.Teams.DomainNames": func(c context.Context) error {
+			_, err := svc.Teams.DomainNames(c, owner.account, []uuid.UUID{d.ID})
+			return err
+		},
+		"access.Teams.Effective": func(c context.Context) error {
+			return onlyOwn(c, owner.account, func(c context.Context) ([]uuid.UUID, error) {
+				list, err := svc.Teams.Effective(c)
+				ids := make([]uuid.UUID, len(list))
+				for i, e := range list {
+					ids[i] = e.AccountID
+				}
+				return ids, err
 			})
 		},
 		"auth.Service.CreateAPIToken": func(c context.Context) error {
@@ -506,7 +581,7 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 
 	// Every exported method is probed or named as system work.
 	enricher := enrich.New(pool, enrich.Config{}, log)
-	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, svc.Readiness, reader, store, enricher, authReports} {
+	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, svc.Readiness, reader, store, enricher, authReports, svc.Teams} {
 		typ := reflect.TypeOf(v)
 		prefix := typ.Elem().String() + "."
 		for i := range typ.NumMethod() {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/rampartmail/rampart/dnsedge"
 	"github.com/rampartmail/rampart/internal/account"
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/edgeconf"
 	"github.com/rampartmail/rampart/internal/intake/imappull"
@@ -68,6 +69,9 @@ type Config struct {
 	// RemovalGrace is how long the edge answers a removed domain's SPF
 	// names with a record that authorizes nothing (domain.Config).
 	RemovalGrace time.Duration
+	// MSPDepth is how many levels of customer accounts may nest below a
+	// top-level account (access.SetMaxDepth).
+	MSPDepth int
 	// Readiness are the rules of the readiness verdicts (zero: the
 	// defaults).
 	Readiness readiness.Settings
@@ -280,6 +284,8 @@ func (c *Config) ServiceFlags(f *FlagSet) {
 	c.DatabaseFlags(f)
 	c.LogFlags(f)
 	c.DomainFlags(f)
+	f.Var(atLeast(&c.MSPDepth, access.DefaultMaxDepth, 1), "msp-depth", "how many `levels` of customer accounts may nest below a top-level (MSP) account; its owners act in all of them (env RAMPART_MSP_DEPTH)")
+	f.Env("msp-depth", "RAMPART_MSP_DEPTH")
 	str := func(p *string, name, variable, def, usage string) {
 		f.StringVar(p, name, def, usage)
 		f.Env(name, variable)

@@ -212,3 +212,33 @@ func TestPeopleSettings(t *testing.T) {
 	_, err = parse("-smtp-relay-tls", "sometimes")
 	require.Error(t, err)
 }
+
+// TestMSPDepth: -msp-depth (RAMPART_MSP_DEPTH) defaults to 3 and takes a
+// whole number of at least 1, from the flag or the environment.
+func TestMSPDepth(t *testing.T) {
+	parse := func(args ...string) (int, error) {
+		var c Config
+		fs := NewFlagSet("rampart serve", "rampart serve [flags]")
+		fs.SetOutput(io.Discard)
+		c.ServeFlags(fs)
+		err := fs.Parse(args, os.LookupEnv)
+		return c.MSPDepth, err
+	}
+	d, err := parse()
+	require.NoError(t, err)
+	require.Equal(t, 3, d)
+	d, err = parse("-msp-depth", "5")
+	require.NoError(t, err)
+	require.Equal(t, 5, d)
+	for _, bad := range []string{"0", "-1", "deep"} {
+		_, err := parse("-msp-depth", bad)
+		require.Error(t, err, bad)
+	}
+	t.Setenv("RAMPART_MSP_DEPTH", "0")
+	_, err = parse()
+	require.ErrorContains(t, err, "RAMPART_MSP_DEPTH")
+	t.Setenv("RAMPART_MSP_DEPTH", "2")
+	d, err = parse()
+	require.NoError(t, err)
+	require.Equal(t, 2, d)
+}

@@ -54,10 +54,15 @@ type Services struct {
 	Sources *sources.Classifier
 	// Readiness reads domains' readiness for enforcement.
 	Readiness *readiness.Reader
+	// Teams manages teams and their grants.
+	Teams *access.Teams
 }
 
 // NewServices builds the domain services over a pool.
 func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, error) {
+	if cfg.MSPDepth > 0 { // 0: a Config made without flags keeps the default
+		access.SetMaxDepth(cfg.MSPDepth)
+	}
 	keys, err := cfg.KeySet()
 	if err != nil {
 		return nil, err
@@ -90,6 +95,7 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 		Keys:      domainkey.NewManager(pool, domains, log),
 		Sources:   sources.NewClassifier(pool, cfg.Resolver() != "", log),
 		Readiness: readiness.NewReader(pool, dcfg.Readiness),
+		Teams:     access.NewTeams(pool),
 	}, nil
 }
 
@@ -214,6 +220,7 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 		SenderSvc: svc.Senders, KeySvc: svc.Keys, Reporting: reporting.NewReader(pool), Store: store,
 		AuthReports:  authreport.New(pool),
 		ReadinessSvc: svc.Readiness,
+		TeamSvc:      svc.Teams,
 		Log:          log, Pool: pool,
 	}
 	limits := graph.DefaultLimits

@@ -118,11 +118,17 @@ func TestCreateAPITokenValidation(t *testing.T) {
 	_, _, err = f.svc.CreateAPIToken(f.as(uuid.New()), accountID, "ci")
 	require.ErrorIs(t, err, apperr.ErrNotFound)
 
-	// A token made by an API token records no user.
-	byToken := access.NewContext(f.ctx, access.Principal{APITokenID: uuid.New(), TokenAccountID: accountID})
+	// A token made by an API token (one allowed to make tokens) records no
+	// user, but the token; an unknown token makes none.
+	_, _, err = f.svc.CreateAPIToken(access.NewContext(f.ctx, access.Principal{APITokenID: uuid.New(), TokenAccountID: accountID}), accountID, "ci")
+	require.ErrorIs(t, err, apperr.ErrNotFound)
+	_, maker, err := f.svc.CreateScopedAPIToken(alice, accountID, NewAPIToken{Name: "maker", CanCreateTokens: true})
+	require.NoError(t, err)
+	byToken := access.NewContext(f.ctx, access.Principal{APITokenID: maker.ID, TokenAccountID: accountID})
 	_, tok, err = f.svc.CreateAPIToken(byToken, accountID, "ci")
 	require.NoError(t, err)
 	require.Nil(t, tok.CreatedBy)
+	require.Equal(t, &maker.ID, tok.CreatedByToken)
 }
 
 func TestListAPITokens(t *testing.T) {

@@ -85,14 +85,26 @@ JOIN users u ON u.id = rt.user_id
 WHERE rt.id = @id;
 
 -- name: InsertAPIToken :one
-INSERT INTO api_tokens (account_id, created_by, name, hint, token_hash, created_at)
-VALUES (@account_id, @created_by, @name, @hint, @token_hash, @created_at)
-RETURNING id, account_id, created_by, name, hint, created_at, last_used_at, revoked_at;
+INSERT INTO api_tokens (account_id, created_by, created_by_token, name, hint, token_hash, created_at,
+                        level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at)
+VALUES (@account_id, @created_by, @created_by_token, @name, @hint, @token_hash, @created_at,
+        @level, @read_only, @domain_set, @domain_ids::uuid[], sqlc.narg(label), @can_create_tokens, sqlc.narg(expires_at))
+RETURNING id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+          level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at;
 
 -- name: GetAPITokenByHash :one
-SELECT id, account_id, last_used_at, revoked_at
+SELECT id, account_id, last_used_at, revoked_at, expires_at, read_only
 FROM api_tokens
 WHERE token_hash = @token_hash;
+
+-- name: GetAPIToken :one
+SELECT id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+       level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at
+FROM api_tokens
+WHERE id = @id;
+
+-- name: DomainIDsByName :many
+SELECT id FROM domains WHERE account_id = @account_id AND name = ANY(@names::text[]);
 
 -- name: TouchAPIToken :exec
 UPDATE api_tokens SET last_used_at = @now
@@ -103,8 +115,19 @@ UPDATE api_tokens SET revoked_at = coalesce(revoked_at, @revoked_at)
 WHERE id = @id AND account_id = @account_id
 RETURNING id;
 
+-- name: RevokeAPITokensCreatedBy :execrows
+-- Revokes every token created under the token, transitively.
+WITH RECURSIVE below (id) AS (
+    SELECT t.id FROM api_tokens t WHERE t.created_by_token = @id
+    UNION
+    SELECT t.id FROM api_tokens t JOIN below b ON t.created_by_token = b.id
+)
+UPDATE api_tokens SET revoked_at = @revoked_at
+WHERE id IN (SELECT id FROM below) AND revoked_at IS NULL;
+
 -- name: ListAPITokens :many
-SELECT id, account_id, created_by, name, hint, created_at, last_used_at, revoked_at
+SELECT id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+       level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at
 FROM api_tokens
 WHERE account_id = @account_id
 ORDER BY created_at DESC, id;
@@ -172,3 +195,9 @@ FROM password_resets pr
 JOIN users u ON u.id = pr.user_id
 WHERE pr.token_hash = @token_hash
 FOR UPDATE OF pr;
+
+-- name: TokenCreatorEmail :one
+-- The e-mail address of a user who created a token of the account.
+SELECT u.email FROM users u
+WHERE u.id = @user_id
+  AND EXISTS (SELECT 1 FROM api_tokens t WHERE t.account_id = @account_id AND t.created_by = u.id);

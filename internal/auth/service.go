@@ -241,6 +241,7 @@ type Identity struct {
 	SessionID  uuid.UUID  // the refresh-token family; uuid.Nil for an API token
 	APITokenID *uuid.UUID // set for an API token
 	AccountID  *uuid.UUID // set for an API token: the one account it acts in
+	ReadOnly   bool       // a read-only API token
 }
 
 // IsAPIToken reports whether the identity is an API token.
@@ -287,7 +288,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Identity, er
 // Principal is the identity as the authorisation layer sees it.
 func (id Identity) Principal() access.Principal {
 	if id.IsAPIToken() {
-		return access.Principal{APITokenID: *id.APITokenID, TokenAccountID: *id.AccountID}
+		return access.Principal{APITokenID: *id.APITokenID, TokenAccountID: *id.AccountID, ReadOnly: id.ReadOnly}
 	}
 	return access.Principal{UserID: id.UserID, SessionID: id.SessionID}
 }

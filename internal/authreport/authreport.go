@@ -173,34 +173,31 @@ func (r *Reader) Domain(ctx context.Context, accountID, domainID uuid.UUID, rng 
 	return &Scope{principal: p, account: accountID, domain: domainID, domains: []uuid.UUID{domainID}, rng: rng}, nil
 }
 
-// Account is the scope of an account's report: its domains and those of
-// its customer accounts (when it is an MSP's) in which the principal holds
-// [access.ViewReports], as it must in the account itself.
+// Account is the scope of an account's report: the domains of it and of
+// its customer accounts (when it is an MSP's) on which the principal holds
+// [access.ViewReports] ([access.Authorizer.Reach]: all of them for an
+// owner, the granted ones for a team member), as it must on some of the
+// account's own.
 func (r *Reader) Account(ctx context.Context, accountID uuid.UUID, rng Range) (*Scope, error) {
 	p, err := access.Require(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.authz.Authorize(ctx, access.InAccount(accountID), access.ViewReports); err != nil {
+	// The account's domains the principal may read (all of them, or those
+	// its grants name), and those of its customer accounts.
+	if _, err := r.authz.ReachIn(ctx, accountID, access.ViewReports); err != nil {
 		return nil, err
 	}
 	children, err := r.q.ChildAccounts(ctx, accountID)
 	if err != nil {
 		return nil, fmt.Errorf("list customer accounts: %w", err)
 	}
-	accounts := []uuid.UUID{accountID}
-	if len(children) > 0 {
-		readable, err := r.authz.Accounts(ctx, access.ViewReports)
-		if err != nil {
-			return nil, err
-		}
-		for _, c := range children {
-			if slices.Contains(readable, c) {
-				accounts = append(accounts, c)
-			}
-		}
+	reach, err := r.authz.Reach(ctx, access.ViewReports)
+	if err != nil {
+		return nil, err
 	}
-	domains, err := r.q.ReportDomains(ctx, accounts)
+	reach = reach.In(append(children, accountID)...)
+	domains, err := r.q.ReportDomains(ctx, authreportdb.ReportDomainsParams{ReachAccounts: reach.Accounts, ReachDomains: reach.Domains})
 	if err != nil {
 		return nil, fmt.Errorf("list the accounts' domains: %w", err)
 	}
@@ -214,11 +211,11 @@ func (r *Reader) check(ctx context.Context, s *Scope) error {
 	if err != nil {
 		return err
 	}
-	sc := access.InAccount(s.account)
 	if s.domain != uuid.Nil {
-		sc = access.OnDomain(s.account, s.domain)
-	}
-	if err := r.authz.Authorize(ctx, sc, access.ViewReports); err != nil {
+		if err := r.authz.Authorize(ctx, access.OnDomain(s.account, s.domain), access.ViewReports); err != nil {
+			return err
+		}
+	} else if _, err := r.authz.ReachIn(ctx, s.account, access.ViewReports); err != nil {
 		return err
 	}
 	if p != s.principal {

@@ -176,8 +176,10 @@ LEFT JOIN LATERAL (SELECT r.class, r.service, r.evidence FROM r ORDER BY r.day D
 LEFT JOIN ip_enrichment e ON e.ip = @ip::inet;
 
 -- name: ReportDomains :many
--- The domains of the accounts, for an account's report.
-SELECT id FROM domains WHERE account_id = ANY(@account_ids::uuid[]) ORDER BY id;
+-- The domains of a reach (access.Reach), for an account's report.
+SELECT id FROM domains
+WHERE account_id = ANY(@reach_accounts::uuid[]) OR id = ANY(@reach_domains::uuid[])
+ORDER BY id;
 
 -- name: ChildAccounts :many
 -- An account's customer accounts.

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,6 +92,9 @@ type Domain struct {
 	// ReadinessThreshold is the DMARC pass rate (percent) its senders must
 	// reach before its policy may tighten (internal/readiness).
 	ReadinessThreshold float64
+	// Labels group domains for grants (package access): a team or token
+	// granted a label acts on the domains carrying it.
+	Labels []string
 }
 
 // Verified reports whether the account has proven it controls the domain:
@@ -194,6 +198,7 @@ func fromRow(r domaindb.Domain) Domain {
 		},
 		Observed:           observedFromRow(r),
 		ReadinessThreshold: r.ReadinessThreshold,
+		Labels:             r.Labels,
 	}
 	if r.VerifiedHow != nil {
 		d.Ownership.Method = VerificationMethod(*r.VerifiedHow)
@@ -364,6 +369,38 @@ func (s *Service) change(ctx context.Context, name string, perm access.Permissio
 		}
 		d = fromRow(row)
 		return s.publish(ctx, tx, d)
+	})
+	return d, err
+}
+
+// MaxLabels bounds how many labels a domain carries.
+const MaxLabels = 20
+
+// SetLabels replaces a domain's labels (each as [access.NormalizeLabel]
+// has it; duplicates dropped, sorted). Labels decide which teams and
+// tokens reach the domain, so setting them needs [access.ManageUsers].
+func (s *Service) SetLabels(ctx context.Context, name string, labels []string) (Domain, error) {
+	if len(labels) > MaxLabels {
+		return Domain{}, apperr.Invalid("labels", "a domain carries at most %d labels", MaxLabels)
+	}
+	clean := make([]string, 0, len(labels))
+	for _, l := range labels {
+		n, err := access.NormalizeLabel(l)
+		if err != nil {
+			return Domain{}, err
+		}
+		clean = append(clean, n)
+	}
+	slices.Sort(clean)
+	clean = slices.Compact(clean)
+	var d Domain
+	err := s.locked(ctx, name, access.ManageUsers, func(_ pgx.Tx, q *domaindb.Queries, old Domain) error {
+		row, err := q.SetDomainLabels(ctx, domaindb.SetDomainLabelsParams{ID: old.ID, Labels: clean})
+		if err != nil {
+			return fmt.Errorf("set labels: %w", err)
+		}
+		d = fromRow(row)
+		return nil
 	})
 	return d, err
 }
@@ -632,18 +669,17 @@ func (s *Service) List(ctx context.Context, f Filter, first int, after string) (
 	if first < 0 || first > MaxPage {
 		return Page{}, apperr.Invalid("first", "first must be between 0 and %d", MaxPage)
 	}
-	ids, err := s.authz.Accounts(ctx, access.ViewReports)
-	if err != nil {
-		return Page{}, err
-	}
+	var reach access.Reach
+	var err error
 	if f.AccountID != nil {
-		if err := s.authz.Authorize(ctx, access.InAccount(*f.AccountID), access.ViewReports); err != nil {
+		if reach, err = s.authz.ReachIn(ctx, *f.AccountID, access.ViewReports); err != nil {
 			if errors.Is(err, apperr.ErrNotFound) {
 				return Page{}, apperr.NotFoundf("account not found")
 			}
 			return Page{}, err
 		}
-		ids = []uuid.UUID{*f.AccountID}
+	} else if reach, err = s.authz.Reach(ctx, access.ViewReports); err != nil {
+		return Page{}, err
 	}
 	var cursor string
 	if after != "" {
@@ -670,10 +706,10 @@ func (s *Service) List(ctx context.Context, f Filter, first int, after string) (
 	err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		q := domaindb.New(tx)
 		var err error
-		if rows, err = q.ListDomains(ctx, domaindb.ListDomainsParams{AccountIds: ids, After: cursor, Prefix: prefix, Mode: mode, Lim: lim}); err != nil {
+		if rows, err = q.ListDomains(ctx, domaindb.ListDomainsParams{ReachAccounts: reach.Accounts, ReachDomains: reach.Domains, After: cursor, Prefix: prefix, Mode: mode, Lim: lim}); err != nil {
 			return fmt.Errorf("list domains: %w", err)
 		}
-		if total, err = q.CountDomains(ctx, domaindb.CountDomainsParams{AccountIds: ids, Prefix: prefix, Mode: mode}); err != nil {
+		if total, err = q.CountDomains(ctx, domaindb.CountDomainsParams{ReachAccounts: reach.Accounts, ReachDomains: reach.Domains, Prefix: prefix, Mode: mode}); err != nil {
 			return fmt.Errorf("count domains: %w", err)
 		}
 		return nil

@@ -29,9 +29,9 @@ WHERE id = @id
 RETURNING *;
 
 -- name: ListDomains :many
--- One page of domains in the given accounts, ordered by name, after a cursor.
+-- One page of the domains of a reach (access.Reach), ordered by name, after a cursor.
 SELECT * FROM domains
-WHERE account_id = ANY(@account_ids::uuid[])
+WHERE (account_id = ANY(@reach_accounts::uuid[]) OR id = ANY(@reach_domains::uuid[]))
   AND name > @after
   AND (sqlc.narg(prefix)::text IS NULL OR starts_with(name, sqlc.narg(prefix)::text))
   AND (sqlc.narg(mode)::text IS NULL OR mode = sqlc.narg(mode)::text)
@@ -40,7 +40,7 @@ LIMIT @lim;
 
 -- name: CountDomains :one
 SELECT count(*) FROM domains
-WHERE account_id = ANY(@account_ids::uuid[])
+WHERE (account_id = ANY(@reach_accounts::uuid[]) OR id = ANY(@reach_domains::uuid[]))
   AND (sqlc.narg(prefix)::text IS NULL OR starts_with(name, sqlc.narg(prefix)::text))
   AND (sqlc.narg(mode)::text IS NULL OR mode = sqlc.narg(mode)::text);
 
@@ -226,3 +226,6 @@ UPDATE domain_senders SET pass_threshold = @threshold WHERE domain_id = @domain_
 -- name: RecordPolicyChange :exec
 INSERT INTO policy_changes (domain_id, actor_user_id, actor_token_id, from_policy, to_policy, verdict, forced, reasons)
 VALUES (@domain_id, @actor_user_id, @actor_token_id, @from_policy, @to_policy, @verdict, @forced, @reasons);
+
+-- name: SetDomainLabels :one
+UPDATE domains SET labels = @labels::text[], updated_at = now() WHERE id = @id RETURNING *;

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/dbtest"
 	"github.com/rampartmail/rampart/internal/ingest"
 )
@@ -267,4 +268,15 @@ func waitJobs(t *testing.T, events <-chan *river.Event, ids ...int64) map[int64]
 		}
 	}
 	return got
+}
+
+// token makes an API token of the account (the scope of a token made before
+// scopes: an owner of the account) and returns a context acting as it.
+func (e *env) token(t *testing.T, account uuid.UUID) context.Context {
+	t.Helper()
+	var id uuid.UUID
+	hash := uuid.New()
+	require.NoError(t, e.pool.QueryRow(context.Background(), `INSERT INTO api_tokens (account_id, name, hint, token_hash)
+		VALUES ($1, 'test', 'test', $2) RETURNING id`, account, hash[:]).Scan(&id))
+	return access.NewContext(context.Background(), access.Principal{APITokenID: id, TokenAccountID: account})
 }

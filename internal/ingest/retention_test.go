@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/rampartmail/rampart/internal/access"
 	"github.com/rampartmail/rampart/internal/dbtest"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/reporting"
@@ -207,7 +206,7 @@ func TestPurgeRefusedBytes(t *testing.T) {
 	require.NotNil(t, get(never.BlobID).purgedAt)
 
 	// Read as a token of the account would.
-	asAccount := access.NewContext(ctx, access.Principal{APITokenID: uuid.New(), TokenAccountID: e.account})
+	asAccount := e.token(t, e.account)
 	problems, err := reporting.NewReader(e.pool).AccountProblems(asAccount, e.account, 10)
 	require.NoError(t, err)
 	require.Len(t, problems, 2)

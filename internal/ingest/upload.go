@@ -36,13 +36,17 @@ type Upload struct {
 // ([access.Authorizer.Authorize] with [UploadPermission]: no standing is
 // NOT_FOUND, a member without the permission FORBIDDEN) and fixes the
 // scope of what it uploads: the account and the accounts below it in which
-// the principal holds the same permission. An MSP's owner uploading to its
-// own account may so store reports for its customers' domains, but not for
-// the domains of customers' customers, which it cannot see.
+// the principal holds the same permission account-wide. An MSP's owner
+// uploading to its own account may so store reports for the domains of
+// every customer account below it, as it acts there as an owner; a
+// principal cannot upload into an account above its own or beside it.
 //
 // Call it before reading any file, so that an unauthorised caller costs no
 // more than the request's headers.
 func (s *Store) BeginUpload(ctx context.Context, accountID uuid.UUID) (*Upload, error) {
+	if err := access.AuthorizeWrite(ctx); err != nil {
+		return nil, err
+	}
 	authz := access.New(s.pool)
 	if err := authz.Authorize(ctx, access.InAccount(accountID), UploadPermission); err != nil {
 		return nil, err

@@ -150,11 +150,13 @@ RETURNING *;
 
 -- name: EnabledServiceSlugs :many
 -- The services with an include that at least one domain enables, in the
--- given accounts (all accounts when all is set).
+-- domains of a reach (access.Reach; every domain when all is set).
 SELECT DISTINCT s.slug FROM sender_services s
 JOIN domain_senders ds ON ds.service = s.slug
 JOIN domains d ON d.id = ds.domain_id
-WHERE s.spf_include <> '' AND (sqlc.arg(all_accounts)::boolean OR d.account_id = ANY(sqlc.arg(accounts)::uuid[]))
+WHERE s.spf_include <> '' AND (sqlc.arg(all_accounts)::boolean
+                               OR d.account_id = ANY(sqlc.arg(accounts)::uuid[])
+                               OR d.id = ANY(sqlc.arg(reach_domains)::uuid[]))
 ORDER BY s.slug;
 
 -- name: PublishService :one

@@ -185,14 +185,16 @@ func (m *Manager) RefreshRanges(ctx context.Context, slug string) ([]Service, er
 	if err != nil {
 		return nil, err
 	}
-	var accounts []uuid.UUID
+	var reach access.Reach
 	if !op {
-		if accounts, err = m.authz.Accounts(ctx, access.ManageSenders); err != nil {
+		if reach, err = m.authz.Reach(ctx, access.ManageSenders); err != nil {
 			return nil, err
 		}
 	}
 	q := senderdb.New(m.pool)
-	slugs, err := q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{AllAccounts: op, Accounts: nonNilIDs(accounts)})
+	slugs, err := q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{
+		AllAccounts: op, Accounts: nonNilIDs(reach.Accounts), ReachDomains: nonNilIDs(reach.Domains),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list enabled services: %w", err)
 	}
@@ -200,7 +202,7 @@ func (m *Manager) RefreshRanges(ctx context.Context, slug string) ([]Service, er
 		slug = strings.ToLower(strings.TrimSpace(slug))
 		s, err := q.ServiceBySlug(ctx, slug)
 		switch {
-		case errors.Is(err, pgx.ErrNoRows) || err == nil && !op && !slices.Contains(slugs, slug) && !ownedBy(s, accounts):
+		case errors.Is(err, pgx.ErrNoRows) || err == nil && !op && !slices.Contains(slugs, slug) && !ownedBy(s, reach.Accounts):
 			return nil, apperr.NotFoundf("not found") // as for any object of another account
 		case err != nil:
 			return nil, fmt.Errorf("load service: %w", err)
@@ -243,7 +245,7 @@ func (m *Manager) RefreshAsOperator(ctx context.Context, resolver spf.Resolver, 
 		slugs = []string{s.Slug}
 	} else {
 		var err error
-		if slugs, err = q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{AllAccounts: true, Accounts: []uuid.UUID{}}); err != nil {
+		if slugs, err = q.EnabledServiceSlugs(ctx, senderdb.EnabledServiceSlugsParams{AllAccounts: true, Accounts: []uuid.UUID{}, ReachDomains: []uuid.UUID{}}); err != nil {
 			return nil, fmt.Errorf("list enabled services: %w", err)
 		}
 	}

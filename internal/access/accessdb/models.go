@@ -3,3 +3,27 @@
 //   sqlc v1.31.1
 
 package accessdb
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+)
+
+type Team struct {
+	ID        uuid.UUID
+	AccountID uuid.UUID
+	Name      string
+	CreatedAt time.Time
+}
+
+type TeamGrant struct {
+	ID        uuid.UUID
+	TeamID    uuid.UUID
+	AccountID uuid.UUID
+	Level     int16
+	DomainSet string
+	DomainIds []uuid.UUID
+	Label     *string
+	CreatedAt time.Time
+}

@@ -7,56 +7,170 @@ package accessdb
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
 
-const grant = `-- name: Grant :one
-SELECT
-    a.id,
-    coalesce((SELECT m.role FROM account_members m
-              WHERE m.account_id = a.id AND m.user_id = $1::uuid), '')::text AS role,
-    EXISTS (SELECT 1 FROM account_members m
-            WHERE m.account_id = a.parent_id AND m.user_id = $1::uuid AND m.role = 'owner') AS parent_owner,
-    coalesce(a.id = $2::uuid OR a.parent_id = $2::uuid, false)::bool AS token_scope
-FROM accounts a
-WHERE a.id = $3::uuid
-  AND ($4::uuid IS NULL
-       OR EXISTS (SELECT 1 FROM domains d WHERE d.id = $4::uuid AND d.account_id = a.id))
+const accountDepth = `-- name: AccountDepth :one
+WITH RECURSIVE up (id, parent_id, dist) AS (
+    SELECT a.id, a.parent_id, 0 FROM accounts a WHERE a.id = $1::uuid
+    UNION ALL
+    SELECT p.id, p.parent_id, up.dist + 1 FROM accounts p JOIN up ON p.id = up.parent_id
+    WHERE up.dist <= $2::int
+)
+SELECT coalesce(max(dist), 0)::int AS depth FROM up
 `
 
-type GrantParams struct {
-	UserID       uuid.UUID
-	TokenAccount uuid.UUID
-	AccountID    uuid.UUID
-	DomainID     *uuid.UUID
+type AccountDepthParams struct {
+	AccountID uuid.UUID
+	MaxDepth  int32
 }
 
-type GrantRow struct {
-	ID          uuid.UUID
-	Role        string
-	ParentOwner bool
-	TokenScope  bool
+// How many ancestors the account has (0 for a top-level account), counting
+// at most max_depth + 1 so that a cycle made by hand cannot loop.
+func (q *Queries) AccountDepth(ctx context.Context, arg AccountDepthParams) (int32, error) {
+	row := q.db.QueryRow(ctx, accountDepth, arg.AccountID, arg.MaxDepth)
+	var depth int32
+	err := row.Scan(&depth)
+	return depth, err
 }
 
-// The principal's standing in one account: its own role there, and whether it
-// owns the account's parent (an MSP owner acts in customer accounts). When a
-// domain is named it must be the account's, or there is no row.
-func (q *Queries) Grant(ctx context.Context, arg GrantParams) (GrantRow, error) {
-	row := q.db.QueryRow(ctx, grant,
-		arg.UserID,
-		arg.TokenAccount,
-		arg.AccountID,
-		arg.DomainID,
-	)
-	var i GrantRow
+const addTeamMember = `-- name: AddTeamMember :exec
+INSERT INTO team_members (team_id, account_id, user_id) VALUES ($1, $2, $3)
+ON CONFLICT (team_id, user_id) DO NOTHING
+`
+
+type AddTeamMemberParams struct {
+	TeamID    uuid.UUID
+	AccountID uuid.UUID
+	UserID    uuid.UUID
+}
+
+func (q *Queries) AddTeamMember(ctx context.Context, arg AddTeamMemberParams) error {
+	_, err := q.db.Exec(ctx, addTeamMember, arg.TeamID, arg.AccountID, arg.UserID)
+	return err
+}
+
+const createTeam = `-- name: CreateTeam :one
+INSERT INTO teams (account_id, name) VALUES ($1, $2)
+ON CONFLICT (account_id, name) DO NOTHING
+RETURNING id, account_id, name, created_at
+`
+
+type CreateTeamParams struct {
+	AccountID uuid.UUID
+	Name      string
+}
+
+func (q *Queries) CreateTeam(ctx context.Context, arg CreateTeamParams) (Team, error) {
+	row := q.db.QueryRow(ctx, createTeam, arg.AccountID, arg.Name)
+	var i Team
 	err := row.Scan(
 		&i.ID,
-		&i.Role,
-		&i.ParentOwner,
-		&i.TokenScope,
+		&i.AccountID,
+		&i.Name,
+		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const deleteTeam = `-- name: DeleteTeam :execrows
+DELETE FROM teams WHERE id = $1
+`
+
+func (q *Queries) DeleteTeam(ctx context.Context, id uuid.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteTeam, id)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const deleteTeamGrant = `-- name: DeleteTeamGrant :execrows
+DELETE FROM team_grants WHERE id = $1 AND team_id = $2
+`
+
+type DeleteTeamGrantParams struct {
+	ID     uuid.UUID
+	TeamID uuid.UUID
+}
+
+func (q *Queries) DeleteTeamGrant(ctx context.Context, arg DeleteTeamGrantParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteTeamGrant, arg.ID, arg.TeamID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const domainIDsByName = `-- name: DomainIDsByName :many
+SELECT id, name FROM domains WHERE account_id = $1 AND name = ANY($2::text[]) ORDER BY name
+`
+
+type DomainIDsByNameParams struct {
+	AccountID uuid.UUID
+	Names     []string
+}
+
+type DomainIDsByNameRow struct {
+	ID   uuid.UUID
+	Name string
+}
+
+// The ids of the named domains (stored form) of an account.
+func (q *Queries) DomainIDsByName(ctx context.Context, arg DomainIDsByNameParams) ([]DomainIDsByNameRow, error) {
+	rows, err := q.db.Query(ctx, domainIDsByName, arg.AccountID, arg.Names)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DomainIDsByNameRow
+	for rows.Next() {
+		var i DomainIDsByNameRow
+		if err := rows.Scan(&i.ID, &i.Name); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const domainNames = `-- name: DomainNames :many
+SELECT id, name FROM domains WHERE account_id = $1 AND id = ANY($2::uuid[]) ORDER BY name
+`
+
+type DomainNamesParams struct {
+	AccountID uuid.UUID
+	Ids       []uuid.UUID
+}
+
+type DomainNamesRow struct {
+	ID   uuid.UUID
+	Name string
+}
+
+func (q *Queries) DomainNames(ctx context.Context, arg DomainNamesParams) ([]DomainNamesRow, error) {
+	rows, err := q.db.Query(ctx, domainNames, arg.AccountID, arg.Ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []DomainNamesRow
+	for rows.Next() {
+		var i DomainNamesRow
+		if err := rows.Scan(&i.ID, &i.Name); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const grantOperator = `-- name: GrantOperator :exec
@@ -68,58 +182,42 @@ func (q *Queries) GrantOperator(ctx context.Context, userID uuid.UUID) error {
 	return err
 }
 
-const grants = `-- name: Grants :many
-SELECT
-    a.id,
-    coalesce(m.role, '')::text AS role,
-    (pm.role IS NOT DISTINCT FROM 'owner') AS parent_owner,
-    coalesce(a.id = $1::uuid OR a.parent_id = $1::uuid, false)::bool AS token_scope
-FROM accounts a
-LEFT JOIN account_members m ON m.account_id = a.id AND m.user_id = $2::uuid
-LEFT JOIN account_members pm ON pm.account_id = a.parent_id AND pm.user_id = $2::uuid
-WHERE m.user_id IS NOT NULL
-   OR pm.role = 'owner'
-   OR a.id = $1::uuid
-   OR a.parent_id = $1::uuid
-ORDER BY a.name, a.id
+const insertTeamGrant = `-- name: InsertTeamGrant :one
+INSERT INTO team_grants (team_id, account_id, level, domain_set, domain_ids, label)
+VALUES ($1, $2, $3, $4, $5::uuid[], $6)
+RETURNING id, team_id, account_id, level, domain_set, domain_ids, label, created_at
 `
 
-type GrantsParams struct {
-	TokenAccount uuid.UUID
-	UserID       uuid.UUID
+type InsertTeamGrantParams struct {
+	TeamID    uuid.UUID
+	AccountID uuid.UUID
+	Level     int16
+	DomainSet string
+	DomainIds []uuid.UUID
+	Label     *string
 }
 
-type GrantsRow struct {
-	ID          uuid.UUID
-	Role        string
-	ParentOwner bool
-	TokenScope  bool
-}
-
-// Every account in which the principal has some standing, with that standing.
-func (q *Queries) Grants(ctx context.Context, arg GrantsParams) ([]GrantsRow, error) {
-	rows, err := q.db.Query(ctx, grants, arg.TokenAccount, arg.UserID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []GrantsRow
-	for rows.Next() {
-		var i GrantsRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.Role,
-			&i.ParentOwner,
-			&i.TokenScope,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+func (q *Queries) InsertTeamGrant(ctx context.Context, arg InsertTeamGrantParams) (TeamGrant, error) {
+	row := q.db.QueryRow(ctx, insertTeamGrant,
+		arg.TeamID,
+		arg.AccountID,
+		arg.Level,
+		arg.DomainSet,
+		arg.DomainIds,
+		arg.Label,
+	)
+	var i TeamGrant
+	err := row.Scan(
+		&i.ID,
+		&i.TeamID,
+		&i.AccountID,
+		&i.Level,
+		&i.DomainSet,
+		&i.DomainIds,
+		&i.Label,
+		&i.CreatedAt,
+	)
+	return i, err
 }
 
 const isOperator = `-- name: IsOperator :one
@@ -134,6 +232,163 @@ func (q *Queries) IsOperator(ctx context.Context, userID uuid.UUID) (bool, error
 	return operator, err
 }
 
+const isWithin = `-- name: IsWithin :one
+WITH RECURSIVE up (id, parent_id, dist) AS (
+    SELECT a.id, a.parent_id, 0 FROM accounts a WHERE a.id = $2::uuid
+    UNION ALL
+    SELECT p.id, p.parent_id, up.dist + 1 FROM accounts p JOIN up ON p.id = up.parent_id
+    WHERE up.dist < $3::int
+)
+SELECT EXISTS (SELECT 1 FROM up WHERE up.id = $1::uuid)::bool AS within
+`
+
+type IsWithinParams struct {
+	AncestorID uuid.UUID
+	AccountID  uuid.UUID
+	MaxDepth   int32
+}
+
+// Whether account is ancestor itself or below it, at most max_depth levels.
+func (q *Queries) IsWithin(ctx context.Context, arg IsWithinParams) (bool, error) {
+	row := q.db.QueryRow(ctx, isWithin, arg.AncestorID, arg.AccountID, arg.MaxDepth)
+	var within bool
+	err := row.Scan(&within)
+	return within, err
+}
+
+const ownedAccounts = `-- name: OwnedAccounts :many
+SELECT m.account_id FROM account_members m JOIN accounts a ON a.id = m.account_id
+WHERE m.user_id = $1 AND m.role = 'owner' ORDER BY a.name, a.id
+`
+
+func (q *Queries) OwnedAccounts(ctx context.Context, userID uuid.UUID) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, ownedAccounts, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var account_id uuid.UUID
+		if err := rows.Scan(&account_id); err != nil {
+			return nil, err
+		}
+		items = append(items, account_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const reach = `-- name: Reach :many
+WITH RECURSIVE owned (id, dist) AS (
+    SELECT s.id, 0 FROM (
+        SELECT m.account_id AS id FROM account_members m
+        WHERE m.user_id = $1::uuid AND m.role = 'owner'
+        UNION
+        SELECT t.account_id FROM api_tokens t WHERE t.id = $2::uuid AND t.level = 5
+    ) s
+    UNION ALL
+    SELECT c.id, o.dist + 1 FROM accounts c JOIN owned o ON c.parent_id = o.id
+    WHERE o.dist < $3::int
+),
+grants AS (
+    SELECT g.account_id, g.level, g.domain_set, g.domain_ids, g.label FROM team_grants g
+    JOIN team_members tm ON tm.team_id = g.team_id
+    WHERE tm.user_id = $1::uuid
+    UNION ALL
+    SELECT t.account_id, t.level, t.domain_set, t.domain_ids, t.label FROM api_tokens t
+    WHERE t.id = $2::uuid AND t.level < 5
+)
+SELECT o.id AS account_id, NULL::uuid AS domain_id, 5::int AS level FROM owned o
+UNION ALL
+SELECT m.account_id, NULL::uuid, 0::int FROM account_members m WHERE m.user_id = $1::uuid
+UNION ALL
+SELECT g.account_id, NULL::uuid, CASE WHEN g.domain_set = 'all' THEN g.level ELSE 0 END::int FROM grants g
+UNION ALL
+SELECT d.account_id, d.id, g.level::int FROM grants g
+JOIN domains d ON d.account_id = g.account_id
+WHERE (g.domain_set = 'named' AND d.id = ANY(g.domain_ids))
+   OR (g.domain_set = 'label' AND g.label = ANY(d.labels))
+`
+
+type ReachParams struct {
+	UserID   uuid.UUID
+	TokenID  uuid.UUID
+	MaxDepth int32
+}
+
+type ReachRow struct {
+	AccountID uuid.UUID
+	DomainID  *uuid.UUID
+	Level     int32
+}
+
+// Everywhere the principal stands, one row per fact: an account it owns
+// (level 5; directly, through an ancestor at most max_depth levels up, or as
+// an owner-level token), an account it is a member of (level 0), a grant on
+// every domain of an account (domain_id null), a grant expanded to each
+// domain it covers, and a row of level 0 for every grant (a grant covering no
+// domain yet still gives standing in its account).
+func (q *Queries) Reach(ctx context.Context, arg ReachParams) ([]ReachRow, error) {
+	rows, err := q.db.Query(ctx, reach, arg.UserID, arg.TokenID, arg.MaxDepth)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ReachRow
+	for rows.Next() {
+		var i ReachRow
+		if err := rows.Scan(&i.AccountID, &i.DomainID, &i.Level); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const removeTeamMember = `-- name: RemoveTeamMember :execrows
+DELETE FROM team_members WHERE team_id = $1 AND user_id = $2
+`
+
+type RemoveTeamMemberParams struct {
+	TeamID uuid.UUID
+	UserID uuid.UUID
+}
+
+func (q *Queries) RemoveTeamMember(ctx context.Context, arg RemoveTeamMemberParams) (int64, error) {
+	result, err := q.db.Exec(ctx, removeTeamMember, arg.TeamID, arg.UserID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const renameTeam = `-- name: RenameTeam :one
+UPDATE teams SET name = $1 WHERE id = $2 RETURNING id, account_id, name, created_at
+`
+
+type RenameTeamParams struct {
+	Name string
+	ID   uuid.UUID
+}
+
+func (q *Queries) RenameTeam(ctx context.Context, arg RenameTeamParams) (Team, error) {
+	row := q.db.QueryRow(ctx, renameTeam, arg.Name, arg.ID)
+	var i Team
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Name,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
 const revokeOperator = `-- name: RevokeOperator :execrows
 DELETE FROM instance_operators WHERE user_id = $1
 `
@@ -144,6 +399,228 @@ func (q *Queries) RevokeOperator(ctx context.Context, userID uuid.UUID) (int64, 
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const standing = `-- name: Standing :one
+WITH RECURSIVE up (id, parent_id, dist) AS (
+    SELECT a.id, a.parent_id, 0 FROM accounts a WHERE a.id = $3::uuid
+    UNION ALL
+    SELECT p.id, p.parent_id, up.dist + 1 FROM accounts p JOIN up ON p.id = up.parent_id
+    WHERE up.dist < $5::int
+),
+grants AS (
+    SELECT g.level, g.domain_set, g.domain_ids, g.label FROM team_grants g
+    JOIN team_members tm ON tm.team_id = g.team_id
+    WHERE g.account_id = $3::uuid AND tm.user_id = $1::uuid
+    UNION ALL
+    SELECT t.level, t.domain_set, t.domain_ids, t.label FROM api_tokens t
+    WHERE t.id = $2::uuid AND t.account_id = $3::uuid AND t.level < 5
+),
+dom AS (
+    SELECT d.id, d.labels FROM domains d
+    WHERE d.id = $4::uuid AND d.account_id = $3::uuid
+)
+SELECT
+    a.id,
+    (EXISTS (SELECT 1 FROM account_members m JOIN up ON m.account_id = up.id
+             WHERE m.user_id = $1::uuid AND m.role = 'owner')
+     OR EXISTS (SELECT 1 FROM api_tokens t JOIN up ON t.account_id = up.id
+                WHERE t.id = $2::uuid AND t.level = 5))::bool AS owner,
+    EXISTS (SELECT 1 FROM account_members m
+            WHERE m.account_id = a.id AND m.user_id = $1::uuid)::bool AS member,
+    EXISTS (SELECT 1 FROM grants)::bool AS granted,
+    coalesce((SELECT max(g.level) FROM grants g WHERE g.domain_set = 'all'), 0)::int AS account_level,
+    coalesce((SELECT max(g.level) FROM grants g, dom
+              WHERE g.domain_set = 'all'
+                 OR (g.domain_set = 'named' AND dom.id = ANY(g.domain_ids))
+                 OR (g.domain_set = 'label' AND g.label = ANY(dom.labels))), 0)::int AS domain_level
+FROM accounts a
+WHERE a.id = $3::uuid
+  AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM dom))
+`
+
+type StandingParams struct {
+	UserID    uuid.UUID
+	TokenID   uuid.UUID
+	AccountID uuid.UUID
+	DomainID  *uuid.UUID
+	MaxDepth  int32
+}
+
+type StandingRow struct {
+	ID           uuid.UUID
+	Owner        bool
+	Member       bool
+	Granted      bool
+	AccountLevel int32
+	DomainLevel  int32
+}
+
+// The principal's standing in one account (a user: user_id, token_id nil; a
+// token: token_id, user_id nil). owner: it owns the account or an ancestor at
+// most max_depth levels up, or is an owner-level token scoped to one of them.
+// member: the user's membership. granted: a team grant or the token's scope
+// names the account. account_level: the highest level granted on every
+// domain of the account; domain_level: the highest granted on the named
+// domain. No row when the account does not exist or the domain is not its.
+func (q *Queries) Standing(ctx context.Context, arg StandingParams) (StandingRow, error) {
+	row := q.db.QueryRow(ctx, standing,
+		arg.UserID,
+		arg.TokenID,
+		arg.AccountID,
+		arg.DomainID,
+		arg.MaxDepth,
+	)
+	var i StandingRow
+	err := row.Scan(
+		&i.ID,
+		&i.Owner,
+		&i.Member,
+		&i.Granted,
+		&i.AccountLevel,
+		&i.DomainLevel,
+	)
+	return i, err
+}
+
+const teamByID = `-- name: TeamByID :one
+SELECT id, account_id, name, created_at FROM teams WHERE id = $1
+`
+
+func (q *Queries) TeamByID(ctx context.Context, id uuid.UUID) (Team, error) {
+	row := q.db.QueryRow(ctx, teamByID, id)
+	var i Team
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Name,
+		&i.CreatedAt,
+	)
+	return i, err
+}
+
+const teamGrants = `-- name: TeamGrants :many
+SELECT id, team_id, account_id, level, domain_set, domain_ids, label, created_at FROM team_grants WHERE team_id = $1 ORDER BY created_at, id
+`
+
+func (q *Queries) TeamGrants(ctx context.Context, teamID uuid.UUID) ([]TeamGrant, error) {
+	rows, err := q.db.Query(ctx, teamGrants, teamID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TeamGrant
+	for rows.Next() {
+		var i TeamGrant
+		if err := rows.Scan(
+			&i.ID,
+			&i.TeamID,
+			&i.AccountID,
+			&i.Level,
+			&i.DomainSet,
+			&i.DomainIds,
+			&i.Label,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const teamMembers = `-- name: TeamMembers :many
+SELECT u.id, u.email, u.name, u.created_at FROM team_members tm JOIN users u ON u.id = tm.user_id
+WHERE tm.team_id = $1 ORDER BY u.email
+`
+
+type TeamMembersRow struct {
+	ID        uuid.UUID
+	Email     string
+	Name      string
+	CreatedAt time.Time
+}
+
+func (q *Queries) TeamMembers(ctx context.Context, teamID uuid.UUID) ([]TeamMembersRow, error) {
+	rows, err := q.db.Query(ctx, teamMembers, teamID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TeamMembersRow
+	for rows.Next() {
+		var i TeamMembersRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Email,
+			&i.Name,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const teamsOfAccount = `-- name: TeamsOfAccount :many
+SELECT id, account_id, name, created_at FROM teams WHERE account_id = $1 ORDER BY name, id
+`
+
+func (q *Queries) TeamsOfAccount(ctx context.Context, accountID uuid.UUID) ([]Team, error) {
+	rows, err := q.db.Query(ctx, teamsOfAccount, accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Team
+	for rows.Next() {
+		var i Team
+		if err := rows.Scan(
+			&i.ID,
+			&i.AccountID,
+			&i.Name,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const tokenScope = `-- name: TokenScope :one
+SELECT account_id, level, domain_set, domain_ids, label FROM api_tokens WHERE id = $1
+`
+
+type TokenScopeRow struct {
+	AccountID uuid.UUID
+	Level     int16
+	DomainSet string
+	DomainIds []uuid.UUID
+	Label     *string
+}
+
+func (q *Queries) TokenScope(ctx context.Context, id uuid.UUID) (TokenScopeRow, error) {
+	row := q.db.QueryRow(ctx, tokenScope, id)
+	var i TokenScopeRow
+	err := row.Scan(
+		&i.AccountID,
+		&i.Level,
+		&i.DomainSet,
+		&i.DomainIds,
+		&i.Label,
+	)
+	return i, err
 }
 
 const userByEmail = `-- name: UserByEmail :one
@@ -160,4 +637,55 @@ func (q *Queries) UserByEmail(ctx context.Context, email string) (UserByEmailRow
 	var i UserByEmailRow
 	err := row.Scan(&i.ID, &i.Email)
 	return i, err
+}
+
+const userTeamGrants = `-- name: UserTeamGrants :many
+SELECT g.id, g.team_id, g.account_id, g.level, g.domain_set, g.domain_ids, g.label, g.created_at, t.name AS team_name FROM team_grants g
+JOIN team_members tm ON tm.team_id = g.team_id
+JOIN teams t ON t.id = g.team_id
+WHERE tm.user_id = $1
+ORDER BY t.name, g.created_at, g.id
+`
+
+type UserTeamGrantsRow struct {
+	ID        uuid.UUID
+	TeamID    uuid.UUID
+	AccountID uuid.UUID
+	Level     int16
+	DomainSet string
+	DomainIds []uuid.UUID
+	Label     *string
+	CreatedAt time.Time
+	TeamName  string
+}
+
+// The grants of every team the user is on, with the team, for the viewer.
+func (q *Queries) UserTeamGrants(ctx context.Context, userID uuid.UUID) ([]UserTeamGrantsRow, error) {
+	rows, err := q.db.Query(ctx, userTeamGrants, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UserTeamGrantsRow
+	for rows.Next() {
+		var i UserTeamGrantsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.TeamID,
+			&i.AccountID,
+			&i.Level,
+			&i.DomainSet,
+			&i.DomainIds,
+			&i.Label,
+			&i.CreatedAt,
+			&i.TeamName,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -134,6 +134,35 @@ func (q *Queries) DeleteLoginFailure(ctx context.Context, id int64) error {
 	return err
 }
 
+const domainIDsByName = `-- name: DomainIDsByName :many
+SELECT id FROM domains WHERE account_id = $1 AND name = ANY($2::text[])
+`
+
+type DomainIDsByNameParams struct {
+	AccountID uuid.UUID
+	Names     []string
+}
+
+func (q *Queries) DomainIDsByName(ctx context.Context, arg DomainIDsByNameParams) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, domainIDsByName, arg.AccountID, arg.Names)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const endPasswordResets = `-- name: EndPasswordResets :exec
 UPDATE password_resets SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL
 `
@@ -161,8 +190,58 @@ func (q *Queries) FamilyOwner(ctx context.Context, familyID uuid.UUID) (uuid.UUI
 	return user_id, err
 }
 
+const getAPIToken = `-- name: GetAPIToken :one
+SELECT id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+       level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at
+FROM api_tokens
+WHERE id = $1
+`
+
+type GetAPITokenRow struct {
+	ID              uuid.UUID
+	AccountID       uuid.UUID
+	CreatedBy       *uuid.UUID
+	CreatedByToken  *uuid.UUID
+	Name            string
+	Hint            string
+	CreatedAt       time.Time
+	LastUsedAt      *time.Time
+	RevokedAt       *time.Time
+	Level           int16
+	ReadOnly        bool
+	DomainSet       string
+	DomainIds       []uuid.UUID
+	Label           *string
+	CanCreateTokens bool
+	ExpiresAt       *time.Time
+}
+
+func (q *Queries) GetAPIToken(ctx context.Context, id uuid.UUID) (GetAPITokenRow, error) {
+	row := q.db.QueryRow(ctx, getAPIToken, id)
+	var i GetAPITokenRow
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.CreatedBy,
+		&i.CreatedByToken,
+		&i.Name,
+		&i.Hint,
+		&i.CreatedAt,
+		&i.LastUsedAt,
+		&i.RevokedAt,
+		&i.Level,
+		&i.ReadOnly,
+		&i.DomainSet,
+		&i.DomainIds,
+		&i.Label,
+		&i.CanCreateTokens,
+		&i.ExpiresAt,
+	)
+	return i, err
+}
+
 const getAPITokenByHash = `-- name: GetAPITokenByHash :one
-SELECT id, account_id, last_used_at, revoked_at
+SELECT id, account_id, last_used_at, revoked_at, expires_at, read_only
 FROM api_tokens
 WHERE token_hash = $1
 `
@@ -172,6 +251,8 @@ type GetAPITokenByHashRow struct {
 	AccountID  uuid.UUID
 	LastUsedAt *time.Time
 	RevokedAt  *time.Time
+	ExpiresAt  *time.Time
+	ReadOnly   bool
 }
 
 func (q *Queries) GetAPITokenByHash(ctx context.Context, tokenHash []byte) (GetAPITokenByHashRow, error) {
@@ -182,6 +263,8 @@ func (q *Queries) GetAPITokenByHash(ctx context.Context, tokenHash []byte) (GetA
 		&i.AccountID,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+		&i.ExpiresAt,
+		&i.ReadOnly,
 	)
 	return i, err
 }
@@ -359,50 +442,85 @@ func (q *Queries) GetUserForPassword(ctx context.Context, id uuid.UUID) (GetUser
 }
 
 const insertAPIToken = `-- name: InsertAPIToken :one
-INSERT INTO api_tokens (account_id, created_by, name, hint, token_hash, created_at)
-VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id, account_id, created_by, name, hint, created_at, last_used_at, revoked_at
+INSERT INTO api_tokens (account_id, created_by, created_by_token, name, hint, token_hash, created_at,
+                        level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+        $8, $9, $10, $11::uuid[], $12, $13, $14)
+RETURNING id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+          level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at
 `
 
 type InsertAPITokenParams struct {
-	AccountID uuid.UUID
-	CreatedBy *uuid.UUID
-	Name      string
-	Hint      string
-	TokenHash []byte
-	CreatedAt time.Time
+	AccountID       uuid.UUID
+	CreatedBy       *uuid.UUID
+	CreatedByToken  *uuid.UUID
+	Name            string
+	Hint            string
+	TokenHash       []byte
+	CreatedAt       time.Time
+	Level           int16
+	ReadOnly        bool
+	DomainSet       string
+	DomainIds       []uuid.UUID
+	Label           *string
+	CanCreateTokens bool
+	ExpiresAt       *time.Time
 }
 
 type InsertAPITokenRow struct {
-	ID         uuid.UUID
-	AccountID  uuid.UUID
-	CreatedBy  *uuid.UUID
-	Name       string
-	Hint       string
-	CreatedAt  time.Time
-	LastUsedAt *time.Time
-	RevokedAt  *time.Time
+	ID              uuid.UUID
+	AccountID       uuid.UUID
+	CreatedBy       *uuid.UUID
+	CreatedByToken  *uuid.UUID
+	Name            string
+	Hint            string
+	CreatedAt       time.Time
+	LastUsedAt      *time.Time
+	RevokedAt       *time.Time
+	Level           int16
+	ReadOnly        bool
+	DomainSet       string
+	DomainIds       []uuid.UUID
+	Label           *string
+	CanCreateTokens bool
+	ExpiresAt       *time.Time
 }
 
 func (q *Queries) InsertAPIToken(ctx context.Context, arg InsertAPITokenParams) (InsertAPITokenRow, error) {
 	row := q.db.QueryRow(ctx, insertAPIToken,
 		arg.AccountID,
 		arg.CreatedBy,
+		arg.CreatedByToken,
 		arg.Name,
 		arg.Hint,
 		arg.TokenHash,
 		arg.CreatedAt,
+		arg.Level,
+		arg.ReadOnly,
+		arg.DomainSet,
+		arg.DomainIds,
+		arg.Label,
+		arg.CanCreateTokens,
+		arg.ExpiresAt,
 	)
 	var i InsertAPITokenRow
 	err := row.Scan(
 		&i.ID,
 		&i.AccountID,
 		&i.CreatedBy,
+		&i.CreatedByToken,
 		&i.Name,
 		&i.Hint,
 		&i.CreatedAt,
 		&i.LastUsedAt,
 		&i.RevokedAt,
+		&i.Level,
+		&i.ReadOnly,
+		&i.DomainSet,
+		&i.DomainIds,
+		&i.Label,
+		&i.CanCreateTokens,
+		&i.ExpiresAt,
 	)
 	return i, err
 }
@@ -543,21 +661,30 @@ func (q *Queries) KnownClientFailures(ctx context.Context, arg KnownClientFailur
 }
 
 const listAPITokens = `-- name: ListAPITokens :many
-SELECT id, account_id, created_by, name, hint, created_at, last_used_at, revoked_at
+SELECT id, account_id, created_by, created_by_token, name, hint, created_at, last_used_at, revoked_at,
+       level, read_only, domain_set, domain_ids, label, can_create_tokens, expires_at
 FROM api_tokens
 WHERE account_id = $1
 ORDER BY created_at DESC, id
 `
 
 type ListAPITokensRow struct {
-	ID         uuid.UUID
-	AccountID  uuid.UUID
-	CreatedBy  *uuid.UUID
-	Name       string
-	Hint       string
-	CreatedAt  time.Time
-	LastUsedAt *time.Time
-	RevokedAt  *time.Time
+	ID              uuid.UUID
+	AccountID       uuid.UUID
+	CreatedBy       *uuid.UUID
+	CreatedByToken  *uuid.UUID
+	Name            string
+	Hint            string
+	CreatedAt       time.Time
+	LastUsedAt      *time.Time
+	RevokedAt       *time.Time
+	Level           int16
+	ReadOnly        bool
+	DomainSet       string
+	DomainIds       []uuid.UUID
+	Label           *string
+	CanCreateTokens bool
+	ExpiresAt       *time.Time
 }
 
 func (q *Queries) ListAPITokens(ctx context.Context, accountID uuid.UUID) ([]ListAPITokensRow, error) {
@@ -573,11 +700,19 @@ func (q *Queries) ListAPITokens(ctx context.Context, accountID uuid.UUID) ([]Lis
 			&i.ID,
 			&i.AccountID,
 			&i.CreatedBy,
+			&i.CreatedByToken,
 			&i.Name,
 			&i.Hint,
 			&i.CreatedAt,
 			&i.LastUsedAt,
 			&i.RevokedAt,
+			&i.Level,
+			&i.ReadOnly,
+			&i.DomainSet,
+			&i.DomainIds,
+			&i.Label,
+			&i.CanCreateTokens,
+			&i.ExpiresAt,
 		); err != nil {
 			return nil, err
 		}
@@ -747,6 +882,30 @@ func (q *Queries) RevokeAPIToken(ctx context.Context, arg RevokeAPITokenParams) 
 	return id, err
 }
 
+const revokeAPITokensCreatedBy = `-- name: RevokeAPITokensCreatedBy :execrows
+WITH RECURSIVE below (id) AS (
+    SELECT t.id FROM api_tokens t WHERE t.created_by_token = $2
+    UNION
+    SELECT t.id FROM api_tokens t JOIN below b ON t.created_by_token = b.id
+)
+UPDATE api_tokens SET revoked_at = $1
+WHERE id IN (SELECT id FROM below) AND revoked_at IS NULL
+`
+
+type RevokeAPITokensCreatedByParams struct {
+	RevokedAt *time.Time
+	ID        *uuid.UUID
+}
+
+// Revokes every token created under the token, transitively.
+func (q *Queries) RevokeAPITokensCreatedBy(ctx context.Context, arg RevokeAPITokensCreatedByParams) (int64, error) {
+	result, err := q.db.Exec(ctx, revokeAPITokensCreatedBy, arg.RevokedAt, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const revokeRefreshFamily = `-- name: RevokeRefreshFamily :execrows
 UPDATE refresh_tokens SET revoked_at = $1
 WHERE family_id = $2 AND revoked_at IS NULL
@@ -777,6 +936,25 @@ type SetPasswordHashParams struct {
 func (q *Queries) SetPasswordHash(ctx context.Context, arg SetPasswordHashParams) error {
 	_, err := q.db.Exec(ctx, setPasswordHash, arg.PasswordHash, arg.ID)
 	return err
+}
+
+const tokenCreatorEmail = `-- name: TokenCreatorEmail :one
+SELECT u.email FROM users u
+WHERE u.id = $1
+  AND EXISTS (SELECT 1 FROM api_tokens t WHERE t.account_id = $2 AND t.created_by = u.id)
+`
+
+type TokenCreatorEmailParams struct {
+	UserID    uuid.UUID
+	AccountID uuid.UUID
+}
+
+// The e-mail address of a user who created a token of the account.
+func (q *Queries) TokenCreatorEmail(ctx context.Context, arg TokenCreatorEmailParams) (string, error) {
+	row := q.db.QueryRow(ctx, tokenCreatorEmail, arg.UserID, arg.AccountID)
+	var email string
+	err := row.Scan(&email)
+	return email, err
 }
 
 const touchAPIToken = `-- name: TouchAPIToken :exec

@@ -133,12 +133,19 @@ func (q *Queries) Daily(ctx context.Context, arg DailyParams) ([]DailyRow, error
 }
 
 const reportDomains = `-- name: ReportDomains :many
-SELECT id FROM domains WHERE account_id = ANY($1::uuid[]) ORDER BY id
+SELECT id FROM domains
+WHERE account_id = ANY($1::uuid[]) OR id = ANY($2::uuid[])
+ORDER BY id
 `
 
-// The domains of the accounts, for an account's report.
-func (q *Queries) ReportDomains(ctx context.Context, accountIds []uuid.UUID) ([]uuid.UUID, error) {
-	rows, err := q.db.Query(ctx, reportDomains, accountIds)
+type ReportDomainsParams struct {
+	ReachAccounts []uuid.UUID
+	ReachDomains  []uuid.UUID
+}
+
+// The domains of a reach (access.Reach), for an account's report.
+func (q *Queries) ReportDomains(ctx context.Context, arg ReportDomainsParams) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, reportDomains, arg.ReachAccounts, arg.ReachDomains)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,7 @@ type Domain struct {
 	DnsCheckFailures   int32
 	DnsCheckNextAt     time.Time
 	ReadinessThreshold float64
+	Labels             []string
 }
 
 type DomainNetblock struct {

@@ -15,7 +15,7 @@ import (
 )
 
 const claimsByName = `-- name: ClaimsByName :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains WHERE name = $1 ORDER BY (verified_at IS NULL), created_at, id
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels FROM domains WHERE name = $1 ORDER BY (verified_at IS NULL), created_at, id
 `
 
 // Every account's claim on a name: the verified one first, then the oldest.
@@ -65,6 +65,7 @@ func (q *Queries) ClaimsByName(ctx context.Context, name string) ([]Domain, erro
 			&i.DnsCheckFailures,
 			&i.DnsCheckNextAt,
 			&i.ReadinessThreshold,
+			&i.Labels,
 		); err != nil {
 			return nil, err
 		}
@@ -78,19 +79,25 @@ func (q *Queries) ClaimsByName(ctx context.Context, name string) ([]Domain, erro
 
 const countDomains = `-- name: CountDomains :one
 SELECT count(*) FROM domains
-WHERE account_id = ANY($1::uuid[])
-  AND ($2::text IS NULL OR starts_with(name, $2::text))
-  AND ($3::text IS NULL OR mode = $3::text)
+WHERE (account_id = ANY($1::uuid[]) OR id = ANY($2::uuid[]))
+  AND ($3::text IS NULL OR starts_with(name, $3::text))
+  AND ($4::text IS NULL OR mode = $4::text)
 `
 
 type CountDomainsParams struct {
-	AccountIds []uuid.UUID
-	Prefix     *string
-	Mode       *string
+	ReachAccounts []uuid.UUID
+	ReachDomains  []uuid.UUID
+	Prefix        *string
+	Mode          *string
 }
 
 func (q *Queries) CountDomains(ctx context.Context, arg CountDomainsParams) (int64, error) {
-	row := q.db.QueryRow(ctx, countDomains, arg.AccountIds, arg.Prefix, arg.Mode)
+	row := q.db.QueryRow(ctx, countDomains,
+		arg.ReachAccounts,
+		arg.ReachDomains,
+		arg.Prefix,
+		arg.Mode,
+	)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
@@ -214,7 +221,7 @@ func (q *Queries) DemoteVerified(ctx context.Context, arg DemoteVerifiedParams) 
 }
 
 const domainByID = `-- name: DomainByID :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains WHERE id = $1
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels FROM domains WHERE id = $1
 `
 
 func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -257,12 +264,13 @@ func (q *Queries) DomainByID(ctx context.Context, id uuid.UUID) (Domain, error) 
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
 
 const domainByIDForUpdate = `-- name: DomainByIDForUpdate :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains WHERE id = $1 FOR UPDATE
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels FROM domains WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) DomainByIDForUpdate(ctx context.Context, id uuid.UUID) (Domain, error) {
@@ -305,6 +313,7 @@ func (q *Queries) DomainByIDForUpdate(ctx context.Context, id uuid.UUID) (Domain
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
@@ -453,7 +462,7 @@ func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]Doma
 }
 
 const dueClaims = `-- name: DueClaims :many
-SELECT d.id, d.account_id, d.name, d.mode, d.created_at, d.updated_at, d.dmarc_p, d.dmarc_sp, d.dmarc_np, d.dmarc_pct, d.dmarc_adkim, d.dmarc_aspf, d.dmarc_rua, d.dmarc_ruf, d.dmarc_fo, d.dmarc_t, d.bimi_logo_url, d.bimi_evidence_url, d.report_token, d.verified_at, d.verified_how, d.claim_expires_at, d.displaced_at, d.check_next_at, d.check_attempts, d.checked_at, d.check_result, d.spf_published, d.spf_published_record, d.dmarc_delegated, d.dkim_delegated, d.dns_checked_at, d.dns_check_problem, d.dns_check_failures, d.dns_check_next_at, d.readiness_threshold FROM domains d
+SELECT d.id, d.account_id, d.name, d.mode, d.created_at, d.updated_at, d.dmarc_p, d.dmarc_sp, d.dmarc_np, d.dmarc_pct, d.dmarc_adkim, d.dmarc_aspf, d.dmarc_rua, d.dmarc_ruf, d.dmarc_fo, d.dmarc_t, d.bimi_logo_url, d.bimi_evidence_url, d.report_token, d.verified_at, d.verified_how, d.claim_expires_at, d.displaced_at, d.check_next_at, d.check_attempts, d.checked_at, d.check_result, d.spf_published, d.spf_published_record, d.dmarc_delegated, d.dkim_delegated, d.dns_checked_at, d.dns_check_problem, d.dns_check_failures, d.dns_check_next_at, d.readiness_threshold, d.labels FROM domains d
 WHERE d.verified_at IS NULL AND d.check_next_at <= now() AND d.claim_expires_at > now()
   AND NOT EXISTS (SELECT 1 FROM domains v WHERE v.name = d.name AND v.verified_at IS NOT NULL)
 ORDER BY d.check_next_at
@@ -509,6 +518,7 @@ func (q *Queries) DueClaims(ctx context.Context, lim int32) ([]Domain, error) {
 			&i.DnsCheckFailures,
 			&i.DnsCheckNextAt,
 			&i.ReadinessThreshold,
+			&i.Labels,
 		); err != nil {
 			return nil, err
 		}
@@ -521,7 +531,7 @@ func (q *Queries) DueClaims(ctx context.Context, lim int32) ([]Domain, error) {
 }
 
 const dueDNSChecks = `-- name: DueDNSChecks :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels FROM domains
 WHERE verified_at IS NOT NULL AND dns_check_next_at <= now()
 ORDER BY dns_check_next_at
 LIMIT $1
@@ -574,6 +584,7 @@ func (q *Queries) DueDNSChecks(ctx context.Context, lim int32) ([]Domain, error)
 			&i.DnsCheckFailures,
 			&i.DnsCheckNextAt,
 			&i.ReadinessThreshold,
+			&i.Labels,
 		); err != nil {
 			return nil, err
 		}
@@ -621,7 +632,7 @@ func (q *Queries) ExpiredRemovedEdgeDomains(ctx context.Context, arg ExpiredRemo
 const insertDomain = `-- name: InsertDomain :one
 INSERT INTO domains (account_id, name) VALUES ($1, $2)
 ON CONFLICT (account_id, name) DO NOTHING
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels
 `
 
 type InsertDomainParams struct {
@@ -670,32 +681,35 @@ func (q *Queries) InsertDomain(ctx context.Context, arg InsertDomainParams) (Dom
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
 
 const listDomains = `-- name: ListDomains :many
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains
-WHERE account_id = ANY($1::uuid[])
-  AND name > $2
-  AND ($3::text IS NULL OR starts_with(name, $3::text))
-  AND ($4::text IS NULL OR mode = $4::text)
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels FROM domains
+WHERE (account_id = ANY($1::uuid[]) OR id = ANY($2::uuid[]))
+  AND name > $3
+  AND ($4::text IS NULL OR starts_with(name, $4::text))
+  AND ($5::text IS NULL OR mode = $5::text)
 ORDER BY name
-LIMIT $5
+LIMIT $6
 `
 
 type ListDomainsParams struct {
-	AccountIds []uuid.UUID
-	After      string
-	Prefix     *string
-	Mode       *string
-	Lim        int32
+	ReachAccounts []uuid.UUID
+	ReachDomains  []uuid.UUID
+	After         string
+	Prefix        *string
+	Mode          *string
+	Lim           int32
 }
 
-// One page of domains in the given accounts, ordered by name, after a cursor.
+// One page of the domains of a reach (access.Reach), ordered by name, after a cursor.
 func (q *Queries) ListDomains(ctx context.Context, arg ListDomainsParams) ([]Domain, error) {
 	rows, err := q.db.Query(ctx, listDomains,
-		arg.AccountIds,
+		arg.ReachAccounts,
+		arg.ReachDomains,
 		arg.After,
 		arg.Prefix,
 		arg.Mode,
@@ -745,6 +759,7 @@ func (q *Queries) ListDomains(ctx context.Context, arg ListDomainsParams) ([]Dom
 			&i.DnsCheckFailures,
 			&i.DnsCheckNextAt,
 			&i.ReadinessThreshold,
+			&i.Labels,
 		); err != nil {
 			return nil, err
 		}
@@ -771,7 +786,7 @@ UPDATE domains SET verified_at = now(), verified_how = $1, claim_expires_at = NU
     displaced_at = NULL, check_next_at = NULL, checked_at = coalesce($2, checked_at),
     check_result = $3, updated_at = now()
 WHERE id = $4
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels
 `
 
 type MarkVerifiedParams struct {
@@ -826,6 +841,7 @@ func (q *Queries) MarkVerified(ctx context.Context, arg MarkVerifiedParams) (Dom
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
@@ -865,7 +881,7 @@ const recordCheck = `-- name: RecordCheck :one
 UPDATE domains SET checked_at = now(), check_result = $1,
     check_attempts = check_attempts + 1, check_next_at = $2
 WHERE id = $3 AND verified_at IS NULL
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels
 `
 
 type RecordCheckParams struct {
@@ -916,6 +932,7 @@ func (q *Queries) RecordCheck(ctx context.Context, arg RecordCheckParams) (Domai
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
@@ -930,7 +947,7 @@ UPDATE domains SET
     dns_check_failures = CASE WHEN $9 = '' THEN 0 ELSE dns_check_failures + 1 END,
     dns_check_next_at = $10
 WHERE id = $11
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels
 `
 
 type RecordDNSCheckParams struct {
@@ -1002,6 +1019,7 @@ func (q *Queries) RecordDNSCheck(ctx context.Context, arg RecordDNSCheckParams) 
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
@@ -1062,7 +1080,7 @@ func (q *Queries) RemoveEdgeDomain(ctx context.Context, arg RemoveEdgeDomainPara
 
 const setBIMI = `-- name: SetBIMI :one
 UPDATE domains SET bimi_logo_url = $1, bimi_evidence_url = $2, updated_at = now()
-WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
+WHERE id = $3 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels
 `
 
 type SetBIMIParams struct {
@@ -1111,12 +1129,67 @@ func (q *Queries) SetBIMI(ctx context.Context, arg SetBIMIParams) (Domain, error
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
+	)
+	return i, err
+}
+
+const setDomainLabels = `-- name: SetDomainLabels :one
+UPDATE domains SET labels = $1::text[], updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels
+`
+
+type SetDomainLabelsParams struct {
+	Labels []string
+	ID     uuid.UUID
+}
+
+func (q *Queries) SetDomainLabels(ctx context.Context, arg SetDomainLabelsParams) (Domain, error) {
+	row := q.db.QueryRow(ctx, setDomainLabels, arg.Labels, arg.ID)
+	var i Domain
+	err := row.Scan(
+		&i.ID,
+		&i.AccountID,
+		&i.Name,
+		&i.Mode,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DmarcP,
+		&i.DmarcSp,
+		&i.DmarcNp,
+		&i.DmarcPct,
+		&i.DmarcAdkim,
+		&i.DmarcAspf,
+		&i.DmarcRua,
+		&i.DmarcRuf,
+		&i.DmarcFo,
+		&i.DmarcT,
+		&i.BimiLogoUrl,
+		&i.BimiEvidenceUrl,
+		&i.ReportToken,
+		&i.VerifiedAt,
+		&i.VerifiedHow,
+		&i.ClaimExpiresAt,
+		&i.DisplacedAt,
+		&i.CheckNextAt,
+		&i.CheckAttempts,
+		&i.CheckedAt,
+		&i.CheckResult,
+		&i.SpfPublished,
+		&i.SpfPublishedRecord,
+		&i.DmarcDelegated,
+		&i.DkimDelegated,
+		&i.DnsCheckedAt,
+		&i.DnsCheckProblem,
+		&i.DnsCheckFailures,
+		&i.DnsCheckNextAt,
+		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
 
 const setDomainMode = `-- name: SetDomainMode :one
-UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
+UPDATE domains SET mode = $1, updated_at = now() WHERE id = $2 RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels
 `
 
 type SetDomainModeParams struct {
@@ -1164,6 +1237,7 @@ func (q *Queries) SetDomainMode(ctx context.Context, arg SetDomainModeParams) (D
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
@@ -1314,7 +1388,7 @@ UPDATE domains SET
     dmarc_adkim = $5, dmarc_aspf = $6, dmarc_rua = $7, dmarc_ruf = $8,
     dmarc_fo = $9, dmarc_t = $10, updated_at = now()
 WHERE id = $11
-RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold
+RETURNING id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels
 `
 
 type UpdateDmarcPolicyParams struct {
@@ -1383,6 +1457,7 @@ func (q *Queries) UpdateDmarcPolicy(ctx context.Context, arg UpdateDmarcPolicyPa
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }
@@ -1430,7 +1505,7 @@ func (q *Queries) UpsertEdgeDomain(ctx context.Context, arg UpsertEdgeDomainPara
 }
 
 const verifiedClaim = `-- name: VerifiedClaim :one
-SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold FROM domains WHERE name = $1 AND verified_at IS NOT NULL
+SELECT id, account_id, name, mode, created_at, updated_at, dmarc_p, dmarc_sp, dmarc_np, dmarc_pct, dmarc_adkim, dmarc_aspf, dmarc_rua, dmarc_ruf, dmarc_fo, dmarc_t, bimi_logo_url, bimi_evidence_url, report_token, verified_at, verified_how, claim_expires_at, displaced_at, check_next_at, check_attempts, checked_at, check_result, spf_published, spf_published_record, dmarc_delegated, dkim_delegated, dns_checked_at, dns_check_problem, dns_check_failures, dns_check_next_at, readiness_threshold, labels FROM domains WHERE name = $1 AND verified_at IS NOT NULL
 `
 
 func (q *Queries) VerifiedClaim(ctx context.Context, name string) (Domain, error) {
@@ -1473,6 +1548,7 @@ func (q *Queries) VerifiedClaim(ctx context.Context, name string) (Domain, error
 		&i.DnsCheckFailures,
 		&i.DnsCheckNextAt,
 		&i.ReadinessThreshold,
+		&i.Labels,
 	)
 	return i, err
 }

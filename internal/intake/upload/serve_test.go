@@ -175,13 +175,14 @@ func blobOutcome(t *testing.T, s *attacktest.Serve, blobID string) (status, deta
 	}
 }
 
-// TestUploadWithinWhatTheUploaderMayManage: an MSP's owner acts as owner in
-// its customers' accounts but not in their customers' (the access rule of
-// every other operation), so an upload cannot store reports into a
-// grandchild's domain either: naming the grandchild's account is
-// NOT_FOUND on both upload paths, and a report for the grandchild's domain
-// uploaded to the MSP's own account is refused exactly as one for a domain
-// of another tenant, while its customer's domain takes reports.
+// TestUploadWithinWhatTheUploaderMayManage: an owner acts as owner in the
+// customer accounts below its account, at every level, but not in the
+// account above it (the access rule of every other operation), so a
+// customer's owner cannot store reports into its MSP's domain either:
+// naming the MSP's account is NOT_FOUND on both upload paths, and a report
+// for the MSP's domain uploaded to the customer's own account is refused
+// exactly as one for a domain of another tenant, while the domain of the
+// customer's own customer takes reports.
 func TestUploadWithinWhatTheUploaderMayManage(t *testing.T) {
 	t.Parallel()
 	s := attacktest.StartServe(t, attacktest.ServeOptions{Workers: 2})
@@ -191,32 +192,32 @@ func TestUploadWithinWhatTheUploaderMayManage(t *testing.T) {
 	child := s.API.NewOwnerUnder(t, "customer", &msp.AccountID)
 	grandchild := s.API.NewOwnerUnder(t, "customer's customer", &child.AccountID)
 	stranger := s.API.NewOwner(t, "stranger")
-	childDomain, grandDomain, strangerDomain := "child-"+suffix+".com", "grand-"+suffix+".com", "stranger-"+suffix+".com"
-	addDomain(t, s, child, childDomain)
+	mspDomain, grandDomain, strangerDomain := "msp-"+suffix+".com", "grand-"+suffix+".com", "stranger-"+suffix+".com"
+	addDomain(t, s, msp, mspDomain)
 	addDomain(t, s, grandchild, grandDomain)
 	addDomain(t, s, stranger, strangerDomain)
 
-	// The MSP's owner cannot see the grandchild's domain, as for any read.
-	r := s.API.Do(t, msp.Token, `query($n: String!) { domain(name: $n) { name } }`, map[string]any{"n": grandDomain})
+	// The customer's owner cannot see its MSP's domain, as for any read.
+	r := s.API.Do(t, child.Token, `query($n: String!) { domain(name: $n) { name } }`, map[string]any{"n": mspDomain})
 	require.Contains(t, r.Raw, "NOT_FOUND", r.Raw)
 
-	// Naming the grandchild's account: NOT_FOUND, nothing stored.
-	rep := send(t, uploadRequest(t, s.Base+"/upload?filename=r.xml&accountId="+grandchild.AccountID.String(),
-		bytes.NewReader(reportFor("g1", grandDomain)), "application/xml"), msp.Token)
+	// Naming the MSP's account: NOT_FOUND, nothing stored.
+	rep := send(t, uploadRequest(t, s.Base+"/upload?filename=r.xml&accountId="+msp.AccountID.String(),
+		bytes.NewReader(reportFor("m1", mspDomain)), "application/xml"), child.Token)
 	require.Equal(t, http.StatusNotFound, rep.Status, rep.Body)
 	require.Equal(t, "NOT_FOUND", rep.Errors[0].Extensions["code"])
-	rep = send(t, graphqlUpload(t, s.URL, &grandchild.AccountID, part{filename: "r.xml", body: reportFor("g2", grandDomain)}), msp.Token)
+	rep = send(t, graphqlUpload(t, s.URL, &msp.AccountID, part{filename: "r.xml", body: reportFor("m2", mspDomain)}), child.Token)
 	require.Len(t, rep.Errors, 1, rep.Body)
 	require.Equal(t, "NOT_FOUND", rep.Errors[0].Extensions["code"], rep.Body)
 	var blobs int
 	require.NoError(t, s.Pool.QueryRow(t.Context(), `SELECT count(*) FROM report_blobs`).Scan(&blobs))
 	require.Zero(t, blobs)
 
-	// Uploaded to the MSP's own account, by both paths.
+	// Uploaded to the customer's own account, by both paths.
 	upload := func(id, domain string, viaGraphQL bool) string {
 		t.Helper()
 		if viaGraphQL {
-			rep := send(t, graphqlUpload(t, s.URL, &msp.AccountID, part{filename: id + ".xml", body: reportFor(id, domain)}), msp.Token)
+			rep := send(t, graphqlUpload(t, s.URL, &child.AccountID, part{filename: id + ".xml", body: reportFor(id, domain)}), child.Token)
 			require.Empty(t, rep.Errors, rep.Body)
 			var d struct {
 				Data struct {
@@ -227,30 +228,30 @@ func TestUploadWithinWhatTheUploaderMayManage(t *testing.T) {
 			require.NotNil(t, d.Data.UploadReports[0].BlobID, rep.Body)
 			return *d.Data.UploadReports[0].BlobID
 		}
-		rep := send(t, uploadRequest(t, s.Base+"/upload?filename="+id+".xml&accountId="+msp.AccountID.String(),
-			bytes.NewReader(reportFor(id, domain)), "application/xml"), msp.Token)
+		rep := send(t, uploadRequest(t, s.Base+"/upload?filename="+id+".xml&accountId="+child.AccountID.String(),
+			bytes.NewReader(reportFor(id, domain)), "application/xml"), child.Token)
 		require.Equal(t, http.StatusOK, rep.Status, rep.Body)
 		require.NotNil(t, rep.Upload.Files[0].BlobID, rep.Body)
 		return *rep.Upload.Files[0].BlobID
 	}
 	for _, viaGraphQL := range []bool{false, true} {
 		path := fmt.Sprintf("graphql=%v", viaGraphQL)
-		st, _ := blobOutcome(t, s, upload("c-"+path, childDomain, viaGraphQL))
-		require.Equal(t, "stored", st, "%s: the customer's domain takes the MSP's upload", path)
-		st, grandDetail := blobOutcome(t, s, upload("g-"+path, grandDomain, viaGraphQL))
-		require.Equal(t, "refused", st, "%s: the grandchild's domain must not take it", path)
+		st, _ := blobOutcome(t, s, upload("g-"+path, grandDomain, viaGraphQL))
+		require.Equal(t, "stored", st, "%s: the customer's customer's domain takes the customer's upload", path)
+		st, mspDetail := blobOutcome(t, s, upload("m-"+path, mspDomain, viaGraphQL))
+		require.Equal(t, "refused", st, "%s: the MSP's domain must not take it", path)
 		st, strangerDetail := blobOutcome(t, s, upload("s-"+path, strangerDomain, viaGraphQL))
 		require.Equal(t, "refused", st, path)
-		require.Equal(t, strings.Replace(strangerDetail, strangerDomain, grandDomain, 1), grandDetail,
+		require.Equal(t, strings.Replace(strangerDetail, strangerDomain, mspDomain, 1), mspDetail,
 			"%s: refused as another tenant's domain is, without saying it exists", path)
 	}
 	var stored int
 	require.NoError(t, s.Pool.QueryRow(t.Context(), `SELECT count(*) FROM reports r JOIN domains d ON d.id = r.domain_id
-		WHERE d.name = $1`, grandDomain).Scan(&stored))
+		WHERE d.name = $1`, mspDomain).Scan(&stored))
 	require.Zero(t, stored)
 
-	// The grandchild's owner and its parent's owner still upload there.
-	for _, o := range []apitest.Owner{grandchild, child} {
+	// The grandchild's owner and the owners above it upload there.
+	for _, o := range []apitest.Owner{grandchild, child, msp} {
 		rep := send(t, uploadRequest(t, s.Base+"/upload?filename=own.xml&accountId="+grandchild.AccountID.String(),
 			bytes.NewReader(reportFor("own-"+o.Email, grandDomain)), "application/xml"), o.Token)
 		require.Equal(t, http.StatusOK, rep.Status, rep.Body)
@@ -261,7 +262,7 @@ func TestUploadWithinWhatTheUploaderMayManage(t *testing.T) {
 	// Once authorised, an upload may be larger than the server's 1 MiB
 	// pre-authentication limit, on both paths, with or without a length.
 	large := func(i int) []byte {
-		return append(bytes.Repeat([]byte{' '}, 3<<20), reportFor(fmt.Sprint("large", i), childDomain)...)
+		return append(bytes.Repeat([]byte{' '}, 3<<20), reportFor(fmt.Sprint("large", i), grandDomain)...)
 	}
 	for i, chunked := range []bool{false, true} {
 		var body io.Reader = bytes.NewReader(large(i))

@@ -15,8 +15,8 @@
 // body is read; the server reads at most its small general body limit
 // before that, and the upload's own limit, MaxBody, only after it. The
 // reports of an upload are stored only for domains of accounts in which the
-// caller may manage domains (for an MSP's owner: its own account and its
-// customers', not its customers' customers').
+// caller may manage domains account-wide (for an MSP's owner: its own
+// account and every customer account below it, to -msp-depth).
 //
 // The body is either one file, sent raw with any content type (its name
 // may be given as the filename query parameter or a Content-Disposition

@@ -2,6 +2,7 @@ package upload_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,8 +51,15 @@ func (e *env) server(t *testing.T, p *access.Principal) string {
 	return srv.URL + "/upload"
 }
 
-func token(account uuid.UUID) *access.Principal {
-	return &access.Principal{APITokenID: uuid.New(), TokenAccountID: account}
+// token makes an API token of the account (the scope of a token made
+// before scopes: an owner of the account) and returns its principal.
+func (e *env) token(t *testing.T, account uuid.UUID) *access.Principal {
+	t.Helper()
+	var id uuid.UUID
+	hash := uuid.New()
+	require.NoError(t, e.Pool.QueryRow(context.Background(), `INSERT INTO api_tokens (account_id, name, hint, token_hash)
+		VALUES ($1, 'test', 'test', $2) RETURNING id`, account, hash[:]).Scan(&id))
+	return &access.Principal{APITokenID: id, TokenAccountID: account}
 }
 
 const report = `<?xml version="1.0"?><feedback><report_metadata><org_name>receiver.test</org_name><report_id>1</report_id></report_metadata></feedback>`
@@ -118,7 +126,7 @@ func multipartRequest(t *testing.T, url string, files map[string]string, order .
 func TestRawUpload(t *testing.T) {
 	t.Parallel()
 	e := setup(t, upload.Config{})
-	url := e.server(t, token(e.Account))
+	url := e.server(t, e.token(t, e.Account))
 
 	rep := do(t, rawRequest(t, url+"?filename=google.xml", report))
 	require.Equal(t, http.StatusOK, rep.status)
@@ -182,7 +190,7 @@ func TestMultipartUpload(t *testing.T) {
 func TestPerFileRefusals(t *testing.T) {
 	t.Parallel()
 	e := setup(t, upload.Config{MaxFileSize: 1024, MaxFiles: 3})
-	url := e.server(t, token(e.Account))
+	url := e.server(t, e.token(t, e.Account))
 	files := map[string]string{"ok.xml": report, "big.xml": strings.Repeat("x", 2000), "empty.xml": "", "fourth.xml": report + " "}
 	rep := do(t, multipartRequest(t, url, files, "ok.xml", "big.xml", "empty.xml", "fourth.xml"))
 	require.Equal(t, http.StatusBadRequest, rep.status)
@@ -218,13 +226,13 @@ func TestRequestErrors(t *testing.T) {
 		code      string
 	}{
 		{name: "anonymous", status: http.StatusUnauthorized, code: "UNAUTHENTICATED"},
-		{name: "another account", principal: token(e.Account), query: "?accountId=" + stranger.String(), status: http.StatusNotFound, code: "NOT_FOUND"},
-		{name: "no such account", principal: token(e.Account), query: "?accountId=" + uuid.NewString(), status: http.StatusNotFound, code: "NOT_FOUND"},
-		{name: "bad account id", principal: token(e.Account), query: "?accountId=x", status: http.StatusBadRequest, code: "BAD_USER_INPUT"},
+		{name: "another account", principal: e.token(t, e.Account), query: "?accountId=" + stranger.String(), status: http.StatusNotFound, code: "NOT_FOUND"},
+		{name: "no such account", principal: e.token(t, e.Account), query: "?accountId=" + uuid.NewString(), status: http.StatusNotFound, code: "NOT_FOUND"},
+		{name: "bad account id", principal: e.token(t, e.Account), query: "?accountId=x", status: http.StatusBadRequest, code: "BAD_USER_INPUT"},
 		{name: "several accounts, none named", principal: &access.Principal{UserID: multi}, status: http.StatusBadRequest, code: "BAD_USER_INPUT"},
-		{name: "body too large", principal: token(e.Account), body: strings.Repeat("x", 5000), status: http.StatusRequestEntityTooLarge, code: "BAD_USER_INPUT"},
-		{name: "body too large, length unknown", principal: token(e.Account), body: strings.Repeat("x", 5000), chunked: true, status: http.StatusRequestEntityTooLarge, code: "BAD_USER_INPUT"},
-		{name: "no file", principal: token(e.Account), multipart: true, status: http.StatusBadRequest, code: "BAD_USER_INPUT"},
+		{name: "body too large", principal: e.token(t, e.Account), body: strings.Repeat("x", 5000), status: http.StatusRequestEntityTooLarge, code: "BAD_USER_INPUT"},
+		{name: "body too large, length unknown", principal: e.token(t, e.Account), body: strings.Repeat("x", 5000), chunked: true, status: http.StatusRequestEntityTooLarge, code: "BAD_USER_INPUT"},
+		{name: "no file", principal: e.token(t, e.Account), multipart: true, status: http.StatusBadRequest, code: "BAD_USER_INPUT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url := e.server(t, tc.principal) + tc.query
@@ -255,7 +263,7 @@ func TestRequestErrors(t *testing.T) {
 func TestSlowUploadOutlastsServerTimeouts(t *testing.T) {
 	t.Parallel()
 	e := setup(t, upload.Config{})
-	p := token(e.Account)
+	p := e.token(t, e.Account)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.h.ServeHTTP(w, r.WithContext(access.NewContext(r.Context(), *p)))
 	}))

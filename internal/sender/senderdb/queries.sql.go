@@ -194,19 +194,22 @@ const enabledServiceSlugs = `-- name: EnabledServiceSlugs :many
 SELECT DISTINCT s.slug FROM sender_services s
 JOIN domain_senders ds ON ds.service = s.slug
 JOIN domains d ON d.id = ds.domain_id
-WHERE s.spf_include <> '' AND ($1::boolean OR d.account_id = ANY($2::uuid[]))
+WHERE s.spf_include <> '' AND ($1::boolean
+                               OR d.account_id = ANY($2::uuid[])
+                               OR d.id = ANY($3::uuid[]))
 ORDER BY s.slug
 `
 
 type EnabledServiceSlugsParams struct {
-	AllAccounts bool
-	Accounts    []uuid.UUID
+	AllAccounts  bool
+	Accounts     []uuid.UUID
+	ReachDomains []uuid.UUID
 }
 
 // The services with an include that at least one domain enables, in the
-// given accounts (all accounts when all is set).
+// domains of a reach (access.Reach; every domain when all is set).
 func (q *Queries) EnabledServiceSlugs(ctx context.Context, arg EnabledServiceSlugsParams) ([]string, error) {
-	rows, err := q.db.Query(ctx, enabledServiceSlugs, arg.AllAccounts, arg.Accounts)
+	rows, err := q.db.Query(ctx, enabledServiceSlugs, arg.AllAccounts, arg.Accounts, arg.ReachDomains)
 	if err != nil {
 		return nil, err
 	}
