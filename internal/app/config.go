@@ -23,8 +23,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/rampartmail/rampart/dnsedge"
-	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/access"
+	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/edgeconf"
 	"github.com/rampartmail/rampart/internal/intake/imappull"
