@@ -72,3 +72,8 @@ SELECT @domain_id::uuid, @day::date, unnest(@ips::inet[]), unnest(@classes::text
 ON CONFLICT (domain_id, day, source_ip) DO UPDATE
 SET class = EXCLUDED.class, service = EXCLUDED.service, evidence = EXCLUDED.evidence, classified_at = now();
 
+
+-- name: SummarizeDay :exec
+-- Rebuild the day's summaries from its rollups and the classes just
+-- stored (see migration 00025).
+SELECT report_summarize(ARRAY[@domain_id::uuid], @day::date, @day::date);

@@ -751,5 +751,8 @@ func (g *domainGen) account(rp *rep, r record, s source, srcs map[sourceKey]*agg
 // Summarize builds the report's summaries of every day loaded, as the
 // classifier leaves them once it has classified the days.
 func Summarize(ctx context.Context, pool *pgxpool.Pool) error {
+	if _, err := pool.Exec(ctx, `SELECT report_summarize((SELECT array_agg(id) FROM domains), '-infinity', 'infinity')`); err != nil {
+		return fmt.Errorf("summarise: %w", err)
+	}
 	return nil
 }
