@@ -106,7 +106,7 @@ func Services() []Service {
 
 // netblock is a domain's own netblock: 10.a.b.0/24.
 func netblock(i int) netip.Prefix {
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24) //nolint:gosec // G115: the low 16 bits of the domain's index, by design
 }
 
 var reporters = []struct {
@@ -306,9 +306,9 @@ func newDomainGen(cfg Config, i int, d Domain, perDay float64, expect bool) *dom
 		for range 2 + g.rng.IntN(2*scale) {
 			var ip netip.Addr
 			if s.Range.IsValid() {
-				ip = netip.AddrFrom4([4]byte{100, byte(64 + k), byte(g.rng.IntN(256)), byte(1 + g.rng.IntN(254))})
+				ip = netip.AddrFrom4([4]byte{100, byte(64 + k), byte(g.rng.IntN(256)), byte(1 + g.rng.IntN(254))}) //nolint:gosec // G115: k < 10, and the rest below 256
 			} else {
-				ip = netip.AddrFrom4([4]byte{185, 200, byte(g.rng.IntN(256)), byte(1 + g.rng.IntN(254))})
+				ip = netip.AddrFrom4([4]byte{185, 200, byte(g.rng.IntN(256)), byte(1 + g.rng.IntN(254))}) //nolint:gosec // G115: below 256
 			}
 			pool = append(pool, source{ip: ip, sender: Sender{Category: authreport.Service, Service: s.Slug}, services: s})
 		}
@@ -317,7 +317,7 @@ func newDomainGen(cfg Config, i int, d Domain, perDay float64, expect bool) *dom
 	}
 	for range 1 + g.rng.IntN(3) {
 		f := g.rng.IntN(20)
-		g.forwarders = append(g.forwarders, source{ip: netip.AddrFrom4([4]byte{172, 16, byte(f), byte(1 + g.rng.IntN(20))}),
+		g.forwarders = append(g.forwarders, source{ip: netip.AddrFrom4([4]byte{172, 16, byte(f), byte(1 + g.rng.IntN(20))}), //nolint:gosec // G115: below 256
 			sender: Sender{Category: authreport.Forwarded}, fwd: f})
 	}
 	for range 1 + g.rng.IntN(1+scale/2) {
@@ -335,7 +335,7 @@ func (g *domainGen) randomIP() netip.Addr {
 		binary.BigEndian.PutUint64(b[8:], g.rng.Uint64())
 		return netip.AddrFrom16(b)
 	}
-	return netip.AddrFrom4([4]byte{45, byte(g.rng.IntN(256)), byte(g.rng.IntN(256)), byte(1 + g.rng.IntN(254))})
+	return netip.AddrFrom4([4]byte{45, byte(g.rng.IntN(256)), byte(g.rng.IntN(256)), byte(1 + g.rng.IntN(254))}) //nolint:gosec // G115: below 256
 }
 
 // pick chooses a day's source: services send most of the mail.
