@@ -97,17 +97,19 @@ FROM report_sources_classified o
 GROUP BY o.domain_id, o.day, o.source_ip, o.class, o.service;
 
 -- What the reads read: the summaries of the days not queued for
--- classification, and the queued days live.
+-- classification, and the queued days live. The live part starts from
+-- the queue (few rows, and the scope's filters apply to them) and sums
+-- each queued day's rollups through its key.
 CREATE VIEW report_sources_daily AS
 SELECT d.domain_id, d.day, d.class, d.service, d.messages, d.dmarc_pass, d.spf_pass, d.spf_aligned, d.dkim_pass, d.dkim_aligned,
        d.disposition_none, d.disposition_quarantine, d.disposition_reject, d.reporters
 FROM report_daily d
 WHERE NOT EXISTS (SELECT 1 FROM classify_days q WHERE q.domain_id = d.domain_id AND q.day = d.day)
 UNION ALL
-SELECT l.domain_id, l.day, l.class, l.service, l.messages, l.dmarc_pass, l.spf_pass, l.spf_aligned, l.dkim_pass, l.dkim_aligned,
+SELECT q.domain_id, q.day, l.class, l.service, l.messages, l.dmarc_pass, l.spf_pass, l.spf_aligned, l.dkim_pass, l.dkim_aligned,
        l.disposition_none, l.disposition_quarantine, l.disposition_reject, l.reporters
-FROM report_daily_live l
-WHERE EXISTS (SELECT 1 FROM classify_days q WHERE q.domain_id = l.domain_id AND q.day = l.day);
+FROM classify_days q
+CROSS JOIN LATERAL (SELECT * FROM report_daily_live l WHERE l.domain_id = q.domain_id AND l.day = q.day) l;
 
 CREATE VIEW report_sources_ips AS
 SELECT c.domain_id, c.day, c.source_ip, c.class, (CASE WHEN c.class = 'service' THEN c.service ELSE '' END) AS service,
@@ -116,10 +118,10 @@ SELECT c.domain_id, c.day, c.source_ip, c.class, (CASE WHEN c.class = 'service' 
 FROM source_classes c
 WHERE NOT EXISTS (SELECT 1 FROM classify_days q WHERE q.domain_id = c.domain_id AND q.day = c.day)
 UNION ALL
-SELECT l.domain_id, l.day, l.source_ip, l.class, l.service, l.messages, l.dmarc_pass, l.spf_pass, l.spf_aligned, l.dkim_pass, l.dkim_aligned,
+SELECT q.domain_id, q.day, l.source_ip, l.class, l.service, l.messages, l.dmarc_pass, l.spf_pass, l.spf_aligned, l.dkim_pass, l.dkim_aligned,
        l.disposition_none, l.disposition_quarantine, l.disposition_reject, l.reporters
-FROM report_sources_ips_live l
-WHERE EXISTS (SELECT 1 FROM classify_days q WHERE q.domain_id = l.domain_id AND q.day = l.day);
+FROM classify_days q
+CROSS JOIN LATERAL (SELECT * FROM report_sources_ips_live l WHERE l.domain_id = q.domain_id AND l.day = q.day) l;
 
 -- Rebuild the summaries of the domains' days in a range from their
 -- rollups and classes: the classifier's step after it classified a day,

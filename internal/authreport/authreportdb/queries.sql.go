@@ -169,7 +169,7 @@ WITH d AS (
     SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
     FROM report_sources_daily s
-    WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $2::date AND $3::date
+    WHERE s.domain_id = ANY($2::uuid[]) AND s.day BETWEEN $3::date AND $4::date
       AND ($5::text IS NULL OR s.class = $5::text)
 ), r AS (
     SELECT x.class, x.service, array_agg(x.reporter ORDER BY x.reporter) AS reporters
@@ -201,31 +201,36 @@ WITH d AS (
     SELECT n.class, n.service, n.messages, n.dmarc_pass, n.spf_pass, n.spf_aligned, n.dkim_pass, n.dkim_aligned, n.disposition_none, n.disposition_quarantine, n.disposition_reject, n.reporters, n.name, n.service_category, n.rate, count(*) OVER ()::bigint AS total
     FROM n
     ORDER BY
-        CASE WHEN $4::text = 'messages' THEN n.messages END DESC,
-        CASE WHEN $4::text = 'rate_asc' THEN n.rate END ASC,
-        CASE WHEN $4::text = 'rate_desc' THEN n.rate END DESC,
+        CASE WHEN $1::text = 'messages' THEN n.messages END DESC,
+        CASE WHEN $1::text = 'rate_asc' THEN n.rate END ASC,
+        CASE WHEN $1::text = 'rate_desc' THEN n.rate END DESC,
         n.name, n.class, n.service
     LIMIT $7 OFFSET $6
 )
-SELECT p.class, p.service,
-       (SELECT count(DISTINCT a.source_ip) FROM report_sources_ips a
-        WHERE a.domain_id = ANY($1::uuid[]) AND a.day BETWEEN $2::date AND $3::date
-          AND a.class = p.class AND a.service = p.service)::bigint AS sources,
+, src AS (
+    SELECT a.class, a.service, count(DISTINCT a.source_ip)::bigint AS sources
+    FROM report_sources_ips a
+    WHERE a.domain_id = ANY($2::uuid[]) AND a.day BETWEEN $3::date AND $4::date
+      AND (a.class, a.service) IN (SELECT p.class, p.service FROM p)
+    GROUP BY 1, 2
+)
+SELECT p.class, p.service, coalesce(src.sources, 0)::bigint AS sources,
        p.messages, p.dmarc_pass, p.spf_pass, p.spf_aligned, p.dkim_pass, p.dkim_aligned,
        p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total
 FROM p
+LEFT JOIN src ON src.class = p.class AND src.service = p.service
 ORDER BY
-    CASE WHEN $4::text = 'messages' THEN p.messages END DESC,
-    CASE WHEN $4::text = 'rate_asc' THEN p.rate END ASC,
-    CASE WHEN $4::text = 'rate_desc' THEN p.rate END DESC,
+    CASE WHEN $1::text = 'messages' THEN p.messages END DESC,
+    CASE WHEN $1::text = 'rate_asc' THEN p.rate END ASC,
+    CASE WHEN $1::text = 'rate_desc' THEN p.rate END DESC,
     p.name, p.class, p.service
 `
 
 type SendersParams struct {
+	Sort      string
 	DomainIds []uuid.UUID
 	FromDay   pgtype.Date
 	ToDay     pgtype.Date
-	Sort      string
 	Class     *string
 	Off       int32
 	Lim       int32
@@ -251,13 +256,13 @@ type SendersRow struct {
 }
 
 // A page of senders: a service each, else the class.
-// The distinct addresses of the page's senders only.
+// The distinct addresses of the page's senders only, in one pass.
 func (q *Queries) Senders(ctx context.Context, arg SendersParams) ([]SendersRow, error) {
 	rows, err := q.db.Query(ctx, senders,
+		arg.Sort,
 		arg.DomainIds,
 		arg.FromDay,
 		arg.ToDay,
-		arg.Sort,
 		arg.Class,
 		arg.Off,
 		arg.Lim,

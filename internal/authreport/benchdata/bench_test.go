@@ -171,7 +171,9 @@ func TestReportReads(t *testing.T) {
 	}
 	var out []string
 	line := func(what string, s *series) {
-		out = append(out, fmt.Sprintf("| %s | %d | %s | %s | %s |", what, len(s.d), ms(s.pct(0.5)), ms(s.pct(0.95)), ms(s.pct(0.99))))
+		l := fmt.Sprintf("| %s | %d | %s | %s | %s |", what, len(s.d), ms(s.pct(0.5)), ms(s.pct(0.95)), ms(s.pct(0.99)))
+		t.Log(l)
+		out = append(out, l)
 	}
 	const gqlFields = `totals { messages dmarcPass dmarcPassRate reporters }
 		categories { category stats { messages dmarcPass dmarcPassRate } }
@@ -229,8 +231,9 @@ func TestReportReads(t *testing.T) {
 		whole, err := r.Account(as, owner.AccountID, rng)
 		require.NoError(t, err)
 		report(whole, newSections())
+		// At most 20 reads, or as many as a minute holds (at least 3).
 		sec, total = newSections(), &series{}
-		for range 20 {
+		for t0 := time.Now(); len(total.d) < 20 && (len(total.d) < 3 || time.Since(t0) < time.Minute); {
 			total.add(report(whole, sec))
 		}
 		what = fmt.Sprintf("account of %d domains, %d days", len(res.Domains), days)
@@ -240,7 +243,7 @@ func TestReportReads(t *testing.T) {
 		}
 		check(what+" (Reader)", total, 300*time.Millisecond)
 		gql = &series{}
-		for range 20 {
+		for t1 := time.Now(); len(gql.d) < 20 && (len(gql.d) < 3 || time.Since(t1) < time.Minute); {
 			t0 := time.Now()
 			env.Do(t, owner.Token, `{ viewer { accounts { authReport(range: `+gqlRange+`) { `+gqlFields+` } } } }`, nil).NoErrors(t)
 			gql.add(time.Since(t0))

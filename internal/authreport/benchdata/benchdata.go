@@ -546,8 +546,8 @@ func (g *domainGen) load(ctx context.Context, pool *pgxpool.Pool) (counts, error
 		for ; dayIdx < g.cfg.Days; dayIdx++ {
 			day := g.cfg.End.AddDate(0, 0, -dayIdx)
 			// The day's volume varies by a fifth either way, and
-			// weekends are quieter.
-			want := g.perDay * (0.8 + 0.4*g.rng.Float64())
+			// weekends have 60% of a weekday's (the mean stays perDay).
+			want := g.perDay * (0.8 + 0.4*g.rng.Float64()) * 7 / 6.2
 			if wd := day.Weekday(); wd == time.Saturday || wd == time.Sunday {
 				want *= 0.6
 			}
