@@ -99,7 +99,8 @@ GROUP BY o.domain_id, o.day, o.source_ip, o.class, o.service;
 -- What the reads read: the summaries of the days not queued for
 -- classification, and the queued days live. The live part starts from
 -- the queue (few rows, and the scope's filters apply to them) and sums
--- each queued day's rollups through its key.
+-- each queued day's rollups through its key (OFFSET 0 keeps the planner
+-- from joining the queue to the sums of every day instead).
 CREATE VIEW report_sources_daily AS
 SELECT d.domain_id, d.day, d.class, d.service, d.messages, d.dmarc_pass, d.spf_pass, d.spf_aligned, d.dkim_pass, d.dkim_aligned,
        d.disposition_none, d.disposition_quarantine, d.disposition_reject, d.reporters
@@ -109,7 +110,7 @@ UNION ALL
 SELECT q.domain_id, q.day, l.class, l.service, l.messages, l.dmarc_pass, l.spf_pass, l.spf_aligned, l.dkim_pass, l.dkim_aligned,
        l.disposition_none, l.disposition_quarantine, l.disposition_reject, l.reporters
 FROM classify_days q
-CROSS JOIN LATERAL (SELECT * FROM report_daily_live l WHERE l.domain_id = q.domain_id AND l.day = q.day) l;
+CROSS JOIN LATERAL (SELECT * FROM report_daily_live l WHERE l.domain_id = q.domain_id AND l.day = q.day OFFSET 0) l;
 
 CREATE VIEW report_sources_ips AS
 SELECT c.domain_id, c.day, c.source_ip, c.class, (CASE WHEN c.class = 'service' THEN c.service ELSE '' END) AS service,
@@ -121,7 +122,7 @@ UNION ALL
 SELECT q.domain_id, q.day, l.source_ip, l.class, l.service, l.messages, l.dmarc_pass, l.spf_pass, l.spf_aligned, l.dkim_pass, l.dkim_aligned,
        l.disposition_none, l.disposition_quarantine, l.disposition_reject, l.reporters
 FROM classify_days q
-CROSS JOIN LATERAL (SELECT * FROM report_sources_ips_live l WHERE l.domain_id = q.domain_id AND l.day = q.day) l;
+CROSS JOIN LATERAL (SELECT * FROM report_sources_ips_live l WHERE l.domain_id = q.domain_id AND l.day = q.day OFFSET 0) l;
 
 -- Rebuild the summaries of the domains' days in a range from their
 -- rollups and classes: the classifier's step after it classified a day,
