@@ -64,6 +64,12 @@ ALTER TABLE source_classes
     ADD COLUMN disposition_reject     bigint NOT NULL DEFAULT 0,
     ADD COLUMN reporters              text[] NOT NULL DEFAULT '{}';
 
+-- Index-only scans of a domain's sources: the senders' distinct
+-- addresses, and the unidentified ones by their messages.
+CREATE INDEX source_classes_sender_idx ON source_classes (domain_id, day, class, service) INCLUDE (source_ip);
+CREATE INDEX source_classes_unidentified_idx ON source_classes (domain_id, day) INCLUDE (source_ip, messages)
+    WHERE class = 'unidentified';
+
 -- The sums of report_sources_classified per domain, day, class and service, and per
 -- domain, day and source, computed live.
 CREATE VIEW report_daily_live AS
@@ -171,6 +177,7 @@ DROP FUNCTION report_daily_domains_deleted();
 DROP TRIGGER report_sources_summarize ON report_sources;
 DROP FUNCTION report_summarize(uuid[], date, date);
 DROP VIEW report_sources_ips, report_sources_daily, report_sources_ips_live, report_daily_live;
+DROP INDEX source_classes_unidentified_idx, source_classes_sender_idx;
 ALTER TABLE source_classes
     DROP COLUMN messages, DROP COLUMN dmarc_pass, DROP COLUMN spf_pass, DROP COLUMN spf_aligned, DROP COLUMN dkim_pass,
     DROP COLUMN dkim_aligned, DROP COLUMN disposition_none, DROP COLUMN disposition_quarantine,

@@ -8,7 +8,7 @@ WITH k AS (
     SELECT k.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
     FROM k JOIN report_sources_daily s ON s.domain_id = k.domain_id
-    WHERE s.day BETWEEN @from_day::date AND @to_day::date
+    WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
 ), r AS (
     SELECT x.scope, x.class, array_agg(x.reporter ORDER BY x.reporter) AS reporters
     FROM (SELECT DISTINCT d.scope, d.class, unnest(d.reporters) AS reporter FROM d) x
@@ -135,13 +135,22 @@ ORDER BY 1;
 
 -- name: TopUnidentified :many
 -- The unidentified sources with the most messages, with what is known of
--- their addresses.
-WITH d AS (
+-- their addresses: the top ones by their messages alone (an index-only
+-- scan), then their other sums.
+WITH top AS (
+    SELECT s.source_ip, sum(s.messages)::bigint AS messages
+    FROM report_sources_ips s
+    WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
+      AND s.class = 'unidentified'
+    GROUP BY s.source_ip
+    ORDER BY 2 DESC, 1
+    LIMIT @lim
+), d AS (
     SELECT s.source_ip, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
     FROM report_sources_ips s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
-      AND s.class = 'unidentified'
+      AND s.class = 'unidentified' AND s.source_ip IN (SELECT top.source_ip FROM top)
 ), t AS (
     SELECT d.source_ip,
            sum(d.messages)::bigint AS messages,
@@ -155,8 +164,6 @@ WITH d AS (
            sum(d.disposition_reject)::bigint AS disposition_reject
     FROM d
     GROUP BY d.source_ip
-    ORDER BY 2 DESC, 1
-    LIMIT @lim
 )
 SELECT host(t.source_ip)::text AS ip, t.messages, t.dmarc_pass, t.spf_pass, t.spf_aligned, t.dkim_pass, t.dkim_aligned,
        t.disposition_none, t.disposition_quarantine, t.disposition_reject,

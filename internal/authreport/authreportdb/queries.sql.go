@@ -423,7 +423,7 @@ WITH k AS (
     SELECT k.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
     FROM k JOIN report_sources_daily s ON s.domain_id = k.domain_id
-    WHERE s.day BETWEEN $3::date AND $4::date
+    WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $3::date AND $4::date
 ), r AS (
     SELECT x.scope, x.class, array_agg(x.reporter ORDER BY x.reporter) AS reporters
     FROM (SELECT DISTINCT d.scope, d.class, unnest(d.reporters) AS reporter FROM d) x
@@ -508,12 +508,20 @@ func (q *Queries) Summaries(ctx context.Context, arg SummariesParams) ([]Summari
 }
 
 const topUnidentified = `-- name: TopUnidentified :many
-WITH d AS (
+WITH top AS (
+    SELECT s.source_ip, sum(s.messages)::bigint AS messages
+    FROM report_sources_ips s
+    WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $2::date AND $3::date
+      AND s.class = 'unidentified'
+    GROUP BY s.source_ip
+    ORDER BY 2 DESC, 1
+    LIMIT $4
+), d AS (
     SELECT s.source_ip, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
     FROM report_sources_ips s
     WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $2::date AND $3::date
-      AND s.class = 'unidentified'
+      AND s.class = 'unidentified' AND s.source_ip IN (SELECT top.source_ip FROM top)
 ), t AS (
     SELECT d.source_ip,
            sum(d.messages)::bigint AS messages,
@@ -527,8 +535,6 @@ WITH d AS (
            sum(d.disposition_reject)::bigint AS disposition_reject
     FROM d
     GROUP BY d.source_ip
-    ORDER BY 2 DESC, 1
-    LIMIT $4
 )
 SELECT host(t.source_ip)::text AS ip, t.messages, t.dmarc_pass, t.spf_pass, t.spf_aligned, t.dkim_pass, t.dkim_aligned,
        t.disposition_none, t.disposition_quarantine, t.disposition_reject,
@@ -566,7 +572,8 @@ type TopUnidentifiedRow struct {
 }
 
 // The unidentified sources with the most messages, with what is known of
-// their addresses.
+// their addresses: the top ones by their messages alone (an index-only
+// scan), then their other sums.
 func (q *Queries) TopUnidentified(ctx context.Context, arg TopUnidentifiedParams) ([]TopUnidentifiedRow, error) {
 	rows, err := q.db.Query(ctx, topUnidentified,
 		arg.DomainIds,
