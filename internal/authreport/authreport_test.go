@@ -2,6 +2,7 @@ package authreport_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/dbtest"
+	"github.com/rampartmail/rampart/internal/sources"
 )
 
 // counter counts the statements that read the report's rollups.
@@ -111,4 +113,91 @@ func TestStatementsPerSection(t *testing.T) {
 	require.Equal(t, authreport.Unidentified, src.Category, "not classified yet")
 	require.Empty(t, src.Evidence)
 	require.EqualValues(t, 4, c.n.Load(), "one statement per section")
+}
+
+// TestSummariesFollowRollups: the report reads a day's summaries once the
+// classifier has classified it, and the rollups live while it is queued, so
+// that every read is exact: after a report adds to a day (new rows, or
+// only growing existing ones, as ingest's upsert does), and after the
+// day's sources are classified again.
+func TestSummariesFollowRollups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbtest.NewDB(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	acct, user, err := account.NewService(pool).CreateOwner(ctx, account.NewOwner{
+		Email: "owner@summaries.example", Name: "Owner", PasswordHash: "x", AccountName: "Summaries"})
+	require.NoError(t, err)
+	as := access.WithMemo(access.NewContext(ctx, access.Principal{UserID: user.ID}))
+	var dom uuid.UUID
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO domains (account_id, name) VALUES ($1, 'summaries.example') RETURNING id`, acct.ID).Scan(&dom))
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	// What ingest's AddSources does with a report's records.
+	add := func(ip string, pass bool, n int64) {
+		t.Helper()
+		_, err := pool.Exec(ctx, `INSERT INTO report_sources AS s (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
+				spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded, messages, reports)
+			VALUES ($1, $2, $3, 'r.example', 'summaries.example', '', 'none', $4, $4, $4, $4, false, $5, 1)
+			ON CONFLICT (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
+			             spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded)
+			DO UPDATE SET messages = s.messages + EXCLUDED.messages, reports = s.reports + EXCLUDED.reports`, dom, day, ip, pass, n)
+		require.NoError(t, err)
+	}
+	classify := func() {
+		t.Helper()
+		run, err := sources.NewClassifier(pool, false, slog.New(slog.DiscardHandler)).Run(ctx, time.Time{})
+		require.NoError(t, err)
+		require.True(t, run.Done)
+	}
+	r := authreport.New(pool)
+	s, err := r.Domain(as, acct.ID, dom, authreport.LastDays(time.Now(), 7))
+	require.NoError(t, err)
+	// read returns the internal and unidentified messages, the DMARC
+	// passes, the unidentified sources, and whether the day is summarised.
+	type got struct {
+		Internal, Unidentified, Pass, Sources int64
+		Summarised                            bool
+	}
+	read := func() got {
+		t.Helper()
+		sums, err := r.Summaries(as, []*authreport.Scope{s})
+		require.NoError(t, err)
+		page, err := r.Senders(as, s, authreport.SenderQuery{First: 10, Category: authreport.Unidentified})
+		require.NoError(t, err)
+		g := got{Internal: sums[0].Categories[0].Stats.Messages, Unidentified: sums[0].Categories[3].Stats.Messages,
+			Pass: sums[0].Totals.DMARCPass}
+		if len(page.Senders) > 0 {
+			g.Sources = page.Senders[0].Sources
+		}
+		daily, err := r.Daily(as, s, "")
+		require.NoError(t, err)
+		require.Equal(t, g.Internal+g.Unidentified, daily[5].Stats.Messages)
+		top, err := r.Unidentified(as, s, 10)
+		require.NoError(t, err)
+		var n int64
+		for _, x := range top {
+			n += x.Stats.Messages
+		}
+		require.Equal(t, g.Unidentified, n)
+		require.NoError(t, pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM classify_days WHERE domain_id = $1)
+			AND EXISTS (SELECT 1 FROM report_daily WHERE domain_id = $1)`, dom).Scan(&g.Summarised))
+		return g
+	}
+
+	add("192.0.2.1", true, 10)
+	add("203.0.113.1", false, 3)
+	require.Equal(t, got{Unidentified: 13, Pass: 10, Sources: 2}, read(), "not classified yet: unidentified, read live")
+	classify()
+	require.Equal(t, got{Unidentified: 13, Pass: 10, Sources: 2, Summarised: true}, read())
+	// A report that only grows existing rows.
+	add("203.0.113.1", false, 5)
+	require.Equal(t, got{Unidentified: 18, Pass: 10, Sources: 2}, read(), "queued again, read live")
+	classify()
+	require.Equal(t, got{Unidentified: 18, Pass: 10, Sources: 2, Summarised: true}, read())
+	// A netblock makes one source internal: the summaries follow.
+	_, err = pool.Exec(ctx, `INSERT INTO domain_netblocks (domain_id, cidr) VALUES ($1, '192.0.2.0/24')`, dom)
+	require.NoError(t, err)
+	classify()
+	require.Equal(t, got{Internal: 10, Unidentified: 8, Pass: 10, Sources: 1, Summarised: true}, read())
 }

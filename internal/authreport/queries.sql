@@ -2,86 +2,122 @@
 -- Per scope and class, for many scopes (each a set of domains) at once:
 -- the report's totals and categories for every report a request asks for
 -- over the same range.
-SELECT k.scope::bigint AS scope,
-       coalesce(c.class, 'unidentified')::text AS class,
-       sum(s.messages)::bigint AS messages,
-       coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
-       coalesce(sum(s.messages) FILTER (WHERE s.spf_pass), 0)::bigint AS spf_pass,
-       coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned), 0)::bigint AS spf_aligned,
-       coalesce(sum(s.messages) FILTER (WHERE s.dkim_pass), 0)::bigint AS dkim_pass,
-       coalesce(sum(s.messages) FILTER (WHERE s.dkim_aligned), 0)::bigint AS dkim_aligned,
-       coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'none'), 0)::bigint AS disposition_none,
-       coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
-       coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
-       array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-FROM (SELECT unnest(@domain_ids::uuid[]) AS domain_id, unnest(@scopes::bigint[]) AS scope) AS k
-JOIN report_sources s ON s.domain_id = k.domain_id
-LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
-WHERE s.day BETWEEN @from_day::date AND @to_day::date
+WITH k AS (
+    SELECT unnest(@domain_ids::uuid[]) AS domain_id, unnest(@scopes::bigint[]) AS scope
+), d AS (
+    SELECT k.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM k JOIN report_sources_daily s ON s.domain_id = k.domain_id
+    WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
+), r AS (
+    SELECT x.scope, x.class, array_agg(x.reporter ORDER BY x.reporter) AS reporters
+    FROM (SELECT DISTINCT d.scope, d.class, unnest(d.reporters) AS reporter FROM d) x
+    GROUP BY 1, 2
+)
+SELECT d.scope::bigint AS scope, d.class::text AS class,
+       sum(d.messages)::bigint AS messages,
+       sum(d.dmarc_pass)::bigint AS dmarc_pass,
+       sum(d.spf_pass)::bigint AS spf_pass,
+       sum(d.spf_aligned)::bigint AS spf_aligned,
+       sum(d.dkim_pass)::bigint AS dkim_pass,
+       sum(d.dkim_aligned)::bigint AS dkim_aligned,
+       sum(d.disposition_none)::bigint AS disposition_none,
+       sum(d.disposition_quarantine)::bigint AS disposition_quarantine,
+       sum(d.disposition_reject)::bigint AS disposition_reject,
+       coalesce(min(r.reporters), '{}')::text[] AS reporters
+FROM d LEFT JOIN r ON r.scope = d.scope AND r.class = d.class
 GROUP BY 1, 2;
 
 -- name: Senders :many
 -- A page of senders: a service each, else the class.
-WITH g AS (
-    SELECT coalesce(c.class, 'unidentified')::text AS class,
-           (CASE WHEN c.class = 'service' THEN c.service ELSE '' END)::text AS service,
-           count(DISTINCT s.source_ip)::bigint AS sources,
-           sum(s.messages)::bigint AS messages,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_pass), 0)::bigint AS spf_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned), 0)::bigint AS spf_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_pass), 0)::bigint AS dkim_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_aligned), 0)::bigint AS dkim_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'none'), 0)::bigint AS disposition_none,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
-           array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-    FROM report_sources s
-    LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
+WITH d AS (
+    SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM report_sources_daily s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
-      AND (sqlc.narg(class)::text IS NULL OR coalesce(c.class, 'unidentified') = sqlc.narg(class)::text)
+      AND (sqlc.narg(class)::text IS NULL OR s.class = sqlc.narg(class)::text)
+), r AS (
+    SELECT x.class, x.service, array_agg(x.reporter ORDER BY x.reporter) AS reporters
+    FROM (SELECT DISTINCT d.class, d.service, unnest(d.reporters) AS reporter FROM d) x
+    GROUP BY 1, 2
+), g AS (
+    SELECT d.class::text AS class, d.service::text AS service,
+           sum(d.messages)::bigint AS messages,
+           sum(d.dmarc_pass)::bigint AS dmarc_pass,
+           sum(d.spf_pass)::bigint AS spf_pass,
+           sum(d.spf_aligned)::bigint AS spf_aligned,
+           sum(d.dkim_pass)::bigint AS dkim_pass,
+           sum(d.dkim_aligned)::bigint AS dkim_aligned,
+           sum(d.disposition_none)::bigint AS disposition_none,
+           sum(d.disposition_quarantine)::bigint AS disposition_quarantine,
+           sum(d.disposition_reject)::bigint AS disposition_reject
+    FROM d
     GROUP BY 1, 2
 ), n AS (
-    SELECT g.*,
+    SELECT g.*, coalesce(r.reporters, '{}')::text[] AS reporters,
            (CASE g.class WHEN 'service' THEN coalesce(ss.name, g.service) WHEN 'internal' THEN 'Internal'
                          WHEN 'forwarded' THEN 'Forwarded' ELSE 'Unidentified' END)::text AS name,
            coalesce(ss.category, '')::text AS service_category,
            (g.dmarc_pass::float8 / g.messages::float8)::float8 AS rate
     FROM g
+    LEFT JOIN r ON r.class = g.class AND r.service = g.service
     LEFT JOIN sender_services ss ON g.service <> '' AND ss.slug = g.service
+), p AS (
+    SELECT n.*, count(*) OVER ()::bigint AS total
+    FROM n
+    ORDER BY
+        CASE WHEN @sort::text = 'messages' THEN n.messages END DESC,
+        CASE WHEN @sort::text = 'rate_asc' THEN n.rate END ASC,
+        CASE WHEN @sort::text = 'rate_desc' THEN n.rate END DESC,
+        n.name, n.class, n.service
+    LIMIT @lim OFFSET @off
 )
-SELECT n.class, n.service, n.sources, n.messages, n.dmarc_pass, n.spf_pass, n.spf_aligned, n.dkim_pass, n.dkim_aligned,
-       n.disposition_none, n.disposition_quarantine, n.disposition_reject, n.reporters, n.name, n.service_category,
-       count(*) OVER ()::bigint AS total
-FROM n
+-- The distinct addresses of the page's senders only, in one pass.
+, src AS (
+    SELECT a.class, a.service, count(DISTINCT a.source_ip)::bigint AS sources
+    FROM report_sources_ips a
+    WHERE a.domain_id = ANY(@domain_ids::uuid[]) AND a.day BETWEEN @from_day::date AND @to_day::date
+      AND (a.class, a.service) IN (SELECT p.class, p.service FROM p)
+    GROUP BY 1, 2
+)
+SELECT p.class, p.service, coalesce(src.sources, 0)::bigint AS sources,
+       p.messages, p.dmarc_pass, p.spf_pass, p.spf_aligned, p.dkim_pass, p.dkim_aligned,
+       p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total
+FROM p
+LEFT JOIN src ON src.class = p.class AND src.service = p.service
 ORDER BY
-    CASE WHEN @sort::text = 'messages' THEN n.messages END DESC,
-    CASE WHEN @sort::text = 'rate_asc' THEN n.rate END ASC,
-    CASE WHEN @sort::text = 'rate_desc' THEN n.rate END DESC,
-    n.name, n.class, n.service
-LIMIT @lim OFFSET @off;
+    CASE WHEN @sort::text = 'messages' THEN p.messages END DESC,
+    CASE WHEN @sort::text = 'rate_asc' THEN p.rate END ASC,
+    CASE WHEN @sort::text = 'rate_desc' THEN p.rate END DESC,
+    p.name, p.class, p.service;
 
 -- name: Daily :many
 -- Every day of the range, days without reports at zero.
-WITH x AS (
-    SELECT s.day,
-           sum(s.messages)::bigint AS messages,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_pass), 0)::bigint AS spf_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned), 0)::bigint AS spf_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_pass), 0)::bigint AS dkim_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_aligned), 0)::bigint AS dkim_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'none'), 0)::bigint AS disposition_none,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
-           array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-    FROM report_sources s
-    LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
+WITH d AS (
+    SELECT s.day, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM report_sources_daily s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
-      AND (sqlc.narg(class)::text IS NULL OR coalesce(c.class, 'unidentified') = sqlc.narg(class)::text)
-    GROUP BY s.day
+      AND (sqlc.narg(class)::text IS NULL OR s.class = sqlc.narg(class)::text)
+), r AS (
+    SELECT x.day, array_agg(x.reporter ORDER BY x.reporter) AS reporters
+    FROM (SELECT DISTINCT d.day, unnest(d.reporters) AS reporter FROM d) x
+    GROUP BY 1
+), x AS (
+    SELECT d.day,
+           sum(d.messages)::bigint AS messages,
+           sum(d.dmarc_pass)::bigint AS dmarc_pass,
+           sum(d.spf_pass)::bigint AS spf_pass,
+           sum(d.spf_aligned)::bigint AS spf_aligned,
+           sum(d.dkim_pass)::bigint AS dkim_pass,
+           sum(d.dkim_aligned)::bigint AS dkim_aligned,
+           sum(d.disposition_none)::bigint AS disposition_none,
+           sum(d.disposition_quarantine)::bigint AS disposition_quarantine,
+           sum(d.disposition_reject)::bigint AS disposition_reject
+    FROM d
+    GROUP BY d.day
 )
-SELECT d.day::date AS day,
+SELECT g.day::date AS day,
        coalesce(x.messages, 0)::bigint AS messages,
        coalesce(x.dmarc_pass, 0)::bigint AS dmarc_pass,
        coalesce(x.spf_pass, 0)::bigint AS spf_pass,
@@ -91,36 +127,47 @@ SELECT d.day::date AS day,
        coalesce(x.disposition_none, 0)::bigint AS disposition_none,
        coalesce(x.disposition_quarantine, 0)::bigint AS disposition_quarantine,
        coalesce(x.disposition_reject, 0)::bigint AS disposition_reject,
-       coalesce(x.reporters, '{}')::text[] AS reporters
-FROM generate_series(@from_day::date, @to_day::date, interval '1 day') AS d (day)
-LEFT JOIN x ON x.day = d.day::date
+       coalesce(r.reporters, '{}')::text[] AS reporters
+FROM generate_series(@from_day::date, @to_day::date, interval '1 day') AS g (day)
+LEFT JOIN x ON x.day = g.day::date
+LEFT JOIN r ON r.day = g.day::date
 ORDER BY 1;
 
 -- name: TopUnidentified :many
 -- The unidentified sources with the most messages, with what is known of
--- their addresses.
-WITH t AS (
-    SELECT s.source_ip,
-           sum(s.messages)::bigint AS messages,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_pass), 0)::bigint AS spf_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned), 0)::bigint AS spf_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_pass), 0)::bigint AS dkim_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_aligned), 0)::bigint AS dkim_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'none'), 0)::bigint AS disposition_none,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
-           array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-    FROM report_sources s
-    LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
+-- their addresses: the top ones by their messages alone (an index-only
+-- scan), then their other sums.
+WITH top AS (
+    SELECT s.source_ip, sum(s.messages)::bigint AS messages
+    FROM report_sources_ips s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
-      AND coalesce(c.class, 'unidentified') = 'unidentified'
+      AND s.class = 'unidentified'
     GROUP BY s.source_ip
     ORDER BY 2 DESC, 1
     LIMIT @lim
+), d AS (
+    SELECT s.source_ip, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM report_sources_ips s
+    WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
+      AND s.class = 'unidentified' AND s.source_ip IN (SELECT top.source_ip FROM top)
+), t AS (
+    SELECT d.source_ip,
+           sum(d.messages)::bigint AS messages,
+           sum(d.dmarc_pass)::bigint AS dmarc_pass,
+           sum(d.spf_pass)::bigint AS spf_pass,
+           sum(d.spf_aligned)::bigint AS spf_aligned,
+           sum(d.dkim_pass)::bigint AS dkim_pass,
+           sum(d.dkim_aligned)::bigint AS dkim_aligned,
+           sum(d.disposition_none)::bigint AS disposition_none,
+           sum(d.disposition_quarantine)::bigint AS disposition_quarantine,
+           sum(d.disposition_reject)::bigint AS disposition_reject
+    FROM d
+    GROUP BY d.source_ip
 )
 SELECT host(t.source_ip)::text AS ip, t.messages, t.dmarc_pass, t.spf_pass, t.spf_aligned, t.dkim_pass, t.dkim_aligned,
-       t.disposition_none, t.disposition_quarantine, t.disposition_reject, t.reporters,
+       t.disposition_none, t.disposition_quarantine, t.disposition_reject,
+       coalesce((SELECT array_agg(DISTINCT x ORDER BY x) FROM d, unnest(d.reporters) x WHERE d.source_ip = t.source_ip), '{}')::text[] AS reporters,
        e.ptr, coalesce(e.ptr_confirmed, false)::bool AS ptr_confirmed, e.asn, e.as_org, e.country
 FROM t
 LEFT JOIN ip_enrichment e ON e.ip = t.source_ip
@@ -131,15 +178,14 @@ ORDER BY t.messages DESC, t.source_ip;
 -- known of the address, its From domains and DKIM signatures (as JSON).
 WITH r AS (
     SELECT s.day, s.reporter, s.header_from, s.disposition, s.spf_pass, s.dkim_pass, s.spf_aligned, s.dkim_aligned, s.messages,
-           coalesce(c.class, 'unidentified') AS class, coalesce(c.service, '') AS service, coalesce(c.evidence, '') AS evidence
-    FROM report_sources s
-    LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
+           s.dmarc_pass, s.class, s.service, s.evidence
+    FROM report_sources_classified s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
       AND s.source_ip = @ip::inet
 ), a AS (
     SELECT count(*)::bigint AS n,
            coalesce(sum(r.messages), 0)::bigint AS messages,
-           coalesce(sum(r.messages) FILTER (WHERE r.spf_aligned OR r.dkim_aligned), 0)::bigint AS dmarc_pass,
+           coalesce(sum(r.messages) FILTER (WHERE r.dmarc_pass), 0)::bigint AS dmarc_pass,
            coalesce(sum(r.messages) FILTER (WHERE r.spf_pass), 0)::bigint AS spf_pass,
            coalesce(sum(r.messages) FILTER (WHERE r.spf_aligned), 0)::bigint AS spf_aligned,
            coalesce(sum(r.messages) FILTER (WHERE r.dkim_pass), 0)::bigint AS dkim_pass,
@@ -151,7 +197,7 @@ WITH r AS (
     FROM r
 ), h AS (
     SELECT r.header_from, sum(r.messages)::bigint AS messages,
-           coalesce(sum(r.messages) FILTER (WHERE r.spf_aligned OR r.dkim_aligned), 0)::bigint AS dmarc_pass
+           coalesce(sum(r.messages) FILTER (WHERE r.dmarc_pass), 0)::bigint AS dmarc_pass
     FROM r GROUP BY 1
 ), k AS (
     SELECT d.dkim_domain, d.selector, d.result, sum(d.messages)::bigint AS messages

@@ -1,21 +1,21 @@
 -- name: SenderVolumes :many
--- A domain's mail in the window, per class and service of its sources: a
--- source without a class yet (classified within a minute of ingest) counts
--- as unidentified. first_seen is the first day in the window.
-SELECT COALESCE(c.class, 'unidentified')::text AS class,
-       COALESCE(c.service, '')::text AS service,
+-- A domain's mail in the window, per class and service of its sources
+-- (as the authentication report counts them, see migration 00025: a
+-- source without a class yet, classified within a minute of ingest,
+-- counts as unidentified). first_seen is the first day in the window.
+SELECT rs.class::text AS class,
+       rs.service::text AS service,
        sum(rs.messages)::bigint AS messages,
-       COALESCE(sum(rs.messages) FILTER (WHERE rs.spf_aligned OR rs.dkim_aligned), 0)::bigint AS passed,
+       sum(rs.dmarc_pass)::bigint AS passed,
        min(rs.day)::date AS first_seen
-FROM report_sources rs
-LEFT JOIN source_classes c ON c.domain_id = rs.domain_id AND c.day = rs.day AND c.source_ip = rs.source_ip
+FROM report_sources_daily rs
 WHERE rs.domain_id = @domain_id AND rs.day BETWEEN @since::date AND @until::date
 GROUP BY 1, 2
 ORDER BY 1, 2;
 
 -- name: ReportDays :one
 -- The days in the window with reports.
-SELECT count(DISTINCT day)::int FROM report_sources
+SELECT count(DISTINCT day)::int FROM report_sources_daily
 WHERE domain_id = @domain_id AND day BETWEEN @since::date AND @until::date;
 
 -- name: Thresholds :one

@@ -19,7 +19,9 @@ import (
 )
 
 // Classifier keeps source_classes current: it classifies the days queued
-// in classify_days, and the domains queued in classify_domains day by day.
+// in classify_days, and the domains queued in classify_domains day by day,
+// and rebuilds each day's report summaries (report_daily, and the sums per
+// source next to the classes; migration 00025) with its classes.
 // Ingest queues the day a report adds to; a change to a domain's netblocks,
 // keys or senders queues the domain; a change to a sender's ranges queues
 // every domain (an account's own service: every domain of the account).
@@ -206,6 +208,9 @@ func (c *Classifier) classifyDay(ctx context.Context, tx pgx.Tx, domainID uuid.U
 	}
 	if err := storeClasses(ctx, tx, q, p); err != nil {
 		return 0, 0, fmt.Errorf("store classes: %w", err)
+	}
+	if err := q.SummarizeDay(ctx, sourcesdb.SummarizeDayParams{DomainID: domainID, Day: day}); err != nil {
+		return 0, 0, fmt.Errorf("summarise day: %w", err)
 	}
 	if c.awaitPTR {
 		p, err := q.PendingLookups(ctx, ips)

@@ -79,3 +79,8 @@ SET class = EXCLUDED.class, service = EXCLUDED.service, evidence = EXCLUDED.evid
 -- Whether the day has classes already: a day classified for the first
 -- time has its classes copied in (CopyFrom) instead of upserted.
 SELECT EXISTS (SELECT 1 FROM source_classes WHERE domain_id = @domain_id AND day = @day)::boolean;
+
+-- name: SummarizeDay :exec
+-- Rebuild the day's summaries from its rollups and the classes just
+-- stored (see migration 00025).
+SELECT report_summarize(ARRAY[@domain_id::uuid], @day::date, @day::date);

@@ -39,25 +39,31 @@ func (q *Queries) ChildAccounts(ctx context.Context, parentID uuid.UUID) ([]uuid
 }
 
 const daily = `-- name: Daily :many
-WITH x AS (
-    SELECT s.day,
-           sum(s.messages)::bigint AS messages,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_pass), 0)::bigint AS spf_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned), 0)::bigint AS spf_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_pass), 0)::bigint AS dkim_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_aligned), 0)::bigint AS dkim_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'none'), 0)::bigint AS disposition_none,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
-           array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-    FROM report_sources s
-    LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
+WITH d AS (
+    SELECT s.day, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM report_sources_daily s
     WHERE s.domain_id = ANY($3::uuid[]) AND s.day BETWEEN $1::date AND $2::date
-      AND ($4::text IS NULL OR coalesce(c.class, 'unidentified') = $4::text)
-    GROUP BY s.day
+      AND ($4::text IS NULL OR s.class = $4::text)
+), r AS (
+    SELECT x.day, array_agg(x.reporter ORDER BY x.reporter) AS reporters
+    FROM (SELECT DISTINCT d.day, unnest(d.reporters) AS reporter FROM d) x
+    GROUP BY 1
+), x AS (
+    SELECT d.day,
+           sum(d.messages)::bigint AS messages,
+           sum(d.dmarc_pass)::bigint AS dmarc_pass,
+           sum(d.spf_pass)::bigint AS spf_pass,
+           sum(d.spf_aligned)::bigint AS spf_aligned,
+           sum(d.dkim_pass)::bigint AS dkim_pass,
+           sum(d.dkim_aligned)::bigint AS dkim_aligned,
+           sum(d.disposition_none)::bigint AS disposition_none,
+           sum(d.disposition_quarantine)::bigint AS disposition_quarantine,
+           sum(d.disposition_reject)::bigint AS disposition_reject
+    FROM d
+    GROUP BY d.day
 )
-SELECT d.day::date AS day,
+SELECT g.day::date AS day,
        coalesce(x.messages, 0)::bigint AS messages,
        coalesce(x.dmarc_pass, 0)::bigint AS dmarc_pass,
        coalesce(x.spf_pass, 0)::bigint AS spf_pass,
@@ -67,9 +73,10 @@ SELECT d.day::date AS day,
        coalesce(x.disposition_none, 0)::bigint AS disposition_none,
        coalesce(x.disposition_quarantine, 0)::bigint AS disposition_quarantine,
        coalesce(x.disposition_reject, 0)::bigint AS disposition_reject,
-       coalesce(x.reporters, '{}')::text[] AS reporters
-FROM generate_series($1::date, $2::date, interval '1 day') AS d (day)
-LEFT JOIN x ON x.day = d.day::date
+       coalesce(r.reporters, '{}')::text[] AS reporters
+FROM generate_series($1::date, $2::date, interval '1 day') AS g (day)
+LEFT JOIN x ON x.day = g.day::date
+LEFT JOIN r ON r.day = g.day::date
 ORDER BY 1
 `
 
@@ -165,54 +172,75 @@ func (q *Queries) ReportDomains(ctx context.Context, arg ReportDomainsParams) ([
 }
 
 const senders = `-- name: Senders :many
-WITH g AS (
-    SELECT coalesce(c.class, 'unidentified')::text AS class,
-           (CASE WHEN c.class = 'service' THEN c.service ELSE '' END)::text AS service,
-           count(DISTINCT s.source_ip)::bigint AS sources,
-           sum(s.messages)::bigint AS messages,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_pass), 0)::bigint AS spf_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned), 0)::bigint AS spf_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_pass), 0)::bigint AS dkim_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_aligned), 0)::bigint AS dkim_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'none'), 0)::bigint AS disposition_none,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
-           array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-    FROM report_sources s
-    LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
-    WHERE s.domain_id = ANY($4::uuid[]) AND s.day BETWEEN $5::date AND $6::date
-      AND ($7::text IS NULL OR coalesce(c.class, 'unidentified') = $7::text)
+WITH d AS (
+    SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM report_sources_daily s
+    WHERE s.domain_id = ANY($2::uuid[]) AND s.day BETWEEN $3::date AND $4::date
+      AND ($5::text IS NULL OR s.class = $5::text)
+), r AS (
+    SELECT x.class, x.service, array_agg(x.reporter ORDER BY x.reporter) AS reporters
+    FROM (SELECT DISTINCT d.class, d.service, unnest(d.reporters) AS reporter FROM d) x
+    GROUP BY 1, 2
+), g AS (
+    SELECT d.class::text AS class, d.service::text AS service,
+           sum(d.messages)::bigint AS messages,
+           sum(d.dmarc_pass)::bigint AS dmarc_pass,
+           sum(d.spf_pass)::bigint AS spf_pass,
+           sum(d.spf_aligned)::bigint AS spf_aligned,
+           sum(d.dkim_pass)::bigint AS dkim_pass,
+           sum(d.dkim_aligned)::bigint AS dkim_aligned,
+           sum(d.disposition_none)::bigint AS disposition_none,
+           sum(d.disposition_quarantine)::bigint AS disposition_quarantine,
+           sum(d.disposition_reject)::bigint AS disposition_reject
+    FROM d
     GROUP BY 1, 2
 ), n AS (
-    SELECT g.class, g.service, g.sources, g.messages, g.dmarc_pass, g.spf_pass, g.spf_aligned, g.dkim_pass, g.dkim_aligned, g.disposition_none, g.disposition_quarantine, g.disposition_reject, g.reporters,
+    SELECT g.class, g.service, g.messages, g.dmarc_pass, g.spf_pass, g.spf_aligned, g.dkim_pass, g.dkim_aligned, g.disposition_none, g.disposition_quarantine, g.disposition_reject, coalesce(r.reporters, '{}')::text[] AS reporters,
            (CASE g.class WHEN 'service' THEN coalesce(ss.name, g.service) WHEN 'internal' THEN 'Internal'
                          WHEN 'forwarded' THEN 'Forwarded' ELSE 'Unidentified' END)::text AS name,
            coalesce(ss.category, '')::text AS service_category,
            (g.dmarc_pass::float8 / g.messages::float8)::float8 AS rate
     FROM g
+    LEFT JOIN r ON r.class = g.class AND r.service = g.service
     LEFT JOIN sender_services ss ON g.service <> '' AND ss.slug = g.service
+), p AS (
+    SELECT n.class, n.service, n.messages, n.dmarc_pass, n.spf_pass, n.spf_aligned, n.dkim_pass, n.dkim_aligned, n.disposition_none, n.disposition_quarantine, n.disposition_reject, n.reporters, n.name, n.service_category, n.rate, count(*) OVER ()::bigint AS total
+    FROM n
+    ORDER BY
+        CASE WHEN $1::text = 'messages' THEN n.messages END DESC,
+        CASE WHEN $1::text = 'rate_asc' THEN n.rate END ASC,
+        CASE WHEN $1::text = 'rate_desc' THEN n.rate END DESC,
+        n.name, n.class, n.service
+    LIMIT $7 OFFSET $6
 )
-SELECT n.class, n.service, n.sources, n.messages, n.dmarc_pass, n.spf_pass, n.spf_aligned, n.dkim_pass, n.dkim_aligned,
-       n.disposition_none, n.disposition_quarantine, n.disposition_reject, n.reporters, n.name, n.service_category,
-       count(*) OVER ()::bigint AS total
-FROM n
+, src AS (
+    SELECT a.class, a.service, count(DISTINCT a.source_ip)::bigint AS sources
+    FROM report_sources_ips a
+    WHERE a.domain_id = ANY($2::uuid[]) AND a.day BETWEEN $3::date AND $4::date
+      AND (a.class, a.service) IN (SELECT p.class, p.service FROM p)
+    GROUP BY 1, 2
+)
+SELECT p.class, p.service, coalesce(src.sources, 0)::bigint AS sources,
+       p.messages, p.dmarc_pass, p.spf_pass, p.spf_aligned, p.dkim_pass, p.dkim_aligned,
+       p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total
+FROM p
+LEFT JOIN src ON src.class = p.class AND src.service = p.service
 ORDER BY
-    CASE WHEN $1::text = 'messages' THEN n.messages END DESC,
-    CASE WHEN $1::text = 'rate_asc' THEN n.rate END ASC,
-    CASE WHEN $1::text = 'rate_desc' THEN n.rate END DESC,
-    n.name, n.class, n.service
-LIMIT $3 OFFSET $2
+    CASE WHEN $1::text = 'messages' THEN p.messages END DESC,
+    CASE WHEN $1::text = 'rate_asc' THEN p.rate END ASC,
+    CASE WHEN $1::text = 'rate_desc' THEN p.rate END DESC,
+    p.name, p.class, p.service
 `
 
 type SendersParams struct {
 	Sort      string
-	Off       int32
-	Lim       int32
 	DomainIds []uuid.UUID
 	FromDay   pgtype.Date
 	ToDay     pgtype.Date
 	Class     *string
+	Off       int32
+	Lim       int32
 }
 
 type SendersRow struct {
@@ -235,15 +263,16 @@ type SendersRow struct {
 }
 
 // A page of senders: a service each, else the class.
+// The distinct addresses of the page's senders only, in one pass.
 func (q *Queries) Senders(ctx context.Context, arg SendersParams) ([]SendersRow, error) {
 	rows, err := q.db.Query(ctx, senders,
 		arg.Sort,
-		arg.Off,
-		arg.Lim,
 		arg.DomainIds,
 		arg.FromDay,
 		arg.ToDay,
 		arg.Class,
+		arg.Off,
+		arg.Lim,
 	)
 	if err != nil {
 		return nil, err
@@ -283,15 +312,14 @@ func (q *Queries) Senders(ctx context.Context, arg SendersParams) ([]SendersRow,
 const source = `-- name: Source :one
 WITH r AS (
     SELECT s.day, s.reporter, s.header_from, s.disposition, s.spf_pass, s.dkim_pass, s.spf_aligned, s.dkim_aligned, s.messages,
-           coalesce(c.class, 'unidentified') AS class, coalesce(c.service, '') AS service, coalesce(c.evidence, '') AS evidence
-    FROM report_sources s
-    LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
+           s.dmarc_pass, s.class, s.service, s.evidence
+    FROM report_sources_classified s
     WHERE s.domain_id = ANY($2::uuid[]) AND s.day BETWEEN $3::date AND $4::date
       AND s.source_ip = $1::inet
 ), a AS (
     SELECT count(*)::bigint AS n,
            coalesce(sum(r.messages), 0)::bigint AS messages,
-           coalesce(sum(r.messages) FILTER (WHERE r.spf_aligned OR r.dkim_aligned), 0)::bigint AS dmarc_pass,
+           coalesce(sum(r.messages) FILTER (WHERE r.dmarc_pass), 0)::bigint AS dmarc_pass,
            coalesce(sum(r.messages) FILTER (WHERE r.spf_pass), 0)::bigint AS spf_pass,
            coalesce(sum(r.messages) FILTER (WHERE r.spf_aligned), 0)::bigint AS spf_aligned,
            coalesce(sum(r.messages) FILTER (WHERE r.dkim_pass), 0)::bigint AS dkim_pass,
@@ -303,7 +331,7 @@ WITH r AS (
     FROM r
 ), h AS (
     SELECT r.header_from, sum(r.messages)::bigint AS messages,
-           coalesce(sum(r.messages) FILTER (WHERE r.spf_aligned OR r.dkim_aligned), 0)::bigint AS dmarc_pass
+           coalesce(sum(r.messages) FILTER (WHERE r.dmarc_pass), 0)::bigint AS dmarc_pass
     FROM r GROUP BY 1
 ), k AS (
     SELECT d.dkim_domain, d.selector, d.result, sum(d.messages)::bigint AS messages
@@ -396,22 +424,30 @@ func (q *Queries) Source(ctx context.Context, arg SourceParams) (SourceRow, erro
 }
 
 const summaries = `-- name: Summaries :many
-SELECT k.scope::bigint AS scope,
-       coalesce(c.class, 'unidentified')::text AS class,
-       sum(s.messages)::bigint AS messages,
-       coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
-       coalesce(sum(s.messages) FILTER (WHERE s.spf_pass), 0)::bigint AS spf_pass,
-       coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned), 0)::bigint AS spf_aligned,
-       coalesce(sum(s.messages) FILTER (WHERE s.dkim_pass), 0)::bigint AS dkim_pass,
-       coalesce(sum(s.messages) FILTER (WHERE s.dkim_aligned), 0)::bigint AS dkim_aligned,
-       coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'none'), 0)::bigint AS disposition_none,
-       coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
-       coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
-       array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-FROM (SELECT unnest($1::uuid[]) AS domain_id, unnest($2::bigint[]) AS scope) AS k
-JOIN report_sources s ON s.domain_id = k.domain_id
-LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
-WHERE s.day BETWEEN $3::date AND $4::date
+WITH k AS (
+    SELECT unnest($1::uuid[]) AS domain_id, unnest($2::bigint[]) AS scope
+), d AS (
+    SELECT k.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM k JOIN report_sources_daily s ON s.domain_id = k.domain_id
+    WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $3::date AND $4::date
+), r AS (
+    SELECT x.scope, x.class, array_agg(x.reporter ORDER BY x.reporter) AS reporters
+    FROM (SELECT DISTINCT d.scope, d.class, unnest(d.reporters) AS reporter FROM d) x
+    GROUP BY 1, 2
+)
+SELECT d.scope::bigint AS scope, d.class::text AS class,
+       sum(d.messages)::bigint AS messages,
+       sum(d.dmarc_pass)::bigint AS dmarc_pass,
+       sum(d.spf_pass)::bigint AS spf_pass,
+       sum(d.spf_aligned)::bigint AS spf_aligned,
+       sum(d.dkim_pass)::bigint AS dkim_pass,
+       sum(d.dkim_aligned)::bigint AS dkim_aligned,
+       sum(d.disposition_none)::bigint AS disposition_none,
+       sum(d.disposition_quarantine)::bigint AS disposition_quarantine,
+       sum(d.disposition_reject)::bigint AS disposition_reject,
+       coalesce(min(r.reporters), '{}')::text[] AS reporters
+FROM d LEFT JOIN r ON r.scope = d.scope AND r.class = d.class
 GROUP BY 1, 2
 `
 
@@ -479,28 +515,37 @@ func (q *Queries) Summaries(ctx context.Context, arg SummariesParams) ([]Summari
 }
 
 const topUnidentified = `-- name: TopUnidentified :many
-WITH t AS (
-    SELECT s.source_ip,
-           sum(s.messages)::bigint AS messages,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned OR s.dkim_aligned), 0)::bigint AS dmarc_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_pass), 0)::bigint AS spf_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.spf_aligned), 0)::bigint AS spf_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_pass), 0)::bigint AS dkim_pass,
-           coalesce(sum(s.messages) FILTER (WHERE s.dkim_aligned), 0)::bigint AS dkim_aligned,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'none'), 0)::bigint AS disposition_none,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
-           coalesce(sum(s.messages) FILTER (WHERE s.disposition = 'reject'), 0)::bigint AS disposition_reject,
-           array_remove(array_agg(DISTINCT s.reporter ORDER BY s.reporter), '')::text[] AS reporters
-    FROM report_sources s
-    LEFT JOIN source_classes c ON c.domain_id = s.domain_id AND c.day = s.day AND c.source_ip = s.source_ip
+WITH top AS (
+    SELECT s.source_ip, sum(s.messages)::bigint AS messages
+    FROM report_sources_ips s
     WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $2::date AND $3::date
-      AND coalesce(c.class, 'unidentified') = 'unidentified'
+      AND s.class = 'unidentified'
     GROUP BY s.source_ip
     ORDER BY 2 DESC, 1
     LIMIT $4
+), d AS (
+    SELECT s.source_ip, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM report_sources_ips s
+    WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $2::date AND $3::date
+      AND s.class = 'unidentified' AND s.source_ip IN (SELECT top.source_ip FROM top)
+), t AS (
+    SELECT d.source_ip,
+           sum(d.messages)::bigint AS messages,
+           sum(d.dmarc_pass)::bigint AS dmarc_pass,
+           sum(d.spf_pass)::bigint AS spf_pass,
+           sum(d.spf_aligned)::bigint AS spf_aligned,
+           sum(d.dkim_pass)::bigint AS dkim_pass,
+           sum(d.dkim_aligned)::bigint AS dkim_aligned,
+           sum(d.disposition_none)::bigint AS disposition_none,
+           sum(d.disposition_quarantine)::bigint AS disposition_quarantine,
+           sum(d.disposition_reject)::bigint AS disposition_reject
+    FROM d
+    GROUP BY d.source_ip
 )
 SELECT host(t.source_ip)::text AS ip, t.messages, t.dmarc_pass, t.spf_pass, t.spf_aligned, t.dkim_pass, t.dkim_aligned,
-       t.disposition_none, t.disposition_quarantine, t.disposition_reject, t.reporters,
+       t.disposition_none, t.disposition_quarantine, t.disposition_reject,
+       coalesce((SELECT array_agg(DISTINCT x ORDER BY x) FROM d, unnest(d.reporters) x WHERE d.source_ip = t.source_ip), '{}')::text[] AS reporters,
        e.ptr, coalesce(e.ptr_confirmed, false)::bool AS ptr_confirmed, e.asn, e.as_org, e.country
 FROM t
 LEFT JOIN ip_enrichment e ON e.ip = t.source_ip
@@ -534,7 +579,8 @@ type TopUnidentifiedRow struct {
 }
 
 // The unidentified sources with the most messages, with what is known of
-// their addresses.
+// their addresses: the top ones by their messages alone (an index-only
+// scan), then their other sums.
 func (q *Queries) TopUnidentified(ctx context.Context, arg TopUnidentifiedParams) ([]TopUnidentifiedRow, error) {
 	rows, err := q.db.Query(ctx, topUnidentified,
 		arg.DomainIds,

@@ -71,7 +71,7 @@ func (q *Queries) PolicyChanges(ctx context.Context, arg PolicyChangesParams) ([
 }
 
 const reportDays = `-- name: ReportDays :one
-SELECT count(DISTINCT day)::int FROM report_sources
+SELECT count(DISTINCT day)::int FROM report_sources_daily
 WHERE domain_id = $1 AND day BETWEEN $2::date AND $3::date
 `
 
@@ -90,13 +90,12 @@ func (q *Queries) ReportDays(ctx context.Context, arg ReportDaysParams) (int32, 
 }
 
 const senderVolumes = `-- name: SenderVolumes :many
-SELECT COALESCE(c.class, 'unidentified')::text AS class,
-       COALESCE(c.service, '')::text AS service,
+SELECT rs.class::text AS class,
+       rs.service::text AS service,
        sum(rs.messages)::bigint AS messages,
-       COALESCE(sum(rs.messages) FILTER (WHERE rs.spf_aligned OR rs.dkim_aligned), 0)::bigint AS passed,
+       sum(rs.dmarc_pass)::bigint AS passed,
        min(rs.day)::date AS first_seen
-FROM report_sources rs
-LEFT JOIN source_classes c ON c.domain_id = rs.domain_id AND c.day = rs.day AND c.source_ip = rs.source_ip
+FROM report_sources_daily rs
 WHERE rs.domain_id = $1 AND rs.day BETWEEN $2::date AND $3::date
 GROUP BY 1, 2
 ORDER BY 1, 2
@@ -116,9 +115,10 @@ type SenderVolumesRow struct {
 	FirstSeen pgtype.Date
 }
 
-// A domain's mail in the window, per class and service of its sources: a
-// source without a class yet (classified within a minute of ingest) counts
-// as unidentified. first_seen is the first day in the window.
+// A domain's mail in the window, per class and service of its sources
+// (as the authentication report counts them, see migration 00025: a
+// source without a class yet, classified within a minute of ingest,
+// counts as unidentified). first_seen is the first day in the window.
 func (q *Queries) SenderVolumes(ctx context.Context, arg SenderVolumesParams) ([]SenderVolumesRow, error) {
 	rows, err := q.db.Query(ctx, senderVolumes, arg.DomainID, arg.Since, arg.Until)
 	if err != nil {

@@ -385,3 +385,19 @@ func (q *Queries) Senders(ctx context.Context) ([]SendersRow, error) {
 	}
 	return items, nil
 }
+
+const summarizeDay = `-- name: SummarizeDay :exec
+SELECT report_summarize(ARRAY[$1::uuid], $2::date, $2::date)
+`
+
+type SummarizeDayParams struct {
+	DomainID uuid.UUID
+	Day      pgtype.Date
+}
+
+// Rebuild the day's summaries from its rollups and the classes just
+// stored (see migration 00025).
+func (q *Queries) SummarizeDay(ctx context.Context, arg SummarizeDayParams) error {
+	_, err := q.db.Exec(ctx, summarizeDay, arg.DomainID, arg.Day)
+	return err
+}
