@@ -73,22 +73,30 @@ type (
 )
 
 // rollup is one report's records summed by the rollups' keys. Each record
-// appends its rows; the rows are sorted by key and rows of the same key
-// summed when they have doubled since the last time, and by finish. That
-// costs less than a map of a large report's keys, and the rows must be
-// sorted anyway (see sourceRows).
+// appends its rows; every so often (merge) the rows appended since the last
+// time are sorted by key and merged into the sorted rows before, rows of
+// the same key summed, and finish does it for the last. That costs less
+// than a map of a large report's keys, the rows come out in the order they
+// are copied in (see mergeSources), and most of the sorting is done while
+// PostgreSQL is still busy with the records.
 type rollup struct {
 	sources []sourceRow
 	dkim    []dkimRow
-	// sourcesMerged and dkimMerged are how many rows were left by the
-	// last merge.
+	// sourcesMerged and dkimMerged are how many rows the last merge left:
+	// those before are sorted and summed.
 	sourcesMerged, dkimMerged int
+	sourcesTmp                []sourceRow
+	dkimTmp                   []dkimRow
 	strs                      []string
 	index                     map[string]uint32
 }
 
-// minMerge is the fewest rows a rollup merges.
+// minMerge is the fewest new rows a merge takes; a merge also waits for a
+// quarter as many as were merged, which bounds the work of merging to a
+// few passes over the rows.
 const minMerge = 1 << 14
+
+func due(rows, merged int) bool { return rows-merged >= max(merged/4, minMerge) }
 
 func newRollup() *rollup {
 	return &rollup{index: map[string]uint32{}}
@@ -109,19 +117,19 @@ func (r *rollup) str(s string) uint32 {
 func (r *rollup) add(ip netip.Addr, headerFrom, disposition, spf, dkim string, d *derived, count int64) {
 	r.sources = append(r.sources, sourceRow{sourceKey{ip: ip, headerFrom: r.str(headerFrom), spfDomain: r.str(d.spfDomain), disposition: r.str(disposition),
 		spfPass: d.spfPass, dkimPass: d.dkimPass, spfAligned: spf == "pass", dkimAl: dkim == "pass", forwarded: d.forwarded}, count})
-	if len(r.sources) >= max(2*r.sourcesMerged, minMerge) {
+	if due(len(r.sources), r.sourcesMerged) {
 		r.mergeSources()
 	}
 	for _, s := range d.sigs {
 		r.dkim = append(r.dkim, dkimRow{dkimKey{ip: ip, domain: r.str(s.domain), selector: r.str(s.selector), result: r.str(s.result)}, count})
 	}
-	if len(r.dkim) >= max(2*r.dkimMerged, minMerge) {
+	if due(len(r.dkim), r.dkimMerged) {
 		r.mergeDKIM()
 	}
 }
 
-// finish sorts and sums the rows: rows, sourceRows and dkimRows are then
-// the report's.
+// finish sorts and sums the last rows: rows, sourceRows and dkimRows are
+// then the report's.
 func (r *rollup) finish() {
 	if len(r.sources) > r.sourcesMerged {
 		r.mergeSources()
@@ -143,56 +151,80 @@ func compareBool(a, b bool) int {
 	return -1
 }
 
-// mergeSources sorts the report_sources rows in key order, so that they
-// go into the primary key's index in order (which halved PostgreSQL's
-// work copying them), and sums the rows of a key.
+// mergeSources merges the new report_sources rows, in key order so that
+// they go into the primary key's index in order (which halved
+// PostgreSQL's work copying them).
 func (r *rollup) mergeSources() {
 	str := r.strs
-	// Most keys differ in the address: the rest is compared only when it
-	// is the same.
-	slices.SortFunc(r.sources, func(a, b sourceRow) int {
+	r.sources, r.sourcesTmp = sortMerge(r.sources, r.sourcesMerged, r.sourcesTmp, func(a, b *sourceRow) int {
+		// Most keys differ in the address: the rest is compared only
+		// when it is the same.
 		if c := a.ip.Compare(b.ip); c != 0 {
 			return c
 		}
 		return cmp.Or(strings.Compare(str[a.headerFrom], str[b.headerFrom]), strings.Compare(str[a.spfDomain], str[b.spfDomain]),
 			strings.Compare(str[a.disposition], str[b.disposition]), compareBool(a.spfPass, b.spfPass), compareBool(a.dkimPass, b.dkimPass),
 			compareBool(a.spfAligned, b.spfAligned), compareBool(a.dkimAl, b.dkimAl), compareBool(a.forwarded, b.forwarded))
-	})
-	r.sources = mergeRows(r.sources, func(a, b *sourceRow) bool { return a.sourceKey == b.sourceKey },
-		func(a, b *sourceRow) { a.messages += b.messages })
+	}, func(a, b *sourceRow) { a.messages += b.messages })
 	r.sourcesMerged = len(r.sources)
 }
 
 func (r *rollup) mergeDKIM() {
 	str := r.strs
-	slices.SortFunc(r.dkim, func(a, b dkimRow) int {
+	r.dkim, r.dkimTmp = sortMerge(r.dkim, r.dkimMerged, r.dkimTmp, func(a, b *dkimRow) int {
 		if c := a.ip.Compare(b.ip); c != 0 {
 			return c
 		}
 		return cmp.Or(strings.Compare(str[a.domain], str[b.domain]), strings.Compare(str[a.selector], str[b.selector]),
 			strings.Compare(str[a.result], str[b.result]))
-	})
-	r.dkim = mergeRows(r.dkim, func(a, b *dkimRow) bool { return a.dkimKey == b.dkimKey },
-		func(a, b *dkimRow) { a.messages += b.messages })
+	}, func(a, b *dkimRow) { a.messages += b.messages })
 	r.dkimMerged = len(r.dkim)
 }
 
-// mergeRows sums, in place, the neighbouring rows of a sorted slice that
-// have the same key.
-func mergeRows[T any](rows []T, same func(a, b *T) bool, sum func(into, from *T)) []T {
-	if len(rows) == 0 {
-		return rows
-	}
+// sortMerge sorts rows[merged:], then merges them into rows[:merged]
+// (sorted, no key twice), summing the rows whose keys compare equal. It
+// returns the merged rows and a buffer for the next call (tmp's, reused).
+func sortMerge[T any](rows []T, merged int, tmp []T, compare func(a, b *T) int, sum func(into, from *T)) (out, spare []T) {
+	tail := rows[merged:]
+	slices.SortFunc(tail, func(a, b T) int { return compare(&a, &b) })
+	// Sum the new rows of a key.
 	w := 0
-	for i := 1; i < len(rows); i++ {
-		if same(&rows[w], &rows[i]) {
-			sum(&rows[w], &rows[i])
+	for i := 1; i < len(tail); i++ {
+		if compare(&tail[w], &tail[i]) == 0 {
+			sum(&tail[w], &tail[i])
 			continue
 		}
 		w++
-		rows[w] = rows[i]
+		tail[w] = tail[i]
 	}
-	return rows[:w+1]
+	if len(tail) > 0 {
+		tail = tail[:w+1]
+	}
+	if merged == 0 {
+		return rows[:len(tail)], tmp
+	}
+	head := rows[:merged]
+	out = slices.Grow(tmp[:0], len(head)+len(tail))
+	i, j := 0, 0
+	for i < len(head) && j < len(tail) {
+		switch c := compare(&head[i], &tail[j]); {
+		case c < 0:
+			out = append(out, head[i])
+			i++
+		case c > 0:
+			out = append(out, tail[j])
+			j++
+		default:
+			x := head[i]
+			sum(&x, &tail[j])
+			out = append(out, x)
+			i++
+			j++
+		}
+	}
+	out = append(out, head[i:]...)
+	out = append(out, tail[j:]...)
+	return out, rows[:0]
 }
 
 // sourceRows returns the report_sources rows in key order; finish must
