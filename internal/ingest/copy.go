@@ -43,9 +43,10 @@ type copyStats struct {
 
 // copyRecords decodes the candidate's records and streams them into its
 // month's partition with COPY. A goroutine runs the decoder (whose API is
-// callbacks) and hands batches of records to the COPY source (which pgx
-// pulls), so that the records are never all in memory and decoding
-// overlaps with PostgreSQL's work.
+// callbacks) and hands batches of records to the COPY source, which
+// encodes them as the connection's writer reads them (copyRows), so that
+// the records are never all in memory and decoding, encoding and
+// PostgreSQL's work overlap.
 func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UUID, c *candidate) (copyStats, []report.Warning, error) {
 	batches := make(chan []report.Record, batchesInFlight)
 	free := make(chan []report.Record, batchesInFlight+2)

@@ -156,7 +156,7 @@ func compareBool(a, b bool) int {
 // PostgreSQL's work copying them).
 func (r *rollup) mergeSources() {
 	str := r.strs
-	r.sources, r.sourcesTmp = sortMerge(r.sources, r.sourcesMerged, r.sourcesTmp, func(a, b *sourceRow) int {
+	r.sources, r.sourcesTmp = sortMerge(r.sources, r.sourcesMerged, r.sourcesTmp, func(a, b sourceRow) int {
 		// Most keys differ in the address: the rest is compared only
 		// when it is the same.
 		if c := a.ip.Compare(b.ip); c != 0 {
@@ -171,7 +171,7 @@ func (r *rollup) mergeSources() {
 
 func (r *rollup) mergeDKIM() {
 	str := r.strs
-	r.dkim, r.dkimTmp = sortMerge(r.dkim, r.dkimMerged, r.dkimTmp, func(a, b *dkimRow) int {
+	r.dkim, r.dkimTmp = sortMerge(r.dkim, r.dkimMerged, r.dkimTmp, func(a, b dkimRow) int {
 		if c := a.ip.Compare(b.ip); c != 0 {
 			return c
 		}
@@ -184,13 +184,13 @@ func (r *rollup) mergeDKIM() {
 // sortMerge sorts rows[merged:], then merges them into rows[:merged]
 // (sorted, no key twice), summing the rows whose keys compare equal. It
 // returns the merged rows and a buffer for the next call (tmp's, reused).
-func sortMerge[T any](rows []T, merged int, tmp []T, compare func(a, b *T) int, sum func(into, from *T)) (out, spare []T) {
+func sortMerge[T any](rows []T, merged int, tmp []T, compare func(a, b T) int, sum func(into, from *T)) (out, spare []T) {
 	tail := rows[merged:]
-	slices.SortFunc(tail, func(a, b T) int { return compare(&a, &b) })
+	slices.SortFunc(tail, compare)
 	// Sum the new rows of a key.
 	w := 0
 	for i := 1; i < len(tail); i++ {
-		if compare(&tail[w], &tail[i]) == 0 {
+		if compare(tail[w], tail[i]) == 0 {
 			sum(&tail[w], &tail[i])
 			continue
 		}
@@ -207,7 +207,7 @@ func sortMerge[T any](rows []T, merged int, tmp []T, compare func(a, b *T) int, 
 	out = slices.Grow(tmp[:0], len(head)+len(tail))
 	i, j := 0, 0
 	for i < len(head) && j < len(tail) {
-		switch c := compare(&head[i], &tail[j]); {
+		switch c := compare(head[i], tail[j]); {
 		case c < 0:
 			out = append(out, head[i])
 			i++
@@ -215,9 +215,8 @@ func sortMerge[T any](rows []T, merged int, tmp []T, compare func(a, b *T) int, 
 			out = append(out, tail[j])
 			j++
 		default:
-			x := head[i]
-			sum(&x, &tail[j])
-			out = append(out, x)
+			out = append(out, head[i])
+			sum(&out[len(out)-1], &tail[j])
 			i++
 			j++
 		}
