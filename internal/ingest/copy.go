@@ -9,7 +9,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/rampartmail/rampart/internal/report"
 )
@@ -44,9 +43,10 @@ type copyStats struct {
 
 // copyRecords decodes the candidate's records and streams them into its
 // month's partition with COPY. A goroutine runs the decoder (whose API is
-// callbacks) and hands batches of records to the COPY source (which pgx
-// pulls), so that the records are never all in memory and decoding
-// overlaps with PostgreSQL's work.
+// callbacks) and hands batches of records to the COPY source, which
+// encodes them as the connection's writer reads them (copyRows), so that
+// the records are never all in memory and decoding, encoding and
+// PostgreSQL's work overlap.
 func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UUID, c *candidate) (copyStats, []report.Warning, error) {
 	batches := make(chan []report.Record, batchesInFlight)
 	free := make(chan []report.Record, batchesInFlight+2)
@@ -111,33 +111,29 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 	}()
 
 	var (
-		st       = copyStats{rollup: newRollup()}
-		srcErr   error
-		cur      []report.Record
-		next     int
-		js       []byte
-		sigs     []string
-		row      = make([]any, len(recordColumns))
-		reportPG = pgtype.UUID{Bytes: reportID, Valid: true}
-		domainPG = pgtype.UUID{Bytes: c.domain, Valid: true}
-		dayPG    = pgtype.Date{Time: c.day, Valid: true}
+		st     = copyStats{rollup: newRollup()}
+		srcErr error
+		cur    []report.Record
+		next   int
+		sigs   []sig
+		day    = int32(c.day.Unix()/86400 - pgEpochDay) //nolint:gosec // G115: dates of reports fit
 	)
-	src := pgx.CopyFromFunc(func() ([]any, error) {
+	rows := func(b []byte) ([]byte, bool, error) {
 		for next >= len(cur) {
 			if cur != nil {
-				// pgx has encoded every row of cur: the batch can be reused.
+				// Every row of cur is encoded: the batch can be reused.
 				select {
 				case free <- cur[:0]:
 				default:
 				}
 				cur = nil
 			}
-			b, ok := <-batches
+			bt, ok := <-batches
 			if !ok {
 				// decErr is set before batches is closed.
-				return nil, decErr
+				return b, false, decErr
 			}
-			cur, next = b, 0
+			cur, next = bt, 0
 		}
 		rec := &cur[next]
 		next++
@@ -145,44 +141,43 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 		if rec.Count > maxMessages-st.messages {
 			srcErr = &report.Refusal{Reason: report.Invalid, Element: "feedback/record/row/count",
 				Detail: fmt.Sprintf("record %d: the counts add up to more than %d messages", st.records, int64(maxMessages))}
-			return nil, srcErr
+			return b, false, srcErr
 		}
 		st.messages += rec.Count
 		pe, id, ar := &rec.PolicyEvaluated, &rec.Identifiers, &rec.AuthResults
-		js = js[:0]
-		js = appendReasons(js, pe.Reasons)
-		r1 := len(js)
-		js = appendDKIM(js, ar.DKIM)
-		r2 := len(js)
-		js = appendSPF(js, ar.SPF)
-		row[0] = reportPG
-		row[1] = int32(st.records) //nolint:gosec // G115: at most Limits.MaxRecords (default 5,000,000) records
-		row[2] = domainPG
-		row[3] = dayPG
 		disposition, dkim, spf := clip(string(pe.Disposition), maxEnumLen), clip(string(pe.DKIM), maxEnumLen), clip(string(pe.SPF), maxEnumLen)
 		headerFrom := clip(id.HeaderFrom, maxIdentifier)
-		row[4] = rec.SourceIP
-		row[5] = rec.Count
-		row[6] = disposition
-		row[7] = dkim
-		row[8] = spf
-		row[9] = jsonOrNull(js[:r1])
-		row[10] = headerFrom
-		row[11] = clip(id.EnvelopeFrom, maxIdentifier)
-		row[12] = clip(id.EnvelopeTo, maxIdentifier)
-		row[13] = jsonOrNull(js[r1:r2])
-		row[14] = jsonOrNull(js[r2:])
 		d := derive(pe, ar, sigs[:0])
 		sigs = d.sigs
-		row[15] = d.spfDomain
-		row[16] = d.spfPass
-		row[17] = d.dkimPass
-		row[18] = d.forwarded
-		row[19] = d.sigsOrNil()
+		// The columns of recordColumns, in order.
+		b = copyRow(b, len(recordColumns))
+		b = copyUUID(b, reportID)
+		b = copyInt4(b, int32(st.records)) //nolint:gosec // G115: at most Limits.MaxRecords (default 5,000,000) records
+		b = copyUUID(b, c.domain)
+		b = appendInt32(appendInt32(b, 4), day)
+		b = copyInet(b, rec.SourceIP)
+		b = copyInt8(b, rec.Count)
+		b = copyText(b, disposition)
+		b = copyText(b, dkim)
+		b = copyText(b, spf)
+		b, at := beginValue(b)
+		b = endValue(appendReasons(b, pe.Reasons), at, true)
+		b = copyText(b, headerFrom)
+		b = copyText(b, clip(id.EnvelopeFrom, maxIdentifier))
+		b = copyText(b, clip(id.EnvelopeTo, maxIdentifier))
+		b, at = beginValue(b)
+		b = endValue(appendDKIM(b, ar.DKIM), at, true)
+		b, at = beginValue(b)
+		b = endValue(appendSPF(b, ar.SPF), at, true)
+		b = copyText(b, d.spfDomain)
+		b = copyBool(b, d.spfPass)
+		b = copyBool(b, d.dkimPass)
+		b = copyBool(b, d.forwarded)
+		b = copySigs(b, d.sigs)
 		st.rollup.add(rec.SourceIP, headerFrom, disposition, spf, dkim, &d, rec.Count)
-		return row, nil
-	})
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{partitionName(c.day)}, recordColumns, src)
+		return b, true, nil
+	}
+	n, err := copyRows(ctx, tx, partitionName(c.day), recordColumns, rows)
 	close(stop)
 	<-finished
 	switch {
@@ -199,6 +194,7 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 	case n != int64(st.records):
 		return st, decWarns, fmt.Errorf("copy records: %d rows copied, %d decoded", n, st.records)
 	}
+	st.rollup.finish()
 	return st, decWarns, nil
 }
 
@@ -207,14 +203,6 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 func sameReport(a, b *report.Metadata) bool {
 	return a.OrgName == b.OrgName && a.ReportID == b.ReportID && a.Policy.Domain == b.Policy.Domain &&
 		a.Begin.Equal(b.Begin) && a.End.Equal(b.End)
-}
-
-// jsonOrNull returns b, or nil (SQL NULL) for an empty list.
-func jsonOrNull(b []byte) any {
-	if len(b) == 0 {
-		return []byte(nil)
-	}
-	return b
 }
 
 // The JSON written for a record's lists. Empty lists are written as nothing
@@ -356,22 +344,43 @@ type derived struct {
 	spfDomain         string
 	spfPass, dkimPass bool
 	forwarded         bool
-	sigs              []string
+	sigs              []sig
 }
 
-// sigsOrNil is the dkim_sigs value: NULL when the record has no signature.
-func (d derived) sigsOrNil() any {
-	if len(d.sigs) == 0 {
-		return nil
+// sig is a DKIM signature as the rollups and dkim_sigs have it: each part
+// lower case, without spaces, clipped.
+type sig struct{ domain, selector, result string }
+
+// copySigs writes the dkim_sigs value: an array of "<d=> <s=> <result>",
+// NULL when the record has no signature.
+func copySigs(b []byte, sigs []sig) []byte {
+	if len(sigs) == 0 {
+		return copyNull(b)
 	}
-	return d.sigs
+	b, at := beginValue(b)
+	b = appendInt32(b, 1) // dimensions
+	b = appendInt32(b, 0) // no NULLs
+	b = appendInt32(b, textOID)
+	b = appendInt32(b, int32(len(sigs))) //nolint:gosec // G115: at most report.maxListItems
+	b = appendInt32(b, 1)                // lower bound
+	for _, s := range sigs {
+		var el int
+		b, el = beginValue(b)
+		b = append(b, s.domain...)
+		b = append(b, ' ')
+		b = append(b, s.selector...)
+		b = append(b, ' ')
+		b = append(b, s.result...)
+		b = endValue(b, el, false)
+	}
+	return endValue(b, at, false)
 }
 
 // derive computes a record's derived columns, appending its DKIM signatures
 // to sigs: SPF is the mfrom result (the first result not of the helo
 // scope, else the first), a DKIM pass any passing signature, forwarding a
 // reason of forwarded, mailing_list or trusted_forwarder.
-func derive(pe *report.PolicyEvaluated, ar *report.AuthResults, sigs []string) derived {
+func derive(pe *report.PolicyEvaluated, ar *report.AuthResults, sigs []sig) derived {
 	d := derived{sigs: sigs}
 	var spf *report.SPFAuth
 	for i := range ar.SPF {
@@ -391,7 +400,7 @@ func derive(pe *report.PolicyEvaluated, ar *report.AuthResults, sigs []string) d
 		if s.Result == "pass" {
 			d.dkimPass = true
 		}
-		d.sigs = append(d.sigs, clip(sigPart(s.Domain), maxIdentifier)+" "+clip(sigPart(s.Selector), maxIdentifier)+" "+clip(sigPart(string(s.Result)), maxEnumLen))
+		d.sigs = append(d.sigs, sig{sigPart(s.Domain, maxIdentifier), sigPart(s.Selector, maxIdentifier), sigPart(string(s.Result), maxEnumLen)})
 	}
 	for _, r := range pe.Reasons {
 		switch r.Type {
@@ -403,7 +412,20 @@ func derive(pe *report.PolicyEvaluated, ar *report.AuthResults, sigs []string) d
 }
 
 // sigPart is one part of a dkim_sigs entry: lower case, without the space
-// that separates the parts.
-func sigPart(s string) string {
-	return strings.ToLower(strings.ReplaceAll(s, " ", ""))
+// that separates the parts, at most n bytes. A part that is so already,
+// as most are, is returned as it is.
+func sigPart(s string, n int) string {
+	if len(s) <= n {
+		clean := true
+		for i := range len(s) {
+			if c := s[i]; c == ' ' || c >= 'A' && c <= 'Z' || c >= utf8.RuneSelf {
+				clean = false
+				break
+			}
+		}
+		if clean {
+			return s
+		}
+	}
+	return clip(strings.ToLower(strings.ReplaceAll(s, " ", "")), n)
 }

@@ -55,11 +55,14 @@
 //     it, nothing is counted, and its records are not even read;
 //  2. the records stream from the decoder to PostgreSQL through COPY into
 //     the month's partition, never all in memory: a goroutine decodes into
-//     small batches that the COPY source drains, so decoding overlaps with
-//     PostgreSQL's work. The COPY source also sums the records by the
-//     source rollups' keys (report_sources: per domain, day, source,
-//     reporter, header_from, SPF domain, disposition and outcome;
-//     report_source_dkim: the DKIM signatures seen);
+//     small batches that the COPY source drains, encoding them in
+//     PostgreSQL's binary COPY format as the connection reads them
+//     (pgcopy.go), so decoding, encoding and PostgreSQL's work overlap.
+//     The COPY source also sums the records by the source rollups' keys
+//     (report_sources: per domain, day, source, reporter, header_from, SPF
+//     domain, disposition and outcome; report_source_dkim: the DKIM
+//     signatures seen), sorting and merging the rows in rounds as they
+//     come;
 //  3. in one round trip, the report's counts and the blob's status are set
 //     (only if the blob is still pending: a rerun of a finished job, or a
 //     second worker on the same blob, changes nothing), an advisory lock

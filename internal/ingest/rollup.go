@@ -45,7 +45,7 @@ const inlineRollup = 512
 
 // sourceKey is a report_sources row's key within one report (whose domain,
 // day and reporter are the same for every row); the strings are indexes
-// into the rollup's strs, which keeps the maps of a large report small.
+// into the rollup's strs, which keeps the rows of a large report small.
 type sourceKey struct {
 	ip                                    netip.Addr
 	headerFrom, spfDomain, disposition    uint32
@@ -53,23 +53,53 @@ type sourceKey struct {
 	forwarded                             bool
 }
 
-// dkimKey is a report_source_dkim row's key within one report; sig is a
-// dkim_sigs entry ("<d=> <s=> <result>").
+// dkimKey is a report_source_dkim row's key within one report: a
+// signature's d=, s= and result, as in dkim_sigs.
 type dkimKey struct {
-	ip  netip.Addr
-	sig uint32
+	ip                       netip.Addr
+	domain, selector, result uint32
 }
 
-// rollup is one report's records summed by the rollups' keys.
+// sourceRow and dkimRow are a rollup row: its key and its messages.
+type (
+	sourceRow struct {
+		sourceKey
+		messages int64
+	}
+	dkimRow struct {
+		dkimKey
+		messages int64
+	}
+)
+
+// rollup is one report's records summed by the rollups' keys. Each record
+// appends its rows; every so often (merge) the rows appended since the last
+// time are sorted by key and merged into the sorted rows before, rows of
+// the same key summed, and finish does it for the last. That costs less
+// than a map of a large report's keys, the rows come out in the order they
+// are copied in (see mergeSources), and most of the sorting is done while
+// PostgreSQL is still busy with the records.
 type rollup struct {
-	sources map[sourceKey]int64
-	dkim    map[dkimKey]int64
-	strs    []string
-	index   map[string]uint32
+	sources []sourceRow
+	dkim    []dkimRow
+	// sourcesMerged and dkimMerged are how many rows the last merge left:
+	// those before are sorted and summed.
+	sourcesMerged, dkimMerged int
+	sourcesTmp                []sourceRow
+	dkimTmp                   []dkimRow
+	strs                      []string
+	index                     map[string]uint32
 }
+
+// minMerge is the fewest new rows a merge takes; a merge also waits for a
+// quarter as many as were merged, which bounds the work of merging to a
+// few passes over the rows.
+const minMerge = 1 << 14
+
+func due(rows, merged int) bool { return rows-merged >= max(merged/4, minMerge) }
 
 func newRollup() *rollup {
-	return &rollup{sources: map[sourceKey]int64{}, dkim: map[dkimKey]int64{}, index: map[string]uint32{}}
+	return &rollup{index: map[string]uint32{}}
 }
 
 // str returns the index of s in strs, adding it if new.
@@ -85,10 +115,27 @@ func (r *rollup) str(s string) uint32 {
 
 // add counts one record: the values as copied into report_records.
 func (r *rollup) add(ip netip.Addr, headerFrom, disposition, spf, dkim string, d *derived, count int64) {
-	r.sources[sourceKey{ip: ip, headerFrom: r.str(headerFrom), spfDomain: r.str(d.spfDomain), disposition: r.str(disposition),
-		spfPass: d.spfPass, dkimPass: d.dkimPass, spfAligned: spf == "pass", dkimAl: dkim == "pass", forwarded: d.forwarded}] += count
+	r.sources = append(r.sources, sourceRow{sourceKey{ip: ip, headerFrom: r.str(headerFrom), spfDomain: r.str(d.spfDomain), disposition: r.str(disposition),
+		spfPass: d.spfPass, dkimPass: d.dkimPass, spfAligned: spf == "pass", dkimAl: dkim == "pass", forwarded: d.forwarded}, count})
+	if due(len(r.sources), r.sourcesMerged) {
+		r.mergeSources()
+	}
 	for _, s := range d.sigs {
-		r.dkim[dkimKey{ip: ip, sig: r.str(s)}] += count
+		r.dkim = append(r.dkim, dkimRow{dkimKey{ip: ip, domain: r.str(s.domain), selector: r.str(s.selector), result: r.str(s.result)}, count})
+	}
+	if due(len(r.dkim), r.dkimMerged) {
+		r.mergeDKIM()
+	}
+}
+
+// finish sorts and sums the last rows: rows, sourceRows and dkimRows are
+// then the report's.
+func (r *rollup) finish() {
+	if len(r.sources) > r.sourcesMerged {
+		r.mergeSources()
+	}
+	if len(r.dkim) > r.dkimMerged {
+		r.mergeDKIM()
 	}
 }
 
@@ -104,57 +151,88 @@ func compareBool(a, b bool) int {
 	return -1
 }
 
-// sourceRow and dkimRow are a rollup row: its key and its messages.
-type (
-	sourceRow struct {
-		sourceKey
-		messages int64
-	}
-	dkimRow struct {
-		dkimKey
-		messages int64
-	}
-)
-
-// sourceRows returns the report_sources rows in key order, so that they
-// go into the primary key's index in order (which halved PostgreSQL's
-// work copying them).
-func (r *rollup) sourceRows() []sourceRow {
-	keys := make([]sourceRow, 0, len(r.sources))
-	for k, n := range r.sources {
-		keys = append(keys, sourceRow{k, n})
-	}
+// mergeSources merges the new report_sources rows, in key order so that
+// they go into the primary key's index in order (which halved
+// PostgreSQL's work copying them).
+func (r *rollup) mergeSources() {
 	str := r.strs
-	// Most keys differ in the address: the rest is compared only when it
-	// is the same.
-	slices.SortFunc(keys, func(a, b sourceRow) int {
+	r.sources, r.sourcesTmp = sortMerge(r.sources, r.sourcesMerged, r.sourcesTmp, func(a, b sourceRow) int {
+		// Most keys differ in the address: the rest is compared only
+		// when it is the same.
 		if c := a.ip.Compare(b.ip); c != 0 {
 			return c
 		}
 		return cmp.Or(strings.Compare(str[a.headerFrom], str[b.headerFrom]), strings.Compare(str[a.spfDomain], str[b.spfDomain]),
 			strings.Compare(str[a.disposition], str[b.disposition]), compareBool(a.spfPass, b.spfPass), compareBool(a.dkimPass, b.dkimPass),
 			compareBool(a.spfAligned, b.spfAligned), compareBool(a.dkimAl, b.dkimAl), compareBool(a.forwarded, b.forwarded))
-	})
-	return keys
+	}, func(a, b *sourceRow) { a.messages += b.messages })
+	r.sourcesMerged = len(r.sources)
 }
 
-func (r *rollup) dkimRows() []dkimRow {
-	keys := make([]dkimRow, 0, len(r.dkim))
-	for k, n := range r.dkim {
-		keys = append(keys, dkimRow{k, n})
+func (r *rollup) mergeDKIM() {
+	str := r.strs
+	r.dkim, r.dkimTmp = sortMerge(r.dkim, r.dkimMerged, r.dkimTmp, func(a, b dkimRow) int {
+		if c := a.ip.Compare(b.ip); c != 0 {
+			return c
+		}
+		return cmp.Or(strings.Compare(str[a.domain], str[b.domain]), strings.Compare(str[a.selector], str[b.selector]),
+			strings.Compare(str[a.result], str[b.result]))
+	}, func(a, b *dkimRow) { a.messages += b.messages })
+	r.dkimMerged = len(r.dkim)
+}
+
+// sortMerge sorts rows[merged:], then merges them into rows[:merged]
+// (sorted, no key twice), summing the rows whose keys compare equal. It
+// returns the merged rows and a buffer for the next call (tmp's, reused).
+func sortMerge[T any](rows []T, merged int, tmp []T, compare func(a, b T) int, sum func(into, from *T)) (out, spare []T) {
+	tail := rows[merged:]
+	slices.SortFunc(tail, compare)
+	// Sum the new rows of a key.
+	w := 0
+	for i := 1; i < len(tail); i++ {
+		if compare(tail[w], tail[i]) == 0 {
+			sum(&tail[w], &tail[i])
+			continue
+		}
+		w++
+		tail[w] = tail[i]
 	}
-	slices.SortFunc(keys, func(a, b dkimRow) int {
-		return cmp.Or(a.ip.Compare(b.ip), strings.Compare(r.strs[a.sig], r.strs[b.sig]))
-	})
-	return keys
+	if len(tail) > 0 {
+		tail = tail[:w+1]
+	}
+	if merged == 0 {
+		return rows[:len(tail)], tmp
+	}
+	head := rows[:merged]
+	out = slices.Grow(tmp[:0], len(head)+len(tail))
+	i, j := 0, 0
+	for i < len(head) && j < len(tail) {
+		switch c := compare(head[i], tail[j]); {
+		case c < 0:
+			out = append(out, head[i])
+			i++
+		case c > 0:
+			out = append(out, tail[j])
+			j++
+		default:
+			out = append(out, head[i])
+			sum(&out[len(out)-1], &tail[j])
+			i++
+			j++
+		}
+	}
+	out = append(out, head[i:]...)
+	out = append(out, tail[j:]...)
+	return out, rows[:0]
 }
 
-// splitSig splits a dkim_sigs entry into d=, s= and the result.
-func splitSig(sig string) (domain, selector, result string) {
-	domain, rest, _ := strings.Cut(sig, " ")
-	selector, result, _ = strings.Cut(rest, " ")
-	return domain, selector, result
-}
+// sourceRows returns the report_sources rows in key order; finish must
+// have been called.
+func (r *rollup) sourceRows() []sourceRow { return r.sources }
+
+// dkimRows returns the report_source_dkim rows in key order; finish must
+// have been called.
+func (r *rollup) dkimRows() []dkimRow { return r.dkim }
 
 // sourceDayLock is the second key of the advisory lock on a domain's day.
 func sourceDayLock(domain uuid.UUID, day pgtype.Date) int32 {
@@ -211,7 +289,7 @@ func dkimParams(r result, rows []dkimRow) *ingestdb.AddSourceDKIMParams {
 			DkimDomains: make([]string, n), Selectors: make([]string, n), Results: make([]string, n), Messages: make([]int64, n)}
 		for i, k := range rows {
 			dp.SourceIps[i] = k.ip
-			dp.DkimDomains[i], dp.Selectors[i], dp.Results[i] = splitSig(r.rollup.strs[k.sig])
+			dp.DkimDomains[i], dp.Selectors[i], dp.Results[i] = r.rollup.strs[k.domain], r.rollup.strs[k.selector], r.rollup.strs[k.result]
 			dp.Messages[i] = k.messages
 		}
 	}
@@ -252,22 +330,35 @@ func writeRollups(ctx context.Context, tx pgx.Tx, r result) error {
 	var bt batch
 	qb := ingestdb.New(&bt)
 	str := r.rollup.strs
-	domainPG := pgtype.UUID{Bytes: r.domain, Valid: true}
 	if rows := r.rollup.sourceRows(); exist.Sources {
 		if sp := sourceParams(r, rows); sp != nil {
 			_ = qb.AddSources(ctx, *sp)
 			bt.label("add source rollups")
 		}
 	} else if len(rows) > 0 {
-		row := make([]any, len(sourceColumns))
-		row[0], row[1], row[3], row[13] = domainPG, day, r.reporter, int32(1)
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"report_sources"}, sourceColumns, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		i := 0
+		if _, err := copyRows(ctx, tx, "report_sources", sourceColumns, func(b []byte) ([]byte, bool, error) {
+			if i == len(rows) {
+				return b, false, nil
+			}
 			k := &rows[i]
-			row[2], row[4], row[5], row[6] = k.ip, str[k.headerFrom], str[k.spfDomain], str[k.disposition]
-			row[7], row[8], row[9], row[10], row[11] = k.spfPass, k.dkimPass, k.spfAligned, k.dkimAl, k.forwarded
-			row[12] = k.messages
-			return row, nil
-		})); err != nil {
+			i++
+			b = copyRow(b, len(sourceColumns))
+			b = copyUUID(b, r.domain)
+			b = copyDate(b, r.day)
+			b = copyInet(b, k.ip)
+			b = copyText(b, r.reporter)
+			b = copyText(b, str[k.headerFrom])
+			b = copyText(b, str[k.spfDomain])
+			b = copyText(b, str[k.disposition])
+			b = copyBool(b, k.spfPass)
+			b = copyBool(b, k.dkimPass)
+			b = copyBool(b, k.spfAligned)
+			b = copyBool(b, k.dkimAl)
+			b = copyBool(b, k.forwarded)
+			b = copyInt8(b, k.messages)
+			return copyInt4(b, 1), true, nil
+		}); err != nil {
 			return fmt.Errorf("copy source rollups: %w", err)
 		}
 	}
@@ -277,14 +368,23 @@ func writeRollups(ctx context.Context, tx pgx.Tx, r result) error {
 			bt.label("add DKIM rollups")
 		}
 	} else if len(rows) > 0 {
-		row := make([]any, len(dkimColumns))
-		row[0], row[1], row[7] = domainPG, day, int32(1)
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"report_source_dkim"}, dkimColumns, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		i := 0
+		if _, err := copyRows(ctx, tx, "report_source_dkim", dkimColumns, func(b []byte) ([]byte, bool, error) {
+			if i == len(rows) {
+				return b, false, nil
+			}
 			k := &rows[i]
-			d, sel, res := splitSig(str[k.sig])
-			row[2], row[3], row[4], row[5], row[6] = k.ip, d, sel, res, k.messages
-			return row, nil
-		})); err != nil {
+			i++
+			b = copyRow(b, len(dkimColumns))
+			b = copyUUID(b, r.domain)
+			b = copyDate(b, r.day)
+			b = copyInet(b, k.ip)
+			b = copyText(b, str[k.domain])
+			b = copyText(b, str[k.selector])
+			b = copyText(b, str[k.result])
+			b = copyInt8(b, k.messages)
+			return copyInt4(b, 1), true, nil
+		}); err != nil {
 			return fmt.Errorf("copy DKIM rollups: %w", err)
 		}
 	}
