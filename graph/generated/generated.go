@@ -4261,7 +4261,7 @@ type Member {
 enum Role {
   "Holds every permission, and acts in the account's customer accounts."
   OWNER
-  "Holds the permissions given by teams (none yet)."
+  "Holds what the grants of their teams give: a level on a set of the account's domains (see ` + "`" + `Team` + "`" + `); sees only those domains."
   MEMBER
 }
 

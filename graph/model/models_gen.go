@@ -1044,7 +1044,7 @@ type Role string
 const (
 	// Holds every permission, and acts in the account's customer accounts.
 	RoleOwner Role = "OWNER"
-	// Holds the permissions given by teams (none yet).
+	// Holds what the grants of their teams give: a level on a set of the account's domains (see `Team`); sees only those domains.
 	RoleMember Role = "MEMBER"
 )
 
