@@ -12,6 +12,7 @@ import (
 	"github.com/rampartmail/rampart/graph/model"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/authreport"
+	"github.com/rampartmail/rampart/internal/readiness"
 )
 
 // reportRange is a report's range from its arguments: from and to, given
@@ -60,6 +61,10 @@ func sourceCategory(c authreport.Category) model.SourceCategory {
 // page of 100 domains, each with its report's totals, costs one.
 type loaders struct {
 	summaries *dataloadgen.Loader[*authreport.Scope, authreport.Summary]
+	// readiness decides the verdicts of every domain an operation asks
+	// for together: a page of domains with their readiness costs the
+	// statements of one.
+	readiness *dataloadgen.Loader[readiness.Domain, readiness.Readiness]
 	// statements counts the report sections the operation has read that
 	// run a statement each (see spend).
 	statements atomic.Int64
@@ -91,7 +96,15 @@ func (r *Resolver) withLoaders(ctx context.Context, next graphql.OperationHandle
 			return nil, []error{err}
 		}
 		return s, nil
-	}, dataloadgen.WithWait(2*time.Millisecond))}
+	}, dataloadgen.WithWait(2*time.Millisecond)),
+		readiness: dataloadgen.NewLoader(func(ctx context.Context, domains []readiness.Domain) ([]readiness.Readiness, []error) {
+			out, errs, err := r.ReadinessSvc.GetMany(ctx, domains)
+			if err != nil {
+				return nil, []error{err}
+			}
+			return out, errs
+		}, dataloadgen.WithWait(2*time.Millisecond), dataloadgen.WithBatchCapacity(readiness.MaxBatch)),
+	}
 	return next(context.WithValue(ctx, loadersKey{}, l))
 }
 

@@ -1,8 +1,11 @@
 package graph
 
 import (
+	"context"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/rampartmail/rampart/graph/model"
 	"github.com/rampartmail/rampart/internal/readiness"
@@ -47,4 +50,13 @@ func reasonModels(rs []readiness.Reason) []*model.ReadinessReason {
 		}
 	}
 	return out
+}
+
+// readiness is a domain's verdict, through the operation's loader.
+func (r *Resolver) readiness(ctx context.Context, accountID, domainID uuid.UUID) (readiness.Readiness, error) {
+	l, ok := ctx.Value(loadersKey{}).(*loaders)
+	if !ok { // not within an operation of the handler: read alone
+		return r.ReadinessSvc.Get(ctx, accountID, domainID)
+	}
+	return l.readiness.Load(ctx, readiness.Domain{Account: accountID, ID: domainID})
 }

@@ -14,7 +14,7 @@ import (
 
 // Readiness is the resolver for the readiness field.
 func (r *domainResolver) Readiness(ctx context.Context, obj *domain.Domain) (*model.Readiness, error) {
-	rd, err := r.ReadinessSvc.Get(ctx, obj.AccountID, obj.ID)
+	rd, err := r.readiness(ctx, obj.AccountID, obj.ID)
 	if err != nil {
 		return nil, err
 	}

@@ -323,37 +323,87 @@ func Decide(in Input, s Settings, today time.Time) Readiness {
 // Compute reads a domain's data through db (a pool or a transaction) and
 // decides, with now's UTC day the window's last. It does not authorise.
 func Compute(ctx context.Context, db readinessdb.DBTX, domainID uuid.UUID, s Settings, now time.Time) (Readiness, error) {
+	m, err := ComputeMany(ctx, db, []uuid.UUID{domainID}, s, now)
+	if err != nil {
+		return Readiness{}, err
+	}
+	return m[domainID], nil
+}
+
+// MaxBatch is the most domains [ComputeMany] and [Reader.GetMany] decide
+// at once.
+const MaxBatch = 500
+
+// ComputeMany is [Compute] for several domains (at most [MaxBatch]), in
+// four statements whatever their number. A domain that does not exist
+// gets the verdict of a domain without data.
+func ComputeMany(ctx context.Context, db readinessdb.DBTX, domainIDs []uuid.UUID, s Settings, now time.Time) (map[uuid.UUID]Readiness, error) {
+	out, _, err := computeMany(ctx, db, domainIDs, s, now)
+	return out, err
+}
+
+// computeMany is ComputeMany, with the account of each domain that exists.
+func computeMany(ctx context.Context, db readinessdb.DBTX, domainIDs []uuid.UUID, s Settings, now time.Time) (map[uuid.UUID]Readiness, map[uuid.UUID]uuid.UUID, error) {
+	if len(domainIDs) > MaxBatch {
+		return nil, nil, fmt.Errorf("readiness of %d domains at once: the most is %d", len(domainIDs), MaxBatch)
+	}
 	q := readinessdb.New(db)
 	today := day(now)
 	since, until := date(today.AddDate(0, 0, 1-s.WindowDays)), date(today)
-	threshold, err := q.Thresholds(ctx, domainID)
-	if err != nil {
-		return Readiness{}, fmt.Errorf("read readiness threshold: %w", err)
+	inputs := make(map[uuid.UUID]*Input, len(domainIDs))
+	for _, id := range domainIDs {
+		inputs[id] = &Input{Services: map[string]Service{}}
 	}
-	rows, err := q.SenderVolumes(ctx, readinessdb.SenderVolumesParams{DomainID: domainID, Since: since, Until: until})
+	thresholds, err := q.Thresholds(ctx, domainIDs)
 	if err != nil {
-		return Readiness{}, fmt.Errorf("read sender volumes: %w", err)
+		return nil, nil, fmt.Errorf("read readiness thresholds: %w", err)
 	}
-	days, err := q.ReportDays(ctx, readinessdb.ReportDaysParams{DomainID: domainID, Since: since, Until: until})
+	accountOf := make(map[uuid.UUID]uuid.UUID, len(thresholds))
+	for _, t := range thresholds {
+		inputs[t.ID].Threshold = t.ReadinessThreshold
+		accountOf[t.ID] = t.AccountID
+	}
+	rows, err := q.SenderVolumes(ctx, readinessdb.SenderVolumesParams{DomainIds: domainIDs, Since: since, Until: until})
 	if err != nil {
-		return Readiness{}, fmt.Errorf("count report days: %w", err)
+		return nil, nil, fmt.Errorf("read sender volumes: %w", err)
 	}
-	in := Input{Days: int(days), Threshold: threshold, Services: map[string]Service{}}
+	named := map[uuid.UUID]map[string]bool{}
 	var slugs []string
 	for _, row := range rows {
+		in := inputs[row.DomainID]
 		in.Volumes = append(in.Volumes, Volume{Class: row.Class, Service: row.Service, Messages: row.Messages, Passed: row.Passed, FirstSeen: row.FirstSeen.Time})
 		if row.Service != "" {
+			if named[row.DomainID] == nil {
+				named[row.DomainID] = map[string]bool{}
+			}
+			named[row.DomainID][row.Service] = true
 			slugs = append(slugs, row.Service)
 		}
 	}
-	svcs, err := q.Services(ctx, readinessdb.ServicesParams{DomainID: domainID, Slugs: slugs})
+	days, err := q.ReportDays(ctx, readinessdb.ReportDaysParams{DomainIds: domainIDs, Since: since, Until: until})
 	if err != nil {
-		return Readiness{}, fmt.Errorf("read services: %w", err)
+		return nil, nil, fmt.Errorf("count report days: %w", err)
+	}
+	for _, d := range days {
+		inputs[d.DomainID].Days = int(d.Days)
+	}
+	slices.Sort(slugs)
+	svcs, err := q.Services(ctx, readinessdb.ServicesParams{DomainIds: domainIDs, Slugs: slices.Compact(slugs)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read services: %w", err)
 	}
 	for _, sv := range svcs {
-		in.Services[sv.Slug] = Service{Name: sv.Name, Enabled: sv.Enabled, Threshold: sv.PassThreshold}
+		// Each domain's own: its enabled senders and the services its
+		// sources were classified as.
+		if sv.Enabled || named[sv.DomainID][sv.Slug] {
+			inputs[sv.DomainID].Services[sv.Slug] = Service{Name: sv.Name, Enabled: sv.Enabled, Threshold: sv.PassThreshold}
+		}
 	}
-	return Decide(in, s, today), nil
+	out := make(map[uuid.UUID]Readiness, len(inputs))
+	for id, in := range inputs {
+		out[id] = Decide(*in, s, today)
+	}
+	return out, accountOf, nil
 }
 
 // Reader reads domains' readiness for the API.
@@ -387,6 +437,60 @@ func (r *Reader) Get(ctx context.Context, accountID, domainID uuid.UUID) (Readin
 		return err
 	})
 	return out, err
+}
+
+// Domain names one domain of an account, for [Reader.GetMany].
+type Domain struct{ Account, ID uuid.UUID }
+
+// GetMany is [Reader.Get] for several domains (at most [MaxBatch]), read
+// in one snapshot with the statements of [ComputeMany]: what a page of
+// domains costs. Each domain is authorised as Get does; one the principal
+// may not read gets its error in errs, at its index.
+func (r *Reader) GetMany(ctx context.Context, domains []Domain) (out []Readiness, errs []error, err error) {
+	if len(domains) > MaxBatch {
+		return nil, nil, apperr.Invalid("domains", "the readiness of %d domains at once; the most is %d", len(domains), MaxBatch)
+	}
+	reach, err := r.authz.Reach(ctx, access.ViewReports)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, errs = make([]Readiness, len(domains)), make([]error, len(domains))
+	var ids []uuid.UUID
+	for i, d := range domains {
+		switch {
+		case d.ID == uuid.Nil:
+			errs[i] = apperr.NotFoundf("domain not found")
+		case reach.Covers(d.Account, d.ID):
+			ids = append(ids, d.ID)
+		default: // the single decision says why (NOT_FOUND or FORBIDDEN)
+			if errs[i] = r.authz.Authorize(ctx, access.OnDomain(d.Account, d.ID), access.ViewReports); errs[i] == nil {
+				ids = append(ids, d.ID)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return out, errs, nil
+	}
+	var m map[uuid.UUID]Readiness
+	var accountOf map[uuid.UUID]uuid.UUID
+	err = pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		m, accountOf, err = computeMany(ctx, tx, ids, r.settings, r.now())
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for i, d := range domains {
+		switch acc, ok := accountOf[d.ID]; {
+		case errs[i] != nil:
+		case !ok || acc != d.Account: // as Get: a domain of another account is NOT_FOUND
+			errs[i] = apperr.NotFoundf("domain not found")
+		default:
+			out[i] = m[d.ID]
+		}
+	}
+	return out, errs, nil
 }
 
 // PolicyChange is a recorded tightening of a domain's DMARC policy.

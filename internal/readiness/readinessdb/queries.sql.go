@@ -70,44 +70,66 @@ func (q *Queries) PolicyChanges(ctx context.Context, arg PolicyChangesParams) ([
 	return items, nil
 }
 
-const reportDays = `-- name: ReportDays :one
-SELECT count(DISTINCT day)::int FROM report_sources_daily
-WHERE domain_id = $1 AND day BETWEEN $2::date AND $3::date
+const reportDays = `-- name: ReportDays :many
+SELECT domain_id, count(DISTINCT day)::int AS days FROM report_sources_daily
+WHERE domain_id = ANY($1::uuid[]) AND day BETWEEN $2::date AND $3::date
+GROUP BY domain_id
 `
 
 type ReportDaysParams struct {
-	DomainID uuid.UUID
-	Since    pgtype.Date
-	Until    pgtype.Date
+	DomainIds []uuid.UUID
+	Since     pgtype.Date
+	Until     pgtype.Date
 }
 
-// The days in the window with reports.
-func (q *Queries) ReportDays(ctx context.Context, arg ReportDaysParams) (int32, error) {
-	row := q.db.QueryRow(ctx, reportDays, arg.DomainID, arg.Since, arg.Until)
-	var column_1 int32
-	err := row.Scan(&column_1)
-	return column_1, err
+type ReportDaysRow struct {
+	DomainID uuid.UUID
+	Days     int32
+}
+
+// The days in the window with reports, per domain (domains without any
+// are left out).
+func (q *Queries) ReportDays(ctx context.Context, arg ReportDaysParams) ([]ReportDaysRow, error) {
+	rows, err := q.db.Query(ctx, reportDays, arg.DomainIds, arg.Since, arg.Until)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ReportDaysRow
+	for rows.Next() {
+		var i ReportDaysRow
+		if err := rows.Scan(&i.DomainID, &i.Days); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const senderVolumes = `-- name: SenderVolumes :many
-SELECT rs.class::text AS class,
+SELECT rs.domain_id,
+       rs.class::text AS class,
        rs.service::text AS service,
        sum(rs.messages)::bigint AS messages,
        sum(rs.dmarc_pass)::bigint AS passed,
        min(rs.day)::date AS first_seen
 FROM report_sources_daily rs
-WHERE rs.domain_id = $1 AND rs.day BETWEEN $2::date AND $3::date
-GROUP BY 1, 2
-ORDER BY 1, 2
+WHERE rs.domain_id = ANY($1::uuid[]) AND rs.day BETWEEN $2::date AND $3::date
+GROUP BY 1, 2, 3
+ORDER BY 1, 2, 3
 `
 
 type SenderVolumesParams struct {
-	DomainID uuid.UUID
-	Since    pgtype.Date
-	Until    pgtype.Date
+	DomainIds []uuid.UUID
+	Since     pgtype.Date
+	Until     pgtype.Date
 }
 
 type SenderVolumesRow struct {
+	DomainID  uuid.UUID
 	Class     string
 	Service   string
 	Messages  int64
@@ -115,12 +137,12 @@ type SenderVolumesRow struct {
 	FirstSeen pgtype.Date
 }
 
-// A domain's mail in the window, per class and service of its sources
-// (as the authentication report counts them, see migration 00025: a
-// source without a class yet, classified within a minute of ingest,
+// The domains' mail in the window, per domain, class and service of its
+// sources (as the authentication report counts them, see migration 00025:
+// a source without a class yet, classified within a minute of ingest,
 // counts as unidentified). first_seen is the first day in the window.
 func (q *Queries) SenderVolumes(ctx context.Context, arg SenderVolumesParams) ([]SenderVolumesRow, error) {
-	rows, err := q.db.Query(ctx, senderVolumes, arg.DomainID, arg.Since, arg.Until)
+	rows, err := q.db.Query(ctx, senderVolumes, arg.DomainIds, arg.Since, arg.Until)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +151,7 @@ func (q *Queries) SenderVolumes(ctx context.Context, arg SenderVolumesParams) ([
 	for rows.Next() {
 		var i SenderVolumesRow
 		if err := rows.Scan(
+			&i.DomainID,
 			&i.Class,
 			&i.Service,
 			&i.Messages,
@@ -146,29 +169,32 @@ func (q *Queries) SenderVolumes(ctx context.Context, arg SenderVolumesParams) ([
 }
 
 const services = `-- name: Services :many
-SELECT s.slug, s.name, (ds.service IS NOT NULL)::boolean AS enabled, ds.pass_threshold
-FROM sender_services s
-LEFT JOIN domain_senders ds ON ds.service = s.slug AND ds.domain_id = $1
-WHERE ds.domain_id IS NOT NULL OR s.slug = ANY($2::text[])
-ORDER BY s.slug
+SELECT d.id AS domain_id, s.slug, s.name, (ds.service IS NOT NULL)::boolean AS enabled, ds.pass_threshold
+FROM domains d
+CROSS JOIN sender_services s
+LEFT JOIN domain_senders ds ON ds.service = s.slug AND ds.domain_id = d.id
+WHERE d.id = ANY($1::uuid[])
+  AND (ds.domain_id IS NOT NULL OR s.slug = ANY($2::text[]))
+ORDER BY d.id, s.slug
 `
 
 type ServicesParams struct {
-	DomainID uuid.UUID
-	Slugs    []string
+	DomainIds []uuid.UUID
+	Slugs     []string
 }
 
 type ServicesRow struct {
+	DomainID      uuid.UUID
 	Slug          string
 	Name          string
 	Enabled       bool
 	PassThreshold *float64
 }
 
-// The domain's enabled senders and every service named in slugs, with
+// Per domain, its enabled senders and every service named in slugs, with
 // the enabled ones' own thresholds.
 func (q *Queries) Services(ctx context.Context, arg ServicesParams) ([]ServicesRow, error) {
-	rows, err := q.db.Query(ctx, services, arg.DomainID, arg.Slugs)
+	rows, err := q.db.Query(ctx, services, arg.DomainIds, arg.Slugs)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +203,7 @@ func (q *Queries) Services(ctx context.Context, arg ServicesParams) ([]ServicesR
 	for rows.Next() {
 		var i ServicesRow
 		if err := rows.Scan(
+			&i.DomainID,
 			&i.Slug,
 			&i.Name,
 			&i.Enabled,
@@ -192,13 +219,32 @@ func (q *Queries) Services(ctx context.Context, arg ServicesParams) ([]ServicesR
 	return items, nil
 }
 
-const thresholds = `-- name: Thresholds :one
-SELECT readiness_threshold FROM domains WHERE id = $1
+const thresholds = `-- name: Thresholds :many
+SELECT id, account_id, readiness_threshold FROM domains WHERE id = ANY($1::uuid[])
 `
 
-func (q *Queries) Thresholds(ctx context.Context, domainID uuid.UUID) (float64, error) {
-	row := q.db.QueryRow(ctx, thresholds, domainID)
-	var readiness_threshold float64
-	err := row.Scan(&readiness_threshold)
-	return readiness_threshold, err
+type ThresholdsRow struct {
+	ID                 uuid.UUID
+	AccountID          uuid.UUID
+	ReadinessThreshold float64
+}
+
+func (q *Queries) Thresholds(ctx context.Context, domainIds []uuid.UUID) ([]ThresholdsRow, error) {
+	rows, err := q.db.Query(ctx, thresholds, domainIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ThresholdsRow
+	for rows.Next() {
+		var i ThresholdsRow
+		if err := rows.Scan(&i.ID, &i.AccountID, &i.ReadinessThreshold); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
