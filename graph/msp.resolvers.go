@@ -53,7 +53,7 @@ func (r *accountResolver) CustomerOverview(ctx context.Context, obj *account.Acc
 		// An account whose domains the caller may not see has no figures:
 		// its row says so with zeros.
 		o := figures[a.ID]
-		o.AccountID = a.ID
+		o.Account = a
 		c.Edges = append(c.Edges, &model.CustomerOverviewEdge{Cursor: account.CustomerCursor(a), Node: &o})
 		c.Nodes = append(c.Nodes, &o)
 	}
@@ -65,7 +65,7 @@ func (r *accountResolver) CustomerOverview(ctx context.Context, obj *account.Acc
 
 // Account is the resolver for the account field.
 func (r *customerOverviewResolver) Account(ctx context.Context, obj *account.Overview) (*account.Account, error) {
-	return ptr(r.AccountSvc.Get(ctx, obj.AccountID))
+	return &obj.Account, nil
 }
 
 // CreateCustomerAccount is the resolver for the createCustomerAccount field.

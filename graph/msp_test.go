@@ -186,7 +186,7 @@ func TestSuspendedCustomer(t *testing.T) {
 	c := cust.AccountID.String()
 	below := createCustomer(t, env, cust.Token, c, "Below")
 	env.AddVerifiedDomain(t, cust, "suspended-example.com")
-	r := env.Do(t, cust.Token, `mutation { createApiToken(name: "ci", scope: {readOnly: true}) { secret } }`, nil)
+	r := env.Do(t, cust.Token, `mutation($c: ID) { createApiToken(accountId: $c, name: "ci") { secret } }`, map[string]any{"c": c})
 	r.NoErrors(t)
 	var ct struct{ CreateApiToken struct{ Secret string } }
 	r.Decode(t, &ct)
@@ -234,7 +234,7 @@ func TestSuspendedCustomer(t *testing.T) {
 	r = env.Do(t, cust.Token, `{ domain(name: "suspended-example.com") { dmarcPolicy { p } } }`, nil)
 	r.NoErrors(t)
 	require.JSONEq(t, `{"domain": {"dmarcPolicy": {"p": "QUARANTINE"}}}`, string(r.Data))
-	env.Do(t, ciToken, `query($below: ID) { account(id: $below) { name } }`, vars).RequireCode(t, "NOT_FOUND")
+	env.Do(t, ciToken, `query($below: ID) { account(id: $below) { name } }`, vars).NoErrors(t)
 	env.Do(t, cust.Token, `query($below: ID) { account(id: $below) { name } }`, vars).NoErrors(t)
 }
 
@@ -265,8 +265,8 @@ func TestCustomerOverview(t *testing.T) {
 	require.NoError(t, err)
 	var domainID string
 	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT id FROM domains WHERE name = 'alpha-one-example.com'`).Scan(&domainID))
-	_, err = env.Pool.Exec(ctx, `INSERT INTO reports (domain_id, org_name, report_id, policy_domain, begin_at, end_at, day, received_at)
-		VALUES ($1, 'google.com', 'r1', 'alpha-one-example.com', '2026-11-01T00:00:00Z', '2026-11-02T00:00:00Z', '2026-11-01', '2026-11-02T06:00:00Z')`, domainID)
+	_, err = env.Pool.Exec(ctx, `INSERT INTO reports (domain_id, org_name, reporter, report_id, policy_domain, begin_at, end_at, day, received_at)
+		VALUES ($1, 'google.com', 'google.com', 'r1', 'alpha-one-example.com', '2026-11-01T00:00:00Z', '2026-11-02T00:00:00Z', '2026-11-01', '2026-11-02T06:00:00Z')`, domainID)
 	require.NoError(t, err)
 
 	const q = `query($m: ID, $first: Int, $all: Boolean) { account(id: $m) { customerOverview(first: $first, all: $all) { totalCount nodes {
@@ -288,7 +288,7 @@ func TestCustomerOverview(t *testing.T) {
 	before = env.Queries.Load()
 	env.Do(t, msp.Token, q, map[string]any{"m": m, "first": 50, "all": true}).NoErrors(t)
 	all := env.Queries.Load() - before
-	require.LessOrEqual(t, all, one+4*1, "the page of 4 customers asks at most one standing per further account (the account field)")
+	require.Equal(t, one, all, "a page of 4 customers asks what a page of 1 does")
 
 	// addDomain of a name the account holds returns it, for a person and an
 	// automation alike; nothing is added.

@@ -5312,7 +5312,7 @@ type CustomerOverview {
   unverified: Count!
   "When the newest aggregate report about its domains arrived; null: none yet."
   lastReportAt: Time
-  "Report mails and uploads refused or failed in the last 7 days."
+  "Report mails to its domains and uploads not stored (refused, failed, cancelled, discarded) in the last 7 days."
   ingestProblems: Count!
   "Sender services its domains use (or it defined) whose SPF include last failed to resolve."
   failingServices: Count!

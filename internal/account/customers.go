@@ -275,7 +275,9 @@ func (s *Service) authorizeAbove(ctx context.Context, id uuid.UUID, what string)
 
 // Overview is the dashboard figures of one account.
 type Overview struct {
-	AccountID uuid.UUID
+	// Account is the account the figures are of, as the caller's page of
+	// customers read it.
+	Account Account
 	// Domains counts the account's domains; Blocked those in blocked mode,
 	// and PolicyNone, PolicyQuarantine, PolicyReject the others by their
 	// DMARC p.
@@ -296,7 +298,8 @@ type Overview struct {
 const ProblemWindow = 7 * 24 * time.Hour
 
 // Overviews returns the dashboard figures of the accounts given (at most a
-// page, [MaxCustomerPage]), in one query, keyed by account. An account
+// page, [MaxCustomerPage]), in one query, keyed by account; each carries
+// only the account's id. An account
 // where the caller holds the view-reports permission on nothing is left
 // out; the figures count only the domains the caller may see.
 func (s *Service) Overviews(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID]Overview, error) {
@@ -330,7 +333,7 @@ func (s *Service) Overviews(ctx context.Context, ids []uuid.UUID) (map[uuid.UUID
 		if !reached[r.ID] {
 			continue
 		}
-		o := Overview{AccountID: r.ID, Domains: r.Domains, Blocked: r.Blocked,
+		o := Overview{Account: Account{ID: r.ID}, Domains: r.Domains, Blocked: r.Blocked,
 			PolicyNone: r.PolicyNone, PolicyQuarantine: r.PolicyQuarantine, PolicyReject: r.PolicyReject,
 			Verified: r.Verified, Unverified: r.Unverified,
 			IngestProblems: r.IngestProblems, FailingServices: r.FailingServices}

@@ -146,7 +146,9 @@ DELETE FROM accounts WHERE id = @id;
 -- The dashboard figures of each account given: its domains by state, its
 -- last report, and its problems, counting only the domains in the caller's
 -- reach (reach_accounts, reach_domains; account-wide figures, the uploads
--- and the account's own services, only for reach_accounts). One row per
+-- and the account's own services, only for reach_accounts). Ingest
+-- problems: uploads and mail to its domains' report addresses not stored
+-- (refused, failed, cancelled, discarded) since problems_since. One row per
 -- account.
 SELECT a.id,
     count(d.id)::bigint AS domains,
@@ -157,11 +159,14 @@ SELECT a.id,
     count(d.id) FILTER (WHERE d.verified_at IS NOT NULL)::bigint AS verified,
     count(d.id) FILTER (WHERE d.verified_at IS NULL)::bigint AS unverified,
     lr.last_report_at,
-    (SELECT count(*) FROM report_blobs rb
-     WHERE rb.status IN ('refused', 'failed') AND rb.received_at > @problems_since::timestamptz
-       AND ((rb.account_id = a.id AND a.id = ANY(@reach_accounts::uuid[]))
-            OR rb.domain_id IN (SELECT x.id FROM domains x WHERE x.account_id = a.id
-                                AND (x.account_id = ANY(@reach_accounts::uuid[]) OR x.id = ANY(@reach_domains::uuid[])))))::bigint AS ingest_problems,
+    ((SELECT count(*) FROM report_blobs rb
+      WHERE rb.account_id = a.id AND a.id = ANY(@reach_accounts::uuid[])
+        AND rb.status IN ('refused', 'failed', 'cancelled', 'discarded') AND rb.received_at > @problems_since::timestamptz)
+     + (SELECT count(*) FROM report_blob_recipients rr
+        JOIN report_blobs rb ON rb.id = rr.blob_id
+        JOIN domains x ON x.id = rr.domain_id
+        WHERE x.account_id = a.id AND (x.account_id = ANY(@reach_accounts::uuid[]) OR x.id = ANY(@reach_domains::uuid[]))
+          AND rb.status IN ('refused', 'failed', 'cancelled', 'discarded') AND rr.received_at > @problems_since::timestamptz))::bigint AS ingest_problems,
     (SELECT count(*) FROM sender_services s
      WHERE s.resolve_failed_at IS NOT NULL
        AND ((s.account_id = a.id AND a.id = ANY(@reach_accounts::uuid[]))

@@ -264,30 +264,33 @@ SELECT a.id,
     count(d.id) FILTER (WHERE d.verified_at IS NOT NULL)::bigint AS verified,
     count(d.id) FILTER (WHERE d.verified_at IS NULL)::bigint AS unverified,
     lr.last_report_at,
-    (SELECT count(*) FROM report_blobs rb
-     WHERE rb.status IN ('refused', 'failed') AND rb.received_at > $1::timestamptz
-       AND ((rb.account_id = a.id AND a.id = ANY($2::uuid[]))
-            OR rb.domain_id IN (SELECT x.id FROM domains x WHERE x.account_id = a.id
-                                AND (x.account_id = ANY($2::uuid[]) OR x.id = ANY($3::uuid[])))))::bigint AS ingest_problems,
+    ((SELECT count(*) FROM report_blobs rb
+      WHERE rb.account_id = a.id AND a.id = ANY($1::uuid[])
+        AND rb.status IN ('refused', 'failed', 'cancelled', 'discarded') AND rb.received_at > $2::timestamptz)
+     + (SELECT count(*) FROM report_blob_recipients rr
+        JOIN report_blobs rb ON rb.id = rr.blob_id
+        JOIN domains x ON x.id = rr.domain_id
+        WHERE x.account_id = a.id AND (x.account_id = ANY($1::uuid[]) OR x.id = ANY($3::uuid[]))
+          AND rb.status IN ('refused', 'failed', 'cancelled', 'discarded') AND rr.received_at > $2::timestamptz))::bigint AS ingest_problems,
     (SELECT count(*) FROM sender_services s
      WHERE s.resolve_failed_at IS NOT NULL
-       AND ((s.account_id = a.id AND a.id = ANY($2::uuid[]))
+       AND ((s.account_id = a.id AND a.id = ANY($1::uuid[]))
             OR s.slug IN (SELECT ds.service FROM domain_senders ds JOIN domains y ON y.id = ds.domain_id
                           WHERE y.account_id = a.id
-                            AND (y.account_id = ANY($2::uuid[]) OR y.id = ANY($3::uuid[])))))::bigint AS failing_services
+                            AND (y.account_id = ANY($1::uuid[]) OR y.id = ANY($3::uuid[])))))::bigint AS failing_services
 FROM accounts a
 LEFT JOIN domains d ON d.account_id = a.id
-    AND (d.account_id = ANY($2::uuid[]) OR d.id = ANY($3::uuid[]))
+    AND (d.account_id = ANY($1::uuid[]) OR d.id = ANY($3::uuid[]))
 LEFT JOIN LATERAL (SELECT max(r.received_at) AS last_report_at FROM reports r
                    JOIN domains rd ON rd.id = r.domain_id WHERE rd.account_id = a.id
-                     AND (rd.account_id = ANY($2::uuid[]) OR rd.id = ANY($3::uuid[]))) lr ON true
+                     AND (rd.account_id = ANY($1::uuid[]) OR rd.id = ANY($3::uuid[]))) lr ON true
 WHERE a.id = ANY($4::uuid[])
 GROUP BY a.id, lr.last_report_at
 `
 
 type CustomerOverviewParams struct {
-	ProblemsSince time.Time
 	ReachAccounts []uuid.UUID
+	ProblemsSince time.Time
 	ReachDomains  []uuid.UUID
 	Ids           []uuid.UUID
 }
@@ -309,12 +312,14 @@ type CustomerOverviewRow struct {
 // The dashboard figures of each account given: its domains by state, its
 // last report, and its problems, counting only the domains in the caller's
 // reach (reach_accounts, reach_domains; account-wide figures, the uploads
-// and the account's own services, only for reach_accounts). One row per
+// and the account's own services, only for reach_accounts). Ingest
+// problems: uploads and mail to its domains' report addresses not stored
+// (refused, failed, cancelled, discarded) since problems_since. One row per
 // account.
 func (q *Queries) CustomerOverview(ctx context.Context, arg CustomerOverviewParams) ([]CustomerOverviewRow, error) {
 	rows, err := q.db.Query(ctx, customerOverview,
-		arg.ProblemsSince,
 		arg.ReachAccounts,
+		arg.ProblemsSince,
 		arg.ReachDomains,
 		arg.Ids,
 	)
