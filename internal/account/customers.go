@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -61,7 +60,6 @@ func (s *Service) CreateCustomer(ctx context.Context, parentID uuid.UUID, name, 
 	if err != nil {
 		return Account{}, nil, err
 	}
-	slog.InfoContext(ctx, "customer account created", "account", acct.ID, "parent", parentID)
 	if strings.TrimSpace(ownerEmail) == "" {
 		return acct, nil, nil
 	}
@@ -202,7 +200,6 @@ func (s *Service) setSuspended(ctx context.Context, id uuid.UUID, suspend bool) 
 	if err != nil {
 		return Account{}, fmt.Errorf("suspend account: %w", err)
 	}
-	slog.InfoContext(ctx, "customer account suspension changed", "account", id, "suspended", suspend)
 	return fromRow(row), nil
 }
 
@@ -242,7 +239,6 @@ func (s *Service) RemoveCustomer(ctx context.Context, id uuid.UUID) (Account, er
 	if err != nil {
 		return Account{}, err
 	}
-	slog.InfoContext(ctx, "customer account removed", "account", id)
 	return gone, nil
 }
 
