@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -142,7 +143,7 @@ func (s *Service) Customers(ctx context.Context, parentID uuid.UUID, f CustomerF
 		return CustomerPage{}, err
 	}
 	q := accountdb.New(s.pool)
-	depth := int32(access.MaxDepth())
+	depth := int32(min(access.MaxDepth(), math.MaxInt32)) //nolint:gosec // G115: bounded by the min
 	rows, err := q.Customers(ctx, accountdb.CustomersParams{
 		Visible: visible, NamePrefix: f.Prefix, Suspended: f.Suspended, AfterName: afterName, AfterID: afterID,
 		Lim: int32(first) + 1, ParentID: parentID, AllBelow: f.All, MaxDepth: depth,
