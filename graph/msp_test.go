@@ -87,6 +87,40 @@ func TestCustomerAccounts(t *testing.T) {
 	require.Equal(t, "OWNER", acc.AcceptInvitation.Role)
 	boss := acc.AcceptInvitation.Session.AccessToken
 
+	// The README walk-through: the MSP claims the customer's domain, makes a
+	// read-only team in the customer and invites a member into it, and
+	// gives a dashboard a read-only token of the customer.
+	env.AddVerifiedDomainIn(t, msp.Token, c1, "cust-one-example.com")
+	r = env.Do(t, msp.Token, `mutation($c: ID) { createTeam(accountId: $c, name: "Auditors") { id } inviteMember(accountId: $c, email: "carol@cust-one.test", role: MEMBER) { id } }`, map[string]any{"c": c1})
+	r.NoErrors(t)
+	var team struct{ CreateTeam struct{ ID string } }
+	r.Decode(t, &team)
+	r = env.Do(t, "", acceptQ, map[string]any{"t": mailedToken(t, box, "carol@cust-one.test", invitationToken), "n": "Carol", "p": newPass})
+	r.NoErrors(t)
+	r.Decode(t, &acc)
+	carol := acc.AcceptInvitation.Session.AccessToken
+	r = env.Do(t, carol, `{ viewer { user { id } } }`, nil)
+	r.NoErrors(t)
+	var cv struct {
+		Viewer struct{ User struct{ ID string } }
+	}
+	r.Decode(t, &cv)
+	env.Do(t, msp.Token, `mutation($t: ID!, $u: ID!) { grantTeam(teamId: $t, level: READ) { id } addTeamMember(teamId: $t, userId: $u) { name } }`,
+		map[string]any{"t": team.CreateTeam.ID, "u": cv.Viewer.User.ID}).NoErrors(t)
+	env.Do(t, carol, `{ domain(name: "cust-one-example.com") { dmarcRecord } }`, nil).NoErrors(t)
+	env.Do(t, carol, `mutation { updateDmarcPolicy(name: "cust-one-example.com", policy: {p: REJECT}, force: true) { name } }`, nil).RequireCode(t, "FORBIDDEN")
+	env.Do(t, carol, customersQ, map[string]any{"a": m}).RequireCode(t, "NOT_FOUND")
+	r = env.Do(t, msp.Token, `mutation($c: ID) { createApiToken(accountId: $c, name: "dashboard", scope: {readOnly: true}) { secret } }`, map[string]any{"c": c1})
+	r.NoErrors(t)
+	var dash struct{ CreateApiToken struct{ Secret string } }
+	r.Decode(t, &dash)
+	r = env.Do(t, dash.CreateApiToken.Secret, `{ domains { nodes { name } } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"domains": {"nodes": [{"name": "cust-one-example.com"}]}}`, string(r.Data))
+	r = env.Do(t, dash.CreateApiToken.Secret, `mutation { addDomain(name: "cust-one-example.com") { name } }`, nil)
+	r.RequireCode(t, "FORBIDDEN")
+	require.Contains(t, r.Errors[0].Message, "read-only")
+
 	// The customer's owner nests a customer of theirs; the MSP one below
 	// that: three levels, the default -msp-depth. A fourth is refused and
 	// nothing is created.
