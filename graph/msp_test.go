@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/apitest"
+	"github.com/rampartmail/rampart/internal/auth"
 )
 
 const (
@@ -228,6 +229,21 @@ func TestSuspendedCustomer(t *testing.T) {
 	record := "v=DMARC1; p=none; rua=mailto:" + reportAddress(t, env, cust.Token, "suspended-example.com")
 	waitTXT(t, addr, "_dmarc.suspended-example.com", dns.RcodeSuccess, record)
 
+	// An MSP member whose team reads the customer.
+	hash, err := auth.HashPassword("member password 123")
+	require.NoError(t, err)
+	var staffID string
+	require.NoError(t, env.Pool.QueryRow(context.Background(), `INSERT INTO users (email, password_hash) VALUES ('staff@msp.test', $1) RETURNING id`, hash).Scan(&staffID))
+	_, err = env.Pool.Exec(context.Background(), `INSERT INTO account_members (account_id, user_id, role) VALUES ($1, $2, 'member')`, msp.AccountID, staffID)
+	require.NoError(t, err)
+	r = env.Do(t, msp.Token, `mutation($m: ID) { createTeam(accountId: $m, name: "Support") { id } }`, map[string]any{"m": msp.AccountID.String()})
+	r.NoErrors(t)
+	var team struct{ CreateTeam struct{ ID string } }
+	r.Decode(t, &team)
+	env.Do(t, msp.Token, `mutation($t: ID!, $c: ID, $u: ID!) { grantTeam(teamId: $t, accountId: $c, level: READ) { id } addTeamMember(teamId: $t, userId: $u) { name } }`,
+		map[string]any{"t": team.CreateTeam.ID, "c": c, "u": staffID}).NoErrors(t)
+	staff, _ := login(t, env, "staff@msp.test", "member password 123")
+
 	r = env.Do(t, msp.Token, `mutation($a: ID!) { suspendCustomerAccount(id: $a) { name suspendedAt } }`, map[string]any{"a": c})
 	r.NoErrors(t)
 	require.NotContains(t, r.Raw, `"suspendedAt":null`)
@@ -261,6 +277,9 @@ func TestSuspendedCustomer(t *testing.T) {
 	r.NoErrors(t)
 	require.Contains(t, r.Raw, `"domains":{"totalCount":1}`)
 	env.Do(t, msp.Token, `query($below: ID) { account(id: $below) { name } }`, vars).NoErrors(t)
+	r = env.Do(t, staff, `{ domain(name: "suspended-example.com") { name } }`, nil)
+	r.NoErrors(t)
+	env.Do(t, staff, `mutation { updateDmarcPolicy(name: "suspended-example.com", policy: {p: REJECT}, force: true) { name } }`, nil).RequireCode(t, "FORBIDDEN")
 	env.Do(t, msp.Token, `mutation { updateDmarcPolicy(name: "suspended-example.com", policy: {p: QUARANTINE}, force: true) { name } }`, nil).NoErrors(t)
 	waitTXT(t, addr, "_dmarc.suspended-example.com", dns.RcodeSuccess, "v=DMARC1; p=quarantine; rua=mailto:"+reportAddress(t, env, msp.Token, "suspended-example.com"))
 
