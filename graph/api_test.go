@@ -199,10 +199,14 @@ func TestInputErrors(t *testing.T) {
 	a := env.NewOwner(t, "A")
 	b := env.NewOwner(t, "B")
 	env.Do(t, a.Token, `mutation { addDomain(name: "taken-example.com") { name } }`, nil).NoErrors(t)
-	// A name the account claims already is a CONFLICT.
-	r := env.Do(t, a.Token, `mutation { addDomain(name: "TAKEN-example.com") { name } }`, nil)
-	r.RequireCode(t, "CONFLICT")
-	require.Contains(t, r.Errors[0].Message, "already in this account")
+	// A name the account claims already returns that claim (issue 11:
+	// automation re-runs addDomain), and adds nothing.
+	r := env.Do(t, a.Token, `mutation { addDomain(name: "TAKEN-example.com") { name verified } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"addDomain": {"name": "taken-example.com", "verified": false}}`, string(r.Data))
+	var claims int
+	require.NoError(t, env.Pool.QueryRow(context.Background(), `SELECT count(*) FROM domains WHERE name = 'taken-example.com'`).Scan(&claims))
+	require.Equal(t, 1, claims)
 
 	for _, tc := range []struct{ query, code, msg string }{
 		{`mutation { addDomain(name: "co.uk") { name } }`, "BAD_USER_INPUT", "public suffix"},

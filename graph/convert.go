@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/rampartmail/rampart/graph/model"
+	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/apperr"
 	"github.com/rampartmail/rampart/internal/dmarc"
 	"github.com/rampartmail/rampart/internal/domain"
@@ -200,4 +201,18 @@ func deref0(n *int) int {
 		return 0
 	}
 	return *n
+}
+
+// customerPage reads a page of an account's customers for customers and
+// customerOverview.
+func (r *Resolver) customerPage(ctx context.Context, obj *account.Account, first *int, after *string, filter *model.CustomerFilter, all *bool) (account.CustomerPage, error) {
+	f := account.CustomerFilter{All: all != nil && *all}
+	if filter != nil {
+		f.Prefix, f.Suspended = deref(filter.NamePrefix), filter.Suspended
+	}
+	n := 50
+	if first != nil {
+		n = *first
+	}
+	return r.AccountSvc.Customers(ctx, obj.ID, f, n, deref(after))
 }

@@ -59,12 +59,22 @@ func TestTenantIsolation(t *testing.T) {
 	var bs struct{ CreateSenderService struct{ Slug string } }
 	r.Decode(t, &bs)
 
-	vars := map[string]any{"b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires, "bsvc": bs.CreateSenderService.Slug, "bu": b.UserID.String(),
+	r = env.Do(t, b.Token, `mutation { createCustomerAccount(name: "B customer") { account { id } } }`, nil)
+	r.NoErrors(t)
+	var bc struct {
+		CreateCustomerAccount struct{ Account struct{ ID string } }
+	}
+	r.Decode(t, &bc)
+
+	vars := map[string]any{"bc": bc.CreateCustomerAccount.Account.ID, "b": b.AccountID.String(), "a": a.AccountID.String(), "tok": bt.CreateApiToken.Token.ID, "x": expires, "bsvc": bs.CreateSenderService.Slug, "bu": b.UserID.String(),
 		"team": bTeam, "grant": bGrant, "ateam": aTeam, "buser": b.UserID.String()}
 	probes := map[string][]string{
 		"account": {`query($b: ID) { account(id: $b) { name } }`, `query($b: ID) { account(id: $b) { members { user { email } } apiTokens { name } domains { nodes { name } } } }`,
 			`query($b: ID) { account(id: $b) { invitations { email } } }`,
-			`query($b: ID) { account(id: $b) { domainProof(name: "b-secret-example.com") { value } } }`},
+			`query($b: ID) { account(id: $b) { domainProof(name: "b-secret-example.com") { value } } }`,
+			`query($b: ID) { account(id: $b) { customers(all: true) { nodes { name } } } }`,
+			`query($b: ID) { account(id: $b) { customerOverview { nodes { domains account { name } } } } }`,
+			`query($bc: ID) { account(id: $bc) { name suspendedAt } }`},
 		"domains": {`query($b: ID) { domains(accountId: $b) { nodes { name } } }`},
 		"domain": {`{ domain(name: "b-secret-example.com") { name } }`, `{ domain(name: "B-SECRET-example.com.") { dmarcRecord dnsSetup { dmarc { served { value } } } } }`,
 			`{ domain(name: "does-not-exist-example.com") { name } }`, `{ domain(name: "b-secret-example.com") { readiness { verdict reasons { message } } } }`},
@@ -110,6 +120,11 @@ func TestTenantIsolation(t *testing.T) {
 			`mutation($ateam: ID!, $b: ID) { grantTeam(teamId: $ateam, accountId: $b, level: ADMIN) { id } }`},
 		"revokeTeamGrant": {`mutation($team: ID!, $grant: ID!) { revokeTeamGrant(teamId: $team, id: $grant) { id } }`},
 		"setDomainLabels": {`mutation { setDomainLabels(name: "b-secret-example.com", labels: ["x"]) { name } }`},
+		"createCustomerAccount": {`mutation($b: ID) { createCustomerAccount(parentId: $b, name: "x") { account { id } } }`,
+			`mutation($bc: ID) { createCustomerAccount(parentId: $bc, name: "x") { account { id } } }`},
+		"suspendCustomerAccount": {`mutation($bc: ID!) { suspendCustomerAccount(id: $bc) { name } }`, `mutation($b: ID!) { suspendCustomerAccount(id: $b) { name } }`},
+		"resumeCustomerAccount":  {`mutation($bc: ID!) { resumeCustomerAccount(id: $bc) { name } }`},
+		"removeCustomerAccount":  {`mutation($bc: ID!) { removeCustomerAccount(id: $bc) { name } }`},
 	}
 
 	// Every root field is either probed or known not to take another
@@ -155,25 +170,29 @@ func TestTenantIsolation(t *testing.T) {
 	}
 
 	// B's domain and token are untouched.
-	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { verified mode dmarcRecord netblocks { cidr } dkimKeys { selector revokedAt } bimi { logoUrl } } account { apiTokens { name revokedAt } } }`, nil)
+	r = env.Do(t, b.Token, `query($b: ID) { domain(name: "b-secret-example.com") { verified mode dmarcRecord netblocks { cidr } dkimKeys { selector revokedAt } bimi { logoUrl } } account(id: $b) { apiTokens { name revokedAt } } }`, vars)
 	r.NoErrors(t)
 	require.JSONEq(t, `{"domain": {"verified": true, "mode": "SENDING", "dmarcRecord": "v=DMARC1; p=none; rua=mailto:`+reportAddress(t, env, b.Token, "b-secret-example.com")+`", "netblocks": [{"cidr": "198.51.100.0/24"}],
 		"dkimKeys": [{"selector": "b1", "revokedAt": null}], "bimi": null},
 		"account": {"apiTokens": [{"name": "b-token", "revokedAt": null}]}}`, string(r.Data))
-	r = env.Do(t, b.Token, `{ domain(name: "b-secret-example.com") { labels } account { teams { name members { email } grants { level domains { all } } } } }`, nil)
+	r = env.Do(t, b.Token, `query($b: ID) { domain(name: "b-secret-example.com") { labels } account(id: $b) { teams { name members { email } grants { level domains { all } } } } }`, vars)
 	r.NoErrors(t)
 	require.JSONEq(t, `{"domain": {"labels": []}, "account": {"teams": [{"name": "b-team", "members": [], "grants": [{"level": "READ", "domains": {"all": true}}]}]}}`, string(r.Data))
 	r = env.Do(t, b.Token, `{ domain(name: "new-in-b-example.com") { name } }`, nil)
 	r.RequireCode(t, "NOT_FOUND")
-	r = env.Do(t, b.Token, `{ account { senderServices { name custom } } }`, nil)
+	r = env.Do(t, b.Token, `query($b: ID) { account(id: $b) { senderServices { name custom } } }`, vars)
 	r.NoErrors(t)
 	require.Contains(t, r.Raw, `{"name":"B relay","custom":true}`)
 	require.NotContains(t, r.Raw, "evil")
 	// B's people are untouched: its owner is still its owner, and nobody
 	// was invited.
-	r = env.Do(t, b.Token, `{ account { members { role user { email } } invitations { email } } }`, nil)
+	r = env.Do(t, b.Token, `query($b: ID) { account(id: $b) { members { role user { email } } invitations { email } } }`, vars)
 	r.NoErrors(t)
 	require.JSONEq(t, `{"account": {"members": [{"role": "OWNER", "user": {"email": "`+b.Email+`"}}], "invitations": []}}`, string(r.Data))
+	// B's customer is still there, active, with no customer of its own.
+	r = env.Do(t, b.Token, `query($bc: ID) { account(id: $bc) { name suspendedAt customers { totalCount } } }`, vars)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"account": {"name": "B customer", "suspendedAt": null, "customers": {"totalCount": 0}}}`, string(r.Data))
 }
 
 // TestMSPAndMembers: a parent account's owners act in its customer accounts,

@@ -48,6 +48,7 @@ type ResolverRoot interface {
 	AuthReport() AuthReportResolver
 	AuthStats() AuthStatsResolver
 	CategoryStats() CategoryStatsResolver
+	CustomerOverview() CustomerOverviewResolver
 	DiscoveredSelector() DiscoveredSelectorResolver
 	DkimKey() DkimKeyResolver
 	Domain() DomainResolver
@@ -84,19 +85,22 @@ type ComplexityRoot struct {
 	}
 
 	Account struct {
-		APITokens      func(childComplexity int) int
-		AuthReport     func(childComplexity int, rangeArg *model.ReportRange, from *time.Time, to *time.Time) int
-		CreatedAt      func(childComplexity int) int
-		DomainProof    func(childComplexity int, name string) int
-		Domains        func(childComplexity int, first *int, after *string, filter *model.DomainFilter) int
-		ID             func(childComplexity int) int
-		IngestProblems func(childComplexity int, limit *int) int
-		Invitations    func(childComplexity int) int
-		Members        func(childComplexity int) int
-		Name           func(childComplexity int) int
-		Parent         func(childComplexity int) int
-		SenderServices func(childComplexity int) int
-		Teams          func(childComplexity int) int
+		APITokens        func(childComplexity int) int
+		AuthReport       func(childComplexity int, rangeArg *model.ReportRange, from *time.Time, to *time.Time) int
+		CreatedAt        func(childComplexity int) int
+		CustomerOverview func(childComplexity int, first *int, after *string, filter *model.CustomerFilter, all *bool) int
+		Customers        func(childComplexity int, first *int, after *string, filter *model.CustomerFilter, all *bool) int
+		DomainProof      func(childComplexity int, name string) int
+		Domains          func(childComplexity int, first *int, after *string, filter *model.DomainFilter) int
+		ID               func(childComplexity int) int
+		IngestProblems   func(childComplexity int, limit *int) int
+		Invitations      func(childComplexity int) int
+		Members          func(childComplexity int) int
+		Name             func(childComplexity int) int
+		Parent           func(childComplexity int) int
+		SenderServices   func(childComplexity int) int
+		SuspendedAt      func(childComplexity int) int
+		Teams            func(childComplexity int) int
 	}
 
 	AddDkimKeyPayload struct {
@@ -208,6 +212,49 @@ type ComplexityRoot struct {
 	CreateApiTokenPayload struct {
 		Secret func(childComplexity int) int
 		Token  func(childComplexity int) int
+	}
+
+	CreateCustomerAccountPayload struct {
+		Account    func(childComplexity int) int
+		Invitation func(childComplexity int) int
+	}
+
+	CustomerConnection struct {
+		Edges      func(childComplexity int) int
+		Nodes      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CustomerEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CustomerOverview struct {
+		Account          func(childComplexity int) int
+		Blocked          func(childComplexity int) int
+		Domains          func(childComplexity int) int
+		FailingServices  func(childComplexity int) int
+		IngestProblems   func(childComplexity int) int
+		LastReportAt     func(childComplexity int) int
+		PolicyNone       func(childComplexity int) int
+		PolicyQuarantine func(childComplexity int) int
+		PolicyReject     func(childComplexity int) int
+		Unverified       func(childComplexity int) int
+		Verified         func(childComplexity int) int
+	}
+
+	CustomerOverviewConnection struct {
+		Edges      func(childComplexity int) int
+		Nodes      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CustomerOverviewEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	DailyStats struct {
@@ -408,56 +455,60 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AcceptInvitation      func(childComplexity int, token string, name *string, password *string) int
-		AddDkimKey            func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
-		AddDomain             func(childComplexity int, accountID *string, name string) int
-		AddNetblock           func(childComplexity int, domain string, cidr string, label *string) int
-		AddTeamMember         func(childComplexity int, teamID string, userID string) int
-		ChangeMemberRole      func(childComplexity int, accountID *string, userID string, role model.Role) int
-		ChangePassword        func(childComplexity int, currentPassword string, newPassword string) int
-		CheckDNSSetup         func(childComplexity int, domain string) int
-		CreateAPIToken        func(childComplexity int, accountID *string, name string, scope *model.APITokenScopeInput) int
-		CreateSenderService   func(childComplexity int, accountID *string, slug string, input model.SenderServiceInput) int
-		CreateTeam            func(childComplexity int, accountID *string, name string) int
-		DeleteSenderService   func(childComplexity int, service string) int
-		DeleteTeam            func(childComplexity int, id string) int
-		DisableSender         func(childComplexity int, domain string, service string) int
-		EnableSender          func(childComplexity int, domain string, service string) int
-		GrantTeam             func(childComplexity int, teamID string, accountID *string, level model.AccessLevel, domains *model.DomainSetInput) int
-		ImportDkimKey         func(childComplexity int, domain string, selector string) int
-		InviteMember          func(childComplexity int, accountID *string, email string, role model.Role) int
-		Login                 func(childComplexity int, email string, password string, knownClient *string) int
-		Logout                func(childComplexity int, refreshToken string) int
-		PinSpfInclude         func(childComplexity int, domain string, include string, expiresAt time.Time) int
-		RefreshSenderRanges   func(childComplexity int, service *string) int
-		RefreshToken          func(childComplexity int, refreshToken string) int
-		RemoveDkimKey         func(childComplexity int, domain string, selector string) int
-		RemoveDomain          func(childComplexity int, name string) int
-		RemoveMember          func(childComplexity int, accountID *string, userID string) int
-		RemoveNetblock        func(childComplexity int, domain string, cidr string) int
-		RemoveTeamMember      func(childComplexity int, teamID string, userID string) int
-		RenameTeam            func(childComplexity int, id string, name string) int
-		RequestPasswordReset  func(childComplexity int, email string) int
-		ResendInvitation      func(childComplexity int, accountID *string, id string) int
-		ResetPassword         func(childComplexity int, token string, newPassword string) int
-		RevokeAPIToken        func(childComplexity int, accountID *string, id string) int
-		RevokeDkimKey         func(childComplexity int, domain string, selector string) int
-		RevokeInvitation      func(childComplexity int, accountID *string, id string) int
-		RevokeSession         func(childComplexity int, id string) int
-		RevokeTeamGrant       func(childComplexity int, teamID string, id string) int
-		SetBimi               func(childComplexity int, domain string, logoURL string, evidenceURL *string) int
-		SetDomainLabels       func(childComplexity int, name string, labels []string) int
-		SetDomainMode         func(childComplexity int, name string, mode model.DomainMode) int
-		SetReadinessThreshold func(childComplexity int, domain string, threshold float64) int
-		SetSenderThreshold    func(childComplexity int, domain string, service string, threshold *float64) int
-		SignOutEverywhere     func(childComplexity int, keepCurrent *bool) int
-		SignUp                func(childComplexity int, email string, password string, name string, accountName string) int
-		TransferOwnership     func(childComplexity int, accountID *string, userID string) int
-		UnpinSpfInclude       func(childComplexity int, domain string, include string) int
-		UpdateDmarcPolicy     func(childComplexity int, name string, policy model.DmarcPolicyInput, force *bool) int
-		UpdateSenderService   func(childComplexity int, service string, input model.SenderServicePatch) int
-		UploadReports         func(childComplexity int, accountID *string, files []*graphql.Upload) int
-		VerifyDomain          func(childComplexity int, name string) int
+		AcceptInvitation       func(childComplexity int, token string, name *string, password *string) int
+		AddDkimKey             func(childComplexity int, domain string, selector string, publicKey *string, cnameTarget *string, service *string) int
+		AddDomain              func(childComplexity int, accountID *string, name string) int
+		AddNetblock            func(childComplexity int, domain string, cidr string, label *string) int
+		AddTeamMember          func(childComplexity int, teamID string, userID string) int
+		ChangeMemberRole       func(childComplexity int, accountID *string, userID string, role model.Role) int
+		ChangePassword         func(childComplexity int, currentPassword string, newPassword string) int
+		CheckDNSSetup          func(childComplexity int, domain string) int
+		CreateAPIToken         func(childComplexity int, accountID *string, name string, scope *model.APITokenScopeInput) int
+		CreateCustomerAccount  func(childComplexity int, parentID *string, name string, ownerEmail *string) int
+		CreateSenderService    func(childComplexity int, accountID *string, slug string, input model.SenderServiceInput) int
+		CreateTeam             func(childComplexity int, accountID *string, name string) int
+		DeleteSenderService    func(childComplexity int, service string) int
+		DeleteTeam             func(childComplexity int, id string) int
+		DisableSender          func(childComplexity int, domain string, service string) int
+		EnableSender           func(childComplexity int, domain string, service string) int
+		GrantTeam              func(childComplexity int, teamID string, accountID *string, level model.AccessLevel, domains *model.DomainSetInput) int
+		ImportDkimKey          func(childComplexity int, domain string, selector string) int
+		InviteMember           func(childComplexity int, accountID *string, email string, role model.Role) int
+		Login                  func(childComplexity int, email string, password string, knownClient *string) int
+		Logout                 func(childComplexity int, refreshToken string) int
+		PinSpfInclude          func(childComplexity int, domain string, include string, expiresAt time.Time) int
+		RefreshSenderRanges    func(childComplexity int, service *string) int
+		RefreshToken           func(childComplexity int, refreshToken string) int
+		RemoveCustomerAccount  func(childComplexity int, id string) int
+		RemoveDkimKey          func(childComplexity int, domain string, selector string) int
+		RemoveDomain           func(childComplexity int, name string) int
+		RemoveMember           func(childComplexity int, accountID *string, userID string) int
+		RemoveNetblock         func(childComplexity int, domain string, cidr string) int
+		RemoveTeamMember       func(childComplexity int, teamID string, userID string) int
+		RenameTeam             func(childComplexity int, id string, name string) int
+		RequestPasswordReset   func(childComplexity int, email string) int
+		ResendInvitation       func(childComplexity int, accountID *string, id string) int
+		ResetPassword          func(childComplexity int, token string, newPassword string) int
+		ResumeCustomerAccount  func(childComplexity int, id string) int
+		RevokeAPIToken         func(childComplexity int, accountID *string, id string) int
+		RevokeDkimKey          func(childComplexity int, domain string, selector string) int
+		RevokeInvitation       func(childComplexity int, accountID *string, id string) int
+		RevokeSession          func(childComplexity int, id string) int
+		RevokeTeamGrant        func(childComplexity int, teamID string, id string) int
+		SetBimi                func(childComplexity int, domain string, logoURL string, evidenceURL *string) int
+		SetDomainLabels        func(childComplexity int, name string, labels []string) int
+		SetDomainMode          func(childComplexity int, name string, mode model.DomainMode) int
+		SetReadinessThreshold  func(childComplexity int, domain string, threshold float64) int
+		SetSenderThreshold     func(childComplexity int, domain string, service string, threshold *float64) int
+		SignOutEverywhere      func(childComplexity int, keepCurrent *bool) int
+		SignUp                 func(childComplexity int, email string, password string, name string, accountName string) int
+		SuspendCustomerAccount func(childComplexity int, id string) int
+		TransferOwnership      func(childComplexity int, accountID *string, userID string) int
+		UnpinSpfInclude        func(childComplexity int, domain string, include string) int
+		UpdateDmarcPolicy      func(childComplexity int, name string, policy model.DmarcPolicyInput, force *bool) int
+		UpdateSenderService    func(childComplexity int, service string, input model.SenderServicePatch) int
+		UploadReports          func(childComplexity int, accountID *string, files []*graphql.Upload) int
+		VerifyDomain           func(childComplexity int, name string) int
 	}
 
 	Netblock struct {
@@ -716,6 +767,9 @@ type AccountResolver interface {
 	Teams(ctx context.Context, obj *account.Account) ([]*access.Team, error)
 	Invitations(ctx context.Context, obj *account.Account) ([]*account.Invitation, error)
 	AuthReport(ctx context.Context, obj *account.Account, rangeArg *model.ReportRange, from *time.Time, to *time.Time) (*authreport.Scope, error)
+
+	Customers(ctx context.Context, obj *account.Account, first *int, after *string, filter *model.CustomerFilter, all *bool) (*model.CustomerConnection, error)
+	CustomerOverview(ctx context.Context, obj *account.Account, first *int, after *string, filter *model.CustomerFilter, all *bool) (*model.CustomerOverviewConnection, error)
 	IngestProblems(ctx context.Context, obj *account.Account, limit *int) ([]*reporting.Problem, error)
 	SenderServices(ctx context.Context, obj *account.Account) ([]*senderdb.SenderService, error)
 }
@@ -762,6 +816,9 @@ type AuthStatsResolver interface {
 }
 type CategoryStatsResolver interface {
 	Category(ctx context.Context, obj *authreport.CategoryStats) (model.SourceCategory, error)
+}
+type CustomerOverviewResolver interface {
+	Account(ctx context.Context, obj *account.Overview) (*account.Account, error)
 }
 type DiscoveredSelectorResolver interface {
 	PassingMessages(ctx context.Context, obj *domainkey.Discovered) (int64, error)
@@ -865,6 +922,10 @@ type MutationResolver interface {
 	RemoveDkimKey(ctx context.Context, domain string, selector string) (*domain.Domain, error)
 	SetBimi(ctx context.Context, domain string, logoURL string, evidenceURL *string) (*domain.Domain, error)
 	ImportDkimKey(ctx context.Context, domain string, selector string) (*model.AddDkimKeyPayload, error)
+	CreateCustomerAccount(ctx context.Context, parentID *string, name string, ownerEmail *string) (*model.CreateCustomerAccountPayload, error)
+	SuspendCustomerAccount(ctx context.Context, id string) (*account.Account, error)
+	ResumeCustomerAccount(ctx context.Context, id string) (*account.Account, error)
+	RemoveCustomerAccount(ctx context.Context, id string) (*account.Account, error)
 	SetReadinessThreshold(ctx context.Context, domain string, threshold float64) (*domain.Domain, error)
 	SetSenderThreshold(ctx context.Context, domain string, service string, threshold *float64) (*domain.Domain, error)
 	UploadReports(ctx context.Context, accountID *string, files []*graphql.Upload) ([]*model.UploadResult, error)
@@ -1021,6 +1082,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.CreatedAt(childComplexity), true
+	case "Account.customerOverview":
+		if e.ComplexityRoot.Account.CustomerOverview == nil {
+			break
+		}
+
+		args, err := ec.field_Account_customerOverview_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.CustomerOverview(childComplexity, args["first"].(*int), args["after"].(*string), args["filter"].(*model.CustomerFilter), args["all"].(*bool)), true
+	case "Account.customers":
+		if e.ComplexityRoot.Account.Customers == nil {
+			break
+		}
+
+		args, err := ec.field_Account_customers_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Account.Customers(childComplexity, args["first"].(*int), args["after"].(*string), args["filter"].(*model.CustomerFilter), args["all"].(*bool)), true
 	case "Account.domainProof":
 		if e.ComplexityRoot.Account.DomainProof == nil {
 			break
@@ -1090,6 +1173,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Account.SenderServices(childComplexity), true
+	case "Account.suspendedAt":
+		if e.ComplexityRoot.Account.SuspendedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Account.SuspendedAt(childComplexity), true
 	case "Account.teams":
 		if e.ComplexityRoot.Account.Teams == nil {
 			break
@@ -1561,6 +1650,162 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateApiTokenPayload.Token(childComplexity), true
+
+	case "CreateCustomerAccountPayload.account":
+		if e.ComplexityRoot.CreateCustomerAccountPayload.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateCustomerAccountPayload.Account(childComplexity), true
+	case "CreateCustomerAccountPayload.invitation":
+		if e.ComplexityRoot.CreateCustomerAccountPayload.Invitation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateCustomerAccountPayload.Invitation(childComplexity), true
+
+	case "CustomerConnection.edges":
+		if e.ComplexityRoot.CustomerConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerConnection.Edges(childComplexity), true
+	case "CustomerConnection.nodes":
+		if e.ComplexityRoot.CustomerConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerConnection.Nodes(childComplexity), true
+	case "CustomerConnection.pageInfo":
+		if e.ComplexityRoot.CustomerConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerConnection.PageInfo(childComplexity), true
+	case "CustomerConnection.totalCount":
+		if e.ComplexityRoot.CustomerConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerConnection.TotalCount(childComplexity), true
+
+	case "CustomerEdge.cursor":
+		if e.ComplexityRoot.CustomerEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerEdge.Cursor(childComplexity), true
+	case "CustomerEdge.node":
+		if e.ComplexityRoot.CustomerEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerEdge.Node(childComplexity), true
+
+	case "CustomerOverview.account":
+		if e.ComplexityRoot.CustomerOverview.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.Account(childComplexity), true
+	case "CustomerOverview.blocked":
+		if e.ComplexityRoot.CustomerOverview.Blocked == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.Blocked(childComplexity), true
+	case "CustomerOverview.domains":
+		if e.ComplexityRoot.CustomerOverview.Domains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.Domains(childComplexity), true
+	case "CustomerOverview.failingServices":
+		if e.ComplexityRoot.CustomerOverview.FailingServices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.FailingServices(childComplexity), true
+	case "CustomerOverview.ingestProblems":
+		if e.ComplexityRoot.CustomerOverview.IngestProblems == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.IngestProblems(childComplexity), true
+	case "CustomerOverview.lastReportAt":
+		if e.ComplexityRoot.CustomerOverview.LastReportAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.LastReportAt(childComplexity), true
+	case "CustomerOverview.policyNone":
+		if e.ComplexityRoot.CustomerOverview.PolicyNone == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.PolicyNone(childComplexity), true
+	case "CustomerOverview.policyQuarantine":
+		if e.ComplexityRoot.CustomerOverview.PolicyQuarantine == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.PolicyQuarantine(childComplexity), true
+	case "CustomerOverview.policyReject":
+		if e.ComplexityRoot.CustomerOverview.PolicyReject == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.PolicyReject(childComplexity), true
+	case "CustomerOverview.unverified":
+		if e.ComplexityRoot.CustomerOverview.Unverified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.Unverified(childComplexity), true
+	case "CustomerOverview.verified":
+		if e.ComplexityRoot.CustomerOverview.Verified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.Verified(childComplexity), true
+
+	case "CustomerOverviewConnection.edges":
+		if e.ComplexityRoot.CustomerOverviewConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverviewConnection.Edges(childComplexity), true
+	case "CustomerOverviewConnection.nodes":
+		if e.ComplexityRoot.CustomerOverviewConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverviewConnection.Nodes(childComplexity), true
+	case "CustomerOverviewConnection.pageInfo":
+		if e.ComplexityRoot.CustomerOverviewConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverviewConnection.PageInfo(childComplexity), true
+	case "CustomerOverviewConnection.totalCount":
+		if e.ComplexityRoot.CustomerOverviewConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverviewConnection.TotalCount(childComplexity), true
+
+	case "CustomerOverviewEdge.cursor":
+		if e.ComplexityRoot.CustomerOverviewEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverviewEdge.Cursor(childComplexity), true
+	case "CustomerOverviewEdge.node":
+		if e.ComplexityRoot.CustomerOverviewEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverviewEdge.Node(childComplexity), true
 
 	case "DailyStats.day":
 		if e.ComplexityRoot.DailyStats.Day == nil {
@@ -2511,6 +2756,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAPIToken(childComplexity, args["accountId"].(*string), args["name"].(string), args["scope"].(*model.APITokenScopeInput)), true
+	case "Mutation.createCustomerAccount":
+		if e.ComplexityRoot.Mutation.CreateCustomerAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createCustomerAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateCustomerAccount(childComplexity, args["parentId"].(*string), args["name"].(string), args["ownerEmail"].(*string)), true
 	case "Mutation.createSenderService":
 		if e.ComplexityRoot.Mutation.CreateSenderService == nil {
 			break
@@ -2665,6 +2921,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RefreshToken(childComplexity, args["refreshToken"].(string)), true
+	case "Mutation.removeCustomerAccount":
+		if e.ComplexityRoot.Mutation.RemoveCustomerAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeCustomerAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveCustomerAccount(childComplexity, args["id"].(string)), true
 	case "Mutation.removeDkimKey":
 		if e.ComplexityRoot.Mutation.RemoveDkimKey == nil {
 			break
@@ -2764,6 +3031,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ResetPassword(childComplexity, args["token"].(string), args["newPassword"].(string)), true
+	case "Mutation.resumeCustomerAccount":
+		if e.ComplexityRoot.Mutation.ResumeCustomerAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resumeCustomerAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResumeCustomerAccount(childComplexity, args["id"].(string)), true
 	case "Mutation.revokeApiToken":
 		if e.ComplexityRoot.Mutation.RevokeAPIToken == nil {
 			break
@@ -2896,6 +3174,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SignUp(childComplexity, args["email"].(string), args["password"].(string), args["name"].(string), args["accountName"].(string)), true
+	case "Mutation.suspendCustomerAccount":
+		if e.ComplexityRoot.Mutation.SuspendCustomerAccount == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_suspendCustomerAccount_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SuspendCustomerAccount(childComplexity, args["id"].(string)), true
 	case "Mutation.transferOwnership":
 		if e.ComplexityRoot.Mutation.TransferOwnership == nil {
 			break
@@ -4008,6 +4297,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("ApiTokenScopeInput", ec.unmarshalInputApiTokenScopeInput),
+			graphql.NewInputUnmarshaler("CustomerFilter", ec.unmarshalInputCustomerFilter),
 			graphql.NewInputUnmarshaler("DmarcPolicyInput", ec.unmarshalInputDmarcPolicyInput),
 			graphql.NewInputUnmarshaler("DomainFilter", ec.unmarshalInputDomainFilter),
 			graphql.NewInputUnmarshaler("DomainSetInput", ec.unmarshalInputDomainSetInput),
@@ -4947,6 +5237,127 @@ type RemovedDomain {
   warnings: [String!]!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/msp.graphqls", Input: `# MSP customer accounts: create, list, suspend, resume and remove the
+# accounts below an account, and the dashboard overview of them.
+
+extend type Account {
+  "When the account above suspended this account; null while it is active."
+  suspendedAt: Time
+  """
+  The customer accounts below this one that the caller may see, by name
+  (Relay pagination): its direct customers, or with ` + "`" + `all` + "`" + ` every account
+  below it (as deep as customers nest). Needs standing in this account: a
+  customer's own owners see neither the account above theirs nor its other
+  customers.
+  """
+  customers(first: Int = 50, after: String, filter: CustomerFilter, all: Boolean = false): CustomerConnection!
+  """
+  The MSP dashboard: a page of the customer accounts (as ` + "`" + `customers` + "`" + `) with
+  each one's figures, computed for the whole page at once. The figures count
+  the domains the caller may see.
+  """
+  customerOverview(first: Int = 50, after: String, filter: CustomerFilter, all: Boolean = false): CustomerOverviewConnection!
+}
+
+"Narrows a listing of customer accounts."
+input CustomerFilter {
+  "Names starting with this (any case)."
+  namePrefix: String
+  "Only suspended (true) or only active (false) accounts."
+  suspended: Boolean
+}
+
+"A page of customer accounts (Relay connection)."
+type CustomerConnection {
+  edges: [CustomerEdge!]!
+  nodes: [Account!]!
+  pageInfo: PageInfo!
+  "Customer accounts matching the filter, over all pages."
+  totalCount: Count!
+}
+
+"A customer account in a page."
+type CustomerEdge {
+  cursor: String!
+  node: Account!
+}
+
+"A page of the customer overview (Relay connection)."
+type CustomerOverviewConnection {
+  edges: [CustomerOverviewEdge!]!
+  nodes: [CustomerOverview!]!
+  pageInfo: PageInfo!
+  totalCount: Count!
+}
+
+"A customer's figures in a page."
+type CustomerOverviewEdge {
+  cursor: String!
+  node: CustomerOverview!
+}
+
+"A customer account's figures for the MSP dashboard."
+type CustomerOverview {
+  account: Account!
+  "Its domains (every claim, verified or not)."
+  domains: Count!
+  "Its domains in blocked mode (the domain sends no mail)."
+  blocked: Count!
+  "Its sending domains by the DMARC policy (p) they publish."
+  policyNone: Count!
+  policyQuarantine: Count!
+  policyReject: Count!
+  verified: Count!
+  "Claims whose ownership proof has not been found: the edge serves nothing for them yet."
+  unverified: Count!
+  "When the newest aggregate report about its domains arrived; null: none yet."
+  lastReportAt: Time
+  "Report mails to its domains and uploads not stored (refused, failed, cancelled, discarded) in the last 7 days."
+  ingestProblems: Count!
+  "Sender services its domains use (or it defined) whose SPF include last failed to resolve."
+  failingServices: Count!
+}
+
+"A new customer account, and the invitation of its first owner when one was asked for."
+type CreateCustomerAccountPayload {
+  account: Account!
+  invitation: Invitation
+}
+
+extend type Mutation {
+  """
+  Create a customer account below an account (parentId; default: the
+  caller's default account). Needs the manage-users permission there: its
+  owners, the owners of the accounts above it, and OWNER-level API tokens.
+  Customer accounts nest as deep as the server's operator allows
+  (` + "`" + `-msp-depth` + "`" + `, default 3): a deeper one is BAD_USER_INPUT. With
+  ` + "`" + `ownerEmail` + "`" + `, that address is invited as the new account's owner, as by
+  ` + "`" + `inviteMember` + "`" + ` (FORBIDDEN when the server sends no mail); when the
+  invitation fails, nothing is created.
+  """
+  createCustomerAccount(parentId: ID, name: String!, ownerEmail: String): CreateCustomerAccountPayload!
+  """
+  Suspend a customer account: its own members and API tokens (and those of
+  the accounts below it) are refused every query and mutation in it with
+  FORBIDDEN, saying the account is suspended, while the accounts above it
+  keep full access. Its domains stay served by the DNS edge unchanged:
+  suspension never breaks a customer's mail. Needs the manage-users
+  permission in the account's parent; suspending twice changes nothing.
+  """
+  suspendCustomerAccount(id: ID!): Account!
+  "End a customer account's suspension; as ` + "`" + `suspendCustomerAccount` + "`" + `."
+  resumeCustomerAccount(id: ID!): Account!
+  """
+  Remove a customer account with its memberships, teams, API tokens,
+  invitations and account sender services; returns it as it was. Needs the
+  manage-users permission in the account's parent. While it has domains
+  (any claim) or customer accounts of its own it is a CONFLICT that says how
+  many: remove or move them first, so that no hosted domain disappears as a
+  side effect.
+  """
+  removeCustomerAccount(id: ID!): Account!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/readiness.graphqls", Input: `extend type Domain {
   """
   Whether the domain is ready to enforce DMARC (quarantine, then reject), from its classified
@@ -5260,7 +5671,7 @@ type Mutation {
   "Revoke an API token of an account (default: the caller's default account), and every token created under it; they stop working at once."
   revokeApiToken(accountId: ID, id: ID!): ApiToken!
 
-  "Claim a domain for an account. The name is converted to ASCII (IDNA) and lower case; it must be a registrable domain name or below one (CONFLICT when the account claims it already). Another account's claim does not stop it. The claim is unverified, and the edge serves nothing for it, until the account's proof is found (see ` + "`" + `verifyDomain` + "`" + `); a proof already published is looked for at once."
+  "Claim a domain for an account. The name is converted to ASCII (IDNA) and lower case; it must be a registrable domain name or below one. Adding a name the account claims already returns that claim unchanged, never a CONFLICT, so that automation (an API token) or a person can re-run it. Another account's claim does not stop it. The claim is unverified, and the edge serves nothing for it, until the account's proof is found (see ` + "`" + `verifyDomain` + "`" + `); a proof already published is looked for at once."
   addDomain(accountId: ID, name: String!): Domain!
   "Look for the domain's ownership proof (` + "`" + `dnsSetup.verification` + "`" + `) now, through the server's DNS resolver. When it is found the claim is verified, any other account's claim on the name is displaced, and the edge serves the domain within a second; otherwise ` + "`" + `ownership.lastCheckResult` + "`" + ` says what was found. CONFLICT when the server does not check DNS (its operator verifies domains with ` + "`" + `rampart admin verify-domain` + "`" + `)."
   verifyDomain(name: String!): Domain!
@@ -5642,6 +6053,12 @@ func (ec *executionContext) childFields_Account(ctx context.Context, field graph
 		return ec.fieldContext_Account_invitations(ctx, field)
 	case "authReport":
 		return ec.fieldContext_Account_authReport(ctx, field)
+	case "suspendedAt":
+		return ec.fieldContext_Account_suspendedAt(ctx, field)
+	case "customers":
+		return ec.fieldContext_Account_customers(ctx, field)
+	case "customerOverview":
+		return ec.fieldContext_Account_customerOverview(ctx, field)
 	case "ingestProblems":
 		return ec.fieldContext_Account_ingestProblems(ctx, field)
 	case "senderServices":
@@ -5870,6 +6287,92 @@ func (ec *executionContext) childFields_CreateApiTokenPayload(ctx context.Contex
 		return ec.fieldContext_CreateApiTokenPayload_secret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateApiTokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_CreateCustomerAccountPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "account":
+		return ec.fieldContext_CreateCustomerAccountPayload_account(ctx, field)
+	case "invitation":
+		return ec.fieldContext_CreateCustomerAccountPayload_invitation(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateCustomerAccountPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CustomerConnection_edges(ctx, field)
+	case "nodes":
+		return ec.fieldContext_CustomerConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CustomerConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CustomerConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CustomerEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CustomerEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerOverview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "account":
+		return ec.fieldContext_CustomerOverview_account(ctx, field)
+	case "domains":
+		return ec.fieldContext_CustomerOverview_domains(ctx, field)
+	case "blocked":
+		return ec.fieldContext_CustomerOverview_blocked(ctx, field)
+	case "policyNone":
+		return ec.fieldContext_CustomerOverview_policyNone(ctx, field)
+	case "policyQuarantine":
+		return ec.fieldContext_CustomerOverview_policyQuarantine(ctx, field)
+	case "policyReject":
+		return ec.fieldContext_CustomerOverview_policyReject(ctx, field)
+	case "verified":
+		return ec.fieldContext_CustomerOverview_verified(ctx, field)
+	case "unverified":
+		return ec.fieldContext_CustomerOverview_unverified(ctx, field)
+	case "lastReportAt":
+		return ec.fieldContext_CustomerOverview_lastReportAt(ctx, field)
+	case "ingestProblems":
+		return ec.fieldContext_CustomerOverview_ingestProblems(ctx, field)
+	case "failingServices":
+		return ec.fieldContext_CustomerOverview_failingServices(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerOverview", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerOverviewConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CustomerOverviewConnection_edges(ctx, field)
+	case "nodes":
+		return ec.fieldContext_CustomerOverviewConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CustomerOverviewConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CustomerOverviewConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerOverviewConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CustomerOverviewEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CustomerOverviewEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CustomerOverviewEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CustomerOverviewEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_DailyStats(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6874,6 +7377,82 @@ func (ec *executionContext) field_Account_authReport_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Account_customerOverview_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "filter",
+		func(ctx context.Context, v any) (*model.CustomerFilter, error) {
+			return ec.unmarshalOCustomerFilter2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerFilter(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["filter"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "all",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["all"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Account_customers_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "filter",
+		func(ctx context.Context, v any) (*model.CustomerFilter, error) {
+			return ec.unmarshalOCustomerFilter2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerFilter(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["filter"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "all",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["all"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Account_domainProof_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7368,6 +7947,36 @@ func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createCustomerAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "parentId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["parentId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "ownerEmail",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ownerEmail"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createSenderService_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7684,6 +8293,20 @@ func (ec *executionContext) field_Mutation_refreshToken_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_removeCustomerAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_removeDkimKey_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -7863,6 +8486,20 @@ func (ec *executionContext) field_Mutation_resetPassword_args(ctx context.Contex
 		return nil, err
 	}
 	args["newPassword"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_resumeCustomerAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -8143,6 +8780,20 @@ func (ec *executionContext) field_Mutation_signUp_args(ctx context.Context, rawA
 		return nil, err
 	}
 	args["accountName"] = arg3
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_suspendCustomerAccount_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -8978,6 +9629,117 @@ func (ec *executionContext) fieldContext_Account_authReport(ctx context.Context,
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Account_authReport_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_suspendedAt(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_suspendedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SuspendedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Account_suspendedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Account", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Account_customers(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_customers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().Customers(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["filter"].(*model.CustomerFilter), fc.Args["all"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CustomerConnection) graphql.Marshaler {
+			return ec.marshalNCustomerConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_customers(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_customers_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Account_customerOverview(ctx context.Context, field graphql.CollectedField, obj *account.Account) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Account_customerOverview(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Account().CustomerOverview(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["filter"].(*model.CustomerFilter), fc.Args["all"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CustomerOverviewConnection) graphql.Marshaler {
+			return ec.marshalNCustomerOverviewConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerOverviewConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Account_customerOverview(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Account",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerOverviewConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Account_customerOverview_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -10951,6 +11713,680 @@ func (ec *executionContext) _CreateApiTokenPayload_secret(ctx context.Context, f
 }
 func (ec *executionContext) fieldContext_CreateApiTokenPayload_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreateApiTokenPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreateCustomerAccountPayload_account(ctx context.Context, field graphql.CollectedField, obj *model.CreateCustomerAccountPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreateCustomerAccountPayload_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Account, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreateCustomerAccountPayload_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreateCustomerAccountPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreateCustomerAccountPayload_invitation(ctx context.Context, field graphql.CollectedField, obj *model.CreateCustomerAccountPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreateCustomerAccountPayload_invitation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Invitation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
+			return ec.marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CreateCustomerAccountPayload_invitation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreateCustomerAccountPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Invitation(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CustomerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.CustomerEdge) graphql.Marshaler {
+			return ec.marshalNCustomerEdge2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.CustomerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccountᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.CustomerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.CustomerConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerConnection", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.CustomerEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CustomerEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.CustomerEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerOverview_account(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerOverview().Account(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerOverview",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerOverview_domains(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_domains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Domains, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_domains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_blocked(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_blocked(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Blocked, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_blocked(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_policyNone(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_policyNone(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PolicyNone, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_policyNone(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_policyQuarantine(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_policyQuarantine(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PolicyQuarantine, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_policyQuarantine(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_policyReject(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_policyReject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PolicyReject, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_policyReject(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_verified(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_verified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Verified, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_verified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_unverified(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_unverified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unverified, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_unverified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_lastReportAt(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_lastReportAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastReportAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_lastReportAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CustomerOverview_ingestProblems(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_ingestProblems(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IngestProblems, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_ingestProblems(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_failingServices(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_failingServices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FailingServices, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_failingServices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverviewConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CustomerOverviewConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverviewConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.CustomerOverviewEdge) graphql.Marshaler {
+			return ec.marshalNCustomerOverviewEdge2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerOverviewEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverviewConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerOverviewConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerOverviewEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerOverviewConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.CustomerOverviewConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverviewConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*account.Overview) graphql.Marshaler {
+			return ec.marshalNCustomerOverview2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐOverviewᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverviewConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerOverviewConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerOverview(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerOverviewConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.CustomerOverviewConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverviewConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverviewConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerOverviewConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CustomerOverviewConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.CustomerOverviewConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverviewConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverviewConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverviewConnection", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverviewEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.CustomerOverviewEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverviewEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverviewEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverviewEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CustomerOverviewEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.CustomerOverviewEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverviewEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Overview) graphql.Marshaler {
+			return ec.marshalNCustomerOverview2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐOverview(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverviewEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CustomerOverviewEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CustomerOverview(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _DailyStats_day(ctx context.Context, field graphql.CollectedField, obj *authreport.Day) (ret graphql.Marshaler) {
@@ -15839,6 +17275,182 @@ func (ec *executionContext) fieldContext_Mutation_importDkimKey(ctx context.Cont
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_importDkimKey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createCustomerAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createCustomerAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateCustomerAccount(ctx, fc.Args["parentId"].(*string), fc.Args["name"].(string), fc.Args["ownerEmail"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateCustomerAccountPayload) graphql.Marshaler {
+			return ec.marshalNCreateCustomerAccountPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateCustomerAccountPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createCustomerAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreateCustomerAccountPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createCustomerAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_suspendCustomerAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_suspendCustomerAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SuspendCustomerAccount(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_suspendCustomerAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_suspendCustomerAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_resumeCustomerAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_resumeCustomerAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ResumeCustomerAccount(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_resumeCustomerAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_resumeCustomerAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeCustomerAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeCustomerAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveCustomerAccount(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
+			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeCustomerAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Account(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeCustomerAccount_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -21974,6 +23586,55 @@ func UnmarshalApiTokenScopeInput(ctx context.Context, raw any) (model.APITokenSc
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCustomerFilter(ctx context.Context, obj any) (model.CustomerFilter, error) {
+	var it model.CustomerFilter
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"namePrefix", "suspended"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "namePrefix":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("namePrefix"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.NamePrefix = data
+		case "suspended":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("suspended"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Suspended = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCustomerFilter unmarshals raw into the CustomerFilter input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCustomerFilter(ctx context.Context, raw any) (model.CustomerFilter, error) {
+	var out model.CustomerFilter
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CustomerFilter", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputDmarcPolicyInput(ctx context.Context, obj any) (model.DmarcPolicyInput, error) {
 	var it model.DmarcPolicyInput
 	if obj == nil {
@@ -22493,6 +24154,23 @@ func (ec *executionContext) _Account(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Account_authReport(ctx, field, obj)
+				})
+		case "suspendedAt":
+			out.Values[i] = ec._Account_suspendedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "customers":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_customers(ctx, field, obj)
+				})
+		case "customerOverview":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Account_customerOverview(ctx, field, obj)
 				})
 		case "ingestProblems":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
@@ -23255,6 +24933,300 @@ func (ec *executionContext) _CreateApiTokenPayload(ctx context.Context, sel ast.
 			}
 		case "secret":
 			out.Values[i] = ec._CreateApiTokenPayload_secret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var createCustomerAccountPayloadImplementors = []string{"CreateCustomerAccountPayload"}
+
+func (ec *executionContext) _CreateCustomerAccountPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateCustomerAccountPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, createCustomerAccountPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreateCustomerAccountPayload")
+		case "account":
+			out.Values[i] = ec._CreateCustomerAccountPayload_account(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "invitation":
+			out.Values[i] = ec._CreateCustomerAccountPayload_invitation(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerConnectionImplementors = []string{"CustomerConnection"}
+
+func (ec *executionContext) _CustomerConnection(ctx context.Context, sel ast.SelectionSet, obj *model.CustomerConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerConnection")
+		case "edges":
+			out.Values[i] = ec._CustomerConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodes":
+			out.Values[i] = ec._CustomerConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CustomerConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CustomerConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerEdgeImplementors = []string{"CustomerEdge"}
+
+func (ec *executionContext) _CustomerEdge(ctx context.Context, sel ast.SelectionSet, obj *model.CustomerEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerEdge")
+		case "cursor":
+			out.Values[i] = ec._CustomerEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CustomerEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerOverviewImplementors = []string{"CustomerOverview"}
+
+func (ec *executionContext) _CustomerOverview(ctx context.Context, sel ast.SelectionSet, obj *account.Overview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerOverviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerOverview")
+		case "account":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerOverview_account(ctx, field, obj)
+				})
+		case "domains":
+			out.Values[i] = ec._CustomerOverview_domains(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "blocked":
+			out.Values[i] = ec._CustomerOverview_blocked(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "policyNone":
+			out.Values[i] = ec._CustomerOverview_policyNone(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "policyQuarantine":
+			out.Values[i] = ec._CustomerOverview_policyQuarantine(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "policyReject":
+			out.Values[i] = ec._CustomerOverview_policyReject(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "verified":
+			out.Values[i] = ec._CustomerOverview_verified(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "unverified":
+			out.Values[i] = ec._CustomerOverview_unverified(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lastReportAt":
+			out.Values[i] = ec._CustomerOverview_lastReportAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ingestProblems":
+			out.Values[i] = ec._CustomerOverview_ingestProblems(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "failingServices":
+			out.Values[i] = ec._CustomerOverview_failingServices(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerOverviewConnectionImplementors = []string{"CustomerOverviewConnection"}
+
+func (ec *executionContext) _CustomerOverviewConnection(ctx context.Context, sel ast.SelectionSet, obj *model.CustomerOverviewConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerOverviewConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerOverviewConnection")
+		case "edges":
+			out.Values[i] = ec._CustomerOverviewConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nodes":
+			out.Values[i] = ec._CustomerOverviewConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CustomerOverviewConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CustomerOverviewConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var customerOverviewEdgeImplementors = []string{"CustomerOverviewEdge"}
+
+func (ec *executionContext) _CustomerOverviewEdge(ctx context.Context, sel ast.SelectionSet, obj *model.CustomerOverviewEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, customerOverviewEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CustomerOverviewEdge")
+		case "cursor":
+			out.Values[i] = ec._CustomerOverviewEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CustomerOverviewEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -24818,6 +26790,34 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "importDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_importDkimKey(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createCustomerAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createCustomerAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suspendCustomerAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_suspendCustomerAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resumeCustomerAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_resumeCustomerAccount(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeCustomerAccount":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeCustomerAccount(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -27157,6 +29157,102 @@ func (ec *executionContext) marshalNCreateApiTokenPayload2ᚖgithubᚗcomᚋramp
 	return ec._CreateApiTokenPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNCreateCustomerAccountPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateCustomerAccountPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateCustomerAccountPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreateCustomerAccountPayload!")
+		return graphql.Null
+	}
+	return ec._CreateCustomerAccountPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerConnection(ctx context.Context, sel ast.SelectionSet, v *model.CustomerConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerConnection!")
+		return graphql.Null
+	}
+	return ec._CustomerConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerEdge2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.CustomerEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCustomerEdge2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCustomerEdge2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerEdge(ctx context.Context, sel ast.SelectionSet, v *model.CustomerEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerEdge!")
+		return graphql.Null
+	}
+	return ec._CustomerEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerOverview2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐOverviewᚄ(ctx context.Context, sel ast.SelectionSet, v []*account.Overview) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCustomerOverview2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐOverview(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCustomerOverview2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐOverview(ctx context.Context, sel ast.SelectionSet, v *account.Overview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerOverview!")
+		return graphql.Null
+	}
+	return ec._CustomerOverview(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerOverviewConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerOverviewConnection(ctx context.Context, sel ast.SelectionSet, v *model.CustomerOverviewConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerOverviewConnection!")
+		return graphql.Null
+	}
+	return ec._CustomerOverviewConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCustomerOverviewEdge2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerOverviewEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.CustomerOverviewEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCustomerOverviewEdge2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerOverviewEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCustomerOverviewEdge2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerOverviewEdge(ctx context.Context, sel ast.SelectionSet, v *model.CustomerOverviewEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CustomerOverviewEdge!")
+		return graphql.Null
+	}
+	return ec._CustomerOverviewEdge(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNDailyStats2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐDayᚄ(ctx context.Context, sel ast.SelectionSet, v []*authreport.Day) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -28561,6 +30657,14 @@ func (ec *executionContext) marshalOCount2ᚖint64(ctx context.Context, sel ast.
 	return res
 }
 
+func (ec *executionContext) unmarshalOCustomerFilter2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerFilter(ctx context.Context, v any) (*model.CustomerFilter, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputCustomerFilter(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalODate2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
 	if v == nil {
 		return nil, nil
@@ -28703,6 +30807,13 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx context.Context, sel ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Invitation(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOMailMessage2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐMessage(ctx context.Context, sel ast.SelectionSet, v *reporting.Message) graphql.Marshaler {

@@ -98,6 +98,49 @@ type CreateAPITokenPayload struct {
 	Secret string `json:"secret"`
 }
 
+// A new customer account, and the invitation of its first owner when one was asked for.
+type CreateCustomerAccountPayload struct {
+	Account    *account.Account    `json:"account"`
+	Invitation *account.Invitation `json:"invitation,omitempty"`
+}
+
+// A page of customer accounts (Relay connection).
+type CustomerConnection struct {
+	Edges    []*CustomerEdge    `json:"edges"`
+	Nodes    []*account.Account `json:"nodes"`
+	PageInfo *PageInfo          `json:"pageInfo"`
+	// Customer accounts matching the filter, over all pages.
+	TotalCount int64 `json:"totalCount"`
+}
+
+// A customer account in a page.
+type CustomerEdge struct {
+	Cursor string           `json:"cursor"`
+	Node   *account.Account `json:"node"`
+}
+
+// Narrows a listing of customer accounts.
+type CustomerFilter struct {
+	// Names starting with this (any case).
+	NamePrefix *string `json:"namePrefix,omitempty"`
+	// Only suspended (true) or only active (false) accounts.
+	Suspended *bool `json:"suspended,omitempty"`
+}
+
+// A page of the customer overview (Relay connection).
+type CustomerOverviewConnection struct {
+	Edges      []*CustomerOverviewEdge `json:"edges"`
+	Nodes      []*account.Overview     `json:"nodes"`
+	PageInfo   *PageInfo               `json:"pageInfo"`
+	TotalCount int64                   `json:"totalCount"`
+}
+
+// A customer's figures in a page.
+type CustomerOverviewEdge struct {
+	Cursor string            `json:"cursor"`
+	Node   *account.Overview `json:"node"`
+}
+
 // A DMARC policy (RFC 7489, with the np and t tags of DMARCbis).
 type DmarcPolicy struct {
 	// p: what receivers do with mail that fails DMARC.

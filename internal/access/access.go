@@ -38,6 +38,15 @@
 //     and, when it is read-only, no mutation at all ([AuthorizeWrite]).
 //     Tokens made before scopes were migrated to an owner-level scope on
 //     their account (every domain), without the right to mint tokens.
+//   - A suspended account (and every account below it) gives nothing to
+//     those who stand in it through it: its own owners, members, teams and
+//     tokens, and those of the accounts below it, are refused everything in
+//     it with FORBIDDEN, saying it is suspended. The owners, teams and
+//     tokens of the accounts above it keep their access, so the MSP can look
+//     and resume it. The decision is [Authorizer.Authorize]'s (and the
+//     listings leave such accounts out), so every query and mutation obeys
+//     it; the DNS edge never asks, so a suspended customer's domains are
+//     served unchanged.
 //   - A principal with no standing in an account (not an owner, member or
 //     grantee) gets [apperr.ErrNotFound] for everything in it, never
 //     FORBIDDEN, so the existence of another account's objects does not
@@ -214,6 +223,10 @@ type standing struct {
 	// account is the level held on every domain of the account; domain is
 	// the level held on the scope's domain (when it names one).
 	account, domain Level
+	// suspended: the account is suspended (or below a suspended account)
+	// and the principal stands in it through a suspended account: its
+	// standing from there counts for nothing, and it is told why.
+	suspended bool
 }
 
 func (s standing) known() bool { return s.owner || s.member || s.granted }
@@ -276,6 +289,7 @@ func (a *Authorizer) standingIn(ctx context.Context, sc Scope) (s standing, ok b
 		s, ok = standing{
 			owner: row.Owner, member: row.Member, granted: row.Granted,
 			account: Level(row.AccountLevel), domain: Level(row.DomainLevel),
+			suspended: row.Suspended,
 		}, true
 	}
 	if mm != nil {
@@ -298,6 +312,8 @@ func (a *Authorizer) Authorize(ctx context.Context, sc Scope, perm Permission) e
 		return err
 	case ok && s.allows(sc, perm):
 		return nil
+	case ok && s.suspended && !s.known():
+		return errSuspended
 	case ok && s.known() && !s.hidden(sc):
 		where := "this account"
 		if sc.Domain != uuid.Nil {
@@ -308,6 +324,10 @@ func (a *Authorizer) Authorize(ctx context.Context, sc Scope, perm Permission) e
 		return apperr.NotFoundf("not found")
 	}
 }
+
+// errSuspended refuses the members and tokens of a suspended account.
+var errSuspended = &apperr.Error{Code: apperr.Forbidden,
+	Message: "this account is suspended: its members and API tokens can do nothing in it until the account above it resumes it (its domains are still served)"}
 
 // Accounts lists the accounts in which the context's principal holds perm
 // on every domain (and on the account as a whole).
@@ -387,6 +407,11 @@ func (a *Authorizer) ReachIn(ctx context.Context, accountID uuid.UUID, perm Perm
 		return Reach{}, err
 	}
 	if _, ok := m.accounts[accountID]; !ok {
+		// No standing: NOT_FOUND, or FORBIDDEN for the members of a
+		// suspended account, as Authorize decides.
+		if err := a.Authorize(ctx, InAccount(accountID), perm); err != nil {
+			return Reach{}, err
+		}
 		return Reach{}, apperr.NotFoundf("not found")
 	}
 	r := m.reach(perm).In(accountID)
@@ -460,6 +485,9 @@ func (a *Authorizer) See(ctx context.Context, accountID uuid.UUID) error {
 	s, ok, err := a.standingIn(ctx, InAccount(accountID))
 	if err != nil {
 		return err
+	}
+	if ok && s.suspended && !s.known() {
+		return errSuspended
 	}
 	if !ok || !s.known() {
 		return apperr.NotFoundf("account not found")

@@ -28,6 +28,8 @@ type Account struct {
 	Name      string
 	ParentID  *uuid.UUID
 	CreatedAt time.Time
+	// SuspendedAt is when the account above suspended it; nil: active.
+	SuspendedAt *time.Time
 }
 
 // User is a person who signs in.
@@ -59,7 +61,7 @@ func NewService(pool *pgxpool.Pool) *Service {
 }
 
 func fromRow(r accountdb.Account) Account {
-	return Account{ID: r.ID, Name: r.Name, ParentID: r.ParentID, CreatedAt: r.CreatedAt}
+	return Account{ID: r.ID, Name: r.Name, ParentID: r.ParentID, CreatedAt: r.CreatedAt, SuspendedAt: r.SuspendedAt}
 }
 
 // Get returns an account the principal may see.

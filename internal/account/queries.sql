@@ -95,3 +95,89 @@ UPDATE invitations SET accepted_at = @now, accepted_by = @user_id WHERE id = @id
 
 -- name: UserNameEmail :one
 SELECT name, email FROM users WHERE id = @id;
+
+-- name: Customers :many
+-- A page of the accounts below parent that the caller may see (visible):
+-- its direct customers, or with all every account below it, at most
+-- max_depth levels down; by name, after the cursor (after_name, after_id).
+WITH RECURSIVE below (id, dist) AS (
+    SELECT c.id, 1 FROM accounts c WHERE c.parent_id = @parent_id::uuid
+    UNION ALL
+    SELECT c.id, b.dist + 1 FROM accounts c JOIN below b ON c.parent_id = b.id
+    WHERE @all_below::bool AND b.dist < @max_depth::int
+)
+SELECT a.* FROM accounts a JOIN below b ON b.id = a.id
+WHERE a.id = ANY(@visible::uuid[])
+  AND starts_with(lower(a.name), lower(@name_prefix::text))
+  AND (sqlc.narg(suspended)::bool IS NULL OR (a.suspended_at IS NOT NULL) = sqlc.narg(suspended)::bool)
+  AND (a.name, a.id) > (@after_name::text, @after_id::uuid)
+ORDER BY a.name, a.id
+LIMIT @lim;
+
+-- name: CountCustomers :one
+WITH RECURSIVE below (id, dist) AS (
+    SELECT c.id, 1 FROM accounts c WHERE c.parent_id = @parent_id::uuid
+    UNION ALL
+    SELECT c.id, b.dist + 1 FROM accounts c JOIN below b ON c.parent_id = b.id
+    WHERE @all_below::bool AND b.dist < @max_depth::int
+)
+SELECT count(*) FROM accounts a JOIN below b ON b.id = a.id
+WHERE a.id = ANY(@visible::uuid[])
+  AND starts_with(lower(a.name), lower(@name_prefix::text))
+  AND (sqlc.narg(suspended)::bool IS NULL OR (a.suspended_at IS NOT NULL) = sqlc.narg(suspended)::bool);
+
+-- name: SetSuspended :one
+UPDATE accounts SET suspended_at = sqlc.narg(suspended_at) WHERE id = @id RETURNING *;
+
+-- name: AccountForUpdate :one
+SELECT * FROM accounts WHERE id = @id FOR UPDATE;
+
+-- name: AccountContents :one
+-- What stops an account's removal: its domains (every claim) and customers.
+SELECT (SELECT count(*) FROM domains d WHERE d.account_id = @id)::bigint AS domains,
+       (SELECT count(*) FROM accounts c WHERE c.parent_id = @id)::bigint AS customers;
+
+-- name: DeleteAccount :execrows
+-- Memberships, teams, grants, tokens, invitations and account services go
+-- with the account (ON DELETE CASCADE).
+DELETE FROM accounts WHERE id = @id;
+
+-- name: CustomerOverview :many
+-- The dashboard figures of each account given: its domains by state, its
+-- last report, and its problems, counting only the domains in the caller's
+-- reach (reach_accounts, reach_domains; account-wide figures, the uploads
+-- and the account's own services, only for reach_accounts). Ingest
+-- problems: uploads and mail to its domains' report addresses not stored
+-- (refused, failed, cancelled, discarded) since problems_since. One row per
+-- account.
+SELECT a.id,
+    count(d.id)::bigint AS domains,
+    count(d.id) FILTER (WHERE d.mode = 'blocked')::bigint AS blocked,
+    count(d.id) FILTER (WHERE d.mode <> 'blocked' AND d.dmarc_p = 'none')::bigint AS policy_none,
+    count(d.id) FILTER (WHERE d.mode <> 'blocked' AND d.dmarc_p = 'quarantine')::bigint AS policy_quarantine,
+    count(d.id) FILTER (WHERE d.mode <> 'blocked' AND d.dmarc_p = 'reject')::bigint AS policy_reject,
+    count(d.id) FILTER (WHERE d.verified_at IS NOT NULL)::bigint AS verified,
+    count(d.id) FILTER (WHERE d.verified_at IS NULL)::bigint AS unverified,
+    lr.last_report_at,
+    ((SELECT count(*) FROM report_blobs rb
+      WHERE rb.account_id = a.id AND a.id = ANY(@reach_accounts::uuid[])
+        AND rb.status IN ('refused', 'failed', 'cancelled', 'discarded') AND rb.received_at > @problems_since::timestamptz)
+     + (SELECT count(*) FROM report_blob_recipients rr
+        JOIN report_blobs rb ON rb.id = rr.blob_id
+        JOIN domains x ON x.id = rr.domain_id
+        WHERE x.account_id = a.id AND (x.account_id = ANY(@reach_accounts::uuid[]) OR x.id = ANY(@reach_domains::uuid[]))
+          AND rb.status IN ('refused', 'failed', 'cancelled', 'discarded') AND rr.received_at > @problems_since::timestamptz))::bigint AS ingest_problems,
+    (SELECT count(*) FROM sender_services s
+     WHERE s.resolve_failed_at IS NOT NULL
+       AND ((s.account_id = a.id AND a.id = ANY(@reach_accounts::uuid[]))
+            OR s.slug IN (SELECT ds.service FROM domain_senders ds JOIN domains y ON y.id = ds.domain_id
+                          WHERE y.account_id = a.id
+                            AND (y.account_id = ANY(@reach_accounts::uuid[]) OR y.id = ANY(@reach_domains::uuid[])))))::bigint AS failing_services
+FROM accounts a
+LEFT JOIN domains d ON d.account_id = a.id
+    AND (d.account_id = ANY(@reach_accounts::uuid[]) OR d.id = ANY(@reach_domains::uuid[]))
+LEFT JOIN LATERAL (SELECT max(r.received_at) AS last_report_at FROM reports r
+                   JOIN domains rd ON rd.id = r.domain_id WHERE rd.account_id = a.id
+                     AND (rd.account_id = ANY(@reach_accounts::uuid[]) OR rd.id = ANY(@reach_domains::uuid[]))) lr ON true
+WHERE a.id = ANY(@ids::uuid[])
+GROUP BY a.id, lr.last_report_at;

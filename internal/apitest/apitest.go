@@ -213,6 +213,18 @@ func (e *Env) AddVerifiedDomain(t testing.TB, o Owner, name string) {
 	require.JSONEq(t, `{"addDomain": {"verified": true}}`, string(r.Data))
 }
 
+// AddVerifiedDomainIn adds a verified domain to an account, as the caller
+// of token (an owner of the account or of one above it), after publishing
+// the account's proof for it.
+func (e *Env) AddVerifiedDomainIn(t testing.TB, token, accountID, name string) {
+	t.Helper()
+	e.Prove(t, token, accountID, name)
+	r := e.Do(t, token, `mutation($a: ID, $n: String!) { addDomain(accountId: $a, name: $n) { verified } }`,
+		map[string]any{"a": accountID, "n": name})
+	r.NoErrors(t)
+	require.JSONEq(t, `{"addDomain": {"verified": true}}`, string(r.Data))
+}
+
 // Response is a GraphQL response.
 type Response struct {
 	Status int

@@ -142,6 +142,19 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	}
 	strangersDomain, err := svc.Domains.Add(asStranger, stranger.account, "stranger-own.com")
 	require.NoError(t, err)
+	// Customer accounts hang below an MSP of their own, so that the owner
+	// keeps one account (its default); the MSP's owner makes the owner's
+	// calls of the customer probes.
+	msp := newOwner(t, svc.Accounts, "msp")
+	asMSP := access.NewContext(ctx, access.Principal{UserID: msp.user})
+	mspOr := func(c context.Context) context.Context {
+		if c == asOwner {
+			return asMSP
+		}
+		return c
+	}
+	customer, _, err := svc.Accounts.CreateCustomer(asMSP, msp.account, "customer", "")
+	require.NoError(t, err)
 
 	week := authreport.LastDays(time.Now(), 7)
 	domainReport, err := authReports.Domain(asOwner, owner.account, d.ID, week)
@@ -253,6 +266,50 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			if errors.Is(err, auth.ErrWrongPassword) && c != asOwner {
 				return apperr.NotFoundf("the owner's password opens nothing of the stranger's")
 			}
+			return err
+		},
+		"account.Service.CreateCustomer": func(c context.Context) error {
+			c = mspOr(c)
+			_, _, err := svc.Accounts.CreateCustomer(c, msp.account, fresh("customer"), "")
+			return err
+		},
+		"account.Service.Customers": func(c context.Context) error {
+			c = mspOr(c)
+			return onlyOwn(c, customer.ID, func(c context.Context) ([]uuid.UUID, error) {
+				p, err := svc.Accounts.Customers(c, msp.account, account.CustomerFilter{}, 10, "")
+				ids := make([]uuid.UUID, len(p.Accounts))
+				for i, a := range p.Accounts {
+					ids[i] = a.ID
+				}
+				return ids, err
+			})
+		},
+		"account.Service.Overviews": func(c context.Context) error {
+			c = mspOr(c)
+			return onlyOwn(c, customer.ID, func(c context.Context) ([]uuid.UUID, error) {
+				m, err := svc.Accounts.Overviews(c, []uuid.UUID{customer.ID})
+				ids := []uuid.UUID{}
+				for id := range m {
+					ids = append(ids, id)
+				}
+				return ids, err
+			})
+		},
+		"account.Service.SuspendCustomer": func(c context.Context) error {
+			c = mspOr(c)
+			_, err := svc.Accounts.SuspendCustomer(c, customer.ID)
+			return err
+		},
+		"account.Service.ResumeCustomer": func(c context.Context) error {
+			c = mspOr(c)
+			_, err := svc.Accounts.ResumeCustomer(c, customer.ID)
+			return err
+		},
+		"account.Service.RemoveCustomer": func(c context.Context) error {
+			c = mspOr(c)
+			empty, _, err := svc.Accounts.CreateCustomer(asMSP, msp.account, fresh("gone"), "")
+			require.NoError(t, err)
+			_, err = svc.Accounts.RemoveCustomer(c, empty.ID)
 			return err
 		},
 		"account.Service.Get":     func(c context.Context) error { _, err := svc.Accounts.Get(c, owner.account); return err },

@@ -289,7 +289,9 @@ func (s *Service) authorize(ctx context.Context, d Domain, perm access.Permissio
 // subdomains inherit, pct 100, relaxed alignment). The claim is unverified
 // unless the account's proof is already published (it is checked at once
 // when DNS checks are on): the edge serves nothing for it until then.
-// Another account's claim on the name does not stop it.
+// Another account's claim on the name does not stop it. Adding a name the
+// account claims already returns that claim unchanged (automation re-runs
+// its calls), not a CONFLICT.
 func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Domain, error) {
 	if err := s.authz.Authorize(ctx, access.InAccount(accountID), access.ManageDomains); err != nil {
 		if errors.Is(err, apperr.ErrNotFound) {
@@ -313,10 +315,24 @@ func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Do
 	}
 	check := s.checkProof(ctx, n, token)
 	var d Domain
+	existing := false
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		q := domaindb.New(tx)
 		row, err := q.InsertDomain(ctx, domaindb.InsertDomainParams{AccountID: accountID, Name: n})
 		if errors.Is(err, pgx.ErrNoRows) {
+			// The account claims the name already: adding it again is
+			// not an error (automation re-runs), it returns the claim.
+			claims, err := q.ClaimsByName(ctx, n)
+			if err != nil {
+				return fmt.Errorf("load domain: %w", err)
+			}
+			for _, c := range claims {
+				if c.AccountID == accountID {
+					d = fromRow(c)
+					existing = true
+					return nil
+				}
+			}
 			return apperr.Conflictf("domain %q is already in this account", n)
 		}
 		if err != nil {
@@ -328,6 +344,9 @@ func (s *Service) Add(ctx context.Context, accountID uuid.UUID, name string) (Do
 	})
 	if err != nil {
 		return Domain{}, err
+	}
+	if existing {
+		return d, nil
 	}
 	s.log.InfoContext(ctx, "domain added", "domain", d.Name, "account", accountID, "verified", d.Verified())
 	return d, nil

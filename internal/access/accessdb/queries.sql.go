@@ -282,28 +282,39 @@ func (q *Queries) OwnedAccounts(ctx context.Context, userID uuid.UUID) ([]uuid.U
 }
 
 const reach = `-- name: Reach :many
-WITH RECURSIVE owned (id, dist) AS (
+WITH RECURSIVE blocked (id, dist) AS (
+    SELECT s.id, 0 FROM accounts s WHERE s.suspended_at IS NOT NULL
+    UNION ALL
+    SELECT c.id, b.dist + 1 FROM accounts c JOIN blocked b ON c.parent_id = b.id
+    WHERE b.dist < $1::int
+),
+owned (id, dist) AS (
     SELECT s.id, 0 FROM (
         SELECT m.account_id AS id FROM account_members m
-        WHERE m.user_id = $1::uuid AND m.role = 'owner'
+        WHERE m.user_id = $2::uuid AND m.role = 'owner'
         UNION
-        SELECT t.account_id FROM api_tokens t WHERE t.id = $2::uuid AND t.level = 5
+        SELECT t.account_id FROM api_tokens t WHERE t.id = $3::uuid AND t.level = 5
     ) s
+    WHERE NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = s.id)
     UNION ALL
     SELECT c.id, o.dist + 1 FROM accounts c JOIN owned o ON c.parent_id = o.id
-    WHERE o.dist < $3::int
+    WHERE o.dist < $1::int
 ),
 grants AS (
     SELECT g.account_id, g.level, g.domain_set, g.domain_ids, g.label FROM team_grants g
     JOIN team_members tm ON tm.team_id = g.team_id
-    WHERE tm.user_id = $1::uuid
+    JOIN teams tt ON tt.id = g.team_id
+    WHERE tm.user_id = $2::uuid
+      AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = tt.account_id)
     UNION ALL
     SELECT t.account_id, t.level, t.domain_set, t.domain_ids, t.label FROM api_tokens t
-    WHERE t.id = $2::uuid AND t.level < 5
+    WHERE t.id = $3::uuid AND t.level < 5
+      AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = t.account_id)
 )
 SELECT o.id AS account_id, NULL::uuid AS domain_id, 5::int AS level FROM owned o
 UNION ALL
-SELECT m.account_id, NULL::uuid, 0::int FROM account_members m WHERE m.user_id = $1::uuid
+SELECT m.account_id, NULL::uuid, 0::int FROM account_members m WHERE m.user_id = $2::uuid
+    AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = m.account_id)
 UNION ALL
 SELECT g.account_id, NULL::uuid, CASE WHEN g.domain_set = 'all' THEN g.level ELSE 0 END::int FROM grants g
 UNION ALL
@@ -314,9 +325,9 @@ WHERE (g.domain_set = 'named' AND d.id = ANY(g.domain_ids))
 `
 
 type ReachParams struct {
+	MaxDepth int32
 	UserID   uuid.UUID
 	TokenID  uuid.UUID
-	MaxDepth int32
 }
 
 type ReachRow struct {
@@ -330,9 +341,12 @@ type ReachRow struct {
 // an owner-level token), an account it is a member of (level 0), a grant on
 // every domain of an account (domain_id null), a grant expanded to each
 // domain it covers, and a row of level 0 for every grant (a grant covering no
-// domain yet still gives standing in its account).
+// domain yet still gives standing in its account). As in Standing, an
+// ownership, membership, team or token of a suspended account (or one below
+// a suspended account) counts for nothing; an owner above a suspended
+// account reaches it and below it as ever.
 func (q *Queries) Reach(ctx context.Context, arg ReachParams) ([]ReachRow, error) {
-	rows, err := q.db.Query(ctx, reach, arg.UserID, arg.TokenID, arg.MaxDepth)
+	rows, err := q.db.Query(ctx, reach, arg.MaxDepth, arg.UserID, arg.TokenID)
 	if err != nil {
 		return nil, err
 	}
@@ -408,13 +422,22 @@ WITH RECURSIVE up (id, parent_id, dist) AS (
     SELECT p.id, p.parent_id, up.dist + 1 FROM accounts p JOIN up ON p.id = up.parent_id
     WHERE up.dist < $5::int
 ),
+blocked (id, dist) AS (
+    SELECT s.id, 0 FROM accounts s WHERE s.suspended_at IS NOT NULL
+    UNION ALL
+    SELECT c.id, b.dist + 1 FROM accounts c JOIN blocked b ON c.parent_id = b.id
+    WHERE b.dist < $5::int
+),
 grants AS (
     SELECT g.level, g.domain_set, g.domain_ids, g.label FROM team_grants g
     JOIN team_members tm ON tm.team_id = g.team_id
+    JOIN teams tt ON tt.id = g.team_id
     WHERE g.account_id = $3::uuid AND tm.user_id = $1::uuid
+      AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = tt.account_id)
     UNION ALL
     SELECT t.level, t.domain_set, t.domain_ids, t.label FROM api_tokens t
     WHERE t.id = $2::uuid AND t.account_id = $3::uuid AND t.level < 5
+      AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = t.account_id)
 ),
 dom AS (
     SELECT d.id, d.labels FROM domains d
@@ -423,17 +446,24 @@ dom AS (
 SELECT
     a.id,
     (EXISTS (SELECT 1 FROM account_members m JOIN up ON m.account_id = up.id
-             WHERE m.user_id = $1::uuid AND m.role = 'owner')
+             WHERE m.user_id = $1::uuid AND m.role = 'owner'
+               AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = m.account_id))
      OR EXISTS (SELECT 1 FROM api_tokens t JOIN up ON t.account_id = up.id
-                WHERE t.id = $2::uuid AND t.level = 5))::bool AS owner,
+                WHERE t.id = $2::uuid AND t.level = 5
+                  AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = t.account_id)))::bool AS owner,
     EXISTS (SELECT 1 FROM account_members m
-            WHERE m.account_id = a.id AND m.user_id = $1::uuid)::bool AS member,
+            WHERE m.account_id = a.id AND m.user_id = $1::uuid
+              AND NOT EXISTS (SELECT 1 FROM blocked b WHERE b.id = a.id))::bool AS member,
     EXISTS (SELECT 1 FROM grants)::bool AS granted,
     coalesce((SELECT max(g.level) FROM grants g WHERE g.domain_set = 'all'), 0)::int AS account_level,
     coalesce((SELECT max(g.level) FROM grants g, dom
               WHERE g.domain_set = 'all'
                  OR (g.domain_set = 'named' AND dom.id = ANY(g.domain_ids))
-                 OR (g.domain_set = 'label' AND g.label = ANY(dom.labels))), 0)::int AS domain_level
+                 OR (g.domain_set = 'label' AND g.label = ANY(dom.labels))), 0)::int AS domain_level,
+    (EXISTS (SELECT 1 FROM account_members m JOIN up ON m.account_id = up.id JOIN blocked b ON b.id = up.id
+             WHERE m.user_id = $1::uuid)
+     OR EXISTS (SELECT 1 FROM api_tokens t JOIN up ON t.account_id = up.id JOIN blocked b ON b.id = up.id
+                WHERE t.id = $2::uuid))::bool AS suspended
 FROM accounts a
 WHERE a.id = $3::uuid
   AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM dom))
@@ -454,6 +484,7 @@ type StandingRow struct {
 	Granted      bool
 	AccountLevel int32
 	DomainLevel  int32
+	Suspended    bool
 }
 
 // The principal's standing in one account (a user: user_id, token_id nil; a
@@ -463,6 +494,12 @@ type StandingRow struct {
 // names the account. account_level: the highest level granted on every
 // domain of the account; domain_level: the highest granted on the named
 // domain. No row when the account does not exist or the domain is not its.
+// Suspension: an account that is suspended, or below a suspended one
+// (blocked), gives nothing to a principal standing there through it: an
+// ownership, membership, team or token of a blocked account counts for
+// nothing; those of the accounts above the suspended one count as ever.
+// suspended: the account is blocked and the principal stood in it through
+// a blocked account (so it is refused as suspended, not as a stranger).
 func (q *Queries) Standing(ctx context.Context, arg StandingParams) (StandingRow, error) {
 	row := q.db.QueryRow(ctx, standing,
 		arg.UserID,
@@ -479,6 +516,7 @@ func (q *Queries) Standing(ctx context.Context, arg StandingParams) (StandingRow
 		&i.Granted,
 		&i.AccountLevel,
 		&i.DomainLevel,
+		&i.Suspended,
 	)
 	return i, err
 }

@@ -11,8 +11,9 @@ import (
 )
 
 type Account struct {
-	ID        uuid.UUID
-	Name      string
-	ParentID  *uuid.UUID
-	CreatedAt time.Time
+	ID          uuid.UUID
+	Name        string
+	ParentID    *uuid.UUID
+	CreatedAt   time.Time
+	SuspendedAt *time.Time
 }

@@ -13,7 +13,7 @@ import (
 )
 
 const accountByID = `-- name: AccountByID :one
-SELECT id, name, parent_id, created_at FROM accounts WHERE id = $1
+SELECT id, name, parent_id, created_at, suspended_at FROM accounts WHERE id = $1
 `
 
 func (q *Queries) AccountByID(ctx context.Context, id uuid.UUID) (Account, error) {
@@ -24,12 +24,48 @@ func (q *Queries) AccountByID(ctx context.Context, id uuid.UUID) (Account, error
 		&i.Name,
 		&i.ParentID,
 		&i.CreatedAt,
+		&i.SuspendedAt,
+	)
+	return i, err
+}
+
+const accountContents = `-- name: AccountContents :one
+SELECT (SELECT count(*) FROM domains d WHERE d.account_id = $1)::bigint AS domains,
+       (SELECT count(*) FROM accounts c WHERE c.parent_id = $1)::bigint AS customers
+`
+
+type AccountContentsRow struct {
+	Domains   int64
+	Customers int64
+}
+
+// What stops an account's removal: its domains (every claim) and customers.
+func (q *Queries) AccountContents(ctx context.Context, id uuid.UUID) (AccountContentsRow, error) {
+	row := q.db.QueryRow(ctx, accountContents, id)
+	var i AccountContentsRow
+	err := row.Scan(&i.Domains, &i.Customers)
+	return i, err
+}
+
+const accountForUpdate = `-- name: AccountForUpdate :one
+SELECT id, name, parent_id, created_at, suspended_at FROM accounts WHERE id = $1 FOR UPDATE
+`
+
+func (q *Queries) AccountForUpdate(ctx context.Context, id uuid.UUID) (Account, error) {
+	row := q.db.QueryRow(ctx, accountForUpdate, id)
+	var i Account
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.ParentID,
+		&i.CreatedAt,
+		&i.SuspendedAt,
 	)
 	return i, err
 }
 
 const accountsByIDs = `-- name: AccountsByIDs :many
-SELECT id, name, parent_id, created_at FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY name, id
+SELECT id, name, parent_id, created_at, suspended_at FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY name, id
 `
 
 func (q *Queries) AccountsByIDs(ctx context.Context, ids []uuid.UUID) ([]Account, error) {
@@ -46,6 +82,7 @@ func (q *Queries) AccountsByIDs(ctx context.Context, ids []uuid.UUID) ([]Account
 			&i.Name,
 			&i.ParentID,
 			&i.CreatedAt,
+			&i.SuspendedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -73,8 +110,44 @@ func (q *Queries) AddMember(ctx context.Context, arg AddMemberParams) error {
 	return err
 }
 
+const countCustomers = `-- name: CountCustomers :one
+WITH RECURSIVE below (id, dist) AS (
+    SELECT c.id, 1 FROM accounts c WHERE c.parent_id = $4::uuid
+    UNION ALL
+    SELECT c.id, b.dist + 1 FROM accounts c JOIN below b ON c.parent_id = b.id
+    WHERE $5::bool AND b.dist < $6::int
+)
+SELECT count(*) FROM accounts a JOIN below b ON b.id = a.id
+WHERE a.id = ANY($1::uuid[])
+  AND starts_with(lower(a.name), lower($2::text))
+  AND ($3::bool IS NULL OR (a.suspended_at IS NOT NULL) = $3::bool)
+`
+
+type CountCustomersParams struct {
+	Visible    []uuid.UUID
+	NamePrefix string
+	Suspended  *bool
+	ParentID   uuid.UUID
+	AllBelow   bool
+	MaxDepth   int32
+}
+
+func (q *Queries) CountCustomers(ctx context.Context, arg CountCustomersParams) (int64, error) {
+	row := q.db.QueryRow(ctx, countCustomers,
+		arg.Visible,
+		arg.NamePrefix,
+		arg.Suspended,
+		arg.ParentID,
+		arg.AllBelow,
+		arg.MaxDepth,
+	)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const createAccount = `-- name: CreateAccount :one
-INSERT INTO accounts (name, parent_id) VALUES ($1, $2) RETURNING id, name, parent_id, created_at
+INSERT INTO accounts (name, parent_id) VALUES ($1, $2) RETURNING id, name, parent_id, created_at, suspended_at
 `
 
 type CreateAccountParams struct {
@@ -90,6 +163,7 @@ func (q *Queries) CreateAccount(ctx context.Context, arg CreateAccountParams) (A
 		&i.Name,
 		&i.ParentID,
 		&i.CreatedAt,
+		&i.SuspendedAt,
 	)
 	return i, err
 }
@@ -178,6 +252,186 @@ func (q *Queries) CreateUser(ctx context.Context, arg CreateUserParams) (CreateU
 		&i.CreatedAt,
 	)
 	return i, err
+}
+
+const customerOverview = `-- name: CustomerOverview :many
+SELECT a.id,
+    count(d.id)::bigint AS domains,
+    count(d.id) FILTER (WHERE d.mode = 'blocked')::bigint AS blocked,
+    count(d.id) FILTER (WHERE d.mode <> 'blocked' AND d.dmarc_p = 'none')::bigint AS policy_none,
+    count(d.id) FILTER (WHERE d.mode <> 'blocked' AND d.dmarc_p = 'quarantine')::bigint AS policy_quarantine,
+    count(d.id) FILTER (WHERE d.mode <> 'blocked' AND d.dmarc_p = 'reject')::bigint AS policy_reject,
+    count(d.id) FILTER (WHERE d.verified_at IS NOT NULL)::bigint AS verified,
+    count(d.id) FILTER (WHERE d.verified_at IS NULL)::bigint AS unverified,
+    lr.last_report_at,
+    ((SELECT count(*) FROM report_blobs rb
+      WHERE rb.account_id = a.id AND a.id = ANY($1::uuid[])
+        AND rb.status IN ('refused', 'failed', 'cancelled', 'discarded') AND rb.received_at > $2::timestamptz)
+     + (SELECT count(*) FROM report_blob_recipients rr
+        JOIN report_blobs rb ON rb.id = rr.blob_id
+        JOIN domains x ON x.id = rr.domain_id
+        WHERE x.account_id = a.id AND (x.account_id = ANY($1::uuid[]) OR x.id = ANY($3::uuid[]))
+          AND rb.status IN ('refused', 'failed', 'cancelled', 'discarded') AND rr.received_at > $2::timestamptz))::bigint AS ingest_problems,
+    (SELECT count(*) FROM sender_services s
+     WHERE s.resolve_failed_at IS NOT NULL
+       AND ((s.account_id = a.id AND a.id = ANY($1::uuid[]))
+            OR s.slug IN (SELECT ds.service FROM domain_senders ds JOIN domains y ON y.id = ds.domain_id
+                          WHERE y.account_id = a.id
+                            AND (y.account_id = ANY($1::uuid[]) OR y.id = ANY($3::uuid[])))))::bigint AS failing_services
+FROM accounts a
+LEFT JOIN domains d ON d.account_id = a.id
+    AND (d.account_id = ANY($1::uuid[]) OR d.id = ANY($3::uuid[]))
+LEFT JOIN LATERAL (SELECT max(r.received_at) AS last_report_at FROM reports r
+                   JOIN domains rd ON rd.id = r.domain_id WHERE rd.account_id = a.id
+                     AND (rd.account_id = ANY($1::uuid[]) OR rd.id = ANY($3::uuid[]))) lr ON true
+WHERE a.id = ANY($4::uuid[])
+GROUP BY a.id, lr.last_report_at
+`
+
+type CustomerOverviewParams struct {
+	ReachAccounts []uuid.UUID
+	ProblemsSince time.Time
+	ReachDomains  []uuid.UUID
+	Ids           []uuid.UUID
+}
+
+type CustomerOverviewRow struct {
+	ID               uuid.UUID
+	Domains          int64
+	Blocked          int64
+	PolicyNone       int64
+	PolicyQuarantine int64
+	PolicyReject     int64
+	Verified         int64
+	Unverified       int64
+	LastReportAt     interface{}
+	IngestProblems   int64
+	FailingServices  int64
+}
+
+// The dashboard figures of each account given: its domains by state, its
+// last report, and its problems, counting only the domains in the caller's
+// reach (reach_accounts, reach_domains; account-wide figures, the uploads
+// and the account's own services, only for reach_accounts). Ingest
+// problems: uploads and mail to its domains' report addresses not stored
+// (refused, failed, cancelled, discarded) since problems_since. One row per
+// account.
+func (q *Queries) CustomerOverview(ctx context.Context, arg CustomerOverviewParams) ([]CustomerOverviewRow, error) {
+	rows, err := q.db.Query(ctx, customerOverview,
+		arg.ReachAccounts,
+		arg.ProblemsSince,
+		arg.ReachDomains,
+		arg.Ids,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []CustomerOverviewRow
+	for rows.Next() {
+		var i CustomerOverviewRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Domains,
+			&i.Blocked,
+			&i.PolicyNone,
+			&i.PolicyQuarantine,
+			&i.PolicyReject,
+			&i.Verified,
+			&i.Unverified,
+			&i.LastReportAt,
+			&i.IngestProblems,
+			&i.FailingServices,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const customers = `-- name: Customers :many
+WITH RECURSIVE below (id, dist) AS (
+    SELECT c.id, 1 FROM accounts c WHERE c.parent_id = $7::uuid
+    UNION ALL
+    SELECT c.id, b.dist + 1 FROM accounts c JOIN below b ON c.parent_id = b.id
+    WHERE $8::bool AND b.dist < $9::int
+)
+SELECT a.id, a.name, a.parent_id, a.created_at, a.suspended_at FROM accounts a JOIN below b ON b.id = a.id
+WHERE a.id = ANY($1::uuid[])
+  AND starts_with(lower(a.name), lower($2::text))
+  AND ($3::bool IS NULL OR (a.suspended_at IS NOT NULL) = $3::bool)
+  AND (a.name, a.id) > ($4::text, $5::uuid)
+ORDER BY a.name, a.id
+LIMIT $6
+`
+
+type CustomersParams struct {
+	Visible    []uuid.UUID
+	NamePrefix string
+	Suspended  *bool
+	AfterName  string
+	AfterID    uuid.UUID
+	Lim        int32
+	ParentID   uuid.UUID
+	AllBelow   bool
+	MaxDepth   int32
+}
+
+// A page of the accounts below parent that the caller may see (visible):
+// its direct customers, or with all every account below it, at most
+// max_depth levels down; by name, after the cursor (after_name, after_id).
+func (q *Queries) Customers(ctx context.Context, arg CustomersParams) ([]Account, error) {
+	rows, err := q.db.Query(ctx, customers,
+		arg.Visible,
+		arg.NamePrefix,
+		arg.Suspended,
+		arg.AfterName,
+		arg.AfterID,
+		arg.Lim,
+		arg.ParentID,
+		arg.AllBelow,
+		arg.MaxDepth,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Account
+	for rows.Next() {
+		var i Account
+		if err := rows.Scan(
+			&i.ID,
+			&i.Name,
+			&i.ParentID,
+			&i.CreatedAt,
+			&i.SuspendedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const deleteAccount = `-- name: DeleteAccount :execrows
+DELETE FROM accounts WHERE id = $1
+`
+
+// Memberships, teams, grants, tokens, invitations and account services go
+// with the account (ON DELETE CASCADE).
+func (q *Queries) DeleteAccount(ctx context.Context, id uuid.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteAccount, id)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const invitationByHashForUpdate = `-- name: InvitationByHashForUpdate :one
@@ -545,6 +799,28 @@ func (q *Queries) SetMemberRole(ctx context.Context, arg SetMemberRoleParams) (i
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const setSuspended = `-- name: SetSuspended :one
+UPDATE accounts SET suspended_at = $1 WHERE id = $2 RETURNING id, name, parent_id, created_at, suspended_at
+`
+
+type SetSuspendedParams struct {
+	SuspendedAt *time.Time
+	ID          uuid.UUID
+}
+
+func (q *Queries) SetSuspended(ctx context.Context, arg SetSuspendedParams) (Account, error) {
+	row := q.db.QueryRow(ctx, setSuspended, arg.SuspendedAt, arg.ID)
+	var i Account
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.ParentID,
+		&i.CreatedAt,
+		&i.SuspendedAt,
+	)
+	return i, err
 }
 
 const userByEmail = `-- name: UserByEmail :one
