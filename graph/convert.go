@@ -201,3 +201,11 @@ func deref0(n *int) int {
 	}
 	return *n
 }
+
+// nonEmpty is s, or nil for "".
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

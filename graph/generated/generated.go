@@ -21,6 +21,7 @@ import (
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainconfig"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
 	"github.com/rampartmail/rampart/internal/reporting"
@@ -48,6 +49,7 @@ type ResolverRoot interface {
 	AuthReport() AuthReportResolver
 	AuthStats() AuthStatsResolver
 	CategoryStats() CategoryStatsResolver
+	ConfigChange() ConfigChangeResolver
 	DiscoveredSelector() DiscoveredSelectorResolver
 	DkimKey() DkimKeyResolver
 	Domain() DomainResolver
@@ -205,6 +207,13 @@ type ComplexityRoot struct {
 		Stats    func(childComplexity int) int
 	}
 
+	ConfigChange struct {
+		Action func(childComplexity int) int
+		After  func(childComplexity int) int
+		Before func(childComplexity int) int
+		Path   func(childComplexity int) int
+	}
+
 	CreateApiTokenPayload struct {
 		Secret func(childComplexity int) int
 		Token  func(childComplexity int) int
@@ -319,6 +328,13 @@ type ComplexityRoot struct {
 		Verified            func(childComplexity int) int
 	}
 
+	DomainConfigResult struct {
+		Applied  func(childComplexity int) int
+		Changes  func(childComplexity int) int
+		Domain   func(childComplexity int) int
+		Warnings func(childComplexity int) int
+	}
+
 	DomainConnection struct {
 		Edges      func(childComplexity int) int
 		Nodes      func(childComplexity int) int
@@ -413,6 +429,7 @@ type ComplexityRoot struct {
 		AddDomain             func(childComplexity int, accountID *string, name string) int
 		AddNetblock           func(childComplexity int, domain string, cidr string, label *string) int
 		AddTeamMember         func(childComplexity int, teamID string, userID string) int
+		ApplyDomainConfig     func(childComplexity int, accountID *string, config model.DomainConfigInput, dryRun *bool, force *bool) int
 		ChangeMemberRole      func(childComplexity int, accountID *string, userID string, role model.Role) int
 		ChangePassword        func(childComplexity int, currentPassword string, newPassword string) int
 		CheckDNSSetup         func(childComplexity int, domain string) int
@@ -763,6 +780,12 @@ type AuthStatsResolver interface {
 type CategoryStatsResolver interface {
 	Category(ctx context.Context, obj *authreport.CategoryStats) (model.SourceCategory, error)
 }
+type ConfigChangeResolver interface {
+	Action(ctx context.Context, obj *domainconfig.Change) (model.ConfigAction, error)
+
+	Before(ctx context.Context, obj *domainconfig.Change) (*string, error)
+	After(ctx context.Context, obj *domainconfig.Change) (*string, error)
+}
 type DiscoveredSelectorResolver interface {
 	PassingMessages(ctx context.Context, obj *domainkey.Discovered) (int64, error)
 	FirstSeen(ctx context.Context, obj *domainkey.Discovered) (string, error)
@@ -865,6 +888,7 @@ type MutationResolver interface {
 	RemoveDkimKey(ctx context.Context, domain string, selector string) (*domain.Domain, error)
 	SetBimi(ctx context.Context, domain string, logoURL string, evidenceURL *string) (*domain.Domain, error)
 	ImportDkimKey(ctx context.Context, domain string, selector string) (*model.AddDkimKeyPayload, error)
+	ApplyDomainConfig(ctx context.Context, accountID *string, config model.DomainConfigInput, dryRun *bool, force *bool) (*domainconfig.Result, error)
 	SetReadinessThreshold(ctx context.Context, domain string, threshold float64) (*domain.Domain, error)
 	SetSenderThreshold(ctx context.Context, domain string, service string, threshold *float64) (*domain.Domain, error)
 	UploadReports(ctx context.Context, accountID *string, files []*graphql.Upload) ([]*model.UploadResult, error)
@@ -1549,6 +1573,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CategoryStats.Stats(childComplexity), true
 
+	case "ConfigChange.action":
+		if e.ComplexityRoot.ConfigChange.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Action(childComplexity), true
+	case "ConfigChange.after":
+		if e.ComplexityRoot.ConfigChange.After == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.After(childComplexity), true
+	case "ConfigChange.before":
+		if e.ComplexityRoot.ConfigChange.Before == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Before(childComplexity), true
+	case "ConfigChange.path":
+		if e.ComplexityRoot.ConfigChange.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Path(childComplexity), true
+
 	case "CreateApiTokenPayload.secret":
 		if e.ComplexityRoot.CreateApiTokenPayload.Secret == nil {
 			break
@@ -2071,6 +2120,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Domain.Verified(childComplexity), true
 
+	case "DomainConfigResult.applied":
+		if e.ComplexityRoot.DomainConfigResult.Applied == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainConfigResult.Applied(childComplexity), true
+	case "DomainConfigResult.changes":
+		if e.ComplexityRoot.DomainConfigResult.Changes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainConfigResult.Changes(childComplexity), true
+	case "DomainConfigResult.domain":
+		if e.ComplexityRoot.DomainConfigResult.Domain == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainConfigResult.Domain(childComplexity), true
+	case "DomainConfigResult.warnings":
+		if e.ComplexityRoot.DomainConfigResult.Warnings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainConfigResult.Warnings(childComplexity), true
+
 	case "DomainConnection.edges":
 		if e.ComplexityRoot.DomainConnection.Edges == nil {
 			break
@@ -2467,6 +2541,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddTeamMember(childComplexity, args["teamId"].(string), args["userId"].(string)), true
+	case "Mutation.applyDomainConfig":
+		if e.ComplexityRoot.Mutation.ApplyDomainConfig == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_applyDomainConfig_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApplyDomainConfig(childComplexity, args["accountId"].(*string), args["config"].(model.DomainConfigInput), args["dryRun"].(*bool), args["force"].(*bool)), true
 	case "Mutation.changeMemberRole":
 		if e.ComplexityRoot.Mutation.ChangeMemberRole == nil {
 			break
@@ -4008,11 +4093,15 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("ApiTokenScopeInput", ec.unmarshalInputApiTokenScopeInput),
+			graphql.NewInputUnmarshaler("DkimKeyInput", ec.unmarshalInputDkimKeyInput),
 			graphql.NewInputUnmarshaler("DmarcPolicyInput", ec.unmarshalInputDmarcPolicyInput),
+			graphql.NewInputUnmarshaler("DomainConfigInput", ec.unmarshalInputDomainConfigInput),
 			graphql.NewInputUnmarshaler("DomainFilter", ec.unmarshalInputDomainFilter),
 			graphql.NewInputUnmarshaler("DomainSetInput", ec.unmarshalInputDomainSetInput),
+			graphql.NewInputUnmarshaler("NetblockInput", ec.unmarshalInputNetblockInput),
 			graphql.NewInputUnmarshaler("SenderServiceInput", ec.unmarshalInputSenderServiceInput),
 			graphql.NewInputUnmarshaler("SenderServicePatch", ec.unmarshalInputSenderServicePatch),
+			graphql.NewInputUnmarshaler("SpfPinInput", ec.unmarshalInputSpfPinInput),
 		)
 	}
 	first := true
@@ -4947,6 +5036,84 @@ type RemovedDomain {
   warnings: [String!]!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/domainconfig.graphqls", Input: `extend type Mutation {
+  """
+  Declare a domain's desired state in one idempotent call, for Terraform-style automation. A field left
+  out is left alone; a list given is the exact desired set (missing items are added, extra ones removed,
+  changed ones updated). The domain is claimed (as ` + "`" + `addDomain` + "`" + `) when the account does not hold it. The
+  answer lists the changes; with ` + "`" + `dryRun` + "`" + ` they are computed and nothing is written, and a configuration
+  already in place writes nothing (the edge's serial does not move). All changes are made in one
+  transaction: any error leaves the domain as it was. Each part that changes needs its permission:
+  ` + "`" + `mode` + "`" + ` and a new domain manage domains, ` + "`" + `policy` + "`" + ` manage policy, ` + "`" + `netblocks` + "`" + `, ` + "`" + `senders` + "`" + ` and ` + "`" + `spfPins` + "`" + `
+  manage senders, ` + "`" + `dkimKeys` + "`" + ` manage DKIM. A policy tightening meets the readiness gate as in
+  ` + "`" + `updateDmarcPolicy` + "`" + ` (a READINESS error unless ` + "`" + `force` + "`" + `). Validation errors name the path at fault in
+  ` + "`" + `extensions.field` + "`" + `, e.g. ` + "`" + `netblocks[1].cidr` + "`" + `. ` + "`" + `accountId` + "`" + ` defaults to the caller's account.
+  """
+  applyDomainConfig(accountId: ID, config: DomainConfigInput!, dryRun: Boolean = false, force: Boolean = false): DomainConfigResult
+}
+
+"A domain's declared configuration; a field left out (or null) is left alone."
+input DomainConfigInput {
+  name: String!
+  mode: DomainMode
+  "Edits the stored policy as ` + "`" + `updateDmarcPolicy` + "`" + ` does: omitted tags keep their value."
+  policy: DmarcPolicyInput
+  netblocks: [NetblockInput!]
+  "Slugs of catalog services, or of the account's own services."
+  senders: [String!]
+  spfPins: [SpfPinInput!]
+  dkimKeys: [DkimKeyInput!]
+}
+
+input NetblockInput {
+  cidr: String!
+  label: String
+}
+
+input SpfPinInput {
+  include: String!
+  expiresAt: Time!
+}
+
+"A DKIM key: a public key or a vendor's CNAME target."
+input DkimKeyInput {
+  selector: String!
+  publicKey: String
+  cnameTarget: String
+  "The slug of the service signing with the key."
+  service: String
+  "Publish the selector as revoked."
+  revoked: Boolean = false
+}
+
+enum ConfigAction {
+  ADD
+  REMOVE
+  UPDATE
+}
+
+"One difference between a domain and its declared configuration."
+type ConfigChange {
+  action: ConfigAction!
+  "The item: ` + "`" + `domain` + "`" + `, ` + "`" + `mode` + "`" + `, ` + "`" + `policy.<tag>` + "`" + `, ` + "`" + `netblocks[<cidr>]` + "`" + `, ` + "`" + `senders[<slug>]` + "`" + `, ` + "`" + `spfPins[<include>]` + "`" + ` or ` + "`" + `dkimKeys[<selector>]` + "`" + `."
+  path: String!
+  "The item before, as text; null when it was not there."
+  before: String
+  "The item after, as text; null when it is removed."
+  after: String
+}
+
+type DomainConfigResult {
+  "The domain after the call; null on a dry run for a domain the account does not hold yet."
+  domain: Domain
+  "The changes; empty when the configuration is in place."
+  changes: [ConfigChange!]!
+  "Whether the changes were made: false on a dry run and when there were none."
+  applied: Boolean!
+  "Warnings about the declared DKIM keys (a short RSA key)."
+  warnings: [String!]!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/readiness.graphqls", Input: `extend type Domain {
   """
   Whether the domain is ready to enforce DMARC (quarantine, then reject), from its classified
@@ -5862,6 +6029,20 @@ func (ec *executionContext) childFields_CategoryStats(ctx context.Context, field
 	return nil, fmt.Errorf("no field named %q was found under type CategoryStats", field.Name)
 }
 
+func (ec *executionContext) childFields_ConfigChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "action":
+		return ec.fieldContext_ConfigChange_action(ctx, field)
+	case "path":
+		return ec.fieldContext_ConfigChange_path(ctx, field)
+	case "before":
+		return ec.fieldContext_ConfigChange_before(ctx, field)
+	case "after":
+		return ec.fieldContext_ConfigChange_after(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConfigChange", field.Name)
+}
+
 func (ec *executionContext) childFields_CreateApiTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "token":
@@ -6088,6 +6269,20 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_ingestProblems(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Domain", field.Name)
+}
+
+func (ec *executionContext) childFields_DomainConfigResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "domain":
+		return ec.fieldContext_DomainConfigResult_domain(ctx, field)
+	case "changes":
+		return ec.fieldContext_DomainConfigResult_changes(ctx, field)
+	case "applied":
+		return ec.fieldContext_DomainConfigResult_applied(ctx, field)
+	case "warnings":
+		return ec.fieldContext_DomainConfigResult_warnings(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DomainConfigResult", field.Name)
 }
 
 func (ec *executionContext) childFields_DomainConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -7269,6 +7464,44 @@ func (ec *executionContext) field_Mutation_addTeamMember_args(ctx context.Contex
 		return nil, err
 	}
 	args["userId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_applyDomainConfig_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "config",
+		func(ctx context.Context, v any) (model.DomainConfigInput, error) {
+			return ec.unmarshalNDomainConfigInput2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainConfigInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["config"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "dryRun",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["dryRun"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "force",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["force"] = arg3
 	return args, nil
 }
 
@@ -10898,6 +11131,98 @@ func (ec *executionContext) fieldContext_CategoryStats_stats(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _ConfigChange_action(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConfigChange().Action(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ConfigAction) graphql.Marshaler {
+			return ec.marshalNConfigAction2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐConfigAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, true, true, "ConfigAction")
+}
+
+func (ec *executionContext) _ConfigChange_path(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Path, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConfigChange_before(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_before(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConfigChange().Before(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_before(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, true, true, "String")
+}
+
+func (ec *executionContext) _ConfigChange_after(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_after(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConfigChange().After(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_after(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, true, true, "String")
+}
+
 func (ec *executionContext) _CreateApiTokenPayload_token(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPITokenPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13080,6 +13405,116 @@ func (ec *executionContext) fieldContext_Domain_ingestProblems(ctx context.Conte
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _DomainConfigResult_domain(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Result) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainConfigResult_domain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Domain, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainConfigResult_domain(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DomainConfigResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DomainConfigResult_changes(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Result) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainConfigResult_changes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Changes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []domainconfig.Change) graphql.Marshaler {
+			return ec.marshalNConfigChange2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐChangeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainConfigResult_changes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DomainConfigResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConfigChange(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DomainConfigResult_applied(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Result) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainConfigResult_applied(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Applied, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainConfigResult_applied(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainConfigResult", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _DomainConfigResult_warnings(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Result) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainConfigResult_warnings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Warnings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainConfigResult_warnings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainConfigResult", field, false, false, "String")
 }
 
 func (ec *executionContext) _DomainConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.DomainConnection) (ret graphql.Marshaler) {
@@ -15839,6 +16274,50 @@ func (ec *executionContext) fieldContext_Mutation_importDkimKey(ctx context.Cont
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_importDkimKey_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_applyDomainConfig(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_applyDomainConfig(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApplyDomainConfig(ctx, fc.Args["accountId"].(*string), fc.Args["config"].(model.DomainConfigInput), fc.Args["dryRun"].(*bool), fc.Args["force"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domainconfig.Result) graphql.Marshaler {
+			return ec.marshalODomainConfigResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐResult(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_applyDomainConfig(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainConfigResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_applyDomainConfig_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -21974,6 +22453,80 @@ func UnmarshalApiTokenScopeInput(ctx context.Context, raw any) (model.APITokenSc
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputDkimKeyInput(ctx context.Context, obj any) (model.DkimKeyInput, error) {
+	var it model.DkimKeyInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["revoked"]; !present {
+		asMap["revoked"] = false
+	}
+
+	fieldsInOrder := [...]string{"selector", "publicKey", "cnameTarget", "service", "revoked"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "selector":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("selector"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Selector = data
+		case "publicKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("publicKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PublicKey = data
+		case "cnameTarget":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cnameTarget"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CnameTarget = data
+		case "service":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("service"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Service = data
+		case "revoked":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("revoked"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Revoked = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDkimKeyInput unmarshals raw into the DkimKeyInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDkimKeyInput(ctx context.Context, raw any) (model.DkimKeyInput, error) {
+	var out model.DkimKeyInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DkimKeyInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputDmarcPolicyInput(ctx context.Context, obj any) (model.DmarcPolicyInput, error) {
 	var it model.DmarcPolicyInput
 	if obj == nil {
@@ -22079,6 +22632,90 @@ func UnmarshalDmarcPolicyInput(ctx context.Context, raw any) (model.DmarcPolicyI
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputDomainConfigInput(ctx context.Context, obj any) (model.DomainConfigInput, error) {
+	var it model.DomainConfigInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "mode", "policy", "netblocks", "senders", "spfPins", "dkimKeys"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "mode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("mode"))
+			data, err := ec.unmarshalODomainMode2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainMode(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Mode = data
+		case "policy":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("policy"))
+			data, err := ec.unmarshalODmarcPolicyInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcPolicyInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Policy = data
+		case "netblocks":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("netblocks"))
+			data, err := ec.unmarshalONetblockInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐNetblockInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Netblocks = data
+		case "senders":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("senders"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Senders = data
+		case "spfPins":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("spfPins"))
+			data, err := ec.unmarshalOSpfPinInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfPinInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SpfPins = data
+		case "dkimKeys":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dkimKeys"))
+			data, err := ec.unmarshalODkimKeyInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DkimKeys = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDomainConfigInput unmarshals raw into the DomainConfigInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDomainConfigInput(ctx context.Context, raw any) (model.DomainConfigInput, error) {
+	var out model.DomainConfigInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DomainConfigInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputDomainFilter(ctx context.Context, obj any) (model.DomainFilter, error) {
 	var it model.DomainFilter
 	if obj == nil {
@@ -22174,6 +22811,55 @@ func (ec *executionContext) unmarshalInputDomainSetInput(ctx context.Context, ob
 func UnmarshalDomainSetInput(ctx context.Context, raw any) (model.DomainSetInput, error) {
 	var out model.DomainSetInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "DomainSetInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputNetblockInput(ctx context.Context, obj any) (model.NetblockInput, error) {
+	var it model.NetblockInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"cidr", "label"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "cidr":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cidr"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cidr = data
+		case "label":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("label"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Label = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalNetblockInput unmarshals raw into the NetblockInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalNetblockInput(ctx context.Context, raw any) (model.NetblockInput, error) {
+	var out model.NetblockInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "NetblockInput", raw, &out)
 	return out, err
 }
 
@@ -22356,6 +23042,55 @@ func (ec *executionContext) unmarshalInputSenderServicePatch(ctx context.Context
 func UnmarshalSenderServicePatch(ctx context.Context, raw any) (model.SenderServicePatch, error) {
 	var out model.SenderServicePatch
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "SenderServicePatch", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputSpfPinInput(ctx context.Context, obj any) (model.SpfPinInput, error) {
+	var it model.SpfPinInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"include", "expiresAt"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "include":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("include"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Include = data
+		case "expiresAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpiresAt = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSpfPinInput unmarshals raw into the SpfPinInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSpfPinInput(ctx context.Context, raw any) (model.SpfPinInput, error) {
+	var out model.SpfPinInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SpfPinInput", raw, &out)
 	return out, err
 }
 
@@ -23237,6 +23972,57 @@ func (ec *executionContext) _CategoryStats(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var configChangeImplementors = []string{"ConfigChange"}
+
+func (ec *executionContext) _ConfigChange(ctx context.Context, sel ast.SelectionSet, obj *domainconfig.Change) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, configChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConfigChange")
+		case "action":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConfigChange_action(ctx, field, obj)
+				})
+		case "path":
+			out.Values[i] = ec._ConfigChange_path(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "before":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConfigChange_before(ctx, field, obj)
+				})
+		case "after":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConfigChange_after(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createApiTokenPayloadImplementors = []string{"CreateApiTokenPayload"}
 
 func (ec *executionContext) _CreateApiTokenPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateAPITokenPayload) graphql.Marshaler {
@@ -23962,6 +24748,54 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Domain_ingestProblems(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var domainConfigResultImplementors = []string{"DomainConfigResult"}
+
+func (ec *executionContext) _DomainConfigResult(ctx context.Context, sel ast.SelectionSet, obj *domainconfig.Result) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, domainConfigResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DomainConfigResult")
+		case "domain":
+			out.Values[i] = ec._DomainConfigResult_domain(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "changes":
+			out.Values[i] = ec._DomainConfigResult_changes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applied":
+			out.Values[i] = ec._DomainConfigResult_applied(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "warnings":
+			out.Values[i] = ec._DomainConfigResult_warnings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -24820,6 +25654,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 				return ec._Mutation_importDkimKey(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applyDomainConfig":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_applyDomainConfig(ctx, field)
+			})
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setReadinessThreshold":
@@ -27135,6 +27976,36 @@ func (ec *executionContext) marshalNCategoryStats2ᚖgithubᚗcomᚋrampartmail�
 	return ec._CategoryStats(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNConfigAction2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐConfigAction(ctx context.Context, v any) (model.ConfigAction, error) {
+	var res model.ConfigAction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConfigAction2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐConfigAction(ctx context.Context, sel ast.SelectionSet, v model.ConfigAction) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNConfigChange2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐChange(ctx context.Context, sel ast.SelectionSet, v domainconfig.Change) graphql.Marshaler {
+	return ec._ConfigChange(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNConfigChange2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐChangeᚄ(ctx context.Context, sel ast.SelectionSet, v []domainconfig.Change) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNConfigChange2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐChange(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNCount2int64(ctx context.Context, v any) (int64, error) {
 	res, err := model.UnmarshalCount(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -27273,6 +28144,11 @@ func (ec *executionContext) marshalNDkimKey2ᚖgithubᚗcomᚋrampartmailᚋramp
 	return ec._DkimKey(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNDkimKeyInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInput(ctx context.Context, v any) (*model.DkimKeyInput, error) {
+	res, err := ec.unmarshalInputDkimKeyInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNDkimKeyKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyKind(ctx context.Context, v any) (model.DkimKeyKind, error) {
 	var res model.DkimKeyKind
 	err := res.UnmarshalGQL(v)
@@ -27384,6 +28260,11 @@ func (ec *executionContext) marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampa
 		return graphql.Null
 	}
 	return ec._Domain(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDomainConfigInput2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainConfigInput(ctx context.Context, v any) (model.DomainConfigInput, error) {
+	res, err := ec.unmarshalInputDomainConfigInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNDomainConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainConnection(ctx context.Context, sel ast.SelectionSet, v *model.DomainConnection) graphql.Marshaler {
@@ -27668,6 +28549,11 @@ func (ec *executionContext) marshalNNetblock2ᚖgithubᚗcomᚋrampartmailᚋram
 		return graphql.Null
 	}
 	return ec._Netblock(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNNetblockInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐNetblockInput(ctx context.Context, v any) (*model.NetblockInput, error) {
+	res, err := ec.unmarshalInputNetblockInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
@@ -28034,6 +28920,11 @@ func (ec *executionContext) marshalNSpfPin2ᚖgithubᚗcomᚋrampartmailᚋrampa
 		return graphql.Null
 	}
 	return ec._SpfPin(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNSpfPinInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfPinInput(ctx context.Context, v any) (*model.SpfPinInput, error) {
+	res, err := ec.unmarshalInputSpfPinInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNSpfResult2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfResult(ctx context.Context, v any) (model.SpfResult, error) {
@@ -28579,6 +29470,23 @@ func (ec *executionContext) marshalODate2ᚖtimeᚐTime(ctx context.Context, sel
 	return res
 }
 
+func (ec *executionContext) unmarshalODkimKeyInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInputᚄ(ctx context.Context, v any) ([]*model.DkimKeyInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.DkimKeyInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNDkimKeyInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
 func (ec *executionContext) unmarshalODmarcDisposition2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcDisposition(ctx context.Context, v any) (*model.DmarcDisposition, error) {
 	if v == nil {
 		return nil, nil
@@ -28595,11 +29503,33 @@ func (ec *executionContext) marshalODmarcDisposition2ᚖgithubᚗcomᚋrampartma
 	return v
 }
 
+func (ec *executionContext) unmarshalODmarcPolicyInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcPolicyInput(ctx context.Context, v any) (*model.DmarcPolicyInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputDmarcPolicyInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalODnsRecord2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx context.Context, sel ast.SelectionSet, v *domain.DNSRecord) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	return ec._DnsRecord(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx context.Context, sel ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Domain(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalODomainConfigResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐResult(ctx context.Context, sel ast.SelectionSet, v *domainconfig.Result) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DomainConfigResult(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalODomainFilter2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainFilter(ctx context.Context, v any) (*model.DomainFilter, error) {
@@ -28719,6 +29649,23 @@ func (ec *executionContext) marshalONetblock2ᚖgithubᚗcomᚋrampartmailᚋram
 	return ec._Netblock(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalONetblockInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐNetblockInputᚄ(ctx context.Context, v any) ([]*model.NetblockInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.NetblockInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNNetblockInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐNetblockInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
 func (ec *executionContext) unmarshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportRange(ctx context.Context, v any) (*model.ReportRange, error) {
 	if v == nil {
 		return nil, nil
@@ -28779,6 +29726,23 @@ func (ec *executionContext) marshalOSourceDetail2ᚖgithubᚗcomᚋrampartmail�
 		return graphql.Null
 	}
 	return ec._SourceDetail(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOSpfPinInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfPinInputᚄ(ctx context.Context, v any) ([]*model.SpfPinInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.SpfPinInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNSpfPinInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfPinInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
