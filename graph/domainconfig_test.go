@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -21,8 +22,11 @@ const applyQ = `mutation($a: ID, $c: DomainConfigInput!, $dry: Boolean, $force: 
 
 type applied struct {
 	ApplyDomainConfig *struct {
-		Applied  bool
-		Changes  []struct{ Action, Path string; Before, After *string }
+		Applied bool
+		Changes []struct {
+			Action, Path  string
+			Before, After *string
+		}
 		Warnings []string
 		Domain   *struct {
 			Name, Mode, DmarcRecord string
@@ -264,4 +268,64 @@ func TestApplyDomainConfigPermissions(t *testing.T) {
 	// A stranger sees no domain and no account.
 	s := env.NewOwner(t, "Stranger")
 	env.Do(t, s.Token, applyQ, map[string]any{"a": o.AccountID.String(), "c": map[string]any{"name": d, "senders": []string{}}}).RequireCode(t, "NOT_FOUND")
+}
+
+// requireNoData checks that a refused request leaked nothing: data is
+// null, or (Mutation fields being nullable) an object whose every field is
+// null.
+func requireNoData(t *testing.T, r *apitest.Response, msgAndArgs ...any) {
+	t.Helper()
+	if string(r.Data) == "null" {
+		return
+	}
+	var fields map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(r.Data, &fields), msgAndArgs...)
+	require.NotEmpty(t, fields, msgAndArgs...)
+	for name, v := range fields {
+		require.Equal(t, "null", string(v), append([]any{"field " + name}, msgAndArgs...)...)
+	}
+}
+
+// TestMutationBatch: one operation with several mutations reports each
+// result, the ones that succeeded beside a failure, and the failure with
+// its path. Every Mutation field is nullable for that.
+func TestMutationBatch(t *testing.T) {
+	t.Parallel()
+	env := apitest.Start(t)
+	o := env.NewOwner(t, "Batch")
+	addDomains(t, env, o.Token, o.AccountID, "batch-one-example.com", "batch-two-example.com")
+	r := env.Do(t, o.Token, `mutation {
+		first: addNetblock(domain: "batch-one-example.com", cidr: "192.0.2.0/24") { name netblocks { cidr } }
+		second: addNetblock(domain: "batch-one-example.com", cidr: "192.0.2.1/24") { name }
+		third: applyDomainConfig(config: {name: "batch-two-example.com", netblocks: [{cidr: "198.51.100.0/24"}]}) { applied changes { action path } } }`, nil)
+	r.RequireCode(t, "BAD_USER_INPUT")
+	require.Len(t, r.Errors, 1)
+	require.Equal(t, []any{"second"}, r.Errors[0].Path)
+	require.JSONEq(t, `{
+		"first": {"name": "batch-one-example.com", "netblocks": [{"cidr": "192.0.2.0/24"}]},
+		"second": null,
+		"third": {"applied": true, "changes": [{"action": "ADD", "path": "netblocks[198.51.100.0/24]"}]}}`, string(r.Data))
+	// The first and third were made.
+	r = env.Do(t, o.Token, `{ a: domain(name: "batch-one-example.com") { netblocks { cidr } } b: domain(name: "batch-two-example.com") { netblocks { cidr } } }`, nil)
+	r.NoErrors(t)
+	require.JSONEq(t, `{"a": {"netblocks": [{"cidr": "192.0.2.0/24"}]}, "b": {"netblocks": [{"cidr": "198.51.100.0/24"}]}}`, string(r.Data))
+
+	// No Mutation field is non-null, or one error would null the others.
+	r = env.Do(t, o.Token, `{ __schema { mutationType { fields { name type { kind } } } } }`, nil)
+	r.NoErrors(t)
+	var s struct {
+		Schema struct {
+			MutationType struct {
+				Fields []struct {
+					Name string
+					Type struct{ Kind string }
+				}
+			}
+		} `json:"__schema"`
+	}
+	r.Decode(t, &s)
+	require.Greater(t, len(s.Schema.MutationType.Fields), 40)
+	for _, f := range s.Schema.MutationType.Fields {
+		require.NotEqual(t, "NON_NULL", f.Type.Kind, "Mutation.%s", f.Name)
+	}
 }

@@ -858,7 +858,7 @@ type MemberResolver interface {
 type MutationResolver interface {
 	Login(ctx context.Context, email string, password string, knownClient *string) (*model.AuthPayload, error)
 	RefreshToken(ctx context.Context, refreshToken string) (*model.AuthPayload, error)
-	Logout(ctx context.Context, refreshToken string) (bool, error)
+	Logout(ctx context.Context, refreshToken string) (*bool, error)
 	CreateAPIToken(ctx context.Context, accountID *string, name string, scope *model.APITokenScopeInput) (*model.CreateAPITokenPayload, error)
 	RevokeAPIToken(ctx context.Context, accountID *string, id string) (*auth.APIToken, error)
 	AddDomain(ctx context.Context, accountID *string, name string) (*domain.Domain, error)
@@ -880,7 +880,7 @@ type MutationResolver interface {
 	ResendInvitation(ctx context.Context, accountID *string, id string) (*account.Invitation, error)
 	RevokeInvitation(ctx context.Context, accountID *string, id string) (*account.Invitation, error)
 	AcceptInvitation(ctx context.Context, token string, name *string, password *string) (*model.AcceptInvitationPayload, error)
-	RemoveMember(ctx context.Context, accountID *string, userID string) (bool, error)
+	RemoveMember(ctx context.Context, accountID *string, userID string) (*bool, error)
 	ChangeMemberRole(ctx context.Context, accountID *string, userID string, role model.Role) (*account.Member, error)
 	TransferOwnership(ctx context.Context, accountID *string, userID string) (*account.Account, error)
 	AddDkimKey(ctx context.Context, domain string, selector string, publicKey *string, cnameTarget *string, service *string) (*model.AddDkimKeyPayload, error)
@@ -902,11 +902,11 @@ type MutationResolver interface {
 	CreateSenderService(ctx context.Context, accountID *string, slug string, input model.SenderServiceInput) (*senderdb.SenderService, error)
 	UpdateSenderService(ctx context.Context, service string, input model.SenderServicePatch) (*senderdb.SenderService, error)
 	DeleteSenderService(ctx context.Context, service string) (*senderdb.SenderService, error)
-	ChangePassword(ctx context.Context, currentPassword string, newPassword string) (int, error)
-	RequestPasswordReset(ctx context.Context, email string) (bool, error)
-	ResetPassword(ctx context.Context, token string, newPassword string) (bool, error)
-	RevokeSession(ctx context.Context, id string) (bool, error)
-	SignOutEverywhere(ctx context.Context, keepCurrent *bool) (int, error)
+	ChangePassword(ctx context.Context, currentPassword string, newPassword string) (*int, error)
+	RequestPasswordReset(ctx context.Context, email string) (*bool, error)
+	ResetPassword(ctx context.Context, token string, newPassword string) (*bool, error)
+	RevokeSession(ctx context.Context, id string) (*bool, error)
+	SignOutEverywhere(ctx context.Context, keepCurrent *bool) (*int, error)
 }
 type NetblockResolver interface {
 	Cidr(ctx context.Context, obj *sender.Netblock) (string, error)
@@ -4309,18 +4309,18 @@ extend type Domain {
 
 extend type Mutation {
   "Create a team in an account (default: the caller's default account). Needs the manage-users permission, as does every change to teams."
-  createTeam(accountId: ID, name: String!): Team!
-  renameTeam(id: ID!, name: String!): Team!
+  createTeam(accountId: ID, name: String!): Team
+  renameTeam(id: ID!, name: String!): Team
   "Delete a team with its memberships and grants; returns it as it was."
-  deleteTeam(id: ID!): Team!
+  deleteTeam(id: ID!): Team
   "Put a member of the team's account on the team."
-  addTeamMember(teamId: ID!, userId: ID!): Team!
-  removeTeamMember(teamId: ID!, userId: ID!): Team!
+  addTeamMember(teamId: ID!, userId: ID!): Team
+  removeTeamMember(teamId: ID!, userId: ID!): Team
   "Give a team a level (READ to ADMIN) on a domain set of its account or of a customer account below it (accountId; default: the team's)."
-  grantTeam(teamId: ID!, accountId: ID, level: AccessLevel!, domains: DomainSetInput): TeamGrant!
-  revokeTeamGrant(teamId: ID!, id: ID!): TeamGrant!
+  grantTeam(teamId: ID!, accountId: ID, level: AccessLevel!, domains: DomainSetInput): TeamGrant
+  revokeTeamGrant(teamId: ID!, id: ID!): TeamGrant
   "Replace a domain's labels (letters, digits, '-', '_', '.'; at most 20). Labels decide which teams and tokens reach the domain, so this needs the manage-users permission."
-  setDomainLabels(name: String!, labels: [String!]!): Domain!
+  setDomainLabels(name: String!, labels: [String!]!): Domain
 }
 `, BuiltIn: false},
 	{Name: "../../schema/account.graphqls", Input: `"A tenant: a company, or an MSP with customer accounts."
@@ -4394,7 +4394,7 @@ extend type Mutation {
   default). CONFLICT when the address has a user. Throttled per address and
   client like logins (RATE_LIMITED).
   """
-  signUp(email: String!, password: String!, name: String!, accountName: String!): AuthPayload!
+  signUp(email: String!, password: String!, name: String!, accountName: String!): AuthPayload
   """
   Invite an e-mail address into an account (default: the caller's) with a
   role, by a mail with a single-use token that expires (7 days by default).
@@ -4402,11 +4402,11 @@ extend type Mutation {
   member, or has an open invitation (resend or revoke it); FORBIDDEN when
   the server sends no mail.
   """
-  inviteMember(accountId: ID, email: String!, role: Role! = MEMBER): Invitation!
+  inviteMember(accountId: ID, email: String!, role: Role! = MEMBER): Invitation
   "Mail an open invitation again with a new token and expiry; the old token stops working."
-  resendInvitation(accountId: ID, id: ID!): Invitation!
+  resendInvitation(accountId: ID, id: ID!): Invitation
   "Withdraw an invitation: its token stops working."
-  revokeInvitation(accountId: ID, id: ID!): Invitation!
+  revokeInvitation(accountId: ID, id: ID!): Invitation
   """
   Accept an invitation with the token from its mail. Signed in, a user
   accepts an invitation sent to their own address (FORBIDDEN for another
@@ -4414,17 +4414,17 @@ extend type Mutation {
   user and sign them in (CONFLICT when the address has a user: sign in
   first). A used, revoked, expired or unknown token is BAD_USER_INPUT.
   """
-  acceptInvitation(token: String!, name: String, password: String): AcceptInvitationPayload!
+  acceptInvitation(token: String!, name: String, password: String): AcceptInvitationPayload
   """
   Remove a member from an account. Owners remove anyone; a member may remove
   themself (leave). The last owner can neither leave nor be removed
   (CONFLICT): make another member owner first.
   """
-  removeMember(accountId: ID, userId: ID!): Boolean!
+  removeMember(accountId: ID, userId: ID!): Boolean
   "Change a member's role; needs the manage-users permission. Demoting the last owner is a CONFLICT."
-  changeMemberRole(accountId: ID, userId: ID!, role: Role!): Member!
+  changeMemberRole(accountId: ID, userId: ID!, role: Role!): Member
   "Make a member the owner, and the calling owner a member, at once. Only an owner of the account itself may."
-  transferOwnership(accountId: ID, userId: ID!): Account!
+  transferOwnership(accountId: ID, userId: ID!): Account
 }
 `, BuiltIn: false},
 	{Name: "../../schema/authreport.graphqls", Input: `"A calendar day in UTC, written YYYY-MM-DD."
@@ -4663,13 +4663,13 @@ type AddDkimKeyPayload {
 
 extend type Mutation {
   "Add a DKIM key: a public key (base64, a whole DKIM record or PEM; RSA of 1024 bits or more, or ed25519) or a vendor's CNAME target."
-  addDkimKey(domain: String!, selector: String!, publicKey: String, cnameTarget: String, service: ID): AddDkimKeyPayload!
+  addDkimKey(domain: String!, selector: String!, publicKey: String, cnameTarget: String, service: ID): AddDkimKeyPayload
   "Revoke a key: its selector answers ` + "`" + `v=DKIM1; p=` + "`" + `."
-  revokeDkimKey(domain: String!, selector: String!): DkimKey!
+  revokeDkimKey(domain: String!, selector: String!): DkimKey
   "Remove a key: its selector stops existing."
-  removeDkimKey(domain: String!, selector: String!): Domain!
+  removeDkimKey(domain: String!, selector: String!): Domain
   "Set (or clear, with an empty logoUrl) the domain's BIMI assertion. It is served only while the DMARC policy is at enforcement (quarantine or reject, pct 100)."
-  setBimi(domain: String!, logoUrl: String!, evidenceUrl: String): Domain!
+  setBimi(domain: String!, logoUrl: String!, evidenceUrl: String): Domain
 }
 `, BuiltIn: false},
 	{Name: "../../schema/dkim_discovery.graphqls", Input: `"""
@@ -4752,7 +4752,7 @@ extend type Mutation {
   the edge (the answer would come from the edge), or when the lookup got no
   answer.
   """
-  importDkimKey(domain: String!, selector: String!): AddDkimKeyPayload!
+  importDkimKey(domain: String!, selector: String!): AddDkimKeyPayload
 }
 `, BuiltIn: false},
 	{Name: "../../schema/dmarc.graphqls", Input: `"A DMARC policy (RFC 7489, with the np and t tags of DMARCbis)."
@@ -5244,9 +5244,9 @@ type ReadinessRules {
 
 extend type Mutation {
   "Set the DMARC pass rate (percent, 50 to 100) the domain's own servers and known services (unless an enabled service has its own) must reach before its policy may tighten. Needs the right to manage the policy."
-  setReadinessThreshold(domain: String!, threshold: Float!): Domain!
+  setReadinessThreshold(domain: String!, threshold: Float!): Domain
   "Set the pass rate (percent, 50 to 100) one enabled sender (a service's slug) must reach; null returns it to the domain's. NOT_FOUND when the service is not enabled for the domain."
-  setSenderThreshold(domain: String!, service: String!, threshold: Float): Domain!
+  setSenderThreshold(domain: String!, service: String!, threshold: Float): Domain
 }
 `, BuiltIn: false},
 	{Name: "../../schema/report.graphqls", Input: `"A DMARC aggregate report a receiver sent about a domain."
@@ -5360,7 +5360,7 @@ extend type Account {
 
 extend type Mutation {
   "Upload aggregate report files (XML, gzip, zip or whole e-mails) to an account (default: the caller's default account). Each file is stored and queued for decoding; decoding problems show in ` + "`" + `ingestProblems` + "`" + `."
-  uploadReports(accountId: ID, files: [Upload!]!): [UploadResult!]!
+  uploadReports(accountId: ID, files: [Upload!]!): [UploadResult!]
 }
 
 extend type Query {
@@ -5409,11 +5409,11 @@ type Mutation {
   client: with it, only this client's own failures slow it, so an attack
   from elsewhere does not keep the owner out.
   """
-  login(email: String!, password: String!, knownClient: String): AuthPayload!
+  login(email: String!, password: String!, knownClient: String): AuthPayload
   "Trade a refresh token for new tokens. Each refresh token works once; reusing one revokes its whole session."
-  refreshToken(refreshToken: String!): AuthPayload!
+  refreshToken(refreshToken: String!): AuthPayload
   "End a session: its refresh tokens stop working."
-  logout(refreshToken: String!): Boolean!
+  logout(refreshToken: String!): Boolean
 
   """
   Create an API token for automation in an account (default: the caller's
@@ -5423,20 +5423,20 @@ type Mutation {
   token its own scope. A token creates tokens only when its scope allows it,
   and never one wider than itself (FORBIDDEN).
   """
-  createApiToken(accountId: ID, name: String!, scope: ApiTokenScopeInput): CreateApiTokenPayload!
+  createApiToken(accountId: ID, name: String!, scope: ApiTokenScopeInput): CreateApiTokenPayload
   "Revoke an API token of an account (default: the caller's default account), and every token created under it; they stop working at once."
-  revokeApiToken(accountId: ID, id: ID!): ApiToken!
+  revokeApiToken(accountId: ID, id: ID!): ApiToken
 
   "Claim a domain for an account. The name is converted to ASCII (IDNA) and lower case; it must be a registrable domain name or below one (CONFLICT when the account claims it already). Another account's claim does not stop it. The claim is unverified, and the edge serves nothing for it, until the account's proof is found (see ` + "`" + `verifyDomain` + "`" + `); a proof already published is looked for at once."
-  addDomain(accountId: ID, name: String!): Domain!
+  addDomain(accountId: ID, name: String!): Domain
   "Look for the domain's ownership proof (` + "`" + `dnsSetup.verification` + "`" + `) now, through the server's DNS resolver. When it is found the claim is verified, any other account's claim on the name is displaced, and the edge serves the domain within a second; otherwise ` + "`" + `ownership.lastCheckResult` + "`" + ` says what was found. CONFLICT when the server does not check DNS (its operator verifies domains with ` + "`" + `rampart admin verify-domain` + "`" + `)."
-  verifyDomain(name: String!): Domain!
+  verifyDomain(name: String!): Domain
   "Stop hosting a domain: remove the account's claim. For a verified domain the edge stops answering within a second (its SPF names keep an answer that authorizes nothing during the removal grace period), and ` + "`" + `warnings` + "`" + ` say what of the domain's own DNS still points at the edge."
-  removeDomain(name: String!): RemovedDomain!
+  removeDomain(name: String!): RemovedDomain
   "Look at the domain's own DNS now, through the server's DNS resolver (the apex SPF record, the _dmarc and _domainkey delegations), and return its set-up with what was seen (` + "`" + `published` + "`" + `). Needs the right to read the set-up. CONFLICT when the server does not check DNS."
-  checkDnsSetup(domain: String!): DnsSetup!
+  checkDnsSetup(domain: String!): DnsSetup
   "Switch a domain between SENDING and BLOCKED (non-sending: locked down to p=reject)."
-  setDomainMode(name: String!, mode: DomainMode!): Domain!
+  setDomainMode(name: String!, mode: DomainMode!): Domain
   """
   Change a domain's DMARC policy. Omitted fields keep their value; an explicit null removes an optional tag.
   A change that tightens the policy (p, sp or np to a stricter disposition, or a larger pct) beyond what
@@ -5444,7 +5444,7 @@ type Mutation {
   ` + "`" + `extensions` + "`" + ` (` + "`" + `verdict` + "`" + `, ` + "`" + `requires` + "`" + `, ` + "`" + `reasons` + "`" + `), unless ` + "`" + `force` + "`" + ` is true; every tightening is recorded,
   a forced one as forced. Loosening is always allowed.
   """
-  updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!, force: Boolean = false): Domain!
+  updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!, force: Boolean = false): Domain
 }
 
 """
@@ -5625,17 +5625,17 @@ extend type Query {
 
 extend type Mutation {
   "Let an address range send as the domain (or change its label)."
-  addNetblock(domain: String!, cidr: String!, label: String): Domain!
+  addNetblock(domain: String!, cidr: String!, label: String): Domain
   "Stop an address range sending as the domain."
-  removeNetblock(domain: String!, cidr: String!): Domain!
+  removeNetblock(domain: String!, cidr: String!): Domain
   "Let a catalog service send as the domain. Refused if the SPF record would cost more than 10 lookups."
-  enableSender(domain: String!, service: ID!): Domain!
+  enableSender(domain: String!, service: ID!): Domain
   "Stop a catalog service sending as the domain."
-  disableSender(domain: String!, service: ID!): Domain!
+  disableSender(domain: String!, service: ID!): Domain
   "Keep a literal include in the domain's _nspf record until ` + "`" + `expiresAt` + "`" + ` (at most a year), for vendors whose set-up checker looks for it. Refused if the SPF record would cost more than 10 lookups."
-  pinSpfInclude(domain: String!, include: String!, expiresAt: Time!): Domain!
+  pinSpfInclude(domain: String!, include: String!, expiresAt: Time!): Domain
   "Remove a pinned include before it expires."
-  unpinSpfInclude(domain: String!, include: String!): Domain!
+  unpinSpfInclude(domain: String!, include: String!): Domain
   """
   Resolve now the SPF includes of the services enabled on the domains whose
   senders you manage (an instance operator: on any domain), or of the one
@@ -5643,7 +5643,7 @@ extend type Mutation {
   at most once a minute, whoever asks: services looked up more recently are
   returned as they are, and naming one is refused with RATE_LIMITED.
   """
-  refreshSenderRanges(service: ID): [SenderService!]!
+  refreshSenderRanges(service: ID): [SenderService!]
   """
   Add an account's own sending service (default: the caller's default
   account), for its domains to enable like a catalog one. ` + "`" + `slug` + "`" + ` is 1 to 40
@@ -5654,11 +5654,11 @@ extend type Mutation {
   cost stays unknown if that fails), then hourly and on demand like a catalog
   service's. The account's report sources are classified again.
   """
-  createSenderService(accountId: ID, slug: String!, input: SenderServiceInput!): SenderService!
+  createSenderService(accountId: ID, slug: String!, input: SenderServiceInput!): SenderService
   "Change an account's own sending service (catalog services cannot be changed). Refused when the new include would take the SPF record of a domain enabling it past 10 lookups, or make its cost unknown. The account's report sources are classified again."
-  updateSenderService(service: ID!, input: SenderServicePatch!): SenderService!
+  updateSenderService(service: ID!, input: SenderServicePatch!): SenderService
   "Remove an account's own sending service. Refused (CONFLICT, with the domains in ` + "`" + `extensions.domains` + "`" + `) while domains enable it: disable it on them first. DKIM keys tied to it stay, tied to no service. Returns the service as it was."
-  deleteSenderService(service: ID!): SenderService!
+  deleteSenderService(service: ID!): SenderService
 }
 `, BuiltIn: false},
 	{Name: "../../schema/viewer.graphqls", Input: `"The caller of a request."
@@ -5747,19 +5747,19 @@ extend type Mutation {
   is BAD_USER_INPUT and counts as a failed login (RATE_LIMITED after too
   many). Users only: an API token is FORBIDDEN.
   """
-  changePassword(currentPassword: String!, newPassword: String!): Int!
+  changePassword(currentPassword: String!, newPassword: String!): Int
   """
   Mail a password reset token (valid 1 hour, usable once) to the address if
   a user has it. The answer is true whether or not one does; RATE_LIMITED
   when asked too often from the client or for the address.
   """
-  requestPasswordReset(email: String!): Boolean!
+  requestPasswordReset(email: String!): Boolean
   "Set a new password with a reset token from the mail; every session of the user ends."
-  resetPassword(token: String!, newPassword: String!): Boolean!
+  resetPassword(token: String!, newPassword: String!): Boolean
   "End one of the signed-in user's sessions; another user's is NOT_FOUND."
-  revokeSession(id: ID!): Boolean!
+  revokeSession(id: ID!): Boolean
   "End every session of the signed-in user (with ` + "`" + `keepCurrent` + "`" + `, all but this one); the answer is how many ended."
-  signOutEverywhere(keepCurrent: Boolean = false): Int!
+  signOutEverywhere(keepCurrent: Boolean = false): Int
 }
 `, BuiltIn: false},
 }
@@ -14886,10 +14886,10 @@ func (ec *executionContext) _Mutation_login(ctx context.Context, field graphql.C
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
-			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+			return ec.marshalOAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_login(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -14930,10 +14930,10 @@ func (ec *executionContext) _Mutation_refreshToken(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
-			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+			return ec.marshalOAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_refreshToken(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -14973,11 +14973,11 @@ func (ec *executionContext) _Mutation_logout(ctx context.Context, field graphql.
 			return ec.Resolvers.Mutation().Logout(ctx, fc.Args["refreshToken"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_logout(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15018,10 +15018,10 @@ func (ec *executionContext) _Mutation_createApiToken(ctx context.Context, field 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateAPITokenPayload) graphql.Marshaler {
-			return ec.marshalNCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx, selections, v)
+			return ec.marshalOCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_createApiToken(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15062,10 +15062,10 @@ func (ec *executionContext) _Mutation_revokeApiToken(ctx context.Context, field 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *auth.APIToken) graphql.Marshaler {
-			return ec.marshalNApiToken2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthᚐAPIToken(ctx, selections, v)
+			return ec.marshalOApiToken2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthᚐAPIToken(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeApiToken(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15106,10 +15106,10 @@ func (ec *executionContext) _Mutation_addDomain(ctx context.Context, field graph
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addDomain(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15150,10 +15150,10 @@ func (ec *executionContext) _Mutation_verifyDomain(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_verifyDomain(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15194,10 +15194,10 @@ func (ec *executionContext) _Mutation_removeDomain(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.RemovedDomain) graphql.Marshaler {
-			return ec.marshalNRemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx, selections, v)
+			return ec.marshalORemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeDomain(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15238,10 +15238,10 @@ func (ec *executionContext) _Mutation_checkDnsSetup(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.DNSSetup) graphql.Marshaler {
-			return ec.marshalNDnsSetup2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSSetup(ctx, selections, v)
+			return ec.marshalODnsSetup2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSSetup(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_checkDnsSetup(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15282,10 +15282,10 @@ func (ec *executionContext) _Mutation_setDomainMode(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setDomainMode(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15326,10 +15326,10 @@ func (ec *executionContext) _Mutation_updateDmarcPolicy(ctx context.Context, fie
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_updateDmarcPolicy(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15370,10 +15370,10 @@ func (ec *executionContext) _Mutation_createTeam(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_createTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15414,10 +15414,10 @@ func (ec *executionContext) _Mutation_renameTeam(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_renameTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15458,10 +15458,10 @@ func (ec *executionContext) _Mutation_deleteTeam(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_deleteTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15502,10 +15502,10 @@ func (ec *executionContext) _Mutation_addTeamMember(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addTeamMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15546,10 +15546,10 @@ func (ec *executionContext) _Mutation_removeTeamMember(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeTeamMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15590,10 +15590,10 @@ func (ec *executionContext) _Mutation_grantTeam(ctx context.Context, field graph
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Grant) graphql.Marshaler {
-			return ec.marshalNTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
+			return ec.marshalOTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_grantTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15634,10 +15634,10 @@ func (ec *executionContext) _Mutation_revokeTeamGrant(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Grant) graphql.Marshaler {
-			return ec.marshalNTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
+			return ec.marshalOTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeTeamGrant(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15678,10 +15678,10 @@ func (ec *executionContext) _Mutation_setDomainLabels(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setDomainLabels(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15722,10 +15722,10 @@ func (ec *executionContext) _Mutation_signUp(ctx context.Context, field graphql.
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
-			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+			return ec.marshalOAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_signUp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15766,10 +15766,10 @@ func (ec *executionContext) _Mutation_inviteMember(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
-			return ec.marshalNInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
+			return ec.marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_inviteMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15810,10 +15810,10 @@ func (ec *executionContext) _Mutation_resendInvitation(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
-			return ec.marshalNInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
+			return ec.marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_resendInvitation(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15854,10 +15854,10 @@ func (ec *executionContext) _Mutation_revokeInvitation(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
-			return ec.marshalNInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
+			return ec.marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeInvitation(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15898,10 +15898,10 @@ func (ec *executionContext) _Mutation_acceptInvitation(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AcceptInvitationPayload) graphql.Marshaler {
-			return ec.marshalNAcceptInvitationPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAcceptInvitationPayload(ctx, selections, v)
+			return ec.marshalOAcceptInvitationPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAcceptInvitationPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_acceptInvitation(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15941,11 +15941,11 @@ func (ec *executionContext) _Mutation_removeMember(ctx context.Context, field gr
 			return ec.Resolvers.Mutation().RemoveMember(ctx, fc.Args["accountId"].(*string), fc.Args["userId"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15986,10 +15986,10 @@ func (ec *executionContext) _Mutation_changeMemberRole(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Member) graphql.Marshaler {
-			return ec.marshalNMember2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐMember(ctx, selections, v)
+			return ec.marshalOMember2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐMember(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_changeMemberRole(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16030,10 +16030,10 @@ func (ec *executionContext) _Mutation_transferOwnership(ctx context.Context, fie
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
-			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+			return ec.marshalOAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_transferOwnership(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16074,10 +16074,10 @@ func (ec *executionContext) _Mutation_addDkimKey(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
-			return ec.marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
+			return ec.marshalOAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16118,10 +16118,10 @@ func (ec *executionContext) _Mutation_revokeDkimKey(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domainkeydb.DkimKey) graphql.Marshaler {
-			return ec.marshalNDkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx, selections, v)
+			return ec.marshalODkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16162,10 +16162,10 @@ func (ec *executionContext) _Mutation_removeDkimKey(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16206,10 +16206,10 @@ func (ec *executionContext) _Mutation_setBimi(ctx context.Context, field graphql
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setBimi(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16250,10 +16250,10 @@ func (ec *executionContext) _Mutation_importDkimKey(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
-			return ec.marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
+			return ec.marshalOAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_importDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16338,10 +16338,10 @@ func (ec *executionContext) _Mutation_setReadinessThreshold(ctx context.Context,
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setReadinessThreshold(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16382,10 +16382,10 @@ func (ec *executionContext) _Mutation_setSenderThreshold(ctx context.Context, fi
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setSenderThreshold(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16426,10 +16426,10 @@ func (ec *executionContext) _Mutation_uploadReports(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.UploadResult) graphql.Marshaler {
-			return ec.marshalNUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx, selections, v)
+			return ec.marshalOUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_uploadReports(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16470,10 +16470,10 @@ func (ec *executionContext) _Mutation_addNetblock(ctx context.Context, field gra
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addNetblock(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16514,10 +16514,10 @@ func (ec *executionContext) _Mutation_removeNetblock(ctx context.Context, field 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeNetblock(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16558,10 +16558,10 @@ func (ec *executionContext) _Mutation_enableSender(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_enableSender(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16602,10 +16602,10 @@ func (ec *executionContext) _Mutation_disableSender(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_disableSender(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16646,10 +16646,10 @@ func (ec *executionContext) _Mutation_pinSpfInclude(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_pinSpfInclude(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16690,10 +16690,10 @@ func (ec *executionContext) _Mutation_unpinSpfInclude(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_unpinSpfInclude(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16734,10 +16734,10 @@ func (ec *executionContext) _Mutation_refreshSenderRanges(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
-			return ec.marshalNSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx, selections, v)
+			return ec.marshalOSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_refreshSenderRanges(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16778,10 +16778,10 @@ func (ec *executionContext) _Mutation_createSenderService(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
-			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+			return ec.marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_createSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16822,10 +16822,10 @@ func (ec *executionContext) _Mutation_updateSenderService(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
-			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+			return ec.marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_updateSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16866,10 +16866,10 @@ func (ec *executionContext) _Mutation_deleteSenderService(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
-			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+			return ec.marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_deleteSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16909,11 +16909,11 @@ func (ec *executionContext) _Mutation_changePassword(ctx context.Context, field 
 			return ec.Resolvers.Mutation().ChangePassword(ctx, fc.Args["currentPassword"].(string), fc.Args["newPassword"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_changePassword(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16953,11 +16953,11 @@ func (ec *executionContext) _Mutation_requestPasswordReset(ctx context.Context, 
 			return ec.Resolvers.Mutation().RequestPasswordReset(ctx, fc.Args["email"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_requestPasswordReset(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16997,11 +16997,11 @@ func (ec *executionContext) _Mutation_resetPassword(ctx context.Context, field g
 			return ec.Resolvers.Mutation().ResetPassword(ctx, fc.Args["token"].(string), fc.Args["newPassword"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_resetPassword(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17041,11 +17041,11 @@ func (ec *executionContext) _Mutation_revokeSession(ctx context.Context, field g
 			return ec.Resolvers.Mutation().RevokeSession(ctx, fc.Args["id"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeSession(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17085,11 +17085,11 @@ func (ec *executionContext) _Mutation_signOutEverywhere(ctx context.Context, fie
 			return ec.Resolvers.Mutation().SignOutEverywhere(ctx, fc.Args["keepCurrent"].(*bool))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_signOutEverywhere(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -25436,224 +25436,224 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_login(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "refreshToken":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_refreshToken(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "logout":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_logout(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createApiToken":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createApiToken(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeApiToken":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeApiToken(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addDomain":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addDomain(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "verifyDomain":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_verifyDomain(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeDomain":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeDomain(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "checkDnsSetup":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_checkDnsSetup(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setDomainMode":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setDomainMode(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "updateDmarcPolicy":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_updateDmarcPolicy(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createTeam":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createTeam(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "renameTeam":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_renameTeam(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "deleteTeam":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deleteTeam(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addTeamMember":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addTeamMember(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeTeamMember":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeTeamMember(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "grantTeam":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_grantTeam(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeTeamGrant":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeTeamGrant(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setDomainLabels":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setDomainLabels(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "signUp":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_signUp(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "inviteMember":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_inviteMember(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "resendInvitation":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_resendInvitation(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeInvitation":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeInvitation(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "acceptInvitation":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_acceptInvitation(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeMember":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeMember(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "changeMemberRole":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_changeMemberRole(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "transferOwnership":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_transferOwnership(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addDkimKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeDkimKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeDkimKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setBimi":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setBimi(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "importDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_importDkimKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "applyDomainConfig":
@@ -25667,126 +25667,126 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setReadinessThreshold(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setSenderThreshold":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setSenderThreshold(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "uploadReports":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_uploadReports(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addNetblock":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addNetblock(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeNetblock":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeNetblock(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "enableSender":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_enableSender(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "disableSender":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_disableSender(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "pinSpfInclude":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_pinSpfInclude(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "unpinSpfInclude":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_unpinSpfInclude(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "refreshSenderRanges":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_refreshSenderRanges(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createSenderService":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createSenderService(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "updateSenderService":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_updateSenderService(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "deleteSenderService":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deleteSenderService(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "changePassword":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_changePassword(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "requestPasswordReset":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_requestPasswordReset(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "resetPassword":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_resetPassword(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeSession":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeSession(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "signOutEverywhere":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_signOutEverywhere(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -27766,14 +27766,6 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
-func (ec *executionContext) marshalNAcceptInvitationPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAcceptInvitationPayload(ctx context.Context, sel ast.SelectionSet, v *model.AcceptInvitationPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "AcceptInvitationPayload!")
-		return graphql.Null
-	}
-	return ec._AcceptInvitationPayload(ctx, sel, v)
-}
-
 func (ec *executionContext) unmarshalNAccessLevel2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx context.Context, v any) (model.AccessLevel, error) {
 	var res model.AccessLevel
 	err := res.UnmarshalGQL(v)
@@ -27806,14 +27798,6 @@ func (ec *executionContext) marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋramp
 		return graphql.Null
 	}
 	return ec._Account(ctx, sel, v)
-}
-
-func (ec *executionContext) marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx context.Context, sel ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "AddDkimKeyPayload!")
-		return graphql.Null
-	}
-	return ec._AddDkimKeyPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNAggregateReport2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚋreportingdbᚐDomainReportsRowᚄ(ctx context.Context, sel ast.SelectionSet, v []*reportingdb.DomainReportsRow) graphql.Marshaler {
@@ -27908,14 +27892,6 @@ func (ec *executionContext) marshalNApiToken2ᚖgithubᚗcomᚋrampartmailᚋram
 
 func (ec *executionContext) marshalNApiTokenScope2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthᚐTokenScope(ctx context.Context, sel ast.SelectionSet, v auth.TokenScope) graphql.Marshaler {
 	return ec._ApiTokenScope(ctx, sel, &v)
-}
-
-func (ec *executionContext) marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx context.Context, sel ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "AuthPayload!")
-		return graphql.Null
-	}
-	return ec._AuthPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNAuthReport2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐScope(ctx context.Context, sel ast.SelectionSet, v *authreport.Scope) graphql.Marshaler {
@@ -28018,14 +27994,6 @@ func (ec *executionContext) marshalNCount2int64(ctx context.Context, sel ast.Sel
 		graphql.AddInvalidNullFromMarshaler(ctx, "Count!")
 	}
 	return res
-}
-
-func (ec *executionContext) marshalNCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateAPITokenPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "CreateApiTokenPayload!")
-		return graphql.Null
-	}
-	return ec._CreateApiTokenPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNDailyStats2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐDayᚄ(ctx context.Context, sel ast.SelectionSet, v []*authreport.Day) graphql.Marshaler {
@@ -28686,14 +28654,6 @@ func (ec *executionContext) marshalNReadinessVerdict2githubᚗcomᚋrampartmail�
 	return v
 }
 
-func (ec *executionContext) marshalNRemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx context.Context, sel ast.SelectionSet, v *model.RemovedDomain) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "RemovedDomain!")
-		return graphql.Null
-	}
-	return ec._RemovedDomain(ctx, sel, v)
-}
-
 func (ec *executionContext) unmarshalNReportStatus2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportStatus(ctx context.Context, v any) (model.ReportStatus, error) {
 	var res model.ReportStatus
 	err := res.UnmarshalGQL(v)
@@ -29127,22 +29087,6 @@ func (ec *executionContext) marshalNUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgen�
 	return res
 }
 
-func (ec *executionContext) marshalNUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UploadResult) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
-		fc := graphql.GetFieldContext(ctx)
-		fc.Result = &v[i]
-		return ec.marshalNUploadResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResult(ctx, sel, v[i])
-	})
-
-	for _, e := range ret {
-		if e == graphql.Null {
-			return graphql.Null
-		}
-	}
-
-	return ret
-}
-
 func (ec *executionContext) marshalNUploadResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResult(ctx context.Context, sel ast.SelectionSet, v *model.UploadResult) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "UploadResult!")
@@ -29329,6 +29273,13 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	return res
 }
 
+func (ec *executionContext) marshalOAcceptInvitationPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAcceptInvitationPayload(ctx context.Context, sel ast.SelectionSet, v *model.AcceptInvitationPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AcceptInvitationPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOAccessLevel2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx context.Context, v any) (*model.AccessLevel, error) {
 	if v == nil {
 		return nil, nil
@@ -29350,6 +29301,13 @@ func (ec *executionContext) marshalOAccount2ᚖgithubᚗcomᚋrampartmailᚋramp
 		return graphql.Null
 	}
 	return ec._Account(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx context.Context, sel ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AddDkimKeyPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOAlignment2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAlignment(ctx context.Context, v any) (*model.Alignment, error) {
@@ -29452,6 +29410,13 @@ func (ec *executionContext) marshalOCount2ᚖint64(ctx context.Context, sel ast.
 	return res
 }
 
+func (ec *executionContext) marshalOCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateAPITokenPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CreateApiTokenPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalODate2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
 	if v == nil {
 		return nil, nil
@@ -29468,6 +29433,13 @@ func (ec *executionContext) marshalODate2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := model.MarshalDate(*v)
 	return res
+}
+
+func (ec *executionContext) marshalODkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx context.Context, sel ast.SelectionSet, v *domainkeydb.DkimKey) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DkimKey(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalODkimKeyInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInputᚄ(ctx context.Context, v any) ([]*model.DkimKeyInput, error) {
@@ -29516,6 +29488,13 @@ func (ec *executionContext) marshalODnsRecord2ᚖgithubᚗcomᚋrampartmailᚋra
 		return graphql.Null
 	}
 	return ec._DnsRecord(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalODnsSetup2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSSetup(ctx context.Context, sel ast.SelectionSet, v *domain.DNSSetup) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DnsSetup(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx context.Context, sel ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
@@ -29635,11 +29614,25 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	return res
 }
 
+func (ec *executionContext) marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx context.Context, sel ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Invitation(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalOMailMessage2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚐMessage(ctx context.Context, sel ast.SelectionSet, v *reporting.Message) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	return ec._MailMessage(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOMember2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐMember(ctx context.Context, sel ast.SelectionSet, v *account.Member) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Member(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalONetblock2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblock(ctx context.Context, sel ast.SelectionSet, v *sender.Netblock) graphql.Marshaler {
@@ -29666,6 +29659,13 @@ func (ec *executionContext) unmarshalONetblockInput2ᚕᚖgithubᚗcomᚋrampart
 	return res, nil
 }
 
+func (ec *executionContext) marshalORemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx context.Context, sel ast.SelectionSet, v *model.RemovedDomain) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RemovedDomain(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportRange(ctx context.Context, v any) (*model.ReportRange, error) {
 	if v == nil {
 		return nil, nil
@@ -29680,6 +29680,25 @@ func (ec *executionContext) marshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋ
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalOSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx context.Context, sel ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx context.Context, sel ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
@@ -29798,6 +29817,20 @@ func (ec *executionContext) marshalOString2ᚖstring(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx context.Context, sel ast.SelectionSet, v *access.Team) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Team(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx context.Context, sel ast.SelectionSet, v *access.Grant) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._TeamGrant(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
 	if v == nil {
 		return nil, nil
@@ -29814,6 +29847,25 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := graphql.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UploadResult) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUploadResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResult(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalOUser2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐUser(ctx context.Context, sel ast.SelectionSet, v *account.User) graphql.Marshaler {
