@@ -31,7 +31,7 @@ type Resolver struct {
 	KeySvc     *domainkey.Manager
 	// ConfigSvc applies domains' declared configurations.
 	ConfigSvc *domainconfig.Service
-	Reporting  *reporting.Reader
+	Reporting *reporting.Reader
 	// AuthReports reads the authentication report.
 	AuthReports *authreport.Reader
 	// ReadinessSvc decides domains' readiness for enforcement.
