@@ -303,7 +303,7 @@ func (s *Service) authorise(ctx context.Context, d domain.Domain, exists bool, c
 		}
 		if err := s.authz.Authorize(ctx, res, perm); err != nil {
 			if errors.Is(err, apperr.ErrForbidden) {
-				return &apperr.Error{Code: apperr.Forbidden, Message: fmt.Sprintf("changing %s needs the %s permission", ch.Part(), perm), Err: err}
+				return &apperr.Error{Code: apperr.Forbidden, Message: fmt.Sprintf("changing %s needs the %s permission: %v", ch.Part(), perm, err), Err: err}
 			}
 			return err
 		}
