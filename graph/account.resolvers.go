@@ -133,15 +133,15 @@ func (r *mutationResolver) AcceptInvitation(ctx context.Context, token string, n
 }
 
 // RemoveMember is the resolver for the removeMember field.
-func (r *mutationResolver) RemoveMember(ctx context.Context, accountID *string, userID string) (bool, error) {
+func (r *mutationResolver) RemoveMember(ctx context.Context, accountID *string, userID string) (*bool, error) {
 	acct, u, err := r.memberArgs(ctx, accountID, userID)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if err := r.AccountSvc.RemoveMember(ctx, acct, u); err != nil {
-		return false, err
+		return nil, err
 	}
-	return true, nil
+	return ptr(true, nil)
 }
 
 // ChangeMemberRole is the resolver for the changeMemberRole field.

@@ -216,3 +216,11 @@ func (r *Resolver) customerPage(ctx context.Context, obj *account.Account, first
 	}
 	return r.AccountSvc.Customers(ctx, obj.ID, f, n, deref(after))
 }
+
+// nonEmpty is s, or nil for "".
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainconfig"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/readiness"
@@ -28,7 +29,9 @@ type Resolver struct {
 	AuthSvc    *auth.Service
 	SenderSvc  *sender.Manager
 	KeySvc     *domainkey.Manager
-	Reporting  *reporting.Reader
+	// ConfigSvc applies domains' declared configurations.
+	ConfigSvc *domainconfig.Service
+	Reporting *reporting.Reader
 	// AuthReports reads the authentication report.
 	AuthReports *authreport.Reader
 	// ReadinessSvc decides domains' readiness for enforcement.

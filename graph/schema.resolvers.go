@@ -28,11 +28,11 @@ func (r *mutationResolver) RefreshToken(ctx context.Context, refreshToken string
 }
 
 // Logout is the resolver for the logout field.
-func (r *mutationResolver) Logout(ctx context.Context, refreshToken string) (bool, error) {
+func (r *mutationResolver) Logout(ctx context.Context, refreshToken string) (*bool, error) {
 	if err := r.AuthSvc.Logout(ctx, refreshToken); err != nil {
-		return false, authError(err)
+		return nil, authError(err)
 	}
-	return true, nil
+	return ptr(true, nil)
 }
 
 // CreateAPIToken is the resolver for the createApiToken field.

@@ -21,45 +21,45 @@ func (r *apiTokenResolver) Account(ctx context.Context, obj *auth.APIToken) (*ac
 }
 
 // ChangePassword is the resolver for the changePassword field.
-func (r *mutationResolver) ChangePassword(ctx context.Context, currentPassword string, newPassword string) (int, error) {
+func (r *mutationResolver) ChangePassword(ctx context.Context, currentPassword string, newPassword string) (*int, error) {
 	n, err := r.AuthSvc.ChangePassword(ctx, currentPassword, newPassword, loginClient(ctx))
 	if err != nil {
-		return 0, peopleError(err)
+		return nil, peopleError(err)
 	}
-	return n, nil
+	return &n, nil
 }
 
 // RequestPasswordReset is the resolver for the requestPasswordReset field.
-func (r *mutationResolver) RequestPasswordReset(ctx context.Context, email string) (bool, error) {
+func (r *mutationResolver) RequestPasswordReset(ctx context.Context, email string) (*bool, error) {
 	if err := r.AuthSvc.RequestPasswordReset(ctx, email, loginClient(ctx)); err != nil {
-		return false, peopleError(err)
+		return nil, peopleError(err)
 	}
-	return true, nil
+	return ptr(true, nil)
 }
 
 // ResetPassword is the resolver for the resetPassword field.
-func (r *mutationResolver) ResetPassword(ctx context.Context, token string, newPassword string) (bool, error) {
+func (r *mutationResolver) ResetPassword(ctx context.Context, token string, newPassword string) (*bool, error) {
 	if err := r.AuthSvc.ResetPassword(ctx, token, newPassword); err != nil {
-		return false, peopleError(err)
+		return nil, peopleError(err)
 	}
-	return true, nil
+	return ptr(true, nil)
 }
 
 // RevokeSession is the resolver for the revokeSession field.
-func (r *mutationResolver) RevokeSession(ctx context.Context, id string) (bool, error) {
+func (r *mutationResolver) RevokeSession(ctx context.Context, id string) (*bool, error) {
 	sid, err := parseID(id, "session")
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if err := r.AuthSvc.RevokeSession(ctx, sid); err != nil {
-		return false, err
+		return nil, err
 	}
-	return true, nil
+	return ptr(true, nil)
 }
 
 // SignOutEverywhere is the resolver for the signOutEverywhere field.
-func (r *mutationResolver) SignOutEverywhere(ctx context.Context, keepCurrent *bool) (int, error) {
-	return r.AuthSvc.SignOutEverywhere(ctx, keepCurrent != nil && *keepCurrent)
+func (r *mutationResolver) SignOutEverywhere(ctx context.Context, keepCurrent *bool) (*int, error) {
+	return ptr(r.AuthSvc.SignOutEverywhere(ctx, keepCurrent != nil && *keepCurrent))
 }
 
 // Sessions is the resolver for the sessions field.

@@ -21,6 +21,7 @@ import (
 	"github.com/rampartmail/rampart/internal/auth"
 	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainconfig"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/domainkey/domainkeydb"
 	"github.com/rampartmail/rampart/internal/reporting"
@@ -48,6 +49,7 @@ type ResolverRoot interface {
 	AuthReport() AuthReportResolver
 	AuthStats() AuthStatsResolver
 	CategoryStats() CategoryStatsResolver
+	ConfigChange() ConfigChangeResolver
 	CustomerOverview() CustomerOverviewResolver
 	DiscoveredSelector() DiscoveredSelectorResolver
 	DkimKey() DkimKeyResolver
@@ -209,6 +211,13 @@ type ComplexityRoot struct {
 		Stats    func(childComplexity int) int
 	}
 
+	ConfigChange struct {
+		Action func(childComplexity int) int
+		After  func(childComplexity int) int
+		Before func(childComplexity int) int
+		Path   func(childComplexity int) int
+	}
+
 	CreateApiTokenPayload struct {
 		Secret func(childComplexity int) int
 		Token  func(childComplexity int) int
@@ -366,6 +375,13 @@ type ComplexityRoot struct {
 		Verified            func(childComplexity int) int
 	}
 
+	DomainConfigResult struct {
+		Applied  func(childComplexity int) int
+		Changes  func(childComplexity int) int
+		Domain   func(childComplexity int) int
+		Warnings func(childComplexity int) int
+	}
+
 	DomainConnection struct {
 		Edges      func(childComplexity int) int
 		Nodes      func(childComplexity int) int
@@ -460,6 +476,7 @@ type ComplexityRoot struct {
 		AddDomain              func(childComplexity int, accountID *string, name string) int
 		AddNetblock            func(childComplexity int, domain string, cidr string, label *string) int
 		AddTeamMember          func(childComplexity int, teamID string, userID string) int
+		ApplyDomainConfig      func(childComplexity int, accountID *string, config model.DomainConfigInput, dryRun *bool, force *bool) int
 		ChangeMemberRole       func(childComplexity int, accountID *string, userID string, role model.Role) int
 		ChangePassword         func(childComplexity int, currentPassword string, newPassword string) int
 		CheckDNSSetup          func(childComplexity int, domain string) int
@@ -817,6 +834,12 @@ type AuthStatsResolver interface {
 type CategoryStatsResolver interface {
 	Category(ctx context.Context, obj *authreport.CategoryStats) (model.SourceCategory, error)
 }
+type ConfigChangeResolver interface {
+	Action(ctx context.Context, obj *domainconfig.Change) (model.ConfigAction, error)
+
+	Before(ctx context.Context, obj *domainconfig.Change) (*string, error)
+	After(ctx context.Context, obj *domainconfig.Change) (*string, error)
+}
 type CustomerOverviewResolver interface {
 	Account(ctx context.Context, obj *account.Overview) (*account.Account, error)
 }
@@ -892,7 +915,7 @@ type MemberResolver interface {
 type MutationResolver interface {
 	Login(ctx context.Context, email string, password string, knownClient *string) (*model.AuthPayload, error)
 	RefreshToken(ctx context.Context, refreshToken string) (*model.AuthPayload, error)
-	Logout(ctx context.Context, refreshToken string) (bool, error)
+	Logout(ctx context.Context, refreshToken string) (*bool, error)
 	CreateAPIToken(ctx context.Context, accountID *string, name string, scope *model.APITokenScopeInput) (*model.CreateAPITokenPayload, error)
 	RevokeAPIToken(ctx context.Context, accountID *string, id string) (*auth.APIToken, error)
 	AddDomain(ctx context.Context, accountID *string, name string) (*domain.Domain, error)
@@ -914,7 +937,7 @@ type MutationResolver interface {
 	ResendInvitation(ctx context.Context, accountID *string, id string) (*account.Invitation, error)
 	RevokeInvitation(ctx context.Context, accountID *string, id string) (*account.Invitation, error)
 	AcceptInvitation(ctx context.Context, token string, name *string, password *string) (*model.AcceptInvitationPayload, error)
-	RemoveMember(ctx context.Context, accountID *string, userID string) (bool, error)
+	RemoveMember(ctx context.Context, accountID *string, userID string) (*bool, error)
 	ChangeMemberRole(ctx context.Context, accountID *string, userID string, role model.Role) (*account.Member, error)
 	TransferOwnership(ctx context.Context, accountID *string, userID string) (*account.Account, error)
 	AddDkimKey(ctx context.Context, domain string, selector string, publicKey *string, cnameTarget *string, service *string) (*model.AddDkimKeyPayload, error)
@@ -922,6 +945,7 @@ type MutationResolver interface {
 	RemoveDkimKey(ctx context.Context, domain string, selector string) (*domain.Domain, error)
 	SetBimi(ctx context.Context, domain string, logoURL string, evidenceURL *string) (*domain.Domain, error)
 	ImportDkimKey(ctx context.Context, domain string, selector string) (*model.AddDkimKeyPayload, error)
+	ApplyDomainConfig(ctx context.Context, accountID *string, config model.DomainConfigInput, dryRun *bool, force *bool) (*domainconfig.Result, error)
 	CreateCustomerAccount(ctx context.Context, parentID *string, name string, ownerEmail *string) (*model.CreateCustomerAccountPayload, error)
 	SuspendCustomerAccount(ctx context.Context, id string) (*account.Account, error)
 	ResumeCustomerAccount(ctx context.Context, id string) (*account.Account, error)
@@ -939,11 +963,11 @@ type MutationResolver interface {
 	CreateSenderService(ctx context.Context, accountID *string, slug string, input model.SenderServiceInput) (*senderdb.SenderService, error)
 	UpdateSenderService(ctx context.Context, service string, input model.SenderServicePatch) (*senderdb.SenderService, error)
 	DeleteSenderService(ctx context.Context, service string) (*senderdb.SenderService, error)
-	ChangePassword(ctx context.Context, currentPassword string, newPassword string) (int, error)
-	RequestPasswordReset(ctx context.Context, email string) (bool, error)
-	ResetPassword(ctx context.Context, token string, newPassword string) (bool, error)
-	RevokeSession(ctx context.Context, id string) (bool, error)
-	SignOutEverywhere(ctx context.Context, keepCurrent *bool) (int, error)
+	ChangePassword(ctx context.Context, currentPassword string, newPassword string) (*int, error)
+	RequestPasswordReset(ctx context.Context, email string) (*bool, error)
+	ResetPassword(ctx context.Context, token string, newPassword string) (*bool, error)
+	RevokeSession(ctx context.Context, id string) (*bool, error)
+	SignOutEverywhere(ctx context.Context, keepCurrent *bool) (*int, error)
 }
 type NetblockResolver interface {
 	Cidr(ctx context.Context, obj *sender.Netblock) (string, error)
@@ -1638,6 +1662,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CategoryStats.Stats(childComplexity), true
 
+	case "ConfigChange.action":
+		if e.ComplexityRoot.ConfigChange.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Action(childComplexity), true
+	case "ConfigChange.after":
+		if e.ComplexityRoot.ConfigChange.After == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.After(childComplexity), true
+	case "ConfigChange.before":
+		if e.ComplexityRoot.ConfigChange.Before == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Before(childComplexity), true
+	case "ConfigChange.path":
+		if e.ComplexityRoot.ConfigChange.Path == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConfigChange.Path(childComplexity), true
+
 	case "CreateApiTokenPayload.secret":
 		if e.ComplexityRoot.CreateApiTokenPayload.Secret == nil {
 			break
@@ -2316,6 +2365,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Domain.Verified(childComplexity), true
 
+	case "DomainConfigResult.applied":
+		if e.ComplexityRoot.DomainConfigResult.Applied == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainConfigResult.Applied(childComplexity), true
+	case "DomainConfigResult.changes":
+		if e.ComplexityRoot.DomainConfigResult.Changes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainConfigResult.Changes(childComplexity), true
+	case "DomainConfigResult.domain":
+		if e.ComplexityRoot.DomainConfigResult.Domain == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainConfigResult.Domain(childComplexity), true
+	case "DomainConfigResult.warnings":
+		if e.ComplexityRoot.DomainConfigResult.Warnings == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DomainConfigResult.Warnings(childComplexity), true
+
 	case "DomainConnection.edges":
 		if e.ComplexityRoot.DomainConnection.Edges == nil {
 			break
@@ -2712,6 +2786,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddTeamMember(childComplexity, args["teamId"].(string), args["userId"].(string)), true
+	case "Mutation.applyDomainConfig":
+		if e.ComplexityRoot.Mutation.ApplyDomainConfig == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_applyDomainConfig_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ApplyDomainConfig(childComplexity, args["accountId"].(*string), args["config"].(model.DomainConfigInput), args["dryRun"].(*bool), args["force"].(*bool)), true
 	case "Mutation.changeMemberRole":
 		if e.ComplexityRoot.Mutation.ChangeMemberRole == nil {
 			break
@@ -4298,11 +4383,15 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("ApiTokenScopeInput", ec.unmarshalInputApiTokenScopeInput),
 			graphql.NewInputUnmarshaler("CustomerFilter", ec.unmarshalInputCustomerFilter),
+			graphql.NewInputUnmarshaler("DkimKeyInput", ec.unmarshalInputDkimKeyInput),
 			graphql.NewInputUnmarshaler("DmarcPolicyInput", ec.unmarshalInputDmarcPolicyInput),
+			graphql.NewInputUnmarshaler("DomainConfigInput", ec.unmarshalInputDomainConfigInput),
 			graphql.NewInputUnmarshaler("DomainFilter", ec.unmarshalInputDomainFilter),
 			graphql.NewInputUnmarshaler("DomainSetInput", ec.unmarshalInputDomainSetInput),
+			graphql.NewInputUnmarshaler("NetblockInput", ec.unmarshalInputNetblockInput),
 			graphql.NewInputUnmarshaler("SenderServiceInput", ec.unmarshalInputSenderServiceInput),
 			graphql.NewInputUnmarshaler("SenderServicePatch", ec.unmarshalInputSenderServicePatch),
+			graphql.NewInputUnmarshaler("SpfPinInput", ec.unmarshalInputSpfPinInput),
 		)
 	}
 	first := true
@@ -4510,18 +4599,18 @@ extend type Domain {
 
 extend type Mutation {
   "Create a team in an account (default: the caller's default account). Needs the manage-users permission, as does every change to teams."
-  createTeam(accountId: ID, name: String!): Team!
-  renameTeam(id: ID!, name: String!): Team!
+  createTeam(accountId: ID, name: String!): Team
+  renameTeam(id: ID!, name: String!): Team
   "Delete a team with its memberships and grants; returns it as it was."
-  deleteTeam(id: ID!): Team!
+  deleteTeam(id: ID!): Team
   "Put a member of the team's account on the team."
-  addTeamMember(teamId: ID!, userId: ID!): Team!
-  removeTeamMember(teamId: ID!, userId: ID!): Team!
+  addTeamMember(teamId: ID!, userId: ID!): Team
+  removeTeamMember(teamId: ID!, userId: ID!): Team
   "Give a team a level (READ to ADMIN) on a domain set of its account or of a customer account below it (accountId; default: the team's)."
-  grantTeam(teamId: ID!, accountId: ID, level: AccessLevel!, domains: DomainSetInput): TeamGrant!
-  revokeTeamGrant(teamId: ID!, id: ID!): TeamGrant!
+  grantTeam(teamId: ID!, accountId: ID, level: AccessLevel!, domains: DomainSetInput): TeamGrant
+  revokeTeamGrant(teamId: ID!, id: ID!): TeamGrant
   "Replace a domain's labels (letters, digits, '-', '_', '.'; at most 20). Labels decide which teams and tokens reach the domain, so this needs the manage-users permission."
-  setDomainLabels(name: String!, labels: [String!]!): Domain!
+  setDomainLabels(name: String!, labels: [String!]!): Domain
 }
 `, BuiltIn: false},
 	{Name: "../../schema/account.graphqls", Input: `"A tenant: a company, or an MSP with customer accounts."
@@ -4595,7 +4684,7 @@ extend type Mutation {
   default). CONFLICT when the address has a user. Throttled per address and
   client like logins (RATE_LIMITED).
   """
-  signUp(email: String!, password: String!, name: String!, accountName: String!): AuthPayload!
+  signUp(email: String!, password: String!, name: String!, accountName: String!): AuthPayload
   """
   Invite an e-mail address into an account (default: the caller's) with a
   role, by a mail with a single-use token that expires (7 days by default).
@@ -4603,11 +4692,11 @@ extend type Mutation {
   member, or has an open invitation (resend or revoke it); FORBIDDEN when
   the server sends no mail.
   """
-  inviteMember(accountId: ID, email: String!, role: Role! = MEMBER): Invitation!
+  inviteMember(accountId: ID, email: String!, role: Role! = MEMBER): Invitation
   "Mail an open invitation again with a new token and expiry; the old token stops working."
-  resendInvitation(accountId: ID, id: ID!): Invitation!
+  resendInvitation(accountId: ID, id: ID!): Invitation
   "Withdraw an invitation: its token stops working."
-  revokeInvitation(accountId: ID, id: ID!): Invitation!
+  revokeInvitation(accountId: ID, id: ID!): Invitation
   """
   Accept an invitation with the token from its mail. Signed in, a user
   accepts an invitation sent to their own address (FORBIDDEN for another
@@ -4615,17 +4704,17 @@ extend type Mutation {
   user and sign them in (CONFLICT when the address has a user: sign in
   first). A used, revoked, expired or unknown token is BAD_USER_INPUT.
   """
-  acceptInvitation(token: String!, name: String, password: String): AcceptInvitationPayload!
+  acceptInvitation(token: String!, name: String, password: String): AcceptInvitationPayload
   """
   Remove a member from an account. Owners remove anyone; a member may remove
   themself (leave). The last owner can neither leave nor be removed
   (CONFLICT): make another member owner first.
   """
-  removeMember(accountId: ID, userId: ID!): Boolean!
+  removeMember(accountId: ID, userId: ID!): Boolean
   "Change a member's role; needs the manage-users permission. Demoting the last owner is a CONFLICT."
-  changeMemberRole(accountId: ID, userId: ID!, role: Role!): Member!
+  changeMemberRole(accountId: ID, userId: ID!, role: Role!): Member
   "Make a member the owner, and the calling owner a member, at once. Only an owner of the account itself may."
-  transferOwnership(accountId: ID, userId: ID!): Account!
+  transferOwnership(accountId: ID, userId: ID!): Account
 }
 `, BuiltIn: false},
 	{Name: "../../schema/authreport.graphqls", Input: `"A calendar day in UTC, written YYYY-MM-DD."
@@ -4864,13 +4953,13 @@ type AddDkimKeyPayload {
 
 extend type Mutation {
   "Add a DKIM key: a public key (base64, a whole DKIM record or PEM; RSA of 1024 bits or more, or ed25519) or a vendor's CNAME target."
-  addDkimKey(domain: String!, selector: String!, publicKey: String, cnameTarget: String, service: ID): AddDkimKeyPayload!
+  addDkimKey(domain: String!, selector: String!, publicKey: String, cnameTarget: String, service: ID): AddDkimKeyPayload
   "Revoke a key: its selector answers ` + "`" + `v=DKIM1; p=` + "`" + `."
-  revokeDkimKey(domain: String!, selector: String!): DkimKey!
+  revokeDkimKey(domain: String!, selector: String!): DkimKey
   "Remove a key: its selector stops existing."
-  removeDkimKey(domain: String!, selector: String!): Domain!
+  removeDkimKey(domain: String!, selector: String!): Domain
   "Set (or clear, with an empty logoUrl) the domain's BIMI assertion. It is served only while the DMARC policy is at enforcement (quarantine or reject, pct 100)."
-  setBimi(domain: String!, logoUrl: String!, evidenceUrl: String): Domain!
+  setBimi(domain: String!, logoUrl: String!, evidenceUrl: String): Domain
 }
 `, BuiltIn: false},
 	{Name: "../../schema/dkim_discovery.graphqls", Input: `"""
@@ -4953,7 +5042,7 @@ extend type Mutation {
   the edge (the answer would come from the edge), or when the lookup got no
   answer.
   """
-  importDkimKey(domain: String!, selector: String!): AddDkimKeyPayload!
+  importDkimKey(domain: String!, selector: String!): AddDkimKeyPayload
 }
 `, BuiltIn: false},
 	{Name: "../../schema/dmarc.graphqls", Input: `"A DMARC policy (RFC 7489, with the np and t tags of DMARCbis)."
@@ -5237,6 +5326,84 @@ type RemovedDomain {
   warnings: [String!]!
 }
 `, BuiltIn: false},
+	{Name: "../../schema/domainconfig.graphqls", Input: `extend type Mutation {
+  """
+  Declare a domain's desired state in one idempotent call, for Terraform-style automation. A field left
+  out is left alone; a list given is the exact desired set (missing items are added, extra ones removed,
+  changed ones updated). The domain is claimed (as ` + "`" + `addDomain` + "`" + `) when the account does not hold it. The
+  answer lists the changes; with ` + "`" + `dryRun` + "`" + ` they are computed and nothing is written, and a configuration
+  already in place writes nothing (the edge's serial does not move). All changes are made in one
+  transaction: any error leaves the domain as it was. Each part that changes needs its permission:
+  ` + "`" + `mode` + "`" + ` and a new domain manage domains, ` + "`" + `policy` + "`" + ` manage policy, ` + "`" + `netblocks` + "`" + `, ` + "`" + `senders` + "`" + ` and ` + "`" + `spfPins` + "`" + `
+  manage senders, ` + "`" + `dkimKeys` + "`" + ` manage DKIM. A policy tightening meets the readiness gate as in
+  ` + "`" + `updateDmarcPolicy` + "`" + ` (a READINESS error unless ` + "`" + `force` + "`" + `). Validation errors name the path at fault in
+  ` + "`" + `extensions.field` + "`" + `, e.g. ` + "`" + `netblocks[1].cidr` + "`" + `. ` + "`" + `accountId` + "`" + ` defaults to the caller's account.
+  """
+  applyDomainConfig(accountId: ID, config: DomainConfigInput!, dryRun: Boolean = false, force: Boolean = false): DomainConfigResult
+}
+
+"A domain's declared configuration; a field left out (or null) is left alone."
+input DomainConfigInput {
+  name: String!
+  mode: DomainMode
+  "Edits the stored policy as ` + "`" + `updateDmarcPolicy` + "`" + ` does: omitted tags keep their value."
+  policy: DmarcPolicyInput
+  netblocks: [NetblockInput!]
+  "Slugs of catalog services, or of the account's own services."
+  senders: [String!]
+  spfPins: [SpfPinInput!]
+  dkimKeys: [DkimKeyInput!]
+}
+
+input NetblockInput {
+  cidr: String!
+  label: String
+}
+
+input SpfPinInput {
+  include: String!
+  expiresAt: Time!
+}
+
+"A DKIM key: a public key or a vendor's CNAME target."
+input DkimKeyInput {
+  selector: String!
+  publicKey: String
+  cnameTarget: String
+  "The slug of the service signing with the key."
+  service: String
+  "Publish the selector as revoked."
+  revoked: Boolean = false
+}
+
+enum ConfigAction {
+  ADD
+  REMOVE
+  UPDATE
+}
+
+"One difference between a domain and its declared configuration."
+type ConfigChange {
+  action: ConfigAction!
+  "The item: ` + "`" + `domain` + "`" + `, ` + "`" + `mode` + "`" + `, ` + "`" + `policy.<tag>` + "`" + `, ` + "`" + `netblocks[<cidr>]` + "`" + `, ` + "`" + `senders[<slug>]` + "`" + `, ` + "`" + `spfPins[<include>]` + "`" + ` or ` + "`" + `dkimKeys[<selector>]` + "`" + `."
+  path: String!
+  "The item before, as text; null when it was not there."
+  before: String
+  "The item after, as text; null when it is removed."
+  after: String
+}
+
+type DomainConfigResult {
+  "The domain after the call; null on a dry run for a domain the account does not hold yet."
+  domain: Domain
+  "The changes; empty when the configuration is in place."
+  changes: [ConfigChange!]!
+  "Whether the changes were made: false on a dry run and when there were none."
+  applied: Boolean!
+  "Warnings about the declared DKIM keys (a short RSA key)."
+  warnings: [String!]!
+}
+`, BuiltIn: false},
 	{Name: "../../schema/msp.graphqls", Input: `# MSP customer accounts: create, list, suspend, resume and remove the
 # accounts below an account, and the dashboard overview of them.
 
@@ -5335,7 +5502,7 @@ extend type Mutation {
   ` + "`" + `inviteMember` + "`" + ` (FORBIDDEN when the server sends no mail); when the
   invitation fails, nothing is created.
   """
-  createCustomerAccount(parentId: ID, name: String!, ownerEmail: String): CreateCustomerAccountPayload!
+  createCustomerAccount(parentId: ID, name: String!, ownerEmail: String): CreateCustomerAccountPayload
   """
   Suspend a customer account: its own members and API tokens (and those of
   the accounts below it) are refused every query and mutation in it with
@@ -5344,9 +5511,9 @@ extend type Mutation {
   suspension never breaks a customer's mail. Needs the manage-users
   permission in the account's parent; suspending twice changes nothing.
   """
-  suspendCustomerAccount(id: ID!): Account!
+  suspendCustomerAccount(id: ID!): Account
   "End a customer account's suspension; as ` + "`" + `suspendCustomerAccount` + "`" + `."
-  resumeCustomerAccount(id: ID!): Account!
+  resumeCustomerAccount(id: ID!): Account
   """
   Remove a customer account with its memberships, teams, API tokens,
   invitations and account sender services; returns it as it was. Needs the
@@ -5355,7 +5522,7 @@ extend type Mutation {
   many: remove or move them first, so that no hosted domain disappears as a
   side effect.
   """
-  removeCustomerAccount(id: ID!): Account!
+  removeCustomerAccount(id: ID!): Account
 }
 `, BuiltIn: false},
 	{Name: "../../schema/readiness.graphqls", Input: `extend type Domain {
@@ -5488,9 +5655,9 @@ type ReadinessRules {
 
 extend type Mutation {
   "Set the DMARC pass rate (percent, 50 to 100) the domain's own servers and known services (unless an enabled service has its own) must reach before its policy may tighten. Needs the right to manage the policy."
-  setReadinessThreshold(domain: String!, threshold: Float!): Domain!
+  setReadinessThreshold(domain: String!, threshold: Float!): Domain
   "Set the pass rate (percent, 50 to 100) one enabled sender (a service's slug) must reach; null returns it to the domain's. NOT_FOUND when the service is not enabled for the domain."
-  setSenderThreshold(domain: String!, service: String!, threshold: Float): Domain!
+  setSenderThreshold(domain: String!, service: String!, threshold: Float): Domain
 }
 `, BuiltIn: false},
 	{Name: "../../schema/report.graphqls", Input: `"A DMARC aggregate report a receiver sent about a domain."
@@ -5604,7 +5771,7 @@ extend type Account {
 
 extend type Mutation {
   "Upload aggregate report files (XML, gzip, zip or whole e-mails) to an account (default: the caller's default account). Each file is stored and queued for decoding; decoding problems show in ` + "`" + `ingestProblems` + "`" + `."
-  uploadReports(accountId: ID, files: [Upload!]!): [UploadResult!]!
+  uploadReports(accountId: ID, files: [Upload!]!): [UploadResult!]
 }
 
 extend type Query {
@@ -5653,11 +5820,11 @@ type Mutation {
   client: with it, only this client's own failures slow it, so an attack
   from elsewhere does not keep the owner out.
   """
-  login(email: String!, password: String!, knownClient: String): AuthPayload!
+  login(email: String!, password: String!, knownClient: String): AuthPayload
   "Trade a refresh token for new tokens. Each refresh token works once; reusing one revokes its whole session."
-  refreshToken(refreshToken: String!): AuthPayload!
+  refreshToken(refreshToken: String!): AuthPayload
   "End a session: its refresh tokens stop working."
-  logout(refreshToken: String!): Boolean!
+  logout(refreshToken: String!): Boolean
 
   """
   Create an API token for automation in an account (default: the caller's
@@ -5667,20 +5834,20 @@ type Mutation {
   token its own scope. A token creates tokens only when its scope allows it,
   and never one wider than itself (FORBIDDEN).
   """
-  createApiToken(accountId: ID, name: String!, scope: ApiTokenScopeInput): CreateApiTokenPayload!
+  createApiToken(accountId: ID, name: String!, scope: ApiTokenScopeInput): CreateApiTokenPayload
   "Revoke an API token of an account (default: the caller's default account), and every token created under it; they stop working at once."
-  revokeApiToken(accountId: ID, id: ID!): ApiToken!
+  revokeApiToken(accountId: ID, id: ID!): ApiToken
 
   "Claim a domain for an account. The name is converted to ASCII (IDNA) and lower case; it must be a registrable domain name or below one. Adding a name the account claims already returns that claim unchanged, never a CONFLICT, so that automation (an API token) or a person can re-run it. Another account's claim does not stop it. The claim is unverified, and the edge serves nothing for it, until the account's proof is found (see ` + "`" + `verifyDomain` + "`" + `); a proof already published is looked for at once."
-  addDomain(accountId: ID, name: String!): Domain!
+  addDomain(accountId: ID, name: String!): Domain
   "Look for the domain's ownership proof (` + "`" + `dnsSetup.verification` + "`" + `) now, through the server's DNS resolver. When it is found the claim is verified, any other account's claim on the name is displaced, and the edge serves the domain within a second; otherwise ` + "`" + `ownership.lastCheckResult` + "`" + ` says what was found. CONFLICT when the server does not check DNS (its operator verifies domains with ` + "`" + `rampart admin verify-domain` + "`" + `)."
-  verifyDomain(name: String!): Domain!
+  verifyDomain(name: String!): Domain
   "Stop hosting a domain: remove the account's claim. For a verified domain the edge stops answering within a second (its SPF names keep an answer that authorizes nothing during the removal grace period), and ` + "`" + `warnings` + "`" + ` say what of the domain's own DNS still points at the edge."
-  removeDomain(name: String!): RemovedDomain!
+  removeDomain(name: String!): RemovedDomain
   "Look at the domain's own DNS now, through the server's DNS resolver (the apex SPF record, the _dmarc and _domainkey delegations), and return its set-up with what was seen (` + "`" + `published` + "`" + `). Needs the right to read the set-up. CONFLICT when the server does not check DNS."
-  checkDnsSetup(domain: String!): DnsSetup!
+  checkDnsSetup(domain: String!): DnsSetup
   "Switch a domain between SENDING and BLOCKED (non-sending: locked down to p=reject)."
-  setDomainMode(name: String!, mode: DomainMode!): Domain!
+  setDomainMode(name: String!, mode: DomainMode!): Domain
   """
   Change a domain's DMARC policy. Omitted fields keep their value; an explicit null removes an optional tag.
   A change that tightens the policy (p, sp or np to a stricter disposition, or a larger pct) beyond what
@@ -5688,7 +5855,7 @@ type Mutation {
   ` + "`" + `extensions` + "`" + ` (` + "`" + `verdict` + "`" + `, ` + "`" + `requires` + "`" + `, ` + "`" + `reasons` + "`" + `), unless ` + "`" + `force` + "`" + ` is true; every tightening is recorded,
   a forced one as forced. Loosening is always allowed.
   """
-  updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!, force: Boolean = false): Domain!
+  updateDmarcPolicy(name: String!, policy: DmarcPolicyInput!, force: Boolean = false): Domain
 }
 
 """
@@ -5869,17 +6036,17 @@ extend type Query {
 
 extend type Mutation {
   "Let an address range send as the domain (or change its label)."
-  addNetblock(domain: String!, cidr: String!, label: String): Domain!
+  addNetblock(domain: String!, cidr: String!, label: String): Domain
   "Stop an address range sending as the domain."
-  removeNetblock(domain: String!, cidr: String!): Domain!
+  removeNetblock(domain: String!, cidr: String!): Domain
   "Let a catalog service send as the domain. Refused if the SPF record would cost more than 10 lookups."
-  enableSender(domain: String!, service: ID!): Domain!
+  enableSender(domain: String!, service: ID!): Domain
   "Stop a catalog service sending as the domain."
-  disableSender(domain: String!, service: ID!): Domain!
+  disableSender(domain: String!, service: ID!): Domain
   "Keep a literal include in the domain's _nspf record until ` + "`" + `expiresAt` + "`" + ` (at most a year), for vendors whose set-up checker looks for it. Refused if the SPF record would cost more than 10 lookups."
-  pinSpfInclude(domain: String!, include: String!, expiresAt: Time!): Domain!
+  pinSpfInclude(domain: String!, include: String!, expiresAt: Time!): Domain
   "Remove a pinned include before it expires."
-  unpinSpfInclude(domain: String!, include: String!): Domain!
+  unpinSpfInclude(domain: String!, include: String!): Domain
   """
   Resolve now the SPF includes of the services enabled on the domains whose
   senders you manage (an instance operator: on any domain), or of the one
@@ -5887,7 +6054,7 @@ extend type Mutation {
   at most once a minute, whoever asks: services looked up more recently are
   returned as they are, and naming one is refused with RATE_LIMITED.
   """
-  refreshSenderRanges(service: ID): [SenderService!]!
+  refreshSenderRanges(service: ID): [SenderService!]
   """
   Add an account's own sending service (default: the caller's default
   account), for its domains to enable like a catalog one. ` + "`" + `slug` + "`" + ` is 1 to 40
@@ -5898,11 +6065,11 @@ extend type Mutation {
   cost stays unknown if that fails), then hourly and on demand like a catalog
   service's. The account's report sources are classified again.
   """
-  createSenderService(accountId: ID, slug: String!, input: SenderServiceInput!): SenderService!
+  createSenderService(accountId: ID, slug: String!, input: SenderServiceInput!): SenderService
   "Change an account's own sending service (catalog services cannot be changed). Refused when the new include would take the SPF record of a domain enabling it past 10 lookups, or make its cost unknown. The account's report sources are classified again."
-  updateSenderService(service: ID!, input: SenderServicePatch!): SenderService!
+  updateSenderService(service: ID!, input: SenderServicePatch!): SenderService
   "Remove an account's own sending service. Refused (CONFLICT, with the domains in ` + "`" + `extensions.domains` + "`" + `) while domains enable it: disable it on them first. DKIM keys tied to it stay, tied to no service. Returns the service as it was."
-  deleteSenderService(service: ID!): SenderService!
+  deleteSenderService(service: ID!): SenderService
 }
 `, BuiltIn: false},
 	{Name: "../../schema/viewer.graphqls", Input: `"The caller of a request."
@@ -5991,19 +6158,19 @@ extend type Mutation {
   is BAD_USER_INPUT and counts as a failed login (RATE_LIMITED after too
   many). Users only: an API token is FORBIDDEN.
   """
-  changePassword(currentPassword: String!, newPassword: String!): Int!
+  changePassword(currentPassword: String!, newPassword: String!): Int
   """
   Mail a password reset token (valid 1 hour, usable once) to the address if
   a user has it. The answer is true whether or not one does; RATE_LIMITED
   when asked too often from the client or for the address.
   """
-  requestPasswordReset(email: String!): Boolean!
+  requestPasswordReset(email: String!): Boolean
   "Set a new password with a reset token from the mail; every session of the user ends."
-  resetPassword(token: String!, newPassword: String!): Boolean!
+  resetPassword(token: String!, newPassword: String!): Boolean
   "End one of the signed-in user's sessions; another user's is NOT_FOUND."
-  revokeSession(id: ID!): Boolean!
+  revokeSession(id: ID!): Boolean
   "End every session of the signed-in user (with ` + "`" + `keepCurrent` + "`" + `, all but this one); the answer is how many ended."
-  signOutEverywhere(keepCurrent: Boolean = false): Int!
+  signOutEverywhere(keepCurrent: Boolean = false): Int
 }
 `, BuiltIn: false},
 }
@@ -6277,6 +6444,20 @@ func (ec *executionContext) childFields_CategoryStats(ctx context.Context, field
 		return ec.fieldContext_CategoryStats_stats(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CategoryStats", field.Name)
+}
+
+func (ec *executionContext) childFields_ConfigChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "action":
+		return ec.fieldContext_ConfigChange_action(ctx, field)
+	case "path":
+		return ec.fieldContext_ConfigChange_path(ctx, field)
+	case "before":
+		return ec.fieldContext_ConfigChange_before(ctx, field)
+	case "after":
+		return ec.fieldContext_ConfigChange_after(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConfigChange", field.Name)
 }
 
 func (ec *executionContext) childFields_CreateApiTokenPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6591,6 +6772,20 @@ func (ec *executionContext) childFields_Domain(ctx context.Context, field graphq
 		return ec.fieldContext_Domain_ingestProblems(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Domain", field.Name)
+}
+
+func (ec *executionContext) childFields_DomainConfigResult(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "domain":
+		return ec.fieldContext_DomainConfigResult_domain(ctx, field)
+	case "changes":
+		return ec.fieldContext_DomainConfigResult_changes(ctx, field)
+	case "applied":
+		return ec.fieldContext_DomainConfigResult_applied(ctx, field)
+	case "warnings":
+		return ec.fieldContext_DomainConfigResult_warnings(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DomainConfigResult", field.Name)
 }
 
 func (ec *executionContext) childFields_DomainConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -7848,6 +8043,44 @@ func (ec *executionContext) field_Mutation_addTeamMember_args(ctx context.Contex
 		return nil, err
 	}
 	args["userId"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_applyDomainConfig_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "accountId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["accountId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "config",
+		func(ctx context.Context, v any) (model.DomainConfigInput, error) {
+			return ec.unmarshalNDomainConfigInput2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainConfigInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["config"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "dryRun",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["dryRun"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "force",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["force"] = arg3
 	return args, nil
 }
 
@@ -11660,6 +11893,98 @@ func (ec *executionContext) fieldContext_CategoryStats_stats(_ context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _ConfigChange_action(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConfigChange().Action(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.ConfigAction) graphql.Marshaler {
+			return ec.marshalNConfigAction2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐConfigAction(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, true, true, "ConfigAction")
+}
+
+func (ec *executionContext) _ConfigChange_path(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_path(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Path, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_path(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _ConfigChange_before(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_before(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConfigChange().Before(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_before(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, true, true, "String")
+}
+
+func (ec *executionContext) _ConfigChange_after(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Change) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConfigChange_after(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ConfigChange().After(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConfigChange_after(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ConfigChange", field, true, true, "String")
+}
+
 func (ec *executionContext) _CreateApiTokenPayload_token(ctx context.Context, field graphql.CollectedField, obj *model.CreateAPITokenPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -14518,6 +14843,116 @@ func (ec *executionContext) fieldContext_Domain_ingestProblems(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _DomainConfigResult_domain(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Result) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainConfigResult_domain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Domain, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DomainConfigResult_domain(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DomainConfigResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Domain(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DomainConfigResult_changes(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Result) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainConfigResult_changes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Changes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []domainconfig.Change) graphql.Marshaler {
+			return ec.marshalNConfigChange2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐChangeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainConfigResult_changes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DomainConfigResult",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConfigChange(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DomainConfigResult_applied(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Result) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainConfigResult_applied(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Applied, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainConfigResult_applied(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainConfigResult", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _DomainConfigResult_warnings(ctx context.Context, field graphql.CollectedField, obj *domainconfig.Result) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DomainConfigResult_warnings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Warnings, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DomainConfigResult_warnings(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DomainConfigResult", field, false, false, "String")
+}
+
 func (ec *executionContext) _DomainConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.DomainConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -15887,10 +16322,10 @@ func (ec *executionContext) _Mutation_login(ctx context.Context, field graphql.C
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
-			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+			return ec.marshalOAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_login(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15931,10 +16366,10 @@ func (ec *executionContext) _Mutation_refreshToken(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
-			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+			return ec.marshalOAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_refreshToken(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -15974,11 +16409,11 @@ func (ec *executionContext) _Mutation_logout(ctx context.Context, field graphql.
 			return ec.Resolvers.Mutation().Logout(ctx, fc.Args["refreshToken"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_logout(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16019,10 +16454,10 @@ func (ec *executionContext) _Mutation_createApiToken(ctx context.Context, field 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateAPITokenPayload) graphql.Marshaler {
-			return ec.marshalNCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx, selections, v)
+			return ec.marshalOCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_createApiToken(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16063,10 +16498,10 @@ func (ec *executionContext) _Mutation_revokeApiToken(ctx context.Context, field 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *auth.APIToken) graphql.Marshaler {
-			return ec.marshalNApiToken2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthᚐAPIToken(ctx, selections, v)
+			return ec.marshalOApiToken2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthᚐAPIToken(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeApiToken(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16107,10 +16542,10 @@ func (ec *executionContext) _Mutation_addDomain(ctx context.Context, field graph
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addDomain(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16151,10 +16586,10 @@ func (ec *executionContext) _Mutation_verifyDomain(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_verifyDomain(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16195,10 +16630,10 @@ func (ec *executionContext) _Mutation_removeDomain(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.RemovedDomain) graphql.Marshaler {
-			return ec.marshalNRemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx, selections, v)
+			return ec.marshalORemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeDomain(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16239,10 +16674,10 @@ func (ec *executionContext) _Mutation_checkDnsSetup(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.DNSSetup) graphql.Marshaler {
-			return ec.marshalNDnsSetup2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSSetup(ctx, selections, v)
+			return ec.marshalODnsSetup2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSSetup(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_checkDnsSetup(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16283,10 +16718,10 @@ func (ec *executionContext) _Mutation_setDomainMode(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setDomainMode(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16327,10 +16762,10 @@ func (ec *executionContext) _Mutation_updateDmarcPolicy(ctx context.Context, fie
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_updateDmarcPolicy(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16371,10 +16806,10 @@ func (ec *executionContext) _Mutation_createTeam(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_createTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16415,10 +16850,10 @@ func (ec *executionContext) _Mutation_renameTeam(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_renameTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16459,10 +16894,10 @@ func (ec *executionContext) _Mutation_deleteTeam(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_deleteTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16503,10 +16938,10 @@ func (ec *executionContext) _Mutation_addTeamMember(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addTeamMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16547,10 +16982,10 @@ func (ec *executionContext) _Mutation_removeTeamMember(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Team) graphql.Marshaler {
-			return ec.marshalNTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
+			return ec.marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeTeamMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16591,10 +17026,10 @@ func (ec *executionContext) _Mutation_grantTeam(ctx context.Context, field graph
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Grant) graphql.Marshaler {
-			return ec.marshalNTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
+			return ec.marshalOTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_grantTeam(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16635,10 +17070,10 @@ func (ec *executionContext) _Mutation_revokeTeamGrant(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *access.Grant) graphql.Marshaler {
-			return ec.marshalNTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
+			return ec.marshalOTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeTeamGrant(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16679,10 +17114,10 @@ func (ec *executionContext) _Mutation_setDomainLabels(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setDomainLabels(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16723,10 +17158,10 @@ func (ec *executionContext) _Mutation_signUp(ctx context.Context, field graphql.
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
-			return ec.marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
+			return ec.marshalOAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_signUp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16767,10 +17202,10 @@ func (ec *executionContext) _Mutation_inviteMember(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
-			return ec.marshalNInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
+			return ec.marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_inviteMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16811,10 +17246,10 @@ func (ec *executionContext) _Mutation_resendInvitation(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
-			return ec.marshalNInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
+			return ec.marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_resendInvitation(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16855,10 +17290,10 @@ func (ec *executionContext) _Mutation_revokeInvitation(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Invitation) graphql.Marshaler {
-			return ec.marshalNInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
+			return ec.marshalOInvitation2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐInvitation(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeInvitation(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16899,10 +17334,10 @@ func (ec *executionContext) _Mutation_acceptInvitation(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AcceptInvitationPayload) graphql.Marshaler {
-			return ec.marshalNAcceptInvitationPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAcceptInvitationPayload(ctx, selections, v)
+			return ec.marshalOAcceptInvitationPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAcceptInvitationPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_acceptInvitation(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16942,11 +17377,11 @@ func (ec *executionContext) _Mutation_removeMember(ctx context.Context, field gr
 			return ec.Resolvers.Mutation().RemoveMember(ctx, fc.Args["accountId"].(*string), fc.Args["userId"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeMember(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -16987,10 +17422,10 @@ func (ec *executionContext) _Mutation_changeMemberRole(ctx context.Context, fiel
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Member) graphql.Marshaler {
-			return ec.marshalNMember2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐMember(ctx, selections, v)
+			return ec.marshalOMember2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐMember(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_changeMemberRole(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17031,10 +17466,10 @@ func (ec *executionContext) _Mutation_transferOwnership(ctx context.Context, fie
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
-			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+			return ec.marshalOAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_transferOwnership(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17075,10 +17510,10 @@ func (ec *executionContext) _Mutation_addDkimKey(ctx context.Context, field grap
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
-			return ec.marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
+			return ec.marshalOAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17119,10 +17554,10 @@ func (ec *executionContext) _Mutation_revokeDkimKey(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domainkeydb.DkimKey) graphql.Marshaler {
-			return ec.marshalNDkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx, selections, v)
+			return ec.marshalODkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17163,10 +17598,10 @@ func (ec *executionContext) _Mutation_removeDkimKey(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17207,10 +17642,10 @@ func (ec *executionContext) _Mutation_setBimi(ctx context.Context, field graphql
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setBimi(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17251,10 +17686,10 @@ func (ec *executionContext) _Mutation_importDkimKey(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
-			return ec.marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
+			return ec.marshalOAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_importDkimKey(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17281,6 +17716,50 @@ func (ec *executionContext) fieldContext_Mutation_importDkimKey(ctx context.Cont
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_applyDomainConfig(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_applyDomainConfig(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ApplyDomainConfig(ctx, fc.Args["accountId"].(*string), fc.Args["config"].(model.DomainConfigInput), fc.Args["dryRun"].(*bool), fc.Args["force"].(*bool))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domainconfig.Result) graphql.Marshaler {
+			return ec.marshalODomainConfigResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐResult(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_applyDomainConfig(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DomainConfigResult(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_applyDomainConfig_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createCustomerAccount(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -17295,10 +17774,10 @@ func (ec *executionContext) _Mutation_createCustomerAccount(ctx context.Context,
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateCustomerAccountPayload) graphql.Marshaler {
-			return ec.marshalNCreateCustomerAccountPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateCustomerAccountPayload(ctx, selections, v)
+			return ec.marshalOCreateCustomerAccountPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateCustomerAccountPayload(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_createCustomerAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17339,10 +17818,10 @@ func (ec *executionContext) _Mutation_suspendCustomerAccount(ctx context.Context
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
-			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+			return ec.marshalOAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_suspendCustomerAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17383,10 +17862,10 @@ func (ec *executionContext) _Mutation_resumeCustomerAccount(ctx context.Context,
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
-			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+			return ec.marshalOAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_resumeCustomerAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17427,10 +17906,10 @@ func (ec *executionContext) _Mutation_removeCustomerAccount(ctx context.Context,
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *account.Account) graphql.Marshaler {
-			return ec.marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
+			return ec.marshalOAccount2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐAccount(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeCustomerAccount(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17471,10 +17950,10 @@ func (ec *executionContext) _Mutation_setReadinessThreshold(ctx context.Context,
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setReadinessThreshold(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17515,10 +17994,10 @@ func (ec *executionContext) _Mutation_setSenderThreshold(ctx context.Context, fi
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_setSenderThreshold(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17559,10 +18038,10 @@ func (ec *executionContext) _Mutation_uploadReports(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*model.UploadResult) graphql.Marshaler {
-			return ec.marshalNUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx, selections, v)
+			return ec.marshalOUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_uploadReports(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17603,10 +18082,10 @@ func (ec *executionContext) _Mutation_addNetblock(ctx context.Context, field gra
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_addNetblock(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17647,10 +18126,10 @@ func (ec *executionContext) _Mutation_removeNetblock(ctx context.Context, field 
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_removeNetblock(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17691,10 +18170,10 @@ func (ec *executionContext) _Mutation_enableSender(ctx context.Context, field gr
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_enableSender(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17735,10 +18214,10 @@ func (ec *executionContext) _Mutation_disableSender(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_disableSender(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17779,10 +18258,10 @@ func (ec *executionContext) _Mutation_pinSpfInclude(ctx context.Context, field g
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_pinSpfInclude(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17823,10 +18302,10 @@ func (ec *executionContext) _Mutation_unpinSpfInclude(ctx context.Context, field
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
-			return ec.marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
+			return ec.marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_unpinSpfInclude(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17867,10 +18346,10 @@ func (ec *executionContext) _Mutation_refreshSenderRanges(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
-			return ec.marshalNSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx, selections, v)
+			return ec.marshalOSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_refreshSenderRanges(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17911,10 +18390,10 @@ func (ec *executionContext) _Mutation_createSenderService(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
-			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+			return ec.marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_createSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17955,10 +18434,10 @@ func (ec *executionContext) _Mutation_updateSenderService(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
-			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+			return ec.marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_updateSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -17999,10 +18478,10 @@ func (ec *executionContext) _Mutation_deleteSenderService(ctx context.Context, f
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
-			return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
+			return ec.marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_deleteSenderService(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -18042,11 +18521,11 @@ func (ec *executionContext) _Mutation_changePassword(ctx context.Context, field 
 			return ec.Resolvers.Mutation().ChangePassword(ctx, fc.Args["currentPassword"].(string), fc.Args["newPassword"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_changePassword(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -18086,11 +18565,11 @@ func (ec *executionContext) _Mutation_requestPasswordReset(ctx context.Context, 
 			return ec.Resolvers.Mutation().RequestPasswordReset(ctx, fc.Args["email"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_requestPasswordReset(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -18130,11 +18609,11 @@ func (ec *executionContext) _Mutation_resetPassword(ctx context.Context, field g
 			return ec.Resolvers.Mutation().ResetPassword(ctx, fc.Args["token"].(string), fc.Args["newPassword"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_resetPassword(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -18174,11 +18653,11 @@ func (ec *executionContext) _Mutation_revokeSession(ctx context.Context, field g
 			return ec.Resolvers.Mutation().RevokeSession(ctx, fc.Args["id"].(string))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
-			return ec.marshalNBoolean2bool(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_revokeSession(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -18218,11 +18697,11 @@ func (ec *executionContext) _Mutation_signOutEverywhere(ctx context.Context, fie
 			return ec.Resolvers.Mutation().SignOutEverywhere(ctx, fc.Args["keepCurrent"].(*bool))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalNInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Mutation_signOutEverywhere(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -23635,6 +24114,80 @@ func UnmarshalCustomerFilter(ctx context.Context, raw any) (model.CustomerFilter
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputDkimKeyInput(ctx context.Context, obj any) (model.DkimKeyInput, error) {
+	var it model.DkimKeyInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["revoked"]; !present {
+		asMap["revoked"] = false
+	}
+
+	fieldsInOrder := [...]string{"selector", "publicKey", "cnameTarget", "service", "revoked"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "selector":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("selector"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Selector = data
+		case "publicKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("publicKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PublicKey = data
+		case "cnameTarget":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cnameTarget"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CnameTarget = data
+		case "service":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("service"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Service = data
+		case "revoked":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("revoked"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Revoked = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDkimKeyInput unmarshals raw into the DkimKeyInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDkimKeyInput(ctx context.Context, raw any) (model.DkimKeyInput, error) {
+	var out model.DkimKeyInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DkimKeyInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputDmarcPolicyInput(ctx context.Context, obj any) (model.DmarcPolicyInput, error) {
 	var it model.DmarcPolicyInput
 	if obj == nil {
@@ -23740,6 +24293,90 @@ func UnmarshalDmarcPolicyInput(ctx context.Context, raw any) (model.DmarcPolicyI
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputDomainConfigInput(ctx context.Context, obj any) (model.DomainConfigInput, error) {
+	var it model.DomainConfigInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "mode", "policy", "netblocks", "senders", "spfPins", "dkimKeys"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "mode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("mode"))
+			data, err := ec.unmarshalODomainMode2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainMode(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Mode = data
+		case "policy":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("policy"))
+			data, err := ec.unmarshalODmarcPolicyInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcPolicyInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Policy = data
+		case "netblocks":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("netblocks"))
+			data, err := ec.unmarshalONetblockInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐNetblockInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Netblocks = data
+		case "senders":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("senders"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Senders = data
+		case "spfPins":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("spfPins"))
+			data, err := ec.unmarshalOSpfPinInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfPinInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SpfPins = data
+		case "dkimKeys":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("dkimKeys"))
+			data, err := ec.unmarshalODkimKeyInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DkimKeys = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDomainConfigInput unmarshals raw into the DomainConfigInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDomainConfigInput(ctx context.Context, raw any) (model.DomainConfigInput, error) {
+	var out model.DomainConfigInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DomainConfigInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputDomainFilter(ctx context.Context, obj any) (model.DomainFilter, error) {
 	var it model.DomainFilter
 	if obj == nil {
@@ -23835,6 +24472,55 @@ func (ec *executionContext) unmarshalInputDomainSetInput(ctx context.Context, ob
 func UnmarshalDomainSetInput(ctx context.Context, raw any) (model.DomainSetInput, error) {
 	var out model.DomainSetInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "DomainSetInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputNetblockInput(ctx context.Context, obj any) (model.NetblockInput, error) {
+	var it model.NetblockInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"cidr", "label"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "cidr":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cidr"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cidr = data
+		case "label":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("label"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Label = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalNetblockInput unmarshals raw into the NetblockInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalNetblockInput(ctx context.Context, raw any) (model.NetblockInput, error) {
+	var out model.NetblockInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "NetblockInput", raw, &out)
 	return out, err
 }
 
@@ -24017,6 +24703,55 @@ func (ec *executionContext) unmarshalInputSenderServicePatch(ctx context.Context
 func UnmarshalSenderServicePatch(ctx context.Context, raw any) (model.SenderServicePatch, error) {
 	var out model.SenderServicePatch
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "SenderServicePatch", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputSpfPinInput(ctx context.Context, obj any) (model.SpfPinInput, error) {
+	var it model.SpfPinInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"include", "expiresAt"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "include":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("include"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Include = data
+		case "expiresAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpiresAt = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSpfPinInput unmarshals raw into the SpfPinInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSpfPinInput(ctx context.Context, raw any) (model.SpfPinInput, error) {
+	var out model.SpfPinInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SpfPinInput", raw, &out)
 	return out, err
 }
 
@@ -24898,6 +25633,57 @@ func (ec *executionContext) _CategoryStats(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var configChangeImplementors = []string{"ConfigChange"}
+
+func (ec *executionContext) _ConfigChange(ctx context.Context, sel ast.SelectionSet, obj *domainconfig.Change) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, configChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConfigChange")
+		case "action":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConfigChange_action(ctx, field, obj)
+				})
+		case "path":
+			out.Values[i] = ec._ConfigChange_path(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "before":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConfigChange_before(ctx, field, obj)
+				})
+		case "after":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ConfigChange_after(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -25951,6 +26737,54 @@ func (ec *executionContext) _Domain(ctx context.Context, sel ast.SelectionSet, o
 	return out
 }
 
+var domainConfigResultImplementors = []string{"DomainConfigResult"}
+
+func (ec *executionContext) _DomainConfigResult(ctx context.Context, sel ast.SelectionSet, obj *domainconfig.Result) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, domainConfigResultImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DomainConfigResult")
+		case "domain":
+			out.Values[i] = ec._DomainConfigResult_domain(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "changes":
+			out.Values[i] = ec._DomainConfigResult_changes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "applied":
+			out.Values[i] = ec._DomainConfigResult_applied(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "warnings":
+			out.Values[i] = ec._DomainConfigResult_warnings(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var domainConnectionImplementors = []string{"DomainConnection"}
 
 func (ec *executionContext) _DomainConnection(ctx context.Context, sel ast.SelectionSet, obj *model.DomainConnection) graphql.Marshaler {
@@ -26574,378 +27408,385 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_login(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "refreshToken":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_refreshToken(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "logout":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_logout(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createApiToken":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createApiToken(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeApiToken":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeApiToken(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addDomain":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addDomain(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "verifyDomain":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_verifyDomain(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeDomain":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeDomain(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "checkDnsSetup":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_checkDnsSetup(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setDomainMode":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setDomainMode(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "updateDmarcPolicy":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_updateDmarcPolicy(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createTeam":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createTeam(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "renameTeam":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_renameTeam(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "deleteTeam":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deleteTeam(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addTeamMember":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addTeamMember(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeTeamMember":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeTeamMember(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "grantTeam":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_grantTeam(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeTeamGrant":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeTeamGrant(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setDomainLabels":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setDomainLabels(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "signUp":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_signUp(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "inviteMember":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_inviteMember(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "resendInvitation":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_resendInvitation(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeInvitation":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeInvitation(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "acceptInvitation":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_acceptInvitation(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeMember":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeMember(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "changeMemberRole":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_changeMemberRole(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "transferOwnership":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_transferOwnership(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addDkimKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeDkimKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeDkimKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setBimi":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setBimi(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "importDkimKey":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_importDkimKey(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "applyDomainConfig":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_applyDomainConfig(ctx, field)
+			})
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createCustomerAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createCustomerAccount(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "suspendCustomerAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_suspendCustomerAccount(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "resumeCustomerAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_resumeCustomerAccount(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeCustomerAccount":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeCustomerAccount(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setReadinessThreshold":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setReadinessThreshold(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "setSenderThreshold":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setSenderThreshold(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "uploadReports":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_uploadReports(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "addNetblock":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_addNetblock(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "removeNetblock":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_removeNetblock(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "enableSender":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_enableSender(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "disableSender":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_disableSender(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "pinSpfInclude":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_pinSpfInclude(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "unpinSpfInclude":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_unpinSpfInclude(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "refreshSenderRanges":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_refreshSenderRanges(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "createSenderService":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createSenderService(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "updateSenderService":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_updateSenderService(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "deleteSenderService":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deleteSenderService(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "changePassword":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_changePassword(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "requestPasswordReset":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_requestPasswordReset(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "resetPassword":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_resetPassword(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "revokeSession":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_revokeSession(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "signOutEverywhere":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_signOutEverywhere(ctx, field)
 			})
-			if out.Values[i] == graphql.Null {
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -28925,14 +29766,6 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
-func (ec *executionContext) marshalNAcceptInvitationPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAcceptInvitationPayload(ctx context.Context, sel ast.SelectionSet, v *model.AcceptInvitationPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "AcceptInvitationPayload!")
-		return graphql.Null
-	}
-	return ec._AcceptInvitationPayload(ctx, sel, v)
-}
-
 func (ec *executionContext) unmarshalNAccessLevel2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx context.Context, v any) (model.AccessLevel, error) {
 	var res model.AccessLevel
 	err := res.UnmarshalGQL(v)
@@ -28965,14 +29798,6 @@ func (ec *executionContext) marshalNAccount2ᚖgithubᚗcomᚋrampartmailᚋramp
 		return graphql.Null
 	}
 	return ec._Account(ctx, sel, v)
-}
-
-func (ec *executionContext) marshalNAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx context.Context, sel ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "AddDkimKeyPayload!")
-		return graphql.Null
-	}
-	return ec._AddDkimKeyPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNAggregateReport2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋreportingᚋreportingdbᚐDomainReportsRowᚄ(ctx context.Context, sel ast.SelectionSet, v []*reportingdb.DomainReportsRow) graphql.Marshaler {
@@ -29069,14 +29894,6 @@ func (ec *executionContext) marshalNApiTokenScope2githubᚗcomᚋrampartmailᚋr
 	return ec._ApiTokenScope(ctx, sel, &v)
 }
 
-func (ec *executionContext) marshalNAuthPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAuthPayload(ctx context.Context, sel ast.SelectionSet, v *model.AuthPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "AuthPayload!")
-		return graphql.Null
-	}
-	return ec._AuthPayload(ctx, sel, v)
-}
-
 func (ec *executionContext) marshalNAuthReport2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋauthreportᚐScope(ctx context.Context, sel ast.SelectionSet, v *authreport.Scope) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AuthReport!")
@@ -29135,6 +29952,36 @@ func (ec *executionContext) marshalNCategoryStats2ᚖgithubᚗcomᚋrampartmail�
 	return ec._CategoryStats(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNConfigAction2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐConfigAction(ctx context.Context, v any) (model.ConfigAction, error) {
+	var res model.ConfigAction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNConfigAction2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐConfigAction(ctx context.Context, sel ast.SelectionSet, v model.ConfigAction) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNConfigChange2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐChange(ctx context.Context, sel ast.SelectionSet, v domainconfig.Change) graphql.Marshaler {
+	return ec._ConfigChange(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNConfigChange2ᚕgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐChangeᚄ(ctx context.Context, sel ast.SelectionSet, v []domainconfig.Change) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNConfigChange2githubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐChange(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNCount2int64(ctx context.Context, v any) (int64, error) {
 	res, err := model.UnmarshalCount(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -29147,22 +29994,6 @@ func (ec *executionContext) marshalNCount2int64(ctx context.Context, sel ast.Sel
 		graphql.AddInvalidNullFromMarshaler(ctx, "Count!")
 	}
 	return res
-}
-
-func (ec *executionContext) marshalNCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateAPITokenPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "CreateApiTokenPayload!")
-		return graphql.Null
-	}
-	return ec._CreateApiTokenPayload(ctx, sel, v)
-}
-
-func (ec *executionContext) marshalNCreateCustomerAccountPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateCustomerAccountPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateCustomerAccountPayload) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "CreateCustomerAccountPayload!")
-		return graphql.Null
-	}
-	return ec._CreateCustomerAccountPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNCustomerConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerConnection(ctx context.Context, sel ast.SelectionSet, v *model.CustomerConnection) graphql.Marshaler {
@@ -29369,6 +30200,11 @@ func (ec *executionContext) marshalNDkimKey2ᚖgithubᚗcomᚋrampartmailᚋramp
 	return ec._DkimKey(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNDkimKeyInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInput(ctx context.Context, v any) (*model.DkimKeyInput, error) {
+	res, err := ec.unmarshalInputDkimKeyInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNDkimKeyKind2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyKind(ctx context.Context, v any) (model.DkimKeyKind, error) {
 	var res model.DkimKeyKind
 	err := res.UnmarshalGQL(v)
@@ -29480,6 +30316,11 @@ func (ec *executionContext) marshalNDomain2ᚖgithubᚗcomᚋrampartmailᚋrampa
 		return graphql.Null
 	}
 	return ec._Domain(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDomainConfigInput2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainConfigInput(ctx context.Context, v any) (model.DomainConfigInput, error) {
+	res, err := ec.unmarshalInputDomainConfigInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNDomainConnection2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainConnection(ctx context.Context, sel ast.SelectionSet, v *model.DomainConnection) graphql.Marshaler {
@@ -29766,6 +30607,11 @@ func (ec *executionContext) marshalNNetblock2ᚖgithubᚗcomᚋrampartmailᚋram
 	return ec._Netblock(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNNetblockInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐNetblockInput(ctx context.Context, v any) (*model.NetblockInput, error) {
+	res, err := ec.unmarshalInputNetblockInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "PageInfo!")
@@ -29894,14 +30740,6 @@ func (ec *executionContext) unmarshalNReadinessVerdict2githubᚗcomᚋrampartmai
 
 func (ec *executionContext) marshalNReadinessVerdict2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReadinessVerdict(ctx context.Context, sel ast.SelectionSet, v model.ReadinessVerdict) graphql.Marshaler {
 	return v
-}
-
-func (ec *executionContext) marshalNRemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx context.Context, sel ast.SelectionSet, v *model.RemovedDomain) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "RemovedDomain!")
-		return graphql.Null
-	}
-	return ec._RemovedDomain(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNReportStatus2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportStatus(ctx context.Context, v any) (model.ReportStatus, error) {
@@ -30132,6 +30970,11 @@ func (ec *executionContext) marshalNSpfPin2ᚖgithubᚗcomᚋrampartmailᚋrampa
 	return ec._SpfPin(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNSpfPinInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfPinInput(ctx context.Context, v any) (*model.SpfPinInput, error) {
+	res, err := ec.unmarshalInputSpfPinInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNSpfResult2githubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfResult(ctx context.Context, v any) (model.SpfResult, error) {
 	var res model.SpfResult
 	err := res.UnmarshalGQL(v)
@@ -30332,22 +31175,6 @@ func (ec *executionContext) marshalNUpload2ᚖgithubᚗcomᚋ99designsᚋgqlgen�
 	return res
 }
 
-func (ec *executionContext) marshalNUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UploadResult) graphql.Marshaler {
-	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
-		fc := graphql.GetFieldContext(ctx)
-		fc.Result = &v[i]
-		return ec.marshalNUploadResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResult(ctx, sel, v[i])
-	})
-
-	for _, e := range ret {
-		if e == graphql.Null {
-			return graphql.Null
-		}
-	}
-
-	return ret
-}
-
 func (ec *executionContext) marshalNUploadResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResult(ctx context.Context, sel ast.SelectionSet, v *model.UploadResult) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "UploadResult!")
@@ -30534,6 +31361,13 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 	return res
 }
 
+func (ec *executionContext) marshalOAcceptInvitationPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAcceptInvitationPayload(ctx context.Context, sel ast.SelectionSet, v *model.AcceptInvitationPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AcceptInvitationPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOAccessLevel2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAccessLevel(ctx context.Context, v any) (*model.AccessLevel, error) {
 	if v == nil {
 		return nil, nil
@@ -30555,6 +31389,13 @@ func (ec *executionContext) marshalOAccount2ᚖgithubᚗcomᚋrampartmailᚋramp
 		return graphql.Null
 	}
 	return ec._Account(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOAddDkimKeyPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAddDkimKeyPayload(ctx context.Context, sel ast.SelectionSet, v *model.AddDkimKeyPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._AddDkimKeyPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOAlignment2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐAlignment(ctx context.Context, v any) (*model.Alignment, error) {
@@ -30657,6 +31498,20 @@ func (ec *executionContext) marshalOCount2ᚖint64(ctx context.Context, sel ast.
 	return res
 }
 
+func (ec *executionContext) marshalOCreateApiTokenPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateAPITokenPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateAPITokenPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CreateApiTokenPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOCreateCustomerAccountPayload2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCreateCustomerAccountPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateCustomerAccountPayload) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CreateCustomerAccountPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOCustomerFilter2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐCustomerFilter(ctx context.Context, v any) (*model.CustomerFilter, error) {
 	if v == nil {
 		return nil, nil
@@ -30683,6 +31538,30 @@ func (ec *executionContext) marshalODate2ᚖtimeᚐTime(ctx context.Context, sel
 	return res
 }
 
+func (ec *executionContext) marshalODkimKey2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainkeyᚋdomainkeydbᚐDkimKey(ctx context.Context, sel ast.SelectionSet, v *domainkeydb.DkimKey) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DkimKey(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalODkimKeyInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInputᚄ(ctx context.Context, v any) ([]*model.DkimKeyInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.DkimKeyInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNDkimKeyInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDkimKeyInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
 func (ec *executionContext) unmarshalODmarcDisposition2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcDisposition(ctx context.Context, v any) (*model.DmarcDisposition, error) {
 	if v == nil {
 		return nil, nil
@@ -30699,11 +31578,40 @@ func (ec *executionContext) marshalODmarcDisposition2ᚖgithubᚗcomᚋrampartma
 	return v
 }
 
+func (ec *executionContext) unmarshalODmarcPolicyInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDmarcPolicyInput(ctx context.Context, v any) (*model.DmarcPolicyInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputDmarcPolicyInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalODnsRecord2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSRecord(ctx context.Context, sel ast.SelectionSet, v *domain.DNSRecord) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	return ec._DnsRecord(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalODnsSetup2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDNSSetup(ctx context.Context, sel ast.SelectionSet, v *domain.DNSSetup) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DnsSetup(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalODomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainᚐDomain(ctx context.Context, sel ast.SelectionSet, v *domain.Domain) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Domain(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalODomainConfigResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋdomainconfigᚐResult(ctx context.Context, sel ast.SelectionSet, v *domainconfig.Result) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DomainConfigResult(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalODomainFilter2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐDomainFilter(ctx context.Context, v any) (*model.DomainFilter, error) {
@@ -30823,11 +31731,42 @@ func (ec *executionContext) marshalOMailMessage2ᚖgithubᚗcomᚋrampartmailᚋ
 	return ec._MailMessage(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalOMember2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐMember(ctx context.Context, sel ast.SelectionSet, v *account.Member) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Member(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalONetblock2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚐNetblock(ctx context.Context, sel ast.SelectionSet, v *sender.Netblock) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	return ec._Netblock(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalONetblockInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐNetblockInputᚄ(ctx context.Context, v any) ([]*model.NetblockInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.NetblockInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNNetblockInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐNetblockInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalORemovedDomain2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐRemovedDomain(ctx context.Context, sel ast.SelectionSet, v *model.RemovedDomain) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._RemovedDomain(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐReportRange(ctx context.Context, v any) (*model.ReportRange, error) {
@@ -30844,6 +31783,25 @@ func (ec *executionContext) marshalOReportRange2ᚖgithubᚗcomᚋrampartmailᚋ
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalOSenderService2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderServiceᚄ(ctx context.Context, sel ast.SelectionSet, v []*senderdb.SenderService) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalOSenderService2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋsenderᚋsenderdbᚐSenderService(ctx context.Context, sel ast.SelectionSet, v *senderdb.SenderService) graphql.Marshaler {
@@ -30890,6 +31848,23 @@ func (ec *executionContext) marshalOSourceDetail2ᚖgithubᚗcomᚋrampartmail�
 		return graphql.Null
 	}
 	return ec._SourceDetail(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOSpfPinInput2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfPinInputᚄ(ctx context.Context, v any) ([]*model.SpfPinInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.SpfPinInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNSpfPinInput2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐSpfPinInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
@@ -30945,6 +31920,20 @@ func (ec *executionContext) marshalOString2ᚖstring(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) marshalOTeam2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐTeam(ctx context.Context, sel ast.SelectionSet, v *access.Team) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Team(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOTeamGrant2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccessᚐGrant(ctx context.Context, sel ast.SelectionSet, v *access.Grant) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._TeamGrant(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
 	if v == nil {
 		return nil, nil
@@ -30961,6 +31950,25 @@ func (ec *executionContext) marshalOTime2ᚖtimeᚐTime(ctx context.Context, sel
 	_ = ctx
 	res := graphql.MarshalTime(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOUploadResult2ᚕᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResultᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UploadResult) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUploadResult2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋgraphᚋmodelᚐUploadResult(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalOUser2ᚖgithubᚗcomᚋrampartmailᚋrampartᚋinternalᚋaccountᚐUser(ctx context.Context, sel ast.SelectionSet, v *account.User) graphql.Marshaler {

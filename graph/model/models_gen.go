@@ -141,6 +141,17 @@ type CustomerOverviewEdge struct {
 	Node   *account.Overview `json:"node"`
 }
 
+// A DKIM key: a public key or a vendor's CNAME target.
+type DkimKeyInput struct {
+	Selector    string  `json:"selector"`
+	PublicKey   *string `json:"publicKey,omitempty"`
+	CnameTarget *string `json:"cnameTarget,omitempty"`
+	// The slug of the service signing with the key.
+	Service *string `json:"service,omitempty"`
+	// Publish the selector as revoked.
+	Revoked *bool `json:"revoked,omitempty"`
+}
+
 // A DMARC policy (RFC 7489, with the np and t tags of DMARCbis).
 type DmarcPolicy struct {
 	// p: what receivers do with mail that fails DMARC.
@@ -183,6 +194,19 @@ type DmarcPolicyInput struct {
 	Testing graphql.Omittable[*bool]   `json:"testing,omitempty"`
 }
 
+// A domain's declared configuration; a field left out (or null) is left alone.
+type DomainConfigInput struct {
+	Name string      `json:"name"`
+	Mode *DomainMode `json:"mode,omitempty"`
+	// Edits the stored policy as `updateDmarcPolicy` does: omitted tags keep their value.
+	Policy    *DmarcPolicyInput `json:"policy,omitempty"`
+	Netblocks []*NetblockInput  `json:"netblocks,omitempty"`
+	// Slugs of catalog services, or of the account's own services.
+	Senders  []string        `json:"senders,omitempty"`
+	SpfPins  []*SpfPinInput  `json:"spfPins,omitempty"`
+	DkimKeys []*DkimKeyInput `json:"dkimKeys,omitempty"`
+}
+
 // A page of domains (Relay connection).
 type DomainConnection struct {
 	Edges    []*DomainEdge    `json:"edges"`
@@ -222,6 +246,11 @@ type DomainSetInput struct {
 }
 
 type Mutation struct {
+}
+
+type NetblockInput struct {
+	Cidr  string  `json:"cidr"`
+	Label *string `json:"label,omitempty"`
 }
 
 // Where a page stands (Relay).
@@ -387,6 +416,11 @@ type SenderServicePatch struct {
 	SetupURL      *string  `json:"setupUrl,omitempty"`
 }
 
+type SpfPinInput struct {
+	Include   string    `json:"include"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
 // What became of one uploaded file.
 type UploadResult struct {
 	Filename string `json:"filename"`
@@ -531,6 +565,63 @@ func (e *Alignment) UnmarshalJSON(b []byte) error {
 }
 
 func (e Alignment) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type ConfigAction string
+
+const (
+	ConfigActionAdd    ConfigAction = "ADD"
+	ConfigActionRemove ConfigAction = "REMOVE"
+	ConfigActionUpdate ConfigAction = "UPDATE"
+)
+
+var AllConfigAction = []ConfigAction{
+	ConfigActionAdd,
+	ConfigActionRemove,
+	ConfigActionUpdate,
+}
+
+func (e ConfigAction) IsValid() bool {
+	switch e {
+	case ConfigActionAdd, ConfigActionRemove, ConfigActionUpdate:
+		return true
+	}
+	return false
+}
+
+func (e ConfigAction) String() string {
+	return string(e)
+}
+
+func (e *ConfigAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ConfigAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ConfigAction", str)
+	}
+	return nil
+}
+
+func (e ConfigAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ConfigAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ConfigAction) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

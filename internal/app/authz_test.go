@@ -27,6 +27,7 @@ import (
 	"github.com/rampartmail/rampart/internal/catalog"
 	"github.com/rampartmail/rampart/internal/dbtest"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainconfig"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
@@ -79,6 +80,25 @@ var system = map[string]string{ //nolint:gosec // G101: method names and reasons
 	"auth.Service.HashNewPassword":       "computation, no data",
 	"auth.Service.RequestPasswordReset":  "no principal exists yet: the same answer for every address",
 	"auth.Service.ResetPassword":         "proves the reset token",
+	// The tx-level parts of changes, composed by domainconfig.Service.Apply
+	// on a domain domain.Service.Configure locked after authorising.
+	"domain.Service.SetPolicyIn":      "runs in the transaction of an authorised change (takes its tx)",
+	"domain.Service.SetModeIn":        "runs in the transaction of an authorised change (takes its tx)",
+	"domain.Service.Reload":           "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.AddNetblockIn":    "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.RemoveNetblockIn": "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.EnableSenderIn":   "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.DisableSenderIn":  "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.PinIncludeIn":     "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.UnpinIncludeIn":   "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.CheckLookups":     "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.StateIn":          "runs in the transaction of an authorised change (takes its tx)",
+	"sender.Manager.ValidatePin":      "computation, no data",
+	"sender.Manager.KnowCost":         "called by domainconfig.Service.Apply after its authorised first pass (and by EnableSender after authorising); reads a catalog or own service's cost",
+	"domainkey.Manager.AddIn":         "runs in the transaction of an authorised change (takes its tx)",
+	"domainkey.Manager.RevokeIn":      "runs in the transaction of an authorised change (takes its tx)",
+	"domainkey.Manager.RemoveIn":      "runs in the transaction of an authorised change (takes its tx)",
+	"domainkey.Manager.KeysIn":        "runs in the transaction of an authorised change (takes its tx)",
 }
 
 // TestServicesAuthorizeStrangers calls every exported method of the domain
@@ -474,6 +494,14 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			_, err := svc.Readiness.PolicyChanges(c, owner.account, d.ID, 10)
 			return err
 		},
+		"domain.Service.Configure": func(c context.Context) error {
+			_, err := svc.Domains.Configure(c, owner.account, name, []access.Permission{access.ManagePolicy}, func(pgx.Tx, domain.Domain, bool) (bool, error) { return false, nil })
+			return err
+		},
+		"domainconfig.Service.Apply": func(c context.Context) error {
+			_, err := svc.Configs.Apply(c, owner.account, domainconfig.Config{Name: name, Senders: []string{}}, true, false)
+			return err
+		},
 		"domain.Service.Change": func(c context.Context) error {
 			_, err := svc.Domains.Change(c, name, access.ManagePolicy, func(pgx.Tx, domain.Domain) error { return nil })
 			return err
@@ -638,7 +666,7 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 
 	// Every exported method is probed or named as system work.
 	enricher := enrich.New(pool, enrich.Config{}, log)
-	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, svc.Readiness, reader, store, enricher, authReports, svc.Teams} {
+	for _, v := range []any{svc.Accounts, svc.Auth, svc.Domains, svc.Senders, svc.Keys, svc.Sources, svc.Readiness, reader, store, enricher, authReports, svc.Teams, svc.Configs} {
 		typ := reflect.TypeOf(v)
 		prefix := typ.Elem().String() + "."
 		for i := range typ.NumMethod() {

@@ -25,6 +25,7 @@ import (
 	"github.com/rampartmail/rampart/internal/catalog"
 	"github.com/rampartmail/rampart/internal/dnscheck"
 	"github.com/rampartmail/rampart/internal/domain"
+	"github.com/rampartmail/rampart/internal/domainconfig"
 	"github.com/rampartmail/rampart/internal/domainkey"
 	"github.com/rampartmail/rampart/internal/enrich"
 	"github.com/rampartmail/rampart/internal/ingest"
@@ -50,6 +51,8 @@ type Services struct {
 	Domains  *domain.Service
 	Senders  *sender.Manager
 	Keys     *domainkey.Manager
+	// Configs applies domains' declared configurations.
+	Configs *domainconfig.Service
 	// Sources classifies report sources (the job sources.classify).
 	Sources *sources.Classifier
 	// Readiness reads domains' readiness for enforcement.
@@ -86,13 +89,15 @@ func NewServices(pool *pgxpool.Pool, cfg *Config, log *slog.Logger) (*Services, 
 	if r := cfg.Resolver(); r != "" {
 		senders.SetResolver(spf.NewDNSResolver(r))
 	}
+	dkeys := domainkey.NewManager(pool, domains, log)
 	return &Services{
 		Auth: a,
 		Accounts: account.NewServiceWith(pool, account.Config{SignUp: cfg.SignUp == "open", Mail: mail, LinkBase: link,
 			InvitationTTL: cfg.InvitationTTL, Now: cfg.Now}),
 		Domains:   domains,
 		Senders:   senders,
-		Keys:      domainkey.NewManager(pool, domains, log),
+		Keys:      dkeys,
+		Configs:   domainconfig.NewService(pool, domains, senders, dkeys),
 		Sources:   sources.NewClassifier(pool, cfg.Resolver() != "", log),
 		Readiness: readiness.NewReader(pool, dcfg.Readiness),
 		Teams:     access.NewTeams(pool),
@@ -217,7 +222,7 @@ func NewAPI(ctx context.Context, pool *pgxpool.Pool, cfg *Config, log *slog.Logg
 	store := ingest.NewStore(pool, river, log)
 	resolver := &graph.Resolver{
 		AccountSvc: svc.Accounts, DomainSvc: svc.Domains, AuthSvc: svc.Auth,
-		SenderSvc: svc.Senders, KeySvc: svc.Keys, Reporting: reporting.NewReader(pool), Store: store,
+		SenderSvc: svc.Senders, KeySvc: svc.Keys, ConfigSvc: svc.Configs, Reporting: reporting.NewReader(pool), Store: store,
 		AuthReports:  authreport.New(pool),
 		ReadinessSvc: svc.Readiness,
 		TeamSvc:      svc.Teams,

@@ -533,14 +533,7 @@ func (s *Service) UpdatePolicy(ctx context.Context, name string, edit func(*Poli
 		if err := p.normalize(); err != nil {
 			return err
 		}
-		if err := s.gate(ctx, tx, q, old, p, force); err != nil {
-			return err
-		}
-		row, err := q.UpdateDmarcPolicy(ctx, domaindb.UpdateDmarcPolicyParams{
-			ID: old.ID, P: string(p.P), Sp: (*string)(p.SP), Np: (*string)(p.NP), Pct: int32(p.Percent), //nolint:gosec // G115: normalize checked 0 <= Percent <= 100
-			Adkim: string(p.ADKIM), Aspf: string(p.ASPF), Rua: p.RUA, Ruf: p.RUF,
-			Fo: p.FailureOptions, T: p.Testing,
-		})
+		row, err := s.writePolicy(ctx, tx, q, old, p, force)
 		if err != nil {
 			return err
 		}
@@ -548,6 +541,53 @@ func (s *Service) UpdatePolicy(ctx context.Context, name string, edit func(*Poli
 		return s.publish(ctx, tx, d)
 	})
 	return d, err
+}
+
+// writePolicy stores the normalised policy p on the locked domain d, after
+// the readiness gate.
+func (s *Service) writePolicy(ctx context.Context, tx pgx.Tx, q *domaindb.Queries, d Domain, p Policy, force bool) (domaindb.Domain, error) {
+	if err := s.gate(ctx, tx, q, d, p, force); err != nil {
+		return domaindb.Domain{}, err
+	}
+	return q.UpdateDmarcPolicy(ctx, domaindb.UpdateDmarcPolicyParams{
+		ID: d.ID, P: string(p.P), Sp: (*string)(p.SP), Np: (*string)(p.NP), Pct: int32(p.Percent), //nolint:gosec // G115: normalize checked 0 <= Percent <= 100
+		Adkim: string(p.ADKIM), Aspf: string(p.ASPF), Rua: p.RUA, Ruf: p.RUF,
+		Fo: p.FailureOptions, T: p.Testing,
+	})
+}
+
+// NormalizePolicy canonicalises and validates a policy as [Service.UpdatePolicy]
+// does, so that a declared policy compares equal to the stored one it means.
+func NormalizePolicy(p *Policy) error { return p.normalize() }
+
+// SetPolicyIn stores the policy p (normalised by [NormalizePolicy]) on the
+// domain d, locked in tx by [Service.Configure], behind the same readiness
+// gate as [Service.UpdatePolicy] (a READINESS error unless force). A
+// blocked domain's policy is fixed.
+func (s *Service) SetPolicyIn(ctx context.Context, tx pgx.Tx, d Domain, p Policy, force bool) error {
+	if d.Mode == Blocked {
+		return apperr.Invalid("policy", "domain %q is blocked: its policy is fixed at p=reject with strict alignment; declare mode SENDING to change the policy", d.Name)
+	}
+	_, err := s.writePolicy(ctx, tx, domaindb.New(tx), d, p, force)
+	return err
+}
+
+// SetModeIn sets the mode of the domain d, locked in tx by [Service.Configure].
+func (s *Service) SetModeIn(ctx context.Context, tx pgx.Tx, d Domain, mode Mode) error {
+	if mode != Sending && mode != Blocked {
+		return apperr.Invalid("mode", "unknown mode %q", mode)
+	}
+	_, err := domaindb.New(tx).SetDomainMode(ctx, domaindb.SetDomainModeParams{ID: d.ID, Mode: string(mode)})
+	return err
+}
+
+// Reload reads the domain d again inside tx, after changes made there.
+func (s *Service) Reload(ctx context.Context, tx pgx.Tx, d Domain) (Domain, error) {
+	row, err := domaindb.New(tx).DomainByID(ctx, d.ID)
+	if err != nil {
+		return Domain{}, fmt.Errorf("reload domain: %w", err)
+	}
+	return fromRow(row), nil
 }
 
 // maxReportAddresses bounds rua and ruf so the record stays a sane size.

@@ -48,22 +48,65 @@ type NewKey struct {
 	Service string
 }
 
+// Parsed is a key validated by [Parse], ready to add.
+type Parsed struct {
+	p domainkeydb.InsertKeyParams
+}
+
+// Selector is the key's selector, lower case.
+func (k Parsed) Selector() string { return k.p.Selector }
+
+// PublicKey is the key's base64 public key; "" for a CNAME.
+func (k Parsed) PublicKey() string { return deref(k.p.PublicKey) }
+
+// CNAMETarget is the vendor's target; "" for a hosted key.
+func (k Parsed) CNAMETarget() string { return deref(k.p.CnameTarget) }
+
+// Service is the slug of the service signing with the key; "" for none.
+func (k Parsed) Service() string { return deref(k.p.Service) }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 // Add validates and adds a key; the warnings (a short RSA key) are for the
 // owner to see.
 func (m *Manager) Add(ctx context.Context, name string, k NewKey) (Key, []string, error) {
+	parsed, warnings, err := Parse(k)
+	if err != nil {
+		return Key{}, nil, err
+	}
+	var key Key
+	_, err = m.domains.Change(ctx, name, access.ManageDKIM, func(tx pgx.Tx, d domain.Domain) error {
+		var err error
+		key, err = m.AddIn(ctx, tx, d, parsed)
+		return err
+	})
+	if err != nil {
+		return Key{}, nil, err
+	}
+	return key, warnings, nil
+}
+
+// Parse validates a new key; the warnings (a short RSA key) are for the
+// owner to see.
+func Parse(k NewKey) (Parsed, []string, error) {
 	sel, err := dkim.ParseSelector(k.Selector)
 	if err != nil {
-		return Key{}, nil, apperr.Invalid("selector", "%v", err)
+		return Parsed{}, nil, apperr.Invalid("selector", "%v", err)
 	}
 	p := domainkeydb.InsertKeyParams{Selector: sel}
 	var warnings []string
 	switch {
 	case strings.TrimSpace(k.PublicKey) != "" && strings.TrimSpace(k.CNAMETarget) != "":
-		return Key{}, nil, apperr.Invalid("publicKey", "give either a public key or a CNAME target, not both")
+		return Parsed{}, nil, apperr.Invalid("publicKey", "give either a public key or a CNAME target, not both")
 	case strings.TrimSpace(k.PublicKey) != "":
 		key, warns, err := dkim.ParsePublicKey(k.PublicKey)
 		if err != nil {
-			return Key{}, nil, apperr.Invalid("publicKey", "%v", err)
+			return Parsed{}, nil, apperr.Invalid("publicKey", "%v", err)
 		}
 		for _, w := range warns {
 			warnings = append(warnings, w.String())
@@ -74,17 +117,25 @@ func (m *Manager) Add(ctx context.Context, name string, k NewKey) (Key, []string
 	case strings.TrimSpace(k.CNAMETarget) != "":
 		target, err := dkim.ParseCNAMETarget(k.CNAMETarget)
 		if err != nil {
-			return Key{}, nil, apperr.Invalid("cnameTarget", "%v", err)
+			return Parsed{}, nil, apperr.Invalid("cnameTarget", "%v", err)
 		}
 		p.CnameTarget = &target
 	default:
-		return Key{}, nil, apperr.Invalid("publicKey", "a public key or a CNAME target is required")
+		return Parsed{}, nil, apperr.Invalid("publicKey", "a public key or a CNAME target is required")
 	}
 	if s := strings.ToLower(strings.TrimSpace(k.Service)); s != "" {
 		p.Service = &s
 	}
+	return Parsed{p: p}, warnings, nil
+}
+
+// AddIn adds the key k to d, locked in tx by domain.Service.Configure
+// (package domainconfig), which authorised it.
+func (m *Manager) AddIn(ctx context.Context, tx pgx.Tx, d domain.Domain, k Parsed) (Key, error) {
+	p := k.p
+	sel := p.Selector
 	var key Key
-	_, err = m.domains.Change(ctx, name, access.ManageDKIM, func(tx pgx.Tx, d domain.Domain) error {
+	err := func() error {
 		q := domainkeydb.New(tx)
 		if p.Service != nil {
 			ok, err := q.ServiceExists(ctx, domainkeydb.ServiceExistsParams{Slug: *p.Service, AccountID: d.AccountID})
@@ -108,11 +159,8 @@ func (m *Manager) Add(ctx context.Context, name string, k NewKey) (Key, []string
 			return fmt.Errorf("insert DKIM key: %w", err)
 		}
 		return nil
-	})
-	if err != nil {
-		return Key{}, nil, err
-	}
-	return key, warnings, nil
+	}()
+	return key, err
 }
 
 // Revoke publishes the selector as revoked ("v=DKIM1; p="), so signatures
@@ -121,26 +169,46 @@ func (m *Manager) Revoke(ctx context.Context, name, selector string) (Key, error
 	var key Key
 	_, err := m.domains.Change(ctx, name, access.ManageDKIM, func(tx pgx.Tx, d domain.Domain) error {
 		var err error
-		key, err = domainkeydb.New(tx).RevokeKey(ctx, domainkeydb.RevokeKeyParams{DomainID: d.ID, Selector: strings.ToLower(strings.TrimSpace(selector))})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return apperr.NotFoundf("no DKIM key with selector %q on %s", selector, d.Name)
-		}
+		key, err = m.RevokeIn(ctx, tx, d, selector)
 		return err
 	})
 	return key, err
 }
 
+// RevokeIn revokes d's key selector in tx (see [Manager.AddIn]).
+func (m *Manager) RevokeIn(ctx context.Context, tx pgx.Tx, d domain.Domain, selector string) (Key, error) {
+	key, err := domainkeydb.New(tx).RevokeKey(ctx, domainkeydb.RevokeKeyParams{DomainID: d.ID, Selector: strings.ToLower(strings.TrimSpace(selector))})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Key{}, apperr.NotFoundf("no DKIM key with selector %q on %s", selector, d.Name)
+	}
+	return key, err
+}
+
+// RemoveIn deletes d's key selector in tx (see [Manager.AddIn]).
+func (m *Manager) RemoveIn(ctx context.Context, tx pgx.Tx, d domain.Domain, selector string) error {
+	n, err := domainkeydb.New(tx).DeleteKey(ctx, domainkeydb.DeleteKeyParams{DomainID: d.ID, Selector: strings.ToLower(strings.TrimSpace(selector))})
+	if err != nil {
+		return fmt.Errorf("delete DKIM key: %w", err)
+	}
+	if n == 0 {
+		return apperr.NotFoundf("no DKIM key with selector %q on %s", selector, d.Name)
+	}
+	return nil
+}
+
+// KeysIn lists d's keys in tx (the caller authorised).
+func (m *Manager) KeysIn(ctx context.Context, tx pgx.Tx, d domain.Domain) ([]Key, error) {
+	keys, err := domainkeydb.New(tx).Keys(ctx, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list DKIM keys: %w", err)
+	}
+	return keys, nil
+}
+
 // Remove deletes a key: the selector stops existing in DNS (NXDOMAIN).
 func (m *Manager) Remove(ctx context.Context, name, selector string) error {
 	_, err := m.domains.Change(ctx, name, access.ManageDKIM, func(tx pgx.Tx, d domain.Domain) error {
-		n, err := domainkeydb.New(tx).DeleteKey(ctx, domainkeydb.DeleteKeyParams{DomainID: d.ID, Selector: strings.ToLower(strings.TrimSpace(selector))})
-		if err != nil {
-			return fmt.Errorf("delete DKIM key: %w", err)
-		}
-		if n == 0 {
-			return apperr.NotFoundf("no DKIM key with selector %q on %s", selector, d.Name)
-		}
-		return nil
+		return m.RemoveIn(ctx, tx, d, selector)
 	})
 	return err
 }

@@ -328,6 +328,13 @@ func (m *Manager) knowCostFor(ctx context.Context, name, slug string) error {
 	if err := m.authz.Authorize(ctx, access.OnDomain(d.AccountID, d.ID), access.ManageSenders); err != nil {
 		return err
 	}
+	return m.KnowCost(ctx, d.AccountID, slug)
+}
+
+// KnowCost looks up, within a bounded time, the include of the service
+// slug when its cost was never measured, so that enabling it for a domain
+// of the account can be judged. The caller authorised managing senders.
+func (m *Manager) KnowCost(ctx context.Context, accountID uuid.UUID, slug string) error {
 	if m.resolver == nil {
 		return nil
 	}
@@ -338,7 +345,7 @@ func (m *Manager) knowCostFor(ctx context.Context, name, slug string) error {
 	if err != nil {
 		return fmt.Errorf("load service: %w", err)
 	}
-	if s.SpfLookups != nil || s.SpfInclude == "" || !usable(s, d.AccountID) {
+	if s.SpfLookups != nil || s.SpfInclude == "" || !usable(s, accountID) {
 		return nil
 	}
 	s, ok, err := m.claim(ctx, slug)

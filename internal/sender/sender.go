@@ -119,12 +119,151 @@ func (m *Manager) AddNetblock(ctx context.Context, name, cidr, label string) (do
 		return domain.Domain{}, apperr.Invalid("label", "a label has at most 200 characters")
 	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
-		if _, err := senderdb.New(tx).InsertNetblock(ctx, senderdb.InsertNetblockParams{DomainID: d.ID, Cidr: p, Label: label}); err != nil {
-			return fmt.Errorf("insert netblock: %w", err)
+		if err := m.AddNetblockIn(ctx, tx, d, p, label); err != nil {
+			return err
 		}
 		// The legacy form's _nspf records grow with the netblocks.
 		return m.checkLookups(ctx, tx, d)
 	})
+}
+
+// The ...In methods are the tx-level parts of the Manager's changes, for
+// composing several in one transaction on a domain locked by
+// domain.Service.Configure (package domainconfig), which authorised them.
+// They do not check the SPF record's cost: call [Manager.CheckLookups]
+// after the last.
+
+// AddNetblockIn lets the netblock p send as d (or relabels it), in tx.
+func (m *Manager) AddNetblockIn(ctx context.Context, tx pgx.Tx, d domain.Domain, p netip.Prefix, label string) error {
+	if _, err := senderdb.New(tx).InsertNetblock(ctx, senderdb.InsertNetblockParams{DomainID: d.ID, Cidr: p, Label: label}); err != nil {
+		return fmt.Errorf("insert netblock: %w", err)
+	}
+	return nil
+}
+
+// RemoveNetblockIn stops the netblock p sending as d, in tx.
+func (m *Manager) RemoveNetblockIn(ctx context.Context, tx pgx.Tx, d domain.Domain, p netip.Prefix) error {
+	n, err := senderdb.New(tx).DeleteNetblock(ctx, senderdb.DeleteNetblockParams{DomainID: d.ID, Cidr: p})
+	if err != nil {
+		return fmt.Errorf("delete netblock: %w", err)
+	}
+	if n == 0 {
+		return apperr.NotFoundf("netblock %s is not set on %s", p, d.Name)
+	}
+	return nil
+}
+
+// EnableSenderIn lets the catalog service (or the account's own) slug send
+// as d, in tx.
+func (m *Manager) EnableSenderIn(ctx context.Context, tx pgx.Tx, d domain.Domain, slug string) error {
+	q := senderdb.New(tx)
+	svc, err := q.ServiceBySlug(ctx, strings.ToLower(strings.TrimSpace(slug)))
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && !usable(svc, d.AccountID) {
+		return apperr.Invalid("service", "%q is not a service in the sender catalog or the account's own", slug)
+	}
+	if err != nil {
+		return fmt.Errorf("load service: %w", err)
+	}
+	if err := q.EnableSender(ctx, senderdb.EnableSenderParams{DomainID: d.ID, Service: svc.Slug}); err != nil {
+		return fmt.Errorf("enable sender: %w", err)
+	}
+	return nil
+}
+
+// DisableSenderIn stops the service slug sending as d, in tx.
+func (m *Manager) DisableSenderIn(ctx context.Context, tx pgx.Tx, d domain.Domain, slug string) error {
+	n, err := senderdb.New(tx).DisableSender(ctx, senderdb.DisableSenderParams{DomainID: d.ID, Service: strings.ToLower(strings.TrimSpace(slug))})
+	if err != nil {
+		return fmt.Errorf("disable sender: %w", err)
+	}
+	if n == 0 {
+		return apperr.NotFoundf("%q is not enabled on %s", slug, d.Name)
+	}
+	return nil
+}
+
+// PinIncludeIn pins the include inc (as [ParseInclude] has it) on d until
+// expiresAt, in tx.
+func (m *Manager) PinIncludeIn(ctx context.Context, tx pgx.Tx, d domain.Domain, inc string, expiresAt time.Time) error {
+	q := senderdb.New(tx)
+	// A catalog service's include costs what its chain was measured to,
+	// and is refused while that is not known; an include of no
+	// catalog service counts as one term.
+	lookups := int32(1)
+	if svc, err := q.ServiceByInclude(ctx, senderdb.ServiceByIncludeParams{Include: inc, AccountID: d.AccountID}); err == nil {
+		if svc.SpfLookups == nil {
+			return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Include: svc.SpfInclude, Error: svc.ResolveError}, m.resolver != nil, "")
+		}
+		lookups = max(*svc.SpfLookups, 1)
+	} else if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("look up include: %w", err)
+	}
+	if err := q.UpsertPin(ctx, senderdb.UpsertPinParams{DomainID: d.ID, Include: inc, Lookups: lookups, ExpiresAt: expiresAt}); err != nil {
+		return fmt.Errorf("pin include: %w", err)
+	}
+	return nil
+}
+
+// UnpinIncludeIn removes the pinned include inc from d, in tx.
+func (m *Manager) UnpinIncludeIn(ctx context.Context, tx pgx.Tx, d domain.Domain, inc string) error {
+	n, err := senderdb.New(tx).DeletePin(ctx, senderdb.DeletePinParams{DomainID: d.ID, Include: inc})
+	if err != nil {
+		return fmt.Errorf("unpin include: %w", err)
+	}
+	if n == 0 {
+		return apperr.NotFoundf("%q is not pinned on %s", inc, d.Name)
+	}
+	return nil
+}
+
+// CheckLookups refuses, inside tx, a state of d whose SPF record would
+// cost more than RFC 7208's 10 DNS lookups, or whose cost is not known.
+func (m *Manager) CheckLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) error {
+	return m.checkLookups(ctx, tx, d)
+}
+
+// State is a domain's senders as read in tx: its netblocks, enabled
+// services and unexpired pins.
+type State struct {
+	Netblocks []Netblock
+	Enabled   []Service
+	Pins      []Pin
+}
+
+// StateIn reads d's senders in tx (the caller authorised).
+func (m *Manager) StateIn(ctx context.Context, tx pgx.Tx, d domain.Domain) (State, error) {
+	q := senderdb.New(tx)
+	var st State
+	nb, err := q.Netblocks(ctx, d.ID)
+	if err != nil {
+		return State{}, fmt.Errorf("list netblocks: %w", err)
+	}
+	for _, r := range nb {
+		st.Netblocks = append(st.Netblocks, Netblock{Prefix: r.Cidr, Label: r.Label, CreatedAt: r.CreatedAt})
+	}
+	if st.Enabled, err = q.EnabledServices(ctx, d.ID); err != nil {
+		return State{}, fmt.Errorf("list senders: %w", err)
+	}
+	pins, err := q.Pins(ctx, d.ID)
+	if err != nil {
+		return State{}, fmt.Errorf("list pins: %w", err)
+	}
+	for _, r := range pins {
+		st.Pins = append(st.Pins, Pin{Include: r.Include, Lookups: int(r.Lookups), ExpiresAt: r.ExpiresAt})
+	}
+	return st, nil
+}
+
+// ValidatePin checks a pin's expiry as [Manager.PinInclude] does.
+func (m *Manager) ValidatePin(expiresAt time.Time) error {
+	now := m.now()
+	if !expiresAt.After(now) {
+		return apperr.Invalid("expiresAt", "the expiry must be in the future")
+	}
+	if expiresAt.Sub(now) > MaxPin {
+		return apperr.Invalid("expiresAt", "an include may be pinned for at most a year")
+	}
+	return nil
 }
 
 // RemoveNetblock stops a netblock sending as the domain.
@@ -134,14 +273,7 @@ func (m *Manager) RemoveNetblock(ctx context.Context, name, cidr string) (domain
 		return domain.Domain{}, err
 	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
-		n, err := senderdb.New(tx).DeleteNetblock(ctx, senderdb.DeleteNetblockParams{DomainID: d.ID, Cidr: p})
-		if err != nil {
-			return fmt.Errorf("delete netblock: %w", err)
-		}
-		if n == 0 {
-			return apperr.NotFoundf("netblock %s is not set on %s", p, d.Name)
-		}
-		return nil
+		return m.RemoveNetblockIn(ctx, tx, d, p)
 	})
 }
 
@@ -154,16 +286,8 @@ func (m *Manager) EnableSender(ctx context.Context, name, slug string) (domain.D
 		return domain.Domain{}, err
 	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
-		q := senderdb.New(tx)
-		svc, err := q.ServiceBySlug(ctx, strings.ToLower(strings.TrimSpace(slug)))
-		if errors.Is(err, pgx.ErrNoRows) || err == nil && !usable(svc, d.AccountID) {
-			return apperr.Invalid("service", "%q is not a service in the sender catalog or the account's own", slug)
-		}
-		if err != nil {
-			return fmt.Errorf("load service: %w", err)
-		}
-		if err := q.EnableSender(ctx, senderdb.EnableSenderParams{DomainID: d.ID, Service: svc.Slug}); err != nil {
-			return fmt.Errorf("enable sender: %w", err)
+		if err := m.EnableSenderIn(ctx, tx, d, slug); err != nil {
+			return err
 		}
 		return m.checkLookups(ctx, tx, d)
 	})
@@ -172,14 +296,7 @@ func (m *Manager) EnableSender(ctx context.Context, name, slug string) (domain.D
 // DisableSender stops a catalog service sending as the domain.
 func (m *Manager) DisableSender(ctx context.Context, name, slug string) (domain.Domain, error) {
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
-		n, err := senderdb.New(tx).DisableSender(ctx, senderdb.DisableSenderParams{DomainID: d.ID, Service: strings.ToLower(strings.TrimSpace(slug))})
-		if err != nil {
-			return fmt.Errorf("disable sender: %w", err)
-		}
-		if n == 0 {
-			return apperr.NotFoundf("%q is not enabled on %s", slug, d.Name)
-		}
-		return nil
+		return m.DisableSenderIn(ctx, tx, d, slug)
 	})
 }
 
@@ -194,12 +311,8 @@ func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresA
 	if err != nil {
 		return domain.Domain{}, err
 	}
-	now := m.now()
-	if !expiresAt.After(now) {
-		return domain.Domain{}, apperr.Invalid("expiresAt", "the expiry must be in the future")
-	}
-	if expiresAt.Sub(now) > MaxPin {
-		return domain.Domain{}, apperr.Invalid("expiresAt", "an include may be pinned for at most a year")
+	if err := m.ValidatePin(expiresAt); err != nil {
+		return domain.Domain{}, err
 	}
 	// A catalog service's (or the account's own service's) include that
 	// never resolved is looked up first.
@@ -215,21 +328,8 @@ func (m *Manager) PinInclude(ctx context.Context, name, include string, expiresA
 		return domain.Domain{}, fmt.Errorf("look up include: %w", err)
 	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
-		q := senderdb.New(tx)
-		// A catalog service's include costs what its chain was measured to,
-		// and is refused while that is not known; an include of no
-		// catalog service counts as one term.
-		lookups := int32(1)
-		if svc, err := q.ServiceByInclude(ctx, senderdb.ServiceByIncludeParams{Include: inc, AccountID: d.AccountID}); err == nil {
-			if svc.SpfLookups == nil {
-				return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Include: svc.SpfInclude, Error: svc.ResolveError}, m.resolver != nil, "")
-			}
-			lookups = max(*svc.SpfLookups, 1)
-		} else if !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("look up include: %w", err)
-		}
-		if err := q.UpsertPin(ctx, senderdb.UpsertPinParams{DomainID: d.ID, Include: inc, Lookups: lookups, ExpiresAt: expiresAt}); err != nil {
-			return fmt.Errorf("pin include: %w", err)
+		if err := m.PinIncludeIn(ctx, tx, d, inc, expiresAt); err != nil {
+			return err
 		}
 		return m.checkLookups(ctx, tx, d)
 	})
@@ -242,14 +342,7 @@ func (m *Manager) UnpinInclude(ctx context.Context, name, include string) (domai
 		return domain.Domain{}, err
 	}
 	return m.domains.Change(ctx, name, access.ManageSenders, func(tx pgx.Tx, d domain.Domain) error {
-		n, err := senderdb.New(tx).DeletePin(ctx, senderdb.DeletePinParams{DomainID: d.ID, Include: inc})
-		if err != nil {
-			return fmt.Errorf("unpin include: %w", err)
-		}
-		if n == 0 {
-			return apperr.NotFoundf("%q is not pinned on %s", inc, d.Name)
-		}
-		return nil
+		return m.UnpinIncludeIn(ctx, tx, d, inc)
 	})
 }
 
