@@ -262,7 +262,7 @@ func TestSuspendedCustomer(t *testing.T) {
 			r := env.Do(t, token, q, vars)
 			r.RequireCode(t, "FORBIDDEN")
 			require.Contains(t, r.Errors[0].Message, "this account is suspended", "%s: %s", who, q)
-			require.Equal(t, "null", string(r.Data), "%s: %s", who, q)
+			requireNoData(t, r, "%s: %s", who, q)
 		}
 	}
 	// The customer's own listings leave it out.

@@ -33,6 +33,7 @@ import (
 	"github.com/rampartmail/rampart/internal/ingest"
 	"github.com/rampartmail/rampart/internal/mailout"
 	"github.com/rampartmail/rampart/internal/mailout/mailtest"
+	"github.com/rampartmail/rampart/internal/readiness"
 	"github.com/rampartmail/rampart/internal/reporting"
 	"github.com/rampartmail/rampart/internal/sender"
 	"github.com/rampartmail/rampart/internal/spf"
@@ -490,6 +491,13 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			return err
 		},
 		"readiness.Reader.Get": func(c context.Context) error { _, err := svc.Readiness.Get(c, owner.account, d.ID); return err },
+		"readiness.Reader.GetMany": func(c context.Context) error {
+			_, errs, err := svc.Readiness.GetMany(c, []readiness.Domain{{Account: owner.account, ID: d.ID}})
+			if err != nil {
+				return err
+			}
+			return errs[0]
+		},
 		"readiness.Reader.PolicyChanges": func(c context.Context) error {
 			_, err := svc.Readiness.PolicyChanges(c, owner.account, d.ID, 10)
 			return err
@@ -713,6 +721,10 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 	require.ErrorIs(t, err, apperr.ErrNotFound)
 	_, err = svc.Readiness.Get(asStranger, stranger.account, strangersDomain.ID)
 	require.NoError(t, err, "the stranger's own domain")
+	_, errs, err := svc.Readiness.GetMany(asStranger, []readiness.Domain{{Account: stranger.account, ID: d.ID}, {Account: stranger.account, ID: strangersDomain.ID}})
+	require.NoError(t, err)
+	require.ErrorIs(t, errs[0], apperr.ErrNotFound)
+	require.NoError(t, errs[1], "the stranger's own domain")
 }
 
 type ownerIDs struct{ user, account uuid.UUID }
