@@ -200,9 +200,7 @@ func TestAuthReport(t *testing.T) {
 		func(r *apitest.Response) bool { return r.Raw == `{"data":{"domain":{"reports":{"totalCount":4}}}}` })
 	pollUntil(t, env, cust.Token, `{ domain(name: "`+cd+`") { reports { totalCount } } }`,
 		func(r *apitest.Response) bool { return r.Raw == `{"data":{"domain":{"reports":{"totalCount":1}}}}` })
-	run, err := env.Services(t).Sources.Run(ctx, time.Time{})
-	require.NoError(t, err)
-	require.True(t, run.Done)
+	classifyNow(t, env)
 
 	from, to := d1.Format(time.DateOnly), d3.Format(time.DateOnly)
 	report := `authReport(from: $from, to: $to) {

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -45,8 +44,7 @@ func TestPassRateChart(t *testing.T) {
 	uploadFiles(t, env, o.Token, map[string][]byte{"classify.xml": []byte(classifyXML(d))})
 	pollUntil(t, env, o.Token, `{ domain(name: "`+d+`") { reports { totalCount } } }`,
 		func(r *apitest.Response) bool { return r.Raw == `{"data":{"domain":{"reports":{"totalCount":1}}}}` })
-	_, err = env.Services(t).Sources.Run(ctx, time.Time{})
-	require.NoError(t, err)
+	classifyNow(t, env)
 
 	get := func(token string, query url.Values) (int, string, string) {
 		t.Helper()

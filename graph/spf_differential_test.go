@@ -132,8 +132,11 @@ func TestExplainSpfMatchesEdge(t *testing.T) {
 		case 10:
 			return label(2) + []string{" ", "\\", "\"", "@", ";", "(", "é", "\t", "'", "$"}[rng.IntN(10)] + label(2) + "." + suf
 		case 11, 12: // long: the receiver cuts labels, in the address or the HELO
+			// At most 255 octets in all, as SMTP allows a domain
+			// (RFC 5321 §4.5.3.1.2): the labels take at most n octets
+			// and a dot each.
 			var parts []string
-			for n := rng.IntN(240); n > 0; n -= 64 {
+			for n := rng.IntN(240 - len(suf)); n > 0; n -= 64 {
 				parts = append(parts, label(min(63, max(1, n))))
 			}
 			return strings.Join(append(parts, suf), ".")
@@ -141,6 +144,11 @@ func TestExplainSpfMatchesEdge(t *testing.T) {
 			return label(1+rng.IntN(10)) + "." + suf // below a suffix
 		}
 	}
+
+	// A HELO name longer than SMTP allows is refused, naming the field.
+	r := env.Do(t, o.Token, `query($d: String!, $h: String) { explainSpf(domain: $d, ip: "192.0.2.1", helo: $h) { result } }`,
+		map[string]any{"d": d, "h": strings.Repeat("a.", 126) + "b.com"})
+	r.RequireCode(t, "BAD_USER_INPUT")
 
 	const cases = 400
 	seen := map[string]int{}
