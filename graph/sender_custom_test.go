@@ -280,6 +280,12 @@ func TestAccountSenderServices(t *testing.T) {
 	var left int
 	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT count(*) FROM sender_services WHERE slug = $1`, goneSlug).Scan(&left))
 	require.Zero(t, left)
+	// ...and its edge row is a tombstone: the edges drop it.
+	var tombstone bool
+	var ranges []string
+	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT deleted, ranges::text[] FROM edge_service WHERE name = $1`, goneSlug).Scan(&tombstone, &ranges))
+	require.True(t, tombstone, "a deleted account's service leaves the edge")
+	require.Empty(t, ranges)
 }
 
 func make201Ranges() []string {
