@@ -364,3 +364,37 @@ func TestCustomerOverview(t *testing.T) {
 	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT count(*) FROM domains WHERE account_id = $1`, b).Scan(&domains))
 	require.Equal(t, 2, domains)
 }
+
+// TestCustomerAccountByToken: an MSP's automation creates a customer with
+// an OWNER-level API token, which then acts in the new customer as the
+// MSP's owners do; a read-only token of the MSP creates nothing.
+func TestCustomerAccountByToken(t *testing.T) {
+	t.Parallel()
+	env := apitest.Start(t)
+	ctx := context.Background()
+	msp := env.NewOwner(t, "Token MSP")
+	m := msp.AccountID.String()
+	token := func(scope string) string {
+		r := env.Do(t, msp.Token, `mutation($a: ID) { createApiToken(accountId: $a, name: "automation"`+scope+`) { secret } }`, map[string]any{"a": m})
+		r.NoErrors(t)
+		var tt struct{ CreateApiToken struct{ Secret string } }
+		r.Decode(t, &tt)
+		return tt.CreateApiToken.Secret
+	}
+	owner, readOnly := token(""), token(`, scope: {readOnly: true}`)
+
+	c := createCustomer(t, env, owner, m, "Made By Automation")
+	r := env.Do(t, owner, `mutation($c: ID) { addDomain(accountId: $c, name: "automated-customer-example.com") { name } }`, map[string]any{"c": c})
+	r.NoErrors(t)
+	p := customers(t, env, msp.Token, map[string]any{"a": m})
+	require.Equal(t, []string{"Made By Automation"}, p.names())
+
+	var before int
+	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE parent_id = $1`, msp.AccountID).Scan(&before))
+	r = env.Do(t, readOnly, createCustomerQ, map[string]any{"p": m, "n": "Not Made"})
+	r.RequireCode(t, "FORBIDDEN")
+	requireNoData(t, r, "a read-only token creates no customer")
+	var after int
+	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE parent_id = $1`, msp.AccountID).Scan(&after))
+	require.Equal(t, before, after)
+}
