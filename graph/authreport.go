@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/google/uuid"
 	"github.com/vikstrous/dataloadgen"
 
 	"github.com/rampartmail/rampart/graph/generated"
@@ -65,6 +66,9 @@ type loaders struct {
 	// for together: a page of domains with their readiness costs the
 	// statements of one.
 	readiness *dataloadgen.Loader[readiness.Domain, readiness.Readiness]
+	// notReady counts the NOT_READY domains of a page of customer
+	// accounts together.
+	notReady *dataloadgen.Loader[uuid.UUID, int64]
 	// statements counts the report sections the operation has read that
 	// run a statement each (see spend).
 	statements atomic.Int64
@@ -104,6 +108,17 @@ func (r *Resolver) withLoaders(ctx context.Context, next graphql.OperationHandle
 			}
 			return out, errs
 		}, dataloadgen.WithWait(2*time.Millisecond), dataloadgen.WithBatchCapacity(readiness.MaxBatch)),
+		notReady: dataloadgen.NewLoader(func(ctx context.Context, accounts []uuid.UUID) ([]int64, []error) {
+			m, err := r.ReadinessSvc.NotReady(ctx, accounts)
+			if err != nil {
+				return nil, []error{err}
+			}
+			out := make([]int64, len(accounts))
+			for i, id := range accounts {
+				out[i] = m[id]
+			}
+			return out, nil
+		}, dataloadgen.WithWait(2*time.Millisecond)),
 	}
 	return next(context.WithValue(ctx, loadersKey{}, l))
 }

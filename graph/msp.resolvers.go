@@ -68,6 +68,16 @@ func (r *customerOverviewResolver) Account(ctx context.Context, obj *account.Ove
 	return &obj.Account, nil
 }
 
+// NotReady is the resolver for the notReady field.
+func (r *customerOverviewResolver) NotReady(ctx context.Context, obj *account.Overview) (int64, error) {
+	l, ok := ctx.Value(loadersKey{}).(*loaders)
+	if !ok { // not within an operation of the handler: read alone
+		m, err := r.ReadinessSvc.NotReady(ctx, []uuid.UUID{obj.Account.ID})
+		return m[obj.Account.ID], err
+	}
+	return l.notReady.Load(ctx, obj.Account.ID)
+}
+
 // CreateCustomerAccount is the resolver for the createCustomerAccount field.
 func (r *mutationResolver) CreateCustomerAccount(ctx context.Context, parentID *string, name string, ownerEmail *string) (*model.CreateCustomerAccountPayload, error) {
 	parent, err := r.accountID(ctx, parentID)

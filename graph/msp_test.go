@@ -323,16 +323,16 @@ func TestCustomerOverview(t *testing.T) {
 	require.NoError(t, err)
 
 	const q = `query($m: ID, $first: Int, $all: Boolean) { account(id: $m) { customerOverview(first: $first, all: $all) { totalCount nodes {
-		account { name } domains blocked policyNone policyQuarantine policyReject verified unverified lastReportAt ingestProblems failingServices } } } }`
+		account { name } domains blocked policyNone policyQuarantine policyReject verified unverified lastReportAt ingestProblems failingServices notReady } } } }`
 	r := env.Do(t, msp.Token, q, map[string]any{"m": m, "first": 50})
 	r.NoErrors(t)
 	require.JSONEq(t, `{"account": {"customerOverview": {"totalCount": 3, "nodes": [
 		{"account": {"name": "Alpha"}, "domains": 2, "blocked": 1, "policyNone": 0, "policyQuarantine": 0, "policyReject": 1, "verified": 2, "unverified": 0,
-		 "lastReportAt": "2026-11-02T06:00:00Z", "ingestProblems": 0, "failingServices": 0},
+		 "lastReportAt": "2026-11-02T06:00:00Z", "ingestProblems": 0, "failingServices": 0, "notReady": 1},
 		{"account": {"name": "Beta"}, "domains": 2, "blocked": 0, "policyNone": 1, "policyQuarantine": 1, "policyReject": 0, "verified": 1, "unverified": 1,
-		 "lastReportAt": null, "ingestProblems": 1, "failingServices": 0},
+		 "lastReportAt": null, "ingestProblems": 1, "failingServices": 0, "notReady": 2},
 		{"account": {"name": "Gamma"}, "domains": 0, "blocked": 0, "policyNone": 0, "policyQuarantine": 0, "policyReject": 0, "verified": 0, "unverified": 0,
-		 "lastReportAt": null, "ingestProblems": 0, "failingServices": 0}]}}}`, string(r.Data))
+		 "lastReportAt": null, "ingestProblems": 0, "failingServices": 0, "notReady": 0}]}}}`, string(r.Data))
 
 	// The page's figures are one query, whatever the page's size.
 	before := env.Queries.Load()

@@ -247,6 +247,7 @@ type ComplexityRoot struct {
 		FailingServices  func(childComplexity int) int
 		IngestProblems   func(childComplexity int) int
 		LastReportAt     func(childComplexity int) int
+		NotReady         func(childComplexity int) int
 		PolicyNone       func(childComplexity int) int
 		PolicyQuarantine func(childComplexity int) int
 		PolicyReject     func(childComplexity int) int
@@ -842,6 +843,8 @@ type ConfigChangeResolver interface {
 }
 type CustomerOverviewResolver interface {
 	Account(ctx context.Context, obj *account.Overview) (*account.Account, error)
+
+	NotReady(ctx context.Context, obj *account.Overview) (int64, error)
 }
 type DiscoveredSelectorResolver interface {
 	PassingMessages(ctx context.Context, obj *domainkey.Discovered) (int64, error)
@@ -1787,6 +1790,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CustomerOverview.LastReportAt(childComplexity), true
+	case "CustomerOverview.notReady":
+		if e.ComplexityRoot.CustomerOverview.NotReady == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CustomerOverview.NotReady(childComplexity), true
 	case "CustomerOverview.policyNone":
 		if e.ComplexityRoot.CustomerOverview.PolicyNone == nil {
 			break
@@ -5483,6 +5492,8 @@ type CustomerOverview {
   ingestProblems: Count!
   "Sender services its domains use (or it defined) whose SPF include last failed to resolve."
   failingServices: Count!
+  "Its sending domains (of those the caller may read) whose readiness verdict is NOT_READY: not ready even for quarantine, or too little data to say (see ` + "`" + `Domain.readiness` + "`" + `). Decided for the whole page together."
+  notReady: Count!
 }
 
 "A new customer account, and the invitation of its first owner when one was asked for."
@@ -6528,6 +6539,8 @@ func (ec *executionContext) childFields_CustomerOverview(ctx context.Context, fi
 		return ec.fieldContext_CustomerOverview_ingestProblems(ctx, field)
 	case "failingServices":
 		return ec.fieldContext_CustomerOverview_failingServices(ctx, field)
+	case "notReady":
+		return ec.fieldContext_CustomerOverview_notReady(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CustomerOverview", field.Name)
 }
@@ -12538,6 +12551,29 @@ func (ec *executionContext) _CustomerOverview_failingServices(ctx context.Contex
 }
 func (ec *executionContext) fieldContext_CustomerOverview_failingServices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CustomerOverview", field, false, false, "Count")
+}
+
+func (ec *executionContext) _CustomerOverview_notReady(ctx context.Context, field graphql.CollectedField, obj *account.Overview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CustomerOverview_notReady(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CustomerOverview().NotReady(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNCount2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CustomerOverview_notReady(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CustomerOverview", field, true, true, "Count")
 }
 
 func (ec *executionContext) _CustomerOverviewConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CustomerOverviewConnection) (ret graphql.Marshaler) {
@@ -25930,6 +25966,12 @@ func (ec *executionContext) _CustomerOverview(ctx context.Context, sel ast.Selec
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "notReady":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CustomerOverview_notReady(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}

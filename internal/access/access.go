@@ -397,6 +397,21 @@ func (a *Authorizer) Reach(ctx context.Context, perm Permission) (Reach, error) 
 	return m.reach(perm), nil
 }
 
+// ReachStanding is [Authorizer.Reach] with the accounts in which the
+// principal has any standing, read in the same one statement: for a read
+// over many accounts at once that must refuse an account it cannot see.
+func (a *Authorizer) ReachStanding(ctx context.Context, perm Permission) (Reach, map[uuid.UUID]bool, error) {
+	m, err := a.reach(ctx)
+	if err != nil {
+		return Reach{}, nil, err
+	}
+	seen := make(map[uuid.UUID]bool, len(m.accounts))
+	for id := range m.accounts {
+		seen[id] = true
+	}
+	return m.reach(perm), seen, nil
+}
+
 // ReachIn authorises perm in an account for a listing or aggregate over its
 // domains and returns the part of the account it covers: NOT_FOUND without
 // standing in the account, FORBIDDEN when the principal holds perm on none

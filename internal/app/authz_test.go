@@ -491,6 +491,10 @@ func TestServicesAuthorizeStrangers(t *testing.T) {
 			return err
 		},
 		"readiness.Reader.Get": func(c context.Context) error { _, err := svc.Readiness.Get(c, owner.account, d.ID); return err },
+		"readiness.Reader.NotReady": func(c context.Context) error {
+			_, err := svc.Readiness.NotReady(c, []uuid.UUID{owner.account})
+			return err
+		},
 		"readiness.Reader.GetMany": func(c context.Context) error {
 			_, errs, err := svc.Readiness.GetMany(c, []readiness.Domain{{Account: owner.account, ID: d.ID}})
 			if err != nil {

@@ -45,3 +45,9 @@ LEFT JOIN api_tokens t ON t.id = c.actor_token_id
 WHERE c.domain_id = @domain_id
 ORDER BY c.at DESC, c.id DESC
 LIMIT @lim;
+
+-- name: SendingDomains :many
+-- The sending (not blocked) domains of the accounts.
+SELECT id, account_id FROM domains
+WHERE account_id = ANY(@account_ids::uuid[]) AND mode = 'sending'
+ORDER BY account_id, id;

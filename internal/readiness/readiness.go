@@ -493,6 +493,64 @@ func (r *Reader) GetMany(ctx context.Context, domains []Domain) (out []Readiness
 	return out, errs, nil
 }
 
+// MaxNotReadyDomains bounds the domains [Reader.NotReady] decides in one
+// call.
+const MaxNotReadyDomains = 20 * MaxBatch
+
+// NotReady counts, per account given, its sending domains the principal
+// may read ([access.ViewReports]) whose verdict is [NotReady], deciding
+// them [MaxBatch] at a time in one snapshot; domains it may not read are
+// not counted. Every account given has an entry; one in which the
+// principal has no standing is NOT_FOUND. More than [MaxNotReadyDomains]
+// domains at once is BAD_USER_INPUT.
+func (r *Reader) NotReady(ctx context.Context, accountIDs []uuid.UUID) (map[uuid.UUID]int64, error) {
+	reach, standing, err := r.authz.ReachStanding(ctx, access.ViewReports)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uuid.UUID]int64, len(accountIDs))
+	for _, id := range accountIDs {
+		if !standing[id] {
+			return nil, apperr.NotFoundf("account not found")
+		}
+		out[id] = 0
+	}
+	err = pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rows, err := readinessdb.New(tx).SendingDomains(ctx, accountIDs)
+		if err != nil {
+			return fmt.Errorf("list sending domains: %w", err)
+		}
+		accountOf := make(map[uuid.UUID]uuid.UUID, len(rows))
+		var ids []uuid.UUID
+		for _, row := range rows {
+			if reach.Covers(row.AccountID, row.ID) {
+				ids = append(ids, row.ID)
+				accountOf[row.ID] = row.AccountID
+			}
+		}
+		if len(ids) > MaxNotReadyDomains {
+			return apperr.Invalid("first", "the accounts asked for hold %d domains; the most whose readiness is counted at once is %d: ask for fewer", len(ids), MaxNotReadyDomains)
+		}
+		now := r.now()
+		for chunk := range slices.Chunk(ids, MaxBatch) {
+			m, err := ComputeMany(ctx, tx, chunk, r.settings, now)
+			if err != nil {
+				return err
+			}
+			for id, rd := range m {
+				if rd.Verdict == NotReady {
+					out[accountOf[id]]++
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyChange is a recorded tightening of a domain's DMARC policy.
 type PolicyChange struct {
 	At time.Time

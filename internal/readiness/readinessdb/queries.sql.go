@@ -168,6 +168,38 @@ func (q *Queries) SenderVolumes(ctx context.Context, arg SenderVolumesParams) ([
 	return items, nil
 }
 
+const sendingDomains = `-- name: SendingDomains :many
+SELECT id, account_id FROM domains
+WHERE account_id = ANY($1::uuid[]) AND mode = 'sending'
+ORDER BY account_id, id
+`
+
+type SendingDomainsRow struct {
+	ID        uuid.UUID
+	AccountID uuid.UUID
+}
+
+// The sending (not blocked) domains of the accounts.
+func (q *Queries) SendingDomains(ctx context.Context, accountIds []uuid.UUID) ([]SendingDomainsRow, error) {
+	rows, err := q.db.Query(ctx, sendingDomains, accountIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SendingDomainsRow
+	for rows.Next() {
+		var i SendingDomainsRow
+		if err := rows.Scan(&i.ID, &i.AccountID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const services = `-- name: Services :many
 SELECT d.id AS domain_id, s.slug, s.name, (ds.service IS NOT NULL)::boolean AS enabled, ds.pass_threshold
 FROM domains d
