@@ -167,7 +167,7 @@ func (m *Manager) resolve(ctx context.Context, d domain.Domain, sel string) (Res
 	r := Resolution{}
 	if len(txt.Chain) > 0 {
 		r.CNAMETarget = strings.ToLower(txt.Chain[0])
-		if zone != "" && (r.CNAMETarget == zone || strings.HasSuffix(r.CNAMETarget, "."+zone)) {
+		if zone != "" && dns.IsSubDomain(dns.Fqdn(zone), dns.Fqdn(r.CNAMETarget)) {
 			r.Status, r.Detail = AtEdge, name+" is a CNAME to "+r.CNAMETarget+", Rampart's edge: there is no key of the domain's own to import"
 			return r, ""
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
 
 	"github.com/rampartmail/rampart/internal/ingest/ingestdb"
@@ -48,7 +49,7 @@ func (in *ingester) scopeOf(ctx context.Context, b *ingestdb.BlobForIngestRow) (
 
 // under reports whether name is domain or a subdomain of it.
 func under(name, domain string) bool {
-	return name == domain || strings.HasSuffix(name, "."+domain)
+	return dns.IsSubDomain(dns.Fqdn(domain), dns.Fqdn(name))
 }
 
 // hostedDomain maps a policy domain to the hosted domain it belongs to:

@@ -420,23 +420,14 @@ func NewReader(pool *pgxpool.Pool, s Settings) *Reader {
 }
 
 // Get is the readiness of a domain of the account. The principal must hold
-// [access.ViewReports] on it.
+// [access.ViewReports] on it. It is [Reader.GetMany] of one domain, so
+// that a page and a single read decide alike.
 func (r *Reader) Get(ctx context.Context, accountID, domainID uuid.UUID) (Readiness, error) {
-	if domainID == uuid.Nil {
-		return Readiness{}, apperr.NotFoundf("domain not found")
-	}
-	if err := r.authz.Authorize(ctx, access.OnDomain(accountID, domainID), access.ViewReports); err != nil {
+	out, errs, err := r.GetMany(ctx, []Domain{{Account: accountID, ID: domainID}})
+	if err != nil {
 		return Readiness{}, err
 	}
-	var out Readiness
-	// One snapshot, so that a report stored meanwhile cannot be half
-	// counted.
-	err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var err error
-		out, err = Compute(ctx, tx, domainID, r.settings, r.now())
-		return err
-	})
-	return out, err
+	return out[0], errs[0]
 }
 
 // Domain names one domain of an account, for [Reader.GetMany].
@@ -444,7 +435,8 @@ type Domain struct{ Account, ID uuid.UUID }
 
 // GetMany is [Reader.Get] for several domains (at most [MaxBatch]), read
 // in one snapshot with the statements of [ComputeMany]: what a page of
-// domains costs. Each domain is authorised as Get does; one the principal
+// domains costs. Each domain is authorised on its own (access.OnDomain:
+// a domain of another account is NOT_FOUND); one the principal
 // may not read gets its error in errs, at its index.
 func (r *Reader) GetMany(ctx context.Context, domains []Domain) (out []Readiness, errs []error, err error) {
 	if len(domains) > MaxBatch {

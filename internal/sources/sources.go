@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/miekg/dns"
 	"golang.org/x/net/publicsuffix"
 )
 
@@ -173,13 +174,11 @@ func ownSignature(f Facts, sig Signature) (Result, bool) {
 	return Result{Class: Internal, Evidence: what + " with a key of the domain's own"}, true
 }
 
-// under reports whether name is suffix or below it, by whole labels.
+// under reports whether name is suffix or below it, by whole labels
+// (either may end in a dot); an empty suffix holds nothing.
 func under(name, suffix string) bool {
-	name, suffix = strings.TrimSuffix(name, "."), strings.Trim(suffix, ".")
-	if suffix == "" {
-		return false
-	}
-	return name == suffix || strings.HasSuffix(name, "."+suffix)
+	suffix = strings.Trim(suffix, ".")
+	return suffix != "" && dns.IsSubDomain(dns.Fqdn(suffix), dns.Fqdn(name))
 }
 
 // aligned reports whether a signing domain is aligned with the domain in
