@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -199,18 +200,13 @@ func (c *Classifier) classifyDay(ctx context.Context, tx pgx.Tx, domainID uuid.U
 	for i, k := range keyRows {
 		keys[i] = Key{Selector: k.Selector, Service: k.Service}
 	}
-	p := sourcesdb.ReplaceDayClassesParams{DomainID: domainID, Day: day, Ips: ips,
-		Classes: make([]string, len(srcs)), Services: make([]string, len(srcs)), Evidences: make([]string, len(srcs))}
+	classes := make([]Result, len(srcs))
 	for i, s := range srcs {
-		r := Classify(Facts{IP: s.SourceIp, Domain: name, Netblocks: nets, Senders: senders, Keys: keys,
+		classes[i] = Classify(Facts{IP: s.SourceIp, Domain: name, Netblocks: nets, Senders: senders, Keys: keys,
 			Signatures: bySource[s.SourceIp], PTR: ptrs[s.SourceIp], ForwardReason: s.Forwarded})
-		p.Classes[i], p.Services[i], p.Evidences[i] = string(r.Class), r.Service, r.Evidence
 	}
-	if err := storeClasses(ctx, tx, q, p); err != nil {
-		return 0, 0, fmt.Errorf("store classes: %w", err)
-	}
-	if err := q.SummarizeDay(ctx, sourcesdb.SummarizeDayParams{DomainID: domainID, Day: day}); err != nil {
-		return 0, 0, fmt.Errorf("summarise day: %w", err)
+	if err := storeDay(ctx, tx, domainID, day, srcs, classes); err != nil {
+		return 0, 0, err
 	}
 	if c.awaitPTR {
 		p, err := q.PendingLookups(ctx, ips)
@@ -222,26 +218,86 @@ func (c *Classifier) classifyDay(ctx context.Context, tx pgx.Tx, domainID uuid.U
 	return len(srcs), pending, nil
 }
 
-var classColumns = []string{"domain_id", "day", "source_ip", "class", "service", "evidence"}
+var (
+	classColumns = []string{"domain_id", "day", "source_ip", "class", "service", "evidence",
+		"messages", "dmarc_pass", "spf_pass", "spf_aligned", "dkim_pass", "dkim_aligned",
+		"disposition_none", "disposition_quarantine", "disposition_reject", "reporters"}
+	dailyColumns = []string{"domain_id", "day", "class", "service",
+		"messages", "dmarc_pass", "spf_pass", "spf_aligned", "dkim_pass", "dkim_aligned",
+		"disposition_none", "disposition_quarantine", "disposition_reject", "reporters"}
+)
 
-// storeClasses replaces a day's classes. A day classified for the first
-// time (a report's new day, the common case) has them copied in: for a
-// large report's 100,000 sources that costs a fraction of the upsert. The
-// worker holds the day's classify_days row, so no other run writes its
-// classes meanwhile.
-func storeClasses(ctx context.Context, tx pgx.Tx, q *sourcesdb.Queries, p sourcesdb.ReplaceDayClassesParams) error {
-	classified, err := q.DayClassified(ctx, sourcesdb.DayClassifiedParams{DomainID: p.DomainID, Day: p.Day})
-	if err != nil {
-		return err
+// storeDay replaces a day's classes, each with its source's sums, and the
+// day's summaries (report_daily: the sums per class and service), all
+// written once: the rows are removed and copied in, one write per row,
+// rather than stored and then updated with sums computed again in SQL.
+// The sums are those of migration 00025's live views, which the tests of
+// internal/authreport compare with these. The worker holds the day's
+// classify_days row, so no other run writes the day meanwhile.
+func storeDay(ctx context.Context, tx pgx.Tx, domainID uuid.UUID, day pgtype.Date, srcs []sourcesdb.DaySourcesRow, classes []Result) error {
+	if err := sourcesdb.New(tx).ClearDay(ctx, sourcesdb.ClearDayParams{DomainID: domainID, Day: day}); err != nil {
+		return fmt.Errorf("clear the day's classes: %w", err)
 	}
-	if classified || len(p.Ips) == 0 {
-		return q.ReplaceDayClasses(ctx, p)
+	if len(srcs) == 0 {
+		return nil
 	}
+	dom := pgtype.UUID{Bytes: domainID, Valid: true}
+	type group struct{ class, service string }
+	daily := map[group]*sourcesdb.DaySourcesRow{}
+	var order []group
 	row := make([]any, len(classColumns))
-	row[0], row[1] = pgtype.UUID{Bytes: p.DomainID, Valid: true}, p.Day
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"source_classes"}, classColumns, pgx.CopyFromSlice(len(p.Ips), func(i int) ([]any, error) {
-		row[2], row[3], row[4], row[5] = p.Ips[i], p.Classes[i], p.Services[i], p.Evidences[i]
+	row[0], row[1] = dom, day
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"source_classes"}, classColumns, pgx.CopyFromSlice(len(srcs), func(i int) ([]any, error) {
+		s, r := &srcs[i], classes[i]
+		if s.Reporters == nil {
+			s.Reporters = []string{}
+		}
+		row[2], row[3], row[4], row[5] = s.SourceIp, string(r.Class), r.Service, r.Evidence
+		row[6], row[7], row[8], row[9], row[10], row[11] = s.Messages, s.DmarcPass, s.SpfPass, s.SpfAligned, s.DkimPass, s.DkimAligned
+		row[12], row[13], row[14], row[15] = s.DispositionNone, s.DispositionQuarantine, s.DispositionReject, s.Reporters
+		g := group{class: string(r.Class)}
+		if r.Class == Service {
+			g.service = r.Service
+		}
+		d := daily[g]
+		if d == nil {
+			d = &sourcesdb.DaySourcesRow{}
+			daily[g] = d
+			order = append(order, g)
+		}
+		d.Messages += s.Messages
+		d.DmarcPass += s.DmarcPass
+		d.SpfPass += s.SpfPass
+		d.SpfAligned += s.SpfAligned
+		d.DkimPass += s.DkimPass
+		d.DkimAligned += s.DkimAligned
+		d.DispositionNone += s.DispositionNone
+		d.DispositionQuarantine += s.DispositionQuarantine
+		d.DispositionReject += s.DispositionReject
+		for _, rep := range s.Reporters {
+			if k, found := slices.BinarySearch(d.Reporters, rep); !found {
+				d.Reporters = slices.Insert(d.Reporters, k, rep)
+			}
+		}
 		return row, nil
 	}))
-	return err
+	if err != nil {
+		return fmt.Errorf("store classes: %w", err)
+	}
+	slices.SortFunc(order, func(a, b group) int {
+		return cmp.Or(strings.Compare(a.class, b.class), strings.Compare(a.service, b.service))
+	})
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"report_daily"}, dailyColumns, pgx.CopyFromSlice(len(order), func(i int) ([]any, error) {
+		g := order[i]
+		d := daily[g]
+		if d.Reporters == nil {
+			d.Reporters = []string{}
+		}
+		return []any{dom, day, g.class, g.service, d.Messages, d.DmarcPass, d.SpfPass, d.SpfAligned, d.DkimPass, d.DkimAligned,
+			d.DispositionNone, d.DispositionQuarantine, d.DispositionReject, d.Reporters}, nil
+	}))
+	if err != nil {
+		return fmt.Errorf("store the day's summaries: %w", err)
+	}
+	return nil
 }

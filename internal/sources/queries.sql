@@ -38,7 +38,20 @@ SELECT count(*)::int FROM unnest(@ips::inet[]) AS u(ip)
 WHERE NOT EXISTS (SELECT 1 FROM ip_enrichment e WHERE e.ip = u.ip AND e.looked_up_at IS NOT NULL);
 
 -- name: DaySources :many
-SELECT source_ip, bool_or(forwarded)::boolean AS forwarded
+-- The day's sources with their sums: the same sums as
+-- report_sources_ips_live (migration 00025), which the classifier stores
+-- next to each source's class.
+SELECT source_ip, bool_or(forwarded)::boolean AS forwarded,
+       sum(messages)::bigint AS messages,
+       coalesce(sum(messages) FILTER (WHERE spf_aligned OR dkim_aligned), 0)::bigint AS dmarc_pass,
+       coalesce(sum(messages) FILTER (WHERE spf_pass), 0)::bigint AS spf_pass,
+       coalesce(sum(messages) FILTER (WHERE spf_aligned), 0)::bigint AS spf_aligned,
+       coalesce(sum(messages) FILTER (WHERE dkim_pass), 0)::bigint AS dkim_pass,
+       coalesce(sum(messages) FILTER (WHERE dkim_aligned), 0)::bigint AS dkim_aligned,
+       coalesce(sum(messages) FILTER (WHERE disposition = 'none'), 0)::bigint AS disposition_none,
+       coalesce(sum(messages) FILTER (WHERE disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
+       coalesce(sum(messages) FILTER (WHERE disposition = 'reject'), 0)::bigint AS disposition_reject,
+       array_remove(array_agg(DISTINCT reporter ORDER BY reporter), '')::text[] AS reporters
 FROM report_sources
 WHERE domain_id = @domain_id AND day = @day
 GROUP BY source_ip
@@ -63,24 +76,10 @@ SELECT slug, account_id, resolved_ranges, static_ranges, dkim_domains, helo_suff
 -- name: ConfirmedPTRs :many
 SELECT ip, ptr FROM ip_enrichment WHERE ip = ANY(@ips::inet[]) AND ptr_confirmed AND ptr IS NOT NULL;
 
--- name: ReplaceDayClasses :exec
--- The classes of one day, replacing what was there.
+-- name: ClearDay :exec
+-- Remove the day's classes and summaries, which the classifier then
+-- copies in anew (see classifier.go).
 WITH gone AS (
-    DELETE FROM source_classes WHERE domain_id = @domain_id AND day = @day AND NOT (source_ip = ANY(@ips::inet[]))
+    DELETE FROM source_classes c WHERE c.domain_id = @domain_id::uuid AND c.day = @day::date
 )
-INSERT INTO source_classes (domain_id, day, source_ip, class, service, evidence, classified_at)
-SELECT @domain_id::uuid, @day::date, unnest(@ips::inet[]), unnest(@classes::text[]), unnest(@services::text[]),
-       unnest(@evidences::text[]), now()
-ON CONFLICT (domain_id, day, source_ip) DO UPDATE
-SET class = EXCLUDED.class, service = EXCLUDED.service, evidence = EXCLUDED.evidence, classified_at = now();
-
-
--- name: DayClassified :one
--- Whether the day has classes already: a day classified for the first
--- time has its classes copied in (CopyFrom) instead of upserted.
-SELECT EXISTS (SELECT 1 FROM source_classes WHERE domain_id = @domain_id AND day = @day)::boolean;
-
--- name: SummarizeDay :exec
--- Rebuild the day's summaries from its rollups and the classes just
--- stored (see migration 00025).
-SELECT report_summarize(ARRAY[@domain_id::uuid], @day::date, @day::date);
+DELETE FROM report_daily d WHERE d.domain_id = @domain_id::uuid AND d.day = @day::date;

@@ -14,6 +14,25 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const clearDay = `-- name: ClearDay :exec
+WITH gone AS (
+    DELETE FROM source_classes c WHERE c.domain_id = $1::uuid AND c.day = $2::date
+)
+DELETE FROM report_daily d WHERE d.domain_id = $1::uuid AND d.day = $2::date
+`
+
+type ClearDayParams struct {
+	DomainID uuid.UUID
+	Day      pgtype.Date
+}
+
+// Remove the day's classes and summaries, which the classifier then
+// copies in anew (see classifier.go).
+func (q *Queries) ClearDay(ctx context.Context, arg ClearDayParams) error {
+	_, err := q.db.Exec(ctx, clearDay, arg.DomainID, arg.Day)
+	return err
+}
+
 const confirmedPTRs = `-- name: ConfirmedPTRs :many
 SELECT ip, ptr FROM ip_enrichment WHERE ip = ANY($1::inet[]) AND ptr_confirmed AND ptr IS NOT NULL
 `
@@ -41,24 +60,6 @@ func (q *Queries) ConfirmedPTRs(ctx context.Context, ips []netip.Addr) ([]Confir
 		return nil, err
 	}
 	return items, nil
-}
-
-const dayClassified = `-- name: DayClassified :one
-SELECT EXISTS (SELECT 1 FROM source_classes WHERE domain_id = $1 AND day = $2)::boolean
-`
-
-type DayClassifiedParams struct {
-	DomainID uuid.UUID
-	Day      pgtype.Date
-}
-
-// Whether the day has classes already: a day classified for the first
-// time has its classes copied in (CopyFrom) instead of upserted.
-func (q *Queries) DayClassified(ctx context.Context, arg DayClassifiedParams) (bool, error) {
-	row := q.db.QueryRow(ctx, dayClassified, arg.DomainID, arg.Day)
-	var column_1 bool
-	err := row.Scan(&column_1)
-	return column_1, err
 }
 
 const daySignatures = `-- name: DaySignatures :many
@@ -105,7 +106,17 @@ func (q *Queries) DaySignatures(ctx context.Context, arg DaySignaturesParams) ([
 }
 
 const daySources = `-- name: DaySources :many
-SELECT source_ip, bool_or(forwarded)::boolean AS forwarded
+SELECT source_ip, bool_or(forwarded)::boolean AS forwarded,
+       sum(messages)::bigint AS messages,
+       coalesce(sum(messages) FILTER (WHERE spf_aligned OR dkim_aligned), 0)::bigint AS dmarc_pass,
+       coalesce(sum(messages) FILTER (WHERE spf_pass), 0)::bigint AS spf_pass,
+       coalesce(sum(messages) FILTER (WHERE spf_aligned), 0)::bigint AS spf_aligned,
+       coalesce(sum(messages) FILTER (WHERE dkim_pass), 0)::bigint AS dkim_pass,
+       coalesce(sum(messages) FILTER (WHERE dkim_aligned), 0)::bigint AS dkim_aligned,
+       coalesce(sum(messages) FILTER (WHERE disposition = 'none'), 0)::bigint AS disposition_none,
+       coalesce(sum(messages) FILTER (WHERE disposition = 'quarantine'), 0)::bigint AS disposition_quarantine,
+       coalesce(sum(messages) FILTER (WHERE disposition = 'reject'), 0)::bigint AS disposition_reject,
+       array_remove(array_agg(DISTINCT reporter ORDER BY reporter), '')::text[] AS reporters
 FROM report_sources
 WHERE domain_id = $1 AND day = $2
 GROUP BY source_ip
@@ -118,10 +129,23 @@ type DaySourcesParams struct {
 }
 
 type DaySourcesRow struct {
-	SourceIp  netip.Addr
-	Forwarded bool
+	SourceIp              netip.Addr
+	Forwarded             bool
+	Messages              int64
+	DmarcPass             int64
+	SpfPass               int64
+	SpfAligned            int64
+	DkimPass              int64
+	DkimAligned           int64
+	DispositionNone       int64
+	DispositionQuarantine int64
+	DispositionReject     int64
+	Reporters             []string
 }
 
+// The day's sources with their sums: the same sums as
+// report_sources_ips_live (migration 00025), which the classifier stores
+// next to each source's class.
 func (q *Queries) DaySources(ctx context.Context, arg DaySourcesParams) ([]DaySourcesRow, error) {
 	rows, err := q.db.Query(ctx, daySources, arg.DomainID, arg.Day)
 	if err != nil {
@@ -131,7 +155,20 @@ func (q *Queries) DaySources(ctx context.Context, arg DaySourcesParams) ([]DaySo
 	var items []DaySourcesRow
 	for rows.Next() {
 		var i DaySourcesRow
-		if err := rows.Scan(&i.SourceIp, &i.Forwarded); err != nil {
+		if err := rows.Scan(
+			&i.SourceIp,
+			&i.Forwarded,
+			&i.Messages,
+			&i.DmarcPass,
+			&i.SpfPass,
+			&i.SpfAligned,
+			&i.DkimPass,
+			&i.DkimAligned,
+			&i.DispositionNone,
+			&i.DispositionQuarantine,
+			&i.DispositionReject,
+			&i.Reporters,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -309,39 +346,6 @@ func (q *Queries) PostponeDay(ctx context.Context, arg PostponeDayParams) error 
 	return err
 }
 
-const replaceDayClasses = `-- name: ReplaceDayClasses :exec
-WITH gone AS (
-    DELETE FROM source_classes WHERE domain_id = $1 AND day = $2 AND NOT (source_ip = ANY($3::inet[]))
-)
-INSERT INTO source_classes (domain_id, day, source_ip, class, service, evidence, classified_at)
-SELECT $1::uuid, $2::date, unnest($3::inet[]), unnest($4::text[]), unnest($5::text[]),
-       unnest($6::text[]), now()
-ON CONFLICT (domain_id, day, source_ip) DO UPDATE
-SET class = EXCLUDED.class, service = EXCLUDED.service, evidence = EXCLUDED.evidence, classified_at = now()
-`
-
-type ReplaceDayClassesParams struct {
-	DomainID  uuid.UUID
-	Day       pgtype.Date
-	Ips       []netip.Addr
-	Classes   []string
-	Services  []string
-	Evidences []string
-}
-
-// The classes of one day, replacing what was there.
-func (q *Queries) ReplaceDayClasses(ctx context.Context, arg ReplaceDayClassesParams) error {
-	_, err := q.db.Exec(ctx, replaceDayClasses,
-		arg.DomainID,
-		arg.Day,
-		arg.Ips,
-		arg.Classes,
-		arg.Services,
-		arg.Evidences,
-	)
-	return err
-}
-
 const senders = `-- name: Senders :many
 SELECT slug, account_id, resolved_ranges, static_ranges, dkim_domains, helo_suffixes, dkim_selectors FROM sender_services ORDER BY slug
 `
@@ -384,20 +388,4 @@ func (q *Queries) Senders(ctx context.Context) ([]SendersRow, error) {
 		return nil, err
 	}
 	return items, nil
-}
-
-const summarizeDay = `-- name: SummarizeDay :exec
-SELECT report_summarize(ARRAY[$1::uuid], $2::date, $2::date)
-`
-
-type SummarizeDayParams struct {
-	DomainID uuid.UUID
-	Day      pgtype.Date
-}
-
-// Rebuild the day's summaries from its rollups and the classes just
-// stored (see migration 00025).
-func (q *Queries) SummarizeDay(ctx context.Context, arg SummarizeDayParams) error {
-	_, err := q.db.Exec(ctx, summarizeDay, arg.DomainID, arg.Day)
-	return err
 }
