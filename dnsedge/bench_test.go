@@ -66,7 +66,7 @@ func BenchmarkSPF(b *testing.B) {
 		services[i] = serviceRow{
 			name: fmt.Sprintf("svc%02d", i), serial: int64(i + 1),
 			ranges:       prefixes(fmt.Sprintf("100.%d.0.0/16", i), fmt.Sprintf("2001:db8:%x::/48", i)),
-			heloSuffixes: []string{fmt.Sprintf("svc%02d.example", i)}, include: fmt.Sprintf("_spf.svc%02d.example", i),
+			heloSuffixes: []string{fmt.Sprintf("svc%02d.example", i)}, includes: []string{fmt.Sprintf("_spf.svc%02d.example", i)},
 		}
 	}
 	rows := make([]row, 100_000)

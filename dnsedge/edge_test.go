@@ -246,7 +246,7 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t)
 	db.put(t, "example.com", "sending", "v=DMARC1; p=none")
-	db.putService(t, "mailer", []string{"192.0.2.0/24"}, nil, "", false)
+	db.putService(t, "mailer", []string{"192.0.2.0/24"}, nil, nil, false)
 	s := db.put(t, "example.org", "sending", "v=DMARC1; p=none")
 	e := startEdge(t, Config{DatabaseURL: db.url, MetricsListen: "127.0.0.1:0"})
 	waitFor(t, 5*time.Second, "initial load", func() bool { return e.Serial() == s })
@@ -361,7 +361,7 @@ func TestHeartbeatAndResync(t *testing.T) {
 func TestFollowServices(t *testing.T) {
 	t.Parallel()
 	db := newTestDB(t)
-	db.putService(t, "mailer", []string{"192.0.2.0/24"}, []string{"mailer.example"}, "_spf.mailer.example", false)
+	db.putService(t, "mailer", []string{"192.0.2.0/24"}, []string{"mailer.example"}, []string{"_spf.mailer.example"}, false)
 	db.putHosted(t, hosted{name: "a.example", services: []string{"mailer"}})
 	db.putHosted(t, hosted{name: "b.example", services: []string{"later", "mailer"}})
 	s := db.putHosted(t, hosted{name: "c.example"})
@@ -388,12 +388,12 @@ func TestFollowServices(t *testing.T) {
 
 	// The service's ranges move: every domain enabling it follows, the
 	// others do not.
-	db.putService(t, "mailer", []string{"192.0.2.0/24", "203.0.113.0/24"}, []string{"mailer.example"}, "_spf.mailer.example", false)
+	db.putService(t, "mailer", []string{"192.0.2.0/24", "203.0.113.0/24"}, []string{"mailer.example"}, []string{"_spf.mailer.example"}, false)
 	answered("ranges changed", "203.0.113.9", "mx.example.net", map[string]string{"a.example": hit, "b.example": hit, "c.example": neutral})
 	require.Equal(t, 1, e.index.Load().numServices())
 
 	// A service a domain enabled before it existed starts to count.
-	db.putService(t, "later", []string{"198.51.100.0/24"}, []string{"later.example"}, "_spf.later.example", false)
+	db.putService(t, "later", []string{"198.51.100.0/24"}, []string{"later.example"}, []string{"_spf.later.example"}, false)
 	answered("service created", "198.51.100.1", "mx.later.example", map[string]string{
 		"a.example": neutral, "b.example": "v=spf1 ip4:198.51.100.1 -all",
 	})
@@ -406,13 +406,13 @@ func TestFollowServices(t *testing.T) {
 	answered("domain enables", "203.0.113.9", "mx.example.net", map[string]string{"c.example": hit})
 
 	// A tombstoned service stops counting for everyone.
-	s = db.putService(t, "mailer", nil, nil, "", true)
+	s = db.putService(t, "mailer", nil, nil, nil, true)
 	answered("service removed", "203.0.113.9", "mta.mailer.example", map[string]string{"a.example": neutral, "b.example": neutral, "c.example": neutral})
 	require.Equal(t, s, e.Serial())
 	require.Equal(t, 1, e.index.Load().numServices())
 
 	// An invalid service row is logged and left out, as a full load would.
-	db.putService(t, "later", []string{"198.51.100.0/24"}, []string{"bad helo"}, "_spf.later.example", false)
+	db.putService(t, "later", []string{"198.51.100.0/24"}, []string{"bad helo"}, []string{"_spf.later.example"}, false)
 	answered("invalid service", "198.51.100.1", "mx.later.example", map[string]string{"b.example": neutral})
 	require.Contains(t, e.logs.String(), `service \"later\": HELO suffix`)
 }

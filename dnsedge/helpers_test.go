@@ -355,7 +355,7 @@ func (db *testDB) putHosted(t *testing.T, h hosted) int64 {
 
 // putService writes an edge_service row the way the API does and returns
 // the serial. deleted makes it a tombstone.
-func (db *testDB) putService(t *testing.T, name string, ranges, helo []string, include string, deleted bool) int64 {
+func (db *testDB) putService(t *testing.T, name string, ranges, helo, includes []string, deleted bool) int64 {
 	t.Helper()
 	if ranges == nil {
 		ranges = []string{}
@@ -363,16 +363,19 @@ func (db *testDB) putService(t *testing.T, name string, ranges, helo []string, i
 	if helo == nil {
 		helo = []string{}
 	}
+	if includes == nil {
+		includes = []string{}
+	}
 	ctx := context.Background()
 	var serial int64
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `
-			INSERT INTO edge_service (name, serial, ranges, helo_suffixes, include, deleted)
+			INSERT INTO edge_service (name, serial, ranges, helo_suffixes, includes, deleted)
 			VALUES ($1, nextval('edge_serial_seq'), $2::text[]::cidr[], $3, $4, $5)
 			ON CONFLICT (name) DO UPDATE
 			SET serial = excluded.serial, ranges = excluded.ranges, helo_suffixes = excluded.helo_suffixes,
-			    include = excluded.include, deleted = excluded.deleted, updated_at = now()
-			RETURNING serial`, name, ranges, helo, include, deleted).Scan(&serial); err != nil {
+			    includes = excluded.includes, deleted = excluded.deleted, updated_at = now()
+			RETURNING serial`, name, ranges, helo, includes, deleted).Scan(&serial); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, "SELECT pg_notify('rampart_edge', $1::bigint::text)", serial)

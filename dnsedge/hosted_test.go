@@ -62,10 +62,10 @@ type hostedFixture struct {
 
 func writeHostedFixture(t *testing.T, db *testDB) hostedFixture {
 	var f hostedFixture
-	db.putService(t, "mailer", []string{"192.0.2.0/24", "2001:db8:100::/48"}, []string{"mailer.example"}, "_spf.mailer.example", false)
-	db.putService(t, "vendor", []string{"198.51.100.0/24"}, []string{"out.vendor.example", "vendor-mta.example"}, "spf.vendor.example", false)
-	db.putService(t, "other", []string{"203.0.113.0/24"}, []string{"other.example"}, "_spf.other.example", false)
-	db.putService(t, "gone", []string{"100.64.0.0/10"}, []string{"gone.example"}, "_spf.gone.example", true)
+	db.putService(t, "mailer", []string{"192.0.2.0/24", "2001:db8:100::/48"}, []string{"mailer.example"}, []string{"_spf.mailer.example"}, false)
+	db.putService(t, "vendor", []string{"198.51.100.0/24"}, []string{"out.vendor.example", "vendor-mta.example"}, []string{"spf.vendor.example"}, false)
+	db.putService(t, "other", []string{"203.0.113.0/24"}, []string{"other.example"}, []string{"_spf.other.example"}, false)
+	db.putService(t, "gone", []string{"100.64.0.0/10"}, []string{"gone.example"}, []string{"_spf.gone.example"}, true)
 	f.sExample = db.putHosted(t, hosted{
 		name: "example.com", dmarc: "v=DMARC1; p=none",
 		netblocks: []string{"10.1.0.0/16", "2001:db8:1::/48"},

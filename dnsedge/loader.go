@@ -262,7 +262,7 @@ func domainRowIn(ix *index, d edgedb.EdgeDomain) row {
 func serviceRowOf(s edgedb.EdgeService) serviceRow {
 	return serviceRow{
 		name: s.Name, serial: s.Serial, ranges: s.Ranges, heloSuffixes: s.HeloSuffixes,
-		include: s.Include, deleted: s.Deleted,
+		includes: s.Includes, deleted: s.Deleted,
 	}
 }
 

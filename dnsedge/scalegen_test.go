@@ -186,8 +186,8 @@ func genLoad(t testing.TB, pool *pgxpool.Pool, n int) int64 {
 	for k := range genSenderRanges {
 		name, ranges, helo, include := genService(k)
 		_, err := pool.Exec(ctx, `
-			INSERT INTO edge_service (name, serial, ranges, helo_suffixes, include)
-			VALUES ($1, nextval('edge_serial_seq'), $2, $3, $4)`, name, ranges, helo, include)
+			INSERT INTO edge_service (name, serial, ranges, helo_suffixes, includes)
+			VALUES ($1, nextval('edge_serial_seq'), $2, $3, $4)`, name, ranges, helo, []string{include})
 		require.NoError(t, err)
 	}
 	if n == 0 {
@@ -283,7 +283,7 @@ func genRows(n int) ([]row, []serviceRow) {
 	services := make([]serviceRow, len(genSenderRanges))
 	for k := range services {
 		name, ranges, helo, include := genService(k)
-		services[k] = serviceRow{name: name, serial: int64(k + 1), ranges: ranges, heloSuffixes: helo, include: include}
+		services[k] = serviceRow{name: name, serial: int64(k + 1), ranges: ranges, heloSuffixes: helo, includes: []string{include}}
 	}
 	rows := make([]row, n)
 	for i := range rows {

@@ -14,6 +14,9 @@ const (
 	maxServiceRanges = 1 << 16
 	maxHELOSuffixes  = 256
 	maxIncludeLen    = 253
+	// maxIncludes bounds a service's includes: sender_services holds at
+	// most 10, and the hand-over answer must fit 512 octets anyway.
+	maxIncludes = 10
 )
 
 // serviceRow is one edge_service row as read from PostgreSQL or the snapshot
@@ -26,10 +29,11 @@ type serviceRow struct {
 	// heloSuffixes are the names its servers greet with (HELO/EHLO), as
 	// label-boundary suffixes: "mailer.example" matches mta1.mailer.example.
 	heloSuffixes []string
-	// include is the service's own SPF include (a domain-spec), answered
-	// when the HELO matches but the address does not; "" for none.
-	include string
-	deleted bool
+	// includes are the service's own SPF includes (domain-specs), all
+	// answered at once when the HELO matches but the address does not;
+	// empty for none.
+	includes []string
+	deleted  bool
 }
 
 // service is one sender service as the index serves it. Like a domain it is
@@ -39,7 +43,7 @@ type service struct {
 	// serviceRow is the validated row (ranges masked, suffixes lower case).
 	serviceRow
 	nets *bart.Lite
-	// includeTXT is the SPF answer "v=spf1 include:<include> -all" as
+	// includeTXT is the SPF answer "v=spf1 include:<include>... -all" as
 	// character-strings; nil when the service has no include.
 	includeTXT []string
 }
@@ -86,18 +90,32 @@ func newService(r serviceRow) (*service, error) {
 	}
 	r.heloSuffixes = helo
 
-	if len(r.include) > maxIncludeLen {
-		return nil, fmt.Errorf("service %q: include of %d bytes exceeds %d", r.name, len(r.include), maxIncludeLen)
+	if len(r.includes) > maxIncludes {
+		return nil, fmt.Errorf("service %q: %d includes exceed %d", r.name, len(r.includes), maxIncludes)
 	}
-	for i := 0; i < len(r.include); i++ {
-		// An SPF domain-spec: printable ASCII without spaces (macros such
-		// as %{i} included).
-		if c := r.include[i]; c <= ' ' || c > '~' {
-			return nil, fmt.Errorf("service %q: include %q: byte %#x not allowed", r.name, r.include, c)
+	var includes []string
+	if len(r.includes) > 0 {
+		includes = make([]string, len(r.includes))
+	}
+	for k, inc := range r.includes {
+		if inc == "" {
+			return nil, fmt.Errorf("service %q: include %d is empty", r.name, k+1)
 		}
+		if len(inc) > maxIncludeLen {
+			return nil, fmt.Errorf("service %q: include of %d bytes exceeds %d", r.name, len(inc), maxIncludeLen)
+		}
+		for i := 0; i < len(inc); i++ {
+			// An SPF domain-spec: printable ASCII without spaces (macros
+			// such as %{i} included).
+			if c := inc[i]; c <= ' ' || c > '~' {
+				return nil, fmt.Errorf("service %q: include %q: byte %#x not allowed", r.name, inc, c)
+			}
+		}
+		includes[k] = inc
 	}
-	if r.include != "" {
-		s.includeTXT = txtStrings(spfanswer.HandoverRecord(r.include))
+	r.includes = includes
+	if len(includes) > 0 {
+		s.includeTXT = txtStrings(spfanswer.HandoverRecord(includes...))
 	}
 	s.serviceRow = r
 	return s, nil

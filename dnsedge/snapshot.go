@@ -26,14 +26,14 @@ import (
 //	checksum 32 bytes SHA-256 of the payload
 //	payload
 //
-// Payload, version 3 (uvarint-prefixed strings, varint integers, lists as
+// Payload, version 4 (uvarint-prefixed strings, varint integers, lists as
 // a uvarint count followed by the strings):
 //
 //	confirmed  int64 Unix nanoseconds: when the data was last confirmed current
 //	serial     varint: the index serial
 //	count      uvarint: number of sender services
 //	count times: name string, serial varint, ranges list (prefixes as text),
-//	             HELO suffixes list, include string
+//	             HELO suffixes list, includes list
 //	count      uvarint: number of domains
 //	count times: name string, serial varint, mode string, dmarc string,
 //	             netblocks list (prefixes as text), services list, nspf string,
@@ -43,10 +43,10 @@ import (
 // payload layout gets a new version and an edge refuses versions it does not
 // know: it then loads from PostgreSQL as if there were no file. (Version 1
 // had no services and only the name, serial, mode and dmarc of a domain;
-// version 2 no rspf.)
+// version 2 no rspf; version 3 one include string per service.)
 const (
 	snapshotMagic   = "RMPEDGE\n"
-	snapshotVersion = 3
+	snapshotVersion = 4
 	snapshotHeader  = len(snapshotMagic) + 4 + 8 + sha256.Size
 )
 
@@ -160,7 +160,7 @@ func writePayload(w io.Writer, ix *index, confirmed time.Time) (int64, [sha256.S
 		p = binary.AppendVarint(p, s.serial)
 		appendPrefixes(s.ranges)
 		appendList(s.heloSuffixes)
-		appendString(s.include)
+		appendList(s.includes)
 		if len(p) >= snapshotChunk {
 			flush()
 		}
@@ -191,7 +191,7 @@ func writePayload(w io.Writer, ix *index, confirmed time.Time) (int64, [sha256.S
 
 // Smallest encodings, to reject counts larger than the payload can hold.
 const (
-	minServiceBytes = 6  // name (2), serial, two empty lists, empty include
+	minServiceBytes = 6  // name (2), serial, three empty lists
 	minDomainBytes  = 11 // name (2), serial, mode (2), dmarc, two lists, three strings
 	maxPrefixText   = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255/128")
 )
@@ -267,7 +267,7 @@ func (d *decoder) payload() (snapshot, error) {
 			serial:       d.varint(),
 			ranges:       d.prefixes(maxServiceRanges),
 			heloSuffixes: d.strings(maxHELOSuffixes, 253),
-			include:      d.string(maxIncludeLen),
+			includes:     d.strings(maxIncludes, maxIncludeLen),
 		}
 		if d.err != nil {
 			break

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,9 +27,9 @@ const (
 func sampleServices() []serviceRow {
 	return []serviceRow{
 		{name: "mailer", serial: 3, ranges: prefixes("192.0.2.0/24", "2001:db8:100::/48"),
-			heloSuffixes: []string{"mailer.example"}, include: "_spf.mailer.example"},
+			heloSuffixes: []string{"mailer.example"}, includes: []string{"_spf.mailer.example"}},
 		{name: "vendor", serial: 4, ranges: prefixes("198.51.100.0/24"),
-			heloSuffixes: []string{"out.vendor.example", "vendor-mta.example"}, include: "spf.vendor.example"},
+			heloSuffixes: []string{"out.vendor.example", "vendor-mta.example"}, includes: []string{"spf.vendor.example", "_spf2.vendor.example"}},
 		{name: "bare", serial: 5, ranges: prefixes("203.0.113.0/28")},
 	}
 }
@@ -157,7 +158,7 @@ func testPayload(serial int64, nServices uint64, services []serviceRow, nDomains
 		p = binary.AppendVarint(p, s.serial)
 		pfx(s.ranges)
 		list(s.heloSuffixes)
-		str(s.include)
+		list(s.includes)
 	}
 	p = binary.AppendUvarint(p, nDomains)
 	for _, r := range rows {
@@ -189,31 +190,33 @@ func TestSnapshotDecodeErrors(t *testing.T) {
 		data []byte
 		err  string
 	}{
-		"empty file":               {nil, "truncated"},
-		"count too large":          {withHeader(payload(5, 1000, ok)), "exceeds the payload"},
-		"count too small":          {withHeader(payload(5, 0, ok)), "after the last domain"},
-		"missing domain":           {withHeader(payload(5, 2, ok)), "unexpected end"},
-		"duplicate domain":         {withHeader(payload(5, 2, ok, ok)), "listed twice"},
-		"serial above":             {withHeader(payload(2, 1, ok)), "above the snapshot's"},
-		"negative serial":          {withHeader(payload(-1, 0)), "negative serial"},
-		"upper-case name":          {withHeader(payload(5, 1, row{name: "Example.com", serial: 3, mode: "sending"})), "not allowed"},
-		"name with a space":        {withHeader(payload(5, 1, row{name: "a b.example", serial: 3, mode: "sending"})), "not allowed"},
-		"bad mode":                 {withHeader(payload(5, 1, row{name: "a.example", serial: 3, mode: "Send!"})), "invalid mode"},
-		"zero serial":              {withHeader(payload(5, 1, row{name: "a.example", serial: 0, mode: "sending"})), "not positive"},
-		"dmarc too long":           {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dmarc: strings.Repeat("x", maxDMARCLen+1)})), "exceeds"},
-		"dkim not JSON":            {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: "{"})), "dkim"},
-		"dkim txt and cname":       {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: `[{"selector":"s","txt":"k","cname":"x.example"}]`})), "exactly one"},
-		"dkim selector upper case": {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: `[{"selector":"S1","txt":"k"}]`})), "not allowed"},
-		"dkim selector twice":      {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: `[{"selector":"s","txt":"k"},{"selector":"s","txt":"k"}]`})), "twice"},
-		"dkim bad cname":           {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: `[{"selector":"s","cname":"a..b"}]`})), "cname"},
-		"netblock not a prefix":    {withHeader(badPrefix), "ParsePrefix"},
-		"service count too large":  {withHeader(testPayload(5, 1000, []serviceRow{svc}, 0)), "service count"},
-		"duplicate service":        {withHeader(testPayload(5, 2, []serviceRow{svc, svc}, 0)), "listed twice"},
-		"service serial above":     {withHeader(testPayload(1, 1, []serviceRow{svc}, 0)), "above the snapshot's"},
-		"service bad HELO":         {withHeader(testPayload(5, 1, []serviceRow{{name: "x", serial: 1, heloSuffixes: []string{"a b"}}}, 0)), "HELO suffix"},
-		"service bad include":      {withHeader(testPayload(5, 1, []serviceRow{{name: "x", serial: 1, include: "a b"}}, 0)), "include"},
-		"service empty name":       {withHeader(testPayload(5, 1, []serviceRow{{name: "", serial: 1}}, 0)), "service name"},
-		"valid":                    {withHeader(testPayload(5, 1, []serviceRow{svc}, 1, ok)), ""},
+		"empty file":                {nil, "truncated"},
+		"count too large":           {withHeader(payload(5, 1000, ok)), "exceeds the payload"},
+		"count too small":           {withHeader(payload(5, 0, ok)), "after the last domain"},
+		"missing domain":            {withHeader(payload(5, 2, ok)), "unexpected end"},
+		"duplicate domain":          {withHeader(payload(5, 2, ok, ok)), "listed twice"},
+		"serial above":              {withHeader(payload(2, 1, ok)), "above the snapshot's"},
+		"negative serial":           {withHeader(payload(-1, 0)), "negative serial"},
+		"upper-case name":           {withHeader(payload(5, 1, row{name: "Example.com", serial: 3, mode: "sending"})), "not allowed"},
+		"name with a space":         {withHeader(payload(5, 1, row{name: "a b.example", serial: 3, mode: "sending"})), "not allowed"},
+		"bad mode":                  {withHeader(payload(5, 1, row{name: "a.example", serial: 3, mode: "Send!"})), "invalid mode"},
+		"zero serial":               {withHeader(payload(5, 1, row{name: "a.example", serial: 0, mode: "sending"})), "not positive"},
+		"dmarc too long":            {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dmarc: strings.Repeat("x", maxDMARCLen+1)})), "exceeds"},
+		"dkim not JSON":             {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: "{"})), "dkim"},
+		"dkim txt and cname":        {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: `[{"selector":"s","txt":"k","cname":"x.example"}]`})), "exactly one"},
+		"dkim selector upper case":  {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: `[{"selector":"S1","txt":"k"}]`})), "not allowed"},
+		"dkim selector twice":       {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: `[{"selector":"s","txt":"k"},{"selector":"s","txt":"k"}]`})), "twice"},
+		"dkim bad cname":            {withHeader(payload(5, 1, row{name: "a.example", serial: 1, mode: "sending", dkim: `[{"selector":"s","cname":"a..b"}]`})), "cname"},
+		"netblock not a prefix":     {withHeader(badPrefix), "ParsePrefix"},
+		"service count too large":   {withHeader(testPayload(5, 1000, []serviceRow{svc}, 0)), "service count"},
+		"duplicate service":         {withHeader(testPayload(5, 2, []serviceRow{svc, svc}, 0)), "listed twice"},
+		"service serial above":      {withHeader(testPayload(1, 1, []serviceRow{svc}, 0)), "above the snapshot's"},
+		"service bad HELO":          {withHeader(testPayload(5, 1, []serviceRow{{name: "x", serial: 1, heloSuffixes: []string{"a b"}}}, 0)), "HELO suffix"},
+		"service bad include":       {withHeader(testPayload(5, 1, []serviceRow{{name: "x", serial: 1, includes: []string{"a b"}}}, 0)), "include"},
+		"service empty include":     {withHeader(testPayload(5, 1, []serviceRow{{name: "x", serial: 1, includes: []string{""}}}, 0)), "empty"},
+		"service too many includes": {withHeader(testPayload(5, 1, []serviceRow{{name: "x", serial: 1, includes: slices.Repeat([]string{"a.example"}, maxIncludes+1)}}, 0)), "exceeds 10"},
+		"service empty name":        {withHeader(testPayload(5, 1, []serviceRow{{name: "", serial: 1}}, 0)), "service name"},
+		"valid":                     {withHeader(testPayload(5, 1, []serviceRow{svc}, 1, ok)), ""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

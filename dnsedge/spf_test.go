@@ -77,10 +77,12 @@ func TestSPFAnswerOrder(t *testing.T) {
 		{name: "ab.example", serial: 1, mode: "sending", services: []string{"a", "b"}},
 		{name: "ba.example", serial: 2, mode: "sending", services: []string{"b", "a"}},
 		{name: "nob.example", serial: 3, mode: "sending", services: []string{"noinclude", "b"}},
+		{name: "multi.example", serial: 7, mode: "sending", services: []string{"multi", "a"}},
 	}, []serviceRow{
-		{name: "a", serial: 4, heloSuffixes: []string{"shared.example"}, include: "_spf.a.example"},
-		{name: "b", serial: 5, heloSuffixes: []string{"mx.shared.example"}, include: "_spf.b.example"},
+		{name: "a", serial: 4, heloSuffixes: []string{"shared.example"}, includes: []string{"_spf.a.example"}},
+		{name: "b", serial: 5, heloSuffixes: []string{"mx.shared.example"}, includes: []string{"_spf.b.example"}},
 		{name: "noinclude", serial: 6, heloSuffixes: []string{"shared.example"}},
+		{name: "multi", serial: 8, heloSuffixes: []string{"shared.example"}, includes: []string{"_spf.m1.example", "_spf.m2.example"}},
 	})
 	require.Empty(t, errs)
 	answer := func(domain string) string {
@@ -89,6 +91,7 @@ func TestSPFAnswerOrder(t *testing.T) {
 	require.Equal(t, "v=spf1 include:_spf.a.example -all", answer("ab.example"))
 	require.Equal(t, "v=spf1 include:_spf.b.example -all", answer("ba.example"))
 	require.Equal(t, "v=spf1 include:_spf.b.example -all", answer("nob.example"), "a service without an include is skipped")
+	require.Equal(t, "v=spf1 include:_spf.m1.example include:_spf.m2.example -all", answer("multi.example"), "every include of the service")
 }
 
 func TestMatchHELO(t *testing.T) {
@@ -148,7 +151,7 @@ func FuzzSPFName(f *testing.F) {
 		f.Add(s)
 	}
 	allowed := map[string]bool{"v=spf1 ~all": true, "v=spf1 -all": true,
-		"v=spf1 include:_spf.mailer.example -all": true, "v=spf1 include:spf.vendor.example -all": true}
+		"v=spf1 include:_spf.mailer.example -all": true, "v=spf1 include:spf.vendor.example include:_spf2.vendor.example -all": true}
 	f.Fuzz(func(t *testing.T, rest string) {
 		name := strings.ToLower(rest) + "._spf." + testZone + "."
 		if rest == "" || len(name) > 1024 {

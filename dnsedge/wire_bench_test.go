@@ -23,7 +23,7 @@ func benchEdge(b *testing.B) *Edge {
 		services[i] = serviceRow{
 			name: fmt.Sprintf("svc%02d", i), serial: int64(i + 1),
 			ranges:       prefixes(fmt.Sprintf("100.64.%d.0/24", i), fmt.Sprintf("2001:db8:ff%02d::/48", i)),
-			heloSuffixes: []string{fmt.Sprintf("svc%02d.example", i)}, include: fmt.Sprintf("_spf.svc%02d.example", i),
+			heloSuffixes: []string{fmt.Sprintf("svc%02d.example", i)}, includes: []string{fmt.Sprintf("_spf.svc%02d.example", i)},
 		}
 	}
 	key := func(n int) string { return strings.Repeat("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A", n)[:n] }

@@ -79,10 +79,18 @@ func (r *mutationResolver) CreateSenderService(ctx context.Context, accountID *s
 	if err != nil {
 		return nil, err
 	}
-	in := sender.ServiceInput{Name: input.Name, Category: deref(input.Category), SPFInclude: deref(input.SpfInclude),
+	includes, _, alias, err := spfIncludesInput(input.SpfIncludes, input.SpfInclude)
+	if err != nil {
+		return nil, err
+	}
+	in := sender.ServiceInput{Name: input.Name, Category: deref(input.Category), SPFIncludes: includes,
 		Ranges: input.Ranges, DKIMDomains: input.DkimDomains, DKIMSelectors: input.DkimSelectors,
 		HELOSuffixes: input.HeloSuffixes, SetupURL: deref(input.SetupURL)}
-	return ptr(r.SenderSvc.CreateService(ctx, id, slug, in))
+	s, err := r.SenderSvc.CreateService(ctx, id, slug, in)
+	if err != nil {
+		return nil, aliasField(err, alias)
+	}
+	return &s, nil
 }
 
 // UpdateSenderService is the resolver for the updateSenderService field.
@@ -94,10 +102,21 @@ func (r *mutationResolver) UpdateSenderService(ctx context.Context, service stri
 		}
 		return &l
 	}
-	p := sender.ServicePatch{Name: input.Name, Category: input.Category, SPFInclude: input.SpfInclude, SetupURL: input.SetupURL,
+	includes, set, alias, err := spfIncludesInput(input.SpfIncludes, input.SpfInclude)
+	if err != nil {
+		return nil, err
+	}
+	p := sender.ServicePatch{Name: input.Name, Category: input.Category, SetupURL: input.SetupURL,
 		Ranges: list(input.Ranges), DKIMDomains: list(input.DkimDomains), DKIMSelectors: list(input.DkimSelectors),
 		HELOSuffixes: list(input.HeloSuffixes)}
-	return ptr(r.SenderSvc.UpdateService(ctx, service, p))
+	if set {
+		p.SPFIncludes = &includes
+	}
+	s, err := r.SenderSvc.UpdateService(ctx, service, p)
+	if err != nil {
+		return nil, aliasField(err, alias)
+	}
+	return &s, nil
 }
 
 // DeleteSenderService is the resolver for the deleteSenderService field.
@@ -146,6 +165,14 @@ func (r *senderServiceResolver) Slug(ctx context.Context, obj *senderdb.SenderSe
 // Custom is the resolver for the custom field.
 func (r *senderServiceResolver) Custom(ctx context.Context, obj *senderdb.SenderService) (bool, error) {
 	return obj.AccountID != nil, nil
+}
+
+// SpfInclude is the resolver for the spfInclude field.
+func (r *senderServiceResolver) SpfInclude(ctx context.Context, obj *senderdb.SenderService) (*string, error) {
+	if len(obj.SpfIncludes) == 0 {
+		return nil, nil
+	}
+	return &obj.SpfIncludes[0], nil
 }
 
 // Ranges is the resolver for the ranges field.

@@ -81,7 +81,9 @@ func TestAccountSenderServices(t *testing.T) {
 		{"ok", map[string]any{"name": "x", "heloSuffixes": []string{".com"}}, "heloSuffixes"},
 		{"ok", map[string]any{"name": "x", "heloSuffixes": []string{".github.io"}}, "heloSuffixes"},
 		{"ok", map[string]any{"name": "x", "ranges": []string{"192.0.2.0/24"}, "setupUrl": "ftp://example.net/"}, "setupUrl"},
-		{"ok", map[string]any{"name": "x", "dkimSelectors": []string{"s1"}}, "spfInclude"}, // nothing to recognise it by
+		{"ok", map[string]any{"name": "x", "dkimSelectors": []string{"s1"}}, "spfIncludes"}, // nothing to recognise it by
+		{"ok", map[string]any{"name": "x", "spfIncludes": []string{"_spf.ok.example.net", "not a host"}}, "spfIncludes"},
+		{"ok", map[string]any{"name": "x", "spfIncludes": []string{"_spf.ok.example.net"}, "spfInclude": "_spf.ok.example.net"}, "spfInclude"}, // both
 	} {
 		r := create(o.Token, tc.label, tc.input)
 		r.RequireCode(t, "BAD_USER_INPUT")
@@ -197,7 +199,7 @@ func TestAccountSenderServices(t *testing.T) {
 	require.NoError(t, env.Services(t).Senders.SyncCatalog(ctx, cat))
 	// Not even a catalog entry of the same slug could take its place: the
 	// database refuses a catalog slug of that form.
-	shadow := catalog.Service{Slug: slug, Name: "Shadow", Category: "transactional", SPFInclude: "_spf.shadow.example.net",
+	shadow := catalog.Service{Slug: slug, Name: "Shadow", Category: "transactional", SPFIncludes: []string{"_spf.shadow.example.net"},
 		SourceURL: "https://shadow.example.net/"}
 	require.Error(t, env.Services(t).Senders.SyncCatalog(ctx, append(cat, shadow)))
 	r = env.Do(t, o.Token, `{ account { senderServices `+customFields+` } }`, nil)
@@ -238,9 +240,9 @@ func TestAccountSenderServices(t *testing.T) {
 	r = env.Do(t, o.Token, `mutation($s: ID!) { updateSenderService(service: $s, input: {spfInclude: "_spf.nowhere.example.net"}) { slug } }`, vars)
 	r.RequireCode(t, "BAD_USER_INPUT")
 	require.Contains(t, r.Raw, d)
-	var include string
-	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT spf_include FROM sender_services WHERE slug = $1`, slug).Scan(&include))
-	require.Equal(t, "_spf.acme-relay.example.net", include)
+	var includes []string
+	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT spf_includes FROM sender_services WHERE slug = $1`, slug).Scan(&includes))
+	require.Equal(t, []string{"_spf.acme-relay.example.net"}, includes)
 
 	// Removing it while a domain enables it is refused, naming the domain.
 	r = env.Do(t, o.Token, `mutation($s: ID!) { deleteSenderService(service: $s) { slug } }`, vars)

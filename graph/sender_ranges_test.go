@@ -292,7 +292,7 @@ func TestCatalogIncludeChangeForgetsCost(t *testing.T) {
 	require.Equal(t, []string{"167.89.0.0/17"}, ranges)
 	for i := range services {
 		if services[i].Slug == "sendgrid" {
-			services[i].SPFInclude = "_spf.sendgrid.example"
+			services[i].SPFIncludes = []string{"_spf.sendgrid.example"}
 		}
 	}
 	require.NoError(t, senders.SyncCatalog(ctx, services))

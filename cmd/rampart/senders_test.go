@@ -48,7 +48,7 @@ func TestSendersRefresh(t *testing.T) {
 	require.NoError(t, err, out)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, 3, out)
-	require.Equal(t, []string{"SERVICE", "INCLUDE", "RANGES", "LOOKUPS", "RESOLVED", "ERROR"}, strings.Fields(lines[0]))
+	require.Equal(t, []string{"SERVICE", "INCLUDES", "RANGES", "LOOKUPS", "RESOLVED", "ERROR"}, strings.Fields(lines[0]))
 	g, sg := strings.Fields(lines[1]), strings.Fields(lines[2])
 	require.Equal(t, []string{"google-workspace", "_spf.google.com", "1", "2"}, g[:4], out)
 	require.Equal(t, "-", g[5])

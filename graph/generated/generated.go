@@ -667,6 +667,7 @@ type ComplexityRoot struct {
 		Slug             func(childComplexity int) int
 		SourceUrl        func(childComplexity int) int
 		SpfInclude       func(childComplexity int) int
+		SpfIncludes      func(childComplexity int) int
 		SpfLookups       func(childComplexity int) int
 		StaticRanges     func(childComplexity int) int
 	}
@@ -1001,6 +1002,8 @@ type SenderServiceResolver interface {
 	Slug(ctx context.Context, obj *senderdb.SenderService) (string, error)
 
 	Custom(ctx context.Context, obj *senderdb.SenderService) (bool, error)
+
+	SpfInclude(ctx context.Context, obj *senderdb.SenderService) (*string, error)
 
 	Ranges(ctx context.Context, obj *senderdb.SenderService) ([]string, error)
 	StaticRanges(ctx context.Context, obj *senderdb.SenderService) ([]string, error)
@@ -3961,6 +3964,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SenderService.SpfInclude(childComplexity), true
+	case "SenderService.spfIncludes":
+		if e.ComplexityRoot.SenderService.SpfIncludes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SenderService.SpfIncludes(childComplexity), true
 	case "SenderService.spfLookups":
 		if e.ComplexityRoot.SenderService.SpfLookups == nil {
 			break
@@ -5898,25 +5907,27 @@ type SenderService {
   custom: Boolean!
   "The account whose own service this is; null for a catalog service."
   accountId: ID
-  "The include the service's own SPF record is published at."
-  spfInclude: String!
+  "The includes the service's own SPF records are published at, in order; empty for none. Its ranges are the union of theirs, and the edge hands a query over to all of them."
+  spfIncludes: [String!]!
+  "The first of ` + "`" + `spfIncludes` + "`" + `; null for none."
+  spfInclude: String @deprecated(reason: "A service may have several includes: use spfIncludes.")
   "Suffixes of the host names the service's servers greet with (HELO/EHLO)."
   heloSuffixes: [String!]!
-  "The service's current ranges: static ones and those its SPF include resolved to."
+  "The service's current ranges: static ones and the union of those its SPF includes resolved to."
   ranges: [String!]!
-  "The ranges given for the service itself (not from its include)."
+  "The ranges given for the service itself (not from its includes)."
   staticRanges: [String!]!
   "The DKIM d= domains the service signs with (a signature domain equal to or below one matches)."
   dkimDomains: [String!]!
   "The DKIM selectors the service signs the customer's own domain with."
   dkimSelectors: [String!]!
-  "When the include last resolved; null if never."
+  "When the includes last resolved (all of them); null if never."
   rangesResolvedAt: Time
-  "Why the last resolution failed, the last good ranges and cost being kept; null when it succeeded."
+  "Why the last resolution failed, naming each include that failed, the last good ranges and cost being kept; null when it succeeded."
   resolveError: String
   "When the last resolution failed; null when it succeeded."
   resolveFailedAt: Time
-  "DNS-querying terms the service's include costs (the include itself and everything below it); null while not known: the include never resolved."
+  "DNS-querying terms the service's includes cost together (each include itself and everything below it); null while not known: the includes never resolved."
   spfLookups: Int
   setupUrl: String!
   "Where the catalog's facts about the service come from."
@@ -6001,8 +6012,9 @@ enum SpfAnswerKind {
 
 """
 An account's own sending service. Bounds: a name of at most 100 characters; a
-category of lowercase letters, digits and hyphens (default ` + "`" + `other` + "`" + `); one SPF
-include (a host name); at most 200 ranges (CIDR or single addresses, no wider
+category of lowercase letters, digits and hyphens (default ` + "`" + `other` + "`" + `); at most 10
+SPF includes (host names, which together fit the edge's 512-octet hand-over
+answer); at most 200 ranges (CIDR or single addresses, no wider
 than a /8 or an IPv6 /16); at most 20 each of DKIM d= domains, DKIM selectors
 (DNS labels) and HELO/PTR suffixes (host names; a leading dot is added). DKIM
 domains and suffixes may not be public suffixes. A service needs something to
@@ -6011,8 +6023,10 @@ be recognised by: an include, a range, a suffix or a DKIM domain.
 input SenderServiceInput {
   name: String!
   category: String
-  "The host name the service's own SPF record is at, as in include:."
-  spfInclude: String
+  "The host names the service's own SPF records are at, as in include:, in order."
+  spfIncludes: [String!]
+  "One include, as ` + "`" + `spfIncludes: [it]` + "`" + `; an error together with ` + "`" + `spfIncludes` + "`" + `."
+  spfInclude: String @deprecated(reason: "A service may have several includes: use spfIncludes.")
   ranges: [String!]
   dkimDomains: [String!]
   dkimSelectors: [String!]
@@ -6024,8 +6038,10 @@ input SenderServiceInput {
 input SenderServicePatch {
   name: String
   category: String
-  "The new include; an empty string removes it."
-  spfInclude: String
+  "The new includes, replacing the old ones; an empty list removes them."
+  spfIncludes: [String!]
+  "One include, as ` + "`" + `spfIncludes: [it]` + "`" + `; an empty string removes them all. An error together with ` + "`" + `spfIncludes` + "`" + `."
+  spfInclude: String @deprecated(reason: "A service may have several includes: use spfIncludes.")
   ranges: [String!]
   dkimDomains: [String!]
   dkimSelectors: [String!]
@@ -7213,6 +7229,8 @@ func (ec *executionContext) childFields_SenderService(ctx context.Context, field
 		return ec.fieldContext_SenderService_custom(ctx, field)
 	case "accountId":
 		return ec.fieldContext_SenderService_accountId(ctx, field)
+	case "spfIncludes":
+		return ec.fieldContext_SenderService_spfIncludes(ctx, field)
 	case "spfInclude":
 		return ec.fieldContext_SenderService_spfInclude(ctx, field)
 	case "heloSuffixes":
@@ -21011,6 +21029,29 @@ func (ec *executionContext) fieldContext_SenderService_accountId(_ context.Conte
 	return graphql.NewScalarFieldContext("SenderService", field, false, false, "ID")
 }
 
+func (ec *executionContext) _SenderService_spfIncludes(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SenderService_spfIncludes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SpfIncludes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SenderService_spfIncludes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+}
+
 func (ec *executionContext) _SenderService_spfInclude(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -21020,18 +21061,18 @@ func (ec *executionContext) _SenderService_spfInclude(ctx context.Context, field
 			return ec.fieldContext_SenderService_spfInclude(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.SpfInclude, nil
+			return ec.Resolvers.SenderService().SpfInclude(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
-			return ec.marshalNString2string(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_SenderService_spfInclude(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("SenderService", field, false, false, "String")
+	return graphql.NewScalarFieldContext("SenderService", field, true, true, "String")
 }
 
 func (ec *executionContext) _SenderService_heloSuffixes(ctx context.Context, field graphql.CollectedField, obj *senderdb.SenderService) (ret graphql.Marshaler) {
@@ -24571,7 +24612,7 @@ func (ec *executionContext) unmarshalInputSenderServiceInput(ctx context.Context
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "category", "spfInclude", "ranges", "dkimDomains", "dkimSelectors", "heloSuffixes", "setupUrl"}
+	fieldsInOrder := [...]string{"name", "category", "spfIncludes", "spfInclude", "ranges", "dkimDomains", "dkimSelectors", "heloSuffixes", "setupUrl"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -24592,6 +24633,13 @@ func (ec *executionContext) unmarshalInputSenderServiceInput(ctx context.Context
 				return it, err
 			}
 			it.Category = data
+		case "spfIncludes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("spfIncludes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SpfIncludes = data
 		case "spfInclude":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("spfInclude"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -24662,7 +24710,7 @@ func (ec *executionContext) unmarshalInputSenderServicePatch(ctx context.Context
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "category", "spfInclude", "ranges", "dkimDomains", "dkimSelectors", "heloSuffixes", "setupUrl"}
+	fieldsInOrder := [...]string{"name", "category", "spfIncludes", "spfInclude", "ranges", "dkimDomains", "dkimSelectors", "heloSuffixes", "setupUrl"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -24683,6 +24731,13 @@ func (ec *executionContext) unmarshalInputSenderServicePatch(ctx context.Context
 				return it, err
 			}
 			it.Category = data
+		case "spfIncludes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("spfIncludes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SpfIncludes = data
 		case "spfInclude":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("spfInclude"))
 			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
@@ -28714,11 +28769,17 @@ func (ec *executionContext) _SenderService(ctx context.Context, sel ast.Selectio
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
-		case "spfInclude":
-			out.Values[i] = ec._SenderService_spfInclude(ctx, field, obj)
+		case "spfIncludes":
+			out.Values[i] = ec._SenderService_spfIncludes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "spfInclude":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._SenderService_spfInclude(ctx, field, obj)
+				})
 		case "heloSuffixes":
 			out.Values[i] = ec._SenderService_heloSuffixes(ctx, field, obj)
 			if out.Values[i] == graphql.Null {

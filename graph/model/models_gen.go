@@ -385,8 +385,9 @@ type SenderEdge struct {
 }
 
 // An account's own sending service. Bounds: a name of at most 100 characters; a
-// category of lowercase letters, digits and hyphens (default `other`); one SPF
-// include (a host name); at most 200 ranges (CIDR or single addresses, no wider
+// category of lowercase letters, digits and hyphens (default `other`); at most 10
+// SPF includes (host names, which together fit the edge's 512-octet hand-over
+// answer); at most 200 ranges (CIDR or single addresses, no wider
 // than a /8 or an IPv6 /16); at most 20 each of DKIM d= domains, DKIM selectors
 // (DNS labels) and HELO/PTR suffixes (host names; a leading dot is added). DKIM
 // domains and suffixes may not be public suffixes. A service needs something to
@@ -394,7 +395,9 @@ type SenderEdge struct {
 type SenderServiceInput struct {
 	Name     string  `json:"name"`
 	Category *string `json:"category,omitempty"`
-	// The host name the service's own SPF record is at, as in include:.
+	// The host names the service's own SPF records are at, as in include:, in order.
+	SpfIncludes []string `json:"spfIncludes,omitempty"`
+	// One include, as `spfIncludes: [it]`; an error together with `spfIncludes`.
 	SpfInclude    *string  `json:"spfInclude,omitempty"`
 	Ranges        []string `json:"ranges,omitempty"`
 	DkimDomains   []string `json:"dkimDomains,omitempty"`
@@ -407,7 +410,9 @@ type SenderServiceInput struct {
 type SenderServicePatch struct {
 	Name     *string `json:"name,omitempty"`
 	Category *string `json:"category,omitempty"`
-	// The new include; an empty string removes it.
+	// The new includes, replacing the old ones; an empty list removes them.
+	SpfIncludes []string `json:"spfIncludes,omitempty"`
+	// One include, as `spfIncludes: [it]`; an empty string removes them all. An error together with `spfIncludes`.
 	SpfInclude    *string  `json:"spfInclude,omitempty"`
 	Ranges        []string `json:"ranges,omitempty"`
 	DkimDomains   []string `json:"dkimDomains,omitempty"`

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -318,7 +319,7 @@ func RefreshSenders(ctx context.Context, cfg *Config, log *slog.Logger, slug str
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	// A tabwriter keeps the first write error and Flush returns it.
-	_, _ = fmt.Fprintln(tw, "SERVICE\tINCLUDE\tRANGES\tLOOKUPS\tRESOLVED\tERROR")
+	_, _ = fmt.Fprintln(tw, "SERVICE\tINCLUDES\tRANGES\tLOOKUPS\tRESOLVED\tERROR")
 	failed := 0
 	for _, s := range services {
 		lookups, resolved, why := "unknown", "never", "-"
@@ -332,7 +333,7 @@ func RefreshSenders(ctx context.Context, cfg *Config, log *slog.Logger, slug str
 			why = s.ResolveError
 			failed++
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.Slug, s.SpfInclude, len(s.ResolvedRanges), lookups, resolved, why)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", s.Slug, strings.Join(s.SpfIncludes, ","), len(s.ResolvedRanges), lookups, resolved, why)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -15,6 +15,11 @@ import (
 	"github.com/rampartmail/rampart/internal/spfanswer"
 )
 
+// MaxSPFIncludes is how many SPF includes one service may have: each is a
+// DNS-querying term of its own, and a record evaluates at most 10 (RFC 7208
+// §4.6.4). sender_services holds the same bound.
+const MaxSPFIncludes = 10
+
 // servicesJSON is the catalog shipped with Rampart.
 //
 //go:embed services.json
@@ -32,10 +37,11 @@ type Service struct {
 	// Category groups services for people, such as "workspace",
 	// "transactional" or "marketing".
 	Category string `json:"category"`
-	// SPFInclude is the domain a customer's SPF record names in include:
-	// to authorise the service, such as "_spf.google.com"; "" if the
-	// service has none.
-	SPFInclude string `json:"spf_include"`
+	// SPFIncludes are the domains a customer's SPF record names in
+	// include: to authorise the service, such as "_spf.google.com"; empty
+	// if the service has none. A vendor that publishes several (one per
+	// sending platform) lists each: the service's ranges are their union.
+	SPFIncludes []string `json:"spf_includes"`
 	// HELOSuffixes are the suffixes, each starting with ".", of the host
 	// names the service's outbound servers give in EHLO and in their PTR
 	// records. See [Service.MatchesHELO].
@@ -88,9 +94,10 @@ func (s Service) MatchesHELO(helo string) bool {
 //
 //   - Slug, Name, Category and SourceURL are set; the slug and category
 //     have the allowed syntax;
-//   - SPFInclude, if set, and each DKIM domain are lowercase host names of
-//     at least two labels (underscores allowed, as in _spf.google.com), with
-//     no trailing dot;
+//   - each of at most [MaxSPFIncludes] SPF includes and each DKIM domain
+//     are lowercase host names of at least two labels (underscores allowed,
+//     as in _spf.google.com), with no trailing dot, and the edge's hand-over
+//     answer to all the includes fits one UDP answer;
 //   - each DKIM selector is one or more labels of lowercase letters,
 //     digits, hyphens and underscores (RFC 6376 §3.1), which may be all
 //     digits, as in "200608";
@@ -118,13 +125,19 @@ func (s Service) validate() error {
 	if !isSlug(s.Category) {
 		return fmt.Errorf("category %q must be lowercase letters, digits and hyphens", s.Category)
 	}
-	if s.SPFInclude != "" {
-		if err := checkHostName(s.SPFInclude); err != nil {
-			return fmt.Errorf("spf_include %q: %w", s.SPFInclude, err)
+	if len(s.SPFIncludes) > MaxSPFIncludes {
+		return fmt.Errorf("spf_includes: %d includes, more than the %d a service may have", len(s.SPFIncludes), MaxSPFIncludes)
+	}
+	for i, inc := range s.SPFIncludes {
+		if err := checkHostName(inc); err != nil {
+			return fmt.Errorf("spf_includes %q: %w", inc, err)
 		}
-		if !spfanswer.HandoverFits(s.SPFInclude) {
-			return fmt.Errorf("spf_include %q: too long for the edge's hand-over answer to fit %d octets (RFC 7208 §3.4)", s.SPFInclude, spfanswer.MaxResponse)
+		if slices.Contains(s.SPFIncludes[:i], inc) {
+			return fmt.Errorf("spf_includes %q is listed twice", inc)
 		}
+	}
+	if !spfanswer.HandoverFits(s.SPFIncludes...) {
+		return fmt.Errorf("spf_includes: too long together for the edge's hand-over answer to fit %d octets (RFC 7208 §3.4)", spfanswer.MaxResponse)
 	}
 	for i, suffix := range s.HELOSuffixes {
 		rest, ok := strings.CutPrefix(suffix, ".")
@@ -165,8 +178,8 @@ func (s Service) validate() error {
 			return fmt.Errorf("static range %s is listed twice", p)
 		}
 	}
-	if s.SPFInclude == "" && len(s.HELOSuffixes) == 0 && len(s.StaticRanges) == 0 {
-		return errors.New("it has no spf_include, helo suffix or static range to recognise it by")
+	if len(s.SPFIncludes) == 0 && len(s.HELOSuffixes) == 0 && len(s.StaticRanges) == 0 {
+		return errors.New("it has no spf_includes, helo suffix or static range to recognise it by")
 	}
 	if s.SourceURL == "" {
 		return errors.New("source_url is empty")

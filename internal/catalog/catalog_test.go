@@ -1,6 +1,7 @@
 package catalog_test
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -57,7 +58,7 @@ func TestLoad(t *testing.T) {
 	for _, want := range firstDozen {
 		s, ok := catalog.Lookup(want.slug)
 		require.True(t, ok, want.slug)
-		require.Equal(t, want.include, s.SPFInclude, want.slug)
+		require.Equal(t, []string{want.include}, s.SPFIncludes, want.slug)
 		require.Equal(t, want.suffixes, s.HELOSuffixes, want.slug)
 	}
 }
@@ -80,9 +81,9 @@ func TestEntries(t *testing.T) {
 	}
 	for _, s := range services {
 		require.True(t, categories[s.Category], "%s: category %q", s.Slug, s.Category)
-		require.True(t, s.SPFInclude != "" || len(s.HELOSuffixes) > 0, "%s: nothing to recognise it by", s.Slug)
-		if s.SPFInclude != "" {
-			claim(includes, "include", s.SPFInclude, s.Slug)
+		require.True(t, len(s.SPFIncludes) > 0 || len(s.HELOSuffixes) > 0, "%s: nothing to recognise it by", s.Slug)
+		for _, inc := range s.SPFIncludes {
+			claim(includes, "include", inc, s.Slug)
 		}
 		for _, suffix := range s.HELOSuffixes {
 			claim(suffixes, "helo suffix", suffix, s.Slug)
@@ -213,7 +214,7 @@ func TestValidate(t *testing.T) {
 		Slug:          "example",
 		Name:          "Example Mail",
 		Category:      "transactional",
-		SPFInclude:    "_spf.example.com",
+		SPFIncludes:   []string{"_spf.example.com", "_spf2.example.com"},
 		HELOSuffixes:  []string{".mta.example.com"},
 		DKIMDomains:   []string{"example.net"},
 		DKIMSelectors: []string{"s1", "200608", "k_1.example"},
@@ -235,11 +236,21 @@ func TestValidate(t *testing.T) {
 		{"long slug", func(s *catalog.Service) { s.Slug = strings.Repeat("a", 64) }, "slug"},
 		{"no name", func(s *catalog.Service) { s.Name = " " }, "name is empty"},
 		{"bad category", func(s *catalog.Service) { s.Category = "Mail Tools" }, "category"},
-		{"include with trailing dot", func(s *catalog.Service) { s.SPFInclude = "_spf.example.com." }, "spf_include"},
-		{"include upper case", func(s *catalog.Service) { s.SPFInclude = "_SPF.example.com" }, "spf_include"},
-		{"include single label", func(s *catalog.Service) { s.SPFInclude = "localhost" }, "two labels"},
-		{"include with mechanism", func(s *catalog.Service) { s.SPFInclude = "include:_spf.example.com" }, "spf_include"},
-		{"include is an address", func(s *catalog.Service) { s.SPFInclude = "192.0.2.1" }, "number"},
+		{"include with trailing dot", func(s *catalog.Service) { s.SPFIncludes = []string{"_spf.example.com."} }, "spf_includes"},
+		{"include upper case", func(s *catalog.Service) { s.SPFIncludes = []string{"_spf.example.com", "_SPF.example.net"} }, "spf_includes"},
+		{"include single label", func(s *catalog.Service) { s.SPFIncludes = []string{"localhost"} }, "two labels"},
+		{"include with mechanism", func(s *catalog.Service) { s.SPFIncludes = []string{"include:_spf.example.com"} }, "spf_includes"},
+		{"include is an address", func(s *catalog.Service) { s.SPFIncludes = []string{"192.0.2.1"} }, "number"},
+		{"include twice", func(s *catalog.Service) { s.SPFIncludes = []string{"_spf.example.com", "_spf.example.com"} }, "twice"},
+		{"too many includes", func(s *catalog.Service) {
+			s.SPFIncludes = nil
+			for i := range catalog.MaxSPFIncludes + 1 {
+				s.SPFIncludes = append(s.SPFIncludes, fmt.Sprintf("_spf%d.example.com", i))
+			}
+		}, "more than the 10"},
+		{"includes too long together", func(s *catalog.Service) {
+			s.SPFIncludes = []string{strings.Repeat("a", 45) + "." + strings.Repeat("a", 44) + ".example", strings.Repeat("b", 45) + "." + strings.Repeat("b", 44) + ".example"}
+		}, "hand-over"},
 		{"suffix without dot", func(s *catalog.Service) { s.HELOSuffixes = []string{"mta.example.com"} }, "must start with '.'"},
 		{"suffix is a TLD", func(s *catalog.Service) { s.HELOSuffixes = []string{".com"} }, "two labels"},
 		{"suffix with wildcard", func(s *catalog.Service) { s.HELOSuffixes = []string{"*.example.com"} }, "must start with '.'"},
@@ -258,7 +269,7 @@ func TestValidate(t *testing.T) {
 		{"range twice", func(s *catalog.Service) {
 			s.StaticRanges = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("192.0.2.0/24")}
 		}, "twice"},
-		{"nothing to recognise", func(s *catalog.Service) { s.SPFInclude, s.HELOSuffixes, s.StaticRanges = "", nil, nil }, "no spf_include"},
+		{"nothing to recognise", func(s *catalog.Service) { s.SPFIncludes, s.HELOSuffixes, s.StaticRanges = nil, nil, nil }, "no spf_includes"},
 		{"no source", func(s *catalog.Service) { s.SourceURL = "" }, "source_url is empty"},
 		{"relative source", func(s *catalog.Service) { s.SourceURL = "example.com/docs" }, "absolute"},
 		{"search-index source", func(s *catalog.Service) { s.SourceURL = "find_string:17675399732" }, "source_url"},
@@ -277,7 +288,7 @@ func TestValidate(t *testing.T) {
 
 func TestParse(t *testing.T) {
 	t.Parallel()
-	entry := `{"slug": "example", "name": "Example", "category": "transactional", "spf_include": "_spf.example.com",
+	entry := `{"slug": "example", "name": "Example", "category": "transactional", "spf_includes": ["_spf.example.com"],
 		"helo_suffixes": [".example.com"], "dkim_domains": [], "dkim_selectors": ["s1"], "static_ranges": ["192.0.2.0/24"],
 		"setup_url": "", "source_url": "https://example.com/", "notes": ""}`
 
@@ -290,7 +301,7 @@ func TestParse(t *testing.T) {
 		name, data, contains string
 	}{
 		{"duplicate slug", "[" + entry + "," + entry + "]", `"example" is listed twice`},
-		{"unknown field", `[{"slug": "example", "spf_includes": "x.example"}]`, "unknown field"},
+		{"unknown field", `[{"slug": "example", "spf_include": "x.example"}]`, "unknown field"},
 		{"bad range", `[{"slug": "example", "static_ranges": ["192.0.2.0/33"]}]`, "decode"},
 		{"not an array", `{"slug": "example"}`, "decode"},
 		{"trailing data", "[" + entry + "] []", "after the array"},

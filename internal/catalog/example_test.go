@@ -11,13 +11,13 @@ func ExampleService_MatchesHELO() {
 	if !ok {
 		return
 	}
-	fmt.Println(google.SPFInclude)
+	fmt.Println(google.SPFIncludes)
 	fmt.Println(google.MatchesHELO("mail-yw1-f170.google.com"))
 	fmt.Println(google.MatchesHELO("MAIL-YW1-F170.GOOGLE.COM."))
 	fmt.Println(google.MatchesHELO("evilgoogle.com"))
 
 	// Output:
-	// _spf.google.com
+	// [_spf.google.com]
 	// true
 	// true
 	// false

@@ -46,10 +46,10 @@ type Published struct {
 	// Lookups is the worst cost of the current form, in DNS-querying
 	// terms (RFC 7208 §4.6.4); LegacyLookups that of the legacy form.
 	Lookups, LegacyLookups int
-	// Unknown are the enabled senders whose include was never resolved, so
-	// that its cost is not known: Lookups and LegacyLookups count each at
-	// one term (the include itself), a lower bound, and no change may be
-	// judged by them while any is listed.
+	// Unknown are the enabled senders whose includes were never resolved,
+	// so that their cost is not known: Lookups and LegacyLookups count each
+	// at one term per include (the includes themselves), a lower bound,
+	// and no change may be judged by them while any is listed.
 	Unknown []UnknownSender
 
 	DKIM []DKIMRecord
@@ -59,11 +59,12 @@ type Published struct {
 	BIMIWithheld string
 }
 
-// UnknownSender is an enabled sender whose include's cost is not known.
+// UnknownSender is an enabled sender whose includes' cost is not known.
 type UnknownSender struct {
-	Slug, Name, Include string
-	// Error is why its include last failed to resolve; "" if it was never
-	// tried.
+	Slug, Name string
+	Includes   []string
+	// Error is why its includes last failed to resolve; "" if they were
+	// never tried.
 	Error string
 }
 
@@ -111,15 +112,17 @@ func (s *Service) Compile(ctx context.Context, tx pgx.Tx, d Domain) (Published, 
 	}
 	heloLabels, heloLookups, senderLookups := 0, 0, 0
 	for _, sd := range senders {
-		cost := 1 // at least the include itself, while unknown
+		// While unknown, at least the includes themselves: one term each
+		// (and one for a service without any, as before it was measured).
+		cost := max(1, len(sd.SpfIncludes))
 		switch {
 		case sd.SpfLookups != nil:
 			cost = int(*sd.SpfLookups)
-		case sd.SpfInclude != "":
-			p.Unknown = append(p.Unknown, UnknownSender{Slug: sd.Slug, Name: sd.Name, Include: sd.SpfInclude, Error: sd.ResolveError})
+		case len(sd.SpfIncludes) > 0:
+			p.Unknown = append(p.Unknown, UnknownSender{Slug: sd.Slug, Name: sd.Name, Includes: sd.SpfIncludes, Error: sd.ResolveError})
 		}
 		senderLookups = max(senderLookups, cost)
-		if sd.SpfInclude == "" {
+		if len(sd.SpfIncludes) == 0 {
 			continue
 		}
 		for _, suf := range sd.HeloSuffixes {

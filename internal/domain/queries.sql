@@ -103,7 +103,7 @@ SELECT * FROM domain_netblocks WHERE domain_id = @domain_id ORDER BY cidr;
 -- name: DomainSenders :many
 -- Enabled senders in the order they were enabled, which is the order the
 -- edge tries their HELO suffixes in.
-SELECT s.slug, s.name, s.spf_include, s.spf_lookups, s.resolve_error, s.helo_suffixes, ds.created_at
+SELECT s.slug, s.name, s.spf_includes, s.spf_lookups, s.resolve_error, s.helo_suffixes, ds.created_at
 FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = @domain_id
 ORDER BY ds.created_at, s.slug;

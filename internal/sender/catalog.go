@@ -20,7 +20,7 @@ func (m *Manager) SyncCatalog(ctx context.Context, services []catalog.Service) e
 		q := senderdb.New(tx)
 		for _, s := range services {
 			if err := q.UpsertService(ctx, senderdb.UpsertServiceParams{
-				Slug: s.Slug, Name: s.Name, Category: s.Category, SpfInclude: s.SPFInclude,
+				Slug: s.Slug, Name: s.Name, Category: s.Category, SpfIncludes: nonNil(s.SPFIncludes),
 				HeloSuffixes: nonNil(s.HELOSuffixes), DkimDomains: nonNil(s.DKIMDomains), DkimSelectors: nonNil(s.DKIMSelectors),
 				StaticRanges: nonNilPrefixes(s.StaticRanges), SetupUrl: s.SetupURL, SourceUrl: s.SourceURL,
 			}); err != nil {

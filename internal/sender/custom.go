@@ -9,7 +9,8 @@ package sender
 // writes catalog rows only. An account's service is seen, enabled,
 // refreshed and used by the classifier in that account only; its include
 // is resolved like a catalog one (at creation and on a change of it,
-// hourly and on demand).
+// hourly and on demand). A service may have several includes (a vendor
+// that publishes one per sending platform): its ranges are their union.
 
 import (
 	"context"
@@ -47,6 +48,8 @@ const (
 	MaxServiceLabel = 40
 	// MaxServiceName is the longest name, in characters.
 	MaxServiceName = 100
+	// MaxServiceIncludes is how many SPF includes one service may have.
+	MaxServiceIncludes = catalog.MaxSPFIncludes
 	// MaxServiceCategory is the longest category.
 	MaxServiceCategory = 40
 	// DefaultServiceCategory is the category of a service created without one.
@@ -62,9 +65,9 @@ const (
 type ServiceInput struct {
 	Name     string
 	Category string
-	// SPFInclude is the host name the service's own SPF record is at, as in
-	// include:; "" for none.
-	SPFInclude    string
+	// SPFIncludes are the host names the service's own SPF records are at,
+	// as in include:; empty for none.
+	SPFIncludes   []string
 	Ranges        []string
 	DKIMDomains   []string
 	DKIMSelectors []string
@@ -75,8 +78,8 @@ type ServiceInput struct {
 // ServicePatch changes some of an account's service's fields; nil leaves
 // a field as it is.
 type ServicePatch struct {
-	Name, Category, SPFInclude, SetupURL             *string
-	Ranges, DKIMDomains, DKIMSelectors, HELOSuffixes *[]string
+	Name, Category, SetupURL                                      *string
+	SPFIncludes, Ranges, DKIMDomains, DKIMSelectors, HELOSuffixes *[]string
 }
 
 // AccountSlug is the slug of the account's service with the given label.
@@ -117,14 +120,27 @@ func NormalizeService(in ServiceInput) (ServiceInput, error) {
 	if !catalog.IsSlug(out.Category) || len(out.Category) > MaxServiceCategory {
 		return out, apperr.Invalid("category", "%q is not a category: 1 to %d lowercase letters, digits and hyphens, such as transactional or marketing", in.Category, MaxServiceCategory)
 	}
-	if inc := hostName(strings.TrimPrefix(strings.TrimSpace(in.SPFInclude), "include:")); inc != "" {
+	if len(in.SPFIncludes) > MaxServiceIncludes {
+		return out, apperr.Invalid("spfIncludes", "a service has at most %d SPF includes (got %d)", MaxServiceIncludes, len(in.SPFIncludes))
+	}
+	out.SPFIncludes = make([]string, 0, len(in.SPFIncludes))
+	for i, raw := range in.SPFIncludes {
+		inc := hostName(strings.TrimPrefix(strings.TrimSpace(raw), "include:"))
+		if inc == "" {
+			return out, apperr.Invalid("spfIncludes", "SPF include %d of %d is empty", i+1, len(in.SPFIncludes))
+		}
 		if err := catalog.CheckHostName(inc); err != nil {
-			return out, apperr.Invalid("spfInclude", "%q is not a host name: %v", in.SPFInclude, err)
+			return out, apperr.Invalid("spfIncludes", "%q is not a host name: %v", raw, err)
 		}
-		if !spfanswer.HandoverFits(inc) {
-			return out, apperr.Invalid("spfInclude", "%q is too long for the edge's hand-over answer", inc)
+		if !slices.Contains(out.SPFIncludes, inc) {
+			out.SPFIncludes = append(out.SPFIncludes, inc)
 		}
-		out.SPFInclude = inc
+	}
+	if !spfanswer.HandoverFits(out.SPFIncludes...) {
+		if len(out.SPFIncludes) == 1 {
+			return out, apperr.Invalid("spfIncludes", "%q is too long for the edge's hand-over answer", out.SPFIncludes[0])
+		}
+		return out, apperr.Invalid("spfIncludes", "the includes %s are too long together for the edge's hand-over answer, which names them all in one 512-octet answer", strings.Join(out.SPFIncludes, ", "))
 	}
 	if len(in.Ranges) > MaxServiceRanges {
 		return out, apperr.Invalid("ranges", "a service lists at most %d ranges (got %d)", MaxServiceRanges, len(in.Ranges))
@@ -182,8 +198,8 @@ func NormalizeService(in ServiceInput) (ServiceInput, error) {
 		}
 		out.SetupURL = u
 	}
-	if out.SPFInclude == "" && len(out.Ranges) == 0 && len(out.HELOSuffixes) == 0 && len(out.DKIMDomains) == 0 {
-		return out, apperr.Invalid("spfInclude", "a service needs something to be recognised by: an SPF include, a range, a HELO suffix or a DKIM domain")
+	if len(out.SPFIncludes) == 0 && len(out.Ranges) == 0 && len(out.HELOSuffixes) == 0 && len(out.DKIMDomains) == 0 {
+		return out, apperr.Invalid("spfIncludes", "a service needs something to be recognised by: an SPF include, a range, a HELO suffix or a DKIM domain")
 	}
 	return out, nil
 }
@@ -231,7 +247,7 @@ func comparePrefixes(a, b netip.Prefix) int {
 
 // inputOf is a stored service as input, for a patch to apply to.
 func inputOf(s Service) ServiceInput {
-	in := ServiceInput{Name: s.Name, Category: s.Category, SPFInclude: s.SpfInclude, SetupURL: s.SetupUrl,
+	in := ServiceInput{Name: s.Name, Category: s.Category, SPFIncludes: s.SpfIncludes, SetupURL: s.SetupUrl,
 		DKIMDomains: s.DkimDomains, DKIMSelectors: s.DkimSelectors, HELOSuffixes: s.HeloSuffixes}
 	for _, p := range s.StaticRanges {
 		in.Ranges = append(in.Ranges, p.String())
@@ -252,8 +268,8 @@ func (p ServicePatch) apply(in ServiceInput) ServiceInput {
 	}
 	set(&in.Name, p.Name)
 	set(&in.Category, p.Category)
-	set(&in.SPFInclude, p.SPFInclude)
 	set(&in.SetupURL, p.SetupURL)
+	setList(&in.SPFIncludes, p.SPFIncludes)
 	setList(&in.Ranges, p.Ranges)
 	setList(&in.DKIMDomains, p.DKIMDomains)
 	setList(&in.DKIMSelectors, p.DKIMSelectors)
@@ -271,7 +287,7 @@ func prefixesOf(ranges []string) []netip.Prefix {
 
 // CreateService adds an account's own service, labelled label (its slug is
 // [AccountSlug]). It needs [access.ManageSenders] in the account. Its
-// include, if any, is looked up first (within a bounded time, through the
+// includes, if any, are looked up first (within a bounded time, through the
 // configured resolver); its cost stays unknown if that fails or the
 // resolver is off, until the hourly resolution or a refresh.
 func (m *Manager) CreateService(ctx context.Context, accountID uuid.UUID, label string, in ServiceInput) (Service, error) {
@@ -286,7 +302,7 @@ func (m *Manager) CreateService(ctx context.Context, accountID uuid.UUID, label 
 		return Service{}, err
 	}
 	slug := AccountSlug(accountID, label)
-	res := m.lookUp(ctx, in.SPFInclude)
+	res := m.lookUp(ctx, in.SPFIncludes)
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		q := senderdb.New(tx)
 		if err := q.LockAccountServices(ctx, accountID); err != nil {
@@ -300,7 +316,7 @@ func (m *Manager) CreateService(ctx context.Context, accountID uuid.UUID, label 
 			return apperr.Conflictf("the account has %d services of its own, the most it may have; remove one first", n)
 		}
 		_, err = q.InsertAccountService(ctx, senderdb.InsertAccountServiceParams{
-			Slug: slug, AccountID: &accountID, Name: in.Name, Category: in.Category, SpfInclude: in.SPFInclude,
+			Slug: slug, AccountID: &accountID, Name: in.Name, Category: in.Category, SpfIncludes: in.SPFIncludes,
 			HeloSuffixes: nonNil(in.HELOSuffixes), DkimDomains: nonNil(in.DKIMDomains), DkimSelectors: nonNil(in.DKIMSelectors),
 			StaticRanges: prefixesOf(in.Ranges), SetupUrl: in.SetupURL,
 		})
@@ -318,14 +334,14 @@ func (m *Manager) CreateService(ctx context.Context, accountID uuid.UUID, label 
 	if err != nil {
 		return Service{}, err
 	}
-	m.logResolution(ctx, slug, in.SPFInclude, res)
+	m.logResolution(ctx, slug, res)
 	return m.load(ctx, slug)
 }
 
 // UpdateService changes an account's own service. It needs
 // [access.ManageSenders] in its account; a catalog service cannot be
-// changed, and another account's is NOT_FOUND. A new include is looked up
-// first, as at creation; when domains enable the service, the change is
+// changed, and another account's is NOT_FOUND. Changed includes are looked
+// up first, as at creation; when domains enable the service, the change is
 // refused if it would take one of their SPF records past 10 lookups, or
 // make its cost unknown.
 func (m *Manager) UpdateService(ctx context.Context, slug string, p ServicePatch) (Service, error) {
@@ -337,10 +353,10 @@ func (m *Manager) UpdateService(ctx context.Context, slug string, p ServicePatch
 	if err != nil {
 		return Service{}, err
 	}
-	changed := in.SPFInclude != old.SpfInclude
+	changed := !slices.Equal(in.SPFIncludes, old.SpfIncludes)
 	var res *resolution
 	if changed {
-		res = m.lookUp(ctx, in.SPFInclude)
+		res = m.lookUp(ctx, in.SPFIncludes)
 	}
 	err = pgx.BeginFunc(ctx, m.pool, func(tx pgx.Tx) error {
 		q := senderdb.New(tx)
@@ -352,7 +368,7 @@ func (m *Manager) UpdateService(ctx context.Context, slug string, p ServicePatch
 			return apperr.Conflictf("%s was changed meanwhile; try again", old.Name)
 		}
 		_, err := q.UpdateAccountService(ctx, senderdb.UpdateAccountServiceParams{
-			Slug: old.Slug, AccountID: old.AccountID, Name: in.Name, Category: in.Category, SpfInclude: in.SPFInclude,
+			Slug: old.Slug, AccountID: old.AccountID, Name: in.Name, Category: in.Category, SpfIncludes: in.SPFIncludes,
 			HeloSuffixes: nonNil(in.HELOSuffixes), DkimDomains: nonNil(in.DKIMDomains), DkimSelectors: nonNil(in.DKIMSelectors),
 			StaticRanges: prefixesOf(in.Ranges), SetupUrl: in.SetupURL,
 		})
@@ -366,7 +382,7 @@ func (m *Manager) UpdateService(ctx context.Context, slug string, p ServicePatch
 			return err
 		}
 		if changed {
-			// The domains enabling it are judged by the new include's cost.
+			// The domains enabling it are judged by the new includes' cost.
 			doms, err := q.ServiceDomains(ctx, old.Slug)
 			if err != nil {
 				return fmt.Errorf("list domains: %w", err)
@@ -378,7 +394,7 @@ func (m *Manager) UpdateService(ctx context.Context, slug string, p ServicePatch
 				}
 				if err := m.checkLookups(ctx, tx, d); err != nil {
 					if e, ok := apperr.As(err); ok {
-						return apperr.Invalid("spfInclude", "%s is enabled on %s: %s", old.Name, d.Name, e.Message)
+						return apperr.Invalid("spfIncludes", "%s is enabled on %s: %s", old.Name, d.Name, e.Message)
 					}
 					return err
 				}
@@ -390,7 +406,7 @@ func (m *Manager) UpdateService(ctx context.Context, slug string, p ServicePatch
 		return Service{}, err
 	}
 	if changed {
-		m.logResolution(ctx, old.Slug, in.SPFInclude, res)
+		m.logResolution(ctx, old.Slug, res)
 	}
 	return m.load(ctx, old.Slug)
 }
@@ -502,12 +518,12 @@ func (m *Manager) load(ctx context.Context, slug string) (Service, error) {
 	return s, nil
 }
 
-// lookUp resolves include now through the configured resolver, within the
-// time a request waits; nil when there is nothing to look up.
-func (m *Manager) lookUp(ctx context.Context, include string) *resolution {
-	if include == "" || m.resolver == nil {
+// lookUp resolves includes now through the configured resolver, within
+// the time a request waits; nil when there is nothing to look up.
+func (m *Manager) lookUp(ctx context.Context, includes []string) *resolution {
+	if len(includes) == 0 || m.resolver == nil {
 		return nil
 	}
-	r := lookUpInclude(ctx, m.resolver, include, syncTimeout)
+	r := lookUpIncludes(ctx, m.resolver, includes, syncTimeout)
 	return &r
 }

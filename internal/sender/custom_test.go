@@ -2,6 +2,7 @@ package sender_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -15,14 +16,14 @@ import (
 
 func TestNormalizeService(t *testing.T) {
 	got, err := sender.NormalizeService(sender.ServiceInput{
-		Name: " Relay ", SPFInclude: "include:_SPF.Relay.example.net.",
+		Name: " Relay ", SPFIncludes: []string{"include:_SPF.Relay.example.net.", "_spf2.relay.example.net", "_spf.relay.example.net"},
 		Ranges:      []string{"2001:db8::/32", "192.0.2.7", "198.51.100.0/24", "192.0.2.7/32"},
 		DKIMDomains: []string{"Relay.example.net", "relay.example.net."}, DKIMSelectors: []string{"S1"},
 		HELOSuffixes: []string{"out.relay.example.net", ".OUT.relay.example.net"},
 	})
 	require.NoError(t, err)
 	require.Equal(t, sender.ServiceInput{
-		Name: "Relay", Category: sender.DefaultServiceCategory, SPFInclude: "_spf.relay.example.net",
+		Name: "Relay", Category: sender.DefaultServiceCategory, SPFIncludes: []string{"_spf.relay.example.net", "_spf2.relay.example.net"},
 		Ranges:      []string{"192.0.2.7/32", "198.51.100.0/24", "2001:db8::/32"},
 		DKIMDomains: []string{"relay.example.net"}, DKIMSelectors: []string{"s1"},
 		HELOSuffixes: []string{".out.relay.example.net"},
@@ -32,6 +33,26 @@ func TestNormalizeService(t *testing.T) {
 	e, ok := apperr.As(err)
 	require.True(t, ok)
 	require.Equal(t, "dkimDomains", e.Field)
+
+	// Includes: each checked, at most MaxServiceIncludes, together within
+	// the edge's hand-over answer; each refusal names spfIncludes.
+	eleven := make([]string, sender.MaxServiceIncludes+1)
+	for i := range eleven {
+		eleven[i] = fmt.Sprintf("_spf%d.relay.example.net", i)
+	}
+	long := strings.Repeat("a", 60) + "." + strings.Repeat("b", 60) + ".example.net"
+	for _, includes := range [][]string{
+		{"_spf.relay.example.net", "not a host"},
+		{"_spf.relay.example.net", ""},
+		{"%{i}.spf.example.net"},
+		eleven,
+		{long, "x" + long},
+	} {
+		_, err = sender.NormalizeService(sender.ServiceInput{Name: "x", SPFIncludes: includes})
+		e, ok := apperr.As(err)
+		require.True(t, ok, "%v", includes)
+		require.Equal(t, "spfIncludes", e.Field, "%v", includes)
+	}
 }
 
 // TestAccountSlug: an account's slugs are never a catalog slug.
@@ -50,11 +71,11 @@ func TestAccountSlug(t *testing.T) {
 // error naming a field, or normalised into a form that normalises to
 // itself and keeps within the bounds.
 func FuzzNormalizeService(f *testing.F) {
-	f.Add("Relay", "transactional", "_spf.relay.example.net", "192.0.2.0/24", "relay.example.net", "s1", ".out.relay.example.net", "https://relay.example.net/")
+	f.Add("Relay", "transactional", "_spf.relay.example.net,_spf2.relay.example.net", "192.0.2.0/24", "relay.example.net", "s1", ".out.relay.example.net", "https://relay.example.net/")
 	f.Add("x", "", "include:a.b.", "2001:db8::1", "co.uk", "_domainkey", "com", "ftp://x")
 	f.Add("\x00", "A B", "%{i}.x.y", "0.0.0.0/0", "a..b", "-s", "..x", "http://")
 	f.Fuzz(func(t *testing.T, name, category, include, rng, dkimDomain, selector, helo, setup string) {
-		in := sender.ServiceInput{Name: name, Category: category, SPFInclude: include, SetupURL: setup,
+		in := sender.ServiceInput{Name: name, Category: category, SPFIncludes: strings.Split(include, ","), SetupURL: setup,
 			Ranges: strings.Split(rng, ","), DKIMDomains: strings.Split(dkimDomain, ","),
 			DKIMSelectors: strings.Split(selector, ","), HELOSuffixes: strings.Split(helo, ",")}
 		out, err := sender.NormalizeService(in)
@@ -70,6 +91,7 @@ func FuzzNormalizeService(f *testing.F) {
 		require.Equal(t, out, again)
 		require.LessOrEqual(t, len([]rune(out.Name)), sender.MaxServiceName)
 		require.LessOrEqual(t, len(out.Ranges), sender.MaxServiceRanges)
+		require.LessOrEqual(t, len(out.SPFIncludes), sender.MaxServiceIncludes)
 		require.True(t, catalog.IsSlug(out.Category))
 	})
 }

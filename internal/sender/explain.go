@@ -208,7 +208,7 @@ func (m *Manager) Explain(ctx context.Context, name, ipText, helo string) (Expla
 		e.decided(ResultPass, step)
 	case spfanswer.Include:
 		e.Service = &facts.services[a.Sender]
-		step.Kind, step.Record = AnswerInclude, spfanswer.HandoverRecord(e.Service.SpfInclude)
+		step.Kind, step.Record = AnswerInclude, spfanswer.HandoverRecord(e.Service.SpfIncludes...)
 		suffixes, _ := facts.HELOSuffixes(a.Sender)
 		suffix := e.Service.HeloSuffixes[spfanswer.MatchSuffix(q.HELO, suffixes)]
 		step.Reason = fmt.Sprintf("%s is in no known range, but the HELO name %s belongs to %s (suffix %s), an enabled sender: its own SPF record decides", ip, helo, e.Service.Name, suffix)
@@ -296,5 +296,5 @@ func (x *explainDomain) HELOSuffixes(i int) ([]string, bool) {
 			}
 		}
 	}
-	return x.suffixes[i], x.services[i].SpfInclude != ""
+	return x.suffixes[i], len(x.services[i].SpfIncludes) > 0
 }

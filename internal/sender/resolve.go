@@ -19,7 +19,7 @@ import (
 	"github.com/rampartmail/rampart/internal/spf"
 )
 
-// Which services are resolved: every service with an SPF include, enabled
+// Which services are resolved: every service with SPF includes, enabled
 // or not, by the job (at start and hourly). That is every enabled service
 // and more: classifying report sources needs the ranges of services a
 // domain has not enabled yet, and a service resolved before it is enabled
@@ -44,12 +44,12 @@ const refreshConcurrency = 4
 // known); nil, the default, turns that off.
 func (m *Manager) SetResolver(r spf.Resolver) { m.resolver = r }
 
-// ResolveRanges resolves every catalog service's SPF include into its
-// current ranges (RFC 7208 flattening) and publishes the services whose
-// ranges changed to the edge. A service whose include cannot be resolved
-// keeps its last ranges and cost and records why and when; the edge then
-// still answers its HELO names with the include itself. It returns how
-// many services failed.
+// ResolveRanges resolves every service's SPF includes into its current
+// ranges (RFC 7208 flattening, the union of its includes') and publishes
+// the services whose ranges changed to the edge. A service one of whose
+// includes cannot be resolved keeps its last ranges and cost and records
+// which include failed, why and when; the edge then still answers its HELO
+// names with the includes themselves. It returns how many services failed.
 func (m *Manager) ResolveRanges(ctx context.Context, resolver spf.Resolver) (failed int, err error) {
 	failed, _, err = m.ResolveRangesFrom(ctx, resolver, "", time.Time{})
 	return failed, err
@@ -69,7 +69,7 @@ func (m *Manager) ResolveRangesFrom(ctx context.Context, resolver spf.Resolver, 
 	slices.SortFunc(services, func(a, b senderdb.SenderService) int { return strings.Compare(a.Slug, b.Slug) })
 	last := after
 	for _, s := range services {
-		if s.SpfInclude == "" || s.Slug <= after {
+		if len(s.SpfIncludes) == 0 || s.Slug <= after {
 			continue
 		}
 		if last != after && !stop.IsZero() && !time.Now().Before(stop) {
@@ -87,12 +87,12 @@ func (m *Manager) ResolveRangesFrom(ctx context.Context, resolver spf.Resolver, 
 	return failed, "", nil
 }
 
-// resolveService looks s's include up within timeout and stores the
+// resolveService looks s's includes up within timeout and stores the
 // outcome in its own transaction: on success the ranges and cost, published
 // to the edge; on failure the error and its time, the last good ranges and
 // cost kept. ferr is the look-up's error, err the storing's.
 func (m *Manager) resolveService(ctx context.Context, resolver spf.Resolver, s Service, timeout time.Duration) (ferr, err error) {
-	r := lookUpInclude(ctx, resolver, s.SpfInclude, timeout)
+	r := lookUpIncludes(ctx, resolver, s.SpfIncludes, timeout)
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -106,41 +106,90 @@ func (m *Manager) resolveService(ctx context.Context, resolver spf.Resolver, s S
 	if err != nil {
 		return r.err, fmt.Errorf("store ranges of %s: %w", s.Slug, err)
 	}
-	m.logResolution(ctx, s.Slug, s.SpfInclude, &r)
+	m.logResolution(ctx, s.Slug, &r)
 	return r.err, nil
 }
 
-// resolution is what looking an include up found.
+// resolution is what looking a service's includes up found.
 type resolution struct {
+	// prefixes are the union of the includes' ranges, cost the terms they
+	// cost together: each include is one term, and Flatten counts the
+	// rest of its chain.
 	prefixes []netip.Prefix
-	lookups  int
-	err      error
+	cost     int
+	// usable says prefixes and cost may be stored: every include resolved,
+	// if only in part (a chain Flatten could not follow to its end but
+	// whose cost it measured, spf.ErrNotFlattenable).
+	usable bool
+	// err says which includes failed and why; nil when none did.
+	err error
 }
 
-// lookUpInclude resolves include through resolver within timeout.
-func lookUpInclude(ctx context.Context, resolver spf.Resolver, include string, timeout time.Duration) resolution {
-	fctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	prefixes, lookups, err := spf.Flatten(fctx, resolver, include)
-	return resolution{prefixes: prefixes, lookups: lookups, err: err}
+// includeError is a failure to resolve one of a service's includes.
+type includeError struct {
+	include string
+	err     error
 }
 
-// storeResolution stores r (nil: nothing) on the service slug: on success
-// the ranges and cost; on failure the error and its time, the last good
-// ranges and cost kept. The caller publishes the service.
+func (e *includeError) Error() string { return "include " + e.include + ": " + e.err.Error() }
+func (e *includeError) Unwrap() error { return e.err }
+
+// lookUpIncludes resolves every include through resolver, at once, each
+// within timeout.
+func lookUpIncludes(ctx context.Context, resolver spf.Resolver, includes []string, timeout time.Duration) resolution {
+	type one struct {
+		prefixes []netip.Prefix
+		lookups  int
+		err      error
+	}
+	found := make([]one, len(includes))
+	var wg sync.WaitGroup
+	for i, inc := range includes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			found[i].prefixes, found[i].lookups, found[i].err = spf.Flatten(fctx, resolver, inc)
+		}()
+	}
+	wg.Wait()
+	r := resolution{usable: true}
+	var errs []error
+	for i, f := range found {
+		if f.err != nil {
+			errs = append(errs, &includeError{include: includes[i], err: f.err})
+			if !errors.Is(f.err, spf.ErrNotFlattenable) || f.lookups == 0 {
+				r.usable = false
+			}
+		}
+		r.prefixes = append(r.prefixes, f.prefixes...)
+		r.cost += 1 + f.lookups
+	}
+	slices.SortFunc(r.prefixes, comparePrefixes)
+	r.prefixes = slices.Compact(r.prefixes)
+	r.err = errors.Join(errs...)
+	return r
+}
+
+// storeResolution stores r (nil: nothing) on the service slug: when every
+// include resolved, the union of their ranges and their summed cost; when
+// any failed, the error naming it and its time, the last good ranges and
+// cost kept (a service is never half-resolved: its ranges and cost are
+// always those of all its includes at one time). The caller publishes the
+// service.
 func storeResolution(ctx context.Context, q *senderdb.Queries, slug string, r *resolution) error {
 	if r == nil {
 		return nil
 	}
-	if r.err != nil && !(errors.Is(r.err, spf.ErrNotFlattenable) && r.lookups > 0) {
+	if !r.usable {
 		return q.SetResolveError(ctx, senderdb.SetResolveErrorParams{Slug: slug, Error: r.err.Error()})
 	}
 	prefixes := r.prefixes
 	if prefixes == nil {
 		prefixes = []netip.Prefix{}
 	}
-	// The include itself is one term; Flatten counts the rest.
-	cost := int32(1 + r.lookups) //nolint:gosec // G115: SPF allows 10 lookups; Flatten stops long before 2^31
+	cost := int32(r.cost) //nolint:gosec // G115: at most 10 includes, each stopped by Flatten long before 2^31
 	if err := q.SetResolved(ctx, senderdb.SetResolvedParams{Slug: slug, Ranges: prefixes, Lookups: &cost}); err != nil {
 		return err
 	}
@@ -150,15 +199,16 @@ func storeResolution(ctx context.Context, q *senderdb.Queries, slug string, r *r
 	return nil
 }
 
-// logResolution logs a failed look-up.
-func (m *Manager) logResolution(ctx context.Context, slug, include string, r *resolution) {
+// logResolution logs a failed look-up; the error names the includes that
+// failed.
+func (m *Manager) logResolution(ctx context.Context, slug string, r *resolution) {
 	if r != nil && r.err != nil {
-		m.log.WarnContext(ctx, "could not resolve a sender's SPF include", "service", slug, "include", include, "err", r.err)
+		m.log.WarnContext(ctx, "could not resolve a sender's SPF includes", "service", slug, "err", r.err)
 	}
 }
 
-// claim takes the right to look slug's include up now ([RefreshEvery]);
-// ok is false when it was looked up more recently (or has no include).
+// claim takes the right to look slug's includes up now ([RefreshEvery]);
+// ok is false when they were looked up more recently (or it has none).
 func (m *Manager) claim(ctx context.Context, slug string) (s Service, ok bool, err error) {
 	s, err = senderdb.New(m.pool).ClaimResolveAttempt(ctx, senderdb.ClaimResolveAttemptParams{Slug: slug, EverySeconds: RefreshEvery.Seconds()})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -206,7 +256,7 @@ func (m *Manager) RefreshRanges(ctx context.Context, slug string) ([]Service, er
 			return nil, apperr.NotFoundf("not found") // as for any object of another account
 		case err != nil:
 			return nil, fmt.Errorf("load service: %w", err)
-		case s.SpfInclude == "":
+		case len(s.SpfIncludes) == 0:
 			return nil, apperr.Invalid("service", "%s has no SPF include to resolve", s.Name)
 		}
 		slugs = []string{slug}
@@ -239,7 +289,7 @@ func (m *Manager) RefreshAsOperator(ctx context.Context, resolver spf.Resolver, 
 		if err != nil {
 			return nil, fmt.Errorf("load service: %w", err)
 		}
-		if s.SpfInclude == "" {
+		if len(s.SpfIncludes) == 0 {
 			return nil, apperr.Invalid("service", "%s has no SPF include to resolve", s.Name)
 		}
 		slugs = []string{s.Slug}
@@ -345,7 +395,7 @@ func (m *Manager) KnowCost(ctx context.Context, accountID uuid.UUID, slug string
 	if err != nil {
 		return fmt.Errorf("load service: %w", err)
 	}
-	if s.SpfLookups != nil || s.SpfInclude == "" || !usable(s, accountID) {
+	if s.SpfLookups != nil || len(s.SpfIncludes) == 0 || !usable(s, accountID) {
 		return nil
 	}
 	s, ok, err := m.claim(ctx, slug)

@@ -188,11 +188,13 @@ func (m *Manager) PinIncludeIn(ctx context.Context, tx pgx.Tx, d domain.Domain, 
 	q := senderdb.New(tx)
 	// A catalog service's include costs what its chain was measured to,
 	// and is refused while that is not known; an include of no
-	// catalog service counts as one term.
+	// catalog service counts as one term. The measure is of all the
+	// service's includes together, so an include of a service with
+	// several is counted at their sum: never cheaper than it is.
 	lookups := int32(1)
 	if svc, err := q.ServiceByInclude(ctx, senderdb.ServiceByIncludeParams{Include: inc, AccountID: d.AccountID}); err == nil {
 		if svc.SpfLookups == nil {
-			return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Include: svc.SpfInclude, Error: svc.ResolveError}, m.resolver != nil, "")
+			return unknownCost(domain.UnknownSender{Slug: svc.Slug, Name: svc.Name, Includes: []string{inc}, Error: svc.ResolveError}, m.resolver != nil, "")
 		}
 		lookups = max(*svc.SpfLookups, 1)
 	} else if !errors.Is(err, pgx.ErrNoRows) {
@@ -399,7 +401,7 @@ func (m *Manager) checkLookups(ctx context.Context, tx pgx.Tx, d domain.Domain) 
 }
 
 // unknownCost refuses a change judged by a cost that is not known: u's
-// include never resolved. alternative, if any, says how to do without it.
+// includes never resolved. alternative, if any, says how to do without it.
 func unknownCost(u domain.UnknownSender, resolving bool, alternative string) error {
 	why := u.Error
 	if why == "" {
@@ -408,7 +410,11 @@ func unknownCost(u domain.UnknownSender, resolving bool, alternative string) err
 			why += " (this server's DNS resolver is off)"
 		}
 	}
-	return apperr.Invalid("service", "cannot know the DNS lookup cost of %s's include %s: %s; try again in a minute (refreshSenderRanges)%s", u.Name, u.Include, why, alternative)
+	what := "include " + strings.Join(u.Includes, ", ")
+	if len(u.Includes) > 1 {
+		what = "includes " + strings.Join(u.Includes, ", ")
+	}
+	return apperr.Invalid("service", "cannot know the DNS lookup cost of %s's %s: %s; try again in a minute (refreshSenderRanges)%s", u.Name, what, why, alternative)
 }
 
 // legacyInUse reports whether d was last seen publishing the legacy SPF

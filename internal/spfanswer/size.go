@@ -1,5 +1,7 @@
 package spfanswer
 
+import "strings"
+
 // MaxResponse is the largest SPF response the edge gives, in octets: RFC
 // 7208 §3.4 asks that an SPF record's answer fit in a 512-octet UDP
 // message, so that no receiver needs TCP for it.
@@ -33,15 +35,22 @@ func ResponseSize(qname, txt string) int {
 }
 
 // HandoverRecord is the answer that hands a query over to an enabled
-// sender's own SPF record, when only the HELO names it.
-func HandoverRecord(include string) string {
-	return "v=spf1 include:" + include + " -all"
+// sender's own SPF records, when only the HELO names it: an include of each
+// of the sender's includes, in order, so that any of them may pass.
+func HandoverRecord(includes ...string) string {
+	var b strings.Builder
+	b.WriteString("v=spf1")
+	for _, inc := range includes {
+		b.WriteString(" include:" + inc)
+	}
+	b.WriteString(" -all")
+	return b.String()
 }
 
-// HandoverFits reports whether the handover to include fits MaxResponse
+// HandoverFits reports whether the handover to includes fits MaxResponse
 // octets whatever name was asked: the longest question has 253 octets.
-func HandoverFits(include string) bool {
-	return ResponseSize(longestName, HandoverRecord(include)) <= MaxResponse
+func HandoverFits(includes ...string) bool {
+	return ResponseSize(longestName, HandoverRecord(includes...)) <= MaxResponse
 }
 
 // longestName stands for a 253-octet name asked.

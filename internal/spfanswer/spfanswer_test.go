@@ -126,6 +126,12 @@ func TestHandoverFits(t *testing.T) {
 	require.True(t, spfanswer.HandoverFits("_spf.google.com"))
 	require.True(t, spfanswer.HandoverFits(include(197)))
 	require.False(t, spfanswer.HandoverFits(include(198)))
+	// Several includes share the answer: each further one takes its
+	// length and " include:" (9 octets).
+	require.Equal(t, "v=spf1 include:_spf.google.com include:spf.protection.outlook.com -all",
+		spfanswer.HandoverRecord("_spf.google.com", "spf.protection.outlook.com"))
+	require.True(t, spfanswer.HandoverFits(include(94), include(94)))
+	require.False(t, spfanswer.HandoverFits(include(95), include(94)))
 }
 
 // TestParseCurrentForm: the current form's name, <%{i}>._ip.<domain>, as

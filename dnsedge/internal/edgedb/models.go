@@ -30,7 +30,7 @@ type EdgeService struct {
 	Serial       int64
 	Ranges       []netip.Prefix
 	HeloSuffixes []string
-	Include      string
 	Deleted      bool
 	UpdatedAt    time.Time
+	Includes     []string
 }

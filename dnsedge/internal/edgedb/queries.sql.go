@@ -118,7 +118,7 @@ func (q *Queries) LiveDomainsPage(ctx context.Context, arg LiveDomainsPageParams
 }
 
 const liveServices = `-- name: LiveServices :many
-SELECT edge_service.name, edge_service.serial, edge_service.ranges, edge_service.helo_suffixes, edge_service.include, edge_service.deleted, edge_service.updated_at FROM edge_service WHERE NOT deleted
+SELECT edge_service.name, edge_service.serial, edge_service.ranges, edge_service.helo_suffixes, edge_service.deleted, edge_service.updated_at, edge_service.includes FROM edge_service WHERE NOT deleted
 `
 
 type LiveServicesRow struct {
@@ -140,9 +140,9 @@ func (q *Queries) LiveServices(ctx context.Context) ([]LiveServicesRow, error) {
 			&i.EdgeService.Serial,
 			&i.EdgeService.Ranges,
 			&i.EdgeService.HeloSuffixes,
-			&i.EdgeService.Include,
 			&i.EdgeService.Deleted,
 			&i.EdgeService.UpdatedAt,
+			&i.EdgeService.Includes,
 		); err != nil {
 			return nil, err
 		}
@@ -171,7 +171,7 @@ func (q *Queries) MaxSerial(ctx context.Context) (int64, error) {
 }
 
 const servicesChangedSince = `-- name: ServicesChangedSince :many
-SELECT edge_service.name, edge_service.serial, edge_service.ranges, edge_service.helo_suffixes, edge_service.include, edge_service.deleted, edge_service.updated_at
+SELECT edge_service.name, edge_service.serial, edge_service.ranges, edge_service.helo_suffixes, edge_service.deleted, edge_service.updated_at, edge_service.includes
 FROM edge_service
 WHERE serial > $1::bigint OR serial = ANY($2::bigint[])
 ORDER BY serial
@@ -202,9 +202,9 @@ func (q *Queries) ServicesChangedSince(ctx context.Context, arg ServicesChangedS
 			&i.EdgeService.Serial,
 			&i.EdgeService.Ranges,
 			&i.EdgeService.HeloSuffixes,
-			&i.EdgeService.Include,
 			&i.EdgeService.Deleted,
 			&i.EdgeService.UpdatedAt,
+			&i.EdgeService.Includes,
 		); err != nil {
 			return nil, err
 		}

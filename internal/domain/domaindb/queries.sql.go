@@ -415,7 +415,7 @@ func (q *Queries) DomainPins(ctx context.Context, domainID uuid.UUID) ([]SpfPin,
 }
 
 const domainSenders = `-- name: DomainSenders :many
-SELECT s.slug, s.name, s.spf_include, s.spf_lookups, s.resolve_error, s.helo_suffixes, ds.created_at
+SELECT s.slug, s.name, s.spf_includes, s.spf_lookups, s.resolve_error, s.helo_suffixes, ds.created_at
 FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = $1
 ORDER BY ds.created_at, s.slug
@@ -424,7 +424,7 @@ ORDER BY ds.created_at, s.slug
 type DomainSendersRow struct {
 	Slug         string
 	Name         string
-	SpfInclude   string
+	SpfIncludes  []string
 	SpfLookups   *int32
 	ResolveError string
 	HeloSuffixes []string
@@ -445,7 +445,7 @@ func (q *Queries) DomainSenders(ctx context.Context, domainID uuid.UUID) ([]Doma
 		if err := rows.Scan(
 			&i.Slug,
 			&i.Name,
-			&i.SpfInclude,
+			&i.SpfIncludes,
 			&i.SpfLookups,
 			&i.ResolveError,
 			&i.HeloSuffixes,

@@ -23,7 +23,6 @@ type SenderService struct {
 	Slug               string
 	Name               string
 	Category           string
-	SpfInclude         string
 	HeloSuffixes       []string
 	DkimDomains        []string
 	StaticRanges       []netip.Prefix
@@ -39,6 +38,7 @@ type SenderService struct {
 	DkimSelectors      []string
 	AccountID          *uuid.UUID
 	CreatedAt          time.Time
+	SpfIncludes        []string
 }
 
 type SpfPin struct {

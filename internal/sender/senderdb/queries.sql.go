@@ -15,9 +15,9 @@ import (
 
 const claimResolveAttempt = `-- name: ClaimResolveAttempt :one
 UPDATE sender_services SET resolve_attempted_at = now()
-WHERE slug = $1 AND spf_include <> ''
+WHERE slug = $1 AND cardinality(spf_includes) > 0
   AND (resolve_attempted_at IS NULL OR resolve_attempted_at <= now() - make_interval(secs => $2::float8))
-RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at
+RETURNING slug, name, category, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at, spf_includes
 `
 
 type ClaimResolveAttemptParams struct {
@@ -35,7 +35,6 @@ func (q *Queries) ClaimResolveAttempt(ctx context.Context, arg ClaimResolveAttem
 		&i.Slug,
 		&i.Name,
 		&i.Category,
-		&i.SpfInclude,
 		&i.HeloSuffixes,
 		&i.DkimDomains,
 		&i.StaticRanges,
@@ -51,6 +50,7 @@ func (q *Queries) ClaimResolveAttempt(ctx context.Context, arg ClaimResolveAttem
 		&i.DkimSelectors,
 		&i.AccountID,
 		&i.CreatedAt,
+		&i.SpfIncludes,
 	)
 	return i, err
 }
@@ -194,7 +194,7 @@ const enabledServiceSlugs = `-- name: EnabledServiceSlugs :many
 SELECT DISTINCT s.slug FROM sender_services s
 JOIN domain_senders ds ON ds.service = s.slug
 JOIN domains d ON d.id = ds.domain_id
-WHERE s.spf_include <> '' AND ($1::boolean
+WHERE cardinality(s.spf_includes) > 0 AND ($1::boolean
                                OR d.account_id = ANY($2::uuid[])
                                OR d.id = ANY($3::uuid[]))
 ORDER BY s.slug
@@ -229,7 +229,7 @@ func (q *Queries) EnabledServiceSlugs(ctx context.Context, arg EnabledServiceSlu
 }
 
 const enabledServices = `-- name: EnabledServices :many
-SELECT s.slug, s.name, s.category, s.spf_include, s.helo_suffixes, s.dkim_domains, s.static_ranges, s.resolved_ranges, s.spf_lookups, s.resolved_at, s.resolve_error, s.setup_url, s.source_url, s.updated_at, s.resolve_failed_at, s.resolve_attempted_at, s.dkim_selectors, s.account_id, s.created_at FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
+SELECT s.slug, s.name, s.category, s.helo_suffixes, s.dkim_domains, s.static_ranges, s.resolved_ranges, s.spf_lookups, s.resolved_at, s.resolve_error, s.setup_url, s.source_url, s.updated_at, s.resolve_failed_at, s.resolve_attempted_at, s.dkim_selectors, s.account_id, s.created_at, s.spf_includes FROM domain_senders ds JOIN sender_services s ON s.slug = ds.service
 WHERE ds.domain_id = $1 ORDER BY ds.created_at, s.slug
 `
 
@@ -246,7 +246,6 @@ func (q *Queries) EnabledServices(ctx context.Context, domainID uuid.UUID) ([]Se
 			&i.Slug,
 			&i.Name,
 			&i.Category,
-			&i.SpfInclude,
 			&i.HeloSuffixes,
 			&i.DkimDomains,
 			&i.StaticRanges,
@@ -262,6 +261,7 @@ func (q *Queries) EnabledServices(ctx context.Context, domainID uuid.UUID) ([]Se
 			&i.DkimSelectors,
 			&i.AccountID,
 			&i.CreatedAt,
+			&i.SpfIncludes,
 		); err != nil {
 			return nil, err
 		}
@@ -274,12 +274,12 @@ func (q *Queries) EnabledServices(ctx context.Context, domainID uuid.UUID) ([]Se
 }
 
 const insertAccountService = `-- name: InsertAccountService :one
-INSERT INTO sender_services (slug, account_id, name, category, spf_include, helo_suffixes, dkim_domains, dkim_selectors,
+INSERT INTO sender_services (slug, account_id, name, category, spf_includes, helo_suffixes, dkim_domains, dkim_selectors,
                              static_ranges, setup_url, spf_lookups, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
-        $9, $10, CASE WHEN $5::text = '' THEN 0 END, now())
+        $9, $10, CASE WHEN cardinality($5::text[]) = 0 THEN 0 END, now())
 ON CONFLICT (slug) DO NOTHING
-RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at
+RETURNING slug, name, category, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at, spf_includes
 `
 
 type InsertAccountServiceParams struct {
@@ -287,7 +287,7 @@ type InsertAccountServiceParams struct {
 	AccountID     *uuid.UUID
 	Name          string
 	Category      string
-	SpfInclude    string
+	SpfIncludes   []string
 	HeloSuffixes  []string
 	DkimDomains   []string
 	DkimSelectors []string
@@ -295,15 +295,15 @@ type InsertAccountServiceParams struct {
 	SetupUrl      string
 }
 
-// An account's own service; its cost is unknown (NULL) until its include
-// resolves, nothing of its own (0) without one.
+// An account's own service; its cost is unknown (NULL) until its includes
+// resolve, nothing of its own (0) without any.
 func (q *Queries) InsertAccountService(ctx context.Context, arg InsertAccountServiceParams) (SenderService, error) {
 	row := q.db.QueryRow(ctx, insertAccountService,
 		arg.Slug,
 		arg.AccountID,
 		arg.Name,
 		arg.Category,
-		arg.SpfInclude,
+		arg.SpfIncludes,
 		arg.HeloSuffixes,
 		arg.DkimDomains,
 		arg.DkimSelectors,
@@ -315,7 +315,6 @@ func (q *Queries) InsertAccountService(ctx context.Context, arg InsertAccountSer
 		&i.Slug,
 		&i.Name,
 		&i.Category,
-		&i.SpfInclude,
 		&i.HeloSuffixes,
 		&i.DkimDomains,
 		&i.StaticRanges,
@@ -331,6 +330,7 @@ func (q *Queries) InsertAccountService(ctx context.Context, arg InsertAccountSer
 		&i.DkimSelectors,
 		&i.AccountID,
 		&i.CreatedAt,
+		&i.SpfIncludes,
 	)
 	return i, err
 }
@@ -440,16 +440,16 @@ func (q *Queries) Pins(ctx context.Context, domainID uuid.UUID) ([]SpfPin, error
 }
 
 const publishService = `-- name: PublishService :one
-INSERT INTO edge_service (name, serial, ranges, helo_suffixes, include, deleted, updated_at)
+INSERT INTO edge_service (name, serial, ranges, helo_suffixes, includes, deleted, updated_at)
 SELECT s.slug, nextval('edge_serial_seq'),
        ARRAY(SELECT DISTINCT unnest(s.static_ranges || s.resolved_ranges) ORDER BY 1),
-       s.helo_suffixes, s.spf_include, false, now()
+       s.helo_suffixes, s.spf_includes, false, now()
 FROM sender_services s WHERE s.slug = $1
 ON CONFLICT (name) DO UPDATE SET
     serial = EXCLUDED.serial, ranges = EXCLUDED.ranges, helo_suffixes = EXCLUDED.helo_suffixes,
-    include = EXCLUDED.include, deleted = false, updated_at = now()
-WHERE (edge_service.ranges, edge_service.helo_suffixes, edge_service.include, edge_service.deleted)
-   IS DISTINCT FROM (EXCLUDED.ranges, EXCLUDED.helo_suffixes, EXCLUDED.include, false)
+    includes = EXCLUDED.includes, deleted = false, updated_at = now()
+WHERE (edge_service.ranges, edge_service.helo_suffixes, edge_service.includes, edge_service.deleted)
+   IS DISTINCT FROM (EXCLUDED.ranges, EXCLUDED.helo_suffixes, EXCLUDED.includes, false)
 RETURNING serial
 `
 
@@ -462,8 +462,8 @@ func (q *Queries) PublishService(ctx context.Context, slug string) (int64, error
 }
 
 const serviceByInclude = `-- name: ServiceByInclude :one
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at FROM sender_services
-WHERE spf_include = $1 AND (account_id IS NULL OR account_id = $2::uuid)
+SELECT slug, name, category, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at, spf_includes FROM sender_services
+WHERE $1::text = ANY(spf_includes) AND (account_id IS NULL OR account_id = $2::uuid)
 ORDER BY account_id NULLS FIRST, slug LIMIT 1
 `
 
@@ -480,7 +480,6 @@ func (q *Queries) ServiceByInclude(ctx context.Context, arg ServiceByIncludePara
 		&i.Slug,
 		&i.Name,
 		&i.Category,
-		&i.SpfInclude,
 		&i.HeloSuffixes,
 		&i.DkimDomains,
 		&i.StaticRanges,
@@ -496,12 +495,13 @@ func (q *Queries) ServiceByInclude(ctx context.Context, arg ServiceByIncludePara
 		&i.DkimSelectors,
 		&i.AccountID,
 		&i.CreatedAt,
+		&i.SpfIncludes,
 	)
 	return i, err
 }
 
 const serviceBySlug = `-- name: ServiceBySlug :one
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at FROM sender_services WHERE slug = $1
+SELECT slug, name, category, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at, spf_includes FROM sender_services WHERE slug = $1
 `
 
 func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService, error) {
@@ -511,7 +511,6 @@ func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService
 		&i.Slug,
 		&i.Name,
 		&i.Category,
-		&i.SpfInclude,
 		&i.HeloSuffixes,
 		&i.DkimDomains,
 		&i.StaticRanges,
@@ -527,6 +526,7 @@ func (q *Queries) ServiceBySlug(ctx context.Context, slug string) (SenderService
 		&i.DkimSelectors,
 		&i.AccountID,
 		&i.CreatedAt,
+		&i.SpfIncludes,
 	)
 	return i, err
 }
@@ -563,7 +563,7 @@ func (q *Queries) ServiceDomains(ctx context.Context, service string) ([]Service
 }
 
 const services = `-- name: Services :many
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at FROM sender_services ORDER BY name, slug
+SELECT slug, name, category, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at, spf_includes FROM sender_services ORDER BY name, slug
 `
 
 // Every service: the catalog's and every account's.
@@ -580,7 +580,6 @@ func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
 			&i.Slug,
 			&i.Name,
 			&i.Category,
-			&i.SpfInclude,
 			&i.HeloSuffixes,
 			&i.DkimDomains,
 			&i.StaticRanges,
@@ -596,6 +595,7 @@ func (q *Queries) Services(ctx context.Context) ([]SenderService, error) {
 			&i.DkimSelectors,
 			&i.AccountID,
 			&i.CreatedAt,
+			&i.SpfIncludes,
 		); err != nil {
 			return nil, err
 		}
@@ -641,7 +641,7 @@ func (q *Queries) SetResolved(ctx context.Context, arg SetResolvedParams) error 
 }
 
 const unpublishService = `-- name: UnpublishService :one
-UPDATE edge_service SET serial = nextval('edge_serial_seq'), ranges = '{}', helo_suffixes = '{}', include = '',
+UPDATE edge_service SET serial = nextval('edge_serial_seq'), ranges = '{}', helo_suffixes = '{}', includes = '{}',
     deleted = true, updated_at = now()
 WHERE name = $1 AND NOT deleted
 RETURNING serial
@@ -657,23 +657,23 @@ func (q *Queries) UnpublishService(ctx context.Context, name string) (int64, err
 
 const updateAccountService = `-- name: UpdateAccountService :one
 UPDATE sender_services SET
-    name = $1, category = $2, spf_include = $3,
-    resolved_ranges = CASE WHEN spf_include = $3 THEN resolved_ranges ELSE '{}' END,
-    spf_lookups = CASE WHEN spf_include = $3 THEN spf_lookups WHEN $3::text = '' THEN 0 END,
-    resolved_at = CASE WHEN spf_include = $3 THEN resolved_at END,
-    resolve_error = CASE WHEN spf_include = $3 THEN resolve_error ELSE '' END,
-    resolve_failed_at = CASE WHEN spf_include = $3 THEN resolve_failed_at END,
-    resolve_attempted_at = CASE WHEN spf_include = $3 THEN resolve_attempted_at END,
+    name = $1, category = $2, spf_includes = $3,
+    resolved_ranges = CASE WHEN spf_includes = $3 THEN resolved_ranges ELSE '{}' END,
+    spf_lookups = CASE WHEN spf_includes = $3 THEN spf_lookups WHEN cardinality($3::text[]) = 0 THEN 0 END,
+    resolved_at = CASE WHEN spf_includes = $3 THEN resolved_at END,
+    resolve_error = CASE WHEN spf_includes = $3 THEN resolve_error ELSE '' END,
+    resolve_failed_at = CASE WHEN spf_includes = $3 THEN resolve_failed_at END,
+    resolve_attempted_at = CASE WHEN spf_includes = $3 THEN resolve_attempted_at END,
     helo_suffixes = $4, dkim_domains = $5, dkim_selectors = $6,
     static_ranges = $7, setup_url = $8, updated_at = now()
 WHERE slug = $9 AND account_id = $10
-RETURNING slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at
+RETURNING slug, name, category, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at, spf_includes
 `
 
 type UpdateAccountServiceParams struct {
 	Name          string
 	Category      string
-	SpfInclude    string
+	SpfIncludes   []string
 	HeloSuffixes  []string
 	DkimDomains   []string
 	DkimSelectors []string
@@ -683,13 +683,13 @@ type UpdateAccountServiceParams struct {
 	AccountID     *uuid.UUID
 }
 
-// An account's service edited; as in the catalog sync, a changed include
-// forgets the old one's ranges and cost.
+// An account's service edited; as in the catalog sync, changed includes
+// forget the old ones' ranges and cost.
 func (q *Queries) UpdateAccountService(ctx context.Context, arg UpdateAccountServiceParams) (SenderService, error) {
 	row := q.db.QueryRow(ctx, updateAccountService,
 		arg.Name,
 		arg.Category,
-		arg.SpfInclude,
+		arg.SpfIncludes,
 		arg.HeloSuffixes,
 		arg.DkimDomains,
 		arg.DkimSelectors,
@@ -703,7 +703,6 @@ func (q *Queries) UpdateAccountService(ctx context.Context, arg UpdateAccountSer
 		&i.Slug,
 		&i.Name,
 		&i.Category,
-		&i.SpfInclude,
 		&i.HeloSuffixes,
 		&i.DkimDomains,
 		&i.StaticRanges,
@@ -719,6 +718,7 @@ func (q *Queries) UpdateAccountService(ctx context.Context, arg UpdateAccountSer
 		&i.DkimSelectors,
 		&i.AccountID,
 		&i.CreatedAt,
+		&i.SpfIncludes,
 	)
 	return i, err
 }
@@ -746,24 +746,24 @@ func (q *Queries) UpsertPin(ctx context.Context, arg UpsertPinParams) error {
 }
 
 const upsertService = `-- name: UpsertService :exec
-INSERT INTO sender_services (slug, name, category, spf_include, helo_suffixes, dkim_domains, dkim_selectors, static_ranges, setup_url, source_url, spf_lookups, updated_at)
+INSERT INTO sender_services (slug, name, category, spf_includes, helo_suffixes, dkim_domains, dkim_selectors, static_ranges, setup_url, source_url, spf_lookups, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-        CASE WHEN $4::text = '' THEN 0 END, now())
+        CASE WHEN cardinality($4::text[]) = 0 THEN 0 END, now())
 ON CONFLICT (slug) DO UPDATE SET
-    name = EXCLUDED.name, category = EXCLUDED.category, spf_include = EXCLUDED.spf_include,
-    resolved_ranges = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolved_ranges ELSE '{}' END,
-    spf_lookups = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.spf_lookups ELSE EXCLUDED.spf_lookups END,
-    resolved_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolved_at END,
-    resolve_error = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_error ELSE '' END,
-    resolve_failed_at = CASE WHEN sender_services.spf_include = EXCLUDED.spf_include THEN sender_services.resolve_failed_at END,
+    name = EXCLUDED.name, category = EXCLUDED.category, spf_includes = EXCLUDED.spf_includes,
+    resolved_ranges = CASE WHEN sender_services.spf_includes = EXCLUDED.spf_includes THEN sender_services.resolved_ranges ELSE '{}' END,
+    spf_lookups = CASE WHEN sender_services.spf_includes = EXCLUDED.spf_includes THEN sender_services.spf_lookups ELSE EXCLUDED.spf_lookups END,
+    resolved_at = CASE WHEN sender_services.spf_includes = EXCLUDED.spf_includes THEN sender_services.resolved_at END,
+    resolve_error = CASE WHEN sender_services.spf_includes = EXCLUDED.spf_includes THEN sender_services.resolve_error ELSE '' END,
+    resolve_failed_at = CASE WHEN sender_services.spf_includes = EXCLUDED.spf_includes THEN sender_services.resolve_failed_at END,
     helo_suffixes = EXCLUDED.helo_suffixes, dkim_domains = EXCLUDED.dkim_domains, dkim_selectors = EXCLUDED.dkim_selectors,
     static_ranges = EXCLUDED.static_ranges, setup_url = EXCLUDED.setup_url, source_url = EXCLUDED.source_url,
     updated_at = now()
-WHERE (sender_services.name, sender_services.category, sender_services.spf_include, sender_services.helo_suffixes,
+WHERE (sender_services.name, sender_services.category, sender_services.spf_includes, sender_services.helo_suffixes,
        sender_services.dkim_domains, sender_services.dkim_selectors, sender_services.static_ranges, sender_services.setup_url,
        sender_services.source_url)
    IS DISTINCT FROM
-      (EXCLUDED.name, EXCLUDED.category, EXCLUDED.spf_include, EXCLUDED.helo_suffixes,
+      (EXCLUDED.name, EXCLUDED.category, EXCLUDED.spf_includes, EXCLUDED.helo_suffixes,
        EXCLUDED.dkim_domains, EXCLUDED.dkim_selectors, EXCLUDED.static_ranges, EXCLUDED.setup_url, EXCLUDED.source_url)
   -- Never an account's service (their slugs cannot be a catalog slug anyway).
   AND sender_services.account_id IS NULL
@@ -773,7 +773,7 @@ type UpsertServiceParams struct {
 	Slug          string
 	Name          string
 	Category      string
-	SpfInclude    string
+	SpfIncludes   []string
 	HeloSuffixes  []string
 	DkimDomains   []string
 	DkimSelectors []string
@@ -783,15 +783,15 @@ type UpsertServiceParams struct {
 }
 
 // Catalog sync (never touching an account's service): the shipped facts; resolved ranges are left alone unless
-// the include changed: they and its cost were the old include's, so the
-// cost is unknown again (NULL) until the new include resolves. A service
+// the includes changed: they and their cost were the old includes', so the
+// cost is unknown again (NULL) until the new includes resolve. A service
 // without an include costs nothing of its own.
 func (q *Queries) UpsertService(ctx context.Context, arg UpsertServiceParams) error {
 	_, err := q.db.Exec(ctx, upsertService,
 		arg.Slug,
 		arg.Name,
 		arg.Category,
-		arg.SpfInclude,
+		arg.SpfIncludes,
 		arg.HeloSuffixes,
 		arg.DkimDomains,
 		arg.DkimSelectors,
@@ -803,7 +803,7 @@ func (q *Queries) UpsertService(ctx context.Context, arg UpsertServiceParams) er
 }
 
 const visibleServices = `-- name: VisibleServices :many
-SELECT slug, name, category, spf_include, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at FROM sender_services WHERE account_id IS NULL OR account_id = ANY($1::uuid[])
+SELECT slug, name, category, helo_suffixes, dkim_domains, static_ranges, resolved_ranges, spf_lookups, resolved_at, resolve_error, setup_url, source_url, updated_at, resolve_failed_at, resolve_attempted_at, dkim_selectors, account_id, created_at, spf_includes FROM sender_services WHERE account_id IS NULL OR account_id = ANY($1::uuid[])
 ORDER BY name, slug
 `
 
@@ -821,7 +821,6 @@ func (q *Queries) VisibleServices(ctx context.Context, accounts []uuid.UUID) ([]
 			&i.Slug,
 			&i.Name,
 			&i.Category,
-			&i.SpfInclude,
 			&i.HeloSuffixes,
 			&i.DkimDomains,
 			&i.StaticRanges,
@@ -837,6 +836,7 @@ func (q *Queries) VisibleServices(ctx context.Context, accounts []uuid.UUID) ([]
 			&i.DkimSelectors,
 			&i.AccountID,
 			&i.CreatedAt,
+			&i.SpfIncludes,
 		); err != nil {
 			return nil, err
 		}
