@@ -79,7 +79,7 @@
 //     RFC 5952 form), which costs the receiver no further lookup;
 //   - the address is unknown or in none of them, but the HELO is, by whole
 //     labels and in any case, at or below a HELO suffix of an enabled
-//     service: "v=spf1 include:<that service's include> -all", so that the
+//     service: "v=spf1 include:<each of that service's includes> -all", so that the
 //     vendor's live record decides (the first such service in D's order);
 //   - anything else, an unknown domain, a name that does not parse or one cut
 //     short: "v=spf1 ~all";
