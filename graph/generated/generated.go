@@ -5233,7 +5233,7 @@ type Domain {
   spfPins: [SpfPin!]!
   "The DNS-querying terms the published SPF record costs at worst (RFC 7208 allows 10)."
   spfLookups: Int!
-  "False while an enabled sender's include never resolved: ` + "`" + `spfLookups` + "`" + ` then counts it as one term, a lower bound, and changes to the domain's senders are refused until it resolves."
+  "False while an enabled sender's includes never resolved: ` + "`" + `spfLookups` + "`" + ` then counts each of its includes as one term, a lower bound, and changes to the domain's senders are refused until they resolve."
   spfLookupsKnown: Boolean!
   "The domain's DKIM keys."
   dkimKeys: [DkimKey!]!
