@@ -6,13 +6,17 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 
+	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/sources"
 )
 
 // ClassifySourcesArgs asks for the report sources queued for
-// classification to be classified (package sources).
+// classification to be classified (package sources), and then for the
+// presets of the top unidentified sources that are no longer current to be
+// computed again (authreport.RefreshTopUnidentified).
 type ClassifySourcesArgs struct{}
 
 // Kind names the job.
@@ -25,6 +29,7 @@ const classifyInterval = time.Minute
 type classifySourcesWorker struct {
 	river.WorkerDefaults[ClassifySourcesArgs]
 	classifier *sources.Classifier
+	pool       *pgxpool.Pool
 	log        *slog.Logger
 	timeout    time.Duration
 }
@@ -33,15 +38,17 @@ func (w *classifySourcesWorker) Timeout(*river.Job[ClassifySourcesArgs]) time.Du
 	return w.timeout
 }
 
-// Work classifies queued days and starts none after half the timeout;
-// while some are left it snoozes (spending no attempt) and goes on.
+// Work classifies queued days, then computes the stale presets, and starts
+// neither after half the timeout; while some are left it snoozes (spending
+// no attempt) and goes on.
 func (w *classifySourcesWorker) Work(ctx context.Context, job *river.Job[ClassifySourcesArgs]) error {
 	if w.classifier == nil {
 		return nil
 	}
-	run, err := w.classifier.Run(ctx, time.Now().Add(w.timeout/2))
-	if run.Days > 0 {
-		w.log.InfoContext(ctx, "classified report sources", "days", run.Days, "sources", run.Sources)
+	deadline := time.Now().Add(w.timeout / 2)
+	run, err := w.classifier.Run(ctx, deadline)
+	if run.Days > 0 || run.AccountDays > 0 {
+		w.log.InfoContext(ctx, "classified report sources", "days", run.Days, "sources", run.Sources, "account_days", run.AccountDays)
 	}
 	if err != nil {
 		return fmt.Errorf("classify report sources: %w", err)
@@ -49,12 +56,22 @@ func (w *classifySourcesWorker) Work(ctx context.Context, job *river.Job[Classif
 	if !run.Done {
 		return river.JobSnooze(time.Second)
 	}
+	top, err := authreport.RefreshTopUnidentified(ctx, w.pool, time.Now(), deadline)
+	if top.Stored > 0 {
+		w.log.InfoContext(ctx, "computed the top unidentified sources", "presets", top.Stored)
+	}
+	if err != nil {
+		return fmt.Errorf("compute the top unidentified sources: %w", err)
+	}
+	if !top.Done {
+		return river.JobSnooze(time.Second)
+	}
 	return nil
 }
 
 // addClassify registers the worker and its periodic job.
-func addClassify(workers *river.Workers, periodic []*river.PeriodicJob, c *sources.Classifier, timeout time.Duration, log *slog.Logger) []*river.PeriodicJob {
-	river.AddWorker(workers, &classifySourcesWorker{classifier: c, log: log, timeout: timeout})
+func addClassify(workers *river.Workers, periodic []*river.PeriodicJob, pool *pgxpool.Pool, c *sources.Classifier, timeout time.Duration, log *slog.Logger) []*river.PeriodicJob {
+	river.AddWorker(workers, &classifySourcesWorker{classifier: c, pool: pool, log: log, timeout: timeout})
 	if c == nil {
 		return periodic
 	}

@@ -314,7 +314,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	ingest.AddWorkers(workers, pool, ingest.Options{Timeout: cfg.JobTimeout}, log)
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	periodic = addEnrich(workers, periodic, svc.Enricher, timeouts[EnrichSourcesArgs{}.Kind()], log)
-	periodic = addClassify(workers, periodic, svc.Sources, timeouts[ClassifySourcesArgs{}.Kind()], log)
+	periodic = addClassify(workers, periodic, pool, svc.Sources, timeouts[ClassifySourcesArgs{}.Kind()], log)
 	if svc.Resolver != "" {
 		// Senders' includes resolve at start and hourly. Not deduplicated
 		// by period: a restart within the hour of the last run (a fix of

@@ -4846,7 +4846,7 @@ type Sender {
   name: String!
   "The service's own category in the catalog (e.g. marketing); empty for a category other than SERVICE."
   serviceCategory: String!
-  "How many distinct source addresses sent."
+  "How many distinct source addresses sent: counted in mergeable sketches, exact in practice up to a few thousand addresses and within about 1% beyond."
   sources: Count!
   stats: AuthStats!
 }

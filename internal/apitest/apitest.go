@@ -89,6 +89,7 @@ func StartWith(t testing.TB, configure func(*app.Config)) *Env {
 	pcfg, err := pgxpool.ParseConfig(e.DatabaseURL)
 	require.NoError(t, err)
 	pcfg.ConnConfig.Tracer = counter{&e.Queries}
+	app.ConfigureSessions(pcfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	e.Pool, err = pgxpool.NewWithConfig(ctx, pcfg)
 	require.NoError(t, err)

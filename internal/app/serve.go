@@ -145,6 +145,18 @@ func (c *Config) enricher(pool *pgxpool.Pool, log *slog.Logger) (*enrich.Enriche
 	return enrich.New(pool, ecfg, log), nil
 }
 
+// ConfigureSessions sets what every session of the pool runs with, unless
+// the database URL sets it: no JIT compilation (jit=off). The report's
+// statements read a few hundred summary rows but go through views whose
+// live branches (days queued for classification) the planner costs at
+// millions, so PostgreSQL would compile them on every read: a second of
+// JIT for a statement that runs in milliseconds (docs/benchmarks.md).
+func ConfigureSessions(pcfg *pgxpool.Config) {
+	if _, ok := pcfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		pcfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
+}
+
 // OpenPool connects to PostgreSQL and checks the connection.
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if url == "" {
@@ -159,6 +171,7 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		// default (the number of CPUs) would starve the API.
 		pcfg.MaxConns = 40
 	}
+	ConfigureSessions(pcfg)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("database URL: %w", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/rampartmail/rampart/internal/account"
 	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/dbtest"
+	"github.com/rampartmail/rampart/internal/sketch"
 	"github.com/rampartmail/rampart/internal/sources"
 )
 
@@ -216,9 +217,14 @@ func TestSummariesFollowRollups(t *testing.T) {
 	classify()
 	for _, q := range []string{
 		`SELECT count(*) FROM (
-			(SELECT * FROM report_daily WHERE domain_id = $1 EXCEPT SELECT * FROM report_daily_live WHERE domain_id = $1)
+			(SELECT domain_id, day, class, service, messages, dmarc_pass, spf_pass, spf_aligned, dkim_pass, dkim_aligned,
+			        disposition_none, disposition_quarantine, disposition_reject, reporters
+			 FROM report_daily WHERE domain_id = $1 EXCEPT SELECT * FROM report_daily_live WHERE domain_id = $1)
 			UNION ALL
-			(SELECT * FROM report_daily_live WHERE domain_id = $1 EXCEPT SELECT * FROM report_daily WHERE domain_id = $1)) x`,
+			(SELECT * FROM report_daily_live WHERE domain_id = $1
+			 EXCEPT SELECT domain_id, day, class, service, messages, dmarc_pass, spf_pass, spf_aligned, dkim_pass, dkim_aligned,
+			        disposition_none, disposition_quarantine, disposition_reject, reporters
+			 FROM report_daily WHERE domain_id = $1)) x`,
 		`SELECT count(*) FROM (
 			(SELECT domain_id, day, source_ip, class, service, messages, dmarc_pass, spf_pass, spf_aligned, dkim_pass, dkim_aligned,
 			        disposition_none, disposition_quarantine, disposition_reject, reporters
@@ -234,9 +240,124 @@ func TestSummariesFollowRollups(t *testing.T) {
 		require.NoError(t, pool.QueryRow(ctx, q, dom).Scan(&diff))
 		require.Zero(t, diff, "stored sums differ from the live ones: %s", q)
 	}
+	// Each summary's sketch counts its group's distinct addresses.
+	rows, err := pool.Query(ctx, `SELECT d.class, d.service, d.sources,
+			(SELECT count(*) FROM source_classes c WHERE c.domain_id = d.domain_id AND c.day = d.day AND c.class = d.class
+			   AND (CASE WHEN c.class = 'service' THEN c.service ELSE '' END) = d.service)
+		FROM report_daily d WHERE d.domain_id = $1`, dom)
+	require.NoError(t, err)
+	var class, service string
+	var stored []byte
+	var want int64
+	_, err = pgx.ForEachRow(rows, []any{&class, &service, &stored, &want}, func() error {
+		var sk sketch.Addresses
+		require.NoError(t, sk.Merge(stored))
+		require.Equal(t, want, sk.Count(), "addresses of %s %q", class, service)
+		return nil
+	})
+	require.NoError(t, err)
 	var daily, classes int
 	require.NoError(t, pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM report_daily WHERE domain_id = $1),
 		(SELECT count(*) FROM source_classes WHERE domain_id = $1)`, dom).Scan(&daily, &classes))
 	require.Equal(t, 3, daily, "internal, forwarded and unidentified")
 	require.Equal(t, 9, classes)
+}
+
+// TestTopUnidentifiedPresets: the top unidentified sources over a preset
+// range are served from the preset the job keeps while it is exact, and
+// summed again as soon as a day of the range is queued or rebuilt, for a
+// domain and for the account.
+func TestTopUnidentifiedPresets(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbtest.NewDB(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	acct, user, err := account.NewService(pool).CreateOwner(ctx, account.NewOwner{
+		Email: "owner@presets.example", Name: "Owner", PasswordHash: "x", AccountName: "Presets"})
+	require.NoError(t, err)
+	as := access.WithMemo(access.NewContext(ctx, access.Principal{UserID: user.ID}))
+	rows, err := pool.Query(ctx, `INSERT INTO domains (account_id, name)
+		SELECT $1, 'd' || g || '.presets.example' FROM generate_series(1, 2) g ORDER BY g RETURNING id`, acct.ID)
+	require.NoError(t, err)
+	domains, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	require.NoError(t, err)
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	add := func(dom uuid.UUID, ip string, n int) {
+		t.Helper()
+		_, err := pool.Exec(ctx, `INSERT INTO report_sources (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
+				spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded, messages, reports)
+			VALUES ($1, $2, $3, 'r.example', 'presets.example', '', 'none', false, false, false, false, false, $4, 1)
+			ON CONFLICT (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition, spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded)
+			DO UPDATE SET messages = report_sources.messages + EXCLUDED.messages`, dom, day, ip, n)
+		require.NoError(t, err)
+	}
+	classify := func() {
+		t.Helper()
+		run, err := sources.NewClassifier(pool, false, slog.New(slog.DiscardHandler)).Run(ctx, time.Time{})
+		require.NoError(t, err)
+		require.True(t, run.Done)
+	}
+	add(domains[0], "203.0.113.1", 5)
+	add(domains[0], "203.0.113.2", 3)
+	add(domains[1], "203.0.113.2", 4)
+	classify()
+
+	r := authreport.New(pool)
+	week := authreport.LastDays(time.Now(), 7)
+	dom, err := r.Domain(as, acct.ID, domains[0], week)
+	require.NoError(t, err)
+	whole, err := r.Account(as, acct.ID, week)
+	require.NoError(t, err)
+	top := func(s *authreport.Scope) map[string]int64 {
+		t.Helper()
+		src, err := r.Unidentified(as, s, 10)
+		require.NoError(t, err)
+		out := map[string]int64{}
+		for _, x := range src {
+			out[x.IP] = x.Stats.Messages
+		}
+		return out
+	}
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7}, top(whole))
+
+	res, err := authreport.RefreshTopUnidentified(ctx, pool, time.Now(), time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, authreport.TopRefresh{Stored: 3 * len(authreport.PresetDays), Done: true}, res, "two domains and the account")
+	res, err = authreport.RefreshTopUnidentified(ctx, pool, time.Now(), time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, authreport.TopRefresh{Done: true}, res, "all current")
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7}, top(whole))
+
+	// The reads are the presets': marked, they show the mark.
+	_, err = pool.Exec(ctx, `UPDATE report_top_unidentified
+		SET sources = jsonb_set(sources, '{0,messages}', to_jsonb((sources->0->>'messages')::bigint + 1000))`)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"203.0.113.1": 1005, "203.0.113.2": 3}, top(dom))
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 1007}, top(whole))
+	// Not a preset range: summed.
+	ten, err := r.Domain(as, acct.ID, domains[0], authreport.LastDays(time.Now(), 10))
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(ten))
+
+	// A report for the second domain queues its day: the account's read
+	// is summed (live), the first domain's preset still serves.
+	add(domains[1], "203.0.113.3", 9)
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7, "203.0.113.3": 9}, top(whole))
+	require.Equal(t, map[string]int64{"203.0.113.1": 1005, "203.0.113.2": 3}, top(dom))
+	// Classified, the account's day is rebuilt: its generation moved.
+	classify()
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7, "203.0.113.3": 9}, top(whole))
+	// The first domain's day reclassified (a netblock): summed again.
+	_, err = pool.Exec(ctx, `INSERT INTO domain_netblocks (domain_id, cidr) VALUES ($1, '198.51.100.0/24')`, domains[0])
+	require.NoError(t, err)
+	classify()
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
+	res, err = authreport.RefreshTopUnidentified(ctx, pool, time.Now(), time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, authreport.TopRefresh{Stored: 3 * len(authreport.PresetDays), Done: true}, res, "each had a day rebuilt")
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7, "203.0.113.3": 9}, top(whole))
 }

@@ -1,13 +1,22 @@
 -- name: Summaries :many
--- Per scope and class, for many scopes (each a set of domains) at once:
--- the report's totals and categories for every report a request asks for
--- over the same range.
-WITH k AS (
-    SELECT unnest(@domain_ids::uuid[]) AS domain_id, unnest(@scopes::bigint[]) AS scope
+-- Per scope and class, for many scopes at once: the report's totals and
+-- categories for every report a request asks for over the same range. A
+-- scope is accounts it covers whole (account_ids, each with its scope in
+-- account_scopes) and domains it covers one by one (domain_ids and
+-- domain_scopes).
+WITH ka AS (
+    SELECT unnest(@account_ids::uuid[]) AS account_id, unnest(@account_scopes::bigint[]) AS scope
+), kd AS (
+    SELECT unnest(@domain_ids::uuid[]) AS domain_id, unnest(@domain_scopes::bigint[]) AS scope
 ), d AS (
-    SELECT k.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+    SELECT ka.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
-    FROM k JOIN report_sources_daily s ON s.domain_id = k.domain_id
+    FROM ka JOIN report_accounts_daily s ON s.account_id = ka.account_id
+    WHERE s.account_id = ANY(@account_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
+    UNION ALL
+    SELECT kd.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM kd JOIN report_sources_daily_ips s ON s.domain_id = kd.domain_id
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
 ), r AS (
     SELECT x.scope, x.class, array_agg(x.reporter ORDER BY x.reporter) AS reporters
@@ -29,11 +38,19 @@ FROM d LEFT JOIN r ON r.scope = d.scope AND r.class = d.class
 GROUP BY 1, 2;
 
 -- name: Senders :many
--- A page of senders: a service each, else the class.
+-- A page of senders: a service each, else the class; with the sketches
+-- of each one's addresses per day and, for the days without one, its
+-- addresses, which Go merges into its count of distinct addresses.
 WITH d AS (
     SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
-           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
-    FROM report_sources_daily s
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters, s.sources, s.ips
+    FROM report_accounts_daily s
+    WHERE s.account_id = ANY(@account_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
+      AND (sqlc.narg(class)::text IS NULL OR s.class = sqlc.narg(class)::text)
+    UNION ALL
+    SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters, s.sources, s.ips
+    FROM report_sources_daily_ips s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
       AND (sqlc.narg(class)::text IS NULL OR s.class = sqlc.narg(class)::text)
 ), r AS (
@@ -72,19 +89,24 @@ WITH d AS (
         n.name, n.class, n.service
     LIMIT @lim OFFSET @off
 )
--- The distinct addresses of the page's senders only, in one pass.
-, src AS (
-    SELECT a.class, a.service, count(DISTINCT a.source_ip)::bigint AS sources
-    FROM report_sources_ips a
-    WHERE a.domain_id = ANY(@domain_ids::uuid[]) AND a.day BETWEEN @from_day::date AND @to_day::date
-      AND (a.class, a.service) IN (SELECT p.class, p.service FROM p)
+-- The page's senders' sketches and addresses only.
+, k AS (
+    SELECT d.class, d.service, array_remove(array_agg(d.sources), NULL)::bytea[] AS sketches
+    FROM d WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p)
+    GROUP BY 1, 2
+), i AS (
+    SELECT d.class, d.service, array_agg(DISTINCT ip) AS ips
+    FROM d, unnest(d.ips) AS ip
+    WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p)
     GROUP BY 1, 2
 )
-SELECT p.class, p.service, coalesce(src.sources, 0)::bigint AS sources,
+SELECT p.class, p.service,
        p.messages, p.dmarc_pass, p.spf_pass, p.spf_aligned, p.dkim_pass, p.dkim_aligned,
-       p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total
+       p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total,
+       coalesce(k.sketches, '{}')::bytea[] AS sketches, coalesce(i.ips, '{}')::inet[] AS ips
 FROM p
-LEFT JOIN src ON src.class = p.class AND src.service = p.service
+LEFT JOIN k ON k.class = p.class AND k.service = p.service
+LEFT JOIN i ON i.class = p.class AND i.service = p.service
 ORDER BY
     CASE WHEN @sort::text = 'messages' THEN p.messages END DESC,
     CASE WHEN @sort::text = 'rate_asc' THEN p.rate END ASC,
@@ -96,7 +118,13 @@ ORDER BY
 WITH d AS (
     SELECT s.day, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
-    FROM report_sources_daily s
+    FROM report_accounts_daily s
+    WHERE s.account_id = ANY(@account_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
+      AND (sqlc.narg(class)::text IS NULL OR s.class = sqlc.narg(class)::text)
+    UNION ALL
+    SELECT s.day, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM report_sources_daily_ips s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
       AND (sqlc.narg(class)::text IS NULL OR s.class = sqlc.narg(class)::text)
 ), r AS (
@@ -135,13 +163,32 @@ ORDER BY 1;
 
 -- name: TopUnidentified :many
 -- The unidentified sources with the most messages, with what is known of
--- their addresses: the top ones by their messages alone (an index-only
--- scan), then their other sums.
-WITH top AS (
+-- their addresses: from the scope's preset (report_top_unidentified,
+-- migration 00032) while it is exact, else the top ones by their messages
+-- alone (an index-only scan), then their other sums. preset_id is the
+-- domain or account whose preset may serve (NULL: none may), members its
+-- domain or whole accounts, sorted.
+WITH valid AS (
+    SELECT t.sources FROM report_top_unidentified t
+    WHERE sqlc.narg(preset_id)::uuid IS NOT NULL
+      AND coalesce(t.domain_id, t.account_id) = sqlc.narg(preset_id)::uuid AND t.days = @preset_days::int
+      AND t.to_day = @to_day::date AND t.members = @members::uuid[]
+      AND t.generations = ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(t.members) WITH ORDINALITY AS m (id, n)
+                                LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)
+      AND NOT EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY(t.members) AND c.day BETWEEN @from_day::date AND @to_day::date)
+      AND NOT EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY(t.members) AND q.day BETWEEN @from_day::date AND @to_day::date)
+), preset AS (
+    SELECT (e->>'ip')::inet AS source_ip, (e->>'messages')::bigint AS messages, (e->>'dmarc_pass')::bigint AS dmarc_pass,
+           (e->>'spf_pass')::bigint AS spf_pass, (e->>'spf_aligned')::bigint AS spf_aligned, (e->>'dkim_pass')::bigint AS dkim_pass,
+           (e->>'dkim_aligned')::bigint AS dkim_aligned, (e->>'disposition_none')::bigint AS disposition_none,
+           (e->>'disposition_quarantine')::bigint AS disposition_quarantine, (e->>'disposition_reject')::bigint AS disposition_reject,
+           ARRAY(SELECT jsonb_array_elements_text(e->'reporters'))::text[] AS reporters
+    FROM valid, jsonb_array_elements(valid.sources) AS e
+), top AS (
     SELECT s.source_ip, sum(s.messages)::bigint AS messages
     FROM report_sources_ips s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
-      AND s.class = 'unidentified'
+      AND s.class = 'unidentified' AND NOT EXISTS (SELECT 1 FROM valid)
     GROUP BY s.source_ip
     ORDER BY 2 DESC, 1
     LIMIT @lim
@@ -164,14 +211,22 @@ WITH top AS (
            sum(d.disposition_reject)::bigint AS disposition_reject
     FROM d
     GROUP BY d.source_ip
+), x AS (
+    SELECT t.*, coalesce((SELECT array_agg(DISTINCT r ORDER BY r) FROM d, unnest(d.reporters) r WHERE d.source_ip = t.source_ip), '{}')::text[] AS reporters
+    FROM t
+    UNION ALL
+    SELECT * FROM preset
+    ORDER BY messages DESC, source_ip
+    LIMIT @lim
 )
-SELECT host(t.source_ip)::text AS ip, t.messages, t.dmarc_pass, t.spf_pass, t.spf_aligned, t.dkim_pass, t.dkim_aligned,
-       t.disposition_none, t.disposition_quarantine, t.disposition_reject,
-       coalesce((SELECT array_agg(DISTINCT x ORDER BY x) FROM d, unnest(d.reporters) x WHERE d.source_ip = t.source_ip), '{}')::text[] AS reporters,
+SELECT host(x.source_ip)::text AS ip, x.messages::bigint AS messages, x.dmarc_pass::bigint AS dmarc_pass, x.spf_pass::bigint AS spf_pass,
+       x.spf_aligned::bigint AS spf_aligned, x.dkim_pass::bigint AS dkim_pass, x.dkim_aligned::bigint AS dkim_aligned,
+       x.disposition_none::bigint AS disposition_none, x.disposition_quarantine::bigint AS disposition_quarantine,
+       x.disposition_reject::bigint AS disposition_reject, x.reporters::text[] AS reporters,
        e.ptr, coalesce(e.ptr_confirmed, false)::bool AS ptr_confirmed, e.asn, e.as_org, e.country
-FROM t
-LEFT JOIN ip_enrichment e ON e.ip = t.source_ip
-ORDER BY t.messages DESC, t.source_ip;
+FROM x
+LEFT JOIN ip_enrichment e ON e.ip = x.source_ip
+ORDER BY x.messages DESC, x.source_ip;
 
 -- name: Source :one
 -- One source address in the range: its sums, its latest class, what is
@@ -223,10 +278,57 @@ LEFT JOIN ip_enrichment e ON e.ip = @ip::inet;
 
 -- name: ReportDomains :many
 -- The domains of a reach (access.Reach), for an account's report.
-SELECT id FROM domains
+SELECT id, account_id FROM domains
 WHERE account_id = ANY(@reach_accounts::uuid[]) OR id = ANY(@reach_domains::uuid[])
 ORDER BY id;
 
 -- name: ChildAccounts :many
 -- An account's customer accounts.
 SELECT id FROM accounts WHERE parent_id = @parent_id::uuid ORDER BY id;
+
+-- name: TopStale :many
+-- The presets of the top unidentified sources that are not current: for
+-- every domain with summaries since a day, and every account with domains
+-- (an account's report as its owner reads it: over the account and its
+-- customer accounts, all whole), each preset range whose preset was not
+-- computed for to_day over the same members (sorted), or whose members'
+-- generations have moved since.
+WITH c AS (
+    SELECT d.id AS scope_id, false AS is_account, ARRAY[d.id]::uuid[] AS members, ARRAY[d.id]::uuid[] AS domains
+    FROM domains d
+    WHERE EXISTS (SELECT 1 FROM report_daily r WHERE r.domain_id = d.id AND r.day >= @since::date)
+    UNION ALL
+    SELECT a.id, true, m.members, m.domains
+    FROM accounts a
+    CROSS JOIN LATERAL (
+        SELECT ARRAY(SELECT c.id FROM accounts c WHERE c.id = a.id OR c.parent_id = a.id ORDER BY c.id)::uuid[] AS members,
+               ARRAY(SELECT d.id FROM accounts c JOIN domains d ON d.account_id = c.id
+                     WHERE c.id = a.id OR c.parent_id = a.id ORDER BY d.id)::uuid[] AS domains
+    ) m
+    WHERE cardinality(m.domains) > 0
+)
+SELECT c.scope_id, c.is_account, c.members, c.domains, w.days::int AS days
+FROM c CROSS JOIN unnest(@days::int[]) AS w (days)
+WHERE NOT EXISTS (
+    SELECT 1 FROM report_top_unidentified t
+    WHERE coalesce(t.domain_id, t.account_id) = c.scope_id AND t.days = w.days AND t.to_day = @to_day::date
+      AND t.members = c.members
+      AND t.generations = ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(t.members) WITH ORDINALITY AS m (id, n)
+                                LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)
+)
+ORDER BY 2, 1, 5;
+
+-- name: TopInputs :one
+-- The members' generations, and whether a day of the range is queued (the
+-- preset would not be exact).
+SELECT ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(@members::uuid[]) WITH ORDINALITY AS m (id, n)
+             LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)::bigint[] AS generations,
+       (EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY(@domains::uuid[]) AND c.day BETWEEN @from_day::date AND @to_day::date)
+        OR EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY(@members::uuid[]) AND q.day BETWEEN @from_day::date AND @to_day::date))::bool AS queued;
+
+-- name: StoreTop :exec
+INSERT INTO report_top_unidentified (domain_id, account_id, days, to_day, members, generations, sources)
+VALUES (sqlc.narg(domain_id)::uuid, sqlc.narg(account_id)::uuid, @days::int, @to_day::date, @members::uuid[], @generations::bigint[], @sources::jsonb)
+ON CONFLICT ((coalesce(domain_id, account_id)), days) DO UPDATE
+SET to_day = EXCLUDED.to_day, members = EXCLUDED.members, generations = EXCLUDED.generations, sources = EXCLUDED.sources,
+    computed_at = now();

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -16,13 +17,16 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rampartmail/rampart/internal/sketch"
 	"github.com/rampartmail/rampart/internal/sources/sourcesdb"
 )
 
 // Classifier keeps source_classes current: it classifies the days queued
 // in classify_days, and the domains queued in classify_domains day by day,
 // and rebuilds each day's report summaries (report_daily, and the sums per
-// source next to the classes; migration 00025) with its classes.
+// source next to the classes; migration 00025) with its classes; then the
+// accounts' summaries of the days queued in account_days (account_daily,
+// migration 00032) once their domains' days are classified.
 // Ingest queues the day a report adds to; a change to a domain's netblocks,
 // keys or senders queues the domain; a change to a sender's ranges queues
 // every domain (an account's own service: every domain of the account).
@@ -53,6 +57,8 @@ const (
 type Run struct {
 	// Days classified, and the sources in them.
 	Days, Sources int
+	// AccountDays summarised (account_daily).
+	AccountDays int
 	// Done is false when the run stopped at its deadline with work left.
 	Done bool
 }
@@ -61,7 +67,8 @@ type Run struct {
 const maxRunDomains = 100
 
 // Run classifies queued work until none is left or deadline passes (zero:
-// no deadline), each day in a transaction of its own.
+// no deadline), each day in a transaction of its own, then summarises the
+// queued account days whose domains' days are all classified.
 func (c *Classifier) Run(ctx context.Context, deadline time.Time) (Run, error) {
 	var run Run
 	more := func() bool { return deadline.IsZero() || time.Now().Before(deadline) }
@@ -102,6 +109,31 @@ func (c *Classifier) Run(ctx context.Context, deadline time.Time) (Run, error) {
 					QueuedAt: day.QueuedAt, AfterSeconds: awaitPTRRetry.Seconds()})
 			}
 			return q.DoneDay(ctx, sourcesdb.DoneDayParams{DomainID: day.DomainID, Day: day.Day, QueuedAt: day.QueuedAt})
+		})
+		if err != nil {
+			return run, err
+		}
+		if !found {
+			break
+		}
+	}
+	for more() {
+		found := false
+		err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+			q := sourcesdb.New(tx)
+			ad, err := q.NextAccountDay(ctx)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("next account day to summarise: %w", err)
+			}
+			found = true
+			if err := summarizeAccountDay(ctx, tx, ad.AccountID, ad.Day); err != nil {
+				return err
+			}
+			run.AccountDays++
+			return q.DoneAccountDay(ctx, sourcesdb.DoneAccountDayParams(ad))
 		})
 		if err != nil {
 			return run, err
@@ -224,27 +256,79 @@ var (
 		"disposition_none", "disposition_quarantine", "disposition_reject", "reporters"}
 	dailyColumns = []string{"domain_id", "day", "class", "service",
 		"messages", "dmarc_pass", "spf_pass", "spf_aligned", "dkim_pass", "dkim_aligned",
-		"disposition_none", "disposition_quarantine", "disposition_reject", "reporters"}
+		"disposition_none", "disposition_quarantine", "disposition_reject", "reporters", "sources"}
 )
 
+// sums are one summary row's sums (report_daily, account_daily) with its
+// sketch of addresses.
+type sums struct {
+	sourcesdb.DaySourcesRow
+	addrs sketch.Addresses
+}
+
+func (d *sums) add(o sourcesdb.DaySourcesRow) {
+	d.Messages += o.Messages
+	d.DmarcPass += o.DmarcPass
+	d.SpfPass += o.SpfPass
+	d.SpfAligned += o.SpfAligned
+	d.DkimPass += o.DkimPass
+	d.DkimAligned += o.DkimAligned
+	d.DispositionNone += o.DispositionNone
+	d.DispositionQuarantine += o.DispositionQuarantine
+	d.DispositionReject += o.DispositionReject
+	for _, rep := range o.Reporters {
+		if k, found := slices.BinarySearch(d.Reporters, rep); !found {
+			d.Reporters = slices.Insert(d.Reporters, k, rep)
+		}
+	}
+}
+
+// group is a summary row's key.
+type group struct{ class, service string }
+
+// summaryRows are summary rows in key order, for COPY, each led by lead.
+func summaryRows(lead []any, groups map[group]*sums) ([][]any, error) {
+	keys := slices.SortedFunc(maps.Keys(groups), func(a, b group) int {
+		return cmp.Or(strings.Compare(a.class, b.class), strings.Compare(a.service, b.service))
+	})
+	rows := make([][]any, len(keys))
+	for i, g := range keys {
+		d := groups[g]
+		if d.Reporters == nil {
+			d.Reporters = []string{}
+		}
+		sk, err := d.addrs.Bytes()
+		if err != nil {
+			return nil, err
+		}
+		rows[i] = append(slices.Clip(lead), g.class, g.service, d.Messages, d.DmarcPass, d.SpfPass, d.SpfAligned, d.DkimPass,
+			d.DkimAligned, d.DispositionNone, d.DispositionQuarantine, d.DispositionReject, d.Reporters, sk)
+	}
+	return rows, nil
+}
+
 // storeDay replaces a day's classes, each with its source's sums, and the
-// day's summaries (report_daily: the sums per class and service), all
-// written once: the rows are removed and copied in, one write per row,
-// rather than stored and then updated with sums computed again in SQL.
-// The sums are those of migration 00025's live views, which the tests of
-// internal/authreport compare with these. The worker holds the day's
-// classify_days row, so no other run writes the day meanwhile.
+// day's summaries (report_daily: the sums per class and service, and a
+// sketch of their addresses), all written once: the rows are removed and
+// copied in, one write per row, rather than stored and then updated with
+// sums computed again in SQL. The sums are those of migration 00025's live
+// views, which the tests of internal/authreport compare with these. The
+// worker holds the day's classify_days row, so no other run writes the
+// day meanwhile. Writing report_daily queues the account's day
+// (migration 00032), summarised once its domains' days are classified.
 func storeDay(ctx context.Context, tx pgx.Tx, domainID uuid.UUID, day pgtype.Date, srcs []sourcesdb.DaySourcesRow, classes []Result) error {
-	if err := sourcesdb.New(tx).ClearDay(ctx, sourcesdb.ClearDayParams{DomainID: domainID, Day: day}); err != nil {
+	q := sourcesdb.New(tx)
+	if err := q.ClearDay(ctx, sourcesdb.ClearDayParams{DomainID: domainID, Day: day}); err != nil {
 		return fmt.Errorf("clear the day's classes: %w", err)
+	}
+	if err := q.BumpGeneration(ctx, domainID); err != nil {
+		return fmt.Errorf("count the domain's generation: %w", err)
 	}
 	if len(srcs) == 0 {
 		return nil
 	}
 	dom := pgtype.UUID{Bytes: domainID, Valid: true}
-	type group struct{ class, service string }
-	daily := map[group]*sourcesdb.DaySourcesRow{}
-	var order []group
+	daily := map[group]*sums{}
 	row := make([]any, len(classColumns))
 	row[0], row[1] = dom, day
 	_, err := tx.CopyFrom(ctx, pgx.Identifier{"source_classes"}, classColumns, pgx.CopyFromSlice(len(srcs), func(i int) ([]any, error) {
@@ -261,43 +345,68 @@ func storeDay(ctx context.Context, tx pgx.Tx, domainID uuid.UUID, day pgtype.Dat
 		}
 		d := daily[g]
 		if d == nil {
-			d = &sourcesdb.DaySourcesRow{}
+			d = &sums{}
 			daily[g] = d
-			order = append(order, g)
 		}
-		d.Messages += s.Messages
-		d.DmarcPass += s.DmarcPass
-		d.SpfPass += s.SpfPass
-		d.SpfAligned += s.SpfAligned
-		d.DkimPass += s.DkimPass
-		d.DkimAligned += s.DkimAligned
-		d.DispositionNone += s.DispositionNone
-		d.DispositionQuarantine += s.DispositionQuarantine
-		d.DispositionReject += s.DispositionReject
-		for _, rep := range s.Reporters {
-			if k, found := slices.BinarySearch(d.Reporters, rep); !found {
-				d.Reporters = slices.Insert(d.Reporters, k, rep)
-			}
-		}
+		d.add(*s)
+		d.addrs.Add(s.SourceIp)
 		return row, nil
 	}))
 	if err != nil {
 		return fmt.Errorf("store classes: %w", err)
 	}
-	slices.SortFunc(order, func(a, b group) int {
-		return cmp.Or(strings.Compare(a.class, b.class), strings.Compare(a.service, b.service))
-	})
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"report_daily"}, dailyColumns, pgx.CopyFromSlice(len(order), func(i int) ([]any, error) {
-		g := order[i]
-		d := daily[g]
-		if d.Reporters == nil {
-			d.Reporters = []string{}
-		}
-		return []any{dom, day, g.class, g.service, d.Messages, d.DmarcPass, d.SpfPass, d.SpfAligned, d.DkimPass, d.DkimAligned,
-			d.DispositionNone, d.DispositionQuarantine, d.DispositionReject, d.Reporters}, nil
-	}))
+	rows, err := summaryRows([]any{dom, day}, daily)
 	if err != nil {
+		return err
+	}
+	if _, err = tx.CopyFrom(ctx, pgx.Identifier{"report_daily"}, dailyColumns, pgx.CopyFromRows(rows)); err != nil {
 		return fmt.Errorf("store the day's summaries: %w", err)
+	}
+	return nil
+}
+
+var accountColumns = append([]string{"account_id"}, dailyColumns[1:]...)
+
+// summarizeAccountDay rebuilds an account's summaries of a day
+// (account_daily) from its domains' (report_daily): their sums, and the
+// merge of their sketches of addresses. The caller holds the day's
+// account_days row and none of the domains' days is queued.
+func summarizeAccountDay(ctx context.Context, tx pgx.Tx, accountID uuid.UUID, day pgtype.Date) error {
+	q := sourcesdb.New(tx)
+	rows, err := q.AccountDayGroups(ctx, sourcesdb.AccountDayGroupsParams{AccountID: accountID, Day: day})
+	if err != nil {
+		return fmt.Errorf("load the account's summaries: %w", err)
+	}
+	groups := map[group]*sums{}
+	for _, r := range rows {
+		g := group{class: r.Class, service: r.Service}
+		d := groups[g]
+		if d == nil {
+			d = &sums{}
+			groups[g] = d
+		}
+		d.add(sourcesdb.DaySourcesRow{Messages: r.Messages, DmarcPass: r.DmarcPass, SpfPass: r.SpfPass, SpfAligned: r.SpfAligned,
+			DkimPass: r.DkimPass, DkimAligned: r.DkimAligned, DispositionNone: r.DispositionNone,
+			DispositionQuarantine: r.DispositionQuarantine, DispositionReject: r.DispositionReject, Reporters: r.Reporters})
+		if err := d.addrs.Merge(r.Sources); err != nil {
+			return err
+		}
+		for _, ip := range r.Ips {
+			d.addrs.Add(ip)
+		}
+	}
+	if err := q.ClearAccountDay(ctx, sourcesdb.ClearAccountDayParams{AccountID: accountID, Day: day}); err != nil {
+		return fmt.Errorf("clear the account's summaries: %w", err)
+	}
+	if err := q.BumpGeneration(ctx, accountID); err != nil {
+		return fmt.Errorf("count the account's generation: %w", err)
+	}
+	out, err := summaryRows([]any{pgtype.UUID{Bytes: accountID, Valid: true}, day}, groups)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"account_daily"}, accountColumns, pgx.CopyFromRows(out)); err != nil {
+		return fmt.Errorf("store the account's summaries: %w", err)
 	}
 	return nil
 }

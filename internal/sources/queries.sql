@@ -83,3 +83,39 @@ WITH gone AS (
     DELETE FROM source_classes c WHERE c.domain_id = @domain_id::uuid AND c.day = @day::date
 )
 DELETE FROM report_daily d WHERE d.domain_id = @domain_id::uuid AND d.day = @day::date;
+
+-- name: NextAccountDay :one
+-- The account day queued longest whose domains have none of their days
+-- queued for classification (nor a domain queued whole), locked for this
+-- worker: its summary is rebuilt from theirs.
+SELECT q.account_id, q.day, q.queued_at
+FROM account_days q
+WHERE NOT EXISTS (SELECT 1 FROM classify_days c JOIN domains d ON d.id = c.domain_id
+                  WHERE d.account_id = q.account_id AND c.day = q.day)
+  AND NOT EXISTS (SELECT 1 FROM classify_domains c JOIN domains d ON d.id = c.domain_id
+                  WHERE d.account_id = q.account_id)
+ORDER BY q.queued_at
+LIMIT 1
+FOR UPDATE OF q SKIP LOCKED;
+
+-- name: AccountDayGroups :many
+-- The summaries of an account's domains for a day, each with its sketch
+-- of addresses or, for one written without a sketch, its addresses.
+SELECT r.class, r.service, r.messages, r.dmarc_pass, r.spf_pass, r.spf_aligned, r.dkim_pass, r.dkim_aligned,
+       r.disposition_none, r.disposition_quarantine, r.disposition_reject, r.reporters, r.sources, r.ips
+FROM domains d
+JOIN report_sources_daily_ips r ON r.domain_id = d.id
+WHERE d.account_id = @account_id::uuid AND r.day = @day::date;
+
+-- name: ClearAccountDay :exec
+DELETE FROM account_daily WHERE account_id = @account_id::uuid AND day = @day::date;
+
+-- name: DoneAccountDay :exec
+-- The account day is summarised; queued again meanwhile, it stays.
+DELETE FROM account_days WHERE account_id = @account_id AND day = @day AND queued_at = @queued_at;
+
+-- name: BumpGeneration :exec
+-- A domain's or an account's summaries changed: what was computed from
+-- them before (report_top_unidentified) is stale.
+INSERT INTO report_generations (scope_id, generation) VALUES (@scope_id::uuid, 1)
+ON CONFLICT (scope_id) DO UPDATE SET generation = report_generations.generation + 1;

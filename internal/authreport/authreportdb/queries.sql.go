@@ -42,8 +42,14 @@ const daily = `-- name: Daily :many
 WITH d AS (
     SELECT s.day, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
-    FROM report_sources_daily s
-    WHERE s.domain_id = ANY($3::uuid[]) AND s.day BETWEEN $1::date AND $2::date
+    FROM report_accounts_daily s
+    WHERE s.account_id = ANY($3::uuid[]) AND s.day BETWEEN $1::date AND $2::date
+      AND ($4::text IS NULL OR s.class = $4::text)
+    UNION ALL
+    SELECT s.day, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM report_sources_daily_ips s
+    WHERE s.domain_id = ANY($5::uuid[]) AND s.day BETWEEN $1::date AND $2::date
       AND ($4::text IS NULL OR s.class = $4::text)
 ), r AS (
     SELECT x.day, array_agg(x.reporter ORDER BY x.reporter) AS reporters
@@ -81,10 +87,11 @@ ORDER BY 1
 `
 
 type DailyParams struct {
-	FromDay   pgtype.Date
-	ToDay     pgtype.Date
-	DomainIds []uuid.UUID
-	Class     *string
+	FromDay    pgtype.Date
+	ToDay      pgtype.Date
+	AccountIds []uuid.UUID
+	Class      *string
+	DomainIds  []uuid.UUID
 }
 
 type DailyRow struct {
@@ -106,8 +113,9 @@ func (q *Queries) Daily(ctx context.Context, arg DailyParams) ([]DailyRow, error
 	rows, err := q.db.Query(ctx, daily,
 		arg.FromDay,
 		arg.ToDay,
-		arg.DomainIds,
+		arg.AccountIds,
 		arg.Class,
+		arg.DomainIds,
 	)
 	if err != nil {
 		return nil, err
@@ -140,7 +148,7 @@ func (q *Queries) Daily(ctx context.Context, arg DailyParams) ([]DailyRow, error
 }
 
 const reportDomains = `-- name: ReportDomains :many
-SELECT id FROM domains
+SELECT id, account_id FROM domains
 WHERE account_id = ANY($1::uuid[]) OR id = ANY($2::uuid[])
 ORDER BY id
 `
@@ -150,20 +158,25 @@ type ReportDomainsParams struct {
 	ReachDomains  []uuid.UUID
 }
 
+type ReportDomainsRow struct {
+	ID        uuid.UUID
+	AccountID uuid.UUID
+}
+
 // The domains of a reach (access.Reach), for an account's report.
-func (q *Queries) ReportDomains(ctx context.Context, arg ReportDomainsParams) ([]uuid.UUID, error) {
+func (q *Queries) ReportDomains(ctx context.Context, arg ReportDomainsParams) ([]ReportDomainsRow, error) {
 	rows, err := q.db.Query(ctx, reportDomains, arg.ReachAccounts, arg.ReachDomains)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var items []uuid.UUID
+	var items []ReportDomainsRow
 	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
+		var i ReportDomainsRow
+		if err := rows.Scan(&i.ID, &i.AccountID); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -174,9 +187,15 @@ func (q *Queries) ReportDomains(ctx context.Context, arg ReportDomainsParams) ([
 const senders = `-- name: Senders :many
 WITH d AS (
     SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
-           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
-    FROM report_sources_daily s
-    WHERE s.domain_id = ANY($2::uuid[]) AND s.day BETWEEN $3::date AND $4::date
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters, s.sources, s.ips
+    FROM report_accounts_daily s
+    WHERE s.account_id = ANY($2::uuid[]) AND s.day BETWEEN $3::date AND $4::date
+      AND ($5::text IS NULL OR s.class = $5::text)
+    UNION ALL
+    SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters, s.sources, s.ips
+    FROM report_sources_daily_ips s
+    WHERE s.domain_id = ANY($6::uuid[]) AND s.day BETWEEN $3::date AND $4::date
       AND ($5::text IS NULL OR s.class = $5::text)
 ), r AS (
     SELECT x.class, x.service, array_agg(x.reporter ORDER BY x.reporter) AS reporters
@@ -212,20 +231,25 @@ WITH d AS (
         CASE WHEN $1::text = 'rate_asc' THEN n.rate END ASC,
         CASE WHEN $1::text = 'rate_desc' THEN n.rate END DESC,
         n.name, n.class, n.service
-    LIMIT $7 OFFSET $6
+    LIMIT $8 OFFSET $7
 )
-, src AS (
-    SELECT a.class, a.service, count(DISTINCT a.source_ip)::bigint AS sources
-    FROM report_sources_ips a
-    WHERE a.domain_id = ANY($2::uuid[]) AND a.day BETWEEN $3::date AND $4::date
-      AND (a.class, a.service) IN (SELECT p.class, p.service FROM p)
+, k AS (
+    SELECT d.class, d.service, array_remove(array_agg(d.sources), NULL)::bytea[] AS sketches
+    FROM d WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p)
+    GROUP BY 1, 2
+), i AS (
+    SELECT d.class, d.service, array_agg(DISTINCT ip) AS ips
+    FROM d, unnest(d.ips) AS ip
+    WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p)
     GROUP BY 1, 2
 )
-SELECT p.class, p.service, coalesce(src.sources, 0)::bigint AS sources,
+SELECT p.class, p.service,
        p.messages, p.dmarc_pass, p.spf_pass, p.spf_aligned, p.dkim_pass, p.dkim_aligned,
-       p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total
+       p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total,
+       coalesce(k.sketches, '{}')::bytea[] AS sketches, coalesce(i.ips, '{}')::inet[] AS ips
 FROM p
-LEFT JOIN src ON src.class = p.class AND src.service = p.service
+LEFT JOIN k ON k.class = p.class AND k.service = p.service
+LEFT JOIN i ON i.class = p.class AND i.service = p.service
 ORDER BY
     CASE WHEN $1::text = 'messages' THEN p.messages END DESC,
     CASE WHEN $1::text = 'rate_asc' THEN p.rate END ASC,
@@ -234,19 +258,19 @@ ORDER BY
 `
 
 type SendersParams struct {
-	Sort      string
-	DomainIds []uuid.UUID
-	FromDay   pgtype.Date
-	ToDay     pgtype.Date
-	Class     *string
-	Off       int32
-	Lim       int32
+	Sort       string
+	AccountIds []uuid.UUID
+	FromDay    pgtype.Date
+	ToDay      pgtype.Date
+	Class      *string
+	DomainIds  []uuid.UUID
+	Off        int32
+	Lim        int32
 }
 
 type SendersRow struct {
 	Class                 string
 	Service               string
-	Sources               int64
 	Messages              int64
 	DmarcPass             int64
 	SpfPass               int64
@@ -260,17 +284,22 @@ type SendersRow struct {
 	Name                  string
 	ServiceCategory       string
 	Total                 int64
+	Sketches              [][]byte
+	Ips                   []netip.Addr
 }
 
-// A page of senders: a service each, else the class.
-// The distinct addresses of the page's senders only, in one pass.
+// A page of senders: a service each, else the class; with the sketches
+// of each one's addresses per day and, for the days without one, its
+// addresses, which Go merges into its count of distinct addresses.
+// The page's senders' sketches and addresses only.
 func (q *Queries) Senders(ctx context.Context, arg SendersParams) ([]SendersRow, error) {
 	rows, err := q.db.Query(ctx, senders,
 		arg.Sort,
-		arg.DomainIds,
+		arg.AccountIds,
 		arg.FromDay,
 		arg.ToDay,
 		arg.Class,
+		arg.DomainIds,
 		arg.Off,
 		arg.Lim,
 	)
@@ -284,7 +313,6 @@ func (q *Queries) Senders(ctx context.Context, arg SendersParams) ([]SendersRow,
 		if err := rows.Scan(
 			&i.Class,
 			&i.Service,
-			&i.Sources,
 			&i.Messages,
 			&i.DmarcPass,
 			&i.SpfPass,
@@ -298,6 +326,8 @@ func (q *Queries) Senders(ctx context.Context, arg SendersParams) ([]SendersRow,
 			&i.Name,
 			&i.ServiceCategory,
 			&i.Total,
+			&i.Sketches,
+			&i.Ips,
 		); err != nil {
 			return nil, err
 		}
@@ -423,14 +453,52 @@ func (q *Queries) Source(ctx context.Context, arg SourceParams) (SourceRow, erro
 	return i, err
 }
 
+const storeTop = `-- name: StoreTop :exec
+INSERT INTO report_top_unidentified (domain_id, account_id, days, to_day, members, generations, sources)
+VALUES ($1::uuid, $2::uuid, $3::int, $4::date, $5::uuid[], $6::bigint[], $7::jsonb)
+ON CONFLICT ((coalesce(domain_id, account_id)), days) DO UPDATE
+SET to_day = EXCLUDED.to_day, members = EXCLUDED.members, generations = EXCLUDED.generations, sources = EXCLUDED.sources,
+    computed_at = now()
+`
+
+type StoreTopParams struct {
+	DomainID    *uuid.UUID
+	AccountID   *uuid.UUID
+	Days        int32
+	ToDay       pgtype.Date
+	Members     []uuid.UUID
+	Generations []int64
+	Sources     []byte
+}
+
+func (q *Queries) StoreTop(ctx context.Context, arg StoreTopParams) error {
+	_, err := q.db.Exec(ctx, storeTop,
+		arg.DomainID,
+		arg.AccountID,
+		arg.Days,
+		arg.ToDay,
+		arg.Members,
+		arg.Generations,
+		arg.Sources,
+	)
+	return err
+}
+
 const summaries = `-- name: Summaries :many
-WITH k AS (
-    SELECT unnest($1::uuid[]) AS domain_id, unnest($2::bigint[]) AS scope
+WITH ka AS (
+    SELECT unnest($1::uuid[]) AS account_id, unnest($2::bigint[]) AS scope
+), kd AS (
+    SELECT unnest($3::uuid[]) AS domain_id, unnest($4::bigint[]) AS scope
 ), d AS (
-    SELECT k.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+    SELECT ka.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
-    FROM k JOIN report_sources_daily s ON s.domain_id = k.domain_id
-    WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $3::date AND $4::date
+    FROM ka JOIN report_accounts_daily s ON s.account_id = ka.account_id
+    WHERE s.account_id = ANY($1::uuid[]) AND s.day BETWEEN $5::date AND $6::date
+    UNION ALL
+    SELECT kd.scope, s.class, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM kd JOIN report_sources_daily_ips s ON s.domain_id = kd.domain_id
+    WHERE s.domain_id = ANY($3::uuid[]) AND s.day BETWEEN $5::date AND $6::date
 ), r AS (
     SELECT x.scope, x.class, array_agg(x.reporter ORDER BY x.reporter) AS reporters
     FROM (SELECT DISTINCT d.scope, d.class, unnest(d.reporters) AS reporter FROM d) x
@@ -452,10 +520,12 @@ GROUP BY 1, 2
 `
 
 type SummariesParams struct {
-	DomainIds []uuid.UUID
-	Scopes    []int64
-	FromDay   pgtype.Date
-	ToDay     pgtype.Date
+	AccountIds    []uuid.UUID
+	AccountScopes []int64
+	DomainIds     []uuid.UUID
+	DomainScopes  []int64
+	FromDay       pgtype.Date
+	ToDay         pgtype.Date
 }
 
 type SummariesRow struct {
@@ -473,13 +543,17 @@ type SummariesRow struct {
 	Reporters             []string
 }
 
-// Per scope and class, for many scopes (each a set of domains) at once:
-// the report's totals and categories for every report a request asks for
-// over the same range.
+// Per scope and class, for many scopes at once: the report's totals and
+// categories for every report a request asks for over the same range. A
+// scope is accounts it covers whole (account_ids, each with its scope in
+// account_scopes) and domains it covers one by one (domain_ids and
+// domain_scopes).
 func (q *Queries) Summaries(ctx context.Context, arg SummariesParams) ([]SummariesRow, error) {
 	rows, err := q.db.Query(ctx, summaries,
+		arg.AccountIds,
+		arg.AccountScopes,
 		arg.DomainIds,
-		arg.Scopes,
+		arg.DomainScopes,
 		arg.FromDay,
 		arg.ToDay,
 	)
@@ -514,20 +588,142 @@ func (q *Queries) Summaries(ctx context.Context, arg SummariesParams) ([]Summari
 	return items, nil
 }
 
+const topInputs = `-- name: TopInputs :one
+SELECT ARRAY(SELECT coalesce(g.generation, 0) FROM unnest($1::uuid[]) WITH ORDINALITY AS m (id, n)
+             LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)::bigint[] AS generations,
+       (EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY($2::uuid[]) AND c.day BETWEEN $3::date AND $4::date)
+        OR EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY($1::uuid[]) AND q.day BETWEEN $3::date AND $4::date))::bool AS queued
+`
+
+type TopInputsParams struct {
+	Members []uuid.UUID
+	Domains []uuid.UUID
+	FromDay pgtype.Date
+	ToDay   pgtype.Date
+}
+
+type TopInputsRow struct {
+	Generations []int64
+	Queued      bool
+}
+
+// The members' generations, and whether a day of the range is queued (the
+// preset would not be exact).
+func (q *Queries) TopInputs(ctx context.Context, arg TopInputsParams) (TopInputsRow, error) {
+	row := q.db.QueryRow(ctx, topInputs,
+		arg.Members,
+		arg.Domains,
+		arg.FromDay,
+		arg.ToDay,
+	)
+	var i TopInputsRow
+	err := row.Scan(&i.Generations, &i.Queued)
+	return i, err
+}
+
+const topStale = `-- name: TopStale :many
+WITH c AS (
+    SELECT d.id AS scope_id, false AS is_account, ARRAY[d.id]::uuid[] AS members, ARRAY[d.id]::uuid[] AS domains
+    FROM domains d
+    WHERE EXISTS (SELECT 1 FROM report_daily r WHERE r.domain_id = d.id AND r.day >= $3::date)
+    UNION ALL
+    SELECT a.id, true, m.members, m.domains
+    FROM accounts a
+    CROSS JOIN LATERAL (
+        SELECT ARRAY(SELECT c.id FROM accounts c WHERE c.id = a.id OR c.parent_id = a.id ORDER BY c.id)::uuid[] AS members,
+               ARRAY(SELECT d.id FROM accounts c JOIN domains d ON d.account_id = c.id
+                     WHERE c.id = a.id OR c.parent_id = a.id ORDER BY d.id)::uuid[] AS domains
+    ) m
+    WHERE cardinality(m.domains) > 0
+)
+SELECT c.scope_id, c.is_account, c.members, c.domains, w.days::int AS days
+FROM c CROSS JOIN unnest($1::int[]) AS w (days)
+WHERE NOT EXISTS (
+    SELECT 1 FROM report_top_unidentified t
+    WHERE coalesce(t.domain_id, t.account_id) = c.scope_id AND t.days = w.days AND t.to_day = $2::date
+      AND t.members = c.members
+      AND t.generations = ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(t.members) WITH ORDINALITY AS m (id, n)
+                                LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)
+)
+ORDER BY 2, 1, 5
+`
+
+type TopStaleParams struct {
+	Days  []int32
+	ToDay pgtype.Date
+	Since pgtype.Date
+}
+
+type TopStaleRow struct {
+	ScopeID   uuid.UUID
+	IsAccount bool
+	Members   []uuid.UUID
+	Domains   []uuid.UUID
+	Days      int32
+}
+
+// The presets of the top unidentified sources that are not current: for
+// every domain with summaries since a day, and every account with domains
+// (an account's report as its owner reads it: over the account and its
+// customer accounts, all whole), each preset range whose preset was not
+// computed for to_day over the same members (sorted), or whose members'
+// generations have moved since.
+func (q *Queries) TopStale(ctx context.Context, arg TopStaleParams) ([]TopStaleRow, error) {
+	rows, err := q.db.Query(ctx, topStale, arg.Days, arg.ToDay, arg.Since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []TopStaleRow
+	for rows.Next() {
+		var i TopStaleRow
+		if err := rows.Scan(
+			&i.ScopeID,
+			&i.IsAccount,
+			&i.Members,
+			&i.Domains,
+			&i.Days,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const topUnidentified = `-- name: TopUnidentified :many
-WITH top AS (
+WITH valid AS (
+    SELECT t.sources FROM report_top_unidentified t
+    WHERE $1::uuid IS NOT NULL
+      AND coalesce(t.domain_id, t.account_id) = $1::uuid AND t.days = $2::int
+      AND t.to_day = $3::date AND t.members = $4::uuid[]
+      AND t.generations = ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(t.members) WITH ORDINALITY AS m (id, n)
+                                LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)
+      AND NOT EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY(t.members) AND c.day BETWEEN $5::date AND $3::date)
+      AND NOT EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY(t.members) AND q.day BETWEEN $5::date AND $3::date)
+), preset AS (
+    SELECT (e->>'ip')::inet AS source_ip, (e->>'messages')::bigint AS messages, (e->>'dmarc_pass')::bigint AS dmarc_pass,
+           (e->>'spf_pass')::bigint AS spf_pass, (e->>'spf_aligned')::bigint AS spf_aligned, (e->>'dkim_pass')::bigint AS dkim_pass,
+           (e->>'dkim_aligned')::bigint AS dkim_aligned, (e->>'disposition_none')::bigint AS disposition_none,
+           (e->>'disposition_quarantine')::bigint AS disposition_quarantine, (e->>'disposition_reject')::bigint AS disposition_reject,
+           ARRAY(SELECT jsonb_array_elements_text(e->'reporters'))::text[] AS reporters
+    FROM valid, jsonb_array_elements(valid.sources) AS e
+), top AS (
     SELECT s.source_ip, sum(s.messages)::bigint AS messages
     FROM report_sources_ips s
-    WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $2::date AND $3::date
-      AND s.class = 'unidentified'
+    WHERE s.domain_id = ANY($6::uuid[]) AND s.day BETWEEN $5::date AND $3::date
+      AND s.class = 'unidentified' AND NOT EXISTS (SELECT 1 FROM valid)
     GROUP BY s.source_ip
     ORDER BY 2 DESC, 1
-    LIMIT $4
+    LIMIT $7
 ), d AS (
     SELECT s.source_ip, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
     FROM report_sources_ips s
-    WHERE s.domain_id = ANY($1::uuid[]) AND s.day BETWEEN $2::date AND $3::date
+    WHERE s.domain_id = ANY($6::uuid[]) AND s.day BETWEEN $5::date AND $3::date
       AND s.class = 'unidentified' AND s.source_ip IN (SELECT top.source_ip FROM top)
 ), t AS (
     SELECT d.source_ip,
@@ -542,21 +738,32 @@ WITH top AS (
            sum(d.disposition_reject)::bigint AS disposition_reject
     FROM d
     GROUP BY d.source_ip
+), x AS (
+    SELECT t.source_ip, t.messages, t.dmarc_pass, t.spf_pass, t.spf_aligned, t.dkim_pass, t.dkim_aligned, t.disposition_none, t.disposition_quarantine, t.disposition_reject, coalesce((SELECT array_agg(DISTINCT r ORDER BY r) FROM d, unnest(d.reporters) r WHERE d.source_ip = t.source_ip), '{}')::text[] AS reporters
+    FROM t
+    UNION ALL
+    SELECT source_ip, messages, dmarc_pass, spf_pass, spf_aligned, dkim_pass, dkim_aligned, disposition_none, disposition_quarantine, disposition_reject, reporters FROM preset
+    ORDER BY messages DESC, source_ip
+    LIMIT $7
 )
-SELECT host(t.source_ip)::text AS ip, t.messages, t.dmarc_pass, t.spf_pass, t.spf_aligned, t.dkim_pass, t.dkim_aligned,
-       t.disposition_none, t.disposition_quarantine, t.disposition_reject,
-       coalesce((SELECT array_agg(DISTINCT x ORDER BY x) FROM d, unnest(d.reporters) x WHERE d.source_ip = t.source_ip), '{}')::text[] AS reporters,
+SELECT host(x.source_ip)::text AS ip, x.messages::bigint AS messages, x.dmarc_pass::bigint AS dmarc_pass, x.spf_pass::bigint AS spf_pass,
+       x.spf_aligned::bigint AS spf_aligned, x.dkim_pass::bigint AS dkim_pass, x.dkim_aligned::bigint AS dkim_aligned,
+       x.disposition_none::bigint AS disposition_none, x.disposition_quarantine::bigint AS disposition_quarantine,
+       x.disposition_reject::bigint AS disposition_reject, x.reporters::text[] AS reporters,
        e.ptr, coalesce(e.ptr_confirmed, false)::bool AS ptr_confirmed, e.asn, e.as_org, e.country
-FROM t
-LEFT JOIN ip_enrichment e ON e.ip = t.source_ip
-ORDER BY t.messages DESC, t.source_ip
+FROM x
+LEFT JOIN ip_enrichment e ON e.ip = x.source_ip
+ORDER BY x.messages DESC, x.source_ip
 `
 
 type TopUnidentifiedParams struct {
-	DomainIds []uuid.UUID
-	FromDay   pgtype.Date
-	ToDay     pgtype.Date
-	Lim       int32
+	PresetID   *uuid.UUID
+	PresetDays int32
+	ToDay      pgtype.Date
+	Members    []uuid.UUID
+	FromDay    pgtype.Date
+	DomainIds  []uuid.UUID
+	Lim        int32
 }
 
 type TopUnidentifiedRow struct {
@@ -579,13 +786,19 @@ type TopUnidentifiedRow struct {
 }
 
 // The unidentified sources with the most messages, with what is known of
-// their addresses: the top ones by their messages alone (an index-only
-// scan), then their other sums.
+// their addresses: from the scope's preset (report_top_unidentified,
+// migration 00032) while it is exact, else the top ones by their messages
+// alone (an index-only scan), then their other sums. preset_id is the
+// domain or account whose preset may serve (NULL: none may), members its
+// domain or whole accounts, sorted.
 func (q *Queries) TopUnidentified(ctx context.Context, arg TopUnidentifiedParams) ([]TopUnidentifiedRow, error) {
 	rows, err := q.db.Query(ctx, topUnidentified,
-		arg.DomainIds,
-		arg.FromDay,
+		arg.PresetID,
+		arg.PresetDays,
 		arg.ToDay,
+		arg.Members,
+		arg.FromDay,
+		arg.DomainIds,
 		arg.Lim,
 	)
 	if err != nil {

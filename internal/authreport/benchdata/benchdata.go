@@ -19,6 +19,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/netip"
@@ -32,6 +33,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/rampartmail/rampart/internal/authreport"
+	"github.com/rampartmail/rampart/internal/sources"
 )
 
 // Config sizes the data.
@@ -749,10 +751,22 @@ func (g *domainGen) account(rp *rep, r record, s source, srcs map[sourceKey]*agg
 }
 
 // Summarize builds the report's summaries of every day loaded, as the
-// classifier leaves them once it has classified the days.
+// classifier leaves them once it has classified the days: the domains'
+// (report_daily) with their sketches of addresses, then the accounts'
+// (account_daily). The caller has emptied the classification queues.
 func Summarize(ctx context.Context, pool *pgxpool.Pool) error {
 	if _, err := pool.Exec(ctx, `SELECT report_summarize((SELECT array_agg(id) FROM domains), '-infinity', 'infinity')`); err != nil {
 		return fmt.Errorf("summarise: %w", err)
+	}
+	if _, err := sources.FillSketches(ctx, pool); err != nil {
+		return err
+	}
+	run, err := sources.NewClassifier(pool, false, slog.New(slog.DiscardHandler)).Run(ctx, time.Time{})
+	if err != nil {
+		return fmt.Errorf("summarise accounts: %w", err)
+	}
+	if run.Days > 0 {
+		return fmt.Errorf("summarise accounts: %d days were still queued for classification", run.Days)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/rampartmail/rampart/internal/authreport"
 	"github.com/rampartmail/rampart/internal/authreport/benchdata"
 	"github.com/rampartmail/rampart/internal/dbtest"
+	"github.com/rampartmail/rampart/internal/sketch"
 	"github.com/rampartmail/rampart/internal/sources"
 )
 
@@ -146,6 +148,36 @@ func TestSmallLoad(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want.top(10), topOf(top), "top unidentified of %d", i)
 	}
+
+	// The summaries built in bulk (Summarize, for the benchmark) are the
+	// classifier's: the same sums, sketches counting the same addresses.
+	counts := func() map[string]int64 {
+		rows, err := pool.Query(ctx, `SELECT 'd ' || domain_id || day || class || service || messages || dmarc_pass || spf_pass || spf_aligned
+				|| dkim_pass || dkim_aligned || disposition_none || disposition_quarantine || disposition_reject || array_to_string(reporters, ','), sources
+			FROM report_daily
+			UNION ALL
+			SELECT 'a ' || account_id || day || class || service || messages || dmarc_pass || spf_pass || spf_aligned
+				|| dkim_pass || dkim_aligned || disposition_none || disposition_quarantine || disposition_reject || array_to_string(reporters, ','), sources
+			FROM account_daily`)
+		require.NoError(t, err)
+		out := map[string]int64{}
+		var k string
+		var b []byte
+		_, err = pgx.ForEachRow(rows, []any{&k, &b}, func() error {
+			var sk sketch.Addresses
+			require.NoError(t, sk.Merge(b))
+			out[k] = sk.Count()
+			return nil
+		})
+		require.NoError(t, err)
+		return out
+	}
+	classified := counts()
+	require.NotEmpty(t, classified)
+	_, err = pool.Exec(ctx, `DELETE FROM account_daily`)
+	require.NoError(t, err)
+	require.NoError(t, benchdata.Summarize(ctx, pool))
+	require.Equal(t, classified, counts())
 }
 
 type want struct {

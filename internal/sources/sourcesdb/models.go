@@ -3,3 +3,16 @@
 //   sqlc v1.31.1
 
 package sourcesdb
+
+import (
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+type AccountDay struct {
+	AccountID uuid.UUID
+	Day       pgtype.Date
+	QueuedAt  time.Time
+}

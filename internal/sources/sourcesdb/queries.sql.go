@@ -14,6 +14,99 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const accountDayGroups = `-- name: AccountDayGroups :many
+SELECT r.class, r.service, r.messages, r.dmarc_pass, r.spf_pass, r.spf_aligned, r.dkim_pass, r.dkim_aligned,
+       r.disposition_none, r.disposition_quarantine, r.disposition_reject, r.reporters, r.sources, r.ips
+FROM domains d
+JOIN report_sources_daily_ips r ON r.domain_id = d.id
+WHERE d.account_id = $1::uuid AND r.day = $2::date
+`
+
+type AccountDayGroupsParams struct {
+	AccountID uuid.UUID
+	Day       pgtype.Date
+}
+
+type AccountDayGroupsRow struct {
+	Class                 string
+	Service               string
+	Messages              int64
+	DmarcPass             int64
+	SpfPass               int64
+	SpfAligned            int64
+	DkimPass              int64
+	DkimAligned           int64
+	DispositionNone       int64
+	DispositionQuarantine int64
+	DispositionReject     int64
+	Reporters             []string
+	Sources               []byte
+	Ips                   []netip.Addr
+}
+
+// The summaries of an account's domains for a day, each with its sketch
+// of addresses or, for one written without a sketch, its addresses.
+func (q *Queries) AccountDayGroups(ctx context.Context, arg AccountDayGroupsParams) ([]AccountDayGroupsRow, error) {
+	rows, err := q.db.Query(ctx, accountDayGroups, arg.AccountID, arg.Day)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AccountDayGroupsRow
+	for rows.Next() {
+		var i AccountDayGroupsRow
+		if err := rows.Scan(
+			&i.Class,
+			&i.Service,
+			&i.Messages,
+			&i.DmarcPass,
+			&i.SpfPass,
+			&i.SpfAligned,
+			&i.DkimPass,
+			&i.DkimAligned,
+			&i.DispositionNone,
+			&i.DispositionQuarantine,
+			&i.DispositionReject,
+			&i.Reporters,
+			&i.Sources,
+			&i.Ips,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const bumpGeneration = `-- name: BumpGeneration :exec
+INSERT INTO report_generations (scope_id, generation) VALUES ($1::uuid, 1)
+ON CONFLICT (scope_id) DO UPDATE SET generation = report_generations.generation + 1
+`
+
+// A domain's or an account's summaries changed: what was computed from
+// them before (report_top_unidentified) is stale.
+func (q *Queries) BumpGeneration(ctx context.Context, scopeID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, bumpGeneration, scopeID)
+	return err
+}
+
+const clearAccountDay = `-- name: ClearAccountDay :exec
+DELETE FROM account_daily WHERE account_id = $1::uuid AND day = $2::date
+`
+
+type ClearAccountDayParams struct {
+	AccountID uuid.UUID
+	Day       pgtype.Date
+}
+
+func (q *Queries) ClearAccountDay(ctx context.Context, arg ClearAccountDayParams) error {
+	_, err := q.db.Exec(ctx, clearAccountDay, arg.AccountID, arg.Day)
+	return err
+}
+
 const clearDay = `-- name: ClearDay :exec
 WITH gone AS (
     DELETE FROM source_classes c WHERE c.domain_id = $1::uuid AND c.day = $2::date
@@ -232,6 +325,22 @@ func (q *Queries) DomainNetblocks(ctx context.Context, domainID uuid.UUID) ([]ne
 	return items, nil
 }
 
+const doneAccountDay = `-- name: DoneAccountDay :exec
+DELETE FROM account_days WHERE account_id = $1 AND day = $2 AND queued_at = $3
+`
+
+type DoneAccountDayParams struct {
+	AccountID uuid.UUID
+	Day       pgtype.Date
+	QueuedAt  time.Time
+}
+
+// The account day is summarised; queued again meanwhile, it stays.
+func (q *Queries) DoneAccountDay(ctx context.Context, arg DoneAccountDayParams) error {
+	_, err := q.db.Exec(ctx, doneAccountDay, arg.AccountID, arg.Day, arg.QueuedAt)
+	return err
+}
+
 const doneDay = `-- name: DoneDay :exec
 DELETE FROM classify_days WHERE domain_id = $1 AND day = $2 AND queued_at = $3
 `
@@ -273,6 +382,28 @@ func (q *Queries) ExpandQueuedDomain(ctx context.Context) (ExpandQueuedDomainRow
 	row := q.db.QueryRow(ctx, expandQueuedDomain)
 	var i ExpandQueuedDomainRow
 	err := row.Scan(&i.Domains, &i.Days)
+	return i, err
+}
+
+const nextAccountDay = `-- name: NextAccountDay :one
+SELECT q.account_id, q.day, q.queued_at
+FROM account_days q
+WHERE NOT EXISTS (SELECT 1 FROM classify_days c JOIN domains d ON d.id = c.domain_id
+                  WHERE d.account_id = q.account_id AND c.day = q.day)
+  AND NOT EXISTS (SELECT 1 FROM classify_domains c JOIN domains d ON d.id = c.domain_id
+                  WHERE d.account_id = q.account_id)
+ORDER BY q.queued_at
+LIMIT 1
+FOR UPDATE OF q SKIP LOCKED
+`
+
+// The account day queued longest whose domains have none of their days
+// queued for classification (nor a domain queued whole), locked for this
+// worker: its summary is rebuilt from theirs.
+func (q *Queries) NextAccountDay(ctx context.Context) (AccountDay, error) {
+	row := q.db.QueryRow(ctx, nextAccountDay)
+	var i AccountDay
+	err := row.Scan(&i.AccountID, &i.Day, &i.QueuedAt)
 	return i, err
 }
 
