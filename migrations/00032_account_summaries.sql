@@ -135,21 +135,24 @@ FROM account_days q
 JOIN domains d ON d.account_id = q.account_id
 CROSS JOIN LATERAL (SELECT * FROM report_sources_daily_ips l WHERE l.domain_id = d.id AND l.day = q.day OFFSET 0) l;
 
--- The top unidentified sources over the preset ranges (the last 7, 30
--- and 90 days), per domain and per account's report, kept by the job
--- report.top_unidentified and read only while still exact: computed for
--- the same last day, over the same accounts (an account's report reads
--- the accounts it covers whole), none of whose generations has moved
--- since, and none of whose days in the range is queued. A generation
--- counts the rebuilds of a domain's days (the classifier's, each day it
--- classifies) or of an account's (each account day it summarises).
+-- What the report reads over the preset ranges (the last 7, 30 and 90
+-- days), per domain and per account's report: the top unidentified
+-- sources, and each sender's distinct addresses (the merge of 90 days of
+-- sketches of an account's busiest senders is most of its report's
+-- time), kept by the classify job and read only while still exact:
+-- computed for the same last day, over the same members (the domain, or
+-- the accounts an account's report reads whole), none of whose
+-- generations has moved since, and none of whose days in the range is
+-- queued. A generation counts the rebuilds of a domain's days (the
+-- classifier's, each day it classifies) or of an account's (each account
+-- day it summarises).
 CREATE TABLE report_generations (
     -- A domain's id or an account's.
     scope_id   uuid PRIMARY KEY,
     generation bigint NOT NULL
 );
 
-CREATE TABLE report_top_unidentified (
+CREATE TABLE report_presets (
     domain_id   uuid REFERENCES domains (id) ON DELETE CASCADE,
     account_id  uuid REFERENCES accounts (id) ON DELETE CASCADE,
     days        int NOT NULL CHECK (days > 0),
@@ -157,14 +160,37 @@ CREATE TABLE report_top_unidentified (
     -- The domain, or the accounts read whole, and their generations.
     members     uuid[] NOT NULL,
     generations bigint[] NOT NULL,
-    -- The sources, most messages first, with their sums: a JSON array of
-    -- {ip, messages, dmarc_pass, ..., reporters}.
-    sources     jsonb NOT NULL,
+    -- The top unidentified sources, most messages first, with their sums:
+    -- a JSON array of {ip, messages, dmarc_pass, ..., reporters}.
+    top         jsonb NOT NULL,
+    -- Every sender's distinct addresses: [{class, service, sources}].
+    senders     jsonb NOT NULL,
     computed_at timestamptz NOT NULL DEFAULT now(),
     CHECK ((domain_id IS NULL) <> (account_id IS NULL)),
     CHECK (cardinality(members) = cardinality(generations))
 );
-CREATE UNIQUE INDEX report_top_unidentified_key ON report_top_unidentified ((coalesce(domain_id, account_id)), days);
+CREATE UNIQUE INDEX report_presets_key ON report_presets ((coalesce(domain_id, account_id)), days);
+
+-- The members' generations, in their order (0 for none yet).
+-- +goose StatementBegin
+CREATE FUNCTION report_generations_of(members uuid[]) RETURNS bigint[] LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(coalesce(g.generation, 0) ORDER BY m.n), '{}')
+    FROM unnest(members) WITH ORDINALITY AS m (id, n)
+    LEFT JOIN report_generations g ON g.scope_id = m.id
+$$;
+-- +goose StatementEnd
+
+-- Whether a preset computed at these generations is exact for a range:
+-- the generations have not moved, and no day of the range is queued (a
+-- domain's for classification, an account's for its summary).
+-- +goose StatementBegin
+CREATE FUNCTION report_preset_valid(members uuid[], generations bigint[], from_day date, to_day date) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT generations = report_generations_of(members)
+       AND NOT EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY(members) AND c.day BETWEEN from_day AND to_day)
+       AND NOT EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY(members) AND q.day BETWEEN from_day AND to_day)
+$$;
+-- +goose StatementEnd
 
 -- Every domain with data is classified again, which writes its sketches;
 -- every account day with data waits for its summary.
@@ -175,7 +201,8 @@ SELECT DISTINCT d.account_id, r.day FROM report_daily r JOIN domains d ON d.id =
 ON CONFLICT DO NOTHING;
 
 -- +goose Down
-DROP TABLE report_top_unidentified, report_generations;
+DROP FUNCTION report_preset_valid(uuid[], bigint[], date, date), report_generations_of(uuid[]);
+DROP TABLE report_presets, report_generations;
 DROP VIEW report_accounts_daily, report_sources_daily_ips;
 CREATE INDEX source_classes_sender_idx ON source_classes (domain_id, day, class, service) INCLUDE (source_ip);
 DROP TRIGGER account_days_domains_deleted ON domains;

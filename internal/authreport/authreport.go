@@ -379,7 +379,10 @@ func (r *Reader) Senders(ctx context.Context, s *Scope, q SenderQuery) (SenderPa
 		return SenderPage{}, apperr.Invalid("sort", "unknown order %q", q.Sort)
 	}
 	p := authreportdb.SendersParams{AccountIds: s.whole, DomainIds: s.single, FromDay: pgDate(s.rng.From), ToDay: pgDate(s.rng.To),
-		Sort: string(q.Sort), Lim: int32(q.First + 1), Off: int32(off)}
+		Sort: string(q.Sort), Lim: int32(q.First + 1), Off: int32(off), Members: []uuid.UUID{}}
+	if id, days, members, ok := s.preset(time.Now()); ok {
+		p.PresetID, p.PresetDays, p.Members = &id, days, members
+	}
 	if q.Category != "" {
 		c := string(q.Category)
 		p.Class = &c
@@ -394,9 +397,11 @@ func (r *Reader) Senders(ctx context.Context, s *Scope, q SenderQuery) (SenderPa
 	}
 	for i, row := range rows {
 		page.TotalCount = row.Total
-		n, err := sources(row.Sketches, row.Ips)
-		if err != nil {
-			return SenderPage{}, fmt.Errorf("count the addresses of %s %s: %w", row.Class, row.Service, err)
+		n := row.PresetSources
+		if !row.Preset {
+			if n, err = sources(row.Sketches, row.Ips); err != nil {
+				return SenderPage{}, fmt.Errorf("count the addresses of %s %s: %w", row.Class, row.Service, err)
+			}
 		}
 		page.Senders = append(page.Senders, Sender{
 			Category: Category(row.Class), Service: row.Service, Name: row.Name, ServiceCategory: row.ServiceCategory,

@@ -263,10 +263,10 @@ func TestSummariesFollowRollups(t *testing.T) {
 	require.Equal(t, 9, classes)
 }
 
-// TestTopUnidentifiedPresets: the top unidentified sources over a preset
-// range are served from the preset the job keeps while it is exact, and
-// summed again as soon as a day of the range is queued or rebuilt, for a
-// domain and for the account.
+// TestTopUnidentifiedPresets: the top unidentified sources and the
+// senders' distinct addresses over a preset range are served from the
+// preset the job keeps while it is exact, and summed again as soon as a day
+// of the range is queued or rebuilt, for a domain and for the account.
 func TestTopUnidentifiedPresets(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -332,21 +332,41 @@ func TestTopUnidentifiedPresets(t *testing.T) {
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7}, top(whole))
 
 	// The reads are the presets': marked, they show the mark.
-	_, err = pool.Exec(ctx, `UPDATE report_top_unidentified
-		SET sources = jsonb_set(sources, '{0,messages}', to_jsonb((sources->0->>'messages')::bigint + 1000))`)
+	_, err = pool.Exec(ctx, `UPDATE report_presets
+		SET top = jsonb_set(top, '{0,messages}', to_jsonb((top->0->>'messages')::bigint + 1000))`)
 	require.NoError(t, err)
 	require.Equal(t, map[string]int64{"203.0.113.1": 1005, "203.0.113.2": 3}, top(dom))
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 1007}, top(whole))
+	senders := func(s *authreport.Scope) map[string]int64 {
+		t.Helper()
+		page, err := r.Senders(as, s, authreport.SenderQuery{First: 10})
+		require.NoError(t, err)
+		out := map[string]int64{}
+		for _, x := range page.Senders {
+			out[x.Name] = x.Sources
+		}
+		return out
+	}
+	require.Equal(t, map[string]int64{"Unidentified": 2}, senders(dom))
+	require.Equal(t, map[string]int64{"Unidentified": 2}, senders(whole))
+	_, err = pool.Exec(ctx, `UPDATE report_presets SET senders = (SELECT jsonb_agg(jsonb_set(e, '{sources}', to_jsonb((e->>'sources')::bigint + 100)))
+		FROM jsonb_array_elements(senders) e)`)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"Unidentified": 102}, senders(dom))
+	require.Equal(t, map[string]int64{"Unidentified": 102}, senders(whole))
 	// Not a preset range: summed.
 	ten, err := r.Domain(as, acct.ID, domains[0], authreport.LastDays(time.Now(), 10))
 	require.NoError(t, err)
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(ten))
+	require.Equal(t, map[string]int64{"Unidentified": 2}, senders(ten))
 
 	// A report for the second domain queues its day: the account's read
 	// is summed (live), the first domain's preset still serves.
 	add(domains[1], "203.0.113.3", 9)
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7, "203.0.113.3": 9}, top(whole))
+	require.Equal(t, map[string]int64{"Unidentified": 3}, senders(whole))
 	require.Equal(t, map[string]int64{"203.0.113.1": 1005, "203.0.113.2": 3}, top(dom))
+	require.Equal(t, map[string]int64{"Unidentified": 102}, senders(dom))
 	// Classified, the account's day is rebuilt: its generation moved.
 	classify()
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7, "203.0.113.3": 9}, top(whole))
@@ -355,6 +375,7 @@ func TestTopUnidentifiedPresets(t *testing.T) {
 	require.NoError(t, err)
 	classify()
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
+	require.Equal(t, map[string]int64{"Unidentified": 2}, senders(dom))
 	res, err = authreport.RefreshTopUnidentified(ctx, pool, time.Now(), time.Time{})
 	require.NoError(t, err)
 	require.Equal(t, authreport.TopRefresh{Stored: 3 * len(authreport.PresetDays), Done: true}, res, "each had a day rebuilt")

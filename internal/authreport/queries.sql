@@ -38,10 +38,19 @@ FROM d LEFT JOIN r ON r.scope = d.scope AND r.class = d.class
 GROUP BY 1, 2;
 
 -- name: Senders :many
--- A page of senders: a service each, else the class; with the sketches
--- of each one's addresses per day and, for the days without one, its
--- addresses, which Go merges into its count of distinct addresses.
-WITH d AS (
+-- A page of senders: a service each, else the class; with each one's
+-- distinct addresses from the scope's preset while it is exact (as in
+-- TopUnidentified), else the sketches of its addresses per day and, for
+-- the days without one, its addresses, which Go merges into its count.
+WITH valid AS (
+    SELECT t.senders FROM report_presets t
+    WHERE coalesce(t.domain_id, t.account_id) = sqlc.narg(preset_id)::uuid AND t.days = @preset_days::int
+      AND t.to_day = @to_day::date AND t.members = @members::uuid[]
+      AND report_preset_valid(t.members, t.generations, @from_day::date, @to_day::date)
+), pc AS (
+    SELECT e->>'class' AS class, e->>'service' AS service, (e->>'sources')::bigint AS sources
+    FROM valid, jsonb_array_elements(valid.senders) AS e
+), d AS (
     SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters, s.sources, s.ips
     FROM report_accounts_daily s
@@ -92,21 +101,23 @@ WITH d AS (
 -- The page's senders' sketches and addresses only.
 , k AS (
     SELECT d.class, d.service, array_remove(array_agg(d.sources), NULL)::bytea[] AS sketches
-    FROM d WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p)
+    FROM d WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p) AND NOT EXISTS (SELECT 1 FROM valid)
     GROUP BY 1, 2
 ), i AS (
     SELECT d.class, d.service, array_agg(DISTINCT ip) AS ips
     FROM d, unnest(d.ips) AS ip
-    WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p)
+    WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p) AND NOT EXISTS (SELECT 1 FROM valid)
     GROUP BY 1, 2
 )
 SELECT p.class, p.service,
        p.messages, p.dmarc_pass, p.spf_pass, p.spf_aligned, p.dkim_pass, p.dkim_aligned,
        p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total,
-       coalesce(k.sketches, '{}')::bytea[] AS sketches, coalesce(i.ips, '{}')::inet[] AS ips
+       coalesce(k.sketches, '{}')::bytea[] AS sketches, coalesce(i.ips, '{}')::inet[] AS ips,
+       EXISTS (SELECT 1 FROM valid)::bool AS preset, coalesce(pc.sources, 0)::bigint AS preset_sources
 FROM p
 LEFT JOIN k ON k.class = p.class AND k.service = p.service
 LEFT JOIN i ON i.class = p.class AND i.service = p.service
+LEFT JOIN pc ON pc.class = p.class AND pc.service = p.service
 ORDER BY
     CASE WHEN @sort::text = 'messages' THEN p.messages END DESC,
     CASE WHEN @sort::text = 'rate_asc' THEN p.rate END ASC,
@@ -163,27 +174,23 @@ ORDER BY 1;
 
 -- name: TopUnidentified :many
 -- The unidentified sources with the most messages, with what is known of
--- their addresses: from the scope's preset (report_top_unidentified,
+-- their addresses: from the scope's preset (report_presets,
 -- migration 00032) while it is exact, else the top ones by their messages
 -- alone (an index-only scan), then their other sums. preset_id is the
 -- domain or account whose preset may serve (NULL: none may), members its
 -- domain or whole accounts, sorted.
 WITH valid AS (
-    SELECT t.sources FROM report_top_unidentified t
-    WHERE sqlc.narg(preset_id)::uuid IS NOT NULL
-      AND coalesce(t.domain_id, t.account_id) = sqlc.narg(preset_id)::uuid AND t.days = @preset_days::int
+    SELECT t.top FROM report_presets t
+    WHERE coalesce(t.domain_id, t.account_id) = sqlc.narg(preset_id)::uuid AND t.days = @preset_days::int
       AND t.to_day = @to_day::date AND t.members = @members::uuid[]
-      AND t.generations = ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(t.members) WITH ORDINALITY AS m (id, n)
-                                LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)
-      AND NOT EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY(t.members) AND c.day BETWEEN @from_day::date AND @to_day::date)
-      AND NOT EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY(t.members) AND q.day BETWEEN @from_day::date AND @to_day::date)
+      AND report_preset_valid(t.members, t.generations, @from_day::date, @to_day::date)
 ), preset AS (
     SELECT (e->>'ip')::inet AS source_ip, (e->>'messages')::bigint AS messages, (e->>'dmarc_pass')::bigint AS dmarc_pass,
            (e->>'spf_pass')::bigint AS spf_pass, (e->>'spf_aligned')::bigint AS spf_aligned, (e->>'dkim_pass')::bigint AS dkim_pass,
            (e->>'dkim_aligned')::bigint AS dkim_aligned, (e->>'disposition_none')::bigint AS disposition_none,
            (e->>'disposition_quarantine')::bigint AS disposition_quarantine, (e->>'disposition_reject')::bigint AS disposition_reject,
            ARRAY(SELECT jsonb_array_elements_text(e->'reporters'))::text[] AS reporters
-    FROM valid, jsonb_array_elements(valid.sources) AS e
+    FROM valid, jsonb_array_elements(valid.top) AS e
 ), top AS (
     SELECT s.source_ip, sum(s.messages)::bigint AS messages
     FROM report_sources_ips s
@@ -287,7 +294,8 @@ ORDER BY id;
 SELECT id FROM accounts WHERE parent_id = @parent_id::uuid ORDER BY id;
 
 -- name: TopStale :many
--- The presets of the top unidentified sources that are not current: for
+-- The presets (the top unidentified sources, the senders' addresses) that
+-- are not current: for
 -- every domain with summaries since a day, and every account with domains
 -- (an account's report as its owner reads it: over the account and its
 -- customer accounts, all whole), each preset range whose preset was not
@@ -310,25 +318,44 @@ WITH c AS (
 SELECT c.scope_id, c.is_account, c.members, c.domains, w.days::int AS days
 FROM c CROSS JOIN unnest(@days::int[]) AS w (days)
 WHERE NOT EXISTS (
-    SELECT 1 FROM report_top_unidentified t
+    SELECT 1 FROM report_presets t
     WHERE coalesce(t.domain_id, t.account_id) = c.scope_id AND t.days = w.days AND t.to_day = @to_day::date
-      AND t.members = c.members
-      AND t.generations = ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(t.members) WITH ORDINALITY AS m (id, n)
-                                LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)
+      AND t.members = c.members AND t.generations = report_generations_of(t.members)
 )
 ORDER BY 2, 1, 5;
 
 -- name: TopInputs :one
 -- The members' generations, and whether a day of the range is queued (the
 -- preset would not be exact).
-SELECT ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(@members::uuid[]) WITH ORDINALITY AS m (id, n)
-             LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)::bigint[] AS generations,
+SELECT report_generations_of(@members::uuid[])::bigint[] AS generations,
        (EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY(@domains::uuid[]) AND c.day BETWEEN @from_day::date AND @to_day::date)
         OR EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY(@members::uuid[]) AND q.day BETWEEN @from_day::date AND @to_day::date))::bool AS queued;
 
--- name: StoreTop :exec
-INSERT INTO report_top_unidentified (domain_id, account_id, days, to_day, members, generations, sources)
-VALUES (sqlc.narg(domain_id)::uuid, sqlc.narg(account_id)::uuid, @days::int, @to_day::date, @members::uuid[], @generations::bigint[], @sources::jsonb)
+-- name: ScopeSketches :many
+-- Every sender's sketches of addresses per day (or, for a day without
+-- one, its addresses) over a range: a preset's distinct addresses.
+WITH d AS (
+    SELECT s.class, s.service, s.sources, s.ips
+    FROM report_accounts_daily s
+    WHERE s.account_id = ANY(@account_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
+    UNION ALL
+    SELECT s.class, s.service, s.sources, s.ips
+    FROM report_sources_daily_ips s
+    WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
+), i AS (
+    SELECT d.class, d.service, array_agg(DISTINCT ip) AS ips
+    FROM d, unnest(d.ips) AS ip
+    GROUP BY 1, 2
+)
+SELECT d.class::text AS class, d.service::text AS service, array_remove(array_agg(d.sources), NULL)::bytea[] AS sketches,
+       coalesce(min(i.ips), '{}')::inet[] AS ips
+FROM d LEFT JOIN i ON i.class = d.class AND i.service = d.service
+GROUP BY 1, 2;
+
+-- name: StorePreset :exec
+INSERT INTO report_presets (domain_id, account_id, days, to_day, members, generations, top, senders)
+VALUES (sqlc.narg(domain_id)::uuid, sqlc.narg(account_id)::uuid, @days::int, @to_day::date, @members::uuid[], @generations::bigint[],
+        @top::jsonb, @senders::jsonb)
 ON CONFLICT ((coalesce(domain_id, account_id)), days) DO UPDATE
-SET to_day = EXCLUDED.to_day, members = EXCLUDED.members, generations = EXCLUDED.generations, sources = EXCLUDED.sources,
-    computed_at = now();
+SET to_day = EXCLUDED.to_day, members = EXCLUDED.members, generations = EXCLUDED.generations, top = EXCLUDED.top,
+    senders = EXCLUDED.senders, computed_at = now();

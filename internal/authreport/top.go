@@ -16,13 +16,15 @@ import (
 )
 
 // PresetDays are the ranges, ending today, whose top unidentified sources
-// are kept per domain and per account (report_top_unidentified, migration
-// 00032) by [RefreshTopUnidentified]: summing every source of an
-// account's 1,000 domains over 30 days on each read takes hundreds of
+// and senders' distinct addresses are kept per domain and per account
+// (report_presets, migration 00032) by [RefreshTopUnidentified]: summing
+// every source of an account's 1,000 domains over 30 days, or merging 90
+// days of its busiest senders' sketches, on each read takes hundreds of
 // milliseconds. A preset serves a read only while it is exact: computed
 // for the same last day and members, none of whose summaries has changed
 // since (their generations), with no day of the range queued. Any other
-// range, and a read the preset cannot serve, sums the sources.
+// range, and a read the preset cannot serve, sums the sources and merges
+// the sketches.
 var PresetDays = []int32{7, 30, 90}
 
 // preset says which preset may serve the scope's top unidentified sources
@@ -69,6 +71,13 @@ type presetSource struct {
 	Reporters             []string `json:"reporters"`
 }
 
+// presetSender is a sender's distinct addresses as a preset stores them.
+type presetSender struct {
+	Class   string `json:"class"`
+	Service string `json:"service"`
+	Sources int64  `json:"sources"`
+}
+
 // TopRefresh is what one [RefreshTopUnidentified] did.
 type TopRefresh struct {
 	// Stored presets, and those left because a day of their range was
@@ -78,8 +87,8 @@ type TopRefresh struct {
 	Done bool
 }
 
-// RefreshTopUnidentified computes the presets of the top unidentified
-// sources that are not current at now, for every domain with summaries in
+// RefreshTopUnidentified computes the presets (the top unidentified
+// sources, the senders' distinct addresses) that are not current at now, for every domain with summaries in
 // the longest preset range and every account with domains (its report as
 // its owner reads it: with its customer accounts'), until deadline (zero:
 // none). Each is computed in a repeatable-read transaction, so that the
@@ -136,18 +145,38 @@ func refreshTop(ctx context.Context, pool *pgxpool.Pool, c authreportdb.TopStale
 				DKIMPass: r.DkimPass, DKIMAligned: r.DkimAligned, DispositionNone: r.DispositionNone,
 				DispositionQuarantine: r.DispositionQuarantine, DispositionReject: r.DispositionReject, Reporters: r.Reporters}
 		}
-		b, err := json.Marshal(srcs)
+		top, err := json.Marshal(srcs)
 		if err != nil {
 			return fmt.Errorf("encode a preset: %w", err)
 		}
-		p := authreportdb.StoreTopParams{Days: c.Days, ToDay: pgDate(to), Members: c.Members, Generations: in.Generations, Sources: b}
+		sp := authreportdb.ScopeSketchesParams{FromDay: pgDate(from), ToDay: pgDate(to), AccountIds: []uuid.UUID{}, DomainIds: c.Members}
+		if c.IsAccount {
+			sp.AccountIds, sp.DomainIds = c.Members, []uuid.UUID{}
+		}
+		sk, err := q.ScopeSketches(ctx, sp)
+		if err != nil {
+			return fmt.Errorf("read a preset's senders: %w", err)
+		}
+		senders := make([]presetSender, len(sk))
+		for i, r := range sk {
+			n, err := sources(r.Sketches, r.Ips)
+			if err != nil {
+				return fmt.Errorf("count the addresses of %s %s: %w", r.Class, r.Service, err)
+			}
+			senders[i] = presetSender{Class: r.Class, Service: r.Service, Sources: n}
+		}
+		sb, err := json.Marshal(senders)
+		if err != nil {
+			return fmt.Errorf("encode a preset: %w", err)
+		}
+		p := authreportdb.StorePresetParams{Days: c.Days, ToDay: pgDate(to), Members: c.Members, Generations: in.Generations, Top: top, Senders: sb}
 		id := c.ScopeID
 		if c.IsAccount {
 			p.AccountID = &id
 		} else {
 			p.DomainID = &id
 		}
-		if err := q.StoreTop(ctx, p); err != nil {
+		if err := q.StorePreset(ctx, p); err != nil {
 			return fmt.Errorf("store a preset: %w", err)
 		}
 		stored = true

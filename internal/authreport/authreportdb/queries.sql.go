@@ -184,19 +184,93 @@ func (q *Queries) ReportDomains(ctx context.Context, arg ReportDomainsParams) ([
 	return items, nil
 }
 
-const senders = `-- name: Senders :many
+const scopeSketches = `-- name: ScopeSketches :many
 WITH d AS (
+    SELECT s.class, s.service, s.sources, s.ips
+    FROM report_accounts_daily s
+    WHERE s.account_id = ANY($1::uuid[]) AND s.day BETWEEN $2::date AND $3::date
+    UNION ALL
+    SELECT s.class, s.service, s.sources, s.ips
+    FROM report_sources_daily_ips s
+    WHERE s.domain_id = ANY($4::uuid[]) AND s.day BETWEEN $2::date AND $3::date
+), i AS (
+    SELECT d.class, d.service, array_agg(DISTINCT ip) AS ips
+    FROM d, unnest(d.ips) AS ip
+    GROUP BY 1, 2
+)
+SELECT d.class::text AS class, d.service::text AS service, array_remove(array_agg(d.sources), NULL)::bytea[] AS sketches,
+       coalesce(min(i.ips), '{}')::inet[] AS ips
+FROM d LEFT JOIN i ON i.class = d.class AND i.service = d.service
+GROUP BY 1, 2
+`
+
+type ScopeSketchesParams struct {
+	AccountIds []uuid.UUID
+	FromDay    pgtype.Date
+	ToDay      pgtype.Date
+	DomainIds  []uuid.UUID
+}
+
+type ScopeSketchesRow struct {
+	Class    string
+	Service  string
+	Sketches [][]byte
+	Ips      []netip.Addr
+}
+
+// Every sender's sketches of addresses per day (or, for a day without
+// one, its addresses) over a range: a preset's distinct addresses.
+func (q *Queries) ScopeSketches(ctx context.Context, arg ScopeSketchesParams) ([]ScopeSketchesRow, error) {
+	rows, err := q.db.Query(ctx, scopeSketches,
+		arg.AccountIds,
+		arg.FromDay,
+		arg.ToDay,
+		arg.DomainIds,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ScopeSketchesRow
+	for rows.Next() {
+		var i ScopeSketchesRow
+		if err := rows.Scan(
+			&i.Class,
+			&i.Service,
+			&i.Sketches,
+			&i.Ips,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const senders = `-- name: Senders :many
+WITH valid AS (
+    SELECT t.senders FROM report_presets t
+    WHERE coalesce(t.domain_id, t.account_id) = $2::uuid AND t.days = $3::int
+      AND t.to_day = $4::date AND t.members = $5::uuid[]
+      AND report_preset_valid(t.members, t.generations, $6::date, $4::date)
+), pc AS (
+    SELECT e->>'class' AS class, e->>'service' AS service, (e->>'sources')::bigint AS sources
+    FROM valid, jsonb_array_elements(valid.senders) AS e
+), d AS (
     SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters, s.sources, s.ips
     FROM report_accounts_daily s
-    WHERE s.account_id = ANY($2::uuid[]) AND s.day BETWEEN $3::date AND $4::date
-      AND ($5::text IS NULL OR s.class = $5::text)
+    WHERE s.account_id = ANY($7::uuid[]) AND s.day BETWEEN $6::date AND $4::date
+      AND ($8::text IS NULL OR s.class = $8::text)
     UNION ALL
     SELECT s.class, s.service, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters, s.sources, s.ips
     FROM report_sources_daily_ips s
-    WHERE s.domain_id = ANY($6::uuid[]) AND s.day BETWEEN $3::date AND $4::date
-      AND ($5::text IS NULL OR s.class = $5::text)
+    WHERE s.domain_id = ANY($9::uuid[]) AND s.day BETWEEN $6::date AND $4::date
+      AND ($8::text IS NULL OR s.class = $8::text)
 ), r AS (
     SELECT x.class, x.service, array_agg(x.reporter ORDER BY x.reporter) AS reporters
     FROM (SELECT DISTINCT d.class, d.service, unnest(d.reporters) AS reporter FROM d) x
@@ -231,25 +305,27 @@ WITH d AS (
         CASE WHEN $1::text = 'rate_asc' THEN n.rate END ASC,
         CASE WHEN $1::text = 'rate_desc' THEN n.rate END DESC,
         n.name, n.class, n.service
-    LIMIT $8 OFFSET $7
+    LIMIT $11 OFFSET $10
 )
 , k AS (
     SELECT d.class, d.service, array_remove(array_agg(d.sources), NULL)::bytea[] AS sketches
-    FROM d WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p)
+    FROM d WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p) AND NOT EXISTS (SELECT 1 FROM valid)
     GROUP BY 1, 2
 ), i AS (
     SELECT d.class, d.service, array_agg(DISTINCT ip) AS ips
     FROM d, unnest(d.ips) AS ip
-    WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p)
+    WHERE (d.class, d.service) IN (SELECT p.class, p.service FROM p) AND NOT EXISTS (SELECT 1 FROM valid)
     GROUP BY 1, 2
 )
 SELECT p.class, p.service,
        p.messages, p.dmarc_pass, p.spf_pass, p.spf_aligned, p.dkim_pass, p.dkim_aligned,
        p.disposition_none, p.disposition_quarantine, p.disposition_reject, p.reporters, p.name, p.service_category, p.total,
-       coalesce(k.sketches, '{}')::bytea[] AS sketches, coalesce(i.ips, '{}')::inet[] AS ips
+       coalesce(k.sketches, '{}')::bytea[] AS sketches, coalesce(i.ips, '{}')::inet[] AS ips,
+       EXISTS (SELECT 1 FROM valid)::bool AS preset, coalesce(pc.sources, 0)::bigint AS preset_sources
 FROM p
 LEFT JOIN k ON k.class = p.class AND k.service = p.service
 LEFT JOIN i ON i.class = p.class AND i.service = p.service
+LEFT JOIN pc ON pc.class = p.class AND pc.service = p.service
 ORDER BY
     CASE WHEN $1::text = 'messages' THEN p.messages END DESC,
     CASE WHEN $1::text = 'rate_asc' THEN p.rate END ASC,
@@ -259,9 +335,12 @@ ORDER BY
 
 type SendersParams struct {
 	Sort       string
-	AccountIds []uuid.UUID
-	FromDay    pgtype.Date
+	PresetID   *uuid.UUID
+	PresetDays int32
 	ToDay      pgtype.Date
+	Members    []uuid.UUID
+	FromDay    pgtype.Date
+	AccountIds []uuid.UUID
 	Class      *string
 	DomainIds  []uuid.UUID
 	Off        int32
@@ -286,18 +365,24 @@ type SendersRow struct {
 	Total                 int64
 	Sketches              [][]byte
 	Ips                   []netip.Addr
+	Preset                bool
+	PresetSources         int64
 }
 
-// A page of senders: a service each, else the class; with the sketches
-// of each one's addresses per day and, for the days without one, its
-// addresses, which Go merges into its count of distinct addresses.
+// A page of senders: a service each, else the class; with each one's
+// distinct addresses from the scope's preset while it is exact (as in
+// TopUnidentified), else the sketches of its addresses per day and, for
+// the days without one, its addresses, which Go merges into its count.
 // The page's senders' sketches and addresses only.
 func (q *Queries) Senders(ctx context.Context, arg SendersParams) ([]SendersRow, error) {
 	rows, err := q.db.Query(ctx, senders,
 		arg.Sort,
-		arg.AccountIds,
-		arg.FromDay,
+		arg.PresetID,
+		arg.PresetDays,
 		arg.ToDay,
+		arg.Members,
+		arg.FromDay,
+		arg.AccountIds,
 		arg.Class,
 		arg.DomainIds,
 		arg.Off,
@@ -328,6 +413,8 @@ func (q *Queries) Senders(ctx context.Context, arg SendersParams) ([]SendersRow,
 			&i.Total,
 			&i.Sketches,
 			&i.Ips,
+			&i.Preset,
+			&i.PresetSources,
 		); err != nil {
 			return nil, err
 		}
@@ -453,33 +540,36 @@ func (q *Queries) Source(ctx context.Context, arg SourceParams) (SourceRow, erro
 	return i, err
 }
 
-const storeTop = `-- name: StoreTop :exec
-INSERT INTO report_top_unidentified (domain_id, account_id, days, to_day, members, generations, sources)
-VALUES ($1::uuid, $2::uuid, $3::int, $4::date, $5::uuid[], $6::bigint[], $7::jsonb)
+const storePreset = `-- name: StorePreset :exec
+INSERT INTO report_presets (domain_id, account_id, days, to_day, members, generations, top, senders)
+VALUES ($1::uuid, $2::uuid, $3::int, $4::date, $5::uuid[], $6::bigint[],
+        $7::jsonb, $8::jsonb)
 ON CONFLICT ((coalesce(domain_id, account_id)), days) DO UPDATE
-SET to_day = EXCLUDED.to_day, members = EXCLUDED.members, generations = EXCLUDED.generations, sources = EXCLUDED.sources,
-    computed_at = now()
+SET to_day = EXCLUDED.to_day, members = EXCLUDED.members, generations = EXCLUDED.generations, top = EXCLUDED.top,
+    senders = EXCLUDED.senders, computed_at = now()
 `
 
-type StoreTopParams struct {
+type StorePresetParams struct {
 	DomainID    *uuid.UUID
 	AccountID   *uuid.UUID
 	Days        int32
 	ToDay       pgtype.Date
 	Members     []uuid.UUID
 	Generations []int64
-	Sources     []byte
+	Top         []byte
+	Senders     []byte
 }
 
-func (q *Queries) StoreTop(ctx context.Context, arg StoreTopParams) error {
-	_, err := q.db.Exec(ctx, storeTop,
+func (q *Queries) StorePreset(ctx context.Context, arg StorePresetParams) error {
+	_, err := q.db.Exec(ctx, storePreset,
 		arg.DomainID,
 		arg.AccountID,
 		arg.Days,
 		arg.ToDay,
 		arg.Members,
 		arg.Generations,
-		arg.Sources,
+		arg.Top,
+		arg.Senders,
 	)
 	return err
 }
@@ -589,8 +679,7 @@ func (q *Queries) Summaries(ctx context.Context, arg SummariesParams) ([]Summari
 }
 
 const topInputs = `-- name: TopInputs :one
-SELECT ARRAY(SELECT coalesce(g.generation, 0) FROM unnest($1::uuid[]) WITH ORDINALITY AS m (id, n)
-             LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)::bigint[] AS generations,
+SELECT report_generations_of($1::uuid[])::bigint[] AS generations,
        (EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY($2::uuid[]) AND c.day BETWEEN $3::date AND $4::date)
         OR EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY($1::uuid[]) AND q.day BETWEEN $3::date AND $4::date))::bool AS queued
 `
@@ -639,11 +728,9 @@ WITH c AS (
 SELECT c.scope_id, c.is_account, c.members, c.domains, w.days::int AS days
 FROM c CROSS JOIN unnest($1::int[]) AS w (days)
 WHERE NOT EXISTS (
-    SELECT 1 FROM report_top_unidentified t
+    SELECT 1 FROM report_presets t
     WHERE coalesce(t.domain_id, t.account_id) = c.scope_id AND t.days = w.days AND t.to_day = $2::date
-      AND t.members = c.members
-      AND t.generations = ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(t.members) WITH ORDINALITY AS m (id, n)
-                                LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)
+      AND t.members = c.members AND t.generations = report_generations_of(t.members)
 )
 ORDER BY 2, 1, 5
 `
@@ -662,7 +749,8 @@ type TopStaleRow struct {
 	Days      int32
 }
 
-// The presets of the top unidentified sources that are not current: for
+// The presets (the top unidentified sources, the senders' addresses) that
+// are not current: for
 // every domain with summaries since a day, and every account with domains
 // (an account's report as its owner reads it: over the account and its
 // customer accounts, all whole), each preset range whose preset was not
@@ -696,21 +784,17 @@ func (q *Queries) TopStale(ctx context.Context, arg TopStaleParams) ([]TopStaleR
 
 const topUnidentified = `-- name: TopUnidentified :many
 WITH valid AS (
-    SELECT t.sources FROM report_top_unidentified t
-    WHERE $1::uuid IS NOT NULL
-      AND coalesce(t.domain_id, t.account_id) = $1::uuid AND t.days = $2::int
+    SELECT t.top FROM report_presets t
+    WHERE coalesce(t.domain_id, t.account_id) = $1::uuid AND t.days = $2::int
       AND t.to_day = $3::date AND t.members = $4::uuid[]
-      AND t.generations = ARRAY(SELECT coalesce(g.generation, 0) FROM unnest(t.members) WITH ORDINALITY AS m (id, n)
-                                LEFT JOIN report_generations g ON g.scope_id = m.id ORDER BY m.n)
-      AND NOT EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY(t.members) AND c.day BETWEEN $5::date AND $3::date)
-      AND NOT EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY(t.members) AND q.day BETWEEN $5::date AND $3::date)
+      AND report_preset_valid(t.members, t.generations, $5::date, $3::date)
 ), preset AS (
     SELECT (e->>'ip')::inet AS source_ip, (e->>'messages')::bigint AS messages, (e->>'dmarc_pass')::bigint AS dmarc_pass,
            (e->>'spf_pass')::bigint AS spf_pass, (e->>'spf_aligned')::bigint AS spf_aligned, (e->>'dkim_pass')::bigint AS dkim_pass,
            (e->>'dkim_aligned')::bigint AS dkim_aligned, (e->>'disposition_none')::bigint AS disposition_none,
            (e->>'disposition_quarantine')::bigint AS disposition_quarantine, (e->>'disposition_reject')::bigint AS disposition_reject,
            ARRAY(SELECT jsonb_array_elements_text(e->'reporters'))::text[] AS reporters
-    FROM valid, jsonb_array_elements(valid.sources) AS e
+    FROM valid, jsonb_array_elements(valid.top) AS e
 ), top AS (
     SELECT s.source_ip, sum(s.messages)::bigint AS messages
     FROM report_sources_ips s
@@ -786,7 +870,7 @@ type TopUnidentifiedRow struct {
 }
 
 // The unidentified sources with the most messages, with what is known of
-// their addresses: from the scope's preset (report_top_unidentified,
+// their addresses: from the scope's preset (report_presets,
 // migration 00032) while it is exact, else the top ones by their messages
 // alone (an index-only scan), then their other sums. preset_id is the
 // domain or account whose preset may serve (NULL: none may), members its
