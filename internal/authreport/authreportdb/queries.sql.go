@@ -808,7 +808,7 @@ WITH valid AS (
            s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
     FROM report_sources_ips s
     WHERE s.domain_id = ANY($6::uuid[]) AND s.day BETWEEN $5::date AND $3::date
-      AND s.class = 'unidentified' AND s.source_ip IN (SELECT top.source_ip FROM top)
+      AND s.class = 'unidentified' AND s.source_ip IN (SELECT top.source_ip FROM top) AND NOT EXISTS (SELECT 1 FROM valid)
 ), t AS (
     SELECT d.source_ip,
            sum(d.messages)::bigint AS messages,
