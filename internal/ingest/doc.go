@@ -74,7 +74,14 @@
 //     report_source_dkim: the lock keeps it so), upserted otherwise. The
 //     rollup tables' statement triggers queue the day for classification
 //     (package sources);
-//  5. the transaction commits.
+//  5. when such a report is the first of its day in both tables and
+//     [Options.Classifier] is set, its sources are classified from the
+//     sums the worker holds (the facts read before the rollups are
+//     written, the classes decided while they are, and stored after
+//     them) and the day's queue row handled as the sources.classify job
+//     would (classify.go); a failure there is rolled back to a savepoint
+//     and leaves the day queued for the job;
+//  6. the transaction commits.
 //
 // A report is therefore stored whole or not at all: a worker killed at any
 // point leaves nothing, and the rerun stores it once.

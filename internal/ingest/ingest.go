@@ -17,6 +17,7 @@ import (
 
 	"github.com/rampartmail/rampart/internal/ingest/ingestdb"
 	"github.com/rampartmail/rampart/internal/report"
+	"github.com/rampartmail/rampart/internal/sources"
 )
 
 // Refusal reasons of this package, stored like [report.Reason] values.
@@ -76,6 +77,9 @@ type ingester struct {
 
 	// parts holds the names of report_records partitions known to exist.
 	parts sync.Map
+	// classifier classifies a large report's new day in its transaction
+	// (nil: the day is left to the sources.classify job).
+	classifier *sources.Classifier
 
 	beforeCommit func(ctx context.Context, blobID uuid.UUID) error
 	now          func() time.Time
@@ -86,7 +90,7 @@ func newIngester(pool *pgxpool.Pool, opts Options, log *slog.Logger) *ingester {
 		log = slog.New(slog.DiscardHandler)
 	}
 	in := &ingester{pool: pool, limits: opts.Limits, months: opts.RetentionMonths, log: log,
-		beforeCommit: opts.beforeCommit, now: opts.now}
+		classifier: opts.Classifier, beforeCommit: opts.beforeCommit, now: opts.now}
 	if in.months <= 0 {
 		in.months = DefaultRetentionMonths
 	}
@@ -387,7 +391,7 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	}
 	if large {
 		for _, r := range stored {
-			if err := writeRollups(ctx, tx, r); err != nil {
+			if err := in.writeRollups(ctx, tx, r); err != nil {
 				return outcome{}, err
 			}
 		}

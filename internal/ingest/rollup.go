@@ -317,8 +317,11 @@ var (
 )
 
 // writeRollups writes a large report's rollups, its day locked: COPY for
-// a table where none of its rows can exist yet, an upsert otherwise.
-func writeRollups(ctx context.Context, tx pgx.Tx, r result) error {
+// a table where none of its rows can exist yet, an upsert otherwise. When
+// the day had no rollups in either table, and a classifier is set, the
+// report's are the day's: its sources are classified meanwhile and stored
+// after them (classify.go).
+func (in *ingester) writeRollups(ctx context.Context, tx pgx.Tx, r result) (err error) {
 	if r.rollup.rows() == 0 {
 		return nil
 	}
@@ -326,6 +329,16 @@ func writeRollups(ctx context.Context, tx pgx.Tx, r result) error {
 	exist, err := ingestdb.New(tx).SourceRollupsExist(ctx, ingestdb.SourceRollupsExistParams{DomainID: r.domain, Day: day, Reporter: r.reporter})
 	if err != nil {
 		return fmt.Errorf("look for source rollups: %w", err)
+	}
+	if in.classifier != nil && !exist.DaySources && !exist.Dkim {
+		c := in.classifyNewDay(ctx, tx, r)
+		defer func() {
+			if err == nil {
+				err = c.store(ctx, tx)
+			} else {
+				c.wait()
+			}
+		}()
 	}
 	var bt batch
 	qb := ingestdb.New(&bt)
