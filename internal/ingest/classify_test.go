@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/rampartmail/rampart/internal/catalog"
@@ -38,8 +39,26 @@ const (
 // queues it again.
 func TestLargeReportClassified(t *testing.T) {
 	t.Parallel()
+	t.Run("apart", func(t *testing.T) {
+		t.Parallel()
+		testLargeReportClassified(t, dbtest.NewPool(t))
+	})
+	t.Run("in the ingest transaction", func(t *testing.T) {
+		// With a pool of one connection the worker finds no second one:
+		// it classifies in its own transaction.
+		t.Parallel()
+		cfg, err := pgxpool.ParseConfig(dbtest.NewDB(t))
+		require.NoError(t, err)
+		cfg.MaxConns = 1
+		pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+		require.NoError(t, err)
+		t.Cleanup(pool.Close)
+		testLargeReportClassified(t, pool)
+	})
+}
+
+func testLargeReportClassified(t *testing.T, pool *pgxpool.Pool) {
 	ctx := context.Background()
-	pool := dbtest.NewPool(t)
 	services, err := catalog.Load()
 	require.NoError(t, err)
 	require.NoError(t, sender.NewManager(pool, nil, nil).SyncCatalog(ctx, services))

@@ -389,9 +389,21 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 		// waits on the first's dedupe keys and finds them taken.
 		return outcome{status: "finished elsewhere"}, nil
 	}
+	// The classifications of new days the rollups start (classify.go) end
+	// with the transaction.
+	var classifying []*newDayClassification
+	defer func() {
+		for _, c := range classifying {
+			c.finish(false)
+		}
+	}()
 	if large {
 		for _, r := range stored {
-			if err := in.writeRollups(ctx, tx, r); err != nil {
+			c, err := in.writeRollups(ctx, tx, r)
+			if c != nil {
+				classifying = append(classifying, c)
+			}
+			if err != nil {
 				return outcome{}, err
 			}
 		}
@@ -403,6 +415,9 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return outcome{}, fmt.Errorf("commit: %w", err)
+	}
+	for _, c := range classifying {
+		c.finish(true)
 	}
 	return out, nil
 }

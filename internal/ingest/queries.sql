@@ -212,3 +212,8 @@ SELECT b.id, b.status, b.refusal_reason, b.refusal_detail,
        (SELECT count(*) FROM reports r WHERE r.blob_id = b.id)::int AS reports
 FROM report_blobs b
 WHERE b.id = ANY(@ids::uuid[]);
+
+-- name: DayQueuedAt :one
+-- When a day was queued for classification: by this transaction's
+-- rollups, its now().
+SELECT queued_at FROM classify_days WHERE domain_id = @domain_id AND day = @day;

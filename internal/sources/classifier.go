@@ -147,17 +147,24 @@ type (
 	DaySignature = sourcesdb.DaySignaturesRow
 )
 
-// NewDay is the classification of a domain's day made in the transaction
-// that writes the day's first rollups (internal/ingest does, for a large
-// report, holding the day's advisory lock), from those rollups as the
-// classifier would read them back, instead of a run of the classifier
-// reading them after the commit. [Classifier.PrepareNewDay] reads the
-// facts, [NewDay.Classify] decides (it needs no connection, so it may run
-// while the transaction writes the rollups), and [NewDay.Store], once the
-// rollups are written, stores the classes and summaries as a run stores
-// them and handles the day's queue row, which the rollups' triggers put
-// there, as a run handles it: removed, or left queued for the reverse
-// names still to be looked up.
+// NewDay is the classification of a domain's day whose first rollups are
+// being written (internal/ingest does it for a large report, holding the
+// day's advisory lock), from those rollups as the classifier would read
+// them back, instead of a run of the classifier reading them after they
+// are committed. [Classifier.PrepareNewDay] reads the facts,
+// [NewDay.Classify] decides (it needs no connection), [NewDay.Store]
+// stores the classes and summaries as a run stores them, and
+// [NewDay.Dequeue], once the rollups are committed (or in their own
+// transaction, after them), handles the day's queue row, which the
+// rollups' triggers put there, as a run handles it: removed, or left
+// queued for the reverse names still to be looked up.
+//
+// The classes may be written in a transaction of their own, beside the
+// rollups' and committed after them: until the day is taken off the
+// queue, reads take its sums live from the rollups (migration 00025), and
+// a run of the classifier that takes the day first, or a report that adds
+// to it meanwhile, leaves Dequeue nothing to take off: the classes are
+// then rolled back and the day classified by a run.
 type NewDay struct {
 	c *Classifier
 	w dayWork
@@ -189,26 +196,36 @@ func (c *Classifier) PrepareNewDay(ctx context.Context, tx pgx.Tx, domainID uuid
 // Classify classifies the day's sources. It uses no connection.
 func (d *NewDay) Classify() { d.w.classify() }
 
-// Store stores the classes and the day's summaries in tx, which has
-// written the day's rollups since PrepareNewDay (Classify must have
-// returned), and takes the day off the queue or leaves it there as a run
-// of the classifier would. It returns how many sources were classified.
+// Store stores the classes and the day's summaries in tx (Classify must
+// have returned). It returns how many sources were classified.
 func (d *NewDay) Store(ctx context.Context, tx pgx.Tx) (int, error) {
-	q := sourcesdb.New(tx)
 	w := &d.w
-	// Queued and locked by tx's rollups: no run of the classifier holds
-	// it.
-	queued, err := q.QueuedDay(ctx, sourcesdb.QueuedDayParams{DomainID: w.domainID, Day: w.day})
-	if err != nil {
-		return 0, fmt.Errorf("find the day's queue row: %w", err)
-	}
 	if err := storeDay(ctx, tx, w.domainID, w.day, w.srcs, w.classes); err != nil {
 		return 0, err
 	}
-	if err := d.c.dequeue(ctx, q, w.domainID, w.day, queued.QueuedAt, queued.FirstQueuedAt, w.pending); err != nil {
-		return 0, fmt.Errorf("dequeue the day: %w", err)
-	}
 	return len(w.srcs), nil
+}
+
+// Dequeue takes the day off the queue in tx, or leaves it queued for the
+// reverse names, as a run of the classifier would, provided its queue row
+// is still the one the rollups' transaction queued at queuedAt (its
+// now()) and no one else holds it. It reports whether it found the row so:
+// if not, a run of the classifier or a later report has the day, and the
+// caller rolls the classes back.
+func (d *NewDay) Dequeue(ctx context.Context, tx pgx.Tx, queuedAt time.Time) (bool, error) {
+	q := sourcesdb.New(tx)
+	w := &d.w
+	queued, err := q.QueuedDay(ctx, sourcesdb.QueuedDayParams{DomainID: w.domainID, Day: w.day, QueuedAt: queuedAt})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("find the day's queue row: %w", err)
+	}
+	if err := d.c.dequeue(ctx, q, w.domainID, w.day, queued.QueuedAt, queued.FirstQueuedAt, w.pending); err != nil {
+		return false, fmt.Errorf("dequeue the day: %w", err)
+	}
+	return true, nil
 }
 
 // senders reads every known service as the classification reads it.
@@ -324,27 +341,34 @@ func (c *Classifier) gather(ctx context.Context, q *sourcesdb.Queries, w *dayWor
 
 // classify classifies the sources. It uses no connection.
 func (w *dayWork) classify() {
-	sigs := make([]Signature, len(w.sigs))
-	for i, s := range w.sigs {
-		sigs[i] = Signature{Domain: s.DkimDomain, Selector: s.Selector, Pass: s.Pass}
-	}
 	w.classes = make([]Result, len(w.srcs))
+	// The sources and signatures come in address order, each source's
+	// signatures together: a walk along both finds each one's. Should
+	// either not be in that order, a map does.
+	walk := slices.IsSortedFunc(w.srcs, func(a, b DaySource) int { return a.SourceIp.Compare(b.SourceIp) }) &&
+		slices.IsSortedFunc(w.sigs, func(a, b DaySignature) int { return a.SourceIp.Compare(b.SourceIp) })
+	var bySource map[netip.Addr][]Signature
+	if !walk {
+		bySource = map[netip.Addr][]Signature{}
+		for _, s := range w.sigs {
+			bySource[s.SourceIp] = append(bySource[s.SourceIp], Signature{Domain: s.DkimDomain, Selector: s.Selector, Pass: s.Pass})
+		}
+	}
+	var own []Signature
 	j := 0
 	for i, s := range w.srcs {
-		// The signatures are in address order too: skip those of
-		// addresses before this one (none, as both come from the same
-		// rollups), then take this one's.
-		for j < len(w.sigs) && w.sigs[j].SourceIp.Less(s.SourceIp) {
-			j++
+		if walk {
+			for j < len(w.sigs) && w.sigs[j].SourceIp.Less(s.SourceIp) {
+				j++
+			}
+			own = own[:0]
+			for ; j < len(w.sigs) && w.sigs[j].SourceIp == s.SourceIp; j++ {
+				own = append(own, Signature{Domain: w.sigs[j].DkimDomain, Selector: w.sigs[j].Selector, Pass: w.sigs[j].Pass})
+			}
+		} else {
+			own = bySource[s.SourceIp]
 		}
-		from := j
-		for j < len(w.sigs) && w.sigs[j].SourceIp == s.SourceIp {
-			j++
-		}
-		var own []Signature
-		if j > from {
-			own = sigs[from:j:j]
-		}
+		// Classify keeps nothing of the facts: own is reused.
 		w.classes[i] = Classify(Facts{IP: s.SourceIp, Domain: w.name, Netblocks: w.nets, Senders: w.senders, Keys: w.keys,
 			Signatures: own, PTR: w.ptrs[s.SourceIp], ForwardReason: s.Forwarded})
 	}

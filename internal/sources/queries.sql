@@ -84,9 +84,10 @@ DELETE FROM report_daily d WHERE d.domain_id = @domain_id::uuid AND d.day = @day
 SELECT name, account_id FROM domains WHERE id = @id;
 
 -- name: QueuedDay :one
--- A day's queue row, locked: the caller's transaction just queued it.
-SELECT queued_at, first_queued_at FROM classify_days WHERE domain_id = @domain_id AND day = @day
-FOR UPDATE;
+-- A day's queue row as it was queued at queued_at, locked, unless someone
+-- else holds it (see NewDay.Dequeue).
+SELECT queued_at, first_queued_at FROM classify_days WHERE domain_id = @domain_id AND day = @day AND queued_at = @queued_at
+FOR UPDATE SKIP LOCKED;
 
 -- name: SourceLookups :many
 -- What the enrichment knows of the addresses: whether it looked them up,

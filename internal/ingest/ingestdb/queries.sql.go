@@ -301,6 +301,24 @@ func (q *Queries) BlobRecipients(ctx context.Context, blobID uuid.UUID) ([]BlobR
 	return items, nil
 }
 
+const dayQueuedAt = `-- name: DayQueuedAt :one
+SELECT queued_at FROM classify_days WHERE domain_id = $1 AND day = $2
+`
+
+type DayQueuedAtParams struct {
+	DomainID uuid.UUID
+	Day      pgtype.Date
+}
+
+// When a day was queued for classification: by this transaction's
+// rollups, its now().
+func (q *Queries) DayQueuedAt(ctx context.Context, arg DayQueuedAtParams) (time.Time, error) {
+	row := q.db.QueryRow(ctx, dayQueuedAt, arg.DomainID, arg.Day)
+	var queued_at time.Time
+	err := row.Scan(&queued_at)
+	return queued_at, err
+}
+
 const deleteBlobsBefore = `-- name: DeleteBlobsBefore :execrows
 DELETE FROM report_blobs
 WHERE id IN (SELECT b.id FROM report_blobs b WHERE b.received_at < $1 ORDER BY b.received_at LIMIT $2)

@@ -325,13 +325,14 @@ func (q *Queries) PostponeDay(ctx context.Context, arg PostponeDayParams) error 
 }
 
 const queuedDay = `-- name: QueuedDay :one
-SELECT queued_at, first_queued_at FROM classify_days WHERE domain_id = $1 AND day = $2
-FOR UPDATE
+SELECT queued_at, first_queued_at FROM classify_days WHERE domain_id = $1 AND day = $2 AND queued_at = $3
+FOR UPDATE SKIP LOCKED
 `
 
 type QueuedDayParams struct {
 	DomainID uuid.UUID
 	Day      pgtype.Date
+	QueuedAt time.Time
 }
 
 type QueuedDayRow struct {
@@ -339,9 +340,10 @@ type QueuedDayRow struct {
 	FirstQueuedAt time.Time
 }
 
-// A day's queue row, locked: the caller's transaction just queued it.
+// A day's queue row as it was queued at queued_at, locked, unless someone
+// else holds it (see NewDay.Dequeue).
 func (q *Queries) QueuedDay(ctx context.Context, arg QueuedDayParams) (QueuedDayRow, error) {
-	row := q.db.QueryRow(ctx, queuedDay, arg.DomainID, arg.Day)
+	row := q.db.QueryRow(ctx, queuedDay, arg.DomainID, arg.Day, arg.QueuedAt)
 	var i QueuedDayRow
 	err := row.Scan(&i.QueuedAt, &i.FirstQueuedAt)
 	return i, err
