@@ -68,20 +68,20 @@ type newDayClassification struct {
 // write.
 func (in *ingester) classifyNewDay(ctx context.Context, tx pgx.Tx, r result) *newDayClassification {
 	c := &newDayClassification{in: in, r: r, done: make(chan struct{})}
-	srcs, sigs := daySources(r)
 	day := pgtype.Date{Time: r.day, Valid: true}
 	if conn := in.spareConn(ctx); conn != nil {
 		c.apart, c.committed = true, make(chan time.Time, 1)
 		go func() {
 			defer close(c.done)
 			defer conn.Release()
-			c.err = c.runApart(ctx, conn, day, srcs, sigs)
+			c.err = c.runApart(ctx, conn, day)
 			if c.err != nil && ctx.Err() == nil {
 				in.log.WarnContext(ctx, "the report's sources are left to the classify job", "domain", r.domain, "day", r.day, "error", c.err)
 			}
 		}()
 		return c
 	}
+	srcs, sigs := daySources(r)
 	c.err = inSavepoint(ctx, tx, func(sp pgx.Tx) error {
 		var err error
 		c.day, err = in.classifier.PrepareNewDay(ctx, sp, r.domain, day, srcs, sigs)
@@ -120,7 +120,7 @@ func (in *ingester) spareConn(ctx context.Context) *pgxpool.Conn {
 
 // runApart classifies the day in a transaction of its own on conn, and
 // commits it once the ingest has.
-func (c *newDayClassification) runApart(ctx context.Context, conn *pgxpool.Conn, day pgtype.Date, srcs []sources.DaySource, sigs []sources.DaySignature) (err error) {
+func (c *newDayClassification) runApart(ctx context.Context, conn *pgxpool.Conn, day pgtype.Date) (err error) {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -131,6 +131,8 @@ func (c *newDayClassification) runApart(ctx context.Context, conn *pgxpool.Conn,
 			err = fmt.Errorf("classification panicked: %v", p)
 		}
 	}()
+	// The rollup's rows are only read, here and by the ingest's COPYs.
+	srcs, sigs := daySources(c.r)
 	d, err := c.in.classifier.PrepareNewDay(ctx, tx, c.r.domain, day, srcs, sigs)
 	if err != nil {
 		return err
