@@ -94,8 +94,8 @@ type Options struct {
 	// smaller of it and RetentionTimeout.
 	Timeout time.Duration
 	// Classifier, when set, classifies the sources of a large report that
-	// is the first to add to its domain's day in the ingest transaction,
-	// from the sums the worker holds (see classify.go), instead of leaving
+	// is the first to add to its domain's day from the sums the worker
+	// holds, as its ingest commits (see classify.go), instead of leaving
 	// the day for the sources.classify job to read back. It should be the
 	// one that job runs.
 	Classifier *sources.Classifier
