@@ -166,8 +166,11 @@ func (c *newDayClassification) runApart(ctx context.Context, conn *pgxpool.Conn,
 // the queue in tx, under a savepoint. Only a failure of the context, of
 // the savepoint itself, or of tx is returned.
 func (c *newDayClassification) afterRollups(ctx context.Context, tx pgx.Tx) error {
+	// With no queue row (none can be missing: the rollups' triggers put
+	// it there), the zero time matches none, and Dequeue rolls the
+	// classes back.
 	at, err := ingestdb.New(tx).DayQueuedAt(ctx, ingestdb.DayQueuedAtParams{DomainID: c.r.domain, Day: pgtype.Date{Time: c.r.day, Valid: true}})
-	if err != nil {
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("find the day's queue row: %w", err)
 	}
 	c.queuedAt = at

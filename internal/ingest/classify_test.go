@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -124,4 +125,49 @@ func testLargeReportClassified(t *testing.T, pool *pgxpool.Pool) {
 	e.mustStore(t, bytes.ReplaceAll(raw, []byte("synthetic.example"), []byte("other.example")))
 	require.Equal(t, int64(1), e.count(t, `SELECT count(*) FROM classify_days WHERE domain_id = $1 AND not_before <= now()`, dom))
 	require.Equal(t, classes, e.rows(t, dayClasses, dom))
+}
+
+// TestNewDayDequeue: a new day's classification, in a transaction of its
+// own, takes the day off the queue only while its queue row is the one
+// the ingest queued and nobody else holds it: a run of the classifier
+// that took the day, or a later report that queued it again, leaves it
+// queued (and the caller rolls the classes back).
+func TestNewDayDequeue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := dbtest.NewPool(t)
+	e := setupPool(t, pool, ingest.Options{Classifier: sources.NewClassifier(pool, true, slog.New(slog.DiscardHandler))})
+	dom := e.domains["example.com"]
+	e.mustStore(t, reportgen.GenerateReport(700))
+	var day pgtype.Date
+	var queuedAt time.Time
+	require.NoError(t, pool.QueryRow(ctx, `SELECT day, queued_at FROM classify_days WHERE domain_id = $1`, dom).Scan(&day, &queuedAt))
+
+	c := sources.NewClassifier(pool, false, nil)
+	dequeue := func(at time.Time) bool {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		defer tx.Rollback(ctx) //nolint:errcheck // a test's transaction
+		d, err := c.PrepareNewDay(ctx, tx, dom, day, nil, nil)
+		require.NoError(t, err)
+		d.Classify()
+		ok, err := d.Dequeue(ctx, tx, at)
+		require.NoError(t, err)
+		if ok {
+			require.NoError(t, tx.Commit(ctx))
+		}
+		return ok
+	}
+	require.False(t, dequeue(queuedAt.Add(time.Second)), "queued again since")
+
+	held, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = held.Exec(ctx, `SELECT 1 FROM classify_days WHERE domain_id = $1 FOR UPDATE`, dom)
+	require.NoError(t, err)
+	require.False(t, dequeue(queuedAt), "held by a run of the classifier")
+	require.NoError(t, held.Rollback(ctx))
+
+	require.True(t, dequeue(queuedAt))
+	require.Zero(t, e.count(t, `SELECT count(*) FROM classify_days WHERE domain_id = $1`, dom))
 }
