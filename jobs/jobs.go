@@ -311,7 +311,7 @@ func NewClient(pool *pgxpool.Pool, cfg Config, svc Services, log *slog.Logger) (
 	river.AddWorker(workers, &checkClaimsWorker{domains: svc.Domains, log: log, timeout: timeouts[CheckClaimsArgs{}.Kind()]})
 	river.AddWorker(workers, &maintainEdgeWorker{domains: svc.Domains, log: log, timeout: timeouts[MaintainEdgeArgs{}.Kind()]})
 	river.AddWorker(workers, &checkPublishedWorker{domains: svc.Domains, log: log, timeout: timeouts[CheckPublishedArgs{}.Kind()]})
-	ingest.AddWorkers(workers, pool, ingest.Options{Timeout: cfg.JobTimeout}, log)
+	ingest.AddWorkers(workers, pool, ingest.Options{Timeout: cfg.JobTimeout, Classifier: svc.Sources}, log)
 	periodic := []*river.PeriodicJob{ingest.RetentionPeriodicJob()}
 	periodic = addEnrich(workers, periodic, svc.Enricher, timeouts[EnrichSourcesArgs{}.Kind()], log)
 	periodic = addClassify(workers, periodic, pool, svc.Sources, timeouts[ClassifySourcesArgs{}.Kind()], log)

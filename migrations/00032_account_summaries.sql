@@ -17,7 +17,12 @@
 -- domains' summaries (report_accounts_daily below), so every read stays
 -- exact. What queues an account's day is in the database, so that no
 -- writer can forget it: a day of one of its domains queued for
--- classification, a summary of one written or removed, a domain deleted.
+-- classification (the only days whose summaries the classifier writes),
+-- a domain deleted. A bulk build of the summaries (report_summarize)
+-- queues the account days itself. Writing a summary does not queue its
+-- account's day again: ingest may classify a new day in a transaction of
+-- its own beside the one that queued it (internal/ingest), which must not
+-- wait on that one's queue rows.
 --
 -- Every day with data is classified once after the migration, which
 -- fills the sketches and the account summaries; meanwhile the reads are
@@ -69,10 +74,6 @@ CREATE TRIGGER classify_days_account_insert AFTER INSERT ON classify_days
     REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION account_days_queue();
 CREATE TRIGGER classify_days_account_update AFTER UPDATE ON classify_days
     REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION account_days_queue();
-CREATE TRIGGER report_daily_account_insert AFTER INSERT ON report_daily
-    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION account_days_queue();
-CREATE TRIGGER report_daily_account_delete AFTER DELETE ON report_daily
-    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION account_days_queue();
 
 -- A deleted domain's days leave its account's summaries: queued before its
 -- report_daily rows go (triggers fire in the order of their names) and
@@ -207,8 +208,6 @@ DROP VIEW report_accounts_daily, report_sources_daily_ips;
 CREATE INDEX source_classes_sender_idx ON source_classes (domain_id, day, class, service) INCLUDE (source_ip);
 DROP TRIGGER account_days_domains_deleted ON domains;
 DROP FUNCTION account_days_domains_deleted();
-DROP TRIGGER report_daily_account_delete ON report_daily;
-DROP TRIGGER report_daily_account_insert ON report_daily;
 DROP TRIGGER classify_days_account_update ON classify_days;
 DROP TRIGGER classify_days_account_insert ON classify_days;
 DROP FUNCTION account_days_queue();

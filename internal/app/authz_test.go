@@ -58,6 +58,7 @@ var system = map[string]string{ //nolint:gosec // G101: method names and reasons
 	"domain.Service.CheckClaims":         "periodic job",
 	"domain.Service.MaintainEdge":        "periodic job",
 	"sources.Classifier.Run":             "periodic job",
+	"sources.Classifier.PrepareNewDay":   "the ingest job's, for the day of a report it stores (takes its tx)",
 	"domain.Service.CheckPublished":      "periodic job",
 	"domain.Service.VerifyAsOperator":    "operator command (rampart admin verify-domain)",
 	"sender.Manager.SyncCatalog":         "start-up: the shipped catalog",

@@ -76,14 +76,24 @@
 //     (package sources);
 //  5. the transaction commits.
 //
+// When such a large report is the first of its day in both rollup tables
+// and [Options.Classifier] is set, its sources are classified from the
+// sums the worker holds instead of by the sources.classify job reading
+// them back (classify.go): in a transaction of its own on a second
+// connection, while the rollups are copied, committed after the ingest
+// and only if the day is still queued as the ingest queued it (else the
+// job classifies it); with no connection free, in the ingest transaction.
+// A failure there leaves the day to the job, never the report unstored.
+//
 // A report is therefore stored whole or not at all: a worker killed at any
 // point leaves nothing, and the rerun stores it once.
 //
 // # Queue and capacity
 //
 // The jobs run in their own River queue, [Queue], configured with
-// [QueueConfig]. A worker holds one database connection while it works,
-// and memory for the raw blob and a few MB more (a 100,000-record report
+// [QueueConfig]. A worker holds one database connection while it works
+// (and a second one, if the pool has it free, while it classifies a large
+// report's new day), and memory for the raw blob and a few MB more (a 100,000-record report
 // raised the benchmark's peak RSS by less than 20 MB). docs/benchmarks.md has the throughput measured.
 //
 // # Failures

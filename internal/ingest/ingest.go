@@ -17,6 +17,7 @@ import (
 
 	"github.com/rampartmail/rampart/internal/ingest/ingestdb"
 	"github.com/rampartmail/rampart/internal/report"
+	"github.com/rampartmail/rampart/internal/sources"
 )
 
 // Refusal reasons of this package, stored like [report.Reason] values.
@@ -76,6 +77,9 @@ type ingester struct {
 
 	// parts holds the names of report_records partitions known to exist.
 	parts sync.Map
+	// classifier classifies a large report's new day in its transaction
+	// (nil: the day is left to the sources.classify job).
+	classifier *sources.Classifier
 
 	beforeCommit func(ctx context.Context, blobID uuid.UUID) error
 	now          func() time.Time
@@ -86,7 +90,7 @@ func newIngester(pool *pgxpool.Pool, opts Options, log *slog.Logger) *ingester {
 		log = slog.New(slog.DiscardHandler)
 	}
 	in := &ingester{pool: pool, limits: opts.Limits, months: opts.RetentionMonths, log: log,
-		beforeCommit: opts.beforeCommit, now: opts.now}
+		classifier: opts.Classifier, beforeCommit: opts.beforeCommit, now: opts.now}
 	if in.months <= 0 {
 		in.months = DefaultRetentionMonths
 	}
@@ -385,9 +389,27 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 		// waits on the first's dedupe keys and finds them taken.
 		return outcome{status: "finished elsewhere"}, nil
 	}
+	// The classifications of new days the rollups start (classify.go) end
+	// with the transaction.
+	var classifying []*newDayClassification
+	defer func() {
+		if len(classifying) > 0 {
+			// Rolled back first (a no-op after Commit), so that a
+			// classification never waits on this transaction's locks
+			// while this waits for it.
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+		}
+		for _, c := range classifying {
+			c.finish(false)
+		}
+	}()
 	if large {
 		for _, r := range stored {
-			if err := writeRollups(ctx, tx, r); err != nil {
+			c, err := in.writeRollups(ctx, tx, r)
+			if c != nil {
+				classifying = append(classifying, c)
+			}
+			if err != nil {
 				return outcome{}, err
 			}
 		}
@@ -399,6 +421,9 @@ func (in *ingester) store(ctx context.Context, b *ingestdb.BlobForIngestRow, can
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return outcome{}, fmt.Errorf("commit: %w", err)
+	}
+	for _, c := range classifying {
+		c.finish(true)
 	}
 	return out, nil
 }

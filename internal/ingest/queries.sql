@@ -124,10 +124,12 @@ SELECT pg_advisory_xact_lock(@space::integer, @key::integer);
 
 -- name: SourceRollupsExist :one
 -- Whether the source rollups hold rows that one report's could meet: its
--- reporter's in report_sources, anyone's in report_source_dkim.
+-- reporter's in report_sources, anyone's in report_source_dkim; and
+-- whether anyone's are in report_sources for the day.
 SELECT EXISTS (SELECT 1 FROM report_sources s
                WHERE s.domain_id = @domain_id AND s.day = @day AND s.reporter = @reporter)::boolean AS sources,
-       EXISTS (SELECT 1 FROM report_source_dkim k WHERE k.domain_id = @domain_id AND k.day = @day)::boolean AS dkim;
+       EXISTS (SELECT 1 FROM report_source_dkim k WHERE k.domain_id = @domain_id AND k.day = @day)::boolean AS dkim,
+       EXISTS (SELECT 1 FROM report_sources s WHERE s.domain_id = @domain_id AND s.day = @day)::boolean AS day_sources;
 
 -- name: AddSources :exec
 -- Add one report's source rollups, summed by the worker, to
@@ -210,3 +212,8 @@ SELECT b.id, b.status, b.refusal_reason, b.refusal_detail,
        (SELECT count(*) FROM reports r WHERE r.blob_id = b.id)::int AS reports
 FROM report_blobs b
 WHERE b.id = ANY(@ids::uuid[]);
+
+-- name: DayQueuedAt :one
+-- When a day was queued for classification: by this transaction's
+-- rollups, its now().
+SELECT queued_at FROM classify_days WHERE domain_id = @domain_id AND day = @day;

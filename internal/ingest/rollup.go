@@ -137,6 +137,8 @@ func (r *rollup) finish() {
 	if len(r.dkim) > r.dkimMerged {
 		r.mergeDKIM()
 	}
+	// The merges' spare buffers, as large as the rows, are done with.
+	r.sourcesTmp, r.dkimTmp = nil, nil
 }
 
 func (r *rollup) rows() int { return len(r.sources) + len(r.dkim) }
@@ -317,15 +319,27 @@ var (
 )
 
 // writeRollups writes a large report's rollups, its day locked: COPY for
-// a table where none of its rows can exist yet, an upsert otherwise.
-func writeRollups(ctx context.Context, tx pgx.Tx, r result) error {
+// a table where none of its rows can exist yet, an upsert otherwise. When
+// the day had no rollups in either table, and a classifier is set, the
+// report's are the day's: its sources are classified meanwhile
+// (classify.go), and the classification returned is to be finished once
+// tx has committed or failed.
+func (in *ingester) writeRollups(ctx context.Context, tx pgx.Tx, r result) (c *newDayClassification, err error) {
 	if r.rollup.rows() == 0 {
-		return nil
+		return nil, nil
 	}
 	day := pgtype.Date{Time: r.day, Valid: true}
 	exist, err := ingestdb.New(tx).SourceRollupsExist(ctx, ingestdb.SourceRollupsExistParams{DomainID: r.domain, Day: day, Reporter: r.reporter})
 	if err != nil {
-		return fmt.Errorf("look for source rollups: %w", err)
+		return nil, fmt.Errorf("look for source rollups: %w", err)
+	}
+	if in.classifier != nil && !exist.DaySources && !exist.Dkim {
+		c = in.classifyNewDay(ctx, tx, r)
+		defer func() {
+			if err == nil {
+				err = c.afterRollups(ctx, tx)
+			}
+		}()
 	}
 	var bt batch
 	qb := ingestdb.New(&bt)
@@ -359,7 +373,7 @@ func writeRollups(ctx context.Context, tx pgx.Tx, r result) error {
 			b = copyInt8(b, k.messages)
 			return copyInt4(b, 1), true, nil
 		}); err != nil {
-			return fmt.Errorf("copy source rollups: %w", err)
+			return c, fmt.Errorf("copy source rollups: %w", err)
 		}
 	}
 	if rows := r.rollup.dkimRows(); exist.Dkim {
@@ -385,13 +399,13 @@ func writeRollups(ctx context.Context, tx pgx.Tx, r result) error {
 			b = copyInt8(b, k.messages)
 			return copyInt4(b, 1), true, nil
 		}); err != nil {
-			return fmt.Errorf("copy DKIM rollups: %w", err)
+			return c, fmt.Errorf("copy DKIM rollups: %w", err)
 		}
 	}
 	if bt.b.Len() > 0 {
 		if _, err := bt.send(ctx, tx); err != nil {
-			return err
+			return c, err
 		}
 	}
-	return nil
+	return c, nil
 }

@@ -65,9 +65,9 @@ func TestLargeReportRollups(t *testing.T) {
 }
 
 // rows runs a query and returns its rows as text.
-func (e *env) rows(t *testing.T, sql string) [][]any {
+func (e *env) rows(t *testing.T, sql string, args ...any) [][]any {
 	t.Helper()
-	rows, err := e.pool.Query(context.Background(), sql)
+	rows, err := e.pool.Query(context.Background(), sql, args...)
 	require.NoError(t, err)
 	defer rows.Close()
 	var out [][]any

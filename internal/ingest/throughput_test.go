@@ -90,7 +90,10 @@ func TestIngestThroughput(t *testing.T) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
-	e := setupPool(t, pool)
+	// The classifier the ingest workers classify a new day's sources with,
+	// as a serving process's (jobs.NewClient) do.
+	classifier = sources.NewClassifier(pool, true, slog.New(slog.DiscardHandler))
+	e := setupPool(t, pool, ingest.Options{Classifier: classifier})
 	// Retention is left out: the synthetic reports are dated June 2024,
 	// which it may find too old.
 	client := e.startRiverWith(t, map[string]river.QueueConfig{ingest.Queue: ingest.QueueConfig(benchWorkers)})
@@ -100,7 +103,6 @@ func TestIngestThroughput(t *testing.T) {
 	services, err := catalog.Load()
 	require.NoError(t, err)
 	require.NoError(t, sender.NewManager(pool, nil, nil).SyncCatalog(ctx, services))
-	classifier = sources.NewClassifier(pool, true, slog.New(slog.DiscardHandler))
 
 	var pgVersion string
 	require.NoError(t, pool.QueryRow(ctx, `SHOW server_version`).Scan(&pgVersion))
@@ -157,9 +159,7 @@ func (e *env) benchLarge(t *testing.T, store *ingest.Store, events <-chan *river
 	// The rows and rollups are committed when the job's work returns; the
 	// classification starts then.
 	committed := accepted + ev.JobStats.QueueWaitDuration + ev.JobStats.RunDuration
-	classifyStart := time.Now()
-	classified := e.classify(t)
-	classifyTime := time.Since(classifyStart)
+	classified, classifyTime := e.classifyTimed(t)
 	end := committed + classifyTime
 	waited := waits()
 	peak := rss(t, "VmHWM")
@@ -370,11 +370,21 @@ func (e *env) benchSmall(t *testing.T, store *ingest.Store, events <-chan *river
 // days have a class.
 func (e *env) classify(t *testing.T) int64 {
 	t.Helper()
+	n, _ := e.classifyTimed(t)
+	return n
+}
+
+// classifyTimed is classify, and also returns how long the classifier's run
+// took (not the count after it).
+func (e *env) classifyTimed(t *testing.T) (int64, time.Duration) {
+	t.Helper()
+	start := time.Now()
 	run, err := classifier.Run(context.Background(), time.Time{})
+	took := time.Since(start)
 	require.NoError(t, err)
 	require.True(t, run.Done)
 	return e.count(t, `SELECT count(*) FROM source_classes c
-		WHERE EXISTS (SELECT 1 FROM report_sources s WHERE (s.domain_id, s.day, s.source_ip) = (c.domain_id, c.day, c.source_ip))`)
+		WHERE EXISTS (SELECT 1 FROM report_sources s WHERE (s.domain_id, s.day, s.source_ip) = (c.domain_id, c.day, c.source_ip))`), took
 }
 
 type countingWriter struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/rampartmail/rampart/internal/report"
+	"github.com/rampartmail/rampart/internal/sources"
 )
 
 // IngestArgs asks for one stored blob to be unwrapped, decoded and stored.
@@ -92,6 +93,12 @@ type Options struct {
 	// DefaultIngestTimeout. report.retention runs are bounded by the
 	// smaller of it and RetentionTimeout.
 	Timeout time.Duration
+	// Classifier, when set, classifies the sources of a large report that
+	// is the first to add to its domain's day from the sums the worker
+	// holds, as its ingest commits (see classify.go), instead of leaving
+	// the day for the sources.classify job to read back. It should be the
+	// one that job runs.
+	Classifier *sources.Classifier
 
 	// beforeCommit, set by tests, runs just before the ingest transaction
 	// commits; an error rolls it back.

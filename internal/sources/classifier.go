@@ -82,7 +82,7 @@ func (c *Classifier) Run(ctx context.Context, deadline time.Time) (Run, error) {
 			break
 		}
 	}
-	senders, err := c.senders(ctx)
+	senders, err := c.senders(ctx, c.pool)
 	if err != nil {
 		return run, err
 	}
@@ -104,11 +104,7 @@ func (c *Classifier) Run(ctx context.Context, deadline time.Time) (Run, error) {
 			}
 			run.Days++
 			run.Sources += n
-			if pending > 0 && c.awaitPTR && time.Since(day.FirstQueuedAt) < awaitPTRFor {
-				return q.PostponeDay(ctx, sourcesdb.PostponeDayParams{DomainID: day.DomainID, Day: day.Day,
-					QueuedAt: day.QueuedAt, AfterSeconds: awaitPTRRetry.Seconds()})
-			}
-			return q.DoneDay(ctx, sourcesdb.DoneDayParams{DomainID: day.DomainID, Day: day.Day, QueuedAt: day.QueuedAt})
+			return c.dequeue(ctx, q, day.DomainID, day.Day, day.QueuedAt, day.FirstQueuedAt, pending)
 		})
 		if err != nil {
 			return run, err
@@ -165,9 +161,108 @@ func (k knownSenders) of(accountID uuid.UUID) []Sender {
 	return out
 }
 
+// dequeue takes a classified day off the queue, or leaves it there for
+// another run once its sources' reverse names are known (see awaitPTR).
+func (c *Classifier) dequeue(ctx context.Context, q *sourcesdb.Queries, domainID uuid.UUID, day pgtype.Date, queuedAt, firstQueuedAt time.Time, pending int) error {
+	if pending > 0 && c.awaitPTR && time.Since(firstQueuedAt) < awaitPTRFor {
+		return q.PostponeDay(ctx, sourcesdb.PostponeDayParams{DomainID: domainID, Day: day,
+			QueuedAt: queuedAt, AfterSeconds: awaitPTRRetry.Seconds()})
+	}
+	return q.DoneDay(ctx, sourcesdb.DoneDayParams{DomainID: domainID, Day: day, QueuedAt: queuedAt})
+}
+
+// DaySource is one source of a day with its sums, as the classifier reads
+// it from the day's rollups (report_sources, summed per address);
+// DaySignature is one of the day's DKIM signatures (report_source_dkim).
+type (
+	DaySource    = sourcesdb.DaySourcesRow
+	DaySignature = sourcesdb.DaySignaturesRow
+)
+
+// NewDay is the classification of a domain's day whose first rollups are
+// being written (internal/ingest does it for a large report, holding the
+// day's advisory lock), from those rollups as the classifier would read
+// them back, instead of a run of the classifier reading them after they
+// are committed. [Classifier.PrepareNewDay] reads the facts,
+// [NewDay.Classify] decides (it needs no connection), [NewDay.Store]
+// stores the classes and summaries as a run stores them, and
+// [NewDay.Dequeue], once the rollups are committed (or in their own
+// transaction, after them), handles the day's queue row, which the
+// rollups' triggers put there, as a run handles it: removed, or left
+// queued for the reverse names still to be looked up.
+//
+// The classes may be written in a transaction of their own, beside the
+// rollups' and committed after them: until the day is taken off the
+// queue, reads take its sums live from the rollups (migration 00025), and
+// a run of the classifier that takes the day first, or a report that adds
+// to it meanwhile, leaves Dequeue nothing to take off: the classes are
+// then rolled back and the day classified by a run.
+type NewDay struct {
+	c *Classifier
+	w dayWork
+}
+
+// PrepareNewDay reads, in tx, what classifying a domain's new day takes
+// besides its sources: the domain, the services, its netblocks and keys,
+// and what the enrichment knows of the addresses. srcs are the day's
+// sources with their sums, in address order (as DaySources reads them);
+// sigs their DKIM signatures, in report_source_dkim's key order (as
+// DaySignatures reads them).
+func (c *Classifier) PrepareNewDay(ctx context.Context, tx pgx.Tx, domainID uuid.UUID, day pgtype.Date, srcs []DaySource, sigs []DaySignature) (*NewDay, error) {
+	q := sourcesdb.New(tx)
+	dom, err := q.DayDomain(ctx, domainID)
+	if err != nil {
+		return nil, fmt.Errorf("load the day's domain: %w", err)
+	}
+	senders, err := c.senders(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	d := &NewDay{c: c, w: dayWork{domainID: domainID, name: dom.Name, day: day, senders: senders.of(dom.AccountID), srcs: srcs, sigs: sigs}}
+	if err := c.gather(ctx, q, &d.w); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Classify classifies the day's sources. It uses no connection.
+func (d *NewDay) Classify() { d.w.classify() }
+
+// Store stores the classes and the day's summaries in tx (Classify must
+// have returned). It returns how many sources were classified.
+func (d *NewDay) Store(ctx context.Context, tx pgx.Tx) (int, error) {
+	w := &d.w
+	if err := storeDay(ctx, tx, w.domainID, w.day, w.srcs, w.classes); err != nil {
+		return 0, err
+	}
+	return len(w.srcs), nil
+}
+
+// Dequeue takes the day off the queue in tx, or leaves it queued for the
+// reverse names, as a run of the classifier would, provided its queue row
+// is still the one the rollups' transaction queued at queuedAt (its
+// now()) and no one else holds it. It reports whether it found the row so:
+// if not, a run of the classifier or a later report has the day, and the
+// caller rolls the classes back.
+func (d *NewDay) Dequeue(ctx context.Context, tx pgx.Tx, queuedAt time.Time) (bool, error) {
+	q := sourcesdb.New(tx)
+	w := &d.w
+	queued, err := q.QueuedDay(ctx, sourcesdb.QueuedDayParams{DomainID: w.domainID, Day: w.day, QueuedAt: queuedAt})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("find the day's queue row: %w", err)
+	}
+	if err := d.c.dequeue(ctx, q, w.domainID, w.day, queued.QueuedAt, queued.FirstQueuedAt, w.pending); err != nil {
+		return false, fmt.Errorf("dequeue the day: %w", err)
+	}
+	return true, nil
+}
+
 // senders reads every known service as the classification reads it.
-func (c *Classifier) senders(ctx context.Context) (knownSenders, error) {
-	rows, err := sourcesdb.New(c.pool).Senders(ctx)
+func (c *Classifier) senders(ctx context.Context, db sourcesdb.DBTX) (knownSenders, error) {
+	rows, err := sourcesdb.New(db).Senders(ctx)
 	if err != nil {
 		return knownSenders{}, fmt.Errorf("load senders: %w", err)
 	}
@@ -202,52 +297,113 @@ func (c *Classifier) classifyDay(ctx context.Context, tx pgx.Tx, domainID uuid.U
 	if err != nil {
 		return 0, 0, fmt.Errorf("load signatures: %w", err)
 	}
-	nets, err := q.DomainNetblocks(ctx, domainID)
-	if err != nil {
-		return 0, 0, fmt.Errorf("load netblocks: %w", err)
-	}
-	keyRows, err := q.DomainKeys(ctx, domainID)
-	if err != nil {
-		return 0, 0, fmt.Errorf("load keys: %w", err)
-	}
-	ips := make([]netip.Addr, len(srcs))
-	for i, s := range srcs {
-		ips[i] = s.SourceIp
-	}
-	ptrRows, err := q.ConfirmedPTRs(ctx, ips)
-	if err != nil {
-		return 0, 0, fmt.Errorf("load PTR names: %w", err)
-	}
-	ptrs := make(map[netip.Addr]string, len(ptrRows))
-	for _, p := range ptrRows {
-		if p.Ptr != nil {
-			ptrs[p.Ip] = *p.Ptr
-		}
-	}
-	bySource := map[netip.Addr][]Signature{}
-	for _, s := range sigs {
-		bySource[s.SourceIp] = append(bySource[s.SourceIp], Signature{Domain: s.DkimDomain, Selector: s.Selector, Pass: s.Pass})
-	}
-	keys := make([]Key, len(keyRows))
-	for i, k := range keyRows {
-		keys[i] = Key{Selector: k.Selector, Service: k.Service}
-	}
-	classes := make([]Result, len(srcs))
-	for i, s := range srcs {
-		classes[i] = Classify(Facts{IP: s.SourceIp, Domain: name, Netblocks: nets, Senders: senders, Keys: keys,
-			Signatures: bySource[s.SourceIp], PTR: ptrs[s.SourceIp], ForwardReason: s.Forwarded})
-	}
-	if err := storeDay(ctx, tx, domainID, day, srcs, classes); err != nil {
+	w := &dayWork{domainID: domainID, name: name, day: day, senders: senders, srcs: srcs, sigs: sigs}
+	if err := c.gather(ctx, q, w); err != nil {
 		return 0, 0, err
 	}
-	if c.awaitPTR {
-		p, err := q.PendingLookups(ctx, ips)
-		if err != nil {
-			return 0, 0, fmt.Errorf("count pending lookups: %w", err)
-		}
-		pending = int(p)
+	w.classify()
+	if err := storeDay(ctx, tx, domainID, day, srcs, w.classes); err != nil {
+		return 0, 0, err
 	}
-	return len(srcs), pending, nil
+	return len(srcs), w.pending, nil
+}
+
+// dayWork is the classification of one domain's day: its sources with
+// their sums, in address order, and their signatures, in
+// report_source_dkim's key order (so each source's are together); the
+// facts gathered for them; the classes.
+type dayWork struct {
+	domainID uuid.UUID
+	name     string
+	day      pgtype.Date
+	senders  []Sender
+	srcs     []DaySource
+	sigs     []DaySignature
+
+	nets []netip.Prefix
+	keys []Key
+	// ptrs are the sources' confirmed PTR names; pending counts the
+	// sources the enrichment has not looked up yet (when awaitPTR).
+	ptrs    map[netip.Addr]string
+	pending int
+
+	classes []Result
+}
+
+// gather reads the facts the day's sources are classified by, besides the
+// sources themselves: the domain's netblocks and keys, and what the
+// enrichment knows of the addresses.
+func (c *Classifier) gather(ctx context.Context, q *sourcesdb.Queries, w *dayWork) error {
+	var err error
+	if w.nets, err = q.DomainNetblocks(ctx, w.domainID); err != nil {
+		return fmt.Errorf("load netblocks: %w", err)
+	}
+	keyRows, err := q.DomainKeys(ctx, w.domainID)
+	if err != nil {
+		return fmt.Errorf("load keys: %w", err)
+	}
+	w.keys = make([]Key, len(keyRows))
+	for i, k := range keyRows {
+		w.keys[i] = Key{Selector: k.Selector, Service: k.Service}
+	}
+	ips := make([]netip.Addr, len(w.srcs))
+	for i, s := range w.srcs {
+		ips[i] = s.SourceIp
+	}
+	rows, err := q.SourceLookups(ctx, ips)
+	if err != nil {
+		return fmt.Errorf("load PTR names: %w", err)
+	}
+	w.ptrs = map[netip.Addr]string{}
+	looked := 0
+	for _, r := range rows {
+		if r.Ptr != "" {
+			w.ptrs[r.Ip] = r.Ptr
+		}
+		if r.LookedUp {
+			looked++
+		}
+	}
+	if c.awaitPTR {
+		// The sources are distinct addresses, and so are the rows.
+		w.pending = len(ips) - looked
+	}
+	return nil
+}
+
+// classify classifies the sources. It uses no connection.
+func (w *dayWork) classify() {
+	w.classes = make([]Result, len(w.srcs))
+	// The sources and signatures come in address order, each source's
+	// signatures together: a walk along both finds each one's. Should
+	// either not be in that order, a map does.
+	walk := slices.IsSortedFunc(w.srcs, func(a, b DaySource) int { return a.SourceIp.Compare(b.SourceIp) }) &&
+		slices.IsSortedFunc(w.sigs, func(a, b DaySignature) int { return a.SourceIp.Compare(b.SourceIp) })
+	var bySource map[netip.Addr][]Signature
+	if !walk {
+		bySource = map[netip.Addr][]Signature{}
+		for _, s := range w.sigs {
+			bySource[s.SourceIp] = append(bySource[s.SourceIp], Signature{Domain: s.DkimDomain, Selector: s.Selector, Pass: s.Pass})
+		}
+	}
+	var own []Signature
+	j := 0
+	for i, s := range w.srcs {
+		if walk {
+			for j < len(w.sigs) && w.sigs[j].SourceIp.Less(s.SourceIp) {
+				j++
+			}
+			own = own[:0]
+			for ; j < len(w.sigs) && w.sigs[j].SourceIp == s.SourceIp; j++ {
+				own = append(own, Signature{Domain: w.sigs[j].DkimDomain, Selector: w.sigs[j].Selector, Pass: w.sigs[j].Pass})
+			}
+		} else {
+			own = bySource[s.SourceIp]
+		}
+		// Classify keeps nothing of the facts: own is reused.
+		w.classes[i] = Classify(Facts{IP: s.SourceIp, Domain: w.name, Netblocks: w.nets, Senders: w.senders, Keys: w.keys,
+			Signatures: own, PTR: w.ptrs[s.SourceIp], ForwardReason: s.Forwarded})
+	}
 }
 
 var (

@@ -32,11 +32,6 @@ DELETE FROM classify_days WHERE domain_id = @domain_id AND day = @day AND queued
 UPDATE classify_days SET not_before = now() + make_interval(secs => @after_seconds::float8)
 WHERE domain_id = @domain_id AND day = @day AND queued_at = @queued_at;
 
--- name: PendingLookups :one
--- How many of the addresses the enrichment has not looked up yet.
-SELECT count(*)::int FROM unnest(@ips::inet[]) AS u(ip)
-WHERE NOT EXISTS (SELECT 1 FROM ip_enrichment e WHERE e.ip = u.ip AND e.looked_up_at IS NOT NULL);
-
 -- name: DaySources :many
 -- The day's sources with their sums: the same sums as
 -- report_sources_ips_live (migration 00025), which the classifier stores
@@ -58,9 +53,12 @@ GROUP BY source_ip
 ORDER BY source_ip;
 
 -- name: DaySignatures :many
+-- In key order, so that which signature decides a source, and its
+-- evidence, do not depend on the order rows were written in.
 SELECT source_ip, dkim_domain, selector, result = 'pass' AS pass
 FROM report_source_dkim
-WHERE domain_id = @domain_id AND day = @day;
+WHERE domain_id = @domain_id AND day = @day
+ORDER BY source_ip, dkim_domain, selector, result;
 
 -- name: DomainNetblocks :many
 SELECT cidr FROM domain_netblocks WHERE domain_id = @domain_id;
@@ -72,9 +70,6 @@ SELECT selector, coalesce(service, '') AS service FROM dkim_keys WHERE domain_id
 -- Every service; an account's (account_id set) classifies that account's
 -- domains only.
 SELECT slug, account_id, resolved_ranges, static_ranges, dkim_domains, helo_suffixes, dkim_selectors FROM sender_services ORDER BY slug;
-
--- name: ConfirmedPTRs :many
-SELECT ip, ptr FROM ip_enrichment WHERE ip = ANY(@ips::inet[]) AND ptr_confirmed AND ptr IS NOT NULL;
 
 -- name: ClearDay :exec
 -- Remove the day's classes and summaries, which the classifier then
@@ -116,6 +111,24 @@ DELETE FROM account_days WHERE account_id = @account_id AND day = @day AND queue
 
 -- name: BumpGeneration :exec
 -- A domain's or an account's summaries changed: what was computed from
--- them before (report_top_unidentified) is stale.
+-- them before (report_presets) is stale.
 INSERT INTO report_generations (scope_id, generation) VALUES (@scope_id::uuid, 1)
 ON CONFLICT (scope_id) DO UPDATE SET generation = report_generations.generation + 1;
+
+-- name: DayDomain :one
+-- The domain a day is classified for, as NextDay gives it.
+SELECT name, account_id FROM domains WHERE id = @id;
+
+-- name: QueuedDay :one
+-- A day's queue row as it was queued at queued_at, locked, unless someone
+-- else holds it (see NewDay.Dequeue).
+SELECT queued_at, first_queued_at FROM classify_days WHERE domain_id = @domain_id AND day = @day AND queued_at = @queued_at
+FOR UPDATE SKIP LOCKED;
+
+-- name: SourceLookups :many
+-- What the enrichment knows of the addresses: whether it looked them up,
+-- and their confirmed PTR names ('' for none). Addresses it knows nothing
+-- of are left out.
+SELECT ip, coalesce(CASE WHEN ptr_confirmed THEN ptr END, '')::text AS ptr, (looked_up_at IS NOT NULL)::boolean AS looked_up
+FROM ip_enrichment
+WHERE ip = ANY(@ips::inet[]) AND (looked_up_at IS NOT NULL OR (ptr_confirmed AND ptr IS NOT NULL));

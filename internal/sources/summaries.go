@@ -18,8 +18,8 @@ import (
 // none (report_daily.sources), from the classes of its day: for summaries
 // built in bulk by report_summarize (a bulk load), which sums in SQL and
 // leaves the sketches to Go. The classifier writes both itself. The
-// account days the update queues are summarised by the classifier's next
-// run.
+// caller queues the account days (account_days) the bulk build changed,
+// for the classifier's next run.
 func FillSketches(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 	type key struct {
 		domain         uuid.UUID

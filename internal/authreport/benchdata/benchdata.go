@@ -761,6 +761,11 @@ func Summarize(ctx context.Context, pool *pgxpool.Pool) error {
 	if _, err := sources.FillSketches(ctx, pool); err != nil {
 		return err
 	}
+	if _, err := pool.Exec(ctx, `INSERT INTO account_days (account_id, day)
+		SELECT DISTINCT d.account_id, r.day FROM report_daily r JOIN domains d ON d.id = r.domain_id
+		ON CONFLICT (account_id, day) DO UPDATE SET queued_at = clock_timestamp()`); err != nil {
+		return fmt.Errorf("queue the account days: %w", err)
+	}
 	run, err := sources.NewClassifier(pool, false, slog.New(slog.DiscardHandler)).Run(ctx, time.Time{})
 	if err != nil {
 		return fmt.Errorf("summarise accounts: %w", err)

@@ -301,6 +301,24 @@ func (q *Queries) BlobRecipients(ctx context.Context, blobID uuid.UUID) ([]BlobR
 	return items, nil
 }
 
+const dayQueuedAt = `-- name: DayQueuedAt :one
+SELECT queued_at FROM classify_days WHERE domain_id = $1 AND day = $2
+`
+
+type DayQueuedAtParams struct {
+	DomainID uuid.UUID
+	Day      pgtype.Date
+}
+
+// When a day was queued for classification: by this transaction's
+// rollups, its now().
+func (q *Queries) DayQueuedAt(ctx context.Context, arg DayQueuedAtParams) (time.Time, error) {
+	row := q.db.QueryRow(ctx, dayQueuedAt, arg.DomainID, arg.Day)
+	var queued_at time.Time
+	err := row.Scan(&queued_at)
+	return queued_at, err
+}
+
 const deleteBlobsBefore = `-- name: DeleteBlobsBefore :execrows
 DELETE FROM report_blobs
 WHERE id IN (SELECT b.id FROM report_blobs b WHERE b.received_at < $1 ORDER BY b.received_at LIMIT $2)
@@ -777,7 +795,8 @@ func (q *Queries) SetReportCounts(ctx context.Context, arg SetReportCountsParams
 const sourceRollupsExist = `-- name: SourceRollupsExist :one
 SELECT EXISTS (SELECT 1 FROM report_sources s
                WHERE s.domain_id = $1 AND s.day = $2 AND s.reporter = $3)::boolean AS sources,
-       EXISTS (SELECT 1 FROM report_source_dkim k WHERE k.domain_id = $1 AND k.day = $2)::boolean AS dkim
+       EXISTS (SELECT 1 FROM report_source_dkim k WHERE k.domain_id = $1 AND k.day = $2)::boolean AS dkim,
+       EXISTS (SELECT 1 FROM report_sources s WHERE s.domain_id = $1 AND s.day = $2)::boolean AS day_sources
 `
 
 type SourceRollupsExistParams struct {
@@ -787,15 +806,17 @@ type SourceRollupsExistParams struct {
 }
 
 type SourceRollupsExistRow struct {
-	Sources bool
-	Dkim    bool
+	Sources    bool
+	Dkim       bool
+	DaySources bool
 }
 
 // Whether the source rollups hold rows that one report's could meet: its
-// reporter's in report_sources, anyone's in report_source_dkim.
+// reporter's in report_sources, anyone's in report_source_dkim; and
+// whether anyone's are in report_sources for the day.
 func (q *Queries) SourceRollupsExist(ctx context.Context, arg SourceRollupsExistParams) (SourceRollupsExistRow, error) {
 	row := q.db.QueryRow(ctx, sourceRollupsExist, arg.DomainID, arg.Day, arg.Reporter)
 	var i SourceRollupsExistRow
-	err := row.Scan(&i.Sources, &i.Dkim)
+	err := row.Scan(&i.Sources, &i.Dkim, &i.DaySources)
 	return i, err
 }

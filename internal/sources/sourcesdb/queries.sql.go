@@ -87,7 +87,7 @@ ON CONFLICT (scope_id) DO UPDATE SET generation = report_generations.generation 
 `
 
 // A domain's or an account's summaries changed: what was computed from
-// them before (report_top_unidentified) is stale.
+// them before (report_presets) is stale.
 func (q *Queries) BumpGeneration(ctx context.Context, scopeID uuid.UUID) error {
 	_, err := q.db.Exec(ctx, bumpGeneration, scopeID)
 	return err
@@ -126,39 +126,28 @@ func (q *Queries) ClearDay(ctx context.Context, arg ClearDayParams) error {
 	return err
 }
 
-const confirmedPTRs = `-- name: ConfirmedPTRs :many
-SELECT ip, ptr FROM ip_enrichment WHERE ip = ANY($1::inet[]) AND ptr_confirmed AND ptr IS NOT NULL
+const dayDomain = `-- name: DayDomain :one
+SELECT name, account_id FROM domains WHERE id = $1
 `
 
-type ConfirmedPTRsRow struct {
-	Ip  netip.Addr
-	Ptr *string
+type DayDomainRow struct {
+	Name      string
+	AccountID uuid.UUID
 }
 
-func (q *Queries) ConfirmedPTRs(ctx context.Context, ips []netip.Addr) ([]ConfirmedPTRsRow, error) {
-	rows, err := q.db.Query(ctx, confirmedPTRs, ips)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []ConfirmedPTRsRow
-	for rows.Next() {
-		var i ConfirmedPTRsRow
-		if err := rows.Scan(&i.Ip, &i.Ptr); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+// The domain a day is classified for, as NextDay gives it.
+func (q *Queries) DayDomain(ctx context.Context, id uuid.UUID) (DayDomainRow, error) {
+	row := q.db.QueryRow(ctx, dayDomain, id)
+	var i DayDomainRow
+	err := row.Scan(&i.Name, &i.AccountID)
+	return i, err
 }
 
 const daySignatures = `-- name: DaySignatures :many
 SELECT source_ip, dkim_domain, selector, result = 'pass' AS pass
 FROM report_source_dkim
 WHERE domain_id = $1 AND day = $2
+ORDER BY source_ip, dkim_domain, selector, result
 `
 
 type DaySignaturesParams struct {
@@ -173,6 +162,8 @@ type DaySignaturesRow struct {
 	Pass       bool
 }
 
+// In key order, so that which signature decides a source, and its
+// evidence, do not depend on the order rows were written in.
 func (q *Queries) DaySignatures(ctx context.Context, arg DaySignaturesParams) ([]DaySignaturesRow, error) {
 	rows, err := q.db.Query(ctx, daySignatures, arg.DomainID, arg.Day)
 	if err != nil {
@@ -440,19 +431,6 @@ func (q *Queries) NextDay(ctx context.Context) (NextDayRow, error) {
 	return i, err
 }
 
-const pendingLookups = `-- name: PendingLookups :one
-SELECT count(*)::int FROM unnest($1::inet[]) AS u(ip)
-WHERE NOT EXISTS (SELECT 1 FROM ip_enrichment e WHERE e.ip = u.ip AND e.looked_up_at IS NOT NULL)
-`
-
-// How many of the addresses the enrichment has not looked up yet.
-func (q *Queries) PendingLookups(ctx context.Context, ips []netip.Addr) (int32, error) {
-	row := q.db.QueryRow(ctx, pendingLookups, ips)
-	var column_1 int32
-	err := row.Scan(&column_1)
-	return column_1, err
-}
-
 const postponeDay = `-- name: PostponeDay :exec
 UPDATE classify_days SET not_before = now() + make_interval(secs => $1::float8)
 WHERE domain_id = $2 AND day = $3 AND queued_at = $4
@@ -475,6 +453,31 @@ func (q *Queries) PostponeDay(ctx context.Context, arg PostponeDayParams) error 
 		arg.QueuedAt,
 	)
 	return err
+}
+
+const queuedDay = `-- name: QueuedDay :one
+SELECT queued_at, first_queued_at FROM classify_days WHERE domain_id = $1 AND day = $2 AND queued_at = $3
+FOR UPDATE SKIP LOCKED
+`
+
+type QueuedDayParams struct {
+	DomainID uuid.UUID
+	Day      pgtype.Date
+	QueuedAt time.Time
+}
+
+type QueuedDayRow struct {
+	QueuedAt      time.Time
+	FirstQueuedAt time.Time
+}
+
+// A day's queue row as it was queued at queued_at, locked, unless someone
+// else holds it (see NewDay.Dequeue).
+func (q *Queries) QueuedDay(ctx context.Context, arg QueuedDayParams) (QueuedDayRow, error) {
+	row := q.db.QueryRow(ctx, queuedDay, arg.DomainID, arg.Day, arg.QueuedAt)
+	var i QueuedDayRow
+	err := row.Scan(&i.QueuedAt, &i.FirstQueuedAt)
+	return i, err
 }
 
 const senders = `-- name: Senders :many
@@ -511,6 +514,41 @@ func (q *Queries) Senders(ctx context.Context) ([]SendersRow, error) {
 			&i.HeloSuffixes,
 			&i.DkimSelectors,
 		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const sourceLookups = `-- name: SourceLookups :many
+SELECT ip, coalesce(CASE WHEN ptr_confirmed THEN ptr END, '')::text AS ptr, (looked_up_at IS NOT NULL)::boolean AS looked_up
+FROM ip_enrichment
+WHERE ip = ANY($1::inet[]) AND (looked_up_at IS NOT NULL OR (ptr_confirmed AND ptr IS NOT NULL))
+`
+
+type SourceLookupsRow struct {
+	Ip       netip.Addr
+	Ptr      string
+	LookedUp bool
+}
+
+// What the enrichment knows of the addresses: whether it looked them up,
+// and their confirmed PTR names (” for none). Addresses it knows nothing
+// of are left out.
+func (q *Queries) SourceLookups(ctx context.Context, ips []netip.Addr) ([]SourceLookupsRow, error) {
+	rows, err := q.db.Query(ctx, sourceLookups, ips)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SourceLookupsRow
+	for rows.Next() {
+		var i SourceLookupsRow
+		if err := rows.Scan(&i.Ip, &i.Ptr, &i.LookedUp); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
