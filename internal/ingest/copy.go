@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/rampartmail/rampart/internal/pgcopy"
 	"github.com/rampartmail/rampart/internal/report"
 )
 
@@ -44,7 +45,7 @@ type copyStats struct {
 // copyRecords decodes the candidate's records and streams them into its
 // month's partition with COPY. A goroutine runs the decoder (whose API is
 // callbacks) and hands batches of records to the COPY source, which
-// encodes them as the connection's writer reads them (copyRows), so that
+// encodes them as the connection's writer reads them (pgcopy.Rows), so that
 // the records are never all in memory and decoding, encoding and
 // PostgreSQL's work overlap.
 func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UUID, c *candidate) (copyStats, []report.Warning, error) {
@@ -116,7 +117,7 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 		cur    []report.Record
 		next   int
 		sigs   []sig
-		day    = int32(c.day.Unix()/86400 - pgEpochDay) //nolint:gosec // G115: dates of reports fit
+		day    = int32(c.day.Unix()/86400 - pgcopy.EpochDay) //nolint:gosec // G115: dates of reports fit
 	)
 	rows := func(b []byte) ([]byte, bool, error) {
 		for next >= len(cur) {
@@ -150,34 +151,34 @@ func (in *ingester) copyRecords(ctx context.Context, tx pgx.Tx, reportID uuid.UU
 		d := derive(pe, ar, sigs[:0])
 		sigs = d.sigs
 		// The columns of recordColumns, in order.
-		b = copyRow(b, len(recordColumns))
-		b = copyUUID(b, reportID)
-		b = copyInt4(b, int32(st.records)) //nolint:gosec // G115: at most Limits.MaxRecords (default 5,000,000) records
-		b = copyUUID(b, c.domain)
-		b = appendInt32(appendInt32(b, 4), day)
-		b = copyInet(b, rec.SourceIP)
-		b = copyInt8(b, rec.Count)
-		b = copyText(b, disposition)
-		b = copyText(b, dkim)
-		b = copyText(b, spf)
-		b, at := beginValue(b)
-		b = endValue(appendReasons(b, pe.Reasons), at, true)
-		b = copyText(b, headerFrom)
-		b = copyText(b, clip(id.EnvelopeFrom, maxIdentifier))
-		b = copyText(b, clip(id.EnvelopeTo, maxIdentifier))
-		b, at = beginValue(b)
-		b = endValue(appendDKIM(b, ar.DKIM), at, true)
-		b, at = beginValue(b)
-		b = endValue(appendSPF(b, ar.SPF), at, true)
-		b = copyText(b, d.spfDomain)
-		b = copyBool(b, d.spfPass)
-		b = copyBool(b, d.dkimPass)
-		b = copyBool(b, d.forwarded)
+		b = pgcopy.Row(b, len(recordColumns))
+		b = pgcopy.UUID(b, reportID)
+		b = pgcopy.Int4(b, int32(st.records)) //nolint:gosec // G115: at most Limits.MaxRecords (default 5,000,000) records
+		b = pgcopy.UUID(b, c.domain)
+		b = pgcopy.AppendInt32(pgcopy.AppendInt32(b, 4), day)
+		b = pgcopy.Inet(b, rec.SourceIP)
+		b = pgcopy.Int8(b, rec.Count)
+		b = pgcopy.Text(b, disposition)
+		b = pgcopy.Text(b, dkim)
+		b = pgcopy.Text(b, spf)
+		b, at := pgcopy.BeginValue(b)
+		b = pgcopy.EndValue(appendReasons(b, pe.Reasons), at, true)
+		b = pgcopy.Text(b, headerFrom)
+		b = pgcopy.Text(b, clip(id.EnvelopeFrom, maxIdentifier))
+		b = pgcopy.Text(b, clip(id.EnvelopeTo, maxIdentifier))
+		b, at = pgcopy.BeginValue(b)
+		b = pgcopy.EndValue(appendDKIM(b, ar.DKIM), at, true)
+		b, at = pgcopy.BeginValue(b)
+		b = pgcopy.EndValue(appendSPF(b, ar.SPF), at, true)
+		b = pgcopy.Text(b, d.spfDomain)
+		b = pgcopy.Bool(b, d.spfPass)
+		b = pgcopy.Bool(b, d.dkimPass)
+		b = pgcopy.Bool(b, d.forwarded)
 		b = copySigs(b, d.sigs)
 		st.rollup.add(rec.SourceIP, headerFrom, disposition, spf, dkim, &d, rec.Count)
 		return b, true, nil
 	}
-	n, err := copyRows(ctx, tx, partitionName(c.day), recordColumns, rows)
+	n, err := pgcopy.Rows(ctx, tx, partitionName(c.day), recordColumns, rows)
 	close(stop)
 	<-finished
 	switch {
@@ -355,25 +356,25 @@ type sig struct{ domain, selector, result string }
 // NULL when the record has no signature.
 func copySigs(b []byte, sigs []sig) []byte {
 	if len(sigs) == 0 {
-		return copyNull(b)
+		return pgcopy.Null(b)
 	}
-	b, at := beginValue(b)
-	b = appendInt32(b, 1) // dimensions
-	b = appendInt32(b, 0) // no NULLs
-	b = appendInt32(b, textOID)
-	b = appendInt32(b, int32(len(sigs))) //nolint:gosec // G115: at most report.maxListItems
-	b = appendInt32(b, 1)                // lower bound
+	b, at := pgcopy.BeginValue(b)
+	b = pgcopy.AppendInt32(b, 1) // dimensions
+	b = pgcopy.AppendInt32(b, 0) // no NULLs
+	b = pgcopy.AppendInt32(b, pgcopy.TextOID)
+	b = pgcopy.AppendInt32(b, int32(len(sigs))) //nolint:gosec // G115: at most report.maxListItems
+	b = pgcopy.AppendInt32(b, 1)                // lower bound
 	for _, s := range sigs {
 		var el int
-		b, el = beginValue(b)
+		b, el = pgcopy.BeginValue(b)
 		b = append(b, s.domain...)
 		b = append(b, ' ')
 		b = append(b, s.selector...)
 		b = append(b, ' ')
 		b = append(b, s.result...)
-		b = endValue(b, el, false)
+		b = pgcopy.EndValue(b, el, false)
 	}
-	return endValue(b, at, false)
+	return pgcopy.EndValue(b, at, false)
 }
 
 // derive computes a record's derived columns, appending its DKIM signatures

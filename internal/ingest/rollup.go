@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/rampartmail/rampart/internal/ingest/ingestdb"
+	"github.com/rampartmail/rampart/internal/pgcopy"
 )
 
 // The source rollups (report_sources, report_source_dkim; migration 00018)
@@ -351,27 +352,27 @@ func (in *ingester) writeRollups(ctx context.Context, tx pgx.Tx, r result) (c *n
 		}
 	} else if len(rows) > 0 {
 		i := 0
-		if _, err := copyRows(ctx, tx, "report_sources", sourceColumns, func(b []byte) ([]byte, bool, error) {
+		if _, err := pgcopy.Rows(ctx, tx, "report_sources", sourceColumns, func(b []byte) ([]byte, bool, error) {
 			if i == len(rows) {
 				return b, false, nil
 			}
 			k := &rows[i]
 			i++
-			b = copyRow(b, len(sourceColumns))
-			b = copyUUID(b, r.domain)
-			b = copyDate(b, r.day)
-			b = copyInet(b, k.ip)
-			b = copyText(b, r.reporter)
-			b = copyText(b, str[k.headerFrom])
-			b = copyText(b, str[k.spfDomain])
-			b = copyText(b, str[k.disposition])
-			b = copyBool(b, k.spfPass)
-			b = copyBool(b, k.dkimPass)
-			b = copyBool(b, k.spfAligned)
-			b = copyBool(b, k.dkimAl)
-			b = copyBool(b, k.forwarded)
-			b = copyInt8(b, k.messages)
-			return copyInt4(b, 1), true, nil
+			b = pgcopy.Row(b, len(sourceColumns))
+			b = pgcopy.UUID(b, r.domain)
+			b = pgcopy.Date(b, r.day)
+			b = pgcopy.Inet(b, k.ip)
+			b = pgcopy.Text(b, r.reporter)
+			b = pgcopy.Text(b, str[k.headerFrom])
+			b = pgcopy.Text(b, str[k.spfDomain])
+			b = pgcopy.Text(b, str[k.disposition])
+			b = pgcopy.Bool(b, k.spfPass)
+			b = pgcopy.Bool(b, k.dkimPass)
+			b = pgcopy.Bool(b, k.spfAligned)
+			b = pgcopy.Bool(b, k.dkimAl)
+			b = pgcopy.Bool(b, k.forwarded)
+			b = pgcopy.Int8(b, k.messages)
+			return pgcopy.Int4(b, 1), true, nil
 		}); err != nil {
 			return c, fmt.Errorf("copy source rollups: %w", err)
 		}
@@ -383,21 +384,21 @@ func (in *ingester) writeRollups(ctx context.Context, tx pgx.Tx, r result) (c *n
 		}
 	} else if len(rows) > 0 {
 		i := 0
-		if _, err := copyRows(ctx, tx, "report_source_dkim", dkimColumns, func(b []byte) ([]byte, bool, error) {
+		if _, err := pgcopy.Rows(ctx, tx, "report_source_dkim", dkimColumns, func(b []byte) ([]byte, bool, error) {
 			if i == len(rows) {
 				return b, false, nil
 			}
 			k := &rows[i]
 			i++
-			b = copyRow(b, len(dkimColumns))
-			b = copyUUID(b, r.domain)
-			b = copyDate(b, r.day)
-			b = copyInet(b, k.ip)
-			b = copyText(b, str[k.domain])
-			b = copyText(b, str[k.selector])
-			b = copyText(b, str[k.result])
-			b = copyInt8(b, k.messages)
-			return copyInt4(b, 1), true, nil
+			b = pgcopy.Row(b, len(dkimColumns))
+			b = pgcopy.UUID(b, r.domain)
+			b = pgcopy.Date(b, r.day)
+			b = pgcopy.Inet(b, k.ip)
+			b = pgcopy.Text(b, str[k.domain])
+			b = pgcopy.Text(b, str[k.selector])
+			b = pgcopy.Text(b, str[k.result])
+			b = pgcopy.Int8(b, k.messages)
+			return pgcopy.Int4(b, 1), true, nil
 		}); err != nil {
 			return c, fmt.Errorf("copy DKIM rollups: %w", err)
 		}

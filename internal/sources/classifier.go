@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/rampartmail/rampart/internal/pgcopy"
 	"github.com/rampartmail/rampart/internal/sketch"
 	"github.com/rampartmail/rampart/internal/sources/sourcesdb"
 )
@@ -485,16 +486,27 @@ func storeDay(ctx context.Context, tx pgx.Tx, domainID uuid.UUID, day pgtype.Dat
 	}
 	dom := pgtype.UUID{Bytes: domainID, Valid: true}
 	daily := map[group]*sums{}
-	row := make([]any, len(classColumns))
-	row[0], row[1] = dom, day
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"source_classes"}, classColumns, pgx.CopyFromSlice(len(srcs), func(i int) ([]any, error) {
-		s, r := &srcs[i], classes[i]
-		if s.Reporters == nil {
-			s.Reporters = []string{}
+	// The classes in the binary COPY format, written from the values (a
+	// large report's day is 100,000 rows; pgx's CopyFrom boxes each value).
+	i := 0
+	_, err := pgcopy.Rows(ctx, tx, "source_classes", classColumns, func(b []byte) ([]byte, bool, error) {
+		if i == len(srcs) {
+			return b, false, nil
 		}
-		row[2], row[3], row[4], row[5] = s.SourceIp, string(r.Class), r.Service, r.Evidence
-		row[6], row[7], row[8], row[9], row[10], row[11] = s.Messages, s.DmarcPass, s.SpfPass, s.SpfAligned, s.DkimPass, s.DkimAligned
-		row[12], row[13], row[14], row[15] = s.DispositionNone, s.DispositionQuarantine, s.DispositionReject, s.Reporters
+		s, r := &srcs[i], classes[i]
+		i++
+		b = pgcopy.Row(b, len(classColumns))
+		b = pgcopy.UUID(b, domainID)
+		b = pgcopy.Date(b, day.Time)
+		b = pgcopy.Inet(b, s.SourceIp)
+		b = pgcopy.Text(b, string(r.Class))
+		b = pgcopy.Text(b, r.Service)
+		b = pgcopy.Text(b, r.Evidence)
+		for _, v := range [...]int64{s.Messages, s.DmarcPass, s.SpfPass, s.SpfAligned, s.DkimPass, s.DkimAligned,
+			s.DispositionNone, s.DispositionQuarantine, s.DispositionReject} {
+			b = pgcopy.Int8(b, v)
+		}
+		b = pgcopy.TextArray(b, s.Reporters)
 		g := group{class: string(r.Class)}
 		if r.Class == Service {
 			g.service = r.Service
@@ -506,8 +518,8 @@ func storeDay(ctx context.Context, tx pgx.Tx, domainID uuid.UUID, day pgtype.Dat
 		}
 		d.add(*s)
 		d.addrs.Add(s.SourceIp)
-		return row, nil
-	}))
+		return b, true, nil
+	})
 	if err != nil {
 		return fmt.Errorf("store classes: %w", err)
 	}
