@@ -15,8 +15,8 @@ import (
 
 // ClassifySourcesArgs asks for the report sources queued for
 // classification to be classified (package sources), and then for the
-// presets of the top unidentified sources that are no longer current to be
-// computed again (authreport.RefreshTopUnidentified).
+// report presets that are no longer current to be computed again
+// (authreport.RefreshPresets).
 type ClassifySourcesArgs struct{}
 
 // Kind names the job.
@@ -56,12 +56,12 @@ func (w *classifySourcesWorker) Work(ctx context.Context, job *river.Job[Classif
 	if !run.Done {
 		return river.JobSnooze(time.Second)
 	}
-	top, err := authreport.RefreshTopUnidentified(ctx, w.pool, time.Now(), deadline)
+	top, err := authreport.RefreshPresets(ctx, w.pool, time.Now(), deadline)
 	if top.Stored > 0 {
-		w.log.InfoContext(ctx, "computed the top unidentified sources", "presets", top.Stored)
+		w.log.InfoContext(ctx, "computed the report presets", "presets", top.Stored)
 	}
 	if err != nil {
-		return fmt.Errorf("compute the top unidentified sources: %w", err)
+		return fmt.Errorf("compute the report presets: %w", err)
 	}
 	if !top.Done {
 		return river.JobSnooze(time.Second)

@@ -100,7 +100,9 @@ DROP INDEX source_classes_sender_idx;
 -- report_sources_daily with each row's addresses: a sketch (summaries), or
 -- the addresses themselves (days read live); a summary without a sketch
 -- (written before this migration, its day queued again below) gives its
--- addresses from source_classes.
+-- addresses from source_classes. report_sources_daily becomes its
+-- projection, so that the rule (a day's summaries while it is not queued,
+-- its rollups live while it is) is written once.
 CREATE VIEW report_sources_daily_ips AS
 SELECT d.domain_id, d.day, d.class, d.service, d.messages, d.dmarc_pass, d.spf_pass, d.spf_aligned, d.dkim_pass, d.dkim_aligned,
        d.disposition_none, d.disposition_quarantine, d.disposition_reject, d.reporters, d.sources,
@@ -117,6 +119,11 @@ SELECT q.domain_id, q.day, l.class, l.service, l.messages, l.dmarc_pass, l.spf_p
         WHERE o.domain_id = q.domain_id AND o.day = q.day AND o.class = l.class AND o.service = l.service)::inet[]
 FROM classify_days q
 CROSS JOIN LATERAL (SELECT * FROM report_daily_live l WHERE l.domain_id = q.domain_id AND l.day = q.day OFFSET 0) l;
+
+CREATE OR REPLACE VIEW report_sources_daily AS
+SELECT domain_id, day, class, service, messages, dmarc_pass, spf_pass, spf_aligned, dkim_pass, dkim_aligned,
+       disposition_none, disposition_quarantine, disposition_reject, reporters
+FROM report_sources_daily_ips;
 
 -- What an account's report reads for the accounts it covers whole: their
 -- summaries of the days not queued, and the queued days through their
@@ -204,7 +211,18 @@ ON CONFLICT DO NOTHING;
 -- +goose Down
 DROP FUNCTION report_preset_valid(uuid[], bigint[], date, date), report_generations_of(uuid[]);
 DROP TABLE report_presets, report_generations;
-DROP VIEW report_accounts_daily, report_sources_daily_ips;
+DROP VIEW report_accounts_daily;
+CREATE OR REPLACE VIEW report_sources_daily AS
+SELECT d.domain_id, d.day, d.class, d.service, d.messages, d.dmarc_pass, d.spf_pass, d.spf_aligned, d.dkim_pass, d.dkim_aligned,
+       d.disposition_none, d.disposition_quarantine, d.disposition_reject, d.reporters
+FROM report_daily d
+WHERE NOT EXISTS (SELECT 1 FROM classify_days q WHERE q.domain_id = d.domain_id AND q.day = d.day)
+UNION ALL
+SELECT q.domain_id, q.day, l.class, l.service, l.messages, l.dmarc_pass, l.spf_pass, l.spf_aligned, l.dkim_pass, l.dkim_aligned,
+       l.disposition_none, l.disposition_quarantine, l.disposition_reject, l.reporters
+FROM classify_days q
+CROSS JOIN LATERAL (SELECT * FROM report_daily_live l WHERE l.domain_id = q.domain_id AND l.day = q.day OFFSET 0) l;
+DROP VIEW report_sources_daily_ips;
 CREATE INDEX source_classes_sender_idx ON source_classes (domain_id, day, class, service) INCLUDE (source_ip);
 DROP TRIGGER account_days_domains_deleted ON domains;
 DROP FUNCTION account_days_domains_deleted();

@@ -322,12 +322,12 @@ func TestTopUnidentifiedPresets(t *testing.T) {
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7}, top(whole))
 
-	res, err := authreport.RefreshTopUnidentified(ctx, pool, time.Now(), time.Time{})
+	res, err := authreport.RefreshPresets(ctx, pool, time.Now(), time.Time{})
 	require.NoError(t, err)
-	require.Equal(t, authreport.TopRefresh{Stored: 3 * len(authreport.PresetDays), Done: true}, res, "two domains and the account")
-	res, err = authreport.RefreshTopUnidentified(ctx, pool, time.Now(), time.Time{})
+	require.Equal(t, authreport.PresetRefresh{Stored: 3 * len(authreport.PresetDays), Done: true}, res, "two domains and the account")
+	res, err = authreport.RefreshPresets(ctx, pool, time.Now(), time.Time{})
 	require.NoError(t, err)
-	require.Equal(t, authreport.TopRefresh{Done: true}, res, "all current")
+	require.Equal(t, authreport.PresetRefresh{Done: true}, res, "all current")
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7}, top(whole))
 
@@ -376,9 +376,9 @@ func TestTopUnidentifiedPresets(t *testing.T) {
 	classify()
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
 	require.Equal(t, map[string]int64{"Unidentified": 2}, senders(dom))
-	res, err = authreport.RefreshTopUnidentified(ctx, pool, time.Now(), time.Time{})
+	res, err = authreport.RefreshPresets(ctx, pool, time.Now(), time.Time{})
 	require.NoError(t, err)
-	require.Equal(t, authreport.TopRefresh{Stored: 3 * len(authreport.PresetDays), Done: true}, res, "each had a day rebuilt")
+	require.Equal(t, authreport.PresetRefresh{Stored: 3 * len(authreport.PresetDays), Done: true}, res, "each had a day rebuilt")
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7, "203.0.113.3": 9}, top(whole))
 }

@@ -293,7 +293,7 @@ ORDER BY id;
 -- An account's customer accounts.
 SELECT id FROM accounts WHERE parent_id = @parent_id::uuid ORDER BY id;
 
--- name: TopStale :many
+-- name: StalePresets :many
 -- The presets (the top unidentified sources, the senders' addresses) that
 -- are not current: for
 -- every domain with summaries since a day, and every account with domains
@@ -324,12 +324,12 @@ WHERE NOT EXISTS (
 )
 ORDER BY 2, 1, 5;
 
--- name: TopInputs :one
--- The members' generations, and whether a day of the range is queued (the
--- preset would not be exact).
-SELECT report_generations_of(@members::uuid[])::bigint[] AS generations,
-       (EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY(@domains::uuid[]) AND c.day BETWEEN @from_day::date AND @to_day::date)
-        OR EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY(@members::uuid[]) AND q.day BETWEEN @from_day::date AND @to_day::date))::bool AS queued;
+-- name: PresetInputs :one
+-- The members' generations, and whether a preset computed at them now
+-- would serve (report_preset_valid: no day of the range queued).
+SELECT g.generations::bigint[] AS generations,
+       (NOT report_preset_valid(@members::uuid[], g.generations, @from_day::date, @to_day::date))::bool AS queued
+FROM (SELECT report_generations_of(@members::uuid[]) AS generations) g;
 
 -- name: ScopeSketches :many
 -- Every sender's sketches of addresses per day (or, for a day without

@@ -17,7 +17,7 @@ import (
 
 // PresetDays are the ranges, ending today, whose top unidentified sources
 // and senders' distinct addresses are kept per domain and per account
-// (report_presets, migration 00032) by [RefreshTopUnidentified]: summing
+// (report_presets, migration 00032) by [RefreshPresets]: summing
 // every source of an account's 1,000 domains over 30 days, or merging 90
 // days of its busiest senders' sketches, on each read takes hundreds of
 // milliseconds. A preset serves a read only while it is exact: computed
@@ -78,8 +78,8 @@ type presetSender struct {
 	Sources int64  `json:"sources"`
 }
 
-// TopRefresh is what one [RefreshTopUnidentified] did.
-type TopRefresh struct {
+// PresetRefresh is what one [RefreshPresets] did.
+type PresetRefresh struct {
 	// Stored presets, and those left because a day of their range was
 	// queued (the next run takes them).
 	Stored, Queued int
@@ -87,17 +87,17 @@ type TopRefresh struct {
 	Done bool
 }
 
-// RefreshTopUnidentified computes the presets (the top unidentified
+// RefreshPresets computes the presets (the top unidentified
 // sources, the senders' distinct addresses) that are not current at now, for every domain with summaries in
 // the longest preset range and every account with domains (its report as
 // its owner reads it: with its customer accounts'), until deadline (zero:
 // none). Each is computed in a repeatable-read transaction, so that the
 // generations it records are those of the data it summed.
-func RefreshTopUnidentified(ctx context.Context, pool *pgxpool.Pool, now time.Time, deadline time.Time) (TopRefresh, error) {
-	var res TopRefresh
+func RefreshPresets(ctx context.Context, pool *pgxpool.Pool, now time.Time, deadline time.Time) (PresetRefresh, error) {
+	var res PresetRefresh
 	to := day(now)
 	q := authreportdb.New(pool)
-	stale, err := q.TopStale(ctx, authreportdb.TopStaleParams{Since: pgDate(to.AddDate(0, 0, -int(slices.Max(PresetDays)-1))),
+	stale, err := q.StalePresets(ctx, authreportdb.StalePresetsParams{Since: pgDate(to.AddDate(0, 0, -int(slices.Max(PresetDays)-1))),
 		Days: PresetDays, ToDay: pgDate(to)})
 	if err != nil {
 		return res, fmt.Errorf("list the stale presets: %w", err)
@@ -106,7 +106,7 @@ func RefreshTopUnidentified(ctx context.Context, pool *pgxpool.Pool, now time.Ti
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			return res, nil
 		}
-		stored, err := refreshTop(ctx, pool, c, to)
+		stored, err := refreshPreset(ctx, pool, c, to)
 		if err != nil {
 			return res, err
 		}
@@ -122,12 +122,12 @@ func RefreshTopUnidentified(ctx context.Context, pool *pgxpool.Pool, now time.Ti
 
 // refreshTop computes and stores one preset; false when a day of its range
 // is queued.
-func refreshTop(ctx context.Context, pool *pgxpool.Pool, c authreportdb.TopStaleRow, to time.Time) (bool, error) {
+func refreshPreset(ctx context.Context, pool *pgxpool.Pool, c authreportdb.StalePresetsRow, to time.Time) (bool, error) {
 	from := to.AddDate(0, 0, -int(c.Days-1))
 	stored := false
 	err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadWrite}, func(tx pgx.Tx) error {
 		q := authreportdb.New(tx)
-		in, err := q.TopInputs(ctx, authreportdb.TopInputsParams{Members: c.Members, Domains: c.Domains, FromDay: pgDate(from), ToDay: pgDate(to)})
+		in, err := q.PresetInputs(ctx, authreportdb.PresetInputsParams{Members: c.Members, FromDay: pgDate(from), ToDay: pgDate(to)})
 		if err != nil {
 			return fmt.Errorf("read a preset's generations: %w", err)
 		}

@@ -147,6 +147,32 @@ func (q *Queries) Daily(ctx context.Context, arg DailyParams) ([]DailyRow, error
 	return items, nil
 }
 
+const presetInputs = `-- name: PresetInputs :one
+SELECT g.generations::bigint[] AS generations,
+       (NOT report_preset_valid($1::uuid[], g.generations, $2::date, $3::date))::bool AS queued
+FROM (SELECT report_generations_of($1::uuid[]) AS generations) g
+`
+
+type PresetInputsParams struct {
+	Members []uuid.UUID
+	FromDay pgtype.Date
+	ToDay   pgtype.Date
+}
+
+type PresetInputsRow struct {
+	Generations []int64
+	Queued      bool
+}
+
+// The members' generations, and whether a preset computed at them now
+// would serve (report_preset_valid: no day of the range queued).
+func (q *Queries) PresetInputs(ctx context.Context, arg PresetInputsParams) (PresetInputsRow, error) {
+	row := q.db.QueryRow(ctx, presetInputs, arg.Members, arg.FromDay, arg.ToDay)
+	var i PresetInputsRow
+	err := row.Scan(&i.Generations, &i.Queued)
+	return i, err
+}
+
 const reportDomains = `-- name: ReportDomains :many
 SELECT id, account_id FROM domains
 WHERE account_id = ANY($1::uuid[]) OR id = ANY($2::uuid[])
@@ -540,6 +566,78 @@ func (q *Queries) Source(ctx context.Context, arg SourceParams) (SourceRow, erro
 	return i, err
 }
 
+const stalePresets = `-- name: StalePresets :many
+WITH c AS (
+    SELECT d.id AS scope_id, false AS is_account, ARRAY[d.id]::uuid[] AS members, ARRAY[d.id]::uuid[] AS domains
+    FROM domains d
+    WHERE EXISTS (SELECT 1 FROM report_daily r WHERE r.domain_id = d.id AND r.day >= $3::date)
+    UNION ALL
+    SELECT a.id, true, m.members, m.domains
+    FROM accounts a
+    CROSS JOIN LATERAL (
+        SELECT ARRAY(SELECT c.id FROM accounts c WHERE c.id = a.id OR c.parent_id = a.id ORDER BY c.id)::uuid[] AS members,
+               ARRAY(SELECT d.id FROM accounts c JOIN domains d ON d.account_id = c.id
+                     WHERE c.id = a.id OR c.parent_id = a.id ORDER BY d.id)::uuid[] AS domains
+    ) m
+    WHERE cardinality(m.domains) > 0
+)
+SELECT c.scope_id, c.is_account, c.members, c.domains, w.days::int AS days
+FROM c CROSS JOIN unnest($1::int[]) AS w (days)
+WHERE NOT EXISTS (
+    SELECT 1 FROM report_presets t
+    WHERE coalesce(t.domain_id, t.account_id) = c.scope_id AND t.days = w.days AND t.to_day = $2::date
+      AND t.members = c.members AND t.generations = report_generations_of(t.members)
+)
+ORDER BY 2, 1, 5
+`
+
+type StalePresetsParams struct {
+	Days  []int32
+	ToDay pgtype.Date
+	Since pgtype.Date
+}
+
+type StalePresetsRow struct {
+	ScopeID   uuid.UUID
+	IsAccount bool
+	Members   []uuid.UUID
+	Domains   []uuid.UUID
+	Days      int32
+}
+
+// The presets (the top unidentified sources, the senders' addresses) that
+// are not current: for
+// every domain with summaries since a day, and every account with domains
+// (an account's report as its owner reads it: over the account and its
+// customer accounts, all whole), each preset range whose preset was not
+// computed for to_day over the same members (sorted), or whose members'
+// generations have moved since.
+func (q *Queries) StalePresets(ctx context.Context, arg StalePresetsParams) ([]StalePresetsRow, error) {
+	rows, err := q.db.Query(ctx, stalePresets, arg.Days, arg.ToDay, arg.Since)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []StalePresetsRow
+	for rows.Next() {
+		var i StalePresetsRow
+		if err := rows.Scan(
+			&i.ScopeID,
+			&i.IsAccount,
+			&i.Members,
+			&i.Domains,
+			&i.Days,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const storePreset = `-- name: StorePreset :exec
 INSERT INTO report_presets (domain_id, account_id, days, to_day, members, generations, top, senders)
 VALUES ($1::uuid, $2::uuid, $3::int, $4::date, $5::uuid[], $6::bigint[],
@@ -667,110 +765,6 @@ func (q *Queries) Summaries(ctx context.Context, arg SummariesParams) ([]Summari
 			&i.DispositionQuarantine,
 			&i.DispositionReject,
 			&i.Reporters,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
-const topInputs = `-- name: TopInputs :one
-SELECT report_generations_of($1::uuid[])::bigint[] AS generations,
-       (EXISTS (SELECT 1 FROM classify_days c WHERE c.domain_id = ANY($2::uuid[]) AND c.day BETWEEN $3::date AND $4::date)
-        OR EXISTS (SELECT 1 FROM account_days q WHERE q.account_id = ANY($1::uuid[]) AND q.day BETWEEN $3::date AND $4::date))::bool AS queued
-`
-
-type TopInputsParams struct {
-	Members []uuid.UUID
-	Domains []uuid.UUID
-	FromDay pgtype.Date
-	ToDay   pgtype.Date
-}
-
-type TopInputsRow struct {
-	Generations []int64
-	Queued      bool
-}
-
-// The members' generations, and whether a day of the range is queued (the
-// preset would not be exact).
-func (q *Queries) TopInputs(ctx context.Context, arg TopInputsParams) (TopInputsRow, error) {
-	row := q.db.QueryRow(ctx, topInputs,
-		arg.Members,
-		arg.Domains,
-		arg.FromDay,
-		arg.ToDay,
-	)
-	var i TopInputsRow
-	err := row.Scan(&i.Generations, &i.Queued)
-	return i, err
-}
-
-const topStale = `-- name: TopStale :many
-WITH c AS (
-    SELECT d.id AS scope_id, false AS is_account, ARRAY[d.id]::uuid[] AS members, ARRAY[d.id]::uuid[] AS domains
-    FROM domains d
-    WHERE EXISTS (SELECT 1 FROM report_daily r WHERE r.domain_id = d.id AND r.day >= $3::date)
-    UNION ALL
-    SELECT a.id, true, m.members, m.domains
-    FROM accounts a
-    CROSS JOIN LATERAL (
-        SELECT ARRAY(SELECT c.id FROM accounts c WHERE c.id = a.id OR c.parent_id = a.id ORDER BY c.id)::uuid[] AS members,
-               ARRAY(SELECT d.id FROM accounts c JOIN domains d ON d.account_id = c.id
-                     WHERE c.id = a.id OR c.parent_id = a.id ORDER BY d.id)::uuid[] AS domains
-    ) m
-    WHERE cardinality(m.domains) > 0
-)
-SELECT c.scope_id, c.is_account, c.members, c.domains, w.days::int AS days
-FROM c CROSS JOIN unnest($1::int[]) AS w (days)
-WHERE NOT EXISTS (
-    SELECT 1 FROM report_presets t
-    WHERE coalesce(t.domain_id, t.account_id) = c.scope_id AND t.days = w.days AND t.to_day = $2::date
-      AND t.members = c.members AND t.generations = report_generations_of(t.members)
-)
-ORDER BY 2, 1, 5
-`
-
-type TopStaleParams struct {
-	Days  []int32
-	ToDay pgtype.Date
-	Since pgtype.Date
-}
-
-type TopStaleRow struct {
-	ScopeID   uuid.UUID
-	IsAccount bool
-	Members   []uuid.UUID
-	Domains   []uuid.UUID
-	Days      int32
-}
-
-// The presets (the top unidentified sources, the senders' addresses) that
-// are not current: for
-// every domain with summaries since a day, and every account with domains
-// (an account's report as its owner reads it: over the account and its
-// customer accounts, all whole), each preset range whose preset was not
-// computed for to_day over the same members (sorted), or whose members'
-// generations have moved since.
-func (q *Queries) TopStale(ctx context.Context, arg TopStaleParams) ([]TopStaleRow, error) {
-	rows, err := q.db.Query(ctx, topStale, arg.Days, arg.ToDay, arg.Since)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var items []TopStaleRow
-	for rows.Next() {
-		var i TopStaleRow
-		if err := rows.Scan(
-			&i.ScopeID,
-			&i.IsAccount,
-			&i.Members,
-			&i.Domains,
-			&i.Days,
 		); err != nil {
 			return nil, err
 		}

@@ -117,10 +117,10 @@ func TestReportReads(t *testing.T) {
 	// The presets of the top unidentified sources, as the classify job
 	// keeps them.
 	t0 := time.Now()
-	presets, err := authreport.RefreshTopUnidentified(ctx, env.Pool, time.Now(), time.Time{})
+	presets, err := authreport.RefreshPresets(ctx, env.Pool, time.Now(), time.Time{})
 	require.NoError(t, err)
 	require.True(t, presets.Done)
-	t.Logf("computed %d presets of the top unidentified sources in %s", presets.Stored, time.Since(t0).Round(time.Millisecond))
+	t.Logf("computed %d report presets in %s", presets.Stored, time.Since(t0).Round(time.Millisecond))
 	// A fresh access token: loading outlasts the first one.
 	login := env.Do(t, "", `mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }`,
 		map[string]any{"e": owner.Email, "p": owner.Password})
