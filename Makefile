@@ -51,6 +51,10 @@ bench-ingest: setup ## Measure report ingestion (one 100k-record report, then 1,
 	BENCH_PG_SETTINGS="test cluster (fsync off)" $(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
 	BENCH_PG_SETTINGS="durable (fsync on)" $(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -durable -- $(GO) test -tags ingestbench -run '^TestIngestThroughput$$' -count=1 -v ./internal/ingest/
 
+.PHONY: bench-ingest-rows
+bench-ingest-rows: setup ## Time PostgreSQL's COPY of each table the large report of bench-ingest writes, alone, and of one row per source (needs psql).
+	GO=$(GO) TEST_PG_DIR=$(TEST_PG_DIR) ./scripts/bench-ingest-rows
+
 .PHONY: bench-report
 bench-report: setup ## Measure the authentication report's reads over 90 days of 10M records across 1,000 domains (one domain's report, the account's).
 	$(GO) run ./cmd/rampart devdb run -dir $(TEST_PG_DIR) -fresh -- $(GO) test -tags reportbench -run '^TestReportReads$$' -count=1 -timeout 60m -v ./internal/authreport/benchdata/

@@ -30,6 +30,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
@@ -82,6 +83,9 @@ var classifier *sources.Classifier
 //
 // It also prints the CPU time this process and PostgreSQL spent, which
 // varies less than the elapsed time on a machine shared with other work.
+// With INGEST_BENCH_DUMP set to a folder the server may write to, it
+// leaves there the rows the large report stored, as binary COPY files
+// (make bench-ingest-rows times each table's COPY alone from them).
 func TestIngestThroughput(t *testing.T) {
 	ctx := context.Background()
 	cfg, err := pgxpool.ParseConfig(dbtest.NewDB(t))
@@ -163,7 +167,7 @@ func (e *env) benchLarge(t *testing.T, store *ingest.Store, events <-chan *river
 	end := committed + classifyTime
 	waited := waits()
 	peak := rss(t, "VmHWM")
-	goCPU, pgCPU := cpu()
+	goCPU, pgCPU, sessions := cpu()
 
 	require.Equal(t, "stored", e.blob(t, acc.BlobID).Status)
 	_, records, messages, _ := e.stored(t)
@@ -184,7 +188,11 @@ func (e *env) benchLarge(t *testing.T, store *ingest.Store, events <-chan *river
 	fmt.Printf("bench-ingest:   peak RSS %.1f MB (%.1f MB before the report); CPU: Go %s, PostgreSQL %s (%.1f µs per record)\n",
 		float64(peak)/(1<<20), float64(before)/(1<<20), goCPU.Round(time.Millisecond), pgCPU.Round(time.Millisecond),
 		float64((goCPU+pgCPU).Microseconds())/largeRecords)
+	fmt.Printf("bench-ingest:   PostgreSQL CPU of its busiest sessions (the ingest's and the classification's, in either order): %s\n", busiest(sessions, 3))
 	fmt.Printf("bench-ingest:   what the database's busy sessions were doing, sampled every 20 ms: %s\n", waited)
+	if dir := os.Getenv("INGEST_BENCH_DUMP"); dir != "" {
+		e.dumpRows(t, dir)
+	}
 
 	// The baseline, in the same run: the same bytes gunzipped and decoded
 	// by encoding/xml alone into the report's structure, nothing stored.
@@ -355,7 +363,7 @@ func (e *env) benchSmall(t *testing.T, store *ingest.Store, events <-chan *river
 	}
 	e.classify(t)
 	elapsed := time.Since(start)
-	goCPU, pgCPU := cpu()
+	goCPU, pgCPU, _ := cpu()
 
 	require.Equal(t, int64(smallReports), e.count(t, `SELECT count(*) FROM reports WHERE report_id LIKE 'small-%'`))
 	fmt.Printf("bench-ingest: small reports: %d reports of %d records, accepted from %d goroutines, all completed and classified after %s: %.0f reports/s end to end\n",
@@ -449,7 +457,7 @@ func loadAverage() string {
 // PostgreSQL backends serving the test's database; the function it returns
 // reads both. Backends that exit in between are not counted; the pool keeps
 // its connections for the whole run.
-func (e *env) cpuClock(t *testing.T) func() (goCPU, pgCPU time.Duration) {
+func (e *env) cpuClock(t *testing.T) func() (goCPU, pgCPU time.Duration, sessions []time.Duration) {
 	t.Helper()
 	db := e.pool.Config().ConnConfig.Database
 	self := func() time.Duration {
@@ -480,11 +488,45 @@ func (e *env) cpuClock(t *testing.T) func() (goCPU, pgCPU time.Duration) {
 		return out
 	}
 	go0, pg0 := self(), backends()
-	return func() (time.Duration, time.Duration) {
+	return func() (time.Duration, time.Duration, []time.Duration) {
 		var pg time.Duration
+		var sessions []time.Duration
 		for dir, d := range backends() {
 			pg += d - pg0[dir]
+			sessions = append(sessions, d-pg0[dir])
 		}
-		return self() - go0, pg
+		slices.SortFunc(sessions, func(a, b time.Duration) int { return cmp.Compare(b, a) })
+		return self() - go0, pg, sessions
 	}
+}
+
+// busiest formats the n largest of sessions' CPU times (sorted, largest
+// first).
+func busiest(sessions []time.Duration, n int) string {
+	var parts []string
+	for _, d := range sessions[:min(n, len(sessions))] {
+		parts = append(parts, d.Round(10*time.Millisecond).String())
+	}
+	return strings.Join(parts, ", ")
+}
+
+// dumpRows writes what the large report left in the source tables to dir
+// as binary COPY files (report_records.bin, report_sources.bin,
+// report_source_dkim.bin, source_classes.bin), so that what PostgreSQL
+// spends on each can be timed alone, in psql (docs/benchmarks.md). The
+// server writes the files: dir must be writable by its user.
+func (e *env) dumpRows(t *testing.T, dir string) {
+	t.Helper()
+	for _, table := range []string{"report_records", "report_sources", "report_source_dkim", "source_classes"} {
+		file := filepath.Join(dir, table+".bin")
+		_, err := e.pool.Exec(context.Background(), fmt.Sprintf("COPY (SELECT * FROM %s) TO %s WITH (FORMAT binary)",
+			pgx.Identifier{table}.Sanitize(), quoteLiteral(file)))
+		require.NoError(t, err)
+		fmt.Printf("bench-ingest:   wrote %s\n", file)
+	}
+}
+
+// quoteLiteral quotes s as an SQL string literal.
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
