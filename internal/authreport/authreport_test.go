@@ -2,6 +2,7 @@ package authreport_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -381,4 +382,136 @@ func TestTopUnidentifiedPresets(t *testing.T) {
 	require.Equal(t, authreport.PresetRefresh{Stored: 3 * len(authreport.PresetDays), Done: true}, res, "each had a day rebuilt")
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3}, top(dom))
 	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 7, "203.0.113.3": 9}, top(whole))
+}
+
+// TestPostponedDaysReadSummaries: a day the classifier classified and left
+// queued only for its sources' reverse names is read from its summaries
+// (the domain's, the account's, the presets), since they are exact; a
+// report adding to it sends the reads back to the rollups until the
+// classifier has been through it again, and the day's last classification
+// rebuilds the account's summary (migration 00034).
+func TestPostponedDaysReadSummaries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbtest.NewDB(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	acct, user, err := account.NewService(pool).CreateOwner(ctx, account.NewOwner{
+		Email: "owner@postponed.example", Name: "Owner", PasswordHash: "x", AccountName: "Postponed"})
+	require.NoError(t, err)
+	as := access.WithMemo(access.NewContext(ctx, access.Principal{UserID: user.ID}))
+	var dom uuid.UUID
+	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO domains (account_id, name) VALUES ($1, 'postponed.example') RETURNING id`,
+		acct.ID).Scan(&dom))
+	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
+	add := func(ip string, n int) {
+		t.Helper()
+		_, err := pool.Exec(ctx, `INSERT INTO report_sources (domain_id, day, source_ip, reporter, header_from, spf_domain, disposition,
+				spf_pass, dkim_pass, spf_aligned, dkim_aligned, forwarded, messages, reports)
+			VALUES ($1, $2, $3, 'r.example', 'postponed.example', '', 'none', false, false, false, false, false, $4, 1)`, dom, day, ip, n)
+		require.NoError(t, err)
+	}
+	// A classifier that awaits reverse names, as a deployment with a
+	// resolver runs it.
+	classify := func() {
+		t.Helper()
+		run, err := sources.NewClassifier(pool, true, slog.New(slog.DiscardHandler)).Run(ctx, time.Time{})
+		require.NoError(t, err)
+		require.True(t, run.Done)
+	}
+	queue := func() (queued, summarised bool) {
+		t.Helper()
+		err := pool.QueryRow(ctx, `SELECT true, summarised FROM classify_days WHERE domain_id = $1 AND day = $2`, dom, day).
+			Scan(&queued, &summarised)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, false
+		}
+		require.NoError(t, err)
+		return queued, summarised
+	}
+	r := authreport.New(pool)
+	week := authreport.LastDays(time.Now(), 7)
+	messages := func() (domain, whole int64, top map[string]int64) {
+		t.Helper()
+		d, err := r.Domain(as, acct.ID, dom, week)
+		require.NoError(t, err)
+		a, err := r.Account(as, acct.ID, week)
+		require.NoError(t, err)
+		sums, err := r.Summaries(as, []*authreport.Scope{d, a})
+		require.NoError(t, err)
+		src, err := r.Unidentified(as, a, 10)
+		require.NoError(t, err)
+		top = map[string]int64{}
+		for _, x := range src {
+			top[x.IP] = x.Stats.Messages
+		}
+		return sums[0].Totals.Messages, sums[1].Totals.Messages, top
+	}
+
+	add("203.0.113.1", 5)
+	add("203.0.113.2", 3)
+	classify()
+	queued, summarised := queue()
+	require.True(t, queued, "left queued for the reverse names")
+	require.True(t, summarised)
+	var accountQueued bool
+	require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM account_days WHERE account_id = $1)`, acct.ID).Scan(&accountQueued))
+	require.False(t, accountQueued, "the account's day is summarised while its domain's day awaits names")
+	res, err := authreport.RefreshPresets(ctx, pool, time.Now(), time.Time{})
+	require.NoError(t, err)
+	require.Equal(t, 2*len(authreport.PresetDays), res.Stored, "the domain's presets and the account's")
+
+	// The reads are the summaries' and the presets': marked, they show
+	// the marks.
+	_, err = pool.Exec(ctx, `UPDATE report_daily SET messages = messages + 1000 WHERE domain_id = $1`, dom)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE account_daily SET messages = messages + 2000 WHERE account_id = $1`, acct.ID)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE report_presets SET top = jsonb_set(top, '{0,messages}', to_jsonb((top->0->>'messages')::bigint + 100))
+		WHERE account_id = $1`, acct.ID)
+	require.NoError(t, err)
+	d, a, top := messages()
+	require.Equal(t, int64(1008), d)
+	require.Equal(t, int64(2008), a)
+	require.Equal(t, map[string]int64{"203.0.113.1": 105, "203.0.113.2": 3}, top)
+
+	// A report adding to the day: read live, exact, until classified.
+	add("203.0.113.3", 9)
+	queued, summarised = queue()
+	require.True(t, queued)
+	require.False(t, summarised, "queued again")
+	d, a, top = messages()
+	require.Equal(t, int64(17), d)
+	require.Equal(t, int64(17), a)
+	require.Equal(t, map[string]int64{"203.0.113.1": 5, "203.0.113.2": 3, "203.0.113.3": 9}, top)
+
+	// Classified again (the names still pending): summarised again.
+	_, err = pool.Exec(ctx, `UPDATE classify_days SET not_before = now() WHERE domain_id = $1`, dom)
+	require.NoError(t, err)
+	classify()
+	queued, summarised = queue()
+	require.True(t, queued)
+	require.True(t, summarised)
+	d, a, _ = messages()
+	require.Equal(t, int64(17), d)
+	require.Equal(t, int64(17), a)
+
+	// The names known, the last classification takes the day off the
+	// queue and queues the account's day, which the same run summarises.
+	_, err = pool.Exec(ctx, `UPDATE account_daily SET messages = messages + 2000 WHERE account_id = $1`, acct.ID)
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `INSERT INTO ip_enrichment (ip, last_seen, expires_at, looked_up_at, outcome)
+		SELECT ip::inet, $1, now() + interval '1 day', now(), 'none' FROM unnest($2::text[]) ip`,
+		day, []string{"203.0.113.1", "203.0.113.2", "203.0.113.3"})
+	require.NoError(t, err)
+	_, err = pool.Exec(ctx, `UPDATE classify_days SET not_before = now() WHERE domain_id = $1`, dom)
+	require.NoError(t, err)
+	classify()
+	queued, _ = queue()
+	require.False(t, queued)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM account_days WHERE account_id = $1)`, acct.ID).Scan(&accountQueued))
+	require.False(t, accountQueued)
+	d, a, _ = messages()
+	require.Equal(t, int64(17), d)
+	require.Equal(t, int64(17), a, "the account's summary rebuilt")
 }

@@ -7,7 +7,7 @@ WITH d AS (
 ), days AS (
     INSERT INTO classify_days (domain_id, day)
     SELECT DISTINCT s.domain_id, s.day FROM report_sources s JOIN d ON d.domain_id = s.domain_id
-    ON CONFLICT (domain_id, day) DO UPDATE SET queued_at = now(), not_before = now()
+    ON CONFLICT (domain_id, day) DO UPDATE SET queued_at = now(), not_before = now(), summarised = false
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM d)::int AS domains, (SELECT count(*) FROM days)::int AS days;
@@ -28,8 +28,9 @@ DELETE FROM classify_days WHERE domain_id = @domain_id AND day = @day AND queued
 
 -- name: PostponeDay :exec
 -- Classify the day again later: some of its sources' reverse names are
--- not known yet.
-UPDATE classify_days SET not_before = now() + make_interval(secs => @after_seconds::float8)
+-- not known yet. Its summaries, written in this transaction, are read
+-- meanwhile (summarised; migration 00034).
+UPDATE classify_days SET not_before = now() + make_interval(secs => @after_seconds::float8), summarised = true
 WHERE domain_id = @domain_id AND day = @day AND queued_at = @queued_at;
 
 -- name: DaySources :many
@@ -81,12 +82,13 @@ DELETE FROM report_daily d WHERE d.domain_id = @domain_id::uuid AND d.day = @day
 
 -- name: NextAccountDay :one
 -- The account day queued longest whose domains have none of their days
--- queued for classification (nor a domain queued whole), locked for this
--- worker: its summary is rebuilt from theirs.
+-- queued for classification (but for days summarised, which only await
+-- their reverse names), nor a domain queued whole, locked for this worker:
+-- its summary is rebuilt from theirs.
 SELECT q.account_id, q.day, q.queued_at
 FROM account_days q
 WHERE NOT EXISTS (SELECT 1 FROM classify_days c JOIN domains d ON d.id = c.domain_id
-                  WHERE d.account_id = q.account_id AND c.day = q.day)
+                  WHERE d.account_id = q.account_id AND c.day = q.day AND NOT c.summarised)
   AND NOT EXISTS (SELECT 1 FROM classify_domains c JOIN domains d ON d.id = c.domain_id
                   WHERE d.account_id = q.account_id)
 ORDER BY q.queued_at

@@ -357,7 +357,7 @@ WITH d AS (
 ), days AS (
     INSERT INTO classify_days (domain_id, day)
     SELECT DISTINCT s.domain_id, s.day FROM report_sources s JOIN d ON d.domain_id = s.domain_id
-    ON CONFLICT (domain_id, day) DO UPDATE SET queued_at = now(), not_before = now()
+    ON CONFLICT (domain_id, day) DO UPDATE SET queued_at = now(), not_before = now(), summarised = false
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM d)::int AS domains, (SELECT count(*) FROM days)::int AS days
@@ -380,7 +380,7 @@ const nextAccountDay = `-- name: NextAccountDay :one
 SELECT q.account_id, q.day, q.queued_at
 FROM account_days q
 WHERE NOT EXISTS (SELECT 1 FROM classify_days c JOIN domains d ON d.id = c.domain_id
-                  WHERE d.account_id = q.account_id AND c.day = q.day)
+                  WHERE d.account_id = q.account_id AND c.day = q.day AND NOT c.summarised)
   AND NOT EXISTS (SELECT 1 FROM classify_domains c JOIN domains d ON d.id = c.domain_id
                   WHERE d.account_id = q.account_id)
 ORDER BY q.queued_at
@@ -389,8 +389,9 @@ FOR UPDATE OF q SKIP LOCKED
 `
 
 // The account day queued longest whose domains have none of their days
-// queued for classification (nor a domain queued whole), locked for this
-// worker: its summary is rebuilt from theirs.
+// queued for classification (but for days summarised, which only await
+// their reverse names), nor a domain queued whole, locked for this worker:
+// its summary is rebuilt from theirs.
 func (q *Queries) NextAccountDay(ctx context.Context) (AccountDay, error) {
 	row := q.db.QueryRow(ctx, nextAccountDay)
 	var i AccountDay
@@ -432,7 +433,7 @@ func (q *Queries) NextDay(ctx context.Context) (NextDayRow, error) {
 }
 
 const postponeDay = `-- name: PostponeDay :exec
-UPDATE classify_days SET not_before = now() + make_interval(secs => $1::float8)
+UPDATE classify_days SET not_before = now() + make_interval(secs => $1::float8), summarised = true
 WHERE domain_id = $2 AND day = $3 AND queued_at = $4
 `
 
@@ -444,7 +445,8 @@ type PostponeDayParams struct {
 }
 
 // Classify the day again later: some of its sources' reverse names are
-// not known yet.
+// not known yet. Its summaries, written in this transaction, are read
+// meanwhile (summarised; migration 00034).
 func (q *Queries) PostponeDay(ctx context.Context, arg PostponeDayParams) error {
 	_, err := q.db.Exec(ctx, postponeDay,
 		arg.AfterSeconds,
