@@ -199,12 +199,22 @@ WITH valid AS (
     GROUP BY s.source_ip
     ORDER BY 2 DESC, 1
     LIMIT @lim
-), d AS (
-    SELECT s.source_ip, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
-           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+), keys AS (
+    -- The top sources' rows, found by their keys alone (an index-only
+    -- scan, as top's), then read whole one by one: reading every
+    -- unidentified row of the range whole to keep those of ten addresses
+    -- took a second over 1,000 domains.
+    SELECT s.domain_id, s.day, s.source_ip
     FROM report_sources_ips s
     WHERE s.domain_id = ANY(@domain_ids::uuid[]) AND s.day BETWEEN @from_day::date AND @to_day::date
       AND s.class = 'unidentified' AND s.source_ip IN (SELECT top.source_ip FROM top) AND NOT EXISTS (SELECT 1 FROM valid)
+), d AS (
+    SELECT s.source_ip, s.messages, s.dmarc_pass, s.spf_pass, s.spf_aligned, s.dkim_pass, s.dkim_aligned,
+           s.disposition_none, s.disposition_quarantine, s.disposition_reject, s.reporters
+    FROM keys k
+    CROSS JOIN LATERAL (SELECT * FROM report_sources_ips s
+                        WHERE s.domain_id = k.domain_id AND s.day = k.day AND s.source_ip = k.source_ip
+                          AND s.class = 'unidentified' OFFSET 0) s
 ), t AS (
     SELECT d.source_ip,
            sum(d.messages)::bigint AS messages,

@@ -9,7 +9,10 @@ package benchdata_test
 //
 // REPORT_BENCH_RECORDS and REPORT_BENCH_DOMAINS change the size (10M
 // records, 1,000 domains); REPORT_BENCH_EXPLAIN=1 prints the plans of the
-// largest domain's and the account's statements over 90 days.
+// largest domain's and the account's statements over 90 days, and of the
+// account's over 30 days ending yesterday (no preset);
+// REPORT_BENCH_HOLD=40m keeps the loaded database that long before the
+// reads, and prints its URL, for psql.
 
 import (
 	"context"
@@ -139,6 +142,13 @@ func TestReportReads(t *testing.T) {
 	require.NoError(t, env.Pool.QueryRow(ctx, `SELECT string_agg(t || ' ' || pg_size_pretty(pg_total_relation_size(t)), ', ' ORDER BY t)
 		FROM unnest(ARRAY['report_sources', 'report_source_dkim', 'source_classes', 'report_source_days']) t WHERE to_regclass(t) IS NOT NULL`).Scan(&sizes))
 	t.Logf("sizes: %s", sizes)
+	if hold := os.Getenv("REPORT_BENCH_HOLD"); hold != "" {
+		// Time to look at the loaded data with psql before the reads.
+		d, err := time.ParseDuration(hold)
+		require.NoError(t, err)
+		t.Logf("holding the loaded database for %s: psql %q", d, env.DatabaseURL)
+		time.Sleep(d)
+	}
 
 	// The domains by volume: the largest, and a sample across the rest.
 	rows, err := env.Pool.Query(ctx, `SELECT d.id, d.name FROM domains d
@@ -187,6 +197,23 @@ func TestReportReads(t *testing.T) {
 			m[n] = &series{name: n}
 		}
 		return m
+	}
+	// explain reads a report once, then prints the plans of its
+	// statements run again with EXPLAIN (ANALYZE, BUFFERS).
+	explain := func(t *testing.T, s *authreport.Scope, what string) {
+		t.Helper()
+		report(s, newSections())
+		trace.mu.Lock()
+		last := maps.Clone(trace.last)
+		trace.mu.Unlock()
+		for _, name := range slices.Sorted(maps.Keys(last)) {
+			d := last[name]
+			rows, err := env.Pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+d.SQL, d.Args...)
+			require.NoError(t, err)
+			plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			require.NoError(t, err)
+			t.Logf("EXPLAIN %s, %s:\n%s", name, what, strings.Join(plan, "\n"))
+		}
 	}
 	var out []string
 	line := func(what string, s *series) {
@@ -274,6 +301,9 @@ func TestReportReads(t *testing.T) {
 			}
 			line(what+" ending yesterday (no preset): whole report (Reader)", ototal)
 			line(what+" ending yesterday (no preset): unidentified", osec["unidentified"])
+			if os.Getenv("REPORT_BENCH_EXPLAIN") != "" {
+				explain(t, s, "account, no preset")
+			}
 		}
 		gql = &series{}
 		for t1 := time.Now(); len(gql.d) < 20 && (len(gql.d) < 3 || time.Since(t1) < time.Minute); {
@@ -285,25 +315,10 @@ func TestReportReads(t *testing.T) {
 		check(what+" (GraphQL)", gql, 300*time.Millisecond)
 
 		if days == 90 && os.Getenv("REPORT_BENCH_EXPLAIN") != "" {
-			for _, sc := range []string{"largest", "account"} {
-				s := whole
-				if sc == "largest" {
-					s, err = r.Domain(as, owner.AccountID, sample[0].ID, rng)
-					require.NoError(t, err)
-				}
-				report(s, newSections())
-				trace.mu.Lock()
-				last := maps.Clone(trace.last)
-				trace.mu.Unlock()
-				for _, name := range slices.Sorted(maps.Keys(last)) {
-					d := last[name]
-					rows, err := env.Pool.Query(ctx, "EXPLAIN (ANALYZE, BUFFERS) "+d.SQL, d.Args...)
-					require.NoError(t, err)
-					plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
-					require.NoError(t, err)
-					t.Logf("EXPLAIN %s, %s, 90 days:\n%s", name, sc, strings.Join(plan, "\n"))
-				}
-			}
+			s, err := r.Domain(as, owner.AccountID, sample[0].ID, rng)
+			require.NoError(t, err)
+			explain(t, s, "largest, 90 days")
+			explain(t, whole, "account, 90 days")
 		}
 	}
 	t.Logf("load average after reading: %s", loadavg())
