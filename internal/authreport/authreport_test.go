@@ -125,13 +125,7 @@ func TestStatementsPerSection(t *testing.T) {
 func TestSummariesFollowRollups(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbtest.NewDB(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	acct, user, err := account.NewService(pool).CreateOwner(ctx, account.NewOwner{
-		Email: "owner@summaries.example", Name: "Owner", PasswordHash: "x", AccountName: "Summaries"})
-	require.NoError(t, err)
-	as := access.WithMemo(access.NewContext(ctx, access.Principal{UserID: user.ID}))
+	pool, acct, as := ownerDB(t, "Summaries")
 	var dom uuid.UUID
 	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO domains (account_id, name) VALUES ($1, 'summaries.example') RETURNING id`, acct.ID).Scan(&dom))
 	day := time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, -1)
@@ -271,13 +265,7 @@ func TestSummariesFollowRollups(t *testing.T) {
 func TestTopUnidentifiedPresets(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbtest.NewDB(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	acct, user, err := account.NewService(pool).CreateOwner(ctx, account.NewOwner{
-		Email: "owner@presets.example", Name: "Owner", PasswordHash: "x", AccountName: "Presets"})
-	require.NoError(t, err)
-	as := access.WithMemo(access.NewContext(ctx, access.Principal{UserID: user.ID}))
+	pool, acct, as := ownerDB(t, "Presets")
 	rows, err := pool.Query(ctx, `INSERT INTO domains (account_id, name)
 		SELECT $1, 'd' || g || '.presets.example' FROM generate_series(1, 2) g ORDER BY g RETURNING id`, acct.ID)
 	require.NoError(t, err)
@@ -393,13 +381,7 @@ func TestTopUnidentifiedPresets(t *testing.T) {
 func TestPostponedDaysReadSummaries(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbtest.NewDB(t))
-	require.NoError(t, err)
-	t.Cleanup(pool.Close)
-	acct, user, err := account.NewService(pool).CreateOwner(ctx, account.NewOwner{
-		Email: "owner@postponed.example", Name: "Owner", PasswordHash: "x", AccountName: "Postponed"})
-	require.NoError(t, err)
-	as := access.WithMemo(access.NewContext(ctx, access.Principal{UserID: user.ID}))
+	pool, acct, as := ownerDB(t, "Postponed")
 	var dom uuid.UUID
 	require.NoError(t, pool.QueryRow(ctx, `INSERT INTO domains (account_id, name) VALUES ($1, 'postponed.example') RETURNING id`,
 		acct.ID).Scan(&dom))
@@ -514,4 +496,18 @@ func TestPostponedDaysReadSummaries(t *testing.T) {
 	d, a, _ = messages()
 	require.Equal(t, int64(17), d)
 	require.Equal(t, int64(17), a, "the account's summary rebuilt")
+}
+
+// ownerDB gives a test its own database, an account named name, and its
+// owner's context.
+func ownerDB(t *testing.T, name string) (*pgxpool.Pool, account.Account, context.Context) {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbtest.NewDB(t))
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	acct, user, err := account.NewService(pool).CreateOwner(ctx, account.NewOwner{
+		Email: "owner@" + strings.ToLower(name) + ".example", Name: "Owner", PasswordHash: "x", AccountName: name})
+	require.NoError(t, err)
+	return pool, acct, access.WithMemo(access.NewContext(ctx, access.Principal{UserID: user.ID}))
 }
